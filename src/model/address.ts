@@ -22,7 +22,7 @@ export function parseAddress(raw: string): Address | { error: string } {
   if (slash >= 0) {
     const ip = text.slice(0, slash);
     const prefixText = text.slice(slash + 1);
-    const version = isIP(ip);
+    const version = isIP(ip) as 0 | 4 | 6;
     if (version === 0) return { error: `${JSON.stringify(ip)} is not an IPv4 or IPv6 address` };
     const max = version === 4 ? 32 : 128;
     if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > max)

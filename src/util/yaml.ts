@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { type Document, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 import { InputError, type Location } from '../errors.js';
@@ -12,6 +13,8 @@ export type PathPart = string | number;
 export interface LoadedYaml {
   file: string;
   data: unknown;
+  /** SHA-256 of the file's bytes. */
+  sha256: string;
   /** Where a key path is in the file; the nearest existing ancestor when the path itself is absent. */
   locate(path: readonly PathPart[], at?: 'key' | 'value'): Location;
 }
@@ -75,7 +78,7 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
     if (node?.range) Object.assign(loc, at(node.range[0]));
     return loc;
   };
-  return { file, data, locate };
+  return { file, data, locate, sha256: createHash('sha256').update(bytes).digest('hex') };
 }
 
 function yamlMessage(message: string): string {
@@ -88,7 +91,7 @@ function nearestNode(doc: Document, path: readonly PathPart[], which: 'key' | 'v
   let keyNode: unknown;
   for (const part of path) {
     if (isMap(node)) {
-      const pair = node.items.find((p) => (isScalar(p.key) ? p.key.value : p.key) === part);
+      const pair = node.items.find((p) => String(isScalar(p.key) ? p.key.value : p.key) === String(part));
       if (!pair) return node as Node;
       keyNode = pair.key;
       node = pair.value ?? pair.key;

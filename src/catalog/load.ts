@@ -1,0 +1,148 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { InputError, shown } from '../errors.js';
+import { MAX_PORT } from '../model/ports.js';
+import { packagePath } from '../util/paths.js';
+import { validateWithSchema } from '../util/schema.js';
+import { type LoadedYaml, loadYamlFile, type PathPart } from '../util/yaml.js';
+import type { Catalog, CatalogEntry, Condition, PeerSpec } from './types.js';
+import { parseVersion } from './version.js';
+
+export const BUILTIN_CATALOG_DIR = packagePath('catalog');
+let schemaCache: object | undefined;
+
+function catalogSchema(): object {
+  schemaCache ??= JSON.parse(readFileSync(join(BUILTIN_CATALOG_DIR, 'schema.json'), 'utf8')) as object;
+  return schemaCache;
+}
+
+/** The catalogs by product id: the built-in ones, then each extra directory or file in order. */
+export type Catalogs = ReadonlyMap<string, Catalog>;
+
+export function loadCatalogs(extra: readonly string[] = []): Catalogs {
+  const out = new Map<string, Catalog>();
+  for (const file of [...catalogFiles(BUILTIN_CATALOG_DIR), ...extra.flatMap((p) => catalogFiles(p))]) {
+    const catalog = loadCatalogFile(file);
+    const previous = out.get(catalog.product);
+    if (previous)
+      throw new InputError(`product ${shown(catalog.product)} is already defined by ${displayPath(previous.file)} (expected a product id of its own)`, {
+        file: displayPath(file),
+        path: 'product',
+      });
+    out.set(catalog.product, catalog);
+  }
+  return out;
+}
+
+function catalogFiles(path: string): string[] {
+  let st: ReturnType<typeof statSync>;
+  try {
+    st = statSync(path);
+  } catch {
+    throw new InputError(`catalog path does not exist (expected a directory of catalog YAML files or one such file)`, { file: path });
+  }
+  if (!st.isDirectory()) return [path];
+  return readdirSync(path)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort()
+    .map((f) => join(path, f));
+}
+
+function displayPath(file: string): string {
+  const rel = relative(process.cwd(), file);
+  return rel.startsWith('..') ? file : rel;
+}
+
+export function loadCatalogFile(file: string): Catalog {
+  const loaded = loadYamlFile(file, 'catalog');
+  const shownFile = displayPath(file);
+  const located: LoadedYaml = { ...loaded, file: shownFile, locate: (p, w) => ({ ...loaded.locate(p, w), file: shownFile }) };
+  const catalog = validateWithSchema<Omit<Catalog, 'file'>>(located, catalogSchema());
+  checkCatalog(catalog, located);
+  return { ...catalog, file };
+}
+
+/** What the schema cannot say: references between parts of the catalog. */
+function checkCatalog(cat: Omit<Catalog, 'file'>, y: LoadedYaml): void {
+  const fail: (detail: string, path: PathPart[]) => never = (detail, path) => {
+    throw new InputError(detail, y.locate(path));
+  };
+  const roles = Object.keys(cat.roles);
+  const docs = new Set(cat.documents.map((d) => d.file));
+  for (const [role, facts] of Object.entries(cat.facts ?? {})) {
+    if (!cat.roles[role]) fail(`facts for unknown role ${shown(role)} (expected one of: ${roles.join(', ')})`, ['facts', role]);
+    for (const [name, spec] of Object.entries(facts))
+      if (spec.default !== undefined && !spec.values.includes(spec.default))
+        fail(`default ${shown(spec.default)} is not one of its values (${spec.values.join(', ')})`, ['facts', role, name, 'default']);
+  }
+  for (const [name, spec] of Object.entries(cat.settings ?? {})) {
+    if (spec.type === 'version' && spec.default !== undefined && !parseVersion(spec.default))
+      fail(`default ${shown(spec.default)} is not a dotted version such as 11.0`, ['settings', name, 'default']);
+  }
+  const ids = new Set<string>();
+  cat.entries.forEach((e, i) => {
+    const at = (...p: PathPart[]) => ['entries', i, ...p];
+    if (ids.has(e.id)) fail(`duplicate entry id ${shown(e.id)} (expected each id once)`, at('id'));
+    ids.add(e.id);
+    const roleOf = (peer: PeerSpec, side: 'from' | 'to'): string | undefined => {
+      const role = typeof peer === 'string' ? peer : 'role' in peer ? peer.role : undefined;
+      if (role !== undefined && !cat.roles[role])
+        fail(`unknown role ${shown(role)} (expected one of: ${roles.join(', ')})`, at(side));
+      return role;
+    };
+    const sides = { from: roleOf(e.from, 'from'), to: roleOf(e.to, 'to') };
+    if (typeof e.from === 'object' && 'local' in e.from) fail('only "to" may be local (the same host as "from")', at('from'));
+    if (typeof e.from === 'object' && 'any' in e.from && typeof e.to === 'object' && 'any' in e.to)
+      fail('both ends are unspecified (expected at least one role)', at('to'));
+    (e.ports ?? []).forEach((p, j) => {
+      if (typeof p === 'string') {
+        const [lo, hi] = p.split('-').map(Number) as [number, number];
+        if (lo < 1 || hi > MAX_PORT || lo > hi) fail(`port range ${shown(p)} is not low-high within 1-65535`, at('ports', j));
+      } else if (typeof p === 'object') {
+        const d = p['per-drive'];
+        const role = sides[d.of];
+        const spec = role ? cat.facts?.[role]?.[d.fact] : undefined;
+        if (!spec?.list) fail(`per-drive needs a list fact ${shown(d.fact)} on the ${d.of} role`, at('ports', j, 'per-drive', 'fact'));
+        const count = d.last.charCodeAt(0) - d.first.charCodeAt(0);
+        if (count < 0 || d.base + count > MAX_PORT) fail('per-drive letters or base give ports outside 1-65535', at('ports', j, 'per-drive'));
+      }
+    });
+    e.sources.forEach((s, j) => {
+      if (!docs.has(s.doc)) fail(`source document ${shown(s.doc)} is not listed under documents`, at('sources', j, 'doc'));
+    });
+    checkConditions(cat, e, sides, e.when ?? [], at('when'), fail);
+  });
+}
+
+function checkConditions(
+  cat: Omit<Catalog, 'file'>,
+  e: CatalogEntry,
+  sides: { from: string | undefined; to: string | undefined },
+  conds: readonly Condition[],
+  path: PathPart[],
+  fail: (detail: string, path: PathPart[]) => never,
+): void {
+  conds.forEach((c, i) => {
+    const at = [...path, i];
+    if ('feature' in c && !cat.features?.[c.feature])
+      fail(`unknown feature ${shown(c.feature)} (expected one of: ${Object.keys(cat.features ?? {}).join(', ') || 'none declared'})`, [...at, 'feature']);
+    if ('fact' in c) {
+      const role = sides[c.fact.of];
+      const spec = role ? cat.facts?.[role]?.[c.fact.name] : undefined;
+      if (!spec) fail(`fact ${shown(c.fact.name)} is not declared for the ${c.fact.of} role ${shown(role ?? 'unspecified')}`, [...at, 'fact', 'name']);
+      const values = [c.fact.is ?? [], c.fact.has ?? []].flat();
+      for (const v of values)
+        if (!spec.values.includes(v)) fail(`${shown(v)} is not a value of fact ${c.fact.name} (expected one of: ${spec.values.join(', ')})`, [...at, 'fact']);
+    }
+    if ('setting' in c && !cat.settings?.[c.setting.name])
+      fail(`unknown setting ${shown(c.setting.name)}`, [...at, 'setting', 'name']);
+    if ('setting' in c)
+      for (const bound of [c.setting.min, c.setting.max])
+        if (bound !== undefined && !parseVersion(bound)) fail(`${shown(bound)} is not a dotted version`, [...at, 'setting']);
+    for (const r of ['role-present', 'role-absent'] as const)
+      if (r in c && !cat.roles[(c as Record<string, string>)[r] ?? '']) fail(`unknown role in ${r}`, [...at, r]);
+    if ('all' in c) checkConditions(cat, e, sides, c.all, [...at, 'all'], fail);
+    if ('any' in c) checkConditions(cat, e, sides, c.any, [...at, 'any'], fail);
+    if ('not' in c) checkConditions(cat, e, sides, [c.not], [...at, 'not'], fail);
+  });
+}

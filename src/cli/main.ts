@@ -1,0 +1,71 @@
+import { readFileSync } from 'node:fs';
+import { PortolanError } from '../errors.js';
+import { packagePath } from '../util/paths.js';
+
+/** A command: takes its own argv, writes its output, returns the exit code. */
+export type Command = (argv: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: Command }> }> = {
+  plan: { summary: 'every flow a site needs: host -> host, protocol, ports, why, source', load: () => import('./plan.js') },
+  catalog: { summary: 'list products, roles, features and cited catalog entries', load: () => import('./catalog.js') },
+  validate: { summary: 'check a site inventory (and custom catalogs) without planning', load: () => import('./validate.js') },
+};
+
+export function version(): string {
+  return (JSON.parse(readFileSync(packagePath('package.json'), 'utf8')) as { version: string }).version;
+}
+
+function help(): string {
+  const names = Object.keys(COMMANDS);
+  const pad = Math.max(...names.map((n) => n.length));
+  return [
+    'portolan: chart the ports backup, DR and migration products need, and prove them.',
+    '',
+    'Usage: portolan <command> [options]',
+    '',
+    'Commands:',
+    ...names.map((n) => `  ${n.padEnd(pad)}  ${COMMANDS[n]?.summary}`),
+    '',
+    'Options for every command: --catalog DIR (extra catalogs), --debug (stack traces), --no-color, -h/--help',
+    'Run "portolan <command> --help" for a command\'s options.',
+  ].join('\n');
+}
+
+/** The one top-level catch: bad input prints one line and exits 2; a bug prints the stack only with --debug. */
+export async function main(argv: string[]): Promise<void> {
+  const debug = argv.includes('--debug');
+  const [name, ...rest] = argv;
+  try {
+    if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+      process.stdout.write(`${help()}\n`);
+      process.exitCode = name === undefined ? 2 : 0;
+      return;
+    }
+    if (name === '--version' || name === '-V') {
+      process.stdout.write(`${version()}\n`);
+      return;
+    }
+    const cmd = COMMANDS[name];
+    if (!cmd) {
+      process.stderr.write(`portolan: unknown command ${JSON.stringify(name)} (expected one of: ${Object.keys(COMMANDS).join(', ')})\n`);
+      process.exitCode = 2;
+      return;
+    }
+    const { run } = await cmd.load();
+    process.exitCode = await run(rest);
+  } catch (err) {
+    process.exitCode = report(err, debug);
+  }
+}
+
+function report(err: unknown, debug: boolean): number {
+  if (err instanceof PortolanError && err.code !== 'EINTERNAL') {
+    process.stderr.write(`portolan: ${err.message}\n`);
+    if (debug && err.stack) process.stderr.write(`${err.stack}\n`);
+    return err.code === 'EIO' ? 1 : 2;
+  }
+  const e = err as Error;
+  process.stderr.write(`portolan: internal error: ${e?.message ?? String(err)}\n`);
+  process.stderr.write(debug ? `${e?.stack ?? ''}\n` : 'Run again with --debug to see the stack trace, and please report it.\n');
+  return 70;
+}

@@ -1,0 +1,119 @@
+import type { Flow, Plan } from '../model/flow.js';
+import { formatPorts } from '../model/ports.js';
+import { palette, width } from '../util/color.js';
+import { aggregateRules } from './rules.js';
+
+export type PlanFormat = 'table' | 'json' | 'csv' | 'markdown';
+export const PLAN_FORMATS: readonly PlanFormat[] = ['table', 'json', 'csv', 'markdown'];
+
+/** The DESIGN.md plan contract, plus stable extensions (id, tls, local, entries, icmpType). */
+export function planJson(plan: Plan): string {
+  return `${JSON.stringify({ site: plan.site, flows: plan.flows, warnings: plan.warnings }, null, 2)}\n`;
+}
+
+export function summary(plan: Plan, hostCount: number): string {
+  const rules = aggregateRules(plan.flows).length;
+  const local = plan.flows.filter((f) => f.local).length;
+  return `${plan.site}: ${hostCount} host${hostCount === 1 ? '' : 's'}, ${plan.flows.length} flow${plan.flows.length === 1 ? '' : 's'} (${local} local), ${rules} rule${rules === 1 ? '' : 's'}, ${plan.warnings.length} warning${plan.warnings.length === 1 ? '' : 's'}`;
+}
+
+export function endpointText(e: Flow['from']): string {
+  if (!e.host) return `any (${e.description ?? 'unspecified'})`;
+  return `${e.host} (${e.role})`;
+}
+
+export function portsText(f: Flow): string {
+  if (f.protocol === 'icmp') return f.icmpType ?? 'any';
+  return formatPorts(f.ports);
+}
+
+export function sourcesText(f: Flow): string {
+  return f.sources.map((s) => `${s.doc} ${s.ref}`).join('; ');
+}
+
+const HEADER = ['product', 'from', 'from_address', 'to', 'to_address', 'protocol', 'ports', 'service', 'purpose', 'sources', 'notes'];
+
+function row(f: Flow): string[] {
+  return [
+    f.product,
+    endpointText(f.from),
+    f.from.address ?? 'any',
+    endpointText(f.to),
+    f.to.address ?? 'any',
+    f.protocol,
+    portsText(f),
+    f.service,
+    f.purpose,
+    sourcesText(f),
+    f.notes.join(' | '),
+  ];
+}
+
+/** RFC 4180: quote every field that needs it, double inner quotes. Formula-leading cells are defused. */
+export function csvField(v: string): string {
+  const safe = /^[=+\-@\t\r]/.test(v) ? `'${v}` : v;
+  return /[",\r\n]/.test(safe) || safe !== v ? `"${safe.replace(/"/g, '""')}"` : safe;
+}
+
+export function planCsv(plan: Plan): string {
+  return `${[HEADER, ...plan.flows.map(row)].map((r) => r.map(csvField).join(',')).join('\r\n')}\r\n`;
+}
+
+/** Markdown table cell: pipes escaped, line breaks folded, HTML-significant characters escaped. */
+export function mdCell(v: string): string {
+  return v
+    .replace(/\\/g, '\\\\')
+    .replace(/\|/g, '\\|')
+    .replace(/[<>&]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;' })[c] as string)
+    .replace(/\r?\n/g, '<br>');
+}
+
+export function planMarkdown(plan: Plan, hostCount: number): string {
+  const cols = ['#', 'from', 'to', 'protocol', 'ports', 'service', 'purpose', 'source'];
+  const lines = [
+    `# ${mdCell(plan.site)}: network flows`,
+    '',
+    summary(plan, hostCount),
+    '',
+    `| ${cols.join(' | ')} |`,
+    `|${cols.map(() => '---').join('|')}|`,
+    ...plan.flows.map(
+      (f, i) =>
+        `| ${[String(i + 1), `${endpointText(f.from)} ${f.from.address ?? ''}`, `${endpointText(f.to)} ${f.to.address ?? ''}`, f.protocol, portsText(f), f.service, f.purpose, sourcesText(f)].map(mdCell).join(' | ')} |`,
+    ),
+  ];
+  if (plan.warnings.length) lines.push('', '## Warnings', '', ...plan.warnings.map((w) => `- ${mdCell(w.message)}`));
+  return `${lines.join('\n')}\n`;
+}
+
+/** A terminal table: one line per flow, purpose cut to the terminal width. */
+export function planTable(plan: Plan, hostCount: number, opts: { color: boolean; columns?: number }): string {
+  const p = palette(opts.color);
+  const head = ['FROM', 'TO', 'PROTO', 'PORTS', 'SERVICE', 'PURPOSE'];
+  const rows = plan.flows.map((f) => [
+    f.from.host ? `${f.from.host}` : 'any',
+    f.local ? `${f.to.host} (local)` : `${f.to.host ?? 'any'}`,
+    f.protocol,
+    portsText(f),
+    f.service,
+    f.purpose,
+  ]);
+  const widths = head.map((h, i) => Math.max(width(h), ...rows.map((r) => width(r[i] ?? ''))));
+  const total = opts.columns ?? 160;
+  const fixed = widths.slice(0, -1).reduce((a, b) => a + b + 2, 0);
+  widths[widths.length - 1] = Math.max(20, Math.min(widths[widths.length - 1] ?? 0, total - fixed));
+  const fit = (s: string, w: number) => {
+    let out = s;
+    while (width(out) > w) out = `${[...out].slice(0, -2).join('')}…`;
+    return out + ' '.repeat(Math.max(0, w - width(out)));
+  };
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => fit(c, widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
+  const out = [p.bold(line(head)), ...rows.map(line)];
+  for (const w of plan.warnings) out.push(p.yellow(`warning: ${w.message}`));
+  out.push(p.dim(summary(plan, hostCount)));
+  return `${out.join('\n')}\n`;
+}

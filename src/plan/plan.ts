@@ -1,0 +1,231 @@
+import type { Catalogs } from '../catalog/load.js';
+import { type ConditionContext, evaluate } from '../catalog/conditions.js';
+import type { Catalog, CatalogEntry, PeerSpec, PortSpec, SourceRef } from '../catalog/types.js';
+import type { Host, Inventory } from '../inventory/types.js';
+import type { Endpoint, Flow, FlowSource, Plan, Warning } from '../model/flow.js';
+import { mergePortRanges, type PortRange } from '../model/ports.js';
+
+export interface PlanOptions {
+  /** Text language for purposes and notes: the catalog's `-ja` fields when `ja` and present. */
+  lang?: 'en' | 'ja';
+}
+
+interface Candidate {
+  host: Host | null;
+  role: string | null;
+  description?: string;
+}
+
+/** catalog x inventory -> flows. Every applicable entry, for every pair of hosts in its roles. */
+export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions = {}): Plan {
+  const warnings: Warning[] = [];
+  const warned = new Set<string>();
+  const warn = (w: Warning) => {
+    const key = `${w.code}|${w.message}`;
+    if (!warned.has(key)) warnings.push(w);
+    warned.add(key);
+  };
+  const raw: Flow[] = [];
+  for (const [productId, use] of inv.products) {
+    const cat = catalogs.get(productId) as Catalog;
+    const hostsIn = (role: string) => inv.hosts.filter((h) => h.roles.some((r) => r.product === productId && r.role === role));
+    const setting = (name: string) => use.settings[name] ?? cat.settings?.[name]?.default;
+    for (const role of Object.keys(cat.roles)) {
+      const used = cat.entries.filter((e) => [e.from, e.to].some((p) => peerRole(p) === role)).length;
+      if (used && hostsIn(role).length === 0)
+        warn({
+          code: 'role-without-hosts',
+          product: productId,
+          message: `no host has role ${productId}:${role}; its ${used} catalog entr${used === 1 ? 'y yields' : 'ies yield'} no flows`,
+        });
+    }
+    for (const entry of cat.entries) {
+      const froms = candidates(entry.from, hostsIn);
+      for (const from of froms) {
+        const tos = isLocal(entry.to)
+          ? from.host && hostsIn(entry.to.role).includes(from.host)
+            ? [{ host: from.host, role: entry.to.role }]
+            : []
+          : candidates(entry.to, hostsIn);
+        for (const to of tos) {
+          const ctx = context(cat, use.features, setting, from, to, (r) => hostsIn(r).length > 0, warn, productId);
+          const truth = evaluate(entry.when, ctx);
+          if (truth !== true) {
+            if (truth !== false) {
+              const who = [from.host?.name, to.host?.name].filter(Boolean).join(' -> ');
+              warn({
+                code: 'condition-unknown',
+                product: productId,
+                message: `${productId} entry ${entry.id} (${who}) skipped: the inventory does not give ${[...new Set(truth.unknown)].join(', ')}`,
+              });
+            }
+            continue;
+          }
+          const ports = resolvePorts(entry, from, to, warn, productId);
+          if (ports === undefined) continue;
+          raw.push(toFlow(productId, entry, from, to, ports, opts));
+        }
+      }
+    }
+  }
+  const flows = mergeFlows(raw);
+  for (const h of inv.hosts) {
+    if (!flows.some((f) => f.from.host === h.name || f.to.host === h.name))
+      warn({ code: 'host-without-flows', host: h.name, message: `host ${h.name} has no flows in this plan` });
+  }
+  return { site: inv.site, flows, warnings };
+}
+
+function peerRole(p: PeerSpec): string | undefined {
+  return typeof p === 'string' ? p : 'role' in p ? p.role : undefined;
+}
+
+function isLocal(p: PeerSpec): p is { role: string; local: true } {
+  return typeof p === 'object' && 'local' in p;
+}
+
+function candidates(p: PeerSpec, hostsIn: (role: string) => Host[]): Candidate[] {
+  if (typeof p === 'object' && 'any' in p) return [{ host: null, role: null, description: p.any }];
+  const role = peerRole(p) as string;
+  return hostsIn(role).map((host) => ({ host, role }));
+}
+
+function context(
+  cat: Catalog,
+  features: ReadonlySet<string>,
+  setting: (n: string) => string | undefined,
+  from: Candidate,
+  to: Candidate,
+  rolePresent: (r: string) => boolean,
+  warn: (w: Warning) => void,
+  product: string,
+): ConditionContext {
+  return {
+    features,
+    setting,
+    rolePresent,
+    fact(side, name) {
+      const c = side === 'from' ? from : to;
+      if (!c.host || !c.role) return undefined;
+      const given = c.host.facts[name];
+      if (given !== undefined) return given;
+      const spec = cat.facts?.[c.role]?.[name];
+      if (spec?.default !== undefined) {
+        warn({
+          code: 'fact-default',
+          host: c.host.name,
+          product,
+          message: `host ${c.host.name} (${product}:${c.role}) does not give fact ${name}; taking the default ${spec.default}`,
+        });
+        return spec.list ? [spec.default] : spec.default;
+      }
+      // A list fact left out is an empty list: a guest that names no databases has none.
+      return spec?.list ? [] : undefined;
+    },
+  };
+}
+
+function resolvePorts(
+  entry: CatalogEntry,
+  from: Candidate,
+  to: Candidate,
+  warn: (w: Warning) => void,
+  product: string,
+): PortRange[] | undefined {
+  if (entry.protocol === 'icmp') return [];
+  const out: PortRange[] = [];
+  for (const p of entry.ports ?? []) out.push(...expandPort(p, from, to, entry, warn, product));
+  return out.length ? mergePortRanges(out) : undefined;
+}
+
+function expandPort(
+  p: PortSpec,
+  from: Candidate,
+  to: Candidate,
+  entry: CatalogEntry,
+  warn: (w: Warning) => void,
+  product: string,
+): PortRange[] {
+  if (typeof p === 'number') return [[p, p]];
+  if (typeof p === 'string') {
+    const [lo, hi] = p.split('-').map(Number) as [number, number];
+    return [[lo, hi]];
+  }
+  // 003: one port per mirrored drive, base + index of the letter (A = 0).
+  const d = p['per-drive'];
+  const host = (d.of === 'from' ? from : to).host;
+  const drives = host?.facts[d.fact];
+  if (!host || !Array.isArray(drives) || drives.length === 0) {
+    if (host)
+      warn({
+        code: 'fact-missing',
+        host: host.name,
+        product,
+        message: `host ${host.name} does not list its ${d.fact}; ${product} entry ${entry.id} (one port per drive) yields no ports for it`,
+      });
+    return [];
+  }
+  const first = d.first.charCodeAt(0);
+  return drives
+    .map((letter) => letter.toUpperCase().charCodeAt(0) - first)
+    .filter((i) => i >= 0 && i <= d.last.charCodeAt(0) - first)
+    .map((i) => [d.base + i, d.base + i] as PortRange);
+}
+
+function endpoint(c: Candidate): Endpoint {
+  if (!c.host) return { host: null, role: null, address: null, ...(c.description ? { description: c.description } : {}) };
+  return { host: c.host.name, role: c.role, address: c.host.address.text };
+}
+
+function sourceRef(s: SourceRef): FlowSource {
+  return { doc: s.doc, ref: `${s.table} table, row ${s.row}${s.ref ? `: ${s.ref}` : ''}` };
+}
+
+function toFlow(product: string, e: CatalogEntry, from: Candidate, to: Candidate, ports: PortRange[], opts: PlanOptions): Flow {
+  const ja = opts.lang === 'ja';
+  const notes = ja && e['notes-ja']?.length ? e['notes-ja'] : (e.notes ?? []);
+  return {
+    id: '',
+    product,
+    from: endpoint(from),
+    to: endpoint(to),
+    protocol: e.protocol,
+    ports,
+    ...(e['icmp-type'] ? { icmpType: e['icmp-type'] } : {}),
+    service: e.service,
+    tls: e.tls ?? false,
+    purpose: (ja ? e['purpose-ja'] : undefined) ?? e.purpose,
+    sources: e.sources.map(sourceRef),
+    notes: [...notes],
+    entries: [e.id],
+    local: from.host !== null && from.host === to.host,
+  };
+}
+
+/**
+ * Flows that differ only in the catalog row (or in their ports) become one flow: ports merged,
+ * sources, purposes and notes kept. The key is product, both ends, protocol and service.
+ */
+export function mergeFlows(raw: readonly Flow[]): Flow[] {
+  const byKey = new Map<string, Flow>();
+  for (const f of raw) {
+    const key = flowKey(f);
+    const seen = byKey.get(key);
+    if (!seen) {
+      byKey.set(key, { ...f, id: key, ports: [...f.ports], sources: [...f.sources], notes: [...f.notes], entries: [...f.entries] });
+      continue;
+    }
+    seen.ports = mergePortRanges([...seen.ports, ...f.ports]);
+    for (const s of f.sources) if (!seen.sources.some((x) => x.doc === s.doc && x.ref === s.ref)) seen.sources.push(s);
+    for (const n of f.notes) if (!seen.notes.includes(n)) seen.notes.push(n);
+    for (const id of f.entries) if (!seen.entries.includes(id)) seen.entries.push(id);
+    if (!seen.purpose.split('; ').includes(f.purpose)) seen.purpose = `${seen.purpose}; ${f.purpose}`;
+    seen.tls ||= f.tls;
+  }
+  return [...byKey.values()];
+}
+
+function flowKey(f: Flow): string {
+  const end = (e: Endpoint) => (e.host ? `${e.host}/${e.role}` : `any(${e.description ?? ''})`);
+  return [f.product, end(f.from), end(f.to), f.protocol, f.service].join(' ');
+}

@@ -1,0 +1,107 @@
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { InputError, shown } from '../errors.js';
+import type { LoadedYaml, PathPart } from './yaml.js';
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+const compiled = new WeakMap<object, ValidateFunction>();
+
+/**
+ * Validates loaded YAML against a JSON schema; the first, most specific error becomes one located
+ * InputError (`file:line:col key.path: what was wrong (expected ...)`).
+ */
+export function validateWithSchema<T>(loaded: LoadedYaml, schema: object): T {
+  let validate = compiled.get(schema);
+  if (!validate) {
+    validate = ajv.compile(schema);
+    compiled.set(schema, validate);
+  }
+  if (validate(loaded.data)) return loaded.data as T;
+  const error = pickError(validate.errors ?? []);
+  const path = pointerToPath(error.instancePath);
+  const value = valueAt(loaded.data, path);
+  const [detail, at] = describe(error, value);
+  if (error.keyword === 'additionalProperties') {
+    const key = String(error.params.additionalProperty);
+    throw new InputError(detail, loaded.locate([...path, key], 'key'));
+  }
+  throw new InputError(detail, loaded.locate(path, at));
+}
+
+const PREFERENCE = ['additionalProperties', 'enum', 'const', 'pattern', 'required', 'minimum', 'maximum', 'type'];
+
+function pickError(errors: ErrorObject[]): ErrorObject {
+  const useful = errors.filter((e) => !['oneOf', 'anyOf', 'if', 'not'].includes(e.keyword));
+  const pool = useful.length ? useful : errors;
+  const depth = (e: ErrorObject) => (e.instancePath.match(/\//g) ?? []).length;
+  const max = Math.max(...pool.map(depth));
+  const deepest = pool.filter((e) => depth(e) === max);
+  const rank = (e: ErrorObject) => {
+    const i = PREFERENCE.indexOf(e.keyword);
+    return i < 0 ? PREFERENCE.length : i;
+  };
+  deepest.sort((a, b) => rank(a) - rank(b));
+  return deepest[0] ?? (errors[0] as ErrorObject);
+}
+
+function describe(e: ErrorObject, value: unknown): [string, 'key' | 'value'] {
+  const p = e.params as Record<string, unknown>;
+  switch (e.keyword) {
+    case 'additionalProperties': {
+      const allowed = Object.keys((e.parentSchema as { properties?: object })?.properties ?? {});
+      return [
+        `unknown key ${shown(p.additionalProperty)}${allowed.length ? ` (expected one of: ${allowed.join(', ')})` : ''}`,
+        'key',
+      ];
+    }
+    case 'required':
+      return [`missing key ${shown(p.missingProperty)}`, 'value'];
+    case 'type':
+      return [`expected ${article(String(p.type))}, got ${shown(value)}`, 'value'];
+    case 'enum':
+      return [`${shown(value)} is not allowed (expected one of: ${(p.allowedValues as unknown[]).join(', ')})`, 'value'];
+    case 'const':
+      return [`${shown(value)} is not allowed (expected ${JSON.stringify(p.allowedValue)})`, 'value'];
+    case 'pattern':
+      return [`${shown(value)} is not valid (expected to match ${p.pattern})`, 'value'];
+    case 'minimum':
+    case 'maximum':
+      return [`${shown(value)} is out of range (expected a number ${e.message})`, 'value'];
+    case 'minItems':
+      return [`the list is too short (expected at least ${p.limit} item${p.limit === 1 ? '' : 's'})`, 'value'];
+    case 'minProperties':
+    case 'maxProperties':
+      return [`the mapping ${e.message}`, 'value'];
+    default:
+      return [`${shown(value)} ${e.message ?? 'is not valid'}`, 'value'];
+  }
+}
+
+function article(type: string): string {
+  const names: Record<string, string> = {
+    string: 'a string',
+    object: 'a mapping',
+    array: 'a list',
+    integer: 'a whole number',
+    number: 'a number',
+    boolean: 'true or false',
+  };
+  return type
+    .split(',')
+    .map((t) => names[t] ?? t)
+    .join(' or ');
+}
+
+function pointerToPath(pointer: string): PathPart[] {
+  if (!pointer) return [];
+  return pointer
+    .slice(1)
+    .split('/')
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+}
+
+function valueAt(data: unknown, path: PathPart[]): unknown {
+  let v: unknown = data;
+  for (const part of path) v = v && typeof v === 'object' ? (v as Record<string | number, unknown>)[part] : undefined;
+  return v;
+}
