@@ -79,7 +79,7 @@ export function planMarkdown(plan: Plan, hostCount: number): string {
     `|${cols.map(() => '---').join('|')}|`,
     ...plan.flows.map(
       (f, i) =>
-        `| ${[String(i + 1), `${endpointText(f.from)} ${f.from.address ?? ''}`, `${endpointText(f.to)} ${f.to.address ?? ''}`, f.protocol, portsText(f), f.service, f.purpose, sourcesText(f)].map(mdCell).join(' | ')} |`,
+        `| ${[String(i + 1), `${endpointText(f.from)} ${f.from.address ?? ''}`.trim(), `${endpointText(f.to)} ${f.to.address ?? ''}`.trim(), f.protocol, portsText(f), f.service, f.purpose, sourcesText(f)].map(mdCell).join(' | ')} |`,
     ),
   ];
   if (plan.warnings.length) lines.push('', '## Warnings', '', ...plan.warnings.map((w) => `- ${mdCell(w.message)}`));

@@ -219,7 +219,7 @@ export function mergeFlows(raw: readonly Flow[]): Flow[] {
     for (const s of f.sources) if (!seen.sources.some((x) => x.doc === s.doc && x.ref === s.ref)) seen.sources.push(s);
     for (const n of f.notes) if (!seen.notes.includes(n)) seen.notes.push(n);
     for (const id of f.entries) if (!seen.entries.includes(id)) seen.entries.push(id);
-    if (!seen.purpose.split('; ').includes(f.purpose)) seen.purpose = `${seen.purpose}; ${f.purpose}`;
+    if (!seen.purpose.includes(f.purpose)) seen.purpose = `${seen.purpose} ${f.purpose}`;
     seen.tls ||= f.tls;
   }
   return [...byKey.values()];
