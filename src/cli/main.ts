@@ -8,6 +8,7 @@ export type Command = (argv: string[]) => Promise<number>;
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: Command }> }> = {
   plan: { summary: 'every flow a site needs: host -> host, protocol, ports, why, source', load: () => import('./plan.js') },
   catalog: { summary: 'list products, roles, features and cited catalog entries', load: () => import('./catalog.js') },
+  export: { summary: 'firewall configs, change-request tables and diagrams from a plan', load: () => import('./export.js') },
   validate: { summary: 'check a site inventory (and custom catalogs) without planning', load: () => import('./validate.js') },
 };
 

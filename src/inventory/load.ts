@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { type Catalogs, loadCatalogs } from '../catalog/load.js';
 import type { Catalog, FactSpec } from '../catalog/types.js';
 import { parseVersion } from '../catalog/version.js';
@@ -37,7 +37,14 @@ export function loadSite(file: string, extraCatalogs: readonly string[] = []): S
   const y = loadYamlFile(file, 'inventory');
   schemaCache ??= JSON.parse(readFileSync(packagePath('schema', 'inventory.json'), 'utf8')) as object;
   const raw = validateWithSchema<RawInventory>(y, schemaCache);
-  const own = (raw.catalogs ?? []).map((p) => resolve(dirname(file), p));
+  const own = (raw.catalogs ?? []).map((p, i) => {
+    if (!existsSync(resolve(dirname(file), p)))
+      throw new InputError(
+        `${shown(p)} does not exist (looked for ${isAbsolute(p) ? p : join(dirname(file), p)}; expected a directory of catalog YAML files or one such file, relative to the inventory)`,
+        y.locate(['catalogs', i]),
+      );
+    return resolve(dirname(file), p);
+  });
   const catalogs = loadCatalogs([...extraCatalogs, ...own]);
   return { inventory: checkInventory(raw, y, catalogs, own), catalogs };
 }
@@ -94,7 +101,7 @@ function checkInventory(raw: RawInventory, y: LoadedYaml, catalogs: Catalogs, ow
         fail(`unknown role ${shown(role)} for product ${product} (expected one of: ${Object.keys(cat.roles).join(', ')})`, at('roles', i));
       if (!products.has(product))
         fail(`product ${product} is not listed under products (add "${product}: {}" there to plan it)`, at('roles', i));
-      if (roles.some((r) => r.product === product && r.role === role)) fail(`role ${shown(text)} is listed twice`, at('roles', i));
+      if (roles.some((r) => r.product === product && r.role === role)) fail(`role ${shown(text)} is listed twice (expected each role once per host)`, at('roles', i));
       roles.push({ product, role });
     });
     const facts: Record<string, string | string[]> = {};
@@ -105,7 +112,8 @@ function checkInventory(raw: RawInventory, y: LoadedYaml, catalogs: Catalogs, ow
       });
       if (specs.length === 0) {
         const known = [...new Set(roles.flatMap((r) => Object.keys(catalogs.get(r.product)?.facts?.[r.role] ?? {})))];
-        fail(`unknown fact ${shown(fact)} for this host's roles (expected one of: ${known.join(', ') || 'none'})`, at('facts', fact), 'key');
+        const expected = known.length ? `expected one of: ${known.join(', ')}` : `expected no facts: ${h.roles.join(', ')} take none`;
+        fail(`unknown fact ${shown(fact)} for this host's roles (${expected})`, at('facts', fact), 'key');
       }
       facts[fact] = checkFact(value, specs.map((s) => s.spec), at('facts', fact), fail);
     }
@@ -127,10 +135,10 @@ function checkFact(
     return v;
   };
   if (Array.isArray(value)) {
-    if (!list) fail(`expected one value, got a list`, path);
+    if (!list) fail(`expected one value (one of: ${allowed.join(', ')}), got a list`, path);
     const out = value.map((v, i) => check(String(v), [...path, i]));
-    const dup = out.find((v, i) => out.indexOf(v) !== i);
-    if (dup !== undefined) fail(`${shown(dup)} is listed twice`, path);
+    const dup = out.findIndex((v, i) => out.indexOf(v) !== i);
+    if (dup >= 0) fail(`${shown(out[dup])} is listed twice (expected each value once)`, [...path, dup]);
     return out;
   }
   if (list) fail(`expected a list (e.g. [${allowed.slice(0, 2).join(', ')}]), got ${shown(value)}`, path);

@@ -103,7 +103,7 @@ export function planTable(plan: Plan, hostCount: number, opts: { color: boolean;
   const fixed = widths.slice(0, -1).reduce((a, b) => a + b + 2, 0);
   widths[widths.length - 1] = Math.max(20, Math.min(widths[widths.length - 1] ?? 0, total - fixed));
   const fit = (s: string, w: number) => {
-    let out = s;
+    let out = s.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ');
     while (width(out) > w) out = `${[...out].slice(0, -2).join('')}…`;
     return out + ' '.repeat(Math.max(0, w - width(out)));
   };

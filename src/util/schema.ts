@@ -1,8 +1,9 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { InputError, shown } from '../errors.js';
-import type { LoadedYaml, PathPart } from './yaml.js';
+import { formatPath, type LoadedYaml, type PathPart } from './yaml.js';
 
-const ajv = new Ajv({ allErrors: true, strict: false });
+// verbose: errors carry their parentSchema, which names the keys that are allowed.
+const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
 const compiled = new WeakMap<object, ValidateFunction>();
 
 /**
@@ -16,10 +17,16 @@ export function validateWithSchema<T>(loaded: LoadedYaml, schema: object): T {
     compiled.set(schema, validate);
   }
   if (validate(loaded.data)) return loaded.data as T;
-  const error = pickError(validate.errors ?? []);
+  const errors = validate.errors ?? [];
+  const error = pickError(errors);
   const path = pointerToPath(error.instancePath);
+  if (error.propertyName !== undefined) {
+    // propertyNames: the key itself is bad; point at it and show it, not the whole mapping.
+    const [detail] = describe(error, error.propertyName);
+    throw new InputError(`key ${detail}`, { ...loaded.locate([...path, error.propertyName], 'key'), path: formatPath(path) });
+  }
   const value = valueAt(loaded.data, path);
-  const [detail, at] = describe(error, value);
+  const [detail, at] = describe(withSiblingTypes(error, errors), value);
   if (error.keyword === 'additionalProperties') {
     const key = String(error.params.additionalProperty);
     throw new InputError(detail, loaded.locate([...path, key], 'key'));
@@ -41,6 +48,17 @@ function pickError(errors: ErrorObject[]): ErrorObject {
   };
   deepest.sort((a, b) => rank(a) - rank(b));
   return deepest[0] ?? (errors[0] as ErrorObject);
+}
+
+/** A type error with the types every alternative (oneOf branch) at the same place would accept. */
+function withSiblingTypes(error: ErrorObject, errors: ErrorObject[]): ErrorObject {
+  if (error.keyword !== 'type') return error;
+  const types = errors
+    .filter((e) => e.keyword === 'type' && e.instancePath === error.instancePath)
+    .flatMap((e) => String(e.params.type).split(','));
+  // "a mapping or nothing" reads better than "nothing or a mapping".
+  const sorted = [...new Set(types)].sort((a, b) => Number(a === 'null') - Number(b === 'null'));
+  return { ...error, params: { type: sorted.join(',') } };
 }
 
 function describe(e: ErrorObject, value: unknown): [string, 'key' | 'value'] {
@@ -68,9 +86,14 @@ function describe(e: ErrorObject, value: unknown): [string, 'key' | 'value'] {
       return [`${shown(value)} is out of range (expected a number ${e.message})`, 'value'];
     case 'minItems':
       return [`the list is too short (expected at least ${p.limit} item${p.limit === 1 ? '' : 's'})`, 'value'];
+    case 'minLength':
+      return [`${shown(value)} is too short (expected at least ${p.limit} character${p.limit === 1 ? '' : 's'})`, 'value'];
+    case 'maxLength':
+      return [`${shown(value)} is too long (expected at most ${p.limit} characters)`, 'value'];
     case 'minProperties':
+      return [`the mapping has too few keys (expected at least ${p.limit})`, 'value'];
     case 'maxProperties':
-      return [`the mapping ${e.message}`, 'value'];
+      return [`the mapping has too many keys (expected at most ${p.limit})`, 'value'];
     default:
       return [`${shown(value)} ${e.message ?? 'is not valid'}`, 'value'];
   }
@@ -84,11 +107,10 @@ function article(type: string): string {
     integer: 'a whole number',
     number: 'a number',
     boolean: 'true or false',
+    null: 'nothing',
   };
-  return type
-    .split(',')
-    .map((t) => names[t] ?? t)
-    .join(' or ');
+  const all = type.split(',').map((t) => names[t] ?? t);
+  return all.length > 2 ? `${all.slice(0, -1).join(', ')}, or ${all.at(-1)}` : all.join(' or ');
 }
 
 function pointerToPath(pointer: string): PathPart[] {

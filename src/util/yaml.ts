@@ -1,12 +1,31 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import { type Document, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
-import { InputError, type Location } from '../errors.js';
+import {
+  type Alias,
+  type CST,
+  type Document,
+  type ErrorCode,
+  isMap,
+  isNode,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  Parser,
+  parseDocument,
+  visit,
+} from 'yaml';
+import { InputError, type Location, shown } from '../errors.js';
 
 /** Inventories and catalogs are small; anything larger is a mistake or an attack. */
 export const MAX_YAML_BYTES = 4 * 1024 * 1024;
 /** yaml's guard against alias bombs ("billion laughs"): more alias expansions than this is refused. */
 export const MAX_ALIAS_COUNT = 200;
+/**
+ * Lists and mappings nested deeper than this are refused (inventories need about five levels,
+ * catalogs about ten) before yaml's recursive composer can run out of stack.
+ */
+export const MAX_DEPTH = 64;
 
 export type PathPart = string | number;
 
@@ -50,27 +69,64 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
     const column = before.length - before.lastIndexOf('\n');
     throw new InputError(`the ${what} is not valid UTF-8 text (re-save it as UTF-8)`, { file, line, column });
   }
-  if (text.includes('\u0000')) throw new InputError(`the ${what} contains a NUL byte (expected YAML text)`, { file });
-  if (text.trim() === '' || /^(\s*(#.*)?\n?)*$/.test(text))
-    throw new InputError(`the ${what} is empty (expected a YAML mapping)`, { file, line: 1, column: 1 });
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, strict: true, version: '1.2' });
   const at = (offset: number): { line: number; column: number } => {
     const p = lineCounter.linePos(offset);
     return { line: p.line, column: p.col };
   };
+  const nul = text.indexOf('\u0000');
+  if (nul >= 0) {
+    const before = text.slice(0, nul);
+    const where = { line: before.split('\n').length, column: nul - before.lastIndexOf('\n') };
+    throw new InputError(`the ${what} contains a NUL byte (expected YAML text)`, { file, ...where });
+  }
+  if (text.trim() === '' || /^(\s*(#.*)?\n?)*$/.test(text))
+    throw new InputError(`the ${what} is empty (expected a YAML mapping)`, { file, line: 1, column: 1 });
+  // The CST pass is iterative, so it measures nesting safely; it also fills lineCounter.
+  const deep = tooDeep(new Parser(lineCounter.addNewLine).parse(text));
+  if (deep !== undefined)
+    throw new InputError(`YAML: nested more than ${MAX_DEPTH} levels deep (expected at most ${MAX_DEPTH} levels of lists and mappings)`, {
+      file,
+      ...at(deep),
+    });
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, strict: true, version: '1.2' });
   const err = doc.errors[0];
   if (err) {
-    const detail = err.code === 'DUPLICATE_KEY' ? 'duplicate key (each key may appear once in a mapping)' : yamlMessage(err.message);
-    throw new InputError(`YAML: ${detail}`, { file, ...at(err.pos[0]) });
+    const dup = err.code === 'DUPLICATE_KEY' ? keyAt(doc, err.pos[0]) : undefined;
+    if (dup)
+      throw new InputError(`YAML: duplicate key ${shown(dup.key)} (first at line ${at(dup.first).line}; expected each key once in a mapping)`, {
+        file,
+        ...at(err.pos[0]),
+        path: formatPath(dup.path),
+      });
+    throw new InputError(`YAML: ${yamlMessage(err.code, err.message)}`, { file, ...at(err.pos[0]) });
   }
+  // Remember the alias that could not be expanded, so the error can point at it.
+  let failed: Alias | undefined;
+  visit(doc, {
+    Alias: (_key, node) => {
+      const toJSON = node.toJSON.bind(node);
+      node.toJSON = (arg, ctx) => {
+        try {
+          return toJSON(arg, ctx);
+        } catch (e) {
+          failed ??= node;
+          throw e;
+        }
+      };
+    },
+  });
   let data: unknown;
   try {
     data = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
   } catch (e) {
+    const where = failed?.range ? { file, ...at(failed.range[0]) } : { file };
+    const alias = `*${failed?.source ?? ''}`;
+    if (e instanceof ReferenceError && /^Unresolved alias/.test(e.message))
+      throw new InputError(`YAML: alias ${alias} has no anchor &${failed?.source ?? ''} before it (expected an anchor defined earlier in the file)`, where);
     if (e instanceof ReferenceError && /alias/i.test(e.message))
-      throw new InputError(`YAML: too many alias expansions (more than ${MAX_ALIAS_COUNT}); refused as a possible alias bomb`, { file });
-    throw new InputError(`YAML: ${(e as Error).message}`, { file }, { cause: e });
+      throw new InputError(`YAML: alias ${alias} expands too much (more than ${MAX_ALIAS_COUNT} alias expansions); refused as a possible alias bomb`, where);
+    throw new InputError(`YAML: ${(e as Error).message}`, where, { cause: e });
   }
   const locate = (path: readonly PathPart[], which: 'key' | 'value' = 'value'): Location => {
     const node = nearestNode(doc, path, which);
@@ -81,9 +137,62 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
   return { file, data, locate, sha256: createHash('sha256').update(bytes).digest('hex') };
 }
 
-function yamlMessage(message: string): string {
+/** What to do about the yaml errors whose own words do not say it. */
+const YAML_HINTS: Partial<Record<ErrorCode, string>> = {
+  BLOCK_AS_IMPLICIT_KEY: 'check the indentation here and on the next line: the keys of one mapping must line up',
+  MULTILINE_IMPLICIT_KEY: 'check the indentation here and on the next line: the keys of one mapping must line up',
+  TAB_AS_INDENT: 'expected spaces',
+};
+
+function yamlMessage(code: ErrorCode, message: string): string {
+  if (code === 'MULTIPLE_DOCS') return 'the file holds more than one YAML document (expected one; remove the "---" line)';
   // yaml appends " at line L, column C:" and a code frame; the location is printed by us.
-  return message.replace(/ at line \d+, column \d+:?[\s\S]*$/, '').trim();
+  const text = message.replace(/ at line \d+, column \d+:?[\s\S]*$/, '').trim();
+  const hint = YAML_HINTS[code];
+  return hint ? `${text} (${hint})` : text;
+}
+
+/** The offset of the first list or mapping nested deeper than MAX_DEPTH, walking the CST without recursion. */
+function tooDeep(tokens: Iterable<CST.Token>): number | undefined {
+  const todo: { token: CST.Token; depth: number }[] = [];
+  for (const token of tokens) if (token.type === 'document' && token.value) todo.push({ token: token.value, depth: 1 });
+  let found: number | undefined;
+  for (let next = todo.pop(); next; next = todo.pop()) {
+    const { token, depth } = next;
+    if (token.type !== 'block-map' && token.type !== 'block-seq' && token.type !== 'flow-collection') continue;
+    if (depth > MAX_DEPTH) {
+      found = Math.min(found ?? token.offset, token.offset);
+      continue;
+    }
+    for (const item of token.items as { key?: CST.Token | null; value?: CST.Token }[])
+      for (const child of [item.key, item.value]) if (child) todo.push({ token: child, depth: depth + 1 });
+  }
+  return found;
+}
+
+/** The key path of the mapping key that starts at `offset`, its value, and where it first appeared. */
+function keyAt(doc: Document, offset: number): { path: PathPart[]; key: unknown; first: number } | undefined {
+  const value = (n: unknown) => (isScalar(n) ? n.value : n);
+  const walk = (node: unknown, path: PathPart[]): ReturnType<typeof keyAt> => {
+    if (isMap(node)) {
+      for (const pair of node.items) {
+        const key = value(pair.key);
+        if (isNode(pair.key) && pair.key.range?.[0] === offset) {
+          const first = node.items.find((p) => value(p.key) === key)?.key;
+          return { path: [...path, String(key)], key, first: isNode(first) && first.range ? first.range[0] : offset };
+        }
+        const found = walk(pair.value, [...path, String(key)]);
+        if (found) return found;
+      }
+    } else if (isSeq(node)) {
+      for (const [i, item] of node.items.entries()) {
+        const found = walk(item, [...path, i]);
+        if (found) return found;
+      }
+    }
+    return undefined;
+  };
+  return walk(doc.contents, []);
 }
 
 function nearestNode(doc: Document, path: readonly PathPart[], which: 'key' | 'value'): Node | undefined {
