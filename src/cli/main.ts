@@ -9,6 +9,8 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: Com
   plan: { summary: 'every flow a site needs: host -> host, protocol, ports, why, source', load: () => import('./plan.js') },
   catalog: { summary: 'list products, roles, features and cited catalog entries', load: () => import('./catalog.js') },
   export: { summary: 'firewall configs, change-request tables and diagrams from a plan', load: () => import('./export.js') },
+  check: { summary: 'probe each planned flow from this host and say why it fails', load: () => import('./check.js') },
+  listen: { summary: 'temporary authenticated responders on the ports a host must accept', load: () => import('./listen.js') },
   validate: { summary: 'check a site inventory (and custom catalogs) without planning', load: () => import('./validate.js') },
 };
 

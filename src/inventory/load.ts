@@ -112,7 +112,7 @@ function checkInventory(raw: RawInventory, y: LoadedYaml, catalogs: Catalogs, ow
       });
       if (specs.length === 0) {
         const known = [...new Set(roles.flatMap((r) => Object.keys(catalogs.get(r.product)?.facts?.[r.role] ?? {})))];
-        const expected = known.length ? `expected one of: ${known.join(', ')}` : `expected no facts: ${h.roles.join(', ')} take none`;
+        const expected = known.length ? `expected one of: ${known.join(', ')}` : `expected none: ${h.roles.join(', ')} take${h.roles.length === 1 ? 's' : ''} no facts`;
         fail(`unknown fact ${shown(fact)} for this host's roles (${expected})`, at('facts', fact), 'key');
       }
       facts[fact] = checkFact(value, specs.map((s) => s.spec), at('facts', fact), fail);

@@ -148,7 +148,7 @@ function yamlMessage(code: ErrorCode, message: string): string {
   if (code === 'MULTIPLE_DOCS') return 'the file holds more than one YAML document (expected one; remove the "---" line)';
   // yaml appends " at line L, column C:" and a code frame; the location is printed by us.
   const text = message.replace(/ at line \d+, column \d+:?[\s\S]*$/, '').trim();
-  const hint = YAML_HINTS[code];
+  const hint = /^Missing closing/.test(text) ? 'it was opened above this point and never closed' : YAML_HINTS[code];
   return hint ? `${text} (${hint})` : text;
 }
 
