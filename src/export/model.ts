@@ -116,6 +116,15 @@ export function buildExportModel(plan: Plan, inv: Inventory, opts: ModelOptions)
     const localFlows = plan.flows.filter((f) => f.local && f.from.host === host.name);
     return { ...base, mode: 'host', host: { name: host.name, address: host.address.text }, rules: numbered(rules), localFlows };
   }
+  return { ...base, mode: 'network', rules: forwardRules(plan.flows), localFlows: [] };
+}
+
+/**
+ * Network mode: forward rules between hosts, grouped by protocol, ports and destination with the
+ * sources merged, then by identical sources with the destinations merged. Local flows make no rule.
+ */
+export function forwardRules(flows: readonly Flow[]): ExportRule[] {
+  const network = flows.filter((f) => !f.local);
   const byDst = new Map<string, Flow[]>();
   for (const f of network) {
     const key = `${f.protocol}|${formatPorts(f.ports)}|${f.icmpType ?? ''}|${f.to.host ?? `any:${f.to.description}`}`;
@@ -137,7 +146,7 @@ export function buildExportModel(plan: Plan, inv: Inventory, opts: ModelOptions)
     }
     return makeRule('forward', flows, finish(src), finish(dst));
   });
-  return { ...base, mode: 'network', rules: numbered(rules), localFlows: [] };
+  return numbered(rules);
 }
 
 function makeRule(direction: Direction, flows: Flow[], src: AddressSet, dst: AddressSet): ExportRule {

@@ -1,18 +1,20 @@
 import type { Flow, Plan } from '../model/flow.js';
 import { formatPorts } from '../model/ports.js';
 import { palette, width } from '../util/color.js';
-import { aggregateRules } from './rules.js';
+import { forwardRules } from '../export/model.js';
 
 export type PlanFormat = 'table' | 'json' | 'csv' | 'markdown';
 export const PLAN_FORMATS: readonly PlanFormat[] = ['table', 'json', 'csv', 'markdown'];
 
 /** The DESIGN.md plan contract, plus stable extensions (id, tls, local, entries, icmpType). */
 export function planJson(plan: Plan): string {
-  return `${JSON.stringify({ site: plan.site, flows: plan.flows, warnings: plan.warnings }, null, 2)}\n`;
+  const text = JSON.stringify({ site: plan.site, flows: plan.flows, warnings: plan.warnings }, null, 2);
+  // Port pairs on one line each: [443, 443] reads better than four lines.
+  return `${text.replace(/\[\s+(\d+),\s+(\d+)\s+\]/g, '[$1, $2]')}\n`;
 }
 
 export function summary(plan: Plan, hostCount: number): string {
-  const rules = aggregateRules(plan.flows).length;
+  const rules = forwardRules(plan.flows).length;
   const local = plan.flows.filter((f) => f.local).length;
   return `${plan.site}: ${hostCount} host${hostCount === 1 ? '' : 's'}, ${plan.flows.length} flow${plan.flows.length === 1 ? '' : 's'} (${local} local), ${rules} rule${rules === 1 ? '' : 's'}, ${plan.warnings.length} warning${plan.warnings.length === 1 ? '' : 's'}`;
 }
