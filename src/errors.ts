@@ -53,7 +53,8 @@ export function formatLocated(detail: string, loc?: Location): string {
 
 /** Quotes a user-supplied value for an error message: JSON string escaping keeps it on one line. */
 export function shown(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
+  if (typeof value === 'string')
+    return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
   if (value === null) return 'null';
   if (value === undefined) return 'nothing';
   if (Array.isArray(value)) return 'a list';

@@ -42,10 +42,15 @@ describe('catalogs', () => {
       for (const [table, count] of Object.entries(tables)) {
         const rows = cited.get(`${doc}#${table}`) ?? new Set();
         const want = Array.from({ length: count }, (_, i) => i + 1);
-        assert.deepEqual([...rows].sort((a, b) => a - b), want, `${doc} table ${table}`);
+        assert.deepEqual(
+          [...rows].sort((a, b) => a - b),
+          want,
+          `${doc} table ${table}`,
+        );
       }
     const known = new Set(Object.entries(ROWS).flatMap(([d, t]) => Object.keys(t).map((k) => `${d}#${k}`)));
-    for (const key of cited.keys()) assert.ok(known.has(key), `cites a table the documents do not have: ${key}`);
+    for (const key of cited.keys())
+      assert.ok(known.has(key), `cites a table the documents do not have: ${key}`);
   });
 
   it('keeps the documents’ known defects visible as notes', () => {

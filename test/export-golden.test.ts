@@ -1,5 +1,13 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -52,9 +60,13 @@ describe('export golden files', async () => {
               writeFileSync(join(golden, f), readFileSync(join(out, f)));
             }
           }
-          assert.ok(existsSync(golden), `missing golden directory ${golden} (run UPDATE_GOLDEN=1 npm test and review it)`);
+          assert.ok(
+            existsSync(golden),
+            `missing golden directory ${golden} (run UPDATE_GOLDEN=1 npm test and review it)`,
+          );
           assert.deepEqual(files, listFiles(golden).sort(), 'the same files');
-          for (const f of files) assert.equal(readFileSync(join(out, f), 'utf8'), readFileSync(join(golden, f), 'utf8'), f);
+          for (const f of files)
+            assert.equal(readFileSync(join(out, f), 'utf8'), readFileSync(join(golden, f), 'utf8'), f);
         });
       }
     }

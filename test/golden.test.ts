@@ -12,7 +12,8 @@ const update = process.env.UPDATE_GOLDEN === '1';
 
 describe('golden plans', () => {
   it('has at least one example per product and a mixed one', () => {
-    for (const name of ['druva-vmware', 'platespin', 'veeam-proxmox', 'mixed-site']) assert.ok(examples.includes(`${name}.yaml`), name);
+    for (const name of ['druva-vmware', 'platespin', 'veeam-proxmox', 'mixed-site'])
+      assert.ok(examples.includes(`${name}.yaml`), name);
   });
 
   for (const example of examples) {
@@ -26,7 +27,10 @@ describe('golden plans', () => {
           mkdirSync(`${ROOT}tests/golden/plan`, { recursive: true });
           writeFileSync(golden, r.stdout);
         }
-        assert.ok(existsSync(golden), `missing golden file ${golden} (run UPDATE_GOLDEN=1 npm test and review it)`);
+        assert.ok(
+          existsSync(golden),
+          `missing golden file ${golden} (run UPDATE_GOLDEN=1 npm test and review it)`,
+        );
         assert.equal(r.stdout, readFileSync(golden, 'utf8'));
       });
     }

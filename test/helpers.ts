@@ -12,7 +12,10 @@ export interface CliResult {
 }
 
 /** Runs the real CLI in a child process, from the repository root, with colour off. */
-export function runCli(args: readonly string[], opts: { env?: Record<string, string>; input?: string } = {}): CliResult {
+export function runCli(
+  args: readonly string[],
+  opts: { env?: Record<string, string>; input?: string } = {},
+): CliResult {
   const r = spawnSync(process.execPath, [BIN, ...args], {
     cwd: ROOT,
     encoding: 'utf8',

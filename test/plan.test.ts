@@ -128,7 +128,9 @@ hosts:
   });
   it('opens per-drive ports only for legacy versions and only for the drives the source has', () => {
     const legacy = plan(site('8.1.3'));
-    const mirror = legacy.flows.filter((f) => f.from.host === 'src' && f.to.host === 'tgt' && f.service === 'platespin-drive-mirror');
+    const mirror = legacy.flows.filter(
+      (f) => f.from.host === 'src' && f.to.host === 'tgt' && f.service === 'platespin-drive-mirror',
+    );
     assert.equal(mirror.length, 1);
     assert.deepEqual(mirror[0]?.ports, [[10002, 10003]]);
     assert.equal(has(legacy, 'src', 'tgt', 'tcp', 10004).length, 0);
@@ -146,7 +148,9 @@ hosts:
   });
   it('merges SMB ports into one flow per protocol with both sources kept', () => {
     const p = plan(site('2019.5'));
-    const tcp = p.flows.filter((f) => f.from.host === 'server' && f.to.host === 'src' && f.protocol === 'tcp');
+    const tcp = p.flows.filter(
+      (f) => f.from.host === 'server' && f.to.host === 'src' && f.protocol === 'tcp',
+    );
     const ports = tcp.flatMap((f) => f.ports.map(([lo, hi]) => `${lo}-${hi}`));
     for (const port of ['135-135', '139-139', '445-445']) assert.ok(ports.includes(port), port);
     const smb = tcp.find((f) => f.service === 'smb');
@@ -205,13 +209,18 @@ hosts:
     assert.doesNotMatch(r.stdout, /\u001b\[/, 'NO_COLOR is respected');
   });
   it('colours the table only when asked and allowed', () => {
-    const r = runCli(['plan', 'examples/druva-vmware.yaml', '--format', 'table'], { env: { NO_COLOR: '', FORCE_COLOR: '1' } });
+    const r = runCli(['plan', 'examples/druva-vmware.yaml', '--format', 'table'], {
+      env: { NO_COLOR: '', FORCE_COLOR: '1' },
+    });
     assert.match(r.stdout, /\u001b\[1m/);
   });
   it('quotes CSV fields and defuses formula cells', () => {
     const r = runCli(['plan', 'examples/mixed-site.yaml', '--format', 'csv']);
     assert.equal(r.code, 0, r.stderr);
     const [header] = r.stdout.split('\r\n');
-    assert.equal(header, 'product,from,from_address,to,to_address,protocol,ports,service,purpose,sources,notes');
+    assert.equal(
+      header,
+      'product,from,from_address,to,to_address,protocol,ports,service,purpose,sources,notes',
+    );
   });
 });

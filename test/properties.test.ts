@@ -4,13 +4,13 @@ import fc from 'fast-check';
 import { collapseAddresses } from '../src/model/address.js';
 import { mergePortRanges, type PortRange } from '../src/model/ports.js';
 
-const range = fc.tuple(fc.integer({ min: 0, max: 65535 }), fc.integer({ min: 0, max: 65535 })).map(
-  ([a, b]) => [Math.min(a, b), Math.max(a, b)] as PortRange,
-);
+const range = fc
+  .tuple(fc.integer({ min: 0, max: 65535 }), fc.integer({ min: 0, max: 65535 }))
+  .map(([a, b]) => [Math.min(a, b), Math.max(a, b)] as PortRange);
 // Small ranges in a small space make overlaps and adjacency common.
-const nearRange = fc.tuple(fc.integer({ min: 0, max: 60 }), fc.integer({ min: 0, max: 8 })).map(
-  ([a, n]) => [a, a + n] as PortRange,
-);
+const nearRange = fc
+  .tuple(fc.integer({ min: 0, max: 60 }), fc.integer({ min: 0, max: 8 }))
+  .map(([a, n]) => [a, a + n] as PortRange);
 
 function covered(ranges: readonly PortRange[]): Set<number> {
   const s = new Set<number>();
@@ -23,7 +23,10 @@ describe('port range merging', () => {
     fc.assert(
       fc.property(fc.array(nearRange, { maxLength: 20 }), (input) => {
         const out = mergePortRanges(input);
-        assert.deepEqual([...covered(out)].sort((a, b) => a - b), [...covered(input)].sort((a, b) => a - b));
+        assert.deepEqual(
+          [...covered(out)].sort((a, b) => a - b),
+          [...covered(input)].sort((a, b) => a - b),
+        );
         for (let i = 1; i < out.length; i++) assert.ok((out[i]?.[0] ?? 0) > (out[i - 1]?.[1] ?? 0) + 1);
       }),
     );

@@ -25,10 +25,13 @@ export function loadCatalogs(extra: readonly string[] = []): Catalogs {
     const catalog = loadCatalogFile(file);
     const previous = out.get(catalog.product);
     if (previous)
-      throw new InputError(`product ${shown(catalog.product)} is already defined by ${displayPath(previous.file)} (expected a product id of its own)`, {
-        file: displayPath(file),
-        path: 'product',
-      });
+      throw new InputError(
+        `product ${shown(catalog.product)} is already defined by ${displayPath(previous.file)} (expected a product id of its own)`,
+        {
+          file: displayPath(file),
+          path: 'product',
+        },
+      );
     out.set(catalog.product, catalog);
   }
   return out;
@@ -39,7 +42,10 @@ function catalogFiles(path: string): string[] {
   try {
     st = statSync(path);
   } catch {
-    throw new InputError(`catalog path does not exist (expected a directory of catalog YAML files or one such file)`, { file: path });
+    throw new InputError(
+      `catalog path does not exist (expected a directory of catalog YAML files or one such file)`,
+      { file: path },
+    );
   }
   if (!st.isDirectory()) return [path];
   return readdirSync(path)
@@ -56,7 +62,11 @@ function displayPath(file: string): string {
 export function loadCatalogFile(file: string): Catalog {
   const loaded = loadYamlFile(file, 'catalog');
   const shownFile = displayPath(file);
-  const located: LoadedYaml = { ...loaded, file: shownFile, locate: (p, w) => ({ ...loaded.locate(p, w), file: shownFile }) };
+  const located: LoadedYaml = {
+    ...loaded,
+    file: shownFile,
+    locate: (p, w) => ({ ...loaded.locate(p, w), file: shownFile }),
+  };
   const catalog = validateWithSchema<Omit<Catalog, 'file'>>(located, catalogSchema());
   checkCatalog(catalog, located);
   return { ...catalog, file };
@@ -70,14 +80,24 @@ function checkCatalog(cat: Omit<Catalog, 'file'>, y: LoadedYaml): void {
   const roles = Object.keys(cat.roles);
   const docs = new Set(cat.documents.map((d) => d.file));
   for (const [role, facts] of Object.entries(cat.facts ?? {})) {
-    if (!cat.roles[role]) fail(`facts for unknown role ${shown(role)} (expected one of: ${roles.join(', ')})`, ['facts', role]);
+    if (!cat.roles[role])
+      fail(`facts for unknown role ${shown(role)} (expected one of: ${roles.join(', ')})`, ['facts', role]);
     for (const [name, spec] of Object.entries(facts))
       if (spec.default !== undefined && !spec.values.includes(spec.default))
-        fail(`default ${shown(spec.default)} is not one of its values (${spec.values.join(', ')})`, ['facts', role, name, 'default']);
+        fail(`default ${shown(spec.default)} is not one of its values (${spec.values.join(', ')})`, [
+          'facts',
+          role,
+          name,
+          'default',
+        ]);
   }
   for (const [name, spec] of Object.entries(cat.settings ?? {})) {
     if (spec.type === 'version' && spec.default !== undefined && !parseVersion(spec.default))
-      fail(`default ${shown(spec.default)} is not a dotted version such as 11.0`, ['settings', name, 'default']);
+      fail(`default ${shown(spec.default)} is not a dotted version such as 11.0`, [
+        'settings',
+        name,
+        'default',
+      ]);
   }
   const ids = new Set<string>();
   cat.entries.forEach((e, i) => {
@@ -91,24 +111,32 @@ function checkCatalog(cat: Omit<Catalog, 'file'>, y: LoadedYaml): void {
       return role;
     };
     const sides = { from: roleOf(e.from, 'from'), to: roleOf(e.to, 'to') };
-    if (typeof e.from === 'object' && 'local' in e.from) fail('only "to" may be local (the same host as "from")', at('from'));
+    if (typeof e.from === 'object' && 'local' in e.from)
+      fail('only "to" may be local (the same host as "from")', at('from'));
     if (typeof e.from === 'object' && 'any' in e.from && typeof e.to === 'object' && 'any' in e.to)
       fail('both ends are unspecified (expected at least one role)', at('to'));
     (e.ports ?? []).forEach((p, j) => {
       if (typeof p === 'string') {
         const [lo, hi] = p.split('-').map(Number) as [number, number];
-        if (lo < 1 || hi > MAX_PORT || lo > hi) fail(`port range ${shown(p)} is not low-high within 1-65535`, at('ports', j));
+        if (lo < 1 || hi > MAX_PORT || lo > hi)
+          fail(`port range ${shown(p)} is not low-high within 1-65535`, at('ports', j));
       } else if (typeof p === 'object') {
         const d = p['per-drive'];
         const role = sides[d.of];
         const spec = role ? cat.facts?.[role]?.[d.fact] : undefined;
-        if (!spec?.list) fail(`per-drive needs a list fact ${shown(d.fact)} on the ${d.of} role`, at('ports', j, 'per-drive', 'fact'));
+        if (!spec?.list)
+          fail(
+            `per-drive needs a list fact ${shown(d.fact)} on the ${d.of} role`,
+            at('ports', j, 'per-drive', 'fact'),
+          );
         const count = d.last.charCodeAt(0) - d.first.charCodeAt(0);
-        if (count < 0 || d.base + count > MAX_PORT) fail('per-drive letters or base give ports outside 1-65535', at('ports', j, 'per-drive'));
+        if (count < 0 || d.base + count > MAX_PORT)
+          fail('per-drive letters or base give ports outside 1-65535', at('ports', j, 'per-drive'));
       }
     });
     e.sources.forEach((s, j) => {
-      if (!docs.has(s.doc)) fail(`source document ${shown(s.doc)} is not listed under documents`, at('sources', j, 'doc'));
+      if (!docs.has(s.doc))
+        fail(`source document ${shown(s.doc)} is not listed under documents`, at('sources', j, 'doc'));
     });
     checkConditions(cat, e, sides, e.when ?? [], at('when'), fail);
   });
@@ -125,22 +153,35 @@ function checkConditions(
   conds.forEach((c, i) => {
     const at = [...path, i];
     if ('feature' in c && !cat.features?.[c.feature])
-      fail(`unknown feature ${shown(c.feature)} (expected one of: ${Object.keys(cat.features ?? {}).join(', ') || 'none declared'})`, [...at, 'feature']);
+      fail(
+        `unknown feature ${shown(c.feature)} (expected one of: ${Object.keys(cat.features ?? {}).join(', ') || 'none declared'})`,
+        [...at, 'feature'],
+      );
     if ('fact' in c) {
       const role = sides[c.fact.of];
       const spec = role ? cat.facts?.[role]?.[c.fact.name] : undefined;
-      if (!spec) fail(`fact ${shown(c.fact.name)} is not declared for the ${c.fact.of} role ${shown(role ?? 'unspecified')}`, [...at, 'fact', 'name']);
+      if (!spec)
+        fail(
+          `fact ${shown(c.fact.name)} is not declared for the ${c.fact.of} role ${shown(role ?? 'unspecified')}`,
+          [...at, 'fact', 'name'],
+        );
       const values = [c.fact.is ?? [], c.fact.has ?? []].flat();
       for (const v of values)
-        if (!spec.values.includes(v)) fail(`${shown(v)} is not a value of fact ${c.fact.name} (expected one of: ${spec.values.join(', ')})`, [...at, 'fact']);
+        if (!spec.values.includes(v))
+          fail(
+            `${shown(v)} is not a value of fact ${c.fact.name} (expected one of: ${spec.values.join(', ')})`,
+            [...at, 'fact'],
+          );
     }
     if ('setting' in c && !cat.settings?.[c.setting.name])
       fail(`unknown setting ${shown(c.setting.name)}`, [...at, 'setting', 'name']);
     if ('setting' in c)
       for (const bound of [c.setting.min, c.setting.max])
-        if (bound !== undefined && !parseVersion(bound)) fail(`${shown(bound)} is not a dotted version`, [...at, 'setting']);
+        if (bound !== undefined && !parseVersion(bound))
+          fail(`${shown(bound)} is not a dotted version`, [...at, 'setting']);
     for (const r of ['role-present', 'role-absent'] as const)
-      if (r in c && !cat.roles[(c as Record<string, string>)[r] ?? '']) fail(`unknown role in ${r}`, [...at, r]);
+      if (r in c && !cat.roles[(c as Record<string, string>)[r] ?? ''])
+        fail(`unknown role in ${r}`, [...at, r]);
     if ('all' in c) checkConditions(cat, e, sides, c.all, [...at, 'all'], fail);
     if ('any' in c) checkConditions(cat, e, sides, c.any, [...at, 'any'], fail);
     if ('not' in c) checkConditions(cat, e, sides, [c.not], [...at, 'not'], fail);

@@ -1,4 +1,4 @@
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
@@ -14,7 +14,12 @@ export const COMMON = {
 /** util.parseArgs with usage errors that name the flag and what was expected. */
 export function parse<T extends Options>(argv: readonly string[], options: T, usage: string) {
   try {
-    const config = { args: [...argv], options: { ...COMMON, ...options }, allowPositionals: true, strict: true } as const;
+    const config = {
+      args: [...argv],
+      options: { ...COMMON, ...options },
+      allowPositionals: true,
+      strict: true,
+    } as const;
     return parseArgs<typeof config>(config);
   } catch (err) {
     const msg = (err as Error).message.replace(/\. To specify a positional argument.*$/s, '');

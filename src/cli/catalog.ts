@@ -1,14 +1,17 @@
 import { loadCatalogs } from '../catalog/load.js';
 import type { Catalog, CatalogEntry, PeerSpec, PortSpec } from '../catalog/types.js';
 import { UsageError } from '../errors.js';
-import { palette } from '../util/color.js';
-import { colorEnabled } from '../util/color.js';
+import { colorEnabled, palette } from '../util/color.js';
 import { oneOf, parse } from './args.js';
 
 const USAGE = 'Usage: portolan catalog [PRODUCT] [--format text|json] [--lang en|ja] [--catalog DIR]';
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { format: { type: 'string', short: 'f' }, lang: { type: 'string' } }, USAGE);
+  const { values, positionals } = parse(
+    argv,
+    { format: { type: 'string', short: 'f' }, lang: { type: 'string' } },
+    USAGE,
+  );
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
@@ -19,10 +22,15 @@ export async function run(argv: string[]): Promise<number> {
   if (positionals.length > 1) throw new UsageError(`expected at most one product\n${USAGE}`);
   const wanted = positionals[0];
   if (wanted !== undefined && !catalogs.has(wanted))
-    throw new UsageError(`unknown product ${JSON.stringify(wanted)} (expected one of: ${[...catalogs.keys()].join(', ')})`);
+    throw new UsageError(
+      `unknown product ${JSON.stringify(wanted)} (expected one of: ${[...catalogs.keys()].join(', ')})`,
+    );
   const selected = [...catalogs.values()].filter((c) => wanted === undefined || c.product === wanted);
   if (format === 'json') {
-    const out = wanted === undefined && positionals.length === 0 ? selected.map(publicCatalog) : publicCatalog(selected[0] as Catalog);
+    const out =
+      wanted === undefined && positionals.length === 0
+        ? selected.map(publicCatalog)
+        : publicCatalog(selected[0] as Catalog);
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return 0;
   }
@@ -34,25 +42,36 @@ export async function run(argv: string[]): Promise<number> {
       process.stdout.write(`  roles: ${Object.keys(c.roles).join(', ')}\n`);
       const features = Object.keys(c.features ?? {});
       if (features.length) process.stdout.write(`  features: ${features.join(', ')}\n`);
-      process.stdout.write(`  entries: ${c.entries.length}; sources: ${c.documents.map((d) => d.file).join(', ')}\n`);
+      process.stdout.write(
+        `  entries: ${c.entries.length}; sources: ${c.documents.map((d) => d.file).join(', ')}\n`,
+      );
     }
     return 0;
   }
   const c = selected[0] as Catalog;
   const lines = [`${p.bold(c.product)}  ${(ja && c['title-ja']) || c.title}`, '', p.bold('Roles')];
-  for (const [id, r] of Object.entries(c.roles)) lines.push(`  ${id.padEnd(26)} ${(ja && r['title-ja']) || r.title}`);
+  for (const [id, r] of Object.entries(c.roles))
+    lines.push(`  ${id.padEnd(26)} ${(ja && r['title-ja']) || r.title}`);
   if (Object.keys(c.features ?? {}).length) lines.push('', p.bold('Features'));
   for (const [id, f] of Object.entries(c.features ?? {})) lines.push(`  ${id.padEnd(26)} ${f.title}`);
   if (Object.keys(c.settings ?? {}).length) lines.push('', p.bold('Settings'));
   for (const [id, s] of Object.entries(c.settings ?? {}))
-    lines.push(`  ${id.padEnd(26)} ${s.type}${s.values ? ` (${s.values.join('|')})` : ''}${s.default ? `, default ${s.default}` : ''}`);
-  const facts = Object.entries(c.facts ?? {}).flatMap(([role, fs]) => Object.entries(fs).map(([n, f]) => ({ role, n, f })));
+    lines.push(
+      `  ${id.padEnd(26)} ${s.type}${s.values ? ` (${s.values.join('|')})` : ''}${s.default ? `, default ${s.default}` : ''}`,
+    );
+  const facts = Object.entries(c.facts ?? {}).flatMap(([role, fs]) =>
+    Object.entries(fs).map(([n, f]) => ({ role, n, f })),
+  );
   if (facts.length) lines.push('', p.bold('Host facts'));
   for (const { role, n, f } of facts)
-    lines.push(`  ${`${role}.${n}`.padEnd(26)} ${f.list ? 'list of ' : ''}${f.values.join('|')}${f.default ? `, default ${f.default}` : ''}`);
+    lines.push(
+      `  ${`${role}.${n}`.padEnd(26)} ${f.list ? 'list of ' : ''}${f.values.join('|')}${f.default ? `, default ${f.default}` : ''}`,
+    );
   lines.push('', p.bold('Entries'));
   for (const e of c.entries) {
-    lines.push(`  ${p.cyan(e.id)}: ${peerText(e.from)} -> ${peerText(e.to)} ${e.protocol} ${portsText(e)} (${e.service})`);
+    lines.push(
+      `  ${p.cyan(e.id)}: ${peerText(e.from)} -> ${peerText(e.to)} ${e.protocol} ${portsText(e)} (${e.service})`,
+    );
     lines.push(`    ${(ja && e['purpose-ja']) || e.purpose}`);
     if (e.when?.length) lines.push(`    when: ${JSON.stringify(e.when)}`);
     lines.push(`    source: ${e.sources.map((s) => `${s.doc} ${s.table} row ${s.row}`).join('; ')}`);

@@ -15,7 +15,12 @@ Formats: ${FORMAT_NAMES.join(', ')}`;
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
     argv,
-    { to: { type: 'string', short: 't' }, host: { type: 'string' }, network: { type: 'boolean' }, output: { type: 'string', short: 'o' } },
+    {
+      to: { type: 'string', short: 't' },
+      host: { type: 'string' },
+      network: { type: 'boolean' },
+      output: { type: 'string', short: 'o' },
+    },
     USAGE,
   );
   if (values.help) {
@@ -25,7 +30,8 @@ export async function run(argv: string[]): Promise<number> {
   const file = exactlyOne(positionals, 'inventory file', USAGE);
   if (values.to === undefined) throw new UsageError(`--to FORMAT is required\n${USAGE}`);
   const format = oneOf(values.to, FORMAT_NAMES, '--to') as (typeof FORMAT_NAMES)[number];
-  if (values.host !== undefined && values.network) throw new UsageError('give either --host NAME or --network, not both');
+  if (values.host !== undefined && values.network)
+    throw new UsageError('give either --host NAME or --network, not both');
   const { inventory, catalogs } = siteFrom(file, values);
   if (values.host !== undefined && !inventory.hosts.some((h) => h.name === values.host))
     throw new InputError(
@@ -43,7 +49,9 @@ export async function run(argv: string[]): Promise<number> {
   const out = values.output;
   if (out === undefined) {
     if (result.files.length !== 1)
-      throw new UsageError(`--to ${format} writes ${result.files.length} files (${result.files.map((f) => f.path).join(', ')}); give -o DIR`);
+      throw new UsageError(
+        `--to ${format} writes ${result.files.length} files (${result.files.map((f) => f.path).join(', ')}); give -o DIR`,
+      );
     process.stdout.write(result.files[0]?.content ?? '');
   } else if (result.files.length === 1 && !out.endsWith('/')) {
     write(out, result.files[0]?.content ?? '');
@@ -60,6 +68,10 @@ function write(path: string, content: string): void {
     mkdirSync(dirname(path), { recursive: true });
     writeFileSync(path, content);
   } catch (err) {
-    throw new PortolanError(`cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, 'EIO', { cause: err });
+    throw new PortolanError(
+      `cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      'EIO',
+      { cause: err },
+    );
   }
 }

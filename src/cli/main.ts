@@ -6,12 +6,30 @@ import { packagePath } from '../util/paths.js';
 export type Command = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: Command }> }> = {
-  plan: { summary: 'every flow a site needs: host -> host, protocol, ports, why, source', load: () => import('./plan.js') },
-  catalog: { summary: 'list products, roles, features and cited catalog entries', load: () => import('./catalog.js') },
-  export: { summary: 'firewall configs, change-request tables and diagrams from a plan', load: () => import('./export.js') },
-  check: { summary: 'probe each planned flow from this host and say why it fails', load: () => import('./check.js') },
-  listen: { summary: 'temporary authenticated responders on the ports a host must accept', load: () => import('./listen.js') },
-  validate: { summary: 'check a site inventory (and custom catalogs) without planning', load: () => import('./validate.js') },
+  plan: {
+    summary: 'every flow a site needs: host -> host, protocol, ports, why, source',
+    load: () => import('./plan.js'),
+  },
+  catalog: {
+    summary: 'list products, roles, features and cited catalog entries',
+    load: () => import('./catalog.js'),
+  },
+  export: {
+    summary: 'firewall configs, change-request tables and diagrams from a plan',
+    load: () => import('./export.js'),
+  },
+  check: {
+    summary: 'probe each planned flow from this host and say why it fails',
+    load: () => import('./check.js'),
+  },
+  listen: {
+    summary: 'temporary authenticated responders on the ports a host must accept',
+    load: () => import('./listen.js'),
+  },
+  validate: {
+    summary: 'check a site inventory (and custom catalogs) without planning',
+    load: () => import('./validate.js'),
+  },
 };
 
 export function version(): string {
@@ -50,7 +68,9 @@ export async function main(argv: string[]): Promise<void> {
     }
     const cmd = COMMANDS[name];
     if (!cmd) {
-      process.stderr.write(`portolan: unknown command ${JSON.stringify(name)} (expected one of: ${Object.keys(COMMANDS).join(', ')})\n`);
+      process.stderr.write(
+        `portolan: unknown command ${JSON.stringify(name)} (expected one of: ${Object.keys(COMMANDS).join(', ')})\n`,
+      );
       process.exitCode = 2;
       return;
     }
@@ -69,6 +89,8 @@ function report(err: unknown, debug: boolean): number {
   }
   const e = err as Error;
   process.stderr.write(`portolan: internal error: ${e?.message ?? String(err)}\n`);
-  process.stderr.write(debug ? `${e?.stack ?? ''}\n` : 'Run again with --debug to see the stack trace, and please report it.\n');
+  process.stderr.write(
+    debug ? `${e?.stack ?? ''}\n` : 'Run again with --debug to see the stack trace, and please report it.\n',
+  );
   return 70;
 }

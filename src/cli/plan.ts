@@ -1,10 +1,11 @@
-import { buildPlan } from '../plan/plan.js';
 import { PLAN_FORMATS, planCsv, planJson, planMarkdown, planTable, summary } from '../plan/format.js';
+import { buildPlan } from '../plan/plan.js';
 import { colorEnabled } from '../util/color.js';
 import { exactlyOne, oneOf, parse } from './args.js';
 import { siteFrom } from './site.js';
 
-const USAGE = 'Usage: portolan plan SITE.yaml [--format table|json|csv|markdown] [--lang en|ja] [--catalog DIR]';
+const USAGE =
+  'Usage: portolan plan SITE.yaml [--format table|json|csv|markdown] [--lang en|ja] [--catalog DIR]';
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse(

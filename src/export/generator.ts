@@ -43,7 +43,9 @@ export function checkSupported(gen: Generator, model: ExportModel): void {
     if (r.protocol === 'icmp' && !caps.icmp)
       throw new InputError(`--to ${gen.name} cannot express ICMP, which rule ${r.id} (${describe(r)}) needs`);
     if (!caps.ipv6 && (r.src.v6.length || r.dst.v6.length))
-      throw new InputError(`--to ${gen.name} is IPv4-only, but rule ${r.id} (${describe(r)}) has IPv6 addresses`);
+      throw new InputError(
+        `--to ${gen.name} is IPv4-only, but rule ${r.id} (${describe(r)}) has IPv6 addresses`,
+      );
   }
 }
 

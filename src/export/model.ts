@@ -114,7 +114,13 @@ export function buildExportModel(plan: Plan, inv: Inventory, opts: ModelOptions)
       }
     }
     const localFlows = plan.flows.filter((f) => f.local && f.from.host === host.name);
-    return { ...base, mode: 'host', host: { name: host.name, address: host.address.text }, rules: numbered(rules), localFlows };
+    return {
+      ...base,
+      mode: 'host',
+      host: { name: host.name, address: host.address.text },
+      rules: numbered(rules),
+      localFlows,
+    };
   }
   return { ...base, mode: 'network', rules: forwardRules(plan.flows), localFlows: [] };
 }
@@ -133,7 +139,9 @@ export function forwardRules(flows: readonly Flow[]): ExportRule[] {
   const bySrc = new Map<string, Flow[]>();
   for (const flows of byDst.values()) {
     const f0 = flows[0] as Flow;
-    const srcHosts = [...new Set(flows.map((f) => f.from.host ?? `any:${f.from.description}`))].sort().join(',');
+    const srcHosts = [...new Set(flows.map((f) => f.from.host ?? `any:${f.from.description}`))]
+      .sort()
+      .join(',');
     const key = `${f0.protocol}|${formatPorts(f0.ports)}|${f0.icmpType ?? ''}|${srcHosts}`;
     bySrc.set(key, [...(bySrc.get(key) ?? []), ...flows]);
   }

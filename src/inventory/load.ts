@@ -17,7 +17,12 @@ interface RawInventory {
   products?: Record<string, null | ({ features?: string[] } & Record<string, unknown>)>;
   hosts: Record<
     string,
-    { address: string; roles: string[]; facts?: Record<string, string | number | boolean | (string | number)[]>; description?: string }
+    {
+      address: string;
+      roles: string[];
+      facts?: Record<string, string | number | boolean | (string | number)[]>;
+      description?: string;
+    }
   >;
 }
 
@@ -49,20 +54,37 @@ export function loadSite(file: string, extraCatalogs: readonly string[] = []): S
   return { inventory: checkInventory(raw, y, catalogs, own), catalogs };
 }
 
-function checkInventory(raw: RawInventory, y: LoadedYaml, catalogs: Catalogs, ownCatalogs: string[]): Inventory {
-  const fail: (detail: string, path: PathPart[], at?: 'key' | 'value') => never = (detail, path, at = 'value') => {
+function checkInventory(
+  raw: RawInventory,
+  y: LoadedYaml,
+  catalogs: Catalogs,
+  ownCatalogs: string[],
+): Inventory {
+  const fail: (detail: string, path: PathPart[], at?: 'key' | 'value') => never = (
+    detail,
+    path,
+    at = 'value',
+  ) => {
     throw new InputError(detail, y.locate(path, at));
   };
   const productIds = [...catalogs.keys()];
   const products = new Map<string, ProductUse>();
   for (const [id, use] of Object.entries(raw.products ?? {})) {
     const cat = catalogs.get(id);
-    if (!cat) fail(`unknown product ${shown(id)} (expected one of: ${productIds.join(', ')})`, ['products', id], 'key');
+    if (!cat)
+      fail(
+        `unknown product ${shown(id)} (expected one of: ${productIds.join(', ')})`,
+        ['products', id],
+        'key',
+      );
     const features = new Set<string>();
     (use?.features ?? []).forEach((f, i) => {
       const known = Object.keys(cat.features ?? {});
       if (!known.includes(f))
-        fail(`unknown feature ${shown(f)} for product ${id} (expected one of: ${known.join(', ') || 'none'})`, ['products', id, 'features', i]);
+        fail(
+          `unknown feature ${shown(f)} for product ${id} (expected one of: ${known.join(', ') || 'none'})`,
+          ['products', id, 'features', i],
+        );
       features.add(f);
     });
     const settings: Record<string, string> = {};
@@ -70,12 +92,24 @@ function checkInventory(raw: RawInventory, y: LoadedYaml, catalogs: Catalogs, ow
       if (key === 'features') continue;
       const spec = cat.settings?.[key];
       if (!spec)
-        fail(`unknown setting ${shown(key)} for product ${id} (expected one of: ${['features', ...Object.keys(cat.settings ?? {})].join(', ')})`, ['products', id, key], 'key');
+        fail(
+          `unknown setting ${shown(key)} for product ${id} (expected one of: ${['features', ...Object.keys(cat.settings ?? {})].join(', ')})`,
+          ['products', id, key],
+          'key',
+        );
       const text = String(value);
       if (spec.type === 'version' && !parseVersion(text))
-        fail(`${shown(value)} is not a version (expected dotted numbers such as "2019.5" or "8.1.3")`, ['products', id, key]);
+        fail(`${shown(value)} is not a version (expected dotted numbers such as "2019.5" or "8.1.3")`, [
+          'products',
+          id,
+          key,
+        ]);
       if (spec.values && !spec.values.includes(text))
-        fail(`${shown(value)} is not allowed for ${key} (expected one of: ${spec.values.join(', ')})`, ['products', id, key]);
+        fail(`${shown(value)} is not allowed for ${key} (expected one of: ${spec.values.join(', ')})`, [
+          'products',
+          id,
+          key,
+        ]);
       settings[key] = text;
     }
     products.set(id, { features, settings });
@@ -86,22 +120,39 @@ function checkInventory(raw: RawInventory, y: LoadedYaml, catalogs: Catalogs, ow
   for (const [name, h] of Object.entries(raw.hosts)) {
     const at = (...p: PathPart[]) => ['hosts', name, ...p];
     const address = parseAddress(h.address);
-    if ('error' in address) fail(`${address.error} (expected an IPv4/IPv6 address, a CIDR or a DNS name)`, at('address'));
+    if ('error' in address)
+      fail(`${address.error} (expected an IPv4/IPv6 address, a CIDR or a DNS name)`, at('address'));
     const other = seenAddresses.get(address.text);
-    if (other) fail(`address ${address.text} is already host ${shown(other)}'s (expected one host per address; give the host several roles instead)`, at('address'));
+    if (other)
+      fail(
+        `address ${address.text} is already host ${shown(other)}'s (expected one host per address; give the host several roles instead)`,
+        at('address'),
+      );
     seenAddresses.set(address.text, name);
     const roles: RoleRef[] = [];
     h.roles.forEach((text, i) => {
       const m = /^([a-z0-9-]+):([a-z0-9-]+)$/.exec(text);
-      if (!m) fail(`${shown(text)} is not a role (expected product:role, e.g. druva-vmware:backup-proxy)`, at('roles', i));
+      if (!m)
+        fail(
+          `${shown(text)} is not a role (expected product:role, e.g. druva-vmware:backup-proxy)`,
+          at('roles', i),
+        );
       const [, product = '', role = ''] = m;
       const cat = catalogs.get(product);
-      if (!cat) fail(`unknown product ${shown(product)} (expected one of: ${productIds.join(', ')})`, at('roles', i));
+      if (!cat)
+        fail(`unknown product ${shown(product)} (expected one of: ${productIds.join(', ')})`, at('roles', i));
       if (!cat.roles[role])
-        fail(`unknown role ${shown(role)} for product ${product} (expected one of: ${Object.keys(cat.roles).join(', ')})`, at('roles', i));
+        fail(
+          `unknown role ${shown(role)} for product ${product} (expected one of: ${Object.keys(cat.roles).join(', ')})`,
+          at('roles', i),
+        );
       if (!products.has(product))
-        fail(`product ${product} is not listed under products (add "${product}: {}" there to plan it)`, at('roles', i));
-      if (roles.some((r) => r.product === product && r.role === role)) fail(`role ${shown(text)} is listed twice (expected each role once per host)`, at('roles', i));
+        fail(
+          `product ${product} is not listed under products (add "${product}: {}" there to plan it)`,
+          at('roles', i),
+        );
+      if (roles.some((r) => r.product === product && r.role === role))
+        fail(`role ${shown(text)} is listed twice (expected each role once per host)`, at('roles', i));
       roles.push({ product, role });
     });
     const facts: Record<string, string | string[]> = {};
@@ -111,13 +162,28 @@ function checkInventory(raw: RawInventory, y: LoadedYaml, catalogs: Catalogs, ow
         return spec ? [{ spec, r }] : [];
       });
       if (specs.length === 0) {
-        const known = [...new Set(roles.flatMap((r) => Object.keys(catalogs.get(r.product)?.facts?.[r.role] ?? {})))];
-        const expected = known.length ? `expected one of: ${known.join(', ')}` : `expected none: ${h.roles.join(', ')} take${h.roles.length === 1 ? 's' : ''} no facts`;
+        const known = [
+          ...new Set(roles.flatMap((r) => Object.keys(catalogs.get(r.product)?.facts?.[r.role] ?? {}))),
+        ];
+        const expected = known.length
+          ? `expected one of: ${known.join(', ')}`
+          : `expected none: ${h.roles.join(', ')} take${h.roles.length === 1 ? 's' : ''} no facts`;
         fail(`unknown fact ${shown(fact)} for this host's roles (${expected})`, at('facts', fact), 'key');
       }
-      facts[fact] = checkFact(value, specs.map((s) => s.spec), at('facts', fact), fail);
+      facts[fact] = checkFact(
+        value,
+        specs.map((s) => s.spec),
+        at('facts', fact),
+        fail,
+      );
     }
-    hosts.push({ name, address, roles, facts, ...(h.description !== undefined ? { description: h.description } : {}) });
+    hosts.push({
+      name,
+      address,
+      roles,
+      facts,
+      ...(h.description !== undefined ? { description: h.description } : {}),
+    });
   }
   return { file: y.file, site: raw.site, products, hosts, catalogs: ownCatalogs, sha256: y.sha256 };
 }
@@ -131,7 +197,8 @@ function checkFact(
   const list = specs.some((s) => s.list);
   const allowed = specs[0]?.values ?? [];
   const check = (v: string, p: PathPart[]) => {
-    if (!specs.every((s) => s.values.includes(v))) fail(`${shown(v)} is not allowed (expected one of: ${allowed.join(', ')})`, p);
+    if (!specs.every((s) => s.values.includes(v)))
+      fail(`${shown(v)} is not allowed (expected one of: ${allowed.join(', ')})`, p);
     return v;
   };
   if (Array.isArray(value)) {

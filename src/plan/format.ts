@@ -1,7 +1,7 @@
+import { forwardRules } from '../export/model.js';
 import type { Flow, Plan } from '../model/flow.js';
 import { formatPorts } from '../model/ports.js';
 import { palette, width } from '../util/color.js';
-import { forwardRules } from '../export/model.js';
 
 export type PlanFormat = 'table' | 'json' | 'csv' | 'markdown';
 export const PLAN_FORMATS: readonly PlanFormat[] = ['table', 'json', 'csv', 'markdown'];
@@ -33,7 +33,19 @@ export function sourcesText(f: Flow): string {
   return f.sources.map((s) => `${s.doc} ${s.ref}`).join('; ');
 }
 
-const HEADER = ['product', 'from', 'from_address', 'to', 'to_address', 'protocol', 'ports', 'service', 'purpose', 'sources', 'notes'];
+const HEADER = [
+  'product',
+  'from',
+  'from_address',
+  'to',
+  'to_address',
+  'protocol',
+  'ports',
+  'service',
+  'purpose',
+  'sources',
+  'notes',
+];
 
 function row(f: Flow): string[] {
   return [
@@ -84,7 +96,8 @@ export function planMarkdown(plan: Plan, hostCount: number): string {
         `| ${[String(i + 1), `${endpointText(f.from)} ${f.from.address ?? ''}`.trim(), `${endpointText(f.to)} ${f.to.address ?? ''}`.trim(), f.protocol, portsText(f), f.service, f.purpose, sourcesText(f)].map(mdCell).join(' | ')} |`,
     ),
   ];
-  if (plan.warnings.length) lines.push('', '## Warnings', '', ...plan.warnings.map((w) => `- ${mdCell(w.message)}`));
+  if (plan.warnings.length)
+    lines.push('', '## Warnings', '', ...plan.warnings.map((w) => `- ${mdCell(w.message)}`));
   return `${lines.join('\n')}\n`;
 }
 

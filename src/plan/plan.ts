@@ -1,5 +1,5 @@
-import type { Catalogs } from '../catalog/load.js';
 import { type ConditionContext, evaluate } from '../catalog/conditions.js';
+import type { Catalogs } from '../catalog/load.js';
 import type { Catalog, CatalogEntry, PeerSpec, PortSpec, SourceRef } from '../catalog/types.js';
 import type { Host, Inventory } from '../inventory/types.js';
 import type { Endpoint, Flow, FlowSource, Plan, Warning } from '../model/flow.js';
@@ -28,7 +28,8 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
   const raw: Flow[] = [];
   for (const [productId, use] of inv.products) {
     const cat = catalogs.get(productId) as Catalog;
-    const hostsIn = (role: string) => inv.hosts.filter((h) => h.roles.some((r) => r.product === productId && r.role === role));
+    const hostsIn = (role: string) =>
+      inv.hosts.filter((h) => h.roles.some((r) => r.product === productId && r.role === role));
     const setting = (name: string) => use.settings[name] ?? cat.settings?.[name]?.default;
     for (const role of Object.keys(cat.roles)) {
       const used = cat.entries.filter((e) => [e.from, e.to].some((p) => peerRole(p) === role)).length;
@@ -48,7 +49,16 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
             : []
           : candidates(entry.to, hostsIn);
         for (const to of tos) {
-          const ctx = context(cat, use.features, setting, from, to, (r) => hostsIn(r).length > 0, warn, productId);
+          const ctx = context(
+            cat,
+            use.features,
+            setting,
+            from,
+            to,
+            (r) => hostsIn(r).length > 0,
+            warn,
+            productId,
+          );
           const truth = evaluate(entry.when, ctx);
           if (truth !== true) {
             if (truth !== false) {
@@ -173,7 +183,13 @@ function expandPort(
 }
 
 function endpoint(c: Candidate): Endpoint {
-  if (!c.host) return { host: null, role: null, address: null, ...(c.description ? { description: c.description } : {}) };
+  if (!c.host)
+    return {
+      host: null,
+      role: null,
+      address: null,
+      ...(c.description ? { description: c.description } : {}),
+    };
   return { host: c.host.name, role: c.role, address: c.host.address.text };
 }
 
@@ -181,7 +197,14 @@ function sourceRef(s: SourceRef): FlowSource {
   return { doc: s.doc, ref: `${s.table} table, row ${s.row}${s.ref ? `: ${s.ref}` : ''}` };
 }
 
-function toFlow(product: string, e: CatalogEntry, from: Candidate, to: Candidate, ports: PortRange[], opts: PlanOptions): Flow {
+function toFlow(
+  product: string,
+  e: CatalogEntry,
+  from: Candidate,
+  to: Candidate,
+  ports: PortRange[],
+  opts: PlanOptions,
+): Flow {
   const ja = opts.lang === 'ja';
   const notes = ja && e['notes-ja']?.length ? e['notes-ja'] : (e.notes ?? []);
   return {
@@ -212,11 +235,19 @@ export function mergeFlows(raw: readonly Flow[]): Flow[] {
     const key = flowKey(f);
     const seen = byKey.get(key);
     if (!seen) {
-      byKey.set(key, { ...f, id: key, ports: [...f.ports], sources: [...f.sources], notes: [...f.notes], entries: [...f.entries] });
+      byKey.set(key, {
+        ...f,
+        id: key,
+        ports: [...f.ports],
+        sources: [...f.sources],
+        notes: [...f.notes],
+        entries: [...f.entries],
+      });
       continue;
     }
     seen.ports = mergePortRanges([...seen.ports, ...f.ports]);
-    for (const s of f.sources) if (!seen.sources.some((x) => x.doc === s.doc && x.ref === s.ref)) seen.sources.push(s);
+    for (const s of f.sources)
+      if (!seen.sources.some((x) => x.doc === s.doc && x.ref === s.ref)) seen.sources.push(s);
     for (const n of f.notes) if (!seen.notes.includes(n)) seen.notes.push(n);
     for (const id of f.entries) if (!seen.entries.includes(id)) seen.entries.push(id);
     if (!seen.purpose.includes(f.purpose)) seen.purpose = `${seen.purpose} ${f.purpose}`;

@@ -6,12 +6,22 @@ export function colorEnabled(stream: NodeJS.WriteStream = process.stdout): boole
 }
 
 export type Paint = (text: string) => string;
-const code = (open: number, close: number): Paint => (t) => `\u001b[${open}m${t}\u001b[${close}m`;
+const code =
+  (open: number, close: number): Paint =>
+  (t) =>
+    `\u001b[${open}m${t}\u001b[${close}m`;
 const plain: Paint = (t) => t;
 
 export function palette(enabled: boolean) {
   return enabled
-    ? { bold: code(1, 22), dim: code(2, 22), red: code(31, 39), green: code(32, 39), yellow: code(33, 39), cyan: code(36, 39) }
+    ? {
+        bold: code(1, 22),
+        dim: code(2, 22),
+        red: code(31, 39),
+        green: code(32, 39),
+        yellow: code(33, 39),
+        cyan: code(36, 39),
+      }
     : { bold: plain, dim: plain, red: plain, green: plain, yellow: plain, cyan: plain };
 }
 
@@ -20,7 +30,15 @@ export function width(text: string): number {
   let w = 0;
   for (const ch of text.replace(/\u001b\[[0-9;]*m/g, '')) {
     const c = ch.codePointAt(0) ?? 0;
-    w += (c >= 0x1100 && c <= 0x115f) || (c >= 0x2e80 && c <= 0xa4cf) || (c >= 0xac00 && c <= 0xd7a3) || (c >= 0xf900 && c <= 0xfaff) || (c >= 0xff00 && c <= 0xff60) || (c >= 0xffe0 && c <= 0xffe6) ? 2 : 1;
+    w +=
+      (c >= 0x1100 && c <= 0x115f) ||
+      (c >= 0x2e80 && c <= 0xa4cf) ||
+      (c >= 0xac00 && c <= 0xd7a3) ||
+      (c >= 0xf900 && c <= 0xfaff) ||
+      (c >= 0xff00 && c <= 0xff60) ||
+      (c >= 0xffe0 && c <= 0xffe6)
+        ? 2
+        : 1;
   }
   return w;
 }

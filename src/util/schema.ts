@@ -23,7 +23,10 @@ export function validateWithSchema<T>(loaded: LoadedYaml, schema: object): T {
   if (error.propertyName !== undefined) {
     // propertyNames: the key itself is bad; point at it and show it, not the whole mapping.
     const [detail] = describe(error, error.propertyName);
-    throw new InputError(`key ${detail}`, { ...loaded.locate([...path, error.propertyName], 'key'), path: formatPath(path) });
+    throw new InputError(`key ${detail}`, {
+      ...loaded.locate([...path, error.propertyName], 'key'),
+      path: formatPath(path),
+    });
   }
   const value = valueAt(loaded.data, path);
   const [detail, at] = describe(withSiblingTypes(error, errors), value);
@@ -34,7 +37,16 @@ export function validateWithSchema<T>(loaded: LoadedYaml, schema: object): T {
   throw new InputError(detail, loaded.locate(path, at));
 }
 
-const PREFERENCE = ['additionalProperties', 'enum', 'const', 'pattern', 'required', 'minimum', 'maximum', 'type'];
+const PREFERENCE = [
+  'additionalProperties',
+  'enum',
+  'const',
+  'pattern',
+  'required',
+  'minimum',
+  'maximum',
+  'type',
+];
 
 function pickError(errors: ErrorObject[]): ErrorObject {
   const useful = errors.filter((e) => !['oneOf', 'anyOf', 'if', 'not'].includes(e.keyword));
@@ -76,7 +88,10 @@ function describe(e: ErrorObject, value: unknown): [string, 'key' | 'value'] {
     case 'type':
       return [`expected ${article(String(p.type))}, got ${shown(value)}`, 'value'];
     case 'enum':
-      return [`${shown(value)} is not allowed (expected one of: ${(p.allowedValues as unknown[]).join(', ')})`, 'value'];
+      return [
+        `${shown(value)} is not allowed (expected one of: ${(p.allowedValues as unknown[]).join(', ')})`,
+        'value',
+      ];
     case 'const':
       return [`${shown(value)} is not allowed (expected ${JSON.stringify(p.allowedValue)})`, 'value'];
     case 'pattern':
@@ -85,9 +100,15 @@ function describe(e: ErrorObject, value: unknown): [string, 'key' | 'value'] {
     case 'maximum':
       return [`${shown(value)} is out of range (expected a number ${e.message})`, 'value'];
     case 'minItems':
-      return [`the list is too short (expected at least ${p.limit} item${p.limit === 1 ? '' : 's'})`, 'value'];
+      return [
+        `the list is too short (expected at least ${p.limit} item${p.limit === 1 ? '' : 's'})`,
+        'value',
+      ];
     case 'minLength':
-      return [`${shown(value)} is too short (expected at least ${p.limit} character${p.limit === 1 ? '' : 's'})`, 'value'];
+      return [
+        `${shown(value)} is too short (expected at least ${p.limit} character${p.limit === 1 ? '' : 's'})`,
+        'value',
+      ];
     case 'maxLength':
       return [`${shown(value)} is too long (expected at most ${p.limit} characters)`, 'value'];
     case 'minProperties':
@@ -124,6 +145,7 @@ function pointerToPath(pointer: string): PathPart[] {
 
 function valueAt(data: unknown, path: PathPart[]): unknown {
   let v: unknown = data;
-  for (const part of path) v = v && typeof v === 'object' ? (v as Record<string | number, unknown>)[part] : undefined;
+  for (const part of path)
+    v = v && typeof v === 'object' ? (v as Record<string | number, unknown>)[part] : undefined;
   return v;
 }

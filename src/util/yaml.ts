@@ -44,15 +44,25 @@ export function loadYamlFile(file: string, what = 'file'): LoadedYaml {
   try {
     size = statSync(file).size;
   } catch (err) {
-    throw new InputError(`cannot read the ${what}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { file }, { cause: err });
+    throw new InputError(
+      `cannot read the ${what}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      { file },
+      { cause: err },
+    );
   }
   if (size > MAX_YAML_BYTES)
-    throw new InputError(`the ${what} is ${size} bytes; the limit is ${MAX_YAML_BYTES} bytes (4 MiB)`, { file });
+    throw new InputError(`the ${what} is ${size} bytes; the limit is ${MAX_YAML_BYTES} bytes (4 MiB)`, {
+      file,
+    });
   let bytes: Buffer;
   try {
     bytes = readFileSync(file);
   } catch (err) {
-    throw new InputError(`cannot read the ${what}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { file }, { cause: err });
+    throw new InputError(
+      `cannot read the ${what}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      { file },
+      { cause: err },
+    );
   }
   return parseYamlText(bytes, file, what);
 }
@@ -85,20 +95,26 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
   // The CST pass is iterative, so it measures nesting safely; it also fills lineCounter.
   const deep = tooDeep(new Parser(lineCounter.addNewLine).parse(text));
   if (deep !== undefined)
-    throw new InputError(`YAML: nested more than ${MAX_DEPTH} levels deep (expected at most ${MAX_DEPTH} levels of lists and mappings)`, {
-      file,
-      ...at(deep),
-    });
+    throw new InputError(
+      `YAML: nested more than ${MAX_DEPTH} levels deep (expected at most ${MAX_DEPTH} levels of lists and mappings)`,
+      {
+        file,
+        ...at(deep),
+      },
+    );
   const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, strict: true, version: '1.2' });
   const err = doc.errors[0];
   if (err) {
     const dup = err.code === 'DUPLICATE_KEY' ? keyAt(doc, err.pos[0]) : undefined;
     if (dup)
-      throw new InputError(`YAML: duplicate key ${shown(dup.key)} (first at line ${at(dup.first).line}; expected each key once in a mapping)`, {
-        file,
-        ...at(err.pos[0]),
-        path: formatPath(dup.path),
-      });
+      throw new InputError(
+        `YAML: duplicate key ${shown(dup.key)} (first at line ${at(dup.first).line}; expected each key once in a mapping)`,
+        {
+          file,
+          ...at(err.pos[0]),
+          path: formatPath(dup.path),
+        },
+      );
     throw new InputError(`YAML: ${yamlMessage(err.code, err.message)}`, { file, ...at(err.pos[0]) });
   }
   // Remember the alias that could not be expanded, so the error can point at it.
@@ -123,9 +139,15 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
     const where = failed?.range ? { file, ...at(failed.range[0]) } : { file };
     const alias = `*${failed?.source ?? ''}`;
     if (e instanceof ReferenceError && /^Unresolved alias/.test(e.message))
-      throw new InputError(`YAML: alias ${alias} has no anchor &${failed?.source ?? ''} before it (expected an anchor defined earlier in the file)`, where);
+      throw new InputError(
+        `YAML: alias ${alias} has no anchor &${failed?.source ?? ''} before it (expected an anchor defined earlier in the file)`,
+        where,
+      );
     if (e instanceof ReferenceError && /alias/i.test(e.message))
-      throw new InputError(`YAML: alias ${alias} expands too much (more than ${MAX_ALIAS_COUNT} alias expansions); refused as a possible alias bomb`, where);
+      throw new InputError(
+        `YAML: alias ${alias} expands too much (more than ${MAX_ALIAS_COUNT} alias expansions); refused as a possible alias bomb`,
+        where,
+      );
     throw new InputError(`YAML: ${(e as Error).message}`, where, { cause: e });
   }
   const locate = (path: readonly PathPart[], which: 'key' | 'value' = 'value'): Location => {
@@ -139,27 +161,34 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
 
 /** What to do about the yaml errors whose own words do not say it. */
 const YAML_HINTS: Partial<Record<ErrorCode, string>> = {
-  BLOCK_AS_IMPLICIT_KEY: 'check the indentation here and on the next line: the keys of one mapping must line up',
-  MULTILINE_IMPLICIT_KEY: 'check the indentation here and on the next line: the keys of one mapping must line up',
+  BLOCK_AS_IMPLICIT_KEY:
+    'check the indentation here and on the next line: the keys of one mapping must line up',
+  MULTILINE_IMPLICIT_KEY:
+    'check the indentation here and on the next line: the keys of one mapping must line up',
   TAB_AS_INDENT: 'expected spaces',
 };
 
 function yamlMessage(code: ErrorCode, message: string): string {
-  if (code === 'MULTIPLE_DOCS') return 'the file holds more than one YAML document (expected one; remove the "---" line)';
+  if (code === 'MULTIPLE_DOCS')
+    return 'the file holds more than one YAML document (expected one; remove the "---" line)';
   // yaml appends " at line L, column C:" and a code frame; the location is printed by us.
   const text = message.replace(/ at line \d+, column \d+:?[\s\S]*$/, '').trim();
-  const hint = /^Missing closing/.test(text) ? 'it was opened above this point and never closed' : YAML_HINTS[code];
+  const hint = /^Missing closing/.test(text)
+    ? 'it was opened above this point and never closed'
+    : YAML_HINTS[code];
   return hint ? `${text} (${hint})` : text;
 }
 
 /** The offset of the first list or mapping nested deeper than MAX_DEPTH, walking the CST without recursion. */
 function tooDeep(tokens: Iterable<CST.Token>): number | undefined {
   const todo: { token: CST.Token; depth: number }[] = [];
-  for (const token of tokens) if (token.type === 'document' && token.value) todo.push({ token: token.value, depth: 1 });
+  for (const token of tokens)
+    if (token.type === 'document' && token.value) todo.push({ token: token.value, depth: 1 });
   let found: number | undefined;
   for (let next = todo.pop(); next; next = todo.pop()) {
     const { token, depth } = next;
-    if (token.type !== 'block-map' && token.type !== 'block-seq' && token.type !== 'flow-collection') continue;
+    if (token.type !== 'block-map' && token.type !== 'block-seq' && token.type !== 'flow-collection')
+      continue;
     if (depth > MAX_DEPTH) {
       found = Math.min(found ?? token.offset, token.offset);
       continue;
@@ -179,7 +208,11 @@ function keyAt(doc: Document, offset: number): { path: PathPart[]; key: unknown;
         const key = value(pair.key);
         if (isNode(pair.key) && pair.key.range?.[0] === offset) {
           const first = node.items.find((p) => value(p.key) === key)?.key;
-          return { path: [...path, String(key)], key, first: isNode(first) && first.range ? first.range[0] : offset };
+          return {
+            path: [...path, String(key)],
+            key,
+            first: isNode(first) && first.range ? first.range[0] : offset,
+          };
         }
         const found = walk(pair.value, [...path, String(key)]);
         if (found) return found;
@@ -219,7 +252,8 @@ export function formatPath(path: readonly PathPart[]): string {
   let out = '';
   for (const part of path) {
     if (typeof part === 'number') out += `[${part}]`;
-    else if (/^[A-Za-z0-9_][A-Za-z0-9_.:-]*$/.test(part) && !part.includes('.')) out += out ? `.${part}` : part;
+    else if (/^[A-Za-z0-9_][A-Za-z0-9_.:-]*$/.test(part) && !part.includes('.'))
+      out += out ? `.${part}` : part;
     else out += `[${JSON.stringify(part)}]`;
   }
   return out;
