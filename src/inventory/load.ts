@@ -120,8 +120,7 @@ function checkInventory(
   for (const [name, h] of Object.entries(raw.hosts)) {
     const at = (...p: PathPart[]) => ['hosts', name, ...p];
     const address = parseAddress(h.address);
-    if ('error' in address)
-      fail(`${address.error} (expected an IPv4/IPv6 address, a CIDR or a DNS name)`, at('address'));
+    if ('error' in address) fail(address.error, at('address'));
     const other = seenAddresses.get(address.text);
     if (other)
       fail(
