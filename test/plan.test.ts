@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -222,5 +222,48 @@ hosts:
       header,
       'product,from,from_address,to,to_address,protocol,ports,service,purpose,sources,notes',
     );
+  });
+});
+
+describe('custom catalogs', () => {
+  it('plans a product from a --catalog directory and from the inventory catalogs key', () => {
+    const cat = join(dir, 'mycat');
+    mkdirSync(cat);
+    writeFileSync(
+      join(cat, 'acme.yaml'),
+      `product: acme-backup
+title: Acme Backup
+documents: [{ file: acme-ports.pdf, title: Acme ports }]
+roles: { server: { title: Server }, agent: { title: Agent } }
+entries:
+  - id: agent-to-server
+    from: agent
+    to: server
+    protocol: tcp
+    ports: [7000, "7100-7110"]
+    service: acme-data
+    purpose: Agents send backup data to the server.
+    sources: [{ doc: acme-ports.pdf, table: ports, row: 1 }]
+`,
+    );
+    const site = `site: acme
+products: { acme-backup: {} }
+hosts:
+  srv: { address: 10.1.0.1, roles: [acme-backup:server] }
+  a1: { address: 10.1.0.2, roles: [acme-backup:agent] }
+`;
+    const file = join(dir, 'acme-site.yaml');
+    writeFileSync(file, site);
+    const r = runCli(['plan', file, '--format', 'json', '--catalog', cat]);
+    assert.equal(r.code, 0, r.stderr);
+    const p = JSON.parse(r.stdout) as Plan;
+    assert.deepEqual(p.flows[0]?.ports, [
+      [7000, 7000],
+      [7100, 7110],
+    ]);
+    writeFileSync(file, `catalogs: [mycat]\n${site}`);
+    assert.equal(runCli(['plan', file, '--format', 'json']).code, 0);
+    const without = runCli(['plan', join(dir, 'acme-site-2.yaml')]);
+    assert.equal(without.code, 2);
   });
 });
