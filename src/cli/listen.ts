@@ -1,6 +1,209 @@
 import { UsageError } from '../errors.js';
+import { chooseBind, shownAddress } from '../listen/addresses.js';
+import { DEFAULT_TTL_SECONDS, formatTtl, parseTtl } from '../listen/duration.js';
+import { inboundFor } from '../listen/inbound.js';
+import { LOG_FORMATS, type LogFormat, ProbeLog, type Summary } from '../listen/log.js';
+import { newSecret } from '../listen/protocol.js';
+import { Answerer, Responder } from '../listen/responder.js';
+import { allot, bindReport, type PortGroup, socketBudget, socketGroups } from '../listen/sockets.js';
+import { formatPorts, portCount } from '../model/ports.js';
+import { buildPlan } from '../plan/plan.js';
+import { exactlyOne, oneOf, parse } from './args.js';
+import { siteFrom } from './site.js';
 
-// Placeholder until the listen command lands.
-export async function run(_argv: string[]): Promise<number> {
-  throw new UsageError('portolan listen is not available yet');
+const USAGE = `Usage: portolan listen SITE.yaml --host NAME [--ttl 15m] [--secret S] [--bind ADDR] [--format text|json]
+
+Binds every TCP and UDP port the plan says host NAME must accept and answers only probes signed
+with the shared secret (portolan check --secret), until the TTL ends (90s, 15m, 1h; at most 24h).
+
+  --host NAME     the inventory host this machine stands in for
+  --ttl D         how long to listen (default 15m)
+  --secret S      the shared secret (or env PORTOLAN_SECRET); without one, a new one is made and printed
+  --bind ADDR     address to bind (repeatable); default: the host's inventory address when it is on
+                  this machine, else all addresses (:: and 0.0.0.0)
+  --format F      text (default) or json (JSON lines)
+
+Exits 0 at the TTL or on SIGINT/SIGTERM (after a summary of probes by source), 1 when no port
+could be bound, 2 on bad input. Ports it cannot bind (in use, privileged, over the open-file
+limit) are listed and the rest still answer.
+
+Safe by default: unauthenticated input gets no bytes at all, a reply is never longer than the probe
+it answers, logging is rate limited per source, and the responder exits at the TTL. It binds beyond
+loopback because other hosts must reach it; the narrowest such binding is the host's own address.`;
+
+/** Below this a captured probe lets someone guess the secret offline. newSecret() gives 24. */
+const MIN_SECRET_CHARS = 16;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(
+    argv,
+    {
+      host: { type: 'string' },
+      ttl: { type: 'string' },
+      secret: { type: 'string' },
+      bind: { type: 'string', multiple: true },
+      format: { type: 'string', short: 'f' },
+    },
+    USAGE,
+  );
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const file = exactlyOne(positionals, 'inventory file', USAGE);
+  const format: LogFormat = oneOf(values.format, LOG_FORMATS, '--format') ?? 'text';
+  const ttl = values.ttl === undefined ? DEFAULT_TTL_SECONDS : parseTtl(values.ttl);
+  if (!values.host)
+    throw new UsageError(`--host is required: the inventory host this machine stands in for\n${USAGE}`);
+  const given = values.secret ?? process.env.PORTOLAN_SECRET;
+  if (given === '') throw new UsageError('the secret is empty (--secret or PORTOLAN_SECRET)');
+  const secret = given ?? newSecret();
+  if (given !== undefined && given.length < MIN_SECRET_CHARS)
+    process.stderr.write(
+      `portolan: warning: a secret of ${given.length} characters can be guessed offline from one captured probe; use at least ${MIN_SECRET_CHARS} (or let listen make one)\n`,
+    );
+
+  const { inventory, catalogs } = siteFrom(file, values);
+  const host = inventory.hosts.find((h) => h.name === values.host);
+  if (!host)
+    throw new UsageError(
+      `--host ${JSON.stringify(values.host)} is not a host of ${file} (expected one of: ${inventory.hosts.map((h) => h.name).join(', ')})`,
+    );
+  const plan = buildPlan(inventory, catalogs);
+  const inbound = inboundFor(plan, host.name);
+  const bind = await chooseBind(host, values.bind ?? []);
+
+  const groups = socketGroups(inbound, bind);
+
+  const out = (text: string) => process.stdout.write(text);
+  const emit = (event: Record<string, unknown>) =>
+    out(`${JSON.stringify({ event: event.event, time: new Date().toISOString(), ...event })}\n`);
+  const text = format === 'text';
+  const icmp = inbound.icmp.map((f) => ({
+    from: f.from.host ?? f.from.description ?? 'any',
+    type: f.icmpType ?? 'any',
+  }));
+
+  if (!groups.length) {
+    const line = `host ${host.name} accepts no TCP or UDP flow in this plan: nothing to listen on`;
+    if (text) out(`portolan listen: ${line}${icmp.length ? `\n${icmpLine(icmp)}` : ''}\n`);
+    else emit({ event: 'nothing-to-bind', site: plan.site, host: host.name, message: line, icmp });
+    return 0;
+  }
+
+  // Stop on SIGINT/SIGTERM from here on, even while binding.
+  let signalled = false;
+  let stop: () => void = () => {};
+  const stopped = new Promise<string>((resolve) => {
+    stop = () => {
+      signalled = true;
+      resolve('signal');
+    };
+  });
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+
+  const log = new ProbeLog(format, out);
+  const responder = new Responder(new Answerer(secret), (e) => log.probe(e));
+  try {
+    const budget = socketBudget();
+    const { sockets, over } = allot(groups, budget);
+    const outcomes = await responder.bindAll(sockets);
+    const { bound, notBound } = bindReport(outcomes, over, budget);
+    const wanted = groups.reduce((n, g) => n + portCount(g.ports), 0);
+    const boundCount = bound.reduce((n, g) => n + portCount(g.ports), 0);
+    const checks = checkCommands(file, inbound.peers, given === undefined ? secret : undefined);
+    const until = new Date(Date.now() + ttl * 1000).toISOString();
+
+    if (text) {
+      out(`portolan listen: site ${plan.site}, host ${host.name}: ${boundCount} of ${wanted} ports bound\n`);
+      out(`binding ${bind.addresses.map(shownAddress).join(', ')}: ${bind.why}\n`);
+      const at = (a: string) => (a.includes(':') ? `[${a}]` : a);
+      for (const g of bound)
+        out(
+          `listening on ${at(g.address)}${g.local ? ' (local flows)' : ''}: ${g.proto} ${formatPorts(g.ports)}\n`,
+        );
+      for (const g of notBound)
+        out(`not bound on ${at(g.address)}: ${g.proto} ${formatPorts(g.ports)}: ${g.reason} (${g.code})\n`);
+      if (icmp.length) out(`${icmpLine(icmp)}\n`);
+      if (given === undefined) out(`secret: ${secret} (generated; the probing side needs it)\n`);
+      if (checks.length)
+        out(
+          `probe from ${inbound.peers.length ? inbound.peers.join(', ') : 'the peer'} with:\n${checks.map((c) => `  ${c}\n`).join('')}`,
+        );
+    } else {
+      emit({
+        event: 'listening',
+        site: plan.site,
+        host: host.name,
+        bind: { addresses: bind.addresses, why: bind.why },
+        ports: { wanted, bound: boundCount },
+        listening: bound.map(groupJson),
+        notBound: notBound.map((g) => ({ ...groupJson(g), code: g.code, reason: g.reason })),
+        icmp,
+        ttlSeconds: ttl,
+        until,
+        ...(given === undefined ? { secret } : {}),
+        check: checks,
+      });
+    }
+    if (boundCount === 0) {
+      if (text) out('nothing could be bound; exiting\n');
+      else emit({ event: 'exit', reason: 'nothing bound' });
+      return 1;
+    }
+    if (signalled) return finish(await close(responder, log), 'signal');
+
+    if (text) out(`answering signed probes until ${until} (${formatTtl(ttl)}); Ctrl-C stops early\n`);
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<string>((resolve) => {
+      timer = setTimeout(() => resolve('ttl'), ttl * 1000);
+    });
+    const why = await Promise.race([expired, stopped]);
+    clearTimeout(timer);
+    return finish(await close(responder, log), why);
+  } finally {
+    process.removeListener('SIGINT', stop);
+    process.removeListener('SIGTERM', stop);
+    await responder.close();
+  }
+
+  function finish(summary: Summary, why: string): number {
+    const end = why === 'ttl' ? `TTL of ${formatTtl(ttl)} ended` : 'stopped by signal';
+    if (text) {
+      out(`${end}: probes ${summary.answered} answered, ${summary.rejected} rejected\n`);
+      for (const s of summary.sources.slice(0, 50))
+        out(
+          `  ${s.source}: ${s.answered} answered, ${s.rejected} rejected${s.suppressed ? ` (${s.suppressed} not logged: rate limit)` : ''}\n`,
+        );
+      if (summary.sources.length > 50) out(`  ... and ${summary.sources.length - 50} more sources\n`);
+    } else emit({ event: 'summary', end: why, ...summary });
+    return 0;
+  }
+}
+
+async function close(responder: Responder, log: ProbeLog): Promise<Summary> {
+  await responder.close();
+  return log.summary();
+}
+
+function icmpLine(icmp: { from: string; type: string }[]): string {
+  const from = [...new Set(icmp.map((i) => i.from))].join(', ');
+  return `icmp (${[...new Set(icmp.map((i) => i.type))].join(', ')} from ${from}): nothing to bind; the kernel answers echo requests unless a firewall drops them`;
+}
+
+function groupJson(g: PortGroup) {
+  return { proto: g.proto, address: g.address, ports: g.ports, local: g.local };
+}
+
+/** The commands to run on the probing hosts; the secret itself only when this run made it up. */
+function checkCommands(file: string, peers: readonly string[], generated: string | undefined): string[] {
+  const secret = generated === undefined ? '"$PORTOLAN_SECRET"' : shellQuote(generated);
+  const site = shellQuote(file);
+  const froms = peers.length ? peers.map((p) => ` --from ${shellQuote(p)}`) : [''];
+  return froms.map((from) => `portolan check ${site}${from} --secret ${secret}`);
+}
+
+function shellQuote(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }

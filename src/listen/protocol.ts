@@ -7,9 +7,9 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
  *   responder -> probe:  "PORTOLAN1 OK <mac:32 hex>\n"
  *
  * mac = HMAC-SHA256(secret, "probe|proto|port|ts|nonce") and the reply's mac =
- * HMAC-SHA256(secret, "reply|proto|port|ts|nonce"), both cut to 128 bits. The reply (48 bytes) is
- * always shorter than the probe (at least 71 bytes), so a responder can never amplify; anything
- * that does not verify gets no bytes at all. The port inside the MAC binds a probe to the port it
+ * HMAC-SHA256(secret, "reply|proto|port|ts|nonce"), both cut to 128 bits. The reply (46 bytes) is
+ * always shorter than a probe that verifies (77 bytes or more), so a responder can never amplify;
+ * anything that does not verify gets no bytes at all. The port inside the MAC binds a probe to the port it
  * was sent to; the timestamp and a nonce cache stop replays.
  */
 export const MAGIC = 'PORTOLAN1';
@@ -18,8 +18,18 @@ const MAC_HEX = 32;
 
 export type ProbeProtocol = 'tcp' | 'udp';
 
-function mac(secret: string, kind: 'probe' | 'reply', proto: ProbeProtocol, port: number, ts: number, nonce: string): string {
-  return createHmac('sha256', secret).update(`${kind}|${proto}|${port}|${ts}|${nonce}`).digest('hex').slice(0, MAC_HEX);
+function mac(
+  secret: string,
+  kind: 'probe' | 'reply',
+  proto: ProbeProtocol,
+  port: number,
+  ts: number,
+  nonce: string,
+): string {
+  return createHmac('sha256', secret)
+    .update(`${kind}|${proto}|${port}|${ts}|${nonce}`)
+    .digest('hex')
+    .slice(0, MAC_HEX);
 }
 
 export interface ProbeToken {
@@ -33,21 +43,36 @@ export interface ProbeToken {
 export function makeProbe(secret: string, proto: ProbeProtocol, port: number, now = Date.now()): ProbeToken {
   const ts = Math.floor(now / 1000);
   const nonce = randomBytes(8).toString('hex');
-  return { line: `${MAGIC} ${proto} ${port} ${ts} ${nonce} ${mac(secret, 'probe', proto, port, ts, nonce)}\n`, proto, port, ts, nonce };
+  return {
+    line: `${MAGIC} ${proto} ${port} ${ts} ${nonce} ${mac(secret, 'probe', proto, port, ts, nonce)}\n`,
+    proto,
+    port,
+    ts,
+    nonce,
+  };
 }
 
 export type Verification = { ok: true; reply: string; nonce: string } | { ok: false; reason: string };
 
 /** Checks a probe received on `proto`/`port`. The caller keeps the nonce cache (see NonceCache). */
-export function verifyProbe(secret: string, data: string, proto: ProbeProtocol, port: number, now = Date.now()): Verification {
+export function verifyProbe(
+  secret: string,
+  data: string,
+  proto: ProbeProtocol,
+  port: number,
+  now = Date.now(),
+): Verification {
   const m = /^PORTOLAN1 (tcp|udp) (\d{1,5}) (\d{1,12}) ([0-9a-f]{16}) ([0-9a-f]{32})\n$/.exec(data);
   if (!m) return { ok: false, reason: 'not a portolan probe' };
   const [, p, portText, tsText, nonce = '', got = ''] = m;
-  if (p !== proto || Number(portText) !== port) return { ok: false, reason: `probe for ${p}/${portText} arrived on ${proto}/${port}` };
+  if (p !== proto || Number(portText) !== port)
+    return { ok: false, reason: `probe for ${p}/${portText} arrived on ${proto}/${port}` };
   const ts = Number(tsText);
-  if (Math.abs(now / 1000 - ts) > MAX_SKEW_SECONDS) return { ok: false, reason: 'timestamp outside the allowed clock skew' };
+  if (Math.abs(now / 1000 - ts) > MAX_SKEW_SECONDS)
+    return { ok: false, reason: 'timestamp outside the allowed clock skew' };
   const want = mac(secret, 'probe', proto, port, ts, nonce);
-  if (!timingSafeEqual(Buffer.from(got), Buffer.from(want))) return { ok: false, reason: 'bad MAC (wrong secret?)' };
+  if (!timingSafeEqual(Buffer.from(got), Buffer.from(want)))
+    return { ok: false, reason: 'bad MAC (wrong secret?)' };
   return { ok: true, reply: `${MAGIC} OK ${mac(secret, 'reply', proto, port, ts, nonce)}\n`, nonce };
 }
 

@@ -1,0 +1,235 @@
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { normalizeIp } from './addresses.js';
+import { NonceCache, type ProbeProtocol, verifyProbe } from './protocol.js';
+import { type BindOutcome, MAX_CONNECTIONS, type SocketSpec } from './sockets.js';
+
+/** A probe line is about 80 bytes; anything past this is not a probe and is not read further. */
+export const MAX_PROBE_BYTES = 128;
+/** A prober writes its line right after connecting; a connection is closed this long after accept. */
+export const READ_TIMEOUT_MS = 2000;
+/** Sockets bound at once while starting (16k listeners bind in about a second this way). */
+const BIND_CONCURRENCY = 256;
+
+export interface Peer {
+  address: string;
+  port: number;
+}
+
+/** One probe as the responder saw it. `from` is the source address on the wire, so NAT shows up. */
+export interface ProbeEvent {
+  result: 'answered' | 'rejected';
+  proto: ProbeProtocol;
+  port: number;
+  from: Peer;
+  to: Peer;
+  /** Bytes received (TCP: up to the end of the line, or what came before giving up). */
+  received: number;
+  /** Bytes sent back: the OK line when answered, 0 otherwise. */
+  sent: number;
+  reason?: string;
+}
+
+export type Answer = { reply: Buffer } | { reason: string };
+
+/** Decides what to send back for one received probe: the OK line, or nothing and why. */
+export class Answerer {
+  constructor(
+    private readonly secret: string,
+    private readonly nonces = new NonceCache(),
+  ) {}
+
+  answer(data: Buffer, proto: ProbeProtocol, port: number, now = Date.now()): Answer {
+    if (data.length > MAX_PROBE_BYTES) return { reason: `longer than ${MAX_PROBE_BYTES} bytes` };
+    // latin1 maps each byte to one character, so nothing non-ASCII can sneak past the probe pattern.
+    const v = verifyProbe(this.secret, data.toString('latin1'), proto, port, now);
+    if (!v.ok) return { reason: v.reason };
+    // Only verified probes reach the cache, so unauthenticated traffic cannot fill it.
+    if (!this.nonces.add(v.nonce, now)) return { reason: 'replayed nonce' };
+    const reply = Buffer.from(v.reply, 'latin1');
+    // No amplification: the reply (46 bytes) is shorter than any probe that verifies (77+ bytes).
+    assert.ok(reply.length <= data.length, `reply of ${reply.length} bytes to a ${data.length}-byte probe`);
+    return { reply };
+  }
+}
+
+const noop = () => {};
+
+/**
+ * The listening sockets and their handlers. TCP: read at most one line of MAX_PROBE_BYTES within
+ * READ_TIMEOUT_MS, answer a verified probe with the OK line and close; anything else is closed
+ * with no bytes sent. UDP: answer a verified datagram with the OK line, ignore the rest.
+ */
+export class Responder {
+  private readonly servers: net.Server[] = [];
+  private readonly dgrams: dgram.Socket[] = [];
+  private readonly conns = new Set<net.Socket>();
+  private closing = false;
+
+  constructor(
+    private readonly answerer: Answerer,
+    private readonly onProbe: (e: ProbeEvent) => void,
+  ) {}
+
+  /** Binds every socket, a pool at a time. After one EMFILE/ENFILE the rest are not tried. */
+  async bindAll(specs: readonly SocketSpec[]): Promise<BindOutcome[]> {
+    const out: BindOutcome[] = new Array(specs.length);
+    let next = 0;
+    let exhausted: BindOutcome['error'];
+    const worker = async () => {
+      while (next < specs.length && !this.closing) {
+        const i = next++;
+        const spec = specs[i] as SocketSpec;
+        if (exhausted) {
+          out[i] = { spec, error: exhausted };
+          continue;
+        }
+        const err = await (spec.proto === 'tcp' ? this.bindTcp(spec) : this.bindUdp(spec));
+        out[i] = err ? { spec, error: { code: err.code ?? 'EUNKNOWN', message: err.message } } : { spec };
+        if (err?.code === 'EMFILE' || err?.code === 'ENFILE')
+          exhausted = { code: err.code, message: err.message };
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(BIND_CONCURRENCY, specs.length) }, worker));
+    // Stopped while binding: what was never tried is reported as such.
+    for (let i = 0; i < specs.length; i++)
+      out[i] ??= {
+        spec: specs[i] as SocketSpec,
+        error: { code: 'ESTOPPED', message: 'stopped before binding' },
+      };
+    return out;
+  }
+
+  private bindTcp(spec: SocketSpec): Promise<NodeJS.ErrnoException | undefined> {
+    return new Promise((resolve) => {
+      const server = net.createServer({ allowHalfOpen: false });
+      server.once('error', resolve);
+      server.listen(
+        { host: spec.address, port: spec.port, exclusive: true, backlog: 64, ipv6Only: false },
+        () => {
+          server.removeAllListeners('error');
+          server.on('error', noop);
+          server.on('connection', (sock) => this.onTcp(sock, spec.port));
+          this.servers.push(server);
+          resolve(undefined);
+        },
+      );
+    });
+  }
+
+  private bindUdp(spec: SocketSpec): Promise<NodeJS.ErrnoException | undefined> {
+    return new Promise((resolve) => {
+      const type = net.isIP(spec.address) === 6 ? 'udp6' : 'udp4';
+      let sock: dgram.Socket;
+      try {
+        sock = dgram.createSocket({ type, ipv6Only: false });
+      } catch (err) {
+        resolve(err as NodeJS.ErrnoException);
+        return;
+      }
+      sock.once('error', (err) => {
+        sock.close();
+        resolve(err);
+      });
+      sock.bind({ address: spec.address, port: spec.port, exclusive: true }, () => {
+        sock.removeAllListeners('error');
+        sock.on('error', noop);
+        sock.on('message', (msg, rinfo) => this.onUdp(sock, spec, msg, rinfo));
+        this.dgrams.push(sock);
+        resolve(undefined);
+      });
+    });
+  }
+
+  private onUdp(sock: dgram.Socket, spec: SocketSpec, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    const a = this.answerer.answer(msg, 'udp', spec.port);
+    const from = { address: normalizeIp(rinfo.address), port: rinfo.port };
+    const to = { address: spec.address, port: spec.port };
+    if ('reply' in a) {
+      sock.send(a.reply, rinfo.port, rinfo.address, noop);
+      this.onProbe({
+        result: 'answered',
+        proto: 'udp',
+        port: spec.port,
+        from,
+        to,
+        received: msg.length,
+        sent: a.reply.length,
+      });
+    } else {
+      this.onProbe({
+        result: 'rejected',
+        proto: 'udp',
+        port: spec.port,
+        from,
+        to,
+        received: msg.length,
+        sent: 0,
+        reason: a.reason,
+      });
+    }
+  }
+
+  private onTcp(sock: net.Socket, port: number): void {
+    const from = { address: normalizeIp(sock.remoteAddress ?? '?'), port: sock.remotePort ?? 0 };
+    const to = { address: normalizeIp(sock.localAddress ?? '?'), port: sock.localPort ?? port };
+    let received = 0;
+    let done = false;
+    const chunks: Buffer[] = [];
+    const reject = (reason: string) => {
+      if (done) return;
+      done = true;
+      sock.destroy(); // no bytes back, ever
+      this.onProbe({ result: 'rejected', proto: 'tcp', port, from, to, received, sent: 0, reason });
+    };
+    sock.on('error', noop);
+    sock.on('close', () => this.conns.delete(sock));
+    if (this.closing) {
+      sock.destroy();
+      return;
+    }
+    if (this.conns.size >= MAX_CONNECTIONS) {
+      reject(`more than ${MAX_CONNECTIONS} connections at once`);
+      return;
+    }
+    this.conns.add(sock);
+    // A deadline from accept, not an idle timeout: a byte every second must not hold a slot for minutes.
+    const deadline = setTimeout(
+      () => (done ? sock.destroy() : reject(`no probe line within ${READ_TIMEOUT_MS} ms`)),
+      READ_TIMEOUT_MS,
+    );
+    sock.on('close', () => clearTimeout(deadline));
+    sock.on('end', () => reject(received ? 'closed before a full line' : 'closed without sending anything'));
+    sock.on('data', (chunk: Buffer) => {
+      if (done) return;
+      received += chunk.length;
+      chunks.push(chunk);
+      if (received > MAX_PROBE_BYTES) return reject(`longer than ${MAX_PROBE_BYTES} bytes`);
+      const nl = chunk.indexOf(0x0a);
+      if (nl === -1) return;
+      // One line and nothing after it: a prober sends its line and waits.
+      if (nl !== chunk.length - 1) return reject('bytes after the probe line');
+      const line = Buffer.concat(chunks);
+      const a = this.answerer.answer(line, 'tcp', port);
+      if (!('reply' in a)) return reject(a.reason);
+      done = true;
+      // Once the reply is with the kernel the descriptor is released: a range check may open
+      // thousands of connections and none should wait here for the prober to close its end.
+      sock.end(a.reply, () => sock.destroy());
+      this.onProbe({ result: 'answered', proto: 'tcp', port, from, to, received, sent: a.reply.length });
+    });
+  }
+
+  /** Stops accepting, drops open connections and closes every socket. */
+  async close(): Promise<void> {
+    this.closing = true;
+    for (const c of this.conns) c.destroy();
+    await Promise.all([
+      ...this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+      ...this.dgrams.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+    ]);
+    this.servers.length = 0;
+    this.dgrams.length = 0;
+  }
+}
