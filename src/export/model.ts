@@ -184,3 +184,13 @@ export function ruleSummary(r: ExportRule): string {
   const hosts = (s: AddressSet) => s.hosts.map((h) => h ?? 'unspecified').join(',');
   return `${r.services.join(',')}: ${hosts(r.src)} -> ${hosts(r.dst)}`;
 }
+
+/**
+ * The collapsed address set of some endpoints, built the way the model builds a rule's sides: for a
+ * generator that regroups a rule's peers (firewalld and ufw group them by the application they reach).
+ */
+export function addressSetOf(endpoints: Iterable<Flow['from']>): AddressSet {
+  const set = emptySet();
+  for (const e of endpoints) addEndpoint(set, e);
+  return finish(set);
+}

@@ -1,13 +1,209 @@
 import { InputError } from '../errors.js';
-import type { Generator } from './generator.js';
+import { formatPorts } from '../model/ports.js';
+import { asciiText, flowLines, localFlowLines, plainAddress } from './_hostfw.js';
+import type { ExportResult, Generator } from './generator.js';
+import { headerLines, oneLine } from './header.js';
+import { type ExportModel, type ExportRule, ruleSummary, setIsEmpty } from './model.js';
 
-// Placeholder until the windows generator lands.
+/**
+ * Windows Defender Firewall, host mode: a PowerShell script of New-NetFirewallRule calls, one per
+ * model rule (ICMP split per address family), all in the group `portolan`. Windows rules take IP
+ * addresses, subnets and ranges but no DNS names, so names and the peers the documents leave open
+ * become `$PortolanAddr_<rule>` variables the user fills; the script refuses to run while one is
+ * empty, because an empty -RemoteAddress means Any.
+ */
+
+export const SCRIPT_FILE = 'portolan-firewall.ps1';
+export const GROUP = 'portolan';
+/** ICMP echo request: type 8 in ICMPv4, 128 in ICMPv6. */
+const ECHO_REQUEST = { v4: 8, v6: 128 } as const;
+const PLATFORM = 'windows';
+
+/**
+ * The one quoting function for PowerShell: a single-quoted string, which expands nothing; the only
+ * way to end it is a quote character, written twice inside. PowerShell also ends it at the typographic
+ * quotes U+2018-U+201B, and a script without BOM is read as ANSI by PowerShell 5.1, so the text is
+ * first made plain ASCII (asciiText turns every other character into a visible `\uXXXX`).
+ */
+export function psq(text: string): string {
+  return `'${asciiText(text).replace(/'/g, "''")}'`;
+}
+
+/** A `#` comment line (ASCII, one line, so it cannot reach the next line). */
+function psComment(text: string): string {
+  const s = asciiText(text).trimEnd();
+  return s ? `# ${s}` : '#';
+}
+
+type Family = 'v4' | 'v6';
+
+/** One New-NetFirewallRule call to make. */
+interface Call {
+  name: string;
+  rule: ExportRule;
+  protocol: 'TCP' | 'UDP' | 'ICMPv4' | 'ICMPv6';
+  family?: Family;
+  literals: string[];
+  /** The variable the user fills, if any (without `$`). */
+  variable?: string;
+}
+
+function variableName(id: string, family?: Family): string {
+  return `PortolanAddr_${id.replace(/[^A-Za-z0-9]/g, '_')}${family ? `_IPv${family === 'v4' ? 4 : 6}` : ''}`;
+}
+
+function remoteAddress(c: Call): string {
+  const lits = c.literals.map(psq).join(', ');
+  if (!c.variable) return lits;
+  if (!c.literals.length) return `$${c.variable}`;
+  return `(@(${lits}) + $${c.variable})`;
+}
+
+function newRule(c: Call): string {
+  const r = c.rule;
+  const inbound = r.direction === 'in';
+  const parts = [
+    'New-NetFirewallRule',
+    `-Name ${psq(c.name)}`,
+    `-DisplayName ${psq(`portolan ${c.name.replace(/^portolan-/, '')}: ${r.services.join(', ')}`)}`,
+    `-Description ${psq(`${ruleSummary(r)}. ${[...new Set(r.flows.map((f) => f.purpose))].join(' ')}`)}`,
+    `-Group ${psq(GROUP)}`,
+    `-Direction ${inbound ? 'Inbound' : 'Outbound'}`,
+    '-Action Allow',
+    `-Protocol ${c.protocol}`,
+  ];
+  if (r.protocol === 'icmp') {
+    if (r.icmpType === 'echo-request' && c.family) parts.push(`-IcmpType ${ECHO_REQUEST[c.family]}`);
+  } else {
+    parts.push(
+      `-${inbound ? 'Local' : 'Remote'}Port ${r.ports.map(([lo, hi]) => psq(lo === hi ? `${lo}` : `${lo}-${hi}`)).join(', ')}`,
+    );
+  }
+  parts.push(`-RemoteAddress ${remoteAddress(c)}`);
+  const line = parts.join(' ');
+  // A family of an ICMP rule that has only addresses to fill is made only when some are filled in.
+  return c.variable && !c.literals.length && c.family
+    ? `if (@($${c.variable}).Count -gt 0) { ${line} }`
+    : line;
+}
+
+interface Rendered {
+  comments: string[];
+  calls: Call[];
+  /** Checks that refuse to run while a variable is empty: [variables that may not all be empty]. */
+  required: string[][];
+  /** Variable declarations with their comments. */
+  declarations: string[];
+}
+
+function renderRule(r: ExportRule, warnings: string[]): Rendered {
+  const what =
+    r.protocol === 'icmp' ? `icmp ${r.icmpType ?? 'any'}` : `${r.protocol} ${formatPorts(r.ports)}`;
+  const comments = [`${r.id}: ${what} (${ruleSummary(r)})`, ...flowLines(r.flows).map((l) => `  ${l}`)].map(
+    psComment,
+  );
+  const out: Rendered = { comments, calls: [], required: [], declarations: [] };
+  const remote = r.direction === 'in' ? r.src : r.dst;
+  if (setIsEmpty(remote)) {
+    const why = 'it has no peer addresses (an empty -RemoteAddress would mean Any)';
+    warnings.push(`rule ${r.id} (${oneLine(ruleSummary(r))}) is not rendered: ${why}`);
+    out.comments.push(psComment(`not rendered: ${why}`));
+    return out;
+  }
+  if (r.protocol !== 'icmp' && !r.ports.length) {
+    const why = 'it has no ports (an empty port list would mean any port)';
+    warnings.push(`rule ${r.id} (${oneLine(ruleSummary(r))}) is not rendered: ${why}`);
+    out.comments.push(psComment(`not rendered: ${why}`));
+    return out;
+  }
+  const fill = remote.names.length > 0 || remote.unspecified.length > 0;
+  const families: (Family | undefined)[] = r.protocol === 'icmp' ? ['v4', 'v6'] : [undefined];
+  const vars: string[] = [];
+  for (const family of families) {
+    const literals = (family ? remote[family] : [...remote.v4, ...remote.v6]).map(plainAddress);
+    if (!literals.length && !fill) continue;
+    const variable = fill ? variableName(r.id, family) : undefined;
+    if (variable) vars.push(variable);
+    const protocol =
+      r.protocol === 'tcp' ? 'TCP' : r.protocol === 'udp' ? 'UDP' : family === 'v6' ? 'ICMPv6' : 'ICMPv4';
+    out.calls.push({
+      name: `portolan-${r.id}${family ? `-ipv${family === 'v4' ? 4 : 6}` : ''}`,
+      rule: r,
+      protocol,
+      ...(family ? { family } : {}),
+      literals,
+      ...(variable ? { variable } : {}),
+    });
+  }
+  if (fill) {
+    out.required.push(vars);
+    const decl = [psComment(`${r.id} (${ruleSummary(r)}):`)];
+    for (const n of remote.names) decl.push(psComment(`  DNS name: ${n}`));
+    for (const u of remote.unspecified) decl.push(psComment(`  peer the documents leave open: ${u}`));
+    if (vars.length > 1)
+      decl.push(psComment('  (ICMP: IPv4 and IPv6 addresses go in separate variables; fill at least one)'));
+    for (const v of vars) decl.push(`$${v} = @()`);
+    out.declarations.push(...decl);
+    const parts: string[] = [];
+    if (remote.names.length)
+      parts.push(`Windows Firewall rules take no DNS names (${remote.names.join(', ')})`);
+    if (remote.unspecified.length)
+      parts.push(`the documents leave peers open (${remote.unspecified.map(oneLine).join('; ')})`);
+    warnings.push(
+      `rule ${r.id} (${oneLine(ruleSummary(r))}): ${parts.join(' and ')}; fill $${vars.join(' / $')} in ${SCRIPT_FILE} (the script refuses to run while ${vars.length > 1 ? 'both are' : 'it is'} empty)`,
+    );
+  }
+  return out;
+}
+
+function script(model: ExportModel, rendered: Rendered[]): string {
+  const declarations = rendered.flatMap((r) => r.declarations);
+  const required = rendered.flatMap((r) => r.required);
+  const lines = [
+    ...headerLines(model, PLATFORM).map(psComment),
+    '#',
+    `# Windows Defender Firewall rules for this host, all in the group '${GROUP}'. Run in an elevated`,
+    `# PowerShell; re-running first removes every rule in the group '${GROUP}', then adds them again.`,
+    '# Outbound rules matter only where outbound connections are blocked by default',
+    '# (Set-NetFirewallProfile -DefaultOutboundAction Block).',
+    ...localFlowLines(model).map(psComment),
+    '#Requires -RunAsAdministrator',
+    "$ErrorActionPreference = 'Stop'",
+    '',
+  ];
+  if (declarations.length)
+    lines.push(
+      '# Addresses to fill in: New-NetFirewallRule takes IP addresses, subnets and ranges but no DNS names',
+      '# (builds with -RemoteDynamicKeywordAddresses can match names through dynamic keywords instead), and',
+      "# the documents leave some peers open. Fill each as @('192.0.2.10', '10.0.0.0/24'). The script stops",
+      '# while one is empty: an empty -RemoteAddress would mean Any.',
+      ...declarations,
+      '',
+      '$portolanMissing = @()',
+      ...required.map((vars) => {
+        const count = vars.map((v) => `@($${v}).Count`).join(' + ');
+        return `if (${count} -eq 0) { $portolanMissing += ${psq(vars.join(' or '))} }`;
+      }),
+      "if ($portolanMissing.Count -gt 0) { throw ('portolan: fill in these address variables first: ' + ($portolanMissing -join ', ')) }",
+      '',
+    );
+  lines.push(
+    `Get-NetFirewallRule -Group ${psq(GROUP)} -ErrorAction SilentlyContinue | Remove-NetFirewallRule`,
+    '',
+  );
+  for (const r of rendered) lines.push(...r.comments, ...r.calls.map(newRule), '');
+  return lines.join('\n');
+}
+
 export const generator: Generator = {
   name: 'windows',
   family: 'firewall',
-  summary: 'windows (not yet available)',
-  capabilities: { modes: ['host', 'network'], icmp: true, ipv6: true, dnsNames: true },
-  render() {
-    throw new InputError('--to windows is not available yet');
+  summary: 'Windows Defender Firewall PowerShell script (New-NetFirewallRule, group portolan)',
+  capabilities: { modes: ['host'], icmp: true, ipv6: true, dnsNames: false },
+  render(model: ExportModel): ExportResult {
+    if (model.mode !== 'host') throw new InputError('--to windows supports host mode only (--host NAME)');
+    const warnings: string[] = [];
+    const rendered = model.rules.map((r) => renderRule(r, warnings));
+    return { files: [{ path: SCRIPT_FILE, content: script(model, rendered) }], warnings };
   },
 };
