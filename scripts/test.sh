@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Real peers and real firewall tools the tests load their output into (Debian packages).
 APT_PACKAGES=(
-  nftables iptables firewalld ufw graphviz iproute2 openssl
+  nftables iptables firewalld ufw graphviz libxml2-utils iproute2 openssl
   chrony openssh-server samba smbclient nginx nmap
 )
 missing=()

@@ -1,13 +1,37 @@
-import { InputError } from '../errors.js';
+import { csvField } from '../plan/format.js';
+import { COLUMNS, changeRequest } from './change-request.js';
 import type { Generator } from './generator.js';
+import { headerLines, oneLine } from './header.js';
+import type { ExportModel } from './model.js';
 
-// Placeholder until the csv generator lands.
+/**
+ * csv: the change request as one RFC 4180 table (CRLF records, fields quoted by `csvField` from the
+ * plan's csv, formula-leading cells defused). CSV has no comments, so the header lines come first as
+ * rows of their own: `# ...` in the first field, the others empty, the same field count as every row.
+ * Rules and local flows share the table; the `change` column tells them apart.
+ */
+
+export const CSV_FILE = 'change-request.csv';
+
+export function renderCsv(model: ExportModel): { content: string; warnings: string[] } {
+  const { rows, warnings } = changeRequest(model);
+  const pad = COLUMNS.slice(1).map(() => '');
+  const records = [
+    ...headerLines(model, 'csv').map((l) => [`# ${oneLine(l)}`, ...pad]),
+    [...COLUMNS],
+    ...rows.map((r) => r.cells),
+  ];
+  return { content: `${records.map((r) => r.map(csvField).join(',')).join('\r\n')}\r\n`, warnings };
+}
+
 export const generator: Generator = {
   name: 'csv',
-  family: 'firewall',
-  summary: 'csv (not yet available)',
+  family: 'table',
+  summary:
+    'change-request table as CSV (RFC 4180): one row per rule, local flows marked "no firewall change"',
   capabilities: { modes: ['host', 'network'], icmp: true, ipv6: true, dnsNames: true },
-  render() {
-    throw new InputError('--to csv is not available yet');
+  render(model) {
+    const { content, warnings } = renderCsv(model);
+    return { files: [{ path: CSV_FILE, content }], warnings };
   },
 };

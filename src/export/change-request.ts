@@ -1,0 +1,187 @@
+import type { Endpoint, Flow } from '../model/flow.js';
+import { formatPorts, type PortRange } from '../model/ports.js';
+import { oneLine } from './header.js';
+import { type ExportModel, type ExportRule, setIsEmpty } from './model.js';
+
+/**
+ * The change-request table shared by the csv, markdown and html generators: one row per rule of the
+ * export model, so each row is one entry a change-advisory board approves and the ids match the
+ * comments of the firewall configs rendered from the same model (nftables, iptables, ...). The
+ * flows behind a rule (their purposes and source documents) are listed inside the row. Local flows
+ * (from and to are the same host) get rows of their own marked as needing no firewall change.
+ *
+ * Cells are plain text; a cell holding several items puts one per line (`\n`). Each generator
+ * escapes cells with its own format's one escaping function.
+ */
+
+export const COLUMNS = [
+  'rule',
+  'change',
+  'direction',
+  'from',
+  'to',
+  'protocol',
+  'ports',
+  'services',
+  'products',
+  'purpose',
+  'sources',
+  'notes',
+] as const;
+export type Column = (typeof COLUMNS)[number];
+
+/** What a row asks the board for. */
+export const CHANGE_ALLOW = 'allow';
+export const CHANGE_NONE = 'none: local flow, no firewall change needed';
+
+export interface ChangeRow {
+  kind: 'rule' | 'local';
+  /** One cell per entry of COLUMNS, in that order. */
+  cells: string[];
+}
+
+export interface ChangeRequest {
+  rows: ChangeRow[];
+  /** Things to settle before approval: peers the documents leave open, rules not rendered. */
+  warnings: string[];
+}
+
+const DIRECTION: Record<ExportRule['direction'], string> = {
+  in: 'inbound',
+  out: 'outbound',
+  forward: 'forward',
+};
+
+/** Line breaks in one form: a lone CR would end a markdown table row or a CSV record reader's line. */
+function lines(text: string): string {
+  return text.replace(/\r\n?/g, '\n');
+}
+
+function unique(items: readonly string[]): string[] {
+  return [...new Set(items)];
+}
+
+/** `proxy-01 (backup-proxy) 10.10.0.21` per host, roles merged; unspecified peers last, by description. */
+export function endpointLines(endpoints: readonly Endpoint[]): string[] {
+  const hosts = new Map<string, { roles: string[]; address: string }>();
+  const open: string[] = [];
+  for (const e of endpoints) {
+    if (e.host === null) {
+      open.push(`unspecified peer (name it before approval): ${lines(e.description ?? 'not described')}`);
+      continue;
+    }
+    const h = hosts.get(e.host) ?? { roles: [], address: e.address ?? '' };
+    if (e.role !== null && !h.roles.includes(e.role)) h.roles.push(e.role);
+    hosts.set(e.host, h);
+  }
+  const named = [...hosts.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([name, h]) => `${name}${h.roles.length ? ` (${h.roles.join(', ')})` : ''} ${h.address}`.trim());
+  return [...named, ...unique(open).sort()];
+}
+
+function portsCell(
+  protocol: Flow['protocol'],
+  ports: readonly PortRange[],
+  icmpType: string | undefined,
+): string {
+  return protocol === 'icmp' ? (icmpType ?? 'any') : formatPorts(ports, ', ');
+}
+
+function purposeLines(flows: readonly Flow[]): string[] {
+  // purpose -> source host -> destination hosts, all in flow order.
+  const byPurpose = new Map<string, Map<string, string[]>>();
+  for (const f of flows) {
+    const purpose = lines(f.purpose);
+    const from = f.from.host ?? 'unspecified';
+    const to = f.to.host ?? 'unspecified';
+    const pairs = byPurpose.get(purpose) ?? new Map<string, string[]>();
+    const tos = pairs.get(from) ?? [];
+    if (!tos.includes(to)) tos.push(to);
+    byPurpose.set(purpose, pairs.set(from, tos));
+  }
+  // One purpose for the whole rule needs no hosts; several say which hosts each is for.
+  if (byPurpose.size === 1) return [...byPurpose.keys()];
+  return [...byPurpose].map(
+    ([purpose, pairs]) =>
+      `${[...pairs].map(([from, tos]) => `${from} -> ${tos.join(', ')}`).join('; ')}: ${purpose}`,
+  );
+}
+
+function sourceLines(flows: readonly Flow[]): string[] {
+  return unique(flows.flatMap((f) => f.sources.map((s) => lines(s.ref ? `${s.doc} ${s.ref}` : s.doc))));
+}
+
+function cells(c: Record<Column, string>): string[] {
+  return COLUMNS.map((k) => c[k]);
+}
+
+/** The rows of the change request, in model order: rules first, then local flows. */
+export function changeRequest(model: ExportModel): ChangeRequest {
+  const rows: ChangeRow[] = [];
+  const warnings: string[] = [];
+  for (const r of model.rules) {
+    // An empty match means "any" on a firewall: a rule with an empty side is never put up for approval.
+    if (setIsEmpty(r.src) || setIsEmpty(r.dst)) {
+      warnings.push(
+        `rule ${r.id} not listed: its ${setIsEmpty(r.src) ? 'source' : 'destination'} address set is empty`,
+      );
+      continue;
+    }
+    for (const [side, set] of [
+      ['source', r.src],
+      ['destination', r.dst],
+    ] as const) {
+      for (const d of set.unspecified)
+        warnings.push(
+          `rule ${r.id}: the ${side} includes peers the documents leave unspecified (${oneLine(d)}); name them before the change is approved`,
+        );
+    }
+    rows.push({
+      kind: 'rule',
+      cells: cells({
+        rule: r.id,
+        change: CHANGE_ALLOW,
+        direction: DIRECTION[r.direction],
+        from: endpointLines(r.flows.map((f) => f.from)).join('\n'),
+        to: endpointLines(r.flows.map((f) => f.to)).join('\n'),
+        protocol: r.protocol,
+        ports: portsCell(r.protocol, r.ports, r.icmpType),
+        services: r.services.join('\n'),
+        products: unique(r.flows.map((f) => f.product)).join('\n'),
+        purpose: purposeLines(r.flows).join('\n'),
+        sources: sourceLines(r.flows).join('\n'),
+        notes: unique(r.flows.flatMap((f) => f.notes.map(lines))).join('\n'),
+      }),
+    });
+  }
+  model.localFlows.forEach((f, i) => {
+    rows.push({
+      kind: 'local',
+      cells: cells({
+        rule: `local-${i + 1}`,
+        change: CHANGE_NONE,
+        direction: 'local',
+        from: endpointLines([f.from]).join('\n'),
+        to: endpointLines([f.to]).join('\n'),
+        protocol: f.protocol,
+        ports: portsCell(f.protocol, f.ports, f.icmpType),
+        services: f.service,
+        products: f.product,
+        purpose: lines(f.purpose),
+        sources: sourceLines([f]).join('\n'),
+        notes: unique(f.notes.map(lines)).join('\n'),
+      }),
+    });
+  });
+  return { rows, warnings };
+}
+
+/** Network mode carries no local flows (they make no forward rule): say where to find them. */
+export const LOCAL_IN_HOST_MODE =
+  "Flows that stay on one host cross no network firewall; export with --host NAME to list a host's local flows.";
+
+/** The visible title of a change request. */
+export function changeTitle(model: ExportModel): string {
+  return `Firewall change request: ${model.site}`;
+}
