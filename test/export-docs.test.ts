@@ -152,23 +152,23 @@ function parseCsv(text: string): string[][] {
 /** What a spreadsheet-safe CSV cell holds: csvField puts `'` before a formula-leading cell. */
 const defused = (v: string): string => (/^[=+\-@\t\r]/.test(v) ? `'${v}` : v);
 
-/** Reverses mdCell strictly: only `\\`, `\|`, `<br>`, `&lt;`, `&gt;`, `&amp;` are allowed escapes. */
+/** Reverses mdCell strictly: only a backslash before one of `\ | [ ] * _ ` ~`, `<br>` and three entities. */
 function mdUnescape(cell: string): string {
   let out = '';
   for (let i = 0; i < cell.length; ) {
     const rest = cell.slice(i);
-    const m = /^(\\\\|\\\||<br>|&lt;|&gt;|&amp;)/.exec(rest);
+    const m = /^(\\[\\|[\]*_`~]|<br>|&lt;|&gt;|&amp;)/.exec(rest);
     if (m) {
-      out += (
-        { '\\\\': '\\', '\\|': '|', '<br>': '\n', '&lt;': '<', '&gt;': '>', '&amp;': '&' } as Record<
-          string,
-          string
-        >
-      )[m[0]];
+      out += m[0].startsWith('\\')
+        ? m[0].slice(1)
+        : ({ '<br>': '\n', '&lt;': '<', '&gt;': '>', '&amp;': '&' } as Record<string, string>)[m[0]];
       i += m[0].length;
       continue;
     }
-    assert.ok(!/^[\\<&|]/.test(rest), `unescaped ${JSON.stringify(rest.slice(0, 12))} in a markdown cell`);
+    assert.ok(
+      !/^[\\<&|[\]*_`~]/.test(rest),
+      `unescaped ${JSON.stringify(rest.slice(0, 12))} in a markdown cell`,
+    );
     out += cell[i];
     i++;
   }

@@ -73,13 +73,16 @@ export function planCsv(plan: Plan): string {
   return `${[HEADER, ...plan.flows.map(row)].map((r) => r.map(csvField).join(',')).join('\r\n')}\r\n`;
 }
 
-/** Markdown table cell: pipes escaped, line breaks folded, HTML-significant characters escaped. */
+/**
+ * Markdown table cell: backslash, pipe and the inline syntax that makes links, emphasis or code
+ * (`[ ] * _ ` ~`) are backslash-escaped, HTML-significant characters become entities, and every
+ * line break (CRLF, LF or a lone CR) becomes <br>, so user text stays one literal cell.
+ */
 export function mdCell(v: string): string {
   return v
-    .replace(/\\/g, '\\\\')
-    .replace(/\|/g, '\\|')
+    .replace(/[\\|[\]*_`~]/g, (c) => `\\${c}`)
     .replace(/[<>&]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;' })[c] as string)
-    .replace(/\r?\n/g, '<br>');
+    .replace(/\r\n|\r|\n/g, '<br>');
 }
 
 export function planMarkdown(plan: Plan, hostCount: number): string {
