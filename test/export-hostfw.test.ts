@@ -1479,9 +1479,10 @@ describe('windows export', () => {
     const read = readWindows(s.text, s.what);
     const icmpIn = read.rules.filter((r) => strs(r.params.get('-Name'))[0]?.startsWith('portolan-in-icmp-'));
     assert.deepEqual(
-      icmpIn.map((r) => [r.params.get('-Protocol')?.[0]?.text, r.guard ?? null]),
+      // The rule number depends on the rules before it; the shape of the guard does not.
+      icmpIn.map((r) => [r.params.get('-Protocol')?.[0]?.text, r.guard?.replace(/_\d+_/, '_N_') ?? null]),
       [
-        ['ICMPv4', '$PortolanAddr_in_icmp_echo_request_6_IPv4'],
+        ['ICMPv4', '$PortolanAddr_in_icmp_echo_request_N_IPv4'],
         ['ICMPv6', null],
       ],
     );

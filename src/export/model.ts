@@ -118,7 +118,7 @@ export function buildExportModel(plan: Plan, inv: Inventory, opts: ModelOptions)
       ...base,
       mode: 'host',
       host: { name: host.name, address: host.address.text },
-      rules: numbered(rules),
+      rules: numbered(mergeSameEndpoints(rules)),
       localFlows,
     };
   }
@@ -154,7 +154,32 @@ export function forwardRules(flows: readonly Flow[]): ExportRule[] {
     }
     return makeRule('forward', flows, finish(src), finish(dst));
   });
-  return numbered(rules);
+  return numbered(mergeSameEndpoints(rules));
+}
+
+/**
+ * Rules between exactly the same sources and destinations become one rule with their ports merged
+ * (Aerleon's port collapsing). Exact, because every source-destination pair of each rule needs all of
+ * that rule's ports. Different ICMP types and protocols stay apart.
+ */
+function mergeSameEndpoints(rules: ExportRule[]): ExportRule[] {
+  const hostsKey = (s: AddressSet) => [...s.hosts].sort().join(',');
+  const merged = new Map<string, ExportRule>();
+  for (const [i, r] of rules.entries()) {
+    // An unspecified peer is a set the user fills for this rule's own purpose (SSH clients are not
+    // NFS clients): never merged with another rule's.
+    const own = r.src.unspecified.length || r.dst.unspecified.length ? `#${i}` : '';
+    const key = [r.direction, r.protocol, r.icmpType ?? '', hostsKey(r.src), hostsKey(r.dst), own].join('|');
+    const seen = merged.get(key);
+    if (!seen) {
+      merged.set(key, r);
+      continue;
+    }
+    seen.ports = mergePortRanges([...seen.ports, ...r.ports]);
+    for (const svc of r.services) if (!seen.services.includes(svc)) seen.services.push(svc);
+    seen.flows.push(...r.flows);
+  }
+  return [...merged.values()];
 }
 
 function makeRule(direction: Direction, flows: Flow[], src: AddressSet, dst: AddressSet): ExportRule {
@@ -173,10 +198,13 @@ function makeRule(direction: Direction, flows: Flow[], src: AddressSet, dst: Add
 }
 
 function numbered(rules: ExportRule[]): ExportRule[] {
-  return rules.map((r, i) => ({
-    ...r,
-    id: `${r.direction}-${r.protocol}-${r.protocol === 'icmp' ? (r.icmpType ?? 'any') : formatPorts(r.ports, '_').replace(/-/g, 'to')}-${i + 1}`,
-  }));
+  return rules.map((r, i) => {
+    const ports = formatPorts(r.ports, '_').replace(/-/g, 'to');
+    // Short enough for every platform's name limits; the full port list is in the rule itself.
+    const what =
+      r.protocol === 'icmp' ? (r.icmpType ?? 'any') : ports.length <= 20 ? ports : `${r.ports[0]?.[0]}plus`;
+    return { ...r, id: `${r.direction}-${r.protocol}-${what}-${i + 1}` };
+  });
 }
 
 /** A one-line, plain-ASCII summary of a rule for comments: services and host names, never raw purposes. */

@@ -21,22 +21,13 @@ New-NetFirewallRule -Name 'portolan-in-tcp-80-1' -DisplayName 'portolan in-tcp-8
 #   platespin: ps-server -> esx-legacy: Reach the VMware Infrastructure 3 web services on the VMware host for discovery and conversion. [003_a7e0e83404719d03.txt]
 New-NetFirewallRule -Name 'portolan-out-tcp-443-2' -DisplayName 'portolan out-tcp-443-2: https' -Description 'https: ps-server -> esx-legacy. Reach the VMware Infrastructure 3 web services on the VMware host for discovery and conversion.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '443' -RemoteAddress '192.168.70.2'
 
-# out-tcp-135-3: tcp 135 (msrpc: ps-server -> fileserver-old)
+# out-tcp-135_139_445-3: tcp 135,139,445 (msrpc,smb,netbios-ssn: ps-server -> fileserver-old)
 #   platespin: ps-server -> fileserver-old: Use WMI (DCOM/RPC) to discover a Windows source, and later to take control of it and reboot it. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-135-3' -DisplayName 'portolan out-tcp-135-3: msrpc' -Description 'msrpc: ps-server -> fileserver-old. Use WMI (DCOM/RPC) to discover a Windows source, and later to take control of it and reboot it.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '135' -RemoteAddress '192.168.60.21'
-
-# out-tcp-445-4: tcp 445 (smb: ps-server -> fileserver-old)
 #   platespin: ps-server -> fileserver-old: Use WMI (DCOM/RPC over SMB) to discover a Windows source, and later to take control of it and reboot it. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-445-4' -DisplayName 'portolan out-tcp-445-4: smb' -Description 'smb: ps-server -> fileserver-old. Use WMI (DCOM/RPC over SMB) to discover a Windows source, and later to take control of it and reboot it. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '445' -RemoteAddress '192.168.60.21'
-
-# out-tcp-139-5: tcp 139 (netbios-ssn: ps-server -> fileserver-old)
 #   platespin: ps-server -> fileserver-old: Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB on NetBIOS. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-139-5' -DisplayName 'portolan out-tcp-139-5: netbios-ssn' -Description 'netbios-ssn: ps-server -> fileserver-old. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB on NetBIOS.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '139' -RemoteAddress '192.168.60.21'
+New-NetFirewallRule -Name 'portolan-out-tcp-135_139_445-3' -DisplayName 'portolan out-tcp-135_139_445-3: msrpc, smb, netbios-ssn' -Description 'msrpc,smb,netbios-ssn: ps-server -> fileserver-old. Use WMI (DCOM/RPC) to discover a Windows source, and later to take control of it and reboot it. Use WMI (DCOM/RPC over SMB) to discover a Windows source, and later to take control of it and reboot it. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB on NetBIOS.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '135', '139', '445' -RemoteAddress '192.168.60.21'
 
-# out-udp-137-6: udp 137 (netbios-ns: ps-server -> fileserver-old)
+# out-udp-137to138-4: udp 137-138 (netbios-ns,netbios-dgm: ps-server -> fileserver-old)
 #   platespin: ps-server -> fileserver-old: Resolve NetBIOS names for the SMB copy of the Take Control folder to the source. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-out-udp-137-6' -DisplayName 'portolan out-udp-137-6: netbios-ns' -Description 'netbios-ns: ps-server -> fileserver-old. Resolve NetBIOS names for the SMB copy of the Take Control folder to the source.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol UDP -RemotePort '137' -RemoteAddress '192.168.60.21'
-
-# out-udp-138-7: udp 138 (netbios-dgm: ps-server -> fileserver-old)
 #   platespin: ps-server -> fileserver-old: NetBIOS datagram service used with the SMB copy of the Take Control folder to the source. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-out-udp-138-7' -DisplayName 'portolan out-udp-138-7: netbios-dgm' -Description 'netbios-dgm: ps-server -> fileserver-old. NetBIOS datagram service used with the SMB copy of the Take Control folder to the source.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol UDP -RemotePort '138' -RemoteAddress '192.168.60.21'
+New-NetFirewallRule -Name 'portolan-out-udp-137to138-4' -DisplayName 'portolan out-udp-137to138-4: netbios-ns, netbios-dgm' -Description 'netbios-ns,netbios-dgm: ps-server -> fileserver-old. Resolve NetBIOS names for the SMB copy of the Take Control folder to the source. NetBIOS datagram service used with the SMB copy of the Take Control folder to the source.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol UDP -RemotePort '137-138' -RemoteAddress '192.168.60.21'

@@ -14,52 +14,40 @@ $ErrorActionPreference = 'Stop'
 # (builds with -RemoteDynamicKeywordAddresses can match names through dynamic keywords instead), and
 # the documents leave some peers open. Fill each as @('192.0.2.10', '10.0.0.0/24'). The script stops
 # while one is empty: an empty -RemoteAddress would mean Any.
-# out-tcp-443-4 (https: ps-server -> esxi-01):
+# out-tcp-443-3 (https: ps-server -> esxi-01):
 #   DNS name: esxi-01.corp.example
-$PortolanAddr_out_tcp_443_4 = @()
+$PortolanAddr_out_tcp_443_3 = @()
 
 $portolanMissing = @()
-if (@($PortolanAddr_out_tcp_443_4).Count -eq 0) { $portolanMissing += 'PortolanAddr_out_tcp_443_4' }
+if (@($PortolanAddr_out_tcp_443_3).Count -eq 0) { $portolanMissing += 'PortolanAddr_out_tcp_443_3' }
 if ($portolanMissing.Count -gt 0) { throw ('portolan: fill in these address variables first: ' + ($portolanMissing -join ', ')) }
 
 Get-NetFirewallRule -Group 'portolan' -ErrorAction SilentlyContinue | Remove-NetFirewallRule
 
-# in-tcp-80-1: tcp 80 (http: win-src,lnx-src,targets -> ps-server)
+# in-tcp-80_443-1: tcp 80,443 (http,https: win-src,lnx-src,targets -> ps-server)
 #   platespin: win-src -> ps-server: HTTP communication between the source workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
 #   platespin: lnx-src -> ps-server: HTTP communication between the source workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
 #   platespin: targets -> ps-server: HTTP communication between the target workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-in-tcp-80-1' -DisplayName 'portolan in-tcp-80-1: http' -Description 'http: win-src,lnx-src,targets -> ps-server. HTTP communication between the source workload and the PlateSpin Server during conversion. HTTP communication between the target workload and the PlateSpin Server during conversion.' -Group 'portolan' -Direction Inbound -Action Allow -Protocol TCP -LocalPort '80' -RemoteAddress '10.60.0.21', '10.60.0.22', '10.70.0.0/24'
-
-# in-tcp-443-2: tcp 443 (https: win-src,lnx-src,targets -> ps-server)
 #   platespin: win-src -> ps-server: HTTPS communication between the source workload and the PlateSpin Server during conversion (version 11.x and later). [003_a7e0e83404719d03.txt]
 #   platespin: lnx-src -> ps-server: HTTPS communication between the source workload and the PlateSpin Server during conversion (version 11.x and later). [003_a7e0e83404719d03.txt]
 #   platespin: targets -> ps-server: HTTPS communication between the target workload and the PlateSpin Server during conversion (version 11.x and later). [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-in-tcp-443-2' -DisplayName 'portolan in-tcp-443-2: https' -Description 'https: win-src,lnx-src,targets -> ps-server. HTTPS communication between the source workload and the PlateSpin Server during conversion (version 11.x and later). HTTPS communication between the target workload and the PlateSpin Server during conversion (version 11.x and later).' -Group 'portolan' -Direction Inbound -Action Allow -Protocol TCP -LocalPort '443' -RemoteAddress '10.60.0.21', '10.60.0.22', '10.70.0.0/24'
+New-NetFirewallRule -Name 'portolan-in-tcp-80_443-1' -DisplayName 'portolan in-tcp-80_443-1: http, https' -Description 'http,https: win-src,lnx-src,targets -> ps-server. HTTP communication between the source workload and the PlateSpin Server during conversion. HTTP communication between the target workload and the PlateSpin Server during conversion. HTTPS communication between the source workload and the PlateSpin Server during conversion (version 11.x and later). HTTPS communication between the target workload and the PlateSpin Server during conversion (version 11.x and later).' -Group 'portolan' -Direction Inbound -Action Allow -Protocol TCP -LocalPort '80', '443' -RemoteAddress '10.60.0.21', '10.60.0.22', '10.70.0.0/24'
 
-# out-tcp-22-3: tcp 22 (ssh: ps-server -> lnx-src)
+# out-tcp-22-2: tcp 22 (ssh: ps-server -> lnx-src)
 #   platespin: ps-server -> lnx-src: Discover Linux servers, Citrix XenServers and VMware ESX 2.5/3.0 servers over SSH. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-22-3' -DisplayName 'portolan out-tcp-22-3: ssh' -Description 'ssh: ps-server -> lnx-src. Discover Linux servers, Citrix XenServers and VMware ESX 2.5/3.0 servers over SSH.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '22' -RemoteAddress '10.60.0.22'
+New-NetFirewallRule -Name 'portolan-out-tcp-22-2' -DisplayName 'portolan out-tcp-22-2: ssh' -Description 'ssh: ps-server -> lnx-src. Discover Linux servers, Citrix XenServers and VMware ESX 2.5/3.0 servers over SSH.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '22' -RemoteAddress '10.60.0.22'
 
-# out-tcp-443-4: tcp 443 (https: ps-server -> esxi-01)
+# out-tcp-443-3: tcp 443 (https: ps-server -> esxi-01)
 #   platespin: ps-server -> esxi-01: Reach the VMware Infrastructure 3 web services on the VMware host for discovery and conversion. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-443-4' -DisplayName 'portolan out-tcp-443-4: https' -Description 'https: ps-server -> esxi-01. Reach the VMware Infrastructure 3 web services on the VMware host for discovery and conversion.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '443' -RemoteAddress $PortolanAddr_out_tcp_443_4
+New-NetFirewallRule -Name 'portolan-out-tcp-443-3' -DisplayName 'portolan out-tcp-443-3: https' -Description 'https: ps-server -> esxi-01. Reach the VMware Infrastructure 3 web services on the VMware host for discovery and conversion.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '443' -RemoteAddress $PortolanAddr_out_tcp_443_3
 
-# out-tcp-135-5: tcp 135 (msrpc: ps-server -> win-src)
+# out-tcp-135_139_445-4: tcp 135,139,445 (msrpc,smb,netbios-ssn: ps-server -> win-src)
 #   platespin: ps-server -> win-src: Use WMI (DCOM/RPC) to discover a Windows source, and later to take control of it and reboot it. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-135-5' -DisplayName 'portolan out-tcp-135-5: msrpc' -Description 'msrpc: ps-server -> win-src. Use WMI (DCOM/RPC) to discover a Windows source, and later to take control of it and reboot it.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '135' -RemoteAddress '10.60.0.21'
-
-# out-tcp-445-6: tcp 445 (smb: ps-server -> win-src)
 #   platespin: ps-server -> win-src: Use WMI (DCOM/RPC over SMB) to discover a Windows source, and later to take control of it and reboot it. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-445-6' -DisplayName 'portolan out-tcp-445-6: smb' -Description 'smb: ps-server -> win-src. Use WMI (DCOM/RPC over SMB) to discover a Windows source, and later to take control of it and reboot it. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '445' -RemoteAddress '10.60.0.21'
-
-# out-tcp-139-7: tcp 139 (netbios-ssn: ps-server -> win-src)
 #   platespin: ps-server -> win-src: Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB on NetBIOS. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-139-7' -DisplayName 'portolan out-tcp-139-7: netbios-ssn' -Description 'netbios-ssn: ps-server -> win-src. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB on NetBIOS.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '139' -RemoteAddress '10.60.0.21'
+New-NetFirewallRule -Name 'portolan-out-tcp-135_139_445-4' -DisplayName 'portolan out-tcp-135_139_445-4: msrpc, smb, netbios-ssn' -Description 'msrpc,smb,netbios-ssn: ps-server -> win-src. Use WMI (DCOM/RPC) to discover a Windows source, and later to take control of it and reboot it. Use WMI (DCOM/RPC over SMB) to discover a Windows source, and later to take control of it and reboot it. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB on NetBIOS.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '135', '139', '445' -RemoteAddress '10.60.0.21'
 
-# out-udp-137-8: udp 137 (netbios-ns: ps-server -> win-src)
+# out-udp-137to138-5: udp 137-138 (netbios-ns,netbios-dgm: ps-server -> win-src)
 #   platespin: ps-server -> win-src: Resolve NetBIOS names for the SMB copy of the Take Control folder to the source. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-out-udp-137-8' -DisplayName 'portolan out-udp-137-8: netbios-ns' -Description 'netbios-ns: ps-server -> win-src. Resolve NetBIOS names for the SMB copy of the Take Control folder to the source.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol UDP -RemotePort '137' -RemoteAddress '10.60.0.21'
-
-# out-udp-138-9: udp 138 (netbios-dgm: ps-server -> win-src)
 #   platespin: ps-server -> win-src: NetBIOS datagram service used with the SMB copy of the Take Control folder to the source. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-out-udp-138-9' -DisplayName 'portolan out-udp-138-9: netbios-dgm' -Description 'netbios-dgm: ps-server -> win-src. NetBIOS datagram service used with the SMB copy of the Take Control folder to the source.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol UDP -RemotePort '138' -RemoteAddress '10.60.0.21'
+New-NetFirewallRule -Name 'portolan-out-udp-137to138-5' -DisplayName 'portolan out-udp-137to138-5: netbios-ns, netbios-dgm' -Description 'netbios-ns,netbios-dgm: ps-server -> win-src. Resolve NetBIOS names for the SMB copy of the Take Control folder to the source. NetBIOS datagram service used with the SMB copy of the Take Control folder to the source.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol UDP -RemotePort '137-138' -RemoteAddress '10.60.0.21'

@@ -23,40 +23,31 @@ New-NetFirewallRule -Name 'portolan-in-tcp-10006-1' -DisplayName 'portolan in-tc
 #   veeam-proxmox: pg-01 -> vbr-01: Data channels from a PostgreSQL guest back to the backup server. [004_55e916f704efc5f3.txt]
 New-NetFirewallRule -Name 'portolan-in-tcp-2500to3300-2' -DisplayName 'portolan in-tcp-2500to3300-2: veeam-transport' -Description 'veeam-transport: ora-01,pg-01 -> vbr-01. Data channels from an Oracle guest to the backup server. Data channels from a PostgreSQL guest back to the backup server.' -Group 'portolan' -Direction Inbound -Action Allow -Protocol TCP -LocalPort '2500-3300' -RemoteAddress '10.40.0.6/31'
 
-# out-tcp-19000-3: tcp 19000 (veeam-worker-control: vbr-01 -> pve-worker-01)
+# out-tcp-443_19000-3: tcp 443,19000 (veeam-worker-control,https: vbr-01 -> pve-worker-01)
 #   veeam-proxmox: vbr-01 -> pve-worker-01: The backup server communicates with workers. [004_55e916f704efc5f3.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-19000-3' -DisplayName 'portolan out-tcp-19000-3: veeam-worker-control' -Description 'veeam-worker-control: vbr-01 -> pve-worker-01. The backup server communicates with workers.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '19000' -RemoteAddress '10.30.1.50'
-
-# out-tcp-443-4: tcp 443 (https: vbr-01 -> pve-worker-01)
 #   veeam-proxmox: vbr-01 -> pve-worker-01: The backup server's Platform Service talks to the Veeam Updater service on the worker. [004_55e916f704efc5f3.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-443-4' -DisplayName 'portolan out-tcp-443-4: https' -Description 'https: vbr-01 -> pve-worker-01. The backup server''s Platform Service talks to the Veeam Updater service on the worker.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '443' -RemoteAddress '10.30.1.50'
+New-NetFirewallRule -Name 'portolan-out-tcp-443_19000-3' -DisplayName 'portolan out-tcp-443_19000-3: veeam-worker-control, https' -Description 'veeam-worker-control,https: vbr-01 -> pve-worker-01. The backup server communicates with workers. The backup server''s Platform Service talks to the Veeam Updater service on the worker.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '443', '19000' -RemoteAddress '10.30.1.50'
 
-# out-tcp-8006-5: tcp 8006 (https: vbr-01 -> pve-01,pve-02)
+# out-tcp-8006-4: tcp 8006 (https: vbr-01 -> pve-01,pve-02)
 #   veeam-proxmox: vbr-01 -> pve-01: The backup server talks to the REST API service on the Proxmox VE server. [004_55e916f704efc5f3.txt]
 #   veeam-proxmox: vbr-01 -> pve-02: The backup server talks to the REST API service on the Proxmox VE server. [004_55e916f704efc5f3.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-8006-5' -DisplayName 'portolan out-tcp-8006-5: https' -Description 'https: vbr-01 -> pve-01,pve-02. The backup server talks to the REST API service on the Proxmox VE server.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '8006' -RemoteAddress '10.30.1.10/31'
+New-NetFirewallRule -Name 'portolan-out-tcp-8006-4' -DisplayName 'portolan out-tcp-8006-4: https' -Description 'https: vbr-01 -> pve-01,pve-02. The backup server talks to the REST API service on the Proxmox VE server.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '8006' -RemoteAddress '10.30.1.10/31'
 
-# out-tcp-22-6: tcp 22 (ssh: vbr-01 -> pve-01,pve-02,flr-01,ora-01,pg-01)
+# out-tcp-22-5: tcp 22 (ssh: vbr-01 -> pve-01,pve-02,flr-01,ora-01,pg-01)
 #   veeam-proxmox: vbr-01 -> pve-01: The backup server communicates with the Proxmox VE server over SSH. [004_55e916f704efc5f3.txt]
 #   veeam-proxmox: vbr-01 -> pve-02: The backup server communicates with the Proxmox VE server over SSH. [004_55e916f704efc5f3.txt]
 #   veeam-proxmox: vbr-01 -> flr-01: The backup server connects to the FLR helper appliance during file-level restore. [004_55e916f704efc5f3.txt]
 #   veeam-proxmox: vbr-01 -> ora-01: SSH control channel from the backup server to the runtime components in a Linux guest. SSH control channel from the backup server to a Linux Oracle guest. [004_55e916f704efc5f3.txt]
 #   veeam-proxmox: vbr-01 -> pg-01: SSH control channel from the backup server to the runtime components in a Linux guest. SSH control channel from the backup server to a PostgreSQL guest. [004_55e916f704efc5f3.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-22-6' -DisplayName 'portolan out-tcp-22-6: ssh' -Description 'ssh: vbr-01 -> pve-01,pve-02,flr-01,ora-01,pg-01. The backup server communicates with the Proxmox VE server over SSH. The backup server connects to the FLR helper appliance during file-level restore. SSH control channel from the backup server to the runtime components in a Linux guest. SSH control channel from the backup server to a Linux Oracle guest. SSH control channel from the backup server to the runtime components in a Linux guest. SSH control channel from the backup server to a PostgreSQL guest.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '22' -RemoteAddress '10.30.1.10/31', '10.30.1.99', '10.40.0.6/31'
+New-NetFirewallRule -Name 'portolan-out-tcp-22-5' -DisplayName 'portolan out-tcp-22-5: ssh' -Description 'ssh: vbr-01 -> pve-01,pve-02,flr-01,ora-01,pg-01. The backup server communicates with the Proxmox VE server over SSH. The backup server connects to the FLR helper appliance during file-level restore. SSH control channel from the backup server to the runtime components in a Linux guest. SSH control channel from the backup server to a Linux Oracle guest. SSH control channel from the backup server to the runtime components in a Linux guest. SSH control channel from the backup server to a PostgreSQL guest.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '22' -RemoteAddress '10.30.1.10/31', '10.30.1.99', '10.40.0.6/31'
 
-# out-tcp-2500to3300-7: tcp 2500-3300 (veeam-transport: vbr-01 -> ora-01,pg-01)
+# out-tcp-2500to3300-6: tcp 2500-3300 (veeam-transport: vbr-01 -> ora-01,pg-01)
 #   veeam-proxmox: vbr-01 -> ora-01: Log shipping transmission channels from the backup server to a Linux guest. Data channels from the backup server to a Linux Oracle guest. [004_55e916f704efc5f3.txt]
 #   veeam-proxmox: vbr-01 -> pg-01: Log shipping transmission channels from the backup server to a Linux guest. Data channels from the backup server to a PostgreSQL guest. [004_55e916f704efc5f3.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-2500to3300-7' -DisplayName 'portolan out-tcp-2500to3300-7: veeam-transport' -Description 'veeam-transport: vbr-01 -> ora-01,pg-01. Log shipping transmission channels from the backup server to a Linux guest. Data channels from the backup server to a Linux Oracle guest. Log shipping transmission channels from the backup server to a Linux guest. Data channels from the backup server to a PostgreSQL guest.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '2500-3300' -RemoteAddress '10.40.0.6/31'
+New-NetFirewallRule -Name 'portolan-out-tcp-2500to3300-6' -DisplayName 'portolan out-tcp-2500to3300-6: veeam-transport' -Description 'veeam-transport: vbr-01 -> ora-01,pg-01. Log shipping transmission channels from the backup server to a Linux guest. Data channels from the backup server to a Linux Oracle guest. Log shipping transmission channels from the backup server to a Linux guest. Data channels from the backup server to a PostgreSQL guest.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '2500-3300' -RemoteAddress '10.40.0.6/31'
 
-# out-tcp-6190-8: tcp 6190 (veeam-guest-interaction: vbr-01 -> gip-01)
+# out-tcp-445_6190_6290-7: tcp 445,6190,6290 (veeam-guest-interaction,veeam-guest-control,smb: vbr-01 -> gip-01)
 #   veeam-proxmox: vbr-01 -> gip-01: The backup server communicates with the guest interaction proxy. [004_55e916f704efc5f3.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-6190-8' -DisplayName 'portolan out-tcp-6190-8: veeam-guest-interaction' -Description 'veeam-guest-interaction: vbr-01 -> gip-01. The backup server communicates with the guest interaction proxy.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '6190' -RemoteAddress '10.30.0.11'
-
-# out-tcp-6290-9: tcp 6290 (veeam-guest-control: vbr-01 -> gip-01)
 #   veeam-proxmox: vbr-01 -> gip-01: Control channel from the backup server to the guest interaction proxy. [004_55e916f704efc5f3.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-6290-9' -DisplayName 'portolan out-tcp-6290-9: veeam-guest-control' -Description 'veeam-guest-control: vbr-01 -> gip-01. Control channel from the backup server to the guest interaction proxy.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '6290' -RemoteAddress '10.30.0.11'
-
-# out-tcp-445-10: tcp 445 (smb: vbr-01 -> gip-01)
 #   veeam-proxmox: vbr-01 -> gip-01: Transmission channel from the backup server to the guest interaction proxy. [004_55e916f704efc5f3.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-445-10' -DisplayName 'portolan out-tcp-445-10: smb' -Description 'smb: vbr-01 -> gip-01. Transmission channel from the backup server to the guest interaction proxy.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '445' -RemoteAddress '10.30.0.11'
+New-NetFirewallRule -Name 'portolan-out-tcp-445_6190_6290-7' -DisplayName 'portolan out-tcp-445_6190_6290-7: veeam-guest-interaction, veeam-guest-control, smb' -Description 'veeam-guest-interaction,veeam-guest-control,smb: vbr-01 -> gip-01. The backup server communicates with the guest interaction proxy. Control channel from the backup server to the guest interaction proxy. Transmission channel from the backup server to the guest interaction proxy.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '445', '6190', '6290' -RemoteAddress '10.30.0.11'
