@@ -1,0 +1,441 @@
+import type { Flow } from '../model/flow.js';
+import type { PortRange } from '../model/ports.js';
+import type { ServiceOutcome } from './conn.js';
+import { type Lookup, resolveTarget, systemLookup, type Target } from './dns.js';
+import { ERRNO_WORDS, verdictForErrno } from './errno.js';
+import { identify } from './identify.js';
+import { type NtpRequest, ntpRequest, parseNtpReply } from './ntp.js';
+import { isResponderReply, tcpResponderProbe, udpResponderToken } from './responder.js';
+import { type ReachItem, type ReachOutcome, type ReachProgress, reach } from './scheduler.js';
+import { assertInScope, type Scope, type Selection } from './scope.js';
+import { KIND_NAMES, serviceProbe, type TcpKind, tcpKind, type UdpKind, udpKind } from './services.js';
+import { SweepPool } from './sweep.js';
+import {
+  type Evidence,
+  excerpt,
+  type FlowResult,
+  hintFor,
+  isFailure,
+  type PortResult,
+  type Verdict,
+  worst,
+} from './verdict.js';
+
+export interface CheckOptions {
+  /** Shared secret of `portolan listen`: responders that answer it count as `ok (responder)`. */
+  secret?: string;
+  /** Per-attempt timeout before a peer has answered, and the ceiling of the learned one. */
+  timeoutMs?: number;
+  /** Floor of the learned timeout. */
+  minTimeoutMs?: number;
+  /** How long an application probe may wait for the service. */
+  serviceTimeoutMs?: number;
+  /** Connects (or UDP attempts) in flight at once. */
+  concurrency?: number;
+  /** Spaced attempts before a silent port is called filtered. */
+  attempts?: number;
+  /** Pause between rounds: at least the peer's ICMP refill interval (1 s on Linux). */
+  spacingMs?: number;
+  /** How long to keep retrying past `attempts` while late answers show ICMP rate limiting. */
+  retryBudgetMs?: number;
+  /** Sweep threads for large rounds (default: up to 2, the cores there are). */
+  workers?: number;
+  /** A pool the caller made (and closes); otherwise one is made from `workers` for this check. */
+  pool?: SweepPool;
+  lookup?: Lookup;
+  onProgress?: (p: CheckProgress) => void;
+}
+
+export interface CheckProgress extends Partial<ReachProgress> {
+  phase: 'resolve' | 'reach' | 'service' | 'done';
+  total: number;
+  done: number;
+}
+
+export const DEFAULTS = {
+  timeoutMs: 1000,
+  minTimeoutMs: 100,
+  serviceTimeoutMs: 5000,
+  concurrency: 8192,
+  attempts: 3,
+  spacingMs: 1000,
+  retryBudgetMs: 20000,
+} as const;
+
+export interface CheckReport {
+  site: string;
+  from: readonly string[];
+  how: string;
+  startedAt: string;
+  durationMs: number;
+  results: FlowResult[];
+  failed: boolean;
+  /** Ports probed per verdict, over all flows (a port shared by two flows counts twice). */
+  counts: Partial<Record<Verdict, number>>;
+}
+
+interface UdpContext {
+  ntp?: NtpRequest;
+  token?: ReturnType<typeof udpResponderToken>;
+}
+
+interface FlowWork {
+  flow: Flow;
+  target: Target;
+  items: ReachItem[];
+}
+
+/** Ports of `flow` within the selection's ports (all of them without a port selection). */
+function portsOf(flow: Flow, only: readonly PortRange[] | undefined): PortRange[] {
+  if (!only) return [...flow.ports];
+  const out: PortRange[] = [];
+  for (const [lo, hi] of flow.ports)
+    for (const [a, b] of only) {
+      const x = Math.max(lo, a);
+      const y = Math.min(hi, b);
+      if (x <= y) out.push([x, y]);
+    }
+  return out;
+}
+
+function memoLookup(lookup: Lookup): Lookup {
+  const cache = new Map<string, Promise<string[]>>();
+  return (name) => {
+    let p = cache.get(name);
+    if (!p) {
+      p = lookup(name);
+      cache.set(name, p);
+    }
+    return p;
+  };
+}
+
+async function pool<T>(tasks: (() => Promise<T>)[], width: number): Promise<T[]> {
+  const out: T[] = new Array(tasks.length);
+  let next = 0;
+  const run = async () => {
+    while (next < tasks.length) {
+      const i = next++;
+      out[i] = await (tasks[i] as () => Promise<T>)();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, tasks.length) }, run));
+  return out;
+}
+
+/**
+ * Probes the selected flows of a scope (all of them by default) and returns a verdict per flow and
+ * port. Refuses any flow that is not one of the scope's own (the plan is the scope).
+ */
+export async function runCheck(
+  scope: Scope,
+  options: CheckOptions = {},
+  selection?: Selection,
+): Promise<CheckReport> {
+  const sel: Selection = selection ?? { flows: scope.flows };
+  assertInScope(scope, sel);
+  const o = {
+    timeoutMs: options.timeoutMs ?? DEFAULTS.timeoutMs,
+    minTimeoutMs: Math.min(
+      options.minTimeoutMs ?? DEFAULTS.minTimeoutMs,
+      options.timeoutMs ?? DEFAULTS.timeoutMs,
+    ),
+    serviceTimeoutMs: options.serviceTimeoutMs ?? Math.max(DEFAULTS.serviceTimeoutMs, options.timeoutMs ?? 0),
+    concurrency: options.concurrency ?? DEFAULTS.concurrency,
+    attempts: options.attempts ?? DEFAULTS.attempts,
+    spacingMs: options.spacingMs ?? DEFAULTS.spacingMs,
+    retryBudgetMs: options.retryBudgetMs ?? DEFAULTS.retryBudgetMs,
+  };
+  const secret = options.secret;
+  const progress = options.onProgress;
+  const startedAt = new Date().toISOString();
+  const t0 = performance.now();
+  const lookup = memoLookup(options.lookup ?? systemLookup);
+
+  progress?.({ phase: 'resolve', total: sel.flows.length, done: 0 });
+  const work: FlowWork[] = [];
+  for (const flow of sel.flows)
+    work.push({ flow, target: await resolveTarget(flow, scope.hosts, lookup), items: [] });
+
+  // One reachability item per (address, protocol, port), shared by the flows that name it. Ports
+  // index a plain array per address and protocol: a plan may name all 65535 of them.
+  const groups = new Map<string, (ReachItem | undefined)[]>();
+  const udpKinds = new Map<ReachItem, Set<UdpKind>>();
+  const all: ReachItem[] = [];
+  for (const w of work) {
+    if (w.target.kind !== 'probe') continue;
+    const protocol = w.flow.protocol as 'tcp' | 'udp';
+    const kind = protocol === 'udp' ? udpKind(w.flow) : undefined;
+    for (const { address, family } of w.target.addresses) {
+      const key = `${address}|${protocol}`;
+      let byPort = groups.get(key);
+      if (!byPort) {
+        byPort = [];
+        groups.set(key, byPort);
+      }
+      for (const [lo, hi] of portsOf(w.flow, sel.ports))
+        for (let port = lo; port <= hi; port++) {
+          let item = byPort[port];
+          if (!item) {
+            item = { address, family, protocol, port, attempts: 0 };
+            byPort[port] = item;
+            all.push(item);
+            if (protocol === 'udp') {
+              const kinds = new Set<UdpKind>();
+              udpKinds.set(item, kinds);
+              item.udp = () => udpAttemptFor(port, kinds, secret);
+            }
+          }
+          if (kind) udpKinds.get(item)?.add(kind);
+          w.items.push(item);
+        }
+    }
+  }
+  const sweepPool = options.pool ?? SweepPool.auto(options.workers);
+  try {
+    await reach(all, {
+      ...o,
+      pool: sweepPool,
+      onProgress: (p) => progress?.({ phase: 'reach', ...p }),
+    });
+  } finally {
+    if (!options.pool) await sweepPool.close();
+  }
+
+  // Application probes on open TCP ports, once per (address, port, kind).
+  const jobs = new Map<string, () => Promise<ServiceOutcome>>();
+  const responderWait = Math.min(o.serviceTimeoutMs, 2000);
+  for (const w of work)
+    for (const item of w.items) {
+      if (item.protocol !== 'tcp' || item.outcome?.kind !== 'open') continue;
+      const kind = tcpKind(w.flow, item.port);
+      const key = `${item.address}|${item.port}|${kind}`;
+      if (jobs.has(key)) continue;
+      const servername = w.target.kind === 'probe' ? w.target.servername : undefined;
+      const rttMs = item.outcome.rttMs;
+      jobs.set(key, async () => {
+        if (secret) {
+          const r = await tcpResponderProbe(secret, item.address, item.port, responderWait);
+          if (r.ok) return { verdict: 'ok (responder)', detail: r.detail, evidence: r.evidence };
+        }
+        if (kind === 'plain')
+          return {
+            verdict: 'open-unverified',
+            detail: `TCP connect in ${rttMs} ms; ${w.flow.service} is not a service portolan can recognise on the wire`,
+            evidence: { rttMs },
+          };
+        const ctx = {
+          address: item.address,
+          port: item.port,
+          timeoutMs: o.serviceTimeoutMs,
+          ...(servername ? { servername } : {}),
+        };
+        return serviceProbe(kind, ctx);
+      });
+    }
+  const keys = [...jobs.keys()];
+  progress?.({ phase: 'service', total: keys.length, done: 0 });
+  let servicesDone = 0;
+  const outcomes = await pool(
+    keys.map((key) => async (): Promise<ServiceOutcome> => {
+      let out: ServiceOutcome;
+      try {
+        out = await (jobs.get(key) as () => Promise<ServiceOutcome>)();
+      } catch (err) {
+        // One peer's odd answer must not cost the whole check its report.
+        out = {
+          verdict: 'open-unverified',
+          detail: `the service probe failed: ${(err as Error).message}`,
+          evidence: {},
+        };
+      }
+      progress?.({ phase: 'service', total: keys.length, done: ++servicesDone });
+      return out;
+    }),
+    Math.max(1, Math.min(256, o.concurrency)),
+  );
+  const services = new Map(keys.map((k, i) => [k, outcomes[i] as ServiceOutcome]));
+
+  const results: FlowResult[] = [];
+  for (const w of work) {
+    const { flow, target } = w;
+    if (target.kind !== 'probe') {
+      const verdict: Verdict = target.kind === 'skipped' ? 'skipped' : 'dns-failed';
+      results.push({
+        flow,
+        verdict,
+        failed: isFailure(verdict),
+        addresses: [],
+        results: [],
+        reason: target.reason,
+        hint: hintFor(flow, verdict),
+      });
+      continue;
+    }
+    const ports: PortResult[] = [];
+    for (const item of w.items) {
+      const kind = item.protocol === 'tcp' ? tcpKind(flow, item.port) : udpKind(flow);
+      const svc =
+        item.outcome?.kind === 'open' ? services.get(`${item.address}|${item.port}|${kind}`) : undefined;
+      ports.push(portResult(item, kind, svc, secret));
+    }
+    const verdict = ports.length ? (worst(ports.map((p) => p.verdict)) as Verdict) : 'skipped';
+    const example = ports.find((p) => p.verdict === verdict);
+    results.push({
+      flow,
+      verdict,
+      failed: isFailure(verdict),
+      addresses: target.addresses.map((a) => a.address),
+      results: ports,
+      ...(target.note ? { reason: target.note } : ports.length ? {} : { reason: 'no ports selected' }),
+      hint: hintFor(flow, verdict, example),
+    });
+  }
+  const counts: Partial<Record<Verdict, number>> = {};
+  for (const r of results) {
+    if (!r.results.length) counts[r.verdict] = (counts[r.verdict] ?? 0) + 1;
+    for (const p of r.results) counts[p.verdict] = (counts[p.verdict] ?? 0) + 1;
+  }
+  progress?.({ phase: 'done', total: results.length, done: results.length });
+  return {
+    site: scope.site,
+    from: scope.from,
+    how: scope.how,
+    startedAt,
+    durationMs: Math.round(performance.now() - t0),
+    results,
+    failed: results.some((r) => r.failed),
+    counts,
+  };
+}
+
+function udpAttemptFor(port: number, kinds: ReadonlySet<UdpKind>, secret: string | undefined) {
+  const payloads: Buffer[] = [];
+  const context: UdpContext = {};
+  if (kinds.has('ntp')) {
+    const r = ntpRequest();
+    payloads.push(r.packet);
+    context.ntp = r;
+  }
+  if (secret) {
+    const token = udpResponderToken(secret, port);
+    payloads.push(Buffer.from(token.line, 'latin1'));
+    context.token = token;
+  }
+  // An empty datagram is enough to draw an ICMP port unreachable from a closed port.
+  if (!payloads.length) payloads.push(Buffer.alloc(0));
+  return { payloads, context };
+}
+
+const ERROR_DETAILS = new Map<string, string>();
+
+function portResult(
+  item: ReachItem,
+  kind: TcpKind | UdpKind,
+  svc: ServiceOutcome | undefined,
+  secret: string | undefined,
+): PortResult {
+  const base = { address: item.address, port: item.port, protocol: item.protocol };
+  const outcome = item.outcome as ReachOutcome;
+  const attempts = item.attempts;
+  if (outcome.kind === 'open') {
+    const s = svc ?? { verdict: 'open-unverified' as Verdict, detail: 'connected', evidence: {} };
+    return {
+      ...base,
+      verdict: s.verdict,
+      detail: s.detail,
+      evidence: { rttMs: outcome.rttMs, ...s.evidence, attempts },
+    };
+  }
+  if (outcome.kind === 'error') {
+    // Ranges yield tens of thousands of these: one detail string per errno and attempt count.
+    const key = `${outcome.errno}|${attempts}`;
+    let detail = ERROR_DETAILS.get(key);
+    if (detail === undefined) {
+      const words = ERRNO_WORDS[outcome.errno] ?? 'connect failed';
+      detail = `${outcome.errno}: ${words}${attempts > 1 ? ` on attempt ${attempts}` : ''}`;
+      ERROR_DETAILS.set(key, detail);
+    }
+    return {
+      address: item.address,
+      port: item.port,
+      protocol: item.protocol,
+      verdict: verdictForErrno(outcome.errno) ?? 'blocked',
+      detail,
+      evidence: { errno: outcome.errno, rttMs: outcome.rttMs, attempts },
+    };
+  }
+  if (outcome.kind === 'silent') {
+    const evidence: Evidence = { attempts, ...(outcome.rateLimited ? { rateLimited: true } : {}) };
+    const why = outcome.rateLimited
+      ? '; the retry budget ran out while other ports still answered late (ICMP rate limit), so this may be a reject whose answer was withheld'
+      : '';
+    if (item.protocol === 'tcp')
+      return {
+        ...base,
+        verdict: 'filtered',
+        detail: `no answer to ${attempts} spaced connects${why}`,
+        evidence,
+      };
+    const spoke =
+      kind === 'ntp' ? 'an NTP request' : secret ? 'a signed responder probe' : 'an empty datagram';
+    const unsure = outcome.rateLimited
+      ? '; the retry budget ran out before every try had a fresh ICMP token (rate limit)'
+      : '; a reject with ICMP host or network unreachable looks the same to a UDP socket';
+    return {
+      ...base,
+      verdict: 'open|filtered',
+      detail: `no answer and no ICMP error to ${attempts} spaced tries of ${spoke}${unsure}`,
+      evidence,
+    };
+  }
+  // A UDP reply.
+  const ctx = (outcome.context ?? {}) as UdpContext;
+  const evidence: Evidence = { rttMs: outcome.rttMs, bytesSeen: outcome.data.length, attempts };
+  if (secret && ctx.token && isResponderReply(secret, ctx.token, outcome.data))
+    return {
+      ...base,
+      verdict: 'ok (responder)',
+      detail: `responder answered the signed probe (${outcome.data.length} bytes)`,
+      evidence,
+    };
+  if (ctx.ntp) {
+    const r = parseNtpReply(outcome.data, ctx.ntp, outcome.receivedAtMs);
+    if (r.ok) {
+      const ntp = { stratum: r.stratum, offsetMs: r.offsetMs, delayMs: r.delayMs, refId: r.refId };
+      if (r.kiss !== undefined)
+        return {
+          ...base,
+          verdict: 'open-unverified',
+          detail: `NTP kiss-o'-death ${r.kiss}: the server refuses to serve us`,
+          evidence: { ...evidence, ntp },
+        };
+      if (r.stratum >= 16)
+        return {
+          ...base,
+          verdict: 'open-unverified',
+          detail: 'NTP server answers but is not synchronised (stratum 16)',
+          evidence: { ...evidence, ntp },
+        };
+      return {
+        ...base,
+        verdict: 'ok',
+        detail: `NTP server, stratum ${r.stratum}, offset ${r.offsetMs} ms, delay ${r.delayMs} ms`,
+        evidence: { ...evidence, ntp },
+      };
+    }
+    return {
+      ...base,
+      verdict: 'wrong-service',
+      detail: `expected an NTP reply: ${r.reason}`,
+      evidence: { ...evidence, banner: excerpt(outcome.data) },
+    };
+  }
+  const who = identify(outcome.data);
+  return {
+    ...base,
+    verdict: 'open-unverified',
+    detail: `${outcome.data.length} bytes came back${who ? ` from ${who}` : ''}: open, ${KIND_NAMES[kind]} not checked`,
+    evidence: { ...evidence, banner: excerpt(outcome.data) },
+  };
+}

@@ -1,0 +1,62 @@
+import { constants as osConstants } from 'node:os';
+import { getSystemErrorName } from 'node:util';
+import type { Verdict } from './verdict.js';
+
+/**
+ * Socket errors to verdicts (DESIGN.md, facts measured on Linux): a refused connect or an ICMP
+ * port unreachable means the packet got through and nothing listens; ICMP admin-prohibited and
+ * host-unreachable surface as EHOSTUNREACH, net-unreachable as ENETUNREACH, ICMPv6
+ * administratively prohibited as EACCES; a firewall on this host (our own output chain) fails
+ * the connect with EPERM or EACCES.
+ */
+const BY_ERRNO: Record<string, Verdict> = {
+  ECONNREFUSED: 'closed',
+  ECONNRESET: 'closed',
+  EHOSTUNREACH: 'blocked',
+  ENETUNREACH: 'blocked',
+  EHOSTDOWN: 'blocked',
+  ENONET: 'blocked',
+  EACCES: 'blocked',
+  EPERM: 'blocked',
+  EPROTO: 'blocked',
+};
+
+export const ERRNO_WORDS: Record<string, string> = {
+  ECONNREFUSED: 'connection refused (TCP reset or ICMP port unreachable)',
+  ECONNRESET: 'connection reset',
+  EHOSTUNREACH: 'host unreachable (ICMP host unreachable or administratively prohibited)',
+  ENETUNREACH: 'network unreachable',
+  EHOSTDOWN: 'host down',
+  EACCES: 'administratively prohibited (ICMPv6) or refused by a firewall on this host',
+  EPERM: 'refused by a firewall on this host',
+  EADDRNOTAVAIL: 'no local address or port available',
+};
+
+/** Verdict for an errno, or undefined when the error says nothing about the path (e.g. EMFILE). */
+export function verdictForErrno(code: string): Verdict | undefined {
+  return BY_ERRNO[code];
+}
+
+const LOCAL_RESOURCE = ['EMFILE', 'ENFILE', 'EADDRNOTAVAIL', 'ENOBUFS', 'EAGAIN'];
+
+/** Errors that are about this machine's resources: retry the port, never report them. */
+export function isLocalResourceError(code: string): boolean {
+  return LOCAL_RESOURCE.includes(code);
+}
+
+const ERRNO_NUMBERS = osConstants.errno as Record<string, number>;
+const LOCAL_STATUS = new Set(LOCAL_RESOURCE.map((c) => -(ERRNO_NUMBERS[c] ?? 0)).filter((n) => n !== 0));
+
+/** The same test on a libuv status (a negative errno), without naming it: for the sweep's hot path. */
+export function isLocalResourceStatus(status: number): boolean {
+  return LOCAL_STATUS.has(status);
+}
+
+/** libuv status (a negative errno) to its name: -111 -> ECONNREFUSED. */
+export function errnoName(status: number): string {
+  try {
+    return getSystemErrorName(status);
+  } catch {
+    return `E${-status}`;
+  }
+}

@@ -1,0 +1,30 @@
+import type { Conn, ServiceContext, ServiceOutcome } from './conn.js';
+import { withConn } from './conn.js';
+import { answeredBy, firstLine } from './identify.js';
+import { excerpt } from './verdict.js';
+
+const STATUS = /^HTTP\/\d(\.\d)? \d{3}/;
+
+/** Sends a GET request (openssl s_server -www answers only GET) on an open connection (plain or TLS) and reads the status line. */
+export async function httpStatus(c: Conn, host: string, timeoutMs: number): Promise<string | undefined> {
+  c.write(`GET / HTTP/1.0\r\nHost: ${host}\r\nUser-Agent: portolan-check\r\nConnection: close\r\n\r\n`);
+  await c.read((d) => d.includes(10), timeoutMs, 4096);
+  const line = firstLine(c.data).toString('latin1').trim();
+  return STATUS.test(line) ? excerpt(line) : undefined;
+}
+
+/** Plain HTTP: a status line is ok; a TLS alert or an SSH banner is the wrong service. */
+export function httpProbe(ctx: ServiceContext): Promise<ServiceOutcome> {
+  return withConn(ctx, 'HTTP', async (c) => {
+    const status = await httpStatus(c, ctx.servername ?? ctx.address, ctx.timeoutMs);
+    if (status) return { verdict: 'ok', detail: `HTTP server: ${status}`, evidence: { http: { status } } };
+    const data = c.data;
+    if (data.length === 0)
+      return { verdict: 'open-unverified', detail: 'connected; no answer to an HTTP request', evidence: {} };
+    return {
+      verdict: 'wrong-service',
+      detail: `expected HTTP, ${answeredBy(data)} answers`,
+      evidence: { banner: excerpt(firstLine(data)) },
+    };
+  });
+}

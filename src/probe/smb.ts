@@ -1,0 +1,87 @@
+import { randomBytes } from 'node:crypto';
+import { type ServiceContext, type ServiceOutcome, withConn } from './conn.js';
+import { answeredBy } from './identify.js';
+
+/** SMB2 dialects we offer: 2.0.2 to 3.0.2 (3.1.1 needs negotiate contexts; 3.0.2 answers suffice). */
+const DIALECTS = [0x0202, 0x0210, 0x0300, 0x0302];
+const DIALECT_NAMES: Record<number, string> = {
+  514: '2.0.2',
+  528: '2.1',
+  768: '3.0',
+  770: '3.0.2',
+  785: '3.1.1',
+  767: '2.x (multi-protocol)',
+};
+
+/** An SMB2 NEGOTIATE request ([MS-SMB2] 2.2.3) in a direct-TCP (port 445) session header. */
+export function smb2Negotiate(): Buffer {
+  const header = Buffer.alloc(64);
+  header.write('\xfeSMB', 0, 'latin1');
+  header.writeUInt16LE(64, 4); // StructureSize
+  header.writeUInt16LE(0, 12); // Command: NEGOTIATE
+  header.writeUInt16LE(1, 14); // CreditRequest
+  const body = Buffer.alloc(36 + DIALECTS.length * 2);
+  body.writeUInt16LE(36, 0); // StructureSize
+  body.writeUInt16LE(DIALECTS.length, 2);
+  body.writeUInt16LE(1, 4); // SecurityMode: signing enabled
+  randomBytes(16).copy(body, 12); // ClientGuid
+  DIALECTS.forEach((d, i) => {
+    body.writeUInt16LE(d, 36 + i * 2);
+  });
+  const msg = Buffer.concat([header, body]);
+  const session = Buffer.alloc(4);
+  session.writeUInt32BE(msg.length, 0); // type 0 (session message) + 24-bit length
+  return Buffer.concat([session, msg]);
+}
+
+export type SmbReply =
+  | { kind: 'smb2'; dialect: string; status: number }
+  | { kind: 'smb1' }
+  | { kind: 'incomplete' }
+  | { kind: 'other' };
+
+export function parseSmbReply(data: Buffer): SmbReply {
+  if (data.length < 8) return { kind: 'incomplete' };
+  if (data[0] !== 0) return { kind: 'other' };
+  const magic = data.subarray(4, 8).toString('latin1');
+  if (magic === '\xffSMB') return { kind: 'smb1' };
+  if (magic !== '\xfeSMB') return { kind: 'other' };
+  if (data.length < 4 + 64 + 6) return { kind: 'incomplete' };
+  const status = data.readUInt32LE(4 + 8);
+  const rev = data.readUInt16LE(4 + 64 + 4);
+  return { kind: 'smb2', status, dialect: DIALECT_NAMES[rev] ?? `0x${rev.toString(16)}` };
+}
+
+/** SMB on 445: a NEGOTIATE answered with the SMB2 (or SMB1) magic is an SMB server. */
+export function smbProbe(ctx: ServiceContext): Promise<ServiceOutcome> {
+  return withConn(ctx, 'SMB', async (c) => {
+    c.write(smb2Negotiate());
+    await c.read((d) => parseSmbReply(d).kind !== 'incomplete', ctx.timeoutMs, 4096);
+    const r = parseSmbReply(c.data);
+    if (r.kind === 'smb2')
+      return r.status === 0
+        ? {
+            verdict: 'ok',
+            detail: `SMB2 server, dialect ${r.dialect}`,
+            evidence: { smb: { dialect: r.dialect } },
+          }
+        : {
+            verdict: 'ok',
+            detail: `SMB2 server refused our dialects (status 0x${r.status.toString(16)})`,
+            evidence: { smb: { dialect: r.dialect } },
+          };
+    if (r.kind === 'smb1')
+      return {
+        verdict: 'ok',
+        detail: 'SMB1-only server (SMB2 not offered)',
+        evidence: { smb: { dialect: 'SMB1' } },
+      };
+    if (c.data.length === 0)
+      return {
+        verdict: 'open-unverified',
+        detail: 'connected; no answer to an SMB2 NEGOTIATE',
+        evidence: {},
+      };
+    return { verdict: 'wrong-service', detail: `expected SMB, ${answeredBy(c.data)} answers`, evidence: {} };
+  });
+}

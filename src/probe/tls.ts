@@ -1,0 +1,170 @@
+import tls from 'node:tls';
+import {
+  Conn,
+  ConnectError,
+  connectFailure,
+  round,
+  type ServiceContext,
+  type ServiceOutcome,
+} from './conn.js';
+import { httpStatus } from './http.js';
+import { answeredBy, firstLine, identify } from './identify.js';
+import { excerpt, type TlsEvidence } from './verdict.js';
+
+/** Protocol versions below what the products' documents promise (TLS 1.2 or later). */
+const WEAK_PROTOCOLS = new Set(['SSLv2', 'SSLv3', 'TLSv1', 'TLSv1.1']);
+const WEAK_CIPHER = /(^|[-_])(RC4|DES|3DES|NULL|EXPORT|EXP|MD5|anon)([-_]|$)/i;
+
+type Handshake =
+  | { ok: true; socket: tls.TLSSocket; rttMs: number; tls: TlsEvidence }
+  | { ok: false; connected: boolean; code: string; reason: string; rttMs: number };
+
+function certName(o: unknown): string {
+  if (!o || typeof o !== 'object') return '';
+  return Object.entries(o as Record<string, string | string[]>)
+    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('+') : v}`)
+    .join(', ');
+}
+
+function handshake(ctx: ServiceContext): Promise<Handshake> {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    let connected = false;
+    const socket = tls.connect({
+      host: ctx.address,
+      port: ctx.port,
+      // SNI only for names; an IP address is not a valid server name (RFC 6066 3).
+      servername: ctx.servername ?? '',
+      // We report what the server offers, we do not trust it: no verification, every version and
+      // cipher OpenSSL can still speak, so a TLS 1.0-only server is seen as tls-weak, not as failed.
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1',
+      ciphers: 'DEFAULT:@SECLEVEL=0',
+    });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve({
+        ok: false,
+        connected,
+        code: 'ETIMEDOUT',
+        reason: `no TLS handshake within ${ctx.timeoutMs} ms`,
+        rttMs: performance.now() - t0,
+      });
+    }, ctx.timeoutMs);
+    socket.once('connect', () => {
+      connected = true;
+    });
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      const cert = socket.getPeerCertificate();
+      const validTo = cert?.valid_to ?? '';
+      resolve({
+        ok: true,
+        socket,
+        rttMs: performance.now() - t0,
+        tls: {
+          protocol: socket.getProtocol() ?? 'unknown',
+          cipher: socket.getCipher()?.name ?? 'unknown',
+          subject: certName(cert?.subject),
+          issuer: certName(cert?.issuer),
+          validTo,
+          expired: validTo !== '' && Date.parse(validTo) < Date.now(),
+        },
+      });
+    });
+    socket.once('error', (err: NodeJS.ErrnoException & { reason?: string }) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({
+        ok: false,
+        connected,
+        code: err.code ?? 'EUNKNOWN',
+        reason: err.reason ?? err.message.split('\n')[0] ?? err.message,
+        rttMs: performance.now() - t0,
+      });
+    });
+  });
+}
+
+/**
+ * After a failed handshake: who is there instead? An SSH server sends its banner whatever we
+ * say; a plain HTTP server answers a GET with a status line.
+ */
+async function diagnose(ctx: ServiceContext): Promise<Buffer> {
+  let c: Conn;
+  try {
+    c = await Conn.open(ctx.address, ctx.port, ctx.timeoutMs);
+  } catch {
+    return Buffer.alloc(0);
+  }
+  try {
+    c.write(`GET / HTTP/1.0\r\nHost: ${ctx.servername ?? ctx.address}\r\n\r\n`);
+    await c.read((d) => d.includes(10), ctx.timeoutMs / 2, 1024);
+    return c.data;
+  } finally {
+    c.close();
+  }
+}
+
+function tlsText(t: TlsEvidence): string {
+  const cert = t.subject
+    ? `, certificate ${t.subject}, valid to ${t.validTo}${t.expired ? ' (EXPIRED)' : ''}`
+    : '';
+  return `${t.protocol} ${t.cipher}${cert}`;
+}
+
+/**
+ * TLS (and HTTPS when `http`): the negotiated version, cipher and certificate. Below TLS 1.2 or a
+ * weak cipher: tls-weak. A failed handshake: tls-failed, unless an SSH banner or plain HTTP shows
+ * that another service answers (wrong-service).
+ */
+export async function tlsProbe(ctx: ServiceContext, opts: { http: boolean }): Promise<ServiceOutcome> {
+  const hs = await handshake(ctx);
+  if (!hs.ok) {
+    if (!hs.connected)
+      return connectFailure(new ConnectError(hs.code, hs.rttMs, ctx.address, ctx.port), 'TLS');
+    if (/unsupported protocol|no protocols available|wrong ssl version/i.test(hs.reason))
+      return {
+        verdict: 'tls-weak',
+        detail: `the server offers only protocol versions older than TLS 1.0 (${hs.reason})`,
+        evidence: { errno: hs.code, rttMs: round(hs.rttMs) },
+      };
+    const seen = await diagnose(ctx);
+    const who = identify(seen);
+    if (who && !who.startsWith('a TLS server'))
+      return {
+        verdict: 'wrong-service',
+        detail: `expected TLS, ${answeredBy(seen)} answers`,
+        evidence: { errno: hs.code, rttMs: round(hs.rttMs), banner: excerpt(firstLine(seen)) },
+      };
+    return {
+      verdict: 'tls-failed',
+      detail: `TLS handshake failed: ${hs.reason}`,
+      evidence: { errno: hs.code, rttMs: round(hs.rttMs) },
+    };
+  }
+  const t = hs.tls;
+  const c = Conn.wrap(hs.socket, hs.rttMs);
+  try {
+    const evidence = { tls: t, rttMs: round(hs.rttMs) };
+    if (WEAK_PROTOCOLS.has(t.protocol))
+      return { verdict: 'tls-weak', detail: `negotiated ${tlsText(t)}; TLS 1.2 or later expected`, evidence };
+    if (WEAK_CIPHER.test(t.cipher))
+      return { verdict: 'tls-weak', detail: `negotiated a weak cipher: ${tlsText(t)}`, evidence };
+    if (!opts.http) return { verdict: 'ok', detail: tlsText(t), evidence };
+    const status = await httpStatus(c, ctx.servername ?? ctx.address, ctx.timeoutMs);
+    if (status)
+      return {
+        verdict: 'ok',
+        detail: `${status} over ${tlsText(t)}`,
+        evidence: { ...evidence, http: { status } },
+      };
+    return {
+      verdict: 'open-unverified',
+      detail: `TLS handshake ok (${tlsText(t)}), but no answer to an HTTP request`,
+      evidence,
+    };
+  } finally {
+    c.close();
+  }
+}

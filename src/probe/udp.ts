@@ -1,0 +1,62 @@
+import dgram from 'node:dgram';
+import { isLocalResourceError } from './errno.js';
+
+/**
+ * One UDP attempt per item on a *connected* socket: only a connected socket surfaces the ICMP
+ * errors (port unreachable -> ECONNREFUSED, admin-prohibited -> EHOSTUNREACH), so a closed or
+ * rejected port is told apart from a silent one (DESIGN.md, measured facts).
+ */
+export interface UdpAttempt {
+  address: string;
+  family: 4 | 6;
+  port: number;
+  /** Datagrams to send, built fresh per attempt (NTP timestamps, responder nonces). */
+  payloads: Buffer[];
+  timeoutMs: number;
+}
+
+export type UdpOutcome =
+  | { kind: 'reply'; data: Buffer; rttMs: number; sentAt: number; receivedAt: number }
+  | { kind: 'error'; errno: string; rttMs: number }
+  | { kind: 'silent' }
+  /** This machine ran out of sockets or ports: try again, it says nothing about the path. */
+  | { kind: 'local'; errno: string };
+
+export function udpAttempt(a: UdpAttempt): Promise<UdpOutcome> {
+  return new Promise((resolve) => {
+    let sock: dgram.Socket;
+    try {
+      sock = dgram.createSocket(a.family === 6 ? 'udp6' : 'udp4');
+    } catch (err) {
+      resolve({ kind: 'local', errno: (err as NodeJS.ErrnoException).code ?? 'EMFILE' });
+      return;
+    }
+    let sentAt = 0;
+    let done = false;
+    const finish = (o: UdpOutcome) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      try {
+        sock.close();
+      } catch {
+        // already closed
+      }
+      resolve(o);
+    };
+    const timer = setTimeout(() => finish({ kind: 'silent' }), a.timeoutMs);
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      const code = err.code ?? 'EUNKNOWN';
+      if (isLocalResourceError(code)) finish({ kind: 'local', errno: code });
+      else finish({ kind: 'error', errno: code, rttMs: sentAt ? performance.now() - sentAt : 0 });
+    });
+    sock.on('message', (data) => {
+      const receivedAt = performance.now();
+      finish({ kind: 'reply', data, rttMs: receivedAt - sentAt, sentAt, receivedAt });
+    });
+    sock.connect(a.port, a.address, () => {
+      sentAt = performance.now();
+      for (const p of a.payloads) sock.send(p);
+    });
+  });
+}

@@ -1,0 +1,249 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import tls from 'node:tls';
+import { loadSite } from '../src/inventory/load.js';
+import { buildPlan } from '../src/plan/plan.js';
+import { type CheckReport, runCheck } from '../src/probe/engine.js';
+import { scopeFor } from '../src/probe/scope.js';
+import type { PortResult } from '../src/probe/verdict.js';
+import { catalog, entry, onPath } from './check-lab.js';
+import { BIN, ROOT } from './helpers.js';
+
+/**
+ * The engine end to end on loopback, with in-process peers: runs without root (loopback is
+ * exempt from ICMP rate limits, and nothing leaves the machine). The namespace tests cover
+ * firewalls and real daemons; this one covers the engine itself, including a 5000-port range that
+ * goes through the worker threads and the net.Socket fallback of the sweep.
+ */
+
+const SERVER = '127.0.0.2';
+
+function listenTcp(server: net.Server): Promise<number> {
+  return new Promise((resolve) =>
+    server.listen(0, SERVER, () => resolve((server.address() as net.AddressInfo).port)),
+  );
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  const p = await listenTcp(s);
+  await new Promise((r) => s.close(r));
+  return p;
+}
+
+describe('check engine on loopback, in-process peers', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'portolan-loop-'));
+  const servers: net.Server[] = [];
+  const sockets: dgram.Socket[] = [];
+  const ports: Record<string, number> = {};
+  const haveOpenssl = onPath('openssl');
+  let site: string;
+  let report: CheckReport;
+  const at = (port: number, proto = 'tcp'): PortResult => {
+    const r = report.results.flatMap((f) => f.results).find((x) => x.port === port && x.protocol === proto);
+    assert.ok(r, `no result for ${proto}/${port}`);
+    return r;
+  };
+
+  before(async () => {
+    const add = async (name: string, s: net.Server) => {
+      servers.push(s);
+      ports[name] = await listenTcp(s);
+    };
+    await add(
+      'plain',
+      net.createServer((s) => s.on('error', () => {})),
+    );
+    await add(
+      'ssh',
+      net.createServer((s) => {
+        s.on('error', () => {});
+        s.write('SSH-2.0-FakeSSH_1.0\r\n');
+      }),
+    );
+    await add(
+      'http',
+      net.createServer((s) => {
+        s.on('error', () => {});
+        s.once('data', () => s.end('HTTP/1.1 204 No Content\r\n\r\n'));
+      }),
+    );
+    if (haveOpenssl) {
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-keyout',
+          join(dir, 'k.pem'),
+          '-out',
+          join(dir, 'c.pem'),
+          '-days',
+          '2',
+          '-subj',
+          '/CN=loop.test',
+        ],
+        { stdio: 'ignore' },
+      );
+      const creds = { key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) };
+      const answer = (s: tls.TLSSocket) => {
+        s.on('error', () => {});
+        s.once('data', () => s.end('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'));
+      };
+      await add('tls13', tls.createServer({ ...creds, minVersion: 'TLSv1.3' }, answer));
+      await add(
+        'tls10',
+        tls.createServer(
+          { ...creds, minVersion: 'TLSv1', maxVersion: 'TLSv1', ciphers: 'DEFAULT:@SECLEVEL=0' },
+          answer,
+        ),
+      );
+    }
+    ports.closed = await freePort();
+    // A fake NTP server: mode 4, stratum 2, our transmit time echoed as origin.
+    const ntp = dgram.createSocket('udp4');
+    ntp.on('message', (m, r) => {
+      const out = Buffer.alloc(48);
+      out[0] = 0x24;
+      out[1] = 2;
+      m.copy(out, 24, 40, 48);
+      m.copy(out, 32, 40, 48);
+      m.copy(out, 40, 40, 48);
+      ntp.send(out, r.port, r.address);
+    });
+    await new Promise<void>((r) => ntp.bind(0, SERVER, () => r()));
+    sockets.push(ntp);
+    ports.ntp = ntp.address().port;
+    const silent = dgram.createSocket('udp4');
+    await new Promise<void>((r) => silent.bind(0, SERVER, () => r()));
+    sockets.push(silent);
+    ports.silentUdp = silent.address().port;
+    const gone = dgram.createSocket('udp4');
+    await new Promise<void>((r) => gone.bind(0, SERVER, () => r()));
+    ports.closedUdp = gone.address().port;
+    gone.close();
+    // A 5000-port range around the plain listener: large enough for the worker threads.
+    const base = Math.min(Math.max(1024, (ports.plain as number) - 2500), 65535 - 4999);
+    ports.rangeLo = base;
+
+    const https = [ports.tls13, ports.tls10, ports.http].filter((p): p is number => p !== undefined);
+    writeFileSync(
+      join(dir, 'lab.yaml'),
+      catalog(
+        ['client', 'server'],
+        [
+          entry('plain', 'server', 'tcp', [ports.plain as number, ports.closed as number], 'veeam-transport'),
+          entry('ssh', 'server', 'tcp', [ports.ssh as number], 'ssh'),
+          entry('http', 'server', 'tcp', [ports.http as number], 'http'),
+          entry('https', 'server', 'tcp', https, 'https'),
+          entry('ntp', 'server', 'udp', [ports.ntp as number], 'ntp'),
+          entry(
+            'udp',
+            'server',
+            'udp',
+            [ports.silentUdp as number, ports.closedUdp as number],
+            'veeam-data-mover',
+          ),
+          entry('range', 'server', 'tcp', [`${base}-${base + 4999}`], 'msrpc-dynamic'),
+        ],
+      ),
+    );
+    site = join(dir, 'site.yaml');
+    writeFileSync(
+      site,
+      `site: loop\ncatalogs: [lab.yaml]\nproducts:\n  lab: {}\nhosts:\n  cli: { address: 127.0.0.1, roles: [lab:client] }\n  srv: { address: ${SERVER}, roles: [lab:server] }\n`,
+    );
+    const { inventory, catalogs } = loadSite(site);
+    const scope = await scopeFor(inventory, buildPlan(inventory, catalogs), { from: 'cli' });
+    report = await runCheck(scope, { timeoutMs: 1000, spacingMs: 300 });
+  });
+
+  after(async () => {
+    for (const s of servers) s.close();
+    for (const s of sockets) s.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('TCP: open, closed, and the application probes', () => {
+    assert.equal(at(ports.plain as number).verdict, 'open-unverified');
+    assert.deepEqual(
+      [at(ports.closed as number).verdict, at(ports.closed as number).evidence.errno],
+      ['closed', 'ECONNREFUSED'],
+    );
+    assert.equal(at(ports.ssh as number).verdict, 'ok');
+    assert.equal(at(ports.ssh as number).evidence.banner, 'SSH-2.0-FakeSSH_1.0');
+    assert.equal(at(ports.http as number).verdict, 'ok');
+  });
+
+  it('HTTPS: TLS 1.3 ok, TLS 1.0 tls-weak, plain HTTP on an https flow wrong-service', {
+    skip: haveOpenssl ? false : 'openssl not installed',
+  }, () => {
+    assert.equal(at(ports.tls13 as number).verdict, 'ok', at(ports.tls13 as number).detail);
+    assert.equal(at(ports.tls10 as number).verdict, 'tls-weak', at(ports.tls10 as number).detail);
+    assert.equal(at(ports.http as number).verdict, 'ok'); // the http flow
+    const https = report.results.find((f) => f.flow.service === 'https');
+    assert.equal(https?.results.find((r) => r.port === ports.http)?.verdict, 'wrong-service');
+  });
+
+  it('UDP: NTP ok with stratum, a silent socket open|filtered, nothing bound closed', () => {
+    assert.equal(at(ports.ntp as number, 'udp').verdict, 'ok');
+    assert.equal(at(ports.ntp as number, 'udp').evidence.ntp?.stratum, 2);
+    assert.equal(at(ports.silentUdp as number, 'udp').verdict, 'open|filtered');
+    assert.equal(at(ports.closedUdp as number, 'udp').verdict, 'closed');
+  });
+
+  it('a 5000-port range: every port has a verdict, the listener among them is open', () => {
+    const range = report.results.find((f) => f.flow.service === 'msrpc-dynamic');
+    assert.equal(range?.results.length, 5000);
+    assert.equal(range?.results.find((r) => r.port === ports.plain)?.verdict, 'open-unverified');
+    const closed = range?.results.filter((r) => r.verdict === 'closed').length ?? 0;
+    assert.ok(closed > 4900, `${closed} closed`);
+  });
+
+  it('the net.Socket fallback of the sweep gives the same verdicts (PORTOLAN_SWEEP=net)', async () => {
+    const out = await new Promise<string>((resolve) => {
+      const child = spawn(
+        process.execPath,
+        [
+          BIN,
+          'check',
+          site,
+          '--from',
+          'cli',
+          '--format',
+          'json',
+          '--port',
+          `${ports.rangeLo}-${(ports.rangeLo as number) + 4999}`,
+        ],
+        {
+          cwd: ROOT,
+          env: { ...process.env, PORTOLAN_SWEEP: 'net', NO_COLOR: '1' },
+        },
+      );
+      let text = '';
+      child.stdout.on('data', (d: Buffer) => {
+        text += d.toString();
+      });
+      child.on('close', () => resolve(text));
+    });
+    const doc = JSON.parse(out) as {
+      flows: { service: string; results: { ports: [number, number]; verdict: string }[] }[];
+    };
+    const mine = report.results.find((f) => f.flow.service === 'msrpc-dynamic')?.results ?? [];
+    const theirs = new Map<number, string>();
+    for (const r of doc.flows.find((f) => f.service === 'msrpc-dynamic')?.results ?? [])
+      for (let p = r.ports[0]; p <= r.ports[1]; p++) theirs.set(p, r.verdict);
+    assert.equal(theirs.size, 5000);
+    const differ = mine.filter((r) => theirs.get(r.port) !== r.verdict);
+    assert.ok(differ.length <= 2, `ports that differ: ${differ.map((d) => d.port).join(', ')}`);
+  });
+});
