@@ -6,7 +6,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { makeProbe, verifyReply } from '../src/listen/protocol.js';
+import { hostSecret, makeProbe, verifyReply } from '../src/listen/protocol.js';
 import { BIN, ROOT, runCli } from './helpers.js';
 
 /**
@@ -16,6 +16,8 @@ import { BIN, ROOT, runCli } from './helpers.js';
  */
 
 const SECRET = 'listen-test-secret-0123456789';
+/** Probes are signed with the secret bound to the target host's name (hostSecret). */
+const KEY = hostSecret(SECRET, 'srv');
 const LONG = { timeout: 90_000 };
 
 // ---------------------------------------------------------------------------------------------
@@ -304,7 +306,7 @@ function fuzzCase(
 ): { kind: FuzzKind; data: Buffer; probe?: ReturnType<typeof makeProbe> } {
   const kinds: FuzzKind[] = ['valid', 'random', 'flipped', 'truncated', 'padded', 'other-port', 'two-lines'];
   const kind = kinds[Math.floor(rand() * kinds.length)] as FuzzKind;
-  const probe = makeProbe(SECRET, proto, port);
+  const probe = makeProbe(KEY, proto, port);
   const line = Buffer.from(probe.line);
   switch (kind) {
     case 'valid':
@@ -332,9 +334,9 @@ function fuzzCase(
         data: Buffer.from(`${probe.line.slice(0, -1)}${' '.repeat(1 + Math.floor(rand() * 60))}\n`),
       };
     case 'other-port':
-      return { kind, data: Buffer.from(makeProbe(SECRET, proto, port + 1).line) };
+      return { kind, data: Buffer.from(makeProbe(KEY, proto, port + 1).line) };
     case 'two-lines':
-      return { kind, data: Buffer.concat([line, Buffer.from(makeProbe(SECRET, proto, port).line)]) };
+      return { kind, data: Buffer.concat([line, Buffer.from(makeProbe(KEY, proto, port).line)]) };
   }
 }
 
@@ -422,10 +424,10 @@ describe('portolan listen: one responder, probed over loopback', () => {
   });
 
   it('answers an authenticated TCP probe with exactly the OK line, and logs the source it saw', async () => {
-    const probe = makeProbe(SECRET, 'tcp', P().tcp);
+    const probe = makeProbe(KEY, 'tcp', P().tcp);
     const r = await tcpExchange(P().tcp, probe.line, { from: '127.0.0.2' });
     assert.equal(r.reply.length, 46);
-    assert.ok(verifyReply(SECRET, probe, r.reply.toString('latin1')), r.reply.toString('latin1'));
+    assert.ok(verifyReply(KEY, probe, r.reply.toString('latin1')), r.reply.toString('latin1'));
     const e = await l.waitEvent(
       (x) => x.event === 'probe' && x.from.port === r.localPort && x.proto === 'tcp',
       'log line',
@@ -444,10 +446,10 @@ describe('portolan listen: one responder, probed over loopback', () => {
 
   it('answers an authenticated UDP probe with exactly the OK line, on every UDP port', async () => {
     for (let port = P().udp; port <= P().udpRange[1]; port++) {
-      const probe = makeProbe(SECRET, 'udp', port);
+      const probe = makeProbe(KEY, 'udp', port);
       const r = await udpExchange(port, probe.line, { from: '127.0.0.2', waitMs: 500 });
       assert.equal(r.replies.length, 1, `udp/${port}`);
-      assert.ok(verifyReply(SECRET, probe, r.replies[0]?.toString('latin1') ?? ''));
+      assert.ok(verifyReply(KEY, probe, r.replies[0]?.toString('latin1') ?? ''));
       const e = await l.waitEvent(
         (x) => x.event === 'probe' && x.proto === 'udp' && x.from.port === r.localPort,
         'udp log line',
@@ -458,14 +460,14 @@ describe('portolan listen: one responder, probed over loopback', () => {
   });
 
   it('answers on the local-flow port over loopback', async () => {
-    const probe = makeProbe(SECRET, 'tcp', P().local);
+    const probe = makeProbe(KEY, 'tcp', P().local);
     const r = await tcpExchange(P().local, probe.line);
-    assert.ok(verifyReply(SECRET, probe, r.reply.toString('latin1')));
+    assert.ok(verifyReply(KEY, probe, r.reply.toString('latin1')));
   });
 
   it('sends zero bytes and closes on unauthenticated TCP input', async () => {
     const port = P().tcp;
-    const replayed = makeProbe(SECRET, 'tcp', port);
+    const replayed = makeProbe(KEY, 'tcp', port);
     assert.equal(
       (await tcpExchange(port, replayed.line, { from: '127.0.0.3' })).reply.length,
       46,
@@ -475,28 +477,31 @@ describe('portolan listen: one responder, probed over loopback', () => {
       ['garbage', 'GET / HTTP/1.0\n', 'not a portolan probe'],
       ['binary', Buffer.from([0, 1, 2, 0xff, 0x0a]), 'not a portolan probe'],
       ['wrong secret', makeProbe('not-the-secret-0123456789', 'tcp', port).line, 'bad MAC (wrong secret?)'],
+      // Signed for another host: what a NAT sending host A's port to host B looks like.
+      [
+        'probe meant for another host',
+        makeProbe(hostSecret(SECRET, 'cli'), 'tcp', port).line,
+        'bad MAC (wrong secret?)',
+      ],
+      [
+        'the bare secret, unbound to the host',
+        makeProbe(SECRET, 'tcp', port).line,
+        'bad MAC (wrong secret?)',
+      ],
       ['replayed nonce', replayed.line, 'replayed nonce'],
       [
         'probe for another port',
-        makeProbe(SECRET, 'tcp', P().range[0]).line,
+        makeProbe(KEY, 'tcp', P().range[0]).line,
         `probe for tcp/${P().range[0]} arrived on tcp/${port}`,
       ],
-      [
-        'udp probe on tcp',
-        makeProbe(SECRET, 'udp', port).line,
-        `probe for udp/${port} arrived on tcp/${port}`,
-      ],
+      ['udp probe on tcp', makeProbe(KEY, 'udp', port).line, `probe for udp/${port} arrived on tcp/${port}`],
       [
         'stale timestamp',
-        makeProbe(SECRET, 'tcp', port, Date.now() - 3_600_000).line,
+        makeProbe(KEY, 'tcp', port, Date.now() - 3_600_000).line,
         'timestamp outside the allowed clock skew',
       ],
       ['oversized line', `${'A'.repeat(200)}\n`, 'longer than 128 bytes'],
-      [
-        'valid line with more after it',
-        `${makeProbe(SECRET, 'tcp', port).line}x`,
-        'bytes after the probe line',
-      ],
+      ['valid line with more after it', `${makeProbe(KEY, 'tcp', port).line}x`, 'bytes after the probe line'],
     ];
     for (const [name, data, reason] of cases) {
       const r = await tcpExchange(port, data, { from: '127.0.0.3' });
@@ -523,7 +528,7 @@ describe('portolan listen: one responder, probed over loopback', () => {
   });
 
   it('closes a connection that drips bytes, at the same deadline', LONG, async () => {
-    const line = makeProbe(SECRET, 'tcp', P().tcp).line;
+    const line = makeProbe(KEY, 'tcp', P().tcp).line;
     const r = await new Promise<TcpResult>((resolve) => {
       const started = Date.now();
       const chunks: Buffer[] = [];
@@ -544,7 +549,7 @@ describe('portolan listen: one responder, probed over loopback', () => {
 
   it('sends nothing back to unauthenticated UDP datagrams', async () => {
     const port = P().udp;
-    const replayed = makeProbe(SECRET, 'udp', port);
+    const replayed = makeProbe(KEY, 'udp', port);
     assert.equal(
       (await udpExchange(port, replayed.line, { from: '127.0.0.4', waitMs: 300 })).replies.length,
       1,
@@ -554,8 +559,8 @@ describe('portolan listen: one responder, probed over loopback', () => {
       ['garbage', 'hello\n'],
       ['wrong secret', makeProbe('not-the-secret-0123456789', 'udp', port).line],
       ['replayed nonce', replayed.line],
-      ['probe for another port', makeProbe(SECRET, 'udp', port + 1).line],
-      ['tcp probe on udp', makeProbe(SECRET, 'tcp', port).line],
+      ['probe for another port', makeProbe(KEY, 'udp', port + 1).line],
+      ['tcp probe on udp', makeProbe(KEY, 'tcp', port).line],
       ['oversized', Buffer.alloc(1400, 0x41)],
     ];
     const results = await Promise.all(
@@ -572,9 +577,9 @@ describe('portolan listen: one responder, probed over loopback', () => {
     const ports = Array.from({ length: hi - lo + 1 }, (_, i) => lo + i);
     const bad = (
       await pool(ports, 32, async (port) => {
-        const probe = makeProbe(SECRET, 'tcp', port);
+        const probe = makeProbe(KEY, 'tcp', port);
         const r = await tcpExchange(port, probe.line);
-        return verifyReply(SECRET, probe, r.reply.toString('latin1')) ? undefined : port;
+        return verifyReply(KEY, probe, r.reply.toString('latin1')) ? undefined : port;
       })
     ).filter((p) => p !== undefined);
     assert.deepEqual(bad, []);
@@ -601,7 +606,7 @@ describe('portolan listen: one responder, probed over loopback', () => {
           `tcp case ${i} (${c.kind}): ${reply.length} > ${c.data.length}`,
         );
         if (c.kind === 'valid') {
-          assert.ok(c.probe && verifyReply(SECRET, c.probe, reply.toString('latin1')), `tcp case ${i} valid`);
+          assert.ok(c.probe && verifyReply(KEY, c.probe, reply.toString('latin1')), `tcp case ${i} valid`);
           answered++;
         } else assert.equal(reply.length, 0, `tcp case ${i} (${c.kind}) got a reply`);
       });
@@ -610,7 +615,7 @@ describe('portolan listen: one responder, probed over loopback', () => {
         for (const r of replies) assert.ok(r.length <= c.data.length, `udp case ${i} (${c.kind})`);
         if (c.kind === 'valid') {
           assert.equal(replies.length, 1, `udp case ${i} valid`);
-          assert.ok(c.probe && verifyReply(SECRET, c.probe, replies[0]?.toString('latin1') ?? ''));
+          assert.ok(c.probe && verifyReply(KEY, c.probe, replies[0]?.toString('latin1') ?? ''));
           answered++;
         } else assert.equal(replies.length, 0, `udp case ${i} (${c.kind}) got a reply`);
       });
@@ -665,9 +670,9 @@ describe('portolan listen: a generated secret, text log and the TTL', () => {
       const command = await l.waitLine((x) => x.includes('portolan check'), 'check command');
       assert.equal(command.trim(), `portolan check ${site} --from cli --secret ${secret}`);
       await l.waitLine((x) => x.startsWith('answering signed probes until '), 'ready line');
-      const probe = makeProbe(secret, 'tcp', base);
+      const probe = makeProbe(hostSecret(secret, 'srv'), 'tcp', base);
       const r = await tcpExchange(base, probe.line, { from: '127.0.0.2' });
-      assert.ok(verifyReply(secret, probe, r.reply.toString('latin1')));
+      assert.ok(verifyReply(hostSecret(secret, 'srv'), probe, r.reply.toString('latin1')));
       await l.waitLine(
         (x) => x.includes(` answered tcp/${base} from 127.0.0.2:${r.localPort} to 127.0.0.1:${base} `),
         'text log line',
@@ -708,12 +713,12 @@ describe('portolan listen: the open-file limit', () => {
         ['udp', base + 1],
         ['tcp', base + 10],
       ] as const) {
-        const probe = makeProbe(SECRET, proto, port);
+        const probe = makeProbe(KEY, proto, port);
         const reply =
           proto === 'tcp'
             ? (await tcpExchange(port, probe.line)).reply
             : ((await udpExchange(port, probe.line, { waitMs: 500 })).replies[0] ?? Buffer.alloc(0));
-        assert.ok(verifyReply(SECRET, probe, reply.toString('latin1')), `${proto}/${port}`);
+        assert.ok(verifyReply(KEY, probe, reply.toString('latin1')), `${proto}/${port}`);
       }
       l.kill();
       assert.equal((await l.exited).code, 0);
@@ -741,9 +746,9 @@ describe('portolan listen: the open-file limit', () => {
         Math.floor((lo + hi) / 2),
       ]);
       for (const port of bound.slice(0, 30)) {
-        const probe = makeProbe(SECRET, 'tcp', port);
+        const probe = makeProbe(KEY, 'tcp', port);
         assert.ok(
-          verifyReply(SECRET, probe, (await tcpExchange(port, probe.line)).reply.toString('latin1')),
+          verifyReply(KEY, probe, (await tcpExchange(port, probe.line)).reply.toString('latin1')),
           `tcp/${port}`,
         );
       }
@@ -795,8 +800,8 @@ describe('portolan listen: privileges, --bind and PORTOLAN_SECRET', () => {
   it('uses PORTOLAN_SECRET and does not print it', async () => {
     assert.equal(ready.secret, undefined);
     assert.ok(!l.lines.some((x) => x.includes(SECRET)));
-    const probe = makeProbe(SECRET, 'tcp', base);
-    assert.ok(verifyReply(SECRET, probe, (await tcpExchange(base, probe.line)).reply.toString('latin1')));
+    const probe = makeProbe(KEY, 'tcp', base);
+    assert.ok(verifyReply(KEY, probe, (await tcpExchange(base, probe.line)).reply.toString('latin1')));
     l.kill();
     assert.equal((await l.exited).code, 0, l.stderr);
   });

@@ -3,7 +3,7 @@ import { chooseBind, shownAddress } from '../listen/addresses.js';
 import { DEFAULT_TTL_SECONDS, formatTtl, parseTtl } from '../listen/duration.js';
 import { inboundFor } from '../listen/inbound.js';
 import { LOG_FORMATS, type LogFormat, ProbeLog, type Summary } from '../listen/log.js';
-import { newSecret } from '../listen/protocol.js';
+import { hostSecret, newSecret } from '../listen/protocol.js';
 import { Answerer, Responder } from '../listen/responder.js';
 import { allot, bindReport, type PortGroup, socketBudget, socketGroups } from '../listen/sockets.js';
 import { formatPorts, portCount } from '../model/ports.js';
@@ -104,7 +104,7 @@ export async function run(argv: string[]): Promise<number> {
   process.once('SIGTERM', stop);
 
   const log = new ProbeLog(format, out);
-  const responder = new Responder(new Answerer(secret), (e) => log.probe(e));
+  const responder = new Responder(new Answerer(hostSecret(secret, host.name)), (e) => log.probe(e));
   try {
     const budget = socketBudget();
     const { sockets, over } = allot(groups, budget);

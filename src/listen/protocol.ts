@@ -98,6 +98,15 @@ export class NonceCache {
   }
 }
 
+/**
+ * The key one target host's probes are signed with: the shared secret bound to the host's inventory
+ * name. A responder answers only probes meant for the host it stands in for, so a NAT or a route
+ * that lands host A's port on host B shows up as a failure, not as `ok (responder)` for A.
+ */
+export function hostSecret(secret: string, host: string): string {
+  return createHmac('sha256', secret).update(`host|${host}`).digest('hex');
+}
+
 export function newSecret(): string {
   return randomBytes(18).toString('base64url');
 }

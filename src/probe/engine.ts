@@ -1,3 +1,4 @@
+import { hostSecret } from '../listen/protocol.js';
 import type { Flow } from '../model/flow.js';
 import type { PortRange } from '../model/ports.js';
 import type { ServiceOutcome } from './conn.js';
@@ -166,12 +167,14 @@ export async function runCheck(
     if (w.target.kind !== 'probe') continue;
     const protocol = w.flow.protocol as 'tcp' | 'udp';
     const kind = protocol === 'udp' ? udpKind(w.flow) : undefined;
+    // Responder probes are signed for the target host (see hostSecret).
+    const key = secret && w.flow.to.host ? hostSecret(secret, w.flow.to.host) : undefined;
     for (const { address, family } of w.target.addresses) {
-      const key = `${address}|${protocol}`;
-      let byPort = groups.get(key);
+      const groupKey = `${address}|${protocol}`;
+      let byPort = groups.get(groupKey);
       if (!byPort) {
         byPort = [];
-        groups.set(key, byPort);
+        groups.set(groupKey, byPort);
       }
       for (const [lo, hi] of portsOf(w.flow, sel.ports))
         for (let port = lo; port <= hi; port++) {
@@ -183,7 +186,7 @@ export async function runCheck(
             if (protocol === 'udp') {
               const kinds = new Set<UdpKind>();
               udpKinds.set(item, kinds);
-              item.udp = () => udpAttemptFor(port, kinds, secret);
+              item.udp = () => udpAttemptFor(port, kinds, key);
             }
           }
           if (kind) udpKinds.get(item)?.add(kind);
@@ -214,8 +217,13 @@ export async function runCheck(
       const servername = w.target.kind === 'probe' ? w.target.servername : undefined;
       const rttMs = item.outcome.rttMs;
       jobs.set(key, async () => {
-        if (secret) {
-          const r = await tcpResponderProbe(secret, item.address, item.port, responderWait);
+        if (secret && w.flow.to.host) {
+          const r = await tcpResponderProbe(
+            hostSecret(secret, w.flow.to.host),
+            item.address,
+            item.port,
+            responderWait,
+          );
           if (r.ok) return { verdict: 'ok (responder)', detail: r.detail, evidence: r.evidence };
         }
         if (kind === 'plain')
@@ -277,7 +285,9 @@ export async function runCheck(
       const kind = item.protocol === 'tcp' ? tcpKind(flow, item.port) : udpKind(flow);
       const svc =
         item.outcome?.kind === 'open' ? services.get(`${item.address}|${item.port}|${kind}`) : undefined;
-      ports.push(portResult(item, kind, svc, secret));
+      ports.push(
+        portResult(item, kind, svc, secret && flow.to.host ? hostSecret(secret, flow.to.host) : undefined),
+      );
     }
     const verdict = ports.length ? (worst(ports.map((p) => p.verdict)) as Verdict) : 'skipped';
     const example = ports.find((p) => p.verdict === verdict);
