@@ -34,7 +34,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm install --no-audit --no-fund
 fi
 
-npx tsc -p tsconfig.json
+npm run build --silent
 npx biome check .
 # Node 20's runner takes no glob: name the compiled test files.
 node --test --test-reporter=spec --test-concurrency=2 dist/test/*.test.js

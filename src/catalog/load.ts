@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { InputError, shown } from '../errors.js';
 import { MAX_PORT } from '../model/ports.js';
 import { packagePath } from '../util/paths.js';
@@ -59,7 +60,31 @@ function displayPath(file: string): string {
   return rel.startsWith('..') ? file : rel;
 }
 
+/**
+ * Built-in catalogs validated at build time (scripts/cache-catalogs.mjs), keyed by the SHA-256 of
+ * the YAML they came from: parsing and validating them is most of a command's start-up. A catalog
+ * whose file no longer matches its cache entry is loaded from the YAML as usual.
+ */
+export const CATALOG_CACHE = packagePath('dist', 'catalog-cache.json');
+type CatalogCache = Record<string, { sha256: string; catalog: Omit<Catalog, 'file'> }>;
+let cacheMemo: CatalogCache | undefined;
+
+function cached(file: string): Omit<Catalog, 'file'> | undefined {
+  if (dirname(file) !== BUILTIN_CATALOG_DIR.replace(/\/$/, '')) return undefined;
+  try {
+    cacheMemo ??= JSON.parse(readFileSync(CATALOG_CACHE, 'utf8')) as CatalogCache;
+    const entry = cacheMemo[basename(file)];
+    if (!entry) return undefined;
+    const sha256 = createHash('sha256').update(readFileSync(file)).digest('hex');
+    return entry.sha256 === sha256 ? entry.catalog : undefined;
+  } catch {
+    return undefined; // no cache (a fresh checkout before the build): load the YAML
+  }
+}
+
 export function loadCatalogFile(file: string): Catalog {
+  const hit = cached(file);
+  if (hit) return { ...hit, file };
   const loaded = loadYamlFile(file, 'catalog');
   const shownFile = displayPath(file);
   const located: LoadedYaml = {
