@@ -27,10 +27,7 @@ export async function run(argv: string[]): Promise<number> {
     );
   const selected = [...catalogs.values()].filter((c) => wanted === undefined || c.product === wanted);
   if (format === 'json') {
-    const out =
-      wanted === undefined && positionals.length === 0
-        ? selected.map(publicCatalog)
-        : publicCatalog(selected[0] as Catalog);
+    const out = wanted === undefined ? selected.map(publicCatalog) : publicCatalog(selected[0] as Catalog);
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return 0;
   }

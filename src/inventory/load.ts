@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { type Catalogs, loadCatalogs } from '../catalog/load.js';
-import type { Catalog, FactSpec } from '../catalog/types.js';
+import type { FactSpec } from '../catalog/types.js';
 import { parseVersion } from '../catalog/version.js';
 import { InputError, shown } from '../errors.js';
 import { parseAddress } from '../model/address.js';
@@ -210,5 +210,3 @@ function checkFact(
   if (list) fail(`expected a list (e.g. [${allowed.slice(0, 2).join(', ')}]), got ${shown(value)}`, path);
   return check(String(value), path);
 }
-
-export type { Catalog };

@@ -64,7 +64,3 @@ export function collapseAddresses(texts: readonly string[]): string[] {
   const v6 = texts.filter((t) => t.includes(':'));
   return [...(v4.length ? mergeCidr(v4) : []), ...(v6.length ? mergeCidr(v6) : [])];
 }
-
-export function addressVersion(a: Address): 4 | 6 | undefined {
-  return a.kind === 'dns' ? undefined : a.version;
-}

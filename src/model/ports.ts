@@ -1,12 +1,7 @@
 /** Inclusive port ranges, `[low, high]`, as in the plan contract. */
 export type PortRange = readonly [number, number];
 
-export const MIN_PORT = 0;
 export const MAX_PORT = 65535;
-
-export function isPort(n: unknown): n is number {
-  return typeof n === 'number' && Number.isInteger(n) && n >= MIN_PORT && n <= MAX_PORT;
-}
 
 /** Sorts and merges overlapping or adjacent ranges: the result covers exactly the same ports. */
 export function mergePortRanges(ranges: Iterable<PortRange>): PortRange[] {
@@ -27,8 +22,4 @@ export function portCount(ranges: readonly PortRange[]): number {
 
 export function formatPorts(ranges: readonly PortRange[], sep = ','): string {
   return ranges.map(([lo, hi]) => (lo === hi ? `${lo}` : `${lo}-${hi}`)).join(sep);
-}
-
-export function samePorts(a: readonly PortRange[], b: readonly PortRange[]): boolean {
-  return a.length === b.length && a.every(([lo, hi], i) => b[i]?.[0] === lo && b[i]?.[1] === hi);
 }

@@ -1,3 +1,4 @@
+import { oneLine } from '../export/header.js';
 import { forwardRules } from '../export/model.js';
 import type { Flow, Plan } from '../model/flow.js';
 import { formatPorts } from '../model/ports.js';
@@ -121,7 +122,7 @@ export function planTable(plan: Plan, hostCount: number, opts: { color: boolean;
   const fixed = widths.slice(0, -1).reduce((a, b) => a + b + 2, 0);
   widths[widths.length - 1] = Math.max(20, Math.min(widths[widths.length - 1] ?? 0, total - fixed));
   const fit = (s: string, w: number) => {
-    let out = s.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ');
+    let out = oneLine(s);
     while (width(out) > w) out = `${[...out].slice(0, -2).join('')}…`;
     return out + ' '.repeat(Math.max(0, w - width(out)));
   };
