@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
 import { loadCatalogs } from '../src/catalog/load.js';
+import { SCHEMAS, type SchemaName, validatorPath } from '../src/util/schema.js';
 import { runCli } from './helpers.js';
 
 const catalogs = loadCatalogs();
@@ -85,5 +89,16 @@ describe('catalogs', () => {
     const r = runCli(['catalog', 'druva-vmware', '--lang', 'ja']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /バックアッププロキシ/);
+  });
+});
+
+describe('schema validators', () => {
+  it('are compiled at build time from the schemas as they are now', () => {
+    const require = createRequire(import.meta.url);
+    for (const [name, file] of Object.entries(SCHEMAS)) {
+      const built = require(validatorPath(name as SchemaName)) as { sha256?: string };
+      const sha256 = createHash('sha256').update(readFileSync(file)).digest('hex');
+      assert.equal(built.sha256, sha256, `${validatorPath(name as SchemaName)} is stale: npm run build`);
+    }
   });
 });

@@ -10,12 +10,6 @@ import type { Catalog, CatalogEntry, Condition, PeerSpec } from './types.js';
 import { parseVersion } from './version.js';
 
 export const BUILTIN_CATALOG_DIR = packagePath('catalog');
-let schemaCache: object | undefined;
-
-function catalogSchema(): object {
-  schemaCache ??= JSON.parse(readFileSync(join(BUILTIN_CATALOG_DIR, 'schema.json'), 'utf8')) as object;
-  return schemaCache;
-}
 
 /** The catalogs by product id: the built-in ones, then each extra directory or file in order. */
 export type Catalogs = ReadonlyMap<string, Catalog>;
@@ -92,7 +86,7 @@ export function loadCatalogFile(file: string): Catalog {
     file: shownFile,
     locate: (p, w) => ({ ...loaded.locate(p, w), file: shownFile }),
   };
-  const catalog = validateWithSchema<Omit<Catalog, 'file'>>(located, catalogSchema());
+  const catalog = validateWithSchema<Omit<Catalog, 'file'>>(located, 'catalog');
   checkCatalog(catalog, located);
   return { ...catalog, file };
 }

@@ -1,11 +1,10 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { type Catalogs, loadCatalogs } from '../catalog/load.js';
 import type { FactSpec } from '../catalog/types.js';
 import { parseVersion } from '../catalog/version.js';
 import { InputError, shown } from '../errors.js';
 import { parseAddress } from '../model/address.js';
-import { packagePath } from '../util/paths.js';
 import { validateWithSchema } from '../util/schema.js';
 import { type LoadedYaml, loadYamlFile, type PathPart } from '../util/yaml.js';
 import type { Host, Inventory, ProductUse, RoleRef } from './types.js';
@@ -26,8 +25,6 @@ interface RawInventory {
   >;
 }
 
-let schemaCache: object | undefined;
-
 export interface Site {
   inventory: Inventory;
   catalogs: Catalogs;
@@ -40,8 +37,7 @@ export interface Site {
  */
 export function loadSite(file: string, extraCatalogs: readonly string[] = []): Site {
   const y = loadYamlFile(file, 'inventory');
-  schemaCache ??= JSON.parse(readFileSync(packagePath('schema', 'inventory.json'), 'utf8')) as object;
-  const raw = validateWithSchema<RawInventory>(y, schemaCache);
+  const raw = validateWithSchema<RawInventory>(y, 'inventory');
   const own = (raw.catalogs ?? []).map((p, i) => {
     if (!existsSync(resolve(dirname(file), p)))
       throw new InputError(

@@ -1,21 +1,58 @@
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type { ErrorObject, Options, ValidateFunction } from 'ajv';
 import { InputError, shown } from '../errors.js';
+import { packagePath } from './paths.js';
 import { formatPath, type LoadedYaml, type PathPart } from './yaml.js';
 
+/** The schemas input is checked against: the inventory contract and the catalog format. */
+export const SCHEMAS = {
+  inventory: packagePath('schema', 'inventory.json'),
+  catalog: packagePath('catalog', 'schema.json'),
+} as const;
+export type SchemaName = keyof typeof SCHEMAS;
+
 // verbose: errors carry their parentSchema, which names the keys that are allowed.
-const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
-const compiled = new WeakMap<object, ValidateFunction>();
+export const AJV_OPTIONS: Options = { allErrors: true, strict: false, verbose: true };
+
+/** Where the build writes the standalone validator of a schema (scripts/compile-schemas.mjs). */
+export function validatorPath(name: SchemaName): string {
+  return packagePath('dist', 'validators', `${name}.cjs`);
+}
+
+const require = createRequire(import.meta.url);
+const validators = new Map<SchemaName, ValidateFunction>();
 
 /**
- * Validates loaded YAML against a JSON schema; the first, most specific error becomes one located
- * InputError (`file:line:col key.path: what was wrong (expected ...)`).
+ * The validator of a schema: the one compiled at build time while it matches the schema file,
+ * otherwise (an edited schema, or no build yet) compiled here with ajv.
  */
-export function validateWithSchema<T>(loaded: LoadedYaml, schema: object): T {
-  let validate = compiled.get(schema);
-  if (!validate) {
-    validate = ajv.compile(schema);
-    compiled.set(schema, validate);
+function validatorFor(name: SchemaName): ValidateFunction {
+  const known = validators.get(name);
+  if (known) return known;
+  const text = readFileSync(SCHEMAS[name]);
+  let validate: ValidateFunction | undefined;
+  try {
+    const built = require(validatorPath(name)) as ValidateFunction & { sha256?: string };
+    if (built.sha256 === createHash('sha256').update(text).digest('hex')) validate = built;
+  } catch {
+    // not built: compile below
   }
+  if (!validate) {
+    const { Ajv } = require('ajv') as typeof import('ajv');
+    validate = new Ajv(AJV_OPTIONS).compile(JSON.parse(text.toString('utf8')) as object);
+  }
+  validators.set(name, validate);
+  return validate;
+}
+
+/**
+ * Validates loaded YAML against one of the SCHEMAS; the first, most specific error becomes one
+ * located InputError (`file:line:col key.path: what was wrong (expected ...)`).
+ */
+export function validateWithSchema<T>(loaded: LoadedYaml, name: SchemaName): T {
+  const validate = validatorFor(name);
   if (validate(loaded.data)) return loaded.data as T;
   const errors = validate.errors ?? [];
   const error = pickError(errors);
