@@ -280,16 +280,19 @@ export async function runCheck(
       });
       continue;
     }
-    const ports: PortResult[] = [];
-    for (const item of w.items) {
+    const ports: PortResult[] = new Array(w.items.length);
+    const key = secret && flow.to.host ? hostSecret(secret, flow.to.host) : undefined;
+    const seen = new Set<Verdict>();
+    for (let k = 0; k < w.items.length; k++) {
+      const item = w.items[k] as ReachItem;
       const kind = item.protocol === 'tcp' ? tcpKind(flow, item.port) : udpKind(flow);
       const svc =
         item.outcome?.kind === 'open' ? services.get(`${item.address}|${item.port}|${kind}`) : undefined;
-      ports.push(
-        portResult(item, kind, svc, secret && flow.to.host ? hostSecret(secret, flow.to.host) : undefined),
-      );
+      const r = portResult(item, kind, svc, key);
+      ports[k] = r;
+      seen.add(r.verdict);
     }
-    const verdict = ports.length ? (worst(ports.map((p) => p.verdict)) as Verdict) : 'skipped';
+    const verdict = worst(seen) ?? 'skipped';
     const example = ports.find((p) => p.verdict === verdict);
     results.push({
       flow,
@@ -337,7 +340,22 @@ function udpAttemptFor(port: number, kinds: ReadonlySet<UdpKind>, secret: string
   return { payloads, context };
 }
 
-const ERROR_DETAILS = new Map<string, string>();
+/** Ranges yield tens of thousands of errors: one detail string per errno and attempt count. */
+const ERROR_DETAILS = new Map<string, string[]>();
+
+function errorDetail(errno: string, attempts: number): string {
+  let byAttempts = ERROR_DETAILS.get(errno);
+  if (!byAttempts) {
+    byAttempts = [];
+    ERROR_DETAILS.set(errno, byAttempts);
+  }
+  let detail = byAttempts[attempts];
+  if (detail === undefined) {
+    detail = `${errno}: ${ERRNO_WORDS[errno] ?? 'connect failed'}${attempts > 1 ? ` on attempt ${attempts}` : ''}`;
+    byAttempts[attempts] = detail;
+  }
+  return detail;
+}
 
 function portResult(
   item: ReachItem,
@@ -345,9 +363,18 @@ function portResult(
   svc: ServiceOutcome | undefined,
   secret: string | undefined,
 ): PortResult {
-  const base = { address: item.address, port: item.port, protocol: item.protocol };
   const outcome = item.outcome as ReachOutcome;
   const attempts = item.attempts;
+  if (outcome.kind === 'error')
+    return {
+      address: item.address,
+      port: item.port,
+      protocol: item.protocol,
+      verdict: verdictForErrno(outcome.errno) ?? 'blocked',
+      detail: errorDetail(outcome.errno, attempts),
+      evidence: { errno: outcome.errno, rttMs: outcome.rttMs, attempts },
+    };
+  const base = { address: item.address, port: item.port, protocol: item.protocol };
   if (outcome.kind === 'open') {
     const s = svc ?? { verdict: 'open-unverified' as Verdict, detail: 'connected', evidence: {} };
     return {
@@ -355,24 +382,6 @@ function portResult(
       verdict: s.verdict,
       detail: s.detail,
       evidence: { rttMs: outcome.rttMs, ...s.evidence, attempts },
-    };
-  }
-  if (outcome.kind === 'error') {
-    // Ranges yield tens of thousands of these: one detail string per errno and attempt count.
-    const key = `${outcome.errno}|${attempts}`;
-    let detail = ERROR_DETAILS.get(key);
-    if (detail === undefined) {
-      const words = ERRNO_WORDS[outcome.errno] ?? 'connect failed';
-      detail = `${outcome.errno}: ${words}${attempts > 1 ? ` on attempt ${attempts}` : ''}`;
-      ERROR_DETAILS.set(key, detail);
-    }
-    return {
-      address: item.address,
-      port: item.port,
-      protocol: item.protocol,
-      verdict: verdictForErrno(outcome.errno) ?? 'blocked',
-      detail,
-      evidence: { errno: outcome.errno, rttMs: outcome.rttMs, attempts },
     };
   }
   if (outcome.kind === 'silent') {

@@ -52,11 +52,18 @@ export function isLocalResourceStatus(status: number): boolean {
   return LOCAL_STATUS.has(status);
 }
 
+const NAMES = new Map<number, string>();
+
 /** libuv status (a negative errno) to its name: -111 -> ECONNREFUSED. */
 export function errnoName(status: number): string {
-  try {
-    return getSystemErrorName(status);
-  } catch {
-    return `E${-status}`;
+  let name = NAMES.get(status);
+  if (name === undefined) {
+    try {
+      name = getSystemErrorName(status);
+    } catch {
+      name = `E${-status}`;
+    }
+    NAMES.set(status, name);
   }
+  return name;
 }

@@ -54,10 +54,16 @@ export interface RangeSummary {
 /** Per address and per port range of the flow: counts, the majority verdict and the exceptions. */
 export function summarize(fr: FlowResult): RangeSummary[] {
   const out: RangeSummary[] = [];
+  const ranges = fr.flow.ports;
   for (const address of fr.addresses) {
-    const mine = fr.results.filter((r) => r.address === address);
-    for (const [lo, hi] of fr.flow.ports) {
-      const inRange = mine.filter((r) => r.port >= lo && r.port <= hi);
+    // One pass over the results (a range may hold all 65535 ports): each into its range's bucket.
+    const buckets: PortResult[][] = ranges.map(() => []);
+    for (const r of fr.results) {
+      if (r.address !== address) continue;
+      const k = ranges.findIndex(([lo, hi]) => r.port >= lo && r.port <= hi);
+      if (k >= 0) (buckets[k] as PortResult[]).push(r);
+    }
+    for (const inRange of buckets) {
       if (!inRange.length) continue;
       const counts: Partial<Record<Verdict, number>> = {};
       for (const r of inRange) counts[r.verdict] = (counts[r.verdict] ?? 0) + 1;

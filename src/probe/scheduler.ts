@@ -192,20 +192,30 @@ async function tcpRound(
   const index = new Map<TargetState, number>();
   const states: TargetState[] = [];
   const target = new Uint32Array(list.length);
-  list.forEach((item, k) => {
-    const t = stateOf(item);
-    let ti = index.get(t);
-    if (ti === undefined) {
-      ti = states.length;
-      states.push(t);
-      index.set(t, ti);
+  const port = new Uint16Array(list.length);
+  // Items of one address come in runs: look the target up once per run.
+  let address: string | undefined;
+  let ti = 0;
+  for (let k = 0; k < list.length; k++) {
+    const item = list[k] as ReachItem;
+    if (item.address !== address) {
+      address = item.address;
+      const t = stateOf(item);
+      let known = index.get(t);
+      if (known === undefined) {
+        known = states.length;
+        states.push(t);
+        index.set(t, known);
+      }
+      ti = known;
     }
     target[k] = ti;
-  });
+    port[k] = item.port;
+  }
   const job: SweepJob = {
     targets: states.map((t): SweepTarget => ({ address: t.address, family: t.family, rtt: t.est.state() })),
     target,
-    port: Uint16Array.from(list, (i) => i.port),
+    port,
     concurrency: opts.concurrency,
     minTimeoutMs: opts.minTimeoutMs,
     maxTimeoutMs: opts.timeoutMs,

@@ -1,15 +1,20 @@
 import { parentPort } from 'node:worker_threads';
-import { type SweepJob, sweepTcp } from './tcp.js';
+import { type SharedSweep, type SweepJob, type SweepOut, sweepTcp } from './tcp.js';
 
-/** A sweep thread: runs the share of a round it is given and sends the results back. */
+/** A sweep thread: claims items of a shared round until none are left, then sends what it learned. */
 export interface WorkerRequest {
   job: SweepJob;
+  shared: SharedSweep;
   /** Shared progress counters, one slot per worker. */
   progress: Int32Array;
   slot: number;
 }
 
+/** What the thread learned per target; its results are already in `shared`. */
+export type WorkerReply = SweepOut['rtt'];
+
 parentPort?.on('message', async (msg: WorkerRequest) => {
-  const out = await sweepTcp(msg.job, (n) => Atomics.store(msg.progress, msg.slot, n));
-  parentPort?.postMessage(out, [out.status.buffer as ArrayBuffer, out.rttMs.buffer as ArrayBuffer]);
+  const out = await sweepTcp(msg.job, (n) => Atomics.store(msg.progress, msg.slot, n), msg.shared);
+  const reply: WorkerReply = out.rtt;
+  parentPort?.postMessage(reply);
 });

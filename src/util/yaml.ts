@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import {
   type Alias,
+  Composer,
   type CST,
   type Document,
   type ErrorCode,
@@ -12,8 +13,8 @@ import {
   LineCounter,
   type Node,
   Parser,
-  parseDocument,
   visit,
+  YAMLParseError,
 } from 'yaml';
 import { InputError, type Location, shown } from '../errors.js';
 
@@ -93,7 +94,8 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
   if (text.trim() === '' || /^(\s*(#.*)?\n?)*$/.test(text))
     throw new InputError(`the ${what} is empty (expected a YAML mapping)`, { file, line: 1, column: 1 });
   // The CST pass is iterative, so it measures nesting safely; it also fills lineCounter.
-  const deep = tooDeep(new Parser(lineCounter.addNewLine).parse(text));
+  const tokens = Array.from(new Parser(lineCounter.addNewLine).parse(text));
+  const deep = tooDeep(tokens);
   if (deep !== undefined)
     throw new InputError(
       `YAML: nested more than ${MAX_DEPTH} levels deep (expected at most ${MAX_DEPTH} levels of lists and mappings)`,
@@ -102,7 +104,27 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
         ...at(deep),
       },
     );
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, strict: true, version: '1.2' });
+  // Composed from the same tokens (what parseDocument does, without parsing the text again).
+  let doc: Document.Parsed | undefined;
+  for (const d of new Composer({ uniqueKeys: true, strict: true, version: '1.2' }).compose(
+    tokens,
+    true,
+    text.length,
+  )) {
+    if (!doc) doc = d;
+    else {
+      doc.errors.push(
+        new YAMLParseError(
+          d.range.slice(0, 2) as [number, number],
+          'MULTIPLE_DOCS',
+          'Source contains multiple documents',
+        ),
+      );
+      break;
+    }
+  }
+  if (!doc)
+    throw new InputError(`the ${what} is empty (expected a YAML mapping)`, { file, line: 1, column: 1 });
   const err = doc.errors[0];
   if (err) {
     const dup = err.code === 'DUPLICATE_KEY' ? keyAt(doc, err.pos[0]) : undefined;
