@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The compiled entry; `npm install` builds it (the `prepare` script).
-import { main } from '../dist/src/cli/main.js';
+// The bundled CLI; `npm install` builds it (the `prepare` script, see scripts/bundle.mjs).
+import { main } from '../dist/cli/main.js';
 
 main(process.argv.slice(2));

@@ -1,0 +1,29 @@
+// Bundles the CLI into dist/cli/ after tsc, so `portolan` starts from a few files instead of about
+// 150 modules (its own and yaml's): every command starts about 0.1 s sooner. The library
+// (dist/src) stays as tsc wrote it. Commands load lazily (one chunk each), and the sweep's worker
+// thread is an entry of its own, beside the chunk that starts it (src/probe/sweep.ts).
+import { rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const outdir = join(root, 'dist', 'cli');
+rmSync(outdir, { recursive: true, force: true });
+await build({
+  entryPoints: [join(root, 'dist/src/cli/main.js'), join(root, 'dist/src/probe/tcp-worker.js')],
+  outdir,
+  bundle: true,
+  splitting: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  entryNames: '[name]',
+  chunkNames: 'chunk-[hash]',
+  sourcemap: true,
+  logLevel: 'warning',
+  // yaml is CommonJS and requires node built-ins; an ES module bundle needs a require for that.
+  banner: {
+    js: "import { createRequire as __portolanRequire } from 'node:module';\nconst require = __portolanRequire(import.meta.url);",
+  },
+});
