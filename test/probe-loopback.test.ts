@@ -11,6 +11,8 @@ import { loadSite } from '../src/inventory/load.js';
 import { buildPlan } from '../src/plan/plan.js';
 import { type CheckReport, runCheck } from '../src/probe/engine.js';
 import { scopeFor } from '../src/probe/scope.js';
+import { SweepPool } from '../src/probe/sweep.js';
+import { OPEN, SILENT } from '../src/probe/tcp.js';
 import type { PortResult } from '../src/probe/verdict.js';
 import { catalog, entry, onPath } from './check-lab.js';
 import { BIN, ROOT } from './helpers.js';
@@ -245,5 +247,36 @@ describe('check engine on loopback, in-process peers', () => {
     assert.equal(theirs.size, 5000);
     const differ = mine.filter((r) => theirs.get(r.port) !== r.verdict);
     assert.ok(differ.length <= 2, `ports that differ: ${differ.map((d) => d.port).join(', ')}`);
+  });
+});
+
+describe('the sweep pool on loopback', () => {
+  it('shares a round between threads, counts every answer once and the earlier estimate once', async () => {
+    const server = net.createServer((s) => s.on('error', () => {}));
+    const open = await listenTcp(server);
+    const n = 5000;
+    const base = open > 40000 ? open - n + 1 : open;
+    const port = Uint16Array.from({ length: n }, (_, i) => base + i);
+    const pool = new SweepPool(2);
+    try {
+      const out = await pool.run({
+        targets: [{ address: SERVER, family: 4, rtt: { srtt: 1, rttvar: 0.5, samples: 10 } }],
+        target: new Uint32Array(n),
+        port,
+        concurrency: 256,
+        minTimeoutMs: 100,
+        maxTimeoutMs: 1000,
+      });
+      const statuses = new Map<number, number>();
+      for (const s of out.status) statuses.set(s, (statuses.get(s) ?? 0) + 1);
+      assert.equal(out.status[port.indexOf(open)], OPEN);
+      // Every other port of the range is refused (or, rarely, taken by another test's listener).
+      assert.ok((statuses.get(-111) ?? 0) > n - 50, JSON.stringify([...statuses]));
+      assert.equal(statuses.get(SILENT) ?? 0, 0);
+      assert.equal(out.rtt[0]?.samples, 10 + n);
+    } finally {
+      await pool.close();
+      server.close();
+    }
   });
 });

@@ -94,9 +94,15 @@ export class SweepPool {
             }),
         ),
       ]);
-      const rtt = job.targets.map((_, t) => {
+      // Each thread started from the target's estimate so far: count that once, then what each
+      // thread learned on top of it.
+      const rtt = job.targets.map((target, t) => {
         const e = new RttEstimator();
-        for (const r of rtts) e.merge(r[t] ?? { srtt: 0, rttvar: 0, samples: 0 });
+        e.merge(target.rtt);
+        for (const r of rtts) {
+          const own = (r[t]?.samples ?? 0) - target.rtt.samples;
+          if (r[t] && own > 0) e.merge({ ...r[t], samples: own });
+        }
         return e.state();
       });
       onProgress?.(n);

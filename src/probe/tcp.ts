@@ -115,9 +115,11 @@ export const ACTIVE_LIMIT = 64;
  * fewer connects in flight.
  *
  * How many connects are in flight adapts between ACTIVE_LIMIT and `concurrency`: it doubles on
- * a tick where more connects timed out than were answered (a host that drops: a round takes
- * about ports / concurrency timeouts) and halves on a tick where all were answered (a host that
- * resets: a few dozen half-open sockets keep the kernel fast; thousands slow every connect).
+ * a tick where more connects timed out than were answered, or where none was answered while all
+ * allowed were in flight (a host that drops: a round takes about ports / concurrency timeouts,
+ * so the limit must not wait for the first timeouts to grow), and halves on a tick where all
+ * were answered (a host that resets: a few dozen half-open sockets keep the kernel fast;
+ * thousands slow every connect).
  */
 export function sweepTcp(
   job: SweepJob,
@@ -338,7 +340,8 @@ export function sweepTcp(
       }
       heads[t] = h;
     }
-    if (expired > answered) limit = Math.min(job.concurrency, limit * 2);
+    if (expired > answered || (answered === 0 && inflight >= Math.min(limit, cap)))
+      limit = Math.min(job.concurrency, limit * 2);
     else if (expired === 0 && answered > 0) limit = Math.max(floor, limit >> 1);
     expired = 0;
     answered = 0;
