@@ -158,9 +158,9 @@ export async function runCheck(
   for (const flow of sel.flows)
     work.push({ flow, target: await resolveTarget(flow, scope.hosts, lookup), items: [] });
 
-  // One reachability item per (address, protocol, port), shared by the flows that name it. Ports
-  // index a plain array per address and protocol: a plan may name all 65535 of them.
-  const groups = new Map<string, (ReachItem | undefined)[]>();
+  // One reachability item per (address, protocol, port), shared by the flows that name it (a plan
+  // may name all 65535 ports of many addresses).
+  const groups = new Map<string, Map<number, ReachItem>>();
   const udpKinds = new Map<ReachItem, Set<UdpKind>>();
   const all: ReachItem[] = [];
   for (const w of work) {
@@ -173,15 +173,15 @@ export async function runCheck(
       const groupKey = `${address}|${protocol}`;
       let byPort = groups.get(groupKey);
       if (!byPort) {
-        byPort = [];
+        byPort = new Map();
         groups.set(groupKey, byPort);
       }
       for (const [lo, hi] of portsOf(w.flow, sel.ports))
         for (let port = lo; port <= hi; port++) {
-          let item = byPort[port];
+          let item = byPort.get(port);
           if (!item) {
             item = { address, family, protocol, port, attempts: 0 };
-            byPort[port] = item;
+            byPort.set(port, item);
             all.push(item);
             if (protocol === 'udp') {
               const kinds = new Set<UdpKind>();
@@ -265,10 +265,12 @@ export async function runCheck(
   const services = new Map(keys.map((k, i) => [k, outcomes[i] as ServiceOutcome]));
 
   const results: FlowResult[] = [];
+  const counts: Partial<Record<Verdict, number>> = {};
   for (const w of work) {
     const { flow, target } = w;
     if (target.kind !== 'probe') {
       const verdict: Verdict = target.kind === 'skipped' ? 'skipped' : 'dns-failed';
+      counts[verdict] = (counts[verdict] ?? 0) + 1;
       results.push({
         flow,
         verdict,
@@ -282,18 +284,24 @@ export async function runCheck(
     }
     const ports: PortResult[] = new Array(w.items.length);
     const key = secret && flow.to.host ? hostSecret(secret, flow.to.host) : undefined;
-    const seen = new Set<Verdict>();
+    // Per verdict: how many ports, and the first of them (the flow's example).
+    const tally = new Map<Verdict, { n: number; first: PortResult }>();
     for (let k = 0; k < w.items.length; k++) {
       const item = w.items[k] as ReachItem;
-      const kind = item.protocol === 'tcp' ? tcpKind(flow, item.port) : udpKind(flow);
-      const svc =
-        item.outcome?.kind === 'open' ? services.get(`${item.address}|${item.port}|${kind}`) : undefined;
+      const open = item.outcome?.kind === 'open';
+      // Only open TCP ports and UDP results depend on the service (the probe that spoke to it).
+      const kind = item.protocol === 'udp' ? udpKind(flow) : open ? tcpKind(flow, item.port) : 'plain';
+      const svc = open ? services.get(`${item.address}|${item.port}|${kind}`) : undefined;
       const r = portResult(item, kind, svc, key);
       ports[k] = r;
-      seen.add(r.verdict);
+      const t = tally.get(r.verdict);
+      if (t) t.n++;
+      else tally.set(r.verdict, { n: 1, first: r });
     }
-    const verdict = worst(seen) ?? 'skipped';
-    const example = ports.find((p) => p.verdict === verdict);
+    for (const [v, t] of tally) counts[v] = (counts[v] ?? 0) + t.n;
+    const verdict = worst(tally.keys()) ?? 'skipped';
+    if (!ports.length) counts[verdict] = (counts[verdict] ?? 0) + 1;
+    const example = tally.get(verdict)?.first;
     results.push({
       flow,
       verdict,
@@ -303,11 +311,6 @@ export async function runCheck(
       ...(target.note ? { reason: target.note } : ports.length ? {} : { reason: 'no ports selected' }),
       hint: hintFor(flow, verdict, example),
     });
-  }
-  const counts: Partial<Record<Verdict, number>> = {};
-  for (const r of results) {
-    if (!r.results.length) counts[r.verdict] = (counts[r.verdict] ?? 0) + 1;
-    for (const p of r.results) counts[p.verdict] = (counts[p.verdict] ?? 0) + 1;
   }
   progress?.({ phase: 'done', total: results.length, done: results.length });
   return {

@@ -57,11 +57,16 @@ export function summarize(fr: FlowResult): RangeSummary[] {
   const ranges = fr.flow.ports;
   for (const address of fr.addresses) {
     // One pass over the results (a range may hold all 65535 ports): each into its range's bucket.
+    // Results come range by range, so the range of the previous result is nearly always right.
     const buckets: PortResult[][] = ranges.map(() => []);
+    let k = 0;
     for (const r of fr.results) {
       if (r.address !== address) continue;
-      const k = ranges.findIndex(([lo, hi]) => r.port >= lo && r.port <= hi);
+      const range = ranges[k];
+      if (!range || r.port < range[0] || r.port > range[1])
+        k = ranges.findIndex(([lo, hi]) => r.port >= lo && r.port <= hi);
       if (k >= 0) (buckets[k] as PortResult[]).push(r);
+      else k = 0;
     }
     for (const inRange of buckets) {
       if (!inRange.length) continue;

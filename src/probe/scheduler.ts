@@ -80,7 +80,10 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export async function reach(items: readonly ReachItem[], opts: ReachOptions): Promise<void> {
   const targets = new Map<string, TargetState>();
-  for (const it of items)
+  let last: string | undefined;
+  for (const it of items) {
+    if (it.address === last) continue; // items of one address come in runs
+    last = it.address;
     if (!targets.has(it.address))
       targets.set(it.address, {
         address: it.address,
@@ -88,6 +91,7 @@ export async function reach(items: readonly ReachItem[], opts: ReachOptions): Pr
         est: new RttEstimator(),
         lateIcmp: false,
       });
+  }
   const stateOf = (i: ReachItem) => targets.get(i.address) as TargetState;
   const total = items.length;
   let decided = 0;
