@@ -12,7 +12,7 @@ import { buildPlan } from '../src/plan/plan.js';
 import { type CheckReport, runCheck } from '../src/probe/engine.js';
 import { scopeFor } from '../src/probe/scope.js';
 import { SweepPool } from '../src/probe/sweep.js';
-import { OPEN, SILENT } from '../src/probe/tcp.js';
+import { OPEN, SILENT, sweepTcp } from '../src/probe/tcp.js';
 import type { PortResult } from '../src/probe/verdict.js';
 import { catalog, entry, onPath } from './check-lab.js';
 import { BIN, ROOT } from './helpers.js';
@@ -278,5 +278,73 @@ describe('the sweep pool on loopback', () => {
       await pool.close();
       server.close();
     }
+  });
+
+  it('never dials a socket of an IPv4-mapped address to a native IPv6 one', async () => {
+    // A socket keeps its IPv4-mapped mode; sent to ::1 its connect would never complete.
+    const n = 1000;
+    const port = Uint16Array.from({ length: 2 * n }, (_, i) => 44000 + (i % n));
+    const target = Uint32Array.from({ length: 2 * n }, (_, i) => (i < n ? 0 : 1));
+    const none = { srtt: 0, rttvar: 0, samples: 0 };
+    const out = await sweepTcp({
+      targets: [
+        { address: '::ffff:127.0.0.1', family: 6, rtt: none },
+        { address: '::1', family: 6, rtt: none },
+      ],
+      target,
+      port,
+      concurrency: 256,
+      minTimeoutMs: 100,
+      maxTimeoutMs: 1000,
+    });
+    assert.equal(out.status.filter((s) => s === SILENT).length, 0);
+  });
+
+  it('runs out of descriptors with an IPv4 and an IPv6 target and still finishes every port', async () => {
+    // Spare sockets of one target must not starve the other's connects (see dropSpares in
+    // src/probe/tcp.ts): with 60 descriptors, the sweep slows down but never stalls.
+    const tcp = join(ROOT, 'dist', 'src', 'probe', 'tcp.js');
+    const script = `
+      import { sweepTcp } from ${JSON.stringify(new URL(`file://${tcp}`).href)};
+      const n = 2000, port = new Uint16Array(2 * n), target = new Uint32Array(2 * n);
+      for (let i = 0; i < 2 * n; i++) { port[i] = 43000 + (i % n); target[i] = i < n ? 0 : 1; }
+      const none = { srtt: 0, rttvar: 0, samples: 0 };
+      const out = await sweepTcp({ targets: [{ address: '127.0.0.1', family: 4, rtt: none },
+        { address: '::1', family: 6, rtt: none }], target, port, concurrency: 256,
+        minTimeoutMs: 100, maxTimeoutMs: 1000 });
+      const counts = {};
+      for (const s of out.status) counts[s] = (counts[s] ?? 0) + 1;
+      console.log(JSON.stringify(counts));`;
+    const { code, stdout, stderr } = await new Promise<{
+      code: number | null;
+      stdout: string;
+      stderr: string;
+    }>((resolve) => {
+      const child = spawn(
+        'sh',
+        ['-c', 'ulimit -n 60 && exec "$0" --input-type=module -e "$1"', process.execPath, script],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      child.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+      });
+      const timer = setTimeout(() => child.kill('SIGKILL'), 60000);
+      child.on('close', (c) => {
+        clearTimeout(timer);
+        resolve({ code: c, stdout: out, stderr: err });
+      });
+    });
+    assert.equal(code, 0, `the sweep did not finish: ${stderr}`);
+    const counts = JSON.parse(stdout) as Record<string, number>;
+    assert.equal(counts[String(SILENT)] ?? 0, 0, stdout);
+    assert.equal(
+      Object.values(counts).reduce((a, b) => a + b, 0),
+      4000,
+    );
   });
 });

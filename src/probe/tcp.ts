@@ -82,6 +82,10 @@ function loadTcpWrap(): TcpWrap | undefined {
 
 const WRAP = loadTcpWrap();
 const REUSE_SOCKETS = process.platform === 'linux' && process.env.PORTOLAN_SWEEP !== 'fresh';
+/** An unanswered connect older than this (or than half its timeout) lets the limit grow. */
+const OVERDUE_MS = 50;
+/** Spare sockets a sweep thread keeps at most (see dialAgain). */
+const MAX_SPARES = 64;
 const UV_ECONNABORTED = -(osConstants.errno.ECONNABORTED ?? 103);
 export const SWEEP_ENGINE: 'tcp_wrap' | 'net' = WRAP ? 'tcp_wrap' : 'net';
 
@@ -116,8 +120,9 @@ export const ACTIVE_LIMIT = 64;
  *
  * How many connects are in flight adapts between ACTIVE_LIMIT and `concurrency`: it doubles on
  * a tick where more connects timed out than were answered, or where none was answered while all
- * allowed were in flight (a host that drops: a round takes about ports / concurrency timeouts,
- * so the limit must not wait for the first timeouts to grow), and halves on a tick where all
+ * allowed were in flight and one had waited OVERDUE_MS (a host that drops: a round takes about
+ * ports / concurrency timeouts, so the limit must not wait for the first timeouts to grow; a
+ * host that answers within OVERDUE_MS is not mistaken for one), and halves on a tick where all
  * were answered (a host that resets: a few dozen half-open sockets keep the kernel fast;
  * thousands slow every connect).
  */
@@ -197,12 +202,23 @@ export function sweepTcp(
     state[i] = PENDING;
     inflight--;
     retry.push(i);
+    // Spare sockets hold descriptors that a new connect may need (another target's, say).
+    dropSpares();
     // Fewer in flight from now on; at least a few so the sweep keeps moving.
     cap = Math.max(8, Math.min(cap, inflight));
   };
 
-  // Sockets whose last connect failed, by family, ready to dial again (see dialAgain).
-  const spares: Record<4 | 6, RawTcp[]> = { 4: [], 6: [] };
+  // Sockets whose last connect failed, per target, ready to dial the same address again (see
+  // dialAgain): a socket keeps what its first address set (family, IPv4-mapped mode, the device
+  // of a link-local scope), so it never goes to another address. A few are enough: a completion
+  // hands its socket to the connect that pump() starts next.
+  const spares: RawTcp[][] = job.targets.map(() => []);
+  let spareCount = 0;
+  const dropSpares = () => {
+    if (!spareCount) return;
+    for (const list of spares) for (const h of list.splice(0)) h.close();
+    spareCount = 0;
+  };
 
   const onComplete = WRAP
     ? (st: number, handle: RawTcp, req: RawReq) => {
@@ -216,9 +232,10 @@ export function sweepTcp(
           handle.close();
           requeue(i);
         } else {
-          if (st < 0 && REUSE_SOCKETS)
-            spares[(job.targets[job.target[i] as number] as SweepTarget).family].push(handle);
-          else handle.close();
+          if (st < 0 && REUSE_SOCKETS && spareCount < MAX_SPARES) {
+            (spares[job.target[i] as number] as RawTcp[]).push(handle);
+            spareCount++;
+          } else handle.close();
           finish(i, st === 0 ? OPEN : st);
         }
         pump();
@@ -234,8 +251,9 @@ export function sweepTcp(
   };
 
   const startRaw = (i: number, t: SweepTarget, port: number): number => {
-    const spare = spares[t.family].pop();
+    const spare = (spares[job.target[i] as number] as RawTcp[]).pop();
     if (spare) {
+      spareCount--;
       if (dialAgain(spare, i, t, port) === 0) {
         handles[i] = spare;
         return 0;
@@ -257,7 +275,7 @@ export function sweepTcp(
    * Linux lets a TCP socket whose connect failed (reset, ICMP error) connect again: the next
    * connect() reports ECONNABORTED once and leaves it unconnected, and the one after dials
    * afresh from a new ephemeral port. Against a host that resets, this saves a socket(), a
-   * close() and an epoll registration per port, a fifth of the sweep's CPU.
+   * close() and two epoll changes per port, about 40% of the sweep's kernel time.
    */
   const dialAgain = (h: RawTcp, i: number, t: SweepTarget, port: number): number => {
     const err = dial(h, i, t, port);
@@ -308,7 +326,7 @@ export function sweepTcp(
     }
     if (exhausted && inflight === 0 && retry.length === 0) {
       clearInterval(timer);
-      for (const h of [...spares[4], ...spares[6]]) h.close();
+      dropSpares();
       onProgress?.(finished);
       settle({ status, rttMs, rtt: est.map((e) => e.state()) });
     }
@@ -316,6 +334,9 @@ export function sweepTcp(
 
   const tick = () => {
     const now = performance.now();
+    // Some connect has waited OVERDUE_MS (or half its timeout) without an answer: the target
+    // drops, or is farther away than that.
+    let overdue = false;
     for (let t = 0; t < queues.length; t++) {
       const q = queues[t] as number[];
       const timeout = timeouts[t] as number;
@@ -334,13 +355,15 @@ export function sweepTcp(
         else handle?.close();
         h++;
       }
+      if (h < q.length && now - (started[q[h] as number] as number) >= Math.min(timeout / 2, OVERDUE_MS))
+        overdue = true;
       if (h > 4096 && h * 2 > q.length) {
         q.splice(0, h);
         h = 0;
       }
       heads[t] = h;
     }
-    if (expired > answered || (answered === 0 && inflight >= Math.min(limit, cap)))
+    if (expired > answered || (answered === 0 && overdue && inflight >= Math.min(limit, cap)))
       limit = Math.min(job.concurrency, limit * 2);
     else if (expired === 0 && answered > 0) limit = Math.max(floor, limit >> 1);
     expired = 0;
