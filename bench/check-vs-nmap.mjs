@@ -15,6 +15,13 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = join(ROOT, 'bin', 'portolan.js');
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const REGIMES = (process.env.BENCH_REGIMES ?? 'reset,drop').split(',');
+for (const r of REGIMES)
+  if (r !== 'reset' && r !== 'drop') {
+    console.error(
+      `BENCH_REGIMES: ${JSON.stringify(r)} is not a regime (expected reset, drop or both, comma-separated)`,
+    );
+    process.exit(2);
+  }
 const OPEN = [22, 443, 902, 3389, 50000];
 const PREFIX = `pt${process.pid}x`;
 const CLIENT = `${PREFIX}c`;

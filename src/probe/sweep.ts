@@ -43,13 +43,10 @@ export class SweepPool {
     this.warm();
     // The items and results live in shared memory; threads claim chunks as they go (see
     // SharedSweep), so a thread that gets less CPU does less of the round.
-    const sharedCopy = <T extends Uint16Array | Uint32Array>(a: T, make: (b: SharedArrayBuffer) => T): T => {
-      const out = make(new SharedArrayBuffer(a.byteLength));
-      out.set(a);
-      return out;
-    };
-    const target = sharedCopy(job.target, (b) => new Uint32Array(b));
-    const port = sharedCopy(job.port, (b) => new Uint16Array(b));
+    const target = new Uint32Array(new SharedArrayBuffer(job.target.byteLength));
+    target.set(job.target);
+    const port = new Uint16Array(new SharedArrayBuffer(job.port.byteLength));
+    port.set(job.port);
     const shared: SharedSweep = {
       cursor: new Int32Array(new SharedArrayBuffer(4)),
       status: new Int32Array(new SharedArrayBuffer(4 * n)),

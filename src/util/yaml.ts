@@ -104,27 +104,23 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
         ...at(deep),
       },
     );
-  // Composed from the same tokens (what parseDocument does, without parsing the text again).
-  let doc: Document.Parsed | undefined;
-  for (const d of new Composer({ uniqueKeys: true, strict: true, version: '1.2' }).compose(
+  // Composed from the same tokens (what parseDocument does, without parsing the text again);
+  // compose() always yields a document, an empty one at the least.
+  const docs = new Composer({ uniqueKeys: true, strict: true, version: '1.2' }).compose(
     tokens,
     true,
     text.length,
-  )) {
-    if (!doc) doc = d;
-    else {
-      doc.errors.push(
-        new YAMLParseError(
-          d.range.slice(0, 2) as [number, number],
-          'MULTIPLE_DOCS',
-          'Source contains multiple documents',
-        ),
-      );
-      break;
-    }
-  }
-  if (!doc)
-    throw new InputError(`the ${what} is empty (expected a YAML mapping)`, { file, line: 1, column: 1 });
+  );
+  const doc = docs.next().value as Document.Parsed;
+  const second = docs.next();
+  if (!second.done)
+    doc.errors.push(
+      new YAMLParseError(
+        second.value.range.slice(0, 2) as [number, number],
+        'MULTIPLE_DOCS',
+        'more than one document',
+      ),
+    );
   const err = doc.errors[0];
   if (err) {
     const dup = err.code === 'DUPLICATE_KEY' ? keyAt(doc, err.pos[0]) : undefined;
