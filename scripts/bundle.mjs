@@ -22,6 +22,8 @@ await build({
   chunkNames: 'chunk-[hash]',
   sourcemap: true,
   logLevel: 'warning',
+  // Native addons (better-sqlite3) and optional native drivers are loaded from node_modules.
+  external: ['better-sqlite3', 'pg-native'],
   // yaml is CommonJS and requires node built-ins; an ES module bundle needs a require for that.
   banner: {
     js: "import { createRequire as __portolanRequire } from 'node:module';\nconst require = __portolanRequire(import.meta.url);",

@@ -26,6 +26,14 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: Com
     summary: 'temporary authenticated responders on the ports a host must accept',
     load: () => import('./listen.js'),
   },
+  serve: {
+    summary: 'the web console and API: sites, versions, exports, agents, verdict history',
+    load: () => import('./serve.js'),
+  },
+  agent: {
+    summary: "check this host's flows on a schedule and report them to portolan serve",
+    load: () => import('./agent.js'),
+  },
   validate: {
     summary: 'check a site inventory (and custom catalogs) without planning',
     load: () => import('./validate.js'),

@@ -1,0 +1,277 @@
+import { randomUUID } from 'node:crypto';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { loadSite } from '../inventory/load.js';
+import { buildPlan } from '../plan/plan.js';
+import { type CheckOptions, type CheckReport, runCheck } from '../probe/engine.js';
+import { summarize } from '../probe/report.js';
+import { scopeFor } from '../probe/scope.js';
+import type { FlowResult } from '../probe/verdict.js';
+
+/** What the server's /api/agent/plan returns. */
+export interface AgentPlan {
+  agent: string;
+  site: string;
+  host: string;
+  version: number;
+  yaml: string;
+  flowIds: string[];
+}
+
+/** One spooled check run, exactly the body of POST /api/agent/results. */
+export interface SpooledRun {
+  key: string;
+  version: number;
+  startedAt: string;
+  isolated: boolean;
+  results: { flowId: string; verdict: string; detail: Record<string, unknown> }[];
+}
+
+export interface AgentOptions {
+  /** Base URL of `portolan serve`, e.g. http://10.0.0.5:7300 */
+  server: string;
+  token: string;
+  /** Spool directory: pending/ (not yet acknowledged), rejected/, plan.json (last plan fetched). */
+  spool: string;
+  catalogs?: readonly string[];
+  check?: Omit<CheckOptions, 'onProgress'>;
+  /** One line per thing done: `spooled KEY`, `sent KEY`, `server unreachable: ...`. */
+  log?: (line: string) => void;
+  /** Per request (default 30 s). */
+  requestTimeoutMs?: number;
+}
+
+class Unreachable extends Error {}
+
+/** The most port results kept per flow in a posted result (ranges are summarized, not listed). */
+const MAX_PORTS = 64;
+
+function detailOf(fr: FlowResult): Record<string, unknown> {
+  return {
+    reason: fr.reason ?? (fr.results.find((r) => r.verdict === fr.verdict)?.detail || undefined),
+    hint: fr.hint,
+    addresses: fr.addresses,
+    ranges: summarize(fr).map((s) => ({
+      address: s.address,
+      ports: s.ports,
+      verdict: s.verdict,
+      counts: s.counts,
+    })),
+    ports: fr.results.slice(0, MAX_PORTS).map((r) => ({
+      address: r.address,
+      port: r.port,
+      protocol: r.protocol,
+      verdict: r.verdict,
+      detail: r.detail,
+      evidence: r.evidence,
+    })),
+  };
+}
+
+/**
+ * The agent: fetches the flows that start at its host, checks them with the same engine as
+ * `portolan check`, and posts the results. A run is written to the spool before it is sent and
+ * deleted only once the server acknowledged its idempotency key, so no result is lost or counted
+ * twice across agent or server restarts (the pattern of Zabbix agent 2's persistent buffer).
+ */
+export class Agent {
+  private readonly pending: string;
+  private readonly rejected: string;
+  private readonly log: (line: string) => void;
+
+  constructor(private readonly o: AgentOptions) {
+    this.pending = join(o.spool, 'pending');
+    this.rejected = join(o.spool, 'rejected');
+    mkdirSync(this.pending, { recursive: true });
+    mkdirSync(this.rejected, { recursive: true });
+    this.log = o.log ?? ((line) => process.stderr.write(`portolan agent: ${line}\n`));
+  }
+
+  private async call(
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; json: unknown }> {
+    let res: Response;
+    try {
+      res = await fetch(new URL(path, this.o.server), {
+        method,
+        headers: {
+          authorization: `Bearer ${this.o.token}`,
+          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+        },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        signal: AbortSignal.timeout(this.o.requestTimeoutMs ?? 30_000),
+      });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+      throw new Unreachable(`${method} ${new URL(path, this.o.server).href}: ${cause}`);
+    }
+    const text = await res.text();
+    let json: unknown = null;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {
+      json = text;
+    }
+    if (res.status >= 500) throw new Unreachable(`${method} ${path}: HTTP ${res.status}`);
+    return { status: res.status, json };
+  }
+
+  private static message(json: unknown): string {
+    return (json as { error?: { message?: string } })?.error?.message ?? JSON.stringify(json);
+  }
+
+  /** Tells the server this agent is alive. False when the server could not be reached. */
+  async heartbeat(): Promise<boolean> {
+    try {
+      const r = await this.call('POST', '/api/agent/heartbeat', {});
+      if (r.status !== 200) throw new Error(`heartbeat refused: HTTP ${r.status} ${Agent.message(r.json)}`);
+      return true;
+    } catch (err) {
+      if (err instanceof Unreachable) {
+        this.log(`server unreachable: ${err.message}`);
+        return false;
+      }
+      throw err;
+    }
+  }
+
+  /** The plan from the server, or the last one fetched when the server cannot be reached. */
+  async plan(): Promise<AgentPlan | null> {
+    const cached = join(this.o.spool, 'plan.json');
+    try {
+      const r = await this.call('GET', '/api/agent/plan');
+      if (r.status !== 200) throw new Error(`plan refused: HTTP ${r.status} ${Agent.message(r.json)}`);
+      atomicWrite(cached, JSON.stringify(r.json));
+      return r.json as AgentPlan;
+    } catch (err) {
+      if (!(err instanceof Unreachable)) throw err;
+      try {
+        return JSON.parse(readFileSync(cached, 'utf8')) as AgentPlan;
+      } catch {
+        return null;
+      }
+    }
+  }
+
+  /**
+   * One round: heartbeat, plan, check, spool, send. The self-check guard: a run made while the
+   * server was unreachable and in which every flow failed is marked `isolated` (this host's own
+   * network is the likelier fault), and the server keeps it as history without changing verdicts.
+   */
+  async cycle(): Promise<{ key: string | null; pending: number }> {
+    const reachable = await this.heartbeat();
+    const plan = await this.plan();
+    if (!plan) {
+      this.log('no plan yet (the server was never reached): nothing to check');
+      return { key: null, pending: this.pendingFiles().length };
+    }
+    const report = await this.check(plan);
+    const results = report.results.filter((r) => plan.flowIds.includes(r.flow.id));
+    const isolated = !reachable && results.length > 0 && results.every((r) => r.failed);
+    const run: SpooledRun = {
+      key: randomUUID(),
+      version: plan.version,
+      startedAt: report.startedAt,
+      isolated,
+      results: results.map((r) => ({ flowId: r.flow.id, verdict: r.verdict, detail: detailOf(r) })),
+    };
+    // Spooled before sending: a crash from here on loses nothing.
+    atomicWrite(
+      join(this.pending, `${Date.now().toString().padStart(15, '0')}-${run.key}.json`),
+      JSON.stringify(run),
+    );
+    this.log(
+      `spooled ${run.key} (${run.results.length} flows${isolated ? ', isolated: neither the server nor any target answered' : ''})`,
+    );
+    const pending = await this.flush();
+    return { key: run.key, pending };
+  }
+
+  private async check(plan: AgentPlan): Promise<CheckReport> {
+    const file = join(this.o.spool, 'site.yaml');
+    atomicWrite(file, plan.yaml);
+    const site = loadSite(file, this.o.catalogs ?? []);
+    const built = buildPlan(site.inventory, site.catalogs);
+    const scope = await scopeFor(site.inventory, built, { from: plan.host });
+    const known = new Set(plan.flowIds);
+    const missing = plan.flowIds.filter((id) => !scope.flows.some((f) => f.id === id));
+    if (missing.length)
+      this.log(
+        `${missing.length} flows of the server's plan are not in this agent's plan (catalog versions differ): ${missing.slice(0, 3).join(', ')}`,
+      );
+    return runCheck(scope, this.o.check ?? {}, { flows: scope.flows.filter((f) => known.has(f.id)) });
+  }
+
+  private pendingFiles(): string[] {
+    return readdirSync(this.pending)
+      .filter((n) => n.endsWith('.json'))
+      .sort();
+  }
+
+  /** Sends every spooled run, oldest first; stops at the first that cannot be delivered. Returns how many are left. */
+  async flush(): Promise<number> {
+    const files = this.pendingFiles();
+    for (let i = 0; i < files.length; i++) {
+      const name = files[i] as string;
+      const path = join(this.pending, name);
+      let run: SpooledRun;
+      try {
+        run = JSON.parse(readFileSync(path, 'utf8')) as SpooledRun;
+      } catch {
+        renameSync(path, join(this.rejected, name));
+        this.log(`unreadable spool file moved to ${join(this.rejected, name)}`);
+        continue;
+      }
+      let r: { status: number; json: unknown };
+      try {
+        r = await this.call('POST', '/api/agent/results', run);
+      } catch (err) {
+        if (err instanceof Unreachable) {
+          this.log(`server unreachable, ${files.length - i} runs spooled: ${err.message}`);
+          return files.length - i;
+        }
+        throw err;
+      }
+      if (r.status === 200 && (r.json as { key?: string })?.key === run.key) {
+        rmSync(path, { force: true });
+        this.log(
+          `sent ${run.key}${(r.json as { duplicate?: boolean }).duplicate ? ' (already stored)' : ''}`,
+        );
+      } else if (r.status === 401 || r.status === 403 || r.status === 408 || r.status === 429) {
+        this.log(`server refused ${run.key}: HTTP ${r.status} ${Agent.message(r.json)}; kept in the spool`);
+        return files.length - i;
+      } else {
+        renameSync(path, join(this.rejected, name));
+        this.log(
+          `server rejected ${run.key}: HTTP ${r.status} ${Agent.message(r.json)}; moved to ${this.rejected}`,
+        );
+      }
+    }
+    return 0;
+  }
+}
+
+function atomicWrite(file: string, text: string): void {
+  const tmp = `${file}.tmp-${process.pid}-${randomUUID().slice(0, 8)}`;
+  // Flushed to disk before the rename: a spooled run survives a power cut, not only a crash.
+  const fd = openSync(tmp, 'w');
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+}

@@ -1,0 +1,99 @@
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Agent } from '../agent/agent.js';
+import { UsageError } from '../errors.js';
+import { parseDuration } from '../server/duration.js';
+import { parse } from './args.js';
+
+const USAGE = `Usage: portolan agent --server URL --token T [--interval 5m] [--once] [--spool DIR]
+
+Checks the flows that start at this agent's host (the host it was enrolled for) every interval,
+with the same probes as "portolan check", and posts the results to "portolan serve". Results are
+spooled to disk first and sent with an idempotency key: none is lost or counted twice when the
+server is away.
+
+  --server URL      the serve URL, e.g. http://10.0.0.5:7300
+  --token T         the agent token from enrolment (or env PORTOLAN_AGENT_TOKEN, or --token-file F)
+  --interval DUR    time between checks (default 5m)
+  --once            check once, send, and exit (1 when results stay spooled)
+  --spool DIR       where unsent results wait (default ~/.local/state/portolan/agent)
+  --secret S        the secret of portolan listen on the targets (or env PORTOLAN_SECRET)
+  --timeout MS      per-attempt probe timeout`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parse(
+    argv,
+    {
+      server: { type: 'string' },
+      token: { type: 'string' },
+      'token-file': { type: 'string' },
+      interval: { type: 'string' },
+      once: { type: 'boolean' },
+      spool: { type: 'string' },
+      secret: { type: 'string' },
+      timeout: { type: 'string' },
+    },
+    USAGE,
+  );
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (values.server === undefined) throw new UsageError(`--server URL is required\n${USAGE}`);
+  let server: URL;
+  try {
+    server = new URL(values.server);
+    if (server.protocol !== 'http:' && server.protocol !== 'https:') throw new Error('scheme');
+  } catch {
+    throw new UsageError(`--server ${JSON.stringify(values.server)}: expected an http:// or https:// URL`);
+  }
+  const token =
+    values.token ??
+    (values['token-file'] !== undefined ? readFileSync(values['token-file'], 'utf8').trim() : undefined) ??
+    process.env.PORTOLAN_AGENT_TOKEN;
+  if (!token)
+    throw new UsageError(`--token T is required (or --token-file F, or env PORTOLAN_AGENT_TOKEN)\n${USAGE}`);
+  const intervalMs = parseDuration(values.interval ?? '5m', '--interval');
+  const timeoutMs = values.timeout === undefined ? undefined : Number(values.timeout);
+  if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs >= 1 && timeoutMs <= 600_000))
+    throw new UsageError(
+      `--timeout ${JSON.stringify(values.timeout)} is not a whole number from 1 to 600000`,
+    );
+  const secret = values.secret ?? process.env.PORTOLAN_SECRET;
+  const spool =
+    values.spool ??
+    join(process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'portolan', 'agent');
+  const agent = new Agent({
+    server: server.href,
+    token,
+    spool,
+    catalogs: values.catalog ?? [],
+    check: { ...(secret ? { secret } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}) },
+    log: (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`),
+  });
+  if (values.once) {
+    const r = await agent.cycle();
+    return r.pending ? 1 : 0;
+  }
+  const stop = new AbortController();
+  process.once('SIGINT', () => stop.abort());
+  process.once('SIGTERM', () => stop.abort());
+  // Between checks: a heartbeat and a resend of spooled runs at least every 30 s.
+  const step = Math.min(intervalMs, 30_000);
+  while (!stop.signal.aborted) {
+    const started = Date.now();
+    await agent.cycle();
+    while (!stop.signal.aborted && Date.now() - started < intervalMs) {
+      try {
+        await sleep(Math.min(step, intervalMs - (Date.now() - started)), undefined, { signal: stop.signal });
+      } catch {
+        break;
+      }
+      if (Date.now() - started >= intervalMs) break;
+      if (await agent.heartbeat()) await agent.flush();
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,168 @@
+import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { PortolanError, UsageError } from '../errors.js';
+import { buildApp, WEB_DIR } from '../server/app.js';
+import { openDb, parseDbTarget } from '../server/db.js';
+import { parseDuration } from '../server/duration.js';
+import { Store } from '../server/store.js';
+import { deliver } from '../server/webhooks.js';
+import { packagePath } from '../util/paths.js';
+import { parse } from './args.js';
+import { version } from './main.js';
+
+const USAGE = `Usage: portolan serve [--db FILE | --db postgres://...] [--listen HOST:PORT] [--tls-cert F --tls-key F]
+                      [--token-file F] [--new-admin-token] [--no-examples] [--stale-after DUR] [--retention DUR]
+
+The console and API. With no options: a SQLite store under ~/.local/share/portolan, the example
+sites loaded on first start, listening on 127.0.0.1:7300.
+
+  --db FILE|URL        SQLite file (WAL) or a postgres:// URL shared by several serve processes
+  --listen HOST:PORT   where to listen (default 127.0.0.1:7300; anything else is your choice)
+  --tls-cert F --tls-key F  serve HTTPS with this PEM certificate and key
+  --token-file F       where a new admin token is written (default: beside the SQLite file, or
+                       ~/.local/share/portolan/admin-token)
+  --new-admin-token    replace the admin token (the old one stops working)
+  --no-examples        do not load examples/*.yaml into an empty store
+  --stale-after DUR    mark an agent stale after this long without a heartbeat (default 15m)
+  --retention DUR      delete results and events older than this (default: keep everything)
+  --body-limit BYTES   largest request body (default 4194304)`;
+
+function dataDir(): string {
+  return join(process.env.XDG_DATA_HOME || join(homedir(), '.local', 'share'), 'portolan');
+}
+
+function listenOf(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+  const port = Number(m?.[3]);
+  if (!m || port > 65535)
+    throw new UsageError(`--listen ${JSON.stringify(text)}: expected HOST:PORT, e.g. 127.0.0.1:7300`);
+  return { host: (m[1] ?? m[2]) as string, port };
+}
+
+function writeSecret(file: string, text: string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, `${text}\n`, { mode: 0o600 });
+  renameSync(tmp, file);
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parse(
+    argv,
+    {
+      db: { type: 'string' },
+      listen: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'token-file': { type: 'string' },
+      'new-admin-token': { type: 'boolean' },
+      'no-examples': { type: 'boolean' },
+      'stale-after': { type: 'string' },
+      retention: { type: 'string' },
+      'body-limit': { type: 'string' },
+    },
+    USAGE,
+  );
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const target = parseDbTarget(values.db ?? join(dataDir(), 'portolan.db'));
+  const { host, port } = listenOf(values.listen ?? '127.0.0.1:7300');
+  if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined))
+    throw new UsageError('give both --tls-cert and --tls-key, or neither');
+  const staleMs = parseDuration(values['stale-after'] ?? '15m', '--stale-after');
+  const retentionMs =
+    values.retention === undefined ? undefined : parseDuration(values.retention, '--retention');
+  const bodyLimit = values['body-limit'] === undefined ? undefined : Number(values['body-limit']);
+  if (bodyLimit !== undefined && !(Number.isInteger(bodyLimit) && bodyLimit >= 1024))
+    throw new UsageError(
+      `--body-limit ${JSON.stringify(values['body-limit'])}: expected a whole number of bytes, at least 1024`,
+    );
+  const tokenFile =
+    values['token-file'] ??
+    (target.kind === 'sqlite' ? join(dirname(target.file), 'admin-token') : join(dataDir(), 'admin-token'));
+
+  const db = await openDb(target);
+  const store = new Store(db, values.catalog ?? []);
+  let tokenNote: string;
+  if (values['new-admin-token'] || !(await store.hasAdmin())) {
+    const token = values['new-admin-token'] ? await store.rotateAdmin() : await store.createToken('admin');
+    try {
+      writeSecret(tokenFile, token);
+    } catch (err) {
+      throw new PortolanError(
+        `cannot write the admin token to ${tokenFile}: ${(err as Error).message}`,
+        'EIO',
+        { cause: err },
+      );
+    }
+    tokenNote = `admin token: written to ${tokenFile}`;
+  } else {
+    tokenNote = existsSync(tokenFile)
+      ? `admin token: in ${tokenFile}`
+      : `admin token: made earlier (not in ${tokenFile}); run with --new-admin-token for a new one`;
+  }
+
+  if (!values['no-examples'] && !(await store.listSites()).length) {
+    const dir = packagePath('examples');
+    const loaded: string[] = [];
+    for (const f of readdirSync(dir)
+      .filter((n) => n.endsWith('.yaml'))
+      .sort()) {
+      const r = await store.putSite(readFileSync(join(dir, f), 'utf8'));
+      loaded.push(`${r.site} (${r.flows} flows)`);
+    }
+    process.stdout.write(`loaded ${loaded.length} example sites: ${loaded.join(', ')}\n`);
+  }
+
+  const tls =
+    values['tls-cert'] !== undefined && values['tls-key'] !== undefined
+      ? { cert: readFileSync(values['tls-cert']), key: readFileSync(values['tls-key']) }
+      : undefined;
+  const app = await buildApp({
+    store,
+    generatorVersion: version(),
+    webDir: WEB_DIR,
+    ...(bodyLimit !== undefined ? { bodyLimit } : {}),
+    ...(tls ? { https: tls } : {}),
+  });
+  try {
+    await app.listen({ host, port });
+  } catch (err) {
+    await db.destroy();
+    throw new PortolanError(
+      `cannot listen on ${host}:${port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      'EIO',
+      {
+        cause: err,
+      },
+    );
+  }
+  const shown = host.includes(':') ? `[${host}]` : host;
+  const where = target.kind === 'sqlite' ? `SQLite ${target.file}` : 'PostgreSQL';
+  process.stdout.write(
+    `portolan serve: ${tls ? 'https' : 'http'}://${shown}:${port}/ (store: ${where})\n${tokenNote}\n`,
+  );
+
+  // Housekeeping: stale agents, retention. Safe from several processes at once (store.markStale).
+  const tick = async () => {
+    try {
+      const events = await store.markStale(staleMs);
+      if (events.length) await deliver(store, events);
+      if (retentionMs !== undefined) await store.prune(retentionMs);
+    } catch (err) {
+      process.stderr.write(`portolan serve: housekeeping failed: ${(err as Error).message}\n`);
+    }
+  };
+  const timer = setInterval(tick, Math.min(30_000, Math.max(1000, staleMs / 4)));
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  clearInterval(timer);
+  await app.close();
+  await db.destroy();
+  return 0;
+}

@@ -1,0 +1,586 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import { loadCatalogs } from '../catalog/load.js';
+import { InputError, PortolanError } from '../errors.js';
+import { changeRequest } from '../export/change-request.js';
+import { checkSupported } from '../export/generator.js';
+import { FORMAT_NAMES, type FormatName, loadGenerator } from '../export/index.js';
+import { buildExportModel, ruleSummary } from '../export/model.js';
+import { packagePath } from '../util/paths.js';
+import { metrics } from './metrics.js';
+import * as S from './schemas.js';
+import { deltaModel, diffPlans } from './sites.js';
+import { ApiError, type EventRow, type Principal, type Role, type Store } from './store.js';
+import { deliver } from './webhooks.js';
+
+export interface AppOptions {
+  store: Store;
+  /** Largest request body accepted, in bytes (default 4 MiB). */
+  bodyLimit?: number;
+  /** The generator version stamped in export headers. */
+  generatorVersion: string;
+  /** Directory of the bundled console (index.html, app.js); none: the console is not served. */
+  webDir?: string;
+  logger?: boolean;
+  /** Serve HTTPS with this PEM certificate and key. */
+  https?: { cert: Buffer; key: Buffer };
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+  interface FastifySchema {
+    /** One line for the OpenAPI description. */
+    summary?: string;
+  }
+  interface FastifyContextConfig {
+    /** Who may call the route: the roles allowed; none for the public console files. */
+    allow?: readonly Role[];
+  }
+}
+
+const READ: readonly Role[] = ['admin', 'viewer'];
+const ADMIN: readonly Role[] = ['admin'];
+const AGENT: readonly Role[] = ['agent'];
+
+/**
+ * The HTTP API and console. Every route declares its JSON schemas (bodies are validated before
+ * the handler runs) and who may call it; one error handler maps errors to 4xx with a code:
+ * `{ "error": { "code": "EAUTH", "message": "..." } }`.
+ */
+export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
+  // One instance type whether HTTPS or not: the routes do not depend on it.
+  const { store } = opts;
+  const app = Fastify({
+    ...(opts.https ? { https: opts.https } : {}),
+    logger: opts.logger ?? false,
+    bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+  });
+  const openapiPaths: Record<string, Record<string, unknown>> = {};
+  app.decorateRequest('principal', null);
+
+  app.addHook('onRoute', (route) => {
+    if (!route.url.startsWith('/api/') && route.url !== '/metrics') return;
+    const path = route.url.replace(/:([A-Za-z]+)/g, '{$1}');
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const m of methods) {
+      if (m === 'HEAD') continue;
+      const s = route.schema ?? {};
+      const params = (s.params as { properties?: Record<string, unknown> } | undefined)?.properties ?? {};
+      const query = (s.querystring as { properties?: Record<string, unknown> } | undefined)?.properties ?? {};
+      const allow = route.config?.allow;
+      const ops = openapiPaths[path] ?? {};
+      openapiPaths[path] = ops;
+      ops[m.toLowerCase()] = {
+        summary: s.summary,
+        security: allow ? [{ bearer: [] }] : [],
+        'x-roles': allow,
+        parameters: [
+          ...Object.entries(params).map(([name, schema]) => ({ name, in: 'path', required: true, schema })),
+          ...Object.entries(query).map(([name, schema]) => ({ name, in: 'query', schema })),
+        ],
+        ...(s.body
+          ? { requestBody: { required: true, content: { 'application/json': { schema: s.body } } } }
+          : {}),
+        responses: Object.fromEntries(
+          Object.entries((s.response as Record<string, unknown>) ?? { 200: {} }).map(([code, schema]) => [
+            code,
+            { description: code, content: { 'application/json': { schema } } },
+          ]),
+        ),
+      };
+    }
+  });
+
+  // Authentication runs before the body is read: no token, no parsing.
+  app.addHook('onRequest', async (req) => {
+    const allow = req.routeOptions.config?.allow;
+    if (!allow) return;
+    const header = req.headers.authorization ?? '';
+    const m = /^Bearer\s+(\S+)$/i.exec(header);
+    if (!m?.[1]) throw new ApiError(401, 'EAUTH', 'missing token: send "Authorization: Bearer TOKEN"');
+    const who = await store.authenticate(m[1]);
+    if (!who) throw new ApiError(401, 'EAUTH', 'unknown token');
+    if (!allow.includes(who.role))
+      throw new ApiError(
+        403,
+        'EFORBIDDEN',
+        `a ${who.role} token cannot ${req.method} ${req.routeOptions.url} (needs ${allow.join(' or ')})`,
+      );
+    req.principal = who;
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    if (err instanceof ApiError)
+      return reply.code(err.status).send({ error: { code: err.code, message: err.message } });
+    if (err instanceof InputError)
+      return reply.code(400).send({ error: { code: 'EINPUT', message: err.message } });
+    if (err instanceof PortolanError && err.code !== 'EINTERNAL' && err.code !== 'EIO')
+      return reply.code(400).send({ error: { code: err.code, message: err.message } });
+    const e = err as {
+      validation?: unknown;
+      statusCode?: number;
+      code?: string;
+      message: string;
+      validationContext?: string;
+    };
+    if (e.validation)
+      return reply.code(400).send({
+        error: {
+          code: 'EVALIDATION',
+          message: `${e.validationContext ?? 'body'}: ${e.message.replace(/^(body|querystring|params)\/?/, '')}`,
+        },
+      });
+    if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
+      const code =
+        e.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+          ? 'ETOOLARGE'
+          : e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+            ? 'EMEDIATYPE'
+            : e.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || /JSON/i.test(e.message)
+              ? 'EJSON'
+              : 'EREQUEST';
+      return reply.code(e.statusCode).send({ error: { code, message: e.message } });
+    }
+    req.log.error(err);
+    return reply
+      .code(500)
+      .send({ error: { code: 'EINTERNAL', message: 'internal error; see the server log' } });
+  });
+  app.setNotFoundHandler((req, reply) =>
+    reply
+      .code(404)
+      .send({ error: { code: 'ENOTFOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } }),
+  );
+
+  const emit = (events: EventRow[]) => {
+    if (events.length) void deliver(store, events);
+  };
+
+  // --- API description ---
+  app.get('/api/openapi.json', { config: {}, schema: { summary: 'this description' } }, async () => ({
+    openapi: '3.1.0',
+    info: { title: 'portolan', version: opts.generatorVersion },
+    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    paths: openapiPaths,
+  }));
+
+  // --- sites ---
+  app.get(
+    '/api/sites',
+    { config: { allow: READ }, schema: { summary: 'sites with their latest version' } },
+    async () => ({
+      sites: await store.listSites(),
+    }),
+  );
+
+  app.post<{ Body: { yaml: string } }>(
+    '/api/sites',
+    {
+      config: { allow: ADMIN },
+      schema: { summary: 'upload or edit an inventory: stored as the next version', body: S.siteBody },
+    },
+    async (req, reply) => {
+      const r = await store.putSite(req.body.yaml);
+      return reply.code(r.created ? 201 : 200).send(r);
+    },
+  );
+
+  app.get<{ Params: { site: string } }>(
+    '/api/sites/:site',
+    { config: { allow: READ }, schema: { summary: 'versions of a site', params: S.siteParams } },
+    async (req) => ({ site: req.params.site, versions: await store.versions(req.params.site) }),
+  );
+
+  app.get<{ Params: { site: string; version: string } }>(
+    '/api/sites/:site/versions/:version',
+    {
+      config: { allow: READ },
+      schema: { summary: 'one version: inventory YAML and plan', params: S.versionParams },
+    },
+    async (req) => {
+      const v = await store.version(req.params.site, versionOf(req.params.version));
+      return {
+        site: req.params.site,
+        version: v.version,
+        createdAt: v.createdAt,
+        yaml: v.yaml,
+        hosts: v.parsed.inventory.hosts.map((h) => ({
+          name: h.name,
+          address: h.address.text,
+          roles: h.roles.map((r) => `${r.product}:${r.role}`),
+        })),
+        plan: v.parsed.plan,
+      };
+    },
+  );
+
+  app.get<{
+    Params: { site: string; version: string; format: string };
+    Querystring: { host?: string; file?: string };
+  }>(
+    '/api/sites/:site/versions/:version/export/:format',
+    {
+      config: { allow: READ },
+      schema: {
+        summary: 'an export of one version in any export format',
+        params: S.exportParams,
+        querystring: S.exportQuery,
+      },
+    },
+    async (req, reply) => {
+      const v = await store.version(req.params.site, versionOf(req.params.version));
+      const host = req.query.host;
+      if (host !== undefined && !v.parsed.inventory.hosts.some((h) => h.name === host))
+        throw new ApiError(400, 'ENOHOST', `host ${JSON.stringify(host)} is not in site ${req.params.site}`);
+      const model = buildExportModel(v.parsed.plan, v.parsed.inventory, {
+        generatorVersion: opts.generatorVersion,
+        ...(host !== undefined ? { host } : {}),
+      });
+      return sendExport(
+        reply,
+        req.params.format as FormatName,
+        model,
+        req.query.file,
+        `${req.params.site}-v${v.version}`,
+      );
+    },
+  );
+
+  app.get<{ Params: { site: string }; Querystring: { from: number; to: number } }>(
+    '/api/sites/:site/diff',
+    {
+      config: { allow: READ },
+      schema: {
+        summary: 'flows added, removed and changed between two versions',
+        params: S.siteParams,
+        querystring: S.diffQuery,
+      },
+    },
+    async (req) => {
+      const a = await store.version(req.params.site, req.query.from);
+      const b = await store.version(req.params.site, req.query.to);
+      const d = diffPlans(a.parsed.plan, b.parsed.plan);
+      return { site: req.params.site, from: a.version, to: b.version, ...d };
+    },
+  );
+
+  app.get<{
+    Params: { site: string; format: string };
+    Querystring: { from: number; to: number; host?: string; file?: string };
+  }>(
+    '/api/sites/:site/delta/:format',
+    {
+      config: { allow: READ },
+      schema: {
+        summary: 'the delta change request between two versions, in any export format',
+        params: S.formatParams,
+        querystring: S.deltaQuery,
+      },
+    },
+    async (req, reply) => {
+      const a = await store.version(req.params.site, req.query.from);
+      const b = await store.version(req.params.site, req.query.to);
+      const model = deltaModel(
+        diffPlans(a.parsed.plan, b.parsed.plan),
+        b.parsed,
+        opts.generatorVersion,
+        req.query.host,
+      );
+      return sendExport(
+        reply,
+        req.params.format as FormatName,
+        model,
+        req.query.file,
+        `${req.params.site}-v${a.version}-v${b.version}-delta`,
+      );
+    },
+  );
+
+  app.get<{ Params: { site: string } }>(
+    '/api/sites/:site/status',
+    {
+      config: { allow: READ },
+      schema: {
+        summary: 'latest verdict of every flow of the latest version, with recent history',
+        params: S.siteParams,
+      },
+    },
+    async (req) => {
+      const v = await store.version(req.params.site, 'latest');
+      const status = new Map((await store.status(req.params.site)).map((s) => [s.flow_id, s]));
+      const history = await store.history(req.params.site, undefined, 20);
+      const byFlow = new Map<string, typeof history>();
+      for (const h of history) byFlow.set(h.flowId, [...(byFlow.get(h.flowId) ?? []), h]);
+      return {
+        site: req.params.site,
+        version: v.version,
+        flows: v.parsed.plan.flows.map((f) => {
+          const s = status.get(f.id);
+          const hist = byFlow.get(f.id) ?? [];
+          return {
+            flow: f,
+            verdict: s?.verdict ?? null,
+            failed: s ? !!s.failed : null,
+            checkedAt: s?.checked_at ?? null,
+            latest: hist.find((h) => !h.isolated) ?? null,
+            history: hist.map((h) => ({
+              at: h.checkedAt,
+              verdict: h.verdict,
+              failed: h.failed,
+              isolated: h.isolated,
+            })),
+          };
+        }),
+      };
+    },
+  );
+
+  app.get<{ Params: { site: string; flow: string }; Querystring: { limit?: number } }>(
+    '/api/sites/:site/flows/:flow/history',
+    {
+      config: { allow: READ },
+      schema: {
+        summary: "one flow's results, newest first",
+        params: S.flowParams,
+        querystring: S.limitQuery,
+      },
+    },
+    async (req) => ({
+      history: await store.history(req.params.site, req.params.flow, req.query.limit ?? 100),
+    }),
+  );
+
+  // --- change requests ---
+  app.post<{ Params: { site: string }; Body: { from: number; to: number } }>(
+    '/api/sites/:site/change-requests',
+    {
+      config: { allow: ADMIN },
+      schema: {
+        summary: 'open a tracked delta change request between two versions',
+        params: S.siteParams,
+        body: S.changeBody,
+      },
+    },
+    async (req, reply) => {
+      const a = await store.version(req.params.site, req.body.from);
+      const b = await store.version(req.params.site, req.body.to);
+      const model = deltaModel(diffPlans(a.parsed.plan, b.parsed.plan), b.parsed, opts.generatorVersion);
+      const rows = model.rules.map((r) => ({
+        rule: r.id,
+        summary: ruleSummary(r),
+        flowIds: [...new Set(r.flows.map((f) => f.id))],
+      }));
+      const cr = await store.createChangeRequest(req.params.site, a.version, b.version, rows);
+      return reply.code(201).send({ ...cr, table: changeRequest(model).rows.length });
+    },
+  );
+  app.get<{ Params: { site: string } }>(
+    '/api/sites/:site/change-requests',
+    {
+      config: { allow: READ },
+      schema: { summary: 'change requests of a site with the state of each row', params: S.siteParams },
+    },
+    async (req) => ({ changeRequests: await store.changeRequests(req.params.site) }),
+  );
+  app.get<{ Params: { site: string; id: string } }>(
+    '/api/sites/:site/change-requests/:id',
+    { config: { allow: READ }, schema: { summary: 'one change request', params: S.crParams } },
+    async (req) => store.changeRequest(req.params.site, req.params.id),
+  );
+
+  // --- agents ---
+  app.post<{ Body: { site: string; host: string; name?: string } }>(
+    '/api/agents',
+    {
+      config: { allow: ADMIN },
+      schema: { summary: 'enrol an agent for one host: returns its token once', body: S.enrolBody },
+    },
+    async (req, reply) =>
+      reply.code(201).send(await store.enrol(req.body.site, req.body.host, req.body.name)),
+  );
+  app.get(
+    '/api/agents',
+    { config: { allow: READ }, schema: { summary: 'agents with last-seen time' } },
+    async () => ({
+      agents: await store.listAgents(),
+    }),
+  );
+  app.post<{ Body: { kind: 'viewer' } }>(
+    '/api/tokens',
+    {
+      config: { allow: ADMIN },
+      schema: { summary: 'make a read-only viewer token (shown once)', body: S.tokenBody },
+    },
+    async (_req, reply) => reply.code(201).send({ kind: 'viewer', token: await store.createToken('viewer') }),
+  );
+
+  // --- the agent protocol ---
+  app.get(
+    '/api/agent/plan',
+    {
+      config: { allow: AGENT },
+      schema: { summary: "the agent's site inventory and the ids of the flows from its host" },
+    },
+    async (req) => {
+      const agent = await store.agent(req.principal?.agentId ?? '');
+      const v = await store.version(agent.site, 'latest');
+      return {
+        agent: agent.id,
+        site: agent.site,
+        host: agent.host,
+        version: v.version,
+        yaml: v.yaml,
+        flowIds: v.parsed.plan.flows.filter((f) => f.from.host === agent.host).map((f) => f.id),
+      };
+    },
+  );
+  app.post(
+    '/api/agent/heartbeat',
+    { config: { allow: AGENT }, schema: { summary: 'the agent is alive', body: S.heartbeatBody } },
+    async (req) => {
+      emit(await store.heartbeat(req.principal?.agentId ?? ''));
+      return { ok: true };
+    },
+  );
+  app.post<{ Body: S.RunBody }>(
+    '/api/agent/results',
+    {
+      config: { allow: AGENT },
+      schema: { summary: 'post one check run; the idempotency key makes a resend harmless', body: S.runBody },
+    },
+    async (req) => {
+      const r = await store.ingest(req.principal?.agentId ?? '', req.body);
+      emit(r.events);
+      return { key: req.body.key, stored: r.stored, duplicate: !r.stored };
+    },
+  );
+
+  // --- events, webhooks, catalog, metrics ---
+  app.get<{ Querystring: { site?: string; limit?: number } }>(
+    '/api/events',
+    { config: { allow: READ }, schema: { summary: 'events, newest first', querystring: S.eventsQuery } },
+    async (req) => ({ events: await store.events(req.query.site, req.query.limit ?? 200) }),
+  );
+  app.get('/api/webhooks', { config: { allow: ADMIN }, schema: { summary: 'webhooks' } }, async () => ({
+    webhooks: await store.webhooks(),
+  }));
+  app.post<{ Body: { url: string } }>(
+    '/api/webhooks',
+    {
+      config: { allow: ADMIN },
+      schema: { summary: 'POST every event as JSON to this URL', body: S.webhookBody },
+    },
+    async (req, reply) => reply.code(201).send(await store.addWebhook(req.body.url)),
+  );
+  app.delete<{ Params: { id: string } }>(
+    '/api/webhooks/:id',
+    { config: { allow: ADMIN }, schema: { summary: 'remove a webhook', params: S.idParams } },
+    async (req, reply) => {
+      await store.deleteWebhook(req.params.id);
+      return reply.code(204).send();
+    },
+  );
+  app.get<{ Querystring: { lang?: 'en' | 'ja' } }>(
+    '/api/catalog',
+    {
+      config: { allow: READ },
+      schema: {
+        summary: 'products, roles and cited entries (English or Japanese text)',
+        querystring: S.langQuery,
+      },
+    },
+    async (req) => catalogView(store.catalogs, req.query.lang ?? 'en'),
+  );
+  app.get(
+    '/metrics',
+    { config: { allow: READ }, schema: { summary: 'Prometheus metrics' } },
+    async (_req, reply) => reply.type('text/plain; version=0.0.4').send(await metrics(store)),
+  );
+
+  // --- the console: public files; it asks for a token and calls the API with it ---
+  const webDir = opts.webDir;
+  if (webDir && existsSync(join(webDir, 'index.html'))) {
+    const files: Record<string, [string, string]> = {
+      '/': ['index.html', 'text/html; charset=utf-8'],
+      '/app.js': ['app.js', 'text/javascript; charset=utf-8'],
+      '/app.css': ['app.css', 'text/css; charset=utf-8'],
+    };
+    for (const [url, [file, type]] of Object.entries(files))
+      app.get(url, async (_req, reply) =>
+        reply
+          .type(type)
+          .header('cache-control', 'no-cache')
+          .header(
+            'content-security-policy',
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'",
+          )
+          .send(readFileSync(join(webDir, file))),
+      );
+  }
+  return app;
+}
+
+function versionOf(text: string): number | 'latest' {
+  if (text === 'latest') return 'latest';
+  return Number(text);
+}
+
+async function sendExport(
+  reply: import('fastify').FastifyReply,
+  format: FormatName,
+  model: import('../export/model.js').ExportModel,
+  file: string | undefined,
+  stem: string,
+) {
+  const generator = await loadGenerator(format);
+  checkSupported(generator, model);
+  const out = generator.render(model);
+  reply.header('x-portolan-warnings', String(out.warnings.length));
+  if (out.files.length === 1 || file !== undefined) {
+    const f = file === undefined ? out.files[0] : out.files.find((x) => x.path === file);
+    if (!f)
+      throw new ApiError(
+        404,
+        'ENOFILE',
+        `export ${format} has no file ${JSON.stringify(file)} (expected one of: ${out.files.map((x) => x.path).join(', ')})`,
+      );
+    const name = `${stem}-${f.path.replace(/[^A-Za-z0-9._-]+/g, '_')}`;
+    return reply
+      .type('application/octet-stream')
+      .header('content-disposition', `attachment; filename="${name}"`)
+      .send(f.content);
+  }
+  return reply.send({ files: out.files, warnings: out.warnings });
+}
+
+function catalogView(extra: readonly string[], lang: 'en' | 'ja') {
+  const cats = loadCatalogs(extra);
+  const pick = (en: string, ja: string | undefined) => (lang === 'ja' && ja ? ja : en);
+  return {
+    lang,
+    products: [...cats.values()].map((c) => ({
+      product: c.product,
+      title: pick(c.title, c['title-ja']),
+      roles: Object.entries(c.roles).map(([id, r]) => ({ id, title: pick(r.title, r['title-ja']) })),
+      entries: c.entries.map((e) => ({
+        id: e.id,
+        from: e.from,
+        to: e.to,
+        protocol: e.protocol,
+        ports: e.ports ?? [],
+        service: e.service,
+        purpose: pick(e.purpose, e['purpose-ja']),
+        notes: lang === 'ja' && e['notes-ja'] ? e['notes-ja'] : (e.notes ?? []),
+        sources: e.sources,
+      })),
+    })),
+  };
+}
+
+export const WEB_DIR = packagePath('dist', 'web');
+export type { FastifyRequest };
+export { FORMAT_NAMES };

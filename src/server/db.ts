@@ -1,0 +1,126 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
+import pg from 'pg';
+import { PortolanError, UsageError } from '../errors.js';
+import { migrationProvider } from './migrations.js';
+
+export interface Tables {
+  tokens: {
+    id: string;
+    kind: 'admin' | 'viewer' | 'agent';
+    hash: string;
+    agent_id: string | null;
+    created_at: string;
+  };
+  site_versions: {
+    site: string;
+    version: number;
+    yaml: string;
+    plan: string;
+    flows: number;
+    created_at: string;
+  };
+  agents: {
+    id: string;
+    site: string;
+    host: string;
+    name: string;
+    created_at: string;
+    last_seen: string | null;
+    stale: number;
+    isolated_at: string | null;
+  };
+  runs: {
+    key: string;
+    agent_id: string;
+    site: string;
+    version: number;
+    started_at: string;
+    received_at: string;
+    isolated: number;
+    results: number;
+  };
+  results: {
+    run_key: string;
+    site: string;
+    flow_id: string;
+    verdict: string;
+    failed: number;
+    detail: string;
+    checked_at: string;
+  };
+  flow_status: { site: string; flow_id: string; verdict: string; failed: number; checked_at: string };
+  events: {
+    id: string;
+    at: string;
+    site: string | null;
+    kind: string;
+    subject: string;
+    message: string;
+    data: string;
+  };
+  webhooks: { id: string; url: string; created_at: string };
+  change_requests: { id: string; site: string; from_version: number; to_version: number; created_at: string };
+  change_rows: {
+    cr_id: string;
+    rule: string;
+    site: string;
+    summary: string;
+    flow_ids: string;
+    state: 'requested' | 'working' | 'broken';
+    evidence: string;
+    updated_at: string;
+  };
+}
+
+export type Db = Kysely<Tables>;
+
+/** Where a store lives: a SQLite file (WAL) or a PostgreSQL URL. */
+export type DbTarget = { kind: 'sqlite'; file: string } | { kind: 'postgres'; url: string };
+
+export function parseDbTarget(text: string): DbTarget {
+  if (/^postgres(ql)?:\/\//.test(text)) return { kind: 'postgres', url: text };
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text))
+    throw new UsageError(`--db ${JSON.stringify(text)}: expected a SQLite file path or a postgres:// URL`);
+  return { kind: 'sqlite', file: text };
+}
+
+/**
+ * Opens the store and brings its schema up to date (migrations.ts). SQLite runs in WAL mode with a
+ * busy timeout, so several processes may share one file; PostgreSQL is the fleet-scale store that
+ * several `serve` processes share. Migrations take Kysely's lock, so concurrent starts are safe.
+ */
+export async function openDb(target: DbTarget): Promise<Db> {
+  let db: Db;
+  if (target.kind === 'sqlite') {
+    let sqlite: Database.Database;
+    try {
+      if (target.file !== ':memory:') mkdirSync(dirname(target.file), { recursive: true });
+      sqlite = new Database(target.file);
+      sqlite.pragma('journal_mode = WAL');
+      sqlite.pragma('busy_timeout = 10000');
+      sqlite.pragma('synchronous = NORMAL');
+    } catch (err) {
+      throw new PortolanError(`cannot open SQLite store ${target.file}: ${(err as Error).message}`, 'EIO', {
+        cause: err,
+      });
+    }
+    db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: sqlite }) });
+  } else {
+    const pool = new pg.Pool({ connectionString: target.url, max: 10 });
+    db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
+  }
+  const { error, results } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
+  if (error) {
+    await db.destroy();
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName;
+    throw new PortolanError(
+      `cannot prepare the store${failed ? ` (migration ${failed})` : ''}: ${(error as Error).message}`,
+      'EIO',
+      { cause: error },
+    );
+  }
+  return db;
+}

@@ -1,0 +1,81 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { InputError } from '../errors.js';
+import { buildExportModel } from '../export/model.js';
+import { loadSite, type Site } from '../inventory/load.js';
+import type { Flow, Plan } from '../model/flow.js';
+import { buildPlan } from '../plan/plan.js';
+
+/** The name uploaded inventories carry in error messages (`inventory.yaml:3:5 hosts.x: ...`). */
+export const UPLOAD_NAME = 'inventory.yaml';
+
+export interface ParsedSite extends Site {
+  plan: Plan;
+}
+
+const cache = new Map<string, ParsedSite>();
+
+/**
+ * Parses an uploaded inventory with the same loader and planner as the CLI. Errors name
+ * `inventory.yaml:line:col` and the key, as `portolan validate` would. Results are cached by text
+ * (derived data only: every process derives the same plan from the same stored YAML).
+ */
+export function parseSite(yaml: string, catalogs: readonly string[] = []): ParsedSite {
+  const hit = cache.get(yaml);
+  if (hit) return hit;
+  const dir = mkdtempSync(join(tmpdir(), 'portolan-site-'));
+  const file = join(dir, UPLOAD_NAME);
+  try {
+    writeFileSync(file, yaml);
+    const site = loadSite(file, catalogs);
+    const parsed = { ...site, plan: buildPlan(site.inventory, site.catalogs) };
+    if (cache.size > 200) cache.clear();
+    cache.set(yaml, parsed);
+    return parsed;
+  } catch (err) {
+    if (err instanceof InputError && err.location?.file === file)
+      throw new InputError(err.detail, { ...err.location, file: UPLOAD_NAME });
+    throw err;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** What makes two versions of one flow (same id) differ on the wire. */
+function wireShape(f: Flow): string {
+  return JSON.stringify([f.from.address, f.to.address, f.protocol, f.ports, f.icmpType ?? null, f.service]);
+}
+
+export interface PlanDiff {
+  added: Flow[];
+  removed: Flow[];
+  /** Same flow id, different addresses, protocol, ports or service: `from` and `to` versions. */
+  changed: { from: Flow; to: Flow }[];
+  unchanged: number;
+}
+
+/** Flows added, removed and changed between two plans of one site, keyed by flow id. */
+export function diffPlans(a: Plan, b: Plan): PlanDiff {
+  const before = new Map(a.flows.map((f) => [f.id, f]));
+  const after = new Map(b.flows.map((f) => [f.id, f]));
+  const diff: PlanDiff = { added: [], removed: [], changed: [], unchanged: 0 };
+  for (const f of b.flows) {
+    const old = before.get(f.id);
+    if (!old) diff.added.push(f);
+    else if (wireShape(old) !== wireShape(f)) diff.changed.push({ from: old, to: f });
+    else diff.unchanged++;
+  }
+  for (const f of a.flows) if (!after.has(f.id)) diff.removed.push(f);
+  return diff;
+}
+
+/**
+ * The delta change request: the export model of only the flows a new version adds or changes, so
+ * the change board approves what is new, in any export format.
+ */
+export function deltaModel(diff: PlanDiff, to: ParsedSite, generatorVersion: string, host?: string) {
+  const flows = [...diff.added, ...diff.changed.map((c) => c.to)];
+  const plan: Plan = { site: to.plan.site, flows, warnings: [] };
+  return buildExportModel(plan, to.inventory, { generatorVersion, ...(host !== undefined ? { host } : {}) });
+}

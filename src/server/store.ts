@@ -1,0 +1,687 @@
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import type { Transaction } from 'kysely';
+import { isFailure, type Verdict } from '../probe/verdict.js';
+import type { Db, Tables } from './db.js';
+import { type ParsedSite, parseSite } from './sites.js';
+
+/** A domain error the HTTP layer maps to a status: `code` is stable, `message` one line. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+export type Role = 'admin' | 'viewer' | 'agent';
+export interface Principal {
+  role: Role;
+  agentId: string | null;
+}
+
+export interface EventRow {
+  id: string;
+  at: string;
+  site: string | null;
+  kind: string;
+  subject: string;
+  message: string;
+  data: unknown;
+}
+
+/** One flow's result as an agent posts it. */
+export interface PostedResult {
+  flowId: string;
+  verdict: Verdict;
+  detail: Record<string, unknown>;
+}
+
+export interface PostedRun {
+  key: string;
+  version: number;
+  startedAt: string;
+  /** The agent could reach neither the server nor any target: its own network is suspect. */
+  isolated: boolean;
+  results: PostedResult[];
+}
+
+const now = () => new Date().toISOString();
+
+/** SHA-256 of a random token: tokens carry 256 bits, so a fast hash is enough (no password stretching). */
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+export function newToken(prefix: string): string {
+  return `${prefix}_${randomBytes(32).toString('base64url')}`;
+}
+
+/**
+ * The store: every read and write the API makes, on one query layer for SQLite and PostgreSQL. It
+ * keeps no state between calls that another `serve` process sharing the database would need.
+ */
+export class Store {
+  constructor(
+    readonly db: Db,
+    readonly catalogs: readonly string[] = [],
+  ) {}
+
+  // --- tokens ---
+
+  async hasAdmin(): Promise<boolean> {
+    return !!(await this.db.selectFrom('tokens').select('id').where('kind', '=', 'admin').executeTakeFirst());
+  }
+
+  /** Makes a token of `kind`; only its hash is kept. Returns the token text, shown once. */
+  async createToken(kind: Role, agentId: string | null = null): Promise<string> {
+    const token = newToken(kind === 'agent' ? 'pta' : kind === 'admin' ? 'ptadm' : 'ptv');
+    await this.db
+      .insertInto('tokens')
+      .values({ id: randomUUID(), kind, hash: hashToken(token), agent_id: agentId, created_at: now() })
+      .execute();
+    return token;
+  }
+
+  /** Replaces every admin token with a new one. */
+  async rotateAdmin(): Promise<string> {
+    await this.db.deleteFrom('tokens').where('kind', '=', 'admin').execute();
+    return this.createToken('admin');
+  }
+
+  /** Who holds `token`, or null. The stored hash is compared again in constant time. */
+  async authenticate(token: string): Promise<Principal | null> {
+    const hash = hashToken(token);
+    const row = await this.db.selectFrom('tokens').selectAll().where('hash', '=', hash).executeTakeFirst();
+    if (!row) return null;
+    const a = Buffer.from(row.hash, 'hex');
+    const b = Buffer.from(hash, 'hex');
+    if (a.length !== b.length || !timingSafeEqual(a, b)) return null;
+    return { role: row.kind, agentId: row.agent_id };
+  }
+
+  // --- sites ---
+
+  async listSites() {
+    const rows = await this.db
+      .selectFrom('site_versions')
+      .select(['site', 'version', 'flows', 'created_at'])
+      .orderBy('site')
+      .orderBy('version', 'desc')
+      .execute();
+    const out = new Map<string, { name: string; version: number; flows: number; updatedAt: string }>();
+    for (const r of rows)
+      if (!out.has(r.site))
+        out.set(r.site, { name: r.site, version: r.version, flows: r.flows, updatedAt: r.created_at });
+    const status = await this.db.selectFrom('flow_status').select(['site', 'verdict']).execute();
+    return [...out.values()].map((s) => {
+      const counts: Record<string, number> = {};
+      for (const r of status) if (r.site === s.name) counts[r.verdict] = (counts[r.verdict] ?? 0) + 1;
+      return { ...s, verdicts: counts };
+    });
+  }
+
+  /**
+   * Stores an inventory as the site's next version (the site is named inside the YAML). The same
+   * text as the latest version makes no new version. Throws InputError for a bad inventory.
+   */
+  async putSite(yaml: string): Promise<{ site: string; version: number; flows: number; created: boolean }> {
+    const parsed = parseSite(yaml, this.catalogs);
+    const site = parsed.plan.site;
+    for (let attempt = 0; ; attempt++) {
+      const latest = await this.latestVersion(site);
+      if (latest && latest.yaml === yaml)
+        return { site, version: latest.version, flows: latest.flows, created: false };
+      const version = (latest?.version ?? 0) + 1;
+      try {
+        await this.db.transaction().execute(async (tx) => {
+          await tx
+            .insertInto('site_versions')
+            .values({
+              site,
+              version,
+              yaml,
+              plan: JSON.stringify(parsed.plan),
+              flows: parsed.plan.flows.length,
+              created_at: now(),
+            })
+            .execute();
+          await this.event(
+            tx,
+            site,
+            'site-version',
+            site,
+            `${site}: version ${version} stored (${parsed.plan.flows.length} flows)`,
+            {
+              version,
+            },
+          );
+        });
+        return { site, version, flows: parsed.plan.flows.length, created: true };
+      } catch (err) {
+        // Another process stored the same version number first: take the next one.
+        if (attempt < 3 && /unique|duplicate|constraint/i.test((err as Error).message)) continue;
+        throw err;
+      }
+    }
+  }
+
+  async latestVersion(site: string) {
+    return this.db
+      .selectFrom('site_versions')
+      .selectAll()
+      .where('site', '=', site)
+      .orderBy('version', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+  }
+
+  async versions(site: string) {
+    const rows = await this.db
+      .selectFrom('site_versions')
+      .select(['version', 'flows', 'created_at'])
+      .where('site', '=', site)
+      .orderBy('version')
+      .execute();
+    if (!rows.length) throw new ApiError(404, 'ENOSITE', `no site ${JSON.stringify(site)}`);
+    return rows.map((r) => ({ version: r.version, flows: r.flows, createdAt: r.created_at }));
+  }
+
+  /** A stored version (`latest` or a number), parsed. */
+  async version(
+    site: string,
+    version: number | 'latest',
+  ): Promise<{ version: number; yaml: string; createdAt: string; parsed: ParsedSite }> {
+    const row =
+      version === 'latest'
+        ? await this.latestVersion(site)
+        : await this.db
+            .selectFrom('site_versions')
+            .selectAll()
+            .where('site', '=', site)
+            .where('version', '=', version)
+            .executeTakeFirst();
+    if (!row) throw new ApiError(404, 'ENOSITE', `no version ${version} of site ${JSON.stringify(site)}`);
+    return {
+      version: row.version,
+      yaml: row.yaml,
+      createdAt: row.created_at,
+      parsed: parseSite(row.yaml, this.catalogs),
+    };
+  }
+
+  // --- status and history ---
+
+  async status(site: string) {
+    return this.db.selectFrom('flow_status').selectAll().where('site', '=', site).execute();
+  }
+
+  /** The latest results of a site's flows, newest first, at most `limit` per flow. */
+  async history(site: string, flowId: string | undefined, limit: number) {
+    let q = this.db
+      .selectFrom('results')
+      .innerJoin('runs', 'runs.key', 'results.run_key')
+      .select([
+        'results.flow_id',
+        'results.verdict',
+        'results.failed',
+        'results.detail',
+        'results.checked_at',
+        'runs.agent_id',
+        'runs.version',
+        'runs.isolated',
+      ])
+      .where('results.site', '=', site);
+    if (flowId !== undefined) q = q.where('results.flow_id', '=', flowId);
+    const rows = await q
+      .orderBy('results.checked_at', 'desc')
+      .limit(flowId !== undefined ? limit : limit * 500)
+      .execute();
+    const per = new Map<string, number>();
+    return rows
+      .filter((r) => {
+        const n = (per.get(r.flow_id) ?? 0) + 1;
+        per.set(r.flow_id, n);
+        return n <= limit;
+      })
+      .map((r) => ({
+        flowId: r.flow_id,
+        verdict: r.verdict,
+        failed: !!r.failed,
+        detail: JSON.parse(r.detail) as unknown,
+        checkedAt: r.checked_at,
+        agent: r.agent_id,
+        version: r.version,
+        isolated: !!r.isolated,
+      }));
+  }
+
+  // --- agents ---
+
+  /** Enrolment: an agent for one inventory host of a site, with its own token (shown once). */
+  async enrol(site: string, host: string, name: string | undefined) {
+    const v = await this.version(site, 'latest');
+    if (!v.parsed.inventory.hosts.some((h) => h.name === host))
+      throw new ApiError(
+        400,
+        'ENOHOST',
+        `host ${JSON.stringify(host)} is not in site ${site} (expected one of: ${v.parsed.inventory.hosts.map((h) => h.name).join(', ')})`,
+      );
+    const id = randomUUID();
+    const at = now();
+    await this.db
+      .insertInto('agents')
+      .values({
+        id,
+        site,
+        host,
+        name: name ?? host,
+        created_at: at,
+        last_seen: null,
+        stale: 0,
+        isolated_at: null,
+      })
+      .execute();
+    const token = await this.createToken('agent', id);
+    await this.event(
+      this.db,
+      site,
+      'agent-enrolled',
+      name ?? host,
+      `agent ${name ?? host} enrolled for ${host}`,
+      { id },
+    );
+    return { id, site, host, name: name ?? host, token };
+  }
+
+  async agent(id: string) {
+    const a = await this.db.selectFrom('agents').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!a) throw new ApiError(403, 'EAGENT', 'this agent token names no enrolled agent');
+    return a;
+  }
+
+  async listAgents() {
+    const rows = await this.db.selectFrom('agents').selectAll().orderBy('site').orderBy('name').execute();
+    return rows.map((a) => ({
+      id: a.id,
+      site: a.site,
+      host: a.host,
+      name: a.name,
+      createdAt: a.created_at,
+      lastSeen: a.last_seen,
+      stale: !!a.stale,
+      isolatedAt: a.isolated_at,
+    }));
+  }
+
+  async heartbeat(agentId: string): Promise<EventRow[]> {
+    const a = await this.agent(agentId);
+    const events: EventRow[] = [];
+    await this.db.transaction().execute(async (tx) => {
+      await tx.updateTable('agents').set({ last_seen: now(), stale: 0 }).where('id', '=', agentId).execute();
+      if (a.stale)
+        events.push(
+          await this.event(tx, a.site, 'agent-back', a.name, `agent ${a.name} reports again`, { id: a.id }),
+        );
+    });
+    return events;
+  }
+
+  /** Marks agents stale whose last heartbeat is older than `afterMs`; one event each, once. */
+  async markStale(afterMs: number): Promise<EventRow[]> {
+    const cutoff = new Date(Date.now() - afterMs).toISOString();
+    const due = await this.db
+      .selectFrom('agents')
+      .selectAll()
+      .where('stale', '=', 0)
+      .where('last_seen', 'is not', null)
+      .where('last_seen', '<', cutoff)
+      .execute();
+    const events: EventRow[] = [];
+    for (const a of due) {
+      await this.db.transaction().execute(async (tx) => {
+        // Only the process whose update changed the row reports it.
+        const r = await tx
+          .updateTable('agents')
+          .set({ stale: 1 })
+          .where('id', '=', a.id)
+          .where('stale', '=', 0)
+          .where('last_seen', '<', cutoff)
+          .executeTakeFirst();
+        if (Number(r.numUpdatedRows) === 1)
+          events.push(
+            await this.event(
+              tx,
+              a.site,
+              'agent-stale',
+              a.name,
+              `agent ${a.name} has sent no heartbeat since ${a.last_seen}`,
+              {
+                id: a.id,
+                lastSeen: a.last_seen,
+              },
+            ),
+          );
+      });
+    }
+    return events;
+  }
+
+  // --- results ---
+
+  /**
+   * Stores one check run exactly once, keyed by the agent's idempotency key: a repeated key is
+   * acknowledged and changes nothing. In the same transaction: each flow's latest verdict, an
+   * event when a flow turns failing or ok again, and change-request rows moving from requested
+   * to working to broken. An isolated run is kept as history only.
+   */
+  async ingest(agentId: string, run: PostedRun): Promise<{ stored: boolean; events: EventRow[] }> {
+    const agent = await this.agent(agentId);
+    const v = await this.version(agent.site, run.version);
+    const mine = new Map(v.parsed.plan.flows.filter((f) => f.from.host === agent.host).map((f) => [f.id, f]));
+    for (const r of run.results)
+      if (!mine.has(r.flowId))
+        throw new ApiError(
+          400,
+          'EFLOW',
+          `results[].flowId ${JSON.stringify(r.flowId)} is not a flow from ${agent.host} in version ${run.version} of ${agent.site}`,
+        );
+    const events: EventRow[] = [];
+    const at = now();
+    const stored = await this.db.transaction().execute(async (tx) => {
+      const ins = await tx
+        .insertInto('runs')
+        .values({
+          key: run.key,
+          agent_id: agentId,
+          site: agent.site,
+          version: run.version,
+          started_at: run.startedAt,
+          received_at: at,
+          isolated: run.isolated ? 1 : 0,
+          results: run.results.length,
+        })
+        .onConflict((oc) => oc.column('key').doNothing())
+        .executeTakeFirst();
+      if (Number(ins.numInsertedOrUpdatedRows ?? 0n) !== 1) return false;
+      if (run.results.length)
+        await tx
+          .insertInto('results')
+          .values(
+            run.results.map((r) => ({
+              run_key: run.key,
+              site: agent.site,
+              flow_id: r.flowId,
+              verdict: r.verdict,
+              failed: isFailure(r.verdict) ? 1 : 0,
+              detail: JSON.stringify(r.detail),
+              checked_at: run.startedAt,
+            })),
+          )
+          .execute();
+      await tx
+        .updateTable('agents')
+        .set({ last_seen: at, stale: 0, isolated_at: run.isolated ? run.startedAt : agent.isolated_at })
+        .where('id', '=', agentId)
+        .execute();
+      if (run.isolated) {
+        events.push(
+          await this.event(
+            tx,
+            agent.site,
+            'agent-isolated',
+            agent.name,
+            `agent ${agent.name} could reach neither the server nor any target at ${run.startedAt}; its results are kept as history only`,
+            {
+              id: agentId,
+              run: run.key,
+            },
+          ),
+        );
+        return true;
+      }
+      for (const r of run.results)
+        events.push(...(await this.updateStatus(tx, agent.site, r, run.startedAt)));
+      events.push(
+        ...(await this.updateChangeRows(tx, agent.site, new Set(run.results.map((r) => r.flowId)))),
+      );
+      return true;
+    });
+    return { stored, events };
+  }
+
+  private async updateStatus(
+    tx: Transaction<Tables>,
+    site: string,
+    r: PostedResult,
+    at: string,
+  ): Promise<EventRow[]> {
+    const failed = isFailure(r.verdict) ? 1 : 0;
+    const prev = await tx
+      .selectFrom('flow_status')
+      .selectAll()
+      .where('site', '=', site)
+      .where('flow_id', '=', r.flowId)
+      .executeTakeFirst();
+    // A spooled result older than the one shown does not replace it.
+    if (prev && prev.checked_at > at) return [];
+    await tx
+      .insertInto('flow_status')
+      .values({ site, flow_id: r.flowId, verdict: r.verdict, failed, checked_at: at })
+      .onConflict((oc) =>
+        oc.columns(['site', 'flow_id']).doUpdateSet({ verdict: r.verdict, failed, checked_at: at }),
+      )
+      .execute();
+    if (!prev || prev.failed === failed) return [];
+    const kind = failed ? 'flow-failing' : 'flow-ok';
+    const detail = typeof r.detail.reason === 'string' ? `: ${r.detail.reason}` : '';
+    return [
+      await this.event(tx, site, kind, r.flowId, `${r.flowId}: ${prev.verdict} -> ${r.verdict}${detail}`, {
+        from: prev.verdict,
+        to: r.verdict,
+      }),
+    ];
+  }
+
+  private async updateChangeRows(
+    tx: Transaction<Tables>,
+    site: string,
+    touched: Set<string>,
+  ): Promise<EventRow[]> {
+    const rows = await tx
+      .selectFrom('change_rows')
+      .innerJoin('change_requests', 'change_requests.id', 'change_rows.cr_id')
+      .selectAll('change_rows')
+      .select('change_requests.created_at as cr_created')
+      .where('change_rows.site', '=', site)
+      .execute();
+    const relevant = rows.filter((r) => (JSON.parse(r.flow_ids) as string[]).some((id) => touched.has(id)));
+    if (!relevant.length) return [];
+    const status = new Map(
+      (await tx.selectFrom('flow_status').selectAll().where('site', '=', site).execute()).map((s) => [
+        s.flow_id,
+        s,
+      ]),
+    );
+    const events: EventRow[] = [];
+    for (const row of relevant) {
+      const ids = JSON.parse(row.flow_ids) as string[];
+      const seen = ids
+        .map((id) => status.get(id))
+        .filter((s) => s !== undefined && s.checked_at >= row.cr_created);
+      const failing = seen.filter((s) => s?.failed);
+      let state = row.state;
+      if (failing.length) state = row.state === 'requested' ? 'requested' : 'broken';
+      else if (seen.length === ids.length) state = 'working';
+      const evidence = seen.map((s) => `${s?.flow_id}: ${s?.verdict} at ${s?.checked_at}`).join('\n');
+      await tx
+        .updateTable('change_rows')
+        .set({ state, evidence, updated_at: now() })
+        .where('cr_id', '=', row.cr_id)
+        .where('rule', '=', row.rule)
+        .execute();
+      if (state !== row.state)
+        events.push(
+          await this.event(
+            tx,
+            site,
+            `change-${state}`,
+            `${row.cr_id}/${row.rule}`,
+            `change request ${row.cr_id.slice(0, 8)} row ${row.rule}: ${row.state} -> ${state}`,
+            {
+              changeRequest: row.cr_id,
+              rule: row.rule,
+              from: row.state,
+              to: state,
+            },
+          ),
+        );
+    }
+    return events;
+  }
+
+  // --- change requests ---
+
+  async createChangeRequest(
+    site: string,
+    from: number,
+    to: number,
+    rows: { rule: string; summary: string; flowIds: string[] }[],
+  ) {
+    const id = randomUUID();
+    const at = now();
+    await this.db.transaction().execute(async (tx) => {
+      await tx
+        .insertInto('change_requests')
+        .values({ id, site, from_version: from, to_version: to, created_at: at })
+        .execute();
+      if (rows.length)
+        await tx
+          .insertInto('change_rows')
+          .values(
+            rows.map((r) => ({
+              cr_id: id,
+              rule: r.rule,
+              site,
+              summary: r.summary,
+              flow_ids: JSON.stringify(r.flowIds),
+              state: 'requested' as const,
+              evidence: '',
+              updated_at: at,
+            })),
+          )
+          .execute();
+      await this.event(
+        tx,
+        site,
+        'change-requested',
+        id,
+        `change request ${id.slice(0, 8)}: ${rows.length} rows for ${site} v${from} -> v${to}`,
+        {
+          from,
+          to,
+        },
+      );
+    });
+    return this.changeRequest(site, id);
+  }
+
+  async changeRequests(site: string) {
+    const crs = await this.db
+      .selectFrom('change_requests')
+      .selectAll()
+      .where('site', '=', site)
+      .orderBy('created_at', 'desc')
+      .execute();
+    return Promise.all(crs.map((c) => this.changeRequest(site, c.id)));
+  }
+
+  async changeRequest(site: string, id: string) {
+    const cr = await this.db
+      .selectFrom('change_requests')
+      .selectAll()
+      .where('site', '=', site)
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!cr) throw new ApiError(404, 'ENOCHANGE', `no change request ${JSON.stringify(id)} for site ${site}`);
+    const rows = await this.db
+      .selectFrom('change_rows')
+      .selectAll()
+      .where('cr_id', '=', id)
+      .orderBy('rule')
+      .execute();
+    return {
+      id: cr.id,
+      site: cr.site,
+      from: cr.from_version,
+      to: cr.to_version,
+      createdAt: cr.created_at,
+      rows: rows.map((r) => ({
+        rule: r.rule,
+        summary: r.summary,
+        flowIds: JSON.parse(r.flow_ids) as string[],
+        state: r.state,
+        evidence: r.evidence,
+        updatedAt: r.updated_at,
+      })),
+    };
+  }
+
+  // --- events and webhooks ---
+
+  async event(
+    db: Db | Transaction<Tables>,
+    site: string | null,
+    kind: string,
+    subject: string,
+    message: string,
+    data: unknown,
+  ): Promise<EventRow> {
+    const e = { id: randomUUID(), at: now(), site, kind, subject, message, data };
+    await db
+      .insertInto('events')
+      .values({ ...e, data: JSON.stringify(data) })
+      .execute();
+    return e;
+  }
+
+  async events(site: string | undefined, limit: number) {
+    let q = this.db.selectFrom('events').selectAll();
+    if (site !== undefined) q = q.where('site', '=', site);
+    const rows = await q.orderBy('at', 'desc').limit(limit).execute();
+    return rows.map((r) => ({ ...r, data: JSON.parse(r.data) as unknown }));
+  }
+
+  async addWebhook(url: string) {
+    const row = { id: randomUUID(), url, created_at: now() };
+    await this.db.insertInto('webhooks').values(row).execute();
+    return { id: row.id, url, createdAt: row.created_at };
+  }
+
+  async webhooks() {
+    return (await this.db.selectFrom('webhooks').selectAll().orderBy('created_at').execute()).map((w) => ({
+      id: w.id,
+      url: w.url,
+      createdAt: w.created_at,
+    }));
+  }
+
+  async deleteWebhook(id: string) {
+    const r = await this.db.deleteFrom('webhooks').where('id', '=', id).executeTakeFirst();
+    if (Number(r.numDeletedRows) !== 1)
+      throw new ApiError(404, 'ENOHOOK', `no webhook ${JSON.stringify(id)}`);
+  }
+
+  /** Deletes results, runs and events older than `ms` (retention set by time). */
+  async prune(ms: number): Promise<void> {
+    const cutoff = new Date(Date.now() - ms).toISOString();
+    await this.db.transaction().execute(async (tx) => {
+      const old = tx.selectFrom('runs').select('key').where('received_at', '<', cutoff);
+      await tx.deleteFrom('results').where('run_key', 'in', old).execute();
+      await tx.deleteFrom('runs').where('received_at', '<', cutoff).execute();
+      await tx.deleteFrom('events').where('at', '<', cutoff).execute();
+    });
+  }
+}
