@@ -21,12 +21,15 @@ export async function metrics(store: Store): Promise<string> {
   }
   out.push("# HELP portolan_agent_last_seen_seconds Unix time of the agent's last heartbeat or result.");
   out.push('# TYPE portolan_agent_last_seen_seconds gauge');
-  out.push('# HELP portolan_agent_stale 1 when the agent stopped sending heartbeats.');
-  out.push('# TYPE portolan_agent_stale gauge');
+  const stale = [
+    '# HELP portolan_agent_stale 1 when the agent stopped sending heartbeats.',
+    '# TYPE portolan_agent_stale gauge',
+  ];
   for (const a of await store.listAgents()) {
     const l = `site="${label(a.site)}",host="${label(a.host)}",agent="${label(a.name)}"`;
     if (a.lastSeen) out.push(`portolan_agent_last_seen_seconds{${l}} ${Date.parse(a.lastSeen) / 1000}`);
-    out.push(`portolan_agent_stale{${l}} ${a.stale ? 1 : 0}`);
+    stale.push(`portolan_agent_stale{${l}} ${a.stale ? 1 : 0}`);
   }
+  out.push(...stale);
   return `${out.join('\n')}\n`;
 }

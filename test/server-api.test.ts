@@ -1,0 +1,310 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { FORMAT_NAMES } from '../src/export/index.js';
+import { buildApp } from '../src/server/app.js';
+import { type Db, openDb } from '../src/server/db.js';
+import { Store } from '../src/server/store.js';
+import { ROOT } from './helpers.js';
+import { type PgCluster, pgUnavailable, startPg } from './pg-cluster.js';
+
+const LOOPBACK = readFileSync(`${ROOT}examples/lab/loopback.yaml`, 'utf8');
+// Version 2 adds a worker: five new flows, two of them from the backup server.
+const LOOPBACK_V2 = `${LOOPBACK.trimEnd()}\n  wrk: { address: 127.0.0.4, roles: [veeam-proxmox:worker] }\n`;
+const NEW_FLOW = 'veeam-proxmox vbr/backup-server wrk/worker tcp https';
+
+interface Ctx {
+  app: FastifyInstance;
+  db: Db;
+  admin: string;
+  viewer: string;
+}
+
+type Inject = Awaited<ReturnType<FastifyInstance['inject']>>;
+
+async function call(
+  ctx: Ctx,
+  method: string,
+  url: string,
+  token: string | null,
+  body?: unknown,
+): Promise<Inject> {
+  return ctx.app.inject({
+    method: method as 'GET',
+    url,
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+    ...(body !== undefined ? { payload: body as object } : {}),
+  });
+}
+
+function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<void> }>, skip?: string) {
+  describe(`serve API on ${name}`, { skip: skip ?? false, timeout: 300_000 }, () => {
+    const ctx = {} as Ctx;
+    let close: () => Promise<void> = async () => {};
+    before(async () => {
+      const o = await open();
+      close = o.close;
+      ctx.db = o.db;
+      const store = new Store(o.db);
+      ctx.admin = await store.createToken('admin');
+      ctx.viewer = await store.createToken('viewer');
+      ctx.app = await buildApp({ store, generatorVersion: '0.0.0-test', bodyLimit: 256 * 1024 });
+    });
+    after(async () => {
+      await ctx.app?.close();
+      await close();
+    });
+
+    test('an inventory upload is stored as a version; the same text makes no new one; an edit makes the next', async () => {
+      const r1 = await call(ctx, 'POST', '/api/sites', ctx.admin, { yaml: LOOPBACK });
+      assert.equal(r1.statusCode, 201, r1.body);
+      assert.deepEqual(r1.json(), { site: 'lab-loopback', version: 1, flows: 4, created: true });
+      const again = await call(ctx, 'POST', '/api/sites', ctx.admin, { yaml: LOOPBACK });
+      assert.equal(again.statusCode, 200);
+      assert.equal(again.json().version, 1);
+      const r2 = await call(ctx, 'POST', '/api/sites', ctx.admin, { yaml: LOOPBACK_V2 });
+      assert.equal(r2.statusCode, 201);
+      assert.equal(r2.json().version, 2);
+      const versions = (await call(ctx, 'GET', '/api/sites/lab-loopback', ctx.viewer)).json();
+      assert.deepEqual(
+        versions.versions.map((v: { version: number }) => v.version),
+        [1, 2],
+      );
+      const v1 = (await call(ctx, 'GET', '/api/sites/lab-loopback/versions/1', ctx.viewer)).json();
+      assert.equal(v1.yaml, LOOPBACK);
+      assert.equal(v1.plan.flows.length, 4);
+    });
+
+    test('a bad inventory is refused with the line, column and key', async () => {
+      const bad = LOOPBACK.replace('veeam-proxmox:flr-appliance', 'veeam-proxmox:flr-applianse');
+      const r = await call(ctx, 'POST', '/api/sites', ctx.admin, { yaml: bad });
+      assert.equal(r.statusCode, 400);
+      assert.equal(r.json().error.code, 'EINPUT');
+      assert.match(
+        r.json().error.message,
+        /^inventory\.yaml:\d+:\d+ hosts\.flr\.roles\[0\]: unknown role "flr-applianse"/,
+      );
+    });
+
+    test('the diff names the added flow, and the delta change request holds only it, in every format', async () => {
+      const d = (await call(ctx, 'GET', '/api/sites/lab-loopback/diff?from=1&to=2', ctx.viewer)).json();
+      assert.equal(d.added.length, 5);
+      assert.ok(
+        d.added.every(
+          (f: { from: { host: string }; to: { host: string } }) =>
+            f.from.host === 'wrk' || f.to.host === 'wrk',
+        ),
+      );
+      assert.equal(d.removed.length, 0);
+      assert.equal(d.unchanged, 4);
+      const nft = await call(ctx, 'GET', '/api/sites/lab-loopback/delta/nftables?from=1&to=2', ctx.viewer);
+      assert.equal(nft.statusCode, 200);
+      assert.match(nft.body, /127\.0\.0\.4/);
+      assert.doesNotMatch(nft.body, /127\.0\.0\.3/);
+      const full = await call(ctx, 'GET', '/api/sites/lab-loopback/versions/2/export/nftables', ctx.viewer);
+      assert.match(full.body, /127\.0\.0\.3/);
+      assert.match(full.headers['content-disposition'] as string, /lab-loopback-v2-/);
+      // Every format renders the delta, in network mode or for one host (firewalld, ufw, windows).
+      for (const f of FORMAT_NAMES) {
+        const net = await call(ctx, 'GET', `/api/sites/lab-loopback/delta/${f}?from=1&to=2`, ctx.viewer);
+        const host = await call(
+          ctx,
+          'GET',
+          `/api/sites/lab-loopback/delta/${f}?from=1&to=2&host=vbr`,
+          ctx.viewer,
+        );
+        assert.ok(net.statusCode === 200 || host.statusCode === 200, `${f}: ${net.body} ${host.body}`);
+        if (net.statusCode !== 200) assert.match(net.json().error.message, /does not support network mode/);
+      }
+    });
+
+    test('results are stored once per idempotency key; a flow turning failing is an event', async () => {
+      const enrol = await call(ctx, 'POST', '/api/agents', ctx.admin, { site: 'lab-loopback', host: 'vbr' });
+      assert.equal(enrol.statusCode, 201, enrol.body);
+      const agentToken = enrol.json().token as string;
+      const plan = (await call(ctx, 'GET', '/api/agent/plan', agentToken)).json();
+      assert.equal(plan.version, 2);
+      assert.equal(plan.flowIds.length, 6);
+      const flow = NEW_FLOW;
+      assert.ok(plan.flowIds.includes(flow));
+      // A change request opened before the checks: its row waits for an agent to verify it.
+      const cr = await call(ctx, 'POST', '/api/sites/lab-loopback/change-requests', ctx.admin, {
+        from: 1,
+        to: 2,
+      });
+      assert.equal(cr.statusCode, 201, cr.body);
+      const rowOf = (c: { rows: { flowIds: string[]; state: string; evidence: string }[] }) =>
+        c.rows.find((r) => r.flowIds.includes(flow));
+      const row = rowOf(cr.json());
+      assert.equal(row?.state, 'requested');
+      // The row's rule may carry several flows from vbr: it works once every one of them was seen ok.
+      const rowFlows = row?.flowIds ?? [];
+      assert.ok(
+        rowFlows.every((id) => plan.flowIds.includes(id)),
+        rowFlows.join(', '),
+      );
+      const post = (key: string, verdict: string, startedAt: string) =>
+        call(ctx, 'POST', '/api/agent/results', agentToken, {
+          key,
+          version: 2,
+          startedAt,
+          isolated: false,
+          results: rowFlows.map((flowId) => ({ flowId, verdict, detail: { reason: `seen ${verdict}` } })),
+        });
+      assert.ok(cr.json().rows.every((r: { state: string }) => r.state === 'requested'));
+      const later = (s: number) => new Date(Date.now() + s * 1000).toISOString();
+      const a = await post('run-aaaaaaaaaaaaaaaa', 'closed', later(1));
+      assert.equal(a.statusCode, 200, a.body);
+      assert.deepEqual(a.json(), { key: 'run-aaaaaaaaaaaaaaaa', stored: true, duplicate: false });
+      const again = await post('run-aaaaaaaaaaaaaaaa', 'closed', later(1));
+      assert.deepEqual(again.json(), { key: 'run-aaaaaaaaaaaaaaaa', stored: false, duplicate: true });
+      const rows = await ctx.db
+        .selectFrom('results')
+        .selectAll()
+        .where('run_key', '=', 'run-aaaaaaaaaaaaaaaa')
+        .execute();
+      assert.equal(rows.length, rowFlows.length);
+      await post('run-bbbbbbbbbbbbbbbb', 'ok', later(2));
+      let state = (await call(ctx, 'GET', '/api/sites/lab-loopback/change-requests', ctx.viewer)).json();
+      assert.equal(rowOf(state.changeRequests[0])?.state, 'working');
+      assert.match(rowOf(state.changeRequests[0])?.evidence ?? '', /: ok at /);
+      await post('run-cccccccccccccccc', 'filtered', later(3));
+      state = (await call(ctx, 'GET', '/api/sites/lab-loopback/change-requests', ctx.viewer)).json();
+      assert.equal(rowOf(state.changeRequests[0])?.state, 'broken');
+      const kinds = (await call(ctx, 'GET', '/api/events?site=lab-loopback', ctx.viewer))
+        .json()
+        .events.map((e: { kind: string }) => e.kind);
+      assert.ok(kinds.includes('flow-ok') && kinds.includes('flow-failing'), kinds.join(','));
+      assert.ok(kinds.includes('change-working') && kinds.includes('change-broken'), kinds.join(','));
+      const status = (await call(ctx, 'GET', '/api/sites/lab-loopback/status', ctx.viewer)).json();
+      const s = status.flows.find((f: { flow: { id: string } }) => f.flow.id === flow);
+      assert.equal(s.verdict, 'filtered');
+      assert.deepEqual(
+        s.history.map((h: { verdict: string }) => h.verdict),
+        ['filtered', 'ok', 'closed'],
+      );
+      const metrics = await call(ctx, 'GET', '/metrics', ctx.viewer);
+      assert.match(
+        metrics.body,
+        new RegExp(`portolan_flows\\{site="lab-loopback",verdict="filtered"\\} ${rowFlows.length}\n`),
+      );
+      assert.match(
+        metrics.body,
+        new RegExp(`portolan_flows\\{site="lab-loopback",verdict="unchecked"\\} ${9 - rowFlows.length}\n`),
+      );
+      assert.match(
+        metrics.body,
+        /portolan_agent_last_seen_seconds\{site="lab-loopback",host="vbr",agent="vbr"\} \d/,
+      );
+    });
+
+    test("an agent may post only its own host's flows, and an isolated run changes no verdict", async () => {
+      const enrol = (
+        await call(ctx, 'POST', '/api/agents', ctx.admin, { site: 'lab-loopback', host: 'pve' })
+      ).json();
+      const r = await call(ctx, 'POST', '/api/agent/results', enrol.token, {
+        key: 'run-dddddddddddddddd',
+        version: 2,
+        startedAt: new Date().toISOString(),
+        isolated: false,
+        results: [
+          { flowId: 'veeam-proxmox vbr/backup-server pve/proxmox-server tcp ssh', verdict: 'ok', detail: {} },
+        ],
+      });
+      assert.equal(r.statusCode, 400);
+      assert.equal(r.json().error.code, 'EFLOW');
+      const bad = await call(ctx, 'POST', '/api/agents', ctx.admin, { site: 'lab-loopback', host: 'nope' });
+      assert.equal(bad.statusCode, 400);
+      assert.match(bad.json().error.message, /expected one of: vbr, pve, flr, wrk/);
+    });
+
+    test('every route refuses a missing or wrong token; a viewer changes nothing; an agent reads no site', async () => {
+      const spec = (await call(ctx, 'GET', '/api/openapi.json', null)).json();
+      let checked = 0;
+      for (const [path, ops] of Object.entries(
+        spec.paths as Record<string, Record<string, { 'x-roles'?: string[] }>>,
+      )) {
+        const url = path
+          .replace('{site}', 'lab-loopback')
+          .replace('{version}', '1')
+          .replace('{format}', 'nftables')
+          .replace('{flow}', 'x')
+          .replace('{id}', 'x');
+        for (const [method, op] of Object.entries(ops)) {
+          if (!op['x-roles']) continue;
+          checked++;
+          const body = method === 'get' || method === 'delete' ? undefined : {};
+          const none = await call(ctx, method, url, null, body);
+          assert.equal(none.statusCode, 401, `${method} ${url} without a token`);
+          assert.equal(none.json().error.code, 'EAUTH');
+          const wrong = await call(ctx, method, url, `${ctx.admin}x`, body);
+          assert.equal(wrong.statusCode, 401, `${method} ${url} with a wrong token`);
+          if (!op['x-roles'].includes('viewer')) {
+            const v = await call(ctx, method, url, ctx.viewer, body);
+            assert.equal(v.statusCode, 403, `${method} ${url} as a viewer`);
+            assert.equal(v.json().error.code, 'EFORBIDDEN');
+          }
+        }
+      }
+      assert.ok(checked >= 20, `only ${checked} routes checked`);
+    });
+
+    test('malformed JSON, a body failing its schema and an oversized body get a clear 4xx', async () => {
+      const raw = (payload: string, type = 'application/json') =>
+        ctx.app.inject({
+          method: 'POST',
+          url: '/api/sites',
+          headers: { authorization: `Bearer ${ctx.admin}`, 'content-type': type },
+          payload,
+        });
+      const malformed = await raw('{"yaml": ');
+      assert.equal(malformed.statusCode, 400);
+      assert.equal(malformed.json().error.code, 'EJSON');
+      const schema = await raw('{"yml": "x"}');
+      assert.equal(schema.statusCode, 400);
+      assert.equal(schema.json().error.code, 'EVALIDATION');
+      assert.match(schema.json().error.message, /yaml/);
+      const big = await raw(JSON.stringify({ yaml: 'x'.repeat(300 * 1024) }));
+      assert.equal(big.statusCode, 413);
+      assert.equal(big.json().error.code, 'ETOOLARGE');
+      const text = await raw('site: x', 'text/plain');
+      assert.equal(text.statusCode, 400);
+      assert.equal(text.json().error.code, 'EVALIDATION');
+      const media = await raw('<x/>', 'application/xml');
+      assert.equal(media.statusCode, 415);
+      assert.equal(media.json().error.code, 'EMEDIATYPE');
+    });
+  });
+}
+
+suite('SQLite', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ptserve-'));
+  const db = await openDb({ kind: 'sqlite', file: join(dir, 'store.db') });
+  return {
+    db,
+    close: async () => {
+      await db.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+let pg: PgCluster | undefined;
+suite(
+  'PostgreSQL',
+  async () => {
+    pg = await startPg();
+    const db = await openDb({ kind: 'postgres', url: pg.url });
+    return {
+      db,
+      close: async () => {
+        await db.destroy();
+        pg?.stop();
+      },
+    };
+  },
+  pgUnavailable(),
+);
