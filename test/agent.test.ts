@@ -1,0 +1,243 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Agent } from '../src/agent/agent.js';
+import { openDb } from '../src/server/db.js';
+import { BIN, ROOT } from './helpers.js';
+
+const LOOPBACK = readFileSync(`${ROOT}examples/lab/loopback.yaml`, 'utf8');
+// Quick probes: every target is on loopback, where a closed port answers at once.
+const CHECK = { timeoutMs: 500, attempts: 1, spacingMs: 10, retryBudgetMs: 100 };
+
+const dirs: string[] = [];
+const children: ChildProcess[] = [];
+after(() => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'ptagent-'));
+  dirs.push(d);
+  return d;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts `portolan serve` on a SQLite file and resolves once it listens. */
+async function serve(dir: string, port: number, extra: string[] = []): Promise<ChildProcess> {
+  const child = spawn(
+    process.execPath,
+    [
+      BIN,
+      'serve',
+      '--db',
+      join(dir, 'store.db'),
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--no-examples',
+      '--token-file',
+      join(dir, 'admin'),
+      ...extra,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  children.push(child);
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.on('data', (b) => {
+      out += String(b);
+      if (out.includes('portolan serve: http')) resolve();
+    });
+    child.stderr?.on('data', (b) => {
+      out += String(b);
+    });
+    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${out}`)));
+  });
+  return child;
+}
+
+async function api(port: number, token: string, method: string, path: string, body?: unknown) {
+  const r = await fetch(`http://127.0.0.1:${port}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+  const json = (await r.json()) as Record<string, unknown>;
+  assert.ok(r.status < 300, `${method} ${path}: ${r.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+async function until(what: string, cond: () => boolean | Promise<boolean>, limitMs = 120_000): Promise<void> {
+  const end = Date.now() + limitMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+async function killed(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  const gone = new Promise((r) => child.once('exit', r));
+  child.kill(signal);
+  await gone;
+}
+
+async function storedRuns(dir: string) {
+  const db = await openDb({ kind: 'sqlite', file: join(dir, 'store.db') });
+  try {
+    const runs = await db.selectFrom('runs').selectAll().execute();
+    const results = await db.selectFrom('results').select(['run_key', 'flow_id']).execute();
+    return { runs, results };
+  } finally {
+    await db.destroy();
+  }
+}
+
+test('SIGKILL of the server while 20 agents post: after a restart every run is stored exactly once', {
+  timeout: 600_000,
+}, async () => {
+  const dir = tempDir();
+  const port = await freePort();
+  let server = await serve(dir, port);
+  const admin = readFileSync(join(dir, 'admin'), 'utf8').trim();
+  await api(port, admin, 'POST', '/api/sites', { yaml: LOOPBACK });
+  const spooled = new Set<string>();
+  let sent = 0;
+  let unreachable = 0;
+  const agents: Agent[] = [];
+  for (let i = 0; i < 20; i++) {
+    const enrol = await api(port, admin, 'POST', '/api/agents', {
+      site: 'lab-loopback',
+      host: 'vbr',
+      name: `a${i}`,
+    });
+    agents.push(
+      new Agent({
+        server: `http://127.0.0.1:${port}`,
+        token: enrol.token as string,
+        spool: join(dir, `spool-${i}`),
+        check: CHECK,
+        requestTimeoutMs: 10_000,
+        log: (line) => {
+          const m = /^spooled (\S+)/.exec(line);
+          if (m?.[1]) spooled.add(m[1]);
+          if (line.startsWith('sent ')) sent++;
+          if (line.startsWith('server unreachable')) unreachable++;
+        },
+      }),
+    );
+  }
+  let phase: 'up' | 'down' | 'back' | 'stop' = 'up';
+  const cyclesAfterRestart = new Array<number>(agents.length).fill(0);
+  const loops = agents.map(async (a, i) => {
+    while (phase !== 'stop') {
+      await a.cycle();
+      if (phase === 'back') cyclesAfterRestart[i] = (cyclesAfterRestart[i] ?? 0) + 1;
+    }
+  });
+  await until('runs sent before the kill', () => sent >= 20);
+  await killed(server, 'SIGKILL');
+  phase = 'down';
+  await until('runs spooled while the server is down', () => unreachable >= 20);
+  server = await serve(dir, port);
+  phase = 'back';
+  await until('every agent to run twice after the restart', () => cyclesAfterRestart.every((n) => n >= 2));
+  phase = 'stop';
+  await Promise.all(loops);
+  for (const a of agents) assert.equal(await a.flush(), 0, 'every spooled run was acknowledged');
+  for (let i = 0; i < agents.length; i++)
+    assert.deepEqual(readdirSync(join(dir, `spool-${i}`, 'pending')), [], `agent ${i} spool is empty`);
+  await killed(server, 'SIGTERM');
+
+  const { runs, results } = await storedRuns(dir);
+  const keys = runs.map((r) => r.key);
+  assert.equal(new Set(keys).size, keys.length, 'no run stored twice');
+  assert.deepEqual(new Set(keys), spooled, 'every spooled run stored');
+  assert.equal(results.length, runs.length * 4, 'four flow results per run, each once');
+});
+
+test('the server is stopped a while: the agent spools, and the runs arrive once it is back', {
+  timeout: 300_000,
+}, async () => {
+  const dir = tempDir();
+  const port = await freePort();
+  let server = await serve(dir, port, ['--stale-after', '2s']);
+  const admin = readFileSync(join(dir, 'admin'), 'utf8').trim();
+  await api(port, admin, 'POST', '/api/sites', { yaml: LOOPBACK });
+  const enrol = await api(port, admin, 'POST', '/api/agents', { site: 'lab-loopback', host: 'vbr' });
+  const spool = join(dir, 'spool');
+  const agent = (...extra: string[]) =>
+    spawnSync(
+      process.execPath,
+      [
+        BIN,
+        'agent',
+        '--server',
+        `http://127.0.0.1:${port}`,
+        '--token',
+        enrol.token as string,
+        '--spool',
+        spool,
+        '--once',
+        '--timeout',
+        '500',
+        ...extra,
+      ],
+      {
+        encoding: 'utf8',
+      },
+    );
+  const first = agent();
+  assert.equal(first.status, 0, first.stderr);
+  assert.match(first.stderr, /sent /);
+  // Stale once the heartbeats stop.
+  await until('the agent marked stale', async () => {
+    const list = (await api(port, admin, 'GET', '/api/agents')).agents as { stale: boolean }[];
+    return list[0]?.stale === true;
+  });
+  const events = (await api(port, admin, 'GET', '/api/events')).events as { kind: string }[];
+  assert.ok(events.some((e) => e.kind === 'agent-stale'));
+  await killed(server, 'SIGTERM');
+
+  const down1 = agent();
+  const down2 = agent();
+  for (const r of [down1, down2]) {
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /server unreachable/);
+  }
+  assert.equal(readdirSync(join(spool, 'pending')).length, 2);
+  // Every flow closed and the server away: the self-check guard marks the run isolated.
+  const pending = readdirSync(join(spool, 'pending')).map((f) =>
+    JSON.parse(readFileSync(join(spool, 'pending', f), 'utf8')),
+  );
+  const allFailed = pending.every((r: { results: { verdict: string }[] }) =>
+    r.results.every((x) => ['closed', 'blocked', 'filtered'].includes(x.verdict)),
+  );
+  if (allFailed) assert.ok(pending.every((r: { isolated: boolean }) => r.isolated));
+
+  server = await serve(dir, port);
+  const back = agent();
+  assert.equal(back.status, 0, back.stderr);
+  assert.equal((back.stderr.match(/^\S+ sent /gm) ?? []).length, 3, back.stderr);
+  assert.deepEqual(readdirSync(join(spool, 'pending')), []);
+  const again = agent();
+  assert.equal(again.status, 0);
+  await killed(server, 'SIGTERM');
+  const { runs } = await storedRuns(dir);
+  const keys = [...pending.map((r: { key: string }) => r.key)];
+  for (const k of keys) assert.equal(runs.filter((r) => r.key === k).length, 1, `run ${k} stored once`);
+  assert.equal(runs.length, 5);
+});
