@@ -2,7 +2,7 @@
 // 150 modules (its own and yaml's): every command starts about 0.1 s sooner. The library
 // (dist/src) stays as tsc wrote it. Commands load lazily (one chunk each), and the sweep's worker
 // thread is an entry of its own, beside the chunk that starts it (src/probe/sweep.ts).
-import { rmSync } from 'node:fs';
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -29,3 +29,20 @@ await build({
     js: "import { createRequire as __portolanRequire } from 'node:module';\nconst require = __portolanRequire(import.meta.url);",
   },
 });
+
+// The console (web/): one browser bundle with its CSS, served by `portolan serve`; no CDN.
+const webOut = join(root, 'dist', 'web');
+rmSync(webOut, { recursive: true, force: true });
+await build({
+  entryPoints: [join(root, 'web/app.js')],
+  outdir: webOut,
+  bundle: true,
+  format: 'esm',
+  platform: 'browser',
+  target: 'es2022',
+  minify: true,
+  logLevel: 'warning',
+});
+copyFileSync(join(root, 'web/index.html'), join(webOut, 'index.html'));
+const css = [readFileSync(join(webOut, 'app.css'), 'utf8'), readFileSync(join(root, 'web/app.css'), 'utf8')];
+writeFileSync(join(webOut, 'app.css'), css.join('\n'));

@@ -1,0 +1,199 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { Agent } from '../src/agent/agent.js';
+import { BIN, ROOT } from './helpers.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const SHOTS = join(ROOT, 'test-artifacts', 'console');
+const LOOPBACK = readFileSync(`${ROOT}examples/lab/loopback.yaml`, 'utf8');
+const LOOPBACK_V2 = `${LOOPBACK.trimEnd()}\n  wrk: { address: 127.0.0.4, roles: [veeam-proxmox:worker] }\n`;
+
+let server: ChildProcess | undefined;
+let browser: Browser | undefined;
+const dir = mkdtempSync(join(tmpdir(), 'ptconsole-'));
+after(async () => {
+  await browser?.close();
+  server?.kill('SIGTERM');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function shot(page: Page, name: string) {
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+test('console: upload a site, see its matrix, agent verdicts, a change-request row change state, download nftables', {
+  skip: existsSync(CHROMIUM) ? false : 'Debian chromium not installed',
+  timeout: 300_000,
+}, async () => {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  server = spawn(
+    process.execPath,
+    [
+      BIN,
+      'serve',
+      '--db',
+      join(dir, 'store.db'),
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--no-examples',
+      '--token-file',
+      join(dir, 'admin'),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  await new Promise<void>((resolve) => {
+    let out = '';
+    server?.stdout?.on('data', (b) => {
+      out += String(b);
+      if (out.includes('portolan serve: http')) resolve();
+    });
+  });
+  const admin = readFileSync(join(dir, 'admin'), 'utf8').trim();
+  const api = async (method: string, path: string, body?: unknown, token = admin) => {
+    const r = await fetch(`${base}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+    return (await r.json()) as Record<string, unknown>;
+  };
+
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
+  });
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(base);
+  await page.getByLabel('API token').fill(admin);
+  await page.getByRole('button', { name: 'Use token' }).click();
+  await page.getByRole('heading', { name: 'Sites' }).waitFor();
+
+  // Upload the site through the console.
+  await page.getByLabel('inventory YAML').fill(LOOPBACK);
+  await page.getByRole('button', { name: 'Upload' }).click();
+  await page.getByRole('status').getByText('lab-loopback: version 1 (4 flows)').waitFor();
+  await page.getByRole('link', { name: 'lab-loopback' }).click();
+  const matrix = page.getByRole('table', { name: 'flow matrix' });
+  await matrix.locator('tbody tr').first().waitFor();
+  assert.equal(await matrix.locator('tbody tr').count(), 4);
+  await shot(page, '1-matrix-unchecked');
+
+  // Version 2 and a tracked change request for what it adds.
+  await page.goto(`${base}/#/`);
+  await page.getByLabel('inventory YAML').fill(LOOPBACK_V2);
+  await page.getByRole('button', { name: 'Upload' }).click();
+  await page.getByRole('status').getByText('lab-loopback: version 2 (9 flows)').waitFor();
+  await page.goto(`${base}/#/site/lab-loopback/diff`);
+  await page.getByRole('list', { name: 'plan diff' }).getByText('+ vbr -> wrk tcp 443 https').waitFor();
+  await page.getByRole('button', { name: 'Open tracked change request' }).click();
+  await page
+    .getByRole('status')
+    .getByText(/change request .* opened with \d+ rows/)
+    .waitFor();
+  await shot(page, '2-plan-diff');
+
+  // A real agent for vbr checks its flows (loopback: closed ports answer at once).
+  const enrol = await api('POST', '/api/agents', { site: 'lab-loopback', host: 'vbr' });
+  const agentToken = enrol.token as string;
+  const agent = new Agent({
+    server: base,
+    token: agentToken,
+    spool: join(dir, 'spool'),
+    check: { timeoutMs: 500, attempts: 1, spacingMs: 10, retryBudgetMs: 100 },
+    log: () => {},
+  });
+  const cycle = await agent.cycle();
+  assert.equal(cycle.pending, 0);
+  await page.goto(`${base}/#/site/lab-loopback/matrix`);
+  await page.getByLabel('filter host').selectOption('wrk');
+  await matrix.locator('tbody tr td.verdict').first().waitFor();
+  const verdicts = await matrix.locator('tbody tr td.verdict > span').allTextContents();
+  assert.ok(verdicts.length >= 2 && verdicts.some((v) => v !== 'unchecked'), verdicts.join(','));
+  await shot(page, '3-matrix-verdicts');
+
+  // The change request row: requested -> implemented and working -> broken again.
+  const crs = (await api('GET', '/api/sites/lab-loopback/change-requests')) as {
+    changeRequests: { rows: { rule: string; flowIds: string[]; state: string }[] }[];
+  };
+  const row = crs.changeRequests[0]?.rows.find((r) =>
+    r.flowIds.every((id) => id.startsWith('veeam-proxmox vbr/')),
+  );
+  assert.ok(row, 'a row whose flows all start at vbr');
+  const post = (key: string, verdict: string) =>
+    api(
+      'POST',
+      '/api/agent/results',
+      {
+        key,
+        version: 2,
+        startedAt: new Date().toISOString(),
+        isolated: false,
+        results: row.flowIds.map((flowId) => ({
+          flowId,
+          verdict,
+          detail: { reason: `console test: ${verdict}` },
+        })),
+      },
+      agentToken,
+    );
+  const cell = () => page.locator(`tr[data-rule="${row.rule}"] td.state`);
+  await page.goto(`${base}/#/site/lab-loopback/changes`);
+  await cell().waitFor();
+  if (row.state === 'requested') assert.equal(await cell().textContent(), 'requested');
+  await post('console-run-ok-000001', 'ok');
+  await page.getByRole('button', { name: 'Refresh' }).click();
+  await page
+    .locator(`tr[data-rule="${row.rule}"] td.state`, { hasText: 'implemented and working' })
+    .waitFor();
+  await shot(page, '4-change-working');
+  await post('console-run-bad-000002', 'filtered');
+  await page.getByRole('button', { name: 'Refresh' }).click();
+  await page.locator(`tr[data-rule="${row.rule}"] td.state`, { hasText: 'broken again' }).waitFor();
+  await shot(page, '5-change-broken');
+
+  // The nftables export downloads.
+  await page.goto(`${base}/#/site/lab-loopback/exports`);
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'nftables' }).click(),
+  ]);
+  const file = join(dir, 'download.nft');
+  await download.saveAs(file);
+  const nft = readFileSync(file, 'utf8');
+  assert.match(download.suggestedFilename(), /^lab-loopback-v2-.*\.nft$/);
+  assert.match(nft, /127\.0\.0\.4/);
+  await page.goto(`${base}/#/catalog`);
+  await page.getByLabel('language').selectOption('ja');
+  await page.getByRole('heading').nth(1).waitFor();
+  await shot(page, '6-catalog-ja');
+  assert.deepEqual(errors, []);
+});

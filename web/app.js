@@ -1,0 +1,409 @@
+// The portolan console: one page per question (what is broken now, what changed, what does this
+// flow need). Preact + htm, bundled by scripts/bundle.mjs; it calls the JSON API with the token
+// the user pastes (kept in this browser's localStorage).
+import htm from 'htm';
+import { h, render } from 'preact';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+
+const html = htm.bind(h);
+const FAILING = new Set([
+  'dns-failed',
+  'blocked',
+  'filtered',
+  'closed',
+  'tls-failed',
+  'wrong-service',
+  'tls-weak',
+]);
+const FORMATS = [
+  'nftables',
+  'iptables',
+  'firewalld',
+  'ufw',
+  'windows',
+  'aws',
+  'azure',
+  'gcp',
+  'cisco',
+  'csv',
+  'markdown',
+  'html',
+  'mermaid',
+  'dot',
+  'svg',
+];
+
+function token() {
+  return localStorage.getItem('portolan-token') || '';
+}
+
+async function api(path, options = {}) {
+  const r = await fetch(path, {
+    ...options,
+    headers: {
+      authorization: `Bearer ${token()}`,
+      ...(options.body ? { 'content-type': 'application/json' } : {}),
+    },
+  });
+  if (!r.ok) {
+    let msg = `HTTP ${r.status}`;
+    try {
+      msg = (await r.json()).error.message;
+    } catch {}
+    throw new Error(msg);
+  }
+  return r.headers.get('content-type')?.includes('json') ? r.json() : r;
+}
+
+/** Downloads an export with the token (a plain link cannot carry it). */
+async function download(path) {
+  const r = await api(path);
+  const blob =
+    r instanceof Response
+      ? await r.blob()
+      : new Blob([JSON.stringify(r, null, 2)], { type: 'application/json' });
+  const cd = r instanceof Response ? r.headers.get('content-disposition') || '' : '';
+  const name = /filename="([^"]+)"/.exec(cd)?.[1] || `${path.split('/').slice(-1)[0].split('?')[0]}.json`;
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+function verdictClass(v) {
+  if (!v) return 'v-none';
+  return FAILING.has(v) ? 'v-bad' : 'v-ok';
+}
+
+function useRoute() {
+  const [hash, setHash] = useState(location.hash || '#/');
+  useEffect(() => {
+    const on = () => setHash(location.hash || '#/');
+    addEventListener('hashchange', on);
+    return () => removeEventListener('hashchange', on);
+  }, []);
+  return hash.slice(1).split('/').filter(Boolean).map(decodeURIComponent);
+}
+
+function useLoad(fn, deps) {
+  const [state, setState] = useState({ data: null, error: null });
+  const [tick, setTick] = useState(0);
+  useEffect(() => {
+    let live = true;
+    fn().then(
+      (data) => live && setState({ data, error: null }),
+      (error) => live && setState({ data: null, error: error.message }),
+    );
+    return () => {
+      live = false;
+    };
+  }, [...deps, tick]);
+  return [state, () => setTick((t) => t + 1)];
+}
+
+function TokenBox() {
+  const [value, setValue] = useState(token());
+  return html`<span class="token">
+    <input type="password" placeholder="API token" aria-label="API token" value=${value} onInput=${(e) => setValue(e.target.value)} />
+    <button onClick=${() => {
+      localStorage.setItem('portolan-token', value.trim());
+      location.reload();
+    }}>Use token</button>
+  </span>`;
+}
+
+function Sites() {
+  const [{ data, error }, reload] = useLoad(() => api('/api/sites'), []);
+  const [yaml, setYaml] = useState('');
+  const [msg, setMsg] = useState('');
+  const upload = async () => {
+    try {
+      const r = await api('/api/sites', { method: 'POST', body: JSON.stringify({ yaml }) });
+      setMsg(`${r.site}: version ${r.version} (${r.flows} flows)${r.created ? '' : ', unchanged'}`);
+      setYaml('');
+      reload();
+    } catch (e) {
+      setMsg(`error: ${e.message}`);
+    }
+  };
+  return html`<section>
+    <h1>Sites</h1>
+    ${error && html`<p class="err">${error}</p>`}
+    <table>
+      <thead><tr><th>site</th><th>version</th><th>flows</th><th>verdicts</th><th>updated</th></tr></thead>
+      <tbody>
+        ${(data?.sites ?? []).map(
+          (s) => html`<tr>
+            <td><a href=${`#/site/${encodeURIComponent(s.name)}`}>${s.name}</a></td>
+            <td>${s.version}</td><td>${s.flows}</td>
+            <td>${Object.entries(s.verdicts).map(([v, n]) => html`<span class=${verdictClass(v)}>${n} ${v} </span>`)}</td>
+            <td>${s.updatedAt}</td>
+          </tr>`,
+        )}
+      </tbody>
+    </table>
+    <h2>Upload or edit an inventory</h2>
+    <input type="file" accept=".yaml,.yml" aria-label="inventory file" onChange=${async (e) => setYaml(await e.target.files[0].text())} />
+    <textarea aria-label="inventory YAML" value=${yaml} onInput=${(e) => setYaml(e.target.value)} placeholder="site: my-site"></textarea>
+    <button onClick=${upload} disabled=${!yaml}>Upload</button>
+    <p class=${msg.startsWith('error') ? 'err' : ''} role="status">${msg}</p>
+  </section>`;
+}
+
+function HistoryChart({ history }) {
+  const ref = useRef(null);
+  useEffect(() => {
+    if (!ref.current || !history.length) return;
+    const pts = [...history].reverse();
+    const xs = pts.map((p) => Date.parse(p.at) / 1000);
+    const ys = pts.map((p) => (p.failed ? 0 : 1));
+    const plot = new uPlot(
+      {
+        width: 360,
+        height: 120,
+        scales: { y: { range: [-0.2, 1.2] } },
+        axes: [{}, { values: (_u, vals) => vals.map((v) => (v === 1 ? 'ok' : v === 0 ? 'fail' : '')) }],
+        series: [{}, { label: 'verdict', stroke: '#0969da', points: { show: true } }],
+        legend: { show: false },
+      },
+      [xs, ys],
+      ref.current,
+    );
+    return () => plot.destroy();
+  }, [history]);
+  return html`<div ref=${ref} aria-label="verdict history chart"></div>`;
+}
+
+function FlowDetail({ row }) {
+  const l = row.latest;
+  return html`<div class="detail">
+    <strong>${row.flow.id}</strong>
+    <p>${row.flow.purpose}</p>
+    <p>Sources: ${row.flow.sources.map((s) => `${s.doc} ${s.ref}`).join('; ')}</p>
+    ${
+      l &&
+      html`<p>Latest: <span class=${verdictClass(l.verdict)}>${l.verdict}</span> at ${l.checkedAt} — ${l.detail?.reason ?? ''}</p>
+      <p>${l.detail?.hint ?? ''}</p>
+      <pre>${(l.detail?.ports ?? []).map((p) => `${p.address}:${p.port}/${p.protocol} ${p.verdict} ${p.detail}`).join('\n')}</pre>`
+    }
+    <${HistoryChart} history=${row.history} />
+  </div>`;
+}
+
+function Matrix({ site }) {
+  const [{ data, error }, reload] = useLoad(
+    () => api(`/api/sites/${encodeURIComponent(site)}/status`),
+    [site],
+  );
+  const [f, setF] = useState({ product: '', role: '', host: '', verdict: '' });
+  const [open, setOpen] = useState(null);
+  const rows = data?.flows ?? [];
+  const options = useMemo(() => {
+    const o = { product: new Set(), role: new Set(), host: new Set(), verdict: new Set(['unchecked']) };
+    for (const r of rows) {
+      o.product.add(r.flow.product);
+      for (const e of [r.flow.from, r.flow.to]) {
+        if (e.role) o.role.add(e.role);
+        if (e.host) o.host.add(e.host);
+      }
+      if (r.verdict) o.verdict.add(r.verdict);
+    }
+    return o;
+  }, [rows]);
+  const shown = rows.filter(
+    (r) =>
+      (!f.product || r.flow.product === f.product) &&
+      (!f.role || r.flow.from.role === f.role || r.flow.to.role === f.role) &&
+      (!f.host || r.flow.from.host === f.host || r.flow.to.host === f.host) &&
+      (!f.verdict || (r.verdict ?? 'unchecked') === f.verdict),
+  );
+  return html`<section>
+    ${error && html`<p class="err">${error}</p>`}
+    <div class="filters">
+      ${['product', 'role', 'host', 'verdict'].map(
+        (
+          k,
+        ) => html`<label>${k} <select aria-label=${`filter ${k}`} value=${f[k]} onChange=${(e) => setF({ ...f, [k]: e.target.value })}>
+          <option value="">all</option>
+          ${[...options[k]].sort().map((v) => html`<option value=${v}>${v}</option>`)}
+        </select></label>`,
+      )}
+      <button onClick=${reload}>Refresh</button>
+      <span>${shown.length} of ${rows.length} flows (version ${data?.version ?? ''})</span>
+    </div>
+    <table aria-label="flow matrix">
+      <thead><tr><th>from</th><th>to</th><th>protocol/ports</th><th>service</th><th>verdict</th><th>history</th></tr></thead>
+      <tbody>
+        ${shown.map(
+          (
+            r,
+          ) => html`<tr data-flow=${r.flow.id} onClick=${() => setOpen(open === r.flow.id ? null : r.flow.id)}>
+            <td>${r.flow.from.host ?? 'any'} <span class="reason">${r.flow.from.role}</span></td>
+            <td>${r.flow.to.host ?? r.flow.to.description ?? 'any'} <span class="reason">${r.flow.to.role}</span></td>
+            <td>${r.flow.protocol} ${r.flow.ports.map(([a, b]) => (a === b ? a : `${a}-${b}`)).join(',')}</td>
+            <td>${r.flow.service}</td>
+            <td class="verdict"><span class=${verdictClass(r.verdict)}>${r.verdict ?? 'unchecked'}</span>
+              ${r.failed && r.latest?.detail?.reason ? html`<div class="reason">${r.latest.detail.reason}</div>` : ''}</td>
+            <td><span class="spark">${[...r.history].reverse().map((x) => html`<i class=${x.failed ? 'bad' : 'ok'} title=${`${x.at} ${x.verdict}`}></i>`)}</span></td>
+          </tr>`,
+        )}
+      </tbody>
+    </table>
+    ${open && html`<${FlowDetail} row=${rows.find((r) => r.flow.id === open)} />`}
+  </section>`;
+}
+
+function Diff({ site, versions }) {
+  const last = versions.at(-1)?.version ?? 1;
+  const [from, setFrom] = useState(Math.max(1, last - 1));
+  const [to, setTo] = useState(last);
+  const [{ data, error }] = useLoad(
+    () => api(`/api/sites/${encodeURIComponent(site)}/diff?from=${from}&to=${to}`),
+    [site, from, to],
+  );
+  const [msg, setMsg] = useState('');
+  const sel = (v, set, label) =>
+    html`<select aria-label=${label} value=${v} onChange=${(e) => set(Number(e.target.value))}>${versions.map((x) => html`<option value=${x.version}>v${x.version}</option>`)}</select>`;
+  const line = (fl) =>
+    `${fl.from.host ?? 'any'} -> ${fl.to.host ?? 'any'} ${fl.protocol} ${fl.ports.map(([a, b]) => (a === b ? a : `${a}-${b}`)).join(',')} ${fl.service}`;
+  return html`<section>
+    <p>From ${sel(from, setFrom, 'from version')} to ${sel(to, setTo, 'to version')}</p>
+    ${error && html`<p class="err">${error}</p>`}
+    ${
+      data &&
+      html`<ul aria-label="plan diff">
+      ${data.added.map((x) => html`<li class="v-ok">+ ${line(x)}</li>`)}
+      ${data.removed.map((x) => html`<li class="v-bad">- ${line(x)}</li>`)}
+      ${data.changed.map((x) => html`<li class="state-requested">~ ${line(x.from)} => ${line(x.to)}</li>`)}
+      <li class="reason">${data.unchanged} unchanged</li>
+    </ul>
+    <p>Delta change request: ${FORMATS.map((f) => html`<button onClick=${() => download(`/api/sites/${encodeURIComponent(site)}/delta/${f}?from=${from}&to=${to}`).catch((e) => setMsg(e.message))}>${f}</button> `)}</p>
+    <button onClick=${async () => {
+      try {
+        const cr = await api(`/api/sites/${encodeURIComponent(site)}/change-requests`, {
+          method: 'POST',
+          body: JSON.stringify({ from, to }),
+        });
+        setMsg(`change request ${cr.id} opened with ${cr.rows.length} rows`);
+      } catch (e) {
+        setMsg(e.message);
+      }
+    }}>Open tracked change request</button>`
+    }
+    <p role="status">${msg}</p>
+  </section>`;
+}
+
+function Changes({ site }) {
+  const [{ data, error }, reload] = useLoad(
+    () => api(`/api/sites/${encodeURIComponent(site)}/change-requests`),
+    [site],
+  );
+  return html`<section>
+    <button onClick=${reload}>Refresh</button>
+    ${error && html`<p class="err">${error}</p>`}
+    ${(data?.changeRequests ?? []).map(
+      (cr) => html`<h3>Change request ${cr.id.slice(0, 8)} (v${cr.from} -> v${cr.to}, ${cr.createdAt})</h3>
+      <table aria-label="change request rows">
+        <thead><tr><th>rule</th><th>change</th><th>state</th><th>evidence</th></tr></thead>
+        <tbody>${cr.rows.map(
+          (r) => html`<tr data-rule=${r.rule}><td>${r.rule}</td><td>${r.summary}</td>
+            <td class=${`state state-${r.state}`}>${r.state === 'working' ? 'implemented and working' : r.state === 'broken' ? 'broken again' : 'requested'}</td>
+            <td><pre class="reason">${r.evidence}</pre></td></tr>`,
+        )}</tbody>
+      </table>`,
+    )}
+  </section>`;
+}
+
+function Exports({ site, version }) {
+  const [msg, setMsg] = useState('');
+  return html`<section>
+    <p>Version ${version}, network mode:</p>
+    ${FORMATS.map((f) => html`<button onClick=${() => download(`/api/sites/${encodeURIComponent(site)}/versions/${version}/export/${f}`).catch((e) => setMsg(e.message))}>${f}</button> `)}
+    <p class="reason">firewalld, ufw and windows are per host: use the API with ?host=NAME.</p>
+    <p role="status" class="err">${msg}</p>
+  </section>`;
+}
+
+function Site({ name, tab }) {
+  const [{ data, error }] = useLoad(() => api(`/api/sites/${encodeURIComponent(name)}`), [name]);
+  const versions = data?.versions ?? [];
+  const t = tab || 'matrix';
+  const link = (id, label) =>
+    html`<a href=${`#/site/${encodeURIComponent(name)}/${id}`}><button aria-pressed=${t === id}>${label}</button></a>`;
+  return html`<section>
+    <h1>${name}</h1>
+    ${error && html`<p class="err">${error}</p>`}
+    <nav class="tabs">${link('matrix', 'Flows')}${link('diff', 'Plan diff')}${link('changes', 'Change requests')}${link('exports', 'Exports')}</nav>
+    ${t === 'matrix' && html`<${Matrix} site=${name} />`}
+    ${t === 'diff' && versions.length > 0 && html`<${Diff} site=${name} versions=${versions} />`}
+    ${t === 'changes' && html`<${Changes} site=${name} />`}
+    ${t === 'exports' && versions.length > 0 && html`<${Exports} site=${name} version=${versions.at(-1).version} />`}
+  </section>`;
+}
+
+function Agents() {
+  const [{ data, error }] = useLoad(() => api('/api/agents'), []);
+  return html`<section><h1>Agents</h1>
+    ${error && html`<p class="err">${error}</p>`}
+    <table><thead><tr><th>agent</th><th>site</th><th>host</th><th>last seen</th><th>state</th></tr></thead>
+    <tbody>${(data?.agents ?? []).map(
+      (a) => html`<tr><td>${a.name}</td><td>${a.site}</td><td>${a.host}</td><td>${a.lastSeen ?? 'never'}</td>
+        <td class=${a.stale ? 'v-bad' : 'v-ok'}>${a.stale ? 'stale' : 'reporting'}${a.isolatedAt ? html` <span class="reason">isolated at ${a.isolatedAt}</span>` : ''}</td></tr>`,
+    )}</tbody></table></section>`;
+}
+
+function Events() {
+  const [{ data, error }] = useLoad(() => api('/api/events?limit=300'), []);
+  return html`<section><h1>Events</h1>
+    ${error && html`<p class="err">${error}</p>`}
+    <table><thead><tr><th>at</th><th>site</th><th>kind</th><th>what</th></tr></thead>
+    <tbody>${(data?.events ?? []).map((e) => html`<tr><td>${e.at}</td><td>${e.site ?? ''}</td><td>${e.kind}</td><td>${e.message}</td></tr>`)}</tbody></table></section>`;
+}
+
+function Catalog() {
+  const [lang, setLang] = useState(localStorage.getItem('portolan-lang') || 'en');
+  const [{ data, error }] = useLoad(() => api(`/api/catalog?lang=${lang}`), [lang]);
+  return html`<section><h1>Catalog</h1>
+    <label>language <select aria-label="language" value=${lang} onChange=${(e) => {
+      localStorage.setItem('portolan-lang', e.target.value);
+      setLang(e.target.value);
+    }}><option value="en">English</option><option value="ja">日本語</option></select></label>
+    ${error && html`<p class="err">${error}</p>`}
+    ${(data?.products ?? []).map(
+      (p) => html`<h2>${p.title} <span class="reason">${p.product}</span></h2>
+      <table><thead><tr><th>from</th><th>to</th><th>protocol/ports</th><th>purpose</th><th>source</th></tr></thead>
+      <tbody>${p.entries.map(
+        (
+          e,
+        ) => html`<tr><td>${JSON.stringify(e.from)}</td><td>${JSON.stringify(e.to)}</td><td>${e.protocol} ${e.ports.map((x) => (typeof x === 'object' ? 'per-drive' : x)).join(',')}</td>
+          <td>${e.purpose}${e.notes.length ? html`<div class="reason">${e.notes.join(' ')}</div>` : ''}</td>
+          <td class="reason">${e.sources.map((s) => `${s.doc} ${s.table} row ${s.row}`).join('; ')}</td></tr>`,
+      )}</tbody></table>`,
+    )}</section>`;
+}
+
+function App() {
+  const route = useRoute();
+  const [page, a, b] = route;
+  return html`<header>
+      <strong>portolan</strong>
+      <a href="#/">Sites</a><a href="#/agents">Agents</a><a href="#/events">Events</a><a href="#/catalog">Catalog</a>
+      <${TokenBox} />
+    </header>
+    <main>
+      ${!token() && html`<p>Paste a token: the admin token file that <code>portolan serve</code> printed, or a viewer token.</p>`}
+      ${!page && html`<${Sites} />`}
+      ${page === 'site' && html`<${Site} name=${a} tab=${b} />`}
+      ${page === 'agents' && html`<${Agents} />`}
+      ${page === 'events' && html`<${Events} />`}
+      ${page === 'catalog' && html`<${Catalog} />`}
+    </main>`;
+}
+
+render(html`<${App} />`, document.getElementById('app'));
