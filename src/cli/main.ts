@@ -34,6 +34,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: Com
     summary: "check this host's flows on a schedule and report them to portolan serve",
     load: () => import('./agent.js'),
   },
+  import: {
+    summary: 'turn an RVTools or Proxmox VE inventory into a site inventory',
+    load: () => import('./import.js'),
+  },
   validate: {
     summary: 'check a site inventory (and custom catalogs) without planning',
     load: () => import('./validate.js'),
