@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { FORMAT_NAMES } from '../src/export/index.js';
@@ -199,6 +202,46 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
         metrics.body,
         /portolan_agent_last_seen_seconds\{site="lab-loopback",host="vbr",agent="vbr"\} \d/,
       );
+    });
+
+    test('a webhook receives each event as JSON', async () => {
+      const got: { event: { kind: string; message: string } }[] = [];
+      const hook = createServer((req, res) => {
+        let body = '';
+        req.on('data', (b) => {
+          body += String(b);
+        });
+        req.on('end', () => {
+          got.push(JSON.parse(body));
+          res.end();
+        });
+      });
+      await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
+      try {
+        const url = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`;
+        const made = await call(ctx, 'POST', '/api/webhooks', ctx.admin, { url });
+        assert.equal(made.statusCode, 201, made.body);
+        const enrol = (await call(ctx, 'POST', '/api/agents', ctx.admin, { site: 'lab-loopback', host: 'vbr', name: 'hooked' })).json();
+        const post = (key: string, verdict: string, at: number) =>
+          call(ctx, 'POST', '/api/agent/results', enrol.token, {
+            key,
+            version: 2,
+            startedAt: new Date(Date.now() + at * 1000).toISOString(),
+            isolated: false,
+            results: [{ flowId: 'veeam-proxmox vbr/backup-server flr/flr-appliance tcp ssh', verdict, detail: {} }],
+          });
+        await post('hook-run-ok-00000001', 'ok', 10);
+        await post('hook-run-bad-0000002', 'blocked', 11);
+        const end = Date.now() + 60_000;
+        while (!got.some((g) => g.event.kind === 'flow-failing') && Date.now() < end) await sleep(50);
+        const failing = got.find((g) => g.event.kind === 'flow-failing');
+        assert.ok(failing, JSON.stringify(got));
+        assert.match(failing.event.message, /flr-appliance tcp ssh: ok -> blocked/);
+        const id = made.json().id as string;
+        assert.equal((await call(ctx, 'DELETE', `/api/webhooks/${id}`, ctx.admin)).statusCode, 204);
+      } finally {
+        hook.close();
+      }
     });
 
     test("an agent may post only its own host's flows, and an isolated run changes no verdict", async () => {

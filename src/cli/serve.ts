@@ -128,7 +128,8 @@ export async function run(argv: string[]): Promise<number> {
     ...(tls ? { https: tls } : {}),
   });
   try {
-    await app.listen({ host, port });
+    // A fleet's agents may connect all at once: a deeper accept queue than the default 511.
+    await app.listen({ host, port, backlog: 4096 });
   } catch (err) {
     await db.destroy();
     throw new PortolanError(

@@ -442,8 +442,7 @@ export class Store {
         );
         return true;
       }
-      for (const r of run.results)
-        events.push(...(await this.updateStatus(tx, agent.site, r, run.startedAt)));
+      events.push(...(await this.updateStatus(tx, agent.site, run.results, run.startedAt)));
       events.push(
         ...(await this.updateChangeRows(tx, agent.site, new Set(run.results.map((r) => r.flowId)))),
       );
@@ -452,37 +451,68 @@ export class Store {
     return { stored, events };
   }
 
+  /** Each flow's latest verdict, in two queries whatever the run's size; an event per flow that turned. */
   private async updateStatus(
     tx: Transaction<Tables>,
     site: string,
-    r: PostedResult,
+    results: readonly PostedResult[],
     at: string,
   ): Promise<EventRow[]> {
-    const failed = isFailure(r.verdict) ? 1 : 0;
-    const prev = await tx
-      .selectFrom('flow_status')
-      .selectAll()
-      .where('site', '=', site)
-      .where('flow_id', '=', r.flowId)
-      .executeTakeFirst();
+    if (!results.length) return [];
+    const prev = new Map(
+      (
+        await tx
+          .selectFrom('flow_status')
+          .selectAll()
+          .where('site', '=', site)
+          .where(
+            'flow_id',
+            'in',
+            results.map((r) => r.flowId),
+          )
+          .execute()
+      ).map((p) => [p.flow_id, p]),
+    );
     // A spooled result older than the one shown does not replace it.
-    if (prev && prev.checked_at > at) return [];
+    const newer = results.filter((r) => {
+      const p = prev.get(r.flowId);
+      return !p || p.checked_at <= at;
+    });
+    if (!newer.length) return [];
     await tx
       .insertInto('flow_status')
-      .values({ site, flow_id: r.flowId, verdict: r.verdict, failed, checked_at: at })
+      .values(
+        newer.map((r) => ({
+          site,
+          flow_id: r.flowId,
+          verdict: r.verdict,
+          failed: isFailure(r.verdict) ? 1 : 0,
+          checked_at: at,
+        })),
+      )
       .onConflict((oc) =>
-        oc.columns(['site', 'flow_id']).doUpdateSet({ verdict: r.verdict, failed, checked_at: at }),
+        oc.columns(['site', 'flow_id']).doUpdateSet((eb) => ({
+          verdict: eb.ref('excluded.verdict'),
+          failed: eb.ref('excluded.failed'),
+          checked_at: eb.ref('excluded.checked_at'),
+        })),
       )
       .execute();
-    if (!prev || prev.failed === failed) return [];
-    const kind = failed ? 'flow-failing' : 'flow-ok';
-    const detail = typeof r.detail.reason === 'string' ? `: ${r.detail.reason}` : '';
-    return [
-      await this.event(tx, site, kind, r.flowId, `${r.flowId}: ${prev.verdict} -> ${r.verdict}${detail}`, {
-        from: prev.verdict,
-        to: r.verdict,
-      }),
-    ];
+    const events: EventRow[] = [];
+    for (const r of newer) {
+      const p = prev.get(r.flowId);
+      const failed = isFailure(r.verdict) ? 1 : 0;
+      if (!p || p.failed === failed) continue;
+      const kind = failed ? 'flow-failing' : 'flow-ok';
+      const detail = typeof r.detail.reason === 'string' ? `: ${r.detail.reason}` : '';
+      events.push(
+        await this.event(tx, site, kind, r.flowId, `${r.flowId}: ${p.verdict} -> ${r.verdict}${detail}`, {
+          from: p.verdict,
+          to: r.verdict,
+        }),
+      );
+    }
+    return events;
   }
 
   private async updateChangeRows(
@@ -497,6 +527,7 @@ export class Store {
       .select('change_requests.created_at as cr_created')
       .where('change_rows.site', '=', site)
       .execute();
+    if (!rows.length) return [];
     const relevant = rows.filter((r) => (JSON.parse(r.flow_ids) as string[]).some((id) => touched.has(id)));
     if (!relevant.length) return [];
     const status = new Map(
