@@ -26,7 +26,9 @@ async function bench(name, target) {
   const db = await openDb(target);
   const store = new Store(db);
   await store.putSite(YAML);
-  const flows = (await store.version('lab-loopback', 'latest')).parsed.plan.flows.filter((f) => f.from.host === 'vbr');
+  const flows = (await store.version('lab-loopback', 'latest')).parsed.plan.flows.filter(
+    (f) => f.from.host === 'vbr',
+  );
   const tokens = [];
   for (let i = 0; i < AGENTS; i++) tokens.push((await store.enrol('lab-loopback', 'vbr', `sim-${i}`)).token);
   const app = await buildApp({ store, generatorVersion: 'bench' });
@@ -46,7 +48,11 @@ async function bench(name, target) {
       const s = performance.now();
       let r;
       try {
-        r = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body });
+        r = await fetch(url, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body,
+        });
         await r.text();
       } catch (err) {
         console.error(`${name}: a post failed: ${err.cause?.code ?? err.message}`);
@@ -57,7 +63,10 @@ async function bench(name, target) {
     }),
   );
   const seconds = (performance.now() - t0) / 1000;
-  const runs = await db.selectFrom('runs').select((eb) => eb.fn.countAll().as('n')).executeTakeFirst();
+  const runs = await db
+    .selectFrom('runs')
+    .select((eb) => eb.fn.countAll().as('n'))
+    .executeTakeFirst();
   await app.close();
   await db.destroy();
   lat.sort((a, b) => a - b);

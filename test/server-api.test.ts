@@ -4,8 +4,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { FORMAT_NAMES } from '../src/export/index.js';
 import { buildApp } from '../src/server/app.js';
@@ -221,14 +221,22 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
         const url = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`;
         const made = await call(ctx, 'POST', '/api/webhooks', ctx.admin, { url });
         assert.equal(made.statusCode, 201, made.body);
-        const enrol = (await call(ctx, 'POST', '/api/agents', ctx.admin, { site: 'lab-loopback', host: 'vbr', name: 'hooked' })).json();
+        const enrol = (
+          await call(ctx, 'POST', '/api/agents', ctx.admin, {
+            site: 'lab-loopback',
+            host: 'vbr',
+            name: 'hooked',
+          })
+        ).json();
         const post = (key: string, verdict: string, at: number) =>
           call(ctx, 'POST', '/api/agent/results', enrol.token, {
             key,
             version: 2,
             startedAt: new Date(Date.now() + at * 1000).toISOString(),
             isolated: false,
-            results: [{ flowId: 'veeam-proxmox vbr/backup-server flr/flr-appliance tcp ssh', verdict, detail: {} }],
+            results: [
+              { flowId: 'veeam-proxmox vbr/backup-server flr/flr-appliance tcp ssh', verdict, detail: {} },
+            ],
           });
         await post('hook-run-ok-00000001', 'ok', 10);
         await post('hook-run-bad-0000002', 'blocked', 11);
