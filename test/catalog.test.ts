@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
 import { loadCatalogs } from '../src/catalog/load.js';
+import { isPageRef } from '../src/catalog/types.js';
 import { SCHEMAS, type SchemaName, validatorPath } from '../src/util/schema.js';
 import { runCli } from './helpers.js';
 
@@ -39,6 +40,7 @@ describe('catalogs', () => {
     for (const c of catalogs.values())
       for (const e of c.entries)
         for (const s of e.sources) {
+          if (isPageRef(s)) continue;
           const key = `${s.doc}#${s.table}`;
           cited.set(key, (cited.get(key) ?? new Set()).add(s.row));
         }
