@@ -100,7 +100,7 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
               const ports = resolvePorts(entry, from, to, () => {}, productId);
               const what = entry.protocol === 'icmp' ? (entry['icmp-type'] ?? 'any') : formatPorts(ports ?? []);
               const pair = `${from.host?.name ?? 'any'} -> ${to.host?.name ?? 'any'} ${entry.protocol} ${what}`;
-              leftOut.push(truth === true ? pair : `${pair} (if ${[...new Set(truth.unknown)].join(', ')} allow)`);
+              leftOut.push(truth === true ? pair : `${pair} (depends on ${[...new Set(truth.unknown)].join(', ')}, not given)`);
             }
             continue;
           }
@@ -127,7 +127,7 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
         warn({
           code: 'advisory',
           product: productId,
-          message: `advisory ${productId} ${entry.id} not planned: add ${shown}${more}. ${entry.purpose}${page ? ` Source: ${page.title} <${page.url}>, read ${page.read}.` : ''} To ${ADVISORY_HINT}`,
+          message: `advisory ${productId} ${entry.id} not planned: add ${shown}${more}. ${entry.purpose}${page ? ` Source: ${page.title} <${page.url}>, read ${page.read}` : ''}; ${ADVISORY_HINT}.`,
         });
       }
     }
