@@ -68,7 +68,8 @@ describe('catalogs', () => {
     assert.match(notes('druva-vmware'), /TLS 2\.0/);
     assert.match(notes('druva-vmware'), /TCP\/UDP/);
     assert.match(notes('platespin'), /10000-100025/);
-    assert.match(notes('platespin'), /10000-10023/);
+    assert.match(notes('platespin'), /10000-10025/);
+    assert.match(notes('platespin'), /stops at 10023/, 'the literal "A to X" reading is noted too');
     assert.match(notes('platespin'), /between/i);
   });
 
