@@ -518,3 +518,52 @@ hosts:
     }
   });
 });
+
+describe('advisory entries in a catalog', () => {
+  const catalog = (entry: string) => {
+    const d = mkdtempSync(join(dir, 'cat-'));
+    writeFileSync(
+      join(d, 'acme.yaml'),
+      `product: acme
+title: Acme
+documents: [{ file: acme.pdf, title: Acme ports }]
+roles: { server: { title: Server }, agent: { title: Agent } }
+entries:
+  - id: agent-to-server
+    from: agent
+    to: server
+    protocol: tcp
+    ports: [7000]
+    service: acme
+    purpose: Agents send data.
+${entry}`,
+    );
+    return d;
+  };
+  const site = `site: a\nproducts: { acme: {} }\nhosts:\n  s: { address: 10.0.0.1, roles: [acme:server] }\n  a: { address: 10.0.0.2, roles: [acme:agent] }\n`;
+  it('refuses an advisory without a page, and a page on a document entry', () => {
+    const noPage = catalog(`    basis: advisory
+    sources: [{ doc: acme.pdf, table: ports, row: 1 }]
+`);
+    const r1 = run(site, '--catalog', noPage);
+    assert.equal(r1.code, 2);
+    assert.match(r1.stderr, /an advisory entry needs a source page \(url, title, read\)/);
+    const pageOnDoc =
+      catalog(`    sources: [{ url: "https://example.com/ports", title: Ports, read: "2026-11-30" }]
+`);
+    const r2 = run(site, '--catalog', pageOnDoc);
+    assert.equal(r2.code, 2);
+    assert.match(r2.stderr, /makes this entry an advisory \(expected basis: advisory\)/);
+  });
+  it('plans a well-formed advisory only when asked', () => {
+    const ok = catalog(`    basis: advisory
+    sources: [{ url: "https://example.com/ports", title: Ports, read: "2026-11-30" }]
+`);
+    assert.equal(plan(site, '--catalog', ok).flows.length, 0);
+    const p = plan(site, '--catalog', ok, '--advisories');
+    assert.equal(p.flows[0]?.basis, 'advisory');
+    assert.deepEqual(p.flows[0]?.sources, [
+      { doc: 'https://example.com/ports', ref: 'Ports (read 2026-11-30)' },
+    ]);
+  });
+});

@@ -58,7 +58,11 @@ function evalOne(c: Condition, ctx: ConditionContext): Truth {
   const v = parseVersion(value);
   if (min !== undefined || max !== undefined) {
     if (!v) return false;
-    return versionWithin(v, min === undefined ? undefined : parseVersion(min), max === undefined ? undefined : parseVersion(max));
+    return versionWithin(
+      v,
+      min === undefined ? undefined : parseVersion(min),
+      max === undefined ? undefined : parseVersion(max),
+    );
   }
   return true;
 }

@@ -112,7 +112,10 @@ function checkCatalog(cat: Omit<Catalog, 'file'>, y: LoadedYaml): void {
   }
   for (const [role, facts] of Object.entries(cat.facts ?? {}))
     for (const [name, spec] of Object.entries(facts))
-      if (spec.setting !== undefined && !cat.settings?.[spec.setting]?.values?.every((v) => spec.values.includes(v)))
+      if (
+        spec.setting !== undefined &&
+        !cat.settings?.[spec.setting]?.values?.every((v) => spec.values.includes(v))
+      )
         fail(`setting ${shown(spec.setting)} is not a setting whose values this fact takes`, [
           'facts',
           role,

@@ -24,7 +24,11 @@ export function compareVersions(a: readonly number[], b: readonly number[]): num
  * as `max` has, is at most `max`: a build of 8.1.3 ("8.1.3.270") is still 8.1.3, and "at most 2.5"
  * takes 2.5.1 (a 2.5 release) but not 2.6.
  */
-export function versionWithin(v: readonly number[], min?: readonly number[], max?: readonly number[]): boolean {
+export function versionWithin(
+  v: readonly number[],
+  min?: readonly number[],
+  max?: readonly number[],
+): boolean {
   if (min && compareVersions(v, min) < 0) return false;
   if (max && compareVersions(v.slice(0, Math.max(1, max.length)), max) > 0) return false;
   return true;

@@ -1,5 +1,12 @@
 import { loadCatalogs } from '../catalog/load.js';
-import { type Catalog, type CatalogEntry, isPageRef, type PeerSpec, type PortSpec, type SourceRef } from '../catalog/types.js';
+import {
+  type Catalog,
+  type CatalogEntry,
+  isPageRef,
+  type PeerSpec,
+  type PortSpec,
+  type SourceRef,
+} from '../catalog/types.js';
 import { UsageError } from '../errors.js';
 import { colorEnabled, palette } from '../util/color.js';
 import { oneOf, parse } from './args.js';
@@ -68,9 +75,10 @@ export async function run(argv: string[]): Promise<number> {
     Object.entries(fs).map(([n, f]) => ({ role, n, f })),
   );
   if (facts.length) lines.push('', p.bold('Host facts'));
+  const factPad = Math.max(26, ...facts.map(({ role, n }) => role.length + n.length + 2));
   for (const { role, n, f } of facts)
     lines.push(
-      `  ${`${role}.${n}`.padEnd(26)} ${f.list ? 'list of ' : ''}${f.values.join('|')}${f.default ? `, default ${f.default}` : ''}${f.setting ? `, default the setting ${f.setting}` : ''}`,
+      `  ${`${role}.${n}`.padEnd(factPad)} ${f.list ? 'list of ' : ''}${f.values.join('|')}${f.default ? `, default ${f.default}` : ''}${f.setting ? `, default the setting ${f.setting}` : ''}`,
     );
   const advisories = c.entries.filter((e) => e.basis === 'advisory');
   lines.push('', p.bold('Entries'));

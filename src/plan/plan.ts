@@ -98,9 +98,14 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
           if (advisory && !withAdvisories) {
             if (truth !== false) {
               const ports = resolvePorts(entry, from, to, () => {}, productId);
-              const what = entry.protocol === 'icmp' ? (entry['icmp-type'] ?? 'any') : formatPorts(ports ?? []);
+              const what =
+                entry.protocol === 'icmp' ? (entry['icmp-type'] ?? 'any') : formatPorts(ports ?? []);
               const pair = `${from.host?.name ?? 'any'} -> ${to.host?.name ?? 'any'} ${entry.protocol} ${what}`;
-              leftOut.push(truth === true ? pair : `${pair} (depends on ${[...new Set(truth.unknown)].join(', ')}, not given)`);
+              leftOut.push(
+                truth === true
+                  ? pair
+                  : `${pair} (depends on ${[...new Set(truth.unknown)].join(', ')}, not given)`,
+              );
             }
             continue;
           }
