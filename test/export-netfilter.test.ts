@@ -646,7 +646,7 @@ products:
   lab-product: {}
 hosts:
   proxy-lab: { address: 10.213.0.1, roles: [druva-vmware:backup-proxy, lab-product:client] }
-  sql-lab: { address: 10.213.0.2, roles: [druva-vmware:guest, lab-product:server], facts: { os: windows } }
+  sql-lab: { address: 10.213.0.2, roles: [druva-vmware:guest, lab-product:server], facts: { os: windows, databases: [mssql] } }
   client6: { address: "fd00:213::1", roles: [lab-product:client] }
   server6: { address: "fd00:213::2", roles: [lab-product:server] }
 `;

@@ -57,7 +57,7 @@ products: { druva-vmware: { features: ${features} } }
 hosts:
   proxy: { address: 10.0.0.1, roles: [druva-vmware:backup-proxy] }
   esx: { address: 10.0.1.1, roles: [druva-vmware:esxi], facts: { registration: ${registration} } }
-  win: { address: 10.0.2.1, roles: [druva-vmware:guest], facts: { os: windows } }
+  win: { address: 10.0.2.1, roles: [druva-vmware:guest], facts: { os: windows, databases: [mssql] } }
   lnx: { address: 10.0.2.2, roles: [druva-vmware:guest], facts: { os: linux } }
   ntp: { address: 10.0.3.1, roles: [druva-vmware:ntp-server] }
 `;

@@ -1,5 +1,5 @@
 import type { Condition } from './types.js';
-import { compareVersions, parseVersion } from './version.js';
+import { parseVersion, versionWithin } from './version.js';
 
 /** What a condition can ask about one candidate flow. */
 export interface ConditionContext {
@@ -8,6 +8,8 @@ export interface ConditionContext {
   setting(name: string): string | undefined;
   /** A host fact with the catalog default applied; undefined when the host lacks it and there is no default. */
   fact(side: 'from' | 'to', name: string): string | readonly string[] | undefined;
+  /** Whether the host itself gives the fact (no default, no setting behind it). */
+  given(side: 'from' | 'to', name: string): boolean;
   rolePresent(role: string): boolean;
 }
 
@@ -41,7 +43,8 @@ function evalOne(c: Condition, ctx: ConditionContext): Truth {
     return typeof v === 'object' ? v : !v;
   }
   if ('fact' in c) {
-    const { of, name, is, has } = c.fact;
+    const { of, name, is, has, given } = c.fact;
+    if (given !== undefined) return ctx.given(of, name) === given;
     const value = ctx.fact(of, name);
     if (value === undefined) return { unknown: [`${of}.facts.${name}`] };
     if (has !== undefined) return Array.isArray(value) ? value.includes(has) : value === has;
@@ -55,8 +58,11 @@ function evalOne(c: Condition, ctx: ConditionContext): Truth {
   const v = parseVersion(value);
   if (min !== undefined || max !== undefined) {
     if (!v) return false;
-    if (min !== undefined && compareVersions(v, parseVersion(min) ?? []) < 0) return false;
-    if (max !== undefined && compareVersions(v, parseVersion(max) ?? []) > 0) return false;
+    return versionWithin(
+      v,
+      min === undefined ? undefined : parseVersion(min),
+      max === undefined ? undefined : parseVersion(max),
+    );
   }
   return true;
 }

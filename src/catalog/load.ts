@@ -6,7 +6,7 @@ import { MAX_PORT } from '../model/ports.js';
 import { packagePath } from '../util/paths.js';
 import { validateWithSchema } from '../util/schema.js';
 import { type LoadedYaml, loadYamlFile, type PathPart } from '../util/yaml.js';
-import type { Catalog, CatalogEntry, Condition, PeerSpec } from './types.js';
+import { type Catalog, type Condition, isPageRef, type PeerSpec } from './types.js';
 import { parseVersion } from './version.js';
 
 export const BUILTIN_CATALOG_DIR = packagePath('catalog');
@@ -110,7 +110,27 @@ function checkCatalog(cat: Omit<Catalog, 'file'>, y: LoadedYaml): void {
           'default',
         ]);
   }
+  for (const [role, facts] of Object.entries(cat.facts ?? {}))
+    for (const [name, spec] of Object.entries(facts))
+      if (
+        spec.setting !== undefined &&
+        !cat.settings?.[spec.setting]?.values?.every((v) => spec.values.includes(v))
+      )
+        fail(`setting ${shown(spec.setting)} is not a setting whose values this fact takes`, [
+          'facts',
+          role,
+          name,
+          'setting',
+        ]);
   for (const [name, spec] of Object.entries(cat.settings ?? {})) {
+    for (const [value, ranges] of Object.entries(spec.versions ?? {})) {
+      if (!spec.values?.includes(value))
+        fail(`${shown(value)} is not a value of setting ${name}`, ['settings', name, 'versions', value]);
+      for (const r of ranges)
+        for (const bound of [r.min, r.max])
+          if (bound !== undefined && !parseVersion(bound))
+            fail(`${shown(bound)} is not a dotted version`, ['settings', name, 'versions', value]);
+    }
     if (spec.type === 'version' && spec.default !== undefined && !parseVersion(spec.default))
       fail(`default ${shown(spec.default)} is not a dotted version such as 11.0`, [
         'settings',
@@ -154,16 +174,30 @@ function checkCatalog(cat: Omit<Catalog, 'file'>, y: LoadedYaml): void {
       }
     });
     e.sources.forEach((s, j) => {
-      if (!docs.has(s.doc))
+      if (!isPageRef(s) && !docs.has(s.doc))
         fail(`source document ${shown(s.doc)} is not listed under documents`, at('sources', j, 'doc'));
     });
-    checkConditions(cat, e, sides, e.when ?? [], at('when'), fail);
+    // An advisory rests on a vendor page; a document entry on document rows only.
+    const pages = e.sources.filter(isPageRef).length;
+    if (e.basis === 'advisory' && pages === 0)
+      fail('an advisory entry needs a source page (url, title, read)', at('sources'));
+    if (e.basis !== 'advisory' && pages > 0)
+      fail('a source page (url) makes this entry an advisory (expected basis: advisory)', at('basis'));
+    checkConditions(cat, sides, e.when ?? [], at('when'), fail);
+  });
+  (cat.warnings ?? []).forEach((w, i) => {
+    if (w.role !== undefined && !cat.roles[w.role])
+      fail(`unknown role ${shown(w.role)} (expected one of: ${roles.join(', ')})`, ['warnings', i, 'role']);
+    w.sources.forEach((s, j) => {
+      if (!isPageRef(s) && !docs.has(s.doc))
+        fail(`source document ${shown(s.doc)} is not listed under documents`, ['warnings', i, 'sources', j]);
+    });
+    checkConditions(cat, { from: w.role, to: w.role }, w.when, ['warnings', i, 'when'], fail);
   });
 }
 
 function checkConditions(
   cat: Omit<Catalog, 'file'>,
-  e: CatalogEntry,
   sides: { from: string | undefined; to: string | undefined },
   conds: readonly Condition[],
   path: PathPart[],
@@ -201,8 +235,8 @@ function checkConditions(
     for (const r of ['role-present', 'role-absent'] as const)
       if (r in c && !cat.roles[(c as Record<string, string>)[r] ?? ''])
         fail(`unknown role in ${r}`, [...at, r]);
-    if ('all' in c) checkConditions(cat, e, sides, c.all, [...at, 'all'], fail);
-    if ('any' in c) checkConditions(cat, e, sides, c.any, [...at, 'any'], fail);
-    if ('not' in c) checkConditions(cat, e, sides, [c.not], [...at, 'not'], fail);
+    if ('all' in c) checkConditions(cat, sides, c.all, [...at, 'all'], fail);
+    if ('any' in c) checkConditions(cat, sides, c.any, [...at, 'any'], fail);
+    if ('not' in c) checkConditions(cat, sides, [c.not], [...at, 'not'], fail);
   });
 }

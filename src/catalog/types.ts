@@ -10,7 +10,7 @@ export type PortSpec =
 
 export type Condition =
   | { feature: string }
-  | { fact: { of: 'from' | 'to'; name: string; is?: string | string[]; has?: string } }
+  | { fact: { of: 'from' | 'to'; name: string; is?: string | string[]; has?: string; given?: boolean } }
   | { setting: { name: string; is?: string; min?: string; max?: string } }
   | { 'role-present': string }
   | { 'role-absent': string }
@@ -18,11 +18,27 @@ export type Condition =
   | { all: Condition[] }
   | { not: Condition };
 
-export interface SourceRef {
+/** A row of one of the catalog's seed documents. */
+export interface DocumentRef {
   doc: string;
   table: string;
   row: number;
   ref?: string;
+}
+
+/** A public vendor page beyond the seed documents: the basis of an advisory entry. */
+export interface PageRef {
+  url: string;
+  title: string;
+  /** The date the page was read, YYYY-MM-DD. */
+  read: string;
+  ref?: string;
+}
+
+export type SourceRef = DocumentRef | PageRef;
+
+export function isPageRef(s: SourceRef): s is PageRef {
+  return 'url' in s;
 }
 
 export interface CatalogEntry {
@@ -37,6 +53,11 @@ export interface CatalogEntry {
   security?: string;
   purpose: string;
   'purpose-ja'?: string;
+  /**
+   * `document` (the default): the entry comes from a seed document row. `advisory`: from a public
+   * vendor page beyond the documents; planned only when the site asks for advisories.
+   */
+  basis?: 'document' | 'advisory';
   when?: Condition[];
   sources: SourceRef[];
   notes?: string[];
@@ -47,6 +68,8 @@ export interface FactSpec {
   values: string[];
   list?: boolean;
   default?: string;
+  /** When the host does not give the fact, take the product setting of this name (with its default). */
+  setting?: string;
   description?: string;
 }
 
@@ -55,6 +78,23 @@ export interface SettingSpec {
   values?: string[];
   default?: string;
   description?: string;
+  examples?: string[];
+  /**
+   * For a setting with values: the versions (setting `version`) each value ever had, as inclusive
+   * ranges; a site that gives a version outside its value's ranges is refused.
+   */
+  versions?: Record<string, { min?: string; max?: string }[]>;
+}
+
+/** A condition the catalog warns about (it plans nothing): per host in a role, or once per product. */
+export interface CatalogWarning {
+  id: string;
+  /** Evaluated for each host in this role, the host being both `from` and `to`; once when absent. */
+  role?: string;
+  when: Condition[];
+  /** `{host}` is replaced by the host's name. */
+  message: string;
+  sources: SourceRef[];
 }
 
 export interface Catalog {
@@ -65,9 +105,10 @@ export interface Catalog {
   documents: { file: string; title: string; language?: 'en' | 'ja'; notes?: string[] }[];
   roles: Record<string, { title: string; 'title-ja'?: string; description?: string }>;
   facts?: Record<string, Record<string, FactSpec>>;
-  features?: Record<string, { title: string; description?: string }>;
+  features?: Record<string, { title: string; 'title-ja'?: string; description?: string }>;
   settings?: Record<string, SettingSpec>;
   entries: CatalogEntry[];
+  warnings?: CatalogWarning[];
   /** Where it was loaded from (not part of the YAML). */
   file: string;
 }

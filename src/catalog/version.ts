@@ -1,7 +1,14 @@
-/** Dotted numeric versions ("2019.5", "8.1.3", "11"): compared part by part, missing parts are 0. */
+/**
+ * Dotted numeric versions ("2019.5", "8.1.3", "11"), optionally with a build number
+ * ("8.1.3.270") or a wildcard last part ("2.5.x", the release line 2.5). Parts are compared one by
+ * one, missing parts are 0. Returns undefined for anything else.
+ */
 export function parseVersion(text: string): number[] | undefined {
-  if (!/^\d+(\.\d+)*$/.test(text)) return undefined;
-  return text.split('.').map(Number);
+  if (!/^\d+(\.\d+)*(\.[xX])?$/.test(text)) return undefined;
+  return text
+    .replace(/\.[xX]$/, '')
+    .split('.')
+    .map(Number);
 }
 
 export function compareVersions(a: readonly number[], b: readonly number[]): number {
@@ -10,4 +17,19 @@ export function compareVersions(a: readonly number[], b: readonly number[]): num
     if (d !== 0) return d < 0 ? -1 : 1;
   }
   return 0;
+}
+
+/**
+ * A version is within `[min, max]` when it is at least `min` and its release, cut to as many parts
+ * as `max` has, is at most `max`: a build of 8.1.3 ("8.1.3.270") is still 8.1.3, and "at most 2.5"
+ * takes 2.5.1 (a 2.5 release) but not 2.6.
+ */
+export function versionWithin(
+  v: readonly number[],
+  min?: readonly number[],
+  max?: readonly number[],
+): boolean {
+  if (min && compareVersions(v, min) < 0) return false;
+  if (max && compareVersions(v.slice(0, Math.max(1, max.length)), max) > 0) return false;
+  return true;
 }

@@ -1,5 +1,12 @@
 import { loadCatalogs } from '../catalog/load.js';
-import type { Catalog, CatalogEntry, PeerSpec, PortSpec } from '../catalog/types.js';
+import {
+  type Catalog,
+  type CatalogEntry,
+  isPageRef,
+  type PeerSpec,
+  type PortSpec,
+  type SourceRef,
+} from '../catalog/types.js';
 import { UsageError } from '../errors.js';
 import { colorEnabled, palette } from '../util/color.js';
 import { oneOf, parse } from './args.js';
@@ -50,32 +57,62 @@ export async function run(argv: string[]): Promise<number> {
   for (const [id, r] of Object.entries(c.roles))
     lines.push(`  ${id.padEnd(26)} ${(ja && r['title-ja']) || r.title}`);
   if (Object.keys(c.features ?? {}).length) lines.push('', p.bold('Features'));
-  for (const [id, f] of Object.entries(c.features ?? {})) lines.push(`  ${id.padEnd(26)} ${f.title}`);
+  for (const [id, f] of Object.entries(c.features ?? {}))
+    lines.push(`  ${id.padEnd(26)} ${(ja && f['title-ja']) || f.title}`);
   if (Object.keys(c.settings ?? {}).length) lines.push('', p.bold('Settings'));
-  for (const [id, s] of Object.entries(c.settings ?? {}))
+  for (const [id, s] of Object.entries(c.settings ?? {})) {
     lines.push(
       `  ${id.padEnd(26)} ${s.type}${s.values ? ` (${s.values.join('|')})` : ''}${s.default ? `, default ${s.default}` : ''}`,
     );
+    if (s.description) lines.push(`    ${s.description}`);
+    if (s.examples?.length) lines.push(`    examples: ${s.examples.join(', ')}`);
+    for (const [value, ranges] of Object.entries(s.versions ?? {}))
+      lines.push(
+        `    ${value} versions: ${ranges.map((r) => `${r.min ?? '...'}-${r.max ?? '...'}`).join(', ')}`,
+      );
+  }
   const facts = Object.entries(c.facts ?? {}).flatMap(([role, fs]) =>
     Object.entries(fs).map(([n, f]) => ({ role, n, f })),
   );
   if (facts.length) lines.push('', p.bold('Host facts'));
+  const factPad = Math.max(26, ...facts.map(({ role, n }) => role.length + n.length + 2));
   for (const { role, n, f } of facts)
     lines.push(
-      `  ${`${role}.${n}`.padEnd(26)} ${f.list ? 'list of ' : ''}${f.values.join('|')}${f.default ? `, default ${f.default}` : ''}`,
+      `  ${`${role}.${n}`.padEnd(factPad)} ${f.list ? 'list of ' : ''}${f.values.join('|')}${f.default ? `, default ${f.default}` : ''}${f.setting ? `, default the setting ${f.setting}` : ''}`,
     );
+  const advisories = c.entries.filter((e) => e.basis === 'advisory');
   lines.push('', p.bold('Entries'));
-  for (const e of c.entries) {
+  for (const e of c.entries.filter((x) => x.basis !== 'advisory')) entryLines(e);
+  if (advisories.length)
+    lines.push(
+      '',
+      p.bold('Advisories'),
+      '  Beyond the documents, from the vendor pages cited; planned only with --advisories or',
+      '  the inventory key "advisories: include", otherwise shown as warnings.',
+    );
+  for (const e of advisories) entryLines(e);
+  if (c.warnings?.length) lines.push('', p.bold('Warnings'));
+  for (const w of c.warnings ?? []) {
+    lines.push(`  ${p.cyan(w.id)}${w.role ? ` (each ${w.role})` : ''}: ${w.message}`);
+    lines.push(`    when: ${JSON.stringify(w.when)}`);
+    lines.push(`    source: ${w.sources.map(sourceText).join('; ')}`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return 0;
+
+  function entryLines(e: CatalogEntry): void {
     lines.push(
       `  ${p.cyan(e.id)}: ${peerText(e.from)} -> ${peerText(e.to)} ${e.protocol} ${portsText(e)} (${e.service})`,
     );
     lines.push(`    ${(ja && e['purpose-ja']) || e.purpose}`);
     if (e.when?.length) lines.push(`    when: ${JSON.stringify(e.when)}`);
-    lines.push(`    source: ${e.sources.map((s) => `${s.doc} ${s.table} row ${s.row}`).join('; ')}`);
+    lines.push(`    source: ${e.sources.map(sourceText).join('; ')}`);
     for (const n of (ja && e['notes-ja']) || e.notes || []) lines.push(p.dim(`    note: ${n}`));
   }
-  process.stdout.write(`${lines.join('\n')}\n`);
-  return 0;
+}
+
+function sourceText(s: SourceRef): string {
+  return isPageRef(s) ? `${s.title} <${s.url}> (read ${s.read})` : `${s.doc} ${s.table} row ${s.row}`;
 }
 
 function publicCatalog(c: Catalog) {

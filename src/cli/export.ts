@@ -9,7 +9,7 @@ import { exactlyOne, oneOf, parse } from './args.js';
 import { version } from './main.js';
 import { siteFrom } from './site.js';
 
-const USAGE = `Usage: portolan export SITE.yaml --to FORMAT [--host NAME | --network] [-o FILE|DIR]
+const USAGE = `Usage: portolan export SITE.yaml --to FORMAT [--host NAME | --network] [--advisories] [-o FILE|DIR]
 Formats: ${FORMAT_NAMES.join(', ')}`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -19,6 +19,7 @@ export async function run(argv: string[]): Promise<number> {
       to: { type: 'string', short: 't' },
       host: { type: 'string' },
       network: { type: 'boolean' },
+      advisories: { type: 'boolean' },
       output: { type: 'string', short: 'o' },
     },
     USAGE,
@@ -38,7 +39,7 @@ export async function run(argv: string[]): Promise<number> {
       `unknown host ${JSON.stringify(values.host)} for --host (expected one of: ${inventory.hosts.map((h) => h.name).join(', ')})`,
       { file },
     );
-  const plan = buildPlan(inventory, catalogs);
+  const plan = buildPlan(inventory, catalogs, values.advisories ? { advisories: true } : {});
   const generator = await loadGenerator(format);
   const model = buildExportModel(plan, inventory, {
     ...(values.host !== undefined ? { host: values.host } : {}),
@@ -59,7 +60,9 @@ export async function run(argv: string[]): Promise<number> {
     for (const f of result.files) write(join(out, f.path), f.content);
     process.stderr.write(`wrote ${result.files.length} files to ${out}\n`);
   }
-  for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
+  // Advisories left out of the plan: every format says what to add (change requests list them too).
+  const advisories = (model.advisories ?? []).filter((a) => !result.warnings.includes(a));
+  for (const w of [...result.warnings, ...advisories]) process.stderr.write(`warning: ${w}\n`);
   return 0;
 }
 

@@ -5,12 +5,12 @@ import { exactlyOne, oneOf, parse } from './args.js';
 import { siteFrom } from './site.js';
 
 const USAGE =
-  'Usage: portolan plan SITE.yaml [--format table|json|csv|markdown] [--lang en|ja] [--catalog DIR]';
+  'Usage: portolan plan SITE.yaml [--format table|json|csv|markdown] [--lang en|ja] [--advisories] [--catalog DIR]';
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
     argv,
-    { format: { type: 'string', short: 'f' }, lang: { type: 'string' } },
+    { format: { type: 'string', short: 'f' }, lang: { type: 'string' }, advisories: { type: 'boolean' } },
     USAGE,
   );
   if (values.help) {
@@ -21,7 +21,7 @@ export async function run(argv: string[]): Promise<number> {
   const format = oneOf(values.format, PLAN_FORMATS, '--format') ?? (process.stdout.isTTY ? 'table' : 'json');
   const lang = oneOf(values.lang, ['en', 'ja'] as const, '--lang') ?? 'en';
   const { inventory, catalogs } = siteFrom(file, values);
-  const plan = buildPlan(inventory, catalogs, { lang });
+  const plan = buildPlan(inventory, catalogs, { lang, ...(values.advisories ? { advisories: true } : {}) });
   const hosts = inventory.hosts.length;
   switch (format) {
     case 'json':

@@ -174,6 +174,8 @@ export function changeRequest(model: ExportModel): ChangeRequest {
       }),
     });
   });
+  // Beyond the documents: what a real deployment also needs, for the board to decide on.
+  warnings.push(...(model.advisories ?? []));
   return { rows, warnings };
 }
 

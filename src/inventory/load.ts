@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { type Catalogs, loadCatalogs } from '../catalog/load.js';
-import type { FactSpec } from '../catalog/types.js';
-import { parseVersion } from '../catalog/version.js';
+import type { Catalog, FactSpec } from '../catalog/types.js';
+import { parseVersion, versionWithin } from '../catalog/version.js';
 import { InputError, shown } from '../errors.js';
 import { parseAddress } from '../model/address.js';
 import { validateWithSchema } from '../util/schema.js';
@@ -13,6 +13,7 @@ interface RawInventory {
   site: string;
   description?: string;
   catalogs?: string[];
+  advisories?: 'include' | 'exclude';
   products?: Record<string, null | ({ features?: string[] } & Record<string, unknown>)>;
   hosts: Record<
     string,
@@ -108,6 +109,7 @@ function checkInventory(
         ]);
       settings[key] = text;
     }
+    checkSettingVersions(id, cat, settings, y);
     products.set(id, { features, settings });
   }
 
@@ -165,12 +167,7 @@ function checkInventory(
           : `expected none: ${h.roles.join(', ')} take${h.roles.length === 1 ? 's' : ''} no facts`;
         fail(`unknown fact ${shown(fact)} for this host's roles (${expected})`, at('facts', fact), 'key');
       }
-      facts[fact] = checkFact(
-        value,
-        specs.map((s) => s.spec),
-        at('facts', fact),
-        fail,
-      );
+      facts[fact] = checkFact(value, specs, at('facts', fact), fail);
     }
     hosts.push({
       name,
@@ -180,20 +177,64 @@ function checkInventory(
       ...(h.description !== undefined ? { description: h.description } : {}),
     });
   }
-  return { file: y.file, site: raw.site, products, hosts, catalogs: ownCatalogs, sha256: y.sha256 };
+  return {
+    file: y.file,
+    site: raw.site,
+    products,
+    hosts,
+    catalogs: ownCatalogs,
+    ...(raw.advisories !== undefined ? { advisories: raw.advisories === 'include' } : {}),
+    sha256: y.sha256,
+  };
+}
+
+/**
+ * A settings value may be one its product never had with that version (PlateSpin `edition: forge`
+ * with `version: "8.1.3"`, a Portability Suite number): the catalog lists each value's version
+ * ranges, and a version outside them is refused rather than planned as some other release.
+ */
+function checkSettingVersions(
+  product: string,
+  cat: Catalog,
+  settings: Record<string, string>,
+  y: LoadedYaml,
+): void {
+  const version = settings.version ?? cat.settings?.version?.default;
+  const v = version === undefined ? undefined : parseVersion(version);
+  if (!v) return;
+  for (const [name, spec] of Object.entries(cat.settings ?? {})) {
+    const value = settings[name] ?? spec.default;
+    const ranges = value === undefined ? undefined : spec.versions?.[value];
+    if (!ranges) continue;
+    const ok = ranges.some((r) =>
+      versionWithin(v, r.min ? parseVersion(r.min) : undefined, r.max ? parseVersion(r.max) : undefined),
+    );
+    if (ok) continue;
+    const text = ranges.map((r) => `${r.min ?? '...'}-${r.max ?? '...'}`).join(', ');
+    const path: PathPart[] = ['products', product, settings.version !== undefined ? 'version' : name];
+    throw new InputError(
+      `${product} ${name} ${shown(value)} never had version ${shown(version)} (expected a ${value} version in ${text}${settings[name] === undefined ? `; ${name} defaults to ${value}, give ${name} if this is another one` : ''})`,
+      y.locate(path),
+    );
+  }
 }
 
 function checkFact(
   value: string | number | boolean | (string | number)[],
-  specs: FactSpec[],
+  specs: { spec: FactSpec; r: RoleRef }[],
   path: PathPart[],
   fail: (d: string, p: PathPart[]) => never,
 ): string | string[] {
-  const list = specs.some((s) => s.list);
-  const allowed = specs[0]?.values ?? [];
+  const list = specs.some((s) => s.spec.list);
+  const allowed = specs[0]?.spec.values ?? [];
+  // A fact shared by several roles must suit each: name the role whose list refused the value.
   const check = (v: string, p: PathPart[]) => {
-    if (!specs.every((s) => s.values.includes(v)))
-      fail(`${shown(v)} is not allowed (expected one of: ${allowed.join(', ')})`, p);
+    const refusing = specs.find((s) => !s.spec.values.includes(v));
+    if (refusing)
+      fail(
+        `${shown(v)} is not allowed for ${refusing.r.product}:${refusing.r.role} (expected one of: ${refusing.spec.values.join(', ')})`,
+        p,
+      );
     return v;
   };
   if (Array.isArray(value)) {

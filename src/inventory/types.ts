@@ -27,6 +27,8 @@ export interface Inventory {
   hosts: Host[];
   /** Extra catalog paths, resolved against the inventory's directory. */
   catalogs: string[];
+  /** `advisories: include`: plan the catalogs' advisory entries as flows. */
+  advisories?: boolean;
   /** SHA-256 of the file's bytes, for generated-file headers. */
   sha256: string;
 }

@@ -37,6 +37,8 @@ export interface Flow {
   entries: string[];
   /** From and to are the same host: the flow never crosses the network. */
   local: boolean;
+  /** Present only on flows from a catalog advisory (a vendor page beyond the documents). */
+  basis?: 'advisory';
 }
 
 export interface Warning {

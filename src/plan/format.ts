@@ -3,6 +3,7 @@ import { forwardRules } from '../export/model.js';
 import type { Flow, Plan } from '../model/flow.js';
 import { formatPorts } from '../model/ports.js';
 import { palette, width } from '../util/color.js';
+import { truncateToWidth } from '../util/width.js';
 
 export type PlanFormat = 'table' | 'json' | 'csv' | 'markdown';
 export const PLAN_FORMATS: readonly PlanFormat[] = ['table', 'json', 'csv', 'markdown'];
@@ -121,9 +122,9 @@ export function planTable(plan: Plan, hostCount: number, opts: { color: boolean;
   const total = opts.columns ?? 160;
   const fixed = widths.slice(0, -1).reduce((a, b) => a + b + 2, 0);
   widths[widths.length - 1] = Math.max(20, Math.min(widths[widths.length - 1] ?? 0, total - fixed));
+  // Cut by display width: a Japanese purpose takes two columns per character.
   const fit = (s: string, w: number) => {
-    let out = oneLine(s);
-    while (width(out) > w) out = `${[...out].slice(0, -2).join('')}…`;
+    const out = truncateToWidth(oneLine(s), w);
     return out + ' '.repeat(Math.max(0, w - width(out)));
   };
   const line = (cells: string[]) =>

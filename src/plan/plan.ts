@@ -1,14 +1,29 @@
 import { type ConditionContext, evaluate } from '../catalog/conditions.js';
 import type { Catalogs } from '../catalog/load.js';
-import type { Catalog, CatalogEntry, PeerSpec, PortSpec, SourceRef } from '../catalog/types.js';
+import {
+  type Catalog,
+  type CatalogEntry,
+  isPageRef,
+  type PeerSpec,
+  type PortSpec,
+  type SourceRef,
+} from '../catalog/types.js';
 import type { Host, Inventory } from '../inventory/types.js';
 import type { Endpoint, Flow, FlowSource, Plan, Warning } from '../model/flow.js';
-import { mergePortRanges, type PortRange } from '../model/ports.js';
+import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
 
 export interface PlanOptions {
   /** Text language for purposes and notes: the catalog's `-ja` fields when `ja` and present. */
   lang?: 'en' | 'ja';
+  /**
+   * Plan the catalogs' advisory entries (vendor pages beyond the documents) as flows. When false they
+   * are warnings that say what to add and why. Default: the inventory's `advisories` key.
+   */
+  advisories?: boolean;
 }
+
+/** Shown with every advisory left out of a plan: how to plan it. */
+export const ADVISORY_HINT = 'plan it with --advisories or the inventory key "advisories: include"';
 
 interface Candidate {
   host: Host | null;
@@ -26,13 +41,17 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
     warned.add(key);
   };
   const raw: Flow[] = [];
+  const withAdvisories = opts.advisories ?? inv.advisories ?? false;
+  const planned = (e: CatalogEntry) => withAdvisories || e.basis !== 'advisory';
   for (const [productId, use] of inv.products) {
     const cat = catalogs.get(productId) as Catalog;
     const hostsIn = (role: string) =>
       inv.hosts.filter((h) => h.roles.some((r) => r.product === productId && r.role === role));
     const setting = (name: string) => use.settings[name] ?? cat.settings?.[name]?.default;
     for (const role of Object.keys(cat.roles)) {
-      const used = cat.entries.filter((e) => [e.from, e.to].some((p) => peerRole(p) === role)).length;
+      const used = cat.entries.filter(
+        (e) => planned(e) && [e.from, e.to].some((p) => peerRole(p) === role),
+      ).length;
       if (used && hostsIn(role).length === 0)
         warn({
           code: 'role-without-hosts',
@@ -40,7 +59,23 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
           message: `no host has role ${productId}:${role}; its ${used} catalog entr${used === 1 ? 'y yields' : 'ies yield'} no flows`,
         });
     }
+    for (const w of cat.warnings ?? []) {
+      const hosts = w.role === undefined ? [null] : hostsIn(w.role);
+      for (const host of hosts) {
+        const c: Candidate = { host, role: w.role ?? null };
+        const ctx = context(cat, use.features, setting, c, c, (r) => hostsIn(r).length > 0, warn, productId);
+        if (evaluate(w.when, ctx) !== true) continue;
+        warn({
+          code: w.id,
+          product: productId,
+          ...(host ? { host: host.name } : {}),
+          message: `${productId}: ${w.message.replaceAll('{host}', host?.name ?? '')}`,
+        });
+      }
+    }
     for (const entry of cat.entries) {
+      const advisory = entry.basis === 'advisory';
+      const leftOut: string[] = [];
       const froms = candidates(entry.from, hostsIn);
       for (const from of froms) {
         const tos = isLocal(entry.to)
@@ -60,6 +95,20 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
             productId,
           );
           const truth = evaluate(entry.when, ctx);
+          if (advisory && !withAdvisories) {
+            if (truth !== false) {
+              const ports = resolvePorts(entry, from, to, () => {}, productId);
+              const what =
+                entry.protocol === 'icmp' ? (entry['icmp-type'] ?? 'any') : formatPorts(ports ?? []);
+              const pair = `${from.host?.name ?? 'any'} -> ${to.host?.name ?? 'any'} ${entry.protocol} ${what}`;
+              leftOut.push(
+                truth === true
+                  ? pair
+                  : `${pair} (depends on ${[...new Set(truth.unknown)].join(', ')}, not given)`,
+              );
+            }
+            continue;
+          }
           if (truth !== true) {
             if (truth !== false) {
               const who = [from.host?.name, to.host?.name].filter(Boolean).join(' -> ');
@@ -75,6 +124,16 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
           if (ports === undefined) continue;
           raw.push(toFlow(productId, entry, from, to, ports, opts));
         }
+      }
+      if (leftOut.length) {
+        const page = entry.sources.find(isPageRef);
+        const shown = leftOut.slice(0, 4).join('; ');
+        const more = leftOut.length > 4 ? `; and ${leftOut.length - 4} more` : '';
+        warn({
+          code: 'advisory',
+          product: productId,
+          message: `advisory ${productId} ${entry.id} not planned: add ${shown}${more}. ${entry.purpose}${page ? ` Source: ${page.title} <${page.url}>, read ${page.read}` : ''}; ${ADVISORY_HINT}.`,
+        });
       }
     }
   }
@@ -114,12 +173,18 @@ function context(
     features,
     setting,
     rolePresent,
+    given(side, name) {
+      const c = side === 'from' ? from : to;
+      return c.host?.facts[name] !== undefined;
+    },
     fact(side, name) {
       const c = side === 'from' ? from : to;
       if (!c.host || !c.role) return undefined;
       const given = c.host.facts[name];
       if (given !== undefined) return given;
       const spec = cat.facts?.[c.role]?.[name];
+      // A per-host override of a product setting (PlateSpin replication-direction): the setting decides.
+      if (spec?.setting !== undefined) return setting(spec.setting);
       if (spec?.default !== undefined) {
         warn({
           code: 'fact-default',
@@ -194,6 +259,7 @@ function endpoint(c: Candidate): Endpoint {
 }
 
 function sourceRef(s: SourceRef): FlowSource {
+  if (isPageRef(s)) return { doc: s.url, ref: `${s.title} (read ${s.read})${s.ref ? `: ${s.ref}` : ''}` };
   return { doc: s.doc, ref: `${s.table} table, row ${s.row}${s.ref ? `: ${s.ref}` : ''}` };
 }
 
@@ -222,6 +288,7 @@ function toFlow(
     notes: [...notes],
     entries: [e.id],
     local: from.host !== null && from.host === to.host,
+    ...(e.basis === 'advisory' ? { basis: 'advisory' as const } : {}),
   };
 }
 
@@ -258,5 +325,5 @@ export function mergeFlows(raw: readonly Flow[]): Flow[] {
 
 function flowKey(f: Flow): string {
   const end = (e: Endpoint) => (e.host ? `${e.host}/${e.role}` : `any(${e.description ?? ''})`);
-  return [f.product, end(f.from), end(f.to), f.protocol, f.service].join(' ');
+  return [f.product, end(f.from), end(f.to), f.protocol, f.service, ...(f.basis ? [f.basis] : [])].join(' ');
 }

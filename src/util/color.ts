@@ -25,20 +25,5 @@ export function palette(enabled: boolean) {
     : { bold: plain, dim: plain, red: plain, green: plain, yellow: plain, cyan: plain };
 }
 
-/** Display width: strips ANSI escapes; counts East Asian wide characters as two columns. */
-export function width(text: string): number {
-  let w = 0;
-  for (const ch of text.replace(/\u001b\[[0-9;]*m/g, '')) {
-    const c = ch.codePointAt(0) ?? 0;
-    w +=
-      (c >= 0x1100 && c <= 0x115f) ||
-      (c >= 0x2e80 && c <= 0xa4cf) ||
-      (c >= 0xac00 && c <= 0xd7a3) ||
-      (c >= 0xf900 && c <= 0xfaff) ||
-      (c >= 0xff00 && c <= 0xff60) ||
-      (c >= 0xffe0 && c <= 0xffe6)
-        ? 2
-        : 1;
-  }
-  return w;
-}
+/** Display width: strips ANSI escapes; East Asian wide characters take two columns (see width.ts). */
+export { displayWidth as width } from './width.js';
