@@ -37,6 +37,12 @@ export interface Flow {
   entries: string[];
   /** From and to are the same host: the flow never crosses the network. */
   local: boolean;
+  /**
+   * The ranges among `ports` that the product assigns at run time (catalog `dynamic-ports`:
+   * Windows dynamic RPC, Veeam transmission channels): most of them have nothing listening until
+   * a job runs, so `check` counts a reset there as `reachable`. Absent when there are none.
+   */
+  dynamicPorts?: PortRange[];
 }
 
 export interface Warning {
