@@ -512,7 +512,9 @@ function portResult(
   }
   // A UDP reply.
   const ctx = (outcome.context ?? {}) as UdpContext;
-  const evidence: Evidence = { rttMs: rttMs ?? outcome.rttMs, bytesSeen: outcome.data.length, attempts };
+  // The UDP send-to-reply time includes the event loop's queueing (a round sends to every port at
+  // once), so only the address's quiet TCP measurement is reported as its rtt.
+  const evidence: Evidence = { ...rtt, bytesSeen: outcome.data.length, attempts };
   if (secret && ctx.token && isResponderReply(secret, ctx.token, outcome.data))
     return {
       ...base,

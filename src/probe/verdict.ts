@@ -93,8 +93,8 @@ export interface Evidence {
   errno?: string;
   /**
    * Round trip to the address in ms: the lowest of a few TCP connects made one at a time after the
-   * sweep, each timed from just before connect() to its completion (see quietConnect). For an
-   * address that answered no TCP probe, the UDP probe's send-to-reply time.
+   * sweep, each timed from just before connect() to its completion (see quietConnect). Absent for
+   * an address that answered no TCP probe.
    */
   rttMs?: number;
   /** Attempts made on this port, including retries after silence. */
@@ -194,7 +194,7 @@ export function hintFor(flow: Flow, verdict: Verdict, example?: PortResult): str
     'tls-failed': `the TLS handshake with ${where} failed: check the service's certificate and TLS settings`,
     closed: dynamic
       ? `nothing listens on ${where}, which is normal for a range assigned at run time; a reset there is counted as reachable`
-      : `nothing listens on ${where} (or a firewall answers with a TCP reset / port unreachable): is the ${flow.service} service installed and running? If a firewall rejects, ${allow}`,
+      : `nothing listens on ${where}: is the ${flow.service} service installed and running? If a firewall answers for it with a TCP reset / port unreachable, ${allow}`,
     blocked: `a firewall rejects ${where} (ICMP unreachable / prohibited): ${allow}`,
     filtered:
       proto === 'udp' && flow.service === 'ntp'
