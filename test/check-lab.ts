@@ -148,11 +148,15 @@ export class Lab {
     ]);
   }
 
-  /** Sets sysctls inside the server namespace (network sysctls are per namespace), via /proc/sys. */
-  sysctl(values: Record<string, string>): void {
+  /**
+   * Sets sysctls inside the server namespace (or the client's; network sysctls are per namespace),
+   * via /proc/sys.
+   */
+  sysctl(values: Record<string, string>, where: 'server' | 'client' = 'server'): void {
+    const ns = where === 'server' ? this.server : this.client;
     for (const [k, v] of Object.entries(values)) {
       const path = `/proc/sys/${k.replace(/\./g, '/')}`;
-      execFileSync('ip', ['netns', 'exec', this.server, 'sh', '-c', 'echo "$1" > "$2"', 'sh', v, path], {
+      execFileSync('ip', ['netns', 'exec', ns, 'sh', '-c', 'echo "$1" > "$2"', 'sh', v, path], {
         stdio: 'pipe',
       });
     }

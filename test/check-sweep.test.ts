@@ -10,7 +10,9 @@ import { type CheckJson, catalog, entry, Lab, labUnavailable, portVerdicts } fro
  * ICMP admin-prohibited or host-unreachable (IPv4), some dropped, some open, and the rest have
  * nothing listening. The sweep dials again on sockets whose connect failed (see dialAgain in
  * src/probe/tcp.ts); PORTOLAN_SWEEP=fresh takes a new socket per port. Both must give the same
- * verdict, errno and attempt count on every port, and the expected one.
+ * verdict and errno on every port, and the expected one. How many attempts a port took is not
+ * compared: it depends on how much CPU the sweep got (a port whose answer came after its learned
+ * timeout is tried again), and this test does not control the load of the machine it runs on.
  */
 
 const skip = labUnavailable(['ss']);
@@ -109,21 +111,17 @@ hosts:
     assert.deepEqual(wrong.slice(0, 10), [], `${wrong.length} ports wrong`);
   });
 
-  it('a new socket per port gives the same verdict, errno and attempts on every port', () => {
+  it('a new socket per port gives the same verdict and errno on every port', () => {
     const a = portVerdicts(runs.reuse as CheckJson);
     const b = portVerdicts(runs.fresh as CheckJson);
     assert.equal(a.size, 2 * (HI - LO + 1));
-    const differ = [...a].filter(([k, v]) => {
+    const differ: string[] = [];
+    for (const [k, v] of a) {
       const w = b.get(k);
-      return (
-        w?.verdict !== v.verdict ||
-        w.evidence.errno !== v.evidence.errno ||
-        w.evidence.attempts !== v.evidence.attempts
-      );
-    });
-    assert.deepEqual(
-      differ.slice(0, 10).map(([k, v]) => `${k}: ${v.verdict} vs ${b.get(k)?.verdict}`),
-      [],
-    );
+      if (w?.verdict !== v.verdict) differ.push(`${k}: verdict ${v.verdict} with reuse, ${w?.verdict} fresh`);
+      else if (w.evidence.errno !== v.evidence.errno)
+        differ.push(`${k}: errno ${v.evidence.errno} with reuse, ${w.evidence.errno} fresh`);
+    }
+    assert.deepEqual(differ.slice(0, 10), [], `${differ.length} ports differ`);
   });
 });

@@ -50,6 +50,8 @@ export interface CatalogEntry {
   'icmp-type'?: 'echo-request' | 'any';
   service: string;
   tls?: boolean;
+  /** The ports are assigned at run time: nothing listening on most of them is normal. */
+  'dynamic-ports'?: boolean;
   security?: string;
   purpose: string;
   'purpose-ja'?: string;

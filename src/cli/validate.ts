@@ -1,3 +1,4 @@
+import { hostsInsideCidrs } from '../plan/plan.js';
 import { exactlyOne, parse } from './args.js';
 import { siteFrom } from './site.js';
 
@@ -12,6 +13,7 @@ export async function run(argv: string[]): Promise<number> {
   const file = exactlyOne(positionals, 'inventory file', USAGE);
   const { inventory, catalogs } = siteFrom(file, values);
   const products = [...inventory.products.keys()];
+  for (const w of hostsInsideCidrs(inventory.hosts)) process.stderr.write(`${file}: warning: ${w.message}\n`);
   process.stdout.write(
     `${file}: ok (site ${inventory.site}: ${inventory.hosts.length} hosts, products ${products.join(', ') || 'none'}; ${catalogs.size} catalogs loaded)\n`,
   );

@@ -39,6 +39,12 @@ export interface Flow {
   local: boolean;
   /** Present only on flows from a catalog advisory (a vendor page beyond the documents). */
   basis?: 'advisory';
+  /**
+   * The ranges among `ports` that the product assigns at run time (catalog `dynamic-ports`:
+   * Windows dynamic RPC, Veeam transmission channels): most of them have nothing listening until
+   * a job runs, so `check` counts a reset there as `reachable`. Absent when there are none.
+   */
+  dynamicPorts?: PortRange[];
 }
 
 export interface Warning {

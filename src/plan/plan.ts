@@ -1,3 +1,4 @@
+import { containsCidr } from 'cidr-tools';
 import { type ConditionContext, evaluate } from '../catalog/conditions.js';
 import type { Catalogs } from '../catalog/load.js';
 import {
@@ -138,6 +139,7 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
     }
   }
   const flows = mergeFlows(raw);
+  for (const w of hostsInsideCidrs(inv.hosts)) warn(w);
   for (const h of inv.hosts) {
     if (!flows.some((f) => f.from.host === h.name || f.to.host === h.name))
       warn({ code: 'host-without-flows', host: h.name, message: `host ${h.name} has no flows in this plan` });
@@ -283,6 +285,7 @@ function toFlow(
     ...(e['icmp-type'] ? { icmpType: e['icmp-type'] } : {}),
     service: e.service,
     tls: e.tls ?? false,
+    ...(e['dynamic-ports'] && ports.length ? { dynamicPorts: [...ports] } : {}),
     purpose: (ja ? e['purpose-ja'] : undefined) ?? e.purpose,
     sources: e.sources.map(sourceRef),
     notes: [...notes],
@@ -309,9 +312,12 @@ export function mergeFlows(raw: readonly Flow[]): Flow[] {
         sources: [...f.sources],
         notes: [...f.notes],
         entries: [...f.entries],
+        ...(f.dynamicPorts ? { dynamicPorts: [...f.dynamicPorts] } : {}),
       });
       continue;
     }
+    if (f.dynamicPorts)
+      seen.dynamicPorts = mergePortRanges([...(seen.dynamicPorts ?? []), ...f.dynamicPorts]);
     seen.ports = mergePortRanges([...seen.ports, ...f.ports]);
     for (const s of f.sources)
       if (!seen.sources.some((x) => x.doc === s.doc && x.ref === s.ref)) seen.sources.push(s);
@@ -326,4 +332,28 @@ export function mergeFlows(raw: readonly Flow[]): Flow[] {
 function flowKey(f: Flow): string {
   const end = (e: Endpoint) => (e.host ? `${e.host}/${e.role}` : `any(${e.description ?? ''})`);
   return [f.product, end(f.from), end(f.to), f.protocol, f.service, ...(f.basis ? [f.basis] : [])].join(' ');
+}
+
+/**
+ * A host whose address lies inside another host's CIDR: checks of the CIDR host from it probe
+ * the checking host itself, and a sweep of its own ephemeral ports (Linux 32768-60999) can connect
+ * a socket to itself. `check` never reports such a self-connection as open, but the inventory
+ * most likely means the CIDR without this host. Warning code `address-in-cidr`.
+ */
+export function hostsInsideCidrs(hosts: readonly Host[]): Warning[] {
+  const out: Warning[] = [];
+  for (const net of hosts) {
+    if (net.address.kind !== 'cidr') continue;
+    for (const h of hosts) {
+      if (h === net || h.address.kind === 'dns' || h.address.version !== net.address.version) continue;
+      if (h.address.kind === 'cidr' && h.address.text === net.address.text) continue;
+      if (!containsCidr(net.address.text, h.address.text)) continue;
+      out.push({
+        code: 'address-in-cidr',
+        host: h.name,
+        message: `host ${h.name} (${h.address.text}) lies inside the CIDR of host ${net.name}, ${net.address.text}: probes of ${net.name} from ${h.name} reach ${h.name} itself; narrow the CIDR or accept that ${h.address.text} is probed as ${net.name}`,
+      });
+    }
+  }
+  return out;
 }

@@ -5,17 +5,20 @@ import type { ServiceOutcome } from './conn.js';
 import { type Lookup, resolveTarget, systemLookup, type Target } from './dns.js';
 import { ERRNO_WORDS, verdictForErrno } from './errno.js';
 import { identify } from './identify.js';
-import { type NtpRequest, ntpRequest, parseNtpReply } from './ntp.js';
+import { isUnanswered, type Neighbour, neighbourOf } from './neighbour.js';
+import { isUnsynchronised, type NtpRequest, ntpRequest, parseNtpReply } from './ntp.js';
 import { isResponderReply, tcpResponderProbe, udpResponderToken } from './responder.js';
 import { type ReachItem, type ReachOutcome, type ReachProgress, reach } from './scheduler.js';
 import { assertInScope, type Scope, type Selection } from './scope.js';
 import { KIND_NAMES, serviceProbe, type TcpKind, tcpKind, type UdpKind, udpKind } from './services.js';
 import { SweepPool } from './sweep.js';
+import { quietConnect, SILENT } from './tcp.js';
 import {
   type Evidence,
   excerpt,
   type FlowResult,
   hintFor,
+  isDynamicPort,
   isFailure,
   type PortResult,
   type Verdict,
@@ -204,6 +207,8 @@ export async function runCheck(
   } finally {
     if (!options.pool) await sweepPool.close();
   }
+  const rtts = await quietRtts(all, o.timeoutMs);
+  const neighbours = await silentNeighbours(all);
 
   // Application probes on open TCP ports, once per (address, port, kind).
   const jobs = new Map<string, () => Promise<ServiceOutcome>>();
@@ -215,7 +220,7 @@ export async function runCheck(
       const key = `${item.address}|${item.port}|${kind}`;
       if (jobs.has(key)) continue;
       const servername = w.target.kind === 'probe' ? w.target.servername : undefined;
-      const rttMs = item.outcome.rttMs;
+      const rttMs = rtts.get(item.address);
       jobs.set(key, async () => {
         if (secret && w.flow.to.host) {
           const r = await tcpResponderProbe(
@@ -229,8 +234,8 @@ export async function runCheck(
         if (kind === 'plain')
           return {
             verdict: 'open-unverified',
-            detail: `TCP connect in ${rttMs} ms; ${w.flow.service} is not a service portolan can recognise on the wire`,
-            evidence: { rttMs },
+            detail: `TCP connect${rttMs !== undefined ? ` in ${rttMs} ms` : ''}; ${w.flow.service} is not a service portolan can recognise on the wire`,
+            evidence: {},
           };
         const ctx = {
           address: item.address,
@@ -292,7 +297,7 @@ export async function runCheck(
       // Only open TCP ports and UDP results depend on the service (the probe that spoke to it).
       const kind = item.protocol === 'udp' ? udpKind(flow) : open ? tcpKind(flow, item.port) : 'plain';
       const svc = open ? services.get(`${item.address}|${item.port}|${kind}`) : undefined;
-      const r = portResult(item, kind, svc, key);
+      const r = portResult(item, flow, kind, svc, key, rtts.get(item.address), neighbours.get(item.address));
       ports[k] = r;
       const t = tally.get(r.verdict);
       if (t) t.n++;
@@ -360,31 +365,117 @@ function errorDetail(errno: string, attempts: number): string {
   return detail;
 }
 
+/** Quiet connects per address, the lowest kept: see quietRtts. */
+const RTT_SAMPLES = 3;
+
+/**
+ * The connect round trip per address that answered a TCP probe, in ms: the lowest of a few
+ * connects made one at a time after the sweep, each timed from just before connect() to its
+ * completion (quietConnect). The sweep's own per-port times include its queueing (thousands of
+ * connects share one event loop) and are not reported. The port is one that answered with a reset
+ * if there is one (no service is touched), else an open one, else one rejected with ICMP.
+ */
+async function quietRtts(items: readonly ReachItem[], timeoutMs: number): Promise<Map<string, number>> {
+  const pick = new Map<string, ReachItem>();
+  const rank = (i: ReachItem) => {
+    const o = i.outcome;
+    if (i.protocol !== 'tcp' || !o) return 0;
+    if (o.kind === 'error') return o.errno === 'ECONNREFUSED' ? 3 : 1;
+    return o.kind === 'open' ? 2 : 0;
+  };
+  for (const item of items) {
+    const r = rank(item);
+    if (!r) continue;
+    const seen = pick.get(item.address);
+    if (!seen || rank(seen) < r) pick.set(item.address, item);
+  }
+  const out = new Map<string, number>();
+  for (const [address, item] of pick) {
+    let best = Number.POSITIVE_INFINITY;
+    for (let k = 0; k < RTT_SAMPLES; k++) {
+      const q = await quietConnect(address, item.family, item.port, Math.min(timeoutMs, 1000));
+      if (q.status !== SILENT) best = Math.min(best, q.ms);
+    }
+    if (Number.isFinite(best)) out.set(address, Math.round(best * 1000) / 1000);
+  }
+  return out;
+}
+
+/**
+ * Neighbour entries of the addresses that stayed silent or got EHOSTUNREACH: FAILED or
+ * INCOMPLETE there means no machine answered ARP / NDP (no-host), not a firewall.
+ */
+async function silentNeighbours(items: readonly ReachItem[]): Promise<Map<string, Neighbour>> {
+  const addresses = new Set<string>();
+  for (const i of items)
+    if (i.outcome?.kind === 'silent' || (i.outcome?.kind === 'error' && i.outcome.errno === 'EHOSTUNREACH'))
+      addresses.add(i.address);
+  const out = new Map<string, Neighbour>();
+  for (const address of addresses) {
+    const n = await neighbourOf(address);
+    if (n && isUnanswered(n)) out.set(address, n);
+  }
+  return out;
+}
+
 function portResult(
   item: ReachItem,
+  flow: Flow,
   kind: TcpKind | UdpKind,
   svc: ServiceOutcome | undefined,
   secret: string | undefined,
+  rttMs: number | undefined,
+  neighbour: Neighbour | undefined,
 ): PortResult {
   const outcome = item.outcome as ReachOutcome;
   const attempts = item.attempts;
-  if (outcome.kind === 'error')
+  const rtt = rttMs !== undefined ? { rttMs } : {};
+  const base = { address: item.address, port: item.port, protocol: item.protocol };
+  if (
+    neighbour &&
+    (outcome.kind === 'silent' || (outcome.kind === 'error' && outcome.errno === 'EHOSTUNREACH'))
+  )
     return {
-      address: item.address,
-      port: item.port,
-      protocol: item.protocol,
+      ...base,
+      verdict: 'no-host',
+      detail: `no machine answered ${item.family === 6 ? 'NDP' : 'ARP'} for ${item.address} (neighbour entry ${neighbour.state}${neighbour.device ? ` on ${neighbour.device}` : ''}); ${outcome.kind === 'silent' ? `${attempts} spaced tries went unanswered` : 'the kernel gave up with EHOSTUNREACH'}`,
+      evidence: {
+        ...(outcome.kind === 'error' ? { errno: outcome.errno } : {}),
+        attempts,
+        neighbour: { state: neighbour.state, ...(neighbour.device ? { device: neighbour.device } : {}) },
+      },
+    };
+  if (outcome.kind === 'self')
+    return {
+      ...base,
+      verdict: 'closed',
+      detail: `${item.address} is this machine: every connect to ${item.port} came back to its own socket (same address and port at both ends), so nothing listens there`,
+      evidence: { attempts },
+    };
+  if (outcome.kind === 'error') {
+    if (outcome.errno === 'ECONNREFUSED' && item.protocol === 'tcp' && isDynamicPort(flow, item.port))
+      return {
+        ...base,
+        verdict: 'reachable',
+        detail:
+          'TCP reset: the path is open and nothing listens now, as expected on a range the product assigns at run time',
+        evidence: { errno: outcome.errno, ...rtt, attempts },
+      };
+    return {
+      ...base,
       verdict: verdictForErrno(outcome.errno) ?? 'blocked',
       detail: errorDetail(outcome.errno, attempts),
-      evidence: { errno: outcome.errno, rttMs: outcome.rttMs, attempts },
+      evidence: { errno: outcome.errno, ...rtt, attempts },
     };
-  const base = { address: item.address, port: item.port, protocol: item.protocol };
+  }
   if (outcome.kind === 'open') {
     const s = svc ?? { verdict: 'open-unverified' as Verdict, detail: 'connected', evidence: {} };
+    const { rttMs: _serviceMs, ...seen } = s.evidence;
     return {
       ...base,
       verdict: s.verdict,
       detail: s.detail,
-      evidence: { rttMs: outcome.rttMs, ...s.evidence, attempts },
+      evidence: { ...rtt, ...seen, attempts },
     };
   }
   if (outcome.kind === 'silent') {
@@ -399,8 +490,16 @@ function portResult(
         detail: `no answer to ${attempts} spaced connects${why}`,
         evidence,
       };
-    const spoke =
-      kind === 'ntp' ? 'an NTP request' : secret ? 'a signed responder probe' : 'an empty datagram';
+    if (kind === 'ntp')
+      // portolan speaks NTP: a live server answers a mode-3 request, so silence is a drop (or no
+      // server at all), not "open or filtered".
+      return {
+        ...base,
+        verdict: 'filtered',
+        detail: `no answer and no ICMP error to ${attempts} spaced NTP requests; a live NTP server answers every one${outcome.rateLimited ? ' (the retry budget ran out while ICMP was rate limited: a reject may have been withheld)' : ''}`,
+        evidence,
+      };
+    const spoke = secret ? 'a signed responder probe' : 'an empty datagram';
     const unsure = outcome.rateLimited
       ? '; the retry budget ran out before every try had a fresh ICMP token (rate limit)'
       : '; a reject with ICMP host or network unreachable looks the same to a UDP socket';
@@ -413,7 +512,9 @@ function portResult(
   }
   // A UDP reply.
   const ctx = (outcome.context ?? {}) as UdpContext;
-  const evidence: Evidence = { rttMs: outcome.rttMs, bytesSeen: outcome.data.length, attempts };
+  // The UDP send-to-reply time includes the event loop's queueing (a round sends to every port at
+  // once), so only the address's quiet TCP measurement is reported as its rtt.
+  const evidence: Evidence = { ...rtt, bytesSeen: outcome.data.length, attempts };
   if (secret && ctx.token && isResponderReply(secret, ctx.token, outcome.data))
     return {
       ...base,
@@ -424,19 +525,26 @@ function portResult(
   if (ctx.ntp) {
     const r = parseNtpReply(outcome.data, ctx.ntp, outcome.receivedAtMs);
     if (r.ok) {
-      const ntp = { stratum: r.stratum, offsetMs: r.offsetMs, delayMs: r.delayMs, refId: r.refId };
+      const ntp = {
+        stratum: r.stratum,
+        offsetMs: r.offsetMs,
+        delayMs: r.delayMs,
+        refId: r.refId,
+        leap: r.leap,
+        ...(r.kiss !== undefined ? { kiss: r.kiss } : {}),
+      };
       if (r.kiss !== undefined)
         return {
           ...base,
-          verdict: 'open-unverified',
+          verdict: 'not-serving',
           detail: `NTP kiss-o'-death ${r.kiss}: the server refuses to serve us`,
           evidence: { ...evidence, ntp },
         };
-      if (r.stratum >= 16)
+      if (isUnsynchronised(r))
         return {
           ...base,
-          verdict: 'open-unverified',
-          detail: 'NTP server answers but is not synchronised (stratum 16)',
+          verdict: 'not-serving',
+          detail: `NTP server answers but is not synchronised (stratum ${r.stratum}, leap indicator ${r.leap}${r.leap === 3 ? ': clock unsynchronised' : ''})`,
           evidence: { ...evidence, ntp },
         };
       return {

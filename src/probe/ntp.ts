@@ -40,6 +40,14 @@ export type NtpReply =
   | { ok: false; reason: string };
 
 /**
+ * Unsynchronised: leap indicator 3 (clock not synchronised) or stratum 16 (RFC 5905 7.3), or
+ * stratum 0 without a kiss code.
+ */
+export function isUnsynchronised(r: { stratum: number; leap: number; kiss?: string }): boolean {
+  return r.kiss === undefined && (r.leap === 3 || r.stratum >= 16 || r.stratum === 0);
+}
+
+/**
  * Checks a reply to `req`, received at `t4` (Unix ms). Offset and delay as in RFC 5905 8:
  * offset = ((T2 - T1) + (T3 - T4)) / 2, delay = (T4 - T1) - (T3 - T2).
  */
@@ -68,6 +76,9 @@ export function parseNtpReply(data: Buffer, req: NtpRequest, t4: number): NtpRep
     offsetMs: round(offsetMs),
     delayMs: round(delayMs),
     leap: first >> 6,
-    ...(stratum === 0 ? { kiss: refId } : {}),
+    // RFC 5905 7.4: a kiss code is four ASCII characters in the reference id of a stratum-0
+    // packet. chronyd with no time source answers stratum 0, leap 3 and a zero reference id:
+    // unsynchronised, not a kiss.
+    ...(stratum === 0 && /^[A-Z][A-Z0-9]{2,3}$/.test(refId) ? { kiss: refId } : {}),
   };
 }

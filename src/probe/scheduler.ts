@@ -1,7 +1,7 @@
 import { errnoName } from './errno.js';
 import { RttEstimator } from './rtt.js';
 import type { SweepPool } from './sweep.js';
-import { OPEN, SILENT, type SweepJob, type SweepTarget } from './tcp.js';
+import { OPEN, SELF, SILENT, type SweepJob, type SweepTarget } from './tcp.js';
 import { udpAttempt } from './udp.js';
 
 /**
@@ -42,7 +42,9 @@ export type ReachOutcome =
   | { kind: 'error'; errno: string; rttMs: number }
   | { kind: 'reply'; data: Buffer; rttMs: number; receivedAtMs: number; context: unknown }
   /** No answer after the spaced rounds; rateLimited when the same peer answered others late. */
-  | { kind: 'silent'; rateLimited: boolean };
+  | { kind: 'silent'; rateLimited: boolean }
+  /** TCP: every connect reached its own socket (this machine's address, nothing listening). */
+  | { kind: 'self' };
 
 export interface ReachProgress {
   total: number;
@@ -237,6 +239,7 @@ async function tcpRound(
     if (st === SILENT) continue;
     const rttMs = round2(out.rttMs[k] as number);
     if (st === OPEN) item.outcome = { kind: 'open', rttMs };
+    else if (st === SELF) item.outcome = { kind: 'self' };
     else {
       const errno = errnoName(st);
       item.outcome = { kind: 'error', errno, rttMs };

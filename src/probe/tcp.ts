@@ -12,9 +12,14 @@ import { RttEstimator } from './rtt.js';
  * Set PORTOLAN_SWEEP=net to force the fallback, PORTOLAN_SWEEP=fresh for a new socket per port.
  */
 
-/** Per item: OPEN, SILENT (timed out), or a negative errno (libuv status). */
+/** Per item: OPEN, SILENT (timed out), SELF, or a negative errno (libuv status). */
 export const OPEN = 1;
 export const SILENT = 0;
+/**
+ * The connect reached its own socket twice in a row (see isSelfConnect): the target is this
+ * machine and nothing listens on the port (a listener would keep the port from being a source).
+ */
+export const SELF = 2;
 
 export interface SweepTarget {
   address: string;
@@ -49,9 +54,17 @@ interface RawReq {
   oncomplete: (status: number, handle: RawTcp, req: RawReq) => void;
   i: number;
 }
+interface SockName {
+  address?: string;
+  port?: number;
+}
 interface RawTcp {
   connect(req: RawReq, address: string, port: number): number;
   connect6(req: RawReq, address: string, port: number): number;
+  getsockname(out: SockName): number;
+  getpeername(out: SockName): number;
+  /** Closes with a RST (uv_tcp_close_reset); non-zero when it could not. */
+  reset?(onClose: () => void): number;
   close(): void;
 }
 interface TcpWrap {
@@ -81,6 +94,28 @@ function loadTcpWrap(): TcpWrap | undefined {
 }
 
 const WRAP = loadTcpWrap();
+
+/**
+ * A TCP connect to one of this machine's own addresses, at a port in the ephemeral range where
+ * nothing listens, can pick that very port as its source and connect to itself (TCP simultaneous
+ * open, RFC 793 3.4): the socket "connects" although nothing listens. Such a connection is never
+ * an open port.
+ */
+function isSelfConnect(h: RawTcp): boolean {
+  const local: SockName = {};
+  const peer: SockName = {};
+  if (h.getsockname(local) !== 0 || h.getpeername(peer) !== 0) return false;
+  return local.port === peer.port && local.address === peer.address;
+}
+
+/**
+ * Closes a self-connected socket with a reset: a plain close would leave the connection in
+ * TIME_WAIT for a minute, holding that one address:port pair, so the next connect to the port
+ * could not use it as a source.
+ */
+function closeSelf(h: RawTcp): void {
+  if (typeof h.reset !== 'function' || h.reset(() => {}) !== 0) h.close();
+}
 const REUSE_SOCKETS = process.platform === 'linux' && process.env.PORTOLAN_SWEEP !== 'fresh';
 /** An unanswered connect older than this (or than half its timeout) lets the limit grow. */
 const OVERDUE_MS = 50;
@@ -176,6 +211,7 @@ export function sweepTcp(
   let cap = Math.max(1, job.concurrency);
   let limit = floor;
   let settle: (out: SweepOut) => void = () => {};
+  let settled = false;
   const result = new Promise<SweepOut>((resolve) => {
     settle = resolve;
   });
@@ -208,6 +244,21 @@ export function sweepTcp(
     cap = Math.max(8, Math.min(cap, inflight));
   };
 
+  /**
+   * A connect that reached this very socket (see isSelfConnect) says nothing about the target:
+   * the port is dialled again from another ephemeral port, where the answer is the real one.
+   */
+  const selfConnects = new Uint8Array(n);
+  const dialOver = (i: number) => {
+    if (++(selfConnects[i] as number) >= 2) {
+      finish(i, SELF);
+      return;
+    }
+    state[i] = PENDING;
+    inflight--;
+    retry.push(i);
+  };
+
   // Sockets whose last connect failed, per target, ready to dial the same address again (see
   // dialAgain): a socket keeps what its first address set (family, IPv4-mapped mode, the device
   // of a link-local scope), so it never goes to another address. A few are enough: a completion
@@ -231,6 +282,9 @@ export function sweepTcp(
         if (st < 0 && isLocalResourceStatus(st)) {
           handle.close();
           requeue(i);
+        } else if (st === 0 && isSelfConnect(handle)) {
+          closeSelf(handle);
+          dialOver(i);
         } else {
           if (st < 0 && REUSE_SOCKETS && spareCount < MAX_SPARES) {
             (spares[job.target[i] as number] as RawTcp[]).push(handle);
@@ -293,7 +347,15 @@ export function sweepTcp(
       else finish(i, st);
       pump();
     };
-    s.once('connect', () => done(OPEN));
+    s.once('connect', () => {
+      if (s.localPort === s.remotePort && s.localAddress === s.remoteAddress) {
+        s.resetAndDestroy();
+        if (state[i] !== INFLIGHT) return;
+        handles[i] = undefined;
+        dialOver(i);
+        pump();
+      } else done(OPEN);
+    });
     s.once('error', (err: NodeJS.ErrnoException) => done(typeof err.errno === 'number' ? err.errno : -1));
     s.connect({ host: t.address, port, family: t.family });
     return 0;
@@ -324,7 +386,8 @@ export function sweepTcp(
       }
       (queues[ti] as number[]).push(i);
     }
-    if (exhausted && inflight === 0 && retry.length === 0) {
+    if (exhausted && inflight === 0 && retry.length === 0 && !settled) {
+      settled = true;
       clearInterval(timer);
       dropSpares();
       onProgress?.(finished);
@@ -333,6 +396,7 @@ export function sweepTcp(
   }
 
   const tick = () => {
+    if (settled) return;
     const now = performance.now();
     // Some connect has waited OVERDUE_MS (or half its timeout) without an answer: the target
     // drops, or is farther away than that.
@@ -374,7 +438,69 @@ export function sweepTcp(
     onProgress?.(finished);
     pump();
   };
-  const timer = setInterval(tick, Math.max(2, Math.min(10, Math.floor(job.minTimeoutMs / 20))));
+  // The tick runs in the check phase (setImmediate), after the poll phase of the same loop turn has
+  // run the completions the kernel already delivered: a timer fires before the poll phase, so a
+  // loop held up past a connect's timeout (shared CPU) would otherwise call silent the connects
+  // whose answers sit unread in epoll, and retry them in the next round.
+  const timer = setInterval(
+    () => setImmediate(tick),
+    Math.max(2, Math.min(10, Math.floor(job.minTimeoutMs / 20))),
+  );
   pump();
   return result;
+}
+
+/** What one quiet connect saw: OPEN, SILENT or a negative errno, and the time it took. */
+export interface QuietConnect {
+  status: number;
+  ms: number;
+}
+
+/**
+ * One connect with nothing else in flight, timed from just before the connect() call to the
+ * completion callback, which runs as soon as the event loop wakes for it: the round trip of the
+ * SYN and its answer plus the loop's wake-up (tens of microseconds), not the queueing of a sweep.
+ * Used for the `rttMs` that `check` reports; the sweep's own per-port times include its queueing
+ * and serve only its timeouts.
+ */
+export function quietConnect(
+  address: string,
+  family: 4 | 6,
+  port: number,
+  timeoutMs: number,
+): Promise<QuietConnect> {
+  return new Promise((resolve) => {
+    let done = false;
+    let timer: NodeJS.Timeout | undefined;
+    let t0 = 0;
+    const end = (status: number, close: () => void) => {
+      const ms = performance.now() - t0;
+      if (done) return;
+      done = true;
+      if (timer) clearTimeout(timer);
+      close();
+      resolve({ status, ms });
+    };
+    if (WRAP) {
+      const h = new WRAP.TCP(WRAP.constants.SOCKET);
+      const req = new WRAP.TCPConnectWrap();
+      req.oncomplete = (st) => {
+        if (st === 0 && isSelfConnect(h)) end(SILENT, () => closeSelf(h));
+        else end(st === 0 ? OPEN : st, () => h.close());
+      };
+      timer = setTimeout(() => end(SILENT, () => h.close()), timeoutMs);
+      t0 = performance.now();
+      const err = family === 4 ? h.connect(req, address, port) : h.connect6(req, address, port);
+      if (err) end(err, () => h.close());
+      return;
+    }
+    const s = new net.Socket();
+    timer = setTimeout(() => end(SILENT, () => s.destroy()), timeoutMs);
+    s.once('connect', () => end(OPEN, () => s.destroy()));
+    s.once('error', (e: NodeJS.ErrnoException) =>
+      end(typeof e.errno === 'number' ? e.errno : -1, () => s.destroy()),
+    );
+    t0 = performance.now();
+    s.connect({ host: address, port, family });
+  });
 }

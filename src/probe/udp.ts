@@ -55,6 +55,14 @@ export function udpAttempt(a: UdpAttempt): Promise<UdpOutcome> {
       finish({ kind: 'reply', data, rttMs: receivedAt - sentAt, sentAt, receivedAt });
     });
     sock.connect(a.port, a.address, () => {
+      // Connected to itself (one of our own addresses, its own ephemeral port): our datagrams
+      // would come back as a "reply". Not an attempt; the caller tries again from another port.
+      const local = sock.address();
+      const peer = sock.remoteAddress();
+      if (local.port === peer.port && local.address === peer.address) {
+        finish({ kind: 'local', errno: 'ESELFCONNECT' });
+        return;
+      }
       sentAt = performance.now();
       for (const p of a.payloads) sock.send(p);
     });

@@ -1,4 +1,5 @@
 import type { Flow } from '../model/flow.js';
+import { formatPorts } from '../model/ports.js';
 
 /**
  * What a probe found on one port (issue 4). Failing verdicts make `check` exit 1; `open|filtered`
@@ -8,28 +9,34 @@ import type { Flow } from '../model/flow.js';
 export type Verdict =
   | 'ok'
   | 'ok (responder)'
+  | 'reachable'
   | 'open-unverified'
   | 'open|filtered'
   | 'wrong-service'
+  | 'not-serving'
   | 'tls-weak'
   | 'tls-failed'
   | 'closed'
   | 'blocked'
   | 'filtered'
+  | 'no-host'
   | 'dns-failed'
   | 'skipped';
 
 /** Worst first: a flow's headline verdict is the first of these any of its ports got. */
 export const VERDICT_ORDER: readonly Verdict[] = [
   'dns-failed',
+  'no-host',
   'blocked',
   'filtered',
   'closed',
   'tls-failed',
   'wrong-service',
+  'not-serving',
   'tls-weak',
   'open|filtered',
   'open-unverified',
+  'reachable',
   'ok (responder)',
   'ok',
   'skipped',
@@ -37,11 +44,13 @@ export const VERDICT_ORDER: readonly Verdict[] = [
 
 const FAILING: ReadonlySet<Verdict> = new Set([
   'dns-failed',
+  'no-host',
   'blocked',
   'filtered',
   'closed',
   'tls-failed',
   'wrong-service',
+  'not-serving',
   'tls-weak',
 ]);
 
@@ -72,13 +81,21 @@ export interface NtpEvidence {
   offsetMs: number;
   delayMs: number;
   refId: string;
+  /** Leap indicator (RFC 5905 7.3); 3 means the server's clock is not synchronised. */
+  leap?: number;
+  /** The kiss code of a kiss-o'-death reply (RFC 5905 7.4: RATE, DENY, RSTR, ...). */
+  kiss?: string;
 }
 
 /** What was seen on the wire; every field optional, none invented. */
 export interface Evidence {
   /** The socket error that decided the verdict (ECONNREFUSED, EHOSTUNREACH, ...). */
   errno?: string;
-  /** Time from the connect (or send) to the answer that decided the verdict. */
+  /**
+   * Round trip to the address in ms: the lowest of a few TCP connects made one at a time after the
+   * sweep, each timed from just before connect() to its completion (see quietConnect). Absent for
+   * an address that answered no TCP probe.
+   */
   rttMs?: number;
   /** Attempts made on this port, including retries after silence. */
   attempts?: number;
@@ -92,6 +109,11 @@ export interface Evidence {
   smb?: { dialect: string };
   /** Silent while the same peer answered other ports with rate-limited ICMP errors. */
   rateLimited?: boolean;
+  /**
+   * The kernel's neighbour (ARP/NDP) entry for an on-link target, read after the probes
+   * (`ip neigh`): FAILED or INCOMPLETE means no machine answered for the address.
+   */
+  neighbour?: { state: string; device?: string };
 }
 
 export interface PortResult {
@@ -130,28 +152,64 @@ export function sourcesText(flow: Flow): string {
   return flow.sources.map((s) => `${s.doc} ${s.ref}`).join('; ');
 }
 
-/** The advice for a verdict, then the catalog rows that say the flow is needed. */
+/**
+ * Whether `port` lies in one of the flow's ranges assigned at run time (catalog `dynamic-ports`):
+ * nothing listening there is normal until the product opens a port.
+ */
+export function isDynamicPort(flow: Flow, port: number): boolean {
+  return flow.dynamicPorts?.some(([lo, hi]) => port >= lo && port <= hi) ?? false;
+}
+
+/**
+ * The advice for a verdict, then the catalog rows that say the flow is needed. Advice to open a
+ * path always names the flow's ports ("allow tcp 49152-65535 vbr-01 -> sql-01"), and `example`
+ * is the port (and address) the verdict was first seen on.
+ */
 export function hintFor(flow: Flow, verdict: Verdict, example?: PortResult): string {
   const proto = flow.protocol;
+  const ports = flow.ports.length ? ` ${formatPorts(flow.ports)}` : '';
   const where = example
     ? `${proto}/${example.port} on ${example.address}`
     : `${proto} to ${flow.to.host ?? 'the peer'}`;
   const from = flow.from.host ?? 'the source';
   const to = flow.to.host ?? flow.to.description ?? 'the peer';
+  const allow = `allow ${proto}${ports} ${from} -> ${to}`;
+  const dynamic = example !== undefined && isDynamicPort(flow, example.port);
+  const named = flow.to.address && flow.to.address !== example?.address ? flow.to.address : undefined;
+  const ntp = example?.evidence.ntp;
   const advice: Record<Verdict, string> = {
     ok: `${flow.service} answers as expected`,
     'ok (responder)':
       'the portolan responder answered: the path is open; install the product and check again',
+    reachable: `the ports of ${flow.service} are assigned at run time (a dynamic or transmission range): a TCP reset proves the path to ${to} is open, and nothing listening before the product opens a port is normal`,
     'open-unverified': `connected, but ${flow.service} cannot be recognised on the wire; to prove the path before the product is installed, run portolan listen on ${to} and check --secret`,
     'open|filtered': `UDP: no answer and no ICMP error, so the port is open or a firewall drops it; run portolan listen on ${to} and check --secret to tell`,
     'wrong-service': `another service answers ${where}: is ${flow.service} on another port, or something else on this one?`,
+    'not-serving': ntp?.kiss
+      ? `the NTP server on ${example?.address} refuses to serve ${from} (kiss-o'-death ${ntp.kiss}: ${kissWords(ntp.kiss)}); check its access rules (chrony allow / ntpd restrict) and rate limits for ${from}`
+      : ntp
+        ? `the NTP server on ${example?.address} answers but is not synchronised to any time source itself (stratum ${ntp.stratum}, leap indicator ${ntp.leap ?? '?'}): check its upstream servers or reference clock (chronyc sources / ntpq -p on ${to}) and that it may reach them`
+        : `${where} answers but refuses to serve: check the service's own configuration on ${to}`,
     'tls-weak': `${where} negotiates TLS below 1.2 or with a weak setup; the product expects TLS 1.2 or later`,
     'tls-failed': `the TLS handshake with ${where} failed: check the service's certificate and TLS settings`,
-    closed: `nothing listens on ${where} (or a firewall answers with a TCP reset / port unreachable): is the ${flow.service} service installed and running?`,
-    blocked: `a firewall rejects ${where} (ICMP unreachable / prohibited): allow ${proto} ${from} -> ${to}`,
-    filtered: `no answer after spaced retries: a firewall drops ${where}; allow ${proto} ${from} -> ${to}`,
+    closed: dynamic
+      ? `nothing listens on ${where}, which is normal for a range assigned at run time; a reset there is counted as reachable`
+      : `nothing listens on ${where}: is the ${flow.service} service installed and running? If a firewall answers for it with a TCP reset / port unreachable, ${allow}`,
+    blocked: `a firewall rejects ${where} (ICMP unreachable / prohibited): ${allow}`,
+    filtered:
+      proto === 'udp' && flow.service === 'ntp'
+        ? `no answer to spaced NTP requests, and a live NTP server always answers: a firewall drops ${where}, or no NTP server runs there; ${allow}`
+        : `no answer after spaced retries: a firewall drops ${where}; ${allow}`,
+    'no-host': `no machine on the local link answers ARP/NDP for ${example?.address ?? to}${named ? ` (the inventory gives ${named} for ${to})` : ''}: the host is down, or the inventory address${named ? ' or its DNS / hosts entry' : ''} is stale or wrong; check that ${to} is up and still has this address`,
     'dns-failed': `fix the name or the inventory address of ${to}`,
     skipped: 'nothing to probe from here',
   };
   return `${advice[verdict]} (needed by ${flow.product}: ${sourcesText(flow)})`;
+}
+
+/** RFC 5905 7.4 kiss codes portolan names; others are shown as sent. */
+function kissWords(code: string): string {
+  if (code === 'DENY' || code === 'RSTR') return 'access denied by the server';
+  if (code === 'RATE') return 'rate exceeded';
+  return 'the server will not serve this client';
 }
