@@ -17,11 +17,13 @@ export type Verdict =
   | 'blocked'
   | 'filtered'
   | 'dns-failed'
+  | 'no-route'
   | 'skipped';
 
 /** Worst first: a flow's headline verdict is the first of these any of its ports got. */
 export const VERDICT_ORDER: readonly Verdict[] = [
   'dns-failed',
+  'no-route',
   'blocked',
   'filtered',
   'closed',
@@ -37,6 +39,7 @@ export const VERDICT_ORDER: readonly Verdict[] = [
 
 const FAILING: ReadonlySet<Verdict> = new Set([
   'dns-failed',
+  'no-route',
   'blocked',
   'filtered',
   'closed',
@@ -92,6 +95,8 @@ export interface Evidence {
   smb?: { dialect: string };
   /** Silent while the same peer answered other ports with rate-limited ICMP errors. */
   rateLimited?: boolean;
+  /** The address the probes left this machine from (the kernel's route to the target). */
+  source?: string;
 }
 
 export interface PortResult {
@@ -151,6 +156,7 @@ export function hintFor(flow: Flow, verdict: Verdict, example?: PortResult): str
     blocked: `a firewall rejects ${where} (ICMP unreachable / prohibited): allow ${proto} ${from} -> ${to}`,
     filtered: `no answer after spaced retries: a firewall drops ${where}; allow ${proto} ${from} -> ${to}`,
     'dns-failed': `fix the name or the inventory address of ${to}`,
+    'no-route': `this machine cannot send to ${example?.address ?? to} at all (no route, the interface is down, or a broadcast address): not a firewall; fix the routing or the inventory address of ${to} before checking ${proto} ${from} -> ${to}`,
     skipped: 'nothing to probe from here',
   };
   return `${advice[verdict]} (needed by ${flow.product}: ${sourcesText(flow)})`;
