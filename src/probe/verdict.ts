@@ -97,6 +97,10 @@ export interface Evidence {
   rateLimited?: boolean;
   /** The address the probes left this machine from (the kernel's route to the target). */
   source?: string;
+  /** What an ok does not prove (e.g. the dynamic port WMI moves to after 135). */
+  caveat?: string;
+  /** The endpoint the RPC endpoint mapper handed out for an interface (ept_map), and that was probed. */
+  epm?: { interface: string; port: number };
 }
 
 export interface PortResult {
