@@ -4,6 +4,7 @@ import { InputError, PortolanError, UsageError } from '../errors.js';
 import { checkSupported } from '../export/generator.js';
 import { FORMAT_NAMES, loadGenerator } from '../export/index.js';
 import { buildExportModel } from '../export/model.js';
+import { rpcCaveats } from '../plan/caveats.js';
 import { buildPlan } from '../plan/plan.js';
 import { exactlyOne, oneOf, parse } from './args.js';
 import { version } from './main.js';
@@ -60,6 +61,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`wrote ${result.files.length} files to ${out}\n`);
   }
   for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
+  for (const w of rpcCaveats(plan, catalogs, values.host)) process.stderr.write(`warning: ${w}\n`);
   return 0;
 }
 
