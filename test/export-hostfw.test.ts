@@ -1271,7 +1271,7 @@ const shape = (tokens: Token[]) => tokens.map((t) => (t.kind === 'string' ? 'S' 
 
 const V = '\\$PortolanAddr_\\w+';
 const LIST = 'S( , S)*';
-const NEW_RULE = `New-NetFirewallRule -Name S -DisplayName S -Description S -Group S -Direction (Inbound|Outbound) -Action Allow -Protocol (TCP|UDP|ICMPv4|ICMPv6)( -IcmpType \\d+)?( -(Local|Remote)Port ${LIST})? -RemoteAddress (${LIST}|${V}|\\( @\\( ${LIST} \\) \\+ ${V} \\))`;
+const NEW_RULE = `New-NetFirewallRule -Name S -DisplayName S -Description S -Group S -Direction (Inbound|Outbound) -Action Allow -Protocol (TCP|UDP|ICMPv4|ICMPv6)( -IcmpType \\d+)?( -(Local|Remote)Port ${LIST}| -LocalPort RPC)? -RemoteAddress (${LIST}|${V}|\\( @\\( ${LIST} \\) \\+ ${V} \\))`;
 const WINDOWS_SHAPES = [
   /^\$ErrorActionPreference = S$/,
   new RegExp(`^${V} = @\\( \\)$`),
@@ -1365,10 +1365,14 @@ function windowsAllowances(
     const protocol = protocolText === 'TCP' ? 'tcp' : protocolText === 'UDP' ? 'udp' : 'icmp';
     assert.equal(strs(p('-Group'))[0], 'portolan', `${what}: group`);
     assert.equal(p('-Action')?.[0]?.text, 'Allow');
-    const ports: PortRange[] = strs(p(direction === 'in' ? '-LocalPort' : '-RemotePort')).map((x) => {
-      const [lo, hi] = x.split('-').map(Number) as [number, number?];
-      return [lo, hi ?? lo];
-    });
+    // `-LocalPort RPC`: Windows' dynamic RPC range, 49152-65535 by default (what the plan names).
+    const ports: PortRange[] =
+      direction === 'in' && p('-LocalPort')?.[0]?.text === 'RPC'
+        ? [[49152, 65535]]
+        : strs(p(direction === 'in' ? '-LocalPort' : '-RemotePort')).map((x) => {
+            const [lo, hi] = x.split('-').map(Number) as [number, number?];
+            return [lo, hi ?? lo];
+          });
     assert.equal(
       p(direction === 'in' ? '-RemotePort' : '-LocalPort'),
       undefined,

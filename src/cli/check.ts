@@ -2,6 +2,7 @@ import { UsageError } from '../errors.js';
 import { mergePortRanges, type PortRange } from '../model/ports.js';
 import { buildPlan } from '../plan/plan.js';
 import { type CheckOptions, DEFAULTS, runCheck } from '../probe/engine.js';
+import { MAX_NAME_ADDRESSES, MAX_PROBES, plannedText } from '../probe/limits.js';
 import { ProgressBar } from '../probe/progress.js';
 import { CHECK_FORMATS, type CheckFormat, checkJson, checkJunit, checkTable } from '../probe/report.js';
 import { scopeFor, select } from '../probe/scope.js';
@@ -12,6 +13,7 @@ import { siteFrom } from './site.js';
 
 const USAGE = `Usage: portolan check SITE.yaml [--from HOST | --as PRODUCT:ROLE] [--to HOST] [--port PORTS]
                       [--format table|json|junit] [--secret S] [--timeout MS] [--concurrency N]
+                      [--max-probes N] [--max-addresses N]
 
 Probes every flow of the plan that starts at this host, and only those: the plan is the scope.
 This host is found from its interface addresses, or named with --from or --as.
@@ -29,6 +31,10 @@ This host is found from its interface addresses, or named with --from or --as.
   --retry-budget MS  how long to keep retrying silent ports while a target rate-limits its ICMP
                      errors (default ${DEFAULTS.retryBudgetMs})
   --workers N        sweep threads for large port ranges (default: up to 2)
+  --max-probes N     probe up to N (address, port) pairs; a larger check is refused before the
+                     first probe (default ${MAX_PROBES})
+  --max-addresses N  probe every address of a DNS name that resolves to up to N of them; a name
+                     with more is refused (default ${MAX_NAME_ADDRESSES})
 
 Exit status: 0 when no flow failed, 1 when some flow failed, 2 on bad input.`;
 
@@ -68,6 +74,8 @@ export async function run(argv: string[]): Promise<number> {
       concurrency: { type: 'string' },
       'retry-budget': { type: 'string' },
       workers: { type: 'string' },
+      'max-probes': { type: 'string' },
+      'max-addresses': { type: 'string' },
     },
     USAGE,
   );
@@ -81,6 +89,8 @@ export async function run(argv: string[]): Promise<number> {
   const concurrency = positiveInt(values.concurrency, '--concurrency', 60_000);
   const retryBudgetMs = positiveInt(values['retry-budget'], '--retry-budget', 3_600_000);
   const workers = positiveInt(values.workers, '--workers', 64);
+  const maxProbes = positiveInt(values['max-probes'], '--max-probes', 1_000_000_000);
+  const maxAddresses = positiveInt(values['max-addresses'], '--max-addresses', 1_000_000);
   const ports = values.port === undefined ? undefined : parsePorts(values.port);
   const secret = values.secret ?? process.env.PORTOLAN_SECRET;
   if (secret === '') throw new UsageError('the secret is empty (--secret or PORTOLAN_SECRET)');
@@ -97,6 +107,8 @@ export async function run(argv: string[]): Promise<number> {
         ...(timeoutMs !== undefined ? { timeoutMs } : {}),
         ...(concurrency !== undefined ? { concurrency } : {}),
         ...(retryBudgetMs !== undefined ? { retryBudgetMs } : {}),
+        ...(maxProbes !== undefined ? { maxProbes } : {}),
+        ...(maxAddresses !== undefined ? { maxAddresses } : {}),
         pool,
       },
       ports,
@@ -135,8 +147,17 @@ async function check(
     );
     return 0;
   }
+  for (const w of scope.warnings) process.stderr.write(`portolan check: warning: ${w}\n`);
   const bar = new ProgressBar(process.stderr);
-  const report = await runCheck(scope, { ...options, onProgress: (p) => bar.update(p) }, selection);
+  const report = await runCheck(
+    scope,
+    {
+      ...options,
+      onPlanned: (p) => process.stderr.write(`portolan check: ${plannedText(p, options.maxProbes)}\n`),
+      onProgress: (p) => bar.update(p),
+    },
+    selection,
+  );
   bar.clear();
   switch (format) {
     case 'json':

@@ -4,6 +4,7 @@ import { InputError, PortolanError, UsageError } from '../errors.js';
 import { checkSupported } from '../export/generator.js';
 import { FORMAT_NAMES, loadGenerator } from '../export/index.js';
 import { buildExportModel } from '../export/model.js';
+import { rpcCaveats } from '../plan/caveats.js';
 import { buildPlan } from '../plan/plan.js';
 import { exactlyOne, oneOf, parse } from './args.js';
 import { version } from './main.js';
@@ -63,6 +64,7 @@ export async function run(argv: string[]): Promise<number> {
   // Advisories left out of the plan: every format says what to add (change requests list them too).
   const advisories = (model.advisories ?? []).filter((a) => !result.warnings.includes(a));
   for (const w of [...result.warnings, ...advisories]) process.stderr.write(`warning: ${w}\n`);
+  for (const w of rpcCaveats(plan, catalogs, values.host)) process.stderr.write(`warning: ${w}\n`);
   return 0;
 }
 

@@ -59,7 +59,33 @@ function remoteAddress(c: Call): string {
   return `(@(${lits}) + $${c.variable})`;
 }
 
+/** The dynamic RPC range Windows hands out by default (Server 2008 and later, Microsoft KB 929851). */
+const DYNAMIC_RPC: readonly [number, number] = [49152, 65535];
+
+/**
+ * An inbound TCP rule for the dynamic RPC range (service msrpc-dynamic) names it by Windows
+ * Firewall's own keyword, `-LocalPort RPC` (New-NetFirewallRule: the ports the RPC endpoint mapper
+ * hands out, whatever range the host is configured with). The keyword cannot share a rule with port
+ * numbers, so it gets a rule of its own.
+ */
+function splitsRpc(c: Call): boolean {
+  const r = c.rule;
+  return (
+    r.direction === 'in' &&
+    r.protocol === 'tcp' &&
+    r.services.includes('msrpc-dynamic') &&
+    r.ports.some(([lo, hi]) => lo === DYNAMIC_RPC[0] && hi === DYNAMIC_RPC[1])
+  );
+}
+
 function newRule(c: Call): string {
+  if (!splitsRpc(c)) return newRuleFor(c);
+  const rest = c.rule.ports.filter(([lo, hi]) => lo !== DYNAMIC_RPC[0] || hi !== DYNAMIC_RPC[1]);
+  const rpc = newRuleFor({ ...c, name: `${c.name}-rpc` }, 'RPC');
+  return rest.length ? `${newRuleFor({ ...c, rule: { ...c.rule, ports: rest } })}\n${rpc}` : rpc;
+}
+
+function newRuleFor(c: Call, keyword?: string): string {
   const r = c.rule;
   const inbound = r.direction === 'in';
   const parts = [
@@ -76,7 +102,7 @@ function newRule(c: Call): string {
     if (r.icmpType === 'echo-request' && c.family) parts.push(`-IcmpType ${ECHO_REQUEST[c.family]}`);
   } else {
     parts.push(
-      `-${inbound ? 'Local' : 'Remote'}Port ${r.ports.map(([lo, hi]) => psq(lo === hi ? `${lo}` : `${lo}-${hi}`)).join(', ')}`,
+      `-${inbound ? 'Local' : 'Remote'}Port ${keyword ?? r.ports.map(([lo, hi]) => psq(lo === hi ? `${lo}` : `${lo}-${hi}`)).join(', ')}`,
     );
   }
   parts.push(`-RemoteAddress ${remoteAddress(c)}`);

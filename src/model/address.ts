@@ -1,4 +1,4 @@
-import { isIP } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 import { mergeCidr, normalizeCidr } from 'cidr-tools';
 
 /** A host's address as the inventory gives it, parsed once at the edge. */
@@ -10,6 +10,30 @@ export type Address =
 // RFC 1123 labels; a leading "*." is allowed for cloud endpoint patterns.
 const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
 const DNS_NAME = new RegExp(`^(?:\\*\\.)?(?:${LABEL}\\.)*${LABEL}\\.?$`, 'i');
+
+const UNSPECIFIED = new BlockList();
+UNSPECIFIED.addAddress('0.0.0.0', 'ipv4');
+UNSPECIFIED.addAddress('::', 'ipv6');
+
+/**
+ * True for the unspecified address in any spelling: 0.0.0.0, ::, ::ffff:0.0.0.0 (RFC 4291 2.5.2,
+ * RFC 1122 3.2.1.3). A connect to it reaches this machine, never a remote host.
+ */
+export function isUnspecified(ip: string): boolean {
+  const v = isIP(ip);
+  return v !== 0 && UNSPECIFIED.check(ip, v === 6 ? 'ipv6' : 'ipv4');
+}
+
+/**
+ * True for a text that inet_aton(3) (and so glibc's getaddrinfo) reads as an IPv4 address: one to
+ * four dot-separated parts, each decimal, octal (leading 0) or hex (0x): `0x0`, `0x0.0`,
+ * `0x0a.0.0.1`, `010.1`, `167772161`. Such a text must never pass for a DNS name: the exports would
+ * print the name while the probes go to the number it spells.
+ */
+export function isInetAtonForm(text: string): boolean {
+  const parts = text.replace(/\.$/, '').split('.');
+  return parts.length <= 4 && parts.every((p) => /^(?:0x[0-9a-f]*|\d+)$/i.test(p));
+}
 
 /**
  * Parses an address, returning the reason it is not one. Node's own parser is strict: leading-zero
@@ -41,13 +65,25 @@ export function parseAddress(raw: string): Address | { error: string } {
       return {
         error: `prefix /${prefixText} is out of range (expected a whole number from 0 to ${max} for IPv${version})`,
       };
+    if (Number(prefixText) === max && isUnspecified(ip))
+      return {
+        error: `${JSON.stringify(text)} is the unspecified address: a connect to it reaches this machine, not a host (expected the host's own address or network)`,
+      };
     const canonical = normalizeCidr(`${ip}/${prefixText}`);
     if (canonical !== normalizeCidr(`${ip}/${max}`).replace(/\/\d+$/, `/${prefixText}`))
       return { error: `host bits are set in ${text} (expected the network address ${canonical})` };
     return { kind: 'cidr', text: canonical, version, prefix: Number(prefixText) };
   }
   const version = isIP(text);
+  if ((version === 4 || version === 6) && isUnspecified(text))
+    return {
+      error: `${JSON.stringify(text)} is the unspecified address: a connect to it reaches this machine, not a host (expected the host's own address)`,
+    };
   if (version === 4 || version === 6) return { kind: 'ip', text: normalizeCidr(text), version };
+  if (isInetAtonForm(text) && !/^[\d.]+$/.test(text))
+    return {
+      error: `${JSON.stringify(text)} is a number the system resolver reads as an IPv4 address (hex or octal form), not a DNS name (expected four decimal octets such as 10.0.0.1, or a name)`,
+    };
   if (/^[\d.]+$/.test(text))
     return {
       error: `${JSON.stringify(text)} is not a valid IPv4 address (expected four decimal octets 0-255)`,

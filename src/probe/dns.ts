@@ -1,8 +1,9 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { Host } from '../inventory/types.js';
+import { isUnspecified } from '../model/address.js';
 import type { Flow } from '../model/flow.js';
-import { isLoopback, sameIp } from './scope.js';
+import { isLoopback, localAddresses, sameIp } from './scope.js';
 import type { Evidence } from './verdict.js';
 
 /** Where a flow's probes go, or why they go nowhere. */
@@ -128,7 +129,8 @@ export async function resolveTarget(
     return { kind: 'probe', addresses: [{ address: a.text, family: a.version }] };
   }
   if (a.kind === 'cidr') {
-    const all = expandCidr(a.text);
+    // 0.0.0.0 inside a CIDR (0.0.0.0/31) is this machine, not a host of the network.
+    const all = expandCidr(a.text)?.filter((ip) => !isUnspecified(ip));
     if (!all)
       return {
         kind: 'skipped',
@@ -155,6 +157,23 @@ export async function resolveTarget(
     return {
       kind: 'dns-failed',
       reason: `${a.text} resolves to loopback (${loop.join(', ')}): a remote host's name must not point at this machine`,
+      evidence: {},
+    };
+  // A sinkhole answer (0.0.0.0, ::) or one of this machine's own addresses would probe this
+  // machine and call the remote path ok.
+  const none = ips.filter(isUnspecified);
+  if (none.length)
+    return {
+      kind: 'dns-failed',
+      reason: `${a.text} resolves to the unspecified address (${none.join(', ')}), as a DNS sinkhole answers: a connect to it reaches this machine, not the host`,
+      evidence: {},
+    };
+  const here = localAddresses().filter((l) => !isLoopback(l));
+  const self = ips.filter((ip) => here.some((l) => sameIp(l, ip)));
+  if (self.length)
+    return {
+      kind: 'dns-failed',
+      reason: `${a.text} resolves to ${self.join(', ')}, an address of this machine: a remote host's name must not point at this machine`,
       evidence: {},
     };
   for (const ip of ips) {

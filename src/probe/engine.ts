@@ -5,9 +5,11 @@ import type { ServiceOutcome } from './conn.js';
 import { type Lookup, resolveTarget, systemLookup, type Target } from './dns.js';
 import { ERRNO_WORDS, verdictForErrno } from './errno.js';
 import { identify } from './identify.js';
+import { checkLimits, type PlannedProbes, plannedProbes } from './limits.js';
 import { isUnanswered, type Neighbour, neighbourOf } from './neighbour.js';
 import { isUnsynchronised, type NtpRequest, ntpRequest, parseNtpReply } from './ntp.js';
 import { isResponderReply, tcpResponderProbe, udpResponderToken } from './responder.js';
+import { noRouteDetail, type Route, routesTo } from './route.js';
 import { type ReachItem, type ReachOutcome, type ReachProgress, reach } from './scheduler.js';
 import { assertInScope, type Scope, type Selection } from './scope.js';
 import { KIND_NAMES, serviceProbe, type TcpKind, tcpKind, type UdpKind, udpKind } from './services.js';
@@ -47,6 +49,12 @@ export interface CheckOptions {
   /** A pool the caller made (and closes); otherwise one is made from `workers` for this check. */
   pool?: SweepPool;
   lookup?: Lookup;
+  /** Most probes (address x protocol x port) one check may make; default MAX_PROBES. */
+  maxProbes?: number;
+  /** Most addresses one DNS name may resolve to and all be probed; default MAX_NAME_ADDRESSES. */
+  maxAddresses?: number;
+  /** Called once targets are resolved, before any probe, with what will be probed. */
+  onPlanned?: (p: PlannedProbes) => void;
   onProgress?: (p: CheckProgress) => void;
 }
 
@@ -76,6 +84,8 @@ export interface CheckReport {
   failed: boolean;
   /** Ports probed per verdict, over all flows (a port shared by two flows counts twice). */
   counts: Partial<Record<Verdict, number>>;
+  /** What the reader must know to trust the results (e.g. a --from host that is not this machine). */
+  warnings?: readonly string[];
 }
 
 interface UdpContext {
@@ -159,7 +169,20 @@ export async function runCheck(
   progress?.({ phase: 'resolve', total: sel.flows.length, done: 0 });
   const work: FlowWork[] = [];
   for (const flow of sel.flows)
-    work.push({ flow, target: await resolveTarget(flow, scope.hosts, lookup), items: [] });
+    work.push({ flow, target: await targetOf(flow, scope, sel, lookup), items: [] });
+
+  // The size of the check, said and bounded before the first packet.
+  const planned = plannedProbes(
+    work.map((w) => ({ flow: w.flow, target: w.target, ports: portsOf(w.flow, sel.ports) })),
+  );
+  checkLimits(planned, {
+    ...(options.maxProbes !== undefined ? { maxProbes: options.maxProbes } : {}),
+    ...(options.maxAddresses !== undefined ? { maxAddresses: options.maxAddresses } : {}),
+  });
+  options.onPlanned?.(planned);
+
+  // The route to each address: where the probes leave from, or that they cannot leave at all.
+  const routes = await routesTo(work.flatMap((w) => (w.target.kind === 'probe' ? w.target.addresses : [])));
 
   // One reachability item per (address, protocol, port), shared by the flows that name it (a plan
   // may name all 65535 ports of many addresses).
@@ -184,6 +207,9 @@ export async function runCheck(
           let item = byPort.get(port);
           if (!item) {
             item = { address, family, protocol, port, attempts: 0 };
+            const route = routes.get(address);
+            if (route && 'errno' in route)
+              item.outcome = { kind: 'error', errno: route.errno, rttMs: 0, local: true };
             byPort.set(port, item);
             all.push(item);
             if (protocol === 'udp') {
@@ -199,14 +225,18 @@ export async function runCheck(
   }
   const sweepPool = options.pool ?? SweepPool.auto(options.workers);
   try {
-    await reach(all, {
-      ...o,
-      pool: sweepPool,
-      onProgress: (p) => progress?.({ phase: 'reach', ...p }),
-    });
+    await reach(
+      all.filter((i) => !i.outcome),
+      {
+        ...o,
+        pool: sweepPool,
+        onProgress: (p) => progress?.({ phase: 'reach', ...p }),
+      },
+    );
   } finally {
     if (!options.pool) await sweepPool.close();
   }
+  await localUnreachable(all, routes);
   const rtts = await quietRtts(all, o.timeoutMs);
   const neighbours = await silentNeighbours(all);
 
@@ -298,6 +328,8 @@ export async function runCheck(
       const kind = item.protocol === 'udp' ? udpKind(flow) : open ? tcpKind(flow, item.port) : 'plain';
       const svc = open ? services.get(`${item.address}|${item.port}|${kind}`) : undefined;
       const r = portResult(item, flow, kind, svc, key, rtts.get(item.address), neighbours.get(item.address));
+      const route = routes.get(item.address);
+      if (route && 'source' in route) r.evidence.source = route.source;
       ports[k] = r;
       const t = tally.get(r.verdict);
       if (t) t.n++;
@@ -327,7 +359,44 @@ export async function runCheck(
     results,
     failed: results.some((r) => r.failed),
     counts,
+    warnings: scope.warnings,
   };
+}
+
+/**
+ * A flow's target, narrowed to the one address of `--to ADDR` (Selection.address) when given: a
+ * CIDR host that contains ADDR is probed at ADDR alone, whatever its size.
+ */
+async function targetOf(flow: Flow, scope: Scope, sel: Selection, lookup: Lookup): Promise<Target> {
+  const only = sel.address;
+  const host = scope.hosts.find((h) => h.name === flow.to.host);
+  if (only === undefined || flow.local || !host || host.address.kind !== 'cidr' || flow.protocol === 'icmp')
+    return resolveTarget(flow, scope.hosts, lookup);
+  return {
+    kind: 'probe',
+    addresses: [{ address: only, family: host.address.version }],
+    note: `--to ${only}: one address of ${host.address.text}`,
+  };
+}
+
+/**
+ * A TCP connect that failed with ENETUNREACH may be an ICMP net unreachable from a router (the
+ * path) or this machine's own missing route (an interface that went down mid-check). The route
+ * is looked up again: when this machine has none now, the error was local.
+ */
+async function localUnreachable(items: readonly ReachItem[], routes: Map<string, Route>): Promise<void> {
+  const hit = items.filter(
+    (i) => i.outcome?.kind === 'error' && i.outcome.errno === 'ENETUNREACH' && !i.outcome.local,
+  );
+  if (!hit.length) return;
+  const again = await routesTo(hit);
+  for (const i of hit) {
+    const r = again.get(i.address);
+    if (r && 'errno' in r && i.outcome?.kind === 'error') {
+      i.outcome.local = true;
+      routes.set(i.address, r);
+    }
+  }
 }
 
 function udpAttemptFor(port: number, kinds: ReadonlySet<UdpKind>, secret: string | undefined) {
@@ -431,6 +500,13 @@ function portResult(
   const attempts = item.attempts;
   const rtt = rttMs !== undefined ? { rttMs } : {};
   const base = { address: item.address, port: item.port, protocol: item.protocol };
+  if (outcome.kind === 'error' && outcome.local)
+    return {
+      ...base,
+      verdict: 'no-route',
+      detail: noRouteDetail(item.address, outcome.errno),
+      evidence: { errno: outcome.errno, attempts },
+    };
   if (
     neighbour &&
     (outcome.kind === 'silent' || (outcome.kind === 'error' && outcome.errno === 'EHOSTUNREACH'))

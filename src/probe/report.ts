@@ -147,6 +147,12 @@ export function checkTable(report: CheckReport, opts: { color: boolean }): strin
       `portolan check: site ${report.site}, from ${report.from.join(', ') || 'nowhere'} (${report.how}), ${report.results.length} flow${report.results.length === 1 ? '' : 's'}`,
     ),
   );
+  for (const w of report.warnings ?? []) lines.push(p.yellow(`warning: ${w}`));
+  if (report.warnings?.length) {
+    const sources = [...new Set(report.results.flatMap((fr) => fr.results.map((r) => r.evidence.source)))];
+    const known = sources.filter((x): x is string => x !== undefined);
+    if (known.length) lines.push(`probes left from ${known.join(', ')}`);
+  }
   for (const fr of report.results) {
     const v = paint(fr.verdict);
     lines.push('');
@@ -200,6 +206,7 @@ export function checkJson(report: CheckReport): string {
     durationMs: report.durationMs,
     failed: report.failed,
     counts: report.counts,
+    ...(report.warnings?.length ? { warnings: report.warnings } : {}),
     flows: report.results.map((fr) => ({
       id: fr.flow.id,
       product: fr.flow.product,

@@ -39,7 +39,8 @@ export interface ReachItem {
 
 export type ReachOutcome =
   | { kind: 'open'; rttMs: number }
-  | { kind: 'error'; errno: string; rttMs: number }
+  /** `local`: this machine could not send at all (no route, a broadcast address): see route.ts. */
+  | { kind: 'error'; errno: string; rttMs: number; local?: true }
   | { kind: 'reply'; data: Buffer; rttMs: number; receivedAtMs: number; context: unknown }
   /** No answer after the spaced rounds; rateLimited when the same peer answered others late. */
   | { kind: 'silent'; rateLimited: boolean }
@@ -279,6 +280,10 @@ async function udpTry(item: ReachItem, t: TargetState, opts: ReachOptions, retry
   });
   if (o.kind === 'local') return; // our own shortage: not an attempt
   item.attempts++;
+  if (o.kind === 'unroutable') {
+    item.outcome = { kind: 'error', errno: o.errno, rttMs: 0, local: true };
+    return;
+  }
   if (o.kind === 'silent') return;
   t.est.add(o.rttMs);
   if (o.kind === 'reply')

@@ -3,6 +3,7 @@ import { BlockList, isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { PortolanError, UsageError } from '../errors.js';
 import type { Host, Inventory } from '../inventory/types.js';
+import { isUnspecified } from '../model/address.js';
 import type { Flow, Plan } from '../model/flow.js';
 import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
 
@@ -28,12 +29,16 @@ export interface Scope {
   readonly how: string;
   /** The flows of the plan that start at those hosts, in plan order. */
   readonly flows: readonly Flow[];
+  /** What the user should know about how this scope was chosen (a --from host not on this machine). */
+  readonly warnings: readonly string[];
 }
 
 /** What to probe within a scope: some of its flows, optionally only some of their ports. */
 export interface Selection {
   flows: readonly Flow[];
   ports?: readonly PortRange[];
+  /** `--to ADDR`: probe this one address of each selected flow's target, never the rest of a CIDR. */
+  address?: string;
 }
 
 /** Scopes made by scopeFor: a hand-made object with a flow list of its own is refused. */
@@ -117,6 +122,7 @@ export async function scopeFor(inv: Inventory, plan: Plan, req: ScopeRequest = {
   let from: string[];
   let how: string;
   let flows: Flow[];
+  const warnings: string[] = [];
   if (req.from !== undefined) {
     const host = inv.hosts.find((h) => h.name === req.from);
     if (!host)
@@ -126,6 +132,16 @@ export async function scopeFor(inv: Inventory, plan: Plan, req: ScopeRequest = {
     from = [host.name];
     how = `--from ${host.name}`;
     flows = plan.flows.filter((f) => f.from.host === host.name);
+    // --from names the host; it does not move this machine. Say so when this machine is not it.
+    const addresses = req.addresses ?? localAddresses();
+    // Loopback addresses (a lab on one machine, 127.0.0.0/8) are all this machine's.
+    const loop = host.address.kind === 'ip' && isLoopback(host.address.text);
+    if (!loop && !(await hostsHere({ ...inv, hosts: [host] }, addresses)).hosts.length) {
+      const mine = addresses.filter((a) => !isLoopback(a));
+      warnings.push(
+        `--from ${host.name}: none of ${host.name}'s addresses (${host.address.text}) is on this machine (${mine.join(', ') || 'no addresses but loopback'}); the probes leave from this machine (evidence.source on each port), so the results say what this machine reaches, not what ${host.name} reaches`,
+      );
+    }
   } else if (req.as !== undefined) {
     const m = /^([a-z0-9-]+):([a-z0-9-]+)$/.exec(req.as);
     const roles = [...new Set(inv.hosts.flatMap((h) => h.roles.map((r) => `${r.product}:${r.role}`)))];
@@ -148,18 +164,34 @@ export async function scopeFor(inv: Inventory, plan: Plan, req: ScopeRequest = {
     how = `this machine's address ${here.matched.join(', ')}`;
     flows = plan.flows.filter((f) => f.from.host !== null && from.includes(f.from.host));
   }
-  const scope: Scope = { site: plan.site, plan, hosts: inv.hosts, from, how, flows };
+  const scope: Scope = { site: plan.site, plan, hosts: inv.hosts, from, how, flows, warnings };
   issued.add(scope);
   return scope;
 }
 
-/** Narrows a scope to flows towards one host (name or address) and/or some ports; refuses what is not in it. */
+/**
+ * Narrows a scope to flows towards one host and/or some ports; refuses what is not in it. `to` is a
+ * host name, a host's address as the inventory writes it, or an IP address: then the flows to every
+ * host whose address contains it (an equal IP, or a CIDR around it), probed at that address alone.
+ */
 export function select(scope: Scope, req: { to?: string; ports?: readonly PortRange[] }): Selection {
   let flows = [...scope.flows];
+  let address: string | undefined;
   if (req.to !== undefined) {
     const to = req.to;
-    const host = scope.hosts.find((h) => h.name === to || h.address.text === to || contains(h, to));
-    const towards = host ? flows.filter((f) => f.to.host === host.name) : [];
+    if (isUnspecified(to))
+      throw new OutOfScopeError(
+        `refused: --to ${to} is the unspecified address, which reaches this machine (expected a host name or a host's address)`,
+      );
+    const named = scope.hosts.find((h) => h.name === to);
+    let hosts: Host[];
+    if (named) hosts = [named];
+    else if (isIP(to)) {
+      hosts = scope.hosts.filter((h) => contains(h, to));
+      address = to;
+    } else hosts = scope.hosts.filter((h) => h.address.text === to);
+    const names = new Set(hosts.map((h) => h.name));
+    const towards = flows.filter((f) => f.to.host !== null && names.has(f.to.host));
     if (!towards.length) {
       const targets = [...new Set(scope.flows.map((f) => f.to.host).filter((h) => h !== null))];
       throw new OutOfScopeError(
@@ -168,6 +200,7 @@ export function select(scope: Scope, req: { to?: string; ports?: readonly PortRa
     }
     flows = towards;
   }
+  const at = address !== undefined ? { address } : {};
   if (req.ports !== undefined) {
     const want = mergePortRanges(req.ports);
     flows = flows.filter((f) => f.ports.some(([lo, hi]) => want.some(([a, b]) => a <= hi && b >= lo)));
@@ -179,9 +212,9 @@ export function select(scope: Scope, req: { to?: string; ports?: readonly PortRa
         `refused: port${many ? 's' : ''} ${formatPorts(outside)}${req.to ? ` to ${req.to}` : ''} ${many ? 'are' : 'is'} not in any flow from ${scope.from.join(', ')} in the plan (the plan is the scope)`,
       );
     }
-    return { flows, ports: want };
+    return { flows, ports: want, ...at };
   }
-  return { flows };
+  return { flows, ...at };
 }
 
 function subtract([a, b]: PortRange, covered: readonly PortRange[]): PortRange[] {

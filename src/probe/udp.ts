@@ -20,7 +20,12 @@ export type UdpOutcome =
   | { kind: 'error'; errno: string; rttMs: number }
   | { kind: 'silent' }
   /** This machine ran out of sockets or ports: try again, it says nothing about the path. */
-  | { kind: 'local'; errno: string };
+  | { kind: 'local'; errno: string }
+  /**
+   * connect(2) failed: a UDP connect sends nothing, so this is this machine's own verdict on the
+   * address (no route: ENETUNREACH; a broadcast address: EACCES), never an answer from the path.
+   */
+  | { kind: 'unroutable'; errno: string };
 
 export function udpAttempt(a: UdpAttempt): Promise<UdpOutcome> {
   return new Promise((resolve) => {
@@ -54,7 +59,16 @@ export function udpAttempt(a: UdpAttempt): Promise<UdpOutcome> {
       const receivedAt = performance.now();
       finish({ kind: 'reply', data, rttMs: receivedAt - sentAt, sentAt, receivedAt });
     });
-    sock.connect(a.port, a.address, () => {
+    // With a callback, Node hands a failed connect to it rather than to 'error'; sending on the
+    // unconnected socket would throw ERR_SOCKET_BAD_PORT outside any handler.
+    sock.connect(a.port, a.address, (err?: Error) => {
+      if (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? 'EUNKNOWN';
+        finish(
+          isLocalResourceError(code) ? { kind: 'local', errno: code } : { kind: 'unroutable', errno: code },
+        );
+        return;
+      }
       // Connected to itself (one of our own addresses, its own ephemeral port): our datagrams
       // would come back as a "reply". Not an attempt; the caller tries again from another port.
       const local = sock.address();

@@ -21,12 +21,14 @@ export type Verdict =
   | 'filtered'
   | 'no-host'
   | 'dns-failed'
+  | 'no-route'
   | 'skipped';
 
 /** Worst first: a flow's headline verdict is the first of these any of its ports got. */
 export const VERDICT_ORDER: readonly Verdict[] = [
   'dns-failed',
   'no-host',
+  'no-route',
   'blocked',
   'filtered',
   'closed',
@@ -45,6 +47,7 @@ export const VERDICT_ORDER: readonly Verdict[] = [
 const FAILING: ReadonlySet<Verdict> = new Set([
   'dns-failed',
   'no-host',
+  'no-route',
   'blocked',
   'filtered',
   'closed',
@@ -114,6 +117,12 @@ export interface Evidence {
    * (`ip neigh`): FAILED or INCOMPLETE means no machine answered for the address.
    */
   neighbour?: { state: string; device?: string };
+  /** The address the probes left this machine from (the kernel's route to the target). */
+  source?: string;
+  /** What an ok does not prove (e.g. the dynamic port WMI moves to after 135). */
+  caveat?: string;
+  /** The endpoint the RPC endpoint mapper handed out for an interface (ept_map), and that was probed. */
+  epm?: { interface: string; port: number };
 }
 
 export interface PortResult {
@@ -202,6 +211,7 @@ export function hintFor(flow: Flow, verdict: Verdict, example?: PortResult): str
         : `no answer after spaced retries: a firewall drops ${where}; ${allow}`,
     'no-host': `no machine on the local link answers ARP/NDP for ${example?.address ?? to}${named ? ` (the inventory gives ${named} for ${to})` : ''}: the host is down, or the inventory address${named ? ' or its DNS / hosts entry' : ''} is stale or wrong; check that ${to} is up and still has this address`,
     'dns-failed': `fix the name or the inventory address of ${to}`,
+    'no-route': `this machine cannot send to ${example?.address ?? to} at all (no route, the interface is down, or a broadcast address): not a firewall; fix the routing or the inventory address of ${to} before checking ${proto} ${from} -> ${to}`,
     skipped: 'nothing to probe from here',
   };
   return `${advice[verdict]} (needed by ${flow.product}: ${sourcesText(flow)})`;
