@@ -2,8 +2,14 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { normalizeIp } from './addresses.js';
-import { NonceCache, type ProbeProtocol, verifyProbe } from './protocol.js';
-import { type BindOutcome, MAX_CONNECTIONS, type SocketSpec } from './sockets.js';
+import {
+  NonceCache,
+  type ProbeProtocol,
+  RESPONDER_CONNECTIONS,
+  RESPONDER_CONNECTIONS_PER_SOURCE,
+  verifyProbe,
+} from './protocol.js';
+import type { BindOutcome, SocketSpec } from './sockets.js';
 
 /** A probe line is about 80 bytes; anything past this is not a probe and is not read further. */
 export const MAX_PROBE_BYTES = 128;
@@ -17,9 +23,15 @@ export interface Peer {
   port: number;
 }
 
-/** One probe as the responder saw it. `from` is the source address on the wire, so NAT shows up. */
+/**
+ * One connection or datagram as the responder saw it. `from` is the source address on the wire, so
+ * NAT shows up. `answered`: a signed probe, answered. `reach`: a TCP connection closed without a
+ * byte, as `check` makes first to see whether the port is reachable at all. `refused`: not served
+ * because its source (or all sources together) already held as many connections as the responder
+ * serves at once; reset with no bytes. `rejected`: anything else, closed or ignored with no bytes.
+ */
 export interface ProbeEvent {
-  result: 'answered' | 'rejected';
+  result: 'answered' | 'rejected' | 'reach' | 'refused';
   proto: ProbeProtocol;
   port: number;
   from: Peer;
@@ -40,15 +52,16 @@ export class Answerer {
     private readonly nonces = new NonceCache(),
   ) {}
 
-  answer(data: Buffer, proto: ProbeProtocol, port: number, now = Date.now()): Answer {
+  /** `from` is the source address on the wire: a v2 reply carries it back, signed. */
+  answer(data: Buffer, proto: ProbeProtocol, port: number, now = Date.now(), from = ''): Answer {
     if (data.length > MAX_PROBE_BYTES) return { reason: `longer than ${MAX_PROBE_BYTES} bytes` };
     // latin1 maps each byte to one character, so nothing non-ASCII can sneak past the probe pattern.
-    const v = verifyProbe(this.secret, data.toString('latin1'), proto, port, now);
+    const v = verifyProbe(this.secret, data.toString('latin1'), proto, port, now, from);
     if (!v.ok) return { reason: v.reason };
     // Only verified probes reach the cache, so unauthenticated traffic cannot fill it.
     if (!this.nonces.add(v.nonce, now)) return { reason: 'replayed nonce' };
     const reply = Buffer.from(v.reply, 'latin1');
-    // No amplification: the reply (46 bytes) is shorter than any probe that verifies (77+ bytes).
+    // No amplification: the reply (46 or at most 69 bytes) is shorter than any probe that verifies (77+ bytes).
     assert.ok(reply.length <= data.length, `reply of ${reply.length} bytes to a ${data.length}-byte probe`);
     return { reply };
   }
@@ -65,11 +78,18 @@ export class Responder {
   private readonly servers: net.Server[] = [];
   private readonly dgrams: dgram.Socket[] = [];
   private readonly conns = new Set<net.Socket>();
+  /** Open connections per source address: one source cannot take the slots of the others. */
+  private readonly perSource = new Map<string, number>();
   private closing = false;
 
+  /**
+   * `maxConnections`: connections served at once over all sources (RESPONDER_CONNECTIONS, or fewer
+   * under a low open-file limit); each source gets at most RESPONDER_CONNECTIONS_PER_SOURCE of them.
+   */
   constructor(
     private readonly answerer: Answerer,
     private readonly onProbe: (e: ProbeEvent) => void,
+    private readonly maxConnections = RESPONDER_CONNECTIONS,
   ) {}
 
   /** Binds every socket, a pool at a time. After one EMFILE/ENFILE the rest are not tried. */
@@ -143,8 +163,8 @@ export class Responder {
   }
 
   private onUdp(sock: dgram.Socket, spec: SocketSpec, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    const a = this.answerer.answer(msg, 'udp', spec.port);
     const from = { address: normalizeIp(rinfo.address), port: rinfo.port };
+    const a = this.answerer.answer(msg, 'udp', spec.port, Date.now(), from.address);
     const to = { address: spec.address, port: spec.port };
     if ('reply' in a) {
       sock.send(a.reply, rinfo.port, rinfo.address, noop);
@@ -177,30 +197,56 @@ export class Responder {
     let received = 0;
     let done = false;
     const chunks: Buffer[] = [];
-    const reject = (reason: string) => {
+    const finish = (result: 'rejected' | 'reach', reason: string) => {
       if (done) return;
       done = true;
       sock.destroy(); // no bytes back, ever
-      this.onProbe({ result: 'rejected', proto: 'tcp', port, from, to, received, sent: 0, reason });
+      this.onProbe({ result, proto: 'tcp', port, from, to, received, sent: 0, reason });
     };
+    const reject = (reason: string) => finish('rejected', reason);
     sock.on('error', noop);
-    sock.on('close', () => this.conns.delete(sock));
     if (this.closing) {
       sock.destroy();
       return;
     }
-    if (this.conns.size >= MAX_CONNECTIONS) {
-      reject(`more than ${MAX_CONNECTIONS} connections at once`);
+    const held = this.perSource.get(from.address) ?? 0;
+    if (held >= RESPONDER_CONNECTIONS_PER_SOURCE || this.conns.size >= this.maxConnections) {
+      // A reset, not a quiet close: the prober sees its probe refused, not answered by silence.
+      sock.resetAndDestroy();
+      this.onProbe({
+        result: 'refused',
+        proto: 'tcp',
+        port,
+        from,
+        to,
+        received: 0,
+        sent: 0,
+        reason:
+          held >= RESPONDER_CONNECTIONS_PER_SOURCE
+            ? `load: ${held} connections from this source at once (at most ${RESPONDER_CONNECTIONS_PER_SOURCE})`
+            : `load: ${this.conns.size} connections at once (at most ${this.maxConnections})`,
+      });
       return;
     }
     this.conns.add(sock);
+    this.perSource.set(from.address, held + 1);
     // A deadline from accept, not an idle timeout: a byte every second must not hold a slot for minutes.
     const deadline = setTimeout(
       () => (done ? sock.destroy() : reject(`no probe line within ${READ_TIMEOUT_MS} ms`)),
       READ_TIMEOUT_MS,
     );
-    sock.on('close', () => clearTimeout(deadline));
-    sock.on('end', () => reject(received ? 'closed before a full line' : 'closed without sending anything'));
+    sock.on('close', () => {
+      clearTimeout(deadline);
+      this.conns.delete(sock);
+      const n = (this.perSource.get(from.address) ?? 1) - 1;
+      if (n > 0) this.perSource.set(from.address, n);
+      else this.perSource.delete(from.address);
+      // Reset by the prober before any byte: a reachability probe too.
+      if (!done && !received) finish('reach', 'connected and closed without data');
+    });
+    sock.on('end', () =>
+      received ? reject('closed before a full line') : finish('reach', 'connected and closed without data'),
+    );
     sock.on('data', (chunk: Buffer) => {
       if (done) return;
       received += chunk.length;
@@ -211,7 +257,7 @@ export class Responder {
       // One line and nothing after it: a prober sends its line and waits.
       if (nl !== chunk.length - 1) return reject('bytes after the probe line');
       const line = Buffer.concat(chunks);
-      const a = this.answerer.answer(line, 'tcp', port);
+      const a = this.answerer.answer(line, 'tcp', port, Date.now(), from.address);
       if (!('reply' in a)) return reject(a.reason);
       done = true;
       // Once the reply is with the kernel the descriptor is released: a range check may open

@@ -139,6 +139,23 @@ export function connectFailure(err: unknown, what: string): ServiceOutcome {
   throw err;
 }
 
+/** Errors that mean the peer (or something on the path) reset the connection. */
+export function isReset(code: string): boolean {
+  return code === 'ECONNRESET' || code === 'EPIPE';
+}
+
+/**
+ * Connected, then reset once `what` was sent and before any byte came back: an IPS or
+ * application-aware firewall, or a service that resets what it does not understand.
+ */
+export function resetAfterConnect(code: string, what: string, rttMs?: number): ServiceOutcome {
+  return {
+    verdict: 'reset-after-connect',
+    detail: `connected, then reset (${code}) once ${what} was sent, before any reply`,
+    evidence: { errno: code, ...(rttMs === undefined ? {} : { rttMs: round(rttMs) }) },
+  };
+}
+
 export function round(ms: number): number {
   return Math.round(ms * 100) / 100;
 }

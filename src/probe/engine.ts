@@ -1,4 +1,4 @@
-import { hostSecret } from '../listen/protocol.js';
+import { hostSecret, RESPONDER_PROBES_IN_FLIGHT } from '../listen/protocol.js';
 import type { Flow } from '../model/flow.js';
 import type { PortRange } from '../model/ports.js';
 import type { ServiceOutcome } from './conn.js';
@@ -6,7 +6,7 @@ import { type Lookup, resolveTarget, systemLookup, type Target } from './dns.js'
 import { ERRNO_WORDS, verdictForErrno } from './errno.js';
 import { identify } from './identify.js';
 import { type NtpRequest, ntpRequest, parseNtpReply } from './ntp.js';
-import { isResponderReply, tcpResponderProbe, udpResponderToken } from './responder.js';
+import { readResponderReply, Slots, tcpResponderProbe, udpResponderToken } from './responder.js';
 import { type ReachItem, type ReachOutcome, type ReachProgress, reach } from './scheduler.js';
 import { assertInScope, type Scope, type Selection } from './scope.js';
 import { KIND_NAMES, serviceProbe, type TcpKind, tcpKind, type UdpKind, udpKind } from './services.js';
@@ -208,6 +208,10 @@ export async function runCheck(
   // Application probes on open TCP ports, once per (address, port, kind).
   const jobs = new Map<string, () => Promise<ServiceOutcome>>();
   const responderWait = Math.min(o.serviceTimeoutMs, 2000);
+  // Signed probes in flight, sized from the responder's per-source share (one shared budget).
+  const responderSlots = new Slots(RESPONDER_PROBES_IN_FLIGHT);
+  // Per address: the source address a responder saw, where it differs from ours (NAT).
+  const natSeen = new Map<string, string>();
   for (const w of work)
     for (const item of w.items) {
       if (item.protocol !== 'tcp' || item.outcome?.kind !== 'open') continue;
@@ -217,19 +221,29 @@ export async function runCheck(
       const servername = w.target.kind === 'probe' ? w.target.servername : undefined;
       const rttMs = item.outcome.rttMs;
       jobs.set(key, async () => {
+        let miss = '';
         if (secret && w.flow.to.host) {
           const r = await tcpResponderProbe(
             hostSecret(secret, w.flow.to.host),
             item.address,
             item.port,
             responderWait,
+            responderSlots,
           );
+          if (r.seenFrom && r.sentFrom && r.seenFrom !== r.sentFrom)
+            natSeen.set(
+              item.address,
+              `the target saw you as ${r.seenFrom}, not ${r.sentFrom}: NAT between you`,
+            );
           if (r.ok) return { verdict: 'ok (responder)', detail: r.detail, evidence: r.evidence };
+          // The responder's own finding is kept: a reset once data flowed decides the port.
+          if (r.verdict) return { verdict: r.verdict, detail: r.detail, evidence: r.evidence };
+          miss = `; ${r.detail}`;
         }
         if (kind === 'plain')
           return {
             verdict: 'open-unverified',
-            detail: `TCP connect in ${rttMs} ms; ${w.flow.service} is not a service portolan can recognise on the wire`,
+            detail: `TCP connect in ${rttMs} ms${miss}; ${w.flow.service} is not a service portolan can recognise on the wire`,
             evidence: { rttMs },
           };
         const ctx = {
@@ -302,6 +316,7 @@ export async function runCheck(
     const verdict = worst(tally.keys()) ?? 'skipped';
     if (!ports.length) counts[verdict] = (counts[verdict] ?? 0) + 1;
     const example = tally.get(verdict)?.first;
+    const notes = [...new Set(target.addresses.flatMap((a) => natSeen.get(a.address) ?? []))];
     results.push({
       flow,
       verdict,
@@ -310,6 +325,7 @@ export async function runCheck(
       results: ports,
       ...(target.note ? { reason: target.note } : ports.length ? {} : { reason: 'no ports selected' }),
       hint: hintFor(flow, verdict, example),
+      ...(notes.length ? { notes } : {}),
     });
   }
   progress?.({ phase: 'done', total: results.length, done: results.length });
@@ -414,12 +430,13 @@ function portResult(
   // A UDP reply.
   const ctx = (outcome.context ?? {}) as UdpContext;
   const evidence: Evidence = { rttMs: outcome.rttMs, bytesSeen: outcome.data.length, attempts };
-  if (secret && ctx.token && isResponderReply(secret, ctx.token, outcome.data))
+  const signed = secret && ctx.token ? readResponderReply(secret, ctx.token, outcome.data) : undefined;
+  if (signed?.ok)
     return {
       ...base,
       verdict: 'ok (responder)',
       detail: `responder answered the signed probe (${outcome.data.length} bytes)`,
-      evidence,
+      evidence: signed.seenFrom ? { ...evidence, seenFrom: signed.seenFrom } : evidence,
     };
   if (ctx.ntp) {
     const r = parseNtpReply(outcome.data, ctx.ntp, outcome.receivedAtMs);

@@ -14,6 +14,7 @@ export type Verdict =
   | 'tls-weak'
   | 'tls-failed'
   | 'closed'
+  | 'reset-after-connect'
   | 'blocked'
   | 'filtered'
   | 'dns-failed'
@@ -25,6 +26,7 @@ export const VERDICT_ORDER: readonly Verdict[] = [
   'blocked',
   'filtered',
   'closed',
+  'reset-after-connect',
   'tls-failed',
   'wrong-service',
   'tls-weak',
@@ -40,6 +42,7 @@ const FAILING: ReadonlySet<Verdict> = new Set([
   'blocked',
   'filtered',
   'closed',
+  'reset-after-connect',
   'tls-failed',
   'wrong-service',
   'tls-weak',
@@ -92,6 +95,8 @@ export interface Evidence {
   smb?: { dialect: string };
   /** Silent while the same peer answered other ports with rate-limited ICMP errors. */
   rateLimited?: boolean;
+  /** The source address the portolan responder saw (its signed reply says so): NAT shows up here. */
+  seenFrom?: string;
 }
 
 export interface PortResult {
@@ -117,6 +122,8 @@ export interface FlowResult {
   reason?: string;
   /** What to do about it, naming the catalog rows the flow comes from. */
   hint: string;
+  /** What the probes learned beside the verdict (the target saw another source address: NAT). */
+  notes?: string[];
 }
 
 /** Printable excerpt of bytes a peer sent: control characters dropped, at most `max` characters. */
@@ -147,6 +154,7 @@ export function hintFor(flow: Flow, verdict: Verdict, example?: PortResult): str
     'wrong-service': `another service answers ${where}: is ${flow.service} on another port, or something else on this one?`,
     'tls-weak': `${where} negotiates TLS below 1.2 or with a weak setup; the product expects TLS 1.2 or later`,
     'tls-failed': `the TLS handshake with ${where} failed: check the service's certificate and TLS settings`,
+    'reset-after-connect': `${where} accepted the connection, then reset it once data was sent: an IPS or application-aware firewall between ${from} and ${to} resets the session (allow the application, not just the port), or another service on this port resets what it does not understand`,
     closed: `nothing listens on ${where} (or a firewall answers with a TCP reset / port unreachable): is the ${flow.service} service installed and running?`,
     blocked: `a firewall rejects ${where} (ICMP unreachable / prohibited): allow ${proto} ${from} -> ${to}`,
     filtered: `no answer after spaced retries: a firewall drops ${where}; allow ${proto} ${from} -> ${to}`,
