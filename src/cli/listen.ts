@@ -224,7 +224,7 @@ export function summaryLines(s: Summary, end: string): string[] {
     );
   if (s.refused)
     lines.push(
-      `result: ${n(s.refused, 'connection')} refused for load (more than ${RESPONDER_CONNECTIONS_PER_SOURCE} at once from one source, or ${RESPONDER_CONNECTIONS} in all): check reports those ports as reset-after-connect; run fewer checks at once`,
+      `result: ${n(s.refused, 'connection')} refused for load (idle past a source's share of ${RESPONDER_CONNECTIONS_PER_SOURCE}, or over ${RESPONDER_CONNECTIONS} at once): check's reachability pass loses nothing by it, a refused signed probe is tried again and reported reset-after-connect if it keeps being refused`,
     );
   return lines;
 }

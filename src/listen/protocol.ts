@@ -24,15 +24,17 @@ export const MAX_SKEW_SECONDS = 300;
 const MAC_HEX = 32;
 
 /**
- * The connection budget both sides size themselves from. `listen` holds at most
- * RESPONDER_CONNECTIONS_PER_SOURCE accepted connections per source address (and
- * RESPONDER_CONNECTIONS over all sources) and refuses the rest with a TCP reset; `check` keeps at
- * most RESPONDER_PROBES_IN_FLIGHT signed probes open at once, a quarter of the per-source share, so
- * a few checks from one address (or from behind one NAT address) still fit.
+ * The connection budget both sides size themselves from. `listen` serves RESPONDER_CONNECTIONS
+ * connections at once (fewer under a low open-file limit), at most three quarters of them from one source
+ * address; a source holding more than RESPONDER_CONNECTIONS_PER_SOURCE has its connections that
+ * sent no probe line within a quarter second refused with a TCP reset, so idle connections from
+ * one source never take the others' slots. `check` keeps at most RESPONDER_PROBES_IN_FLIGHT
+ * signed probes open at once, half a share, so two checks from one address (or from behind one
+ * NAT address) still fit.
  */
 export const RESPONDER_CONNECTIONS_PER_SOURCE = 256;
-export const RESPONDER_CONNECTIONS = 1024;
-export const RESPONDER_PROBES_IN_FLIGHT = RESPONDER_CONNECTIONS_PER_SOURCE / 4;
+export const RESPONDER_CONNECTIONS = 2048;
+export const RESPONDER_PROBES_IN_FLIGHT = RESPONDER_CONNECTIONS_PER_SOURCE / 2;
 
 export type ProbeProtocol = 'tcp' | 'udp';
 export type ProbeVersion = 1 | 2;

@@ -15,6 +15,13 @@ import type { BindOutcome, SocketSpec } from './sockets.js';
 export const MAX_PROBE_BYTES = 128;
 /** A prober writes its line right after connecting; a connection is closed this long after accept. */
 export const READ_TIMEOUT_MS = 2000;
+/** How long a connection may stay without a probe line while its source holds more than its share (see onTcp). */
+export const OVER_SHARE_MS = 250;
+/**
+ * Accept queue per listening socket: a range check opens thousands of connections in a burst, and
+ * a full queue drops the handshake's last ACK, which the prober only learns of seconds later.
+ */
+const BACKLOG = 1024;
 /** Sockets bound at once while starting (16k listeners bind in about a second this way). */
 const BIND_CONCURRENCY = 256;
 
@@ -126,7 +133,7 @@ export class Responder {
       const server = net.createServer({ allowHalfOpen: false });
       server.once('error', resolve);
       server.listen(
-        { host: spec.address, port: spec.port, exclusive: true, backlog: 64, ipv6Only: false },
+        { host: spec.address, port: spec.port, exclusive: true, backlog: BACKLOG, ipv6Only: false },
         () => {
           server.removeAllListeners('error');
           server.on('error', noop);
@@ -210,31 +217,46 @@ export class Responder {
       return;
     }
     const held = this.perSource.get(from.address) ?? 0;
-    if (held >= RESPONDER_CONNECTIONS_PER_SOURCE || this.conns.size >= this.maxConnections) {
-      // A reset, not a quiet close: the prober sees its probe refused, not answered by silence.
+    const share = RESPONDER_CONNECTIONS_PER_SOURCE;
+    // A reset, not a quiet close: the prober sees its probe refused, not answered by silence.
+    const refuse = (reason: string) => {
+      if (done) return;
+      done = true;
       sock.resetAndDestroy();
-      this.onProbe({
-        result: 'refused',
-        proto: 'tcp',
-        port,
-        from,
-        to,
-        received: 0,
-        sent: 0,
-        reason:
-          held >= RESPONDER_CONNECTIONS_PER_SOURCE
-            ? `load: ${held} connections from this source at once (at most ${RESPONDER_CONNECTIONS_PER_SOURCE})`
-            : `load: ${this.conns.size} connections at once (at most ${this.maxConnections})`,
-      });
+      this.onProbe({ result: 'refused', proto: 'tcp', port, from, to, received, sent: 0, reason });
+    };
+    // Counted at accept, a burst of connects (thousands accepted in one turn of the event loop,
+    // most closed a moment later) looks like load; so only the descriptor limits refuse here.
+    const sourceCap = Math.floor((this.maxConnections * 3) / 4);
+    if (held >= sourceCap || this.conns.size >= this.maxConnections) {
+      refuse(
+        held >= sourceCap
+          ? `load: ${held} connections from this source at once (at most ${sourceCap})`
+          : `load: ${this.conns.size} connections at once (at most ${this.maxConnections})`,
+      );
       return;
     }
     this.conns.add(sock);
     this.perSource.set(from.address, held + 1);
-    // A deadline from accept, not an idle timeout: a byte every second must not hold a slot for minutes.
-    const deadline = setTimeout(
-      () => (done ? sock.destroy() : reject(`no probe line within ${READ_TIMEOUT_MS} ms`)),
-      READ_TIMEOUT_MS,
-    );
+    // Deadlines from accept, not idle timeouts: a byte every second must not hold a slot for
+    // minutes. After OVER_SHARE_MS a connection with no probe line yet is refused when its source
+    // holds more than its share, so one source's idle connections never take the others' slots;
+    // else it may wait until READ_TIMEOUT_MS. The decision waits for one more poll of the sockets
+    // (setImmediate), so a probe line already received but not yet read still counts.
+    let deadline = setTimeout(() => {
+      setImmediate(() => {
+        if (done) return;
+        const now = this.perSource.get(from.address) ?? 0;
+        if (now > share)
+          return refuse(
+            `load: ${now} connections from this source at once (its share is ${share}), this one idle for ${OVER_SHARE_MS} ms`,
+          );
+        deadline = setTimeout(
+          () => (done ? sock.destroy() : reject(`no probe line within ${READ_TIMEOUT_MS} ms`)),
+          READ_TIMEOUT_MS - OVER_SHARE_MS,
+        );
+      });
+    }, OVER_SHARE_MS);
     sock.on('close', () => {
       clearTimeout(deadline);
       this.conns.delete(sock);

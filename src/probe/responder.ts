@@ -23,6 +23,8 @@ export interface ResponderResult {
   seenFrom?: string;
   /** The address this machine sent from (the connection's local address). */
   sentFrom?: string;
+  /** Connected, sent the probe, and nothing came back before the timeout. */
+  silent?: boolean;
 }
 
 /** At most `size` holders at once; the rest wait in arrival order. */
@@ -66,6 +68,12 @@ export async function tcpResponderProbe(
     if (t) await new Promise((r) => setTimeout(r, RESET_PAUSES_MS[t - 1] ?? 1000));
     const once = () => signedProbe(secret, address, port, timeoutMs);
     last = await (slots ? slots.run(once) : once());
+    // Silence from a responder that is busy (two range checks at once on a small machine): once
+    // more, waiting longer. A port where nothing answers costs this wait twice.
+    if (last.silent && t === 0) {
+      const longer = () => signedProbe(secret, address, port, timeoutMs * 3);
+      last = await (slots ? slots.run(longer) : longer());
+    }
     if (last.verdict !== 'reset-after-connect') return last;
   }
   const r = last as ResponderResult;
@@ -76,7 +84,12 @@ export async function tcpResponderProbe(
   };
 }
 
-async function signedProbe(secret: string, address: string, port: number, timeoutMs: number) {
+async function signedProbe(
+  secret: string,
+  address: string,
+  port: number,
+  timeoutMs: number,
+): Promise<ResponderResult> {
   let c: Conn;
   try {
     c = await Conn.open(address, port, timeoutMs);
@@ -126,6 +139,7 @@ async function signedProbe(secret: string, address: string, port: number, timeou
     return {
       ok: false,
       evidence,
+      ...(c.data.length || c.ended ? {} : { silent: true }),
       detail: c.data.length
         ? 'no portolan responder answered the signed probe (other bytes came back)'
         : `no portolan responder answered the signed probe (${c.ended ? 'closed' : 'silent'} with no reply)`,
