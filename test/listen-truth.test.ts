@@ -364,7 +364,7 @@ describe('listen + check --secret: the truth on ranges, resets, UDP and NAT', { 
         'table',
       ]);
       assert.equal(r.code, 1, r.stdout);
-      assert.match(r.stdout, /^reset-after-connect +w1 -> repo tcp 10006/m);
+      assert.match(r.stdout, /^reset-after-connect +w1 -> repo +tcp\/10006/m);
       assert.match(
         r.stdout,
         /connected, then reset \(ECONNRESET\) once the 81-byte signed probe was sent, with no reply, on each of 3 tries/,
@@ -462,9 +462,9 @@ describe('listen + check --secret: the truth on ranges, resets, UDP and NAT', { 
       const r = await cli(NS.a, ['check', site, '--from', 'w1', '--to', 'web', '--format', 'json']);
       const doc = checkJson(r);
       assert.equal(r.code, 1);
-      const by = (svc: string) => doc.flows.find((f) => f.id.includes(svc));
+      const by = (svc: string) => doc.flows.find((f) => f.id.endsWith(` ${svc}`));
       for (const [svc, what] of [
-        ['tls', /once the TLS ClientHello was sent/],
+        ['https', /once the TLS ClientHello was sent/],
         ['http', /once the \d+-byte HTTP request was sent/],
       ] as const) {
         const f = by(svc);

@@ -252,7 +252,10 @@ export class Responder {
             `load: ${now} connections from this source at once (its share is ${share}), this one idle for ${OVER_SHARE_MS} ms`,
           );
         deadline = setTimeout(
-          () => (done ? sock.destroy() : reject(`no probe line within ${READ_TIMEOUT_MS} ms`)),
+          () =>
+            setImmediate(() =>
+              done ? sock.destroy() : reject(`no probe line within ${READ_TIMEOUT_MS} ms`),
+            ),
           READ_TIMEOUT_MS - OVER_SHARE_MS,
         );
       });

@@ -108,8 +108,13 @@ export class Conn {
         if (this.size > 0 && (enough(this.data) || this.size >= max)) return done(true);
         if (this.ended) return done(false);
       };
-      const timer = setTimeout(() => done(false), timeoutMs);
+      let settled = false;
+      // On a busy machine the timer can come due while the answer waits unread in the socket:
+      // look at the sockets once more (setImmediate runs after the poll) before giving up.
+      const timer = setTimeout(() => setImmediate(() => done(false)), timeoutMs);
       const done = (v: boolean) => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
         this.wake = undefined;
         resolve(v);

@@ -212,6 +212,8 @@ export async function runCheck(
   const responderSlots = new Slots(RESPONDER_PROBES_IN_FLIGHT);
   // Per address: the source address a responder saw, where it differs from ours (NAT).
   const natSeen = new Map<string, string>();
+  // Ports whose signed probe met silence: asked again below where the responder is known to run.
+  const silentResponder = new Map<string, { address: string; port: number; host: string }>();
   for (const w of work)
     for (const item of w.items) {
       if (item.protocol !== 'tcp' || item.outcome?.kind !== 'open') continue;
@@ -239,6 +241,8 @@ export async function runCheck(
           // The responder's own finding is kept: a reset once data flowed decides the port.
           if (r.verdict) return { verdict: r.verdict, detail: r.detail, evidence: r.evidence };
           miss = `; ${r.detail}`;
+          if (r.silent)
+            silentResponder.set(key, { address: item.address, port: item.port, host: w.flow.to.host });
         }
         if (kind === 'plain')
           return {
@@ -277,6 +281,7 @@ export async function runCheck(
     Math.max(1, Math.min(256, o.concurrency)),
   );
   const services = new Map(keys.map((k, i) => [k, outcomes[i] as ServiceOutcome]));
+  if (secret) await askSilentAgain(secret, silentResponder, services, responderSlots, o.serviceTimeoutMs * 2);
 
   const results: FlowResult[] = [];
   const counts: Partial<Record<Verdict, number>> = {};
@@ -339,6 +344,31 @@ export async function runCheck(
     failed: results.some((r) => r.failed),
     counts,
   };
+}
+
+/**
+ * A responder busy with other sources' range checks (on a loaded machine) can take longer than the
+ * first wait: where it answered other ports of the same address, the ports it was silent on are
+ * asked once more with a longer wait, so a slow responder is not reported as no responder.
+ */
+async function askSilentAgain(
+  secret: string,
+  silent: ReadonlyMap<string, { address: string; port: number; host: string }>,
+  services: Map<string, ServiceOutcome>,
+  slots: Slots,
+  waitMs: number,
+): Promise<void> {
+  const answering = new Set<string>();
+  for (const [key, out] of services)
+    if (out.verdict === 'ok (responder)') answering.add(key.split('|')[0] ?? '');
+  const again = [...silent].filter(([, s]) => answering.has(s.address));
+  await Promise.all(
+    again.map(async ([key, s]) => {
+      const r = await tcpResponderProbe(hostSecret(secret, s.host), s.address, s.port, waitMs, slots);
+      if (r.ok) services.set(key, { verdict: 'ok (responder)', detail: r.detail, evidence: r.evidence });
+      else if (r.verdict) services.set(key, { verdict: r.verdict, detail: r.detail, evidence: r.evidence });
+    }),
+  );
 }
 
 function udpAttemptFor(port: number, kinds: ReadonlySet<UdpKind>, secret: string | undefined) {

@@ -68,12 +68,6 @@ export async function tcpResponderProbe(
     if (t) await new Promise((r) => setTimeout(r, RESET_PAUSES_MS[t - 1] ?? 1000));
     const once = () => signedProbe(secret, address, port, timeoutMs);
     last = await (slots ? slots.run(once) : once());
-    // Silence from a responder that is busy (two range checks at once on a small machine): once
-    // more, waiting longer. A port where nothing answers costs this wait twice.
-    if (last.silent && t === 0) {
-      const longer = () => signedProbe(secret, address, port, timeoutMs * 3);
-      last = await (slots ? slots.run(longer) : longer());
-    }
     if (last.verdict !== 'reset-after-connect') return last;
   }
   const r = last as ResponderResult;
