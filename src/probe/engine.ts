@@ -361,14 +361,21 @@ async function askSilentAgain(
   const answering = new Set<string>();
   for (const [key, out] of services)
     if (out.verdict === 'ok (responder)') answering.add(key.split('|')[0] ?? '');
-  const again = [...silent].filter(([, s]) => answering.has(s.address));
-  await Promise.all(
-    again.map(async ([key, s]) => {
-      const r = await tcpResponderProbe(hostSecret(secret, s.host), s.address, s.port, waitMs, slots);
-      if (r.ok) services.set(key, { verdict: 'ok (responder)', detail: r.detail, evidence: r.evidence });
-      else if (r.verdict) services.set(key, { verdict: r.verdict, detail: r.detail, evidence: r.evidence });
-    }),
-  );
+  let again = [...silent].filter(([, s]) => answering.has(s.address));
+  // Rounds go on while the last one got answers (the responder is catching up), at most three.
+  for (let round = 0; round < 3 && again.length; round++) {
+    const still: typeof again = [];
+    await Promise.all(
+      again.map(async ([key, s]) => {
+        const r = await tcpResponderProbe(hostSecret(secret, s.host), s.address, s.port, waitMs, slots);
+        if (r.ok) services.set(key, { verdict: 'ok (responder)', detail: r.detail, evidence: r.evidence });
+        else if (r.verdict) services.set(key, { verdict: r.verdict, detail: r.detail, evidence: r.evidence });
+        else if (r.silent) still.push([key, s]);
+      }),
+    );
+    if (still.length === again.length) break;
+    again = still;
+  }
 }
 
 function udpAttemptFor(port: number, kinds: ReadonlySet<UdpKind>, secret: string | undefined) {
