@@ -321,7 +321,14 @@ describe('listen: log', () => {
     const s = log.summary();
     assert.equal(s.rejected, 110);
     assert.equal(s.answered, 1);
-    assert.deepEqual(s.sources[0], { source: '10.0.0.1', answered: 0, rejected: 110, suppressed: 85 });
+    assert.deepEqual(s.sources[0], {
+      source: '10.0.0.1',
+      answered: 0,
+      rejected: 110,
+      reach: 0,
+      refused: 0,
+      suppressed: 85,
+    });
     const parsed = JSON.parse(lines[0] ?? '{}') as { event: string; from: { address: string } };
     assert.equal(parsed.event, 'probe');
     assert.equal(parsed.from.address, '10.0.0.1');

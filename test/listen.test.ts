@@ -680,7 +680,12 @@ describe('portolan listen: a generated secret, text log and the TTL', () => {
       const { code } = await l.exited;
       assert.equal(code, 0, l.stderr);
       assert.ok(Date.now() - started < 60_000);
-      assert.ok(l.lines.includes('TTL of 4s ended: probes 1 answered, 0 rejected'), l.lines.join('\n'));
+      assert.ok(
+        l.lines.includes(
+          'TTL of 4s ended: 1 signed probe answered, 0 reach (connected and closed without data), 0 rejected, 0 refused for load',
+        ),
+        l.lines.join('\n'),
+      );
       assert.ok(l.lines.includes('  127.0.0.2: 1 answered, 0 rejected'), l.lines.join('\n'));
     },
   );

@@ -3,7 +3,12 @@ import { chooseBind, shownAddress } from '../listen/addresses.js';
 import { DEFAULT_TTL_SECONDS, formatTtl, parseTtl } from '../listen/duration.js';
 import { inboundFor } from '../listen/inbound.js';
 import { LOG_FORMATS, type LogFormat, ProbeLog, type Summary } from '../listen/log.js';
-import { hostSecret, newSecret } from '../listen/protocol.js';
+import {
+  hostSecret,
+  newSecret,
+  RESPONDER_CONNECTIONS,
+  RESPONDER_CONNECTIONS_PER_SOURCE,
+} from '../listen/protocol.js';
 import { Answerer, Responder } from '../listen/responder.js';
 import { allot, bindReport, type PortGroup, socketBudget, socketGroups } from '../listen/sockets.js';
 import { formatPorts, portCount } from '../model/ports.js';
@@ -104,9 +109,14 @@ export async function run(argv: string[]): Promise<number> {
   process.once('SIGTERM', stop);
 
   const log = new ProbeLog(format, out);
-  const responder = new Responder(new Answerer(hostSecret(secret, host.name)), (e) => log.probe(e));
+  const fds = socketBudget();
+  const budget = fds?.listeners;
+  const responder = new Responder(
+    new Answerer(hostSecret(secret, host.name)),
+    (e) => log.probe(e),
+    fds?.connections,
+  );
   try {
-    const budget = socketBudget();
     const { sockets, over } = allot(groups, budget);
     const outcomes = await responder.bindAll(sockets);
     const { bound, notBound } = bindReport(outcomes, over, budget);
@@ -170,16 +180,53 @@ export async function run(argv: string[]): Promise<number> {
 
   function finish(summary: Summary, why: string): number {
     const end = why === 'ttl' ? `TTL of ${formatTtl(ttl)} ended` : 'stopped by signal';
-    if (text) {
-      out(`${end}: probes ${summary.answered} answered, ${summary.rejected} rejected\n`);
-      for (const s of summary.sources.slice(0, 50))
-        out(
-          `  ${s.source}: ${s.answered} answered, ${s.rejected} rejected${s.suppressed ? ` (${s.suppressed} not logged: rate limit)` : ''}\n`,
-        );
-      if (summary.sources.length > 50) out(`  ... and ${summary.sources.length - 50} more sources\n`);
-    } else emit({ event: 'summary', end: why, ...summary });
+    if (text) for (const line of summaryLines(summary, end)) out(`${line}\n`);
+    else emit({ event: 'summary', end: why, ...summary });
     return 0;
   }
+}
+
+/**
+ * The closing summary in words: what was answered, what `check`'s reachability pass looked like,
+ * and what went wrong, so that a good test reads as one and a bad one says why.
+ */
+export function summaryLines(s: Summary, end: string): string[] {
+  const n = (k: number, one: string, many = `${one}s`) => `${k} ${k === 1 ? one : many}`;
+  const lines = [
+    `${end}: ${n(s.answered, 'signed probe')} answered, ${s.reach} reach (connected and closed without data), ${s.rejected} rejected, ${s.refused} refused for load`,
+  ];
+  const per = (x: Summary['sources'][number]) =>
+    [
+      `${x.answered} answered`,
+      `${x.rejected} rejected`,
+      x.reach ? `${x.reach} reach` : '',
+      x.refused ? `${x.refused} refused for load` : '',
+    ]
+      .filter(Boolean)
+      .join(', ') + (x.suppressed ? ` (${x.suppressed} not logged: rate limit)` : '');
+  for (const x of s.sources.slice(0, 50)) lines.push(`  ${x.source}: ${per(x)}`);
+  if (s.sources.length > 50) lines.push(`  ... and ${s.sources.length - 50} more sources`);
+  if (s.suppressed) lines.push(`  ${s.suppressed} more lines not logged (log budget over all sources)`);
+  const answering = s.sources.filter((x) => x.answered > 0).length;
+  if (s.answered && !s.rejected && !s.refused)
+    lines.push(
+      `result: every signed probe from ${n(answering, 'source')} was answered; reach probes are check's first pass, not failures`,
+    );
+  else if (!s.answered && !s.rejected && !s.refused)
+    lines.push(
+      s.reach
+        ? 'result: connections arrived but no signed probe: was check run with --secret (the same secret)?'
+        : 'result: nothing arrived: run check --secret on the peers, or look for a firewall in between',
+    );
+  if (s.rejected)
+    lines.push(
+      `result: ${n(s.rejected, 'probe')} rejected: not signed with this secret for this host (another --secret, a scanner, or another service's client); no bytes were sent back`,
+    );
+  if (s.refused)
+    lines.push(
+      `result: ${n(s.refused, 'connection')} refused for load (idle past a source's share of ${RESPONDER_CONNECTIONS_PER_SOURCE}, or over ${RESPONDER_CONNECTIONS} at once): check's reachability pass loses nothing by it, a refused signed probe is tried again and reported reset-after-connect if it keeps being refused`,
+    );
+  return lines;
 }
 
 async function close(responder: Responder, log: ProbeLog): Promise<Summary> {

@@ -2,13 +2,26 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { normalizeIp } from './addresses.js';
-import { NonceCache, type ProbeProtocol, verifyProbe } from './protocol.js';
-import { type BindOutcome, MAX_CONNECTIONS, type SocketSpec } from './sockets.js';
+import {
+  NonceCache,
+  type ProbeProtocol,
+  RESPONDER_CONNECTIONS,
+  RESPONDER_CONNECTIONS_PER_SOURCE,
+  verifyProbe,
+} from './protocol.js';
+import type { BindOutcome, SocketSpec } from './sockets.js';
 
 /** A probe line is about 80 bytes; anything past this is not a probe and is not read further. */
 export const MAX_PROBE_BYTES = 128;
 /** A prober writes its line right after connecting; a connection is closed this long after accept. */
 export const READ_TIMEOUT_MS = 2000;
+/** How long a connection may stay without a probe line while its source holds more than its share (see onTcp). */
+export const OVER_SHARE_MS = 250;
+/**
+ * Accept queue per listening socket: a range check opens thousands of connections in a burst, and
+ * a full queue drops the handshake's last ACK, which the prober only learns of seconds later.
+ */
+const BACKLOG = 1024;
 /** Sockets bound at once while starting (16k listeners bind in about a second this way). */
 const BIND_CONCURRENCY = 256;
 
@@ -17,9 +30,15 @@ export interface Peer {
   port: number;
 }
 
-/** One probe as the responder saw it. `from` is the source address on the wire, so NAT shows up. */
+/**
+ * One connection or datagram as the responder saw it. `from` is the source address on the wire, so
+ * NAT shows up. `answered`: a signed probe, answered. `reach`: a TCP connection closed without a
+ * byte, as `check` makes first to see whether the port is reachable at all. `refused`: not served
+ * because its source (or all sources together) already held as many connections as the responder
+ * serves at once; reset with no bytes. `rejected`: anything else, closed or ignored with no bytes.
+ */
 export interface ProbeEvent {
-  result: 'answered' | 'rejected';
+  result: 'answered' | 'rejected' | 'reach' | 'refused';
   proto: ProbeProtocol;
   port: number;
   from: Peer;
@@ -40,15 +59,16 @@ export class Answerer {
     private readonly nonces = new NonceCache(),
   ) {}
 
-  answer(data: Buffer, proto: ProbeProtocol, port: number, now = Date.now()): Answer {
+  /** `from` is the source address on the wire: a v2 reply carries it back, signed. */
+  answer(data: Buffer, proto: ProbeProtocol, port: number, now = Date.now(), from = ''): Answer {
     if (data.length > MAX_PROBE_BYTES) return { reason: `longer than ${MAX_PROBE_BYTES} bytes` };
     // latin1 maps each byte to one character, so nothing non-ASCII can sneak past the probe pattern.
-    const v = verifyProbe(this.secret, data.toString('latin1'), proto, port, now);
+    const v = verifyProbe(this.secret, data.toString('latin1'), proto, port, now, from);
     if (!v.ok) return { reason: v.reason };
     // Only verified probes reach the cache, so unauthenticated traffic cannot fill it.
     if (!this.nonces.add(v.nonce, now)) return { reason: 'replayed nonce' };
     const reply = Buffer.from(v.reply, 'latin1');
-    // No amplification: the reply (46 bytes) is shorter than any probe that verifies (77+ bytes).
+    // No amplification: the reply (46 or at most 69 bytes) is shorter than any probe that verifies (77+ bytes).
     assert.ok(reply.length <= data.length, `reply of ${reply.length} bytes to a ${data.length}-byte probe`);
     return { reply };
   }
@@ -65,11 +85,18 @@ export class Responder {
   private readonly servers: net.Server[] = [];
   private readonly dgrams: dgram.Socket[] = [];
   private readonly conns = new Set<net.Socket>();
+  /** Open connections per source address: one source cannot take the slots of the others. */
+  private readonly perSource = new Map<string, number>();
   private closing = false;
 
+  /**
+   * `maxConnections`: connections served at once over all sources (RESPONDER_CONNECTIONS, or fewer
+   * under a low open-file limit); each source gets at most RESPONDER_CONNECTIONS_PER_SOURCE of them.
+   */
   constructor(
     private readonly answerer: Answerer,
     private readonly onProbe: (e: ProbeEvent) => void,
+    private readonly maxConnections = RESPONDER_CONNECTIONS,
   ) {}
 
   /** Binds every socket, a pool at a time. After one EMFILE/ENFILE the rest are not tried. */
@@ -106,7 +133,7 @@ export class Responder {
       const server = net.createServer({ allowHalfOpen: false });
       server.once('error', resolve);
       server.listen(
-        { host: spec.address, port: spec.port, exclusive: true, backlog: 64, ipv6Only: false },
+        { host: spec.address, port: spec.port, exclusive: true, backlog: BACKLOG, ipv6Only: false },
         () => {
           server.removeAllListeners('error');
           server.on('error', noop);
@@ -143,8 +170,8 @@ export class Responder {
   }
 
   private onUdp(sock: dgram.Socket, spec: SocketSpec, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    const a = this.answerer.answer(msg, 'udp', spec.port);
     const from = { address: normalizeIp(rinfo.address), port: rinfo.port };
+    const a = this.answerer.answer(msg, 'udp', spec.port, Date.now(), from.address);
     const to = { address: spec.address, port: spec.port };
     if ('reply' in a) {
       sock.send(a.reply, rinfo.port, rinfo.address, noop);
@@ -177,30 +204,74 @@ export class Responder {
     let received = 0;
     let done = false;
     const chunks: Buffer[] = [];
-    const reject = (reason: string) => {
+    const finish = (result: 'rejected' | 'reach', reason: string) => {
       if (done) return;
       done = true;
       sock.destroy(); // no bytes back, ever
-      this.onProbe({ result: 'rejected', proto: 'tcp', port, from, to, received, sent: 0, reason });
+      this.onProbe({ result, proto: 'tcp', port, from, to, received, sent: 0, reason });
     };
+    const reject = (reason: string) => finish('rejected', reason);
     sock.on('error', noop);
-    sock.on('close', () => this.conns.delete(sock));
     if (this.closing) {
       sock.destroy();
       return;
     }
-    if (this.conns.size >= MAX_CONNECTIONS) {
-      reject(`more than ${MAX_CONNECTIONS} connections at once`);
+    const held = this.perSource.get(from.address) ?? 0;
+    const share = RESPONDER_CONNECTIONS_PER_SOURCE;
+    // A reset, not a quiet close: the prober sees its probe refused, not answered by silence.
+    const refuse = (reason: string) => {
+      if (done) return;
+      done = true;
+      sock.resetAndDestroy();
+      this.onProbe({ result: 'refused', proto: 'tcp', port, from, to, received, sent: 0, reason });
+    };
+    // Counted at accept, a burst of connects (thousands accepted in one turn of the event loop,
+    // most closed a moment later) looks like load; so only the descriptor limits refuse here.
+    const sourceCap = Math.floor((this.maxConnections * 3) / 4);
+    if (held >= sourceCap || this.conns.size >= this.maxConnections) {
+      refuse(
+        held >= sourceCap
+          ? `load: ${held} connections from this source at once (at most ${sourceCap})`
+          : `load: ${this.conns.size} connections at once (at most ${this.maxConnections})`,
+      );
       return;
     }
     this.conns.add(sock);
-    // A deadline from accept, not an idle timeout: a byte every second must not hold a slot for minutes.
-    const deadline = setTimeout(
-      () => (done ? sock.destroy() : reject(`no probe line within ${READ_TIMEOUT_MS} ms`)),
-      READ_TIMEOUT_MS,
+    this.perSource.set(from.address, held + 1);
+    // Deadlines from accept, not idle timeouts: a byte every second must not hold a slot for
+    // minutes. After OVER_SHARE_MS a connection with no probe line yet is refused when its source
+    // holds more than its share, so one source's idle connections never take the others' slots;
+    // else it may wait until READ_TIMEOUT_MS. The decision waits for one more poll of the sockets
+    // (setImmediate), so a probe line already received but not yet read still counts.
+    let deadline = setTimeout(() => {
+      setImmediate(() => {
+        if (done) return;
+        const now = this.perSource.get(from.address) ?? 0;
+        if (now > share)
+          return refuse(
+            `load: ${now} connections from this source at once (its share is ${share}), this one idle for ${OVER_SHARE_MS} ms`,
+          );
+        deadline = setTimeout(
+          () =>
+            setImmediate(() =>
+              done ? sock.destroy() : reject(`no probe line within ${READ_TIMEOUT_MS} ms`),
+            ),
+          READ_TIMEOUT_MS - OVER_SHARE_MS,
+        );
+      });
+    }, OVER_SHARE_MS);
+    sock.on('close', () => {
+      clearTimeout(deadline);
+      this.conns.delete(sock);
+      const n = (this.perSource.get(from.address) ?? 1) - 1;
+      if (n > 0) this.perSource.set(from.address, n);
+      else this.perSource.delete(from.address);
+      // Reset by the prober before any byte: a reachability probe too.
+      if (!done && !received) finish('reach', 'connected and closed without data');
+    });
+    sock.on('end', () =>
+      received ? reject('closed before a full line') : finish('reach', 'connected and closed without data'),
     );
-    sock.on('close', () => clearTimeout(deadline));
-    sock.on('end', () => reject(received ? 'closed before a full line' : 'closed without sending anything'));
     sock.on('data', (chunk: Buffer) => {
       if (done) return;
       received += chunk.length;
@@ -211,7 +282,7 @@ export class Responder {
       // One line and nothing after it: a prober sends its line and waits.
       if (nl !== chunk.length - 1) return reject('bytes after the probe line');
       const line = Buffer.concat(chunks);
-      const a = this.answerer.answer(line, 'tcp', port);
+      const a = this.answerer.answer(line, 'tcp', port, Date.now(), from.address);
       if (!('reply' in a)) return reject(a.reason);
       done = true;
       // Once the reply is with the kernel the descriptor is released: a range check may open

@@ -2,12 +2,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { mergePortRanges, type PortRange } from '../model/ports.js';
 import { type BindChoice, LOOPBACK } from './addresses.js';
 import { type Inbound, subtractPorts } from './inbound.js';
-import type { ProbeProtocol } from './protocol.js';
+import { type ProbeProtocol, RESPONDER_CONNECTIONS } from './protocol.js';
 
 /** Descriptors kept free for stdio, the event loop, DNS and the like. */
 export const RESERVED_FDS = 64;
-/** Accepted TCP connections served at once; each holds a descriptor while it lasts. */
-export const MAX_CONNECTIONS = 128;
 
 /** A set of ports to bind on one address. */
 export interface PortGroup {
@@ -33,19 +31,29 @@ export interface SocketSpec {
 }
 
 /**
- * Listening sockets this process can still open: the open-file soft limit (Node raises it to the
- * hard limit at start-up) minus what is open now, the reserve and the connection cap. Undefined
- * where /proc is not there to ask; binding then stops at the first EMFILE instead.
+ * Descriptors for accepted connections, out of `free` descriptors: RESPONDER_CONNECTIONS, or a
+ * quarter of what is free under a low open-file limit, so listeners and connections both fit.
  */
-export function socketBudget(): number | undefined {
+export function connectionReserve(free: number): number {
+  return Math.max(1, Math.min(RESPONDER_CONNECTIONS, Math.floor(free / 4)));
+}
+
+/**
+ * Listening sockets this process can still open, and the connections it can then serve at once:
+ * the open-file soft limit (Node raises it to the hard limit at start-up) minus what is open now,
+ * the reserve and the connections' share (connectionReserve). Undefined where /proc is not there
+ * to ask; binding then stops at the first EMFILE instead.
+ */
+export function socketBudget(): { listeners: number; connections: number } | undefined {
   try {
     const line = readFileSync('/proc/self/limits', 'utf8')
       .split('\n')
       .find((l) => l.startsWith('Max open files'));
     const soft = line?.split(/\s{2,}/)[1];
     if (!soft || soft === 'unlimited') return undefined;
-    const open = readdirSync('/proc/self/fd').length;
-    return Math.max(0, Number(soft) - open - RESERVED_FDS - MAX_CONNECTIONS);
+    const free = Math.max(0, Number(soft) - readdirSync('/proc/self/fd').length - RESERVED_FDS);
+    const connections = connectionReserve(free);
+    return { listeners: Math.max(0, free - connections), connections };
   } catch {
     return undefined;
   }

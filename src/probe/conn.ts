@@ -108,8 +108,13 @@ export class Conn {
         if (this.size > 0 && (enough(this.data) || this.size >= max)) return done(true);
         if (this.ended) return done(false);
       };
-      const timer = setTimeout(() => done(false), timeoutMs);
+      let settled = false;
+      // On a busy machine the timer can come due while the answer waits unread in the socket:
+      // look at the sockets once more (setImmediate runs after the poll) before giving up.
+      const timer = setTimeout(() => setImmediate(() => done(false)), timeoutMs);
       const done = (v: boolean) => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
         this.wake = undefined;
         resolve(v);
@@ -137,6 +142,23 @@ export function connectFailure(err: unknown, what: string): ServiceOutcome {
     };
   }
   throw err;
+}
+
+/** Errors that mean the peer (or something on the path) reset the connection. */
+export function isReset(code: string): boolean {
+  return code === 'ECONNRESET' || code === 'EPIPE';
+}
+
+/**
+ * Connected, then reset once `what` was sent and before any byte came back: an IPS or
+ * application-aware firewall, or a service that resets what it does not understand.
+ */
+export function resetAfterConnect(code: string, what: string, rttMs?: number): ServiceOutcome {
+  return {
+    verdict: 'reset-after-connect',
+    detail: `connected, then reset (${code}) once ${what} was sent, before any reply`,
+    evidence: { errno: code, ...(rttMs === undefined ? {} : { rttMs: round(rttMs) }) },
+  };
 }
 
 export function round(ms: number): number {

@@ -1,4 +1,4 @@
-import { hostSecret } from '../listen/protocol.js';
+import { hostSecret, RESPONDER_PROBES_IN_FLIGHT } from '../listen/protocol.js';
 import type { Flow } from '../model/flow.js';
 import type { PortRange } from '../model/ports.js';
 import type { ServiceOutcome } from './conn.js';
@@ -8,7 +8,7 @@ import { identify } from './identify.js';
 import { checkLimits, type PlannedProbes, plannedProbes } from './limits.js';
 import { isUnanswered, type Neighbour, neighbourOf } from './neighbour.js';
 import { isUnsynchronised, type NtpRequest, ntpRequest, parseNtpReply } from './ntp.js';
-import { isResponderReply, tcpResponderProbe, udpResponderToken } from './responder.js';
+import { readResponderReply, Slots, tcpResponderProbe, udpResponderToken } from './responder.js';
 import { noRouteDetail, type Route, routesTo } from './route.js';
 import { type ReachItem, type ReachOutcome, type ReachProgress, reach } from './scheduler.js';
 import { assertInScope, type Scope, type Selection } from './scope.js';
@@ -243,6 +243,12 @@ export async function runCheck(
   // Application probes on open TCP ports, once per (address, port, kind).
   const jobs = new Map<string, () => Promise<ServiceOutcome>>();
   const responderWait = Math.min(o.serviceTimeoutMs, 2000);
+  // Signed probes in flight, sized from the responder's per-source share (one shared budget).
+  const responderSlots = new Slots(RESPONDER_PROBES_IN_FLIGHT);
+  // Per address: the source address a responder saw, where it differs from ours (NAT).
+  const natSeen = new Map<string, string>();
+  // Ports whose signed probe met silence: asked again below where the responder is known to run.
+  const silentResponder = new Map<string, { address: string; port: number; host: string }>();
   for (const w of work)
     for (const item of w.items) {
       if (item.protocol !== 'tcp' || item.outcome?.kind !== 'open') continue;
@@ -252,19 +258,31 @@ export async function runCheck(
       const servername = w.target.kind === 'probe' ? w.target.servername : undefined;
       const rttMs = rtts.get(item.address);
       jobs.set(key, async () => {
+        let miss = '';
         if (secret && w.flow.to.host) {
           const r = await tcpResponderProbe(
             hostSecret(secret, w.flow.to.host),
             item.address,
             item.port,
             responderWait,
+            responderSlots,
           );
+          if (r.seenFrom && r.sentFrom && r.seenFrom !== r.sentFrom)
+            natSeen.set(
+              item.address,
+              `the target saw you as ${r.seenFrom}, not ${r.sentFrom}: NAT between you`,
+            );
           if (r.ok) return { verdict: 'ok (responder)', detail: r.detail, evidence: r.evidence };
+          // The responder's own finding is kept: a reset once data flowed decides the port.
+          if (r.verdict) return { verdict: r.verdict, detail: r.detail, evidence: r.evidence };
+          miss = `; ${r.detail}`;
+          if (r.silent)
+            silentResponder.set(key, { address: item.address, port: item.port, host: w.flow.to.host });
         }
         if (kind === 'plain')
           return {
             verdict: 'open-unverified',
-            detail: `TCP connect${rttMs !== undefined ? ` in ${rttMs} ms` : ''}; ${w.flow.service} is not a service portolan can recognise on the wire`,
+            detail: `TCP connect${rttMs !== undefined ? ` in ${rttMs} ms` : ''}${miss}; ${w.flow.service} is not a service portolan can recognise on the wire`,
             evidence: {},
           };
         const ctx = {
@@ -298,6 +316,7 @@ export async function runCheck(
     Math.max(1, Math.min(256, o.concurrency)),
   );
   const services = new Map(keys.map((k, i) => [k, outcomes[i] as ServiceOutcome]));
+  if (secret) await askSilentAgain(secret, silentResponder, services, responderSlots, o.serviceTimeoutMs * 2);
 
   const results: FlowResult[] = [];
   const counts: Partial<Record<Verdict, number>> = {};
@@ -339,6 +358,7 @@ export async function runCheck(
     const verdict = worst(tally.keys()) ?? 'skipped';
     if (!ports.length) counts[verdict] = (counts[verdict] ?? 0) + 1;
     const example = tally.get(verdict)?.first;
+    const notes = [...new Set(target.addresses.flatMap((a) => natSeen.get(a.address) ?? []))];
     results.push({
       flow,
       verdict,
@@ -347,6 +367,7 @@ export async function runCheck(
       results: ports,
       ...(target.note ? { reason: target.note } : ports.length ? {} : { reason: 'no ports selected' }),
       hint: hintFor(flow, verdict, example),
+      ...(notes.length ? { notes } : {}),
     });
   }
   progress?.({ phase: 'done', total: results.length, done: results.length });
@@ -396,6 +417,38 @@ async function localUnreachable(items: readonly ReachItem[], routes: Map<string,
       i.outcome.local = true;
       routes.set(i.address, r);
     }
+  }
+}
+
+/**
+ * A responder busy with other sources' range checks (on a loaded machine) can take longer than the
+ * first wait: where it answered other ports of the same address, the ports it was silent on are
+ * asked once more with a longer wait, so a slow responder is not reported as no responder.
+ */
+async function askSilentAgain(
+  secret: string,
+  silent: ReadonlyMap<string, { address: string; port: number; host: string }>,
+  services: Map<string, ServiceOutcome>,
+  slots: Slots,
+  waitMs: number,
+): Promise<void> {
+  const answering = new Set<string>();
+  for (const [key, out] of services)
+    if (out.verdict === 'ok (responder)') answering.add(key.split('|')[0] ?? '');
+  let again = [...silent].filter(([, s]) => answering.has(s.address));
+  // Rounds go on while the last one got answers (the responder is catching up), at most three.
+  for (let round = 0; round < 3 && again.length; round++) {
+    const still: typeof again = [];
+    await Promise.all(
+      again.map(async ([key, s]) => {
+        const r = await tcpResponderProbe(hostSecret(secret, s.host), s.address, s.port, waitMs, slots);
+        if (r.ok) services.set(key, { verdict: 'ok (responder)', detail: r.detail, evidence: r.evidence });
+        else if (r.verdict) services.set(key, { verdict: r.verdict, detail: r.detail, evidence: r.evidence });
+        else if (r.silent) still.push([key, s]);
+      }),
+    );
+    if (still.length === again.length) break;
+    again = still;
   }
 }
 
@@ -591,12 +644,13 @@ function portResult(
   // The UDP send-to-reply time includes the event loop's queueing (a round sends to every port at
   // once), so only the address's quiet TCP measurement is reported as its rtt.
   const evidence: Evidence = { ...rtt, bytesSeen: outcome.data.length, attempts };
-  if (secret && ctx.token && isResponderReply(secret, ctx.token, outcome.data))
+  const signed = secret && ctx.token ? readResponderReply(secret, ctx.token, outcome.data) : undefined;
+  if (signed?.ok)
     return {
       ...base,
       verdict: 'ok (responder)',
       detail: `responder answered the signed probe (${outcome.data.length} bytes)`,
-      evidence,
+      evidence: signed.seenFrom ? { ...evidence, seenFrom: signed.seenFrom } : evidence,
     };
   if (ctx.ntp) {
     const r = parseNtpReply(outcome.data, ctx.ntp, outcome.receivedAtMs);

@@ -1,5 +1,5 @@
 import type { Conn, ServiceContext, ServiceOutcome } from './conn.js';
-import { withConn } from './conn.js';
+import { isReset, resetAfterConnect, withConn } from './conn.js';
 import { answeredBy, firstLine } from './identify.js';
 import { excerpt } from './verdict.js';
 
@@ -19,6 +19,8 @@ export function httpProbe(ctx: ServiceContext): Promise<ServiceOutcome> {
     const status = await httpStatus(c, ctx.servername ?? ctx.address, ctx.timeoutMs);
     if (status) return { verdict: 'ok', detail: `HTTP server: ${status}`, evidence: { http: { status } } };
     const data = c.data;
+    if (data.length === 0 && c.error && isReset(c.error))
+      return resetAfterConnect(c.error, `the ${c.bytesSent}-byte HTTP request`);
     if (data.length === 0)
       return { verdict: 'open-unverified', detail: 'connected; no answer to an HTTP request', evidence: {} };
     return {

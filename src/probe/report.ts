@@ -159,6 +159,7 @@ export function checkTable(report: CheckReport, opts: { color: boolean }): strin
     lines.push(`${v}${' '.repeat(Math.max(1, pad - width(v)))}${flowTitle(fr.flow, probedPorts(fr))}`);
     const indent = ' '.repeat(pad);
     if (fr.reason) lines.push(`${indent}${fr.reason}`);
+    for (const n of fr.notes ?? []) lines.push(`${indent}note: ${n}`);
     const line = (r: PortResult, withAddress: boolean) =>
       `${indent}${withAddress ? `${r.address} ` : ''}${r.port}: ${paint(r.verdict)}: ${r.detail}${evidenceText(r)}`;
     if (fr.results.length === 1) {
@@ -223,6 +224,7 @@ export function checkJson(report: CheckReport): string {
       addresses: fr.addresses,
       ...(fr.reason ? { reason: fr.reason } : {}),
       hint: fr.hint,
+      ...(fr.notes ? { notes: fr.notes } : {}),
       summary: summarize(fr).map((s) => ({
         address: s.address,
         ports: s.ports,

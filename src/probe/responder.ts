@@ -1,20 +1,84 @@
-import { MAGIC, makeProbe, type ProbeToken, verifyReply } from '../listen/protocol.js';
-import { Conn, round } from './conn.js';
-import type { Evidence } from './verdict.js';
+import { normalizeIp } from '../listen/addresses.js';
+import { MAGIC, MAGIC2, makeProbe, type ProbeToken, readReply } from '../listen/protocol.js';
+import { Conn, ConnectError, round } from './conn.js';
+import type { Evidence, Verdict } from './verdict.js';
 
 /**
  * The portolan responder (`portolan listen`): a signed probe line, answered with a signed OK line
  * that is never longer than the probe. Only a reply that verifies with the shared secret counts.
  */
-const MAGIC_LINE = `${MAGIC} OK `;
+const REPLY_STARTS = [`${MAGIC} OK `, `${MAGIC2} OK `];
+
+/** Tries of a signed probe whose connection is reset before any reply, and the pauses between them. */
+export const RESET_TRIES = 3;
+const RESET_PAUSES_MS = [250, 750];
 
 export interface ResponderResult {
   ok: boolean;
+  /** A verdict the responder probe alone decides (a reset after the probe was sent); else the caller's. */
+  verdict?: Verdict;
   evidence: Evidence;
   detail: string;
+  /** The source address the responder saw (a v2 reply says so, signed). */
+  seenFrom?: string;
+  /** The address this machine sent from (the connection's local address). */
+  sentFrom?: string;
+  /** Connected, sent the probe, and nothing came back before the timeout. */
+  silent?: boolean;
 }
 
+/** At most `size` holders at once; the rest wait in arrival order. */
+export class Slots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+  constructor(size: number) {
+    this.free = size;
+  }
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    }
+  }
+}
+
+const RESETS = new Set(['ECONNRESET', 'EPIPE']);
+
+/**
+ * Sends the signed probe and reads the reply. A connection reset with nothing read is tried again
+ * (RESET_TRIES in all, spaced): a responder refuses a connection with a reset only while it holds
+ * too many at once, which passes; a reset on every try is an IPS or application-aware firewall that
+ * resets sessions once data flows (or a responder still over its load limit), `reset-after-connect`.
+ * `slots` bounds the probes in flight (see RESPONDER_PROBES_IN_FLIGHT).
+ */
 export async function tcpResponderProbe(
+  secret: string,
+  address: string,
+  port: number,
+  timeoutMs: number,
+  slots?: Slots,
+): Promise<ResponderResult> {
+  let last: ResponderResult | undefined;
+  for (let t = 0; t < RESET_TRIES; t++) {
+    if (t) await new Promise((r) => setTimeout(r, RESET_PAUSES_MS[t - 1] ?? 1000));
+    const once = () => signedProbe(secret, address, port, timeoutMs);
+    last = await (slots ? slots.run(once) : once());
+    if (last.verdict !== 'reset-after-connect') return last;
+  }
+  const r = last as ResponderResult;
+  return {
+    ...r,
+    evidence: { ...r.evidence, attempts: RESET_TRIES },
+    detail: `${r.detail}, on each of ${RESET_TRIES} tries: an IPS or application-aware firewall resets sessions once data flows, or the responder refused for load (its log says "refused")`,
+  };
+}
+
+async function signedProbe(
   secret: string,
   address: string,
   port: number,
@@ -24,42 +88,76 @@ export async function tcpResponderProbe(
   try {
     c = await Conn.open(address, port, timeoutMs);
   } catch (err) {
-    return { ok: false, evidence: {}, detail: (err as Error).message };
+    const rttMs = err instanceof ConnectError ? { rttMs: round(err.rttMs) } : {};
+    return { ok: false, evidence: { ...rttMs }, detail: (err as Error).message } satisfies ResponderResult;
   }
   try {
-    const token = makeProbe(secret, 'tcp', port);
+    const token = makeProbe(secret, 'tcp', port, Date.now(), 2);
+    const sentFrom = c.socket.localAddress ? normalizeIp(c.socket.localAddress) : undefined;
     c.write(token.line);
     // A responder's line starts with the magic; anything else is another service: stop early.
     await c.read(
-      (d) => d.includes(10) || !MAGIC_LINE.startsWith(d.subarray(0, MAGIC_LINE.length).toString('latin1')),
+      (d) => d.includes(10) || !startsLikeReply(d.subarray(0, REPLY_STARTS[0]?.length).toString('latin1')),
       timeoutMs,
       128,
     );
     const reply = c.data.toString('latin1');
     const evidence: Evidence = { rttMs: round(c.rttMs), bytesSent: c.bytesSent, bytesSeen: c.data.length };
-    if (verifyReply(secret, token, reply))
+    const r = readReply(secret, token, reply);
+    const from = sentFrom ? { sentFrom } : {};
+    if (r.ok)
       return {
         ok: true,
-        evidence,
+        evidence: r.seenFrom ? { ...evidence, seenFrom: r.seenFrom } : evidence,
         detail: `responder answered the signed probe (${c.data.length} bytes back for ${c.bytesSent})`,
-      };
+        ...(r.seenFrom ? { seenFrom: r.seenFrom } : {}),
+        ...from,
+      } satisfies ResponderResult;
+    if (c.data.length === 0 && c.error && RESETS.has(c.error))
+      return {
+        ok: false,
+        verdict: 'reset-after-connect',
+        evidence: { ...evidence, errno: c.error },
+        detail: `connected, then reset (${c.error}) once the ${c.bytesSent}-byte signed probe was sent, with no reply`,
+        ...from,
+      } satisfies ResponderResult;
+    if (reply.startsWith('PORTOLAN'))
+      return {
+        ok: false,
+        verdict: 'wrong-service',
+        evidence,
+        detail:
+          'a portolan responder answered, but not with our secret for this host (another --secret, or a responder for another host)',
+        ...from,
+      } satisfies ResponderResult;
     return {
       ok: false,
       evidence,
-      detail: reply.startsWith('PORTOLAN1')
-        ? 'a responder answered, but not with our secret'
-        : 'no responder',
-    };
+      ...(c.data.length || c.ended ? {} : { silent: true }),
+      detail: c.data.length
+        ? 'no portolan responder answered the signed probe (other bytes came back)'
+        : `no portolan responder answered the signed probe (${c.ended ? 'closed' : 'silent'} with no reply)`,
+      ...from,
+    } satisfies ResponderResult;
   } finally {
     c.close();
   }
 }
 
+function startsLikeReply(head: string): boolean {
+  return REPLY_STARTS.some((s) => s.startsWith(head));
+}
+
 /** For UDP the probe rides in the sweep's datagram; the reply is checked here. */
 export function udpResponderToken(secret: string, port: number): ProbeToken {
-  return makeProbe(secret, 'udp', port);
+  return makeProbe(secret, 'udp', port, Date.now(), 2);
+}
+
+/** A UDP datagram that answers `token`: ok, and the source address the responder saw. */
+export function readResponderReply(secret: string, token: ProbeToken, data: Buffer) {
+  return readReply(secret, token, data.toString('latin1'));
 }
 
 export function isResponderReply(secret: string, token: ProbeToken, data: Buffer): boolean {
-  return verifyReply(secret, token, data.toString('latin1'));
+  return readResponderReply(secret, token, data).ok;
 }

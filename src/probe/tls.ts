@@ -3,6 +3,8 @@ import {
   Conn,
   ConnectError,
   connectFailure,
+  isReset,
+  resetAfterConnect,
   round,
   type ServiceContext,
   type ServiceOutcome,
@@ -123,6 +125,9 @@ export async function tlsProbe(ctx: ServiceContext, opts: { http: boolean }): Pr
   if (!hs.ok) {
     if (!hs.connected)
       return connectFailure(new ConnectError(hs.code, hs.rttMs, ctx.address, ctx.port), 'TLS');
+    // Reset right after the ClientHello: the path, not the certificate (an IPS, or a server such
+    // as Windows SChannel that resets a hello it has no protocol or cipher for).
+    if (isReset(hs.code)) return resetAfterConnect(hs.code, 'the TLS ClientHello', hs.rttMs);
     if (/unsupported protocol|no protocols available|wrong ssl version/i.test(hs.reason))
       return {
         verdict: 'tls-weak',
@@ -158,6 +163,11 @@ export async function tlsProbe(ctx: ServiceContext, opts: { http: boolean }): Pr
         verdict: 'ok',
         detail: `${status} over ${tlsText(t)}`,
         evidence: { ...evidence, http: { status } },
+      };
+    if (c.data.length === 0 && c.error && isReset(c.error))
+      return {
+        ...resetAfterConnect(c.error, 'the HTTP request (after a TLS handshake that worked)'),
+        evidence: { ...evidence, errno: c.error },
       };
     return {
       verdict: 'open-unverified',

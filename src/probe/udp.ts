@@ -50,11 +50,12 @@ export function udpAttempt(a: UdpAttempt): Promise<UdpOutcome> {
       resolve(o);
     };
     const timer = setTimeout(() => finish({ kind: 'silent' }), a.timeoutMs);
-    sock.on('error', (err: NodeJS.ErrnoException) => {
+    const failed = (err: NodeJS.ErrnoException) => {
       const code = err.code ?? 'EUNKNOWN';
       if (isLocalResourceError(code)) finish({ kind: 'local', errno: code });
       else finish({ kind: 'error', errno: code, rttMs: sentAt ? performance.now() - sentAt : 0 });
-    });
+    };
+    sock.on('error', failed);
     sock.on('message', (data) => {
       const receivedAt = performance.now();
       finish({ kind: 'reply', data, rttMs: receivedAt - sentAt, sentAt, receivedAt });
@@ -78,7 +79,9 @@ export function udpAttempt(a: UdpAttempt): Promise<UdpOutcome> {
         return;
       }
       sentAt = performance.now();
-      for (const p of a.payloads) sock.send(p);
+      // Each send reports its own error: when the first datagram drew an ICMP port unreachable, the
+      // kernel hands ECONNREFUSED to the next send (and clears it), not to the 'error' event.
+      for (const p of a.payloads) sock.send(p, (err) => err && failed(err));
     });
   });
 }

@@ -17,6 +17,7 @@ export type Verdict =
   | 'tls-weak'
   | 'tls-failed'
   | 'closed'
+  | 'reset-after-connect'
   | 'blocked'
   | 'filtered'
   | 'no-host'
@@ -32,6 +33,7 @@ export const VERDICT_ORDER: readonly Verdict[] = [
   'blocked',
   'filtered',
   'closed',
+  'reset-after-connect',
   'tls-failed',
   'wrong-service',
   'not-serving',
@@ -51,6 +53,7 @@ const FAILING: ReadonlySet<Verdict> = new Set([
   'blocked',
   'filtered',
   'closed',
+  'reset-after-connect',
   'tls-failed',
   'wrong-service',
   'not-serving',
@@ -123,6 +126,8 @@ export interface Evidence {
   caveat?: string;
   /** The endpoint the RPC endpoint mapper handed out for an interface (ept_map), and that was probed. */
   epm?: { interface: string; port: number };
+  /** The source address the portolan responder saw (its signed reply says so): NAT shows up here. */
+  seenFrom?: string;
 }
 
 export interface PortResult {
@@ -148,6 +153,8 @@ export interface FlowResult {
   reason?: string;
   /** What to do about it, naming the catalog rows the flow comes from. */
   hint: string;
+  /** What the probes learned beside the verdict (the target saw another source address: NAT). */
+  notes?: string[];
 }
 
 /** Printable excerpt of bytes a peer sent: control characters dropped, at most `max` characters. */
@@ -201,6 +208,7 @@ export function hintFor(flow: Flow, verdict: Verdict, example?: PortResult): str
         : `${where} answers but refuses to serve: check the service's own configuration on ${to}`,
     'tls-weak': `${where} negotiates TLS below 1.2 or with a weak setup; the product expects TLS 1.2 or later`,
     'tls-failed': `the TLS handshake with ${where} failed: check the service's certificate and TLS settings`,
+    'reset-after-connect': `${where} accepted the connection, then reset it once data was sent: an IPS or application-aware firewall between ${from} and ${to} resets the session (allow the application, not just the port), or another service on this port resets what it does not understand`,
     closed: dynamic
       ? `nothing listens on ${where}, which is normal for a range assigned at run time; a reset there is counted as reachable`
       : `nothing listens on ${where}: is the ${flow.service} service installed and running? If a firewall answers for it with a TCP reset / port unreachable, ${allow}`,
