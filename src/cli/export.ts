@@ -5,12 +5,22 @@ import { checkSupported } from '../export/generator.js';
 import { FORMAT_NAMES, loadGenerator } from '../export/index.js';
 import { buildExportModel } from '../export/model.js';
 import { buildPlan } from '../plan/plan.js';
-import { exactlyOne, oneOf, parse } from './args.js';
+import { COMMON_HELP, didYouMean, exactlyOne, oneOf, parse } from './args.js';
 import { version } from './main.js';
 import { siteFrom } from './site.js';
 
-const USAGE = `Usage: portolan export SITE.yaml --to FORMAT [--host NAME | --network] [-o FILE|DIR]
-Formats: ${FORMAT_NAMES.join(', ')}`;
+export const USAGE = `Usage: portolan export SITE.yaml --to FORMAT [--host NAME | --network] [-o FILE|DIR]
+
+Firewall configs, change-request tables and diagrams from the plan of a site.
+
+  -t, --to FORMAT    one of: ${FORMAT_NAMES.join(', ')}
+  --host NAME        only the rules of this host (host firewalls: the host's own ruleset)
+  --network          the network firewall's view: every flow that crosses it (the default)
+  -o, --output PATH  write FILE, or DIR/ for formats that write several files (default: stdout)
+
+The plan's warnings are printed on stderr.
+
+${COMMON_HELP}`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
@@ -35,7 +45,10 @@ export async function run(argv: string[]): Promise<number> {
   const { inventory, catalogs } = siteFrom(file, values);
   if (values.host !== undefined && !inventory.hosts.some((h) => h.name === values.host))
     throw new InputError(
-      `unknown host ${JSON.stringify(values.host)} for --host (expected one of: ${inventory.hosts.map((h) => h.name).join(', ')})`,
+      `unknown host ${JSON.stringify(values.host)} for --host${didYouMean(
+        values.host,
+        inventory.hosts.map((h) => h.name),
+      )} (expected one of: ${inventory.hosts.map((h) => h.name).join(', ')})`,
       { file },
     );
   const plan = buildPlan(inventory, catalogs);

@@ -1,7 +1,13 @@
-import { exactlyOne, parse } from './args.js';
+import { COMMON_HELP, exactlyOne, parse } from './args.js';
 import { siteFrom } from './site.js';
 
-const USAGE = 'Usage: portolan validate SITE.yaml [--catalog DIR]';
+export const USAGE = `Usage: portolan validate SITE.yaml
+
+Checks a site inventory (and the catalogs it names or --catalog adds) against the schema and the
+catalogs, without planning. Prints "ok" and exits 0, or prints each error as FILE:LINE:COL and
+exits 2.
+
+${COMMON_HELP}`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {}, USAGE);

@@ -45,12 +45,20 @@ export interface CheckOptions {
   pool?: SweepPool;
   lookup?: Lookup;
   onProgress?: (p: CheckProgress) => void;
+  /**
+   * Called once the work is laid out, with a function that returns the report of what is decided
+   * so far (flows whose every port has an outcome; open TCP ports whose service probe has not run
+   * yet are open-unverified), marked `interrupted`. The CLI calls it on Ctrl-C.
+   */
+  onSnapshot?: (take: () => CheckReport) => void;
 }
 
 export interface CheckProgress extends Partial<ReachProgress> {
   phase: 'resolve' | 'reach' | 'service' | 'done';
   total: number;
   done: number;
+  /** What is being checked now, in words (the service phase names the address, port and service). */
+  current?: string;
 }
 
 export const DEFAULTS = {
@@ -73,6 +81,12 @@ export interface CheckReport {
   failed: boolean;
   /** Ports probed per verdict, over all flows (a port shared by two flows counts twice). */
   counts: Partial<Record<Verdict, number>>;
+  /** Flows per headline verdict: what the table's last line counts (computed from results when absent). */
+  flowCounts?: Partial<Record<Verdict, number>>;
+  /** Set when the check was stopped (Ctrl-C): only the flows decided by then are in `results`. */
+  interrupted?: boolean;
+  /** Flows selected but left out because the check was interrupted before they were decided. */
+  undecided?: number;
 }
 
 interface UdpContext {
@@ -194,6 +208,23 @@ export async function runCheck(
         }
     }
   }
+  const services = new Map<string, ServiceOutcome>();
+  options.onSnapshot?.(() => {
+    const { results, counts } = collect(work, services, secret, true);
+    return {
+      site: scope.site,
+      from: scope.from,
+      how: scope.how,
+      startedAt,
+      durationMs: Math.round(performance.now() - t0),
+      results,
+      failed: results.some((r) => r.failed),
+      counts,
+      flowCounts: countFlows(results),
+      interrupted: true,
+      undecided: work.length - results.length,
+    };
+  });
   const sweepPool = options.pool ?? SweepPool.auto(options.workers);
   try {
     await reach(all, {
@@ -244,7 +275,7 @@ export async function runCheck(
   const keys = [...jobs.keys()];
   progress?.({ phase: 'service', total: keys.length, done: 0 });
   let servicesDone = 0;
-  const outcomes = await pool(
+  await pool(
     keys.map((key) => async (): Promise<ServiceOutcome> => {
       let out: ServiceOutcome;
       try {
@@ -257,13 +288,49 @@ export async function runCheck(
           evidence: {},
         };
       }
-      progress?.({ phase: 'service', total: keys.length, done: ++servicesDone });
+      services.set(key, out);
+      progress?.({
+        phase: 'service',
+        total: keys.length,
+        done: ++servicesDone,
+        current: key.replaceAll('|', ' '),
+      });
       return out;
     }),
     Math.max(1, Math.min(256, o.concurrency)),
   );
-  const services = new Map(keys.map((k, i) => [k, outcomes[i] as ServiceOutcome]));
 
+  const { results, counts } = collect(work, services, secret, false);
+  progress?.({ phase: 'done', total: results.length, done: results.length });
+  return {
+    site: scope.site,
+    from: scope.from,
+    how: scope.how,
+    startedAt,
+    durationMs: Math.round(performance.now() - t0),
+    results,
+    failed: results.some((r) => r.failed),
+    counts,
+    flowCounts: countFlows(results),
+  };
+}
+
+export function countFlows(results: readonly FlowResult[]): Partial<Record<Verdict, number>> {
+  const out: Partial<Record<Verdict, number>> = {};
+  for (const r of results) out[r.verdict] = (out[r.verdict] ?? 0) + 1;
+  return out;
+}
+
+/**
+ * Verdicts per flow from the reach outcomes and service probes. With `partial`, flows with a port
+ * still undecided are left out, and an open TCP port without its service probe is open-unverified.
+ */
+function collect(
+  work: readonly FlowWork[],
+  services: ReadonlyMap<string, ServiceOutcome>,
+  secret: string | undefined,
+  partial: boolean,
+): { results: FlowResult[]; counts: Partial<Record<Verdict, number>> } {
   const results: FlowResult[] = [];
   const counts: Partial<Record<Verdict, number>> = {};
   for (const w of work) {
@@ -282,6 +349,7 @@ export async function runCheck(
       });
       continue;
     }
+    if (partial && w.items.some((i) => !i.outcome)) continue;
     const ports: PortResult[] = new Array(w.items.length);
     const key = secret && flow.to.host ? hostSecret(secret, flow.to.host) : undefined;
     // Per verdict: how many ports, and the first of them (the flow's example).
@@ -291,7 +359,16 @@ export async function runCheck(
       const open = item.outcome?.kind === 'open';
       // Only open TCP ports and UDP results depend on the service (the probe that spoke to it).
       const kind = item.protocol === 'udp' ? udpKind(flow) : open ? tcpKind(flow, item.port) : 'plain';
-      const svc = open ? services.get(`${item.address}|${item.port}|${kind}`) : undefined;
+      const svc = open
+        ? (services.get(`${item.address}|${item.port}|${kind}`) ??
+          (partial
+            ? {
+                verdict: 'open-unverified',
+                detail: `TCP connect in ${item.outcome?.kind === 'open' ? item.outcome.rttMs : '?'} ms; interrupted before the service probe`,
+                evidence: {},
+              }
+            : undefined))
+        : undefined;
       const r = portResult(item, kind, svc, key);
       ports[k] = r;
       const t = tally.get(r.verdict);
@@ -312,17 +389,7 @@ export async function runCheck(
       hint: hintFor(flow, verdict, example),
     });
   }
-  progress?.({ phase: 'done', total: results.length, done: results.length });
-  return {
-    site: scope.site,
-    from: scope.from,
-    how: scope.how,
-    startedAt,
-    durationMs: Math.round(performance.now() - t0),
-    results,
-    failed: results.some((r) => r.failed),
-    counts,
-  };
+  return { results, counts };
 }
 
 function udpAttemptFor(port: number, kinds: ReadonlySet<UdpKind>, secret: string | undefined) {

@@ -1,7 +1,7 @@
 import type { Flow } from '../model/flow.js';
 import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
 import { palette, width } from '../util/color.js';
-import type { CheckReport } from './engine.js';
+import { type CheckReport, countFlows } from './engine.js';
 import { type FlowResult, type PortResult, VERDICT_ORDER, type Verdict } from './verdict.js';
 
 export type CheckFormat = 'table' | 'json' | 'junit';
@@ -130,7 +130,7 @@ function evidenceText(r: PortResult): string {
 }
 
 /** The human report: one block per flow, worst verdicts painted red. */
-export function checkTable(report: CheckReport, opts: { color: boolean }): string {
+export function checkTable(report: CheckReport, opts: { color: boolean; title?: string }): string {
   const p = palette(opts.color);
   const paint = (v: Verdict) =>
     v === 'ok' || v === 'ok (responder)'
@@ -144,7 +144,7 @@ export function checkTable(report: CheckReport, opts: { color: boolean }): strin
   const lines: string[] = [];
   lines.push(
     p.bold(
-      `portolan check: site ${report.site}, from ${report.from.join(', ') || 'nowhere'} (${report.how}), ${report.results.length} flow${report.results.length === 1 ? '' : 's'}`,
+      `${opts.title ?? `portolan check: site ${report.site}`}, from ${report.from.join(', ') || 'nowhere'} (${report.how}), ${report.results.length} flow${report.results.length === 1 ? '' : 's'}`,
     ),
   );
   for (const fr of report.results) {
@@ -179,9 +179,14 @@ export function checkTable(report: CheckReport, opts: { color: boolean }): strin
       lines.push(`${indent}${p.dim(`hint: ${fr.hint}`)}`);
   }
   const failed = report.results.filter((r) => r.failed).length;
-  const byFlow: Partial<Record<Verdict, number>> = {};
-  for (const r of report.results) byFlow[r.verdict] = (byFlow[r.verdict] ?? 0) + 1;
+  const byFlow = report.flowCounts ?? countFlows(report.results);
   lines.push('');
+  if (report.interrupted)
+    lines.push(
+      p.red(
+        `INTERRUPTED: ${report.undecided ?? 0} flow${report.undecided === 1 ? ' was' : 's were'} not decided and ${report.undecided === 1 ? 'is' : 'are'} left out`,
+      ),
+    );
   lines.push(
     p.bold(
       `${report.results.length} flow${report.results.length === 1 ? '' : 's'}: ${countsText(byFlow) || 'none'}; ${failed ? p.red(`${failed} failed`) : p.green('none failed')} (${(report.durationMs / 1000).toFixed(1)} s)`,
@@ -199,7 +204,11 @@ export function checkJson(report: CheckReport): string {
     startedAt: report.startedAt,
     durationMs: report.durationMs,
     failed: report.failed,
+    ...(report.interrupted ? { interrupted: true, undecided: report.undecided ?? 0 } : {}),
+    // Ports per verdict: `counts` is portCounts under its first name.
     counts: report.counts,
+    portCounts: report.counts,
+    flowCounts: report.flowCounts ?? countFlows(report.results),
     flows: report.results.map((fr) => ({
       id: fr.flow.id,
       product: fr.flow.product,
@@ -247,10 +256,11 @@ export function checkJunit(report: CheckReport): string {
   const secs = (report.durationMs / 1000).toFixed(3);
   const attrs = `tests="${report.results.length}" failures="${failures}" errors="0" skipped="${skipped}" time="${secs}"`;
   const out: string[] = ['<?xml version="1.0" encoding="UTF-8"?>'];
-  out.push(`<testsuites name="portolan check" ${attrs}>`);
+  out.push(`<testsuites name="portolan check${report.interrupted ? ' (interrupted)' : ''}" ${attrs}>`);
   out.push(
     `  <testsuite name="${xml(`${report.site} from ${report.from.join(', ')}`)}" ${attrs} timestamp="${xml(report.startedAt)}">`,
   );
+
   for (const fr of report.results) {
     const details = [
       ...(fr.reason ? [fr.reason] : []),
@@ -270,6 +280,10 @@ export function checkJunit(report: CheckReport): string {
     out.push(`      <system-out>${xml(`verdict: ${fr.verdict}\n${details}`)}</system-out>`);
     out.push('    </testcase>');
   }
+  if (report.interrupted)
+    out.push(
+      `    <system-err>${xml(`interrupted: ${report.undecided ?? 0} flows were not decided and are left out`)}</system-err>`,
+    );
   out.push('  </testsuite>');
   out.push('</testsuites>');
   return `${out.join('\n')}\n`;
