@@ -30,7 +30,7 @@ function cli(args: readonly string[], env: Record<string, string> = {}) {
 
 const SERVER = '127.0.0.3';
 
-describe('portolan probe: HOST PORTS with check\'s verdicts, scope exactly the command line', () => {
+describe("portolan probe: HOST PORTS with check's verdicts, scope exactly the command line", () => {
   const dir = mkdtempSync(join(tmpdir(), 'portolan-cli-'));
   let ssh: net.Server;
   let sshPort = 0;
@@ -69,8 +69,13 @@ describe('portolan probe: HOST PORTS with check\'s verdicts, scope exactly the c
     const r = await cli(['probe', SERVER, `${closedPort},${sshPort}`, '--format', 'json']);
     assert.equal(r.code, 1, r.stderr);
     const doc = JSON.parse(r.stdout);
-    const probed = doc.flows[0].results.map((x: { ports: number[] }) => x.ports[0]).sort((a: number, b: number) => a - b);
-    assert.deepEqual(probed, [closedPort, sshPort].sort((a, b) => a - b));
+    const probed = doc.flows[0].results
+      .map((x: { ports: number[] }) => x.ports[0])
+      .sort((a: number, b: number) => a - b);
+    assert.deepEqual(
+      probed,
+      [closedPort, sshPort].sort((a, b) => a - b),
+    );
     assert.equal(doc.flows[0].verdict, 'closed');
     assert.match(doc.flows[0].hint, /nothing listens on tcp\/\d+ on 127\.0\.0\.3/);
     // Both counts, named: per port and per flow.
@@ -88,7 +93,17 @@ describe('portolan probe: HOST PORTS with check\'s verdicts, scope exactly the c
   it('the table on stdout while -o writes JSON and --output-dir writes json, junit and text', async () => {
     const file = join(dir, 'out.json');
     const outDir = join(dir, 'all');
-    const r = await cli(['probe', SERVER, String(closedPort), '--format', 'table', '-o', file, '--output-dir', outDir]);
+    const r = await cli([
+      'probe',
+      SERVER,
+      String(closedPort),
+      '--format',
+      'table',
+      '-o',
+      file,
+      '--output-dir',
+      outDir,
+    ]);
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stdout, /^portolan probe 127\.0\.0\.3/);
     assert.equal(JSON.parse(readFileSync(file, 'utf8')).flows[0].verdict, 'closed');
@@ -120,8 +135,32 @@ describe('help and "did you mean"', () => {
     catalog: ['--format', '--lang'],
     validate: [],
     export: ['--to', '--host', '--network', '--output'],
-    check: ['--from', '--as', '--to', '--port', '--format', '--output', '--output-dir', '--secret', '--timeout', '--concurrency', '--retry-budget', '--workers'],
-    probe: ['--service', '--secret', '--name', '--format', '--output', '--output-dir', '--timeout', '--concurrency', '--retry-budget', '--workers'],
+    check: [
+      '--from',
+      '--as',
+      '--to',
+      '--port',
+      '--format',
+      '--output',
+      '--output-dir',
+      '--secret',
+      '--timeout',
+      '--concurrency',
+      '--retry-budget',
+      '--workers',
+    ],
+    probe: [
+      '--service',
+      '--secret',
+      '--name',
+      '--format',
+      '--output',
+      '--output-dir',
+      '--timeout',
+      '--concurrency',
+      '--retry-budget',
+      '--workers',
+    ],
     init: ['--site', '--output'],
   };
   for (const [cmd, options] of Object.entries(OPTIONS))
@@ -134,14 +173,18 @@ describe('help and "did you mean"', () => {
       assert.equal(runCli(['help', cmd]).stdout, r.stdout);
     });
 
-  it('check\'s synopsis names --to --port --timeout --concurrency', () => {
+  it("check's synopsis names --to --port --timeout --concurrency", () => {
     const synopsis = runCli(['check', '--help']).stdout.split('\n\n')[0] as string;
-    for (const o of ['--to', '--port', '--timeout', '--concurrency', '--output-dir']) assert.ok(synopsis.includes(o), o);
+    for (const o of ['--to', '--port', '--timeout', '--concurrency', '--output-dir'])
+      assert.ok(synopsis.includes(o), o);
   });
 
   it('suggests the flag, host, format and command meant', () => {
     const cases: [string[], RegExp][] = [
-      [['plan', 'examples/mixed-site.yaml', '--fromat', 'json'], /unknown option --fromat \(did you mean --format\?\)/],
+      [
+        ['plan', 'examples/mixed-site.yaml', '--fromat', 'json'],
+        /unknown option --fromat \(did you mean --format\?\)/,
+      ],
       [['check', 'examples/mixed-site.yaml', '--from', 'prox-01'], /did you mean "proxy-01"\?/],
       [['export', 'examples/mixed-site.yaml', '--to', 'nft'], /did you mean "nftables"\?/],
       [['export', 'examples/mixed-site.yaml', '--to', 'csv', '--host', 'sql01'], /did you mean "sql-01"\?/],

@@ -44,7 +44,12 @@ export async function run(argv: string[]): Promise<number> {
       break;
     default: {
       const color = !values['no-color'] && colorEnabled();
-      process.stdout.write(planTable(plan, hosts, { color, columns: process.stdout.columns ?? 160 }));
+      process.stdout.write(
+        planTable(plan, hosts, {
+          color,
+          columns: process.stdout.columns ?? (Number(process.env.COLUMNS) || 160),
+        }),
+      );
     }
   }
   if (format !== 'table') process.stderr.write(`${summary(plan, hosts)}\n`);
