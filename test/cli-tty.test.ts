@@ -151,6 +151,11 @@ describe('in an 80-column terminal (tmux)', {
     assert.match(s, /EXIT=130/);
     assert.match(s, /INTERRUPTED: 1 flow was not decided and is left out/);
     assert.match(s, /closed +cli -> srv/);
+    for (const l of s.split('\n')) assert.ok(width(l) <= 80, `wider than 80 (${width(l)}): ${l}`);
+    // Detail and hint lines wrap under their own indent, not at column 0.
+    const hint = s.split('\n').findIndex((l) => /^ +hint: /.test(l));
+    assert.ok(hint > 0, s);
+    assert.match(s.split('\n')[hint + 1] ?? '', /^ {18}\S/);
     // The bar is gone from the final screen.
     assert.doesNotMatch(s.split('portolan check')[1] ?? '', /ports decided/);
     const doc = JSON.parse(readFileSync(out, 'utf8'));

@@ -128,6 +128,44 @@ describe("portolan probe: HOST PORTS with check's verdicts, scope exactly the co
   });
 });
 
+describe('hints', () => {
+  it('name the whole range, the catalog purpose, and the first citation with a count of the rest', async () => {
+    const { hintFor } = await import('../src/probe/verdict.js');
+    const flow = {
+      id: 'f',
+      product: 'veeam-proxmox',
+      from: { host: 'w', role: 'worker', address: '10.0.0.1' },
+      to: { host: 'pve', role: 'proxmox-server', address: '10.0.0.2' },
+      protocol: 'tcp' as const,
+      ports: [[2500, 3300]] as [number, number][],
+      service: 'https',
+      tls: true,
+      purpose: 'The worker talks to the REST API service on the Proxmox VE server.',
+      sources: [
+        { doc: 'a.txt', ref: 'table 1 row 2' },
+        { doc: 'b.txt', ref: 'table 3 row 4' },
+        { doc: 'c.txt', ref: 'table 5 row 6' },
+      ],
+      notes: [],
+      entries: [],
+      local: false,
+    };
+    const example = {
+      address: '10.0.0.2',
+      port: 2500,
+      protocol: 'tcp' as const,
+      verdict: 'closed' as const,
+      detail: '',
+      evidence: {},
+    };
+    const hint = hintFor(flow, 'closed', example, [[2500, 3300]]);
+    assert.match(hint, /tcp\/2500-3300 on 10\.0\.0\.2/);
+    assert.match(hint, /REST API service on the Proxmox VE server/);
+    assert.match(hint, /a\.txt table 1 row 2 \(\+2 more, see --format json\)/);
+    assert.doesNotMatch(hint, /b\.txt/);
+  });
+});
+
 describe('help and "did you mean"', () => {
   /** Every option each command takes: its --help must list all of them. */
   const OPTIONS: Record<string, string[]> = {

@@ -69,14 +69,20 @@ type Values = {
   'no-color'?: boolean | undefined;
 };
 
-function render(report: CheckReport, format: CheckFormat, color: boolean, title?: string): string {
+function render(
+  report: CheckReport,
+  format: CheckFormat,
+  color: boolean,
+  title?: string,
+  columns?: number,
+): string {
   switch (format) {
     case 'json':
       return checkJson(report);
     case 'junit':
       return checkJunit(report);
     default:
-      return checkTable(report, { color, ...(title ? { title } : {}) });
+      return checkTable(report, { color, ...(title ? { title } : {}), ...(columns ? { columns } : {}) });
   }
 }
 
@@ -123,7 +129,13 @@ export async function runAndReport(
       writeAtomic(join(dir, 'check.xml'), checkJunit(report));
       writeAtomic(join(dir, 'check.txt'), render(report, 'table', false, opts.title));
     }
-    return render(report, format, color, opts.title);
+    return render(
+      report,
+      format,
+      color,
+      opts.title,
+      process.stdout.isTTY ? process.stdout.columns : undefined,
+    );
   };
 
   const options: CheckOptions = {

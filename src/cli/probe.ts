@@ -83,7 +83,7 @@ export function probeFlow(
     ports,
     service: svc === 'tls' ? 'tls' : svc,
     tls: svc === 'tls' || svc === 'https',
-    purpose: `the ${svc === 'plain' ? 'port' : svc} the command line names`,
+    purpose: 'named on the command line',
     sources: [{ doc: 'the command line', ref: command }],
     notes: [],
     entries: [],

@@ -3,6 +3,9 @@ import { forwardRules } from '../export/model.js';
 import type { Flow, Plan } from '../model/flow.js';
 import { formatPorts } from '../model/ports.js';
 import { palette, width } from '../util/color.js';
+import { wrap } from '../util/wrap.js';
+
+export { wrap };
 
 export type PlanFormat = 'table' | 'json' | 'csv' | 'markdown';
 export const PLAN_FORMATS: readonly PlanFormat[] = ['table', 'json', 'csv', 'markdown'];
@@ -103,39 +106,6 @@ export function planMarkdown(plan: Plan, hostCount: number): string {
   if (plan.warnings.length)
     lines.push('', '## Warnings', '', ...plan.warnings.map((w) => `- ${mdCell(w.message)}`));
   return `${lines.join('\n')}\n`;
-}
-
-/**
- * Splits text into lines at most `w` columns wide (display width, East Asian wide characters
- * count two), breaking after spaces or commas; a word longer than the line is cut.
- */
-export function wrap(text: string, w: number): string[] {
-  const out: string[] = [];
-  let line = '';
-  // Words keep their trailing separator; CJK text has no spaces, so each wide character is a word.
-  const words =
-    oneLine(text).match(
-      /[^\s,\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]*(?:[\s,]+|[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef][\s,]*)|[^\s,]+$/g,
-    ) ?? [];
-  for (const word of words) {
-    if (width(`${line}${word}`.trimEnd()) <= w) {
-      line += word;
-      continue;
-    }
-    if (line.trim()) out.push(line.trimEnd());
-    line = word.trimStart();
-    while (width(line.trimEnd()) > w) {
-      let cut = '';
-      for (const ch of line) {
-        if (width(cut + ch) > w) break;
-        cut += ch;
-      }
-      out.push(cut);
-      line = line.slice(cut.length);
-    }
-  }
-  if (line.trim() || !out.length) out.push(line.trimEnd());
-  return out;
 }
 
 /**

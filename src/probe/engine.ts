@@ -379,6 +379,14 @@ function collect(
     const verdict = worst(tally.keys()) ?? 'skipped';
     if (!ports.length) counts[verdict] = (counts[verdict] ?? 0) + 1;
     const example = tally.get(verdict)?.first;
+    // The ports with the headline verdict, as ranges, so a hint names a whole range.
+    const same: [number, number][] = [];
+    for (const r of ports)
+      if (r.verdict === verdict && (!example || r.address === example.address)) {
+        const last = same[same.length - 1];
+        if (last && last[1] + 1 === r.port) last[1] = r.port;
+        else if (!last || last[1] < r.port) same.push([r.port, r.port]);
+      }
     results.push({
       flow,
       verdict,
@@ -386,7 +394,7 @@ function collect(
       addresses: target.addresses.map((a) => a.address),
       results: ports,
       ...(target.note ? { reason: target.note } : ports.length ? {} : { reason: 'no ports selected' }),
-      hint: hintFor(flow, verdict, example),
+      hint: hintFor(flow, verdict, example, same),
     });
   }
   return { results, counts };

@@ -1,6 +1,7 @@
 import type { Flow } from '../model/flow.js';
 import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
 import { palette, width } from '../util/color.js';
+import { wrapIndented } from '../util/wrap.js';
 import { type CheckReport, countFlows } from './engine.js';
 import { type FlowResult, type PortResult, VERDICT_ORDER, type Verdict } from './verdict.js';
 
@@ -130,7 +131,10 @@ function evidenceText(r: PortResult): string {
 }
 
 /** The human report: one block per flow, worst verdicts painted red. */
-export function checkTable(report: CheckReport, opts: { color: boolean; title?: string }): string {
+export function checkTable(
+  report: CheckReport,
+  opts: { color: boolean; title?: string; columns?: number },
+): string {
   const p = palette(opts.color);
   const paint = (v: Verdict) =>
     v === 'ok' || v === 'ok (responder)'
@@ -192,7 +196,15 @@ export function checkTable(report: CheckReport, opts: { color: boolean; title?: 
       `${report.results.length} flow${report.results.length === 1 ? '' : 's'}: ${countsText(byFlow) || 'none'}; ${failed ? p.red(`${failed} failed`) : p.green('none failed')} (${(report.durationMs / 1000).toFixed(1)} s)`,
     ),
   );
-  return `${lines.join('\n')}\n`;
+  const columns = opts.columns;
+  if (!columns) return `${lines.join('\n')}\n`;
+  // Fit the terminal: long lines wrap on word boundaries, continuations under their own text.
+  const fitted = lines.flatMap((l) => {
+    if (width(l) <= columns) return [l];
+    const indent = /^ */.exec(l)?.[0] ?? '';
+    return wrapIndented(indent, l.slice(indent.length), columns);
+  });
+  return `${fitted.join('\n')}\n`;
 }
 
 /** JSON for pipelines: the plan's flow fields, the verdict, and the per-port results as runs. */

@@ -130,11 +130,38 @@ export function sourcesText(flow: Flow): string {
   return flow.sources.map((s) => `${s.doc} ${s.ref}`).join('; ');
 }
 
-/** The advice for a verdict, then the catalog rows that say the flow is needed. */
-export function hintFor(flow: Flow, verdict: Verdict, example?: PortResult): string {
+/** The first citation of a flow, and how many more the JSON report lists. */
+export function firstSourceText(flow: Flow): string {
+  const [first] = flow.sources;
+  if (!first) return 'no citation';
+  const more = flow.sources.length - 1;
+  return `${first.doc} ${first.ref}${more ? ` (+${more} more, see --format json)` : ''}`;
+}
+
+/** What the flow is for: the catalog's purpose, without its full stop. */
+function purposeClause(flow: Flow): string {
+  const p = flow.purpose.trim().replace(/\.$/, '');
+  return p || 'no purpose given';
+}
+
+/**
+ * The advice for a verdict, then the first catalog row that says the flow is needed. `ports` are
+ * the flow's ports that got the verdict (a range is named whole); `example` gives the address.
+ */
+export function hintFor(
+  flow: Flow,
+  verdict: Verdict,
+  example?: PortResult,
+  ports?: readonly (readonly [number, number])[],
+): string {
   const proto = flow.protocol;
+  const portText = ports?.length
+    ? ports.map(([lo, hi]) => (lo === hi ? `${lo}` : `${lo}-${hi}`)).join(',')
+    : example
+      ? `${example.port}`
+      : undefined;
   const where = example
-    ? `${proto}/${example.port} on ${example.address}`
+    ? `${proto}/${portText} on ${example.address}`
     : `${proto} to ${flow.to.host ?? 'the peer'}`;
   const from = flow.from.host ?? 'the source';
   const to = flow.to.host ?? flow.to.description ?? 'the peer';
@@ -147,11 +174,11 @@ export function hintFor(flow: Flow, verdict: Verdict, example?: PortResult): str
     'wrong-service': `another service answers ${where}: is ${flow.service} on another port, or something else on this one?`,
     'tls-weak': `${where} negotiates TLS below 1.2 or with a weak setup; the product expects TLS 1.2 or later`,
     'tls-failed': `the TLS handshake with ${where} failed: check the service's certificate and TLS settings`,
-    closed: `nothing listens on ${where} (or a firewall answers with a TCP reset / port unreachable): is the ${flow.service} service installed and running?`,
+    closed: `nothing listens on ${where} (or a firewall answers with a TCP reset / port unreachable): is the service installed and running (${flow.service}: ${purposeClause(flow)})?`,
     blocked: `a firewall rejects ${where} (ICMP unreachable / prohibited): allow ${proto} ${from} -> ${to}`,
     filtered: `no answer after spaced retries: a firewall drops ${where}; allow ${proto} ${from} -> ${to}`,
     'dns-failed': `fix the name or the inventory address of ${to}`,
     skipped: 'nothing to probe from here',
   };
-  return `${advice[verdict]} (needed by ${flow.product}: ${sourcesText(flow)})`;
+  return `${advice[verdict]} (needed by ${flow.product}: ${firstSourceText(flow)})`;
 }

@@ -17,7 +17,7 @@ export function distance(a: string, b: string): number {
 }
 
 /**
- * The candidate closest to `word`, when it is close enough to be a slip (a third of its length in
+ * The candidate closest to `word`, when it is close enough to be a slip (a quarter of its length in
  * edits, at least one), or a candidate that starts with it; undefined otherwise.
  */
 export function closest(word: string, candidates: Iterable<string>): string | undefined {
@@ -31,7 +31,7 @@ export function closest(word: string, candidates: Iterable<string>): string | un
       best = c;
     }
   }
-  if (best !== undefined && bestD <= Math.max(1, Math.floor(word.length / 3))) return best;
+  if (best !== undefined && bestD <= Math.max(1, Math.floor(word.length / 4))) return best;
   const prefixed = [...candidates].filter((c) => w.length >= 2 && c.toLowerCase().startsWith(w));
   return prefixed.length === 1 ? prefixed[0] : undefined;
 }
