@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -273,6 +273,53 @@ describe('portolan init', () => {
     const r = runCli(['init', 'platespn']);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /did you mean "platespin"\?/);
+  });
+});
+
+describe('validate', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'portolan-validate-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('reports every error in the file, each with file:line:col, and exits 2', () => {
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(
+      file,
+      [
+        'site: bad',
+        'products:',
+        '  platespin: { version: "2019.5", colour: red }',
+        '  nope: {}',
+        'hosts:',
+        '  a: { address: 10.0.0.300, roles: [platespin:platespin-server] }',
+        '  b: { address: 10.0.0.2, roles: [platespin:sorce] }',
+        '  c: { address: 10.0.0.3, roles: [platespin:source], facts: { os: beos } }',
+        '',
+      ].join('\n'),
+    );
+    const r = runCli(['validate', file]);
+    assert.equal(r.code, 2);
+    for (const where of [':3:35 ', ':4:3 ', ':6:17 ', ':7:35 ', ':8:67 '])
+      assert.ok(r.stderr.includes(`${file}${where}`), `no error at ${where}:\n${r.stderr}`);
+    assert.match(r.stderr, /5 errors/);
+    // Other commands print one line: the first error and the count.
+    const plan = runCli(['plan', file]);
+    assert.equal(plan.code, 2);
+    assert.equal(plan.stderr.trim().split('\n').length, 1);
+    assert.match(plan.stderr, /and 4 more errors: portolan validate lists them all/);
+  });
+
+  it('warns where a host gets no flows because a fact is missing', () => {
+    const file = join(dir, 'warn.yaml');
+    writeFileSync(
+      file,
+      'site: w\nproducts:\n  platespin: { version: "2019.5" }\nhosts:\n  a: { address: 10.0.0.1, roles: [platespin:platespin-server] }\n  c: { address: 10.0.0.3, roles: [platespin:source] }\n',
+    );
+    const r = runCli(['validate', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /^warning: .*warn\.yaml: .*\(a -> c\) skipped: the inventory does not give to\.facts\.os$/m,
+    );
   });
 });
 
