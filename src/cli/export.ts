@@ -72,6 +72,8 @@ export async function run(argv: string[]): Promise<number> {
     for (const f of result.files) write(join(out, f.path), f.content);
     process.stderr.write(`wrote ${result.files.length} files to ${out}\n`);
   }
+  // The plan's warnings (unspecified peers, facts left out, deferred ports), then the format's own.
+  for (const w of plan.warnings) process.stderr.write(`warning: ${w.message}\n`);
   for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
   return 0;
 }

@@ -52,6 +52,9 @@ export async function run(argv: string[]): Promise<number> {
       );
     }
   }
-  if (format !== 'table') process.stderr.write(`${summary(plan, hosts)}\n`);
+  if (format !== 'table') {
+    for (const w of plan.warnings) process.stderr.write(`warning: ${w.message}\n`);
+    process.stderr.write(`${summary(plan, hosts)}\n`);
+  }
   return 0;
 }

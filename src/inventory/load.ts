@@ -68,13 +68,11 @@ function checkInventory(
     errors.push(new InputError(detail, y.locate(path, at)));
     throw SKIP;
   };
-  const attempt = (check: () => void): boolean => {
+  const attempt = (check: () => void): void => {
     try {
       check();
-      return true;
     } catch (e) {
       if (e !== SKIP) throw e;
-      return false;
     }
   };
   const productIds = [...catalogs.keys()];
@@ -89,16 +87,17 @@ function checkInventory(
           'key',
         );
       const features = new Set<string>();
-      (use?.features ?? []).forEach((f, i) =>
-        attempt(() => {
-          const known = Object.keys(cat.features ?? {});
-          if (!known.includes(f))
-            fail(
-              `unknown feature ${shown(f)} for product ${id} (expected one of: ${known.join(', ') || 'none'})`,
-              ['products', id, 'features', i],
-            );
-          features.add(f);
-        }),
+      (use?.features ?? []).forEach(
+        (f, i) =>
+          void attempt(() => {
+            const known = Object.keys(cat.features ?? {});
+            if (!known.includes(f))
+              fail(
+                `unknown feature ${shown(f)} for product ${id} (expected one of: ${known.join(', ') || 'none'})`,
+                ['products', id, 'features', i],
+              );
+            features.add(f);
+          }),
       );
       const settings: Record<string, string> = {};
       for (const [key, value] of Object.entries(use ?? {}))
@@ -145,35 +144,36 @@ function checkInventory(
       seenAddresses.set(address.text, name);
     });
     const roles: RoleRef[] = [];
-    h.roles.forEach((text, i) =>
-      attempt(() => {
-        const m = /^([a-z0-9-]+):([a-z0-9-]+)$/.exec(text);
-        if (!m)
-          fail(
-            `${shown(text)} is not a role (expected product:role, e.g. druva-vmware:backup-proxy)`,
-            at('roles', i),
-          );
-        const [, product = '', role = ''] = m;
-        const cat = catalogs.get(product);
-        if (!cat)
-          fail(
-            `unknown product ${shown(product)} (expected one of: ${productIds.join(', ')})`,
-            at('roles', i),
-          );
-        if (!cat.roles[role])
-          fail(
-            `unknown role ${shown(role)} for product ${product} (expected one of: ${Object.keys(cat.roles).join(', ')})`,
-            at('roles', i),
-          );
-        if (!products.has(product))
-          fail(
-            `product ${product} is not listed under products (add "${product}: {}" there to plan it)`,
-            at('roles', i),
-          );
-        if (roles.some((r) => r.product === product && r.role === role))
-          fail(`role ${shown(text)} is listed twice (expected each role once per host)`, at('roles', i));
-        roles.push({ product, role });
-      }),
+    h.roles.forEach(
+      (text, i) =>
+        void attempt(() => {
+          const m = /^([a-z0-9-]+):([a-z0-9-]+)$/.exec(text);
+          if (!m)
+            fail(
+              `${shown(text)} is not a role (expected product:role, e.g. druva-vmware:backup-proxy)`,
+              at('roles', i),
+            );
+          const [, product = '', role = ''] = m;
+          const cat = catalogs.get(product);
+          if (!cat)
+            fail(
+              `unknown product ${shown(product)} (expected one of: ${productIds.join(', ')})`,
+              at('roles', i),
+            );
+          if (!cat.roles[role])
+            fail(
+              `unknown role ${shown(role)} for product ${product} (expected one of: ${Object.keys(cat.roles).join(', ')})`,
+              at('roles', i),
+            );
+          if (!products.has(product))
+            fail(
+              `product ${product} is not listed under products (add "${product}: {}" there to plan it)`,
+              at('roles', i),
+            );
+          if (roles.some((r) => r.product === product && r.role === role))
+            fail(`role ${shown(text)} is listed twice (expected each role once per host)`, at('roles', i));
+          roles.push({ product, role });
+        }),
     );
     const facts: Record<string, string | string[]> = {};
     for (const [fact, value] of Object.entries(h.facts ?? {}))

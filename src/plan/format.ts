@@ -1,4 +1,3 @@
-import { oneLine } from '../export/header.js';
 import { forwardRules } from '../export/model.js';
 import type { Flow, Plan } from '../model/flow.js';
 import { formatPorts } from '../model/ports.js';
