@@ -323,6 +323,35 @@ describe('validate', () => {
   });
 });
 
+describe('warnings reach every output', () => {
+  it('plan --format json and csv print each warning line on stderr', () => {
+    for (const format of ['json', 'csv']) {
+      const r = runCli(['plan', 'examples/mixed-site.yaml', '--format', format]);
+      assert.equal(r.code, 0);
+      assert.match(r.stderr, /^warning: no host has role druva-vmware:cloudcache/m);
+      assert.match(r.stderr, /^warning: host esx-b \(druva-vmware:esxi\) does not give fact registration/m);
+    }
+  });
+
+  it('export prints them on stderr and the change requests carry them', () => {
+    const csv = runCli(['export', 'examples/mixed-site.yaml', '--to', 'csv']);
+    assert.match(csv.stderr, /^warning: no host has role druva-vmware:cloudcache/m);
+    assert.match(csv.stdout, /^rule,change,direction,/);
+    assert.match(csv.stdout, /^# warning: no host has role druva-vmware:cloudcache/m);
+    assert.match(
+      csv.stdout,
+      /^"# warning: rule forward-tcp-443-1: the destination is given by DNS name \(phoenix\.druva\.com/m,
+    );
+    for (const to of ['markdown', 'html']) {
+      const r = runCli(['export', 'examples/mixed-site.yaml', '--to', to]);
+      assert.match(r.stdout, /Warnings and what is not covered/);
+      assert.match(r.stdout, /does not give fact registration/);
+    }
+    const nft = runCli(['export', 'examples/mixed-site.yaml', '--to', 'nftables']);
+    assert.match(nft.stderr, /^warning: no host has role druva-vmware:cloudcache/m);
+  });
+});
+
 describe('colour', () => {
   it('FORCE_COLOR=0 turns colour off, FORCE_COLOR=1 on', () => {
     const env = { NO_COLOR: '' };

@@ -73,8 +73,9 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`wrote ${result.files.length} files to ${out}\n`);
   }
   // The plan's warnings (unspecified peers, facts left out, deferred ports), then the format's own.
-  for (const w of plan.warnings) process.stderr.write(`warning: ${w.message}\n`);
-  for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
+  const said = new Set(plan.warnings.map((w) => w.message));
+  for (const w of said) process.stderr.write(`warning: ${w}\n`);
+  for (const w of result.warnings) if (!said.has(w)) process.stderr.write(`warning: ${w}\n`);
   return 0;
 }
 

@@ -49,6 +49,8 @@ export interface ExportModel {
   localFlows: Flow[];
   inventorySha256: string;
   generatorVersion: string;
+  /** The plan's warnings (unspecified peers, facts left out, ports the documents defer elsewhere). */
+  planWarnings?: string[];
 }
 
 export function emptySet(): AddressSet {
@@ -89,7 +91,12 @@ export interface ModelOptions {
  * grouped by protocol, ports and destination with sources merged, then by identical sources.
  */
 export function buildExportModel(plan: Plan, inv: Inventory, opts: ModelOptions): ExportModel {
-  const base = { site: plan.site, inventorySha256: inv.sha256, generatorVersion: opts.generatorVersion };
+  const base = {
+    site: plan.site,
+    inventorySha256: inv.sha256,
+    generatorVersion: opts.generatorVersion,
+    planWarnings: plan.warnings.map((w) => w.message),
+  };
   const network = plan.flows.filter((f) => !f.local);
   if (opts.host !== undefined) {
     const host = inv.hosts.find((h) => h.name === opts.host);
