@@ -145,5 +145,7 @@ export async function run(argv: string[]): Promise<number> {
   };
   const plan: Plan = { site: inventory.site, flows: [flow], warnings: [] };
   const scope = await scopeFor(inventory, plan, { from: here.name });
-  return runAndReport(scope, { flows: scope.flows }, values, { title: `portolan probe ${hostText}` });
+  return runAndReport(scope, { flows: scope.flows }, values, {
+    title: `portolan probe ${hostText} ${portsText}, from this machine`,
+  });
 }

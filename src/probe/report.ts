@@ -148,7 +148,7 @@ export function checkTable(
   const lines: string[] = [];
   lines.push(
     p.bold(
-      `${opts.title ?? `portolan check: site ${report.site}`}, from ${report.from.join(', ') || 'nowhere'} (${report.how}), ${report.results.length} flow${report.results.length === 1 ? '' : 's'}`,
+      `${opts.title ?? `portolan check: site ${report.site}, from ${report.from.join(', ') || 'nowhere'} (${report.how})`}, ${report.results.length} flow${report.results.length === 1 ? '' : 's'}`,
     ),
   );
   for (const fr of report.results) {
