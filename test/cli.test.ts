@@ -352,6 +352,21 @@ describe('warnings reach every output', () => {
   });
 });
 
+describe('module layering', () => {
+  it('the plan imports nothing from export; no command imports main (no import cycle)', async () => {
+    const { readdirSync } = await import('node:fs');
+    const src = join(ROOT, 'src');
+    for (const f of readdirSync(join(src, 'plan')))
+      assert.doesNotMatch(
+        readFileSync(join(src, 'plan', f), 'utf8'),
+        /from '\.\.\/export\//,
+        `src/plan/${f}`,
+      );
+    for (const f of readdirSync(join(src, 'cli')).filter((x) => x !== 'main.ts'))
+      assert.doesNotMatch(readFileSync(join(src, 'cli', f), 'utf8'), /from '\.\/main\.js'/, `src/cli/${f}`);
+  });
+});
+
 describe('colour', () => {
   it('FORCE_COLOR=0 turns colour off, FORCE_COLOR=1 on', () => {
     const env = { NO_COLOR: '' };

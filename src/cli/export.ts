@@ -5,8 +5,8 @@ import { checkSupported } from '../export/generator.js';
 import { FORMAT_NAMES, loadGenerator } from '../export/index.js';
 import { buildExportModel } from '../export/model.js';
 import { buildPlan } from '../plan/plan.js';
+import { version } from '../util/version.js';
 import { COMMON_HELP, didYouMean, exactlyOne, oneOf, parse } from './args.js';
-import { version } from './main.js';
 import { siteFrom } from './site.js';
 
 export const USAGE = `Usage: portolan export SITE.yaml --to FORMAT [--host NAME | --network] [-o FILE|DIR]

@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { PortolanError } from '../errors.js';
-import { packagePath } from '../util/paths.js';
+import { version } from '../util/version.js';
 import { didYouMean } from './args.js';
 
 /** A command: takes its own argv, writes its output, returns the exit code. */
@@ -45,9 +44,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: Com
   },
 };
 
-export function version(): string {
-  return (JSON.parse(readFileSync(packagePath('package.json'), 'utf8')) as { version: string }).version;
-}
+export { version };
 
 function help(): string {
   const names = Object.keys(COMMANDS);

@@ -1,8 +1,8 @@
-import { forwardRules } from '../export/model.js';
 import type { Flow, Plan } from '../model/flow.js';
 import { formatPorts } from '../model/ports.js';
 import { palette, width } from '../util/color.js';
 import { wrap } from '../util/wrap.js';
+import { forwardRules } from './rules.js';
 
 export { wrap };
 
