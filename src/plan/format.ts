@@ -9,7 +9,7 @@ export { wrap };
 export type PlanFormat = 'table' | 'json' | 'csv' | 'markdown';
 export const PLAN_FORMATS: readonly PlanFormat[] = ['table', 'json', 'csv', 'markdown'];
 
-/** The DESIGN.md plan contract, plus stable extensions (id, tls, local, entries, icmpType). */
+/** The plan contract (docs/contracts.md), plus stable extensions (id, tls, local, entries, icmpType). */
 export function planJson(plan: Plan): string {
   const text = JSON.stringify({ site: plan.site, flows: plan.flows, warnings: plan.warnings }, null, 2);
   // Port pairs on one line each: [443, 443] reads better than four lines.
