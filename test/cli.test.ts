@@ -352,6 +352,39 @@ describe('warnings reach every output', () => {
   });
 });
 
+describe('export --to flat-csv', () => {
+  it('one row per source, destination, protocol and port range, header in row 1, no empty address', () => {
+    const r = runCli(['export', 'examples/mixed-site.yaml', '--to', 'flat-csv']);
+    assert.equal(r.code, 0, r.stderr);
+    const rows = r.stdout
+      .trimEnd()
+      .split('\r\n')
+      .map((l) => l.split(','));
+    assert.deepEqual(rows[0], [
+      'rule',
+      'action',
+      'source',
+      'destination',
+      'protocol',
+      'port_low',
+      'port_high',
+      'icmp_type',
+      'services',
+      'products',
+    ]);
+    for (const row of rows.slice(1)) {
+      assert.equal(row.length, 10, row.join(','));
+      assert.ok(row[2] && row[3], `an empty address reads as any: ${row.join(',')}`);
+      if (row[4] !== 'icmp')
+        assert.ok(Number(row[5]) >= 1 && Number(row[5]) <= Number(row[6]), row.join(','));
+    }
+    // 2500-3300 stays one row per address pair, not 801.
+    assert.ok(rows.some((row) => row[5] === '2500' && row[6] === '3300'));
+    // The peers the documents leave open get no row, and a warning.
+    assert.match(r.stderr, /peers the documents leave unspecified get no row/);
+  });
+});
+
 describe('module layering', () => {
   it('the plan imports nothing from export; no command imports main (no import cycle)', async () => {
     const { readdirSync } = await import('node:fs');
