@@ -37,6 +37,24 @@ export class InputError extends PortolanError {
   }
 }
 
+/**
+ * Several input errors in one file, found in one pass. The message is the first error and a count,
+ * so other commands still print one line; `portolan validate` prints every one of `errors`.
+ */
+export class InputErrors extends InputError {
+  readonly errors: readonly InputError[];
+  constructor(errors: readonly InputError[]) {
+    const first = errors[0] as InputError;
+    const more = errors.length - 1;
+    super(
+      `${first.detail}${more ? ` (and ${more} more error${more === 1 ? '' : 's'}: portolan validate lists them all)` : ''}`,
+      first.location,
+    );
+    this.name = 'InputErrors';
+    this.errors = errors;
+  }
+}
+
 export class UsageError extends PortolanError {
   constructor(message: string) {
     super(message, 'EUSAGE');

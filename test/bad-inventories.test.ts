@@ -1,6 +1,6 @@
 /**
  * The bad-inventory corpus: every way a site file can be wrong gives one located line on stderr,
- * exit code 2, nothing on stdout and no stack trace (DESIGN.md, inventory contract).
+ * exit code 2, nothing on stdout and no stack trace (docs/contracts.md, the inventory contract).
  *
  * Each tests/fixtures/bad/NN-name.yaml has NN-name.expected: the exact line `portolan validate`
  * prints for it when run from the repository root. Inputs too large or too binary to commit are

@@ -399,7 +399,7 @@ describe('change request rows', () => {
   });
 
   it('asks for every unspecified peer to be named before approval', () => {
-    const { warnings } = changeRequest(model(HOSTILE));
+    const warnings = changeRequest(model(HOSTILE)).warnings.filter((w) => /^rule .*unspecified/.test(w));
     assert.equal(warnings.length, 1);
     assert.match(
       warnings[0] ?? '',
@@ -425,26 +425,38 @@ describe('change request rows', () => {
 });
 
 describe('csv', () => {
-  it('parses back (strict RFC 4180) to the same cells: header rows, columns, one record per row', () => {
+  it('parses back (strict RFC 4180) to the same cells: the column header in row 1, one record per row, then metadata and warnings', () => {
     for (const { name, m } of ALL) {
       const { content } = renderCsv(m);
       const records = parseCsv(content);
-      const { rows } = changeRequest(m);
-      assert.equal(records.length, 4 + 1 + rows.length, name);
+      const { rows, warnings } = changeRequest(m);
+      assert.equal(records.length, 1 + rows.length + 1 + 4 + warnings.length, name);
       for (const r of records)
         assert.equal(r.length, COLUMNS.length, `${name}: every record has ${COLUMNS.length} fields`);
-      assert.equal(records[1]?.[0], `# site: ${oneLineOf(m.site)}`, name);
-      for (const h of records.slice(0, 4)) {
+      // Spreadsheets and import tools read row 1 as the header.
+      assert.deepEqual(records[0], [...COLUMNS]);
+      assert.deepEqual(
+        records.slice(1, 1 + rows.length),
+        rows.map((r) => r.cells.map(defused)),
+        name,
+      );
+      const tail = records.slice(1 + rows.length);
+      assert.deepEqual(
+        tail[0],
+        COLUMNS.map(() => ''),
+        `${name}: an empty record before the trailing section`,
+      );
+      assert.equal(tail[2]?.[0], `# site: ${oneLineOf(m.site)}`, name);
+      for (const h of tail.slice(1)) {
         assert.match(h[0] ?? '', /^# /);
         assert.deepEqual(
           h.slice(1),
           COLUMNS.slice(1).map(() => ''),
         );
       }
-      assert.deepEqual(records[4], [...COLUMNS]);
       assert.deepEqual(
-        records.slice(5),
-        rows.map((r) => r.cells.map(defused)),
+        tail.slice(5).map((h) => h[0]),
+        warnings.map((w) => defused(`# warning: ${oneLineOf(w)}`)),
         name,
       );
     }
@@ -453,11 +465,12 @@ describe('csv', () => {
   it('defuses formula-leading cells and keeps quotes, commas and line breaks inside one field', () => {
     const m = nastier(model(HOSTILE));
     const records = parseCsv(renderCsv(m).content);
-    const notes = records.slice(5).map((r) => r[COLUMNS.indexOf('notes')]);
+    const body = records.slice(1, 1 + m.rules.length);
+    const notes = body.map((r) => r[COLUMNS.indexOf('notes')]);
     assert.ok(notes.every((n) => n?.startsWith(`'=HYPERLINK("http://evil.example/","x")\n`)));
-    const sources = records.slice(5).map((r) => r[COLUMNS.indexOf('sources')]);
+    const sources = body.map((r) => r[COLUMNS.indexOf('sources')]);
     assert.ok(sources.every((s) => s?.startsWith("'@evil")));
-    assert.equal(records.length, 5 + m.rules.length);
+    assert.equal(records.length, 1 + m.rules.length + 1 + 4 + changeRequest(m).warnings.length);
   });
 
   it('goes to stdout through the CLI, the warnings to stderr', () => {

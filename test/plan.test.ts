@@ -29,7 +29,7 @@ function has(p: Plan, from: string | null, to: string | null, protocol: string, 
 }
 
 describe('plan contract', () => {
-  it('prints the DESIGN.md shape for every flow', () => {
+  it('prints the plan contract shape (docs/contracts.md) for every flow', () => {
     const p = plan(`site: s
 products: { druva-vmware: {} }
 hosts:

@@ -1,5 +1,9 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
+import { mergePortRanges, type PortRange } from '../model/ports.js';
+import { closest, didYouMean } from '../util/suggest.js';
+
+export { closest, didYouMean };
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -11,18 +15,40 @@ export const COMMON = {
   'no-color': { type: 'boolean' },
 } as const satisfies Options;
 
-/** util.parseArgs with usage errors that name the flag and what was expected. */
+/** The lines every command's --help ends with: the options of COMMON. */
+export const COMMON_HELP = `Options for every command:
+  --catalog DIR      an extra catalog directory or file (repeatable)
+  --no-color         no ANSI colour (also NO_COLOR=1 or FORCE_COLOR=0)
+  --debug            print the stack trace of an internal error
+  -h, --help         this help`;
+
+/** util.parseArgs with usage errors that name the flag, what was expected, and the likely flag meant. */
 export function parse<T extends Options>(argv: readonly string[], options: T, usage: string) {
+  const all = { ...COMMON, ...options };
   try {
     const config = {
       args: [...argv],
-      options: { ...COMMON, ...options },
+      options: all,
       allowPositionals: true,
       strict: true,
     } as const;
     return parseArgs<typeof config>(config);
   } catch (err) {
-    const msg = (err as Error).message.replace(/\. To specify a positional argument.*$/s, '');
+    const e = err as Error & { code?: string };
+    let msg = e.message.replace(/\. To specify a positional argument.*$/s, '');
+    const unknown = /^Unknown option '(-+)([^']*)'/.exec(msg);
+    if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && unknown) {
+      const flags = Object.entries(all).flatMap(([name, o]) => [
+        `--${name}`,
+        ...('short' in o && o.short ? [`-${o.short}`] : []),
+      ]);
+      const given = `${unknown[1]}${unknown[2]}`;
+      const near = closest(
+        `--${unknown[2]}`,
+        flags.filter((f) => f.startsWith('--')),
+      );
+      msg = `unknown option ${given}${near ? ` (did you mean ${near}?)` : ''}`;
+    }
     throw new UsageError(`${msg}\n${usage}`);
   }
 }
@@ -30,11 +56,37 @@ export function parse<T extends Options>(argv: readonly string[], options: T, us
 export function oneOf<T extends string>(value: unknown, allowed: readonly T[], flag: string): T | undefined {
   if (value === undefined) return undefined;
   if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
-  throw new UsageError(`${flag} ${JSON.stringify(value)} is not one of: ${allowed.join(', ')}`);
+  throw new UsageError(
+    `${flag} ${JSON.stringify(value)} is not one of: ${allowed.join(', ')}${typeof value === 'string' ? didYouMean(value, allowed) : ''}`,
+  );
 }
 
 export function exactlyOne(positionals: string[], what: string, usage: string): string {
   if (positionals.length !== 1 || !positionals[0])
     throw new UsageError(`expected one ${what}, got ${positionals.length}\n${usage}`);
   return positionals[0];
+}
+
+/** A whole number from 1 to `max`, or undefined when the flag was not given. */
+export function positiveInt(value: string | undefined, flag: string, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > max)
+    throw new UsageError(`${flag} ${JSON.stringify(value)} is not a whole number from 1 to ${max}`);
+  return Number(value);
+}
+
+/** `443,2500-2510` as merged ranges within 1-65535; `what` names the argument in the error. */
+export function parsePorts(text: string, what: string): PortRange[] {
+  const out: PortRange[] = [];
+  for (const part of text.split(',')) {
+    const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(part.trim());
+    const lo = Number(m?.[1]);
+    const hi = Number(m?.[2] ?? m?.[1]);
+    if (!m || lo < 1 || hi > 65535 || lo > hi)
+      throw new UsageError(
+        `${what} ${JSON.stringify(text)}: ${JSON.stringify(part)} is not a port or low-high range within 1-65535`,
+      );
+    out.push([lo, hi]);
+  }
+  return mergePortRanges(out);
 }

@@ -9,9 +9,17 @@ import {
 } from '../catalog/types.js';
 import { UsageError } from '../errors.js';
 import { colorEnabled, palette } from '../util/color.js';
-import { oneOf, parse } from './args.js';
+import { COMMON_HELP, didYouMean, oneOf, parse } from './args.js';
 
-const USAGE = 'Usage: portolan catalog [PRODUCT] [--format text|json] [--lang en|ja] [--catalog DIR]';
+export const USAGE = `Usage: portolan catalog [PRODUCT] [--format text|json] [--lang en|ja]
+
+Without PRODUCT: every product with its roles and features. With PRODUCT: its roles, features,
+settings, facts and every cited entry (ports, service, purpose, document and row).
+
+  -f, --format F     text (default) or json
+  --lang L           en (default) or ja
+
+${COMMON_HELP}`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
@@ -30,7 +38,7 @@ export async function run(argv: string[]): Promise<number> {
   const wanted = positionals[0];
   if (wanted !== undefined && !catalogs.has(wanted))
     throw new UsageError(
-      `unknown product ${JSON.stringify(wanted)} (expected one of: ${[...catalogs.keys()].join(', ')})`,
+      `unknown product ${JSON.stringify(wanted)}${didYouMean(wanted, catalogs.keys())} (expected one of: ${[...catalogs.keys()].join(', ')})`,
     );
   const selected = [...catalogs.values()].filter((c) => wanted === undefined || c.product === wanted);
   if (format === 'json') {

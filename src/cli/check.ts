@@ -1,30 +1,36 @@
-import { UsageError } from '../errors.js';
-import { mergePortRanges, type PortRange } from '../model/ports.js';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { PortolanError, UsageError } from '../errors.js';
+import type { PortRange } from '../model/ports.js';
 import { buildPlan } from '../plan/plan.js';
-import { type CheckOptions, DEFAULTS, runCheck } from '../probe/engine.js';
+import { type CheckOptions, type CheckReport, DEFAULTS, runCheck } from '../probe/engine.js';
 import { MAX_NAME_ADDRESSES, MAX_PROBES, plannedText } from '../probe/limits.js';
 import { ProgressBar } from '../probe/progress.js';
 import { CHECK_FORMATS, type CheckFormat, checkJson, checkJunit, checkTable } from '../probe/report.js';
-import { scopeFor, select } from '../probe/scope.js';
+import { type Scope, type Selection, scopeFor, select } from '../probe/scope.js';
 import { SweepPool } from '../probe/sweep.js';
 import { colorEnabled } from '../util/color.js';
-import { exactlyOne, oneOf, parse } from './args.js';
+import { COMMON_HELP, exactlyOne, oneOf, parse, parsePorts, positiveInt } from './args.js';
 import { siteFrom } from './site.js';
 
-const USAGE = `Usage: portolan check SITE.yaml [--from HOST | --as PRODUCT:ROLE] [--to HOST] [--port PORTS]
-                      [--format table|json|junit] [--secret S] [--timeout MS] [--concurrency N]
-                      [--max-probes N] [--max-addresses N]
+/** The options check and probe share: output, timing and load. */
+export const outputOptions = {
+  format: { type: 'string', short: 'f' },
+  output: { type: 'string', short: 'o' },
+  'output-dir': { type: 'string' },
+  secret: { type: 'string' },
+  timeout: { type: 'string' },
+  concurrency: { type: 'string' },
+  'retry-budget': { type: 'string' },
+  workers: { type: 'string' },
+  'max-probes': { type: 'string' },
+  'max-addresses': { type: 'string' },
+} as const;
 
-Probes every flow of the plan that starts at this host, and only those: the plan is the scope.
-This host is found from its interface addresses, or named with --from or --as.
-
-  --from HOST        the inventory host this machine is
-  --as PRODUCT:ROLE  probe the flows of every host with this role, from here
-  --to HOST          only the flows to this host (name or address); refused if the plan has none
-  --port PORTS       only these ports, e.g. 443,2500-2510; refused if no selected flow names them
-  --format F         table (default on a terminal), json or junit
-  --secret S         the secret of portolan listen on the targets (or env PORTOLAN_SECRET):
-                     responders that answer it are reported "ok (responder)"
+export const OUTPUT_HELP = `  --format F         what stdout shows: table (default on a terminal), json or junit
+  -o, --output FILE  also write the results to FILE, as --format (json unless --format is json or
+                     junit, so the screen can show the table while the file gets JSON)
+  --output-dir DIR   also write DIR/check.json, DIR/check.xml (JUnit) and DIR/check.txt
   --timeout MS       per-attempt timeout until a target answers (default ${DEFAULTS.timeoutMs}); after
                      that the timeout follows the measured round trip (at least ${DEFAULTS.minTimeoutMs} ms)
   --concurrency N    connects in flight at once (default ${DEFAULTS.concurrency})
@@ -36,28 +42,155 @@ This host is found from its interface addresses, or named with --from or --as.
   --max-addresses N  probe every address of a DNS name that resolves to up to N of them; a name
                      with more is refused (default ${MAX_NAME_ADDRESSES})
 
-Exit status: 0 when no flow failed, 1 when some flow failed, 2 on bad input.`;
+On Ctrl-C the flows decided so far are printed and written, marked INTERRUPTED, and the exit
+status is 130.`;
 
-function positiveInt(value: string | undefined, flag: string, max: number): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > max)
-    throw new UsageError(`${flag} ${JSON.stringify(value)} is not a whole number from 1 to ${max}`);
-  return Number(value);
+export const USAGE = `Usage: portolan check SITE.yaml [--from HOST | --as PRODUCT:ROLE] [--to HOST] [--port PORTS]
+                      [--format table|json|junit] [-o FILE] [--output-dir DIR] [--secret S]
+                      [--timeout MS] [--concurrency N] [--retry-budget MS] [--workers N]
+                      [--max-probes N] [--max-addresses N]
+
+Probes every flow of the plan that starts at this host, and only those: the plan is the scope.
+This host is found from its interface addresses, or named with --from or --as.
+
+  --from HOST        the inventory host this machine is
+  --as PRODUCT:ROLE  probe the flows of every host with this role, from here
+  --to HOST          only the flows to this host (name or address); refused if the plan has none
+  --port PORTS       only these ports, e.g. 443,2500-2510; refused if no selected flow names them
+  --secret S         the secret of portolan listen on the targets (or env PORTOLAN_SECRET):
+                     responders that answer it are reported "ok (responder)"
+${OUTPUT_HELP}
+
+Exit status: 0 when no flow failed, 1 when some flow failed, 2 on bad input, 130 on Ctrl-C.
+
+${COMMON_HELP}`;
+
+type Values = {
+  format?: string | undefined;
+  output?: string | undefined;
+  'output-dir'?: string | undefined;
+  secret?: string | undefined;
+  timeout?: string | undefined;
+  concurrency?: string | undefined;
+  'retry-budget'?: string | undefined;
+  workers?: string | undefined;
+  'max-probes'?: string | undefined;
+  'max-addresses'?: string | undefined;
+  'no-color'?: boolean | undefined;
+};
+
+function render(
+  report: CheckReport,
+  format: CheckFormat,
+  color: boolean,
+  title?: string,
+  columns?: number,
+): string {
+  switch (format) {
+    case 'json':
+      return checkJson(report);
+    case 'junit':
+      return checkJunit(report);
+    default:
+      return checkTable(report, { color, ...(title ? { title } : {}), ...(columns ? { columns } : {}) });
+  }
 }
 
-function parsePorts(text: string): PortRange[] {
-  const out: PortRange[] = [];
-  for (const part of text.split(',')) {
-    const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(part.trim());
-    const lo = Number(m?.[1]);
-    const hi = Number(m?.[2] ?? m?.[1]);
-    if (!m || lo < 1 || hi > 65535 || lo > hi)
-      throw new UsageError(
-        `--port ${JSON.stringify(text)}: ${JSON.stringify(part)} is not a port or low-high range within 1-65535`,
-      );
-    out.push([lo, hi]);
+/** Writes a file whole or not at all: a temporary file beside it, then a rename. */
+export function writeAtomic(path: string, content: string): void {
+  try {
+    mkdirSync(dirname(path) || '.', { recursive: true });
+    const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+    writeFileSync(tmp, content);
+    renameSync(tmp, path);
+  } catch (err) {
+    throw new PortolanError(
+      `cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      'EIO',
+      { cause: err },
+    );
   }
-  return mergePortRanges(out);
+}
+
+/**
+ * Runs the check of a selection, shows it on stdout in --format, writes -o / --output-dir, and
+ * on SIGINT prints and writes what was decided, marked interrupted, and exits 130.
+ */
+export async function runAndReport(
+  scope: Scope,
+  selection: Selection,
+  values: Values,
+  opts: { title?: string } = {},
+): Promise<number> {
+  const format = oneOf(values.format, CHECK_FORMATS, '--format') ?? (process.stdout.isTTY ? 'table' : 'json');
+  const timeoutMs = positiveInt(values.timeout, '--timeout', 600_000);
+  const concurrency = positiveInt(values.concurrency, '--concurrency', 60_000);
+  const retryBudgetMs = positiveInt(values['retry-budget'], '--retry-budget', 3_600_000);
+  const workers = positiveInt(values.workers, '--workers', 64);
+  const maxProbes = positiveInt(values['max-probes'], '--max-probes', 1_000_000_000);
+  const maxAddresses = positiveInt(values['max-addresses'], '--max-addresses', 1_000_000);
+  const secret = values.secret ?? process.env.PORTOLAN_SECRET;
+  if (secret === '') throw new UsageError('the secret is empty (--secret or PORTOLAN_SECRET)');
+  const fileFormat: CheckFormat = format === 'junit' ? 'junit' : 'json';
+  const color = !values['no-color'] && colorEnabled();
+  const emit = (report: CheckReport) => {
+    if (values.output !== undefined) writeAtomic(values.output, render(report, fileFormat, false));
+    const dir = values['output-dir'];
+    if (dir !== undefined) {
+      writeAtomic(join(dir, 'check.json'), checkJson(report));
+      writeAtomic(join(dir, 'check.xml'), checkJunit(report));
+      writeAtomic(join(dir, 'check.txt'), render(report, 'table', false, opts.title));
+    }
+    return render(
+      report,
+      format,
+      color,
+      opts.title,
+      process.stdout.isTTY ? process.stdout.columns : undefined,
+    );
+  };
+
+  const options: CheckOptions = {
+    ...(secret !== undefined ? { secret } : {}),
+    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+    ...(concurrency !== undefined ? { concurrency } : {}),
+    ...(retryBudgetMs !== undefined ? { retryBudgetMs } : {}),
+    ...(maxProbes !== undefined ? { maxProbes } : {}),
+    ...(maxAddresses !== undefined ? { maxAddresses } : {}),
+  };
+  const bar = new ProgressBar(process.stderr, { attempts: DEFAULTS.attempts });
+  let take: (() => CheckReport) | undefined;
+  const onSigint = () => {
+    bar.clear();
+    if (!take) process.exit(130);
+    const text = emit(take());
+    process.stdout.write(text, () => process.exit(130));
+  };
+  process.once('SIGINT', onSigint);
+  // Sweep threads start while the work is laid out.
+  const pool = SweepPool.auto(workers).warm();
+  try {
+    const report = await runCheck(
+      scope,
+      {
+        ...options,
+        pool,
+        onPlanned: (p) => process.stderr.write(`portolan check: ${plannedText(p, options.maxProbes)}\n`),
+        onProgress: (p) => bar.update(p),
+        onSnapshot: (t) => {
+          take = t;
+        },
+      },
+      selection,
+    );
+    bar.clear();
+    process.stdout.write(emit(report));
+    return report.failed ? 1 : 0;
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+    bar.clear();
+    await pool.close();
+  }
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -68,14 +201,7 @@ export async function run(argv: string[]): Promise<number> {
       as: { type: 'string' },
       to: { type: 'string' },
       port: { type: 'string' },
-      format: { type: 'string', short: 'f' },
-      secret: { type: 'string' },
-      timeout: { type: 'string' },
-      concurrency: { type: 'string' },
-      'retry-budget': { type: 'string' },
-      workers: { type: 'string' },
-      'max-probes': { type: 'string' },
-      'max-addresses': { type: 'string' },
+      ...outputOptions,
     },
     USAGE,
   );
@@ -84,53 +210,9 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const file = exactlyOne(positionals, 'inventory file', USAGE);
-  const format = oneOf(values.format, CHECK_FORMATS, '--format') ?? (process.stdout.isTTY ? 'table' : 'json');
-  const timeoutMs = positiveInt(values.timeout, '--timeout', 600_000);
-  const concurrency = positiveInt(values.concurrency, '--concurrency', 60_000);
-  const retryBudgetMs = positiveInt(values['retry-budget'], '--retry-budget', 3_600_000);
-  const workers = positiveInt(values.workers, '--workers', 64);
-  const maxProbes = positiveInt(values['max-probes'], '--max-probes', 1_000_000_000);
-  const maxAddresses = positiveInt(values['max-addresses'], '--max-addresses', 1_000_000);
-  const ports = values.port === undefined ? undefined : parsePorts(values.port);
-  const secret = values.secret ?? process.env.PORTOLAN_SECRET;
-  if (secret === '') throw new UsageError('the secret is empty (--secret or PORTOLAN_SECRET)');
-
-  // Sweep threads start while the catalogs load.
-  const pool = SweepPool.auto(workers).warm();
-  try {
-    return await check(
-      file,
-      values,
-      format,
-      {
-        ...(secret !== undefined ? { secret } : {}),
-        ...(timeoutMs !== undefined ? { timeoutMs } : {}),
-        ...(concurrency !== undefined ? { concurrency } : {}),
-        ...(retryBudgetMs !== undefined ? { retryBudgetMs } : {}),
-        ...(maxProbes !== undefined ? { maxProbes } : {}),
-        ...(maxAddresses !== undefined ? { maxAddresses } : {}),
-        pool,
-      },
-      ports,
-    );
-  } finally {
-    await pool.close();
-  }
-}
-
-async function check(
-  file: string,
-  values: {
-    from?: string | undefined;
-    as?: string | undefined;
-    to?: string | undefined;
-    catalog?: string[] | undefined;
-    'no-color'?: boolean | undefined;
-  },
-  format: CheckFormat,
-  options: CheckOptions,
-  ports: PortRange[] | undefined,
-): Promise<number> {
+  oneOf(values.format, CHECK_FORMATS, '--format');
+  const ports: PortRange[] | undefined =
+    values.port === undefined ? undefined : parsePorts(values.port, '--port');
   const { inventory, catalogs } = siteFrom(file, values);
   const plan = buildPlan(inventory, catalogs);
   const scope = await scopeFor(inventory, plan, {
@@ -148,26 +230,5 @@ async function check(
     return 0;
   }
   for (const w of scope.warnings) process.stderr.write(`portolan check: warning: ${w}\n`);
-  const bar = new ProgressBar(process.stderr);
-  const report = await runCheck(
-    scope,
-    {
-      ...options,
-      onPlanned: (p) => process.stderr.write(`portolan check: ${plannedText(p, options.maxProbes)}\n`),
-      onProgress: (p) => bar.update(p),
-    },
-    selection,
-  );
-  bar.clear();
-  switch (format) {
-    case 'json':
-      process.stdout.write(checkJson(report));
-      break;
-    case 'junit':
-      process.stdout.write(checkJunit(report));
-      break;
-    default:
-      process.stdout.write(checkTable(report, { color: !values['no-color'] && colorEnabled() }));
-  }
-  return report.failed ? 1 : 0;
+  return runAndReport(scope, selection, values);
 }

@@ -6,12 +6,23 @@ import { FORMAT_NAMES, loadGenerator } from '../export/index.js';
 import { buildExportModel } from '../export/model.js';
 import { rpcCaveats } from '../plan/caveats.js';
 import { buildPlan } from '../plan/plan.js';
-import { exactlyOne, oneOf, parse } from './args.js';
-import { version } from './main.js';
+import { version } from '../util/version.js';
+import { COMMON_HELP, didYouMean, exactlyOne, oneOf, parse } from './args.js';
 import { siteFrom } from './site.js';
 
-const USAGE = `Usage: portolan export SITE.yaml --to FORMAT [--host NAME | --network] [--advisories] [-o FILE|DIR]
-Formats: ${FORMAT_NAMES.join(', ')}`;
+export const USAGE = `Usage: portolan export SITE.yaml --to FORMAT [--host NAME | --network] [--advisories] [-o FILE|DIR]
+
+Firewall configs, change-request tables and diagrams from the plan of a site.
+
+  -t, --to FORMAT    one of: ${FORMAT_NAMES.join(', ')}
+  --host NAME        only the rules of this host (host firewalls: the host's own ruleset)
+  --network          the network firewall's view: every flow that crosses it (the default)
+  --advisories       also plan the cited advisories beyond the documents
+  -o, --output PATH  write FILE, or DIR/ for formats that write several files (default: stdout)
+
+The plan's warnings are printed on stderr.
+
+${COMMON_HELP}`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
@@ -37,7 +48,10 @@ export async function run(argv: string[]): Promise<number> {
   const { inventory, catalogs } = siteFrom(file, values);
   if (values.host !== undefined && !inventory.hosts.some((h) => h.name === values.host))
     throw new InputError(
-      `unknown host ${JSON.stringify(values.host)} for --host (expected one of: ${inventory.hosts.map((h) => h.name).join(', ')})`,
+      `unknown host ${JSON.stringify(values.host)} for --host${didYouMean(
+        values.host,
+        inventory.hosts.map((h) => h.name),
+      )} (expected one of: ${inventory.hosts.map((h) => h.name).join(', ')})`,
       { file },
     );
   const plan = buildPlan(inventory, catalogs, values.advisories ? { advisories: true } : {});
@@ -61,9 +75,10 @@ export async function run(argv: string[]): Promise<number> {
     for (const f of result.files) write(join(out, f.path), f.content);
     process.stderr.write(`wrote ${result.files.length} files to ${out}\n`);
   }
-  // Advisories left out of the plan: every format says what to add (change requests list them too).
-  const advisories = (model.advisories ?? []).filter((a) => !result.warnings.includes(a));
-  for (const w of [...result.warnings, ...advisories]) process.stderr.write(`warning: ${w}\n`);
+  // The plan's warnings (unspecified peers, facts left out, deferred ports), then the format's own.
+  const said = new Set(plan.warnings.map((w) => w.message));
+  for (const w of said) process.stderr.write(`warning: ${w}\n`);
+  for (const w of result.warnings) if (!said.has(w)) process.stderr.write(`warning: ${w}\n`);
   for (const w of rpcCaveats(plan, catalogs, values.host)) process.stderr.write(`warning: ${w}\n`);
   return 0;
 }

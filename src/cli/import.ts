@@ -4,9 +4,9 @@ import { buildInventory, loadImportMap } from '../import/build.js';
 import { readPvesh, readRvtools } from '../import/sources.js';
 import { loadSite } from '../inventory/load.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { version } from '../util/version.js';
 import { MAX_YAML_BYTES } from '../util/yaml.js';
 import { oneOf, parse } from './args.js';
-import { version } from './main.js';
 
 const USAGE = `Usage: portolan import rvtools|pvesh FILE --map MAP.yaml [-o SITE.yaml] [--sheet NAME]
 

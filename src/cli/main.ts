@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { PortolanError } from '../errors.js';
-import { packagePath } from '../util/paths.js';
+import { version } from '../util/version.js';
+import { didYouMean } from './args.js';
 
 /** A command: takes its own argv, writes its output, returns the exit code. */
 export type Command = (argv: string[]) => Promise<number>;
@@ -21,6 +21,14 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: Com
   check: {
     summary: 'probe each planned flow from this host and say why it fails',
     load: () => import('./check.js'),
+  },
+  probe: {
+    summary: "probe one host's ports from the command line, no inventory (HOST PORTS[/udp])",
+    load: () => import('./probe.js'),
+  },
+  init: {
+    summary: 'write a commented skeleton inventory for some products',
+    load: () => import('./init.js'),
   },
   listen: {
     summary: 'temporary authenticated responders on the ports a host must accept',
@@ -44,9 +52,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: Com
   },
 };
 
-export function version(): string {
-  return (JSON.parse(readFileSync(packagePath('package.json'), 'utf8')) as { version: string }).version;
-}
+export { version };
 
 function help(): string {
   const names = Object.keys(COMMANDS);
@@ -60,7 +66,7 @@ function help(): string {
     ...names.map((n) => `  ${n.padEnd(pad)}  ${COMMANDS[n]?.summary}`),
     '',
     'Options for every command: --catalog DIR (extra catalogs), --debug (stack traces), --no-color, -h/--help',
-    'Run "portolan <command> --help" for a command\'s options.',
+    'Run "portolan help <command>" or "portolan <command> --help" for a command\'s options.',
   ].join('\n');
 }
 
@@ -69,6 +75,14 @@ export async function main(argv: string[]): Promise<void> {
   const debug = argv.includes('--debug');
   const [name, ...rest] = argv;
   try {
+    if (name === 'help' && rest[0] !== undefined && !rest[0].startsWith('-')) {
+      const topic = rest[0];
+      const cmd = COMMANDS[topic];
+      if (!cmd) throw unknownCommand(topic);
+      const { run } = await cmd.load();
+      process.exitCode = await run(['--help']);
+      return;
+    }
     if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
       process.stdout.write(`${help()}\n`);
       process.exitCode = name === undefined ? 2 : 0;
@@ -79,18 +93,20 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     const cmd = COMMANDS[name];
-    if (!cmd) {
-      process.stderr.write(
-        `portolan: unknown command ${JSON.stringify(name)} (expected one of: ${Object.keys(COMMANDS).join(', ')})\n`,
-      );
-      process.exitCode = 2;
-      return;
-    }
+    if (!cmd) throw unknownCommand(name);
     const { run } = await cmd.load();
     process.exitCode = await run(rest);
   } catch (err) {
     process.exitCode = report(err, debug);
   }
+}
+
+function unknownCommand(name: string): PortolanError {
+  const names = Object.keys(COMMANDS);
+  return new PortolanError(
+    `unknown command ${JSON.stringify(name)}${didYouMean(name, names)} (expected one of: ${names.join(', ')})`,
+    'EUSAGE',
+  );
 }
 
 function report(err: unknown, debug: boolean): number {

@@ -1,11 +1,21 @@
 import { PLAN_FORMATS, planCsv, planJson, planMarkdown, planTable, summary } from '../plan/format.js';
 import { buildPlan } from '../plan/plan.js';
 import { colorEnabled } from '../util/color.js';
-import { exactlyOne, oneOf, parse } from './args.js';
+import { COMMON_HELP, exactlyOne, oneOf, parse } from './args.js';
 import { siteFrom } from './site.js';
 
-const USAGE =
-  'Usage: portolan plan SITE.yaml [--format table|json|csv|markdown] [--lang en|ja] [--advisories] [--catalog DIR]';
+export const USAGE = `Usage: portolan plan SITE.yaml [--format table|json|csv|markdown] [--lang en|ja] [--advisories]
+
+Every flow the site needs: from host to host, protocol, ports, service, why, and the vendor
+document row it comes from. Flows with the same ends, protocol and service are one rule in an export.
+
+  -f, --format F     table (default on a terminal), json (default in a pipe), csv or markdown
+  --lang L           en (default) or ja: purposes and notes in Japanese where the catalog has them
+  --advisories       also plan the cited advisories beyond the documents (see catalog PRODUCT)
+
+The summary (hosts, flows, rules, warnings) and the warnings go to stderr with json, csv and markdown.
+
+${COMMON_HELP}`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
@@ -35,9 +45,17 @@ export async function run(argv: string[]): Promise<number> {
       break;
     default: {
       const color = !values['no-color'] && colorEnabled();
-      process.stdout.write(planTable(plan, hosts, { color, columns: process.stdout.columns ?? 160 }));
+      process.stdout.write(
+        planTable(plan, hosts, {
+          color,
+          columns: process.stdout.columns ?? (Number(process.env.COLUMNS) || 160),
+        }),
+      );
     }
   }
-  if (format !== 'table') process.stderr.write(`${summary(plan, hosts)}\n`);
+  if (format !== 'table') {
+    for (const w of plan.warnings) process.stderr.write(`warning: ${w.message}\n`);
+    process.stderr.write(`${summary(plan, hosts)}\n`);
+  }
   return 0;
 }

@@ -119,7 +119,7 @@ function cells(c: Record<Column, string>): string[] {
 /** The rows of the change request, in model order: rules first, then local flows. */
 export function changeRequest(model: ExportModel): ChangeRequest {
   const rows: ChangeRow[] = [];
-  const warnings: string[] = [];
+  const warnings: string[] = [...(model.planWarnings ?? [])];
   for (const r of model.rules) {
     // An empty match means "any" on a firewall: a rule with an empty side is never put up for approval.
     if (setIsEmpty(r.src) || setIsEmpty(r.dst)) {
@@ -135,6 +135,10 @@ export function changeRequest(model: ExportModel): ChangeRequest {
       for (const d of set.unspecified)
         warnings.push(
           `rule ${r.id}: the ${side} includes peers the documents leave unspecified (${oneLine(d)}); name them before the change is approved`,
+        );
+      if (set.names.length)
+        warnings.push(
+          `rule ${r.id}: the ${side} is given by DNS name (${set.names.map(oneLine).join(', ')}); fill in the addresses for a firewall that takes no names`,
         );
     }
     rows.push({
@@ -174,8 +178,9 @@ export function changeRequest(model: ExportModel): ChangeRequest {
       }),
     });
   });
-  // Beyond the documents: what a real deployment also needs, for the board to decide on.
-  warnings.push(...(model.advisories ?? []));
+  // Beyond the documents: what a real deployment also needs, for the board to decide on (the plan's
+  // warnings carry them already when the model has them).
+  for (const a of model.advisories ?? []) if (!warnings.includes(a)) warnings.push(a);
   return { rows, warnings };
 }
 

@@ -6,9 +6,11 @@ import type { ExportModel } from './model.js';
 
 /**
  * csv: the change request as one RFC 4180 table (CRLF records, fields quoted by `csvField` from the
- * plan's csv, formula-leading cells defused). CSV has no comments, so the header lines come first as
- * rows of their own: `# ...` in the first field, the others empty, the same field count as every row.
- * Rules and local flows share the table; the `change` column tells them apart.
+ * plan's csv, formula-leading cells defused). Row 1 is the column header, as spreadsheets and
+ * import tools expect. CSV has no comments, so the generated-file lines and the warnings follow
+ * the table after an empty record: `# ...` or `# warning: ...` in the first field, the others
+ * empty, the same field count as every row. Rules and local flows share the table; the `change`
+ * column tells them apart.
  */
 
 export const CSV_FILE = 'change-request.csv';
@@ -17,9 +19,11 @@ export function renderCsv(model: ExportModel): { content: string; warnings: stri
   const { rows, warnings } = changeRequest(model);
   const pad = COLUMNS.slice(1).map(() => '');
   const records = [
-    ...headerLines(model, 'csv').map((l) => [`# ${oneLine(l)}`, ...pad]),
     [...COLUMNS],
     ...rows.map((r) => r.cells),
+    ['', ...pad],
+    ...headerLines(model, 'csv').map((l) => [`# ${oneLine(l)}`, ...pad]),
+    ...warnings.map((w) => [`# warning: ${oneLine(w)}`, ...pad]),
   ];
   return { content: `${records.map((r) => r.map(csvField).join(',')).join('\r\n')}\r\n`, warnings };
 }

@@ -98,7 +98,7 @@ export function renderHtml(model: ExportModel): { content: string; warnings: str
   ];
   if (warnings.length)
     out.push(
-      '<h2>Before approval</h2>',
+      '<h2>Warnings and what is not covered</h2>',
       '<ul class="warnings">',
       ...warnings.map((w) => `<li>${escapeXml(w)}</li>`),
       '</ul>',

@@ -12,6 +12,7 @@ export const FORMATS = {
   gcp: () => import('./gcp.js'),
   cisco: () => import('./cisco.js'),
   csv: () => import('./csv.js'),
+  'flat-csv': () => import('./flat-csv.js'),
   markdown: () => import('./markdown.js'),
   html: () => import('./html.js'),
   mermaid: () => import('./mermaid.js'),

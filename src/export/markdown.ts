@@ -44,7 +44,8 @@ export function renderMarkdown(model: ExportModel): { content: string; warnings:
     '',
     ...(model.mode === 'network' ? [LOCAL_IN_HOST_MODE] : local.length ? table(local) : ['None.']),
   ];
-  if (warnings.length) out.push('', '## Before approval', '', ...warnings.map((w) => `- ${mdCell(w)}`));
+  if (warnings.length)
+    out.push('', '## Warnings and what is not covered', '', ...warnings.map((w) => `- ${mdCell(w)}`));
   return { content: `${out.join('\n')}\n`, warnings };
 }
 

@@ -3,7 +3,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { type Catalogs, loadCatalogs } from '../catalog/load.js';
 import type { Catalog, FactSpec } from '../catalog/types.js';
 import { parseVersion, versionWithin } from '../catalog/version.js';
-import { InputError, shown } from '../errors.js';
+import { InputError, InputErrors, shown } from '../errors.js';
 import { parseAddress } from '../model/address.js';
 import { validateWithSchema } from '../util/schema.js';
 import { type LoadedYaml, loadYamlFile, type PathPart } from '../util/yaml.js';
@@ -57,118 +57,145 @@ function checkInventory(
   catalogs: Catalogs,
   ownCatalogs: string[],
 ): Inventory {
+  // Every error is collected: a failed check skips only what depends on it (one product, role,
+  // fact or address), so validate can list them all in one run.
+  const errors: InputError[] = [];
+  const SKIP = Symbol('skip');
   const fail: (detail: string, path: PathPart[], at?: 'key' | 'value') => never = (
     detail,
     path,
     at = 'value',
   ) => {
-    throw new InputError(detail, y.locate(path, at));
+    errors.push(new InputError(detail, y.locate(path, at)));
+    throw SKIP;
+  };
+  const attempt = (check: () => void): void => {
+    try {
+      check();
+    } catch (e) {
+      if (e !== SKIP) throw e;
+    }
   };
   const productIds = [...catalogs.keys()];
   const products = new Map<string, ProductUse>();
-  for (const [id, use] of Object.entries(raw.products ?? {})) {
-    const cat = catalogs.get(id);
-    if (!cat)
-      fail(
-        `unknown product ${shown(id)} (expected one of: ${productIds.join(', ')})`,
-        ['products', id],
-        'key',
-      );
-    const features = new Set<string>();
-    (use?.features ?? []).forEach((f, i) => {
-      const known = Object.keys(cat.features ?? {});
-      if (!known.includes(f))
+  for (const [id, use] of Object.entries(raw.products ?? {}))
+    attempt(() => {
+      const cat = catalogs.get(id);
+      if (!cat)
         fail(
-          `unknown feature ${shown(f)} for product ${id} (expected one of: ${known.join(', ') || 'none'})`,
-          ['products', id, 'features', i],
-        );
-      features.add(f);
-    });
-    const settings: Record<string, string> = {};
-    for (const [key, value] of Object.entries(use ?? {})) {
-      if (key === 'features') continue;
-      const spec = cat.settings?.[key];
-      if (!spec)
-        fail(
-          `unknown setting ${shown(key)} for product ${id} (expected one of: ${['features', ...Object.keys(cat.settings ?? {})].join(', ')})`,
-          ['products', id, key],
+          `unknown product ${shown(id)} (expected one of: ${productIds.join(', ')})`,
+          ['products', id],
           'key',
         );
-      const text = String(value);
-      if (spec.type === 'version' && !parseVersion(text))
-        fail(`${shown(value)} is not a version (expected dotted numbers such as "2019.5" or "8.1.3")`, [
-          'products',
-          id,
-          key,
-        ]);
-      if (spec.values && !spec.values.includes(text))
-        fail(`${shown(value)} is not allowed for ${key} (expected one of: ${spec.values.join(', ')})`, [
-          'products',
-          id,
-          key,
-        ]);
-      settings[key] = text;
-    }
-    checkSettingVersions(id, cat, settings, y);
-    products.set(id, { features, settings });
-  }
+      const features = new Set<string>();
+      (use?.features ?? []).forEach(
+        (f, i) =>
+          void attempt(() => {
+            const known = Object.keys(cat.features ?? {});
+            if (!known.includes(f))
+              fail(
+                `unknown feature ${shown(f)} for product ${id} (expected one of: ${known.join(', ') || 'none'})`,
+                ['products', id, 'features', i],
+              );
+            features.add(f);
+          }),
+      );
+      const settings: Record<string, string> = {};
+      for (const [key, value] of Object.entries(use ?? {}))
+        attempt(() => {
+          if (key === 'features') return;
+          const spec = cat.settings?.[key];
+          if (!spec)
+            fail(
+              `unknown setting ${shown(key)} for product ${id} (expected one of: ${['features', ...Object.keys(cat.settings ?? {})].join(', ')})`,
+              ['products', id, key],
+              'key',
+            );
+          const text = String(value);
+          if (spec.type === 'version' && !parseVersion(text))
+            fail(`${shown(value)} is not a version (expected dotted numbers such as "2019.5" or "8.1.3")`, [
+              'products',
+              id,
+              key,
+            ]);
+          if (spec.values && !spec.values.includes(text))
+            fail(`${shown(value)} is not allowed for ${key} (expected one of: ${spec.values.join(', ')})`, [
+              'products',
+              id,
+              key,
+            ]);
+          settings[key] = text;
+        });
+      checkSettingVersions(id, cat, settings, y);
+      products.set(id, { features, settings });
+    });
 
   const hosts: Host[] = [];
   const seenAddresses = new Map<string, string>();
   for (const [name, h] of Object.entries(raw.hosts)) {
     const at = (...p: PathPart[]) => ['hosts', name, ...p];
     const address = parseAddress(h.address);
-    if ('error' in address) fail(address.error, at('address'));
-    const other = seenAddresses.get(address.text);
-    if (other)
-      fail(
-        `address ${address.text} is already host ${shown(other)}'s (expected one host per address; give the host several roles instead)`,
-        at('address'),
-      );
-    seenAddresses.set(address.text, name);
-    const roles: RoleRef[] = [];
-    h.roles.forEach((text, i) => {
-      const m = /^([a-z0-9-]+):([a-z0-9-]+)$/.exec(text);
-      if (!m)
+    attempt(() => {
+      if ('error' in address) fail(address.error, at('address'));
+      const other = seenAddresses.get(address.text);
+      if (other)
         fail(
-          `${shown(text)} is not a role (expected product:role, e.g. druva-vmware:backup-proxy)`,
-          at('roles', i),
+          `address ${address.text} is already host ${shown(other)}'s (expected one host per address; give the host several roles instead)`,
+          at('address'),
         );
-      const [, product = '', role = ''] = m;
-      const cat = catalogs.get(product);
-      if (!cat)
-        fail(`unknown product ${shown(product)} (expected one of: ${productIds.join(', ')})`, at('roles', i));
-      if (!cat.roles[role])
-        fail(
-          `unknown role ${shown(role)} for product ${product} (expected one of: ${Object.keys(cat.roles).join(', ')})`,
-          at('roles', i),
-        );
-      if (!products.has(product))
-        fail(
-          `product ${product} is not listed under products (add "${product}: {}" there to plan it)`,
-          at('roles', i),
-        );
-      if (roles.some((r) => r.product === product && r.role === role))
-        fail(`role ${shown(text)} is listed twice (expected each role once per host)`, at('roles', i));
-      roles.push({ product, role });
+      seenAddresses.set(address.text, name);
     });
+    const roles: RoleRef[] = [];
+    h.roles.forEach(
+      (text, i) =>
+        void attempt(() => {
+          const m = /^([a-z0-9-]+):([a-z0-9-]+)$/.exec(text);
+          if (!m)
+            fail(
+              `${shown(text)} is not a role (expected product:role, e.g. druva-vmware:backup-proxy)`,
+              at('roles', i),
+            );
+          const [, product = '', role = ''] = m;
+          const cat = catalogs.get(product);
+          if (!cat)
+            fail(
+              `unknown product ${shown(product)} (expected one of: ${productIds.join(', ')})`,
+              at('roles', i),
+            );
+          if (!cat.roles[role])
+            fail(
+              `unknown role ${shown(role)} for product ${product} (expected one of: ${Object.keys(cat.roles).join(', ')})`,
+              at('roles', i),
+            );
+          if (!products.has(product))
+            fail(
+              `product ${product} is not listed under products (add "${product}: {}" there to plan it)`,
+              at('roles', i),
+            );
+          if (roles.some((r) => r.product === product && r.role === role))
+            fail(`role ${shown(text)} is listed twice (expected each role once per host)`, at('roles', i));
+          roles.push({ product, role });
+        }),
+    );
     const facts: Record<string, string | string[]> = {};
-    for (const [fact, value] of Object.entries(h.facts ?? {})) {
-      const specs = roles.flatMap((r) => {
-        const spec = catalogs.get(r.product)?.facts?.[r.role]?.[fact];
-        return spec ? [{ spec, r }] : [];
+    for (const [fact, value] of Object.entries(h.facts ?? {}))
+      attempt(() => {
+        const specs = roles.flatMap((r) => {
+          const spec = catalogs.get(r.product)?.facts?.[r.role]?.[fact];
+          return spec ? [{ spec, r }] : [];
+        });
+        if (specs.length === 0) {
+          const known = [
+            ...new Set(roles.flatMap((r) => Object.keys(catalogs.get(r.product)?.facts?.[r.role] ?? {}))),
+          ];
+          const expected = known.length
+            ? `expected one of: ${known.join(', ')}`
+            : `expected none: ${h.roles.join(', ')} take${h.roles.length === 1 ? 's' : ''} no facts`;
+          fail(`unknown fact ${shown(fact)} for this host's roles (${expected})`, at('facts', fact), 'key');
+        }
+        facts[fact] = checkFact(value, specs, at('facts', fact), fail);
       });
-      if (specs.length === 0) {
-        const known = [
-          ...new Set(roles.flatMap((r) => Object.keys(catalogs.get(r.product)?.facts?.[r.role] ?? {}))),
-        ];
-        const expected = known.length
-          ? `expected one of: ${known.join(', ')}`
-          : `expected none: ${h.roles.join(', ')} take${h.roles.length === 1 ? 's' : ''} no facts`;
-        fail(`unknown fact ${shown(fact)} for this host's roles (${expected})`, at('facts', fact), 'key');
-      }
-      facts[fact] = checkFact(value, specs, at('facts', fact), fail);
-    }
+    if ('error' in address) continue;
     hosts.push({
       name,
       address,
@@ -177,6 +204,7 @@ function checkInventory(
       ...(h.description !== undefined ? { description: h.description } : {}),
     });
   }
+  if (errors.length) throw errors.length === 1 ? errors[0] : new InputErrors(errors);
   return {
     file: y.file,
     site: raw.site,

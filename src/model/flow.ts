@@ -17,7 +17,7 @@ export interface FlowSource {
   ref: string;
 }
 
-/** One flow of the plan (DESIGN.md plan contract). */
+/** One flow of the plan (docs/contracts.md, the plan contract). */
 export interface Flow {
   /** Stable within a plan: product, hosts, roles, protocol and service. */
   id: string;

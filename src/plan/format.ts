@@ -1,14 +1,15 @@
-import { oneLine } from '../export/header.js';
-import { forwardRules } from '../export/model.js';
 import type { Flow, Plan } from '../model/flow.js';
 import { formatPorts } from '../model/ports.js';
 import { palette, width } from '../util/color.js';
-import { truncateToWidth } from '../util/width.js';
+import { wrap } from '../util/wrap.js';
+import { forwardRules } from './rules.js';
+
+export { wrap };
 
 export type PlanFormat = 'table' | 'json' | 'csv' | 'markdown';
 export const PLAN_FORMATS: readonly PlanFormat[] = ['table', 'json', 'csv', 'markdown'];
 
-/** The DESIGN.md plan contract, plus stable extensions (id, tls, local, entries, icmpType). */
+/** The plan contract (docs/contracts.md), plus stable extensions (id, tls, local, entries, icmpType). */
 export function planJson(plan: Plan): string {
   const text = JSON.stringify({ site: plan.site, flows: plan.flows, warnings: plan.warnings }, null, 2);
   // Port pairs on one line each: [443, 443] reads better than four lines.
@@ -106,7 +107,10 @@ export function planMarkdown(plan: Plan, hostCount: number): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** A terminal table: one line per flow, purpose cut to the terminal width. */
+/**
+ * A terminal table, fitted to `columns` (default 160): the purpose (then the ports, then the host
+ * names) wrap on word boundaries under their own column rather than past the terminal's edge.
+ */
 export function planTable(plan: Plan, hostCount: number, opts: { color: boolean; columns?: number }): string {
   const p = palette(opts.color);
   const head = ['FROM', 'TO', 'PROTO', 'PORTS', 'SERVICE', 'PURPOSE'];
@@ -119,21 +123,40 @@ export function planTable(plan: Plan, hostCount: number, opts: { color: boolean;
     f.purpose,
   ]);
   const widths = head.map((h, i) => Math.max(width(h), ...rows.map((r) => width(r[i] ?? ''))));
-  const total = opts.columns ?? 160;
-  const fixed = widths.slice(0, -1).reduce((a, b) => a + b + 2, 0);
-  widths[widths.length - 1] = Math.max(20, Math.min(widths[widths.length - 1] ?? 0, total - fixed));
-  // Cut by display width: a Japanese purpose takes two columns per character.
-  const fit = (s: string, w: number) => {
-    const out = truncateToWidth(oneLine(s), w);
-    return out + ' '.repeat(Math.max(0, w - width(out)));
+  const total = Math.max(40, opts.columns ?? 160);
+  const sum = () => widths.reduce((a, b) => a + b, 0) + 2 * (widths.length - 1);
+  // Narrow the purpose to 24, then service and ports to 10, the purpose to 16, then the host
+  // names to 10 (never below the header).
+  for (const [i, floor] of [
+    [5, 24],
+    [4, 10],
+    [3, 10],
+    [5, 16],
+    [1, 10],
+    [0, 10],
+  ] as const) {
+    const over = sum() - total;
+    if (over <= 0) break;
+    widths[i] = Math.max(floor, width(head[i] ?? ''), (widths[i] ?? 0) - over);
+  }
+  const line = (cells: string[]) => {
+    const wrapped = cells.map((c, i) => wrap(c, widths[i] ?? 0));
+    const height = Math.max(...wrapped.map((w) => w.length));
+    const lines: string[] = [];
+    for (let k = 0; k < height; k++)
+      lines.push(
+        wrapped
+          .map((w, i) => {
+            const t = w[k] ?? '';
+            return t + ' '.repeat(Math.max(0, (widths[i] ?? 0) - width(t)));
+          })
+          .join('  ')
+          .trimEnd(),
+      );
+    return lines.join('\n');
   };
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => fit(c, widths[i] ?? 0))
-      .join('  ')
-      .trimEnd();
   const out = [p.bold(line(head)), ...rows.map(line)];
-  for (const w of plan.warnings) out.push(p.yellow(`warning: ${w.message}`));
+  for (const w of plan.warnings) out.push(...wrap(`warning: ${w.message}`, total).map((l) => p.yellow(l)));
   out.push(p.dim(summary(plan, hostCount)));
   return `${out.join('\n')}\n`;
 }

@@ -56,12 +56,20 @@ export interface CheckOptions {
   /** Called once targets are resolved, before any probe, with what will be probed. */
   onPlanned?: (p: PlannedProbes) => void;
   onProgress?: (p: CheckProgress) => void;
+  /**
+   * Called once the work is laid out, with a function that returns the report of what is decided
+   * so far (flows whose every port has an outcome; open TCP ports whose service probe has not run
+   * yet are open-unverified), marked `interrupted`. The CLI calls it on Ctrl-C.
+   */
+  onSnapshot?: (take: () => CheckReport) => void;
 }
 
 export interface CheckProgress extends Partial<ReachProgress> {
   phase: 'resolve' | 'reach' | 'service' | 'done';
   total: number;
   done: number;
+  /** What is being checked now, in words (the service phase names the address, port and service). */
+  current?: string;
 }
 
 export const DEFAULTS = {
@@ -86,6 +94,12 @@ export interface CheckReport {
   counts: Partial<Record<Verdict, number>>;
   /** What the reader must know to trust the results (e.g. a --from host that is not this machine). */
   warnings?: readonly string[];
+  /** Flows per headline verdict: what the table's last line counts (computed from results when absent). */
+  flowCounts?: Partial<Record<Verdict, number>>;
+  /** Set when the check was stopped (Ctrl-C): only the flows decided by then are in `results`. */
+  interrupted?: boolean;
+  /** Flows selected but left out because the check was interrupted before they were decided. */
+  undecided?: number;
 }
 
 interface UdpContext {
@@ -223,6 +237,26 @@ export async function runCheck(
         }
     }
   }
+  const services = new Map<string, ServiceOutcome>();
+  // What the probes learnt besides verdicts, filled in as the check goes (a snapshot sees what is known).
+  const found: Found = { routes, rtts: new Map(), neighbours: new Map(), natSeen: new Map() };
+  options.onSnapshot?.(() => {
+    const { results, counts } = collect(work, services, secret, true, found);
+    return {
+      site: scope.site,
+      from: scope.from,
+      how: scope.how,
+      startedAt,
+      durationMs: Math.round(performance.now() - t0),
+      results,
+      failed: results.some((r) => r.failed),
+      counts,
+      flowCounts: countFlows(results),
+      interrupted: true,
+      undecided: work.length - results.length,
+      warnings: scope.warnings,
+    };
+  });
   const sweepPool = options.pool ?? SweepPool.auto(options.workers);
   try {
     await reach(
@@ -238,7 +272,8 @@ export async function runCheck(
   }
   await localUnreachable(all, routes);
   const rtts = await quietRtts(all, o.timeoutMs);
-  const neighbours = await silentNeighbours(all);
+  found.rtts = rtts;
+  found.neighbours = await silentNeighbours(all);
 
   // Application probes on open TCP ports, once per (address, port, kind).
   const jobs = new Map<string, () => Promise<ServiceOutcome>>();
@@ -246,7 +281,7 @@ export async function runCheck(
   // Signed probes in flight, sized from the responder's per-source share (one shared budget).
   const responderSlots = new Slots(RESPONDER_PROBES_IN_FLIGHT);
   // Per address: the source address a responder saw, where it differs from ours (NAT).
-  const natSeen = new Map<string, string>();
+  const natSeen = found.natSeen;
   // Ports whose signed probe met silence: asked again below where the responder is known to run.
   const silentResponder = new Map<string, { address: string; port: number; host: string }>();
   for (const w of work)
@@ -297,7 +332,7 @@ export async function runCheck(
   const keys = [...jobs.keys()];
   progress?.({ phase: 'service', total: keys.length, done: 0 });
   let servicesDone = 0;
-  const outcomes = await pool(
+  await pool(
     keys.map((key) => async (): Promise<ServiceOutcome> => {
       let out: ServiceOutcome;
       try {
@@ -310,14 +345,60 @@ export async function runCheck(
           evidence: {},
         };
       }
-      progress?.({ phase: 'service', total: keys.length, done: ++servicesDone });
+      services.set(key, out);
+      progress?.({
+        phase: 'service',
+        total: keys.length,
+        done: ++servicesDone,
+        current: key.replaceAll('|', ' '),
+      });
       return out;
     }),
     Math.max(1, Math.min(256, o.concurrency)),
   );
-  const services = new Map(keys.map((k, i) => [k, outcomes[i] as ServiceOutcome]));
   if (secret) await askSilentAgain(secret, silentResponder, services, responderSlots, o.serviceTimeoutMs * 2);
 
+  const { results, counts } = collect(work, services, secret, false, found);
+  progress?.({ phase: 'done', total: results.length, done: results.length });
+  return {
+    site: scope.site,
+    from: scope.from,
+    how: scope.how,
+    startedAt,
+    durationMs: Math.round(performance.now() - t0),
+    results,
+    failed: results.some((r) => r.failed),
+    counts,
+    flowCounts: countFlows(results),
+    warnings: scope.warnings,
+  };
+}
+
+export function countFlows(results: readonly FlowResult[]): Partial<Record<Verdict, number>> {
+  const out: Partial<Record<Verdict, number>> = {};
+  for (const r of results) out[r.verdict] = (out[r.verdict] ?? 0) + 1;
+  return out;
+}
+
+/** Per address: the route, the quiet RTT, the neighbour entry of a silent target, what a responder saw. */
+interface Found {
+  routes: ReadonlyMap<string, Route>;
+  rtts: Map<string, number>;
+  neighbours: Map<string, Neighbour>;
+  natSeen: Map<string, string>;
+}
+
+/**
+ * Verdicts per flow from the reach outcomes and service probes. With `partial`, flows with a port
+ * still undecided are left out, and an open TCP port without its service probe is open-unverified.
+ */
+function collect(
+  work: readonly FlowWork[],
+  services: ReadonlyMap<string, ServiceOutcome>,
+  secret: string | undefined,
+  partial: boolean,
+  found: Found,
+): { results: FlowResult[]; counts: Partial<Record<Verdict, number>> } {
   const results: FlowResult[] = [];
   const counts: Partial<Record<Verdict, number>> = {};
   for (const w of work) {
@@ -336,6 +417,7 @@ export async function runCheck(
       });
       continue;
     }
+    if (partial && w.items.some((i) => !i.outcome)) continue;
     const ports: PortResult[] = new Array(w.items.length);
     const key = secret && flow.to.host ? hostSecret(secret, flow.to.host) : undefined;
     // Per verdict: how many ports, and the first of them (the flow's example).
@@ -345,9 +427,26 @@ export async function runCheck(
       const open = item.outcome?.kind === 'open';
       // Only open TCP ports and UDP results depend on the service (the probe that spoke to it).
       const kind = item.protocol === 'udp' ? udpKind(flow) : open ? tcpKind(flow, item.port) : 'plain';
-      const svc = open ? services.get(`${item.address}|${item.port}|${kind}`) : undefined;
-      const r = portResult(item, flow, kind, svc, key, rtts.get(item.address), neighbours.get(item.address));
-      const route = routes.get(item.address);
+      const svc = open
+        ? (services.get(`${item.address}|${item.port}|${kind}`) ??
+          (partial
+            ? {
+                verdict: 'open-unverified',
+                detail: `TCP connect in ${item.outcome?.kind === 'open' ? item.outcome.rttMs : '?'} ms; interrupted before the service probe`,
+                evidence: {},
+              }
+            : undefined))
+        : undefined;
+      const r = portResult(
+        item,
+        flow,
+        kind,
+        svc,
+        key,
+        found.rtts.get(item.address),
+        found.neighbours.get(item.address),
+      );
+      const route = found.routes.get(item.address);
       if (route && 'source' in route) r.evidence.source = route.source;
       ports[k] = r;
       const t = tally.get(r.verdict);
@@ -358,7 +457,15 @@ export async function runCheck(
     const verdict = worst(tally.keys()) ?? 'skipped';
     if (!ports.length) counts[verdict] = (counts[verdict] ?? 0) + 1;
     const example = tally.get(verdict)?.first;
-    const notes = [...new Set(target.addresses.flatMap((a) => natSeen.get(a.address) ?? []))];
+    const notes = [...new Set(target.addresses.flatMap((a) => found.natSeen.get(a.address) ?? []))];
+    // The ports with the headline verdict, as ranges, so a hint names a whole range.
+    const same: [number, number][] = [];
+    for (const r of ports)
+      if (r.verdict === verdict && (!example || r.address === example.address)) {
+        const last = same[same.length - 1];
+        if (last && last[1] + 1 === r.port) last[1] = r.port;
+        else if (!last || last[1] < r.port) same.push([r.port, r.port]);
+      }
     results.push({
       flow,
       verdict,
@@ -366,22 +473,11 @@ export async function runCheck(
       addresses: target.addresses.map((a) => a.address),
       results: ports,
       ...(target.note ? { reason: target.note } : ports.length ? {} : { reason: 'no ports selected' }),
-      hint: hintFor(flow, verdict, example),
+      hint: hintFor(flow, verdict, example, same),
       ...(notes.length ? { notes } : {}),
     });
   }
-  progress?.({ phase: 'done', total: results.length, done: results.length });
-  return {
-    site: scope.site,
-    from: scope.from,
-    how: scope.how,
-    startedAt,
-    durationMs: Math.round(performance.now() - t0),
-    results,
-    failed: results.some((r) => r.failed),
-    counts,
-    warnings: scope.warnings,
-  };
+  return { results, counts };
 }
 
 /**

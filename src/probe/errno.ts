@@ -3,7 +3,7 @@ import { getSystemErrorName } from 'node:util';
 import type { Verdict } from './verdict.js';
 
 /**
- * Socket errors to verdicts (DESIGN.md, facts measured on Linux): a refused connect or an ICMP
+ * Socket errors to verdicts (docs/architecture.md, facts measured on Linux): a refused connect or an ICMP
  * port unreachable means the packet got through and nothing listens; ICMP admin-prohibited and
  * host-unreachable surface as EHOSTUNREACH, net-unreachable as ENETUNREACH, ICMPv6
  * administratively prohibited as EACCES; a firewall on this host (our own output chain) fails

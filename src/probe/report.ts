@@ -1,7 +1,8 @@
 import type { Flow } from '../model/flow.js';
 import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
 import { palette, width } from '../util/color.js';
-import type { CheckReport } from './engine.js';
+import { wrapIndented } from '../util/wrap.js';
+import { type CheckReport, countFlows } from './engine.js';
 import { type FlowResult, type PortResult, VERDICT_ORDER, type Verdict } from './verdict.js';
 
 export type CheckFormat = 'table' | 'json' | 'junit';
@@ -130,7 +131,10 @@ function evidenceText(r: PortResult): string {
 }
 
 /** The human report: one block per flow, worst verdicts painted red. */
-export function checkTable(report: CheckReport, opts: { color: boolean }): string {
+export function checkTable(
+  report: CheckReport,
+  opts: { color: boolean; title?: string; columns?: number },
+): string {
   const p = palette(opts.color);
   const paint = (v: Verdict) =>
     v === 'ok' || v === 'ok (responder)'
@@ -144,7 +148,7 @@ export function checkTable(report: CheckReport, opts: { color: boolean }): strin
   const lines: string[] = [];
   lines.push(
     p.bold(
-      `portolan check: site ${report.site}, from ${report.from.join(', ') || 'nowhere'} (${report.how}), ${report.results.length} flow${report.results.length === 1 ? '' : 's'}`,
+      `${opts.title ?? `portolan check: site ${report.site}, from ${report.from.join(', ') || 'nowhere'} (${report.how})`}, ${report.results.length} flow${report.results.length === 1 ? '' : 's'}`,
     ),
   );
   for (const w of report.warnings ?? []) lines.push(p.yellow(`warning: ${w}`));
@@ -186,15 +190,28 @@ export function checkTable(report: CheckReport, opts: { color: boolean }): strin
       lines.push(`${indent}${p.dim(`hint: ${fr.hint}`)}`);
   }
   const failed = report.results.filter((r) => r.failed).length;
-  const byFlow: Partial<Record<Verdict, number>> = {};
-  for (const r of report.results) byFlow[r.verdict] = (byFlow[r.verdict] ?? 0) + 1;
+  const byFlow = report.flowCounts ?? countFlows(report.results);
   lines.push('');
+  if (report.interrupted)
+    lines.push(
+      p.red(
+        `INTERRUPTED: ${report.undecided ?? 0} flow${report.undecided === 1 ? ' was' : 's were'} not decided and ${report.undecided === 1 ? 'is' : 'are'} left out`,
+      ),
+    );
   lines.push(
     p.bold(
       `${report.results.length} flow${report.results.length === 1 ? '' : 's'}: ${countsText(byFlow) || 'none'}; ${failed ? p.red(`${failed} failed`) : p.green('none failed')} (${(report.durationMs / 1000).toFixed(1)} s)`,
     ),
   );
-  return `${lines.join('\n')}\n`;
+  const columns = opts.columns;
+  if (!columns) return `${lines.join('\n')}\n`;
+  // Fit the terminal: long lines wrap on word boundaries, continuations under their own text.
+  const fitted = lines.flatMap((l) => {
+    if (width(l) <= columns) return [l];
+    const indent = /^ */.exec(l)?.[0] ?? '';
+    return wrapIndented(indent, l.slice(indent.length), columns);
+  });
+  return `${fitted.join('\n')}\n`;
 }
 
 /** JSON for pipelines: the plan's flow fields, the verdict, and the per-port results as runs. */
@@ -206,7 +223,11 @@ export function checkJson(report: CheckReport): string {
     startedAt: report.startedAt,
     durationMs: report.durationMs,
     failed: report.failed,
+    ...(report.interrupted ? { interrupted: true, undecided: report.undecided ?? 0 } : {}),
+    // Ports per verdict: `counts` is portCounts under its first name.
     counts: report.counts,
+    portCounts: report.counts,
+    flowCounts: report.flowCounts ?? countFlows(report.results),
     ...(report.warnings?.length ? { warnings: report.warnings } : {}),
     flows: report.results.map((fr) => ({
       id: fr.flow.id,
@@ -256,10 +277,11 @@ export function checkJunit(report: CheckReport): string {
   const secs = (report.durationMs / 1000).toFixed(3);
   const attrs = `tests="${report.results.length}" failures="${failures}" errors="0" skipped="${skipped}" time="${secs}"`;
   const out: string[] = ['<?xml version="1.0" encoding="UTF-8"?>'];
-  out.push(`<testsuites name="portolan check" ${attrs}>`);
+  out.push(`<testsuites name="portolan check${report.interrupted ? ' (interrupted)' : ''}" ${attrs}>`);
   out.push(
     `  <testsuite name="${xml(`${report.site} from ${report.from.join(', ')}`)}" ${attrs} timestamp="${xml(report.startedAt)}">`,
   );
+
   for (const fr of report.results) {
     const details = [
       ...(fr.reason ? [fr.reason] : []),
@@ -279,6 +301,10 @@ export function checkJunit(report: CheckReport): string {
     out.push(`      <system-out>${xml(`verdict: ${fr.verdict}\n${details}`)}</system-out>`);
     out.push('    </testcase>');
   }
+  if (report.interrupted)
+    out.push(
+      `    <system-err>${xml(`interrupted: ${report.undecided ?? 0} flows were not decided and are left out`)}</system-err>`,
+    );
   out.push('  </testsuite>');
   out.push('</testsuites>');
   return `${out.join('\n')}\n`;

@@ -6,6 +6,7 @@ import type { Host, Inventory } from '../inventory/types.js';
 import { isUnspecified } from '../model/address.js';
 import type { Flow, Plan } from '../model/flow.js';
 import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
+import { didYouMean } from '../util/suggest.js';
 
 /**
  * The plan is the scope: `check` probes only flows of the plan that start at the host this
@@ -127,7 +128,10 @@ export async function scopeFor(inv: Inventory, plan: Plan, req: ScopeRequest = {
     const host = inv.hosts.find((h) => h.name === req.from);
     if (!host)
       throw new UsageError(
-        `--from ${JSON.stringify(req.from)} is not a host of ${inv.file} (expected one of: ${inv.hosts.map((h) => h.name).join(', ')})`,
+        `--from ${JSON.stringify(req.from)} is not a host of ${inv.file}${didYouMean(
+          req.from,
+          inv.hosts.map((h) => h.name),
+        )} (expected one of: ${inv.hosts.map((h) => h.name).join(', ')})`,
       );
     from = [host.name];
     how = `--from ${host.name}`;
@@ -147,7 +151,7 @@ export async function scopeFor(inv: Inventory, plan: Plan, req: ScopeRequest = {
     const roles = [...new Set(inv.hosts.flatMap((h) => h.roles.map((r) => `${r.product}:${r.role}`)))];
     if (!m || !roles.includes(req.as))
       throw new UsageError(
-        `--as ${JSON.stringify(req.as)} is not a role any host of ${inv.file} has (expected one of: ${roles.join(', ')})`,
+        `--as ${JSON.stringify(req.as)} is not a role any host of ${inv.file} has${didYouMean(req.as, roles)} (expected one of: ${roles.join(', ')})`,
       );
     const [, product, role] = m;
     flows = plan.flows.filter((f) => f.product === product && f.from.role === role && f.from.host !== null);
@@ -195,7 +199,7 @@ export function select(scope: Scope, req: { to?: string; ports?: readonly PortRa
     if (!towards.length) {
       const targets = [...new Set(scope.flows.map((f) => f.to.host).filter((h) => h !== null))];
       throw new OutOfScopeError(
-        `refused: ${to} is not a target of any flow from ${scope.from.join(', ')} in the plan of ${scope.site} (the plan is the scope; targets: ${targets.join(', ') || 'none'})`,
+        `refused: ${to} is not a target of any flow from ${scope.from.join(', ')} in the plan of ${scope.site} (the plan is the scope; targets: ${targets.join(', ') || 'none'})${didYouMean(to, targets)}`,
       );
     }
     flows = towards;

@@ -4,7 +4,7 @@ import { isLocalResourceError } from './errno.js';
 /**
  * One UDP attempt per item on a *connected* socket: only a connected socket surfaces the ICMP
  * errors (port unreachable -> ECONNREFUSED, admin-prohibited -> EHOSTUNREACH), so a closed or
- * rejected port is told apart from a silent one (DESIGN.md, measured facts).
+ * rejected port is told apart from a silent one (docs/architecture.md, measured facts).
  */
 export interface UdpAttempt {
   address: string;

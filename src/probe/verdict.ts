@@ -176,20 +176,43 @@ export function isDynamicPort(flow: Flow, port: number): boolean {
   return flow.dynamicPorts?.some(([lo, hi]) => port >= lo && port <= hi) ?? false;
 }
 
+/** The first citation of a flow, and how many more the JSON report lists. */
+export function firstSourceText(flow: Flow): string {
+  const [first] = flow.sources;
+  if (!first) return 'no citation';
+  const more = flow.sources.length - 1;
+  return `${first.doc} ${first.ref}${more ? ` (+${more} more, see --format json)` : ''}`;
+}
+
+/** What the flow is for: the catalog's purpose, without its full stop. */
+function purposeClause(flow: Flow): string {
+  const p = flow.purpose.trim().replace(/\.$/, '');
+  return p || 'no purpose given';
+}
+
 /**
- * The advice for a verdict, then the catalog rows that say the flow is needed. Advice to open a
- * path always names the flow's ports ("allow tcp 49152-65535 vbr-01 -> sql-01"), and `example`
- * is the port (and address) the verdict was first seen on.
+ * The advice for a verdict, then the first catalog row that says the flow is needed. `ports` are
+ * the flow's ports that got the verdict (a range is named whole); `example` gives the address.
  */
-export function hintFor(flow: Flow, verdict: Verdict, example?: PortResult): string {
+export function hintFor(
+  flow: Flow,
+  verdict: Verdict,
+  example?: PortResult,
+  ports?: readonly (readonly [number, number])[],
+): string {
   const proto = flow.protocol;
-  const ports = flow.ports.length ? ` ${formatPorts(flow.ports)}` : '';
+  const portText = ports?.length
+    ? ports.map(([lo, hi]) => (lo === hi ? `${lo}` : `${lo}-${hi}`)).join(',')
+    : example
+      ? `${example.port}`
+      : undefined;
+  const flowPorts = flow.ports.length ? ` ${formatPorts(flow.ports)}` : '';
   const where = example
-    ? `${proto}/${example.port} on ${example.address}`
+    ? `${proto}/${portText} on ${example.address}`
     : `${proto} to ${flow.to.host ?? 'the peer'}`;
   const from = flow.from.host ?? 'the source';
   const to = flow.to.host ?? flow.to.description ?? 'the peer';
-  const allow = `allow ${proto}${ports} ${from} -> ${to}`;
+  const allow = `allow ${proto}${flowPorts} ${from} -> ${to}`;
   const dynamic = example !== undefined && isDynamicPort(flow, example.port);
   const named = flow.to.address && flow.to.address !== example?.address ? flow.to.address : undefined;
   const ntp = example?.evidence.ntp;
@@ -211,7 +234,7 @@ export function hintFor(flow: Flow, verdict: Verdict, example?: PortResult): str
     'reset-after-connect': `${where} accepted the connection, then reset it once data was sent: an IPS or application-aware firewall between ${from} and ${to} resets the session (allow the application, not just the port), or another service on this port resets what it does not understand`,
     closed: dynamic
       ? `nothing listens on ${where}, which is normal for a range assigned at run time; a reset there is counted as reachable`
-      : `nothing listens on ${where}: is the ${flow.service} service installed and running? If a firewall answers for it with a TCP reset / port unreachable, ${allow}`,
+      : `nothing listens on ${where}: is the service installed and running (${flow.service}: ${purposeClause(flow)})? If a firewall answers for it with a TCP reset / port unreachable, ${allow}`,
     blocked: `a firewall rejects ${where} (ICMP unreachable / prohibited): ${allow}`,
     filtered:
       proto === 'udp' && flow.service === 'ntp'
@@ -222,7 +245,7 @@ export function hintFor(flow: Flow, verdict: Verdict, example?: PortResult): str
     'no-route': `this machine cannot send to ${example?.address ?? to} at all (no route, the interface is down, or a broadcast address): not a firewall; fix the routing or the inventory address of ${to} before checking ${proto} ${from} -> ${to}`,
     skipped: 'nothing to probe from here',
   };
-  return `${advice[verdict]} (needed by ${flow.product}: ${sourcesText(flow)})`;
+  return `${advice[verdict]} (needed by ${flow.product}: ${firstSourceText(flow)})`;
 }
 
 /** RFC 5905 7.4 kiss codes portolan names; others are shown as sent. */

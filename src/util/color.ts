@@ -1,7 +1,9 @@
-/** ANSI colour only on a TTY and only when NO_COLOR is unset (https://no-color.org). */
+/** ANSI colour only on a TTY and only when NO_COLOR is unset (https://no-color.org); FORCE_COLOR overrides the TTY test. */
 export function colorEnabled(stream: NodeJS.WriteStream = process.stdout): boolean {
   if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') return false;
-  if (process.env.FORCE_COLOR) return true;
+  // FORCE_COLOR=0 (or false) turns colour off, as in Node and the npm ecosystem; any other value on.
+  const force = process.env.FORCE_COLOR;
+  if (force !== undefined && force !== '') return !['0', 'false'].includes(force.toLowerCase());
   return Boolean(stream.isTTY);
 }
 

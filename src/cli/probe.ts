@@ -1,0 +1,151 @@
+import { lookup } from 'node:dns/promises';
+import { UsageError } from '../errors.js';
+import type { Host, Inventory } from '../inventory/types.js';
+import { parseAddress } from '../model/address.js';
+import type { Flow, Plan } from '../model/flow.js';
+import { formatPorts, type PortRange } from '../model/ports.js';
+import { CHECK_FORMATS } from '../probe/report.js';
+import { isLoopback, scopeFor } from '../probe/scope.js';
+import { COMMON_HELP, oneOf, parse, parsePorts } from './args.js';
+import { OUTPUT_HELP, outputOptions, runAndReport } from './check.js';
+
+/** Services probe can speak, as --service takes them (the catalog's service names). */
+export const PROBE_SERVICES = [
+  'https',
+  'tls',
+  'http',
+  'ssh',
+  'smb',
+  'rdp',
+  'msrpc',
+  'vmware-authd',
+  'ntp',
+  'plain',
+] as const;
+
+/** The service assumed for a well-known port when --service is not given (IANA registry names). */
+const WELL_KNOWN: Record<number, string> = {
+  22: 'ssh',
+  80: 'http',
+  123: 'ntp',
+  135: 'msrpc',
+  443: 'https',
+  445: 'smb',
+  902: 'vmware-authd',
+  3389: 'rdp',
+};
+
+export const USAGE = `Usage: portolan probe HOST PORTS[/udp] [--service NAME] [--secret S] [--name NAME]
+                      [--format table|json|junit] [-o FILE] [--timeout MS] [--max-rate N]
+
+Probes the ports the command line names on one host, and nothing else, with the verdicts, evidence
+and hints of "portolan check" but without an inventory.
+
+  HOST               an IPv4/IPv6 address, a DNS name, or a CIDR of up to 256 addresses
+  PORTS              443, 8000-8010 or 22,443,8006; /udp for UDP (default TCP)
+  --service NAME     the service to expect: ${PROBE_SERVICES.join(', ')}
+                     (default: the well-known service of the port, when every port has the same one:
+                     22 ssh, 80 http, 123 ntp, 135 msrpc, 443 https, 445 smb, 902 vmware-authd,
+                     3389 rdp; else plain, a connect only)
+  --secret S         the secret of portolan listen on HOST (or env PORTOLAN_SECRET): a responder
+                     that answers it is reported "ok (responder)"
+  --name NAME        the inventory host name portolan listen runs as on HOST (default: HOST)
+${OUTPUT_HELP}
+
+Exit status: 0 when the probe did not fail, 1 when it failed, 2 on bad input, 130 on Ctrl-C.
+
+${COMMON_HELP}`;
+
+/** HOST PORTS[/udp] as the one flow to probe. */
+export function probeFlow(
+  host: string,
+  portsText: string,
+  service: string | undefined,
+): { flow: Flow; ports: PortRange[] } {
+  const m = /^(.*?)(?:\/(tcp|udp))?$/i.exec(portsText) as RegExpExecArray;
+  const protocol = (m[2]?.toLowerCase() ?? 'tcp') as 'tcp' | 'udp';
+  const ports = parsePorts(m[1] ?? '', 'PORTS');
+  let svc = service;
+  if (svc === undefined) {
+    const names = new Set<string>();
+    for (const [lo, hi] of ports)
+      for (let p = lo; p <= Math.min(hi, lo + 65535); p++) names.add(WELL_KNOWN[p] ?? 'plain');
+    svc = names.size === 1 ? ([...names][0] as string) : 'plain';
+    if (protocol === 'udp' && svc !== 'ntp') svc = 'plain';
+  }
+  const command = `portolan probe ${host} ${portsText}${service ? ` --service ${service}` : ''}`;
+  const flow: Flow = {
+    id: `probe-${protocol}-${formatPorts(ports)}`,
+    product: 'probe',
+    from: { host: 'this machine', role: null, address: null },
+    to: { host, role: null, address: host },
+    protocol,
+    ports,
+    service: svc === 'tls' ? 'tls' : svc,
+    tls: svc === 'tls' || svc === 'https',
+    purpose: 'named on the command line',
+    sources: [{ doc: 'the command line', ref: command }],
+    notes: [],
+    entries: [],
+    local: false,
+  };
+  return { flow, ports };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(
+    argv,
+    {
+      service: { type: 'string' },
+      name: { type: 'string' },
+      ...outputOptions,
+    },
+    USAGE,
+  );
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (positionals.length !== 2)
+    throw new UsageError(`expected HOST and PORTS, got ${positionals.length} arguments\n${USAGE}`);
+  const [hostText = '', portsText = ''] = positionals;
+  const service = oneOf(values.service, PROBE_SERVICES, '--service');
+  oneOf(values.format, CHECK_FORMATS, '--format');
+  const parsed = parseAddress(hostText);
+  if ('error' in parsed) throw new UsageError(`HOST: ${parsed.error}`);
+  const { flow } = probeFlow(hostText, portsText, service);
+  const name = values.name ?? hostText;
+  flow.to.host = name;
+  let address = parsed;
+  if (parsed.kind === 'dns') {
+    // A name the user typed may point at this machine: probe it there (check refuses that for
+    // inventory hosts, whose names must not point at the prober).
+    try {
+      const ips = (await lookup(parsed.text, { all: true, verbatim: true })).map((r) => r.address);
+      const loop = ips.find(isLoopback);
+      if (loop && ips.every(isLoopback)) address = parseAddress(loop) as typeof parsed;
+    } catch {
+      // resolveTarget reports the lookup failure as dns-failed.
+    }
+  }
+  const here: Host = {
+    name: 'this machine',
+    address: { kind: 'dns', text: 'this-machine.invalid' },
+    roles: [],
+    facts: {},
+  };
+  const target: Host = { name, address, roles: [], facts: {} };
+  const inventory: Inventory = {
+    file: 'the command line',
+    site: `probe ${hostText}`,
+    products: new Map(),
+    hosts: [here, target],
+    catalogs: [],
+    sha256: '',
+  };
+  const plan: Plan = { site: inventory.site, flows: [flow], warnings: [] };
+  const scope = await scopeFor(inventory, plan, { from: here.name });
+  return runAndReport(scope, { flows: scope.flows }, values, {
+    title: `portolan probe ${hostText} ${portsText}, from this machine`,
+  });
+}

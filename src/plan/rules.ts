@@ -1,0 +1,239 @@
+/**
+ * The rule model: the plan's flows aggregated into the rules a firewall needs (network mode: forward
+ * rules between hosts; host mode: one host's inbound and outbound rules). The plan stage decides
+ * it; exports render it.
+ */
+import type { Inventory } from '../inventory/types.js';
+import { collapseAddresses } from '../model/address.js';
+import type { Flow, Plan, Protocol } from '../model/flow.js';
+import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
+
+/**
+ * The one normalized model every generator renders from. Addresses are split by kind and collapsed
+ * once here; no generator re-derives them from flows.
+ */
+export interface AddressSet {
+  /** Collapsed IPv4 CIDRs (a single address is /32). */
+  v4: string[];
+  /** Collapsed IPv6 CIDRs (a single address is /128). */
+  v6: string[];
+  /** DNS names (cloud endpoints): rendered where the platform takes names, else as a set the user fills. */
+  names: string[];
+  /** Peers the documents leave unspecified, by description: always a set the user fills, never "any". */
+  unspecified: string[];
+  /** The inventory hosts behind these addresses (null for unspecified peers). */
+  hosts: (string | null)[];
+}
+
+export type Direction = 'in' | 'out' | 'forward';
+
+export interface ExportRule {
+  /** Stable, unique within one export: `in-tcp-443-1`. Safe as an identifier on every platform. */
+  id: string;
+  direction: Direction;
+  protocol: Protocol;
+  /** Destination ports, merged; empty for ICMP. */
+  ports: PortRange[];
+  icmpType?: 'echo-request' | 'any';
+  /** Sources. In host mode one side is the host itself (dst for `in`, src for `out`). */
+  src: AddressSet;
+  /** Destinations. */
+  dst: AddressSet;
+  /** Services, in plan order, and the flows behind the rule (for comments and tables). */
+  services: string[];
+  flows: Flow[];
+}
+
+export interface ExportModel {
+  site: string;
+  mode: 'host' | 'network';
+  /** Host mode: the host the rules are for. */
+  host?: { name: string; address: string };
+  rules: ExportRule[];
+  /** Host mode: flows that stay on this host. Called out, never turned into a rule. */
+  localFlows: Flow[];
+  inventorySha256: string;
+  generatorVersion: string;
+  /** The plan's warnings (unspecified peers, facts left out, ports the documents defer elsewhere). */
+  planWarnings?: string[];
+  /** The plan's advisory warnings: flows beyond the documents that were not planned, and why to add them. */
+  advisories?: string[];
+}
+
+export function emptySet(): AddressSet {
+  return { v4: [], v6: [], names: [], unspecified: [], hosts: [] };
+}
+
+export function setIsEmpty(s: AddressSet): boolean {
+  return !s.v4.length && !s.v6.length && !s.names.length && !s.unspecified.length;
+}
+
+function addEndpoint(set: AddressSet, e: Flow['from']): void {
+  if (!set.hosts.includes(e.host)) set.hosts.push(e.host);
+  if (e.address === null) {
+    const d = e.description ?? 'unspecified peer';
+    if (!set.unspecified.includes(d)) set.unspecified.push(d);
+    return;
+  }
+  if (/^[\d.]+(\/\d+)?$/.test(e.address)) set.v4.push(e.address);
+  else if (e.address.includes(':')) set.v6.push(e.address);
+  else if (!set.names.includes(e.address)) set.names.push(e.address);
+}
+
+function finish(set: AddressSet): AddressSet {
+  const v4 = collapseAddresses(set.v4);
+  const v6 = collapseAddresses(set.v6);
+  return { ...set, v4, v6, names: [...set.names].sort(), unspecified: [...set.unspecified].sort() };
+}
+
+export interface ModelOptions {
+  /** Host mode: rules for this inventory host. Network mode when absent. */
+  host?: string;
+  generatorVersion: string;
+}
+
+/**
+ * Builds rules from the plan. Host mode: the host's inbound rules (flows to it) and outbound rules
+ * (flows from it), grouped by protocol and ports with the peers merged. Network mode: forward rules,
+ * grouped by protocol, ports and destination with sources merged, then by identical sources.
+ */
+export function buildExportModel(plan: Plan, inv: Inventory, opts: ModelOptions): ExportModel {
+  const base = {
+    site: plan.site,
+    inventorySha256: inv.sha256,
+    generatorVersion: opts.generatorVersion,
+    planWarnings: plan.warnings.map((w) => w.message),
+    advisories: plan.warnings.filter((w) => w.code === 'advisory').map((w) => w.message),
+  };
+  const network = plan.flows.filter((f) => !f.local);
+  if (opts.host !== undefined) {
+    const host = inv.hosts.find((h) => h.name === opts.host);
+    if (!host) throw new Error(`unknown host ${opts.host}`);
+    const rules: ExportRule[] = [];
+    for (const direction of ['in', 'out'] as const) {
+      const mine = network.filter((f) => (direction === 'in' ? f.to.host : f.from.host) === host.name);
+      const groups = new Map<string, Flow[]>();
+      for (const f of mine) {
+        const key = `${f.protocol}|${formatPorts(f.ports)}|${f.icmpType ?? ''}`;
+        groups.set(key, [...(groups.get(key) ?? []), f]);
+      }
+      for (const flows of groups.values()) {
+        const peer = emptySet();
+        const self = emptySet();
+        for (const f of flows) {
+          addEndpoint(peer, direction === 'in' ? f.from : f.to);
+          addEndpoint(self, direction === 'in' ? f.to : f.from);
+        }
+        const [src, dst] = direction === 'in' ? [peer, self] : [self, peer];
+        rules.push(makeRule(direction, flows, finish(src), finish(dst)));
+      }
+    }
+    const localFlows = plan.flows.filter((f) => f.local && f.from.host === host.name);
+    return {
+      ...base,
+      mode: 'host',
+      host: { name: host.name, address: host.address.text },
+      rules: numbered(mergeSameEndpoints(rules)),
+      localFlows,
+    };
+  }
+  return { ...base, mode: 'network', rules: forwardRules(plan.flows), localFlows: [] };
+}
+
+/**
+ * Network mode: forward rules between hosts, grouped by protocol, ports and destination with the
+ * sources merged, then by identical sources with the destinations merged. Local flows make no rule.
+ */
+export function forwardRules(flows: readonly Flow[]): ExportRule[] {
+  const network = flows.filter((f) => !f.local);
+  const byDst = new Map<string, Flow[]>();
+  for (const f of network) {
+    const key = `${f.protocol}|${formatPorts(f.ports)}|${f.icmpType ?? ''}|${f.to.host ?? `any:${f.to.description}`}`;
+    byDst.set(key, [...(byDst.get(key) ?? []), f]);
+  }
+  const bySrc = new Map<string, Flow[]>();
+  for (const flows of byDst.values()) {
+    const f0 = flows[0] as Flow;
+    const srcHosts = [...new Set(flows.map((f) => f.from.host ?? `any:${f.from.description}`))]
+      .sort()
+      .join(',');
+    const key = `${f0.protocol}|${formatPorts(f0.ports)}|${f0.icmpType ?? ''}|${srcHosts}`;
+    bySrc.set(key, [...(bySrc.get(key) ?? []), ...flows]);
+  }
+  const rules = [...bySrc.values()].map((flows) => {
+    const src = emptySet();
+    const dst = emptySet();
+    for (const f of flows) {
+      addEndpoint(src, f.from);
+      addEndpoint(dst, f.to);
+    }
+    return makeRule('forward', flows, finish(src), finish(dst));
+  });
+  return numbered(mergeSameEndpoints(rules));
+}
+
+/**
+ * Rules between exactly the same sources and destinations become one rule with their ports merged
+ * (Aerleon's port collapsing). Exact, because every source-destination pair of each rule needs all of
+ * that rule's ports. Different ICMP types and protocols stay apart.
+ */
+function mergeSameEndpoints(rules: ExportRule[]): ExportRule[] {
+  const hostsKey = (s: AddressSet) => [...s.hosts].sort().join(',');
+  const merged = new Map<string, ExportRule>();
+  for (const [i, r] of rules.entries()) {
+    // An unspecified peer is a set the user fills for this rule's own purpose (SSH clients are not
+    // NFS clients): never merged with another rule's.
+    const own = r.src.unspecified.length || r.dst.unspecified.length ? `#${i}` : '';
+    const key = [r.direction, r.protocol, r.icmpType ?? '', hostsKey(r.src), hostsKey(r.dst), own].join('|');
+    const seen = merged.get(key);
+    if (!seen) {
+      merged.set(key, r);
+      continue;
+    }
+    seen.ports = mergePortRanges([...seen.ports, ...r.ports]);
+    for (const svc of r.services) if (!seen.services.includes(svc)) seen.services.push(svc);
+    seen.flows.push(...r.flows);
+  }
+  return [...merged.values()];
+}
+
+function makeRule(direction: Direction, flows: Flow[], src: AddressSet, dst: AddressSet): ExportRule {
+  const f0 = flows[0] as Flow;
+  return {
+    id: '',
+    direction,
+    protocol: f0.protocol,
+    ports: mergePortRanges(flows.flatMap((f) => f.ports)),
+    ...(f0.icmpType ? { icmpType: f0.icmpType } : {}),
+    src,
+    dst,
+    services: [...new Set(flows.map((f) => f.service))],
+    flows,
+  };
+}
+
+function numbered(rules: ExportRule[]): ExportRule[] {
+  return rules.map((r, i) => {
+    const ports = formatPorts(r.ports, '_').replace(/-/g, 'to');
+    // Short enough for every platform's name limits; the full port list is in the rule itself.
+    const what =
+      r.protocol === 'icmp' ? (r.icmpType ?? 'any') : ports.length <= 20 ? ports : `${r.ports[0]?.[0]}plus`;
+    return { ...r, id: `${r.direction}-${r.protocol}-${what}-${i + 1}` };
+  });
+}
+
+/** A one-line, plain-ASCII summary of a rule for comments: services and host names, never raw purposes. */
+export function ruleSummary(r: ExportRule): string {
+  const hosts = (s: AddressSet) => s.hosts.map((h) => h ?? 'unspecified').join(',');
+  return `${r.services.join(',')}: ${hosts(r.src)} -> ${hosts(r.dst)}`;
+}
+
+/**
+ * The collapsed address set of some endpoints, built the way the model builds a rule's sides: for a
+ * generator that regroups a rule's peers (firewalld and ufw group them by the application they reach).
+ */
+export function addressSetOf(endpoints: Iterable<Flow['from']>): AddressSet {
+  const set = emptySet();
+  for (const e of endpoints) addEndpoint(set, e);
+  return finish(set);
+}

@@ -1,0 +1,411 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { BIN, ROOT, runCli } from './helpers.js';
+
+/** Runs the CLI without blocking the event loop (the peers below live in this process). */
+function cli(args: readonly string[], env: Record<string, string> = {}) {
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, NO_COLOR: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const SERVER = '127.0.0.3';
+
+describe("portolan probe: HOST PORTS with check's verdicts, scope exactly the command line", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'portolan-cli-'));
+  let ssh: net.Server;
+  let sshPort = 0;
+  let closedPort = 0;
+  let silent: dgram.Socket;
+  before(async () => {
+    ssh = net.createServer((s) => {
+      s.on('error', () => {});
+      s.write('SSH-2.0-FakeSSH_1.0\r\n');
+    });
+    await new Promise<void>((r) => ssh.listen(0, SERVER, () => r()));
+    sshPort = (ssh.address() as net.AddressInfo).port;
+    const tmp = net.createServer();
+    await new Promise<void>((r) => tmp.listen(0, SERVER, () => r()));
+    closedPort = (tmp.address() as net.AddressInfo).port;
+    await new Promise((r) => tmp.close(r));
+    silent = dgram.createSocket('udp4');
+    await new Promise<void>((r) => silent.bind(0, SERVER, () => r()));
+  });
+  after(() => {
+    ssh.close();
+    silent.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('an SSH service is ok with its banner as evidence; exit 0', async () => {
+    const r = await cli(['probe', SERVER, String(sshPort), '--service', 'ssh', '--format', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout);
+    assert.equal(doc.flows.length, 1);
+    assert.equal(doc.flows[0].verdict, 'ok');
+    assert.equal(doc.flows[0].results[0].evidence.banner, 'SSH-2.0-FakeSSH_1.0');
+  });
+
+  it('only the named ports are probed; a closed one fails with exit 1 and a hint', async () => {
+    const r = await cli(['probe', SERVER, `${closedPort},${sshPort}`, '--format', 'json']);
+    assert.equal(r.code, 1, r.stderr);
+    const doc = JSON.parse(r.stdout);
+    const probed = doc.flows[0].results
+      .map((x: { ports: number[] }) => x.ports[0])
+      .sort((a: number, b: number) => a - b);
+    assert.deepEqual(
+      probed,
+      [closedPort, sshPort].sort((a, b) => a - b),
+    );
+    assert.equal(doc.flows[0].verdict, 'closed');
+    assert.match(doc.flows[0].hint, /nothing listens on tcp\/\d+ on 127\.0\.0\.3/);
+    // Both counts, named: per port and per flow.
+    assert.deepEqual(doc.portCounts, { closed: 1, 'open-unverified': 1 });
+    assert.deepEqual(doc.flowCounts, { closed: 1 });
+  });
+
+  it('/udp: a silent socket is open|filtered, not a failure', async () => {
+    const port = silent.address().port;
+    const r = await cli(['probe', SERVER, `${port}/udp`, '--format', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).flows[0].verdict, 'open|filtered');
+  });
+
+  it('the table on stdout while -o writes JSON and --output-dir writes json, junit and text', async () => {
+    const file = join(dir, 'out.json');
+    const outDir = join(dir, 'all');
+    const r = await cli([
+      'probe',
+      SERVER,
+      String(closedPort),
+      '--format',
+      'table',
+      '-o',
+      file,
+      '--output-dir',
+      outDir,
+    ]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stdout, /^portolan probe 127\.0\.0\.3/);
+    assert.equal(JSON.parse(readFileSync(file, 'utf8')).flows[0].verdict, 'closed');
+    assert.equal(JSON.parse(readFileSync(join(outDir, 'check.json'), 'utf8')).flows[0].verdict, 'closed');
+    assert.match(readFileSync(join(outDir, 'check.xml'), 'utf8'), /<failure type="closed"/);
+    assert.match(readFileSync(join(outDir, 'check.txt'), 'utf8'), /1 flow: 1 closed; 1 failed/);
+  });
+
+  it('bad HOST, PORTS or --service: one line, exit 2', () => {
+    for (const args of [
+      ['probe', '10.0.0.1:22', '22'],
+      ['probe', '127.0.0.1', '0'],
+      ['probe', '127.0.0.1', '22', '--service', 'shh'],
+      ['probe', '127.0.0.1'],
+    ]) {
+      const r = runCli(args);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /^portolan: /);
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
+    }
+    assert.match(runCli(['probe', '127.0.0.1', '22', '--service', 'shh']).stderr, /did you mean "ssh"/);
+  });
+});
+
+describe('hints', () => {
+  it('name the whole range, the catalog purpose, and the first citation with a count of the rest', async () => {
+    const { hintFor } = await import('../src/probe/verdict.js');
+    const flow = {
+      id: 'f',
+      product: 'veeam-proxmox',
+      from: { host: 'w', role: 'worker', address: '10.0.0.1' },
+      to: { host: 'pve', role: 'proxmox-server', address: '10.0.0.2' },
+      protocol: 'tcp' as const,
+      ports: [[2500, 3300]] as [number, number][],
+      service: 'https',
+      tls: true,
+      purpose: 'The worker talks to the REST API service on the Proxmox VE server.',
+      sources: [
+        { doc: 'a.txt', ref: 'table 1 row 2' },
+        { doc: 'b.txt', ref: 'table 3 row 4' },
+        { doc: 'c.txt', ref: 'table 5 row 6' },
+      ],
+      notes: [],
+      entries: [],
+      local: false,
+    };
+    const example = {
+      address: '10.0.0.2',
+      port: 2500,
+      protocol: 'tcp' as const,
+      verdict: 'closed' as const,
+      detail: '',
+      evidence: {},
+    };
+    const hint = hintFor(flow, 'closed', example, [[2500, 3300]]);
+    assert.match(hint, /tcp\/2500-3300 on 10\.0\.0\.2/);
+    assert.match(hint, /REST API service on the Proxmox VE server/);
+    assert.match(hint, /a\.txt table 1 row 2 \(\+2 more, see --format json\)/);
+    assert.doesNotMatch(hint, /b\.txt/);
+  });
+});
+
+describe('help and "did you mean"', () => {
+  /** Every option each command takes: its --help must list all of them. */
+  const OPTIONS: Record<string, string[]> = {
+    plan: ['--format', '--lang'],
+    catalog: ['--format', '--lang'],
+    validate: [],
+    export: ['--to', '--host', '--network', '--output'],
+    check: [
+      '--from',
+      '--as',
+      '--to',
+      '--port',
+      '--format',
+      '--output',
+      '--output-dir',
+      '--secret',
+      '--timeout',
+      '--concurrency',
+      '--retry-budget',
+      '--workers',
+    ],
+    probe: [
+      '--service',
+      '--secret',
+      '--name',
+      '--format',
+      '--output',
+      '--output-dir',
+      '--timeout',
+      '--concurrency',
+      '--retry-budget',
+      '--workers',
+    ],
+    init: ['--site', '--output'],
+  };
+  for (const [cmd, options] of Object.entries(OPTIONS))
+    it(`${cmd} --help lists every option, and "portolan help ${cmd}" prints the same`, () => {
+      const r = runCli([cmd, '--help']);
+      assert.equal(r.code, 0);
+      for (const o of [...options, '--catalog', '--no-color', '--debug', '--help'])
+        assert.ok(r.stdout.includes(o), `${cmd} --help does not mention ${o}`);
+      assert.ok(r.stdout.split('\n').length > 5, `${cmd} --help is only a usage line`);
+      assert.equal(runCli(['help', cmd]).stdout, r.stdout);
+    });
+
+  it("check's synopsis names --to --port --timeout --concurrency", () => {
+    const synopsis = runCli(['check', '--help']).stdout.split('\n\n')[0] as string;
+    for (const o of ['--to', '--port', '--timeout', '--concurrency', '--output-dir'])
+      assert.ok(synopsis.includes(o), o);
+  });
+
+  it('suggests the flag, host, format and command meant', () => {
+    const cases: [string[], RegExp][] = [
+      [
+        ['plan', 'examples/mixed-site.yaml', '--fromat', 'json'],
+        /unknown option --fromat \(did you mean --format\?\)/,
+      ],
+      [['check', 'examples/mixed-site.yaml', '--from', 'prox-01'], /did you mean "proxy-01"\?/],
+      [['export', 'examples/mixed-site.yaml', '--to', 'nft'], /did you mean "nftables"\?/],
+      [['export', 'examples/mixed-site.yaml', '--to', 'csv', '--host', 'sql01'], /did you mean "sql-01"\?/],
+      [['plan', 'examples/mixed-site.yaml', '--format', 'jsn'], /did you mean "json"\?/],
+      [['chek'], /unknown command "chek" \(did you mean "check"\?\)/],
+      [['catalog', 'veeam-proxmx'], /did you mean "veeam-proxmox"\?/],
+    ];
+    for (const [args, re] of cases) {
+      const r = runCli(args);
+      assert.equal(r.code, 2, args.join(' '));
+      assert.match(r.stderr, re);
+    }
+  });
+});
+
+describe('portolan init', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'portolan-init-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('writes a commented skeleton with every role, fact, feature and setting, and it validates', () => {
+    const products = JSON.parse(runCli(['catalog', '--format', 'json']).stdout) as {
+      product: string;
+      roles: Record<string, unknown>;
+      features?: Record<string, unknown>;
+      settings?: Record<string, unknown>;
+      facts?: Record<string, Record<string, unknown>>;
+    }[];
+    const file = join(dir, 'site.yaml');
+    const r = runCli(['init', ...products.map((p) => p.product), '--site', 'lab-1', '-o', file]);
+    assert.equal(r.code, 0, r.stderr);
+    const text = readFileSync(file, 'utf8');
+    for (const p of products) {
+      for (const role of Object.keys(p.roles)) assert.ok(text.includes(`${p.product}:${role}]`), role);
+      for (const f of Object.keys(p.features ?? {})) assert.match(text, new RegExp(`#\\s+${f}: `), f);
+      for (const s of Object.keys(p.settings ?? {})) assert.match(text, new RegExp(`# ${s}: `), s);
+      for (const facts of Object.values(p.facts ?? {}))
+        for (const f of Object.keys(facts)) assert.match(text, new RegExp(`^\\s+${f}: `, 'm'), f);
+    }
+    const v = runCli(['validate', file]);
+    assert.equal(v.code, 0, v.stderr);
+    assert.match(v.stdout, /ok \(site lab-1/);
+    const plan = runCli(['plan', file, '--format', 'json']);
+    assert.equal(plan.code, 0, plan.stderr);
+    assert.ok(JSON.parse(plan.stdout).flows.length > 0);
+  });
+
+  it('an unknown product is refused with a suggestion', () => {
+    const r = runCli(['init', 'platespn']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /did you mean "platespin"\?/);
+  });
+});
+
+describe('validate', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'portolan-validate-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('reports every error in the file, each with file:line:col, and exits 2', () => {
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(
+      file,
+      [
+        'site: bad',
+        'products:',
+        '  platespin: { version: "2019.5", colour: red }',
+        '  nope: {}',
+        'hosts:',
+        '  a: { address: 10.0.0.300, roles: [platespin:platespin-server] }',
+        '  b: { address: 10.0.0.2, roles: [platespin:sorce] }',
+        '  c: { address: 10.0.0.3, roles: [platespin:source], facts: { os: beos } }',
+        '',
+      ].join('\n'),
+    );
+    const r = runCli(['validate', file]);
+    assert.equal(r.code, 2);
+    for (const where of [':3:35 ', ':4:3 ', ':6:17 ', ':7:35 ', ':8:67 '])
+      assert.ok(r.stderr.includes(`${file}${where}`), `no error at ${where}:\n${r.stderr}`);
+    assert.match(r.stderr, /5 errors/);
+    // Other commands print one line: the first error and the count.
+    const plan = runCli(['plan', file]);
+    assert.equal(plan.code, 2);
+    assert.equal(plan.stderr.trim().split('\n').length, 1);
+    assert.match(plan.stderr, /and 4 more errors: portolan validate lists them all/);
+  });
+
+  it('warns where a host gets no flows because a fact is missing', () => {
+    const file = join(dir, 'warn.yaml');
+    writeFileSync(
+      file,
+      'site: w\nproducts:\n  platespin: { version: "2019.5" }\nhosts:\n  a: { address: 10.0.0.1, roles: [platespin:platespin-server] }\n  c: { address: 10.0.0.3, roles: [platespin:source] }\n',
+    );
+    const r = runCli(['validate', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /^warning: .*warn\.yaml: .*\(a -> c\) skipped: the inventory does not give to\.facts\.os$/m,
+    );
+  });
+});
+
+describe('warnings reach every output', () => {
+  it('plan --format json and csv print each warning line on stderr', () => {
+    for (const format of ['json', 'csv']) {
+      const r = runCli(['plan', 'examples/mixed-site.yaml', '--format', format]);
+      assert.equal(r.code, 0);
+      assert.match(r.stderr, /^warning: no host has role druva-vmware:cloudcache/m);
+      assert.match(r.stderr, /^warning: host esx-b \(druva-vmware:esxi\) does not give fact registration/m);
+    }
+  });
+
+  it('export prints them on stderr and the change requests carry them', () => {
+    const csv = runCli(['export', 'examples/mixed-site.yaml', '--to', 'csv']);
+    assert.match(csv.stderr, /^warning: no host has role druva-vmware:cloudcache/m);
+    assert.match(csv.stdout, /^rule,change,direction,/);
+    assert.match(csv.stdout, /^# warning: no host has role druva-vmware:cloudcache/m);
+    assert.match(
+      csv.stdout,
+      /^"# warning: rule forward-tcp-443-1: the destination is given by DNS name \(phoenix\.druva\.com/m,
+    );
+    for (const to of ['markdown', 'html']) {
+      const r = runCli(['export', 'examples/mixed-site.yaml', '--to', to]);
+      assert.match(r.stdout, /Warnings and what is not covered/);
+      assert.match(r.stdout, /does not give fact registration/);
+    }
+    const nft = runCli(['export', 'examples/mixed-site.yaml', '--to', 'nftables']);
+    assert.match(nft.stderr, /^warning: no host has role druva-vmware:cloudcache/m);
+  });
+});
+
+describe('export --to flat-csv', () => {
+  it('one row per source, destination, protocol and port range, header in row 1, no empty address', () => {
+    const r = runCli(['export', 'examples/mixed-site.yaml', '--to', 'flat-csv']);
+    assert.equal(r.code, 0, r.stderr);
+    const rows = r.stdout
+      .trimEnd()
+      .split('\r\n')
+      .map((l) => l.split(','));
+    assert.deepEqual(rows[0], [
+      'rule',
+      'action',
+      'source',
+      'destination',
+      'protocol',
+      'port_low',
+      'port_high',
+      'icmp_type',
+      'services',
+      'products',
+    ]);
+    for (const row of rows.slice(1)) {
+      assert.equal(row.length, 10, row.join(','));
+      assert.ok(row[2] && row[3], `an empty address reads as any: ${row.join(',')}`);
+      if (row[4] !== 'icmp')
+        assert.ok(Number(row[5]) >= 1 && Number(row[5]) <= Number(row[6]), row.join(','));
+    }
+    // 2500-3300 stays one row per address pair, not 801.
+    assert.ok(rows.some((row) => row[5] === '2500' && row[6] === '3300'));
+    // The peers the documents leave open get no row, and a warning.
+    assert.match(r.stderr, /peers the documents leave unspecified get no row/);
+  });
+});
+
+describe('module layering', () => {
+  it('the plan imports nothing from export; no command imports main (no import cycle)', async () => {
+    const { readdirSync } = await import('node:fs');
+    const src = join(ROOT, 'src');
+    for (const f of readdirSync(join(src, 'plan')))
+      assert.doesNotMatch(
+        readFileSync(join(src, 'plan', f), 'utf8'),
+        /from '\.\.\/export\//,
+        `src/plan/${f}`,
+      );
+    for (const f of readdirSync(join(src, 'cli')).filter((x) => x !== 'main.ts'))
+      assert.doesNotMatch(readFileSync(join(src, 'cli', f), 'utf8'), /from '\.\/main\.js'/, `src/cli/${f}`);
+  });
+});
+
+describe('colour', () => {
+  it('FORCE_COLOR=0 turns colour off, FORCE_COLOR=1 on', () => {
+    const env = { NO_COLOR: '' };
+    const off = runCli(['catalog'], { env: { ...env, FORCE_COLOR: '0' } });
+    assert.doesNotMatch(off.stdout, /\u001b\[/);
+    const on = runCli(['catalog'], { env: { ...env, FORCE_COLOR: '1' } });
+    assert.match(on.stdout, /\u001b\[1m/);
+  });
+});
