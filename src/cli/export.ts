@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { InputError, PortolanError, UsageError } from '../errors.js';
 import { checkSupported } from '../export/generator.js';
 import { FORMAT_NAMES, loadGenerator } from '../export/index.js';
+import { checkLineLimits } from '../export/limits.js';
 import { buildExportModel } from '../export/model.js';
 import { buildPlan } from '../plan/plan.js';
 import { exactlyOne, oneOf, parse } from './args.js';
@@ -46,6 +47,7 @@ export async function run(argv: string[]): Promise<number> {
   });
   checkSupported(generator, model);
   const result = generator.render(model);
+  checkLineLimits(format, result.files);
   const out = values.output;
   if (out === undefined) {
     if (result.files.length !== 1)
