@@ -2,6 +2,7 @@ import { loadCatalogs } from '../catalog/load.js';
 import type { Catalog, CatalogEntry, PeerSpec, PortSpec } from '../catalog/types.js';
 import { UsageError } from '../errors.js';
 import { colorEnabled, palette } from '../util/color.js';
+import { sanitizeDeep } from '../util/terminal.js';
 import { oneOf, parse } from './args.js';
 
 const USAGE = 'Usage: portolan catalog [PRODUCT] [--format text|json] [--lang en|ja] [--catalog DIR]';
@@ -34,7 +35,7 @@ export async function run(argv: string[]): Promise<number> {
   const p = palette(!values['no-color'] && colorEnabled());
   const ja = lang === 'ja';
   if (wanted === undefined) {
-    for (const c of selected) {
+    for (const c of selected.map(sanitizeDeep)) {
       process.stdout.write(`${p.bold(c.product)}  ${(ja && c['title-ja']) || c.title}\n`);
       process.stdout.write(`  roles: ${Object.keys(c.roles).join(', ')}\n`);
       const features = Object.keys(c.features ?? {});
@@ -45,7 +46,7 @@ export async function run(argv: string[]): Promise<number> {
     }
     return 0;
   }
-  const c = selected[0] as Catalog;
+  const c = sanitizeDeep(selected[0] as Catalog);
   const lines = [`${p.bold(c.product)}  ${(ja && c['title-ja']) || c.title}`, '', p.bold('Roles')];
   for (const [id, r] of Object.entries(c.roles))
     lines.push(`  ${id.padEnd(26)} ${(ja && r['title-ja']) || r.title}`);

@@ -7,6 +7,7 @@ import { CHECK_FORMATS, type CheckFormat, checkJson, checkJunit, checkTable } fr
 import { scopeFor, select } from '../probe/scope.js';
 import { SweepPool } from '../probe/sweep.js';
 import { colorEnabled } from '../util/color.js';
+import { sanitizeDeep } from '../util/terminal.js';
 import { exactlyOne, oneOf, parse } from './args.js';
 import { siteFrom } from './site.js';
 
@@ -146,7 +147,10 @@ async function check(
       process.stdout.write(checkJunit(report));
       break;
     default:
-      process.stdout.write(checkTable(report, { color: !values['no-color'] && colorEnabled() }));
+      // Certificate subjects, banners and catalog text reach the terminal: sanitised first.
+      process.stdout.write(
+        checkTable(sanitizeDeep(report), { color: !values['no-color'] && colorEnabled() }),
+      );
   }
   return report.failed ? 1 : 0;
 }

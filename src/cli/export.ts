@@ -6,6 +6,7 @@ import { FORMAT_NAMES, loadGenerator } from '../export/index.js';
 import { checkLineLimits } from '../export/limits.js';
 import { buildExportModel } from '../export/model.js';
 import { buildPlan } from '../plan/plan.js';
+import { safeLine } from '../util/terminal.js';
 import { exactlyOne, oneOf, parse } from './args.js';
 import { version } from './main.js';
 import { siteFrom } from './site.js';
@@ -61,7 +62,7 @@ export async function run(argv: string[]): Promise<number> {
     for (const f of result.files) write(join(out, f.path), f.content);
     process.stderr.write(`wrote ${result.files.length} files to ${out}\n`);
   }
-  for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
+  for (const w of result.warnings) process.stderr.write(`warning: ${safeLine(w)}\n`);
   return 0;
 }
 

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { PortolanError } from '../errors.js';
 import { packagePath } from '../util/paths.js';
+import { sanitize } from '../util/terminal.js';
 
 /** A command: takes its own argv, writes its output, returns the exit code. */
 export type Command = (argv: string[]) => Promise<number>;
@@ -83,12 +84,12 @@ export async function main(argv: string[]): Promise<void> {
 
 function report(err: unknown, debug: boolean): number {
   if (err instanceof PortolanError && err.code !== 'EINTERNAL') {
-    process.stderr.write(`portolan: ${err.message}\n`);
+    process.stderr.write(`portolan: ${sanitize(err.message)}\n`);
     if (debug && err.stack) process.stderr.write(`${err.stack}\n`);
     return err.code === 'EIO' ? 1 : 2;
   }
   const e = err as Error;
-  process.stderr.write(`portolan: internal error: ${e?.message ?? String(err)}\n`);
+  process.stderr.write(`portolan: internal error: ${sanitize(e?.message ?? String(err))}\n`);
   process.stderr.write(
     debug ? `${e?.stack ?? ''}\n` : 'Run again with --debug to see the stack trace, and please report it.\n',
   );

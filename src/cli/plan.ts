@@ -1,6 +1,7 @@
 import { PLAN_FORMATS, planCsv, planJson, planMarkdown, planTable, summary } from '../plan/format.js';
 import { buildPlan } from '../plan/plan.js';
 import { colorEnabled } from '../util/color.js';
+import { safeLine } from '../util/terminal.js';
 import { exactlyOne, oneOf, parse } from './args.js';
 import { siteFrom } from './site.js';
 
@@ -38,6 +39,6 @@ export async function run(argv: string[]): Promise<number> {
       process.stdout.write(planTable(plan, hosts, { color, columns: process.stdout.columns ?? 160 }));
     }
   }
-  if (format !== 'table') process.stderr.write(`${summary(plan, hosts)}\n`);
+  if (format !== 'table') process.stderr.write(`${safeLine(summary(plan, hosts))}\n`);
   return 0;
 }

@@ -1,3 +1,4 @@
+import { safeLine } from '../util/terminal.js';
 import { exactlyOne, parse } from './args.js';
 import { siteFrom } from './site.js';
 
@@ -13,7 +14,7 @@ export async function run(argv: string[]): Promise<number> {
   const { inventory, catalogs } = siteFrom(file, values);
   const products = [...inventory.products.keys()];
   process.stdout.write(
-    `${file}: ok (site ${inventory.site}: ${inventory.hosts.length} hosts, products ${products.join(', ') || 'none'}; ${catalogs.size} catalogs loaded)\n`,
+    `${safeLine(file)}: ok (site ${safeLine(inventory.site)}: ${inventory.hosts.length} hosts, products ${products.join(', ') || 'none'}; ${catalogs.size} catalogs loaded)\n`,
   );
   return 0;
 }

@@ -3,6 +3,7 @@ import { forwardRules } from '../export/model.js';
 import type { Flow, Plan } from '../model/flow.js';
 import { formatPorts } from '../model/ports.js';
 import { palette, width } from '../util/color.js';
+import { sanitize } from '../util/terminal.js';
 
 export type PlanFormat = 'table' | 'json' | 'csv' | 'markdown';
 export const PLAN_FORMATS: readonly PlanFormat[] = ['table', 'json', 'csv', 'markdown'];
@@ -64,10 +65,21 @@ function row(f: Flow): string[] {
   ];
 }
 
-/** RFC 4180: quote every field that needs it, double inner quotes. Formula-leading cells are defused. */
+/** What a spreadsheet reads as the start of a formula (OWASP CSV injection), after leading blanks. */
+const FORMULA_START = /^[\s]*[=+\-@\uff1d\uff0b\uff0d\uff20]|^[\t\r\n]/;
+
+/**
+ * The one CSV escaping function (RFC 4180): a field that holds a quote, a line break or either
+ * separator spreadsheets use (`,`, and `;` where the locale's decimal mark is a comma) is quoted and
+ * its quotes doubled. A reader splitting on the other separator ignores those quotes and starts a
+ * cell after every separator, so a formula character after a `,` or `;` gets a `'` before it too,
+ * as does one at the start of the field (OWASP CSV injection).
+ */
 export function csvField(v: string): string {
-  const safe = /^[=+\-@\t\r]/.test(v) ? `'${v}` : v;
-  return /[",\r\n]/.test(safe) || safe !== v ? `"${safe.replace(/"/g, '""')}"` : safe;
+  // A reader that splits on the other separator starts a cell after every `,` or `;`, quotes or not.
+  const text = sanitize(v).replace(/([,;])(?=\s*[=+\-@\uff1d\uff0b\uff0d\uff20])/g, "$1'");
+  const safe = FORMULA_START.test(text) ? `'${text}` : text;
+  return /[",;\r\n]/.test(safe) || safe !== v ? `"${safe.replace(/"/g, '""')}"` : safe;
 }
 
 export function planCsv(plan: Plan): string {
@@ -80,10 +92,15 @@ export function planCsv(plan: Plan): string {
  * line break (CRLF, LF or a lone CR) becomes <br>, so user text stays one literal cell.
  */
 export function mdCell(v: string): string {
-  return v
-    .replace(/[\\|[\]*_`~]/g, (c) => `\\${c}`)
-    .replace(/[<>&]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;' })[c] as string)
-    .replace(/\r\n|\r|\n/g, '<br>');
+  return (
+    sanitize(v)
+      .replace(/[\\|[\]*_`~]/g, (c) => `\\${c}`)
+      // A block marker at the start of a line (heading, list, setext underline) stays text.
+      .replace(/^([#+=-])(?=\s|$)/, '\\$1')
+      .replace(/^(\d+)([.)])(?=\s|$)/, '$1\\$2')
+      .replace(/[<>&]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;' })[c] as string)
+      .replace(/\r\n|\r|\n/g, '<br>')
+  );
 }
 
 export function planMarkdown(plan: Plan, hostCount: number): string {
@@ -91,7 +108,7 @@ export function planMarkdown(plan: Plan, hostCount: number): string {
   const lines = [
     `# ${mdCell(plan.site)}: network flows`,
     '',
-    summary(plan, hostCount),
+    mdCell(summary(plan, hostCount)),
     '',
     `| ${cols.join(' | ')} |`,
     `|${cols.map(() => '---').join('|')}|`,
@@ -122,8 +139,15 @@ export function planTable(plan: Plan, hostCount: number, opts: { color: boolean;
   const fixed = widths.slice(0, -1).reduce((a, b) => a + b + 2, 0);
   widths[widths.length - 1] = Math.max(20, Math.min(widths[widths.length - 1] ?? 0, total - fixed));
   const fit = (s: string, w: number) => {
-    let out = oneLine(s);
-    while (width(out) > w) out = `${[...out].slice(0, -2).join('')}…`;
+    // Cut once to at most w code points (a column is never wider than w), then drop code points
+    // from the end while wide characters overflow: linear, whatever the text's length.
+    const points = Array.from(oneLine(s.length > 4 * w + 8 ? s.slice(0, 4 * w + 8) : s));
+    let out = points.join('');
+    if (width(out) > w) {
+      let keep = Math.min(points.length, Math.max(0, w - 1));
+      while (keep > 0 && width(points.slice(0, keep).join('')) > w - 1) keep--;
+      out = `${points.slice(0, keep).join('')}…`;
+    }
     return out + ' '.repeat(Math.max(0, w - width(out)));
   };
   const line = (cells: string[]) =>
@@ -132,7 +156,7 @@ export function planTable(plan: Plan, hostCount: number, opts: { color: boolean;
       .join('  ')
       .trimEnd();
   const out = [p.bold(line(head)), ...rows.map(line)];
-  for (const w of plan.warnings) out.push(p.yellow(`warning: ${w.message}`));
-  out.push(p.dim(summary(plan, hostCount)));
+  for (const w of plan.warnings) out.push(p.yellow(`warning: ${oneLine(w.message)}`));
+  out.push(p.dim(oneLine(summary(plan, hostCount))));
   return `${out.join('\n')}\n`;
 }
