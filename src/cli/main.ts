@@ -27,6 +27,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: Com
     summary: 'temporary authenticated responders on the ports a host must accept',
     load: () => import('./listen.js'),
   },
+  import: {
+    summary: 'turn an RVTools or Proxmox VE inventory into a site inventory',
+    load: () => import('./import.js'),
+  },
   validate: {
     summary: 'check a site inventory (and custom catalogs) without planning',
     load: () => import('./validate.js'),
