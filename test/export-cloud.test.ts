@@ -1237,7 +1237,7 @@ describe('cloud exports through the CLI', () => {
     const out = join(tmp, 'cli-aws');
     const ok = runCli(['export', 'examples/veeam-proxmox.yaml', '--to', 'aws', '--network', '-o', `${out}/`]);
     assert.equal(ok.code, 0, ok.stderr);
-    assert.deepEqual(readdirSync(out).sort(), ['aws.cfn.json', 'aws.tf.json']);
+    assert.deepEqual(readdirSync(out).sort(), ['.portolan-aws.files', 'aws.cfn.json', 'aws.tf.json']);
     assert.match(ok.stderr, /warning: .*dns_repository_veeam_com.*repository\.veeam\.com/);
   });
 
