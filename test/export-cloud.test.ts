@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -52,7 +52,7 @@ hosts:
 // Terraform's own template syntax in the site name (which reaches names and descriptions).
 const TF_PAYLOAD = `\${file(\\"/etc/passwd\\")} %{ for x in [1] }x%{ endfor } $\${y} \${var.vpc_id}`;
 const TF_HOSTILE = `site: "tf ${TF_PAYLOAD} '; DROP? end"
-catalogs: [${ROOT}tests/fixtures/hostile/catalog]
+catalogs: [hostile-catalog]
 products:
   evil-product: {}
 hosts:
@@ -62,6 +62,8 @@ hosts:
   v6-client: { address: "2001:db8::20", roles: [evil-product:client] }
 `;
 writeFileSync(join(tmp, 'v6-lab.yaml'), V6_LAB);
+// A catalog named by the inventory must sit beside it (or be named with --catalog).
+cpSync(`${ROOT}tests/fixtures/hostile/catalog`, join(tmp, 'hostile-catalog'), { recursive: true });
 writeFileSync(join(tmp, 'tf-hostile.yaml'), TF_HOSTILE);
 
 const HOSTILE = new Set(['hostile', 'tf-hostile']);
@@ -1235,7 +1237,7 @@ describe('cloud exports through the CLI', () => {
     const out = join(tmp, 'cli-aws');
     const ok = runCli(['export', 'examples/veeam-proxmox.yaml', '--to', 'aws', '--network', '-o', `${out}/`]);
     assert.equal(ok.code, 0, ok.stderr);
-    assert.deepEqual(readdirSync(out).sort(), ['aws.cfn.json', 'aws.tf.json']);
+    assert.deepEqual(readdirSync(out).sort(), ['.portolan-aws.files', 'aws.cfn.json', 'aws.tf.json']);
     assert.match(ok.stderr, /warning: .*dns_repository_veeam_com.*repository\.veeam\.com/);
   });
 

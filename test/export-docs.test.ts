@@ -150,7 +150,14 @@ function parseCsv(text: string): string[][] {
 }
 
 /** What a spreadsheet-safe CSV cell holds: csvField puts `'` before a formula-leading cell. */
-const defused = (v: string): string => (/^[=+\-@\t\r]/.test(v) ? `'${v}` : v);
+/**
+ * OWASP CSV injection, for readers splitting on `,` or `;`: a `'` before a formula character that
+ * starts the field (after blanks) or follows either separator. Text is sanitised first (safeOf).
+ */
+const defused = (v: string): string => {
+  const t = safeOf(v).replace(/([,;])(?=\s*[=+\-@\uff1d\uff0b\uff0d\uff20])/g, "$1'");
+  return /^\s*[=+\-@\uff1d\uff0b\uff0d\uff20]|^[\t\r\n]/.test(t) ? `'${t}` : t;
+};
 
 /** Reverses mdCell strictly: only a backslash before one of `\ | [ ] * _ ` ~`, `<br>` and three entities. */
 function mdUnescape(cell: string): string {
@@ -344,6 +351,7 @@ const classes = (el: El): string[] => (el.attrs.get('class') ?? '').split(' ');
 function asXmlText(s: string): string {
   return s
     .replace(/\r\n?/g, '\n')
+    .replace(/[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g, '?')
     .replace(
       /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
       '\ufffd',
@@ -351,8 +359,17 @@ function asXmlText(s: string): string {
 }
 
 const collapse = (s: string): string => s.replace(/\s+/g, ' ').trim();
-/** What header.ts's oneLine promises: control characters and line breaks as one space. */
-const oneLineOf = (s: string): string => s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ');
+/**
+ * What the one sanitiser promises (src/util/terminal.ts): terminal controls (C0 but tab, LF and CR;
+ * DEL; C1) and bidirectional controls as `?`.
+ */
+const safeOf = (s: string): string =>
+  s.replace(
+    /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g,
+    '?',
+  );
+/** What header.ts's oneLine promises: safeOf, then line breaks and tabs as one space. */
+const oneLineOf = (s: string): string => safeOf(s).replace(/[\t\n\r\u2028\u2029]+/g, ' ');
 
 // ---------------------------------------------------------------------------------------------
 // The change request itself
@@ -494,10 +511,7 @@ describe('markdown', () => {
       body.forEach((l, i) => {
         const cells = mdRow(l);
         assert.equal(cells.length, shown.length, `${name}: row ${i}`);
-        assert.deepEqual(
-          cells,
-          (rows[i]?.cells ?? []).filter((_, k) => COLUMNS[k] !== 'change'),
-        );
+        assert.deepEqual(cells, (rows[i]?.cells ?? []).filter((_, k) => COLUMNS[k] !== 'change').map(safeOf));
       });
       // Outside the tables user text appears only in the header comments, the title and the lists.
       for (const l of lines) {
@@ -914,7 +928,7 @@ describe('export docs through the CLI', () => {
           `${dir}/${format}/`,
         ]);
         assert.equal(r.code, 0, `${format}: ${r.stderr}`);
-        assert.deepEqual(readdirSync(join(dir, format)), [file]);
+        assert.deepEqual(readdirSync(join(dir, format)), [`.portolan-${format}.files`, file]);
         const written = readFileSync(join(dir, format, file), 'utf8');
         const m = { ...model(HOSTILE, 'web-server'), generatorVersion: VERSION };
         assert.equal(written, render(m).content, format);

@@ -4,6 +4,7 @@ import { basename, dirname, join, relative } from 'node:path';
 import { InputError, shown } from '../errors.js';
 import { MAX_PORT } from '../model/ports.js';
 import { packagePath } from '../util/paths.js';
+import { fsProblem } from '../util/read.js';
 import { validateWithSchema } from '../util/schema.js';
 import { type LoadedYaml, loadYamlFile, type PathPart } from '../util/yaml.js';
 import { type Catalog, type Condition, isPageRef, type PeerSpec } from './types.js';
@@ -36,14 +37,25 @@ function catalogFiles(path: string): string[] {
   let st: ReturnType<typeof statSync>;
   try {
     st = statSync(path);
-  } catch {
+  } catch (err) {
     throw new InputError(
-      `catalog path does not exist (expected a directory of catalog YAML files or one such file)`,
+      `the catalog path ${fsProblem(err)} (expected a directory of catalog YAML files or one such file)`,
       { file: path },
+      { cause: err },
     );
   }
   if (!st.isDirectory()) return [path];
-  return readdirSync(path)
+  let names: string[];
+  try {
+    names = readdirSync(path);
+  } catch (err) {
+    throw new InputError(
+      `the catalog directory ${fsProblem(err)} (expected a directory of catalog YAML files this user can list)`,
+      { file: path },
+      { cause: err },
+    );
+  }
+  return names
     .filter((f) => /\.ya?ml$/.test(f))
     .sort()
     .map((f) => join(path, f));

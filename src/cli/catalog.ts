@@ -9,6 +9,7 @@ import {
 } from '../catalog/types.js';
 import { UsageError } from '../errors.js';
 import { colorEnabled, palette } from '../util/color.js';
+import { sanitizeDeep } from '../util/terminal.js';
 import { COMMON_HELP, didYouMean, oneOf, parse } from './args.js';
 
 export const USAGE = `Usage: portolan catalog [PRODUCT] [--format text|json] [--lang en|ja]
@@ -49,7 +50,7 @@ export async function run(argv: string[]): Promise<number> {
   const p = palette(!values['no-color'] && colorEnabled());
   const ja = lang === 'ja';
   if (wanted === undefined) {
-    for (const c of selected) {
+    for (const c of selected.map(sanitizeDeep)) {
       process.stdout.write(`${p.bold(c.product)}  ${(ja && c['title-ja']) || c.title}\n`);
       process.stdout.write(`  roles: ${Object.keys(c.roles).join(', ')}\n`);
       const features = Object.keys(c.features ?? {});
@@ -60,7 +61,7 @@ export async function run(argv: string[]): Promise<number> {
     }
     return 0;
   }
-  const c = selected[0] as Catalog;
+  const c = sanitizeDeep(selected[0] as Catalog);
   const lines = [`${p.bold(c.product)}  ${(ja && c['title-ja']) || c.title}`, '', p.bold('Roles')];
   for (const [id, r] of Object.entries(c.roles))
     lines.push(`  ${id.padEnd(26)} ${(ja && r['title-ja']) || r.title}`);

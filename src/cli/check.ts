@@ -10,6 +10,7 @@ import { CHECK_FORMATS, type CheckFormat, checkJson, checkJunit, checkTable } fr
 import { type Scope, type Selection, scopeFor, select } from '../probe/scope.js';
 import { SweepPool } from '../probe/sweep.js';
 import { colorEnabled } from '../util/color.js';
+import { sanitizeDeep } from '../util/terminal.js';
 import { COMMON_HELP, exactlyOne, oneOf, parse, parsePorts, positiveInt } from './args.js';
 import { siteFrom } from './site.js';
 
@@ -92,7 +93,11 @@ function render(
     case 'junit':
       return checkJunit(report);
     default:
-      return checkTable(report, { color, ...(title ? { title } : {}), ...(columns ? { columns } : {}) });
+      return checkTable(sanitizeDeep(report), {
+        color,
+        ...(title ? { title } : {}),
+        ...(columns ? { columns } : {}),
+      });
   }
 }
 

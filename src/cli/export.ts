@@ -1,11 +1,23 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import {
+  closeSync,
+  fsyncSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { basename, dirname, isAbsolute, join } from 'node:path';
 import { InputError, PortolanError, UsageError } from '../errors.js';
-import { checkSupported } from '../export/generator.js';
+import { checkSupported, type ExportFile } from '../export/generator.js';
 import { FORMAT_NAMES, loadGenerator } from '../export/index.js';
+import { checkLineLimits } from '../export/limits.js';
 import { buildExportModel } from '../export/model.js';
 import { rpcCaveats } from '../plan/caveats.js';
 import { buildPlan } from '../plan/plan.js';
+import { safeLine } from '../util/terminal.js';
 import { version } from '../util/version.js';
 import { COMMON_HELP, didYouMean, exactlyOne, oneOf, parse } from './args.js';
 import { siteFrom } from './site.js';
@@ -62,6 +74,7 @@ export async function run(argv: string[]): Promise<number> {
   });
   checkSupported(generator, model);
   const result = generator.render(model);
+  checkLineLimits(format, result.files);
   const out = values.output;
   if (out === undefined) {
     if (result.files.length !== 1)
@@ -70,28 +83,91 @@ export async function run(argv: string[]): Promise<number> {
       );
     process.stdout.write(result.files[0]?.content ?? '');
   } else if (result.files.length === 1 && !out.endsWith('/')) {
-    write(out, result.files[0]?.content ?? '');
+    writeAtomically([{ path: out, content: result.files[0]?.content ?? '' }]);
   } else {
-    for (const f of result.files) write(join(out, f.path), f.content);
+    writeExportDir(out, format, result.files);
     process.stderr.write(`wrote ${result.files.length} files to ${out}\n`);
   }
   // The plan's warnings (unspecified peers, facts left out, deferred ports), then the format's own.
   const said = new Set(plan.warnings.map((w) => w.message));
-  for (const w of said) process.stderr.write(`warning: ${w}\n`);
-  for (const w of result.warnings) if (!said.has(w)) process.stderr.write(`warning: ${w}\n`);
-  for (const w of rpcCaveats(plan, catalogs, values.host)) process.stderr.write(`warning: ${w}\n`);
+  for (const w of said) process.stderr.write(`warning: ${safeLine(w)}\n`);
+  for (const w of result.warnings) if (!said.has(w)) process.stderr.write(`warning: ${safeLine(w)}\n`);
+  for (const w of rpcCaveats(plan, catalogs, values.host)) process.stderr.write(`warning: ${safeLine(w)}\n`);
   return 0;
 }
 
-function write(path: string, content: string): void {
+function ioError(path: string, err: unknown): PortolanError {
+  return new PortolanError(
+    `cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    'EIO',
+    { cause: err },
+  );
+}
+
+/**
+ * Writes every file under a temporary name beside it, then renames each into place: a crash, a kill
+ * or a full disk leaves either the earlier file or the new one, never a truncated one. If any
+ * temporary file cannot be written, every temporary file is removed and nothing is replaced.
+ */
+function writeAtomically(files: readonly { path: string; content: string }[]): void {
+  const temps: { temp: string; path: string }[] = [];
   try {
-    mkdirSync(dirname(path), { recursive: true });
-    writeFileSync(path, content);
+    for (const f of files) {
+      mkdirSync(dirname(f.path), { recursive: true });
+      const temp = join(dirname(f.path), `.${basename(f.path)}.portolan-${process.pid}.tmp`);
+      temps.push({ temp, path: f.path });
+      const fd = openSync(temp, 'w', 0o644);
+      try {
+        writeFileSync(fd, f.content);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    }
   } catch (err) {
-    throw new PortolanError(
-      `cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-      'EIO',
-      { cause: err },
-    );
+    for (const t of temps) rmSync(t.temp, { force: true });
+    throw ioError(temps.at(-1)?.path ?? files[0]?.path ?? '', err);
+  }
+  for (const t of temps) {
+    try {
+      renameSync(t.temp, t.path);
+    } catch (err) {
+      for (const rest of temps) rmSync(rest.temp, { force: true });
+      throw ioError(t.path, err);
+    }
+  }
+}
+
+/** The list of files an export wrote into a directory, so the next export of that format can tidy up. */
+export function manifestName(format: string): string {
+  return `.portolan-${format}.files`;
+}
+
+/**
+ * An export into a directory: the files atomically (writeAtomically), then the files an earlier
+ * export of the same format wrote there (its manifest) that this one no longer produces are removed
+ * (a stale ip6tables.rules beside a new iptables.rules would be loaded too). Only files named in
+ * portolan's own manifest are ever removed, and only plain relative names inside the directory.
+ */
+function writeExportDir(dir: string, format: string, files: readonly ExportFile[]): void {
+  const manifest = join(dir, manifestName(format));
+  let earlier: string[] = [];
+  try {
+    earlier = readFileSync(manifest, 'utf8').split('\n').filter(Boolean);
+  } catch {
+    // no earlier export of this format here
+  }
+  const names = files.map((f) => f.path);
+  writeAtomically([
+    ...files.map((f) => ({ path: join(dir, f.path), content: f.content })),
+    { path: manifest, content: `${names.join('\n')}\n` },
+  ]);
+  for (const name of earlier) {
+    if (names.includes(name) || isAbsolute(name) || name.split(/[\\/]/).includes('..')) continue;
+    try {
+      if (lstatSync(join(dir, name)).isFile()) rmSync(join(dir, name));
+    } catch {
+      // already gone
+    }
   }
 }

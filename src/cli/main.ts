@@ -1,4 +1,5 @@
 import { PortolanError } from '../errors.js';
+import { sanitize } from '../util/terminal.js';
 import { version } from '../util/version.js';
 import { didYouMean } from './args.js';
 
@@ -111,12 +112,12 @@ function unknownCommand(name: string): PortolanError {
 
 function report(err: unknown, debug: boolean): number {
   if (err instanceof PortolanError && err.code !== 'EINTERNAL') {
-    process.stderr.write(`portolan: ${err.message}\n`);
+    process.stderr.write(`portolan: ${sanitize(err.message)}\n`);
     if (debug && err.stack) process.stderr.write(`${err.stack}\n`);
     return err.code === 'EIO' ? 1 : 2;
   }
   const e = err as Error;
-  process.stderr.write(`portolan: internal error: ${e?.message ?? String(err)}\n`);
+  process.stderr.write(`portolan: internal error: ${sanitize(e?.message ?? String(err))}\n`);
   process.stderr.write(
     debug ? `${e?.stack ?? ''}\n` : 'Run again with --debug to see the stack trace, and please report it.\n',
   );

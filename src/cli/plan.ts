@@ -1,6 +1,7 @@
 import { PLAN_FORMATS, planCsv, planJson, planMarkdown, planTable, summary } from '../plan/format.js';
 import { buildPlan } from '../plan/plan.js';
 import { colorEnabled } from '../util/color.js';
+import { safeLine } from '../util/terminal.js';
 import { COMMON_HELP, exactlyOne, oneOf, parse } from './args.js';
 import { siteFrom } from './site.js';
 
@@ -54,8 +55,8 @@ export async function run(argv: string[]): Promise<number> {
     }
   }
   if (format !== 'table') {
-    for (const w of plan.warnings) process.stderr.write(`warning: ${w.message}\n`);
-    process.stderr.write(`${summary(plan, hosts)}\n`);
+    for (const w of plan.warnings) process.stderr.write(`${safeLine(`warning: ${w.message}`)}\n`);
+    process.stderr.write(`${safeLine(summary(plan, hosts))}\n`);
   }
   return 0;
 }

@@ -1,5 +1,6 @@
 import { InputErrors } from '../errors.js';
 import { buildPlan, hostsInsideCidrs } from '../plan/plan.js';
+import { safeLine } from '../util/terminal.js';
 import { COMMON_HELP, exactlyOne, parse } from './args.js';
 import { siteFrom } from './site.js';
 
@@ -38,7 +39,7 @@ export async function run(argv: string[]): Promise<number> {
   const products = [...inventory.products.keys()];
   for (const w of hostsInsideCidrs(inventory.hosts)) process.stderr.write(`${file}: warning: ${w.message}\n`);
   process.stdout.write(
-    `${file}: ok (site ${inventory.site}: ${inventory.hosts.length} hosts, products ${products.join(', ') || 'none'}; ${catalogs.size} catalogs loaded)\n`,
+    `${safeLine(file)}: ok (site ${safeLine(inventory.site)}: ${inventory.hosts.length} hosts, products ${products.join(', ') || 'none'}; ${catalogs.size} catalogs loaded)\n`,
   );
   return 0;
 }

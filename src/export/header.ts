@@ -1,3 +1,4 @@
+import { safeLine } from '../util/terminal.js';
 import type { ExportModel } from './model.js';
 
 /**
@@ -15,7 +16,10 @@ export function headerLines(model: ExportModel, format: string): string[] {
   ];
 }
 
-/** Makes any text safe inside a one-line comment: control characters and line breaks become spaces. */
+/**
+ * Makes any text safe inside a one-line comment: line breaks become spaces; terminal controls and
+ * bidirectional overrides become `?` (safeLine, the one sanitiser for text from files or the network).
+ */
 export function oneLine(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ');
+  return safeLine(text);
 }

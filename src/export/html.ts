@@ -27,14 +27,18 @@ const ENTITY: Record<string, string> = {
  * `--` as `&#45;`, so no text can end a comment (`-->`, `--!>`) or put `--` inside one.
  */
 export function escapeXml(text: string): string {
-  return text
-    .replace(/\r\n?/g, '\n')
-    .replace(
-      /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
-      '\ufffd',
-    )
-    .replace(/[&<>"']/g, (c) => ENTITY[c] as string)
-    .replace(/-(?=-)/g, '&#45;');
+  return (
+    text
+      .replace(/\r\n?/g, '\n')
+      // Bidirectional overrides reorder the text a browser displays (Trojan Source): as `?`.
+      .replace(/[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g, '?')
+      .replace(
+        /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
+        '\ufffd',
+      )
+      .replace(/[&<>"']/g, (c) => ENTITY[c] as string)
+      .replace(/-(?=-)/g, '&#45;')
+  );
 }
 
 const STYLE = `body { font-family: system-ui, sans-serif; font-size: 14px; margin: 2em; color: #1a1a1a; }

@@ -1,10 +1,11 @@
-import { existsSync } from 'node:fs';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { type Catalogs, loadCatalogs } from '../catalog/load.js';
 import type { Catalog, FactSpec } from '../catalog/types.js';
 import { parseVersion, versionWithin } from '../catalog/version.js';
 import { InputError, InputErrors, shown } from '../errors.js';
-import { parseAddress } from '../model/address.js';
+import { addressIdentity, parseAddress } from '../model/address.js';
+import { statProblem } from '../util/read.js';
 import { validateWithSchema } from '../util/schema.js';
 import { type LoadedYaml, loadYamlFile, type PathPart } from '../util/yaml.js';
 import type { Host, Inventory, ProductUse, RoleRef } from './types.js';
@@ -39,16 +40,42 @@ export interface Site {
 export function loadSite(file: string, extraCatalogs: readonly string[] = []): Site {
   const y = loadYamlFile(file, 'inventory');
   const raw = validateWithSchema<RawInventory>(y, 'inventory');
+  const named = new Set(extraCatalogs.map((p) => realOrResolved(p)));
+  const home = realOrResolved(dirname(file));
   const own = (raw.catalogs ?? []).map((p, i) => {
-    if (!existsSync(resolve(dirname(file), p)))
+    const path = resolve(dirname(file), p);
+    const problem = statProblem(path);
+    if (problem)
       throw new InputError(
-        `${shown(p)} does not exist (looked for ${isAbsolute(p) ? p : join(dirname(file), p)}; expected a directory of catalog YAML files or one such file, relative to the inventory)`,
+        `${shown(p)} ${problem} (looked for ${isAbsolute(p) ? p : join(dirname(file), p)}; expected a directory of catalog YAML files or one such file, relative to the inventory)`,
         y.locate(['catalogs', i]),
       );
-    return resolve(dirname(file), p);
+    // An inventory may only name catalogs beside it: otherwise any file the user can read (a key,
+    // /etc/shadow) could be named here and quoted back in the parse error.
+    const real = realOrResolved(path);
+    if (!named.has(real) && !isInside(real, home))
+      throw new InputError(
+        `${shown(p)} is outside the inventory's directory (expected a catalog directory or file inside ${dirname(file)}; name catalogs elsewhere with --catalog PATH)`,
+        y.locate(['catalogs', i]),
+      );
+    return path;
   });
-  const catalogs = loadCatalogs([...extraCatalogs, ...own]);
+  const catalogs = loadCatalogs([...extraCatalogs, ...own.filter((p) => !named.has(realOrResolved(p)))]);
   return { inventory: checkInventory(raw, y, catalogs, own), catalogs };
+}
+
+function realOrResolved(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return resolve(path);
+  }
+}
+
+/** Whether `path` is `dir` or below it (both real paths). */
+function isInside(path: string, dir: string): boolean {
+  const rel = relative(dir, path);
+  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
 }
 
 function checkInventory(
@@ -137,13 +164,15 @@ function checkInventory(
     const address = parseAddress(h.address);
     attempt(() => {
       if ('error' in address) fail(address.error, at('address'));
-      const other = seenAddresses.get(address.text);
-      if (other)
+      // 10.10.0.21, 10.10.0.21/32 and ::ffff:10.10.0.21 are one address.
+      const identity = addressIdentity(address);
+      const other = seenAddresses.get(identity);
+      if (other !== undefined)
         fail(
-          `address ${address.text} is already host ${shown(other)}'s (expected one host per address; give the host several roles instead)`,
+          `address ${address.text} is already host ${shown(other)}'s${identity === address.text ? '' : ` (the same address as ${identity})`} (expected one host per address; give the host several roles instead)`,
           at('address'),
         );
-      seenAddresses.set(address.text, name);
+      seenAddresses.set(identity, name);
     });
     const roles: RoleRef[] = [];
     h.roles.forEach(

@@ -100,3 +100,42 @@ export function collapseAddresses(texts: readonly string[]): string[] {
   const v6 = texts.filter((t) => t.includes(':'));
   return [...(v4.length ? mergeCidr(v4) : []), ...(v6.length ? mergeCidr(v6) : [])];
 }
+
+/** The eight 16-bit groups of a valid IPv6 address text (with or without an embedded dotted IPv4 tail). */
+function ipv6Groups(text: string): number[] {
+  let t = text.toLowerCase();
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(t);
+  if (dotted) {
+    const [a, b, c, d] = dotted.slice(1).map(Number) as [number, number, number, number];
+    t = `${t.slice(0, dotted.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head = '', tail] = t.split('::');
+  const part = (s: string) => (s ? s.split(':').map((g) => Number.parseInt(g, 16)) : []);
+  const h = part(head);
+  const tl = tail === undefined ? [] : part(tail);
+  return [...h, ...new Array(8 - h.length - tl.length).fill(0), ...tl];
+}
+
+/**
+ * The identity of an IP or CIDR address for "one host per address": a CIDR of one address (/32,
+ * /128) is that address, and an IPv4-mapped IPv6 address (::ffff:a.b.c.d, RFC 4291 section 2.5.5.2)
+ * or network (prefix 96 and longer) is the IPv4 one. DNS names are themselves.
+ */
+export function addressIdentity(a: Address): string {
+  if (a.kind === 'dns') return a.text;
+  const [ip = '', prefixText] = a.text.split('/');
+  let prefix = prefixText === undefined ? undefined : Number(prefixText);
+  let out = ip;
+  if (a.version === 6) {
+    const g = ipv6Groups(ip);
+    if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff && (prefix === undefined || prefix >= 96)) {
+      const [hi = 0, lo = 0] = g.slice(6);
+      out = `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+      if (prefix !== undefined) prefix -= 96;
+      return prefix === undefined || prefix === 32 ? out : `${out}/${prefix}`;
+    }
+    out = g.map((x) => x.toString(16)).join(':');
+    return prefix === undefined || prefix === 128 ? out : `${out}/${prefix}`;
+  }
+  return prefix === undefined || prefix === 32 ? out : `${out}/${prefix}`;
+}

@@ -1,6 +1,7 @@
 import type { Flow, Plan } from '../model/flow.js';
 import { formatPorts } from '../model/ports.js';
 import { palette, width } from '../util/color.js';
+import { sanitize } from '../util/terminal.js';
 import { wrap } from '../util/wrap.js';
 import { forwardRules } from './rules.js';
 
@@ -66,10 +67,21 @@ function row(f: Flow): string[] {
   ];
 }
 
-/** RFC 4180: quote every field that needs it, double inner quotes. Formula-leading cells are defused. */
+/** What a spreadsheet reads as the start of a formula (OWASP CSV injection), after leading blanks. */
+const FORMULA_START = /^[\s]*[=+\-@\uff1d\uff0b\uff0d\uff20]|^[\t\r\n]/;
+
+/**
+ * The one CSV escaping function (RFC 4180): a field that holds a quote, a line break or either
+ * separator spreadsheets use (`,`, and `;` where the locale's decimal mark is a comma) is quoted and
+ * its quotes doubled. A reader splitting on the other separator ignores those quotes and starts a
+ * cell after every separator, so a formula character after a `,` or `;` gets a `'` before it too,
+ * as does one at the start of the field (OWASP CSV injection).
+ */
 export function csvField(v: string): string {
-  const safe = /^[=+\-@\t\r]/.test(v) ? `'${v}` : v;
-  return /[",\r\n]/.test(safe) || safe !== v ? `"${safe.replace(/"/g, '""')}"` : safe;
+  // A reader that splits on the other separator starts a cell after every `,` or `;`, quotes or not.
+  const text = sanitize(v).replace(/([,;])(?=\s*[=+\-@\uff1d\uff0b\uff0d\uff20])/g, "$1'");
+  const safe = FORMULA_START.test(text) ? `'${text}` : text;
+  return /[",;\r\n]/.test(safe) || safe !== v ? `"${safe.replace(/"/g, '""')}"` : safe;
 }
 
 export function planCsv(plan: Plan): string {
@@ -82,10 +94,15 @@ export function planCsv(plan: Plan): string {
  * line break (CRLF, LF or a lone CR) becomes <br>, so user text stays one literal cell.
  */
 export function mdCell(v: string): string {
-  return v
-    .replace(/[\\|[\]*_`~]/g, (c) => `\\${c}`)
-    .replace(/[<>&]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;' })[c] as string)
-    .replace(/\r\n|\r|\n/g, '<br>');
+  return (
+    sanitize(v)
+      .replace(/[\\|[\]*_`~]/g, (c) => `\\${c}`)
+      // A block marker at the start of a line (heading, list, setext underline) stays text.
+      .replace(/^([#+=-])(?=\s|$)/, '\\$1')
+      .replace(/^(\d+)([.)])(?=\s|$)/, '$1\\$2')
+      .replace(/[<>&]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;' })[c] as string)
+      .replace(/\r\n|\r|\n/g, '<br>')
+  );
 }
 
 export function planMarkdown(plan: Plan, hostCount: number): string {
@@ -93,7 +110,7 @@ export function planMarkdown(plan: Plan, hostCount: number): string {
   const lines = [
     `# ${mdCell(plan.site)}: network flows`,
     '',
-    summary(plan, hostCount),
+    mdCell(summary(plan, hostCount)),
     '',
     `| ${cols.join(' | ')} |`,
     `|${cols.map(() => '---').join('|')}|`,
@@ -140,7 +157,7 @@ export function planTable(plan: Plan, hostCount: number, opts: { color: boolean;
     widths[i] = Math.max(floor, width(head[i] ?? ''), (widths[i] ?? 0) - over);
   }
   const line = (cells: string[]) => {
-    const wrapped = cells.map((c, i) => wrap(c, widths[i] ?? 0));
+    const wrapped = cells.map((c, i) => wrap(sanitize(c), widths[i] ?? 0));
     const height = Math.max(...wrapped.map((w) => w.length));
     const lines: string[] = [];
     for (let k = 0; k < height; k++)
@@ -156,7 +173,8 @@ export function planTable(plan: Plan, hostCount: number, opts: { color: boolean;
     return lines.join('\n');
   };
   const out = [p.bold(line(head)), ...rows.map(line)];
-  for (const w of plan.warnings) out.push(...wrap(`warning: ${w.message}`, total).map((l) => p.yellow(l)));
-  out.push(p.dim(summary(plan, hostCount)));
+  for (const w of plan.warnings)
+    out.push(...wrap(`warning: ${sanitize(w.message)}`, total).map((l) => p.yellow(l)));
+  out.push(p.dim(sanitize(summary(plan, hostCount))));
   return `${out.join('\n')}\n`;
 }

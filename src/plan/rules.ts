@@ -86,6 +86,40 @@ function finish(set: AddressSet): AddressSet {
   return { ...set, v4, v6, names: [...set.names].sort(), unspecified: [...set.unspecified].sort() };
 }
 
+/**
+ * The most characters of one free-text field (a purpose, a note, a source reference, a peer
+ * description) an export carries; the plan (JSON) keeps the whole text. Every generated line must
+ * stay below its reading tool's limit (src/export/limits.ts: iptables-restore reads 10240-byte
+ * lines), and a line joins a few such fields at most.
+ */
+export const EXPORT_TEXT_MAX = 1000;
+
+/** Text cut to EXPORT_TEXT_MAX characters (whole code points), marked with "..." when cut. */
+export function clipText(text: string, max = EXPORT_TEXT_MAX): string {
+  if (text.length <= max) return text;
+  const points = Array.from(text.slice(0, max + 1));
+  return points.length <= max ? text : `${points.slice(0, max - 3).join('')}...`;
+}
+
+function clipEndpoint(e: Flow['from']): Flow['from'] {
+  return e.description === undefined ? e : { ...e, description: clipText(e.description) };
+}
+
+function clipFlow(f: Flow): Flow {
+  return {
+    ...f,
+    from: clipEndpoint(f.from),
+    to: clipEndpoint(f.to),
+    purpose: clipText(f.purpose),
+    notes: f.notes.map((n) => clipText(n)),
+    sources: f.sources.map((s) => ({
+      ...s,
+      doc: clipText(s.doc, 200),
+      ref: clipText(s.ref, 200),
+    })),
+  };
+}
+
 export interface ModelOptions {
   /** Host mode: rules for this inventory host. Network mode when absent. */
   host?: string;
@@ -97,13 +131,14 @@ export interface ModelOptions {
  * (flows from it), grouped by protocol and ports with the peers merged. Network mode: forward rules,
  * grouped by protocol, ports and destination with sources merged, then by identical sources.
  */
-export function buildExportModel(plan: Plan, inv: Inventory, opts: ModelOptions): ExportModel {
+export function buildExportModel(whole: Plan, inv: Inventory, opts: ModelOptions): ExportModel {
+  const plan = { ...whole, site: clipText(whole.site), flows: whole.flows.map(clipFlow) };
   const base = {
     site: plan.site,
     inventorySha256: inv.sha256,
     generatorVersion: opts.generatorVersion,
-    planWarnings: plan.warnings.map((w) => w.message),
-    advisories: plan.warnings.filter((w) => w.code === 'advisory').map((w) => w.message),
+    planWarnings: plan.warnings.map((w) => clipText(w.message)),
+    advisories: plan.warnings.filter((w) => w.code === 'advisory').map((w) => clipText(w.message)),
   };
   const network = plan.flows.filter((f) => !f.local);
   if (opts.host !== undefined) {

@@ -67,12 +67,38 @@ export function validateWithSchema<T>(loaded: LoadedYaml, name: SchemaName): T {
     });
   }
   const value = valueAt(loaded.data, path);
+  if (path.length === 0) {
+    // The file may not be this kind of document at all (a key, /etc/shadow): its text is not quoted
+    // back, except a top-level key that reads as a word (a typo such as "entrys").
+    const key = error.keyword === 'additionalProperties' ? String(error.params.additionalProperty) : '';
+    const got = Array.isArray(value) ? 'a list' : typeof value === 'string' ? 'text' : undefined;
+    if (got || (error.keyword === 'additionalProperties' && !/^[a-z][a-z0-9-]{0,30}$/.test(key)))
+      throw new InputError(
+        `not ${name === 'catalog' ? 'a catalog' : 'an inventory'}: expected a mapping with the keys ${topKeys(name)}, got ${got ?? 'a mapping with other keys'} (its content is not shown)`,
+        { file: loaded.file, line: 1, column: 1 },
+      );
+  }
   const [detail, at] = describe(withSiblingTypes(error, errors), value);
+  if (error.keyword === 'not' && Array.isArray((error.schema as { required?: unknown })?.required)) {
+    // "then": { "description": why, "not": { "required": [key] } }: the key must not be given here.
+    const key = String((error.schema as { required: unknown[] }).required[0]);
+    const why = (error.parentSchema as { description?: string })?.description;
+    throw new InputError(
+      `key ${shown(key)} is not allowed here${why ? `: ${why}` : ''}`,
+      loaded.locate([...path, key], 'key'),
+    );
+  }
   if (error.keyword === 'additionalProperties') {
     const key = String(error.params.additionalProperty);
     throw new InputError(detail, loaded.locate([...path, key], 'key'));
   }
   throw new InputError(detail, loaded.locate(path, at));
+}
+
+/** The required top-level keys of a schema, for the "not this kind of file" error. */
+function topKeys(name: SchemaName): string {
+  const schema = JSON.parse(readFileSync(SCHEMAS[name], 'utf8')) as { required?: string[] };
+  return (schema.required ?? []).join(', ');
 }
 
 const PREFERENCE = [
@@ -136,7 +162,9 @@ function describe(e: ErrorObject, value: unknown): [string, 'key' | 'value'] {
       return [`${shown(value)} is not valid (expected to match ${p.pattern})`, 'value'];
     case 'minimum':
     case 'maximum':
-      return [`${shown(value)} is out of range (expected a number ${e.message})`, 'value'];
+    case 'exclusiveMinimum':
+    case 'exclusiveMaximum':
+      return [`${shown(value)} is out of range (expected a number ${p.comparison} ${p.limit})`, 'value'];
     case 'minItems':
       return [
         `the list is too short (expected at least ${p.limit} item${p.limit === 1 ? '' : 's'})`,

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
 import {
   type Alias,
   Composer,
   type CST,
   type Document,
   type ErrorCode,
+  isAlias,
   isMap,
   isNode,
   isScalar,
@@ -17,6 +17,7 @@ import {
   YAMLParseError,
 } from 'yaml';
 import { InputError, type Location, shown } from '../errors.js';
+import { readBounded } from './read.js';
 
 /** Inventories and catalogs are small; anything larger is a mistake or an attack. */
 export const MAX_YAML_BYTES = 4 * 1024 * 1024;
@@ -27,6 +28,9 @@ export const MAX_ALIAS_COUNT = 200;
  * catalogs about ten) before yaml's recursive composer can run out of stack.
  */
 export const MAX_DEPTH = 64;
+
+/** Text after alias expansion: the file is at most MAX_YAML_BYTES, its expansion at most 4 times that. */
+export const MAX_EXPANDED_BYTES = 4 * MAX_YAML_BYTES;
 
 export type PathPart = string | number;
 
@@ -39,33 +43,12 @@ export interface LoadedYaml {
   locate(path: readonly PathPart[], at?: 'key' | 'value'): Location;
 }
 
-/** Reads a YAML file into plain data, turning every way it can be bad into one located InputError. */
+/**
+ * Reads a YAML file into plain data, turning every way it can be bad into one located InputError.
+ * At most MAX_YAML_BYTES + 1 bytes are read, whatever the file type (readBounded).
+ */
 export function loadYamlFile(file: string, what = 'file'): LoadedYaml {
-  let size: number;
-  try {
-    size = statSync(file).size;
-  } catch (err) {
-    throw new InputError(
-      `cannot read the ${what}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-      { file },
-      { cause: err },
-    );
-  }
-  if (size > MAX_YAML_BYTES)
-    throw new InputError(`the ${what} is ${size} bytes; the limit is ${MAX_YAML_BYTES} bytes (4 MiB)`, {
-      file,
-    });
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(file);
-  } catch (err) {
-    throw new InputError(
-      `cannot read the ${what}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-      { file },
-      { cause: err },
-    );
-  }
-  return parseYamlText(bytes, file, what);
+  return parseYamlText(readBounded(file, MAX_YAML_BYTES, what), file, what);
 }
 
 export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): LoadedYaml {
@@ -106,7 +89,10 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
     );
   // Composed from the same tokens (what parseDocument does, without parsing the text again);
   // compose() always yields a document, an empty one at the least.
-  const docs = new Composer({ uniqueKeys: true, strict: true, version: '1.2' }).compose(
+  // Composed from the same tokens (what parseDocument does, without parsing the text again);
+  // compose() always yields a document, an empty one at the least. Duplicate keys are found by
+  // checkKeys below, in one pass: yaml's own check compares each key with every earlier one.
+  const docs = new Composer({ uniqueKeys: false, strict: true, version: '1.2' }).compose(
     tokens,
     true,
     text.length,
@@ -122,19 +108,14 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
       ),
     );
   const err = doc.errors[0];
-  if (err) {
-    const dup = err.code === 'DUPLICATE_KEY' ? keyAt(doc, err.pos[0]) : undefined;
-    if (dup)
-      throw new InputError(
-        `YAML: duplicate key ${shown(dup.key)} (first at line ${at(dup.first).line}; expected each key once in a mapping)`,
-        {
-          file,
-          ...at(err.pos[0]),
-          path: formatPath(dup.path),
-        },
-      );
-    throw new InputError(`YAML: ${yamlMessage(err.code, err.message)}`, { file, ...at(err.pos[0]) });
-  }
+  if (err) throw new InputError(`YAML: ${yamlMessage(err.code, err.message)}`, { file, ...at(err.pos[0]) });
+  checkKeys(
+    doc,
+    (detail, offset, path) => {
+      throw new InputError(detail, { file, ...at(offset), ...(path ? { path: formatPath(path) } : {}) });
+    },
+    (offset) => at(offset).line,
+  );
   // Remember the alias that could not be expanded, so the error can point at it.
   let failed: Alias | undefined;
   visit(doc, {
@@ -165,6 +146,12 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
       throw new InputError(
         `YAML: alias ${alias} expands too much (more than ${MAX_ALIAS_COUNT} alias expansions); refused as a possible alias bomb`,
         where,
+      );
+    if (e instanceof RangeError)
+      throw new InputError(
+        `YAML: alias ${alias} expands to more text than can be held (expected at most ${MAX_EXPANDED_BYTES} bytes after alias expansion)`,
+        where,
+        { cause: e },
       );
     throw new InputError(`YAML: ${(e as Error).message}`, where, { cause: e });
   }
@@ -217,33 +204,71 @@ function tooDeep(tokens: Iterable<CST.Token>): number | undefined {
   return found;
 }
 
-/** The key path of the mapping key that starts at `offset`, its value, and where it first appeared. */
-function keyAt(doc: Document, offset: number): { path: PathPart[]; key: unknown; first: number } | undefined {
-  const value = (n: unknown) => (isScalar(n) ? n.value : n);
-  const walk = (node: unknown, path: PathPart[]): ReturnType<typeof keyAt> => {
-    if (isMap(node)) {
-      for (const pair of node.items) {
-        const key = value(pair.key);
-        if (isNode(pair.key) && pair.key.range?.[0] === offset) {
-          const first = node.items.find((p) => value(p.key) === key)?.key;
-          return {
-            path: [...path, String(key)],
-            key,
-            first: isNode(first) && first.range ? first.range[0] : offset,
-          };
-        }
-        const found = walk(pair.value, [...path, String(key)]);
-        if (found) return found;
-      }
-    } else if (isSeq(node)) {
-      for (const [i, item] of node.items.entries()) {
-        const found = walk(item, [...path, i]);
-        if (found) return found;
-      }
+type Fail = (detail: string, offset: number, path?: PathPart[]) => never;
+
+/**
+ * One pass over the composed document, before it becomes plain data:
+ * - every mapping key is text exactly as written: a plain `007`, `1e3` or `true` is the string
+ *   "007", "1e3" or "true" (YAML 1.2 would read a number or a boolean, and plain data would then
+ *   rename it or merge it with a quoted "1");
+ * - a key written twice (after that) is refused where it repeats, naming the first;
+ * - a key that is a list, a mapping or an alias is refused (plain data can only stringify it);
+ * - the text aliases expand to is counted, and more than MAX_EXPANDED_BYTES is refused at the
+ *   alias that crosses it (a few hundred aliases of one large anchored string stay under
+ *   MAX_ALIAS_COUNT yet expand to gigabytes).
+ * Linear in the size of the document; recursion is bounded by MAX_DEPTH, checked before.
+ */
+function checkKeys(doc: Document, fail: Fail, lineOf: (offset: number) => number): void {
+  const sizes = new Map<unknown, number>();
+  let expanded = 0;
+  const sizeOf = (node: unknown, seen: Set<unknown>): number => {
+    if (isAlias(node)) {
+      const target = node.resolve(doc);
+      return target && !seen.has(target) ? sizeOf(target, new Set(seen).add(target)) : 0;
     }
-    return undefined;
+    const known = sizes.get(node);
+    if (known !== undefined) return known;
+    let size = 0;
+    if (isScalar(node)) size = node.range ? node.range[1] - node.range[0] : String(node.value).length;
+    else if (isMap(node)) for (const p of node.items) size += sizeOf(p.key, seen) + sizeOf(p.value, seen) + 2;
+    else if (isSeq(node)) for (const item of node.items) size += sizeOf(item, seen) + 2;
+    sizes.set(node, size);
+    return size;
   };
-  return walk(doc.contents, []);
+  const walk = (node: unknown, path: PathPart[]): void => {
+    if (isAlias(node)) {
+      expanded += sizeOf(node, new Set());
+      if (expanded > MAX_EXPANDED_BYTES)
+        fail(
+          `YAML: alias *${node.source} makes the document expand to more than ${MAX_EXPANDED_BYTES} bytes (expected at most ${MAX_EXPANDED_BYTES / 1024 / 1024} MiB after alias expansion); refused as a possible alias bomb`,
+          node.range?.[0] ?? 0,
+        );
+      return;
+    }
+    if (isMap(node)) {
+      const first = new Map<string, number>();
+      for (const pair of node.items) {
+        const k = pair.key;
+        const offset = isNode(k) && k.range ? k.range[0] : (node.range?.[0] ?? 0);
+        if (!isScalar(k) || isAlias(k)) {
+          const kind = isMap(k) ? 'a mapping' : isSeq(k) ? 'a list' : isAlias(k) ? 'an alias' : 'nothing';
+          fail(`YAML: a key is ${kind} (expected a key written as text)`, offset, path);
+        }
+        if (typeof k.value !== 'string') k.value = k.source ?? String(k.value);
+        const key = k.value as string;
+        const seen = first.get(key);
+        if (seen !== undefined)
+          fail(
+            `YAML: duplicate key ${shown(key)} (first at line ${lineOf(seen)}; expected each key once in a mapping)`,
+            offset,
+            [...path, key],
+          );
+        first.set(key, offset);
+        walk(pair.value, [...path, key]);
+      }
+    } else if (isSeq(node)) for (const [i, item] of node.items.entries()) walk(item, [...path, i]);
+  };
+  walk(doc.contents, []);
 }
 
 function nearestNode(doc: Document, path: readonly PathPart[], which: 'key' | 'value'): Node | undefined {
@@ -272,7 +297,7 @@ export function formatPath(path: readonly PathPart[]): string {
     if (typeof part === 'number') out += `[${part}]`;
     else if (/^[A-Za-z0-9_][A-Za-z0-9_.:-]*$/.test(part) && !part.includes('.'))
       out += out ? `.${part}` : part;
-    else out += `[${JSON.stringify(part)}]`;
+    else out += `[${shown(part)}]`;
   }
   return out;
 }

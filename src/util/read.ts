@@ -1,0 +1,108 @@
+import { closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { InputError } from '../errors.js';
+
+/**
+ * How long a FIFO (named pipe, `<(...)` process substitution) may stay silent before the read gives up:
+ * a writer that never writes must not hang the command.
+ */
+export const FIFO_IDLE_MS = 10_000;
+const POLL_MS = 20;
+const CHUNK = 64 * 1024;
+
+/** What a failed open/stat/readdir means, in words, for an error message. */
+export function fsProblem(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  switch (code) {
+    case 'ENOENT':
+      return 'does not exist';
+    case 'ELOOP':
+      return 'is a symbolic link loop (too many levels of symbolic links)';
+    case 'EACCES':
+    case 'EPERM':
+      return 'cannot be read: permission denied';
+    case 'ENOTDIR':
+      return 'does not exist (a part of the path is not a directory)';
+    case 'EISDIR':
+      return 'is a directory (expected a file)';
+    case 'ENAMETOOLONG':
+      return 'has a name that is too long';
+    default:
+      return `cannot be read (${code ?? String(err)})`;
+  }
+}
+
+/** Whether a path can be stat()ed; the reason in words (fsProblem) when not. */
+export function statProblem(path: string): string | undefined {
+  try {
+    statSync(path);
+    return undefined;
+  } catch (err) {
+    return fsProblem(err);
+  }
+}
+
+function sleep(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Reads at most `limit` bytes of a file of any type (regular file, FIFO, character device such as
+ * /dev/zero, socket) and refuses anything longer after reading limit + 1 bytes: the size stat()
+ * reports is 0 for a FIFO or a device, so it is never trusted alone. A FIFO is opened non-blocking
+ * (opening one without a writer would block forever) and given up on after FIFO_IDLE_MS of silence.
+ *
+ * Errors (InputError, located at `file`): the path's problem in words (fsProblem), a file over the
+ * limit, a FIFO that stays silent.
+ */
+export function readBounded(file: string, limit: number, what: string): Buffer {
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch (err) {
+    throw new InputError(`the ${what} ${fsProblem(err)}`, { file }, { cause: err });
+  }
+  try {
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw new InputError(`the ${what} is a directory (expected a file)`, { file });
+    if (st.isFile() && st.size > limit)
+      throw new InputError(
+        `the ${what} is ${st.size} bytes; the limit is ${limit} bytes (${limit / 1024 / 1024} MiB)`,
+        { file },
+      );
+    const chunks: Buffer[] = [];
+    let total = 0;
+    let idle = 0;
+    while (total <= limit) {
+      const buf = Buffer.allocUnsafe(Math.min(CHUNK, limit + 1 - total));
+      let n: number;
+      try {
+        n = readSync(fd, buf, 0, buf.length, null);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EAGAIN' || code === 'EWOULDBLOCK') {
+          if (idle >= FIFO_IDLE_MS)
+            throw new InputError(
+              `the ${what} is a pipe that sent nothing for ${FIFO_IDLE_MS / 1000} s (expected a file, or a pipe whose writer sends the text)`,
+              { file },
+            );
+          sleep(POLL_MS);
+          idle += POLL_MS;
+          continue;
+        }
+        throw new InputError(`the ${what} ${fsProblem(err)}`, { file }, { cause: err });
+      }
+      if (n === 0) break;
+      idle = 0;
+      chunks.push(buf.subarray(0, n));
+      total += n;
+    }
+    if (total > limit)
+      throw new InputError(
+        `the ${what} is more than ${limit} bytes; the limit is ${limit} bytes (${limit / 1024 / 1024} MiB)`,
+        { file },
+      );
+    return Buffer.concat(chunks, total);
+  } finally {
+    closeSync(fd);
+  }
+}

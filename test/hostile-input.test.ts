@@ -1,0 +1,231 @@
+/**
+ * Hostile and broken input files (issue 10): every one gives one located line on stderr and exit 2,
+ * never a hang, a crash (exit 70), a renamed host or a quoted secret. Inputs that cannot be committed
+ * (devices, FIFOs, symbolic link loops, unreadable directories, multi-megabyte files) are made here.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { BIN, type CliResult, ROOT, runCli } from './helpers.js';
+
+const STACK_LINE = /^\s+at /m;
+const PROXY = 'roles: [druva-vmware:backup-proxy]';
+
+function oneLine(r: CliResult, what: string): string {
+  assert.equal(r.code, 2, `${what}: exit code (stderr: ${r.stderr.slice(0, 500)})`);
+  assert.equal(r.stdout, '', `${what}: stdout must be empty`);
+  const lines = r.stderr.replace(/\n$/, '').split('\n');
+  assert.equal(lines.length, 1, `${what}: one line on stderr: ${JSON.stringify(r.stderr.slice(0, 500))}`);
+  assert.doesNotMatch(r.stderr, STACK_LINE);
+  return lines[0] ?? '';
+}
+
+/** Runs the CLI as the unprivileged user nobody (root reads every directory). */
+function runAsNobody(args: string[]): CliResult {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    cwd: '/',
+    encoding: 'utf8',
+    env: { ...process.env, NO_COLOR: '1' },
+    uid: 65534,
+    gid: 65534,
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Runs the CLI asynchronously (a FIFO needs a writer at the same time). */
+function runAsync(args: string[]): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, NO_COLOR: '1' },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d;
+    });
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('hostile input files', () => {
+  let dir = '';
+  const site = (name: string, text: string) => {
+    const file = join(dir, name);
+    writeFileSync(file, text);
+    return file;
+  };
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'portolan-hostile-'));
+    chmodSync(dir, 0o755);
+  });
+  after(() => {
+    if (dir) {
+      spawnSync('chmod', ['-R', 'u+rwx', dir]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('/dev/zero as the inventory is refused after reading limit + 1 bytes', { timeout: 120_000 }, () => {
+    const line = oneLine(runCli(['validate', '/dev/zero']), '/dev/zero');
+    assert.equal(
+      line,
+      'portolan: /dev/zero: the inventory is more than 4194304 bytes; the limit is 4194304 bytes (4 MiB)',
+    );
+  });
+
+  test('/dev/zero as a catalog (--catalog) is refused the same way', { timeout: 120_000 }, () => {
+    const file = site(
+      'zero-cat.yaml',
+      `site: z\nproducts: {}\nhosts:\n  a: { address: 10.0.0.1, ${PROXY} }\n`,
+    );
+    const line = oneLine(runCli(['validate', file, '--catalog', '/dev/zero']), 'catalog /dev/zero');
+    assert.match(line, /^portolan: \/dev\/zero: the catalog is more than 4194304 bytes/);
+  });
+
+  test('a FIFO without a writer reads as empty, never hangs', { timeout: 120_000 }, () => {
+    const fifo = join(dir, 'nowriter.yaml');
+    spawnSync('mkfifo', [fifo]);
+    const line = oneLine(runCli(['validate', fifo]), 'fifo');
+    assert.match(line, /nowriter\.yaml:1:1: the inventory is empty/);
+  });
+
+  test('a FIFO whose writer never writes is given up on, with a one-line error', {
+    timeout: 120_000,
+  }, async () => {
+    const fifo = join(dir, 'silent.yaml');
+    spawnSync('mkfifo', [fifo]);
+    const writer = spawn('sh', ['-c', `exec 3>"${fifo}"; sleep 60`]);
+    try {
+      const line = oneLine(await runAsync(['validate', fifo]), 'silent fifo');
+      assert.match(line, /silent\.yaml: the inventory is a pipe that sent nothing for 10 s/);
+    } finally {
+      writer.kill();
+    }
+  });
+
+  test('a pipe with an inventory in it is read (process substitution)', { timeout: 120_000 }, async () => {
+    const fifo = join(dir, 'piped.yaml');
+    spawnSync('mkfifo', [fifo]);
+    const writer = spawn('sh', [
+      '-c',
+      `printf 'site: p\\nproducts:\\n  druva-vmware: {}\\nhosts:\\n  a: { address: 10.0.0.1, ${PROXY} }\\n' > "${fifo}"`,
+    ]);
+    const r = await runAsync(['validate', fifo]);
+    writer.kill();
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /ok \(site p: 1 hosts/);
+  });
+
+  test('a symbolic link loop is named as such, for the inventory and for a catalog', () => {
+    symlinkSync('loop-b', join(dir, 'loop-a'));
+    symlinkSync('loop-a', join(dir, 'loop-b'));
+    assert.equal(
+      oneLine(runCli(['validate', join(dir, 'loop-a')]), 'loop inventory'),
+      `portolan: ${join(dir, 'loop-a')}: the inventory is a symbolic link loop (too many levels of symbolic links)`,
+    );
+    const file = site(
+      'loop-cat.yaml',
+      `site: l\ncatalogs: [loop-a]\nproducts: {}\nhosts:\n  a: { address: 10.0.0.1, ${PROXY} }\n`,
+    );
+    assert.match(
+      oneLine(runCli(['validate', file]), 'loop catalog'),
+      /loop-cat\.yaml:2:12 catalogs\[0\]: "loop-a" is a symbolic link loop/,
+    );
+  });
+
+  test('an unreadable catalog directory is a located exit-2 error, not an internal error', () => {
+    const cat = join(dir, 'locked');
+    mkdirSync(cat);
+    writeFileSync(join(cat, 'c.yaml'), 'product: x\n');
+    chmodSync(cat, 0o000);
+    const file = site(
+      'locked.yaml',
+      `site: l\ncatalogs: [locked]\nproducts: {}\nhosts:\n  a: { address: 10.0.0.1, ${PROXY} }\n`,
+    );
+    const line = oneLine(runAsNobody(['validate', file]), 'EACCES');
+    assert.equal(
+      line,
+      `portolan: ${cat}: the catalog directory cannot be read: permission denied (expected a directory of catalog YAML files this user can list)`,
+    );
+  });
+
+  test('host names are strings exactly as written: 007 and 1e3 stay 007 and 1e3', () => {
+    const file = site(
+      'numeric-names.yaml',
+      `site: n\nproducts:\n  druva-vmware: {}\nhosts:\n  007: { address: 10.0.0.7, ${PROXY} }\n  1e3: { address: 10.0.0.8, ${PROXY} }\n  true: { address: 10.0.0.9, ${PROXY} }\n  "7": { address: 10.0.0.10, ${PROXY} }\n`,
+    );
+    const r = runCli(['plan', file, '--format', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    const hosts = new Set(
+      (JSON.parse(r.stdout) as { flows: { to: { host: string | null } }[] }).flows.map((f) => f.to.host),
+    );
+    assert.deepEqual([...hosts].filter((h) => h !== null).sort(), ['007', '1e3', '7', 'true']);
+    assert.match(runCli(['validate', file]).stdout, /4 hosts/);
+  });
+
+  test('--catalog names a catalog outside the inventory directory that catalogs: may not', () => {
+    const outside = `${ROOT}tests/fixtures/hostile/catalog`;
+    const file = site(
+      'outside.yaml',
+      `site: o\ncatalogs: [${outside}]\nproducts:\n  evil-product: {}\nhosts:\n  a: { address: 10.0.0.1, roles: [evil-product:client] }\n`,
+    );
+    assert.match(oneLine(runCli(['validate', file]), 'outside'), /is outside the inventory's directory/);
+    const r = runCli(['validate', file, '--catalog', outside]);
+    assert.equal(r.code, 0, r.stderr);
+  });
+
+  test('a secret file named as a catalog is never quoted back', () => {
+    const secret = 'AAAAB3NzaC1yc2EAAAADAQABAAABgQC7secretsecretsecret';
+    const key = join(dir, 'id_rsa');
+    writeFileSync(key, `-----BEGIN OPENSSH PRIVATE KEY-----\n${secret}\n-----END OPENSSH PRIVATE KEY-----\n`);
+    const shadow = join(dir, 'shadow');
+    writeFileSync(shadow, 'root:$6$salt$hashhashhash:19000:0:99999:7:::\n');
+    for (const f of [key, shadow]) {
+      const file = site(
+        'secret.yaml',
+        `site: s\nproducts: {}\nhosts:\n  a: { address: 10.0.0.1, ${PROXY} }\n`,
+      );
+      const line = oneLine(runCli(['validate', file, '--catalog', f]), f);
+      assert.match(
+        line,
+        /not a catalog: expected a mapping with the keys product, title, documents, roles, entries/,
+      );
+      assert.ok(!line.includes(secret) && !line.includes('hashhash') && !line.includes('BEGIN'), line);
+    }
+  });
+
+  test('alias amplification under the alias cap (3 MiB x 189) is a located exit-2 error', {
+    timeout: 300_000,
+  }, () => {
+    const big = 'x'.repeat(3 * 1024 * 1024 - 300);
+    const file = site(
+      'amplified.yaml',
+      `big: &a "${big}"\nsite: t\nproducts: {}\nhosts:\n  h: { address: 10.0.0.1, roles: [${Array(189).fill('*a').join(', ')}] }\n`,
+    );
+    const line = oneLine(runCli(['validate', file]), 'amplified');
+    assert.match(
+      line,
+      /amplified\.yaml:5:\d+: YAML: alias \*a makes the document expand to more than 16777216 bytes/,
+    );
+  });
+
+  test('a mapping of 400,000 keys is parsed in linear time and its duplicate still located', {
+    timeout: 600_000,
+  }, () => {
+    // 40,000 keys took 12.6 s with a quadratic duplicate check: 400,000 would take about 20 minutes.
+    const keys = Array.from({ length: 400_000 }, (_, i) => `k${i.toString(36)}: 0`);
+    const file = site('many-keys.yaml', `site: t\nproducts: {}\nhosts: {}\nx: {${keys.join(',')},k7: 1}\n`);
+    const line = oneLine(runCli(['validate', file]), 'many keys');
+    assert.match(
+      line,
+      /many-keys\.yaml:4:\d+ x\.k7: YAML: duplicate key "k7" \(first at line 4; expected each key once in a mapping\)/,
+    );
+  });
+});
