@@ -26,6 +26,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: Com
     summary: 'temporary authenticated responders on the ports a host must accept',
     load: () => import('./listen.js'),
   },
+  lab: {
+    summary: 'prove a site and its firewalls in network namespaces on this machine (root)',
+    load: () => import('./lab.js'),
+  },
   validate: {
     summary: 'check a site inventory (and custom catalogs) without planning',
     load: () => import('./validate.js'),
