@@ -32,9 +32,10 @@ routed to this machine's network; state under ${labRoot()} (PORTOLAN_LAB_DIR).
       a DNS-name host: a lab address the lab's resolver map gives the name), that host's generated
       ruleset (host mode, inbound default drop) or your own nftables / iptables-save FILE, and a
       responder on every port the plan says it accepts
-  lab verify [--name N] [--exhaustive] [--format table|json|junit|html]
+  lab verify [--name N] [--to HOST] [--exhaustive] [--format table|json|junit|html]
       check --secret from every source host's namespace, then probe unplanned ports and pairs (a
-      sample; every port of the plan on every pair with --exhaustive) to prove they are blocked
+      sample; every port of the plan on every pair with --exhaustive) to prove they are blocked;
+      --to: only what goes to HOST
   lab break --flow FROM->TO:PORT/PROTO [--name N]
       takes that flow out of TO's generated ruleset; verify then shows it failing
   lab ablate [--name N] [--host H] [--format table|json]
@@ -209,14 +210,26 @@ function formatOf(value: unknown): LabFormat {
 async function runVerify(argv: string[]): Promise<number> {
   const { values } = parse(
     argv,
-    { name: { type: 'string' }, exhaustive: { type: 'boolean' }, format: { type: 'string', short: 'f' } },
+    {
+      name: { type: 'string' },
+      to: { type: 'string' },
+      exhaustive: { type: 'boolean' },
+      format: { type: 'string', short: 'f' },
+    },
     USAGE,
   );
   if (help(values)) return 0;
   const format = formatOf(values.format);
   requireNetAdmin();
   const state = pickLab(values.name === undefined ? undefined : checkLabName(values.name));
-  const report = await verify(state, { exhaustive: values.exhaustive === true });
+  if (values.to !== undefined && !state.hosts.some((h) => h.name === values.to))
+    throw new UsageError(
+      `--to ${JSON.stringify(values.to)} is not a host of lab ${state.name} (expected one of: ${state.hosts.map((h) => h.name).join(', ')})`,
+    );
+  const report = await verify(state, {
+    exhaustive: values.exhaustive === true,
+    ...(values.to !== undefined ? { to: values.to } : {}),
+  });
   const color = !values['no-color'] && colorEnabled();
   const out = {
     table: () => labTable(report, { color }),

@@ -9,10 +9,11 @@ export interface DownReport {
   netns: number;
 }
 
-function alive(pid: number): boolean {
+/** Running (a zombie waiting for its parent to reap it counts as gone: it holds no socket or namespace). */
+export function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^\d+ \(.*\) [ZX]/s.test(stat);
   } catch {
     return false;
   }
@@ -38,24 +39,27 @@ function ours(pid: number, state: LabState): boolean {
 export async function down(state: LabState, root = labRoot()): Promise<DownReport> {
   const present = new Set(netnsList());
   const mine = state.objects.netns.filter((n) => present.has(n));
-  let processes = 0;
+  const killed: number[] = [];
   const kill = (pid: number) => {
     if (pid === process.pid) return;
     try {
       process.kill(pid, 'SIGKILL');
-      processes++;
+      killed.push(pid);
     } catch {
       // already gone
     }
   };
   for (const pid of state.objects.pids) if (alive(pid) && ours(pid, state)) kill(pid);
   for (const ns of mine) for (const pid of netnsPids(ns)) kill(pid);
+  // SIGKILL is delivered asynchronously: wait (briefly) until they are gone.
+  const deadline = Date.now() + 5000;
+  while (killed.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   for (const ns of mine) tryRun('ip', ['netns', 'del', ns]);
   for (const d of state.objects.etcDirs)
     if (d.startsWith('/etc/netns/') && !d.includes('..')) rmSync(d, { recursive: true, force: true });
   rmSync(filesDir(root, state.name), { recursive: true, force: true });
   rmSync(statePath(root, state.name), { force: true });
-  return { name: state.name, processes, netns: mine.length };
+  return { name: state.name, processes: killed.length, netns: mine.length };
 }
 
 /** Every lab with a state file under the root. */

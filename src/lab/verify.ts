@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { subtractPorts } from '../listen/inbound.js';
+import { MAX_CONNECTIONS } from '../listen/sockets.js';
 import type { Flow, FlowSource } from '../model/flow.js';
 import { mergePortRanges, type PortRange } from '../model/ports.js';
 import { shortHash } from './names.js';
@@ -16,13 +17,23 @@ import { cliInNs } from './sys.js';
 
 /** Sampled unplanned probes per ordered pair of hosts: TCP ports of the plan, UDP ports of the plan, any TCP port. */
 export const SAMPLE = { tcpPlanned: 3, udpPlanned: 1, tcpAny: 1 } as const;
-/** check's options in the lab: no ICMP rate limit to wait out beyond a short budget. */
-const CHECK_ARGS = ['--timeout', '1000', '--retry-budget', '2000'];
-/** Verdicts that pass in the lab (a responder stands behind every planned port). */
-export const PASSING: ReadonlySet<string> = new Set(['ok', 'ok (responder)']);
 /** Source namespaces probed at once. */
 const PARALLEL = 2;
-
+/**
+ * check's options in the lab: a short retry budget (no far-away ICMP rate limit to wait out), and
+ * no more connections in flight than a responder admits at once (MAX_CONNECTIONS, shared by the
+ * sources probing in parallel): past that it refuses them and a port would read open-unverified.
+ */
+const CHECK_ARGS = [
+  '--timeout',
+  '1000',
+  '--retry-budget',
+  '2000',
+  '--concurrency',
+  String(Math.max(1, Math.floor(MAX_CONNECTIONS / PARALLEL))),
+];
+/** Verdicts that pass in the lab (a responder stands behind every planned port). */
+export const PASSING: ReadonlySet<string> = new Set(['ok', 'ok (responder)']);
 export interface FlowOutcome {
   id: string;
   product: string;
@@ -191,7 +202,7 @@ export async function verify(state: LabState, o: VerifyOptions = {}): Promise<Ve
 
   const unplanned: UnplannedOutcome[] = [];
   if (!o.plannedOnly) {
-    const targets = unplannedTargets(state, plan.flows, o.exhaustive === true);
+    const targets = unplannedTargets(state, plan.flows, o.exhaustive === true, o.to);
     await pool([...targets.keys()], PARALLEL, async (src) => {
       const list = targets.get(src) ?? [];
       if (!list.length) return;
@@ -276,6 +287,7 @@ export function unplannedTargets(
   state: LabState,
   flows: readonly Flow[],
   exhaustive: boolean,
+  only?: string,
 ): Map<string, { to: string; target: ProbeTarget }[]> {
   const sitePorts = {
     tcp: mergePortRanges(flows.filter((f) => f.protocol === 'tcp').flatMap((f) => f.ports)),
@@ -285,7 +297,7 @@ export function unplannedTargets(
   for (const s of state.hosts) {
     const list: { to: string; target: ProbeTarget }[] = [];
     for (const t of state.hosts) {
-      if (t.name === s.name) continue;
+      if (t.name === s.name || (only !== undefined && t.name !== only)) continue;
       const fam = [...familyOf(s)].find((x) => familyOf(t).has(x));
       if (fam === undefined) continue;
       const address = t.addresses.find((a) => isIP(a) === fam) as string;
