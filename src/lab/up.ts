@@ -65,9 +65,6 @@ export async function up(o: UpOptions, name: string): Promise<LabState> {
   const nsNames = new Set(hosts.map((h) => h.ns));
   if (nsNames.size !== hosts.length)
     throw new LabError(`two hosts of ${o.file} hash to one namespace name; rename one`);
-  const existing = new Set(netnsList());
-  const clash = [hub, ...nsNames].find((n) => existing.has(n));
-  if (clash) throw new LabError(`namespace ${clash} already exists (another lab?): give another --name`);
 
   const state: LabState = {
     version: 1,
@@ -87,6 +84,12 @@ export async function up(o: UpOptions, name: string): Promise<LabState> {
     objects: { netns: [], links: [], etcDirs: [], pids: [] },
   };
   claimState(state, root);
+  const existing = new Set(netnsList());
+  const clash = [hub, ...nsNames].find((n) => existing.has(n));
+  if (clash) {
+    await down(state, root);
+    throw new LabError(`namespace ${clash} already exists, but no state file names it: give another --name`);
+  }
   const step = (what: string) => {
     saveState(state, root);
     if (o.killAt === what) process.kill(process.pid, 'SIGKILL');
