@@ -108,9 +108,14 @@ describe('lab: the user own rulesets, and ablate', { skip: skipLab }, () => {
         ].sort(),
       );
       for (const f of doc.flows.filter((x) => !x.failed)) assert.match(f.verdict, /^ok/);
-      // The hand-written rules open SSH to everyone: the only unplanned probes that may get through.
+      // The hand-written rules open more than the plan (SSH for everyone; HTTPS from 192.168/16 on
+      // ps-server): the only unplanned probes that may get through, and the sample shows them.
+      const opened = (u: VerifyJson['unplanned'][number]) =>
+        u.port === 22 || (u.to === 'ps-server' && u.port === 443);
       for (const u of doc.unplanned.filter((x) => x.result !== 'blocked'))
-        assert.equal(u.port, 22, JSON.stringify(u));
+        assert.ok(u.protocol === 'tcp' && opened(u), JSON.stringify(u));
+      for (const u of doc.unplanned.filter((x) => x.to !== 'fileserver-new' && x.to !== 'ps-server'))
+        assert.equal(u.result, 'blocked', JSON.stringify(u));
       const b = await lab(
         ['break', '--name', name, '--flow', 'fileserver-old->fileserver-new:9999/tcp'],
         dir.env,

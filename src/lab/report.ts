@@ -89,7 +89,8 @@ export function labTable(r: VerifyReport, opts: { color: boolean }): string {
   });
   out.push(
     '',
-    'ok N: N planned flows passed   FAIL k/N: k of them failed   -: no planned flow, sampled ports blocked   LEAK k: k unplanned probes got through',
+    'ok N: N planned flows passed   FAIL k/N: k of them failed   -: no planned flow, sampled ports blocked',
+    'LEAK k: k unplanned probes got through   .: not probed in this run',
   );
   const failing = r.flows.filter((f) => f.failed);
   if (failing.length) out.push('', 'failing flows:');
@@ -228,6 +229,11 @@ export function ablateTable(r: AblateReport): string {
         );
     } else out.push(`${x.status.padEnd(10)} ${head}${x.note ? `\n             ${x.note}` : ''}`);
   }
+  if (r.failingBefore.length)
+    out.push(
+      '',
+      `already failing before any rule was removed (not counted against a rule): ${r.failingBefore.join('; ')}`,
+    );
   const n = (s: string) => r.rules.filter((x) => x.status === s).length;
   out.push(
     '',

@@ -107,7 +107,7 @@ export async function up(o: UpOptions, name: string): Promise<LabState> {
     ip('netns', 'add', hub);
     ip('-n', hub, 'link', 'add', BRIDGE, 'type', 'bridge');
     ip('-n', hub, 'link', 'set', BRIDGE, 'up');
-    say(`hub ${hub}: bridge ${BRIDGE}, no uplink`);
+    say(`hub ${hub}: bridge ${BRIDGE}, no uplink; every host below has one veth to it`);
 
     for (const h of hosts) {
       state.objects.netns.push(h.ns);
@@ -148,16 +148,12 @@ export async function up(o: UpOptions, name: string): Promise<LabState> {
       const families = new Set(h.addresses.map((a) => isIP(a)));
       if (families.has(4)) ip('-n', h.ns, 'route', 'add', 'default', 'dev', h.link.inner);
       if (families.has(6)) ip('-n', h.ns, '-6', 'route', 'add', 'default', 'dev', h.link.inner);
-      say(`${h.name}: namespace ${h.ns}, ${h.addresses.join(', ')} (${h.addressNote})`);
     }
 
     const rules = loadRulesSite(state);
     for (const h of hosts) {
       step(`ruleset:${h.name}`);
       await loadRuleset(state, h, rules);
-      say(
-        `${h.name}: ${h.ruleset.kind === 'generated' ? `generated ${h.ruleset.firewall} ruleset (host mode, inbound default drop)` : `your ${h.ruleset.format} ruleset ${h.ruleset.file}`}`,
-      );
     }
 
     const site = join(state.dir, 'site.yaml');
@@ -183,11 +179,19 @@ export async function up(o: UpOptions, name: string): Promise<LabState> {
       waits.push(waitListening(h, log));
     }
     await Promise.all(waits);
-    for (const h of hosts)
-      if (h.responder)
-        say(
-          `${h.name}: responder on ${h.responder.ports} (${portCount(portsOf(h.responder.ports ?? ''))} ports)`,
-        );
+    const width = Math.max(...hosts.map((h) => h.name.length));
+    for (const h of hosts) {
+      const ruleset =
+        h.ruleset.kind === 'generated'
+          ? `generated ${h.ruleset.firewall}`
+          : `your ${h.ruleset.format} ${h.ruleset.file}`;
+      const responder = h.responder
+        ? `responder on ${h.responder.ports} (${portCount(portsOf(h.responder.ports ?? ''))} ports)`
+        : 'no responder (accepts no TCP/UDP flow)';
+      say(
+        `${h.name.padEnd(width)}  ${h.ns}  ${h.addresses.join(', ')} (${h.addressNote}); ${ruleset} ruleset; ${responder}`,
+      );
+    }
     state.phase = 'up';
     step('up');
     return state;
