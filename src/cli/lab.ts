@@ -47,8 +47,8 @@ routed to this machine's network; state under ${labRoot()} (PORTOLAN_LAB_DIR).
   lab list
       the labs that are up
 
-Exit status: verify and ablate 0 when every planned flow passed and every sampled unplanned probe
-was blocked, 1 otherwise; 2 on bad input.`;
+Exit status: verify 0 when every planned flow passed and every unplanned probe was blocked, 1
+otherwise; 2 on bad input (and without root or CAP_NET_ADMIN).`;
 
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
