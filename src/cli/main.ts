@@ -30,6 +30,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: Com
     summary: 'prove a site and its firewalls in network namespaces on this machine (root)',
     load: () => import('./lab.js'),
   },
+  import: {
+    summary: 'turn an RVTools or Proxmox VE inventory into a site inventory',
+    load: () => import('./import.js'),
+  },
   validate: {
     summary: 'check a site inventory (and custom catalogs) without planning',
     load: () => import('./validate.js'),

@@ -9,6 +9,7 @@ import {
 } from 'node:fs';
 import { dirname } from 'node:path';
 import { PortolanError, UsageError } from '../errors.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { filesDir, labRoot, statePath } from './names.js';
 
 /**
@@ -79,10 +80,7 @@ export class LabError extends PortolanError {
 
 /** Writes the state atomically (a temporary file renamed over the old one). */
 export function saveState(state: LabState, root = labRoot()): void {
-  const path = statePath(root, state.name);
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`);
-  renameSync(tmp, path);
+  writeFileAtomic(statePath(root, state.name), `${JSON.stringify(state, null, 2)}\n`);
 }
 
 /**

@@ -6,10 +6,11 @@ import { InputError, shown } from '../errors.js';
 import { packagePath } from './paths.js';
 import { formatPath, type LoadedYaml, type PathPart } from './yaml.js';
 
-/** The schemas input is checked against: the inventory contract and the catalog format. */
+/** The schemas input is checked against: the inventory contract, the catalog format, the import map. */
 export const SCHEMAS = {
   inventory: packagePath('schema', 'inventory.json'),
   catalog: packagePath('catalog', 'schema.json'),
+  'import-map': packagePath('schema', 'import-map.json'),
 } as const;
 export type SchemaName = keyof typeof SCHEMAS;
 

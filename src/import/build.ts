@@ -1,0 +1,324 @@
+import { stringify as yamlStringify } from 'yaml';
+import type { Catalogs } from '../catalog/load.js';
+import { InputError } from '../errors.js';
+import { parseAddress } from '../model/address.js';
+import { validateWithSchema } from '../util/schema.js';
+import { type LoadedYaml, loadYamlFile } from '../util/yaml.js';
+import { RVTOOLS_COLUMNS, type RvtoolsColumns, type SourceRow } from './sources.js';
+
+type FactValue = string | string[];
+
+/** The import map (schema/import-map.json) after validation, with its patterns compiled. */
+export interface ImportMap {
+  file: string;
+  site: string;
+  description?: string;
+  products: Record<string, unknown>;
+  hosts: Record<string, unknown>;
+  roles: string[];
+  columns: RvtoolsColumns;
+  os: { value: string; pattern: RegExp }[];
+  skipTemplates: boolean;
+  skipPoweredOff: boolean;
+  domain?: string;
+  rules: { name?: RegExp; os?: RegExp; tags?: RegExp; roles: string[]; facts: Record<string, FactValue> }[];
+  nodeRoles?: string[];
+}
+
+interface RawMap {
+  site: string;
+  description?: string;
+  products?: Record<string, unknown>;
+  hosts?: Record<string, unknown>;
+  import: {
+    roles: string[];
+    columns?: Partial<Omit<RvtoolsColumns, 'os'>> & { os?: string | string[] };
+    os?: Record<string, string>;
+    skip?: ('templates' | 'powered-off')[];
+    domain?: string;
+    rules?: {
+      name?: string;
+      os?: string;
+      tags?: string;
+      roles?: string[];
+      facts?: Record<string, unknown>;
+    }[];
+    nodes?: { roles: string[] };
+  };
+}
+
+/** OS text to the `os` fact when the map gives no `import.os` (VMware guest OS names, Proxmox ostype). */
+export const DEFAULT_OS_PATTERNS: Record<string, string> = {
+  windows: 'windows|^win\\d',
+  linux:
+    'linux|ubuntu|centos|red ?hat|rhel|debian|suse|sles|rocky|alma|fedora|photon|oracle ?linux|^l\\d+$|^l26$',
+};
+
+/** Loads and checks an import map; every error is located in the map file. */
+export function loadImportMap(file: string): ImportMap {
+  const y = loadYamlFile(file, 'import map');
+  const raw = validateWithSchema<RawMap>(y, 'import-map');
+  const regex = (source: string, path: (string | number)[]) => {
+    try {
+      return new RegExp(source, 'i');
+    } catch (err) {
+      throw new InputError(
+        `not a regular expression: ${(err as Error).message} (expected a JavaScript regular expression)`,
+        y.locate(path),
+      );
+    }
+  };
+  const cols = raw.import.columns ?? {};
+  const os = Object.entries(raw.import.os ?? DEFAULT_OS_PATTERNS).map(([value, source]) => ({
+    value,
+    pattern: regex(source, ['import', 'os', value]),
+  }));
+  return {
+    file,
+    site: raw.site,
+    ...(raw.description !== undefined ? { description: raw.description } : {}),
+    products: raw.products ?? {},
+    hosts: raw.hosts ?? {},
+    roles: raw.import.roles,
+    columns: {
+      ...RVTOOLS_COLUMNS,
+      ...(cols as Partial<RvtoolsColumns>),
+      os: cols.os === undefined ? RVTOOLS_COLUMNS.os : typeof cols.os === 'string' ? [cols.os] : cols.os,
+    },
+    os,
+    skipTemplates: raw.import.skip?.includes('templates') ?? false,
+    skipPoweredOff: raw.import.skip?.includes('powered-off') ?? false,
+    ...(raw.import.domain !== undefined ? { domain: raw.import.domain.toLowerCase() } : {}),
+    rules: (raw.import.rules ?? []).map((r, i) => ({
+      ...(r.name ? { name: regex(r.name, ['import', 'rules', i, 'name']) } : {}),
+      ...(r.os ? { os: regex(r.os, ['import', 'rules', i, 'os']) } : {}),
+      ...(r.tags ? { tags: regex(r.tags, ['import', 'rules', i, 'tags']) } : {}),
+      roles: r.roles ?? [],
+      facts: factsOf(r.facts ?? {}, y, ['import', 'rules', i, 'facts']),
+    })),
+    ...(raw.import.nodes ? { nodeRoles: raw.import.nodes.roles } : {}),
+  };
+}
+
+function factsOf(raw: Record<string, unknown>, y: LoadedYaml, path: (string | number)[]) {
+  const out: Record<string, FactValue> = {};
+  for (const [k, v] of Object.entries(raw)) {
+    if (typeof v === 'string' || typeof v === 'number') out[k] = String(v);
+    else if (Array.isArray(v) && v.every((x) => typeof x === 'string' || typeof x === 'number'))
+      out[k] = v.map(String);
+    else throw new InputError('expected a fact value: a word or a list of words', y.locate([...path, k]));
+  }
+  return out;
+}
+
+export interface ImportResult {
+  /** The inventory, as YAML text. */
+  text: string;
+  /** One line each, `vInfo.csv:14: VM "web 01": ...`. */
+  warnings: string[];
+  read: number;
+  imported: number;
+  skipped: number;
+}
+
+/** A host key (schema/inventory.json: `^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`) from a VM name. */
+export function hostKey(name: string): string {
+  return name
+    .normalize('NFKD')
+    .replace(/\p{M}+/gu, '')
+    .replace(/[^A-Za-z0-9._-]+/g, '-')
+    .replace(/^[^A-Za-z0-9]+/, '')
+    .slice(0, 63)
+    .replace(/[-.]+$/, '');
+}
+
+/** Addresses an import never uses for a host: they name no reachable peer (RFC 3927, RFC 4291 2.5). */
+function unusable(text: string): string | undefined {
+  if (/^169\.254\./.test(text) || /^fe[89ab][0-9a-f]:/i.test(text)) return 'link-local';
+  if (/^127\./.test(text) || text === '::1') return 'loopback';
+  if (text === '0.0.0.0' || text === '::') return 'unspecified';
+  return undefined;
+}
+
+/**
+ * Turns source rows into a site inventory: the map's products and fixed hosts, then one host per
+ * row that has a usable address (its IP, else its DNS name, else NAME.DOMAIN). Rows that cannot be
+ * hosts, or are only partly usable, become warnings naming their row; nothing is dropped silently.
+ * Each imported host's description names its source row.
+ */
+export function buildInventory(
+  rows: readonly SourceRow[],
+  map: ImportMap,
+  catalogs: Catalogs,
+  source: { header: string; hasAddresses: boolean },
+): ImportResult {
+  const warnings: string[] = [];
+  const hosts: string[] = [];
+  const keys = new Set(Object.keys(map.hosts));
+  const addresses = new Map<string, string>();
+  for (const [k, h] of Object.entries(map.hosts)) {
+    const a = (h as { address?: unknown })?.address;
+    if (typeof a === 'string') {
+      const p = parseAddress(a);
+      if (!('error' in p)) addresses.set(p.text, k);
+    }
+  }
+  const takesFact = (roles: readonly string[], fact: string, value: string) =>
+    roles.some((r) => {
+      const [product = '', role = ''] = r.split(':');
+      return catalogs.get(product)?.facts?.[role]?.[fact]?.values.includes(value) ?? false;
+    });
+  let imported = 0;
+  let skipped = 0;
+  for (const row of rows) {
+    const label = `${row.at}: ${row.kind === 'node' ? 'node' : 'VM'} ${quoted(row.name)}`;
+    const skip = (why: string, warn = true) => {
+      skipped++;
+      if (warn) warnings.push(`${label}: ${why}; left out`);
+    };
+    if (row.kind === 'node' && !map.nodeRoles) {
+      skip('a cluster node (give import.nodes.roles to import nodes)', false);
+      continue;
+    }
+    if (row.template && map.skipTemplates) {
+      skip('a template', false);
+      continue;
+    }
+    if (map.skipPoweredOff && /^(poweredoff|stopped)$/i.test(row.power)) {
+      skip('powered off', false);
+      continue;
+    }
+    if (row.name === '') {
+      skip('no name');
+      continue;
+    }
+    // Roles and facts: the map's, then every rule that matches.
+    const roles = [...(row.kind === 'node' ? (map.nodeRoles ?? []) : map.roles)];
+    const facts: Record<string, FactValue> = {};
+    const os = map.os.find((o) => o.pattern.test(row.os))?.value;
+    if (row.os !== '' && os === undefined)
+      warnings.push(`${label}: OS ${JSON.stringify(row.os)} matches no pattern under import.os; no os fact`);
+    for (const rule of map.rules) {
+      if (rule.name && !rule.name.test(row.name)) continue;
+      if (rule.os && !rule.os.test(row.os)) continue;
+      if (rule.tags && !rule.tags.test(row.tags)) continue;
+      for (const r of rule.roles) if (!roles.includes(r)) roles.push(r);
+      Object.assign(facts, rule.facts);
+    }
+    if (os !== undefined && facts.os === undefined) {
+      if (takesFact(roles, 'os', os)) facts.os = os;
+      else if (roles.some((r) => takesFact([r], 'os', 'windows') || takesFact([r], 'os', 'linux')))
+        warnings.push(`${label}: os ${os} is not one these roles take; no os fact`);
+    }
+    // The key, exactly as the VM is named where possible.
+    let key = hostKey(row.name);
+    if (key === '') key = `vm-${row.at.replace(/[^A-Za-z0-9]+/g, '-').replace(/^-|-$/g, '')}`.slice(0, 63);
+    if (key !== row.name)
+      warnings.push(
+        `${label}: the name is not a host key (letters, digits, . _ - only, at most 63); host ${JSON.stringify(key)}`,
+      );
+    if (keys.has(key)) {
+      let n = 2;
+      while (keys.has(`${key.slice(0, 60)}-${n}`)) n++;
+      const renamed = `${key.slice(0, 60)}-${n}`;
+      warnings.push(`${label}: host ${JSON.stringify(key)} exists already; host ${JSON.stringify(renamed)}`);
+      key = renamed;
+    }
+    // The address: one usable IP (IPv4 first), else a DNS name.
+    const found = row.address.split(/[\s,;]+/).filter((t) => t !== '');
+    const usable: { text: string; version: 4 | 6 }[] = [];
+    for (const t of found) {
+      const p = parseAddress(t.replace(/%.*$/, ''));
+      if ('error' in p || p.kind !== 'ip') {
+        warnings.push(`${label}: ${JSON.stringify(t)} is not an IP address; ignored`);
+        continue;
+      }
+      const why = unusable(p.text);
+      if (why) warnings.push(`${label}: ${p.text} is ${why}; ignored`);
+      else usable.push({ text: p.text, version: p.version });
+    }
+    const chosen = usable.find((a) => a.version === 4) ?? usable[0];
+    let address: string | undefined = chosen?.text;
+    if (chosen && usable.length > 1)
+      warnings.push(
+        `${label}: several addresses (${usable.map((a) => a.text).join(', ')}); took ${chosen.text} (list the others as hosts of their own where flows use them)`,
+      );
+    if (chosen?.version === 6)
+      warnings.push(`${label}: IPv6 address only (${chosen.text}); firewalls must carry IPv6 for this host`);
+    if (!address) {
+      const dns = parseAddress(row.dns);
+      let how = 'its DNS name';
+      if (row.dns !== '' && !('error' in dns) && dns.kind === 'dns') address = dns.text;
+      else if (map.domain) {
+        const name = parseAddress(`${key.toLowerCase().replace(/[._]+/g, '-')}.${map.domain}`);
+        if (!('error' in name) && name.kind === 'dns') address = name.text;
+        how = 'NAME.DOMAIN from import.domain';
+      }
+      if (!address) {
+        skip(
+          `no usable IP address${found.length ? ` (${found.join(' ')})` : ''} and no DNS name (give import.domain to use NAME.DOMAIN)`,
+        );
+        continue;
+      }
+      if (source.hasAddresses) warnings.push(`${label}: no IP address; using ${how}, ${address}`);
+    }
+    const owner = addresses.get(address);
+    if (owner !== undefined) {
+      skip(`address ${address} is already host ${JSON.stringify(owner)}'s (one host per address)`);
+      continue;
+    }
+    addresses.set(address, key);
+    keys.add(key);
+    const host: Record<string, unknown> = { address, roles };
+    if (Object.keys(facts).length > 0) host.facts = facts;
+    host.description = `imported from ${row.at}${key !== row.name ? ` (${row.kind === 'node' ? 'node' : 'VM'} ${JSON.stringify(row.name)})` : ''}`;
+    hosts.push(`  ${yamlKey(key)}: ${flow(host)}`);
+    imported++;
+  }
+  const head = [
+    ...source.header.split('\n').map((l) => `# ${l}`),
+    `# ${rows.length} rows read, ${imported} imported, ${skipped} left out, ${warnings.length} warnings.`,
+    yamlStringify(
+      {
+        site: map.site,
+        ...(map.description !== undefined ? { description: map.description } : {}),
+        products: map.products,
+      },
+      { lineWidth: 0 },
+    ).trimEnd(),
+    'hosts:',
+    ...Object.entries(map.hosts).map(([k, h]) => `  ${yamlKey(k)}: ${flow(h)}`),
+  ];
+  return {
+    text: `${[...head, ...hosts].join('\n')}\n`,
+    warnings,
+    read: rows.length,
+    imported,
+    skipped,
+  };
+}
+
+/** A name for a terminal line: JSON-quoted, with C1 controls and bidirectional overrides escaped too. */
+function quoted(text: string): string {
+  return JSON.stringify(text).replace(
+    /[\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
+/** A mapping key as YAML reads it back as the same string: plain where that is unambiguous, else quoted. */
+function yamlKey(key: string): string {
+  return /^[A-Za-z][A-Za-z0-9._-]*$/.test(key) && !/^(true|false|null|yes|no|on|off|y|n)$/i.test(key)
+    ? key
+    : JSON.stringify(key);
+}
+
+/** One line of YAML flow style; strings are JSON-quoted (a subset of YAML's double-quoted style). */
+function flow(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(flow).join(', ')}]`;
+  if (value !== null && typeof value === 'object')
+    return `{ ${Object.entries(value)
+      .map(([k, v]) => `${yamlKey(k)}: ${flow(v)}`)
+      .join(', ')} }`;
+  return JSON.stringify(value) ?? 'null';
+}

@@ -1,0 +1,251 @@
+import { open } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { parse as parseCsv } from 'csv-parse/sync';
+import { InputError } from '../errors.js';
+
+/**
+ * One row of a source inventory, reduced to what an import needs. Every field is the cell's text
+ * ('' when the source has no such column or the cell is empty).
+ */
+export interface SourceRow {
+  /** Where the row is: `vInfo.csv:12` (CSV line, spreadsheet row) or `resources.json[7]` (array index). */
+  at: string;
+  kind: 'vm' | 'node';
+  name: string;
+  /** The address cell as written: may hold several addresses, or none. */
+  address: string;
+  dns: string;
+  os: string;
+  /** `poweredOff` / `stopped` mark a VM that is not running. */
+  power: string;
+  template: boolean;
+  /** Proxmox VE tags, `;`-separated; '' elsewhere. */
+  tags: string;
+}
+
+/** RVTools vInfo column titles (RVTools 4.x; Dell's current releases keep them). */
+export interface RvtoolsColumns {
+  name: string;
+  address: string;
+  dns: string;
+  os: string[];
+  powerstate: string;
+  template: string;
+}
+
+export const RVTOOLS_COLUMNS: RvtoolsColumns = {
+  name: 'VM',
+  address: 'Primary IP Address',
+  dns: 'DNS Name',
+  os: ['OS according to the VMware Tools', 'OS according to the configuration file'],
+  powerstate: 'Powerstate',
+  template: 'Template',
+};
+
+/**
+ * The largest source file read (bytes). An export of 100,000 VMs with every vInfo column is about
+ * 150 MB; anything past this is refused rather than read into memory.
+ */
+export const MAX_SOURCE_BYTES = 512 * 1024 * 1024;
+
+/** Reads at most MAX_SOURCE_BYTES + 1 bytes of any file type (a FIFO or /dev/zero ends too). */
+export async function readBounded(file: string, what: string): Promise<Buffer> {
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(file, 'r');
+  } catch (err) {
+    throw new InputError(`cannot read the ${what}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, {
+      file,
+    });
+  }
+  try {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const buf = Buffer.allocUnsafe(1 << 20);
+      const { bytesRead } = await handle.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      chunks.push(buf.subarray(0, bytesRead));
+      total += bytesRead;
+      if (total > MAX_SOURCE_BYTES)
+        throw new InputError(
+          `the ${what} is larger than ${MAX_SOURCE_BYTES} bytes (expected an export of at most that size)`,
+          { file },
+        );
+    }
+    return Buffer.concat(chunks, total);
+  } catch (err) {
+    if (err instanceof InputError) throw err;
+    throw new InputError(`cannot read the ${what}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, {
+      file,
+    });
+  } finally {
+    await handle.close();
+  }
+}
+
+const ZIP_MAGIC = Buffer.from('PK\u0003\u0004', 'latin1');
+
+/**
+ * RVTools' vInfo tab, exported as CSV (RVTools' "Export vInfo to csv": a header row, then one row per
+ * VM; `,` or `;` separated, as the Windows locale had it) or as the whole .xlsx workbook (the vInfo
+ * sheet is read). Column titles are looked up as `columns` names them.
+ */
+export async function readRvtools(
+  file: string,
+  columns: RvtoolsColumns,
+  sheet = 'vInfo',
+): Promise<SourceRow[]> {
+  const bytes = await readBounded(file, 'RVTools export');
+  const name = basename(file);
+  const table = bytes.subarray(0, 4).equals(ZIP_MAGIC)
+    ? await xlsxTable(bytes, file, sheet)
+    : csvTable(bytes, file);
+  const header = table.rows[0]?.cells ?? [];
+  const index = (title: string) => header.findIndex((h) => h.trim().toLowerCase() === title.toLowerCase());
+  const need = (title: string, what: string) => {
+    const i = index(title);
+    if (i < 0)
+      throw new InputError(
+        `no column ${JSON.stringify(title)} (the ${what}) in the header row (expected an RVTools vInfo export; columns found: ${header
+          .slice(0, 8)
+          .map((h) => JSON.stringify(h))
+          .join(
+            ', ',
+          )}${header.length > 8 ? ', ...' : ''}; name another column under import.columns in the map)`,
+        { file, line: table.rows[0]?.line ?? 1 },
+      );
+    return i;
+  };
+  const iName = need(columns.name, 'VM name');
+  const iAddress = need(columns.address, 'IP address');
+  const iDns = index(columns.dns);
+  const iOs = columns.os.map(index).filter((i) => i >= 0);
+  const iPower = index(columns.powerstate);
+  const iTemplate = index(columns.template);
+  const cell = (cells: string[], i: number) => (i >= 0 ? (cells[i] ?? '').trim() : '');
+  const out: SourceRow[] = [];
+  for (const { line, cells } of table.rows.slice(1)) {
+    if (cells.every((c) => c.trim() === '')) continue;
+    out.push({
+      at: `${name}:${line}`,
+      kind: 'vm',
+      name: cell(cells, iName),
+      address: cell(cells, iAddress),
+      dns: cell(cells, iDns),
+      os: iOs.map((i) => cell(cells, i)).find((v) => v !== '') ?? '',
+      power: cell(cells, iPower),
+      template: /^(true|yes|1)$/i.test(cell(cells, iTemplate)),
+      tags: '',
+    });
+  }
+  return out;
+}
+
+interface Table {
+  rows: { line: number; cells: string[] }[];
+}
+
+function csvTable(bytes: Buffer, file: string): Table {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    // RVTools on a Western-European Windows writes CP-1252; latin1 reads those bytes as the same letters
+    // for every printable character but a few (the euro sign, curly quotes).
+    text = bytes.toString('latin1');
+  }
+  text = text.replace(/^\uFEFF/, '');
+  const first = text.slice(0, text.indexOf('\n') >>> 0);
+  const delimiter = (first.match(/;/g)?.length ?? 0) > (first.match(/,/g)?.length ?? 0) ? ';' : ',';
+  try {
+    const records = parseCsv(text, {
+      delimiter,
+      relax_column_count: true,
+      info: true,
+      skip_empty_lines: true,
+    }) as unknown as { record: string[]; info: { lines: number } }[];
+    // info.lines is the line the record ends on; a quoted cell may span lines, so count back.
+    return {
+      rows: records.map(({ record, info }) => ({
+        line: info.lines - (record.join('').match(/\n/g)?.length ?? 0),
+        cells: record,
+      })),
+    };
+  } catch (err) {
+    const e = err as Error & { lines?: number };
+    throw new InputError(`not valid CSV: ${e.message.replace(/^CSV_\w+:?\s*/, '')}`, {
+      file,
+      ...(e.lines ? { line: e.lines } : {}),
+    });
+  }
+}
+
+async function xlsxTable(bytes: Buffer, file: string, sheet: string): Promise<Table> {
+  const { readSheet } = await import('read-excel-file/node');
+  let data: unknown[][];
+  try {
+    data = (await readSheet(bytes, sheet)) as unknown[][];
+  } catch (err) {
+    const msg = (err as Error).message;
+    throw new InputError(
+      /sheet/i.test(msg) && /not found/i.test(msg)
+        ? `the workbook has no sheet ${JSON.stringify(sheet)} (expected an RVTools export with a vInfo tab, or name the sheet with --sheet)`
+        : `not a readable .xlsx workbook: ${msg}`,
+      { file },
+    );
+  }
+  return {
+    rows: data.map((cells, i) => ({
+      line: i + 1,
+      cells: cells.map((c) =>
+        c === null || c === undefined ? '' : c instanceof Date ? c.toISOString() : String(c),
+      ),
+    })),
+  };
+}
+
+/**
+ * Proxmox VE's `pvesh get /cluster/resources --output-format json`: an array of resources; `qemu` and
+ * `lxc` are guests, `node` the cluster's own servers, others (storage, pool, sdn) are left out. The
+ * resource list carries no IP address and no OS: those come from the map's `domain` and `rules`.
+ * (Proxmox VE API viewer, GET /cluster/resources.)
+ */
+export async function readPvesh(file: string): Promise<SourceRow[]> {
+  const bytes = await readBounded(file, 'pvesh output');
+  let data: unknown;
+  try {
+    data = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch (err) {
+    throw new InputError(
+      `not JSON text: ${(err as Error).message} (expected the output of pvesh get /cluster/resources --output-format json)`,
+      { file },
+    );
+  }
+  if (!Array.isArray(data))
+    throw new InputError(
+      'expected a JSON array of resources (the output of pvesh get /cluster/resources --output-format json)',
+      { file },
+    );
+  const name = basename(file);
+  const out: SourceRow[] = [];
+  data.forEach((r: unknown, i) => {
+    if (typeof r !== 'object' || r === null) return;
+    const o = r as Record<string, unknown>;
+    const text = (k: string) => (typeof o[k] === 'string' || typeof o[k] === 'number' ? String(o[k]) : '');
+    const type = text('type');
+    if (type !== 'qemu' && type !== 'lxc' && type !== 'node') return;
+    out.push({
+      at: `${name}[${i}]`,
+      kind: type === 'node' ? 'node' : 'vm',
+      name: type === 'node' ? text('node') : text('name') || `vm-${text('vmid')}`,
+      address: '',
+      dns: '',
+      os: '',
+      power: text('status'),
+      template: text('template') === '1',
+      tags: text('tags'),
+    });
+  });
+  return out;
+}

@@ -1,0 +1,272 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { parse as parseCsv } from 'csv-parse/sync';
+import { parse as parseYaml } from 'yaml';
+import { BIN, ROOT, runCli } from './helpers.js';
+
+const FIX = join(ROOT, 'tests', 'fixtures', 'import');
+const MAP = join(FIX, 'map-veeam.yaml');
+const RVTOOLS = join(FIX, 'rvtools-vInfo.csv');
+const PVESH = join(FIX, 'pvesh-resources.json');
+
+type Hosts = Record<
+  string,
+  { address: string; roles: string[]; facts?: Record<string, unknown>; description?: string }
+>;
+
+function importTo(kind: string, file: string, map = MAP, extra: string[] = []) {
+  const dir = mkdtempSync(join(tmpdir(), 'portolan-import-'));
+  const out = join(dir, 'site.yaml');
+  const r = runCli(['import', kind, file, '--map', map, '-o', out, ...extra]);
+  const hosts = r.code === 0 ? (parseYaml(readFileSync(out, 'utf8')) as { hosts: Hosts }).hosts : {};
+  return { ...r, out, hosts, warnings: r.stderr.split('\n').filter((l) => l.startsWith('warning: ')) };
+}
+
+describe('import rvtools', () => {
+  const r = importTo('rvtools', RVTOOLS);
+
+  it('writes an inventory that validates and plans, with the map hosts first', () => {
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /imported 11 of 13 rows into site east-import .*: 2 left out, 11 warnings; it validates/,
+    );
+    const v = runCli(['validate', r.out]);
+    assert.equal(v.code, 0, v.stderr);
+    const p = runCli(['plan', r.out, '--format', 'json']);
+    assert.equal(p.code, 0, p.stderr);
+    assert.deepEqual(Object.keys(r.hosts).slice(0, 2), ['vbr-01', 'worker-01']);
+  });
+
+  it('keeps each host source row, address, roles and facts', () => {
+    assert.deepEqual(r.hosts['sql-01'], {
+      address: '10.20.0.5',
+      roles: ['veeam-proxmox:guest'],
+      facts: { databases: ['mssql'], os: 'windows' },
+      description: 'imported from rvtools-vInfo.csv:2',
+    });
+    assert.equal(r.hosts['app-lnx-01']?.facts?.os, 'linux');
+    assert.equal(r.hosts.appliance?.facts?.os, 'linux', 'the VMware Tools OS (Photon) is read first');
+    assert.equal(r.hosts['freebsd-fw']?.facts, undefined);
+  });
+
+  it('makes odd rows warnings with their row numbers (a quoted cell spanning lines counts its first line)', () => {
+    const w = r.warnings.join('\n');
+    assert.match(
+      w,
+      /rvtools-vInfo\.csv:4: VM "Web Server 01": the name is not a host key .*host "Web-Server-01"/,
+    );
+    assert.match(
+      w,
+      /rvtools-vInfo\.csv:5: VM "dual-homed": several addresses \(10\.20\.0\.8, 192\.168\.50\.8\); took 10\.20\.0\.8/,
+    );
+    assert.match(w, /rvtools-vInfo\.csv:6: VM "v6-only": IPv6 address only \(2001:db8:20::9\)/);
+    assert.match(
+      w,
+      /rvtools-vInfo\.csv:7: VM "off-no-tools": no IP address; using NAME\.DOMAIN from import\.domain, off-no-tools\.corp\.example/,
+    );
+    assert.match(
+      w,
+      /rvtools-vInfo\.csv:8: VM "dns-only": no IP address; using its DNS name, dns-only\.corp\.example/,
+    );
+    assert.match(w, /rvtools-vInfo\.csv:9: VM "Überwachung-Ä1": .*host "Uberwachung-A1"/);
+    assert.match(
+      w,
+      /rvtools-vInfo\.csv:10: VM "clone of\\nsql-01": address 10\.20\.0\.5 is already host "sql-01"'s .*left out/,
+    );
+    assert.match(w, /rvtools-vInfo\.csv:12: VM "apipa": 169\.254\.10\.3 is link-local; ignored/);
+    assert.match(w, /rvtools-vInfo\.csv:15: VM "freebsd-fw": OS "FreeBSD 13 \(64-bit\)" matches no pattern/);
+    assert.equal(
+      r.hosts['Web-Server-01']?.description,
+      'imported from rvtools-vInfo.csv:4 (VM "Web Server 01")',
+    );
+    assert.equal(r.hosts['tpl-win2022'], undefined, 'templates are skipped as the map says');
+    assert.equal(r.warnings.length, 11);
+  });
+
+  it('reads a semicolon-separated export from a Windows locale the same way', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portolan-import-'));
+    const rows = parseCsv(readFileSync(RVTOOLS, 'utf8')) as string[][];
+    const semi = join(dir, 'rvtools-vInfo.csv');
+    writeFileSync(
+      semi,
+      rows
+        .map((row) => row.map((c) => (/[;"\n]/.test(c) ? `"${c.replace(/"/g, '""')}"` : c)).join(';'))
+        .join('\r\n'),
+    );
+    const s = importTo('rvtools', semi);
+    assert.equal(s.code, 0, s.stderr);
+    assert.deepEqual(s.hosts, r.hosts);
+    assert.deepEqual(s.warnings, r.warnings);
+  });
+
+  it('reads the vInfo sheet of an .xlsx workbook like the CSV', async () => {
+    const { default: writeXlsxFile } = await import('write-excel-file/node');
+    const rows = parseCsv(readFileSync(RVTOOLS, 'utf8')) as string[][];
+    const dir = mkdtempSync(join(tmpdir(), 'portolan-import-'));
+    const xlsx = join(dir, 'rvtools-vInfo.csv.xlsx');
+    await writeXlsxFile([
+      { sheet: 'vSummary', data: [['vCenter'], ['vc-01.corp.example']] },
+      { sheet: 'vInfo', data: rows.map((row) => row.map((value) => ({ value }))) },
+    ]).toFile(xlsx);
+    const x = importTo('rvtools', xlsx);
+    assert.equal(x.code, 0, x.stderr);
+    // The same hosts; descriptions name spreadsheet rows, where the CSV counts lines (row 10 spans two).
+    const strip = (h: Hosts) =>
+      Object.fromEntries(Object.entries(h).map(([k, { description: _, ...v }]) => [k, v]));
+    assert.deepEqual(strip(x.hosts), strip(r.hosts));
+    assert.equal(x.hosts.apipa?.description, 'imported from rvtools-vInfo.csv.xlsx:11');
+    const missing = importTo('rvtools', xlsx, MAP, ['--sheet', 'vHost']);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /has no sheet "vHost"/);
+  });
+});
+
+describe('import pvesh', () => {
+  it('imports guests and nodes by name, with facts from tags, and leaves out templates and storage', () => {
+    const r = importTo('pvesh', PVESH);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(Object.keys(r.hosts), [
+      'vbr-01',
+      'worker-01',
+      'pve-01',
+      'pve-02',
+      'sql-02',
+      'pg-01',
+      'dns-ct',
+      'Test-VM-old',
+    ]);
+    assert.deepEqual(r.hosts['pve-01']?.roles, ['veeam-proxmox:proxmox-server']);
+    assert.equal(r.hosts['pve-01']?.address, 'pve-01.corp.example');
+    assert.deepEqual(r.hosts['sql-02']?.facts, { databases: ['mssql'], os: 'windows' });
+    assert.deepEqual(r.hosts['pg-01']?.facts, { databases: ['postgresql'], os: 'linux' });
+    assert.equal(r.hosts['sql-02']?.description, 'imported from pvesh-resources.json[2]');
+    assert.deepEqual(r.warnings, [
+      'warning: pvesh-resources.json[6]: VM "Test VM (old)": the name is not a host key (letters, digits, . _ - only, at most 63); host "Test-VM-old"',
+    ]);
+    assert.equal(runCli(['validate', r.out]).code, 0);
+  });
+});
+
+describe('import: bad input', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'portolan-import-bad-'));
+  const file = (name: string, text: string) => {
+    const p = join(dir, name);
+    writeFileSync(p, text);
+    return p;
+  };
+  const cases: [string, string[], RegExp][] = [
+    ['no --map', ['import', 'rvtools', RVTOOLS], /--map MAP\.yaml is required/],
+    [
+      'an unknown source',
+      ['import', 'vmware', RVTOOLS, '--map', MAP],
+      /import source "vmware" is not one of: rvtools, pvesh/,
+    ],
+    [
+      'a CSV without the VM column',
+      ['import', 'rvtools', file('hosts.csv', 'Name,IP\na,10.0.0.1\n'), '--map', MAP],
+      /hosts\.csv:1: no column "VM" \(the VM name\) in the header row .*columns found: "Name", "IP"/,
+    ],
+    [
+      'pvesh output that is not JSON',
+      ['import', 'pvesh', file('r.json', '{"id": '), '--map', MAP],
+      /r\.json: not JSON text: .*expected the output of pvesh get \/cluster\/resources/,
+    ],
+    [
+      'pvesh output that is not a list',
+      ['import', 'pvesh', file('o.json', '{"data": []}'), '--map', MAP],
+      /o\.json: expected a JSON array of resources/,
+    ],
+    [
+      'a map with a bad pattern',
+      [
+        'import',
+        'pvesh',
+        PVESH,
+        '--map',
+        file(
+          'm1.yaml',
+          'site: s\nimport:\n  roles: [veeam-proxmox:guest]\n  rules:\n    - { name: "(", facts: { os: linux } }\n',
+        ),
+      ],
+      /m1\.yaml:5:\d+ import\.rules\[0\]\.name: not a regular expression: .*\(expected a JavaScript regular expression\)/,
+    ],
+    [
+      'a map with an unknown key',
+      [
+        'import',
+        'pvesh',
+        PVESH,
+        '--map',
+        file('m2.yaml', 'site: s\nimport:\n  roles: [a:b]\n  colums: {}\n'),
+      ],
+      /m2\.yaml:4:\d+ import.*colums/,
+    ],
+    [
+      'a map whose roles the catalog does not know',
+      [
+        'import',
+        'pvesh',
+        PVESH,
+        '--map',
+        file(
+          'm3.yaml',
+          'site: s\nproducts: { veeam-proxmox: {} }\nimport:\n  roles: [veeam-proxmox:gust]\n  domain: x.example\n',
+        ),
+        '-o',
+        join(dir, 'out.yaml'),
+      ],
+      /the imported inventory does not validate: .*unknown role "gust"/,
+    ],
+    [
+      'a FIFO-like endless source',
+      ['import', 'pvesh', '/dev/zero', '--map', MAP],
+      /not JSON text|larger than/,
+    ],
+  ];
+  for (const [name, args, expected] of cases)
+    it(`${name}: one line, exit 2`, { timeout: 120_000 }, () => {
+      const r = runCli(args);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, expected);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    });
+});
+
+describe('import at estate size', () => {
+  it('imports 100,000 RVTools rows in one pass (a quadratic import would not finish in this test)', {
+    timeout: 300_000,
+  }, () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portolan-import-big-'));
+    const header = readFileSync(RVTOOLS, 'utf8').split('\n')[0];
+    const lines = [header];
+    for (let i = 0; i < 100_000; i++) {
+      const ip = `10.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
+      const os = i % 3 === 0 ? 'Microsoft Windows Server 2019 (64-bit)' : 'Ubuntu Linux (64-bit)';
+      // every 1000th row has no address and no DNS name: a warning, resolved through import.domain
+      const addr = i % 1000 === 999 ? '' : ip;
+      lines.push(
+        `vm-${i},poweredOn,False,False,green,,connected,running,green,2,4096,1,1,${addr},VM Network,,${os},${os},vm-${i},DC,C,esx`,
+      );
+    }
+    const csv = join(dir, 'vInfo.csv');
+    writeFileSync(csv, `${lines.join('\n')}\n`);
+    const out = join(dir, 'site.yaml');
+    const r = runCli(['import', 'rvtools', csv, '--map', MAP, '-o', out]);
+    assert.equal(r.code, 0, r.stderr.slice(0, 2000));
+    assert.match(
+      r.stderr,
+      /imported 100000 of 100000 rows into site east-import .*: 0 left out, 100 warnings/,
+    );
+    const text = readFileSync(out, 'utf8');
+    assert.equal(text.match(/description: "imported from vInfo\.csv:/g)?.length, 100_000);
+    assert.equal(
+      text.slice(text.lastIndexOf('\n', text.length - 2) + 1),
+      '  vm-99999: { address: "vm-99999.corp.example", roles: ["veeam-proxmox:guest"], facts: { os: "windows" }, description: "imported from vInfo.csv:100001" }\n',
+    );
+    assert.ok(BIN);
+  });
+});
