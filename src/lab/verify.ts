@@ -22,7 +22,8 @@ const PARALLEL = 2;
 /**
  * check's options in the lab: a short retry budget (no far-away ICMP rate limit to wait out), and
  * no more connections in flight than a responder admits at once (MAX_CONNECTIONS, shared by the
- * sources probing in parallel): past that it refuses them and a port would read open-unverified.
+ * sources probing in parallel, with half to spare for sockets still closing): past that it refuses
+ * them and a port would read open-unverified.
  */
 const CHECK_ARGS = [
   '--timeout',
@@ -30,7 +31,7 @@ const CHECK_ARGS = [
   '--retry-budget',
   '2000',
   '--concurrency',
-  String(Math.max(1, Math.floor(MAX_CONNECTIONS / PARALLEL))),
+  String(Math.max(1, Math.floor(MAX_CONNECTIONS / PARALLEL / 2))),
 ];
 /** Verdicts that pass in the lab (a responder stands behind every planned port). */
 export const PASSING: ReadonlySet<string> = new Set(['ok', 'ok (responder)']);
