@@ -43,6 +43,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: Com
     summary: "check this host's flows on a schedule and report them to portolan serve",
     load: () => import('./agent.js'),
   },
+  lab: {
+    summary: 'prove a site and its firewalls in network namespaces on this machine (root)',
+    load: () => import('./lab.js'),
+  },
   import: {
     summary: 'turn an RVTools or Proxmox VE inventory into a site inventory',
     load: () => import('./import.js'),

@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { after, describe, it } from 'node:test';
+import {
+  alive,
+  lab,
+  labDir,
+  namespaces,
+  readLabState,
+  skipLab,
+  snapshot,
+  type VerifyJson,
+} from './lab-helpers.js';
+
+/**
+ * Every example site, with both generated firewalls: `lab up`, `lab verify` (every planned flow
+ * passes through both hosts' rulesets to the responder, or fails for the reason the lab names; every
+ * sampled unplanned probe is blocked), `lab break` of one flow (verify then shows exactly the flows
+ * that carry it failing, as filtered: the ruleset drops), and `lab down` (the namespaces, their
+ * /etc/netns directories and the responders are gone; the root namespace's links and nftables
+ * ruleset are as before).
+ */
+
+/** One flow to break per site and firewall: single ports, through CIDR and DNS-name hosts and merged rules. */
+const SITES: Record<string, Record<'nftables' | 'iptables', string>> = {
+  'druva-vmware': { nftables: 'proxy-01->esx-cluster-a:902/tcp', iptables: 'proxy-01->vc-01:443/tcp' },
+  platespin: { nftables: 'targets->ps-server:80/tcp', iptables: 'ps-server->win-src:445/tcp' },
+  'platespin-legacy': {
+    nftables: 'ps-server->esx-legacy:443/tcp',
+    iptables: 'fileserver-old->ps-server:80/tcp',
+  },
+  'veeam-proxmox': {
+    nftables: 'pve-worker-01->pve-02:8006/tcp',
+    iptables: 'vbr-01->pve-worker-01:19000/tcp',
+  },
+  'mixed-site': { nftables: 'proxy-01->sql-01:3542/tcp', iptables: 'ps-01->phys-01:445/tcp' },
+};
+
+const PASS = new Set(['ok', 'ok (responder)']);
+
+describe('lab: every example site with both firewalls', { skip: skipLab }, () => {
+  const dir = labDir();
+  after(() => dir.cleanup());
+
+  for (const [site, breaks] of Object.entries(SITES))
+    for (const firewall of ['nftables', 'iptables'] as const) {
+      it(`${site} (${firewall}): up, verify, break ${breaks[firewall]}, down`, {
+        timeout: 1_200_000,
+      }, async () => {
+        const name = dir.name(`${site.slice(0, 8)}-${firewall.slice(0, 3)}`);
+        const before = snapshot();
+        const up = await lab(
+          ['up', `examples/${site}.yaml`, '--name', name, '--firewall', firewall, '-q'],
+          dir.env,
+        );
+        assert.equal(up.code, 0, up.stderr);
+        const state = readLabState(dir.root, name);
+        try {
+          const present = namespaces();
+          for (const ns of state.objects.netns) assert.ok(present.has(ns), `namespace ${ns} missing`);
+          for (const ns of state.objects.netns) assert.ok(ns.length <= 15, ns);
+
+          const v = await lab(['verify', '--name', name, '--format', 'json'], dir.env);
+          const doc = JSON.parse(v.stdout) as VerifyJson;
+          assert.deepEqual(doc.errors, []);
+          assert.ok(doc.flows.length > 0);
+          for (const f of doc.flows) {
+            if (f.expectedFailure) assert.ok(f.failed, `${f.id} should fail: ${f.expectedFailure}`);
+            else assert.ok(PASS.has(f.verdict), `${f.id}: ${f.verdict}`);
+          }
+          assert.ok(doc.unplanned.length > 0);
+          const leaks = doc.unplanned.filter((u) => u.result !== 'blocked');
+          assert.deepEqual(leaks, [], 'every sampled unplanned probe is blocked');
+          assert.equal(v.code, doc.flows.some((f) => f.failed) ? 1 : 0);
+
+          const spec = breaks[firewall];
+          const m = /^(.+)->(.+):(\d+)\/(tcp|udp)$/.exec(spec) as RegExpExecArray;
+          const [from, to, port, proto] = [m[1], m[2], Number(m[3]), m[4]];
+          const b = await lab(['break', '--name', name, '--flow', spec], dir.env);
+          assert.equal(b.code, 0, b.stderr);
+          const after = await lab(
+            ['verify', '--name', name, '--to', to as string, '--format', 'json'],
+            dir.env,
+          );
+          assert.equal(after.code, 1);
+          const broken = JSON.parse(after.stdout) as VerifyJson;
+          const carrying = (f: VerifyJson['flows'][number]) =>
+            f.from === from &&
+            f.to === to &&
+            f.protocol === proto &&
+            f.ports.some(([lo, hi]) => lo <= port && port <= hi);
+          const failing = broken.flows.filter(
+            (f) => f.failed && !doc.flows.find((d) => d.id === f.id)?.failed,
+          );
+          assert.ok(failing.length > 0, `${spec} did not fail`);
+          assert.deepEqual(
+            failing.map((f) => f.id).sort(),
+            broken.flows
+              .filter(carrying)
+              .map((f) => f.id)
+              .sort(),
+            'exactly the flows carrying the broken port fail',
+          );
+          for (const f of failing) {
+            assert.equal(f.verdict, 'filtered', `${f.id}: a dropped TCP port reads filtered`);
+            assert.match(f.expectedFailure ?? '', /lab break/);
+          }
+          assert.deepEqual(
+            broken.unplanned.filter((u) => u.result !== 'blocked'),
+            [],
+          );
+        } finally {
+          const down = await lab(['down', '--name', name], dir.env);
+          assert.equal(down.code, 0, down.stderr);
+        }
+        const present = namespaces();
+        for (const ns of state.objects.netns) assert.ok(!present.has(ns), `namespace ${ns} left behind`);
+        for (const d of state.objects.etcDirs) assert.ok(!existsSync(d), `${d} left behind`);
+        for (const pid of state.objects.pids) assert.ok(!alive(pid), `responder ${pid} still runs`);
+        assert.ok(!existsSync(`${dir.root}/${name}.json`));
+        assert.deepEqual(snapshot(), before, 'root namespace links and nftables ruleset unchanged');
+      });
+    }
+});

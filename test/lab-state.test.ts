@@ -1,0 +1,221 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import type { ExportModel, ExportRule } from '../src/export/model.js';
+import { parseFlowSpec } from '../src/lab/break.js';
+import { checkLabName, hostNamespace, hubNamespace, hubPort, IFNAME_MAX, labKey } from '../src/lab/names.js';
+import { carve, firstUsable } from '../src/lab/site.js';
+import { pick } from '../src/lab/verify.js';
+import { BIN, ROOT } from './helpers.js';
+import { alive, lab, labDir, namespaces, readLabState, skipLab, snapshot } from './lab-helpers.js';
+
+const SITE = 'examples/platespin-legacy.yaml';
+
+describe('lab: names, flow specs, sampling and carving', () => {
+  it('every kernel name fits 15 bytes, and differs between state directories', () => {
+    const a = labKey('/run/portolan/labs', 'a-very-long-lab-name-that-goes-on-and-on');
+    const b = labKey('/tmp/other', 'a-very-long-lab-name-that-goes-on-and-on');
+    assert.notEqual(a, b);
+    for (const n of [
+      hostNamespace(a, 'a-host-name-longer-than-fifteen-bytes'),
+      hubNamespace(a),
+      hubPort('x'.repeat(60)),
+    ])
+      assert.ok(Buffer.byteLength(n) <= IFNAME_MAX, n);
+  });
+
+  it('refuses a lab name that cannot be a file name', () => {
+    assert.throws(() => checkLabName('../etc'), /is not a lab name/);
+    assert.throws(() => checkLabName(''), /is not a lab name/);
+    assert.equal(checkLabName('east-dc.1'), 'east-dc.1');
+  });
+
+  it('parses FROM->TO:PORT/PROTO and refuses the rest with what was expected', () => {
+    assert.deepEqual(parseFlowSpec('proxy-01->esx-edge:443/tcp'), {
+      from: 'proxy-01',
+      to: 'esx-edge',
+      port: 443,
+      protocol: 'tcp',
+    });
+    assert.deepEqual(parseFlowSpec('a->b:123/UDP').protocol, 'udp');
+    for (const bad of ['a->b:0/tcp', 'a->b:70000/tcp', 'a->b/tcp', 'a-b:1/tcp', 'a->b:1/icmp'])
+      assert.throws(() => parseFlowSpec(bad), /is not FROM->TO:PORT\/PROTO/);
+  });
+
+  it('the first usable address of a network', () => {
+    assert.equal(firstUsable('10.10.1.0/28', 4, 28), '10.10.1.1');
+    assert.equal(firstUsable('10.0.0.4/31', 4, 31), '10.0.0.4');
+    assert.equal(firstUsable('2001:db8::/64', 6, 64), '2001:db8::1');
+  });
+
+  it('samples the same ports for the same seed, never outside the ranges', () => {
+    const ranges: [number, number][] = [
+      [100, 110],
+      [5000, 5000],
+      [60000, 60010],
+    ];
+    const a = pick(ranges, 3, 'seed');
+    assert.deepEqual(a, pick(ranges, 3, 'seed'));
+    assert.equal(new Set(a).size, 3);
+    for (const p of a) assert.ok(ranges.some(([lo, hi]) => lo <= p && p <= hi));
+    assert.deepEqual(pick([[1, 2]], 5, 's'), [1, 2]);
+  });
+
+  it('carving one flow out keeps its other ports and the port for every other source', () => {
+    const rule: ExportRule = {
+      id: 'in-tcp-1',
+      direction: 'in',
+      protocol: 'tcp',
+      ports: [
+        [3389, 3389],
+        [3542, 3542],
+      ],
+      src: { v4: ['10.0.0.0/30'], v6: [], names: [], unspecified: [], hosts: ['a', 'b'] },
+      dst: { v4: [], v6: [], names: [], unspecified: [], hosts: ['t'] },
+      services: ['rdp'],
+      flows: [],
+    };
+    const model = { rules: [rule] } as unknown as ExportModel;
+    const out = carve(model, { from: 'a', protocol: 'tcp', port: 3542 }, ['10.0.0.1/32']);
+    assert.equal(out.rules.length, 2);
+    assert.deepEqual(out.rules[0]?.ports, [[3389, 3389]]);
+    assert.deepEqual(out.rules[0]?.src.v4, ['10.0.0.0/30']);
+    assert.deepEqual(out.rules[1]?.ports, [[3542, 3542]]);
+    assert.ok(!(out.rules[1]?.src.v4 ?? []).some((c) => c === '10.0.0.1/32' || c === '10.0.0.0/30'));
+    assert.deepEqual(out.rules[1]?.src.hosts, ['b']);
+  });
+});
+
+describe('lab: without root or CAP_NET_ADMIN', {
+  skip: spawnSync('sh', ['-c', 'command -v setpriv']).status !== 0 ? 'needs setpriv' : skipLab,
+}, () => {
+  it('refuses with one line and exit 2', () => {
+    const r = spawnSync(
+      'setpriv',
+      [
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        '--inh-caps=-all',
+        process.execPath,
+        BIN,
+        'lab',
+        'up',
+        SITE,
+      ],
+      {
+        cwd: ROOT,
+        encoding: 'utf8',
+        env: { ...process.env, PORTOLAN_LAB_DIR: '/nonexistent' },
+      },
+    );
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /needs root or CAP_NET_ADMIN/);
+  });
+});
+
+describe('lab: state, restarts and kills', { skip: skipLab }, () => {
+  const dir = labDir();
+  after(() => dir.cleanup());
+
+  it('a lab started twice with the same name: the second is refused, the first is untouched', {
+    timeout: 300_000,
+  }, async () => {
+    const name = dir.name('twice');
+    const first = await lab(['up', SITE, '--name', name, '-q'], dir.env);
+    assert.equal(first.code, 0, first.stderr);
+    const state = readLabState(dir.root, name);
+    const second = await lab(['up', SITE, '--name', name, '-q'], dir.env);
+    assert.equal(second.code, 2);
+    assert.match(second.stderr, new RegExp(`lab ${name} already exists .*lab down --name ${name}`));
+    assert.deepEqual(readLabState(dir.root, name), state, 'the state file is unchanged');
+    const present = namespaces();
+    for (const ns of state.objects.netns) assert.ok(present.has(ns));
+    for (const pid of state.objects.pids) assert.ok(alive(pid), `responder ${pid} was killed`);
+    const v = await lab(['verify', '--name', name, '--format', 'json'], dir.env);
+    assert.equal(v.code, 0, v.stdout.slice(0, 2000));
+    assert.equal((await lab(['down', '--name', name], dir.env)).code, 0);
+    const again = await lab(['down', '--name', name], dir.env);
+    assert.equal(again.code, 0, 'down is idempotent');
+    assert.match(again.stdout, /nothing to remove/);
+  });
+
+  // Each point: the state file already names the object, the object is not made yet.
+  const POINTS = [
+    'hub',
+    'netns:fileserver-old',
+    'etc:fileserver-old',
+    'link:fileserver-new',
+    'ruleset:esx-legacy',
+    'responder:fileserver-old',
+    'responder-pid:fileserver-new',
+    'up',
+  ];
+  for (const point of POINTS)
+    it(`down after kill -9 of up at ${point}`, { timeout: 300_000 }, async () => {
+      const name = dir.name(`kill-${point.replace(/[^a-z]/g, '').slice(0, 12)}`);
+      const before = snapshot();
+      const r = await lab(['up', SITE, '--name', name, '-q'], { ...dir.env, PORTOLAN_LAB_KILL_AT: point });
+      assert.equal(r.code, null, 'up was killed');
+      const state = readLabState(dir.root, name);
+      const down = await lab(['down', '--name', name], dir.env);
+      assert.equal(down.code, 0, down.stderr);
+      const present = namespaces();
+      for (const ns of state.objects.netns) assert.ok(!present.has(ns), `${ns} left behind`);
+      for (const d of state.objects.etcDirs) assert.ok(!existsSync(d), `${d} left behind`);
+      for (const pid of state.objects.pids) assert.ok(!alive(pid), `responder ${pid} still runs`);
+      for (const h of state.hosts) if (h.responder?.pid) assert.ok(!alive(h.responder.pid));
+      assert.ok(!existsSync(join(dir.root, `${name}.json`)));
+      assert.ok(!existsSync(join(dir.root, name)));
+      assert.deepEqual(snapshot(), before);
+    });
+
+  it('down after kill -9 of up from outside, while it makes namespaces', { timeout: 300_000 }, async () => {
+    const name = dir.name('killext');
+    let pid = 0;
+    const running = lab(['up', 'examples/mixed-site.yaml', '--name', name, '-q'], dir.env, {
+      onSpawn: (p) => {
+        pid = p;
+      },
+    });
+    const file = join(dir.root, `${name}.json`);
+    for (let i = 0; i < 600; i++) {
+      if (existsSync(file) && readLabState(dir.root, name).objects.netns.length >= 4) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    process.kill(pid, 'SIGKILL');
+    await running;
+    const state = readLabState(dir.root, name);
+    assert.ok(state.objects.netns.length >= 4);
+    assert.equal((await lab(['down', '--name', name], dir.env)).code, 0);
+    const present = namespaces();
+    for (const ns of state.objects.netns) assert.ok(!present.has(ns), `${ns} left behind`);
+    for (const d of state.objects.etcDirs) assert.ok(!existsSync(d));
+  });
+
+  it('down --all after the inventory file moved', { timeout: 300_000 }, async () => {
+    const site = join(dir.root, 'site-src');
+    mkdirSync(site, { recursive: true });
+    const file = join(site, 'p2v.yaml');
+    copyFileSync(join(ROOT, SITE), file);
+    const names = [dir.name('moved-a'), dir.name('moved-b')];
+    for (const n of names) assert.equal((await lab(['up', file, '--name', n, '-q'], dir.env)).code, 0);
+    const states = names.map((n) => readLabState(dir.root, n));
+    renameSync(site, join(dir.root, 'site-elsewhere'));
+    assert.ok(!existsSync(file));
+    const v = await lab(['verify', '--name', names[0] as string, '--format', 'json'], dir.env);
+    assert.equal(v.code, 0, 'verify works from the lab copy of the inventory');
+    const list = await lab(['list'], dir.env);
+    for (const n of names) assert.match(list.stdout, new RegExp(`^${n}  site p2v-legacy  up`, 'm'));
+    const down = await lab(['down', '--all'], dir.env);
+    assert.equal(down.code, 0, down.stderr);
+    const present = namespaces();
+    for (const s of states) for (const ns of s.objects.netns) assert.ok(!present.has(ns));
+    assert.match((await lab(['list'], dir.env)).stdout, /no labs/);
+    rmSync(join(dir.root, 'site-elsewhere'), { recursive: true, force: true });
+    assert.ok(readFileSync(join(ROOT, SITE), 'utf8').length > 0);
+  });
+});
