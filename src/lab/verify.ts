@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { subtractPorts } from '../listen/inbound.js';
-import { MAX_CONNECTIONS } from '../listen/sockets.js';
+import { RESPONDER_CONNECTIONS_PER_SOURCE } from '../listen/protocol.js';
 import type { Flow, FlowSource } from '../model/flow.js';
 import { mergePortRanges, type PortRange } from '../model/ports.js';
 import { shortHash } from './names.js';
@@ -21,9 +21,8 @@ export const SAMPLE = { tcpPlanned: 3, udpPlanned: 1, tcpAny: 1 } as const;
 const PARALLEL = 2;
 /**
  * check's options in the lab: a short retry budget (no far-away ICMP rate limit to wait out), and
- * no more connections in flight than a responder admits at once (MAX_CONNECTIONS, shared by the
- * sources probing in parallel, with half to spare for sockets still closing): past that it refuses
- * them and a port would read open-unverified.
+ * well under the connections a responder admits from one source (RESPONDER_CONNECTIONS_PER_SOURCE),
+ * leaving room for sockets still closing and the signed probes: past that share it refuses them.
  */
 const CHECK_ARGS = [
   '--timeout',
@@ -31,7 +30,7 @@ const CHECK_ARGS = [
   '--retry-budget',
   '2000',
   '--concurrency',
-  String(Math.max(1, Math.floor(MAX_CONNECTIONS / PARALLEL / 2))),
+  String(Math.max(1, Math.floor(RESPONDER_CONNECTIONS_PER_SOURCE / 8))),
 ];
 /** Verdicts that pass in the lab (a responder stands behind every planned port). */
 export const PASSING: ReadonlySet<string> = new Set(['ok', 'ok (responder)']);
