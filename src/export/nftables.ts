@@ -11,6 +11,9 @@ import type { ExportResult, Generator } from './generator.js';
 import { headerLines, oneLine } from './header.js';
 import { type ExportModel, type ExportRule, ruleSummary } from './model.js';
 
+/** Set elements per line: an IPv6 CIDR is up to 43 characters, so a line stays under 1 KiB. */
+const SET_ELEMENTS_PER_LINE = 16;
+
 /**
  * nftables: one `table inet portolan` loaded with `nft -f`. Every rule matches named sets (one per
  * rule, side, address family and kind), so the addresses a user must fill in have a name to fill.
@@ -168,7 +171,18 @@ function renderSet(s: NamedSet): string[] {
   if (note !== undefined && note.length > NFT_COMMENT_MAX) out.push(`\t# ${note}`);
   out.push(`\tset ${s.name} {`, `\t\ttype ${NFT_FAMILY[s.family].type}`, '\t\tflags interval');
   if (note !== undefined) out.push(`\t\tcomment "${nftText(note, NFT_COMMENT_MAX)}"`);
-  if (s.elements.length) out.push(`\t\telements = { ${s.elements.join(', ')} }`);
+  if (s.elements.length) {
+    // A long set is written a few elements a line, so no line outgrows what a reader takes whole.
+    if (s.elements.length <= SET_ELEMENTS_PER_LINE) out.push(`\t\telements = { ${s.elements.join(', ')} }`);
+    else {
+      out.push('\t\telements = {');
+      for (let i = 0; i < s.elements.length; i += SET_ELEMENTS_PER_LINE)
+        out.push(
+          `\t\t\t${s.elements.slice(i, i + SET_ELEMENTS_PER_LINE).join(', ')}${i + SET_ELEMENTS_PER_LINE < s.elements.length ? ',' : ''}`,
+        );
+      out.push('\t\t}');
+    }
+  }
   out.push('\t}');
   return out;
 }

@@ -1,4 +1,4 @@
-import { containsCidr } from 'cidr-tools';
+import { parseCidr } from 'cidr-tools';
 import { type ConditionContext, evaluate } from '../catalog/conditions.js';
 import type { Catalogs } from '../catalog/load.js';
 import {
@@ -46,8 +46,17 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
   const planned = (e: CatalogEntry) => withAdvisories || e.basis !== 'advisory';
   for (const [productId, use] of inv.products) {
     const cat = catalogs.get(productId) as Catalog;
-    const hostsIn = (role: string) =>
-      inv.hosts.filter((h) => h.roles.some((r) => r.product === productId && r.role === role));
+    // Hosts by role, indexed once: a plan of 100,000 hosts asks for them per entry and per pair.
+    const byRole = new Map<string, Host[]>();
+    for (const h of inv.hosts)
+      for (const r of h.roles)
+        if (r.product === productId) {
+          const list = byRole.get(r.role);
+          if (list) list.push(h);
+          else byRole.set(r.role, [h]);
+        }
+    const roleSets = new Map([...byRole].map(([role, hosts]) => [role, new Set(hosts)]));
+    const hostsIn = (role: string): Host[] => byRole.get(role) ?? [];
     const setting = (name: string) => use.settings[name] ?? cat.settings?.[name]?.default;
     for (const role of Object.keys(cat.roles)) {
       const used = cat.entries.filter(
@@ -80,7 +89,7 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
       const froms = candidates(entry.from, hostsIn);
       for (const from of froms) {
         const tos = isLocal(entry.to)
-          ? from.host && hostsIn(entry.to.role).includes(from.host)
+          ? from.host && roleSets.get(entry.to.role)?.has(from.host)
             ? [{ host: from.host, role: entry.to.role }]
             : []
           : candidates(entry.to, hostsIn);
@@ -140,10 +149,11 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
   }
   const flows = mergeFlows(raw);
   for (const w of hostsInsideCidrs(inv.hosts)) warn(w);
-  for (const h of inv.hosts) {
-    if (!flows.some((f) => f.from.host === h.name || f.to.host === h.name))
+  const inFlows = new Set<string | null>();
+  for (const f of flows) inFlows.add(f.from.host).add(f.to.host);
+  for (const h of inv.hosts)
+    if (!inFlows.has(h.name))
       warn({ code: 'host-without-flows', host: h.name, message: `host ${h.name} has no flows in this plan` });
-  }
   return { site: inv.site, flows, warnings };
 }
 
@@ -341,19 +351,45 @@ function flowKey(f: Flow): string {
  * most likely means the CIDR without this host. Warning code `address-in-cidr`.
  */
 export function hostsInsideCidrs(hosts: readonly Host[]): Warning[] {
-  const out: Warning[] = [];
-  for (const net of hosts) {
+  // Address ranges sorted by start, so each CIDR finds what lies inside it by binary search:
+  // linear-logarithmic in hosts, where comparing every pair is quadratic on an estate.
+  const ranges = hosts
+    .map((h, index) => {
+      if (h.address.kind === 'dns') return undefined;
+      const r = parseCidr(h.address.text);
+      return { h, index, version: h.address.version, start: r.start, end: r.end };
+    })
+    .filter((r) => r !== undefined)
+    .sort((a, b) => a.version - b.version || (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  const found: { net: number; index: number; w: Warning }[] = [];
+  for (const [n, net] of hosts.entries()) {
     if (net.address.kind !== 'cidr') continue;
-    for (const h of hosts) {
-      if (h === net || h.address.kind === 'dns' || h.address.version !== net.address.version) continue;
+    const { start, end } = parseCidr(net.address.text);
+    const version = net.address.version;
+    let lo = 0;
+    let hi = ranges.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const m = ranges[mid] as (typeof ranges)[number];
+      if (m.version < version || (m.version === version && m.start < start)) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < ranges.length; i++) {
+      const r = ranges[i] as (typeof ranges)[number];
+      if (r.version !== version || r.start > end) break;
+      const h = r.h;
+      if (h === net || r.end > end) continue;
       if (h.address.kind === 'cidr' && h.address.text === net.address.text) continue;
-      if (!containsCidr(net.address.text, h.address.text)) continue;
-      out.push({
-        code: 'address-in-cidr',
-        host: h.name,
-        message: `host ${h.name} (${h.address.text}) lies inside the CIDR of host ${net.name}, ${net.address.text}: probes of ${net.name} from ${h.name} reach ${h.name} itself; narrow the CIDR or accept that ${h.address.text} is probed as ${net.name}`,
+      found.push({
+        net: n,
+        index: r.index,
+        w: {
+          code: 'address-in-cidr',
+          host: h.name,
+          message: `host ${h.name} (${h.address.text}) lies inside the CIDR of host ${net.name}, ${net.address.text}: probes of ${net.name} from ${h.name} reach ${h.name} itself; narrow the CIDR or accept that ${h.address.text} is probed as ${net.name}`,
+        },
       });
     }
   }
-  return out;
+  return found.sort((a, b) => a.net - b.net || a.index - b.index).map((f) => f.w);
 }
