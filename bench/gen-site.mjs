@@ -37,7 +37,8 @@ export function generateSite(n) {
   // ESXi: half single addresses, half /28 blocks (from 172.16.0.0 on, 16 addresses each).
   const esx = per(0.02);
   for (let i = 0; i < esx; i++) {
-    if (i % 2 === 0) add(`esx-${i}`, ['druva-vmware:esxi'], `{ registration: ${i % 4 === 0 ? 'vcenter' : 'standalone'} }`);
+    if (i % 2 === 0)
+      add(`esx-${i}`, ['druva-vmware:esxi'], `{ registration: ${i % 4 === 0 ? 'vcenter' : 'standalone'} }`);
     else {
       const b = i * 16;
       lines.push(
@@ -54,7 +55,12 @@ export function generateSite(n) {
     } else if (k < 9) {
       const os = k === 6 ? 'windows' : 'linux';
       add(`pxg-${i}`, ['veeam-proxmox:guest'], `{ os: ${os}${k === 6 ? ', databases: [mssql]' : ''} }`);
-    } else add(`src-${i}`, ['platespin:source'], i % 20 === 9 ? '{ os: windows, drives: [C, D] }' : '{ os: linux }');
+    } else
+      add(
+        `src-${i}`,
+        ['platespin:source'],
+        i % 20 === 9 ? '{ os: windows, drives: [C, D] }' : '{ os: linux }',
+      );
   }
   return `${lines.join('\n')}\n`;
 }
