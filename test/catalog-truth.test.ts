@@ -424,7 +424,7 @@ hosts:
     const file = site(mixed());
     const md = runCli(['export', file, '--to', 'markdown']);
     assert.equal(md.code, 0, md.stderr);
-    const before = md.stdout.split('## Before approval')[1] ?? '';
+    const before = md.stdout.split('## Warnings and what is not covered')[1] ?? '';
     assert.match(before, /advisory druva-vmware proxy-to-standalone-esxi-nfc not planned/);
     const nft = runCli(['export', file, '--to', 'nftables']);
     assert.equal(nft.code, 0, nft.stderr);
@@ -511,10 +511,7 @@ hosts:
         lines.some((l) => displayWidth(l) >= columns - 1),
         'the purpose column uses the room there is',
       );
-      assert.ok(
-        lines.some((l) => l.endsWith('…')),
-        'long purposes are cut',
-      );
+      assert.ok(lines.length > p.flows.length + 1, 'long purposes wrap onto more lines under their column');
     }
   });
 });

@@ -372,7 +372,10 @@ for (const a of ['10.214.6.2', '10.213.${n()}.255'])
     }
     assert.match(r.stderr, /6 flows, 1 address, 2 probes planned/);
     // One address, two ports, one probe each (shared by the three flows): nothing else was probed.
-    assert.equal(counted(), 2);
+    // The two planned probes, plus at most three connects that measure the round trip to the
+    // address that answered (evidence rttMs): all to ADDR, none to the rest of the /24.
+    const c = counted();
+    assert.ok(c >= 2 && c <= 5, `${c} packets`);
 
     // 0.0.0.0/0 contains any address; without it, an address no host contains is refused.
     const none = await lab.cli([

@@ -147,7 +147,7 @@ describe('CSV: formulas defused for both separators', () => {
 });
 
 describe('long text in terminal tables', () => {
-  test('plan --format table with a 1,000,000-character purpose: linear truncation', {
+  test('plan --format table with a 1,000,000-character purpose: wrapped in linear time', {
     timeout: 300_000,
   }, () => {
     // 100,000 characters took about 12 minutes when each cut re-measured the whole text.
@@ -163,8 +163,9 @@ describe('long text in terminal tables', () => {
     );
     const r = runCli(['plan', join(dir, 'site.yaml'), '--format', 'table']);
     assert.equal(r.code, 0, r.stderr);
-    const row = r.stdout.split('\n')[1] ?? '';
-    assert.ok(row.endsWith('…'), row.slice(-40));
-    assert.ok(row.length < 400, `the row is ${row.length} characters`);
+    // The purpose wraps under its column: many short lines, none longer than the table.
+    const lines = r.stdout.split('\n');
+    assert.ok(lines.length > 1000, `${lines.length} lines`);
+    for (const l of lines) assert.ok(l.length < 400, `a line of ${l.length} characters`);
   });
 });

@@ -10,7 +10,7 @@ import { lab, labDir, readLabState, skipLab, snapshot, type VerifyJson } from '.
  */
 const SITE = 'examples/platespin-legacy.yaml';
 
-/** fileserver-new as an admin might have written it: SSH for the admins, the migration ports... but not 3725. */
+/** fileserver-new as an admin might have written it: SSH for the admins, discovery, the migration ports... but not 9999. */
 const NFT_FILESERVER_NEW = `#!/usr/sbin/nft -f
 flush ruleset
 
@@ -30,7 +30,8 @@ table inet filter {
 		icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept
 		tcp dport 22 ct state new accept comment "admin ssh"
 		ip saddr @migration_sources tcp dport { 137-139, 445 } accept comment "netbios, smb"
-		ip saddr @migration_sources tcp dport { 9999, 10002-10004 } accept comment "platespin block-based"
+		ip saddr 192.168.50.10 tcp dport { 135, 445 } accept comment "platespin discovery"
+		ip saddr @migration_sources tcp dport { 10002-10004 } accept comment "platespin block-based"
 		log prefix "input drop: " level info limit rate 5/minute
 	}
 
@@ -101,7 +102,7 @@ describe('lab: the user own rulesets, and ablate', { skip: skipLab }, () => {
         failing.sort(),
         [
           // nftables policy drop: no answer
-          'fileserver-old->fileserver-new tcp/3725-3725 filtered',
+          'fileserver-old->fileserver-new tcp/9999-9999 filtered',
           // iptables REJECT with icmp-admin-prohibited: EHOSTUNREACH
           'fileserver-new->ps-server tcp/80-80 blocked',
           'fileserver-old->ps-server tcp/80-80 blocked',

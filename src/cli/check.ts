@@ -180,7 +180,11 @@ export async function runAndReport(
       {
         ...options,
         pool,
-        onPlanned: (p) => process.stderr.write(`portolan check: ${plannedText(p, options.maxProbes)}\n`),
+        onPlanned: (p) => {
+          // Said on a line of its own, above the progress bar.
+          bar.clear();
+          process.stderr.write(`portolan check: ${plannedText(p, options.maxProbes)}\n`);
+        },
         onProgress: (p) => bar.update(p),
         onSnapshot: (t) => {
           take = t;

@@ -8,8 +8,8 @@ import { parseDuration } from '../server/duration.js';
 import { Store } from '../server/store.js';
 import { deliver } from '../server/webhooks.js';
 import { packagePath } from '../util/paths.js';
+import { version } from '../util/version.js';
 import { parse } from './args.js';
-import { version } from './main.js';
 
 const USAGE = `Usage: portolan serve [--db FILE | --db postgres://...] [--listen HOST:PORT] [--tls-cert F --tls-key F]
                       [--token-file F] [--new-admin-token] [--no-examples] [--stale-after DUR] [--retention DUR]

@@ -128,6 +128,7 @@ function checkInventory(
           }),
       );
       const settings: Record<string, string> = {};
+      const before = errors.length;
       for (const [key, value] of Object.entries(use ?? {}))
         attempt(() => {
           if (key === 'features') return;
@@ -153,7 +154,14 @@ function checkInventory(
             ]);
           settings[key] = text;
         });
-      checkSettingVersions(id, cat, settings, y);
+      // A version is judged against the settings only once they are all known good.
+      if (errors.length === before)
+        try {
+          checkSettingVersions(id, cat, settings, y);
+        } catch (e) {
+          if (!(e instanceof InputError)) throw e;
+          errors.push(e);
+        }
       products.set(id, { features, settings });
     });
 

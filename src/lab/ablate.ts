@@ -1,5 +1,5 @@
-import { version } from '../cli/main.js';
 import { formatPorts } from '../model/ports.js';
+import { version } from '../util/version.js';
 import { loadRuleset } from './firewall.js';
 import { hostModel, loadRulesSite } from './site.js';
 import { LabError, type LabState } from './state.js';

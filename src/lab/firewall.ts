@@ -1,7 +1,7 @@
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { version } from '../cli/main.js';
 import type { ExportModel } from '../export/model.js';
+import { version } from '../util/version.js';
 import { hostModel, type LoadedLab, renderRuleset } from './site.js';
 import { LabError, type LabHost, type LabState, type RulesetSource } from './state.js';
 import { inNs, run } from './sys.js';
