@@ -1,5 +1,5 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { PortolanError, UsageError } from '../errors.js';
 import type { PortRange } from '../model/ports.js';
 import { buildPlan } from '../plan/plan.js';
@@ -9,6 +9,7 @@ import { ProgressBar } from '../probe/progress.js';
 import { CHECK_FORMATS, type CheckFormat, checkJson, checkJunit, checkTable } from '../probe/report.js';
 import { type Scope, type Selection, scopeFor, select } from '../probe/scope.js';
 import { SweepPool } from '../probe/sweep.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { colorEnabled } from '../util/color.js';
 import { sanitizeDeep } from '../util/terminal.js';
 import { COMMON_HELP, exactlyOne, oneOf, parse, parsePorts, positiveInt } from './args.js';
@@ -101,13 +102,11 @@ function render(
   }
 }
 
-/** Writes a file whole or not at all: a temporary file beside it, then a rename. */
+/** Writes a file whole or not at all (writeFileAtomic), making its directory; a failure is an EIO error. */
 export function writeAtomic(path: string, content: string): void {
   try {
     mkdirSync(dirname(path) || '.', { recursive: true });
-    const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-    writeFileSync(tmp, content);
-    renameSync(tmp, path);
+    writeFileAtomic(path, content);
   } catch (err) {
     throw new PortolanError(
       `cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
