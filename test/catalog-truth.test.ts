@@ -477,6 +477,144 @@ hosts:
     );
     assert.doesNotMatch(flows(en, 'sql', 'sql', 'tcp', 3545)[0]?.purpose ?? '', /[\u3040-\u30ff]/);
   });
+  const jaSite = `site: j
+products:
+  druva-vmware: { features: [app-aware-sql] }
+hosts:
+  proxy: { address: 10.0.0.1, roles: [druva-vmware:backup-proxy] }
+  win: { address: 10.0.2.1, roles: [druva-vmware:guest], facts: { os: windows } }
+  esx: { address: 10.0.3.1, roles: [druva-vmware:esxi] }
+`;
+  const mixedSite = `site: m
+products:
+  druva-vmware: { features: [app-aware-sql] }
+  platespin: { version: "2019.5" }
+hosts:
+  proxy: { address: 10.0.0.1, roles: [druva-vmware:backup-proxy] }
+  win: { address: 10.0.2.1, roles: [druva-vmware:guest], facts: { os: windows } }
+  server: { address: 10.0.4.1, roles: [platespin:platespin-server] }
+  src: { address: 10.0.4.2, roles: [platespin:source] }
+  tgt: { address: 10.0.4.3, roles: [platespin:target] }
+`;
+  const byCode = (p: Plan, code: string, product?: string) =>
+    p.warnings.filter((w) => w.code === code && (product === undefined || w.product === product));
+  it('gives warnings in Japanese for a product with a Japanese document, from the plan and the catalog', () => {
+    const ja = plan(jaSite, '--lang', 'ja');
+    const en = plan(jaSite);
+    // The catalog's own warning (message-ja) and the plan's warning codes, in 002's terms.
+    assert.match(
+      byCode(ja, 'sql-guests-unknown')[0]?.message ?? '',
+      /^druva-vmware: 仮想マシン win はWindowsですがdatabases/,
+    );
+    assert.match(
+      byCode(ja, 'fact-default')[0]?.message ?? '',
+      /^ホスト esx \(druva-vmware:esxi\) はファクト registration を指定していません。既定値 vcenter/,
+    );
+    assert.match(byCode(ja, 'role-without-hosts')[0]?.message ?? '', /のロールを持つホストがありません/);
+    assert.match(
+      byCode(ja, 'advisory')[0]?.message ?? '',
+      /^勧告 druva-vmware .+ は計画されていません: .+ を追加してください。.*出典: /,
+    );
+    assert.match(
+      byCode(ja, 'host-without-flows')[0]?.message ?? '',
+      /^ホスト win にはこの計画のフローがありません$/,
+    );
+    // Same warnings, same codes, in English without --lang ja: only the text changes.
+    assert.deepEqual(
+      ja.warnings.map((w) => w.code),
+      en.warnings.map((w) => w.code),
+    );
+    for (const w of en.warnings) assert.doesNotMatch(w.message, /[\u3040-\u30ff]|^\[/, w.message);
+  });
+  it('falls back to English with the code in brackets for a product without a Japanese document', () => {
+    const p = plan(mixedSite, '--lang', 'ja');
+    const ps = p.warnings.filter((w) => w.product === 'platespin');
+    assert.ok(ps.length > 0);
+    for (const w of ps) {
+      assert.ok(w.message.startsWith(`[${w.code}] `), w.message);
+      assert.doesNotMatch(w.message, /[\u3040-\u30ff]/, w.message);
+    }
+    assert.match(
+      byCode(p, 'condition-unknown', 'platespin')[0]?.message ?? '',
+      /^\[condition-unknown\] platespin entry .+ skipped: the inventory does not give to\.facts\.os/,
+    );
+    // Druva's warnings in the same plan stay Japanese; a warning naming no product is Japanese only
+    // when every product of the site has a Japanese document, which PlateSpin has not.
+    assert.match(byCode(p, 'sql-guests-unknown')[0]?.message ?? '', /仮想マシン win/);
+    assert.match(
+      byCode(p, 'host-without-flows')[0]?.message ?? '',
+      /^\[host-without-flows\] host win has no flows/,
+    );
+    const veeam = run(
+      'site: v\nproducts: { veeam-proxmox: { features: [log-shipping] } }\nhosts:\n  b: { address: 10.0.0.1, roles: [veeam-proxmox:backup-server] }\n',
+      '--lang',
+      'ja',
+    );
+    const vp = JSON.parse(veeam.stdout) as Plan;
+    assert.match(
+      byCode(vp, 'log-shipping-without-app-aware')[0]?.message ?? '',
+      /^\[log-shipping-without-app-aware\] veeam-proxmox: log-shipping is on but app-aware is off/,
+    );
+  });
+  it('gives entry notes in Japanese for Druva and in English for PlateSpin with --lang ja', () => {
+    const p = plan(
+      `site: n
+products: { druva-vmware: {}, platespin: { version: "2019.5" } }
+hosts:
+  proxy: { address: 10.0.0.1, roles: [druva-vmware:backup-proxy] }
+  esx: { address: 10.0.3.1, roles: [druva-vmware:esxi], facts: { registration: vcenter } }
+  server: { address: 10.0.4.1, roles: [platespin:platespin-server] }
+  src: { address: 10.0.4.2, roles: [platespin:source], facts: { os: windows } }
+  tgt: { address: 10.0.4.3, roles: [platespin:target] }
+`,
+      '--lang',
+      'ja',
+    );
+    const nfc = flows(p, 'proxy', 'esx', 'tcp', 902)[0];
+    assert.match(
+      nfc?.notes.join('\n') ?? '',
+      /文書は902を「TCP \/ UDP」と書いています。カタログはTCPのみを開きます/,
+    );
+    assert.doesNotMatch(nfc?.notes.join('\n') ?? '', /The documents write/);
+    const wmi = flows(p, 'server', 'src', 'tcp', 135)[0];
+    assert.match(wmi?.notes.join('\n') ?? '', /WMI \(RPC\/DCOM\) may also use random/);
+    const en = plan(
+      `site: n
+products: { druva-vmware: {} }
+hosts:
+  proxy: { address: 10.0.0.1, roles: [druva-vmware:backup-proxy] }
+  esx: { address: 10.0.3.1, roles: [druva-vmware:esxi], facts: { registration: vcenter } }
+`,
+    );
+    assert.match(
+      flows(en, 'proxy', 'esx', 'tcp', 902)[0]?.notes.join('\n') ?? '',
+      /The documents write "TCP\/UDP" for 902/,
+    );
+  });
+  it('has Japanese for every note and warning of the catalog with a Japanese document', () => {
+    const r = runCli(['catalog', 'druva-vmware', '--format', 'json']);
+    const cat = JSON.parse(r.stdout) as {
+      entries: {
+        id: string;
+        notes?: string[];
+        'notes-ja'?: string[];
+        purpose: string;
+        'purpose-ja'?: string;
+      }[];
+      warnings: { id: string; 'message-ja'?: string }[];
+    };
+    for (const e of cat.entries) {
+      assert.ok(e['purpose-ja'], `${e.id} has purpose-ja`);
+      assert.equal(e['notes-ja']?.length ?? 0, e.notes?.length ?? 0, `${e.id}: one notes-ja per note`);
+    }
+    for (const w of cat.warnings) assert.match(w['message-ja'] ?? '', /[\u3040-\u30ff]/, w.id);
+    const text = runCli(['catalog', 'druva-vmware', '--lang', 'ja']).stdout;
+    assert.match(text, /sql-guests-unknown \(each guest\): 仮想マシン \{host\} はWindows/);
+    assert.match(
+      runCli(['catalog', 'druva-vmware']).stdout,
+      /sql-guests-unknown \(each guest\): guest \{host\} runs Windows/,
+    );
+  });
   it('names the features in Japanese with --lang ja', () => {
     const r = runCli(['catalog', 'druva-vmware', '--lang', 'ja']);
     assert.match(r.stdout, /app-aware-sql\s+アプリケーション対応バックアップ/);
