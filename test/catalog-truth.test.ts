@@ -434,6 +434,42 @@ hosts:
     assert.match(withAdv.stdout, /dport [^\n]*6162/);
     assert.doesNotMatch(withAdv.stderr, /warning: advisory/);
   });
+  it('plan the backup server -> repository ports by the repository OS, cited to the VBR Ports page', () => {
+    const p = plan(
+      `site: r
+products: { veeam-proxmox: {} }
+hosts:
+  vbr: { address: 10.0.0.1, roles: [veeam-proxmox:backup-server] }
+  winrepo: { address: 10.0.1.1, roles: [veeam-proxmox:repository], facts: { os: windows } }
+  linrepo: { address: 10.0.1.2, roles: [veeam-proxmox:repository], facts: { os: linux } }
+`,
+      '--advisories',
+    );
+    const ports = (to: string) =>
+      flows(p, 'vbr', to, 'tcp')
+        .filter((f) => f.basis === 'advisory')
+        .flatMap((f) => f.ports.map(([lo, hi]) => (lo === hi ? `${lo}` : `${lo}-${hi}`)))
+        .sort();
+    assert.deepEqual(ports('winrepo'), ['2500-3300', '445', '6160', '6162']);
+    assert.deepEqual(ports('linrepo'), ['22', '2500-3300', '6162']);
+    const vbrPorts = 'https://helpcenter.veeam.com/docs/backup/hyperv/used_ports.html?ver=110';
+    for (const port of [445, 6160, 6162, 2500])
+      assert.ok(
+        flows(p, 'vbr', 'winrepo', 'tcp', port).some((f) => f.sources[0]?.doc === vbrPorts),
+        `windows ${port} cites the VBR Ports page first`,
+      );
+    // The range is assigned at run time on both, like 004's own 2500-3300 rows.
+    assert.ok(flows(p, 'vbr', 'linrepo', 'tcp', 2500).every((f) => f.dynamicPorts?.length));
+    const text = runCli(['catalog', 'veeam-proxmox']).stdout;
+    assert.doesNotMatch(
+      text,
+      /backup-server-to-[a-z-]*repository[^\n]*\n[^\n]*\n[^\n]*source: Veeam Backup & Replication User Guide, Nutanix AHV/,
+    );
+    assert.match(text, /That guide's table for Linux servers was not found/);
+    // 6160 is a fixed port: no note says it is assigned at run time.
+    const installer = text.split('backup-server-to-windows-repository-installer:')[1] ?? '';
+    assert.doesNotMatch(installer.split(/\n {2}\S/)[0] ?? '', /Assigned at run time/);
+  });
   it('are listed by `portolan catalog PRODUCT` with their source page', () => {
     for (const [product, id] of [
       ['druva-vmware', 'proxy-to-standalone-esxi-nfc'],
