@@ -188,6 +188,64 @@ hosts:
     assert.match(r.stdout, /examples: 2019\.5, 11\.0, 11\.0\.0\.270, 8\.1\.3, 8\.1\.3\.270/);
     assert.match(r.stdout, /forge versions: \.\.\.-4, 11-\.\.\./);
   });
+  it('cites the version ranges of each edition, and marks the uncited ones as the catalog assumption', () => {
+    const json = JSON.parse(runCli(['catalog', 'platespin', '--format', 'json']).stdout) as {
+      settings: Record<string, { sources?: { url?: string; doc?: string }[]; notes?: string[] }>;
+    };
+    const edition = json.settings.edition;
+    const urls = (edition?.sources ?? []).map((s) => s.url ?? s.doc);
+    assert.ok(
+      urls.includes(
+        'http://www.novell.com/documentation/platespin_forge_25/forge_getstart/data/bltx8cn.html',
+      ),
+    );
+    assert.ok(
+      urls.includes('https://www.netiq.com/documentation/platespin-forge-11/forge_user/data/bu5wtku.html'),
+    );
+    assert.ok(
+      urls.includes('https://www.netiq.com/documentation/platespin_migrate_9/user/data/bu7yfcs.html'),
+    );
+    assert.ok(urls.includes('003_a7e0e83404719d03.txt'), 'the legacy cut-off is the document');
+    const notes = (edition?.notes ?? []).join('\n');
+    assert.match(
+      notes,
+      /portolan's assumption, no vendor page found: .*Migrate and Protect numbering starts at 6/,
+    );
+    assert.match(notes, /whole\s+range of Protect, for which no page was found/);
+    assert.match(json.settings.version?.notes?.join('\n') ?? '', /build number .* is portolan's reading/);
+    const text = runCli(['catalog', 'platespin']).stdout;
+    const settings = text.split(/^Settings$/m)[1]?.split(/^Host facts$/m)[0] ?? '';
+    assert.match(
+      settings,
+      /^ {4}source: 003_a7e0e83404719d03\.txt block-based row 1; PlateSpin Forge 2\.5 Getting Started Guide/m,
+    );
+    assert.match(settings, /^ {4}note: portolan's assumption/m);
+  });
+  it('refuses a setting source that names a document the catalog does not list', () => {
+    const d = mkdtempSync(join(dir, 'cat-'));
+    writeFileSync(
+      join(d, 'acme.yaml'),
+      `product: acme
+title: Acme
+documents: [{ file: acme.pdf, title: Acme ports }]
+roles: { server: { title: Server } }
+settings:
+  version: { type: version, sources: [{ doc: other.pdf, table: t, row: 1 }] }
+entries:
+  - { id: s, from: server, to: server, protocol: tcp, ports: [7], service: echo, purpose: Echo., sources: [{ doc: acme.pdf, table: t, row: 1 }] }
+`,
+    );
+    const r = run(
+      'site: a\nproducts: { acme: {} }\nhosts:\n  s: { address: 10.0.0.1, roles: [acme:server] }\n',
+      '--catalog',
+      d,
+    );
+    assert.equal(r.code, 2);
+    assert.match(
+      r.stderr,
+      /acme\.yaml:6:\d+ settings\.version\.sources\[0\]: source document "other\.pdf" is not listed under documents/,
+    );
+  });
 });
 
 describe('platespin: discovery of targets and VMware hosts', () => {
