@@ -176,6 +176,11 @@ hosts:
     const bad = run(ps('{ version: "8.1.3" }', '[C, "1"]'));
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /"1" is not allowed for platespin:source \(expected one of: A, B, .*, Y, Z\)/);
+    const notes =
+      runCli(['catalog', 'platespin']).stdout.split('legacy-source-to-target-drive-mirror:')[1] ?? '';
+    assert.match(notes, /"10000-100025"/, 'the document defect stays visible');
+    assert.match(notes, /10000-10025, the range covers A to Z/, 'the reading taken');
+    assert.match(notes, /"A to X" stops at 10023/, 'the other reading');
   });
   it('shows each setting with its description and examples', () => {
     const r = runCli(['catalog', 'platespin']);
@@ -272,6 +277,19 @@ hosts:
     assert.equal(count(p, 'server', 'tgt', 'tcp', 22), 0);
     assert.equal(count(p, 'server', 'vh', 'tcp', 22), 0);
     assert.equal(count(p, 'server', 'vh', 'tcp', 443), 1);
+    assert.equal(count(p, 'server', 'tgt', 'tcp', 443), 1, 'an ESXi target: the VI3 web services');
+  });
+  it('reaches ESX/ESXi sources and targets on the VI3 web services (443), and no other OS', () => {
+    for (const os of ['esx', 'esxi']) {
+      const p = plan(ps(os, 'esxi').replace('facts: { os: windows }', `facts: { os: ${os} }`));
+      assert.equal(count(p, 'server', 'tgt', 'tcp', 443), 1, os);
+      assert.equal(count(p, 'server', 'src', 'tcp', 443), 1, os);
+    }
+    for (const os of ['windows', 'linux', 'xenserver']) {
+      const p = plan(ps(os, 'esxi').replace('facts: { os: windows }', `facts: { os: ${os} }`));
+      assert.equal(count(p, 'server', 'tgt', 'tcp', 443), 0, os);
+      assert.equal(count(p, 'server', 'src', 'tcp', 443), 0, os);
+    }
   });
   it('discovers a Windows target through WMI (135, 445) and not SSH', () => {
     const p = plan(ps('windows', 'esxi'));
