@@ -631,6 +631,15 @@ hosts:
       byCode(ja, 'host-without-flows')[0]?.message ?? '',
       /^ホスト win にはこの計画のフローがありません$/,
     );
+    const cidr = plan(
+      `${jaSite}  net: { address: 10.0.2.0/24, roles: [druva-vmware:guest], facts: { os: linux } }\n`,
+      '--lang',
+      'ja',
+    );
+    assert.match(
+      byCode(cidr, 'address-in-cidr')[0]?.message ?? '',
+      /^ホスト win \(10\.0\.2\.1\) はホスト net のCIDR 10\.0\.2\.0\/24 の中にあります/,
+    );
     // Same warnings, same codes, in English without --lang ja: only the text changes.
     assert.deepEqual(
       ja.warnings.map((w) => w.code),

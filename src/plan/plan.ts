@@ -436,7 +436,8 @@ function flowKey(f: Flow): string {
  * A host whose address lies inside another host's CIDR: checks of the CIDR host from it probe
  * the checking host itself, and a sweep of its own ephemeral ports (Linux 32768-60999) can connect
  * a socket to itself. `check` never reports such a self-connection as open, but the inventory
- * most likely means the CIDR without this host. Warning code `address-in-cidr`.
+ * most likely means the CIDR without this host. Warning code `address-in-cidr`; `lang` `ja` gives
+ * the message in Japanese (messages-ja.ts).
  */
 export function hostsInsideCidrs(hosts: readonly Host[], lang: 'en' | 'ja' = 'en'): Warning[] {
   // Address ranges sorted by start, so each CIDR finds what lies inside it by binary search:
