@@ -156,7 +156,10 @@ export async function run(argv: string[]): Promise<number> {
       process.stderr.write(`portolan serve: housekeeping failed: ${(err as Error).message}\n`);
     }
   };
-  const timer = setInterval(tick, Math.min(30_000, Math.max(1000, staleMs / 4)));
+  // Once at start (a store that was off for a while is pruned at once), then a few times per period.
+  await tick();
+  const period = Math.min(staleMs, retentionMs ?? Number.POSITIVE_INFINITY);
+  const timer = setInterval(tick, Math.min(30_000, Math.max(1000, period / 4)));
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);
