@@ -1,5 +1,5 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import type { Selectable, Transaction } from 'kysely';
+import { type Selectable, SqliteAdapter, type Transaction } from 'kysely';
 import { isFailure, type Verdict } from '../probe/verdict.js';
 import type { Db, Tables } from './db.js';
 import { type ParsedSite, parseSite } from './sites.js';
@@ -17,9 +17,13 @@ export class ApiError extends Error {
 }
 
 export type Role = 'admin' | 'viewer' | 'agent';
+export type AgentRow = Selectable<Tables['agents']>;
+
 export interface Principal {
   role: Role;
   agentId: string | null;
+  /** An agent token's agent as read with the token; null for other tokens or a removed agent. */
+  agent: AgentRow | null;
 }
 
 export interface EventRow {
@@ -73,12 +77,14 @@ export class Store {
   private readonly clock: () => number;
   /** Runs validated and waiting for the next group commit (drainRuns). */
   private readonly pendingRuns: {
-    agent: Selectable<Tables['agents']>;
+    agent: AgentRow;
     run: PostedRun;
     resolve: (r: { stored: boolean; events: EventRow[] }) => void;
     reject: (err: unknown) => void;
   }[] = [];
   private draining = false;
+  /** Result posts share transactions (SQLite: one writer at a time); see drainRuns. */
+  private readonly groupCommit: boolean;
   /** Stored versions already read, by `VERSION\0SITE`: immutable rows (see version()). */
   private readonly versionCache = new Map<
     string,
@@ -91,6 +97,7 @@ export class Store {
     options: StoreOptions = {},
   ) {
     this.clock = options.clock ?? Date.now;
+    this.groupCommit = db.getExecutor().adapter instanceof SqliteAdapter;
   }
 
   /** The store's time as ISO-8601 UTC text, the form every time column holds. */
@@ -120,15 +127,47 @@ export class Store {
     return this.createToken('admin');
   }
 
-  /** Who holds `token`, or null. The stored hash is compared again in constant time. */
+  /**
+   * Who holds `token`, or null. The stored hash is compared again in constant time. An agent's
+   * token comes with its agent row (one query), so the agent routes need no second lookup.
+   */
   async authenticate(token: string): Promise<Principal | null> {
     const hash = hashToken(token);
-    const row = await this.db.selectFrom('tokens').selectAll().where('hash', '=', hash).executeTakeFirst();
+    const row = await this.db
+      .selectFrom('tokens')
+      .leftJoin('agents', 'agents.id', 'tokens.agent_id')
+      .select([
+        'tokens.hash',
+        'tokens.kind',
+        'tokens.agent_id',
+        'agents.site',
+        'agents.host',
+        'agents.name',
+        'agents.created_at',
+        'agents.last_seen',
+        'agents.stale',
+        'agents.isolated_at',
+      ])
+      .where('tokens.hash', '=', hash)
+      .executeTakeFirst();
     if (!row) return null;
     const a = Buffer.from(row.hash, 'hex');
     const b = Buffer.from(hash, 'hex');
     if (a.length !== b.length || !timingSafeEqual(a, b)) return null;
-    return { role: row.kind, agentId: row.agent_id };
+    const agent: AgentRow | null =
+      row.agent_id !== null && row.site !== null
+        ? {
+            id: row.agent_id,
+            site: row.site,
+            host: row.host as string,
+            name: row.name as string,
+            created_at: row.created_at as string,
+            last_seen: row.last_seen,
+            stale: row.stale as number,
+            isolated_at: row.isolated_at,
+          }
+        : null;
+    return { role: row.kind, agentId: row.agent_id, agent };
   }
 
   // --- sites ---
@@ -197,10 +236,11 @@ export class Store {
     }
   }
 
+  /** The newest version's row, without its stored plan (derived again from the YAML when needed). */
   async latestVersion(site: string) {
     return this.db
       .selectFrom('site_versions')
-      .selectAll()
+      .select(['version', 'yaml', 'flows', 'created_at'])
       .where('site', '=', site)
       .orderBy('version', 'desc')
       .limit(1)
@@ -334,7 +374,9 @@ export class Store {
     return { id, site, host, name: name ?? host, token };
   }
 
-  async agent(id: string) {
+  /** An enrolled agent by id (or the row already read with its token). */
+  async agent(id: string | AgentRow): Promise<AgentRow> {
+    if (typeof id !== 'string') return id;
     const a = await this.db.selectFrom('agents').selectAll().where('id', '=', id).executeTakeFirst();
     if (!a) throw new ApiError(403, 'EAGENT', 'this agent token names no enrolled agent');
     return a;
@@ -354,8 +396,9 @@ export class Store {
     }));
   }
 
-  async heartbeat(agentId: string): Promise<EventRow[]> {
-    const a = await this.agent(agentId);
+  async heartbeat(who: string | AgentRow): Promise<EventRow[]> {
+    const a = await this.agent(who);
+    const agentId = a.id;
     const events: EventRow[] = [];
     if (!a.stale) {
       // The common case is one statement; a stale agent coming back also gets its event.
@@ -428,8 +471,8 @@ export class Store {
    * event when a flow turns failing or ok again, and change-request rows moving from requested
    * to working to broken. An isolated run is kept as history only.
    */
-  async ingest(agentId: string, run: PostedRun): Promise<{ stored: boolean; events: EventRow[] }> {
-    const agent = await this.agent(agentId);
+  async ingest(who: string | AgentRow, run: PostedRun): Promise<{ stored: boolean; events: EventRow[] }> {
+    const agent = await this.agent(who);
     const v = await this.version(agent.site, run.version);
     const mine = new Set(v.parsed.plan.flows.filter((f) => f.from.host === agent.host).map((f) => f.id));
     for (const r of run.results)
@@ -439,6 +482,9 @@ export class Store {
           'EFLOW',
           `results[].flowId ${JSON.stringify(r.flowId)} is not a flow from ${agent.host} in version ${run.version} of ${agent.site}`,
         );
+    // PostgreSQL runs each post's transaction on its own pooled connection, in parallel; SQLite has
+    // one writer, so there the posts waiting meanwhile share the next commit.
+    if (!this.groupCommit) return this.db.transaction().execute((tx) => this.storeRun(tx, agent, run));
     return new Promise((resolve, reject) => {
       this.pendingRuns.push({ agent, run, resolve, reject });
       if (!this.draining) {
@@ -449,7 +495,7 @@ export class Store {
   }
 
   /**
-   * Group commit: the runs posted while a transaction was open are stored together in the next one
+   * Group commit (SQLite): the runs posted while a transaction was open are stored together in the next one
    * (at most RUN_BATCH), so a burst of posts pays one commit per batch instead of one per run. A
    * batch that fails (a lost deadlock race with another process, say) is retried one run per
    * transaction, so one run's error reaches only its own request. The queue holds only requests
@@ -482,7 +528,7 @@ export class Store {
   /** One run inside a transaction: see ingest. */
   private async storeRun(
     tx: Transaction<Tables>,
-    agent: Selectable<Tables['agents']>,
+    agent: AgentRow,
     run: PostedRun,
   ): Promise<{ stored: boolean; events: EventRow[] }> {
     const agentId = agent.id;
