@@ -295,7 +295,7 @@ const lines = [
   'clients post over loopback HTTP. Steady: the agents on their intervals, arriving as a Poisson',
   'process, each arrival one whole agent cycle (heartbeat, plan, result post of 4 flow results); the',
   'latency is the result post. Burst: every agent posts at the same instant (queueing, not service time).',
-  'Target: p99 under 50 ms at 1,000 agents on SQLite. Server CPU per post is the serve process\'s',
+  "Target: p99 under 50 ms at 1,000 agents on SQLite. Server CPU per post is the serve process's",
   'CPU time over the case divided by the result posts (a steady cycle also holds its heartbeat and',
   'plan fetch): the service cost with the queueing behind a busy machine taken out.',
   '',
