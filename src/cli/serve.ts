@@ -166,9 +166,11 @@ export async function run(argv: string[]): Promise<number> {
     );
   }
   const shown = host.includes(':') ? `[${host}]` : host;
+  // The port bound, which --listen HOST:0 leaves to the system.
+  const bound = (app.server.address() as { port?: number } | null)?.port ?? port;
   const where = target.kind === 'sqlite' ? `SQLite ${target.file}` : 'PostgreSQL';
   process.stdout.write(
-    `portolan serve: ${tls ? 'https' : 'http'}://${shown}:${port}/ (store: ${where})\n${tokenNote}\n`,
+    `portolan serve: ${tls ? 'https' : 'http'}://${shown}:${bound}/ (store: ${where})\n${tokenNote}\n`,
   );
 
   // Housekeeping: stale agents, retention. Safe from several processes at once (store.markStale).
