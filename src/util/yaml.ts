@@ -79,8 +79,11 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
     throw new InputError(`the ${what} is empty (expected a YAML mapping)`, { file, line: 1, column: 1 });
   // Flow collections ([[[...]]]) too deep are refused from the token stream, before the parser
   // builds them: it takes minutes over a few megabytes of brackets.
-  const flowDeep = tooDeepFlow(text);
-  if (flowDeep !== undefined)
+  let flowDeep = tooDeepFlow(text);
+  if (flowDeep !== undefined) {
+    // The text up to that bracket is short of the deep part: its CST gives the exact first level
+    // too deep, block levels counted as everywhere else.
+    flowDeep = tooDeep(new Parser().parse(text.slice(0, flowDeep + 1))) ?? flowDeep;
     throw new InputError(
       `YAML: nested more than ${MAX_DEPTH} levels deep (expected at most ${MAX_DEPTH} levels of lists and mappings)`,
       {
@@ -89,6 +92,7 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
         column: flowDeep - text.lastIndexOf('\n', flowDeep - 1),
       },
     );
+  }
   // The CST pass is iterative, so it measures nesting safely; it also fills lineCounter.
   const tokens = Array.from(new Parser(lineCounter.addNewLine).parse(text));
   const deep = tooDeep(tokens);
