@@ -122,9 +122,16 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
           if (truth !== true) {
             if (truth !== false) {
               const who = [from.host?.name, to.host?.name].filter(Boolean).join(' -> ');
+              // `to.facts.os` -> the destination host's fact os.
+              const facts = [...new Set(truth.unknown)].flatMap((u) => {
+                const m = /^(from|to)\.facts\.(.+)$/.exec(u);
+                const host = m && (m[1] === 'from' ? from : to).host?.name;
+                return m && host ? [{ host, fact: m[2] as string }] : [];
+              });
               warn({
                 code: 'condition-unknown',
                 product: productId,
+                ...(facts.length ? { facts } : {}),
                 message: `${productId} entry ${entry.id} (${who}) skipped: the inventory does not give ${[...new Set(truth.unknown)].join(', ')}`,
               });
             }
