@@ -83,6 +83,15 @@ describe("portolan probe: HOST PORTS with check's verdicts, scope exactly the co
     assert.deepEqual(doc.flowCounts, { closed: 1 });
   });
 
+  it('speaks as probe: no --from warning about "this machine", the planned line named probe', async () => {
+    const r = await cli(['probe', SERVER, String(sshPort), '--service', 'ssh', '--format', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr.trim(), 'portolan probe: 1 flow, 1 address, 1 probe planned (limit 262144)');
+    const doc = JSON.parse(r.stdout);
+    assert.equal(doc.how, 'the command line');
+    assert.equal(doc.warnings, undefined);
+  });
+
   it('/udp: a silent socket is open|filtered, not a failure', async () => {
     const port = silent.address().port;
     const r = await cli(['probe', SERVER, `${port}/udp`, '--format', 'json']);
@@ -362,13 +371,7 @@ describe('validate', () => {
       lines
         .slice(0, -1)
         .map((l) => /^portolan: .*schema\.yaml:(\d+:\d+) (\S+): /.exec(l)?.slice(1, 3).join(' ')),
-      [
-        '2:1 colour',
-        '6:34 hosts.p.roles',
-        '7:8 hosts.w.adress',
-        '7:55 hosts.w.colour',
-        '9:34 hosts.s.roles',
-      ],
+      ['2:1 colour', '6:34 hosts.p.roles', '7:8 hosts.w.adress', '7:55 hosts.w.colour', '9:34 hosts.s.roles'],
       r.stderr,
     );
     assert.match(lines.at(-1) ?? '', /schema\.yaml: 5 errors$/);

@@ -39,9 +39,9 @@ export const OUTPUT_HELP = `  --format F         what stdout shows: table (defau
                      that the timeout follows the measured round trip (at least ${DEFAULTS.minTimeoutMs} ms)
   --concurrency N    connects in flight at once (default ${DEFAULTS.concurrency})
   --max-rate N       connects started per second, over all targets (default ${DEFAULT_MAX_RATE},
-                     or env PORTOLAN_MAX_RATE): half of the 1000 SYNs a second from one source
-                     at which a FortiGate's DoS policy reports a port scan by default, so a
-                     firewall or IDS does not take the check for a SYN flood; 0 for no cap
+                     or env PORTOLAN_MAX_RATE), so a firewall or IDS does not take the check for
+                     a SYN flood: a FortiGate's DoS policy reports a port scan from 1000 SYNs a
+                     second from one source by default; 0 for no cap
   --retry-budget MS  how long to keep retrying silent ports while a target rate-limits its ICMP
                      errors (default ${DEFAULTS.retryBudgetMs})
   --workers N        sweep threads for large port ranges (default: up to 2)
@@ -151,7 +151,7 @@ export async function runAndReport(
   scope: Scope,
   selection: Selection,
   values: Values,
-  opts: { title?: string } = {},
+  opts: { title?: string; command?: 'check' | 'probe' } = {},
 ): Promise<number> {
   const format = oneOf(values.format, CHECK_FORMATS, '--format') ?? (process.stdout.isTTY ? 'table' : 'json');
   const timeoutMs = positiveInt(values.timeout, '--timeout', 600_000);
@@ -211,7 +211,7 @@ export async function runAndReport(
         onPlanned: (p) => {
           // Said on a line of its own, above the progress bar.
           bar.clear();
-          process.stderr.write(`portolan check: ${plannedText(p, options.maxProbes)}\n`);
+          process.stderr.write(`portolan ${opts.command ?? 'check'}: ${plannedText(p, options.maxProbes)}\n`);
         },
         onProgress: (p) => bar.update(p),
         onSnapshot: (t) => {
