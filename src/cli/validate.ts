@@ -61,7 +61,7 @@ export function factSummaries(
       entries.slice(0, 4).join(', ') + (entries.length > 4 ? ` and ${entries.length - 4} more` : '');
     lines.push({
       host: name,
-      text: `host ${name} ${none ? 'gets no flows' : 'gets fewer flows'}: its facts do not give ${facts.join(', ')}; ${entries.length === 1 ? 'entry' : 'entries'} ${shownEntries} need${entries.length === 1 ? 's' : ''} ${e.facts.size === 1 ? 'it' : 'them'} (add ${e.facts.size === 1 ? 'it' : 'them'} under hosts.${name}.facts)`,
+      text: `host ${name} ${none ? 'gets no flows' : 'gets fewer flows'}: its facts do not give ${facts.join(', ')}${entries.length ? `; ${entries.length === 1 ? 'entry' : 'entries'} ${shownEntries} need${entries.length === 1 ? 's' : ''} ${e.facts.size === 1 ? 'it' : 'them'}` : ''} (add ${e.facts.size === 1 ? 'it' : 'them'} under hosts.${name}.facts)`,
     });
     for (const w of e.warnings) covered.add(w);
     if (none) covered.add(none);
