@@ -226,6 +226,9 @@ async function main() {
                   'cli',
                   '--format',
                   'json',
+                  // Uncapped, as nmap -T5 is: the default --max-rate is for production paths.
+                  '--max-rate',
+                  '0',
                 ])
               : await run('nmap', ['-sT', '-n', '-Pn', '-p-', '-T5', '-oX', '-', S_IP]);
           if (tool === 'nmap' && r.code !== 0) throw new Error(`nmap failed: ${r.err}`);

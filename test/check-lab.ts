@@ -233,7 +233,9 @@ export class Lab {
     return new Promise((resolve) => {
       const child = spawn('ip', ['netns', 'exec', this.client, process.execPath, BIN, ...args], {
         cwd: ROOT,
-        env: { ...process.env, NO_COLOR: '1', ...opts.env },
+        // No connect-rate cap (PORTOLAN_MAX_RATE=0) in the lab's own namespaces: nothing there to alarm,
+        // and large ranges stay quick. The rate tests give --max-rate themselves.
+        env: { ...process.env, NO_COLOR: '1', PORTOLAN_MAX_RATE: '0', ...opts.env },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stdout = '';

@@ -13,7 +13,7 @@ function cli(args: readonly string[], env: Record<string, string> = {}) {
   return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       cwd: ROOT,
-      env: { ...process.env, NO_COLOR: '1', ...env },
+      env: { ...process.env, NO_COLOR: '1', PORTOLAN_MAX_RATE: '0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -81,6 +81,15 @@ describe("portolan probe: HOST PORTS with check's verdicts, scope exactly the co
     // Both counts, named: per port and per flow.
     assert.deepEqual(doc.portCounts, { closed: 1, 'open-unverified': 1 });
     assert.deepEqual(doc.flowCounts, { closed: 1 });
+  });
+
+  it('speaks as probe: no --from warning about "this machine", the planned line named probe', async () => {
+    const r = await cli(['probe', SERVER, String(sshPort), '--service', 'ssh', '--format', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr.trim(), 'portolan probe: 1 flow, 1 address, 1 probe planned (limit 262144)');
+    const doc = JSON.parse(r.stdout);
+    assert.equal(doc.how, 'the command line');
+    assert.equal(doc.warnings, undefined);
   });
 
   it('/udp: a silent socket is open|filtered, not a failure', async () => {
@@ -316,9 +325,78 @@ describe('validate', () => {
     );
     const r = runCli(['validate', file]);
     assert.equal(r.code, 0, r.stderr);
+    // One located line per host: the fact, its values, the entries it holds back.
     assert.match(
       r.stderr,
-      /^warning: .*warn\.yaml: .*\(a -> c\) skipped: the inventory does not give to\.facts\.os$/m,
+      /^.*warn\.yaml:6:3 hosts\.c: warning: host c gets fewer flows: its facts do not give os \(one of: windows, linux, [^)]*\); entries platespin server-to-source-ssh-discovery, .* need it \(add it under hosts\.c\.facts\)$/m,
+    );
+    assert.ok(!/skipped: the inventory does not give to\.facts\.os/.test(r.stderr), r.stderr);
+    // A host left with no flows at all says so.
+    const none = join(dir, 'none.yaml');
+    writeFileSync(
+      none,
+      'site: n\nproducts:\n  druva-vmware: { features: [dr-restore] }\nhosts:\n  p: { address: 10.0.0.1, roles: [druva-vmware:backup-proxy] }\n  g: { address: 10.0.0.2, roles: [druva-vmware:guest] }\n',
+    );
+    const n = runCli(['validate', none]);
+    assert.equal(n.code, 0, n.stderr);
+    assert.match(
+      n.stderr,
+      /none\.yaml:6:3 hosts\.g: warning: host g gets no flows: its facts do not give os \(one of: windows, linux\)/,
+    );
+    assert.ok(!/host g has no flows in this plan/.test(n.stderr), n.stderr);
+  });
+
+  it('reports every schema error too (not only the first), with the catalog errors, in file order', () => {
+    const file = join(dir, 'schema.yaml');
+    writeFileSync(
+      file,
+      [
+        'site: s',
+        'colour: blue',
+        'products:',
+        '  druva-vmware: { features: [app-aware-sqll] }',
+        'hosts:',
+        '  p: { address: 10.0.0.1, roles: druva-vmware:backup-proxy }',
+        '  w: { adress: 10.0.0.8, roles: [druva-vmware:guest], colour: red }',
+        '  e: { address: 10.0.0.5, roles: [druva-vmware:esxy] }',
+        '  s: { address: 10.0.0.6, roles: [] }',
+        '',
+      ].join('\n'),
+    );
+    // A top-level schema error stops before the catalogs: every schema error, nothing else.
+    const r = runCli(['validate', file]);
+    assert.equal(r.code, 2);
+    const lines = r.stderr.trim().split('\n');
+    assert.deepEqual(
+      lines
+        .slice(0, -1)
+        .map((l) => /^portolan: .*schema\.yaml:(\d+:\d+) (\S+): /.exec(l)?.slice(1, 3).join(' ')),
+      ['2:1 colour', '6:34 hosts.p.roles', '7:8 hosts.w.adress', '7:55 hosts.w.colour', '9:34 hosts.s.roles'],
+      r.stderr,
+    );
+    assert.match(lines.at(-1) ?? '', /schema\.yaml: 5 errors$/);
+    // Without the top-level key, the hosts' schema errors and the catalog errors come together.
+    writeFileSync(file, readFileSync(file, 'utf8').replace('colour: blue\n', ''));
+    const both = runCli(['validate', file]);
+    assert.equal(both.code, 2);
+    const got = both.stderr.trim().split('\n');
+    assert.deepEqual(
+      got
+        .slice(0, -1)
+        .map((l) => /^portolan: .*schema\.yaml:(\d+:\d+) (\S+): /.exec(l)?.slice(1, 3).join(' ')),
+      [
+        '3:30 products.druva-vmware.features[0]',
+        '5:34 hosts.p.roles',
+        '6:8 hosts.w.adress',
+        '6:55 hosts.w.colour',
+        '7:35 hosts.e.roles[0]',
+        '8:34 hosts.s.roles',
+      ],
+      both.stderr,
+    );
+    assert.ok(
+      got.every((l) => !/^\s+at /.test(l)),
+      'no stack trace',
     );
   });
 });

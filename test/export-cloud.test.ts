@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { containsCidr } from 'cidr-tools';
 import { InputError } from '../src/errors.js';
+import { hostList } from '../src/export/_cloud.js';
 import { checkSupported, type Generator } from '../src/export/generator.js';
 import { loadGenerator } from '../src/export/index.js';
 import { buildExportModel, type ExportModel, type ExportRule } from '../src/export/model.js';
@@ -1261,6 +1262,58 @@ describe('cloud exports through the CLI', () => {
     for (const name of ['aws', 'azure', 'gcp', 'cisco']) {
       const caps = gens[name]?.capabilities;
       assert.deepEqual(caps, { modes: ['host', 'network'], icmp: true, ipv6: true, dnsNames: false }, name);
+    }
+  });
+});
+
+describe('cisco remarks', () => {
+  it('a long remark goes on at most three remark lines of 100 characters, each broken between words', () => {
+    const esx = Array.from(
+      { length: 24 },
+      (_, i) => `  esxi-host-number-${i}: { address: 10.1.0.${i + 1}, roles: [druva-vmware:esxi] }`,
+    );
+    const dir = mkdtempSync(join(tmpdir(), 'portolan-remark-'));
+    const file = join(dir, 'site.yaml');
+    writeFileSync(
+      file,
+      `site: remarks\nproducts:\n  druva-vmware: {}\nhosts:\n  proxy-01: { address: 10.0.0.1, roles: [druva-vmware:backup-proxy] }\n${esx.join('\n')}\n`,
+    );
+    try {
+      const { inventory, catalogs } = loadSite(file);
+      const model = buildExportModel(buildPlan(inventory, catalogs), inventory, { generatorVersion: 'test' });
+      const text = (gens.cisco as Generator).render(model).files[0]?.content ?? '';
+      const lines = text.split('\n');
+      const full = model.rules.map(
+        (r) => `${r.id} ${r.services.join(',')}: ${hostList(r.src)} -> ${hostList(r.dst)}`,
+      );
+      let long = 0;
+      for (let i = 0; i < lines.length; i++) {
+        if (!lines[i]?.startsWith(' remark ')) continue;
+        const group: string[] = [];
+        while (lines[i]?.startsWith(' remark ')) group.push((lines[i++] as string).slice(' remark '.length));
+        assert.ok(group.length <= 3, `${group.length} remark lines`);
+        for (const g of group) assert.ok(g.length <= 100, g);
+        const said = group.join(' ');
+        const cut = said.endsWith('...');
+        const head = cut ? said.slice(0, -3) : said;
+        const whole = full.find((f) => (cut ? f.startsWith(head) : f === head));
+        assert.ok(whole, `remark ${JSON.stringify(said)} is not a rule's text`);
+        if (cut) {
+          long++;
+          // The cut falls between words: what follows in the full text is a separator.
+          assert.match(whole.slice(head.length), /^[ ,]/, said);
+        }
+        // Every continuation line starts a word of its own.
+        let at = 0;
+        for (const g of group.slice(0, -1)) {
+          at += g.length;
+          assert.match(whole.slice(at, at + 1), /^[ ,]?$/, `${g} | ${whole.slice(at, at + 10)}`);
+          at += 1;
+        }
+      }
+      assert.ok(long > 0, 'the 24-host rule needs a cut remark');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -19,7 +19,8 @@ export function runCli(
   const r = spawnSync(process.execPath, [BIN, ...args], {
     cwd: ROOT,
     encoding: 'utf8',
-    env: { ...process.env, NO_COLOR: '1', ...opts.env },
+    // No connect-rate cap: tests probe only loopback and their own namespaces (--max-rate overrides).
+    env: { ...process.env, NO_COLOR: '1', PORTOLAN_MAX_RATE: '0', ...opts.env },
     input: opts.input ?? '',
     maxBuffer: 64 * 1024 * 1024,
   });

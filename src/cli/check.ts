@@ -6,6 +6,7 @@ import { buildPlan } from '../plan/plan.js';
 import { type CheckOptions, type CheckReport, DEFAULTS, runCheck } from '../probe/engine.js';
 import { MAX_NAME_ADDRESSES, MAX_PROBES, plannedText } from '../probe/limits.js';
 import { ProgressBar } from '../probe/progress.js';
+import { DEFAULT_MAX_RATE } from '../probe/rate.js';
 import { CHECK_FORMATS, type CheckFormat, checkJson, checkJunit, checkTable } from '../probe/report.js';
 import { type Scope, type Selection, scopeFor, select } from '../probe/scope.js';
 import { SweepPool } from '../probe/sweep.js';
@@ -27,6 +28,7 @@ export const outputOptions = {
   workers: { type: 'string' },
   'max-probes': { type: 'string' },
   'max-addresses': { type: 'string' },
+  'max-rate': { type: 'string' },
 } as const;
 
 export const OUTPUT_HELP = `  --format F         what stdout shows: table (default on a terminal), json or junit
@@ -36,6 +38,10 @@ export const OUTPUT_HELP = `  --format F         what stdout shows: table (defau
   --timeout MS       per-attempt timeout until a target answers (default ${DEFAULTS.timeoutMs}); after
                      that the timeout follows the measured round trip (at least ${DEFAULTS.minTimeoutMs} ms)
   --concurrency N    connects in flight at once (default ${DEFAULTS.concurrency})
+  --max-rate N       connects started per second, over all targets (default ${DEFAULT_MAX_RATE},
+                     or env PORTOLAN_MAX_RATE), so a firewall or IDS does not take the check for
+                     a SYN flood: a FortiGate's DoS policy reports a port scan from 1000 SYNs a
+                     second from one source by default; 0 for no cap
   --retry-budget MS  how long to keep retrying silent ports while a target rate-limits its ICMP
                      errors (default ${DEFAULTS.retryBudgetMs})
   --workers N        sweep threads for large port ranges (default: up to 2)
@@ -50,7 +56,7 @@ status is 130.`;
 export const USAGE = `Usage: portolan check SITE.yaml [--from HOST | --as PRODUCT:ROLE] [--to HOST] [--port PORTS]
                       [--format table|json|junit] [-o FILE] [--output-dir DIR] [--secret S]
                       [--timeout MS] [--concurrency N] [--retry-budget MS] [--workers N]
-                      [--max-probes N] [--max-addresses N]
+                      [--max-probes N] [--max-addresses N] [--max-rate N]
 
 Probes every flow of the plan that starts at this host, and only those: the plan is the scope.
 This host is found from its interface addresses, or named with --from or --as.
@@ -78,6 +84,7 @@ type Values = {
   workers?: string | undefined;
   'max-probes'?: string | undefined;
   'max-addresses'?: string | undefined;
+  'max-rate'?: string | undefined;
   'no-color'?: boolean | undefined;
 };
 
@@ -102,6 +109,26 @@ function render(
   }
 }
 
+/**
+ * The connect rate cap from --max-rate, else env PORTOLAN_MAX_RATE, else DEFAULT_MAX_RATE:
+ * connects per second, 0 for none. A value that is not a whole number from 0 to 1000000 is a
+ * UsageError naming where it came from.
+ */
+export function maxRateFrom(flag: string | undefined, env: string | undefined): number {
+  const [text, where] =
+    flag !== undefined
+      ? [flag, '--max-rate']
+      : env !== undefined && env !== ''
+        ? [env, 'PORTOLAN_MAX_RATE']
+        : [];
+  if (text === undefined) return DEFAULT_MAX_RATE;
+  if (!/^\d+$/.test(text.trim()) || Number(text) > 1_000_000)
+    throw new UsageError(
+      `${where} ${JSON.stringify(text)} is not a rate (expected connects per second, a whole number from 0 to 1000000; 0 for no cap)`,
+    );
+  return Number(text);
+}
+
 /** Writes a file whole or not at all (writeFileAtomic), making its directory; a failure is an EIO error. */
 export function writeAtomic(path: string, content: string): void {
   try {
@@ -124,7 +151,7 @@ export async function runAndReport(
   scope: Scope,
   selection: Selection,
   values: Values,
-  opts: { title?: string } = {},
+  opts: { title?: string; command?: 'check' | 'probe' } = {},
 ): Promise<number> {
   const format = oneOf(values.format, CHECK_FORMATS, '--format') ?? (process.stdout.isTTY ? 'table' : 'json');
   const timeoutMs = positiveInt(values.timeout, '--timeout', 600_000);
@@ -133,6 +160,7 @@ export async function runAndReport(
   const workers = positiveInt(values.workers, '--workers', 64);
   const maxProbes = positiveInt(values['max-probes'], '--max-probes', 1_000_000_000);
   const maxAddresses = positiveInt(values['max-addresses'], '--max-addresses', 1_000_000);
+  const maxRate = maxRateFrom(values['max-rate'], process.env.PORTOLAN_MAX_RATE);
   const secret = values.secret ?? process.env.PORTOLAN_SECRET;
   if (secret === '') throw new UsageError('the secret is empty (--secret or PORTOLAN_SECRET)');
   const fileFormat: CheckFormat = format === 'junit' ? 'junit' : 'json';
@@ -161,6 +189,7 @@ export async function runAndReport(
     ...(retryBudgetMs !== undefined ? { retryBudgetMs } : {}),
     ...(maxProbes !== undefined ? { maxProbes } : {}),
     ...(maxAddresses !== undefined ? { maxAddresses } : {}),
+    ...(maxRate ? { maxRate } : {}),
   };
   const bar = new ProgressBar(process.stderr, { attempts: DEFAULTS.attempts });
   let take: (() => CheckReport) | undefined;
@@ -182,7 +211,7 @@ export async function runAndReport(
         onPlanned: (p) => {
           // Said on a line of its own, above the progress bar.
           bar.clear();
-          process.stderr.write(`portolan check: ${plannedText(p, options.maxProbes)}\n`);
+          process.stderr.write(`portolan ${opts.command ?? 'check'}: ${plannedText(p, options.maxProbes)}\n`);
         },
         onProgress: (p) => bar.update(p),
         onSnapshot: (t) => {

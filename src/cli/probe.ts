@@ -144,8 +144,10 @@ export async function run(argv: string[]): Promise<number> {
     sha256: '',
   };
   const plan: Plan = { site: inventory.site, flows: [flow], warnings: [] };
-  const scope = await scopeFor(inventory, plan, { from: here.name });
+  // "this machine" is where the probes leave from by definition: no --from to warn about.
+  const scope = await scopeFor(inventory, plan, { from: here.name, thisMachine: 'the command line' });
   return runAndReport(scope, { flows: scope.flows }, values, {
     title: `portolan probe ${hostText} ${portsText}, from this machine`,
+    command: 'probe',
   });
 }

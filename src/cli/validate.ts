@@ -1,6 +1,10 @@
-import { InputErrors } from '../errors.js';
+import type { Catalogs } from '../catalog/load.js';
+import { formatLocated, InputErrors } from '../errors.js';
+import type { Inventory } from '../inventory/types.js';
+import type { Warning } from '../model/flow.js';
 import { buildPlan, hostsInsideCidrs } from '../plan/plan.js';
 import { safeLine } from '../util/terminal.js';
+import { loadYamlFile } from '../util/yaml.js';
 import { COMMON_HELP, exactlyOne, parse } from './args.js';
 import { siteFrom } from './site.js';
 
@@ -14,6 +18,56 @@ catalogs. Prints "ok" and exits 0, or prints every error as FILE:LINE:COL and ex
 stderr where a host gets fewer flows, or none, because a fact it needs is left out.
 
 ${COMMON_HELP}`;
+
+/**
+ * One warning per host whose flows depend on facts the inventory leaves out: which facts, the
+ * values the catalog takes for them, the entries skipped, and whether the host is left with no
+ * flows at all. Returns the lines and the plan warnings they stand for.
+ */
+export function factSummaries(
+  inventory: Inventory,
+  catalogs: Catalogs,
+  warnings: readonly Warning[],
+): { lines: { host: string; text: string }[]; covered: Set<Warning> } {
+  const byHost = new Map<string, { facts: Set<string>; entries: Set<string>; warnings: Warning[] }>();
+  for (const w of warnings) {
+    if (w.code !== 'condition-unknown' || !w.facts) continue;
+    for (const { host, fact } of w.facts) {
+      const e = byHost.get(host) ?? { facts: new Set(), entries: new Set(), warnings: [] };
+      e.facts.add(fact);
+      const entry = /entry (\S+)/.exec(w.message)?.[1];
+      if (entry) e.entries.add(`${w.product ?? ''} ${entry}`.trim());
+      e.warnings.push(w);
+      byHost.set(host, e);
+    }
+  }
+  const empty = new Map(
+    warnings.filter((w) => w.code === 'host-without-flows' && w.host).map((w) => [w.host as string, w]),
+  );
+  const lines: { host: string; text: string }[] = [];
+  const covered = new Set<Warning>();
+  for (const [name, e] of byHost) {
+    const host = inventory.hosts.find((h) => h.name === name);
+    if (!host) continue;
+    const facts = [...e.facts].map((fact) => {
+      const values = new Set<string>();
+      for (const r of host.roles)
+        for (const v of catalogs.get(r.product)?.facts?.[r.role]?.[fact]?.values ?? []) values.add(String(v));
+      return values.size ? `${fact} (one of: ${[...values].join(', ')})` : fact;
+    });
+    const none = empty.get(name);
+    const entries = [...e.entries];
+    const shownEntries =
+      entries.slice(0, 4).join(', ') + (entries.length > 4 ? ` and ${entries.length - 4} more` : '');
+    lines.push({
+      host: name,
+      text: `host ${name} ${none ? 'gets no flows' : 'gets fewer flows'}: its facts do not give ${facts.join(', ')}${entries.length ? `; ${entries.length === 1 ? 'entry' : 'entries'} ${shownEntries} need${entries.length === 1 ? 's' : ''} ${e.facts.size === 1 ? 'it' : 'them'}` : ''} (add ${e.facts.size === 1 ? 'it' : 'them'} under hosts.${name}.facts)`,
+    });
+    for (const w of e.warnings) covered.add(w);
+    if (none) covered.add(none);
+  }
+  return { lines, covered };
+}
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {}, USAGE);
@@ -34,8 +88,15 @@ export async function run(argv: string[]): Promise<number> {
   const { inventory, catalogs } = site;
   // Where the plan will be thinner than the inventory suggests: facts left out.
   const plan = buildPlan(inventory, catalogs);
+  const summed = factSummaries(inventory, catalogs, plan.warnings);
+  if (summed.lines.length) {
+    const y = loadYamlFile(file, 'inventory');
+    for (const { host, text } of summed.lines)
+      process.stderr.write(`${formatLocated(`warning: ${text}`, y.locate(['hosts', host], 'key'))}\n`);
+  }
   for (const w of plan.warnings)
-    if (FACT_WARNINGS.has(w.code)) process.stderr.write(`warning: ${file}: ${w.message}\n`);
+    if (FACT_WARNINGS.has(w.code) && !summed.covered.has(w))
+      process.stderr.write(`warning: ${file}: ${w.message}\n`);
   const products = [...inventory.products.keys()];
   for (const w of hostsInsideCidrs(inventory.hosts)) process.stderr.write(`${file}: warning: ${w.message}\n`);
   process.stdout.write(

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Endpoint, Flow } from '../model/flow.js';
 import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
 import { oneLine } from './header.js';
-import { type AddressSet, addressSetOf, type ExportModel } from './model.js';
+import { type AddressSet, addressSetOf, type ExportModel, servicesByPort } from './model.js';
 
 /**
  * Internal to the host-firewall generators (firewalld, ufw, windows): plain-ASCII text, the POSIX
@@ -220,6 +220,7 @@ export function hostApplications(model: ExportModel, maxName: number): { apps: H
     }
   }
   const apps = new Map<string, HostApp>();
+  const appFlows = new Map<HostApp, Flow[]>();
   const grants: Grant[] = [];
   for (const p of pending) {
     const sigs = signatures.get(`${p.product}|${p.role}`) ?? [];
@@ -237,10 +238,10 @@ export function hostApplications(model: ExportModel, maxName: number): { apps: H
       purposes: [],
     };
     apps.set(name, app);
-    for (const f of flows) {
-      if (!app.services.includes(f.service)) app.services.push(f.service);
-      if (!app.purposes.includes(f.purpose)) app.purposes.push(f.purpose);
-    }
+    for (const f of flows) if (!app.purposes.includes(f.purpose)) app.purposes.push(f.purpose);
+    appFlows.set(app, [...(appFlows.get(app) ?? []), ...flows]);
+    // In the order of their ports, as the app's port list reads.
+    app.services = servicesByPort(appFlows.get(app) ?? []);
     grants.push({
       id: `${p.direction}-${name.replace(/^portolan-/, '')}`,
       direction: p.direction,

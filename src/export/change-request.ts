@@ -1,5 +1,6 @@
 import type { Endpoint, Flow } from '../model/flow.js';
 import { formatPorts, type PortRange } from '../model/ports.js';
+import { portServicePairs } from '../plan/rules.js';
 import { oneLine } from './header.js';
 import { type ExportModel, type ExportRule, setIsEmpty } from './model.js';
 
@@ -151,7 +152,7 @@ export function changeRequest(model: ExportModel): ChangeRequest {
         to: endpointLines(r.flows.map((f) => f.to)).join('\n'),
         protocol: r.protocol,
         ports: portsCell(r.protocol, r.ports, r.icmpType),
-        services: r.services.join('\n'),
+        services: portServicePairs(r.flows).join('\n'),
         products: unique(r.flows.map((f) => f.product)).join('\n'),
         purpose: purposeLines(r.flows).join('\n'),
         sources: sourceLines(r.flows).join('\n'),
@@ -170,7 +171,7 @@ export function changeRequest(model: ExportModel): ChangeRequest {
         to: endpointLines([f.to]).join('\n'),
         protocol: f.protocol,
         ports: portsCell(f.protocol, f.ports, f.icmpType),
-        services: f.service,
+        services: portServicePairs([f]).join('\n'),
         products: f.product,
         purpose: lines(f.purpose),
         sources: sourceLines([f]).join('\n'),

@@ -32,27 +32,30 @@ import {
 } from './_cloud.js';
 import type { ExportResult, Generator } from './generator.js';
 import { headerLines } from './header.js';
+import { cutAtWord, wrapWithin } from './limits.js';
 import type { AddressSet, ExportModel, ExportRule } from './model.js';
 
 /** IOS limits: ACL remark text, object-group description text, object-group and ACL names. */
 export const REMARK_MAX = 100;
+/** Remark lines per ACE at most: the host lists behind a rule are in its object-groups anyway. */
+export const REMARK_LINES = 3;
 export const DESCRIPTION_MAX = 200;
 export const NAME_MAX = 64;
 
 /**
  * The one escaping function for IOS text (remarks, descriptions, `!` comments): a single line of
- * printable ASCII, accents folded, `?` removed (it triggers CLI help when pasted), at most `max`.
+ * printable ASCII, accents folded, `?` removed (it triggers CLI help when pasted), at most `max`
+ * characters, shortened at a word boundary with `...` (cutAtWord) rather than mid-word.
  */
 export function iosText(text: string, max: number): string {
-  return text
+  const folded = text
     .normalize('NFKD')
     .replace(/[\u0300-\u036f]/g, '')
     .replace(/[^\x20-\x7e]/g, ' ')
     .replace(/\?/g, '')
     .replace(/ {2,}/g, ' ')
-    .trim()
-    .slice(0, max)
     .trim();
+  return cutAtWord(folded, max);
 }
 
 /** An IOS object name: upper-case letters, digits, `-` and `_`, starting with a letter. */
@@ -189,14 +192,22 @@ class Config {
 function aces(cfg: Config, rule: ExportRule, family: Family): string[] {
   const src = cfg.side(rule, 'src', family);
   const dst = cfg.side(rule, 'dst', family);
-  const remark = ` remark ${iosText(`${rule.id} ${rule.services.join(',')}: ${hostList(rule.src)} -> ${hostList(rule.dst)}`, REMARK_MAX)}`;
+  // A long remark continues on the next remark lines, broken between words (IOS keeps them in order).
+  const remark = wrapWithin(
+    iosText(
+      `${rule.id} ${rule.services.join(',')}: ${hostList(rule.src)} -> ${hostList(rule.dst)}`,
+      Infinity,
+    ),
+    REMARK_MAX,
+    REMARK_LINES,
+  ).map((l) => ` remark ${l}`);
   const between = `object-group ${src} object-group ${dst}`;
-  if (family === 'v6') return [remark, ` permit object-group ${cfg.service(rule, family)} ${between}`];
+  if (family === 'v6') return [...remark, ` permit object-group ${cfg.service(rule, family)} ${between}`];
   if (rule.protocol === 'icmp')
-    return [remark, ` permit icmp ${between}${rule.icmpType === 'echo-request' ? ' echo' : ''}`];
+    return [...remark, ` permit icmp ${between}${rule.icmpType === 'echo-request' ? ' echo' : ''}`];
   if (rule.ports.length === 1)
-    return [remark, ` permit ${rule.protocol} ${between} ${portClause(rule.ports[0] as PortRange)}`];
-  return [remark, ` permit object-group ${cfg.service(rule, family)} ${between}`];
+    return [...remark, ` permit ${rule.protocol} ${between} ${portClause(rule.ports[0] as PortRange)}`];
+  return [...remark, ` permit object-group ${cfg.service(rule, family)} ${between}`];
 }
 
 export const generator: Generator = {

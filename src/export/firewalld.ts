@@ -1,4 +1,5 @@
 import { InputError } from '../errors.js';
+import { portServiceText } from '../plan/rules.js';
 import {
   appPorts,
   type Fill,
@@ -156,7 +157,7 @@ function renderItem(item: Item, fills: Fill[], warnings: string[]): string[] {
 
 function grantItem(g: Grant): Item {
   const peers = g.direction === 'in' ? 'from' : 'to';
-  const what = `${g.app.services.join(', ')} (${appPorts(g.app)}) ${peers} ${g.peers.hosts.map((h) => h ?? 'unspecified peer').join(', ')}`;
+  const what = `${portServiceText(g.flows)} ${peers} ${g.peers.hosts.map((h) => h ?? 'unspecified peer').join(', ')}`;
   return {
     id: g.id,
     direction: g.direction,

@@ -1,4 +1,5 @@
 import { InputError } from '../errors.js';
+import { wrap } from '../util/wrap.js';
 import type { ExportFile } from './generator.js';
 import type { FormatName } from './index.js';
 
@@ -56,4 +57,26 @@ export function checkLineLimits(format: FormatName, files: readonly ExportFile[]
       line++;
     }
   }
+}
+
+/**
+ * Shortens text to at most `max` characters (display columns) at a word boundary, ending with
+ * `mark` when anything was left out; a first word longer than the room is cut. Text that fits is
+ * returned as is. For fields with a length limit of their own (an IOS remark holds 100 characters).
+ */
+export function cutAtWord(text: string, max: number, mark = '...'): string {
+  if (text.length <= max) return text;
+  const room = Math.max(1, max - mark.length);
+  const head = (wrap(text, room)[0] ?? '').replace(/[\s,;:]+$/, '');
+  return `${head}${mark}`;
+}
+
+/**
+ * Text as at most `maxLines` lines of at most `max` characters, broken at word boundaries (see
+ * util/wrap.ts); when more remains, the last line is cut with cutAtWord and ends with `mark`.
+ */
+export function wrapWithin(text: string, max: number, maxLines: number, mark = '...'): string[] {
+  const all = wrap(text, max).filter((l) => l.length);
+  if (all.length <= maxLines) return all;
+  return [...all.slice(0, maxLines - 1), cutAtWord(all.slice(maxLines - 1).join(' '), max, mark)];
 }

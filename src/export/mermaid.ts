@@ -7,7 +7,7 @@ import { siteGraph, UNSPECIFIED_CLUSTER } from './site-graph.js';
  * mermaid: the site diagram as a `flowchart LR` (paste it into a ```mermaid block). One subgraph per
  * role, one edge per directed host pair labelled with protocols and ports, unspecified peers as
  * dashed stadiums, local flows (host mode) as dotted loops. IDs are generated (`n1`, `g1`); every
- * label and comment passes through `mermaidText`.
+ * label passes through `mermaidText`, every comment through `mermaidComment`.
  */
 
 export const MERMAID_FILE = 'site-diagram.mmd';
@@ -30,12 +30,22 @@ export function mermaidText(text: string): string {
   return out;
 }
 
+/**
+ * The escaping function for the text of a `%%` comment line. Mermaid drops a comment to the end of
+ * its line and decodes nothing in it, so entity codes would show as written (`#59;` for `;`) to
+ * whoever reads the file: the text stays itself, on one line (oneLine), with every run of `%` cut
+ * to one so no `%%{` directive or `}%%` end can form inside it.
+ */
+export function mermaidComment(text: string): string {
+  return oneLine(text).replace(/%+/g, '%');
+}
+
 /** A quoted label: lines escaped one by one and joined with mermaid's line break. */
 const label = (lines: readonly string[]): string => `"${lines.map(mermaidText).join('<br>')}"`;
 
 export function renderMermaid(model: ExportModel): { content: string; warnings: string[] } {
   const g = siteGraph(model);
-  const out = [...headerLines(model, 'mermaid').map((l) => `%% ${mermaidText(oneLine(l))}`), 'flowchart LR'];
+  const out = [...headerLines(model, 'mermaid').map((l) => `%% ${mermaidComment(l)}`), 'flowchart LR'];
   g.clusters.forEach((c, i) => {
     const unspecified = c.key === UNSPECIFIED_CLUSTER;
     out.push(

@@ -1,5 +1,6 @@
 import { InputError } from '../errors.js';
 import type { PortRange } from '../model/ports.js';
+import { portServiceText } from '../plan/rules.js';
 import {
   appPorts,
   asciiText,
@@ -104,7 +105,7 @@ function command(g: Grant, address: string): string {
 
 function renderGrant(g: Grant, fills: Fill[], warnings: string[]): string[] {
   const peers = g.direction === 'in' ? 'from' : 'to';
-  const what = `${g.app.services.join(', ')} (${appPorts(g.app)}) ${peers} ${g.peers.hosts.map((h) => h ?? 'unspecified peer').join(', ')}`;
+  const what = `${portServiceText(g.flows)} ${peers} ${g.peers.hosts.map((h) => h ?? 'unspecified peer').join(', ')}`;
   const lines = [
     shComment(`${g.id}: app ${g.app.name}, ${what}`),
     ...flowLines(g.flows).map((l) => shComment(`  ${l}`)),

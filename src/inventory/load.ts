@@ -6,7 +6,7 @@ import { parseVersion, versionWithin } from '../catalog/version.js';
 import { InputError, InputErrors, shown } from '../errors.js';
 import { addressIdentity, parseAddress } from '../model/address.js';
 import { statProblem } from '../util/read.js';
-import { validateWithSchema } from '../util/schema.js';
+import { schemaFindings } from '../util/schema.js';
 import { type LoadedYaml, loadYamlFile, type PathPart } from '../util/yaml.js';
 import type { Host, Inventory, ProductUse, RoleRef } from './types.js';
 
@@ -39,7 +39,7 @@ export interface Site {
  */
 export function loadSite(file: string, extraCatalogs: readonly string[] = []): Site {
   const y = loadYamlFile(file, 'inventory');
-  const raw = validateWithSchema<RawInventory>(y, 'inventory');
+  const { raw, schemaErrors } = schemaChecked(y);
   const named = new Set(extraCatalogs.map((p) => realOrResolved(p)));
   const home = realOrResolved(dirname(file));
   const own = (raw.catalogs ?? []).map((p, i) => {
@@ -61,7 +61,34 @@ export function loadSite(file: string, extraCatalogs: readonly string[] = []): S
     return path;
   });
   const catalogs = loadCatalogs([...extraCatalogs, ...own.filter((p) => !named.has(realOrResolved(p)))]);
-  return { inventory: checkInventory(raw, y, catalogs, own), catalogs };
+  return { inventory: checkInventory(raw, y, catalogs, own, schemaErrors), catalogs };
+}
+
+/**
+ * The inventory as far as the schema allows it. When every schema error lies inside some hosts,
+ * those hosts are set aside and the rest goes on to the catalog checks, so that `validate` lists
+ * the catalog errors of the other hosts in the same run; the schema errors are returned to be
+ * reported with them. Any other schema error (a product's settings, a top-level key) is thrown
+ * with all the schema errors (InputErrors), before the catalogs are read.
+ */
+function schemaChecked(y: LoadedYaml): { raw: RawInventory; schemaErrors: InputError[] } {
+  const found = schemaFindings(y, 'inventory');
+  if (!found.length) return { raw: y.data as RawInventory, schemaErrors: [] };
+  const errors = found.map((f) => f.error);
+  const all = () => (errors.length === 1 ? (errors[0] as InputError) : new InputErrors(errors));
+  const bad = new Set<string>();
+  for (const f of found) {
+    if (f.path[0] !== 'hosts' || typeof f.path[1] !== 'string') throw all();
+    bad.add(f.path[1]);
+  }
+  const data = y.data as Record<string, unknown> & { hosts: Record<string, unknown> };
+  const pruned = {
+    ...data,
+    hosts: Object.fromEntries(Object.entries(data.hosts).filter(([name]) => !bad.has(name))),
+  };
+  // Without those hosts the rest must be valid as it stands (a site left with no hosts is not).
+  if (schemaFindings({ ...y, data: pruned }, 'inventory').length) throw all();
+  return { raw: pruned as RawInventory, schemaErrors: errors };
 }
 
 function realOrResolved(path: string): string {
@@ -83,10 +110,11 @@ function checkInventory(
   y: LoadedYaml,
   catalogs: Catalogs,
   ownCatalogs: string[],
+  schemaErrors: readonly InputError[] = [],
 ): Inventory {
   // Every error is collected: a failed check skips only what depends on it (one product, role,
   // fact or address), so validate can list them all in one run.
-  const errors: InputError[] = [];
+  const errors: InputError[] = [...schemaErrors];
   const SKIP = Symbol('skip');
   const fail: (detail: string, path: PathPart[], at?: 'key' | 'value') => never = (
     detail,
@@ -241,7 +269,12 @@ function checkInventory(
       ...(h.description !== undefined ? { description: h.description } : {}),
     });
   }
-  if (errors.length) throw errors.length === 1 ? errors[0] : new InputErrors(errors);
+  if (errors.length) {
+    // In the order they are in the file.
+    const at = (e: InputError) => [e.location?.line ?? 0, e.location?.column ?? 0] as const;
+    errors.sort((a, b) => at(a)[0] - at(b)[0] || at(a)[1] - at(b)[1]);
+    throw errors.length === 1 ? errors[0] : new InputErrors(errors);
+  }
   return {
     file: y.file,
     site: raw.site,

@@ -52,6 +52,8 @@ export interface Warning {
   message: string;
   host?: string;
   product?: string;
+  /** condition-unknown: the host facts the inventory leaves out that the skipped entry needs. */
+  facts?: { host: string; fact: string }[];
 }
 
 export interface Plan {

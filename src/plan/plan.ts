@@ -166,9 +166,16 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
             if (truth !== false) {
               const who = [from.host?.name, to.host?.name].filter(Boolean).join(' -> ');
               const unknown = [...new Set(truth.unknown)].join(', ');
+              // `to.facts.os` -> the destination host's fact os.
+              const facts = [...new Set(truth.unknown)].flatMap((u) => {
+                const m = /^(from|to)\.facts\.(.+)$/.exec(u);
+                const host = m && (m[1] === 'from' ? from : to).host?.name;
+                return m && host ? [{ host, fact: m[2] as string }] : [];
+              });
               warn({
                 code: 'condition-unknown',
                 product: productId,
+                ...(facts.length ? { facts } : {}),
                 message: say(
                   'condition-unknown',
                   productId,

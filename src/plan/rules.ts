@@ -39,7 +39,10 @@ export interface ExportRule {
   src: AddressSet;
   /** Destinations. */
   dst: AddressSet;
-  /** Services, in plan order, and the flows behind the rule (for comments and tables). */
+  /**
+   * Services, in the order of their lowest port (the order `ports` lists them in, so `tcp 22,8006
+   * (ssh, https)` pairs up), and the flows behind the rule (for comments and tables).
+   */
   services: string[];
   flows: Flow[];
 }
@@ -226,8 +229,8 @@ function mergeSameEndpoints(rules: ExportRule[]): ExportRule[] {
       continue;
     }
     seen.ports = mergePortRanges([...seen.ports, ...r.ports]);
-    for (const svc of r.services) if (!seen.services.includes(svc)) seen.services.push(svc);
     seen.flows.push(...r.flows);
+    seen.services = servicesByPort(seen.flows);
   }
   return [...merged.values()];
 }
@@ -242,9 +245,66 @@ function makeRule(direction: Direction, flows: Flow[], src: AddressSet, dst: Add
     ...(f0.icmpType ? { icmpType: f0.icmpType } : {}),
     src,
     dst,
-    services: [...new Set(flows.map((f) => f.service))],
+    services: servicesByPort(flows),
     flows,
   };
+}
+
+type PortedService = Pick<Flow, 'protocol' | 'ports' | 'service'>;
+
+/** Lowest port of a flow; ICMP and port-less flows sort last, in plan order. */
+const lowestPort = (f: PortedService): number =>
+  f.ports.reduce((m, [lo]) => Math.min(m, lo), Number.POSITIVE_INFINITY);
+
+/**
+ * The distinct services of some flows, ordered by the lowest port each uses (ties: plan order), so
+ * a list of services reads in the same order as the merged port list beside it: ports `22, 8006`,
+ * services `ssh, https`.
+ */
+export function servicesByPort(flows: readonly PortedService[]): string[] {
+  const low = new Map<string, number>();
+  for (const f of flows)
+    low.set(f.service, Math.min(low.get(f.service) ?? Number.POSITIVE_INFINITY, lowestPort(f)));
+  return [...low.keys()].sort((a, b) => (low.get(a) as number) - (low.get(b) as number));
+}
+
+/**
+ * Each port range paired with the service that uses it, in port order: `['22/ssh', '8006/https']`.
+ * A range several services share lists them with `+` (`443/https+vsphere`); a flow without ports
+ * (ICMP) gives its service alone. Ranges are the flows' own, not merged across services.
+ */
+export function portServicePairs(flows: readonly PortedService[]): string[] {
+  const byRange = new Map<string, { lo: number; services: string[] }>();
+  const bare: string[] = [];
+  for (const f of flows) {
+    if (!f.ports.length) {
+      if (!bare.includes(f.service)) bare.push(f.service);
+      continue;
+    }
+    for (const [lo, hi] of mergePortRanges(f.ports)) {
+      const key = lo === hi ? `${lo}` : `${lo}-${hi}`;
+      const e = byRange.get(key) ?? { lo, services: [] };
+      if (!e.services.includes(f.service)) e.services.push(f.service);
+      byRange.set(key, e);
+    }
+  }
+  return [
+    ...[...byRange]
+      .sort(([ka, a], [kb, b]) => a.lo - b.lo || ka.length - kb.length)
+      .map(([key, e]) => `${key}/${e.services.join('+')}`),
+    ...bare,
+  ];
+}
+
+/**
+ * Protocol, ports and services of some flows in one phrase: `tcp 22/ssh, 2049/nfs; udp 111/rpcbind`.
+ * ICMP flows read `icmp ping`.
+ */
+export function portServiceText(flows: readonly PortedService[]): string {
+  const protocols = [...new Set(flows.map((f) => f.protocol))];
+  return protocols
+    .map((p) => `${p} ${portServicePairs(flows.filter((f) => f.protocol === p)).join(', ')}`)
+    .join('; ');
 }
 
 function numbered(rules: ExportRule[]): ExportRule[] {

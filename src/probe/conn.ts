@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { verdictForErrno } from './errno.js';
+import type { RateLimiter } from './rate.js';
 import type { Evidence, Verdict } from './verdict.js';
 
 /** What an application probe is given: where to go and how long it may wait for the service. */
@@ -9,6 +10,8 @@ export interface ServiceContext {
   /** The DNS name the address came from, for TLS SNI. */
   servername?: string;
   timeoutMs: number;
+  /** Paces the connect (--max-rate): a token is taken before it starts. */
+  limiter?: RateLimiter;
 }
 
 export interface ServiceOutcome {
@@ -70,7 +73,9 @@ export class Conn {
     return new Conn(socket, rttMs);
   }
 
-  static open(address: string, port: number, timeoutMs: number): Promise<Conn> {
+  /** Connects, after taking a token from `limiter` when given; the timeout starts with the connect. */
+  static async open(address: string, port: number, timeoutMs: number, limiter?: RateLimiter): Promise<Conn> {
+    await limiter?.take();
     return new Promise((resolve, reject) => {
       const t0 = performance.now();
       const socket = net.connect({ host: address, port, noDelay: true });
@@ -173,7 +178,7 @@ export async function withConn(
 ): Promise<ServiceOutcome> {
   let c: Conn;
   try {
-    c = await Conn.open(ctx.address, ctx.port, ctx.timeoutMs);
+    c = await Conn.open(ctx.address, ctx.port, ctx.timeoutMs, ctx.limiter);
   } catch (err) {
     return connectFailure(err, what);
   }

@@ -8,6 +8,7 @@ import { identify } from './identify.js';
 import { checkLimits, type PlannedProbes, plannedProbes } from './limits.js';
 import { isUnanswered, type Neighbour, neighbourOf } from './neighbour.js';
 import { isUnsynchronised, type NtpRequest, ntpRequest, parseNtpReply } from './ntp.js';
+import { RateLimiter } from './rate.js';
 import { readResponderReply, Slots, tcpResponderProbe, udpResponderToken } from './responder.js';
 import { noRouteDetail, type Route, routesTo } from './route.js';
 import { type ReachItem, type ReachOutcome, type ReachProgress, reach } from './scheduler.js';
@@ -49,6 +50,14 @@ export interface CheckOptions {
   /** A pool the caller made (and closes); otherwise one is made from `workers` for this check. */
   pool?: SweepPool;
   lookup?: Lookup;
+  /**
+   * Most connects (TCP connects, UDP attempts, service and responder connects) started per second,
+   * over all targets (--max-rate; see DEFAULT_MAX_RATE for the CLI's default). Absent or 0: no cap
+   * beyond `concurrency`.
+   */
+  maxRate?: number;
+  /** The limiter to pace connects with (tests inject one with their own clock); overrides maxRate. */
+  limiter?: RateLimiter;
   /** Most probes (address x protocol x port) one check may make; default MAX_PROBES. */
   maxProbes?: number;
   /** Most addresses one DNS name may resolve to and all be probed; default MAX_NAME_ADDRESSES. */
@@ -96,6 +105,8 @@ export interface CheckReport {
   warnings?: readonly string[];
   /** Flows per headline verdict: what the table's last line counts (computed from results when absent). */
   flowCounts?: Partial<Record<Verdict, number>>;
+  /** Connects per second the check was capped at (--max-rate); absent when uncapped. */
+  maxRate?: number;
   /** Set when the check was stopped (Ctrl-C): only the flows decided by then are in `results`. */
   interrupted?: boolean;
   /** Flows selected but left out because the check was interrupted before they were decided. */
@@ -176,6 +187,8 @@ export async function runCheck(
   };
   const secret = options.secret;
   const progress = options.onProgress;
+  const limiter = options.limiter ?? (options.maxRate ? new RateLimiter(options.maxRate) : undefined);
+  const rate = limiter ? { maxRate: limiter.rate } : {};
   const startedAt = new Date().toISOString();
   const t0 = performance.now();
   const lookup = memoLookup(options.lookup ?? systemLookup);
@@ -255,6 +268,7 @@ export async function runCheck(
       interrupted: true,
       undecided: work.length - results.length,
       warnings: scope.warnings,
+      ...rate,
     };
   });
   const sweepPool = options.pool ?? SweepPool.auto(options.workers);
@@ -264,6 +278,7 @@ export async function runCheck(
       {
         ...o,
         pool: sweepPool,
+        ...(limiter ? { limiter } : {}),
         onProgress: (p) => progress?.({ phase: 'reach', ...p }),
       },
     );
@@ -271,7 +286,7 @@ export async function runCheck(
     if (!options.pool) await sweepPool.close();
   }
   await localUnreachable(all, routes);
-  const rtts = await quietRtts(all, o.timeoutMs);
+  const rtts = await quietRtts(all, o.timeoutMs, limiter);
   found.rtts = rtts;
   found.neighbours = await silentNeighbours(all);
 
@@ -301,6 +316,7 @@ export async function runCheck(
             item.port,
             responderWait,
             responderSlots,
+            limiter,
           );
           if (r.seenFrom && r.sentFrom && r.seenFrom !== r.sentFrom)
             natSeen.set(
@@ -325,6 +341,7 @@ export async function runCheck(
           port: item.port,
           timeoutMs: o.serviceTimeoutMs,
           ...(servername ? { servername } : {}),
+          ...(limiter ? { limiter } : {}),
         };
         return serviceProbe(kind, ctx);
       });
@@ -356,7 +373,8 @@ export async function runCheck(
     }),
     Math.max(1, Math.min(256, o.concurrency)),
   );
-  if (secret) await askSilentAgain(secret, silentResponder, services, responderSlots, o.serviceTimeoutMs * 2);
+  if (secret)
+    await askSilentAgain(secret, silentResponder, services, responderSlots, o.serviceTimeoutMs * 2, limiter);
 
   const { results, counts } = collect(work, services, secret, false, found);
   progress?.({ phase: 'done', total: results.length, done: results.length });
@@ -371,6 +389,7 @@ export async function runCheck(
     counts,
     flowCounts: countFlows(results),
     warnings: scope.warnings,
+    ...rate,
   };
 }
 
@@ -527,6 +546,7 @@ async function askSilentAgain(
   services: Map<string, ServiceOutcome>,
   slots: Slots,
   waitMs: number,
+  limiter?: RateLimiter,
 ): Promise<void> {
   const answering = new Set<string>();
   for (const [key, out] of services)
@@ -537,7 +557,14 @@ async function askSilentAgain(
     const still: typeof again = [];
     await Promise.all(
       again.map(async ([key, s]) => {
-        const r = await tcpResponderProbe(hostSecret(secret, s.host), s.address, s.port, waitMs, slots);
+        const r = await tcpResponderProbe(
+          hostSecret(secret, s.host),
+          s.address,
+          s.port,
+          waitMs,
+          slots,
+          limiter,
+        );
         if (r.ok) services.set(key, { verdict: 'ok (responder)', detail: r.detail, evidence: r.evidence });
         else if (r.verdict) services.set(key, { verdict: r.verdict, detail: r.detail, evidence: r.evidence });
         else if (r.silent) still.push([key, s]);
@@ -593,7 +620,11 @@ const RTT_SAMPLES = 3;
  * connects share one event loop) and are not reported. The port is one that answered with a reset
  * if there is one (no service is touched), else an open one, else one rejected with ICMP.
  */
-async function quietRtts(items: readonly ReachItem[], timeoutMs: number): Promise<Map<string, number>> {
+async function quietRtts(
+  items: readonly ReachItem[],
+  timeoutMs: number,
+  limiter?: RateLimiter,
+): Promise<Map<string, number>> {
   const pick = new Map<string, ReachItem>();
   const rank = (i: ReachItem) => {
     const o = i.outcome;
@@ -611,6 +642,7 @@ async function quietRtts(items: readonly ReachItem[], timeoutMs: number): Promis
   for (const [address, item] of pick) {
     let best = Number.POSITIVE_INFINITY;
     for (let k = 0; k < RTT_SAMPLES; k++) {
+      await limiter?.take();
       const q = await quietConnect(address, item.family, item.port, Math.min(timeoutMs, 1000));
       if (q.status !== SILENT) best = Math.min(best, q.ms);
     }

@@ -228,7 +228,7 @@ export async function eptMap(
 ): Promise<EptMapReply | { kind: 'failed'; reason: string }> {
   let c: Conn;
   try {
-    c = await Conn.open(ctx.address, ctx.port, ctx.timeoutMs);
+    c = await Conn.open(ctx.address, ctx.port, ctx.timeoutMs, ctx.limiter);
   } catch (err) {
     return { kind: 'failed', reason: err instanceof ConnectError ? err.code : String(err) };
   }
@@ -323,7 +323,7 @@ async function followEndpoint(
   const epm = { interface: iface.name, port };
   let dyn: Conn;
   try {
-    dyn = await Conn.open(ctx.address, port, ctx.timeoutMs);
+    dyn = await Conn.open(ctx.address, port, ctx.timeoutMs, ctx.limiter);
   } catch (err) {
     const code = err instanceof ConnectError ? err.code : 'EUNKNOWN';
     const v = verdictForErrno(code) ?? 'filtered';

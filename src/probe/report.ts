@@ -222,6 +222,8 @@ export function checkJson(report: CheckReport): string {
     how: report.how,
     startedAt: report.startedAt,
     durationMs: report.durationMs,
+    // Connects per second the check was capped at (--max-rate); absent when uncapped.
+    ...(report.maxRate ? { maxRate: report.maxRate } : {}),
     failed: report.failed,
     ...(report.interrupted ? { interrupted: true, undecided: report.undecided ?? 0 } : {}),
     // Ports per verdict: `counts` is portCounts under its first name.

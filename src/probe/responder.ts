@@ -1,6 +1,7 @@
 import { normalizeIp } from '../listen/addresses.js';
 import { MAGIC, MAGIC2, makeProbe, type ProbeToken, readReply } from '../listen/protocol.js';
 import { Conn, ConnectError, round } from './conn.js';
+import type { RateLimiter } from './rate.js';
 import type { Evidence, Verdict } from './verdict.js';
 
 /**
@@ -62,11 +63,12 @@ export async function tcpResponderProbe(
   port: number,
   timeoutMs: number,
   slots?: Slots,
+  limiter?: RateLimiter,
 ): Promise<ResponderResult> {
   let last: ResponderResult | undefined;
   for (let t = 0; t < RESET_TRIES; t++) {
     if (t) await new Promise((r) => setTimeout(r, RESET_PAUSES_MS[t - 1] ?? 1000));
-    const once = () => signedProbe(secret, address, port, timeoutMs);
+    const once = () => signedProbe(secret, address, port, timeoutMs, limiter);
     last = await (slots ? slots.run(once) : once());
     if (last.verdict !== 'reset-after-connect') return last;
   }
@@ -83,10 +85,11 @@ async function signedProbe(
   address: string,
   port: number,
   timeoutMs: number,
+  limiter?: RateLimiter,
 ): Promise<ResponderResult> {
   let c: Conn;
   try {
-    c = await Conn.open(address, port, timeoutMs);
+    c = await Conn.open(address, port, timeoutMs, limiter);
   } catch (err) {
     const rttMs = err instanceof ConnectError ? { rttMs: round(err.rttMs) } : {};
     return { ok: false, evidence: { ...rttMs }, detail: (err as Error).message } satisfies ResponderResult;

@@ -1,4 +1,5 @@
 import { errnoName } from './errno.js';
+import type { RateLimiter } from './rate.js';
 import { RttEstimator } from './rtt.js';
 import type { SweepPool } from './sweep.js';
 import { OPEN, SELF, SILENT, type SweepJob, type SweepTarget } from './tcp.js';
@@ -65,6 +66,8 @@ export interface ReachOptions {
   spacingMs: number;
   retryBudgetMs: number;
   pool: SweepPool;
+  /** Paces every connect and UDP attempt (--max-rate); none: as fast as `concurrency` allows. */
+  limiter?: RateLimiter;
   onProgress?: (p: ReachProgress) => void;
 }
 
@@ -227,7 +230,7 @@ async function tcpRound(
     minTimeoutMs: opts.minTimeoutMs,
     maxTimeoutMs: opts.timeoutMs,
   };
-  const out = await opts.pool.run(job, onProgress);
+  const out = await opts.pool.run(job, onProgress, opts.limiter);
   out.rtt.forEach((r, ti) => {
     const t = states[ti] as TargetState;
     t.est = new RttEstimator();
@@ -270,6 +273,7 @@ async function udpBurst(
 }
 
 async function udpTry(item: ReachItem, t: TargetState, opts: ReachOptions, retry: boolean): Promise<void> {
+  await opts.limiter?.take();
   const spec = item.udp?.() ?? { payloads: [Buffer.alloc(0)], context: undefined };
   const o = await udpAttempt({
     address: item.address,

@@ -52,6 +52,11 @@ export interface ScopeRequest {
   as?: string;
   /** This machine's addresses; defaults to os.networkInterfaces(). */
   addresses?: readonly string[];
+  /**
+   * The --from host stands for this machine itself (portolan probe): no warning that its
+   * addresses are not here, and `how` says so in these words.
+   */
+  thisMachine?: string;
 }
 
 export function localAddresses(): string[] {
@@ -134,13 +139,13 @@ export async function scopeFor(inv: Inventory, plan: Plan, req: ScopeRequest = {
         )} (expected one of: ${inv.hosts.map((h) => h.name).join(', ')})`,
       );
     from = [host.name];
-    how = `--from ${host.name}`;
+    how = req.thisMachine ?? `--from ${host.name}`;
     flows = plan.flows.filter((f) => f.from.host === host.name);
     // --from names the host; it does not move this machine. Say so when this machine is not it.
     const addresses = req.addresses ?? localAddresses();
     // Loopback addresses (a lab on one machine, 127.0.0.0/8) are all this machine's.
     const loop = host.address.kind === 'ip' && isLoopback(host.address.text);
-    if (!loop && !(await hostsHere({ ...inv, hosts: [host] }, addresses)).hosts.length) {
+    if (!req.thisMachine && !loop && !(await hostsHere({ ...inv, hosts: [host] }, addresses)).hosts.length) {
       const mine = addresses.filter((a) => !isLoopback(a));
       warnings.push(
         `--from ${host.name}: none of ${host.name}'s addresses (${host.address.text}) is on this machine (${mine.join(', ') || 'no addresses but loopback'}); the probes leave from this machine (evidence.source on each port), so the results say what this machine reaches, not what ${host.name} reaches`,

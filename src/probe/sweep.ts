@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import type { RateLimiter } from './rate.js';
 import { RttEstimator } from './rtt.js';
 import { type SharedSweep, type SweepJob, type SweepOut, sweepTcp } from './tcp.js';
 import type { WorkerReply, WorkerRequest } from './tcp-worker.js';
@@ -36,10 +37,18 @@ export class SweepPool {
     return this;
   }
 
-  async run(job: SweepJob, onProgress?: (finished: number) => void): Promise<SweepOut> {
+  /**
+   * Runs one round. With a `limiter` (--max-rate) the round stays on the main thread, where the
+   * one limiter paces every connect: a capped rate is well within one thread's reach.
+   */
+  async run(
+    job: SweepJob,
+    onProgress?: (finished: number) => void,
+    limiter?: RateLimiter,
+  ): Promise<SweepOut> {
     const n = job.port.length;
     const w = Math.min(this.size, Math.ceil(n / 1024));
-    if (w <= 1 || n < WORKER_THRESHOLD) return sweepTcp(job, onProgress);
+    if (limiter || w <= 1 || n < WORKER_THRESHOLD) return sweepTcp(job, onProgress, undefined, limiter);
     this.warm();
     // The items and results live in shared memory; threads claim chunks as they go (see
     // SharedSweep), so a thread that gets less CPU does less of the round.

@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { isLocalResourceStatus } from './errno.js';
+import type { RateLimiter } from './rate.js';
 import { RttEstimator } from './rtt.js';
 
 /**
@@ -160,11 +161,15 @@ export const ACTIVE_LIMIT = 64;
  * host that answers within OVERDUE_MS is not mistaken for one), and halves on a tick where all
  * were answered (a host that resets: a few dozen half-open sockets keep the kernel fast;
  * thousands slow every connect).
+ *
+ * With a `limiter` (--max-rate), a connect starts only with a token from it: the pump stops when
+ * none is due and runs again when one is (or at the next tick, whichever comes first).
  */
 export function sweepTcp(
   job: SweepJob,
   onProgress?: (finished: number) => void,
   shared?: SharedSweep,
+  limiter?: RateLimiter,
 ): Promise<SweepOut> {
   const n = job.port.length;
   const status = shared?.status ?? new Int32Array(n);
@@ -363,8 +368,22 @@ export function sweepTcp(
 
   const start = WRAP ? startRaw : startNet;
 
+  let paced: NodeJS.Timeout | undefined;
   function pump(): void {
     while (inflight < Math.min(limit, cap)) {
+      if (limiter && (retry.length || !exhausted)) {
+        const wait = limiter.tryTake();
+        if (wait > 0) {
+          paced ??= setTimeout(
+            () => {
+              paced = undefined;
+              if (!settled) pump();
+            },
+            Math.max(1, Math.ceil(wait)),
+          );
+          break;
+        }
+      }
       const i = retry.length ? (retry.pop() as number) : exhausted ? -1 : claim();
       if (i < 0) {
         exhausted = true;
@@ -389,6 +408,7 @@ export function sweepTcp(
     if (exhausted && inflight === 0 && retry.length === 0 && !settled) {
       settled = true;
       clearInterval(timer);
+      if (paced) clearTimeout(paced);
       dropSpares();
       onProgress?.(finished);
       settle({ status, rttMs, rtt: est.map((e) => e.state()) });

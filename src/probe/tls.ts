@@ -28,7 +28,8 @@ function certName(o: unknown): string {
     .join(', ');
 }
 
-function handshake(ctx: ServiceContext): Promise<Handshake> {
+async function handshake(ctx: ServiceContext): Promise<Handshake> {
+  await ctx.limiter?.take();
   return new Promise((resolve) => {
     const t0 = performance.now();
     let connected = false;
@@ -95,7 +96,7 @@ function handshake(ctx: ServiceContext): Promise<Handshake> {
 async function diagnose(ctx: ServiceContext): Promise<Buffer> {
   let c: Conn;
   try {
-    c = await Conn.open(ctx.address, ctx.port, ctx.timeoutMs);
+    c = await Conn.open(ctx.address, ctx.port, ctx.timeoutMs, ctx.limiter);
   } catch {
     return Buffer.alloc(0);
   }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { ErrorObject, Options, ValidateFunction } from 'ajv';
-import { InputError, shown } from '../errors.js';
+import { InputError, InputErrors, shown } from '../errors.js';
 import { packagePath } from './paths.js';
 import { formatPath, type LoadedYaml, type PathPart } from './yaml.js';
 
@@ -48,23 +48,81 @@ function validatorFor(name: SchemaName): ValidateFunction {
   return validate;
 }
 
+/** Most schema errors reported for one file: past these, the rest are more of the same. */
+export const MAX_SCHEMA_ERRORS = 50;
+
+/** One schema error and the path of the value it is about. */
+export interface SchemaFinding {
+  error: InputError;
+  /** Where in the document: the mapping or value the error is about. */
+  path: PathPart[];
+}
+
+/** Keywords that only say "some alternative failed": their own errors sit deeper. */
+const COMBINATORS = new Set(['oneOf', 'anyOf', 'allOf', 'if', 'not', 'then', 'else', 'type']);
+
 /**
- * Validates loaded YAML against one of the SCHEMAS; the first, most specific error becomes one
- * located InputError (`file:line:col key.path: what was wrong (expected ...)`).
+ * Every schema error of loaded YAML, one per place (none when it is valid), in document order,
+ * each a located InputError (`file:line:col key.path: what was wrong (expected ...)`). The errors
+ * ajv gives for one place (a typo'd key also leaves a required key missing, and every oneOf branch
+ * complains) become the one most specific error there; errors at other places are kept.
+ */
+export function schemaFindings(loaded: LoadedYaml, name: SchemaName): SchemaFinding[] {
+  const validate = validatorFor(name);
+  if (validate(loaded.data)) return [];
+  let rest = [...(validate.errors ?? [])];
+  const out: SchemaFinding[] = [];
+  while (rest.length && out.length < MAX_SCHEMA_ERRORS) {
+    const error = pickError(rest);
+    const { located, whole } = locatedError(loaded, name, error, rest);
+    out.push({ error: located, path: pointerToPath(error.instancePath) });
+    // The file is not this kind of document at all: nothing else about it is worth saying.
+    if (whole) break;
+    const at = error.instancePath;
+    rest = rest.filter((e) => {
+      const p = e.instancePath;
+      // Two unknown keys in one mapping are two mistakes.
+      if (p === at && e.keyword === 'additionalProperties' && error.keyword === 'additionalProperties')
+        return e.params.additionalProperty !== error.params.additionalProperty;
+      if (p === at || p.startsWith(`${at}/`)) return false;
+      // An alternative failing above this place failed because of it.
+      const above = at.startsWith(`${p}/`) || (p === '' && at !== '');
+      return !(above && COMBINATORS.has(e.keyword));
+    });
+  }
+  const line = (f: SchemaFinding) => f.error.location?.line ?? 0;
+  const column = (f: SchemaFinding) => f.error.location?.column ?? 0;
+  return out.sort((a, b) => line(a) - line(b) || column(a) - column(b));
+}
+
+/**
+ * Validates loaded YAML against one of the SCHEMAS. Throws the one located InputError, or an
+ * InputErrors holding every error (see schemaFindings) when there are several.
  */
 export function validateWithSchema<T>(loaded: LoadedYaml, name: SchemaName): T {
-  const validate = validatorFor(name);
-  if (validate(loaded.data)) return loaded.data as T;
-  const errors = validate.errors ?? [];
-  const error = pickError(errors);
+  const found = schemaFindings(loaded, name);
+  if (!found.length) return loaded.data as T;
+  if (found.length === 1) throw (found[0] as SchemaFinding).error;
+  throw new InputErrors(found.map((f) => f.error));
+}
+
+/** The located error for one ajv error; `whole` when it says the file is not this kind of document. */
+function locatedError(
+  loaded: LoadedYaml,
+  name: SchemaName,
+  error: ErrorObject,
+  errors: ErrorObject[],
+): { located: InputError; whole?: true } {
   const path = pointerToPath(error.instancePath);
   if (error.propertyName !== undefined) {
     // propertyNames: the key itself is bad; point at it and show it, not the whole mapping.
     const [detail] = describe(error, error.propertyName);
-    throw new InputError(`key ${detail}`, {
-      ...loaded.locate([...path, error.propertyName], 'key'),
-      path: formatPath(path),
-    });
+    return {
+      located: new InputError(`key ${detail}`, {
+        ...loaded.locate([...path, error.propertyName], 'key'),
+        path: formatPath(path),
+      }),
+    };
   }
   const value = valueAt(loaded.data, path);
   if (path.length === 0) {
@@ -73,26 +131,31 @@ export function validateWithSchema<T>(loaded: LoadedYaml, name: SchemaName): T {
     const key = error.keyword === 'additionalProperties' ? String(error.params.additionalProperty) : '';
     const got = Array.isArray(value) ? 'a list' : typeof value === 'string' ? 'text' : undefined;
     if (got || (error.keyword === 'additionalProperties' && !/^[a-z][a-z0-9-]{0,30}$/.test(key)))
-      throw new InputError(
-        `not ${name === 'catalog' ? 'a catalog' : 'an inventory'}: expected a mapping with the keys ${topKeys(name)}, got ${got ?? 'a mapping with other keys'} (its content is not shown)`,
-        { file: loaded.file, line: 1, column: 1 },
-      );
+      return {
+        located: new InputError(
+          `not ${name === 'catalog' ? 'a catalog' : 'an inventory'}: expected a mapping with the keys ${topKeys(name)}, got ${got ?? 'a mapping with other keys'} (its content is not shown)`,
+          { file: loaded.file, line: 1, column: 1 },
+        ),
+        whole: true,
+      };
   }
   const [detail, at] = describe(withSiblingTypes(error, errors), value);
   if (error.keyword === 'not' && Array.isArray((error.schema as { required?: unknown })?.required)) {
     // "then": { "description": why, "not": { "required": [key] } }: the key must not be given here.
     const key = String((error.schema as { required: unknown[] }).required[0]);
     const why = (error.parentSchema as { description?: string })?.description;
-    throw new InputError(
-      `key ${shown(key)} is not allowed here${why ? `: ${why}` : ''}`,
-      loaded.locate([...path, key], 'key'),
-    );
+    return {
+      located: new InputError(
+        `key ${shown(key)} is not allowed here${why ? `: ${why}` : ''}`,
+        loaded.locate([...path, key], 'key'),
+      ),
+    };
   }
   if (error.keyword === 'additionalProperties') {
     const key = String(error.params.additionalProperty);
-    throw new InputError(detail, loaded.locate([...path, key], 'key'));
+    return { located: new InputError(detail, loaded.locate([...path, key], 'key')) };
   }
-  throw new InputError(detail, loaded.locate(path, at));
+  return { located: new InputError(detail, loaded.locate(path, at)) };
 }
 
 /** The required top-level keys of a schema, for the "not this kind of file" error. */

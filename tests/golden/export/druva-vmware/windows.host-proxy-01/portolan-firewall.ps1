@@ -53,10 +53,10 @@ New-NetFirewallRule -Name 'portolan-out-tcp-443-3' -DisplayName 'portolan out-tc
 #   druva-vmware: proxy-01 -> esx-cluster-b: VixDiskLib (NFC) connection from the backup proxy to an ESXi host registered through vCenter Server. [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
 New-NetFirewallRule -Name 'portolan-out-tcp-902-4' -DisplayName 'portolan out-tcp-902-4: vmware-nfc' -Description 'vmware-nfc: proxy-01 -> esx-cluster-a,esx-cluster-b. VixDiskLib (NFC) connection from the backup proxy to an ESXi host registered through vCenter Server.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '902' -RemoteAddress '10.10.1.0/27'
 
-# out-tcp-3389_3542-5: tcp 3389,3542 (druva-guestossvc,rdp: proxy-01 -> sql-01)
+# out-tcp-3389_3542-5: tcp 3389,3542 (rdp,druva-guestossvc: proxy-01 -> sql-01)
 #   druva-vmware: proxy-01 -> sql-01: The backup proxy talks to guestossvc in the guest to back up SQL Server and restore databases. [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
 #   druva-vmware: proxy-01 -> sql-01: During the backup cycle the backup proxy checks whether RDP is open on a Windows guest, for DR restores. [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-3389_3542-5' -DisplayName 'portolan out-tcp-3389_3542-5: druva-guestossvc, rdp' -Description 'druva-guestossvc,rdp: proxy-01 -> sql-01. The backup proxy talks to guestossvc in the guest to back up SQL Server and restore databases. During the backup cycle the backup proxy checks whether RDP is open on a Windows guest, for DR restores.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '3389', '3542' -RemoteAddress '10.20.0.5'
+New-NetFirewallRule -Name 'portolan-out-tcp-3389_3542-5' -DisplayName 'portolan out-tcp-3389_3542-5: rdp, druva-guestossvc' -Description 'rdp,druva-guestossvc: proxy-01 -> sql-01. The backup proxy talks to guestossvc in the guest to back up SQL Server and restore databases. During the backup cycle the backup proxy checks whether RDP is open on a Windows guest, for DR restores.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '3389', '3542' -RemoteAddress '10.20.0.5'
 
 # out-tcp-22-6: tcp 22 (ssh: proxy-01 -> web-01)
 #   druva-vmware: proxy-01 -> web-01: During the backup cycle the backup proxy checks whether SSH is open on a Linux guest, for DR restores. [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]

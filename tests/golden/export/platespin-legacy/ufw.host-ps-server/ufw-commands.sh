@@ -12,18 +12,18 @@ set -f
 here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
 cp "$here/applications.d/portolan" "${PORTOLAN_UFW_APPS_DIR:-/etc/ufw/applications.d}/portolan"
 
-# in-platespin-platespin-server: app portolan-platespin-platespin-server, http (tcp 80) from fileserver-old, fileserver-new
+# in-platespin-platespin-server: app portolan-platespin-platespin-server, tcp 80/http from fileserver-old, fileserver-new
 #   platespin: fileserver-old -> ps-server: HTTP communication between the source workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
 #   platespin: fileserver-new -> ps-server: HTTP communication between the target workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
 ufw allow from 192.168.60.21 to any app portolan-platespin-platespin-server comment 'portolan in-platespin-platespin-server'
 ufw allow from 192.168.70.21 to any app portolan-platespin-platespin-server comment 'portolan in-platespin-platespin-server'
 
-# out-platespin-vmware-host: app portolan-platespin-vmware-host, ssh, https (tcp 22,443) to esx-legacy
+# out-platespin-vmware-host: app portolan-platespin-vmware-host, tcp 22/ssh, 443/https to esx-legacy
 #   platespin: ps-server -> esx-legacy: Discover a VMware ESX 2.5/3.0 host over SSH. [003_a7e0e83404719d03.txt]
 #   platespin: ps-server -> esx-legacy: Reach the VMware Infrastructure 3 web services on the VMware host for discovery and conversion. [003_a7e0e83404719d03.txt]
 ufw allow out to 192.168.70.2 app portolan-platespin-vmware-host comment 'portolan out-platespin-vmware-host'
 
-# out-platespin-source: app portolan-platespin-source, msrpc, smb, netbios-ssn, netbios-ns, netbios-dgm (tcp 135,139,445 udp 137-138) to fileserver-old
+# out-platespin-source: app portolan-platespin-source, tcp 135/msrpc, 139/netbios-ssn, 445/smb; udp 137/netbios-ns, 138/netbios-dgm to fileserver-old
 #   platespin: ps-server -> fileserver-old: Use WMI (DCOM/RPC) to discover a Windows source, and later to take control of it and reboot it. [003_a7e0e83404719d03.txt]
 #   platespin: ps-server -> fileserver-old: Use WMI (DCOM/RPC over SMB) to discover a Windows source, and later to take control of it and reboot it. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB. [003_a7e0e83404719d03.txt]
 #   platespin: ps-server -> fileserver-old: Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB on NetBIOS. [003_a7e0e83404719d03.txt]
@@ -31,7 +31,7 @@ ufw allow out to 192.168.70.2 app portolan-platespin-vmware-host comment 'portol
 #   platespin: ps-server -> fileserver-old: NetBIOS datagram service used with the SMB copy of the Take Control folder to the source. [003_a7e0e83404719d03.txt]
 ufw allow out to 192.168.60.21 app portolan-platespin-source comment 'portolan out-platespin-source'
 
-# out-platespin-target: app portolan-platespin-target, msrpc, smb (tcp 135,445) to fileserver-new
+# out-platespin-target: app portolan-platespin-target, tcp 135/msrpc, 445/smb to fileserver-new
 #   platespin: ps-server -> fileserver-new: Use WMI (DCOM/RPC) to discover a Windows target. [003_a7e0e83404719d03.txt]
 #   platespin: ps-server -> fileserver-new: Use WMI (DCOM/RPC) to discover a Windows target. [003_a7e0e83404719d03.txt]
 ufw allow out to 192.168.70.21 app portolan-platespin-target comment 'portolan out-platespin-target'

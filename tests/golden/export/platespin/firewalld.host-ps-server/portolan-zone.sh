@@ -36,7 +36,7 @@ fi
 # Addresses to fill in: a firewalld rich rule takes no DNS names, and the documents leave some peers open.
 # Give each as space-separated IP addresses or CIDRs, here or in the environment. One left empty
 # adds no rule (never "any"); the script says so on stderr.
-# out-platespin-vmware-host: https (tcp 443) to esxi-01
+# out-platespin-vmware-host: tcp 443/https to esxi-01
 #   DNS name: esxi-01.corp.example
 PORTOLAN_ADDR_out_platespin_vmware_host=${PORTOLAN_ADDR_out_platespin_vmware_host:-}
 
@@ -63,7 +63,7 @@ rich() {
   fi
 }
 
-# in-platespin-platespin-server: service portolan-platespin-platespin-server, http, https (tcp 80,443) from win-src, lnx-src, targets
+# in-platespin-platespin-server: service portolan-platespin-platespin-server, tcp 80/http, 443/https from win-src, lnx-src, targets
 #   platespin: win-src -> ps-server: HTTP communication between the source workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
 #   platespin: win-src -> ps-server: HTTPS communication between the source workload and the PlateSpin Server during conversion (version 11.x and later). [003_a7e0e83404719d03.txt]
 #   platespin: lnx-src -> ps-server: HTTP communication between the source workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
@@ -74,11 +74,11 @@ firewall-cmd --permanent --zone="$zone" --add-rich-rule='rule family="ipv4" sour
 firewall-cmd --permanent --zone="$zone" --add-rich-rule='rule family="ipv4" source address="10.60.0.22" service name="portolan-platespin-platespin-server" accept'
 firewall-cmd --permanent --zone="$zone" --add-rich-rule='rule family="ipv4" source address="10.70.0.0/24" service name="portolan-platespin-platespin-server" accept'
 
-# out-platespin-source-1: service portolan-platespin-source-1, ssh (tcp 22) to lnx-src
+# out-platespin-source-1: service portolan-platespin-source-1, tcp 22/ssh to lnx-src
 #   platespin: ps-server -> lnx-src: Discover Linux servers, Citrix XenServers and VMware ESX 2.5/3.0 servers over SSH. [003_a7e0e83404719d03.txt]
 firewall-cmd --permanent --policy=portolan-out --add-rich-rule='rule family="ipv4" destination address="10.60.0.22" service name="portolan-platespin-source-1" accept'
 
-# out-platespin-source-2: service portolan-platespin-source-2, msrpc, smb, netbios-ssn, netbios-ns, netbios-dgm (tcp 135,139,445 udp 137-138) to win-src
+# out-platespin-source-2: service portolan-platespin-source-2, tcp 135/msrpc, 139/netbios-ssn, 445/smb; udp 137/netbios-ns, 138/netbios-dgm to win-src
 #   platespin: ps-server -> win-src: Use WMI (DCOM/RPC) to discover a Windows source, and later to take control of it and reboot it. [003_a7e0e83404719d03.txt]
 #   platespin: ps-server -> win-src: Use WMI (DCOM/RPC over SMB) to discover a Windows source, and later to take control of it and reboot it. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB. [003_a7e0e83404719d03.txt]
 #   platespin: ps-server -> win-src: Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB on NetBIOS. [003_a7e0e83404719d03.txt]
@@ -86,7 +86,7 @@ firewall-cmd --permanent --policy=portolan-out --add-rich-rule='rule family="ipv
 #   platespin: ps-server -> win-src: NetBIOS datagram service used with the SMB copy of the Take Control folder to the source. [003_a7e0e83404719d03.txt]
 firewall-cmd --permanent --policy=portolan-out --add-rich-rule='rule family="ipv4" destination address="10.60.0.21" service name="portolan-platespin-source-2" accept'
 
-# out-platespin-vmware-host: service portolan-platespin-vmware-host, https (tcp 443) to esxi-01
+# out-platespin-vmware-host: service portolan-platespin-vmware-host, tcp 443/https to esxi-01
 #   platespin: ps-server -> esxi-01: Reach the VMware Infrastructure 3 web services on the VMware host for discovery and conversion. [003_a7e0e83404719d03.txt]
 for address in $PORTOLAN_ADDR_out_platespin_vmware_host; do rich out "$address" 'service name="portolan-platespin-vmware-host"' 'service name="portolan-platespin-vmware-host"'; done
 

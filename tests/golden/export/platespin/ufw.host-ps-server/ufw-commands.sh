@@ -15,7 +15,7 @@ cp "$here/applications.d/portolan" "${PORTOLAN_UFW_APPS_DIR:-/etc/ufw/applicatio
 # Addresses to fill in: ufw takes no DNS names, and the documents leave some peers open.
 # Give each as space-separated IP addresses or CIDRs, here or in the environment. One left empty
 # adds no rule (never "any"); the script says so on stderr.
-# out-platespin-vmware-host: https (tcp 443) to esxi-01
+# out-platespin-vmware-host: tcp 443/https to esxi-01
 #   DNS name: esxi-01.corp.example
 PORTOLAN_ADDR_out_platespin_vmware_host=${PORTOLAN_ADDR_out_platespin_vmware_host:-}
 
@@ -28,7 +28,7 @@ check_address() {
   esac
 }
 
-# in-platespin-platespin-server: app portolan-platespin-platespin-server, http, https (tcp 80,443) from win-src, lnx-src, targets
+# in-platespin-platespin-server: app portolan-platespin-platespin-server, tcp 80/http, 443/https from win-src, lnx-src, targets
 #   platespin: win-src -> ps-server: HTTP communication between the source workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
 #   platespin: win-src -> ps-server: HTTPS communication between the source workload and the PlateSpin Server during conversion (version 11.x and later). [003_a7e0e83404719d03.txt]
 #   platespin: lnx-src -> ps-server: HTTP communication between the source workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
@@ -39,11 +39,11 @@ ufw allow from 10.60.0.21 to any app portolan-platespin-platespin-server comment
 ufw allow from 10.60.0.22 to any app portolan-platespin-platespin-server comment 'portolan in-platespin-platespin-server'
 ufw allow from 10.70.0.0/24 to any app portolan-platespin-platespin-server comment 'portolan in-platespin-platespin-server'
 
-# out-platespin-source-1: app portolan-platespin-source-1, ssh (tcp 22) to lnx-src
+# out-platespin-source-1: app portolan-platespin-source-1, tcp 22/ssh to lnx-src
 #   platespin: ps-server -> lnx-src: Discover Linux servers, Citrix XenServers and VMware ESX 2.5/3.0 servers over SSH. [003_a7e0e83404719d03.txt]
 ufw allow out to 10.60.0.22 app portolan-platespin-source-1 comment 'portolan out-platespin-source-1'
 
-# out-platespin-source-2: app portolan-platespin-source-2, msrpc, smb, netbios-ssn, netbios-ns, netbios-dgm (tcp 135,139,445 udp 137-138) to win-src
+# out-platespin-source-2: app portolan-platespin-source-2, tcp 135/msrpc, 139/netbios-ssn, 445/smb; udp 137/netbios-ns, 138/netbios-dgm to win-src
 #   platespin: ps-server -> win-src: Use WMI (DCOM/RPC) to discover a Windows source, and later to take control of it and reboot it. [003_a7e0e83404719d03.txt]
 #   platespin: ps-server -> win-src: Use WMI (DCOM/RPC over SMB) to discover a Windows source, and later to take control of it and reboot it. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB. [003_a7e0e83404719d03.txt]
 #   platespin: ps-server -> win-src: Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB on NetBIOS. [003_a7e0e83404719d03.txt]
@@ -51,6 +51,6 @@ ufw allow out to 10.60.0.22 app portolan-platespin-source-1 comment 'portolan ou
 #   platespin: ps-server -> win-src: NetBIOS datagram service used with the SMB copy of the Take Control folder to the source. [003_a7e0e83404719d03.txt]
 ufw allow out to 10.60.0.21 app portolan-platespin-source-2 comment 'portolan out-platespin-source-2'
 
-# out-platespin-vmware-host: app portolan-platespin-vmware-host, https (tcp 443) to esxi-01
+# out-platespin-vmware-host: app portolan-platespin-vmware-host, tcp 443/https to esxi-01
 #   platespin: ps-server -> esxi-01: Reach the VMware Infrastructure 3 web services on the VMware host for discovery and conversion. [003_a7e0e83404719d03.txt]
 for address in $PORTOLAN_ADDR_out_platespin_vmware_host; do check_address "$address"; ufw allow out to "$address" app portolan-platespin-vmware-host comment 'portolan out-platespin-vmware-host'; done

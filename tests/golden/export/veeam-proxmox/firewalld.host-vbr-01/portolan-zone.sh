@@ -38,39 +38,39 @@ if ! firewall-cmd --permanent --info-policy=portolan-out >/dev/null 2>&1; then
   firewall-cmd --permanent --policy=portolan-out --add-egress-zone=ANY
 fi
 
-# in-veeam-proxmox-backup-server-1: service portolan-veeam-proxmox-backup-server-1, veeam-worker (tcp 10006) from pve-worker-01
+# in-veeam-proxmox-backup-server-1: service portolan-veeam-proxmox-backup-server-1, tcp 10006/veeam-worker from pve-worker-01
 #   veeam-proxmox: pve-worker-01 -> vbr-01: The worker communicates with the backup server. [004_55e916f704efc5f3.txt]
 firewall-cmd --permanent --zone="$zone" --add-rich-rule='rule family="ipv4" source address="10.30.1.50" service name="portolan-veeam-proxmox-backup-server-1" accept'
 
-# in-veeam-proxmox-backup-server-2: service portolan-veeam-proxmox-backup-server-2, veeam-transport (tcp 2500-3300) from ora-01, pg-01
+# in-veeam-proxmox-backup-server-2: service portolan-veeam-proxmox-backup-server-2, tcp 2500-3300/veeam-transport from ora-01, pg-01
 #   veeam-proxmox: ora-01 -> vbr-01: Data channels from an Oracle guest to the backup server. [004_55e916f704efc5f3.txt]
 #   veeam-proxmox: pg-01 -> vbr-01: Data channels from a PostgreSQL guest back to the backup server. [004_55e916f704efc5f3.txt]
 firewall-cmd --permanent --zone="$zone" --add-rich-rule='rule family="ipv4" source address="10.40.0.6/31" service name="portolan-veeam-proxmox-backup-server-2" accept'
 
-# out-veeam-proxmox-worker: service portolan-veeam-proxmox-worker, veeam-worker-control, https (tcp 443,19000) to pve-worker-01
+# out-veeam-proxmox-worker: service portolan-veeam-proxmox-worker, tcp 443/https, 19000/veeam-worker-control to pve-worker-01
 #   veeam-proxmox: vbr-01 -> pve-worker-01: The backup server communicates with workers. [004_55e916f704efc5f3.txt]
 #   veeam-proxmox: vbr-01 -> pve-worker-01: The backup server's Platform Service talks to the Veeam Updater service on the worker. [004_55e916f704efc5f3.txt]
 firewall-cmd --permanent --policy=portolan-out --add-rich-rule='rule family="ipv4" destination address="10.30.1.50" service name="portolan-veeam-proxmox-worker" accept'
 
-# out-veeam-proxmox-proxmox-server: service portolan-veeam-proxmox-proxmox-server, https, ssh (tcp 22,8006) to pve-01, pve-02
+# out-veeam-proxmox-proxmox-server: service portolan-veeam-proxmox-proxmox-server, tcp 22/ssh, 8006/https to pve-01, pve-02
 #   veeam-proxmox: vbr-01 -> pve-01: The backup server talks to the REST API service on the Proxmox VE server. [004_55e916f704efc5f3.txt]
 #   veeam-proxmox: vbr-01 -> pve-01: The backup server communicates with the Proxmox VE server over SSH. [004_55e916f704efc5f3.txt]
 #   veeam-proxmox: vbr-01 -> pve-02: The backup server talks to the REST API service on the Proxmox VE server. [004_55e916f704efc5f3.txt]
 #   veeam-proxmox: vbr-01 -> pve-02: The backup server communicates with the Proxmox VE server over SSH. [004_55e916f704efc5f3.txt]
 firewall-cmd --permanent --policy=portolan-out --add-rich-rule='rule family="ipv4" destination address="10.30.1.10/31" service name="portolan-veeam-proxmox-proxmox-server" accept'
 
-# out-veeam-proxmox-flr-appliance: service portolan-veeam-proxmox-flr-appliance, ssh (tcp 22) to flr-01
+# out-veeam-proxmox-flr-appliance: service portolan-veeam-proxmox-flr-appliance, tcp 22/ssh to flr-01
 #   veeam-proxmox: vbr-01 -> flr-01: The backup server connects to the FLR helper appliance during file-level restore. [004_55e916f704efc5f3.txt]
 firewall-cmd --permanent --policy=portolan-out --add-rich-rule='rule family="ipv4" destination address="10.30.1.99" service name="portolan-veeam-proxmox-flr-appliance" accept'
 
-# out-veeam-proxmox-guest: service portolan-veeam-proxmox-guest, ssh, veeam-transport (tcp 22,2500-3300) to ora-01, pg-01
+# out-veeam-proxmox-guest: service portolan-veeam-proxmox-guest, tcp 22/ssh, 2500-3300/veeam-transport to ora-01, pg-01
 #   veeam-proxmox: vbr-01 -> ora-01: SSH control channel from the backup server to the runtime components in a Linux guest. SSH control channel from the backup server to a Linux Oracle guest. [004_55e916f704efc5f3.txt]
 #   veeam-proxmox: vbr-01 -> ora-01: Log shipping transmission channels from the backup server to a Linux guest. Data channels from the backup server to a Linux Oracle guest. [004_55e916f704efc5f3.txt]
 #   veeam-proxmox: vbr-01 -> pg-01: SSH control channel from the backup server to the runtime components in a Linux guest. SSH control channel from the backup server to a PostgreSQL guest. [004_55e916f704efc5f3.txt]
 #   veeam-proxmox: vbr-01 -> pg-01: Log shipping transmission channels from the backup server to a Linux guest. Data channels from the backup server to a PostgreSQL guest. [004_55e916f704efc5f3.txt]
 firewall-cmd --permanent --policy=portolan-out --add-rich-rule='rule family="ipv4" destination address="10.40.0.6/31" service name="portolan-veeam-proxmox-guest" accept'
 
-# out-veeam-proxmox-guest-interaction-proxy: service portolan-veeam-proxmox-guest-interaction-proxy, veeam-guest-interaction, veeam-guest-control, smb (tcp 445,6190,6290) to gip-01
+# out-veeam-proxmox-guest-interaction-proxy: service portolan-veeam-proxmox-guest-interaction-proxy, tcp 445/smb, 6190/veeam-guest-interaction, 6290/veeam-guest-control to gip-01
 #   veeam-proxmox: vbr-01 -> gip-01: The backup server communicates with the guest interaction proxy. [004_55e916f704efc5f3.txt]
 #   veeam-proxmox: vbr-01 -> gip-01: Control channel from the backup server to the guest interaction proxy. [004_55e916f704efc5f3.txt]
 #   veeam-proxmox: vbr-01 -> gip-01: Transmission channel from the backup server to the guest interaction proxy. [004_55e916f704efc5f3.txt]
