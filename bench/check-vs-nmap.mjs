@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeSection } from './results.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = join(ROOT, 'bin', 'portolan.js');
@@ -274,7 +275,7 @@ async function main() {
     'filtered = filtered. The machine is shared, so the load average is part of the result.',
     '',
   ];
-  if (REGIMES.join(',') === 'reset,drop') writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), lines.join('\n'));
+  if (REGIMES.join(',') === 'reset,drop') writeSection('check-vs-nmap', lines.join('\n'));
   process.stdout.write(lines.join('\n'));
 }
 
