@@ -64,10 +64,21 @@ describe('lab: every example site with both firewalls', { skip: skipLab }, () =>
           const doc = JSON.parse(v.stdout) as VerifyJson;
           assert.deepEqual(doc.errors, []);
           assert.ok(doc.flows.length > 0);
+          const labAddress = new Map(state.hosts.map((h) => [h.name, h.addresses]));
           for (const f of doc.flows) {
             if (f.expectedFailure) assert.ok(f.failed, `${f.id} should fail: ${f.expectedFailure}`);
             else assert.ok(PASS.has(f.verdict), `${f.id}: ${f.verdict}`);
+            // A DNS-name target resolves through the lab's resolver map, a CIDR target is probed at
+            // its first usable address: every probe went to the target's lab address.
+            for (const r of f.results)
+              assert.ok(labAddress.get(f.to)?.includes(r.address), `${f.id} probed ${r.address}`);
           }
+          const named = state.hosts.filter((h) => /[a-z]$/i.test(h.inventoryAddress)).map((h) => h.name);
+          if (doc.flows.some((f) => named.includes(f.to)))
+            assert.ok(
+              doc.flows.some((f) => named.includes(f.to) && !f.failed),
+              'a flow to a DNS-name host passed',
+            );
           assert.ok(doc.unplanned.length > 0);
           const leaks = doc.unplanned.filter((u) => u.result !== 'blocked');
           assert.deepEqual(leaks, [], 'every sampled unplanned probe is blocked');
