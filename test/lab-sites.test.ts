@@ -15,7 +15,8 @@ import {
 /**
  * Every example site, with both generated firewalls: `lab up`, `lab verify` (every planned flow
  * passes through both hosts' rulesets to the responder, or fails for the reason the lab names; every
- * sampled unplanned probe is blocked), `lab break` of one flow (verify then shows exactly the flows
+ * sampled unplanned probe is blocked), `lab ablate` of the break's target host (of every host on
+ * PlateSpin 8.1.3 with nftables), `lab break` of one flow (verify then shows exactly the flows
  * that carry it failing, as filtered: the ruleset drops), and `lab down` (the namespaces, their
  * /etc/netns directories and the responders are gone; the root namespace's links and nftables
  * ruleset are as before).
@@ -38,13 +39,31 @@ const SITES: Record<string, Record<'nftables' | 'iptables', string>> = {
 
 const PASS = new Set(['ok', 'ok (responder)']);
 
+interface AblateJson {
+  failingBefore: string[];
+  rules: {
+    host: string;
+    rule: string;
+    protocol: string;
+    status: string;
+    note?: string;
+    breaks: {
+      from: string;
+      to: string;
+      protocol: string;
+      ports: number[][];
+      sources: { doc: string; ref: string }[];
+    }[];
+  }[];
+}
+
 describe('lab: every example site with both firewalls', { skip: skipLab }, () => {
   const dir = labDir();
   after(() => dir.cleanup());
 
   for (const [site, breaks] of Object.entries(SITES))
     for (const firewall of ['nftables', 'iptables'] as const) {
-      it(`${site} (${firewall}): up, verify, break ${breaks[firewall]}, down`, {
+      it(`${site} (${firewall}): up, verify, ablate, break ${breaks[firewall]}, down`, {
         timeout: 1_200_000,
       }, async () => {
         const name = dir.name(`${site.slice(0, 8)}-${firewall.slice(0, 3)}`);
@@ -87,6 +106,44 @@ describe('lab: every example site with both firewalls', { skip: skipLab }, () =>
           const spec = breaks[firewall];
           const m = /^(.+)->(.+):(\d+)\/(tcp|udp)$/.exec(spec) as RegExpExecArray;
           const [from, to, port, proto] = [m[1], m[2], Number(m[3]), m[4]];
+          const carrying = (f: { from: string; to: string; protocol: string; ports: number[][] }) =>
+            f.from === from &&
+            f.to === to &&
+            f.protocol === proto &&
+            f.ports.some(([lo, hi]) => (lo as number) <= port && port <= (hi as number));
+
+          // Ablate the rules of the host the break below goes to (every host of one site): each
+          // rule breaks named flows with their catalog rows, or is reported redundant / untestable.
+          const whole = site === 'platespin-legacy' && firewall === 'nftables';
+          const a = await lab(
+            ['ablate', '--name', name, '--format', 'json', ...(whole ? [] : ['--host', to as string])],
+            dir.env,
+          );
+          assert.equal(a.code, 0, a.stderr);
+          const ab = JSON.parse(a.stdout) as AblateJson;
+          assert.deepEqual(ab.failingBefore, []);
+          assert.ok(ab.rules.length >= (whole ? 6 : 1));
+          for (const r of ab.rules) {
+            if (r.status === 'needed') assert.ok(r.breaks.length > 0);
+            else if (r.status === 'redundant') assert.match(r.note ?? '', /broke no planned flow/);
+            else assert.equal(r.status, 'untestable', `${r.host} ${r.rule}: ${r.status}`);
+            if (r.protocol !== 'icmp' && whole)
+              assert.equal(r.status, 'needed', `${r.host} ${r.rule}: ${r.note}`);
+            for (const f of r.breaks) {
+              assert.equal(f.to, r.host);
+              assert.equal(f.protocol, r.protocol);
+              assert.ok(f.sources.length > 0 && f.sources.every((x) => x.doc.length > 0 && x.ref.length > 0));
+            }
+          }
+          assert.ok(
+            ab.rules.some((r) => r.host === to && r.status === 'needed' && r.breaks.some(carrying)),
+            `the rule carrying ${spec} breaks it`,
+          );
+          if (whole) {
+            const http = ab.rules.find((r) => r.host === 'ps-server' && r.protocol === 'tcp');
+            assert.deepEqual(http?.breaks.map((f) => f.from).sort(), ['fileserver-new', 'fileserver-old']);
+          }
+
           const b = await lab(['break', '--name', name, '--flow', spec], dir.env);
           assert.equal(b.code, 0, b.stderr);
           const after = await lab(
@@ -95,11 +152,6 @@ describe('lab: every example site with both firewalls', { skip: skipLab }, () =>
           );
           assert.equal(after.code, 1);
           const broken = JSON.parse(after.stdout) as VerifyJson;
-          const carrying = (f: VerifyJson['flows'][number]) =>
-            f.from === from &&
-            f.to === to &&
-            f.protocol === proto &&
-            f.ports.some(([lo, hi]) => lo <= port && port <= hi);
           const failing = broken.flows.filter(
             (f) => f.failed && !doc.flows.find((d) => d.id === f.id)?.failed,
           );
