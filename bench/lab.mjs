@@ -378,10 +378,12 @@ async function main() {
     `| probes per second | ${med((r) => probes(r) / r.verify).toFixed(0)} (${all((r) => probes(r) / r.verify, 0)}) | nmap: ${med((r) => r.nmap.probes / r.nmap.seconds).toFixed(0)} (${all((r) => r.nmap.probes / r.nmap.seconds, 0)}) |`,
     `| down: every namespace, process and file the state file lists | ${med((r) => r.down).toFixed(2)} (${all((r) => r.down)}) | bare topology removed: ${med((r) => r.bareDown).toFixed(2)} (${all((r) => r.bareDown)}) |`,
     '',
-    'nmap reports a port open when anything accepts the connection; verify reports `ok (responder)` only',
-    "when the responder on the target answers the lab's secret, and also probes UDP and the unplanned",
-    'ports. containerlab was not measured here (it needs a container runtime per node); the bare',
-    'topology row is the part of any namespace lab that does not depend on the tool.',
+    'nmap reports a port open when anything accepts the connection. verify does more per port: the',
+    "connect sweep, then on every open TCP port a signed exchange with the target's responder (its",
+    "`ok (responder)`: the lab's secret answered, so the right host is behind the port), held under the",
+    "responder's per-source connection share; it also probes UDP and the unplanned ports. containerlab",
+    'was not measured here (it needs a container runtime per node); the bare topology row is the part',
+    'of any namespace lab that does not depend on the tool.',
     '',
   ];
   writeSection('lab', lines.join('\n'));
