@@ -111,16 +111,16 @@ function sh(...args) {
 }
 
 /** The bare topology of the lab, one ip command at a time; returns [make seconds, remove seconds]. */
-function bareTopology(addresses) {
+function bareTopology(addresses, made) {
   const hub = `${PREFIX}xhub`;
   const t0 = performance.now();
   sh('netns', 'add', hub);
   sh('-n', hub, 'link', 'add', 'br0', 'type', 'bridge');
   sh('-n', hub, 'link', 'set', 'br0', 'up');
-  const made = [hub];
+  const mine = [hub];
   addresses.forEach((a, i) => {
     const ns = `${PREFIX}x${i}`;
-    made.push(ns);
+    mine.push(ns);
     const v6 = a.includes(':');
     sh('netns', 'add', ns);
     sh('link', 'add', 'eth0', 'netns', ns, 'type', 'veth', 'peer', 'name', `v${i}`, 'netns', hub);
@@ -131,7 +131,10 @@ function bareTopology(addresses) {
     sh('-n', ns, ...(v6 ? ['-6'] : []), 'route', 'add', 'default', 'dev', 'eth0');
   });
   const t1 = performance.now();
-  for (const ns of made) sh('netns', 'del', ns);
+  for (const ns of mine) {
+    made.add(ns);
+    sh('netns', 'del', ns);
+  }
   return [(t1 - t0) / 1000, (performance.now() - t1) / 1000];
 }
 
@@ -269,15 +272,15 @@ async function main() {
   const loadBefore = loadavg()[0];
   const rows = [];
   const linksBefore = spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).stdout;
-  const nsBefore = netnsList()
-    .filter((n) => !n.startsWith('pt') && !n.startsWith('pb'))
-    .sort();
+  // Every namespace this run made (the labs' from their state files, the bare topologies'): none may be left.
+  const made = new Set();
   try {
     for (let i = 0; i < RUNS; i++) {
       const name = `${PREFIX}-${i}`;
       const up = await timed(process.execPath, [BIN, 'lab', 'up', SITE, '--name', name, '-q'], env);
       if (up.code !== 0) throw new Error(`lab up failed: ${up.err}`);
       const state = JSON.parse(readFileSync(join(dir, `${name}.json`), 'utf8'));
+      for (const ns of state.objects.netns) made.add(ns);
       const verify = await timed(
         process.execPath,
         [BIN, 'lab', 'verify', '--name', name, '--format', 'json'],
@@ -305,7 +308,10 @@ async function main() {
       const nmap = await nmapSame(state, doc);
       const down = await timed(process.execPath, [BIN, 'lab', 'down', '--name', name], env);
       if (down.code !== 0) throw new Error(`lab down failed: ${down.err}`);
-      const [bareUp, bareDown] = bareTopology(state.hosts.map((h) => h.addresses[0]));
+      const [bareUp, bareDown] = bareTopology(
+        state.hosts.map((h) => h.addresses[0]),
+        made,
+      );
       const row = {
         up: up.seconds,
         verify: verify.seconds,
@@ -340,14 +346,11 @@ async function main() {
   }
   const loadAfter = loadavg()[0];
   const linksAfter = spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).stdout;
-  const nsAfter = netnsList()
-    .filter((n) => !n.startsWith('pt') && !n.startsWith('pb'))
-    .sort();
-  const left = netnsList().filter((n) => n.startsWith(PREFIX));
+  const left = netnsList().filter((n) => n.startsWith(PREFIX) || made.has(n));
   const clean =
-    linksAfter === linksBefore && nsAfter.join() === nsBefore.join() && left.length === 0
-      ? 'root namespace links identical before and after; no namespace of this run left'
-      : `NOT clean: ${left.length} namespaces of this run left; links ${linksAfter === linksBefore ? 'same' : 'differ'}`;
+    linksAfter === linksBefore && left.length === 0
+      ? `root namespace links identical before and after; none of the ${made.size} namespaces this run made is left`
+      : `NOT clean: ${left.length} namespaces of this run left (${left.join(', ')}); root namespace links ${linksAfter === linksBefore ? 'identical' : 'differ'}`;
 
   const nmapVersion = (
     spawnSync('nmap', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0] ?? ''
