@@ -73,7 +73,13 @@ export interface LabStateFile {
   hub: string;
   dir: string;
   secret: string;
-  hosts: { name: string; ns: string; addresses: string[]; responder?: { pid?: number } }[];
+  hosts: {
+    name: string;
+    ns: string;
+    addresses: string[];
+    inventoryAddress: string;
+    responder?: { pid?: number };
+  }[];
   objects: { netns: string[]; links: string[]; etcDirs: string[]; pids: number[] };
 }
 
@@ -129,6 +135,7 @@ export interface VerifyJson {
     verdict: string;
     failed: boolean;
     expectedFailure?: string;
+    results: { address: string; ports: [number, number]; verdict: string }[];
   }[];
   unplanned: { from: string; to: string; protocol: string; port: number; result: string; detail: string }[];
   notProbed: { id: string }[];

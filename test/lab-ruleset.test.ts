@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { lab, labDir, readLabState, skipLab, snapshot, type VerifyJson } from './lab-helpers.js';
+import { lab, labDir, skipLab, snapshot, type VerifyJson } from './lab-helpers.js';
 
 /**
- * The user's own firewall in the lab (--ruleset), and ablate, on the PlateSpin 8.1.3 site (four
- * hosts, no large ranges: ablate re-verifies once per rule, so the suite keeps it to this site).
+ * The user's own firewall in the lab (--ruleset), on the PlateSpin 8.1.3 site. Ablate runs in
+ * lab-sites.test.ts, on the labs that test already has up.
  */
 const SITE = 'examples/platespin-legacy.yaml';
 
@@ -61,7 +61,7 @@ COMMIT
 # Completed on Mon Nov 30 09:12:44 2026
 `;
 
-describe('lab: the user own rulesets, and ablate', { skip: skipLab }, () => {
+describe('lab: the user own rulesets', { skip: skipLab }, () => {
   const dir = labDir();
   after(() => dir.cleanup());
 
@@ -127,56 +127,5 @@ describe('lab: the user own rulesets, and ablate', { skip: skipLab }, () => {
       assert.equal((await lab(['down', '--name', name], dir.env)).code, 0);
     }
     assert.deepEqual(snapshot(), before);
-  });
-
-  it('ablate: every generated inbound rule breaks named flows, with their catalog rows, or is reported', {
-    timeout: 900_000,
-  }, async () => {
-    const name = dir.name('ablate');
-    const up = await lab(['up', SITE, '--name', name, '-q'], dir.env);
-    assert.equal(up.code, 0, up.stderr);
-    try {
-      const a = await lab(['ablate', '--name', name, '--format', 'json'], dir.env);
-      assert.equal(a.code, 0, a.stderr);
-      const doc = JSON.parse(a.stdout) as {
-        rules: {
-          host: string;
-          rule: string;
-          protocol: string;
-          status: string;
-          note?: string;
-          breaks: {
-            from: string;
-            to: string;
-            protocol: string;
-            ports: number[][];
-            sources: { doc: string; ref: string }[];
-          }[];
-        }[];
-        failingBefore: string[];
-      };
-      assert.deepEqual(doc.failingBefore, []);
-      assert.ok(doc.rules.length >= 6);
-      for (const r of doc.rules) {
-        if (r.protocol === 'icmp') assert.equal(r.status, 'untestable');
-        else assert.equal(r.status, 'needed', `${r.host} ${r.rule}: ${r.note}`);
-        for (const f of r.breaks) {
-          assert.equal(f.to, r.host);
-          assert.equal(f.protocol, r.protocol);
-          assert.ok(f.sources.length > 0 && f.sources.every((s) => s.doc.startsWith('003_')));
-        }
-      }
-      const http = doc.rules.find((r) => r.host === 'ps-server' && r.protocol === 'tcp');
-      assert.deepEqual(http?.breaks.map((f) => f.from).sort(), ['fileserver-new', 'fileserver-old']);
-      // The lab is whole again afterwards.
-      const v = await lab(['verify', '--name', name, '--format', 'json'], dir.env);
-      assert.equal(v.code, 0, v.stdout.slice(0, 3000));
-      assert.equal(
-        readLabState(dir.root, name).hosts.every((h) => h.addresses.length === 1),
-        true,
-      );
-    } finally {
-      assert.equal((await lab(['down', '--name', name], dir.env)).code, 0);
-    }
   });
 });

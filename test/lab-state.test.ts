@@ -1,17 +1,65 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { ExportModel, ExportRule } from '../src/export/model.js';
+import type { Inventory } from '../src/inventory/types.js';
 import { parseFlowSpec } from '../src/lab/break.js';
 import { checkLabName, hostNamespace, hubNamespace, hubPort, IFNAME_MAX, labKey } from '../src/lab/names.js';
-import { carve, firstUsable } from '../src/lab/site.js';
+import { carve, firstUsable, labAddresses } from '../src/lab/site.js';
 import { pick } from '../src/lab/verify.js';
+import type { Address } from '../src/model/address.js';
 import { BIN, ROOT } from './helpers.js';
-import { alive, lab, labDir, namespaces, readLabState, skipLab, snapshot } from './lab-helpers.js';
+import {
+  alive,
+  lab,
+  labDir,
+  namespaces,
+  readLabState,
+  skipLab,
+  snapshot,
+  type VerifyJson,
+} from './lab-helpers.js';
 
 const SITE = 'examples/platespin-legacy.yaml';
+
+/**
+ * The same site on IPv6 only: IP hosts, a /64 host (its first usable address) and a DNS-name host,
+ * which the lab gives an address from 2001:2::/48 (the site has no IPv4 host) and puts in its
+ * resolver map. The restart and moved-inventory tests below run on it, so every planned flow and
+ * every sampled unplanned probe also crosses IPv6, with both firewalls.
+ */
+const SITE_V6 = `site: p2v-legacy
+products:
+  platespin: { version: "8.1.3" }
+hosts:
+  ps-server: { address: "2001:db8:50::10", roles: [platespin:platespin-server] }
+  fileserver-old: { address: "2001:db8:60::21", roles: [platespin:source], facts: { os: windows, drives: [C, D, E] } }
+  fileserver-new: { address: "2001:db8:70::/64", roles: [platespin:target], facts: { os: windows } }
+  esx-legacy: { address: esx-legacy.corp.example, roles: [platespin:vmware-host], facts: { os: esx } }
+`;
+
+/** The verify report shows every flow passing over IPv6, names resolved through the lab's map. */
+function assertV6(stdout: string): void {
+  const doc = JSON.parse(stdout) as VerifyJson;
+  assert.deepEqual(doc.errors, []);
+  assert.ok(doc.flows.length >= 6);
+  for (const f of doc.flows) {
+    assert.match(f.verdict, /^ok/, `${f.id}: ${f.verdict}`);
+    for (const r of f.results) assert.ok(r.address.includes(':'), `${f.id} probed ${r.address}`);
+  }
+  const toName = doc.flows.filter((f) => f.to === 'esx-legacy');
+  assert.ok(toName.length > 0);
+  for (const f of toName)
+    assert.deepEqual(
+      f.results.map((r) => r.address),
+      ['2001:2::1'],
+    );
+  assert.ok(doc.flows.some((f) => f.to === 'fileserver-new' && f.results[0]?.address === '2001:db8:70::1'));
+  assert.ok(doc.unplanned.length > 0);
+  for (const u of doc.unplanned) assert.equal(u.result, 'blocked', JSON.stringify(u));
+}
 
 describe('lab: names, flow specs, sampling and carving', () => {
   it('every kernel name fits 15 bytes, and differs between state directories', () => {
@@ -42,6 +90,31 @@ describe('lab: names, flow specs, sampling and carving', () => {
     assert.deepEqual(parseFlowSpec('a->b:123/UDP').protocol, 'udp');
     for (const bad of ['a->b:0/tcp', 'a->b:70000/tcp', 'a->b/tcp', 'a-b:1/tcp', 'a->b:1/icmp'])
       assert.throws(() => parseFlowSpec(bad), /is not FROM->TO:PORT\/PROTO/);
+  });
+
+  it('a DNS-name host gets an IPv4 benchmarking address, or an IPv6 one in an IPv6-only site', () => {
+    const inv = (hosts: [string, Address][]) =>
+      ({ hosts: hosts.map(([name, address]) => ({ name, address })) }) as unknown as Inventory;
+    const v4 = labAddresses(
+      inv([
+        ['a', { kind: 'ip', text: '10.0.0.1', version: 4 }],
+        ['b', { kind: 'ip', text: '2001:db8::1', version: 6 }],
+        ['n', { kind: 'dns', text: 'n.example' }],
+        ['m', { kind: 'dns', text: 'm.example' }],
+      ]),
+    );
+    assert.deepEqual([v4.get('n')?.address, v4.get('m')?.address], ['198.18.0.1', '198.18.0.2']);
+    const v6 = labAddresses(
+      inv([
+        ['a', { kind: 'cidr', text: '2001:db8::/64', version: 6, prefix: 64 }],
+        ['n', { kind: 'dns', text: 'n.example' }],
+        ['m', { kind: 'dns', text: 'm.example' }],
+      ]),
+    );
+    assert.deepEqual(
+      [v6.get('a')?.address, v6.get('n')?.address, v6.get('m')?.address],
+      ['2001:db8::1', '2001:2::1', '2001:2::2'],
+    );
   });
 
   it('the first usable address of a network', () => {
@@ -125,10 +198,16 @@ describe('lab: state, restarts and kills', { skip: skipLab }, () => {
     timeout: 300_000,
   }, async () => {
     const name = dir.name('twice');
-    const first = await lab(['up', SITE, '--name', name, '-q'], dir.env);
+    const site = join(dir.root, 'p2v-v6.yaml');
+    writeFileSync(site, SITE_V6);
+    const first = await lab(['up', site, '--name', name, '-q'], dir.env);
     assert.equal(first.code, 0, first.stderr);
     const state = readLabState(dir.root, name);
-    const second = await lab(['up', SITE, '--name', name, '-q'], dir.env);
+    assert.deepEqual(
+      state.hosts.map((h) => h.addresses),
+      [['2001:db8:50::10'], ['2001:db8:60::21'], ['2001:db8:70::1'], ['2001:2::1']],
+    );
+    const second = await lab(['up', site, '--name', name, '-q'], dir.env);
     assert.equal(second.code, 2);
     assert.match(second.stderr, new RegExp(`lab ${name} already exists .*lab down --name ${name}`));
     assert.deepEqual(readLabState(dir.root, name), state, 'the state file is unchanged');
@@ -137,6 +216,7 @@ describe('lab: state, restarts and kills', { skip: skipLab }, () => {
     for (const pid of state.objects.pids) assert.ok(alive(pid), `responder ${pid} was killed`);
     const v = await lab(['verify', '--name', name, '--format', 'json'], dir.env);
     assert.equal(v.code, 0, v.stdout.slice(0, 2000));
+    assertV6(v.stdout);
     assert.equal((await lab(['down', '--name', name], dir.env)).code, 0);
     const again = await lab(['down', '--name', name], dir.env);
     assert.equal(again.code, 0, 'down is idempotent');
@@ -200,14 +280,22 @@ describe('lab: state, restarts and kills', { skip: skipLab }, () => {
     const site = join(dir.root, 'site-src');
     mkdirSync(site, { recursive: true });
     const file = join(site, 'p2v.yaml');
-    copyFileSync(join(ROOT, SITE), file);
+    writeFileSync(file, SITE_V6);
     const names = [dir.name('moved-a'), dir.name('moved-b')];
-    for (const n of names) assert.equal((await lab(['up', file, '--name', n, '-q'], dir.env)).code, 0);
+    // moved-a runs the generated iptables rulesets (iptables-nft-restore and ip6tables-nft-restore).
+    for (const [i, n] of names.entries()) {
+      const up = await lab(
+        ['up', file, '--name', n, '-q', ...(i === 0 ? ['--firewall', 'iptables'] : [])],
+        dir.env,
+      );
+      assert.equal(up.code, 0, up.stderr);
+    }
     const states = names.map((n) => readLabState(dir.root, n));
     renameSync(site, join(dir.root, 'site-elsewhere'));
     assert.ok(!existsSync(file));
     const v = await lab(['verify', '--name', names[0] as string, '--format', 'json'], dir.env);
     assert.equal(v.code, 0, 'verify works from the lab copy of the inventory');
+    assertV6(v.stdout);
     const list = await lab(['list'], dir.env);
     for (const n of names) assert.match(list.stdout, new RegExp(`^${n}  site p2v-legacy  up`, 'm'));
     const down = await lab(['down', '--all'], dir.env);

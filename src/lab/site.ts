@@ -17,7 +17,8 @@ import type { Broken, LabHost, LabState } from './state.js';
  * What a site looks like inside a lab. Each host gets one address per family it has: an IP host its
  * own; a CIDR host the first usable address of its network; a DNS-name host a lab address from
  * 198.18.0.0/15 (RFC 2544, set aside for benchmark networks, so it never collides with a real one),
- * with the name put in the lab's resolver map.
+ * or from 2001:2::/48 (RFC 5180, the IPv6 benchmarking range) when the site's other hosts are all
+ * IPv6, with the name put in the lab's resolver map.
  *
  * Two copies of the inventory live in the lab's directory, so no command after `up` reads the
  * user's file: `site.yaml` (each CIDR host at its lab address; names stay names and resolve through
@@ -28,6 +29,8 @@ import type { Broken, LabHost, LabState } from './state.js';
 
 /** RFC 2544 benchmark range: addresses for hosts the inventory gives as DNS names. */
 export const LAB_V4_BASE = [198, 18, 0, 0] as const;
+/** RFC 5180 IPv6 benchmarking range: the DNS-name hosts of a site whose other hosts are all IPv6. */
+export const LAB_V6_PREFIX = '2001:2::';
 
 export interface LabAddress {
   address: string;
@@ -42,10 +45,16 @@ export function firstUsable(cidr: string, version: 4 | 6, prefix: number): strin
   return skip ? (it.next().value as string) : first;
 }
 
-/** Lab addresses for every host of an inventory, in inventory order. */
+/**
+ * Lab addresses for every host of an inventory, in inventory order. A DNS-name host is given an
+ * address its peers can reach: IPv4, unless every host with an address is IPv6 (a name of an
+ * IPv6-only site resolves to IPv6).
+ */
 export function labAddresses(inv: Inventory): Map<string, LabAddress> {
   const out = new Map<string, LabAddress>();
   const taken = new Set(inv.hosts.filter((h) => h.address.kind === 'ip').map((h) => h.address.text));
+  const addressed = inv.hosts.flatMap((h) => (h.address.kind === 'dns' ? [] : [h.address.version]));
+  const v6Names = addressed.length > 0 && addressed.every((v) => v === 6);
   let next = 1;
   for (const h of inv.hosts) {
     const a = h.address;
@@ -58,9 +67,11 @@ export function labAddresses(inv: Inventory): Map<string, LabAddress> {
     else {
       let ip: string;
       do {
-        ip = `${LAB_V4_BASE[0]}.${LAB_V4_BASE[1] + (next >> 16)}.${(next >> 8) & 255}.${next & 255}`;
+        ip = v6Names
+          ? `${LAB_V6_PREFIX}${next.toString(16)}`
+          : `${LAB_V4_BASE[0]}.${LAB_V4_BASE[1] + (next >> 16)}.${(next >> 8) & 255}.${next & 255}`;
         next++;
-      } while (taken.has(ip) || (next & 255) === 0);
+      } while (taken.has(ip) || (!v6Names && (next & 255) === 0));
       taken.add(ip);
       out.set(h.name, { address: ip, note: `a lab address for ${a.text} (in the lab's resolver map)` });
     }

@@ -1,0 +1,29 @@
+// bench/RESULTS.md holds one section per benchmark, each between `<!-- bench:ID -->` and
+// `<!-- /bench:ID -->`: a benchmark rewrites its own section and leaves the others as they are.
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const RESULTS = join(dirname(fileURLToPath(import.meta.url)), 'RESULTS.md');
+
+/** Replaces (or appends) section `id` of RESULTS.md with `text`; the file is written atomically. */
+export function writeSection(id, text, file = RESULTS) {
+  let old = '';
+  try {
+    old = readFileSync(file, 'utf8');
+  } catch {
+    old = '';
+  }
+  const open = `<!-- bench:${id} -->`;
+  const close = `<!-- /bench:${id} -->`;
+  const block = `${open}\n${text.trimEnd()}\n${close}`;
+  const a = old.indexOf(open);
+  const b = old.indexOf(close);
+  const next =
+    a >= 0 && b > a
+      ? `${old.slice(0, a)}${block}${old.slice(b + close.length)}`
+      : `${old.trimEnd()}${old.trim() ? '\n\n' : ''}${block}\n`;
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, next);
+  renameSync(tmp, file);
+}
