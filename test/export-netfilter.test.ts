@@ -281,8 +281,9 @@ function intervals(items: Iterable<string>): string[] {
   const merged: [bigint, bigint][] = [];
   for (const [lo, hi] of spans) {
     const last = merged[merged.length - 1];
-    if (last && lo <= last[1] + 1n) last[1] = hi > last[1] ? hi : last[1];
-    else merged.push([lo, hi]);
+    if (last && lo <= last[1] + 1n) {
+      if (hi > last[1]) last[1] = hi;
+    } else merged.push([lo, hi]);
   }
   return merged.map(([lo, hi]) => `${lo}-${hi}`);
 }

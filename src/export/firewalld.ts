@@ -1,4 +1,5 @@
 import { InputError } from '../errors.js';
+import { pushAll } from '../util/arrays.js';
 import {
   appPorts,
   type Fill,
@@ -223,7 +224,7 @@ function script(model: ExportModel, apps: HostApp[], items: Item[], warnings: st
       'fi',
       '',
     );
-  lines.push(...shellPlaceholderBlock(fills, 'a firewalld rich rule'));
+  pushAll(lines, shellPlaceholderBlock(fills, 'a firewalld rich rule'));
   if (fills.length)
     lines.push(
       '# rich in|out ADDRESS ELEMENT-IPV4 ELEMENT-IPV6: the rich rule for one address you filled in.',
@@ -241,11 +242,11 @@ function script(model: ExportModel, apps: HostApp[], items: Item[], warnings: st
       '}',
       '',
     );
-  lines.push(
+  pushAll(lines, [
     ...body,
     'echo "portolan: firewalld permanent configuration updated; apply it with: firewall-cmd --reload"',
     '',
-  );
+  ]);
   return lines.join('\n');
 }
 

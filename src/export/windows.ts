@@ -1,5 +1,4 @@
 import { InputError } from '../errors.js';
-import { formatPorts } from '../model/ports.js';
 import { pushAll } from '../util/arrays.js';
 import { asciiText, localFlowLines, plainAddress } from './_hostfw.js';
 import type { ExportResult, Generator } from './generator.js';
@@ -214,7 +213,7 @@ function script(model: ExportModel, rendered: Rendered[]): string {
     '',
   ];
   if (declarations.length)
-    lines.push(
+    pushAll(lines, [
       '# Addresses to fill in: New-NetFirewallRule takes IP addresses, subnets and ranges but no DNS names',
       '# (builds with -RemoteDynamicKeywordAddresses can match names through dynamic keywords instead), and',
       "# the documents leave some peers open. Fill each as @('192.0.2.10', '10.0.0.0/24'). The script stops",
@@ -228,7 +227,7 @@ function script(model: ExportModel, rendered: Rendered[]): string {
       }),
       "if ($portolanMissing.Count -gt 0) { throw ('portolan: fill in these address variables first: ' + ($portolanMissing -join ', ')) }",
       '',
-    );
+    ]);
   lines.push(
     `Get-NetFirewallRule -Group ${psq(group)} -ErrorAction SilentlyContinue | Remove-NetFirewallRule`,
     '',

@@ -12,6 +12,7 @@ import {
 import type { Host, Inventory } from '../inventory/types.js';
 import type { Endpoint, Flow, FlowSource, Plan, Warning } from '../model/flow.js';
 import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
+import { pushAll } from '../util/arrays.js';
 
 export interface PlanOptions {
   /** Text language for purposes and notes: the catalog's `-ja` fields when `ja` and present. */
@@ -221,7 +222,7 @@ function resolvePorts(
 ): PortRange[] | undefined {
   if (entry.protocol === 'icmp') return [];
   const out: PortRange[] = [];
-  for (const p of entry.ports ?? []) out.push(...expandPort(p, from, to, entry, warn, product));
+  for (const p of entry.ports ?? []) pushAll(out, expandPort(p, from, to, entry, warn, product));
   return out.length ? mergePortRanges(out) : undefined;
 }
 

@@ -70,17 +70,19 @@ export function setIsEmpty(s: AddressSet): boolean {
   return !s.v4.length && !s.v6.length && !s.names.length && !s.unspecified.length;
 }
 
-/** The hosts already in each set under construction: a linear membership test for big rules. */
-const seenHosts = new WeakMap<AddressSet, Set<string | null>>();
+/** The hosts and addresses already in each set under construction: linear membership tests for big rules. */
+const seenIn = new WeakMap<AddressSet, Set<string | null>>();
 
 function addEndpoint(set: AddressSet, e: Flow['from']): void {
-  let seen = seenHosts.get(set);
+  let seen = seenIn.get(set);
   if (!seen) {
-    seen = new Set(set.hosts);
-    seenHosts.set(set, seen);
+    seen = new Set();
+    for (const h of set.hosts) seen.add(`host:${h}`);
+    seenIn.set(set, seen);
   }
-  if (!seen.has(e.host)) {
-    seen.add(e.host);
+  const host = `host:${e.host}`;
+  if (!seen.has(host)) {
+    seen.add(host);
     set.hosts.push(e.host);
   }
   if (e.address === null) {
@@ -88,9 +90,13 @@ function addEndpoint(set: AddressSet, e: Flow['from']): void {
     if (!set.unspecified.includes(d)) set.unspecified.push(d);
     return;
   }
+  // Each address once: a rule's flows name the same hosts many times over.
+  const address = `address:${e.address}`;
+  if (seen.has(address)) return;
+  seen.add(address);
   if (/^[\d.]+(\/\d+)?$/.test(e.address)) set.v4.push(e.address);
   else if (e.address.includes(':')) set.v6.push(e.address);
-  else if (!set.names.includes(e.address)) set.names.push(e.address);
+  else set.names.push(e.address);
 }
 
 function finish(set: AddressSet): AddressSet {
