@@ -34,7 +34,12 @@ import {
   SCRIPT_FILE as UFW_SCRIPT,
   generator as ufw,
 } from '../src/export/ufw.js';
-import { psq, SCRIPT_FILE as WINDOWS_SCRIPT, generator as windows } from '../src/export/windows.js';
+import {
+  psq,
+  SCRIPT_FILE as WINDOWS_SCRIPT,
+  generator as windows,
+  windowsGroup,
+} from '../src/export/windows.js';
 import { loadSite } from '../src/inventory/load.js';
 import type { Flow } from '../src/model/flow.js';
 import { mergePortRanges, type PortRange } from '../src/model/ports.js';
@@ -1344,6 +1349,7 @@ function windowsAllowances(
   script: ReturnType<typeof readWindows>,
   comments: string,
   what: string,
+  group: string,
 ): Allowance[] {
   // What each variable is for: the comment lines above its declaration.
   const fills = new Map<string, ShellFill>();
@@ -1363,7 +1369,8 @@ function windowsAllowances(
     const direction = p('-Direction')?.[0]?.text === 'Inbound' ? 'in' : 'out';
     const protocolText = p('-Protocol')?.[0]?.text ?? '';
     const protocol = protocolText === 'TCP' ? 'tcp' : protocolText === 'UDP' ? 'udp' : 'icmp';
-    assert.equal(strs(p('-Group'))[0], 'portolan', `${what}: group`);
+    assert.equal(strs(p('-Group'))[0], group, `${what}: the site's group`);
+    assert.ok(strs(p('-Name'))[0]?.startsWith(`${group}-`), `${what}: the rule's name starts with its group`);
     assert.equal(p('-Action')?.[0]?.text, 'Allow');
     // `-LocalPort RPC`: Windows' dynamic RPC range, 49152-65535 by default (what the plan names).
     const ports: PortRange[] =
@@ -1474,14 +1481,20 @@ describe('windows export', () => {
 
   it('every host: the rules allow exactly the planned flows', () => {
     for (const { r, text, what } of scripts)
-      checkExact(r.model, windowsAllowances(readWindows(text, what), text, what), what);
+      checkExact(
+        r.model,
+        windowsAllowances(readWindows(text, what), text, what, windowsGroup(r.model.site)),
+        what,
+      );
   });
 
   it('ICMP with DNS-name peers: one rule per family, the family without addresses only when filled in', () => {
     const s = scripts.find((x) => x.r.site === ICMP_SITE && x.r.host === 'src-01');
     assert.ok(s);
     const read = readWindows(s.text, s.what);
-    const icmpIn = read.rules.filter((r) => strs(r.params.get('-Name'))[0]?.startsWith('portolan-in-icmp-'));
+    const icmpIn = read.rules.filter((r) =>
+      strs(r.params.get('-Name'))[0]?.startsWith(`${windowsGroup(s.r.model.site)}-in-icmp-`),
+    );
     assert.deepEqual(
       // The rule number depends on the rules before it; the shape of the guard does not.
       icmpIn.map((r) => [r.params.get('-Protocol')?.[0]?.text, r.guard?.replace(/_\d+_/, '_N_') ?? null]),

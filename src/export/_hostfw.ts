@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Endpoint, Flow } from '../model/flow.js';
 import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
+import { pushAll } from '../util/arrays.js';
 import { oneLine } from './header.js';
 import { type AddressSet, addressSetOf, type ExportModel, servicesByPort } from './model.js';
 
@@ -190,7 +191,7 @@ export function hostApplications(model: ExportModel, maxName: number): { apps: H
       const endpoint = r.direction === 'in' ? f.from : f.to;
       const peer = group.peers.get(endpointKey(endpoint)) ?? { endpoint, tcp: [], udp: [], flows: [] };
       group.peers.set(endpointKey(endpoint), peer);
-      if (f.protocol === 'tcp' || f.protocol === 'udp') peer[f.protocol].push(...f.ports);
+      if (f.protocol === 'tcp' || f.protocol === 'udp') pushAll(peer[f.protocol], f.ports);
       peer.flows.push(f);
     }
   }

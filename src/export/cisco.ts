@@ -19,6 +19,7 @@
  * of printable ASCII without `?` (which IOS's CLI takes as a help request) within IOS's lengths.
  */
 import type { PortRange } from '../model/ports.js';
+import { pushAll } from '../util/arrays.js';
 import {
   FAMILIES,
   type Family,
@@ -229,7 +230,7 @@ export const generator: Generator = {
         const both = [rule.src, rule.dst].every(
           (s) => literals(s, family).length > 0 || s.names.length > 0 || s.unspecified.length > 0,
         );
-        if (both) body[family].push(...aces(cfg, rule, family));
+        if (both) pushAll(body[family], aces(cfg, rule, family));
       }
       const orphan = familyOrphans(rule);
       if (orphan) warnings.push(`${orphan} (an IOS ACL entry is IPv4 or IPv6)`);
@@ -247,14 +248,20 @@ export const generator: Generator = {
         `object-group ${g.family === 'v4' ? 'network' : 'v6-network'} ${g.name}`,
         ` description ${g.description}`,
       );
-      lines.push(...g.entries.map((e) => ` ${e}`));
+      pushAll(
+        lines,
+        g.entries.map((e) => ` ${e}`),
+      );
     }
     for (const s of cfg.services) {
       lines.push('!', `object-group ${s.family === 'v4' ? 'service' : 'v6-service'} ${s.name}`);
-      lines.push(...s.entries.map((e) => ` ${e}`));
+      pushAll(
+        lines,
+        s.entries.map((e) => ` ${e}`),
+      );
     }
-    if (body.v4.length) lines.push('!', `ip access-list extended ${acl.v4}`, ...body.v4);
-    if (body.v6.length) lines.push('!', `ipv6 access-list ${acl.v6}`, ...body.v6);
+    if (body.v4.length) pushAll(lines, ['!', `ip access-list extended ${acl.v4}`, ...body.v4]);
+    if (body.v6.length) pushAll(lines, ['!', `ipv6 access-list ${acl.v6}`, ...body.v6]);
     if (model.localFlows.length)
       lines.push(
         '!',

@@ -1,3 +1,4 @@
+import { pushAll } from '../util/arrays.js';
 import type { Generator } from './generator.js';
 import { headerLines, oneLine } from './header.js';
 import type { ExportModel } from './model.js';
@@ -49,7 +50,7 @@ export function renderDot(model: ExportModel): { content: string; warnings: stri
   ];
   g.clusters.forEach((c, i) => {
     const unspecified = c.key === UNSPECIFIED_CLUSTER;
-    out.push(
+    pushAll(out, [
       `  subgraph ${q(`cluster ${i + 1}`)} {`,
       `    label=${q(c.label)}; style=${q(unspecified ? 'dashed,rounded' : 'rounded,filled')}; fillcolor=${q('#eef2f6')}; color=${q('#9aa8b6')};`,
       ...c.nodes.map(
@@ -57,7 +58,7 @@ export function renderDot(model: ExportModel): { content: string; warnings: stri
           `    ${id(n)} [label=${q(n.label.join('\n'))}${unspecified ? `, shape=ellipse, style=${q('dashed,filled')}` : ''}];`,
       ),
       '  }',
-    );
+    ]);
   });
   for (const e of g.edges)
     out.push(

@@ -1,5 +1,6 @@
 import { InputError } from '../errors.js';
 import { portServiceText } from '../plan/rules.js';
+import { pushAll } from '../util/arrays.js';
 import {
   appPorts,
   type Fill,
@@ -224,7 +225,7 @@ function script(model: ExportModel, apps: HostApp[], items: Item[], warnings: st
       'fi',
       '',
     );
-  lines.push(...shellPlaceholderBlock(fills, 'a firewalld rich rule'));
+  pushAll(lines, shellPlaceholderBlock(fills, 'a firewalld rich rule'));
   if (fills.length)
     lines.push(
       '# rich in|out ADDRESS ELEMENT-IPV4 ELEMENT-IPV6: the rich rule for one address you filled in.',
@@ -242,11 +243,11 @@ function script(model: ExportModel, apps: HostApp[], items: Item[], warnings: st
       '}',
       '',
     );
-  lines.push(
+  pushAll(lines, [
     ...body,
     'echo "portolan: firewalld permanent configuration updated; apply it with: firewall-cmd --reload"',
     '',
-  );
+  ]);
   return lines.join('\n');
 }
 

@@ -1,3 +1,4 @@
+import { pushAll } from '../util/arrays.js';
 import { type ChangeRow, COLUMNS, changeRequest, changeTitle, LOCAL_IN_HOST_MODE } from './change-request.js';
 import type { Generator } from './generator.js';
 import { headerLines, oneLine } from './header.js';
@@ -101,12 +102,12 @@ export function renderHtml(model: ExportModel): { content: string; warnings: str
         : ['<p>None.</p>']),
   ];
   if (warnings.length)
-    out.push(
+    pushAll(out, [
       '<h2>Warnings and what is not covered</h2>',
       '<ul class="warnings">',
       ...warnings.map((w) => `<li>${escapeXml(w)}</li>`),
       '</ul>',
-    );
+    ]);
   out.push('</body>', '</html>');
   return { content: `${out.join('\n')}\n`, warnings };
 }

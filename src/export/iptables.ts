@@ -1,9 +1,10 @@
 import type { PortRange } from '../model/ports.js';
 import { formatPorts } from '../model/ports.js';
+import { pushAll } from '../util/arrays.js';
 import { FAMILIES, type Family, planRule, type SideMatch, sideLabel } from './_netfilter.js';
 import type { ExportFile, ExportResult, Generator } from './generator.js';
 import { headerLines, oneLine } from './header.js';
-import { type ExportModel, type ExportRule, ruleSummary } from './model.js';
+import { type ExportModel, type ExportRule, ruleProvenance, ruleSummary } from './model.js';
 
 /**
  * iptables: `iptables-restore` files for the filter table (`iptables.rules`, plus `ip6tables.rules`
@@ -90,19 +91,14 @@ interface RenderedRule {
 
 function renderRule(model: ExportModel, r: ExportRule): RenderedRule {
   const summary = oneLine(ruleSummary(r));
-  const what =
-    r.protocol === 'icmp' ? `icmp ${r.icmpType ?? 'any'}` : `${r.protocol} ${formatPorts(r.ports)}`;
-  const about = [`# ${iptText(`${r.id}: ${what} (${r.services.join(', ')})`)}`];
-  for (const f of r.flows) {
-    const docs = [...new Set(f.sources.map((s) => s.doc))].join(', ');
-    const peer = (e: typeof f.from) => e.host ?? 'unspecified peer';
-    about.push(`#   ${iptText(`${f.product}: ${peer(f.from)} -> ${peer(f.to)}: ${f.purpose} [${docs}]`)}`);
-  }
+  // One line for the rule and one per product behind it; the flows one by one are in the change request.
+  const [head = '', ...products] = ruleProvenance(r);
+  const about = [`# ${iptText(head)}`, ...products.map((l) => `#   ${iptText(l.trim())}`)];
   const out: RenderedRule = { lines: { v4: [], v6: [] }, warnings: [] };
   const plan = planRule(model, r);
   if (plan.skipped !== undefined) {
     // Said in the file(s) the rule would have gone to: the IPv4 one always exists.
-    out.lines.v4.push(...about, `# ${iptText(`not rendered: ${plan.skipped}`)}`);
+    pushAll(out.lines.v4, about).push(`# ${iptText(`not rendered: ${plan.skipped}`)}`);
     out.warnings.push(`rule ${r.id} (${summary}) is not rendered: ${plan.skipped}`);
     return out;
   }
@@ -113,7 +109,7 @@ function renderRule(model: ExportModel, r: ExportRule): RenderedRule {
     const pairs = plan.pairs.filter((p) => p.family === family);
     if (!pairs.length) continue;
     const lines = out.lines[family];
-    lines.push(...about);
+    pushAll(lines, about);
     for (const why of plan.partial) lines.push(`# ${iptText(`partly rendered: ${why}`)}`);
     for (const side of ['src', 'dst'] as const) {
       if (!pairs.some((p) => p[side]?.kind === 'peers')) continue;
@@ -205,7 +201,7 @@ function renderFile(
       (f) =>
         `# ${iptText(`local flow (stays on this host, passes the loopback rule): ${f.service} ${f.protocol} ${formatPorts(f.ports)}: ${f.purpose}`)}`,
     );
-    body.push(
+    pushAll(body, [
       `-A INPUT ${established}`,
       '-A INPUT -m conntrack --ctstate INVALID -j DROP',
       '-A INPUT -i lo -j ACCEPT',
@@ -220,14 +216,14 @@ function renderFile(
       ...rules.out,
       '# Outbound traffic the plan does not list is accepted; to enforce the plan, uncomment:',
       '# -A OUTPUT -m comment --comment "portolan: outbound traffic not in the plan" -j DROP',
-    );
+    ]);
   } else {
-    body.push(
+    pushAll(body, [
       `-A FORWARD ${established}`,
       ...rules.forward,
       '# Other forwarded traffic is accepted; to enforce the plan, uncomment:',
       '# -A FORWARD -m comment --comment "portolan: forwarded traffic not in the plan" -j DROP',
-    );
+    ]);
   }
   return `${[...head, ...body, 'COMMIT'].join('\n')}\n`;
 }
@@ -241,8 +237,8 @@ function render(model: ExportModel): ExportResult {
   let v6Lines = 0;
   for (const r of model.rules) {
     const out = renderRule(model, r);
-    warnings.push(...out.warnings);
-    for (const family of FAMILIES) byFamily[family][r.direction].push(...out.lines[family]);
+    pushAll(warnings, out.warnings);
+    for (const family of FAMILIES) pushAll(byFamily[family][r.direction], out.lines[family]);
     v6Lines += out.lines.v6.length;
   }
   const files: ExportFile[] = [{ path: IPTABLES_FILE.v4, content: renderFile(model, 'v4', byFamily.v4) }];

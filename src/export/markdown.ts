@@ -1,4 +1,5 @@
 import { mdCell } from '../plan/format.js';
+import { pushAll } from '../util/arrays.js';
 import { type ChangeRow, COLUMNS, changeRequest, changeTitle, LOCAL_IN_HOST_MODE } from './change-request.js';
 import type { Generator } from './generator.js';
 import { headerLines, oneLine } from './header.js';
@@ -45,7 +46,7 @@ export function renderMarkdown(model: ExportModel): { content: string; warnings:
     ...(model.mode === 'network' ? [LOCAL_IN_HOST_MODE] : local.length ? table(local) : ['None.']),
   ];
   if (warnings.length)
-    out.push('', '## Warnings and what is not covered', '', ...warnings.map((w) => `- ${mdCell(w)}`));
+    pushAll(out, ['', '## Warnings and what is not covered', '', ...warnings.map((w) => `- ${mdCell(w)}`)]);
   return { content: `${out.join('\n')}\n`, warnings };
 }
 

@@ -1,3 +1,4 @@
+import { pushAll } from '../util/arrays.js';
 import type { Generator } from './generator.js';
 import { headerLines, oneLine } from './header.js';
 import type { ExportModel } from './model.js';
@@ -48,13 +49,13 @@ export function renderMermaid(model: ExportModel): { content: string; warnings: 
   const out = [...headerLines(model, 'mermaid').map((l) => `%% ${mermaidComment(l)}`), 'flowchart LR'];
   g.clusters.forEach((c, i) => {
     const unspecified = c.key === UNSPECIFIED_CLUSTER;
-    out.push(
+    pushAll(out, [
       `  subgraph g${i + 1}[${label([c.label])}]`,
       ...c.nodes.map((n) =>
         unspecified ? `    ${n.id}([${label(n.label)}])` : `    ${n.id}[${label(n.label)}]`,
       ),
       '  end',
-    );
+    ]);
   });
   for (const e of g.edges)
     out.push(`  ${e.from.id} ${e.local ? '-.->' : '-->'}|${label(e.label)}| ${e.to.id}`);

@@ -1,29 +1,40 @@
 import { formatPorts } from '../model/ports.js';
+import { pushAll } from '../util/arrays.js';
 import {
   FAMILY_LABEL,
   type Family,
   type MatchKind,
   planRule,
+  type RulePlan,
   type SideMatch,
   sideLabel,
 } from './_netfilter.js';
 import type { ExportResult, Generator } from './generator.js';
 import { headerLines, oneLine } from './header.js';
-import { type ExportModel, type ExportRule, ruleSummary } from './model.js';
+import { type ExportModel, type ExportRule, ruleProvenance, ruleSummary, rulesetName } from './model.js';
 
 /** Set elements per line: an IPv6 CIDR is up to 43 characters, so a line stays under 1 KiB. */
 const SET_ELEMENTS_PER_LINE = 16;
 
 /**
- * nftables: one `table inet portolan` loaded with `nft -f`. Every rule matches named sets (one per
- * rule, side, address family and kind), so the addresses a user must fill in have a name to fill.
+ * nftables: one table per site (`table inet portolan-<site>`, see rulesetName) loaded with `nft -f`.
+ * A side of a rule with up to INLINE_MAX addresses is written in the rule itself (`ip saddr 10.0.0.1`,
+ * `ip daddr { 10.0.0.1, 10.0.0.2 }`); a longer one is a named set, shared by every rule that matches
+ * the same addresses; addresses the user must fill in (DNS names, peers the documents leave open)
+ * are a named set per rule, so they have a name to fill.
  */
+
+/** A side with at most this many addresses is matched inline, not through a named set. */
+export const INLINE_MAX = 4;
 
 /** nft refuses a longer comment: "comment too long, 128 characters maximum allowed". */
 export const NFT_COMMENT_MAX = 128;
 /** The file name of the single file this generator writes. */
 export const NFT_FILE = 'portolan.nft';
-const TABLE = 'inet portolan';
+/** `inet portolan-<site>`: the table of this site's ruleset. */
+export function nftTable(site: string): string {
+  return `inet ${rulesetName(site)}`;
+}
 
 /**
  * The one escaping function for nft text: `#` comments end at a line break, and quoted strings have
@@ -51,6 +62,78 @@ interface NamedSet {
   elements: string[];
   /** For a set the user fills: what goes in it (becomes the set's comment). */
   fill?: string;
+}
+
+/**
+ * The named sets of one file, in declaration order, and how each rule side's addresses are matched.
+ * Loading costs netlink message space per set element (16 bytes; 40 in an interval set, which sends
+ * a start and an end), and `nft -f` sends the whole file as one transaction that must fit the
+ * socket's send buffer: 208 KiB (net.core.wmem_default) where nft cannot raise it, as in an
+ * unprivileged user namespace with nft 1.0.6, about 13,000 plain elements. So no address is sent
+ * twice where it can be helped: rules that match the same addresses share one set, and a side whose
+ * addresses include another set's whole content matches that set and only the rest in a set of its
+ * own (one rule line per piece; together they match exactly the rule's addresses).
+ */
+interface SetRegistry {
+  list: NamedSet[];
+  /** `family|elements` of an address side -> the matches that together cover it. */
+  cover: Map<string, string[]>;
+}
+
+function contentKey(family: Family, elements: readonly string[]): string {
+  return `${family}|${elements.join(',')}`;
+}
+
+/**
+ * Plans the address sets of a whole file: every address side longer than INLINE_MAX, distinct
+ * content once, smallest first (so a bigger side can reuse the smaller sets inside it). Each side is
+ * covered by earlier sets wholly inside it (largest first, disjoint), the rest inline when short,
+ * else in a new set named after the first rule side that needs it.
+ */
+function planSets(sides: { ruleNo: number; m: SideMatch }[]): SetRegistry {
+  const registry: SetRegistry = { list: [], cover: new Map() };
+  const distinct = new Map<string, { ruleNo: number; m: SideMatch; elements: string[] }>();
+  for (const side of sides) {
+    const set = setFor(side.ruleNo, side.m);
+    if (set.elements.length <= INLINE_MAX) continue;
+    const key = contentKey(side.m.family, set.elements);
+    if (!distinct.has(key)) distinct.set(key, { ...side, elements: set.elements });
+  }
+  const declared: { set: NamedSet; members: Set<string> }[] = [];
+  const order = [...distinct.entries()].sort((x, y) => x[1].elements.length - y[1].elements.length);
+  for (const [key, want] of order) {
+    const members = new Set(want.elements);
+    const taken = new Set<string>();
+    const pieces: string[] = [];
+    const fits = [...declared]
+      .filter((d) => d.set.family === want.m.family && d.members.size < members.size)
+      .sort((x, y) => y.members.size - x.members.size);
+    for (const d of fits) {
+      let inside = true;
+      for (const e of d.members)
+        if (!members.has(e) || taken.has(e)) {
+          inside = false;
+          break;
+        }
+      if (!inside) continue;
+      for (const e of d.members) taken.add(e);
+      pieces.push(`@${d.set.name}`);
+    }
+    const rest = want.elements.filter((e) => !taken.has(e));
+    if (rest.length > INLINE_MAX) {
+      const set = { ...setFor(want.ruleNo, want.m), elements: rest };
+      registry.list.push(set);
+      declared.push({ set, members: new Set(rest) });
+      pieces.push(`@${set.name}`);
+    } else if (rest.length) pieces.push(inline(rest));
+    registry.cover.set(key, pieces);
+  }
+  return registry;
+}
+
+/** `10.0.0.1`, or an anonymous set `{ 10.0.0.1, 10.0.0.8/29 }`. */
+function inline(elements: readonly string[]): string {
+  return elements.length === 1 ? `${elements[0]}` : `{ ${elements.join(', ')} }`;
 }
 
 /**
@@ -103,55 +186,61 @@ function protocolMatch(r: ExportRule, family: Family): string {
 
 interface RenderedRule {
   lines: string[];
-  sets: NamedSet[];
   warnings: string[];
 }
 
 const INERT =
   'until filled those rules stay inert (an empty set matches nothing in nftables, unlike "any" elsewhere)';
 
-function renderRule(model: ExportModel, r: ExportRule, ruleNo: number): RenderedRule {
-  const summary = oneLine(ruleSummary(r));
-  const what =
-    r.protocol === 'icmp' ? `icmp ${r.icmpType ?? 'any'}` : `${r.protocol} ${formatPorts(r.ports)}`;
-  const lines = [`# ${nftText(`${r.id}: ${what} (${r.services.join(', ')})`)}`];
-  for (const f of r.flows) {
-    const docs = [...new Set(f.sources.map((s) => s.doc))].join(', ');
-    const peer = (e: typeof f.from) => e.host ?? 'unspecified peer';
-    lines.push(`#   ${nftText(`${f.product}: ${peer(f.from)} -> ${peer(f.to)}: ${f.purpose} [${docs}]`)}`);
+/** The matches of one side (one rule line each): inline addresses, address sets, or the rule's own set to fill. */
+function sideMatches(sets: SetRegistry, ruleNo: number, m: SideMatch, own: Map<string, NamedSet>): string[] {
+  const set = setFor(ruleNo, m);
+  if (m.kind === 'addr') {
+    if (set.elements.length <= INLINE_MAX) return [inline(set.elements)];
+    const cover = sets.cover.get(contentKey(m.family, set.elements));
+    if (!cover) throw new Error(`internal: no set planned for rule ${ruleNo} ${m.side} ${m.family}`);
+    return cover;
   }
-  const plan = planRule(model, r);
+  own.set(set.name, set);
+  sets.list.push(set);
+  return [`@${set.name}`];
+}
+
+function renderRule(
+  model: ExportModel,
+  r: ExportRule,
+  ruleNo: number,
+  plan: RulePlan,
+  sets: SetRegistry,
+): RenderedRule {
+  const summary = oneLine(ruleSummary(r));
+  const table = nftTable(model.site);
+  const [head = '', ...rest] = ruleProvenance(r);
+  const lines = [`# ${nftText(head)}`];
+  for (const l of rest) lines.push(`#   ${nftText(l.trim())}`);
   if (plan.skipped !== undefined) {
     lines.push(`# ${nftText(`not rendered: ${plan.skipped}`)}`);
-    return { lines, sets: [], warnings: [`rule ${r.id} (${summary}) is not rendered: ${plan.skipped}`] };
+    return { lines, warnings: [`rule ${r.id} (${summary}) is not rendered: ${plan.skipped}`] };
   }
   const warnings = plan.partial.map((why) => `rule ${r.id} (${summary}) is partly rendered: ${why}`);
   for (const why of plan.partial) lines.push(`# ${nftText(`partly rendered: ${why}`)}`);
-  const sets = new Map<string, NamedSet>();
+  const own = new Map<string, NamedSet>();
   const comment = nftText(`${r.id}: ${ruleSummary(r)}`, NFT_COMMENT_MAX);
   for (const p of plan.pairs) {
     const f = NFT_FAMILY[p.family];
-    const parts: string[] = [];
-    for (const [m, dir] of [
-      [p.src, 'saddr'],
-      [p.dst, 'daddr'],
-    ] as const) {
-      if (!m) continue;
-      const set = setFor(ruleNo, m);
-      sets.set(set.name, set);
-      parts.push(`${f.match} ${dir} @${set.name}`);
-    }
-    parts.push(protocolMatch(r, p.family), 'counter accept', `comment "${comment}"`);
-    lines.push(parts.join(' '));
+    const srcs = p.src ? sideMatches(sets, ruleNo, p.src, own).map((x) => `${f.match} saddr ${x} `) : [''];
+    const dsts = p.dst ? sideMatches(sets, ruleNo, p.dst, own).map((x) => `${f.match} daddr ${x} `) : [''];
+    const tail = `${protocolMatch(r, p.family)} counter accept comment "${comment}"`;
+    for (const src of srcs) for (const dst of dsts) lines.push(`${src}${dst}${tail}`);
   }
-  const filled = (kind: MatchKind) => [...sets.values()].filter((s) => s.kind === kind);
+  const filled = (kind: MatchKind) => [...own.values()].filter((s) => s.kind === kind);
   const named = (list: NamedSet[]) =>
     `set${list.length > 1 ? 's' : ''} ${list.map((s) => s.name).join(', ')}`;
   const names = filled('names');
   if (names.length) {
     const dns = [...new Set([...r.src.names, ...r.dst.names])].join(', ');
     warnings.push(
-      `rule ${r.id} (${summary}): nftables cannot match DNS names; fill ${named(names)} with the addresses of ${dns} (nft add element ${TABLE} ${names[0]?.name} '{ ADDRESS }'); ${INERT}`,
+      `rule ${r.id} (${summary}): nftables cannot match DNS names; fill ${named(names)} with the addresses of ${dns} (nft add element ${table} ${names[0]?.name} '{ ADDRESS }'); ${INERT}`,
     );
   }
   const peers = filled('peers');
@@ -161,7 +250,7 @@ function renderRule(model: ExportModel, r: ExportRule, ruleNo: number): Rendered
       `rule ${r.id} (${summary}): the documents leave a peer unspecified (${who}); fill ${named(peers)} with its addresses; ${INERT}`,
     );
   }
-  return { lines, sets: [...sets.values()], warnings };
+  return { lines, warnings };
 }
 
 function renderSet(s: NamedSet): string[] {
@@ -169,7 +258,9 @@ function renderSet(s: NamedSet): string[] {
   const note = s.fill === undefined ? undefined : nftText(`fill in: ${s.fill}`);
   // The set's own comment is cut at NFT_COMMENT_MAX; the full text goes on a line above it.
   if (note !== undefined && note.length > NFT_COMMENT_MAX) out.push(`\t# ${note}`);
-  out.push(`\tset ${s.name} {`, `\t\ttype ${NFT_FAMILY[s.family].type}`, '\t\tflags interval');
+  out.push(`\tset ${s.name} {`, `\t\ttype ${NFT_FAMILY[s.family].type}`);
+  // An interval set sends each element as two (start and end): only a set with a prefix needs it.
+  if (s.kind !== 'addr' || s.elements.some((e) => e.includes('/'))) out.push('\t\tflags interval');
   if (note !== undefined) out.push(`\t\tcomment "${nftText(note, NFT_COMMENT_MAX)}"`);
   if (s.elements.length) {
     // A long set is written a few elements a line, so no line outgrows what a reader takes whole.
@@ -194,20 +285,28 @@ function chain(name: string, hook: string, preamble: string[], rules: string[], 
   return [
     `\tchain ${name} {`,
     `\t\ttype filter hook ${hook} priority filter; policy accept;`,
-    ...[...preamble, ...rules, ...tail].map((l) => `\t\t${l}`),
+    ...preamble.map((l) => `\t\t${l}`),
+    ...rules.map((l) => `\t\t${l}`),
+    ...tail.map((l) => `\t\t${l}`),
     '\t}',
   ];
 }
 
 function render(model: ExportModel): ExportResult {
   const warnings: string[] = [];
-  const sets: NamedSet[] = [];
+  const plans = model.rules.map((r) => planRule(model, r));
+  const sides: { ruleNo: number; m: SideMatch }[] = [];
+  plans.forEach((plan, i) => {
+    for (const p of plan.pairs)
+      for (const m of [p.src, p.dst]) if (m?.kind === 'addr') sides.push({ ruleNo: i + 1, m });
+  });
+  const sets = planSets(sides);
+  const table = nftTable(model.site);
   const byDirection = { in: [] as string[], out: [] as string[], forward: [] as string[] };
   model.rules.forEach((r, i) => {
-    const out = renderRule(model, r, i + 1);
-    sets.push(...out.sets);
-    warnings.push(...out.warnings);
-    byDirection[r.direction].push(...out.lines);
+    const out = renderRule(model, r, i + 1, plans[i] as RulePlan, sets);
+    pushAll(warnings, out.warnings);
+    pushAll(byDirection[r.direction], out.lines);
   });
 
   const lines = [...headerLines(model, 'nftables'), '', ...POLICY_NOTES[model.mode]].map((l) =>
@@ -215,22 +314,28 @@ function render(model: ExportModel): ExportResult {
   );
   lines.push(
     '#',
-    '# Load with: nft -f portolan.nft (loading again replaces the table: the first two lines make sure it',
-    '# exists, then delete it, all in one transaction).',
+    `# Table ${nftText(table)}: one table per site (portolan- and the site name), so the rulesets`,
+    '# of several sites load side by side. Load with: nft -f portolan.nft (loading again replaces this',
+    "# site's table: the first two lines make sure it exists, then delete it, all in one transaction).",
+    '# Each rule says its flows, hosts and catalog rows; the flows one by one (hosts, purposes, sources)',
+    '# are in the change request: portolan export --to csv|markdown|html.',
     '',
-    `table ${TABLE}`,
-    `delete table ${TABLE}`,
+    `table ${table}`,
+    `delete table ${table}`,
     '',
-    `table ${TABLE} {`,
+    `table ${table} {`,
   );
-  for (const s of sets) lines.push(...renderSet(s), '');
+  for (const s of sets.list) {
+    pushAll(lines, renderSet(s));
+    lines.push('');
+  }
   const established = 'ct state established,related accept';
   if (model.mode === 'host') {
     const local = model.localFlows.map(
       (f) =>
         `# ${nftText(`local flow (stays on this host, passes the loopback rule): ${f.service} ${f.protocol} ${formatPorts(f.ports)}: ${f.purpose}`)}`,
     );
-    lines.push(
+    pushAll(lines, [
       ...chain(
         'input',
         'input',
@@ -246,10 +351,11 @@ function render(model: ExportModel): ExportResult {
         '# Outbound traffic the plan does not list is accepted; to enforce the plan, uncomment:',
         '# counter drop comment "portolan: outbound traffic not in the plan"',
       ]),
-    );
+    ]);
   } else {
-    lines.push(
-      ...chain('forward', 'forward', [established], byDirection.forward, [
+    pushAll(
+      lines,
+      chain('forward', 'forward', [established], byDirection.forward, [
         '# Other forwarded traffic is accepted; to enforce the plan, uncomment:',
         '# counter drop comment "portolan: forwarded traffic not in the plan"',
       ]),
@@ -262,7 +368,7 @@ function render(model: ExportModel): ExportResult {
 export const generator: Generator = {
   name: 'nftables',
   family: 'firewall',
-  summary: 'nftables ruleset: table inet portolan with named sets, input/output or forward chains',
+  summary: 'nftables ruleset: table inet portolan-<site> with named sets, input/output or forward chains',
   // DNS names: nft resolves names only when the file is loaded, so they become sets the user fills.
   capabilities: { modes: ['host', 'network'], icmp: true, ipv6: true, dnsNames: false },
   render,

@@ -1,5 +1,6 @@
 import type { Endpoint, Flow, Protocol } from '../model/flow.js';
 import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
+import { maxOf, pushAll } from '../util/arrays.js';
 import { oneLine } from './header.js';
 import { type ExportModel, setIsEmpty } from './model.js';
 
@@ -104,9 +105,9 @@ export function siteGraph(model: ExportModel): SiteGraph {
       );
       continue;
     }
-    flows.push(...r.flows);
+    pushAll(flows, r.flows);
   }
-  flows.push(...model.localFlows);
+  pushAll(flows, model.localFlows);
 
   const peers = new Map<string, Peer>();
   for (const f of flows)
@@ -263,7 +264,7 @@ export function layers(
   for (const [k, ss] of dag) for (const s of ss) preds.get(s)?.push(k);
   const position = new Map<string, number>();
   const out = new Map<string, number>();
-  const last = Math.max(0, ...column.values());
+  const last = Math.max(0, maxOf(column.values()));
   for (let c = 0; c <= last; c++) {
     const here = keys.filter((k) => column.get(k) === c);
     const bary = (k: string) => {

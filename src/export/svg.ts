@@ -1,3 +1,4 @@
+import { maxOf } from '../util/arrays.js';
 import type { Generator } from './generator.js';
 import { headerLines, oneLine } from './header.js';
 import { escapeXml } from './html.js';
@@ -76,7 +77,7 @@ export function renderSvg(model: ExportModel): { content: string; warnings: stri
   const boxes = new Map<string, Box>();
   const clusterBoxes: { box: Box; label: string; unspecified: boolean }[] = [];
   const columnOf = new Map<string, number>();
-  const columns = Math.max(0, ...g.clusters.map((c) => c.column)) + 1;
+  const columns = Math.max(0, maxOf(g.clusters.map((c) => c.column))) + 1;
   const columnX = (col: number) => MARGIN + col * (CLUSTER_W + COLUMN_GAP);
   let right = MARGIN + CLUSTER_W;
   let bottom = MARGIN + TITLE_H;
@@ -130,7 +131,7 @@ export function renderSvg(model: ExportModel): { content: string; warnings: stri
       lx,
       ly: start[1] + (end[1] - start[1]) * along,
       lines,
-      w: Math.max(...lines.map((l) => l.length)) * LABEL_CHAR_W + 8,
+      w: maxOf(lines.map((l) => l.length)) * LABEL_CHAR_W + 8,
       h: lines.length * (LABEL_FONT + 3) + 4,
     };
     gaps.set(gap, [...(gaps.get(gap) ?? []), p]);

@@ -1,20 +1,31 @@
 import { InputError } from '../errors.js';
-import { formatPorts } from '../model/ports.js';
-import { asciiText, flowLines, localFlowLines, plainAddress } from './_hostfw.js';
+import { pushAll } from '../util/arrays.js';
+import { asciiText, localFlowLines, plainAddress } from './_hostfw.js';
 import type { ExportResult, Generator } from './generator.js';
 import { headerLines, oneLine } from './header.js';
-import { type ExportModel, type ExportRule, ruleSummary, setIsEmpty } from './model.js';
+import {
+  type ExportModel,
+  type ExportRule,
+  ruleProvenance,
+  ruleSummary,
+  rulesetName,
+  setIsEmpty,
+} from './model.js';
 
 /**
  * Windows Defender Firewall, host mode: a PowerShell script of New-NetFirewallRule calls, one per
- * model rule (ICMP split per address family), all in the group `portolan`. Windows rules take IP
+ * model rule (ICMP split per address family), all in the site's group `portolan-<site>` (rulesetName),
+ * named `portolan-<site>-<rule id>`, so two sites' scripts on one host keep each other's rules. Windows rules take IP
  * addresses, subnets and ranges but no DNS names, so names and the peers the documents leave open
  * become `$PortolanAddr_<rule>` variables the user fills; the script refuses to run while one is
  * empty, because an empty -RemoteAddress means Any.
  */
 
 export const SCRIPT_FILE = 'portolan-firewall.ps1';
-export const GROUP = 'portolan';
+/** The rule group of a site's script: `portolan-<site>` (see rulesetName). */
+export function windowsGroup(site: string): string {
+  return rulesetName(site);
+}
 /** ICMP echo request: type 8 in ICMPv4, 128 in ICMPv6. */
 const ECHO_REQUEST = { v4: 8, v6: 128 } as const;
 const PLATFORM = 'windows';
@@ -39,6 +50,8 @@ type Family = 'v4' | 'v6';
 
 /** One New-NetFirewallRule call to make. */
 interface Call {
+  /** The site's group: also the prefix of the rule's name. */
+  group: string;
   name: string;
   rule: ExportRule;
   protocol: 'TCP' | 'UDP' | 'ICMPv4' | 'ICMPv6';
@@ -91,9 +104,9 @@ function newRuleFor(c: Call, keyword?: string): string {
   const parts = [
     'New-NetFirewallRule',
     `-Name ${psq(c.name)}`,
-    `-DisplayName ${psq(`portolan ${c.name.replace(/^portolan-/, '')}: ${r.services.join(', ')}`)}`,
+    `-DisplayName ${psq(`${c.group} ${c.name.slice(c.group.length + 1)}: ${r.services.join(', ')}`)}`,
     `-Description ${psq(`${ruleSummary(r)}. ${[...new Set(r.flows.map((f) => f.purpose))].join(' ')}`)}`,
-    `-Group ${psq(GROUP)}`,
+    `-Group ${psq(c.group)}`,
     `-Direction ${inbound ? 'Inbound' : 'Outbound'}`,
     '-Action Allow',
     `-Protocol ${c.protocol}`,
@@ -122,12 +135,9 @@ interface Rendered {
   declarations: string[];
 }
 
-function renderRule(r: ExportRule, warnings: string[]): Rendered {
-  const what =
-    r.protocol === 'icmp' ? `icmp ${r.icmpType ?? 'any'}` : `${r.protocol} ${formatPorts(r.ports)}`;
-  const comments = [`${r.id}: ${what} (${ruleSummary(r)})`, ...flowLines(r.flows).map((l) => `  ${l}`)].map(
-    psComment,
-  );
+function renderRule(r: ExportRule, group: string, warnings: string[]): Rendered {
+  // One line for the rule and one per product behind it; the flows one by one are in the change request.
+  const comments = ruleProvenance(r).map(psComment);
   const out: Rendered = { comments, calls: [], required: [], declarations: [] };
   const remote = r.direction === 'in' ? r.src : r.dst;
   if (setIsEmpty(remote)) {
@@ -153,7 +163,8 @@ function renderRule(r: ExportRule, warnings: string[]): Rendered {
     const protocol =
       r.protocol === 'tcp' ? 'TCP' : r.protocol === 'udp' ? 'UDP' : family === 'v6' ? 'ICMPv6' : 'ICMPv4';
     out.calls.push({
-      name: `portolan-${r.id}${family ? `-ipv${family === 'v4' ? 4 : 6}` : ''}`,
+      group,
+      name: `${group}-${r.id}${family ? `-ipv${family === 'v4' ? 4 : 6}` : ''}`,
       rule: r,
       protocol,
       ...(family ? { family } : {}),
@@ -169,7 +180,7 @@ function renderRule(r: ExportRule, warnings: string[]): Rendered {
     if (vars.length > 1)
       decl.push(psComment('  (ICMP: IPv4 and IPv6 addresses go in separate variables; fill at least one)'));
     for (const v of vars) decl.push(`$${v} = @()`);
-    out.declarations.push(...decl);
+    pushAll(out.declarations, decl);
     const parts: string[] = [];
     if (remote.names.length)
       parts.push(`Windows Firewall rules take no DNS names (${remote.names.join(', ')})`);
@@ -183,13 +194,17 @@ function renderRule(r: ExportRule, warnings: string[]): Rendered {
 }
 
 function script(model: ExportModel, rendered: Rendered[]): string {
+  const group = windowsGroup(model.site);
   const declarations = rendered.flatMap((r) => r.declarations);
   const required = rendered.flatMap((r) => r.required);
   const lines = [
     ...headerLines(model, PLATFORM).map(psComment),
     '#',
-    `# Windows Defender Firewall rules for this host, all in the group '${GROUP}'. Run in an elevated`,
-    `# PowerShell; re-running first removes every rule in the group '${GROUP}', then adds them again.`,
+    `# Windows Defender Firewall rules for this host, all in the group '${asciiText(group)}' (one group per site:`,
+    "# portolan- and the site name, so another site's script on this host keeps its own rules). Run in an",
+    `# elevated PowerShell; re-running first removes every rule in this group, then adds them again.`,
+    '# Each rule says its flows, hosts and catalog rows; the flows one by one (hosts, purposes, sources)',
+    '# are in the change request: portolan export --to csv|markdown|html.',
     '# Outbound rules matter only where outbound connections are blocked by default',
     '# (Set-NetFirewallProfile -DefaultOutboundAction Block).',
     ...localFlowLines(model).map(psComment),
@@ -198,7 +213,7 @@ function script(model: ExportModel, rendered: Rendered[]): string {
     '',
   ];
   if (declarations.length)
-    lines.push(
+    pushAll(lines, [
       '# Addresses to fill in: New-NetFirewallRule takes IP addresses, subnets and ranges but no DNS names',
       '# (builds with -RemoteDynamicKeywordAddresses can match names through dynamic keywords instead), and',
       "# the documents leave some peers open. Fill each as @('192.0.2.10', '10.0.0.0/24'). The script stops",
@@ -212,24 +227,29 @@ function script(model: ExportModel, rendered: Rendered[]): string {
       }),
       "if ($portolanMissing.Count -gt 0) { throw ('portolan: fill in these address variables first: ' + ($portolanMissing -join ', ')) }",
       '',
-    );
+    ]);
   lines.push(
-    `Get-NetFirewallRule -Group ${psq(GROUP)} -ErrorAction SilentlyContinue | Remove-NetFirewallRule`,
+    `Get-NetFirewallRule -Group ${psq(group)} -ErrorAction SilentlyContinue | Remove-NetFirewallRule`,
     '',
   );
-  for (const r of rendered) lines.push(...r.comments, ...r.calls.map(newRule), '');
+  for (const r of rendered) {
+    pushAll(lines, r.comments);
+    pushAll(lines, r.calls.map(newRule));
+    lines.push('');
+  }
   return lines.join('\n');
 }
 
 export const generator: Generator = {
   name: 'windows',
   family: 'firewall',
-  summary: 'Windows Defender Firewall PowerShell script (New-NetFirewallRule, group portolan)',
+  summary: 'Windows Defender Firewall PowerShell script (New-NetFirewallRule, group portolan-<site>)',
   capabilities: { modes: ['host'], icmp: true, ipv6: true, dnsNames: false },
   render(model: ExportModel): ExportResult {
     if (model.mode !== 'host') throw new InputError('--to windows supports host mode only (--host NAME)');
     const warnings: string[] = [];
-    const rendered = model.rules.map((r) => renderRule(r, warnings));
+    const group = windowsGroup(model.site);
+    const rendered = model.rules.map((r) => renderRule(r, group, warnings));
     return { files: [{ path: SCRIPT_FILE, content: script(model, rendered) }], warnings };
   },
 };

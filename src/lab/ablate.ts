@@ -1,4 +1,5 @@
 import { formatPorts } from '../model/ports.js';
+import { pushAll } from '../util/arrays.js';
 import { version } from '../util/version.js';
 import { loadRuleset } from './firewall.js';
 import { hostModel, loadRulesSite } from './site.js';
@@ -53,7 +54,7 @@ export async function ablate(
     if (!inbound.length) continue;
     const before = await verify(state, { to: h.name, plannedOnly: true });
     const failed = new Set(before.flows.filter((f) => f.failed).map((f) => f.id));
-    failingBefore.push(...failed);
+    pushAll(failingBefore, failed);
     for (const r of inbound) {
       const sources = [...new Set(r.src.hosts.filter((x): x is string => x !== null))];
       const base = {

@@ -1,5 +1,6 @@
 import { formatPorts } from '../model/ports.js';
 import { xml } from '../probe/report.js';
+import { maxOf } from '../util/arrays.js';
 import type { AblateReport } from './ablate.js';
 import type { FlowOutcome, UnplannedOutcome, VerifyReport } from './verify.js';
 
@@ -73,8 +74,10 @@ export function labTable(r: VerifyReport, opts: { color: boolean }): string {
   const paint = (code: string, s: string) => (opts.color ? `\x1b[${code}m${s}\x1b[0m` : s);
   const m = matrix(r);
   const names = r.hosts.map((h) => h.name);
-  const first = Math.max(9, ...names.map((n) => n.length));
-  const widths = names.map((n, j) => Math.max(n.length, ...m.map((row) => cellText(row[j] as Cell).length)));
+  const first = Math.max(9, maxOf(names.map((n) => n.length)));
+  const widths = names.map((n, j) =>
+    Math.max(n.length, maxOf(m.map((row) => cellText(row[j] as Cell).length))),
+  );
   const out: string[] = [
     `portolan lab verify: lab ${r.lab}, site ${r.site}, ${r.hosts.length} hosts (rows: from, columns: to)`,
     '',
@@ -161,7 +164,7 @@ export function labHtml(r: VerifyReport): string {
   const m = matrix(r);
   const names = r.hosts.map((h) => h.name);
   const cell = 64;
-  const label = Math.max(90, ...names.map((n) => n.length * 7 + 12));
+  const label = Math.max(90, maxOf(names.map((n) => n.length * 7 + 12)));
   const size = label + names.length * cell;
   const svg: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${size + 10}" height="${size + 10}" viewBox="0 0 ${size + 10} ${size + 10}" font-family="sans-serif" font-size="11">`,

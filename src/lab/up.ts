@@ -7,6 +7,7 @@ import { loadSite } from '../inventory/load.js';
 import { inboundFor } from '../listen/inbound.js';
 import { formatPorts, portCount } from '../model/ports.js';
 import { buildPlan } from '../plan/plan.js';
+import { maxOf } from '../util/arrays.js';
 import { down } from './down.js';
 import { adoptUserRuleset, loadRuleset } from './firewall.js';
 import { BRIDGE, filesDir, HOST_IF, hostNamespace, hubNamespace, hubPort, labKey, labRoot } from './names.js';
@@ -179,7 +180,7 @@ export async function up(o: UpOptions, name: string): Promise<LabState> {
       waits.push(waitListening(h, log));
     }
     await Promise.all(waits);
-    const width = Math.max(...hosts.map((h) => h.name.length));
+    const width = maxOf(hosts.map((h) => h.name.length));
     for (const h of hosts) {
       const ruleset =
         h.ruleset.kind === 'generated'

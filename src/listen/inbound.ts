@@ -1,5 +1,6 @@
 import type { Flow, Plan } from '../model/flow.js';
 import { mergePortRanges, type PortRange } from '../model/ports.js';
+import { pushAll } from '../util/arrays.js';
 import type { ProbeProtocol } from './protocol.js';
 
 /** What the plan says one host must accept: the responder's whole scope. */
@@ -25,7 +26,7 @@ export function inboundFor(plan: Plan, host: string): Inbound {
       icmp.push(f);
       continue;
     }
-    (f.local ? local : remote)[f.protocol].push(...f.ports);
+    pushAll((f.local ? local : remote)[f.protocol], f.ports);
     if (!f.local && f.from.host !== null && !peers.includes(f.from.host)) peers.push(f.from.host);
   }
   return {

@@ -1,5 +1,6 @@
 import type { Flow, Plan } from '../model/flow.js';
 import { formatPorts } from '../model/ports.js';
+import { maxOf, pushAll } from '../util/arrays.js';
 import { palette, width } from '../util/color.js';
 import { sanitize } from '../util/terminal.js';
 import { wrap } from '../util/wrap.js';
@@ -120,7 +121,7 @@ export function planMarkdown(plan: Plan, hostCount: number): string {
     ),
   ];
   if (plan.warnings.length)
-    lines.push('', '## Warnings', '', ...plan.warnings.map((w) => `- ${mdCell(w.message)}`));
+    pushAll(lines, ['', '## Warnings', '', ...plan.warnings.map((w) => `- ${mdCell(w.message)}`)]);
   return `${lines.join('\n')}\n`;
 }
 
@@ -139,7 +140,7 @@ export function planTable(plan: Plan, hostCount: number, opts: { color: boolean;
     f.service,
     f.purpose,
   ]);
-  const widths = head.map((h, i) => Math.max(width(h), ...rows.map((r) => width(r[i] ?? ''))));
+  const widths = head.map((h, i) => Math.max(width(h), maxOf(rows.map((r) => width(r[i] ?? '')))));
   const total = Math.max(40, opts.columns ?? 160);
   const sum = () => widths.reduce((a, b) => a + b, 0) + 2 * (widths.length - 1);
   // Narrow the purpose to 24, then service and ports to 10, the purpose to 16, then the host

@@ -12,6 +12,7 @@ import {
 import type { Host, Inventory } from '../inventory/types.js';
 import type { Endpoint, Flow, FlowSource, Plan, Warning } from '../model/flow.js';
 import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
+import { pushAll } from '../util/arrays.js';
 import { hasJapaneseDocument, WARNINGS_JA } from './messages-ja.js';
 
 export interface PlanOptions {
@@ -310,7 +311,7 @@ function resolvePorts(
 ): PortRange[] | undefined {
   if (entry.protocol === 'icmp') return [];
   const out: PortRange[] = [];
-  for (const p of entry.ports ?? []) out.push(...expandPort(p, from, to, entry, warn, product, say));
+  for (const p of entry.ports ?? []) pushAll(out, expandPort(p, from, to, entry, warn, product, say));
   return out.length ? mergePortRanges(out) : undefined;
 }
 

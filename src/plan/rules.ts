@@ -3,10 +3,12 @@
  * rules between hosts; host mode: one host's inbound and outbound rules). The plan stage decides
  * it; exports render it.
  */
+import { createHash } from 'node:crypto';
 import type { Inventory } from '../inventory/types.js';
 import { collapseAddresses } from '../model/address.js';
 import type { Flow, Plan, Protocol } from '../model/flow.js';
 import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
+import { pushAll } from '../util/arrays.js';
 
 /**
  * The one normalized model every generator renders from. Addresses are split by kind and collapsed
@@ -71,16 +73,33 @@ export function setIsEmpty(s: AddressSet): boolean {
   return !s.v4.length && !s.v6.length && !s.names.length && !s.unspecified.length;
 }
 
+/** The hosts and addresses already in each set under construction: linear membership tests for big rules. */
+const seenIn = new WeakMap<AddressSet, Set<string | null>>();
+
 function addEndpoint(set: AddressSet, e: Flow['from']): void {
-  if (!set.hosts.includes(e.host)) set.hosts.push(e.host);
+  let seen = seenIn.get(set);
+  if (!seen) {
+    seen = new Set();
+    for (const h of set.hosts) seen.add(`host:${h}`);
+    seenIn.set(set, seen);
+  }
+  const host = `host:${e.host}`;
+  if (!seen.has(host)) {
+    seen.add(host);
+    set.hosts.push(e.host);
+  }
   if (e.address === null) {
     const d = e.description ?? 'unspecified peer';
     if (!set.unspecified.includes(d)) set.unspecified.push(d);
     return;
   }
+  // Each address once: a rule's flows name the same hosts many times over.
+  const address = `address:${e.address}`;
+  if (seen.has(address)) return;
+  seen.add(address);
   if (/^[\d.]+(\/\d+)?$/.test(e.address)) set.v4.push(e.address);
   else if (e.address.includes(':')) set.v6.push(e.address);
-  else if (!set.names.includes(e.address)) set.names.push(e.address);
+  else set.names.push(e.address);
 }
 
 function finish(set: AddressSet): AddressSet {
@@ -153,7 +172,9 @@ export function buildExportModel(whole: Plan, inv: Inventory, opts: ModelOptions
       const groups = new Map<string, Flow[]>();
       for (const f of mine) {
         const key = `${f.protocol}|${formatPorts(f.ports)}|${f.icmpType ?? ''}`;
-        groups.set(key, [...(groups.get(key) ?? []), f]);
+        const group = groups.get(key);
+        if (group) group.push(f);
+        else groups.set(key, [f]);
       }
       for (const flows of groups.values()) {
         const peer = emptySet();
@@ -187,7 +208,9 @@ export function forwardRules(flows: readonly Flow[]): ExportRule[] {
   const byDst = new Map<string, Flow[]>();
   for (const f of network) {
     const key = `${f.protocol}|${formatPorts(f.ports)}|${f.icmpType ?? ''}|${f.to.host ?? `any:${f.to.description}`}`;
-    byDst.set(key, [...(byDst.get(key) ?? []), f]);
+    const group = byDst.get(key);
+    if (group) group.push(f);
+    else byDst.set(key, [f]);
   }
   const bySrc = new Map<string, Flow[]>();
   for (const flows of byDst.values()) {
@@ -196,7 +219,9 @@ export function forwardRules(flows: readonly Flow[]): ExportRule[] {
       .sort()
       .join(',');
     const key = `${f0.protocol}|${formatPorts(f0.ports)}|${f0.icmpType ?? ''}|${srcHosts}`;
-    bySrc.set(key, [...(bySrc.get(key) ?? []), ...flows]);
+    const group = bySrc.get(key);
+    if (group) pushAll(group, flows);
+    else bySrc.set(key, [...flows]);
   }
   const rules = [...bySrc.values()].map((flows) => {
     const src = emptySet();
@@ -218,6 +243,7 @@ export function forwardRules(flows: readonly Flow[]): ExportRule[] {
 function mergeSameEndpoints(rules: ExportRule[]): ExportRule[] {
   const hostsKey = (s: AddressSet) => [...s.hosts].sort().join(',');
   const merged = new Map<string, ExportRule>();
+  const remerged = new Set<ExportRule>();
   for (const [i, r] of rules.entries()) {
     // An unspecified peer is a set the user fills for this rule's own purpose (SSH clients are not
     // NFS clients): never merged with another rule's.
@@ -229,9 +255,11 @@ function mergeSameEndpoints(rules: ExportRule[]): ExportRule[] {
       continue;
     }
     seen.ports = mergePortRanges([...seen.ports, ...r.ports]);
-    seen.flows.push(...r.flows);
-    seen.services = servicesByPort(seen.flows);
+    pushAll(seen.flows, r.flows);
+    remerged.add(seen);
   }
+  // Services in port order, once per merged rule (not once per merge: linear in flows).
+  for (const r of remerged) r.services = servicesByPort(r.flows);
   return [...merged.values()];
 }
 
@@ -321,6 +349,55 @@ function numbered(rules: ExportRule[]): ExportRule[] {
 export function ruleSummary(r: ExportRule): string {
   const hosts = (s: AddressSet) => s.hosts.map((h) => h ?? 'unspecified').join(',');
   return `${r.services.join(',')}: ${hosts(r.src)} -> ${hosts(r.dst)}`;
+}
+
+/**
+ * What a ruleset comment says about one rule, in place of one line per flow (the change request,
+ * `--to csv|markdown|html`, lists the flows): the rule's match, how many flows and hosts it carries,
+ * then per product the catalog rows (entry ids) and the source documents behind it. Plain text
+ * lines, bounded by the catalog's size, not the inventory's: `[head, ...one line per product]`.
+ */
+export function ruleProvenance(r: ExportRule): string[] {
+  const what =
+    r.protocol === 'icmp' ? `icmp ${r.icmpType ?? 'any'}` : `${r.protocol} ${formatPorts(r.ports)}`;
+  const count = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+  const hosts = (s: AddressSet) => count(s.hosts.length, 'host');
+  const head = `${r.id}: ${what} (${r.services.join(', ')}): ${count(r.flows.length, 'flow')}, ${hosts(r.src)} -> ${hosts(r.dst)}`;
+  const byProduct = new Map<string, { entries: Set<string>; docs: Set<string> }>();
+  for (const f of r.flows) {
+    let p = byProduct.get(f.product);
+    if (!p) {
+      p = { entries: new Set(), docs: new Set() };
+      byProduct.set(f.product, p);
+    }
+    for (const e of f.entries) p.entries.add(e);
+    for (const s of f.sources) p.docs.add(s.doc);
+  }
+  const lines = [head];
+  for (const [product, p] of byProduct)
+    lines.push(
+      `  ${product} catalog ${p.entries.size === 1 ? 'row' : 'rows'} ${[...p.entries].join(', ')} [${[...p.docs].join(', ')}]`,
+    );
+  return lines;
+}
+
+/** Site names longer than this are cut (and hashed) in ruleset names. */
+const SLUG_MAX = 40;
+
+/**
+ * The per-site name of a ruleset on a host: `portolan-<site>` (nftables table, Windows Firewall rule
+ * group), so the rulesets of two sites loaded on one machine do not replace each other. The site name
+ * is kept when it is made of ASCII letters, digits, `_` and `-` (at most 40 characters, starting with a
+ * letter or digit); otherwise every other character becomes `_`, it is cut to 40 characters and
+ * `-` plus the first 8 hex digits of the SHA-256 of the site name are appended, so two sites that
+ * differ only in the characters replaced still get different names. Result: `^portolan-[A-Za-z0-9_-]+$`,
+ * at most 58 characters (nft takes 256, Windows group names more).
+ */
+export function rulesetName(site: string): string {
+  if (site.length <= SLUG_MAX && /^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(site)) return `portolan-${site}`;
+  const slug = site.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, SLUG_MAX);
+  const hash = createHash('sha256').update(site).digest('hex').slice(0, 8);
+  return `portolan-${slug}-${hash}`;
 }
 
 /**

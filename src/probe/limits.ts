@@ -1,6 +1,7 @@
 import { UsageError } from '../errors.js';
 import type { Flow } from '../model/flow.js';
 import { mergePortRanges, type PortRange } from '../model/ports.js';
+import { pushAll } from '../util/arrays.js';
 import type { Target } from './dns.js';
 
 /**
@@ -53,7 +54,7 @@ export function plannedProbes(
     for (const { address } of w.target.addresses) {
       const key = `${address}|${w.flow.protocol}`;
       const list = byKey.get(key);
-      if (list) list.push(...w.ports);
+      if (list) pushAll(list, w.ports);
       else byKey.set(key, [...w.ports]);
     }
   }

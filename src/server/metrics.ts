@@ -1,3 +1,4 @@
+import { pushAll } from '../util/arrays.js';
 import type { Store } from './store.js';
 
 function label(v: string): string {
@@ -30,6 +31,6 @@ export async function metrics(store: Store): Promise<string> {
     if (a.lastSeen) out.push(`portolan_agent_last_seen_seconds{${l}} ${Date.parse(a.lastSeen) / 1000}`);
     stale.push(`portolan_agent_stale{${l}} ${a.stale ? 1 : 0}`);
   }
-  out.push(...stale);
+  pushAll(out, stale);
   return `${out.join('\n')}\n`;
 }

@@ -1,6 +1,7 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { type Selectable, SqliteAdapter, type Transaction } from 'kysely';
 import { isFailure, type Verdict } from '../probe/verdict.js';
+import { pushAll } from '../util/arrays.js';
 import type { Db, Tables } from './db.js';
 import { type ParsedSite, parseSite } from './sites.js';
 
@@ -586,10 +587,10 @@ export class Store {
         );
         return true;
       }
-      events.push(...(await this.updateStatus(tx, agent.site, run.results, run.startedAt)));
-      events.push(
+      pushAll(events, await this.updateStatus(tx, agent.site, run.results, run.startedAt));
+      pushAll(events, [
         ...(await this.updateChangeRows(tx, agent.site, new Set(run.results.map((r) => r.flowId)))),
-      );
+      ]);
       return true;
     })();
     return { stored, events };

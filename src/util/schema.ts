@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { ErrorObject, Options, ValidateFunction } from 'ajv';
 import { InputError, InputErrors, shown } from '../errors.js';
+import { maxOf } from './arrays.js';
 import { packagePath } from './paths.js';
 import { formatPath, type LoadedYaml, type PathPart } from './yaml.js';
 
@@ -179,7 +180,7 @@ function pickError(errors: ErrorObject[]): ErrorObject {
   const useful = errors.filter((e) => !['oneOf', 'anyOf', 'if', 'not'].includes(e.keyword));
   const pool = useful.length ? useful : errors;
   const depth = (e: ErrorObject) => (e.instancePath.match(/\//g) ?? []).length;
-  const max = Math.max(...pool.map(depth));
+  const max = maxOf(pool.map(depth));
   const deepest = pool.filter((e) => depth(e) === max);
   const rank = (e: ErrorObject) => {
     const i = PREFERENCE.indexOf(e.keyword);

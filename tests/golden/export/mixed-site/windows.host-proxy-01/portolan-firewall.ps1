@@ -3,8 +3,11 @@
 # inventory sha256: 8a082e299e1096f7ace18458905896df9b0b41b1ad6e0f3b195a15840004f5a3
 # scope: host proxy-01 (10.10.0.21)
 #
-# Windows Defender Firewall rules for this host, all in the group 'portolan'. Run in an elevated
-# PowerShell; re-running first removes every rule in the group 'portolan', then adds them again.
+# Windows Defender Firewall rules for this host, all in the group 'portolan-east-dc' (one group per site:
+# portolan- and the site name, so another site's script on this host keeps its own rules). Run in an
+# elevated PowerShell; re-running first removes every rule in this group, then adds them again.
+# Each rule says its flows, hosts and catalog rows; the flows one by one (hosts, purposes, sources)
+# are in the change request: portolan export --to csv|markdown|html.
 # Outbound rules matter only where outbound connections are blocked by default
 # (Set-NetFirewallProfile -DefaultOutboundAction Block).
 #Requires -RunAsAdministrator
@@ -31,31 +34,28 @@ if (@($PortolanAddr_in_tcp_2049_2).Count -eq 0) { $portolanMissing += 'PortolanA
 if (@($PortolanAddr_out_tcp_443_3).Count -eq 0) { $portolanMissing += 'PortolanAddr_out_tcp_443_3' }
 if ($portolanMissing.Count -gt 0) { throw ('portolan: fill in these address variables first: ' + ($portolanMissing -join ', ')) }
 
-Get-NetFirewallRule -Group 'portolan' -ErrorAction SilentlyContinue | Remove-NetFirewallRule
+Get-NetFirewallRule -Group 'portolan-east-dc' -ErrorAction SilentlyContinue | Remove-NetFirewallRule
 
-# in-tcp-22-1: tcp 22 (ssh: unspecified -> proxy-01)
-#   druva-vmware: unspecified peer -> proxy-01: Incoming SSH requests to the backup proxy on the standard system port 22. [001_2091beaa97dc5a7a.txt]
-New-NetFirewallRule -Name 'portolan-in-tcp-22-1' -DisplayName 'portolan in-tcp-22-1: ssh' -Description 'ssh: unspecified -> proxy-01. Incoming SSH requests to the backup proxy on the standard system port 22.' -Group 'portolan' -Direction Inbound -Action Allow -Protocol TCP -LocalPort '22' -RemoteAddress $PortolanAddr_in_tcp_22_1
+# in-tcp-22-1: tcp 22 (ssh): 1 flow, 1 host -> 1 host
+#   druva-vmware catalog row incoming-ssh-to-proxy [001_2091beaa97dc5a7a.txt]
+New-NetFirewallRule -Name 'portolan-east-dc-in-tcp-22-1' -DisplayName 'portolan-east-dc in-tcp-22-1: ssh' -Description 'ssh: unspecified -> proxy-01. Incoming SSH requests to the backup proxy on the standard system port 22.' -Group 'portolan-east-dc' -Direction Inbound -Action Allow -Protocol TCP -LocalPort '22' -RemoteAddress $PortolanAddr_in_tcp_22_1
 
-# in-tcp-2049-2: tcp 2049 (nfs: unspecified -> proxy-01)
-#   druva-vmware: unspecified peer -> proxy-01: Incoming NFS requests to the NFS server on the backup proxy on the standard system port 2049. [001_2091beaa97dc5a7a.txt]
-New-NetFirewallRule -Name 'portolan-in-tcp-2049-2' -DisplayName 'portolan in-tcp-2049-2: nfs' -Description 'nfs: unspecified -> proxy-01. Incoming NFS requests to the NFS server on the backup proxy on the standard system port 2049.' -Group 'portolan' -Direction Inbound -Action Allow -Protocol TCP -LocalPort '2049' -RemoteAddress $PortolanAddr_in_tcp_2049_2
+# in-tcp-2049-2: tcp 2049 (nfs): 1 flow, 1 host -> 1 host
+#   druva-vmware catalog row incoming-nfs-to-proxy [001_2091beaa97dc5a7a.txt]
+New-NetFirewallRule -Name 'portolan-east-dc-in-tcp-2049-2' -DisplayName 'portolan-east-dc in-tcp-2049-2: nfs' -Description 'nfs: unspecified -> proxy-01. Incoming NFS requests to the NFS server on the backup proxy on the standard system port 2049.' -Group 'portolan-east-dc' -Direction Inbound -Action Allow -Protocol TCP -LocalPort '2049' -RemoteAddress $PortolanAddr_in_tcp_2049_2
 
-# out-tcp-443-3: tcp 443 (https: proxy-01 -> druva-cloud,vc-01,esx-a)
-#   druva-vmware: proxy-01 -> druva-cloud: Secure connection and communication from the backup proxy to Druva Cloud. [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
-#   druva-vmware: proxy-01 -> vc-01: Secure connection and communication from the backup proxy to vCenter Server. [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
-#   druva-vmware: proxy-01 -> esx-a: Secure connection from the backup proxy to an ESXi host registered with Druva as standalone. [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-443-3' -DisplayName 'portolan out-tcp-443-3: https' -Description 'https: proxy-01 -> druva-cloud,vc-01,esx-a. Secure connection and communication from the backup proxy to Druva Cloud. Secure connection and communication from the backup proxy to vCenter Server. Secure connection from the backup proxy to an ESXi host registered with Druva as standalone.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '443' -RemoteAddress (@('10.10.1.0/28') + $PortolanAddr_out_tcp_443_3)
+# out-tcp-443-3: tcp 443 (https): 3 flows, 1 host -> 3 hosts
+#   druva-vmware catalog rows proxy-to-druva-cloud-https, proxy-to-vcenter-https, proxy-to-esxi-https-standalone [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
+New-NetFirewallRule -Name 'portolan-east-dc-out-tcp-443-3' -DisplayName 'portolan-east-dc out-tcp-443-3: https' -Description 'https: proxy-01 -> druva-cloud,vc-01,esx-a. Secure connection and communication from the backup proxy to Druva Cloud. Secure connection and communication from the backup proxy to vCenter Server. Secure connection from the backup proxy to an ESXi host registered with Druva as standalone.' -Group 'portolan-east-dc' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '443' -RemoteAddress (@('10.10.1.0/28') + $PortolanAddr_out_tcp_443_3)
 
-# out-tcp-902-4: tcp 902 (vmware-nfc: proxy-01 -> esx-b)
-#   druva-vmware: proxy-01 -> esx-b: VixDiskLib (NFC) connection from the backup proxy to an ESXi host registered through vCenter Server. [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-902-4' -DisplayName 'portolan out-tcp-902-4: vmware-nfc' -Description 'vmware-nfc: proxy-01 -> esx-b. VixDiskLib (NFC) connection from the backup proxy to an ESXi host registered through vCenter Server.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '902' -RemoteAddress '10.10.2.0/28'
+# out-tcp-902-4: tcp 902 (vmware-nfc): 1 flow, 1 host -> 1 host
+#   druva-vmware catalog row proxy-to-esxi-nfc [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
+New-NetFirewallRule -Name 'portolan-east-dc-out-tcp-902-4' -DisplayName 'portolan-east-dc out-tcp-902-4: vmware-nfc' -Description 'vmware-nfc: proxy-01 -> esx-b. VixDiskLib (NFC) connection from the backup proxy to an ESXi host registered through vCenter Server.' -Group 'portolan-east-dc' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '902' -RemoteAddress '10.10.2.0/28'
 
-# out-tcp-3389_3542-5: tcp 3389,3542 (rdp,druva-guestossvc: proxy-01 -> sql-01)
-#   druva-vmware: proxy-01 -> sql-01: The backup proxy talks to guestossvc in the guest to back up SQL Server and restore databases. [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
-#   druva-vmware: proxy-01 -> sql-01: During the backup cycle the backup proxy checks whether RDP is open on a Windows guest, for DR restores. [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-3389_3542-5' -DisplayName 'portolan out-tcp-3389_3542-5: rdp, druva-guestossvc' -Description 'rdp,druva-guestossvc: proxy-01 -> sql-01. The backup proxy talks to guestossvc in the guest to back up SQL Server and restore databases. During the backup cycle the backup proxy checks whether RDP is open on a Windows guest, for DR restores.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '3389', '3542' -RemoteAddress '10.20.0.5'
+# out-tcp-3389_3542-5: tcp 3389,3542 (rdp, druva-guestossvc): 2 flows, 1 host -> 1 host
+#   druva-vmware catalog rows proxy-to-guest-sql-guestossvc, proxy-to-guest-rdp-check [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
+New-NetFirewallRule -Name 'portolan-east-dc-out-tcp-3389_3542-5' -DisplayName 'portolan-east-dc out-tcp-3389_3542-5: rdp, druva-guestossvc' -Description 'rdp,druva-guestossvc: proxy-01 -> sql-01. The backup proxy talks to guestossvc in the guest to back up SQL Server and restore databases. During the backup cycle the backup proxy checks whether RDP is open on a Windows guest, for DR restores.' -Group 'portolan-east-dc' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '3389', '3542' -RemoteAddress '10.20.0.5'
 
-# out-udp-123-6: udp 123 (ntp: proxy-01 -> ntp-01)
-#   druva-vmware: proxy-01 -> ntp-01: The backup proxy reaches the NTP server for time synchronization. [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
-New-NetFirewallRule -Name 'portolan-out-udp-123-6' -DisplayName 'portolan out-udp-123-6: ntp' -Description 'ntp: proxy-01 -> ntp-01. The backup proxy reaches the NTP server for time synchronization.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol UDP -RemotePort '123' -RemoteAddress '10.0.0.123'
+# out-udp-123-6: udp 123 (ntp): 1 flow, 1 host -> 1 host
+#   druva-vmware catalog row proxy-to-ntp [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
+New-NetFirewallRule -Name 'portolan-east-dc-out-udp-123-6' -DisplayName 'portolan-east-dc out-udp-123-6: ntp' -Description 'ntp: proxy-01 -> ntp-01. The backup proxy reaches the NTP server for time synchronization.' -Group 'portolan-east-dc' -Direction Outbound -Action Allow -Protocol UDP -RemotePort '123' -RemoteAddress '10.0.0.123'

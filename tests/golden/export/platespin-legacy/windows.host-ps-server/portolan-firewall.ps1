@@ -3,37 +3,34 @@
 # inventory sha256: a1558139f84b9829537b6c8a0c58dc4f506b568cadae8e01cd954ac82ef72f61
 # scope: host ps-server (192.168.50.10)
 #
-# Windows Defender Firewall rules for this host, all in the group 'portolan'. Run in an elevated
-# PowerShell; re-running first removes every rule in the group 'portolan', then adds them again.
+# Windows Defender Firewall rules for this host, all in the group 'portolan-p2v-legacy' (one group per site:
+# portolan- and the site name, so another site's script on this host keeps its own rules). Run in an
+# elevated PowerShell; re-running first removes every rule in this group, then adds them again.
+# Each rule says its flows, hosts and catalog rows; the flows one by one (hosts, purposes, sources)
+# are in the change request: portolan export --to csv|markdown|html.
 # Outbound rules matter only where outbound connections are blocked by default
 # (Set-NetFirewallProfile -DefaultOutboundAction Block).
 #Requires -RunAsAdministrator
 $ErrorActionPreference = 'Stop'
 
-Get-NetFirewallRule -Group 'portolan' -ErrorAction SilentlyContinue | Remove-NetFirewallRule
+Get-NetFirewallRule -Group 'portolan-p2v-legacy' -ErrorAction SilentlyContinue | Remove-NetFirewallRule
 
-# in-tcp-80-1: tcp 80 (http: fileserver-old,fileserver-new -> ps-server)
-#   platespin: fileserver-old -> ps-server: HTTP communication between the source workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
-#   platespin: fileserver-new -> ps-server: HTTP communication between the target workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-in-tcp-80-1' -DisplayName 'portolan in-tcp-80-1: http' -Description 'http: fileserver-old,fileserver-new -> ps-server. HTTP communication between the source workload and the PlateSpin Server during conversion. HTTP communication between the target workload and the PlateSpin Server during conversion.' -Group 'portolan' -Direction Inbound -Action Allow -Protocol TCP -LocalPort '80' -RemoteAddress '192.168.60.21', '192.168.70.21'
+# in-tcp-80-1: tcp 80 (http): 2 flows, 2 hosts -> 1 host
+#   platespin catalog rows source-to-server-http, target-to-server-http [003_a7e0e83404719d03.txt]
+New-NetFirewallRule -Name 'portolan-p2v-legacy-in-tcp-80-1' -DisplayName 'portolan-p2v-legacy in-tcp-80-1: http' -Description 'http: fileserver-old,fileserver-new -> ps-server. HTTP communication between the source workload and the PlateSpin Server during conversion. HTTP communication between the target workload and the PlateSpin Server during conversion.' -Group 'portolan-p2v-legacy' -Direction Inbound -Action Allow -Protocol TCP -LocalPort '80' -RemoteAddress '192.168.60.21', '192.168.70.21'
 
-# out-tcp-22_443-2: tcp 22,443 (ssh,https: ps-server -> esx-legacy)
-#   platespin: ps-server -> esx-legacy: Discover a VMware ESX 2.5/3.0 host over SSH. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> esx-legacy: Reach the VMware Infrastructure 3 web services on the VMware host for discovery and conversion. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-22_443-2' -DisplayName 'portolan out-tcp-22_443-2: ssh, https' -Description 'ssh,https: ps-server -> esx-legacy. Discover a VMware ESX 2.5/3.0 host over SSH. Reach the VMware Infrastructure 3 web services on the VMware host for discovery and conversion.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '22', '443' -RemoteAddress '192.168.70.2'
+# out-tcp-22_443-2: tcp 22,443 (ssh, https): 2 flows, 1 host -> 1 host
+#   platespin catalog rows server-to-vmware-host-ssh-discovery, server-to-vmware-host-vi3-https [003_a7e0e83404719d03.txt]
+New-NetFirewallRule -Name 'portolan-p2v-legacy-out-tcp-22_443-2' -DisplayName 'portolan-p2v-legacy out-tcp-22_443-2: ssh, https' -Description 'ssh,https: ps-server -> esx-legacy. Discover a VMware ESX 2.5/3.0 host over SSH. Reach the VMware Infrastructure 3 web services on the VMware host for discovery and conversion.' -Group 'portolan-p2v-legacy' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '22', '443' -RemoteAddress '192.168.70.2'
 
-# out-tcp-135_445-3: tcp 135,445 (msrpc,smb: ps-server -> fileserver-old,fileserver-new)
-#   platespin: ps-server -> fileserver-old: Use WMI (DCOM/RPC) to discover a Windows source, and later to take control of it and reboot it. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> fileserver-new: Use WMI (DCOM/RPC) to discover a Windows target. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> fileserver-old: Use WMI (DCOM/RPC over SMB) to discover a Windows source, and later to take control of it and reboot it. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> fileserver-new: Use WMI (DCOM/RPC) to discover a Windows target. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-135_445-3' -DisplayName 'portolan out-tcp-135_445-3: msrpc, smb' -Description 'msrpc,smb: ps-server -> fileserver-old,fileserver-new. Use WMI (DCOM/RPC) to discover a Windows source, and later to take control of it and reboot it. Use WMI (DCOM/RPC) to discover a Windows target. Use WMI (DCOM/RPC over SMB) to discover a Windows source, and later to take control of it and reboot it. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '135', '445' -RemoteAddress '192.168.60.21', '192.168.70.21'
+# out-tcp-135_445-3: tcp 135,445 (msrpc, smb): 4 flows, 1 host -> 2 hosts
+#   platespin catalog rows server-to-source-wmi-msrpc, server-to-target-wmi-msrpc, server-to-source-wmi-smb, server-to-source-take-control-smb, server-to-target-wmi-smb [003_a7e0e83404719d03.txt]
+New-NetFirewallRule -Name 'portolan-p2v-legacy-out-tcp-135_445-3' -DisplayName 'portolan-p2v-legacy out-tcp-135_445-3: msrpc, smb' -Description 'msrpc,smb: ps-server -> fileserver-old,fileserver-new. Use WMI (DCOM/RPC) to discover a Windows source, and later to take control of it and reboot it. Use WMI (DCOM/RPC) to discover a Windows target. Use WMI (DCOM/RPC over SMB) to discover a Windows source, and later to take control of it and reboot it. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB.' -Group 'portolan-p2v-legacy' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '135', '445' -RemoteAddress '192.168.60.21', '192.168.70.21'
 
-# out-tcp-139-4: tcp 139 (netbios-ssn: ps-server -> fileserver-old)
-#   platespin: ps-server -> fileserver-old: Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB on NetBIOS. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-139-4' -DisplayName 'portolan out-tcp-139-4: netbios-ssn' -Description 'netbios-ssn: ps-server -> fileserver-old. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB on NetBIOS.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '139' -RemoteAddress '192.168.60.21'
+# out-tcp-139-4: tcp 139 (netbios-ssn): 1 flow, 1 host -> 1 host
+#   platespin catalog row server-to-source-take-control-netbios-ssn [003_a7e0e83404719d03.txt]
+New-NetFirewallRule -Name 'portolan-p2v-legacy-out-tcp-139-4' -DisplayName 'portolan-p2v-legacy out-tcp-139-4: netbios-ssn' -Description 'netbios-ssn: ps-server -> fileserver-old. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB on NetBIOS.' -Group 'portolan-p2v-legacy' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '139' -RemoteAddress '192.168.60.21'
 
-# out-udp-137to138-5: udp 137-138 (netbios-ns,netbios-dgm: ps-server -> fileserver-old)
-#   platespin: ps-server -> fileserver-old: Resolve NetBIOS names for the SMB copy of the Take Control folder to the source. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> fileserver-old: NetBIOS datagram service used with the SMB copy of the Take Control folder to the source. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-out-udp-137to138-5' -DisplayName 'portolan out-udp-137to138-5: netbios-ns, netbios-dgm' -Description 'netbios-ns,netbios-dgm: ps-server -> fileserver-old. Resolve NetBIOS names for the SMB copy of the Take Control folder to the source. NetBIOS datagram service used with the SMB copy of the Take Control folder to the source.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol UDP -RemotePort '137-138' -RemoteAddress '192.168.60.21'
+# out-udp-137to138-5: udp 137-138 (netbios-ns, netbios-dgm): 2 flows, 1 host -> 1 host
+#   platespin catalog rows server-to-source-take-control-netbios-ns, server-to-source-take-control-netbios-dgm [003_a7e0e83404719d03.txt]
+New-NetFirewallRule -Name 'portolan-p2v-legacy-out-udp-137to138-5' -DisplayName 'portolan-p2v-legacy out-udp-137to138-5: netbios-ns, netbios-dgm' -Description 'netbios-ns,netbios-dgm: ps-server -> fileserver-old. Resolve NetBIOS names for the SMB copy of the Take Control folder to the source. NetBIOS datagram service used with the SMB copy of the Take Control folder to the source.' -Group 'portolan-p2v-legacy' -Direction Outbound -Action Allow -Protocol UDP -RemotePort '137-138' -RemoteAddress '192.168.60.21'

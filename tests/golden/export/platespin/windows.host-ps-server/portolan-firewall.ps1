@@ -3,8 +3,11 @@
 # inventory sha256: 6e322462bfa906c6c6d8ba4badfe583a5c5400e6e0311707ad00ba910f7b8f8d
 # scope: host ps-server (10.50.0.10)
 #
-# Windows Defender Firewall rules for this host, all in the group 'portolan'. Run in an elevated
-# PowerShell; re-running first removes every rule in the group 'portolan', then adds them again.
+# Windows Defender Firewall rules for this host, all in the group 'portolan-migrate-2019' (one group per site:
+# portolan- and the site name, so another site's script on this host keeps its own rules). Run in an
+# elevated PowerShell; re-running first removes every rule in this group, then adds them again.
+# Each rule says its flows, hosts and catalog rows; the flows one by one (hosts, purposes, sources)
+# are in the change request: portolan export --to csv|markdown|html.
 # Outbound rules matter only where outbound connections are blocked by default
 # (Set-NetFirewallProfile -DefaultOutboundAction Block).
 #Requires -RunAsAdministrator
@@ -22,32 +25,24 @@ $portolanMissing = @()
 if (@($PortolanAddr_out_tcp_443_3).Count -eq 0) { $portolanMissing += 'PortolanAddr_out_tcp_443_3' }
 if ($portolanMissing.Count -gt 0) { throw ('portolan: fill in these address variables first: ' + ($portolanMissing -join ', ')) }
 
-Get-NetFirewallRule -Group 'portolan' -ErrorAction SilentlyContinue | Remove-NetFirewallRule
+Get-NetFirewallRule -Group 'portolan-migrate-2019' -ErrorAction SilentlyContinue | Remove-NetFirewallRule
 
-# in-tcp-80_443-1: tcp 80,443 (http,https: win-src,lnx-src,targets -> ps-server)
-#   platespin: win-src -> ps-server: HTTP communication between the source workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
-#   platespin: lnx-src -> ps-server: HTTP communication between the source workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
-#   platespin: targets -> ps-server: HTTP communication between the target workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
-#   platespin: win-src -> ps-server: HTTPS communication between the source workload and the PlateSpin Server during conversion (version 11.x and later). [003_a7e0e83404719d03.txt]
-#   platespin: lnx-src -> ps-server: HTTPS communication between the source workload and the PlateSpin Server during conversion (version 11.x and later). [003_a7e0e83404719d03.txt]
-#   platespin: targets -> ps-server: HTTPS communication between the target workload and the PlateSpin Server during conversion (version 11.x and later). [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-in-tcp-80_443-1' -DisplayName 'portolan in-tcp-80_443-1: http, https' -Description 'http,https: win-src,lnx-src,targets -> ps-server. HTTP communication between the source workload and the PlateSpin Server during conversion. HTTP communication between the target workload and the PlateSpin Server during conversion. HTTPS communication between the source workload and the PlateSpin Server during conversion (version 11.x and later). HTTPS communication between the target workload and the PlateSpin Server during conversion (version 11.x and later).' -Group 'portolan' -Direction Inbound -Action Allow -Protocol TCP -LocalPort '80', '443' -RemoteAddress '10.60.0.21', '10.60.0.22', '10.70.0.0/24'
+# in-tcp-80_443-1: tcp 80,443 (http, https): 6 flows, 3 hosts -> 1 host
+#   platespin catalog rows source-to-server-http, target-to-server-http, source-to-server-https, target-to-server-https [003_a7e0e83404719d03.txt]
+New-NetFirewallRule -Name 'portolan-migrate-2019-in-tcp-80_443-1' -DisplayName 'portolan-migrate-2019 in-tcp-80_443-1: http, https' -Description 'http,https: win-src,lnx-src,targets -> ps-server. HTTP communication between the source workload and the PlateSpin Server during conversion. HTTP communication between the target workload and the PlateSpin Server during conversion. HTTPS communication between the source workload and the PlateSpin Server during conversion (version 11.x and later). HTTPS communication between the target workload and the PlateSpin Server during conversion (version 11.x and later).' -Group 'portolan-migrate-2019' -Direction Inbound -Action Allow -Protocol TCP -LocalPort '80', '443' -RemoteAddress '10.60.0.21', '10.60.0.22', '10.70.0.0/24'
 
-# out-tcp-22-2: tcp 22 (ssh: ps-server -> lnx-src)
-#   platespin: ps-server -> lnx-src: Discover Linux servers, Citrix XenServers and VMware ESX 2.5/3.0 servers over SSH. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-22-2' -DisplayName 'portolan out-tcp-22-2: ssh' -Description 'ssh: ps-server -> lnx-src. Discover Linux servers, Citrix XenServers and VMware ESX 2.5/3.0 servers over SSH.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '22' -RemoteAddress '10.60.0.22'
+# out-tcp-22-2: tcp 22 (ssh): 1 flow, 1 host -> 1 host
+#   platespin catalog row server-to-source-ssh-discovery [003_a7e0e83404719d03.txt]
+New-NetFirewallRule -Name 'portolan-migrate-2019-out-tcp-22-2' -DisplayName 'portolan-migrate-2019 out-tcp-22-2: ssh' -Description 'ssh: ps-server -> lnx-src. Discover Linux servers, Citrix XenServers and VMware ESX 2.5/3.0 servers over SSH.' -Group 'portolan-migrate-2019' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '22' -RemoteAddress '10.60.0.22'
 
-# out-tcp-443-3: tcp 443 (https: ps-server -> esxi-01)
-#   platespin: ps-server -> esxi-01: Reach the VMware Infrastructure 3 web services on the VMware host for discovery and conversion. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-443-3' -DisplayName 'portolan out-tcp-443-3: https' -Description 'https: ps-server -> esxi-01. Reach the VMware Infrastructure 3 web services on the VMware host for discovery and conversion.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '443' -RemoteAddress $PortolanAddr_out_tcp_443_3
+# out-tcp-443-3: tcp 443 (https): 1 flow, 1 host -> 1 host
+#   platespin catalog row server-to-vmware-host-vi3-https [003_a7e0e83404719d03.txt]
+New-NetFirewallRule -Name 'portolan-migrate-2019-out-tcp-443-3' -DisplayName 'portolan-migrate-2019 out-tcp-443-3: https' -Description 'https: ps-server -> esxi-01. Reach the VMware Infrastructure 3 web services on the VMware host for discovery and conversion.' -Group 'portolan-migrate-2019' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '443' -RemoteAddress $PortolanAddr_out_tcp_443_3
 
-# out-tcp-135_139_445-4: tcp 135,139,445 (msrpc,netbios-ssn,smb: ps-server -> win-src)
-#   platespin: ps-server -> win-src: Use WMI (DCOM/RPC) to discover a Windows source, and later to take control of it and reboot it. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> win-src: Use WMI (DCOM/RPC over SMB) to discover a Windows source, and later to take control of it and reboot it. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> win-src: Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB on NetBIOS. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-135_139_445-4' -DisplayName 'portolan out-tcp-135_139_445-4: msrpc, netbios-ssn, smb' -Description 'msrpc,netbios-ssn,smb: ps-server -> win-src. Use WMI (DCOM/RPC) to discover a Windows source, and later to take control of it and reboot it. Use WMI (DCOM/RPC over SMB) to discover a Windows source, and later to take control of it and reboot it. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB on NetBIOS.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '135', '139', '445' -RemoteAddress '10.60.0.21'
+# out-tcp-135_139_445-4: tcp 135,139,445 (msrpc, netbios-ssn, smb): 3 flows, 1 host -> 1 host
+#   platespin catalog rows server-to-source-wmi-msrpc, server-to-source-wmi-smb, server-to-source-take-control-smb, server-to-source-take-control-netbios-ssn [003_a7e0e83404719d03.txt]
+New-NetFirewallRule -Name 'portolan-migrate-2019-out-tcp-135_139_445-4' -DisplayName 'portolan-migrate-2019 out-tcp-135_139_445-4: msrpc, netbios-ssn, smb' -Description 'msrpc,netbios-ssn,smb: ps-server -> win-src. Use WMI (DCOM/RPC) to discover a Windows source, and later to take control of it and reboot it. Use WMI (DCOM/RPC over SMB) to discover a Windows source, and later to take control of it and reboot it. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB on NetBIOS.' -Group 'portolan-migrate-2019' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '135', '139', '445' -RemoteAddress '10.60.0.21'
 
-# out-udp-137to138-5: udp 137-138 (netbios-ns,netbios-dgm: ps-server -> win-src)
-#   platespin: ps-server -> win-src: Resolve NetBIOS names for the SMB copy of the Take Control folder to the source. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> win-src: NetBIOS datagram service used with the SMB copy of the Take Control folder to the source. [003_a7e0e83404719d03.txt]
-New-NetFirewallRule -Name 'portolan-out-udp-137to138-5' -DisplayName 'portolan out-udp-137to138-5: netbios-ns, netbios-dgm' -Description 'netbios-ns,netbios-dgm: ps-server -> win-src. Resolve NetBIOS names for the SMB copy of the Take Control folder to the source. NetBIOS datagram service used with the SMB copy of the Take Control folder to the source.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol UDP -RemotePort '137-138' -RemoteAddress '10.60.0.21'
+# out-udp-137to138-5: udp 137-138 (netbios-ns, netbios-dgm): 2 flows, 1 host -> 1 host
+#   platespin catalog rows server-to-source-take-control-netbios-ns, server-to-source-take-control-netbios-dgm [003_a7e0e83404719d03.txt]
+New-NetFirewallRule -Name 'portolan-migrate-2019-out-udp-137to138-5' -DisplayName 'portolan-migrate-2019 out-udp-137to138-5: netbios-ns, netbios-dgm' -Description 'netbios-ns,netbios-dgm: ps-server -> win-src. Resolve NetBIOS names for the SMB copy of the Take Control folder to the source. NetBIOS datagram service used with the SMB copy of the Take Control folder to the source.' -Group 'portolan-migrate-2019' -Direction Outbound -Action Allow -Protocol UDP -RemotePort '137-138' -RemoteAddress '10.60.0.21'

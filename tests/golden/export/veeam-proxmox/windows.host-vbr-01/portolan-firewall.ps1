@@ -3,8 +3,11 @@
 # inventory sha256: 7a7f875321defb58fe92ef28664bb82f37b65b9bc85a422088409cce727f54fe
 # scope: host vbr-01 (10.30.0.10)
 #
-# Windows Defender Firewall rules for this host, all in the group 'portolan'. Run in an elevated
-# PowerShell; re-running first removes every rule in the group 'portolan', then adds them again.
+# Windows Defender Firewall rules for this host, all in the group 'portolan-pve-prod' (one group per site:
+# portolan- and the site name, so another site's script on this host keeps its own rules). Run in an
+# elevated PowerShell; re-running first removes every rule in this group, then adds them again.
+# Each rule says its flows, hosts and catalog rows; the flows one by one (hosts, purposes, sources)
+# are in the change request: portolan export --to csv|markdown|html.
 # Outbound rules matter only where outbound connections are blocked by default
 # (Set-NetFirewallProfile -DefaultOutboundAction Block).
 # Local flows (they stay on this host, so no rule is needed or rendered):
@@ -12,42 +15,32 @@
 #Requires -RunAsAdministrator
 $ErrorActionPreference = 'Stop'
 
-Get-NetFirewallRule -Group 'portolan' -ErrorAction SilentlyContinue | Remove-NetFirewallRule
+Get-NetFirewallRule -Group 'portolan-pve-prod' -ErrorAction SilentlyContinue | Remove-NetFirewallRule
 
-# in-tcp-10006-1: tcp 10006 (veeam-worker: pve-worker-01 -> vbr-01)
-#   veeam-proxmox: pve-worker-01 -> vbr-01: The worker communicates with the backup server. [004_55e916f704efc5f3.txt]
-New-NetFirewallRule -Name 'portolan-in-tcp-10006-1' -DisplayName 'portolan in-tcp-10006-1: veeam-worker' -Description 'veeam-worker: pve-worker-01 -> vbr-01. The worker communicates with the backup server.' -Group 'portolan' -Direction Inbound -Action Allow -Protocol TCP -LocalPort '10006' -RemoteAddress '10.30.1.50'
+# in-tcp-10006-1: tcp 10006 (veeam-worker): 1 flow, 1 host -> 1 host
+#   veeam-proxmox catalog row worker-to-backup-server [004_55e916f704efc5f3.txt]
+New-NetFirewallRule -Name 'portolan-pve-prod-in-tcp-10006-1' -DisplayName 'portolan-pve-prod in-tcp-10006-1: veeam-worker' -Description 'veeam-worker: pve-worker-01 -> vbr-01. The worker communicates with the backup server.' -Group 'portolan-pve-prod' -Direction Inbound -Action Allow -Protocol TCP -LocalPort '10006' -RemoteAddress '10.30.1.50'
 
-# in-tcp-2500to3300-2: tcp 2500-3300 (veeam-transport: ora-01,pg-01 -> vbr-01)
-#   veeam-proxmox: ora-01 -> vbr-01: Data channels from an Oracle guest to the backup server. [004_55e916f704efc5f3.txt]
-#   veeam-proxmox: pg-01 -> vbr-01: Data channels from a PostgreSQL guest back to the backup server. [004_55e916f704efc5f3.txt]
-New-NetFirewallRule -Name 'portolan-in-tcp-2500to3300-2' -DisplayName 'portolan in-tcp-2500to3300-2: veeam-transport' -Description 'veeam-transport: ora-01,pg-01 -> vbr-01. Data channels from an Oracle guest to the backup server. Data channels from a PostgreSQL guest back to the backup server.' -Group 'portolan' -Direction Inbound -Action Allow -Protocol TCP -LocalPort '2500-3300' -RemoteAddress '10.40.0.6/31'
+# in-tcp-2500to3300-2: tcp 2500-3300 (veeam-transport): 2 flows, 2 hosts -> 1 host
+#   veeam-proxmox catalog rows oracle-guest-to-backup-server-transport, postgresql-guest-to-backup-server-transport [004_55e916f704efc5f3.txt]
+New-NetFirewallRule -Name 'portolan-pve-prod-in-tcp-2500to3300-2' -DisplayName 'portolan-pve-prod in-tcp-2500to3300-2: veeam-transport' -Description 'veeam-transport: ora-01,pg-01 -> vbr-01. Data channels from an Oracle guest to the backup server. Data channels from a PostgreSQL guest back to the backup server.' -Group 'portolan-pve-prod' -Direction Inbound -Action Allow -Protocol TCP -LocalPort '2500-3300' -RemoteAddress '10.40.0.6/31'
 
-# out-tcp-443_19000-3: tcp 443,19000 (https,veeam-worker-control: vbr-01 -> pve-worker-01)
-#   veeam-proxmox: vbr-01 -> pve-worker-01: The backup server communicates with workers. [004_55e916f704efc5f3.txt]
-#   veeam-proxmox: vbr-01 -> pve-worker-01: The backup server's Platform Service talks to the Veeam Updater service on the worker. [004_55e916f704efc5f3.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-443_19000-3' -DisplayName 'portolan out-tcp-443_19000-3: https, veeam-worker-control' -Description 'https,veeam-worker-control: vbr-01 -> pve-worker-01. The backup server communicates with workers. The backup server''s Platform Service talks to the Veeam Updater service on the worker.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '443', '19000' -RemoteAddress '10.30.1.50'
+# out-tcp-443_19000-3: tcp 443,19000 (https, veeam-worker-control): 2 flows, 1 host -> 1 host
+#   veeam-proxmox catalog rows backup-server-to-worker-control, backup-server-to-worker-updater [004_55e916f704efc5f3.txt]
+New-NetFirewallRule -Name 'portolan-pve-prod-out-tcp-443_19000-3' -DisplayName 'portolan-pve-prod out-tcp-443_19000-3: https, veeam-worker-control' -Description 'https,veeam-worker-control: vbr-01 -> pve-worker-01. The backup server communicates with workers. The backup server''s Platform Service talks to the Veeam Updater service on the worker.' -Group 'portolan-pve-prod' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '443', '19000' -RemoteAddress '10.30.1.50'
 
-# out-tcp-8006-4: tcp 8006 (https: vbr-01 -> pve-01,pve-02)
-#   veeam-proxmox: vbr-01 -> pve-01: The backup server talks to the REST API service on the Proxmox VE server. [004_55e916f704efc5f3.txt]
-#   veeam-proxmox: vbr-01 -> pve-02: The backup server talks to the REST API service on the Proxmox VE server. [004_55e916f704efc5f3.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-8006-4' -DisplayName 'portolan out-tcp-8006-4: https' -Description 'https: vbr-01 -> pve-01,pve-02. The backup server talks to the REST API service on the Proxmox VE server.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '8006' -RemoteAddress '10.30.1.10/31'
+# out-tcp-8006-4: tcp 8006 (https): 2 flows, 1 host -> 2 hosts
+#   veeam-proxmox catalog row backup-server-to-proxmox-api [004_55e916f704efc5f3.txt]
+New-NetFirewallRule -Name 'portolan-pve-prod-out-tcp-8006-4' -DisplayName 'portolan-pve-prod out-tcp-8006-4: https' -Description 'https: vbr-01 -> pve-01,pve-02. The backup server talks to the REST API service on the Proxmox VE server.' -Group 'portolan-pve-prod' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '8006' -RemoteAddress '10.30.1.10/31'
 
-# out-tcp-22-5: tcp 22 (ssh: vbr-01 -> pve-01,pve-02,flr-01,ora-01,pg-01)
-#   veeam-proxmox: vbr-01 -> pve-01: The backup server communicates with the Proxmox VE server over SSH. [004_55e916f704efc5f3.txt]
-#   veeam-proxmox: vbr-01 -> pve-02: The backup server communicates with the Proxmox VE server over SSH. [004_55e916f704efc5f3.txt]
-#   veeam-proxmox: vbr-01 -> flr-01: The backup server connects to the FLR helper appliance during file-level restore. [004_55e916f704efc5f3.txt]
-#   veeam-proxmox: vbr-01 -> ora-01: SSH control channel from the backup server to the runtime components in a Linux guest. SSH control channel from the backup server to a Linux Oracle guest. [004_55e916f704efc5f3.txt]
-#   veeam-proxmox: vbr-01 -> pg-01: SSH control channel from the backup server to the runtime components in a Linux guest. SSH control channel from the backup server to a PostgreSQL guest. [004_55e916f704efc5f3.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-22-5' -DisplayName 'portolan out-tcp-22-5: ssh' -Description 'ssh: vbr-01 -> pve-01,pve-02,flr-01,ora-01,pg-01. The backup server communicates with the Proxmox VE server over SSH. The backup server connects to the FLR helper appliance during file-level restore. SSH control channel from the backup server to the runtime components in a Linux guest. SSH control channel from the backup server to a Linux Oracle guest. SSH control channel from the backup server to the runtime components in a Linux guest. SSH control channel from the backup server to a PostgreSQL guest.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '22' -RemoteAddress '10.30.1.10/31', '10.30.1.99', '10.40.0.6/31'
+# out-tcp-22-5: tcp 22 (ssh): 5 flows, 1 host -> 5 hosts
+#   veeam-proxmox catalog rows backup-server-to-proxmox-ssh, backup-server-to-flr-appliance-ssh, backup-server-to-linux-guest-ssh, backup-server-to-oracle-linux-guest-ssh, backup-server-to-postgresql-guest-ssh [004_55e916f704efc5f3.txt]
+New-NetFirewallRule -Name 'portolan-pve-prod-out-tcp-22-5' -DisplayName 'portolan-pve-prod out-tcp-22-5: ssh' -Description 'ssh: vbr-01 -> pve-01,pve-02,flr-01,ora-01,pg-01. The backup server communicates with the Proxmox VE server over SSH. The backup server connects to the FLR helper appliance during file-level restore. SSH control channel from the backup server to the runtime components in a Linux guest. SSH control channel from the backup server to a Linux Oracle guest. SSH control channel from the backup server to the runtime components in a Linux guest. SSH control channel from the backup server to a PostgreSQL guest.' -Group 'portolan-pve-prod' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '22' -RemoteAddress '10.30.1.10/31', '10.30.1.99', '10.40.0.6/31'
 
-# out-tcp-2500to3300-6: tcp 2500-3300 (veeam-transport: vbr-01 -> ora-01,pg-01)
-#   veeam-proxmox: vbr-01 -> ora-01: Log shipping transmission channels from the backup server to a Linux guest. Data channels from the backup server to a Linux Oracle guest. [004_55e916f704efc5f3.txt]
-#   veeam-proxmox: vbr-01 -> pg-01: Log shipping transmission channels from the backup server to a Linux guest. Data channels from the backup server to a PostgreSQL guest. [004_55e916f704efc5f3.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-2500to3300-6' -DisplayName 'portolan out-tcp-2500to3300-6: veeam-transport' -Description 'veeam-transport: vbr-01 -> ora-01,pg-01. Log shipping transmission channels from the backup server to a Linux guest. Data channels from the backup server to a Linux Oracle guest. Log shipping transmission channels from the backup server to a Linux guest. Data channels from the backup server to a PostgreSQL guest.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '2500-3300' -RemoteAddress '10.40.0.6/31'
+# out-tcp-2500to3300-6: tcp 2500-3300 (veeam-transport): 2 flows, 1 host -> 2 hosts
+#   veeam-proxmox catalog rows backup-server-to-linux-guest-log-transport, backup-server-to-oracle-linux-guest-transport, backup-server-to-postgresql-guest-transport [004_55e916f704efc5f3.txt]
+New-NetFirewallRule -Name 'portolan-pve-prod-out-tcp-2500to3300-6' -DisplayName 'portolan-pve-prod out-tcp-2500to3300-6: veeam-transport' -Description 'veeam-transport: vbr-01 -> ora-01,pg-01. Log shipping transmission channels from the backup server to a Linux guest. Data channels from the backup server to a Linux Oracle guest. Log shipping transmission channels from the backup server to a Linux guest. Data channels from the backup server to a PostgreSQL guest.' -Group 'portolan-pve-prod' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '2500-3300' -RemoteAddress '10.40.0.6/31'
 
-# out-tcp-445_6190_6290-7: tcp 445,6190,6290 (smb,veeam-guest-interaction,veeam-guest-control: vbr-01 -> gip-01)
-#   veeam-proxmox: vbr-01 -> gip-01: The backup server communicates with the guest interaction proxy. [004_55e916f704efc5f3.txt]
-#   veeam-proxmox: vbr-01 -> gip-01: Control channel from the backup server to the guest interaction proxy. [004_55e916f704efc5f3.txt]
-#   veeam-proxmox: vbr-01 -> gip-01: Transmission channel from the backup server to the guest interaction proxy. [004_55e916f704efc5f3.txt]
-New-NetFirewallRule -Name 'portolan-out-tcp-445_6190_6290-7' -DisplayName 'portolan out-tcp-445_6190_6290-7: smb, veeam-guest-interaction, veeam-guest-control' -Description 'smb,veeam-guest-interaction,veeam-guest-control: vbr-01 -> gip-01. The backup server communicates with the guest interaction proxy. Control channel from the backup server to the guest interaction proxy. Transmission channel from the backup server to the guest interaction proxy.' -Group 'portolan' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '445', '6190', '6290' -RemoteAddress '10.30.0.11'
+# out-tcp-445_6190_6290-7: tcp 445,6190,6290 (smb, veeam-guest-interaction, veeam-guest-control): 3 flows, 1 host -> 1 host
+#   veeam-proxmox catalog rows backup-server-to-guest-interaction-proxy, backup-server-to-guest-interaction-proxy-control, backup-server-to-guest-interaction-proxy-smb [004_55e916f704efc5f3.txt]
+New-NetFirewallRule -Name 'portolan-pve-prod-out-tcp-445_6190_6290-7' -DisplayName 'portolan-pve-prod out-tcp-445_6190_6290-7: smb, veeam-guest-interaction, veeam-guest-control' -Description 'smb,veeam-guest-interaction,veeam-guest-control: vbr-01 -> gip-01. The backup server communicates with the guest interaction proxy. Control channel from the backup server to the guest interaction proxy. Transmission channel from the backup server to the guest interaction proxy.' -Group 'portolan-pve-prod' -Direction Outbound -Action Allow -Protocol TCP -RemotePort '445', '6190', '6290' -RemoteAddress '10.30.0.11'
