@@ -68,16 +68,26 @@ export function setIsEmpty(s: AddressSet): boolean {
   return !s.v4.length && !s.v6.length && !s.names.length && !s.unspecified.length;
 }
 
+/** What an AddressSet being built already holds, so adding a peer is constant time, not a scan. */
+const members = new WeakMap<AddressSet, Set<string | null>>();
+
 function addEndpoint(set: AddressSet, e: Flow['from']): void {
-  if (!set.hosts.includes(e.host)) set.hosts.push(e.host);
+  const seen = members.get(set) ?? new Set<string | null>();
+  members.set(set, seen);
+  const once = (kind: string, value: string | null, list: (string | null)[]) => {
+    const key = value === null ? null : `${kind}:${value}`;
+    if (seen.has(key)) return;
+    seen.add(key);
+    list.push(value);
+  };
+  once('host', e.host, set.hosts);
   if (e.address === null) {
-    const d = e.description ?? 'unspecified peer';
-    if (!set.unspecified.includes(d)) set.unspecified.push(d);
+    once('unspecified', e.description ?? 'unspecified peer', set.unspecified);
     return;
   }
   if (/^[\d.]+(\/\d+)?$/.test(e.address)) set.v4.push(e.address);
   else if (e.address.includes(':')) set.v6.push(e.address);
-  else if (!set.names.includes(e.address)) set.names.push(e.address);
+  else once('name', e.address, set.names);
 }
 
 function finish(set: AddressSet): AddressSet {
@@ -150,7 +160,9 @@ export function buildExportModel(whole: Plan, inv: Inventory, opts: ModelOptions
       const groups = new Map<string, Flow[]>();
       for (const f of mine) {
         const key = `${f.protocol}|${formatPorts(f.ports)}|${f.icmpType ?? ''}`;
-        groups.set(key, [...(groups.get(key) ?? []), f]);
+        const group = groups.get(key);
+        if (group) group.push(f);
+        else groups.set(key, [f]);
       }
       for (const flows of groups.values()) {
         const peer = emptySet();
@@ -184,7 +196,9 @@ export function forwardRules(flows: readonly Flow[]): ExportRule[] {
   const byDst = new Map<string, Flow[]>();
   for (const f of network) {
     const key = `${f.protocol}|${formatPorts(f.ports)}|${f.icmpType ?? ''}|${f.to.host ?? `any:${f.to.description}`}`;
-    byDst.set(key, [...(byDst.get(key) ?? []), f]);
+    const group = byDst.get(key);
+    if (group) group.push(f);
+    else byDst.set(key, [f]);
   }
   const bySrc = new Map<string, Flow[]>();
   for (const flows of byDst.values()) {
@@ -193,7 +207,9 @@ export function forwardRules(flows: readonly Flow[]): ExportRule[] {
       .sort()
       .join(',');
     const key = `${f0.protocol}|${formatPorts(f0.ports)}|${f0.icmpType ?? ''}|${srcHosts}`;
-    bySrc.set(key, [...(bySrc.get(key) ?? []), ...flows]);
+    const group = bySrc.get(key);
+    if (group) for (const f of flows) group.push(f);
+    else bySrc.set(key, [...flows]);
   }
   const rules = [...bySrc.values()].map((flows) => {
     const src = emptySet();
@@ -227,7 +243,8 @@ function mergeSameEndpoints(rules: ExportRule[]): ExportRule[] {
     }
     seen.ports = mergePortRanges([...seen.ports, ...r.ports]);
     for (const svc of r.services) if (!seen.services.includes(svc)) seen.services.push(svc);
-    seen.flows.push(...r.flows);
+    // One push per flow: push(...flows) passes every flow as an argument and overflows the stack.
+    for (const f of r.flows) seen.flows.push(f);
   }
   return [...merged.values()];
 }
