@@ -127,7 +127,7 @@ describe('scale', () => {
   test('a multi-file export without -o DIR is refused before the inventory is read', () => {
     // The inventory does not exist: only a check made before reading it can answer about -o.
     for (const [format, what] of [
-      ['aws', 'aws.tf.json and aws.cfn.json'],
+      ['aws', 'aws.tf.json, aws.cfn.json'],
       ['ufw', 'an application profile and a script'],
       ['firewalld', 'a script and one services/NAME.xml per application'],
     ] as const)
@@ -145,7 +145,7 @@ describe('scale', () => {
     assert.equal(r.code, 2);
     assert.equal(
       r.stderr,
-      'portolan: --to aws writes several files (aws.tf.json and aws.cfn.json); give -o DIR\n',
+      'portolan: --to aws writes several files (aws.tf.json, aws.cfn.json); give -o DIR\n',
     );
   });
 

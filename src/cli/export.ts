@@ -28,7 +28,7 @@ import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
  * IPv6 rules, so it is known only after planning.)
  */
 const SEVERAL_FILES: Partial<Record<(typeof FORMAT_NAMES)[number], string>> = {
-  aws: 'aws.tf.json and aws.cfn.json',
+  aws: 'aws.tf.json, aws.cfn.json',
   firewalld: 'a script and one services/NAME.xml per application',
   ufw: 'an application profile and a script',
 };
