@@ -104,12 +104,15 @@ describe('generated bad inventories', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  test('a 50 MB file is refused before it is read', () => {
+  test('a 70 MiB file (over the 64 MiB default) is refused before it is read', () => {
     const file = join(dir, 'big.yaml');
     const head = Buffer.from('site: big\nhosts:\n');
-    writeFileSync(file, Buffer.concat([head, Buffer.alloc(50 * 1024 * 1024 - head.length, '#')]));
+    writeFileSync(file, Buffer.concat([head, Buffer.alloc(70 * 1024 * 1024 - head.length, '#')]));
     const line = assertOneLineError(runCli(['validate', file]), 'big.yaml');
-    assert.match(line, /^portolan: \S+\/big\.yaml: the inventory is 52428800 bytes; the limit is \d+ bytes/);
+    assert.match(
+      line,
+      /^portolan: \S+\/big\.yaml: the inventory is 73400320 bytes; the limit is 67108864 bytes \(64 MiB\); raise it with --max-inventory-size/,
+    );
   });
 
   test('a Latin-1 file is refused at its first non-UTF-8 byte', () => {

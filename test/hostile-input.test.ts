@@ -115,7 +115,7 @@ describe('hostile input files', () => {
     const line = oneLine(runCli(['validate', '/dev/zero']), '/dev/zero');
     assert.equal(
       line,
-      'portolan: /dev/zero: the inventory is more than 4194304 bytes; the limit is 4194304 bytes (4 MiB)',
+      'portolan: /dev/zero: the inventory is more than 67108864 bytes; the limit is 67108864 bytes (64 MiB); raise it with --max-inventory-size SIZE or PORTOLAN_MAX_INVENTORY_SIZE=SIZE (e.g. 128MiB)',
     );
   });
 

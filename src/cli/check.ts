@@ -14,7 +14,7 @@ import { writeFileAtomic } from '../util/atomic.js';
 import { colorEnabled } from '../util/color.js';
 import { sanitizeDeep } from '../util/terminal.js';
 import { COMMON_HELP, exactlyOne, oneOf, parse, parsePorts, positiveInt } from './args.js';
-import { siteFrom } from './site.js';
+import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
 
 /** The options check and probe share: output, timing and load. */
 export const outputOptions = {
@@ -68,6 +68,8 @@ This host is found from its interface addresses, or named with --from or --as.
   --secret S         the secret of portolan listen on the targets (or env PORTOLAN_SECRET):
                      responders that answer it are reported "ok (responder)"
 ${OUTPUT_HELP}
+
+${INVENTORY_HELP}
 
 Exit status: 0 when no flow failed, 1 when some flow failed, 2 on bad input, 130 on Ctrl-C.
 
@@ -239,6 +241,7 @@ export async function run(argv: string[]): Promise<number> {
       to: { type: 'string' },
       port: { type: 'string' },
       ...outputOptions,
+      ...INVENTORY_OPTIONS,
     },
     USAGE,
   );

@@ -20,7 +20,18 @@ import { buildPlan } from '../plan/plan.js';
 import { safeLine } from '../util/terminal.js';
 import { version } from '../util/version.js';
 import { COMMON_HELP, didYouMean, exactlyOne, oneOf, parse } from './args.js';
-import { siteFrom } from './site.js';
+import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
+
+/**
+ * The formats that always write several files, and what: without -o DIR they are refused before the
+ * inventory is read. (iptables writes ip6tables.rules beside iptables.rules only when the plan has
+ * IPv6 rules, so it is known only after planning.)
+ */
+const SEVERAL_FILES: Partial<Record<(typeof FORMAT_NAMES)[number], string>> = {
+  aws: 'aws.tf.json, aws.cfn.json',
+  firewalld: 'a script and one services/NAME.xml per application',
+  ufw: 'an application profile and a script',
+};
 
 export const USAGE = `Usage: portolan export SITE.yaml --to FORMAT [--host NAME | --network] [--advisories] [-o FILE|DIR]
 
@@ -30,7 +41,9 @@ Firewall configs, change-request tables and diagrams from the plan of a site.
   --host NAME        only the rules of this host (host firewalls: the host's own ruleset)
   --network          the network firewall's view: every flow that crosses it (the default)
   --advisories       also plan the cited advisories beyond the documents
-  -o, --output PATH  write FILE, or DIR/ for formats that write several files (default: stdout)
+  -o, --output PATH  write FILE, or DIR/ for formats that write several files (default: stdout;
+                     aws, firewalld and ufw need -o DIR, and are refused without it before planning)
+${INVENTORY_HELP}
 
 The plan's warnings are printed on stderr.
 
@@ -45,6 +58,7 @@ export async function run(argv: string[]): Promise<number> {
       network: { type: 'boolean' },
       advisories: { type: 'boolean' },
       output: { type: 'string', short: 'o' },
+      ...INVENTORY_OPTIONS,
     },
     USAGE,
   );
@@ -57,6 +71,9 @@ export async function run(argv: string[]): Promise<number> {
   const format = oneOf(values.to, FORMAT_NAMES, '--to') as (typeof FORMAT_NAMES)[number];
   if (values.host !== undefined && values.network)
     throw new UsageError('give either --host NAME or --network, not both');
+  const several = SEVERAL_FILES[format];
+  if (several !== undefined && values.output === undefined)
+    throw new UsageError(`--to ${format} writes several files (${several}); give -o DIR`);
   const { inventory, catalogs } = siteFrom(file, values);
   if (values.host !== undefined && !inventory.hosts.some((h) => h.name === values.host))
     throw new InputError(
@@ -66,7 +83,11 @@ export async function run(argv: string[]): Promise<number> {
       )} (expected one of: ${inventory.hosts.map((h) => h.name).join(', ')})`,
       { file },
     );
-  const plan = buildPlan(inventory, catalogs, values.advisories ? { advisories: true } : {});
+  // A one-host export plans only the pairs that host is part of.
+  const plan = buildPlan(inventory, catalogs, {
+    ...(values.advisories ? { advisories: true } : {}),
+    ...(values.host !== undefined ? { host: values.host } : {}),
+  });
   const generator = await loadGenerator(format);
   const model = buildExportModel(plan, inventory, {
     ...(values.host !== undefined ? { host: values.host } : {}),

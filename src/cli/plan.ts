@@ -1,9 +1,17 @@
-import { PLAN_FORMATS, planCsv, planJson, planMarkdown, planTable, summary } from '../plan/format.js';
+import {
+  PLAN_FORMATS,
+  planCsvChunks,
+  planJsonChunks,
+  planMarkdown,
+  planTable,
+  summary,
+} from '../plan/format.js';
 import { buildPlan } from '../plan/plan.js';
 import { colorEnabled } from '../util/color.js';
+import { writeChunks } from '../util/stream.js';
 import { safeLine } from '../util/terminal.js';
 import { COMMON_HELP, exactlyOne, oneOf, parse } from './args.js';
-import { siteFrom } from './site.js';
+import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
 
 export const USAGE = `Usage: portolan plan SITE.yaml [--format table|json|csv|markdown] [--lang en|ja] [--advisories]
 
@@ -13,15 +21,23 @@ document row it comes from. Flows with the same ends, protocol and service are o
   -f, --format F     table (default on a terminal), json (default in a pipe), csv or markdown
   --lang L           en (default) or ja: purposes and notes in Japanese where the catalog has them
   --advisories       also plan the cited advisories beyond the documents (see catalog PRODUCT)
+${INVENTORY_HELP}
 
 The summary (hosts, flows, rules, warnings) and the warnings go to stderr with json, csv and markdown.
+json and csv are written flow by flow as they are made, so a plan of any size that fits in memory
+is written; one that does not is refused with how many flows it reached (exit 2).
 
 ${COMMON_HELP}`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
     argv,
-    { format: { type: 'string', short: 'f' }, lang: { type: 'string' }, advisories: { type: 'boolean' } },
+    {
+      format: { type: 'string', short: 'f' },
+      lang: { type: 'string' },
+      advisories: { type: 'boolean' },
+      ...INVENTORY_OPTIONS,
+    },
     USAGE,
   );
   if (values.help) {
@@ -36,10 +52,10 @@ export async function run(argv: string[]): Promise<number> {
   const hosts = inventory.hosts.length;
   switch (format) {
     case 'json':
-      process.stdout.write(planJson(plan));
+      await writeChunks(process.stdout, planJsonChunks(plan));
       break;
     case 'csv':
-      process.stdout.write(planCsv(plan));
+      await writeChunks(process.stdout, planCsvChunks(plan));
       break;
     case 'markdown':
       process.stdout.write(planMarkdown(plan, hosts));

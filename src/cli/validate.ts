@@ -6,7 +6,7 @@ import { buildPlan, hostsInsideCidrs } from '../plan/plan.js';
 import { safeLine } from '../util/terminal.js';
 import { loadYamlFile } from '../util/yaml.js';
 import { COMMON_HELP, exactlyOne, parse } from './args.js';
-import { siteFrom } from './site.js';
+import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
 
 /** Plan warnings that mean a host gets fewer flows (or none) because the inventory leaves a fact out. */
 const FACT_WARNINGS = new Set(['fact-missing', 'condition-unknown', 'fact-default', 'host-without-flows']);
@@ -16,6 +16,8 @@ export const USAGE = `Usage: portolan validate SITE.yaml
 Checks a site inventory (and the catalogs it names or --catalog adds) against the schema and the
 catalogs. Prints "ok" and exits 0, or prints every error as FILE:LINE:COL and exits 2. Warns on
 stderr where a host gets fewer flows, or none, because a fact it needs is left out.
+
+${INVENTORY_HELP}
 
 ${COMMON_HELP}`;
 
@@ -70,7 +72,7 @@ export function factSummaries(
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, {}, USAGE);
+  const { values, positionals } = parse(argv, INVENTORY_OPTIONS, USAGE);
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;

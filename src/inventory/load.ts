@@ -3,9 +3,9 @@ import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { type Catalogs, loadCatalogs } from '../catalog/load.js';
 import type { Catalog, FactSpec } from '../catalog/types.js';
 import { parseVersion, versionWithin } from '../catalog/version.js';
-import { InputError, InputErrors, shown } from '../errors.js';
+import { InputError, InputErrors, shown, UsageError } from '../errors.js';
 import { addressIdentity, parseAddress } from '../model/address.js';
-import { statProblem } from '../util/read.js';
+import { parseSize, sizeText, statProblem } from '../util/read.js';
 import { schemaFindings } from '../util/schema.js';
 import { type LoadedYaml, loadYamlFile, type PathPart } from '../util/yaml.js';
 import type { Host, Inventory, ProductUse, RoleRef } from './types.js';
@@ -32,13 +32,48 @@ export interface Site {
   catalogs: Catalogs;
 }
 
+/** The largest inventory file read by default: about 700,000 hosts of one line each. */
+export const DEFAULT_MAX_INVENTORY_BYTES = 64 * 1024 * 1024;
+/** The most --max-inventory-size may allow: the text must fit one JavaScript string (512 MiB) with room. */
+export const MAX_INVENTORY_BYTES_CEILING = 256 * 1024 * 1024;
+/** The environment variable that sets the inventory limit when --max-inventory-size is not given. */
+export const INVENTORY_LIMIT_ENV = 'PORTOLAN_MAX_INVENTORY_SIZE';
+const LIMIT_HINT = `raise it with --max-inventory-size SIZE or ${INVENTORY_LIMIT_ENV}=SIZE (e.g. 128MiB)`;
+
+/**
+ * The inventory size limit in bytes: `option` (the text of --max-inventory-size) when given, else
+ * the environment variable PORTOLAN_MAX_INVENTORY_SIZE, else DEFAULT_MAX_INVENTORY_BYTES (64 MiB).
+ * Sizes are `65536`, `64MiB`, `64M`, `1GiB` (parseSize). A size that is not one, is 0, or is over
+ * MAX_INVENTORY_BYTES_CEILING is a UsageError naming where it came from.
+ */
+export function inventoryLimit(option?: string, env: NodeJS.ProcessEnv = process.env): number {
+  const from = option !== undefined ? '--max-inventory-size' : INVENTORY_LIMIT_ENV;
+  const text = option ?? env[INVENTORY_LIMIT_ENV];
+  if (text === undefined || (option === undefined && text === '')) return DEFAULT_MAX_INVENTORY_BYTES;
+  const bytes = parseSize(text);
+  if (bytes === undefined || bytes < 1 || bytes > MAX_INVENTORY_BYTES_CEILING)
+    throw new UsageError(
+      `${from} ${JSON.stringify(text)} is not a size from 1 byte to ${sizeText(MAX_INVENTORY_BYTES_CEILING)} (expected bytes or a number with a unit, e.g. 64MiB, 500MB, 1048576)`,
+    );
+  return bytes;
+}
+
+export interface LoadOptions {
+  /** Largest inventory file read, in bytes; default inventoryLimit() (the environment, else 64 MiB). */
+  maxBytes?: number;
+}
+
 /**
  * Loads a site inventory and the catalogs it needs (built-in, `--catalog` paths, and the inventory's
  * own `catalogs:` list), then checks every product, role, feature, setting, fact and address against
- * them. Everything past this point works on trusted types.
+ * them. Everything past this point works on trusted types. The file is read up to `opts.maxBytes`
+ * (inventoryLimit); a longer one, /dev/zero or an endless pipe is an InputError naming the option.
  */
-export function loadSite(file: string, extraCatalogs: readonly string[] = []): Site {
-  const y = loadYamlFile(file, 'inventory');
+export function loadSite(file: string, extraCatalogs: readonly string[] = [], opts: LoadOptions = {}): Site {
+  const y = loadYamlFile(file, 'inventory', {
+    maxBytes: opts.maxBytes ?? inventoryLimit(),
+    limitHint: LIMIT_HINT,
+  });
   const { raw, schemaErrors } = schemaChecked(y);
   const named = new Set(extraCatalogs.map((p) => realOrResolved(p)));
   const home = realOrResolved(dirname(file));

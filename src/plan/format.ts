@@ -11,11 +11,44 @@ export { wrap };
 export type PlanFormat = 'table' | 'json' | 'csv' | 'markdown';
 export const PLAN_FORMATS: readonly PlanFormat[] = ['table', 'json', 'csv', 'markdown'];
 
-/** The plan contract (docs/contracts.md), plus stable extensions (id, tls, local, entries, icmpType). */
+/** Port pairs on one line each: [443, 443] reads better than four lines. */
+function pairsOnOneLine(text: string): string {
+  return text.replace(/\[\s+(\d+),\s+(\d+)\s+\]/g, '[$1, $2]');
+}
+
+/** `value` as JSON indented by 2, every line after the first shifted right by `indent` spaces. */
+function indented(value: unknown, indent: string): string {
+  return JSON.stringify(value, null, 2).replace(/\n/g, `\n${indent}`);
+}
+
+/**
+ * The plan contract (docs/contracts.md), plus stable extensions (id, tls, local, entries, icmpType),
+ * as pieces of text in order: the opening, then one piece per flow and per warning, then the close.
+ * Their concatenation is exactly planJson(plan); no piece holds more than one flow, so a plan whose
+ * JSON is larger than a JavaScript string can hold (512 MiB) is still written, piece by piece.
+ */
+export function* planJsonChunks(plan: Plan): Generator<string> {
+  yield `{\n  "site": ${JSON.stringify(plan.site)},\n`;
+  for (const [key, list, last] of [
+    ['flows', plan.flows, false],
+    ['warnings', plan.warnings, true],
+  ] as const) {
+    const end = last ? '\n' : ',\n';
+    if (list.length === 0) {
+      yield `  "${key}": []${end}`;
+      continue;
+    }
+    yield `  "${key}": [\n`;
+    for (const [i, item] of list.entries())
+      yield `    ${pairsOnOneLine(indented(item, '    '))}${i === list.length - 1 ? '\n' : ',\n'}`;
+    yield `  ]${end}`;
+  }
+  yield '}\n';
+}
+
+/** The whole plan JSON as one string (planJsonChunks joined); for plans that fit in memory. */
 export function planJson(plan: Plan): string {
-  const text = JSON.stringify({ site: plan.site, flows: plan.flows, warnings: plan.warnings }, null, 2);
-  // Port pairs on one line each: [443, 443] reads better than four lines.
-  return `${text.replace(/\[\s+(\d+),\s+(\d+)\s+\]/g, '[$1, $2]')}\n`;
+  return [...planJsonChunks(plan)].join('');
 }
 
 export function summary(plan: Plan, hostCount: number): string {
@@ -85,8 +118,15 @@ export function csvField(v: string): string {
   return /[",;\r\n]/.test(safe) || safe !== v ? `"${safe.replace(/"/g, '""')}"` : safe;
 }
 
+/** The plan as CSV (RFC 4180, CRLF line ends): the header line, then one line per flow, in order. */
+export function* planCsvChunks(plan: Plan): Generator<string> {
+  yield `${HEADER.map(csvField).join(',')}\r\n`;
+  for (const f of plan.flows) yield `${row(f).map(csvField).join(',')}\r\n`;
+}
+
+/** The whole plan CSV as one string (planCsvChunks joined); for plans that fit in memory. */
 export function planCsv(plan: Plan): string {
-  return `${[HEADER, ...plan.flows.map(row)].map((r) => r.map(csvField).join(',')).join('\r\n')}\r\n`;
+  return [...planCsvChunks(plan)].join('');
 }
 
 /**

@@ -1,3 +1,4 @@
+import { getHeapStatistics } from 'node:v8';
 import { parseCidr } from 'cidr-tools';
 import { type ConditionContext, evaluate } from '../catalog/conditions.js';
 import type { Catalogs } from '../catalog/load.js';
@@ -9,6 +10,7 @@ import {
   type PortSpec,
   type SourceRef,
 } from '../catalog/types.js';
+import { InputError } from '../errors.js';
 import type { Host, Inventory } from '../inventory/types.js';
 import type { Endpoint, Flow, FlowSource, Plan, Warning } from '../model/flow.js';
 import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
@@ -28,10 +30,38 @@ export interface PlanOptions {
    * are warnings that say what to add and why. Default: the inventory's `advisories` key.
    */
   advisories?: boolean;
+  /**
+   * Plan only the flows from or to this inventory host (a one-host export): the other hosts are
+   * still read for their roles and the catalogs' warnings, but no pair without this host is evaluated
+   * (so neither are that pair's warnings). The flows are those of the whole plan that touch the host,
+   * in the same order.
+   */
+  host?: string;
 }
 
 /** Shown with every advisory left out of a plan: how to plan it. */
 export const ADVISORY_HINT = 'plan it with --advisories or the inventory key "advisories: include"';
+
+/**
+ * The share of the JavaScript heap limit (node --max-old-space-size) the plan's flows may fill: past
+ * it planning stops with PlanTooLargeError rather than letting the process abort out of memory
+ * (exit 134), leaving room for the output and the rules built from the flows.
+ */
+export const PLAN_HEAP_SHARE = 0.6;
+/** How many flows are planned between two looks at the heap. */
+const HEAP_CHECK_EVERY = 4096;
+
+/** A plan that does not fit in memory: how many flows were planned before the heap ran short. */
+export class PlanTooLargeError extends InputError {
+  constructor(file: string, flows: number, usedBytes: number, limitBytes: number) {
+    const mib = (b: number) => `${Math.round(b / 2 ** 20)} MiB`;
+    super(
+      `the plan is too large for memory: ${flows} flows planned so far fill ${mib(usedBytes)} of the ${mib(limitBytes)} this process may use, and the site has more (plan one host with export --host NAME, split the site into several inventories, or give Node.js more memory with NODE_OPTIONS=--max-old-space-size=MIB)`,
+      { file },
+    );
+    this.name = 'PlanTooLargeError';
+  }
+}
 
 interface Candidate {
   host: Host | null;
@@ -39,16 +69,31 @@ interface Candidate {
   description?: string;
 }
 
-/** catalog x inventory -> flows. Every applicable entry, for every pair of hosts in its roles. */
+/**
+ * catalog x inventory -> flows. Every applicable entry, for every pair of hosts in its roles.
+ * Linear in hosts and flows: hosts are indexed by role once per product. Throws PlanTooLargeError
+ * when the flows fill PLAN_HEAP_SHARE of the heap.
+ */
 export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions = {}): Plan {
   const warnings: Warning[] = [];
   const warned = new Set<string>();
+  const focus = opts.host;
   const warn = (w: Warning) => {
     const key = `${w.code}|${w.message}`;
     if (!warned.has(key)) warnings.push(w);
     warned.add(key);
   };
   const raw: Flow[] = [];
+  const focusHost = focus === undefined ? undefined : inv.hosts.find((h) => h.name === focus);
+  const heapLimit = getHeapStatistics().heap_size_limit;
+  const push = (f: Flow) => {
+    raw.push(f);
+    if (raw.length % HEAP_CHECK_EVERY === 0) {
+      const used = getHeapStatistics().used_heap_size;
+      if (used > heapLimit * PLAN_HEAP_SHARE)
+        throw new PlanTooLargeError(inv.file, raw.length, used, heapLimit);
+    }
+  };
   const lang = opts.lang ?? 'en';
   const jaProducts = new Set(
     lang === 'ja' ? [...inv.products.keys()].filter((p) => hasJapaneseDocument(catalogs.get(p))) : [],
@@ -127,12 +172,23 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
       const advisory = entry.basis === 'advisory';
       const leftOut: string[] = [];
       const froms = candidates(entry.from, hostsIn);
+      // A one-host plan: the pairs from the host, and from anyone else to the host only.
+      const focusIn = (role: string) => {
+        const h = focusHost && roleSets.get(role)?.has(focusHost) ? focusHost : undefined;
+        return h ? [{ host: h, role }] : [];
+      };
       for (const from of froms) {
         const tos = isLocal(entry.to)
-          ? from.host && roleSets.get(entry.to.role)?.has(from.host)
+          ? from.host &&
+            (!focusHost || from.host === focusHost) &&
+            roleSets.get(entry.to.role)?.has(from.host)
             ? [{ host: from.host, role: entry.to.role }]
             : []
-          : candidates(entry.to, hostsIn);
+          : focusHost && from.host !== focusHost
+            ? isAny(entry.to)
+              ? []
+              : focusIn(peerRole(entry.to) as string)
+            : candidates(entry.to, hostsIn);
         for (const to of tos) {
           const ctx = context(
             cat,
@@ -189,7 +245,7 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
           }
           const ports = resolvePorts(entry, from, to, warn, productId, say);
           if (ports === undefined) continue;
-          raw.push(toFlow(productId, entry, from, to, ports, opts));
+          push(toFlow(productId, entry, from, to, ports, opts));
         }
       }
       if (leftOut.length) {
@@ -217,12 +273,13 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
       }
     }
   }
-  const flows = mergeFlows(raw);
+  const flows = mergeFlows(raw, true);
+  raw.length = 0;
   for (const w of hostsInsideCidrs(inv.hosts, siteJa ? 'ja' : 'en'))
     warn({ ...w, message: say(w.code, undefined, w.message, () => w.message) });
   const inFlows = new Set<string | null>();
   for (const f of flows) inFlows.add(f.from.host).add(f.to.host);
-  for (const h of inv.hosts)
+  for (const h of focusHost ? [focusHost] : inv.hosts)
     if (!inFlows.has(h.name))
       warn({
         code: 'host-without-flows',
@@ -239,6 +296,10 @@ type Say = (code: string, product: string | undefined, en: string, ja?: () => st
 
 function peerRole(p: PeerSpec): string | undefined {
   return typeof p === 'string' ? p : 'role' in p ? p.role : undefined;
+}
+
+function isAny(p: PeerSpec): boolean {
+  return typeof p === 'object' && 'any' in p;
 }
 
 function isLocal(p: PeerSpec): p is { role: string; local: true } {
@@ -404,12 +465,19 @@ function toFlow(
 /**
  * Flows that differ only in the catalog row (or in their ports) become one flow: ports merged,
  * sources, purposes and notes kept. The key is product, both ends, protocol and service.
+ * `own`: the flows are the caller's to change (freshly planned), so the first of each key is kept
+ * and merged into rather than copied, which halves the memory a large plan needs.
  */
-export function mergeFlows(raw: readonly Flow[]): Flow[] {
+export function mergeFlows(raw: readonly Flow[], own = false): Flow[] {
   const byKey = new Map<string, Flow>();
   for (const f of raw) {
     const key = flowKey(f);
     const seen = byKey.get(key);
+    if (!seen && own) {
+      f.id = key;
+      byKey.set(key, f);
+      continue;
+    }
     if (!seen) {
       byKey.set(key, {
         ...f,

@@ -73,24 +73,21 @@ export function setIsEmpty(s: AddressSet): boolean {
   return !s.v4.length && !s.v6.length && !s.names.length && !s.unspecified.length;
 }
 
-/** The hosts and addresses already in each set under construction: linear membership tests for big rules. */
-const seenIn = new WeakMap<AddressSet, Set<string | null>>();
+/** What an AddressSet being built already holds, so adding a peer is constant time, not a scan. */
+const members = new WeakMap<AddressSet, Set<string | null>>();
 
 function addEndpoint(set: AddressSet, e: Flow['from']): void {
-  let seen = seenIn.get(set);
-  if (!seen) {
-    seen = new Set();
-    for (const h of set.hosts) seen.add(`host:${h}`);
-    seenIn.set(set, seen);
-  }
-  const host = `host:${e.host}`;
-  if (!seen.has(host)) {
-    seen.add(host);
-    set.hosts.push(e.host);
-  }
+  const seen = members.get(set) ?? new Set<string | null>();
+  members.set(set, seen);
+  const once = (kind: string, value: string | null, list: (string | null)[]) => {
+    const key = value === null ? null : `${kind}:${value}`;
+    if (seen.has(key)) return;
+    seen.add(key);
+    list.push(value);
+  };
+  once('host', e.host, set.hosts);
   if (e.address === null) {
-    const d = e.description ?? 'unspecified peer';
-    if (!set.unspecified.includes(d)) set.unspecified.push(d);
+    once('unspecified', e.description ?? 'unspecified peer', set.unspecified);
     return;
   }
   // Each address once: a rule's flows name the same hosts many times over.
@@ -99,7 +96,7 @@ function addEndpoint(set: AddressSet, e: Flow['from']): void {
   seen.add(address);
   if (/^[\d.]+(\/\d+)?$/.test(e.address)) set.v4.push(e.address);
   else if (e.address.includes(':')) set.v6.push(e.address);
-  else set.names.push(e.address);
+  else once('name', e.address, set.names);
 }
 
 function finish(set: AddressSet): AddressSet {

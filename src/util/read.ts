@@ -52,9 +52,10 @@ function sleep(ms: number): void {
  * (opening one without a writer would block forever) and given up on after FIFO_IDLE_MS of silence.
  *
  * Errors (InputError, located at `file`): the path's problem in words (fsProblem), a file over the
- * limit, a FIFO that stays silent.
+ * limit (followed by `hint`, how to raise it, when given), a FIFO that stays silent.
  */
-export function readBounded(file: string, limit: number, what: string): Buffer {
+export function readBounded(file: string, limit: number, what: string, hint?: string): Buffer {
+  const raise = hint ? `; ${hint}` : '';
   let fd: number;
   try {
     fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
@@ -66,7 +67,7 @@ export function readBounded(file: string, limit: number, what: string): Buffer {
     if (st.isDirectory()) throw new InputError(`the ${what} is a directory (expected a file)`, { file });
     if (st.isFile() && st.size > limit)
       throw new InputError(
-        `the ${what} is ${st.size} bytes; the limit is ${limit} bytes (${limit / 1024 / 1024} MiB)`,
+        `the ${what} is ${st.size} bytes; the limit is ${limit} bytes (${sizeText(limit)})${raise}`,
         { file },
       );
     const chunks: Buffer[] = [];
@@ -98,11 +99,51 @@ export function readBounded(file: string, limit: number, what: string): Buffer {
     }
     if (total > limit)
       throw new InputError(
-        `the ${what} is more than ${limit} bytes; the limit is ${limit} bytes (${limit / 1024 / 1024} MiB)`,
+        `the ${what} is more than ${limit} bytes; the limit is ${limit} bytes (${sizeText(limit)})${raise}`,
         { file },
       );
     return Buffer.concat(chunks, total);
   } finally {
     closeSync(fd);
   }
+}
+
+const UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1024,
+  kb: 1000,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1000 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1000 ** 3,
+  gib: 1024 ** 3,
+};
+
+/**
+ * A size as people write it: `65536`, `64MiB`, `64M` (binary), `64MB` (decimal), `1GiB`; case and a
+ * space before the unit do not matter. Returns bytes, or undefined when the text is not a size.
+ */
+export function parseSize(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  const unit = m ? UNITS[(m[2] ?? '').toLowerCase()] : undefined;
+  if (!m || unit === undefined) return undefined;
+  const bytes = Math.floor(Number(m[1]) * unit);
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
+}
+
+/** `4 MiB`, `64 MiB`, `1.5 GiB`, `512 KiB`, `1000 bytes`: a byte count in the largest whole-ish unit. */
+export function sizeText(bytes: number): string {
+  for (const [unit, size] of [
+    ['GiB', 1024 ** 3],
+    ['MiB', 1024 ** 2],
+    ['KiB', 1024],
+  ] as const)
+    if (bytes >= size) {
+      const n = bytes / size;
+      return `${Number.isInteger(n) ? n : n.toFixed(1)} ${unit}`;
+    }
+  return `${bytes} bytes`;
 }

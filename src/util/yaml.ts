@@ -20,7 +20,7 @@ import {
 import { InputError, type Location, shown } from '../errors.js';
 import { readBounded } from './read.js';
 
-/** Inventories and catalogs are small; anything larger is a mistake or an attack. */
+/** Catalogs and mapping files are small; anything larger is a mistake or an attack. */
 export const MAX_YAML_BYTES = 4 * 1024 * 1024;
 /** yaml's guard against alias bombs ("billion laughs"): more alias expansions than this is refused. */
 export const MAX_ALIAS_COUNT = 200;
@@ -30,8 +30,18 @@ export const MAX_ALIAS_COUNT = 200;
  */
 export const MAX_DEPTH = 64;
 
-/** Text after alias expansion: the file is at most MAX_YAML_BYTES, its expansion at most 4 times that. */
+/**
+ * Text aliases may add by expansion, whatever the file's own limit: a YAML file of any size holds
+ * its text written out, and aliases that repeat more than this are an alias bomb, not an inventory.
+ */
 export const MAX_EXPANDED_BYTES = 4 * MAX_YAML_BYTES;
+
+export interface YamlLimits {
+  /** Largest file read, in bytes (default MAX_YAML_BYTES). */
+  maxBytes?: number;
+  /** Appended to the "over the limit" error: how to raise the limit (e.g. the option that sets it). */
+  limitHint?: string;
+}
 
 export type PathPart = string | number;
 
@@ -46,13 +56,16 @@ export interface LoadedYaml {
 
 /**
  * Reads a YAML file into plain data, turning every way it can be bad into one located InputError.
- * At most MAX_YAML_BYTES + 1 bytes are read, whatever the file type (readBounded).
+ * At most `limits.maxBytes` (default MAX_YAML_BYTES) + 1 bytes are read, whatever the file type
+ * (readBounded): /dev/zero or an endless pipe is refused, never read to exhaustion.
  */
-export function loadYamlFile(file: string, what = 'file'): LoadedYaml {
-  return parseYamlText(readBounded(file, MAX_YAML_BYTES, what), file, what);
+export function loadYamlFile(file: string, what = 'file', limits: YamlLimits = {}): LoadedYaml {
+  const maxBytes = limits.maxBytes ?? MAX_YAML_BYTES;
+  return parseYamlText(readBounded(file, maxBytes, what, limits.limitHint), file, what);
 }
 
 export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): LoadedYaml {
+  const maxExpanded = MAX_EXPANDED_BYTES;
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
@@ -105,8 +118,6 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
       },
     );
   // Composed from the same tokens (what parseDocument does, without parsing the text again);
-  // compose() always yields a document, an empty one at the least.
-  // Composed from the same tokens (what parseDocument does, without parsing the text again);
   // compose() always yields a document, an empty one at the least. Duplicate keys are found by
   // checkKeys below, in one pass: yaml's own check compares each key with every earlier one.
   const docs = new Composer({ uniqueKeys: false, strict: true, version: '1.2' }).compose(
@@ -132,6 +143,7 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
       throw new InputError(detail, { file, ...at(offset), ...(path ? { path: formatPath(path) } : {}) });
     },
     (offset) => at(offset).line,
+    maxExpanded,
   );
   // Remember the alias that could not be expanded, so the error can point at it.
   let failed: Alias | undefined;
@@ -166,7 +178,7 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
       );
     if (e instanceof RangeError)
       throw new InputError(
-        `YAML: alias ${alias} expands to more text than can be held (expected at most ${MAX_EXPANDED_BYTES} bytes after alias expansion)`,
+        `YAML: alias ${alias} expands to more text than can be held (expected at most ${maxExpanded} bytes after alias expansion)`,
         where,
         { cause: e },
       );
@@ -259,11 +271,11 @@ type Fail = (detail: string, offset: number, path?: PathPart[]) => never;
  * - a key written twice (after that) is refused where it repeats, naming the first;
  * - a key that is a list, a mapping or an alias is refused (plain data can only stringify it);
  * - the text aliases expand to is counted, and more than MAX_EXPANDED_BYTES is refused at the
- *   alias that crosses it (a few hundred aliases of one large anchored string stay under
+ *   alias that crosses it (`maxExpanded`; a few hundred aliases of one large anchored string stay under
  *   MAX_ALIAS_COUNT yet expand to gigabytes).
  * Linear in the size of the document; recursion is bounded by MAX_DEPTH, checked before.
  */
-function checkKeys(doc: Document, fail: Fail, lineOf: (offset: number) => number): void {
+function checkKeys(doc: Document, fail: Fail, lineOf: (offset: number) => number, maxExpanded: number): void {
   const sizes = new Map<unknown, number>();
   let expanded = 0;
   const sizeOf = (node: unknown, seen: Set<unknown>): number => {
@@ -283,9 +295,9 @@ function checkKeys(doc: Document, fail: Fail, lineOf: (offset: number) => number
   const walk = (node: unknown, path: PathPart[]): void => {
     if (isAlias(node)) {
       expanded += sizeOf(node, new Set());
-      if (expanded > MAX_EXPANDED_BYTES)
+      if (expanded > maxExpanded)
         fail(
-          `YAML: alias *${node.source} makes the document expand to more than ${MAX_EXPANDED_BYTES} bytes (expected at most ${MAX_EXPANDED_BYTES / 1024 / 1024} MiB after alias expansion); refused as a possible alias bomb`,
+          `YAML: alias *${node.source} makes the document expand to more than ${maxExpanded} bytes (expected at most ${maxExpanded / 1024 / 1024} MiB after alias expansion); refused as a possible alias bomb`,
           node.range?.[0] ?? 0,
         );
       return;
