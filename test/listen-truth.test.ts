@@ -284,7 +284,12 @@ describe('listen + check --secret: the truth on ranges, resets, UDP and NAT', { 
           'json',
         ]);
         const doc = checkJson(r);
-        assert.deepEqual(tally(doc), { 'ok (responder)': 801 }, 'the other source is not locked out');
+        const odd = [...portVerdicts(doc)].filter(([, v]) => v.verdict !== 'ok (responder)').slice(0, 3);
+        assert.deepEqual(
+          tally(doc),
+          { 'ok (responder)': 801 },
+          `the other source is not locked out: ${JSON.stringify(odd)}`,
+        );
         assert.equal(r.code, 0);
       } finally {
         holder.kill('SIGKILL');
