@@ -6,7 +6,7 @@
 // namespaces, nftables) and nmap. Not part of npm test. BENCH_RUNS sets the runs per regime (3);
 // BENCH_REGIMES=reset (or drop) runs one regime and prints its row without writing RESULTS.md.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -274,7 +274,13 @@ async function main() {
     'filtered = filtered. The machine is shared, so the load average is part of the result.',
     '',
   ];
-  if (REGIMES.join(',') === 'reset,drop') writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), lines.join('\n'));
+  if (REGIMES.join(',') === 'reset,drop') {
+    // The server-ingest section (bench/serve-ingest.mjs) follows this one: keep it.
+    const file = join(ROOT, 'bench', 'RESULTS.md');
+    const old = existsSync(file) ? readFileSync(file, 'utf8') : '';
+    const at = old.indexOf('<!-- serve-ingest:');
+    writeFileSync(file, `${lines.join('\n')}${at >= 0 ? `\n${old.slice(at)}` : ''}`);
+  }
   process.stdout.write(lines.join('\n'));
 }
 

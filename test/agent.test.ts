@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -241,3 +242,176 @@ test('the server is stopped a while: the agent spools, and the runs arrive once 
   for (const k of keys) assert.equal(runs.filter((r) => r.key === k).length, 1, `run ${k} stored once`);
   assert.equal(runs.length, 5);
 });
+
+/** A private CA and a server certificate for 127.0.0.1 signed by it, made with openssl. */
+function certificates(dir: string) {
+  const ssl = (...args: string[]) => {
+    const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
+    assert.equal(r.status, 0, `openssl ${args.join(' ')}: ${r.stderr}`);
+  };
+  ssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.pem',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=portolan test CA',
+  );
+  ssl(
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'server.key',
+    '-out',
+    'server.csr',
+    '-subj',
+    '/CN=127.0.0.1',
+  );
+  writeFileSync(join(dir, 'san.ext'), 'subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\n');
+  ssl(
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-extfile',
+    'san.ext',
+    '-out',
+    'server.pem',
+  );
+  return { ca: join(dir, 'ca.pem'), cert: join(dir, 'server.pem'), key: join(dir, 'server.key') };
+}
+
+test('TLS: serve --tls-cert/--tls-key with an openssl certificate; the agent posts over https with --ca, and refuses the server without it', {
+  timeout: 300_000,
+}, async () => {
+  const dir = tempDir();
+  const pki = certificates(dir);
+  const port = await freePort();
+  const server = await serve(dir, port, ['--tls-cert', pki.cert, '--tls-key', pki.key]);
+  const base = `https://127.0.0.1:${port}`;
+  const admin = readFileSync(join(dir, 'admin'), 'utf8').trim();
+  const ca = readFileSync(pki.ca);
+  // The API answers over TLS only, with the certificate openssl made.
+  const site = await httpsJson(base, admin, ca, 'POST', '/api/sites', { yaml: LOOPBACK });
+  assert.equal(site.status, 201, JSON.stringify(site.json));
+  const enrol = await httpsJson(base, admin, ca, 'POST', '/api/agents', {
+    site: 'lab-loopback',
+    host: 'vbr',
+  });
+  const plain = await fetch(`http://127.0.0.1:${port}/api/sites`).then(
+    () => 'answered',
+    (err) => (err as { cause?: { code?: string } }).cause?.code ?? 'failed',
+  );
+  assert.notEqual(plain, 'answered', 'plain HTTP is not served beside HTTPS');
+  const agent = (...extra: string[]) =>
+    spawnSync(
+      process.execPath,
+      [
+        BIN,
+        'agent',
+        '--server',
+        base,
+        '--token',
+        enrol.json.token as string,
+        '--spool',
+        join(dir, 'spool'),
+        '--once',
+        '--timeout',
+        '500',
+        ...extra,
+      ],
+      { encoding: 'utf8' },
+    );
+  const first = agent('--ca', pki.ca);
+  assert.equal(first.status, 0, first.stderr);
+  assert.match(first.stderr, / sent /);
+  // Without the CA the certificate is not trusted: nothing is sent, the run stays spooled.
+  const untrusted = agent();
+  assert.equal(untrusted.status, 1, untrusted.stderr);
+  assert.match(untrusted.stderr, /server unreachable.*(UNABLE_TO_VERIFY|SELF_SIGNED|CERT)/);
+  assert.equal(readdirSync(join(dir, 'spool', 'pending')).length, 1);
+  // With --ca again: the spooled run and the new one arrive, once each.
+  const trusted = agent('--ca', pki.ca);
+  assert.equal(trusted.status, 0, trusted.stderr);
+  assert.equal((trusted.stderr.match(/ sent /g) ?? []).length, 2, trusted.stderr);
+  assert.deepEqual(readdirSync(join(dir, 'spool', 'pending')), []);
+  const runs = await httpsJson(base, admin, ca, 'GET', '/api/sites/lab-loopback/status');
+  const checked = (runs.json.flows as { verdict: string | null }[]).filter((f) => f.verdict !== null);
+  assert.equal(checked.length, 4, JSON.stringify(runs.json));
+  await killed(server, 'SIGTERM');
+  // --ca on a plain URL, and a key that does not match the certificate: one-line usage errors.
+  const wrongScheme = spawnSync(
+    process.execPath,
+    [BIN, 'agent', '--server', 'http://127.0.0.1:1', '--token', 'x', '--ca', pki.ca, '--once'],
+    { encoding: 'utf8' },
+  );
+  assert.equal(wrongScheme.status, 2);
+  assert.match(
+    wrongScheme.stderr,
+    /--ca .*ca\.pem: the server URL http:\/\/127\.0\.0\.1:1\/ is not https:\/\//,
+  );
+  const mismatch = spawnSync(
+    process.execPath,
+    [
+      BIN,
+      'serve',
+      '--db',
+      join(dir, 'x.db'),
+      '--listen',
+      '127.0.0.1:0',
+      '--tls-cert',
+      pki.cert,
+      '--tls-key',
+      join(dir, 'ca.key'),
+    ],
+    { encoding: 'utf8' },
+  );
+  assert.equal(mismatch.status, 2, mismatch.stderr);
+  assert.equal(mismatch.stderr.trim().split('\n').length, 1, mismatch.stderr);
+  assert.match(
+    mismatch.stderr,
+    /--tls-cert .*server\.pem --tls-key .*ca\.key: not a PEM certificate and its private key/,
+  );
+});
+
+function httpsJson(base: string, token: string, ca: Buffer, method: string, path: string, body?: unknown) {
+  return new Promise<{ status: number; json: Record<string, unknown> }>((resolve, reject) => {
+    const text = body === undefined ? undefined : JSON.stringify(body);
+    const req = httpsRequest(
+      new URL(path, base),
+      {
+        method,
+        ca,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(text !== undefined ? { 'content-type': 'application/json' } : {}),
+        },
+      },
+      (res) => {
+        let data = '';
+        res.on('data', (c) => {
+          data += String(c);
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(data) }));
+      },
+    );
+    req.on('error', reject);
+    req.end(text);
+  });
+}

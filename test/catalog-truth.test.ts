@@ -176,6 +176,11 @@ hosts:
     const bad = run(ps('{ version: "8.1.3" }', '[C, "1"]'));
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /"1" is not allowed for platespin:source \(expected one of: A, B, .*, Y, Z\)/);
+    const notes =
+      runCli(['catalog', 'platespin']).stdout.split('legacy-source-to-target-drive-mirror:')[1] ?? '';
+    assert.match(notes, /"10000-100025"/, 'the document defect stays visible');
+    assert.match(notes, /10000-10025, the range covers A to Z/, 'the reading taken');
+    assert.match(notes, /"A to X" stops at 10023/, 'the other reading');
   });
   it('shows each setting with its description and examples', () => {
     const r = runCli(['catalog', 'platespin']);
@@ -187,6 +192,64 @@ hosts:
     assert.match(r.stdout, /SourceListensForConnection/);
     assert.match(r.stdout, /examples: 2019\.5, 11\.0, 11\.0\.0\.270, 8\.1\.3, 8\.1\.3\.270/);
     assert.match(r.stdout, /forge versions: \.\.\.-4, 11-\.\.\./);
+  });
+  it('cites the version ranges of each edition, and marks the uncited ones as the catalog assumption', () => {
+    const json = JSON.parse(runCli(['catalog', 'platespin', '--format', 'json']).stdout) as {
+      settings: Record<string, { sources?: { url?: string; doc?: string }[]; notes?: string[] }>;
+    };
+    const edition = json.settings.edition;
+    const urls = (edition?.sources ?? []).map((s) => s.url ?? s.doc);
+    assert.ok(
+      urls.includes(
+        'http://www.novell.com/documentation/platespin_forge_25/forge_getstart/data/bltx8cn.html',
+      ),
+    );
+    assert.ok(
+      urls.includes('https://www.netiq.com/documentation/platespin-forge-11/forge_user/data/bu5wtku.html'),
+    );
+    assert.ok(
+      urls.includes('https://www.netiq.com/documentation/platespin_migrate_9/user/data/bu7yfcs.html'),
+    );
+    assert.ok(urls.includes('003_a7e0e83404719d03.txt'), 'the legacy cut-off is the document');
+    const notes = (edition?.notes ?? []).join('\n');
+    assert.match(
+      notes,
+      /portolan's assumption, no vendor page found: .*Migrate and Protect numbering starts at 6/,
+    );
+    assert.match(notes, /whole\s+range of Protect, for which no page was found/);
+    assert.match(json.settings.version?.notes?.join('\n') ?? '', /build number .* is portolan's reading/);
+    const text = runCli(['catalog', 'platespin']).stdout;
+    const settings = text.split(/^Settings$/m)[1]?.split(/^Host facts$/m)[0] ?? '';
+    assert.match(
+      settings,
+      /^ {4}source: 003_a7e0e83404719d03\.txt block-based row 1; PlateSpin Forge 2\.5 Getting Started Guide/m,
+    );
+    assert.match(settings, /^ {4}note: portolan's assumption/m);
+  });
+  it('refuses a setting source that names a document the catalog does not list', () => {
+    const d = mkdtempSync(join(dir, 'cat-'));
+    writeFileSync(
+      join(d, 'acme.yaml'),
+      `product: acme
+title: Acme
+documents: [{ file: acme.pdf, title: Acme ports }]
+roles: { server: { title: Server } }
+settings:
+  version: { type: version, sources: [{ doc: other.pdf, table: t, row: 1 }] }
+entries:
+  - { id: s, from: server, to: server, protocol: tcp, ports: [7], service: echo, purpose: Echo., sources: [{ doc: acme.pdf, table: t, row: 1 }] }
+`,
+    );
+    const r = run(
+      'site: a\nproducts: { acme: {} }\nhosts:\n  s: { address: 10.0.0.1, roles: [acme:server] }\n',
+      '--catalog',
+      d,
+    );
+    assert.equal(r.code, 2);
+    assert.match(
+      r.stderr,
+      /acme\.yaml:6:\d+ settings\.version\.sources\[0\]: source document "other\.pdf" is not listed under documents/,
+    );
   });
 });
 
@@ -214,6 +277,19 @@ hosts:
     assert.equal(count(p, 'server', 'tgt', 'tcp', 22), 0);
     assert.equal(count(p, 'server', 'vh', 'tcp', 22), 0);
     assert.equal(count(p, 'server', 'vh', 'tcp', 443), 1);
+    assert.equal(count(p, 'server', 'tgt', 'tcp', 443), 1, 'an ESXi target: the VI3 web services');
+  });
+  it('reaches ESX/ESXi sources and targets on the VI3 web services (443), and no other OS', () => {
+    for (const os of ['esx', 'esxi']) {
+      const p = plan(ps(os, 'esxi').replace('facts: { os: windows }', `facts: { os: ${os} }`));
+      assert.equal(count(p, 'server', 'tgt', 'tcp', 443), 1, os);
+      assert.equal(count(p, 'server', 'src', 'tcp', 443), 1, os);
+    }
+    for (const os of ['windows', 'linux', 'xenserver']) {
+      const p = plan(ps(os, 'esxi').replace('facts: { os: windows }', `facts: { os: ${os} }`));
+      assert.equal(count(p, 'server', 'tgt', 'tcp', 443), 0, os);
+      assert.equal(count(p, 'server', 'src', 'tcp', 443), 0, os);
+    }
   });
   it('discovers a Windows target through WMI (135, 445) and not SSH', () => {
     const p = plan(ps('windows', 'esxi'));
@@ -434,6 +510,42 @@ hosts:
     assert.match(withAdv.stdout, /dport [^\n]*6162/);
     assert.doesNotMatch(withAdv.stderr, /warning: advisory/);
   });
+  it('plan the backup server -> repository ports by the repository OS, cited to the VBR Ports page', () => {
+    const p = plan(
+      `site: r
+products: { veeam-proxmox: {} }
+hosts:
+  vbr: { address: 10.0.0.1, roles: [veeam-proxmox:backup-server] }
+  winrepo: { address: 10.0.1.1, roles: [veeam-proxmox:repository], facts: { os: windows } }
+  linrepo: { address: 10.0.1.2, roles: [veeam-proxmox:repository], facts: { os: linux } }
+`,
+      '--advisories',
+    );
+    const ports = (to: string) =>
+      flows(p, 'vbr', to, 'tcp')
+        .filter((f) => f.basis === 'advisory')
+        .flatMap((f) => f.ports.map(([lo, hi]) => (lo === hi ? `${lo}` : `${lo}-${hi}`)))
+        .sort();
+    assert.deepEqual(ports('winrepo'), ['2500-3300', '445', '6160', '6162']);
+    assert.deepEqual(ports('linrepo'), ['22', '2500-3300', '6162']);
+    const vbrPorts = 'https://helpcenter.veeam.com/docs/backup/hyperv/used_ports.html?ver=110';
+    for (const port of [445, 6160, 6162, 2500])
+      assert.ok(
+        flows(p, 'vbr', 'winrepo', 'tcp', port).some((f) => f.sources[0]?.doc === vbrPorts),
+        `windows ${port} cites the VBR Ports page first`,
+      );
+    // The range is assigned at run time on both, like 004's own 2500-3300 rows.
+    assert.ok(flows(p, 'vbr', 'linrepo', 'tcp', 2500).every((f) => f.dynamicPorts?.length));
+    const text = runCli(['catalog', 'veeam-proxmox']).stdout;
+    assert.doesNotMatch(
+      text,
+      /backup-server-to-[a-z-]*repository[^\n]*\n[^\n]*\n[^\n]*source: Veeam Backup & Replication User Guide, Nutanix AHV/,
+    );
+    assert.match(text, /That guide's table for Linux servers was not found/);
+    // 6160 is a fixed port: no note says it is assigned at run time.
+    const installer = text.split('backup-server-to-windows-repository-installer:')[1] ?? '';
+    assert.doesNotMatch(installer.split(/\n {2}\S/)[0] ?? '', /Assigned at run time/);
+  });
   it('are listed by `portolan catalog PRODUCT` with their source page', () => {
     for (const [product, id] of [
       ['druva-vmware', 'proxy-to-standalone-esxi-nfc'],
@@ -476,6 +588,153 @@ hosts:
 `,
     );
     assert.doesNotMatch(flows(en, 'sql', 'sql', 'tcp', 3545)[0]?.purpose ?? '', /[\u3040-\u30ff]/);
+  });
+  const jaSite = `site: j
+products:
+  druva-vmware: { features: [app-aware-sql] }
+hosts:
+  proxy: { address: 10.0.0.1, roles: [druva-vmware:backup-proxy] }
+  win: { address: 10.0.2.1, roles: [druva-vmware:guest], facts: { os: windows } }
+  esx: { address: 10.0.3.1, roles: [druva-vmware:esxi] }
+`;
+  const mixedSite = `site: m
+products:
+  druva-vmware: { features: [app-aware-sql] }
+  platespin: { version: "2019.5" }
+hosts:
+  proxy: { address: 10.0.0.1, roles: [druva-vmware:backup-proxy] }
+  win: { address: 10.0.2.1, roles: [druva-vmware:guest], facts: { os: windows } }
+  server: { address: 10.0.4.1, roles: [platespin:platespin-server] }
+  src: { address: 10.0.4.2, roles: [platespin:source] }
+  tgt: { address: 10.0.4.3, roles: [platespin:target] }
+`;
+  const byCode = (p: Plan, code: string, product?: string) =>
+    p.warnings.filter((w) => w.code === code && (product === undefined || w.product === product));
+  it('gives warnings in Japanese for a product with a Japanese document, from the plan and the catalog', () => {
+    const ja = plan(jaSite, '--lang', 'ja');
+    const en = plan(jaSite);
+    // The catalog's own warning (message-ja) and the plan's warning codes, in 002's terms.
+    assert.match(
+      byCode(ja, 'sql-guests-unknown')[0]?.message ?? '',
+      /^druva-vmware: 仮想マシン win はWindowsですがdatabases/,
+    );
+    assert.match(
+      byCode(ja, 'fact-default')[0]?.message ?? '',
+      /^ホスト esx \(druva-vmware:esxi\) はファクト registration を指定していません。既定値 vcenter/,
+    );
+    assert.match(byCode(ja, 'role-without-hosts')[0]?.message ?? '', /のロールを持つホストがありません/);
+    assert.match(
+      byCode(ja, 'advisory')[0]?.message ?? '',
+      /^勧告 druva-vmware .+ は計画されていません: .+ を追加してください。.*出典: /,
+    );
+    assert.match(
+      byCode(ja, 'host-without-flows')[0]?.message ?? '',
+      /^ホスト win にはこの計画のフローがありません$/,
+    );
+    const cidr = plan(
+      `${jaSite}  net: { address: 10.0.2.0/24, roles: [druva-vmware:guest], facts: { os: linux } }\n`,
+      '--lang',
+      'ja',
+    );
+    assert.match(
+      byCode(cidr, 'address-in-cidr')[0]?.message ?? '',
+      /^ホスト win \(10\.0\.2\.1\) はホスト net のCIDR 10\.0\.2\.0\/24 の中にあります/,
+    );
+    // Same warnings, same codes, in English without --lang ja: only the text changes.
+    assert.deepEqual(
+      ja.warnings.map((w) => w.code),
+      en.warnings.map((w) => w.code),
+    );
+    for (const w of en.warnings) assert.doesNotMatch(w.message, /[\u3040-\u30ff]|^\[/, w.message);
+  });
+  it('falls back to English with the code in brackets for a product without a Japanese document', () => {
+    const p = plan(mixedSite, '--lang', 'ja');
+    const ps = p.warnings.filter((w) => w.product === 'platespin');
+    assert.ok(ps.length > 0);
+    for (const w of ps) {
+      assert.ok(w.message.startsWith(`[${w.code}] `), w.message);
+      assert.doesNotMatch(w.message, /[\u3040-\u30ff]/, w.message);
+    }
+    assert.match(
+      byCode(p, 'condition-unknown', 'platespin')[0]?.message ?? '',
+      /^\[condition-unknown\] platespin entry .+ skipped: the inventory does not give to\.facts\.os/,
+    );
+    // Druva's warnings in the same plan stay Japanese; a warning naming no product is Japanese only
+    // when every product of the site has a Japanese document, which PlateSpin has not.
+    assert.match(byCode(p, 'sql-guests-unknown')[0]?.message ?? '', /仮想マシン win/);
+    assert.match(
+      byCode(p, 'host-without-flows')[0]?.message ?? '',
+      /^\[host-without-flows\] host win has no flows/,
+    );
+    const veeam = run(
+      'site: v\nproducts: { veeam-proxmox: { features: [log-shipping] } }\nhosts:\n  b: { address: 10.0.0.1, roles: [veeam-proxmox:backup-server] }\n',
+      '--lang',
+      'ja',
+    );
+    const vp = JSON.parse(veeam.stdout) as Plan;
+    assert.match(
+      byCode(vp, 'log-shipping-without-app-aware')[0]?.message ?? '',
+      /^\[log-shipping-without-app-aware\] veeam-proxmox: log-shipping is on but app-aware is off/,
+    );
+  });
+  it('gives entry notes in Japanese for Druva and in English for PlateSpin with --lang ja', () => {
+    const p = plan(
+      `site: n
+products: { druva-vmware: {}, platespin: { version: "2019.5" } }
+hosts:
+  proxy: { address: 10.0.0.1, roles: [druva-vmware:backup-proxy] }
+  esx: { address: 10.0.3.1, roles: [druva-vmware:esxi], facts: { registration: vcenter } }
+  server: { address: 10.0.4.1, roles: [platespin:platespin-server] }
+  src: { address: 10.0.4.2, roles: [platespin:source], facts: { os: windows } }
+  tgt: { address: 10.0.4.3, roles: [platespin:target] }
+`,
+      '--lang',
+      'ja',
+    );
+    const nfc = flows(p, 'proxy', 'esx', 'tcp', 902)[0];
+    assert.match(
+      nfc?.notes.join('\n') ?? '',
+      /文書は902を「TCP \/ UDP」と書いています。カタログはTCPのみを開きます/,
+    );
+    assert.doesNotMatch(nfc?.notes.join('\n') ?? '', /The documents write/);
+    const wmi = flows(p, 'server', 'src', 'tcp', 135)[0];
+    assert.match(wmi?.notes.join('\n') ?? '', /WMI \(RPC\/DCOM\) may also use random/);
+    const en = plan(
+      `site: n
+products: { druva-vmware: {} }
+hosts:
+  proxy: { address: 10.0.0.1, roles: [druva-vmware:backup-proxy] }
+  esx: { address: 10.0.3.1, roles: [druva-vmware:esxi], facts: { registration: vcenter } }
+`,
+    );
+    assert.match(
+      flows(en, 'proxy', 'esx', 'tcp', 902)[0]?.notes.join('\n') ?? '',
+      /The documents write "TCP\/UDP" for 902/,
+    );
+  });
+  it('has Japanese for every note and warning of the catalog with a Japanese document', () => {
+    const r = runCli(['catalog', 'druva-vmware', '--format', 'json']);
+    const cat = JSON.parse(r.stdout) as {
+      entries: {
+        id: string;
+        notes?: string[];
+        'notes-ja'?: string[];
+        purpose: string;
+        'purpose-ja'?: string;
+      }[];
+      warnings: { id: string; 'message-ja'?: string }[];
+    };
+    for (const e of cat.entries) {
+      assert.ok(e['purpose-ja'], `${e.id} has purpose-ja`);
+      assert.equal(e['notes-ja']?.length ?? 0, e.notes?.length ?? 0, `${e.id}: one notes-ja per note`);
+    }
+    for (const w of cat.warnings) assert.match(w['message-ja'] ?? '', /[\u3040-\u30ff]/, w.id);
+    const text = runCli(['catalog', 'druva-vmware', '--lang', 'ja']).stdout;
+    assert.match(text, /sql-guests-unknown \(each guest\): 仮想マシン \{host\} はWindows/);
+    assert.match(
+      runCli(['catalog', 'druva-vmware']).stdout,
+      /sql-guests-unknown \(each guest\): guest \{host\} runs Windows/,
+    );
   });
   it('names the features in Japanese with --lang ja', () => {
     const r = runCli(['catalog', 'druva-vmware', '--lang', 'ja']);

@@ -7,6 +7,10 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { Agent } from '../src/agent/agent.js';
+import { loadCatalogs } from '../src/catalog/load.js';
+import { buildExportModel } from '../src/export/model.js';
+import { siteGraph } from '../src/export/site-graph.js';
+import { parseSite } from '../src/server/sites.js';
 import { BIN, ROOT } from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -140,6 +144,30 @@ test('console: upload a site, see its matrix, agent verdicts, a change-request r
   assert.ok(verdicts.length >= 2 && verdicts.some((v) => v !== 'unchecked'), verdicts.join(','));
   await shot(page, '3-matrix-verdicts');
 
+  // The site diagram: every host and every host-to-host arrow the export's site graph has.
+  const parsed = parseSite(LOOPBACK_V2);
+  const graph = siteGraph(buildExportModel(parsed.plan, parsed.inventory, { generatorVersion: 'test' }));
+  const wantHosts = graph.nodes.filter((n) => n.kind === 'host').map((n) => n.name);
+  const wantEdges = graph.edges.map((e) => `${e.from.name} -> ${e.to.name}`);
+  assert.deepEqual(wantHosts.toSorted(), ['flr', 'pve', 'vbr', 'wrk']);
+  assert.ok(wantEdges.includes('vbr -> wrk') && wantEdges.includes('wrk -> vbr'), wantEdges.join(', '));
+  await page.goto(`${base}/#/site/lab-loopback/diagram`);
+  const diagram = page.getByRole('figure', { name: 'site diagram' });
+  await diagram.locator('svg g.node').first().waitFor();
+  const hosts: string[] = [];
+  for (const g of await diagram.locator('svg g.node.host').all())
+    hosts.push((await g.getAttribute('data-name')) ?? '');
+  assert.deepEqual(hosts.toSorted(), wantHosts.toSorted());
+  const edges: string[] = [];
+  for (const g of await diagram.locator('svg g.edge').all())
+    edges.push(`${await g.getAttribute('data-from')} -> ${await g.getAttribute('data-to')}`);
+  assert.deepEqual(edges.toSorted(), wantEdges.toSorted());
+  // Drawn, not only present: the host boxes have a size on the page, and the labels name ports.
+  const box = await diagram.locator('svg g.node.host[data-name="wrk"] rect').boundingBox();
+  assert.ok(box && box.width > 20 && box.height > 10, JSON.stringify(box));
+  assert.match((await diagram.locator('svg').textContent()) ?? '', /tcp 443/);
+  await shot(page, '3b-site-diagram');
+
   // The change request row: requested -> implemented and working -> broken again.
   const crs = (await api('GET', '/api/sites/lab-loopback/change-requests')) as {
     changeRequests: { rows: { rule: string; flowIds: string[]; state: string }[] }[];
@@ -192,8 +220,14 @@ test('console: upload a site, see its matrix, agent verdicts, a change-request r
   assert.match(download.suggestedFilename(), /^lab-loopback-v2-.*\.nft$/);
   assert.match(nft, /127\.0\.0\.4/);
   await page.goto(`${base}/#/catalog`);
+  // The catalog browser in Japanese: an entry's purpose-ja from the Druva catalog, in place of its English purpose.
+  const druva = loadCatalogs().get('druva-vmware');
+  const entry = druva?.entries.find((e) => e['purpose-ja']);
+  assert.ok(entry?.['purpose-ja'], 'the Druva catalog carries Japanese purposes');
+  await page.getByRole('cell', { name: entry.purpose, exact: false }).first().waitFor();
   await page.getByLabel('language').selectOption('ja');
-  await page.getByRole('heading').nth(1).waitFor();
+  await page.getByRole('cell', { name: entry['purpose-ja'], exact: false }).first().waitFor();
+  assert.equal(await page.getByRole('cell', { name: entry.purpose, exact: false }).count(), 0);
   await shot(page, '6-catalog-ja');
   assert.deepEqual(errors, []);
 });

@@ -72,6 +72,44 @@ describe('hostile input files', () => {
     }
   });
 
+  test('a header of comments and blank lines is read in one pass, however long', { timeout: 120_000 }, () => {
+    // A pattern with nested repetition over comment lines backtracked exponentially: twelve
+    // comment lines took minutes. Real inventories start with a comment header (init writes one).
+    const header = Array.from({ length: 200 }, (_, i) => (i % 3 === 2 ? '' : `# header line ${i}`)).join(
+      '\n',
+    );
+    const ok = runCli([
+      'validate',
+      site(
+        'header.yaml',
+        `${header}\nsite: h\nproducts:\n  druva-vmware: {}\nhosts:\n  p: { address: 10.0.0.1, ${PROXY} }\n`,
+      ),
+    ]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /header\.yaml: ok \(site h:/);
+    const empty = oneLine(
+      runCli(['validate', site('only-comments.yaml', `${header}\n   \n\t# indented\n`)]),
+      'comments only',
+    );
+    assert.match(empty, /only-comments\.yaml:1:1: the inventory is empty \(expected a YAML mapping\)/);
+  });
+
+  test('brackets nested millions deep are refused at the first level too deep, without parsing them all', {
+    timeout: 120_000,
+  }, () => {
+    const n = 1_900_000;
+    const file = site(
+      'deep.yaml',
+      `site: d\nhosts:\n  p:\n    description: ${'['.repeat(n)}${']'.repeat(n)}\n`,
+    );
+    const line = oneLine(runCli(['validate', file]), 'deep brackets');
+    // Column 18 is where "description: " ends; the 65th bracket is the first too deep.
+    assert.equal(
+      line,
+      `portolan: ${file}:4:${18 + 64}: YAML: nested more than 64 levels deep (expected at most 64 levels of lists and mappings)`,
+    );
+  });
+
   test('/dev/zero as the inventory is refused after reading limit + 1 bytes', { timeout: 120_000 }, () => {
     const line = oneLine(runCli(['validate', '/dev/zero']), '/dev/zero');
     assert.equal(

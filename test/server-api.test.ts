@@ -81,6 +81,36 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       assert.equal(v1.plan.flows.length, 4);
     });
 
+    test('the diff names removed and changed flows too; the delta carries only the changed ones', async () => {
+      // A scratch site of its own: v1 as the loopback lab, v2 without flr and with pve at a new address.
+      const v1 = LOOPBACK.replace('site: lab-loopback', 'site: lab-diff');
+      assert.notEqual(v1, LOOPBACK);
+      const v2 = v1
+        .split('\n')
+        .filter((l) => !/^\s+flr:/.test(l))
+        .join('\n')
+        .replace('127.0.0.2', '127.0.0.9');
+      assert.equal((await call(ctx, 'POST', '/api/sites', ctx.admin, { yaml: v1 })).statusCode, 201);
+      const r2 = await call(ctx, 'POST', '/api/sites', ctx.admin, { yaml: v2 });
+      assert.equal(r2.statusCode, 201, r2.body);
+      const d = (await call(ctx, 'GET', '/api/sites/lab-diff/diff?from=1&to=2', ctx.viewer)).json();
+      assert.equal(d.added.length, 0);
+      assert.deepEqual(
+        d.removed.map((f: { to: { host: string } }) => f.to.host),
+        ['flr'],
+      );
+      assert.ok(d.changed.length >= 1, JSON.stringify(d.changed));
+      for (const c of d.changed as { from: { to: { address: string } }; to: { to: { address: string } } }[]) {
+        assert.equal(c.from.to.address, '127.0.0.2');
+        assert.equal(c.to.to.address, '127.0.0.9');
+      }
+      assert.equal(d.unchanged, 4 - d.removed.length - d.changed.length);
+      const nft = await call(ctx, 'GET', '/api/sites/lab-diff/delta/nftables?from=1&to=2', ctx.viewer);
+      assert.equal(nft.statusCode, 200, nft.body);
+      assert.match(nft.body, /127\.0\.0\.9/);
+      assert.doesNotMatch(nft.body, /127\.0\.0\.2\b/);
+    });
+
     test('a bad inventory is refused with the line, column and key', async () => {
       const bad = LOOPBACK.replace('veeam-proxmox:flr-appliance', 'veeam-proxmox:flr-applianse');
       const r = await call(ctx, 'POST', '/api/sites', ctx.admin, { yaml: bad });

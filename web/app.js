@@ -330,6 +330,33 @@ function Exports({ site, version }) {
   </section>`;
 }
 
+/**
+ * The site diagram: the same SVG as `portolan export --to svg` (src/export/svg.ts), drawn by the
+ * server for the latest version and placed inline, so hosts and arrows are part of the page.
+ */
+function Diagram({ site, version }) {
+  const ref = useRef(null);
+  const [{ data, error }] = useLoad(async () => {
+    const r = await api(`/api/sites/${encodeURIComponent(site)}/versions/${version}/export/svg`);
+    return r instanceof Response ? r.text() : '';
+  }, [site, version]);
+  useEffect(() => {
+    const box = ref.current;
+    if (!box || !data) return;
+    const doc = new DOMParser().parseFromString(data, 'image/svg+xml');
+    const svg = doc.documentElement;
+    if (svg.nodeName !== 'svg') return;
+    svg.removeAttribute('width');
+    svg.removeAttribute('height');
+    box.replaceChildren(document.importNode(svg, true));
+  }, [data]);
+  return html`<section>
+    ${error && html`<p class="err">${error}</p>`}
+    <p class="reason">Version ${version}, network mode: hosts grouped by role, one arrow per pair of hosts with its protocols and ports.</p>
+    <div class="diagram" ref=${ref} role="figure" aria-label="site diagram"></div>
+  </section>`;
+}
+
 function Site({ name, tab }) {
   const [{ data, error }] = useLoad(() => api(`/api/sites/${encodeURIComponent(name)}`), [name]);
   const versions = data?.versions ?? [];
@@ -339,8 +366,9 @@ function Site({ name, tab }) {
   return html`<section>
     <h1>${name}</h1>
     ${error && html`<p class="err">${error}</p>`}
-    <nav class="tabs">${link('matrix', 'Flows')}${link('diff', 'Plan diff')}${link('changes', 'Change requests')}${link('exports', 'Exports')}</nav>
+    <nav class="tabs">${link('matrix', 'Flows')}${link('diagram', 'Diagram')}${link('diff', 'Plan diff')}${link('changes', 'Change requests')}${link('exports', 'Exports')}</nav>
     ${t === 'matrix' && html`<${Matrix} site=${name} />`}
+    ${t === 'diagram' && versions.length > 0 && html`<${Diagram} site=${name} version=${versions.at(-1).version} />`}
     ${t === 'diff' && versions.length > 0 && html`<${Diff} site=${name} versions=${versions} />`}
     ${t === 'changes' && html`<${Changes} site=${name} />`}
     ${t === 'exports' && versions.length > 0 && html`<${Exports} site=${name} version=${versions.at(-1).version} />`}

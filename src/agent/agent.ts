@@ -10,6 +10,8 @@ import {
   rmSync,
   writeSync,
 } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import { join } from 'node:path';
 import { loadSite } from '../inventory/load.js';
 import { buildPlan } from '../plan/plan.js';
@@ -49,6 +51,11 @@ export interface AgentOptions {
   log?: (line: string) => void;
   /** Per request (default 30 s). */
   requestTimeoutMs?: number;
+  /**
+   * PEM certificates the server's HTTPS certificate must chain to, in place of the system's trust
+   * store (a private CA, or the server's self-signed certificate itself).
+   */
+  ca?: string | Buffer;
 }
 
 class Unreachable extends Error {}
@@ -102,22 +109,23 @@ export class Agent {
     path: string,
     body?: unknown,
   ): Promise<{ status: number; json: unknown }> {
-    let res: Response;
+    let res: { status: number; text: string };
     try {
-      res = await fetch(new URL(path, this.o.server), {
+      res = await httpRequest(new URL(path, this.o.server), {
         method,
         headers: {
           authorization: `Bearer ${this.o.token}`,
           ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
         },
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        signal: AbortSignal.timeout(this.o.requestTimeoutMs ?? 30_000),
+        timeoutMs: this.o.requestTimeoutMs ?? 30_000,
+        ...(this.o.ca !== undefined ? { ca: this.o.ca } : {}),
       });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+      const cause = (err as { code?: string }).code ?? (err as Error).message;
       throw new Unreachable(`${method} ${new URL(path, this.o.server).href}: ${cause}`);
     }
-    const text = await res.text();
+    const text = res.text;
     let json: unknown = null;
     try {
       json = text ? JSON.parse(text) : null;
@@ -261,6 +269,54 @@ export class Agent {
     }
     return 0;
   }
+}
+
+/**
+ * One HTTP(S) request with node:http(s), so a private CA can be given per agent (fetch has no such
+ * option). Rejects with the socket error (its `code`: ECONNREFUSED, CERT_HAS_EXPIRED,
+ * UNABLE_TO_VERIFY_LEAF_SIGNATURE, ...) or ETIMEDOUT after `timeoutMs` in all.
+ */
+function httpRequest(
+  url: URL,
+  o: {
+    method: string;
+    headers: Record<string, string>;
+    body?: string;
+    timeoutMs: number;
+    ca?: string | Buffer;
+  },
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const options = {
+      method: o.method,
+      headers: {
+        ...o.headers,
+        ...(o.body !== undefined ? { 'content-length': String(Buffer.byteLength(o.body)) } : {}),
+      },
+      ...(o.ca !== undefined ? { ca: o.ca } : {}),
+    };
+    const req = (url.protocol === 'https:' ? https : http).request(url, options, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        clearTimeout(timer);
+        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
+      });
+      res.on('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+    const timer = setTimeout(
+      () => req.destroy(Object.assign(new Error(`no answer in ${o.timeoutMs} ms`), { code: 'ETIMEDOUT' })),
+      o.timeoutMs,
+    );
+    req.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    req.end(o.body);
+  });
 }
 
 function atomicWrite(file: string, text: string): void {

@@ -135,6 +135,15 @@ function checkCatalog(cat: Omit<Catalog, 'file'>, y: LoadedYaml): void {
           'setting',
         ]);
   for (const [name, spec] of Object.entries(cat.settings ?? {})) {
+    (spec.sources ?? []).forEach((s, j) => {
+      if (!isPageRef(s) && !docs.has(s.doc))
+        fail(`source document ${shown(s.doc)} is not listed under documents`, [
+          'settings',
+          name,
+          'sources',
+          j,
+        ]);
+    });
     for (const [value, ranges] of Object.entries(spec.versions ?? {})) {
       if (!spec.values?.includes(value))
         fail(`${shown(value)} is not a value of setting ${name}`, ['settings', name, 'versions', value]);

@@ -81,6 +81,10 @@ export interface SettingSpec {
   default?: string;
   description?: string;
   examples?: string[];
+  /** Where the values and version ranges come from (vendor pages, document rows). */
+  sources?: SourceRef[];
+  /** What the sources support, and which ranges are the catalog's own assumption. */
+  notes?: string[];
   /**
    * For a setting with values: the versions (setting `version`) each value ever had, as inclusive
    * ranges; a site that gives a version outside its value's ranges is refused.
@@ -96,6 +100,8 @@ export interface CatalogWarning {
   when: Condition[];
   /** `{host}` is replaced by the host's name. */
   message: string;
+  /** The message in Japanese, shown with `--lang ja`; `{host}` as in `message`. */
+  'message-ja'?: string;
   sources: SourceRef[];
 }
 

@@ -7,14 +7,16 @@ import { UsageError } from '../errors.js';
 import { parseDuration } from '../server/duration.js';
 import { parse } from './args.js';
 
-const USAGE = `Usage: portolan agent --server URL --token T [--interval 5m] [--once] [--spool DIR]
+const USAGE = `Usage: portolan agent --server URL --token T [--ca FILE] [--interval 5m] [--once] [--spool DIR]
 
 Checks the flows that start at this agent's host (the host it was enrolled for) every interval,
 with the same probes as "portolan check", and posts the results to "portolan serve". Results are
 spooled to disk first and sent with an idempotency key: none is lost or counted twice when the
 server is away.
 
-  --server URL      the serve URL, e.g. http://10.0.0.5:7300
+  --server URL      the serve URL, e.g. http://10.0.0.5:7300 or https://console.example:7300
+  --ca FILE         PEM certificate(s) the https server's certificate must chain to (a private CA
+                    or the server's own self-signed certificate), instead of the system's CAs
   --token T         the agent token from enrolment (or env PORTOLAN_AGENT_TOKEN, or --token-file F)
   --interval DUR    time between checks (default 5m)
   --once            check once, send, and exit (1 when results stay spooled)
@@ -27,6 +29,7 @@ export async function run(argv: string[]): Promise<number> {
     argv,
     {
       server: { type: 'string' },
+      ca: { type: 'string' },
       token: { type: 'string' },
       'token-file': { type: 'string' },
       interval: { type: 'string' },
@@ -55,6 +58,20 @@ export async function run(argv: string[]): Promise<number> {
     process.env.PORTOLAN_AGENT_TOKEN;
   if (!token)
     throw new UsageError(`--token T is required (or --token-file F, or env PORTOLAN_AGENT_TOKEN)\n${USAGE}`);
+  let ca: Buffer | undefined;
+  if (values.ca !== undefined) {
+    if (server.protocol !== 'https:')
+      throw new UsageError(`--ca ${values.ca}: the server URL ${server.href} is not https://`);
+    try {
+      ca = readFileSync(values.ca);
+    } catch (err) {
+      throw new UsageError(
+        `--ca ${values.ca}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
+    }
+    if (!ca.toString('latin1').includes('-----BEGIN CERTIFICATE-----'))
+      throw new UsageError(`--ca ${values.ca}: expected PEM certificates (-----BEGIN CERTIFICATE-----)`);
+  }
   const intervalMs = parseDuration(values.interval ?? '5m', '--interval');
   const timeoutMs = values.timeout === undefined ? undefined : Number(values.timeout);
   if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs >= 1 && timeoutMs <= 600_000))
@@ -69,6 +86,7 @@ export async function run(argv: string[]): Promise<number> {
     server: server.href,
     token,
     spool,
+    ...(ca ? { ca } : {}),
     catalogs: values.catalog ?? [],
     check: { ...(secret ? { secret } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}) },
     log: (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`),

@@ -79,6 +79,8 @@ export async function run(argv: string[]): Promise<number> {
       lines.push(
         `    ${value} versions: ${ranges.map((r) => `${r.min ?? '...'}-${r.max ?? '...'}`).join(', ')}`,
       );
+    if (s.sources?.length) lines.push(`    source: ${s.sources.map(sourceText).join('; ')}`);
+    for (const n of s.notes ?? []) lines.push(p.dim(`    note: ${n}`));
   }
   const facts = Object.entries(c.facts ?? {}).flatMap(([role, fs]) =>
     Object.entries(fs).map(([n, f]) => ({ role, n, f })),
@@ -102,7 +104,9 @@ export async function run(argv: string[]): Promise<number> {
   for (const e of advisories) entryLines(e);
   if (c.warnings?.length) lines.push('', p.bold('Warnings'));
   for (const w of c.warnings ?? []) {
-    lines.push(`  ${p.cyan(w.id)}${w.role ? ` (each ${w.role})` : ''}: ${w.message}`);
+    lines.push(
+      `  ${p.cyan(w.id)}${w.role ? ` (each ${w.role})` : ''}: ${(ja && w['message-ja']) || w.message}`,
+    );
     lines.push(`    when: ${JSON.stringify(w.when)}`);
     lines.push(`    source: ${w.sources.map(sourceText).join('; ')}`);
   }

@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import { PortolanError, UsageError } from '../errors.js';
 import { buildApp, WEB_DIR } from '../server/app.js';
 import { openDb, parseDbTarget } from '../server/db.js';
@@ -46,6 +47,29 @@ function writeSecret(file: string, text: string): void {
   renameSync(tmp, file);
 }
 
+/** Reads the PEM certificate and key and checks they make a TLS context (the key matches the certificate). */
+function tlsFiles(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {
+  const read = (flag: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new UsageError(
+        `${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
+    }
+  };
+  const cert = read('--tls-cert', certFile);
+  const key = read('--tls-key', keyFile);
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    throw new UsageError(
+      `--tls-cert ${certFile} --tls-key ${keyFile}: not a PEM certificate and its private key (${(err as Error).message})`,
+    );
+  }
+  return { cert, key };
+}
+
 export async function run(argv: string[]): Promise<number> {
   const { values } = parse(
     argv,
@@ -83,6 +107,11 @@ export async function run(argv: string[]): Promise<number> {
     values['token-file'] ??
     (target.kind === 'sqlite' ? join(dirname(target.file), 'admin-token') : join(dataDir(), 'admin-token'));
 
+  const tls =
+    values['tls-cert'] !== undefined && values['tls-key'] !== undefined
+      ? tlsFiles(values['tls-cert'], values['tls-key'])
+      : undefined;
+
   const db = await openDb(target);
   const store = new Store(db, values.catalog ?? []);
   let tokenNote: string;
@@ -116,10 +145,6 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`loaded ${loaded.length} example sites: ${loaded.join(', ')}\n`);
   }
 
-  const tls =
-    values['tls-cert'] !== undefined && values['tls-key'] !== undefined
-      ? { cert: readFileSync(values['tls-cert']), key: readFileSync(values['tls-key']) }
-      : undefined;
   const app = await buildApp({
     store,
     generatorVersion: version(),
@@ -141,9 +166,11 @@ export async function run(argv: string[]): Promise<number> {
     );
   }
   const shown = host.includes(':') ? `[${host}]` : host;
+  // The port bound, which --listen HOST:0 leaves to the system.
+  const bound = (app.server.address() as { port?: number } | null)?.port ?? port;
   const where = target.kind === 'sqlite' ? `SQLite ${target.file}` : 'PostgreSQL';
   process.stdout.write(
-    `portolan serve: ${tls ? 'https' : 'http'}://${shown}:${port}/ (store: ${where})\n${tokenNote}\n`,
+    `portolan serve: ${tls ? 'https' : 'http'}://${shown}:${bound}/ (store: ${where})\n${tokenNote}\n`,
   );
 
   // Housekeeping: stale agents, retention. Safe from several processes at once (store.markStale).
@@ -156,7 +183,10 @@ export async function run(argv: string[]): Promise<number> {
       process.stderr.write(`portolan serve: housekeeping failed: ${(err as Error).message}\n`);
     }
   };
-  const timer = setInterval(tick, Math.min(30_000, Math.max(1000, staleMs / 4)));
+  // Once at start (a store that was off for a while is pruned at once), then a few times per period.
+  await tick();
+  const period = Math.min(staleMs, retentionMs ?? Number.POSITIVE_INFINITY);
+  const timer = setInterval(tick, Math.min(30_000, Math.max(1000, period / 4)));
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);

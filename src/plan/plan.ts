@@ -12,9 +12,15 @@ import {
 import type { Host, Inventory } from '../inventory/types.js';
 import type { Endpoint, Flow, FlowSource, Plan, Warning } from '../model/flow.js';
 import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
+import { hasJapaneseDocument, WARNINGS_JA } from './messages-ja.js';
 
 export interface PlanOptions {
-  /** Text language for purposes and notes: the catalog's `-ja` fields when `ja` and present. */
+  /**
+   * Text language. With `ja`, purposes and notes come from the catalog's `-ja` fields where present,
+   * and warnings are Japanese for a product whose catalog has a Japanese document (warnings naming
+   * no product: when every product of the site has one); any other warning stays English, prefixed
+   * with its code in brackets (`[condition-unknown] ...`).
+   */
   lang?: 'en' | 'ja';
   /**
    * Plan the catalogs' advisory entries (vendor pages beyond the documents) as flows. When false they
@@ -42,6 +48,17 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
     warned.add(key);
   };
   const raw: Flow[] = [];
+  const lang = opts.lang ?? 'en';
+  const jaProducts = new Set(
+    lang === 'ja' ? [...inv.products.keys()].filter((p) => hasJapaneseDocument(catalogs.get(p))) : [],
+  );
+  const siteJa = lang === 'ja' && inv.products.size > 0 && jaProducts.size === inv.products.size;
+  /** The warning text in the plan's language: Japanese where there is some, else `[code] English`. */
+  const say = (code: string, product: string | undefined, en: string, ja?: () => string): string => {
+    if (lang !== 'ja') return en;
+    const japanese = product === undefined ? siteJa : jaProducts.has(product);
+    return japanese && ja ? ja() : `[${code}] ${en}`;
+  };
   const withAdvisories = opts.advisories ?? inv.advisories ?? false;
   const planned = (e: CatalogEntry) => withAdvisories || e.basis !== 'advisory';
   for (const [productId, use] of inv.products) {
@@ -66,20 +83,42 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
         warn({
           code: 'role-without-hosts',
           product: productId,
-          message: `no host has role ${productId}:${role}; its ${used} catalog entr${used === 1 ? 'y yields' : 'ies yield'} no flows`,
+          message: say(
+            'role-without-hosts',
+            productId,
+            `no host has role ${productId}:${role}; its ${used} catalog entr${used === 1 ? 'y yields' : 'ies yield'} no flows`,
+            () => WARNINGS_JA['role-without-hosts'](productId, role, used),
+          ),
         });
     }
     for (const w of cat.warnings ?? []) {
       const hosts = w.role === undefined ? [null] : hostsIn(w.role);
       for (const host of hosts) {
         const c: Candidate = { host, role: w.role ?? null };
-        const ctx = context(cat, use.features, setting, c, c, (r) => hostsIn(r).length > 0, warn, productId);
+        const ctx = context(
+          cat,
+          use.features,
+          setting,
+          c,
+          c,
+          (r) => hostsIn(r).length > 0,
+          warn,
+          productId,
+          say,
+        );
         if (evaluate(w.when, ctx) !== true) continue;
         warn({
           code: w.id,
           product: productId,
           ...(host ? { host: host.name } : {}),
-          message: `${productId}: ${w.message.replaceAll('{host}', host?.name ?? '')}`,
+          message: say(
+            w.id,
+            productId,
+            `${productId}: ${w.message.replaceAll('{host}', host?.name ?? '')}`,
+            w['message-ja']
+              ? () => `${productId}: ${w['message-ja']?.replaceAll('{host}', host?.name ?? '')}`
+              : undefined,
+          ),
         });
       }
     }
@@ -103,6 +142,7 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
             (r) => hostsIn(r).length > 0,
             warn,
             productId,
+            say,
           );
           const truth = evaluate(entry.when, ctx);
           if (advisory && !withAdvisories) {
@@ -111,10 +151,13 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
               const what =
                 entry.protocol === 'icmp' ? (entry['icmp-type'] ?? 'any') : formatPorts(ports ?? []);
               const pair = `${from.host?.name ?? 'any'} -> ${to.host?.name ?? 'any'} ${entry.protocol} ${what}`;
+              const unknown = truth === true ? '' : [...new Set(truth.unknown)].join(', ');
               leftOut.push(
                 truth === true
                   ? pair
-                  : `${pair} (depends on ${[...new Set(truth.unknown)].join(', ')}, not given)`,
+                  : jaProducts.has(productId)
+                    ? WARNINGS_JA.depends(pair, unknown)
+                    : `${pair} (depends on ${unknown}, not given)`,
               );
             }
             continue;
@@ -122,15 +165,21 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
           if (truth !== true) {
             if (truth !== false) {
               const who = [from.host?.name, to.host?.name].filter(Boolean).join(' -> ');
+              const unknown = [...new Set(truth.unknown)].join(', ');
               warn({
                 code: 'condition-unknown',
                 product: productId,
-                message: `${productId} entry ${entry.id} (${who}) skipped: the inventory does not give ${[...new Set(truth.unknown)].join(', ')}`,
+                message: say(
+                  'condition-unknown',
+                  productId,
+                  `${productId} entry ${entry.id} (${who}) skipped: the inventory does not give ${unknown}`,
+                  () => WARNINGS_JA['condition-unknown'](productId, entry.id, who, unknown),
+                ),
               });
             }
             continue;
           }
-          const ports = resolvePorts(entry, from, to, warn, productId);
+          const ports = resolvePorts(entry, from, to, warn, productId, say);
           if (ports === undefined) continue;
           raw.push(toFlow(productId, entry, from, to, ports, opts));
         }
@@ -138,24 +187,47 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
       if (leftOut.length) {
         const page = entry.sources.find(isPageRef);
         const shown = leftOut.slice(0, 4).join('; ');
-        const more = leftOut.length > 4 ? `; and ${leftOut.length - 4} more` : '';
+        const extra = leftOut.length - 4;
+        const more = extra > 0 ? `; and ${extra} more` : '';
         warn({
           code: 'advisory',
           product: productId,
-          message: `advisory ${productId} ${entry.id} not planned: add ${shown}${more}. ${entry.purpose}${page ? ` Source: ${page.title} <${page.url}>, read ${page.read}` : ''}; ${ADVISORY_HINT}.`,
+          message: say(
+            'advisory',
+            productId,
+            `advisory ${productId} ${entry.id} not planned: add ${shown}${more}. ${entry.purpose}${page ? ` Source: ${page.title} <${page.url}>, read ${page.read}` : ''}; ${ADVISORY_HINT}.`,
+            () =>
+              WARNINGS_JA.advisory(
+                productId,
+                entry.id,
+                `${shown}${extra > 0 ? WARNINGS_JA.more(extra) : ''}`,
+                entry['purpose-ja'] ?? entry.purpose,
+                page ? WARNINGS_JA.page(page.title, page.url, page.read) : '',
+              ),
+          ),
         });
       }
     }
   }
   const flows = mergeFlows(raw);
-  for (const w of hostsInsideCidrs(inv.hosts)) warn(w);
+  for (const w of hostsInsideCidrs(inv.hosts, siteJa ? 'ja' : 'en'))
+    warn({ ...w, message: say(w.code, undefined, w.message, () => w.message) });
   const inFlows = new Set<string | null>();
   for (const f of flows) inFlows.add(f.from.host).add(f.to.host);
   for (const h of inv.hosts)
     if (!inFlows.has(h.name))
-      warn({ code: 'host-without-flows', host: h.name, message: `host ${h.name} has no flows in this plan` });
+      warn({
+        code: 'host-without-flows',
+        host: h.name,
+        message: say('host-without-flows', undefined, `host ${h.name} has no flows in this plan`, () =>
+          WARNINGS_JA['host-without-flows'](h.name),
+        ),
+      });
   return { site: inv.site, flows, warnings };
 }
+
+/** A warning's text in the plan's language (see PlanOptions.lang). */
+type Say = (code: string, product: string | undefined, en: string, ja?: () => string) => string;
 
 function peerRole(p: PeerSpec): string | undefined {
   return typeof p === 'string' ? p : 'role' in p ? p.role : undefined;
@@ -180,6 +252,7 @@ function context(
   rolePresent: (r: string) => boolean,
   warn: (w: Warning) => void,
   product: string,
+  say: Say,
 ): ConditionContext {
   return {
     features,
@@ -198,11 +271,19 @@ function context(
       // A per-host override of a product setting (PlateSpin replication-direction): the setting decides.
       if (spec?.setting !== undefined) return setting(spec.setting);
       if (spec?.default !== undefined) {
+        const host = c.host;
+        const role = c.role;
+        const dflt = spec.default;
         warn({
           code: 'fact-default',
           host: c.host.name,
           product,
-          message: `host ${c.host.name} (${product}:${c.role}) does not give fact ${name}; taking the default ${spec.default}`,
+          message: say(
+            'fact-default',
+            product,
+            `host ${c.host.name} (${product}:${c.role}) does not give fact ${name}; taking the default ${spec.default}`,
+            () => WARNINGS_JA['fact-default'](host.name, product, role, name, dflt),
+          ),
         });
         return spec.list ? [spec.default] : spec.default;
       }
@@ -218,10 +299,11 @@ function resolvePorts(
   to: Candidate,
   warn: (w: Warning) => void,
   product: string,
+  say: Say = (_c, _p, en) => en,
 ): PortRange[] | undefined {
   if (entry.protocol === 'icmp') return [];
   const out: PortRange[] = [];
-  for (const p of entry.ports ?? []) out.push(...expandPort(p, from, to, entry, warn, product));
+  for (const p of entry.ports ?? []) out.push(...expandPort(p, from, to, entry, warn, product, say));
   return out.length ? mergePortRanges(out) : undefined;
 }
 
@@ -232,6 +314,7 @@ function expandPort(
   entry: CatalogEntry,
   warn: (w: Warning) => void,
   product: string,
+  say: Say,
 ): PortRange[] {
   if (typeof p === 'number') return [[p, p]];
   if (typeof p === 'string') {
@@ -248,7 +331,12 @@ function expandPort(
         code: 'fact-missing',
         host: host.name,
         product,
-        message: `host ${host.name} does not list its ${d.fact}; ${product} entry ${entry.id} (one port per drive) yields no ports for it`,
+        message: say(
+          'fact-missing',
+          product,
+          `host ${host.name} does not list its ${d.fact}; ${product} entry ${entry.id} (one port per drive) yields no ports for it`,
+          () => WARNINGS_JA['fact-missing'](host.name, d.fact, product, entry.id),
+        ),
       });
     return [];
   }
@@ -348,9 +436,10 @@ function flowKey(f: Flow): string {
  * A host whose address lies inside another host's CIDR: checks of the CIDR host from it probe
  * the checking host itself, and a sweep of its own ephemeral ports (Linux 32768-60999) can connect
  * a socket to itself. `check` never reports such a self-connection as open, but the inventory
- * most likely means the CIDR without this host. Warning code `address-in-cidr`.
+ * most likely means the CIDR without this host. Warning code `address-in-cidr`; `lang` `ja` gives
+ * the message in Japanese (messages-ja.ts).
  */
-export function hostsInsideCidrs(hosts: readonly Host[]): Warning[] {
+export function hostsInsideCidrs(hosts: readonly Host[], lang: 'en' | 'ja' = 'en'): Warning[] {
   // Address ranges sorted by start, so each CIDR finds what lies inside it by binary search:
   // linear-logarithmic in hosts, where comparing every pair is quadratic on an estate.
   const ranges = hosts
@@ -386,7 +475,10 @@ export function hostsInsideCidrs(hosts: readonly Host[]): Warning[] {
         w: {
           code: 'address-in-cidr',
           host: h.name,
-          message: `host ${h.name} (${h.address.text}) lies inside the CIDR of host ${net.name}, ${net.address.text}: probes of ${net.name} from ${h.name} reach ${h.name} itself; narrow the CIDR or accept that ${h.address.text} is probed as ${net.name}`,
+          message:
+            lang === 'ja'
+              ? WARNINGS_JA['address-in-cidr'](h.name, h.address.text, net.name, net.address.text)
+              : `host ${h.name} (${h.address.text}) lies inside the CIDR of host ${net.name}, ${net.address.text}: probes of ${net.name} from ${h.name} reach ${h.name} itself; narrow the CIDR or accept that ${h.address.text} is probed as ${net.name}`,
         },
       });
     }

@@ -426,7 +426,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       schema: { summary: "the agent's site inventory and the ids of the flows from its host" },
     },
     async (req) => {
-      const agent = await store.agent(req.principal?.agentId ?? '');
+      const agent = await store.agent(req.principal?.agent ?? req.principal?.agentId ?? '');
       const v = await store.version(agent.site, 'latest');
       return {
         agent: agent.id,
@@ -442,7 +442,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     '/api/agent/heartbeat',
     { config: { allow: AGENT }, schema: { summary: 'the agent is alive', body: S.heartbeatBody } },
     async (req) => {
-      emit(await store.heartbeat(req.principal?.agentId ?? ''));
+      emit(await store.heartbeat(req.principal?.agent ?? req.principal?.agentId ?? ''));
       return { ok: true };
     },
   );
@@ -453,7 +453,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       schema: { summary: 'post one check run; the idempotency key makes a resend harmless', body: S.runBody },
     },
     async (req) => {
-      const r = await store.ingest(req.principal?.agentId ?? '', req.body);
+      const r = await store.ingest(req.principal?.agent ?? req.principal?.agentId ?? '', req.body);
       emit(r.events);
       return { key: req.body.key, stored: r.stored, duplicate: !r.stored };
     },

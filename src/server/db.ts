@@ -1,7 +1,14 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
+import {
+  Kysely,
+  Migrator,
+  PostgresDialect,
+  type SqliteDatabase,
+  SqliteDialect,
+  type SqliteStatement,
+} from 'kysely';
 import pg from 'pg';
 import { PortolanError, UsageError } from '../errors.js';
 import { migrationProvider } from './migrations.js';
@@ -87,6 +94,31 @@ export function parseDbTarget(text: string): DbTarget {
   return { kind: 'sqlite', file: text };
 }
 
+/** Prepared statements kept per SQL text: Kysely prepares every query anew, which costs as much as running it. */
+const STATEMENTS = 256;
+
+/**
+ * The SQLite handle Kysely sees, with its prepared statements reused (least recently used dropped
+ * past STATEMENTS). Safe because Kysely's SQLite driver runs one query at a time on its one
+ * connection; statements are never iterated concurrently.
+ */
+function statementCache(sqlite: Database.Database): SqliteDatabase {
+  const cache = new Map<string, Database.Statement>();
+  return {
+    close: () => sqlite.close(),
+    prepare(text: string) {
+      let stmt = cache.get(text);
+      if (stmt) cache.delete(text);
+      else {
+        stmt = sqlite.prepare(text);
+        if (cache.size >= STATEMENTS) cache.delete(cache.keys().next().value as string);
+      }
+      cache.set(text, stmt);
+      return stmt as unknown as SqliteStatement;
+    },
+  };
+}
+
 /**
  * Opens the store and brings its schema up to date (migrations.ts). SQLite runs in WAL mode with a
  * busy timeout, so several processes may share one file; PostgreSQL is the fleet-scale store that
@@ -107,7 +139,7 @@ export async function openDb(target: DbTarget): Promise<Db> {
         cause: err,
       });
     }
-    db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: sqlite }) });
+    db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: statementCache(sqlite) }) });
   } else {
     const pool = new pg.Pool({ connectionString: target.url, max: 10 });
     db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });

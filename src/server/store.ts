@@ -1,5 +1,5 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import type { Transaction } from 'kysely';
+import { type Selectable, SqliteAdapter, type Transaction } from 'kysely';
 import { isFailure, type Verdict } from '../probe/verdict.js';
 import type { Db, Tables } from './db.js';
 import { type ParsedSite, parseSite } from './sites.js';
@@ -17,9 +17,13 @@ export class ApiError extends Error {
 }
 
 export type Role = 'admin' | 'viewer' | 'agent';
+export type AgentRow = Selectable<Tables['agents']>;
+
 export interface Principal {
   role: Role;
   agentId: string | null;
+  /** An agent token's agent as read with the token; null for other tokens or a removed agent. */
+  agent: AgentRow | null;
 }
 
 export interface EventRow {
@@ -48,8 +52,6 @@ export interface PostedRun {
   results: PostedResult[];
 }
 
-const now = () => new Date().toISOString();
-
 /** SHA-256 of a random token: tokens carry 256 bits, so a fast hash is enough (no password stretching). */
 export function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('hex');
@@ -63,11 +65,45 @@ export function newToken(prefix: string): string {
  * The store: every read and write the API makes, on one query layer for SQLite and PostgreSQL. It
  * keeps no state between calls that another `serve` process sharing the database would need.
  */
+/** The most runs stored in one transaction. */
+const RUN_BATCH = 200;
+
+export interface StoreOptions {
+  /** Milliseconds since the Unix epoch, as Date.now (the default); tests move it instead of waiting. */
+  clock?: () => number;
+}
+
 export class Store {
+  private readonly clock: () => number;
+  /** Runs validated and waiting for the next group commit (drainRuns). */
+  private readonly pendingRuns: {
+    agent: AgentRow;
+    run: PostedRun;
+    resolve: (r: { stored: boolean; events: EventRow[] }) => void;
+    reject: (err: unknown) => void;
+  }[] = [];
+  private draining = false;
+  /** Result posts share transactions (SQLite: one writer at a time); see drainRuns. */
+  private readonly groupCommit: boolean;
+  /** Stored versions already read, by `VERSION\0SITE`: immutable rows (see version()). */
+  private readonly versionCache = new Map<
+    string,
+    { version: number; yaml: string; createdAt: string; parsed: ParsedSite }
+  >();
+
   constructor(
     readonly db: Db,
     readonly catalogs: readonly string[] = [],
-  ) {}
+    options: StoreOptions = {},
+  ) {
+    this.clock = options.clock ?? Date.now;
+    this.groupCommit = db.getExecutor().adapter instanceof SqliteAdapter;
+  }
+
+  /** The store's time as ISO-8601 UTC text, the form every time column holds. */
+  private now(): string {
+    return new Date(this.clock()).toISOString();
+  }
 
   // --- tokens ---
 
@@ -80,7 +116,7 @@ export class Store {
     const token = newToken(kind === 'agent' ? 'pta' : kind === 'admin' ? 'ptadm' : 'ptv');
     await this.db
       .insertInto('tokens')
-      .values({ id: randomUUID(), kind, hash: hashToken(token), agent_id: agentId, created_at: now() })
+      .values({ id: randomUUID(), kind, hash: hashToken(token), agent_id: agentId, created_at: this.now() })
       .execute();
     return token;
   }
@@ -91,15 +127,47 @@ export class Store {
     return this.createToken('admin');
   }
 
-  /** Who holds `token`, or null. The stored hash is compared again in constant time. */
+  /**
+   * Who holds `token`, or null. The stored hash is compared again in constant time. An agent's
+   * token comes with its agent row (one query), so the agent routes need no second lookup.
+   */
   async authenticate(token: string): Promise<Principal | null> {
     const hash = hashToken(token);
-    const row = await this.db.selectFrom('tokens').selectAll().where('hash', '=', hash).executeTakeFirst();
+    const row = await this.db
+      .selectFrom('tokens')
+      .leftJoin('agents', 'agents.id', 'tokens.agent_id')
+      .select([
+        'tokens.hash',
+        'tokens.kind',
+        'tokens.agent_id',
+        'agents.site',
+        'agents.host',
+        'agents.name',
+        'agents.created_at',
+        'agents.last_seen',
+        'agents.stale',
+        'agents.isolated_at',
+      ])
+      .where('tokens.hash', '=', hash)
+      .executeTakeFirst();
     if (!row) return null;
     const a = Buffer.from(row.hash, 'hex');
     const b = Buffer.from(hash, 'hex');
     if (a.length !== b.length || !timingSafeEqual(a, b)) return null;
-    return { role: row.kind, agentId: row.agent_id };
+    const agent: AgentRow | null =
+      row.agent_id !== null && row.site !== null
+        ? {
+            id: row.agent_id,
+            site: row.site,
+            host: row.host as string,
+            name: row.name as string,
+            created_at: row.created_at as string,
+            last_seen: row.last_seen,
+            stale: row.stale as number,
+            isolated_at: row.isolated_at,
+          }
+        : null;
+    return { role: row.kind, agentId: row.agent_id, agent };
   }
 
   // --- sites ---
@@ -145,7 +213,7 @@ export class Store {
               yaml,
               plan: JSON.stringify(parsed.plan),
               flows: parsed.plan.flows.length,
-              created_at: now(),
+              created_at: this.now(),
             })
             .execute();
           await this.event(
@@ -168,10 +236,11 @@ export class Store {
     }
   }
 
+  /** The newest version's row, without its stored plan (derived again from the YAML when needed). */
   async latestVersion(site: string) {
     return this.db
       .selectFrom('site_versions')
-      .selectAll()
+      .select(['version', 'yaml', 'flows', 'created_at'])
       .where('site', '=', site)
       .orderBy('version', 'desc')
       .limit(1)
@@ -189,27 +258,36 @@ export class Store {
     return rows.map((r) => ({ version: r.version, flows: r.flows, createdAt: r.created_at }));
   }
 
-  /** A stored version (`latest` or a number), parsed. */
+  /**
+   * A stored version (`latest` or a number), parsed. A numbered version never changes once stored,
+   * so it is kept here after the first read (bounded; derived from the database, never ahead of it):
+   * an agent's result post costs no query for it.
+   */
   async version(
     site: string,
     version: number | 'latest',
   ): Promise<{ version: number; yaml: string; createdAt: string; parsed: ParsedSite }> {
+    const known = version === 'latest' ? undefined : this.versionCache.get(`${version}\u0000${site}`);
+    if (known) return known;
     const row =
       version === 'latest'
         ? await this.latestVersion(site)
         : await this.db
             .selectFrom('site_versions')
-            .selectAll()
+            .select(['version', 'yaml', 'created_at'])
             .where('site', '=', site)
             .where('version', '=', version)
             .executeTakeFirst();
     if (!row) throw new ApiError(404, 'ENOSITE', `no version ${version} of site ${JSON.stringify(site)}`);
-    return {
+    const v = {
       version: row.version,
       yaml: row.yaml,
       createdAt: row.created_at,
       parsed: parseSite(row.yaml, this.catalogs),
     };
+    if (this.versionCache.size >= 256) this.versionCache.clear();
+    this.versionCache.set(`${v.version}\u0000${site}`, v);
+    return v;
   }
 
   // --- status and history ---
@@ -270,7 +348,7 @@ export class Store {
         `host ${JSON.stringify(host)} is not in site ${site} (expected one of: ${v.parsed.inventory.hosts.map((h) => h.name).join(', ')})`,
       );
     const id = randomUUID();
-    const at = now();
+    const at = this.now();
     await this.db
       .insertInto('agents')
       .values({
@@ -296,7 +374,9 @@ export class Store {
     return { id, site, host, name: name ?? host, token };
   }
 
-  async agent(id: string) {
+  /** An enrolled agent by id (or the row already read with its token). */
+  async agent(id: string | AgentRow): Promise<AgentRow> {
+    if (typeof id !== 'string') return id;
     const a = await this.db.selectFrom('agents').selectAll().where('id', '=', id).executeTakeFirst();
     if (!a) throw new ApiError(403, 'EAGENT', 'this agent token names no enrolled agent');
     return a;
@@ -316,11 +396,25 @@ export class Store {
     }));
   }
 
-  async heartbeat(agentId: string): Promise<EventRow[]> {
-    const a = await this.agent(agentId);
+  async heartbeat(who: string | AgentRow): Promise<EventRow[]> {
+    const a = await this.agent(who);
+    const agentId = a.id;
     const events: EventRow[] = [];
+    if (!a.stale) {
+      // The common case is one statement; a stale agent coming back also gets its event.
+      await this.db
+        .updateTable('agents')
+        .set({ last_seen: this.now(), stale: 0 })
+        .where('id', '=', agentId)
+        .execute();
+      return events;
+    }
     await this.db.transaction().execute(async (tx) => {
-      await tx.updateTable('agents').set({ last_seen: now(), stale: 0 }).where('id', '=', agentId).execute();
+      await tx
+        .updateTable('agents')
+        .set({ last_seen: this.now(), stale: 0 })
+        .where('id', '=', agentId)
+        .execute();
       if (a.stale)
         events.push(
           await this.event(tx, a.site, 'agent-back', a.name, `agent ${a.name} reports again`, { id: a.id }),
@@ -331,7 +425,7 @@ export class Store {
 
   /** Marks agents stale whose last heartbeat is older than `afterMs`; one event each, once. */
   async markStale(afterMs: number): Promise<EventRow[]> {
-    const cutoff = new Date(Date.now() - afterMs).toISOString();
+    const cutoff = new Date(this.clock() - afterMs).toISOString();
     const due = await this.db
       .selectFrom('agents')
       .selectAll()
@@ -377,10 +471,10 @@ export class Store {
    * event when a flow turns failing or ok again, and change-request rows moving from requested
    * to working to broken. An isolated run is kept as history only.
    */
-  async ingest(agentId: string, run: PostedRun): Promise<{ stored: boolean; events: EventRow[] }> {
-    const agent = await this.agent(agentId);
+  async ingest(who: string | AgentRow, run: PostedRun): Promise<{ stored: boolean; events: EventRow[] }> {
+    const agent = await this.agent(who);
     const v = await this.version(agent.site, run.version);
-    const mine = new Map(v.parsed.plan.flows.filter((f) => f.from.host === agent.host).map((f) => [f.id, f]));
+    const mine = new Set(v.parsed.plan.flows.filter((f) => f.from.host === agent.host).map((f) => f.id));
     for (const r of run.results)
       if (!mine.has(r.flowId))
         throw new ApiError(
@@ -388,9 +482,59 @@ export class Store {
           'EFLOW',
           `results[].flowId ${JSON.stringify(r.flowId)} is not a flow from ${agent.host} in version ${run.version} of ${agent.site}`,
         );
+    // PostgreSQL runs each post's transaction on its own pooled connection, in parallel; SQLite has
+    // one writer, so there the posts waiting meanwhile share the next commit.
+    if (!this.groupCommit) return this.db.transaction().execute((tx) => this.storeRun(tx, agent, run));
+    return new Promise((resolve, reject) => {
+      this.pendingRuns.push({ agent, run, resolve, reject });
+      if (!this.draining) {
+        this.draining = true;
+        setImmediate(() => void this.drainRuns());
+      }
+    });
+  }
+
+  /**
+   * Group commit (SQLite): the runs posted while a transaction was open are stored together in the next one
+   * (at most RUN_BATCH), so a burst of posts pays one commit per batch instead of one per run. A
+   * batch that fails (a lost deadlock race with another process, say) is retried one run per
+   * transaction, so one run's error reaches only its own request. The queue holds only requests
+   * in flight: nothing another process needs to know.
+   */
+  private async drainRuns(): Promise<void> {
+    while (this.pendingRuns.length) {
+      const batch = this.pendingRuns.splice(0, RUN_BATCH);
+      try {
+        const out = await this.db.transaction().execute(async (tx) => {
+          const done: { stored: boolean; events: EventRow[] }[] = [];
+          for (const b of batch) done.push(await this.storeRun(tx, b.agent, b.run));
+          return done;
+        });
+        for (const [i, b] of batch.entries()) b.resolve(out[i] as { stored: boolean; events: EventRow[] });
+      } catch (err) {
+        if (batch.length === 1) batch[0]?.reject(err);
+        else
+          for (const b of batch)
+            try {
+              b.resolve(await this.db.transaction().execute((tx) => this.storeRun(tx, b.agent, b.run)));
+            } catch (e) {
+              b.reject(e);
+            }
+      }
+    }
+    this.draining = false;
+  }
+
+  /** One run inside a transaction: see ingest. */
+  private async storeRun(
+    tx: Transaction<Tables>,
+    agent: AgentRow,
+    run: PostedRun,
+  ): Promise<{ stored: boolean; events: EventRow[] }> {
+    const agentId = agent.id;
     const events: EventRow[] = [];
-    const at = now();
-    const stored = await this.db.transaction().execute(async (tx) => {
+    const at = this.now();
+    const stored = await (async () => {
       const ins = await tx
         .insertInto('runs')
         .values({
@@ -447,7 +591,7 @@ export class Store {
         ...(await this.updateChangeRows(tx, agent.site, new Set(run.results.map((r) => r.flowId)))),
       );
       return true;
-    });
+    })();
     return { stored, events };
   }
 
@@ -474,10 +618,13 @@ export class Store {
       ).map((p) => [p.flow_id, p]),
     );
     // A spooled result older than the one shown does not replace it.
-    const newer = results.filter((r) => {
-      const p = prev.get(r.flowId);
-      return !p || p.checked_at <= at;
-    });
+    // In flow order: two transactions updating the same flows lock them in the same order (no deadlock).
+    const newer = results
+      .filter((r) => {
+        const p = prev.get(r.flowId);
+        return !p || p.checked_at <= at;
+      })
+      .sort((x, y) => (x.flowId < y.flowId ? -1 : x.flowId > y.flowId ? 1 : 0));
     if (!newer.length) return [];
     await tx
       .insertInto('flow_status')
@@ -549,7 +696,7 @@ export class Store {
       const evidence = seen.map((s) => `${s?.flow_id}: ${s?.verdict} at ${s?.checked_at}`).join('\n');
       await tx
         .updateTable('change_rows')
-        .set({ state, evidence, updated_at: now() })
+        .set({ state, evidence, updated_at: this.now() })
         .where('cr_id', '=', row.cr_id)
         .where('rule', '=', row.rule)
         .execute();
@@ -582,7 +729,7 @@ export class Store {
     rows: { rule: string; summary: string; flowIds: string[] }[],
   ) {
     const id = randomUUID();
-    const at = now();
+    const at = this.now();
     await this.db.transaction().execute(async (tx) => {
       await tx
         .insertInto('change_requests')
@@ -670,7 +817,7 @@ export class Store {
     message: string,
     data: unknown,
   ): Promise<EventRow> {
-    const e = { id: randomUUID(), at: now(), site, kind, subject, message, data };
+    const e = { id: randomUUID(), at: this.now(), site, kind, subject, message, data };
     await db
       .insertInto('events')
       .values({ ...e, data: JSON.stringify(data) })
@@ -686,7 +833,7 @@ export class Store {
   }
 
   async addWebhook(url: string) {
-    const row = { id: randomUUID(), url, created_at: now() };
+    const row = { id: randomUUID(), url, created_at: this.now() };
     await this.db.insertInto('webhooks').values(row).execute();
     return { id: row.id, url, createdAt: row.created_at };
   }
@@ -707,7 +854,7 @@ export class Store {
 
   /** Deletes results, runs and events older than `ms` (retention set by time). */
   async prune(ms: number): Promise<void> {
-    const cutoff = new Date(Date.now() - ms).toISOString();
+    const cutoff = new Date(this.clock() - ms).toISOString();
     await this.db.transaction().execute(async (tx) => {
       const old = tx.selectFrom('runs').select('key').where('received_at', '<', cutoff);
       await tx.deleteFrom('results').where('run_key', 'in', old).execute();

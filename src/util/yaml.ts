@@ -10,6 +10,7 @@ import {
   isNode,
   isScalar,
   isSeq,
+  Lexer,
   LineCounter,
   type Node,
   Parser,
@@ -74,8 +75,20 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
     const where = { line: before.split('\n').length, column: nul - before.lastIndexOf('\n') };
     throw new InputError(`the ${what} contains a NUL byte (expected YAML text)`, { file, ...where });
   }
-  if (text.trim() === '' || /^(\s*(#.*)?\n?)*$/.test(text))
+  if (onlyComments(text))
     throw new InputError(`the ${what} is empty (expected a YAML mapping)`, { file, line: 1, column: 1 });
+  // Flow collections ([[[...]]]) too deep are refused from the token stream, before the parser
+  // builds them: it takes minutes over a few megabytes of brackets.
+  const flowDeep = tooDeepFlow(text);
+  if (flowDeep !== undefined)
+    throw new InputError(
+      `YAML: nested more than ${MAX_DEPTH} levels deep (expected at most ${MAX_DEPTH} levels of lists and mappings)`,
+      {
+        file,
+        line: text.slice(0, flowDeep).split('\n').length,
+        column: flowDeep - text.lastIndexOf('\n', flowDeep - 1),
+      },
+    );
   // The CST pass is iterative, so it measures nesting safely; it also fills lineCounter.
   const tokens = Array.from(new Parser(lineCounter.addNewLine).parse(text));
   const deep = tooDeep(tokens);
@@ -182,6 +195,34 @@ function yamlMessage(code: ErrorCode, message: string): string {
     ? 'it was opened above this point and never closed'
     : YAML_HINTS[code];
   return hint ? `${text} (${hint})` : text;
+}
+
+/** True when every line is blank or a comment: one pass, no backtracking. */
+export function onlyComments(text: string): boolean {
+  for (const line of text.split('\n')) {
+    const t = line.trim();
+    if (t !== '' && !t.startsWith('#')) return false;
+  }
+  return true;
+}
+
+/**
+ * The offset of the first flow collection (`[` or `{`) opened deeper than MAX_DEPTH flow levels,
+ * from yaml's lexer, which yields tokens as it goes (linear, stops at the first one found). Quoted
+ * and plain scalars are single tokens, so brackets inside text are not counted. The lexer's own
+ * control tokens (document, flow-error and scalar marks) are not source text and take no offset.
+ */
+function tooDeepFlow(text: string): number | undefined {
+  let depth = 0;
+  let offset = 0;
+  for (const token of new Lexer().lex(text)) {
+    if (token === '[' || token === '{') {
+      if (++depth > MAX_DEPTH) return offset;
+    } else if (token === ']' || token === '}') depth = Math.max(0, depth - 1);
+    if (token.length === 1 && '\x02\x18\x1f'.includes(token)) continue;
+    offset += token.length;
+  }
+  return undefined;
 }
 
 /** The offset of the first list or mapping nested deeper than MAX_DEPTH, walking the CST without recursion. */
