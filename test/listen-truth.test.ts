@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { summaryLines } from '../src/cli/listen.js';
-import { LOG_GLOBAL_BURST, LOG_GLOBAL_PER_SECOND, ProbeLog } from '../src/listen/log.js';
+import { LOG_BURST, LOG_GLOBAL_BURST, LOG_GLOBAL_PER_SECOND, ProbeLog } from '../src/listen/log.js';
 import { RESPONDER_CONNECTIONS_PER_SOURCE } from '../src/listen/protocol.js';
 import { OVER_SHARE_MS, type ProbeEvent } from '../src/listen/responder.js';
 import { type CheckJson, catalog, entry, labUnavailable, portVerdicts } from './check-lab.js';
@@ -36,6 +36,11 @@ const RANGES: [number, number][] = [
   [49152, 65535],
 ];
 const RANGE_PORTS = RANGES.reduce((n, [lo, hi]) => n + hi - lo + 1, 0);
+/**
+ * One full-range check may take this long: measured up to 10 minutes with three copies of this file
+ * at once on 2 shared cores (load ~22), where the responder's event loop stalls for minutes.
+ */
+const FULL_RANGE_CHECK_MS = 1_500_000;
 
 const procs: ChildProcess[] = [];
 let dir = '';
@@ -119,6 +124,7 @@ function writeSite(): string {
     [
       entry('range', 'repo', 'tcp', ranges, 'veeam-transport'),
       entry('ips', 'repo', 'tcp', [10006], 'veeam-agent'),
+      entry('udp', 'repo', 'udp', [3400], 'veeam-udp'),
       entry('ntp', 'timesrv', 'udp', [123], 'ntp'),
       entry('tls', 'web', 'tcp', [10443], 'https', 'tls: true'),
       entry('http', 'web', 'tcp', [10080], 'http'),
@@ -284,7 +290,12 @@ describe('listen + check --secret: the truth on ranges, resets, UDP and NAT', { 
           'json',
         ]);
         const doc = checkJson(r);
-        assert.deepEqual(tally(doc), { 'ok (responder)': 801 }, 'the other source is not locked out');
+        const odd = [...portVerdicts(doc)].filter(([, v]) => v.verdict !== 'ok (responder)').slice(0, 3);
+        assert.deepEqual(
+          tally(doc),
+          { 'ok (responder)': 801 },
+          `the other source is not locked out: ${JSON.stringify(odd)}`,
+        );
         assert.equal(r.code, 0);
       } finally {
         holder.kill('SIGKILL');
@@ -517,14 +528,48 @@ describe('listen + check --secret: the truth on ranges, resets, UDP and NAT', { 
     assert.equal(d.notes, undefined, 'no NAT, no note');
   });
 
+  it(
+    'carries seenFrom on a signed UDP reply and notes NAT behind the masquerading router',
+    LONG,
+    async () => {
+      const udp = (ns: string, from: string) =>
+        cli(ns, [
+          'check',
+          site,
+          '--from',
+          from,
+          '--to',
+          'repo',
+          '--port',
+          '3400',
+          '--secret',
+          SECRET,
+          '--format',
+          'json',
+        ]);
+      const natRun = await udp(NS.n, 'w3');
+      const nat = checkJson(natRun);
+      const f = nat.flows[0] as CheckJson['flows'][number] & { notes?: string[] };
+      assert.equal(f?.verdict, 'ok (responder)', JSON.stringify(nat.flows));
+      assert.equal(f.protocol, 'udp');
+      assert.equal(f.results[0]?.evidence.seenFrom, '10.214.3.1');
+      assert.deepEqual(f.notes, ['the target saw you as 10.214.3.1, not 10.214.4.2: NAT between you']);
+      assert.equal(natRun.code, 0);
+      const direct = checkJson(await udp(NS.a, 'w1'));
+      const d = direct.flows[0] as CheckJson['flows'][number] & { notes?: string[] };
+      assert.equal(d?.verdict, 'ok (responder)', JSON.stringify(direct.flows));
+      assert.equal(d.results[0]?.evidence.seenFrom, '10.214.1.1');
+      assert.equal(d.notes, undefined, 'no NAT, no note');
+    },
+  );
+
   // After the other responder tests: once the responder has served three full-range runs from two
   // sources it can still be shedding load, and they must not inherit that. The summary test below
-  // counts what it answered here.
+  // counts what it answered here. Each run's reachability pass queues ~35k connections at the
+  // responder at once; digesting them stalls its event loop (measured 50-111 s with the machine at
+  // load 20 on 2 cores), and check must wait for it rather than call its ports open-unverified.
   it('gives ok (responder) on every port of 2500-3300 and 49152-65535 from two sources at once, three runs of three', {
-    ...LONG,
-    // Runs 1 and 2 pass here; on a machine loaded ~10x past its cores, run 3 still leaves a few
-    // hundred ports of one source unanswered after the patient second asks (responder lag > 10 s).
-    todo: 'run 3 of 3 can fail when the machine is heavily oversubscribed',
+    timeout: 3 * FULL_RANGE_CHECK_MS + 60_000,
   }, async () => {
     for (let run = 1; run <= 3; run++) {
       const [one, two] = await Promise.all(
@@ -532,20 +577,24 @@ describe('listen + check --secret: the truth on ranges, resets, UDP and NAT', { 
           [NS.a, 'w1'],
           [NS.b, 'w2'],
         ].map(([ns, from]) =>
-          cli(ns as string, [
-            'check',
-            site,
-            '--from',
-            from as string,
-            '--to',
-            'repo',
-            '--port',
-            RANGES.map(([lo, hi]) => `${lo}-${hi}`).join(','),
-            '--secret',
-            SECRET,
-            '--format',
-            'json',
-          ]),
+          cli(
+            ns as string,
+            [
+              'check',
+              site,
+              '--from',
+              from as string,
+              '--to',
+              'repo',
+              '--port',
+              RANGES.map(([lo, hi]) => `${lo}-${hi}`).join(','),
+              '--secret',
+              SECRET,
+              '--format',
+              'json',
+            ],
+            FULL_RANGE_CHECK_MS,
+          ),
         ),
       );
       for (const [who, r] of [
@@ -650,6 +699,41 @@ describe('listen: a global log budget', () => {
     const s = log.summary();
     assert.equal(s.rejected, 3001);
     assert.equal(s.suppressed, 3000 - LOG_GLOBAL_BURST);
+  });
+
+  it('summarises a burst from one source with a suppressed line, and the summary counts every connection', () => {
+    const lines: string[] = [];
+    const log = new ProbeLog('text', (l) => lines.push(l));
+    const t = 2_000_000;
+    const refused = (port: number): ProbeEvent => ({
+      ...event('10.0.0.1'),
+      result: 'refused',
+      proto: 'tcp',
+      port,
+      received: 0,
+      reason: 'load: 2048 connections at once (at most 2048)',
+    });
+    for (let i = 0; i < 5000; i++) log.probe(refused(49152 + i), t);
+    assert.equal(lines.length, LOG_BURST, 'a burst, then nothing while the burst lasts');
+    log.probe(refused(60000), t + 1000);
+    assert.equal(lines.length, LOG_BURST + 2, 'the suppressed line, then the connection');
+    assert.match(
+      lines[LOG_BURST] ?? '',
+      new RegExp(
+        ` suppressed ${5000 - LOG_BURST} log lines from 10\\.0\\.0\\.1 \\(log budget: ${LOG_BURST}, then 1 a second per source`,
+      ),
+    );
+    assert.match(lines[LOG_BURST + 1] ?? '', / refused tcp\/60000 from 10\.0\.0\.1:40000 /);
+    const s = log.summary();
+    assert.equal(s.refused, 5001);
+    assert.equal(s.sources[0]?.refused, 5001);
+    assert.equal(s.sources[0]?.suppressed, 5000 - LOG_BURST);
+    assert.match(
+      summaryLines(s, 'stopped by signal')[1] ?? '',
+      new RegExp(
+        `^  10\\.0\\.0\\.1: 0 answered, 0 rejected, 5001 refused for load \\(${5000 - LOG_BURST} not logged: rate limit\\)$`,
+      ),
+    );
   });
 
   it('logs the first reach probe of a source and counts the rest', () => {

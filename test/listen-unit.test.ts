@@ -317,7 +317,9 @@ describe('listen: log', () => {
     log.probe(event('10.0.0.2', 'answered'), t);
     assert.equal(lines.length, LOG_BURST + 1, 'another source is not silenced by a noisy one');
     for (let i = 0; i < 10; i++) log.probe(event('10.0.0.1'), t + 5000);
-    assert.equal(lines.length, LOG_BURST + 1 + 5, 'refills one line a second');
+    assert.equal(lines.length, LOG_BURST + 1 + 1 + 5, 'a suppressed line, then one line a second');
+    assert.equal(JSON.parse(lines[LOG_BURST + 1] ?? '{}').event, 'suppressed');
+    assert.equal(JSON.parse(lines[LOG_BURST + 1] ?? '{}').lines, 100 - LOG_BURST);
     const s = log.summary();
     assert.equal(s.rejected, 110);
     assert.equal(s.answered, 1);

@@ -24,6 +24,8 @@ interface Bucket {
 
 interface SourceState extends Bucket {
   suppressed: number;
+  /** Suppressed since this source's last logged line: announced with its next one. */
+  pending: number;
   answered: number;
   rejected: number;
   reach: number;
@@ -90,13 +92,23 @@ export class ProbeLog {
     const key = this.sources.has(e.from.address) || this.sources.size < MAX_SOURCES ? e.from.address : OTHER;
     let s = this.sources.get(key);
     if (!s) {
-      s = { tokens: LOG_BURST, at: now, suppressed: 0, answered: 0, rejected: 0, reach: 0, refused: 0 };
+      s = {
+        tokens: LOG_BURST,
+        at: now,
+        suppressed: 0,
+        pending: 0,
+        answered: 0,
+        rejected: 0,
+        reach: 0,
+        refused: 0,
+      };
       this.sources.set(key, s);
     }
     s[e.result]++;
     if (e.result === 'reach' && s.reach > 1) return;
     if (!take(s, LOG_BURST, LOG_PER_SECOND, now)) {
       s.suppressed++;
+      s.pending++;
       return;
     }
     if (this.global.at === 0) this.global.at = now;
@@ -112,6 +124,13 @@ export class ProbeLog {
         `${time} suppressed ${this.pending} log lines (log budget: ${LOG_GLOBAL_PER_SECOND} lines a second over all sources)`,
       );
       this.pending = 0;
+    }
+    if (s.pending) {
+      this.line(
+        { event: 'suppressed', time, source: key, lines: s.pending },
+        `${time} suppressed ${s.pending} log lines from ${key} (log budget: ${LOG_BURST}, then ${LOG_PER_SECOND} a second per source; the summary counts them all)`,
+      );
+      s.pending = 0;
     }
     if (this.format === 'json') {
       this.write(`${JSON.stringify({ event: 'probe', time, ...e })}\n`);

@@ -13,8 +13,13 @@ import type { BindOutcome, SocketSpec } from './sockets.js';
 
 /** A probe line is about 80 bytes; anything past this is not a probe and is not read further. */
 export const MAX_PROBE_BYTES = 128;
-/** A prober writes its line right after connecting; a connection is closed this long after accept. */
-export const READ_TIMEOUT_MS = 2000;
+/**
+ * A prober writes its line right after connecting, but on a loaded machine its event loop can take
+ * seconds to see the connection that the kernel completed; a connection with no line is closed this
+ * long after accept. Idle connections cost little beyond that: a source past its share has them
+ * refused after OVER_SHARE_MS.
+ */
+export const READ_TIMEOUT_MS = 10_000;
 /** How long a connection may stay without a probe line while its source holds more than its share (see onTcp). */
 export const OVER_SHARE_MS = 250;
 /**

@@ -9,7 +9,13 @@ import { checkLimits, type PlannedProbes, plannedProbes } from './limits.js';
 import { isUnanswered, type Neighbour, neighbourOf } from './neighbour.js';
 import { isUnsynchronised, type NtpRequest, ntpRequest, parseNtpReply } from './ntp.js';
 import { RateLimiter } from './rate.js';
-import { readResponderReply, Slots, tcpResponderProbe, udpResponderToken } from './responder.js';
+import {
+  readResponderReply,
+  responderAwake,
+  Slots,
+  tcpResponderProbe,
+  udpResponderToken,
+} from './responder.js';
 import { noRouteDetail, type Route, routesTo } from './route.js';
 import { type ReachItem, type ReachOutcome, type ReachProgress, reach } from './scheduler.js';
 import { assertInScope, type Scope, type Selection } from './scope.js';
@@ -297,7 +303,8 @@ export async function runCheck(
   const responderSlots = new Slots(RESPONDER_PROBES_IN_FLIGHT);
   // Per address: the source address a responder saw, where it differs from ours (NAT).
   const natSeen = found.natSeen;
-  // Ports whose signed probe met silence: asked again below where the responder is known to run.
+  // Ports whose signed probe met silence, a close with no reply or resets: asked again below
+  // where the responder is known to run.
   const silentResponder = new Map<string, { address: string; port: number; host: string }>();
   for (const w of work)
     for (const item of w.items) {
@@ -324,10 +331,13 @@ export async function runCheck(
               `the target saw you as ${r.seenFrom}, not ${r.sentFrom}: NAT between you`,
             );
           if (r.ok) return { verdict: 'ok (responder)', detail: r.detail, evidence: r.evidence };
-          // The responder's own finding is kept: a reset once data flowed decides the port.
+          // The responder's own finding is kept: a reset once data flowed decides the port. A
+          // reset is also how a responder refuses for load, so it is asked again below too.
+          if (r.verdict === 'reset-after-connect')
+            silentResponder.set(key, { address: item.address, port: item.port, host: w.flow.to.host });
           if (r.verdict) return { verdict: r.verdict, detail: r.detail, evidence: r.evidence };
           miss = `; ${r.detail}`;
-          if (r.silent)
+          if (r.silent || r.closed)
             silentResponder.set(key, { address: item.address, port: item.port, host: w.flow.to.host });
         }
         if (kind === 'plain')
@@ -466,7 +476,16 @@ function collect(
         found.neighbours.get(item.address),
       );
       const route = found.routes.get(item.address);
-      if (route && 'source' in route) r.evidence.source = route.source;
+      if (route && 'source' in route) {
+        r.evidence.source = route.source;
+        // A signed UDP reply says which address the responder saw, as a TCP one does.
+        const seen = r.evidence.seenFrom;
+        if (seen && seen !== route.source)
+          found.natSeen.set(
+            item.address,
+            `the target saw you as ${seen}, not ${route.source}: NAT between you`,
+          );
+      }
       ports[k] = r;
       const t = tally.get(r.verdict);
       if (t) t.n++;
@@ -476,7 +495,6 @@ function collect(
     const verdict = worst(tally.keys()) ?? 'skipped';
     if (!ports.length) counts[verdict] = (counts[verdict] ?? 0) + 1;
     const example = tally.get(verdict)?.first;
-    const notes = [...new Set(target.addresses.flatMap((a) => found.natSeen.get(a.address) ?? []))];
     // The ports with the headline verdict, as ranges, so a hint names a whole range.
     const same: [number, number][] = [];
     for (const r of ports)
@@ -493,8 +511,12 @@ function collect(
       results: ports,
       ...(target.note ? { reason: target.note } : ports.length ? {} : { reason: 'no ports selected' }),
       hint: hintFor(flow, verdict, example, same),
-      ...(notes.length ? { notes } : {}),
     });
+  }
+  // Notes last: a UDP reply of a later flow can be what shows NAT toward an address.
+  for (const r of results) {
+    const notes = [...new Set(r.addresses.flatMap((a) => found.natSeen.get(a) ?? []))];
+    if (notes.length) r.notes = notes;
   }
   return { results, counts };
 }
@@ -537,8 +559,12 @@ async function localUnreachable(items: readonly ReachItem[], routes: Map<string,
 
 /**
  * A responder busy with other sources' range checks (on a loaded machine) can take longer than the
- * first wait: where it answered other ports of the same address, the ports it was silent on are
- * asked once more with a longer wait, so a slow responder is not reported as no responder.
+ * first wait, and refuses connections for load with a reset: where it answered other ports of the
+ * same address, the ports it was silent on or reset are asked again with a longer wait, each round
+ * once a pilot probe to a port it answered is answered again (so a responder stalled for tens of
+ * seconds by a burst of connects is waited for, up to RESPONDER_PATIENCE_MS). A port reset on
+ * every try while the pilot is answered is reset-after-connect (an IPS); silence while the pilot is
+ * answered stays a miss.
  */
 async function askSilentAgain(
   secret: string,
@@ -548,15 +574,34 @@ async function askSilentAgain(
   waitMs: number,
   limiter?: RateLimiter,
 ): Promise<void> {
-  const answering = new Set<string>();
+  // Per address, one port its responder answered: the pilot that tells a busy responder from a
+  // port where something else listens in silence.
+  const answered = new Map<string, number>();
   for (const [key, out] of services)
-    if (out.verdict === 'ok (responder)') answering.add(key.split('|')[0] ?? '');
-  let again = [...silent].filter(([, s]) => answering.has(s.address));
-  // Rounds go on while the last one got answers (the responder is catching up), at most three.
-  for (let round = 0; round < 3 && again.length; round++) {
+    if (out.verdict === 'ok (responder)') {
+      const [address = '', port = ''] = key.split('|');
+      if (!answered.has(address)) answered.set(address, Number(port));
+    }
+  let again = [...silent].filter(([, s]) => answered.has(s.address));
+  // A round starts once each address's responder answers its pilot again (it may be busy for tens
+  // of seconds with another source's burst of connects); rounds go on while they get answers.
+  for (let round = 0; round < SILENT_ROUNDS && again.length; round++) {
+    const awake = new Set<string>();
+    await Promise.all(
+      [...new Set(again.map(([, s]) => s.address))].map(async (address) => {
+        const host = again.find(([, s]) => s.address === address)?.[1].host ?? '';
+        const port = answered.get(address) as number;
+        if (
+          await responderAwake(hostSecret(secret, host), address, port, RESPONDER_PATIENCE_MS, slots, limiter)
+        )
+          awake.add(address);
+      }),
+    );
+    const asked = again.filter(([, s]) => awake.has(s.address));
+    if (!asked.length) break;
     const still: typeof again = [];
     await Promise.all(
-      again.map(async ([key, s]) => {
+      asked.map(async ([key, s]) => {
         const r = await tcpResponderProbe(
           hostSecret(secret, s.host),
           s.address,
@@ -567,13 +612,17 @@ async function askSilentAgain(
         );
         if (r.ok) services.set(key, { verdict: 'ok (responder)', detail: r.detail, evidence: r.evidence });
         else if (r.verdict) services.set(key, { verdict: r.verdict, detail: r.detail, evidence: r.evidence });
-        else if (r.silent) still.push([key, s]);
+        else if (r.silent || r.closed) still.push([key, s]);
       }),
     );
-    if (still.length === again.length) break;
+    if (still.length === asked.length) break;
     again = still;
   }
 }
+
+/** Rounds of second asks for signed probes met with silence, and how long a pilot may wait (ms). */
+const SILENT_ROUNDS = 6;
+const RESPONDER_PATIENCE_MS = 120_000;
 
 function udpAttemptFor(port: number, kinds: ReadonlySet<UdpKind>, secret: string | undefined) {
   const payloads: Buffer[] = [];

@@ -26,6 +26,8 @@ export interface ResponderResult {
   sentFrom?: string;
   /** Connected, sent the probe, and nothing came back before the timeout. */
   silent?: boolean;
+  /** Connected, sent the probe, and the peer closed with no byte back (as a responder does when the line came too late). */
+  closed?: boolean;
 }
 
 /** At most `size` holders at once; the rest wait in arrival order. */
@@ -92,7 +94,25 @@ async function signedProbe(
     c = await Conn.open(address, port, timeoutMs, limiter);
   } catch (err) {
     const rttMs = err instanceof ConnectError ? { rttMs: round(err.rttMs) } : {};
-    return { ok: false, evidence: { ...rttMs }, detail: (err as Error).message } satisfies ResponderResult;
+    // The handshake completed and the responder reset the connection before this side saw it
+    // connected: a responder refusing for load does exactly that (a closed port is ECONNREFUSED).
+    if (err instanceof ConnectError && RESETS.has(err.code))
+      return {
+        ok: false,
+        verdict: 'reset-after-connect',
+        evidence: { ...rttMs, errno: err.code },
+        detail: `connected, then reset (${err.code}) before the signed probe could be sent, with no reply`,
+      } satisfies ResponderResult;
+    // The reachability pass found the port open: a handshake that now takes longer than the wait
+    // is a busy path or a starved machine (a lost SYN is sent again only after a second), and the
+    // port is asked again like one whose responder was silent.
+    const late = err instanceof ConnectError && err.code === 'ETIMEDOUT' ? { silent: true } : {};
+    return {
+      ok: false,
+      evidence: { ...rttMs },
+      detail: (err as Error).message,
+      ...late,
+    } satisfies ResponderResult;
   }
   try {
     const token = makeProbe(secret, 'tcp', port, Date.now(), 2);
@@ -136,7 +156,7 @@ async function signedProbe(
     return {
       ok: false,
       evidence,
-      ...(c.data.length || c.ended ? {} : { silent: true }),
+      ...(c.data.length ? {} : c.ended ? { closed: true } : { silent: true }),
       detail: c.data.length
         ? 'no portolan responder answered the signed probe (other bytes came back)'
         : `no portolan responder answered the signed probe (${c.ended ? 'closed' : 'silent'} with no reply)`,
@@ -146,6 +166,34 @@ async function signedProbe(
     c.close();
   }
 }
+
+/**
+ * Asks a port whose responder has answered before, one signed probe at a time, until it answers
+ * again or `patienceMs` (milliseconds) have passed: a responder digesting a burst of connections
+ * (another source's reachability pass: tens of thousands of connects queued at once) can leave
+ * its event loop busy for tens of seconds, and probes sent meanwhile meet silence. True when it
+ * answered, false when it stayed silent, was reset on every try, or answered something else.
+ */
+export async function responderAwake(
+  secret: string,
+  address: string,
+  port: number,
+  patienceMs: number,
+  slots?: Slots,
+  limiter?: RateLimiter,
+): Promise<boolean> {
+  const end = performance.now() + patienceMs;
+  for (;;) {
+    const left = end - performance.now();
+    if (left <= 0) return false;
+    const r = await tcpResponderProbe(secret, address, port, Math.min(left, PILOT_WAIT_MS), slots, limiter);
+    if (r.ok) return true;
+    if (!r.silent && !r.closed && r.verdict !== 'reset-after-connect') return false;
+  }
+}
+
+/** How long each of responderAwake's probes waits for its reply. */
+const PILOT_WAIT_MS = 10_000;
 
 function startsLikeReply(head: string): boolean {
   return REPLY_STARTS.some((s) => s.startsWith(head));
