@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeSection } from './results.mjs';
+import { timed, writeSection } from './results.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = join(ROOT, 'bin', 'portolan.js');
@@ -40,23 +40,9 @@ function have(cmd) {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 }
 
+/** Runs `cmd args` in the client namespace: exit code, output and wall time (seconds). */
 function run(cmd, args) {
-  return new Promise((resolve) => {
-    const t0 = performance.now();
-    const child = spawn('ip', ['netns', 'exec', CLIENT, cmd, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, NO_COLOR: '1' },
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.stderr.on('data', (d) => {
-      err += d;
-    });
-    child.on('close', (code) => resolve({ code, out, err, seconds: (performance.now() - t0) / 1000 }));
-  });
+  return timed('ip', ['netns', 'exec', CLIENT, cmd, ...args]);
 }
 
 let peer;

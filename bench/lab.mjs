@@ -17,7 +17,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:f
 import { cpus, loadavg, release } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeSection } from './results.mjs';
+import { timed, writeSection } from './results.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = join(ROOT, 'bin', 'portolan.js');
@@ -86,22 +86,6 @@ if (process.argv[2] === '--reap') {
   main().catch((err) => {
     console.error(err?.stack ?? err);
     process.exitCode = 1;
-  });
-}
-
-function timed(cmd, args, env = {}) {
-  return new Promise((resolve) => {
-    const t0 = performance.now();
-    const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, NO_COLOR: '1', ...env } });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.stderr.on('data', (d) => {
-      err += d;
-    });
-    child.on('close', (code) => resolve({ code, out, err, seconds: (performance.now() - t0) / 1000 }));
   });
 }
 

@@ -109,22 +109,26 @@ async function call(base, token, method, path, body) {
   return JSON.parse(text);
 }
 
-/** One agent cycle: heartbeat, plan, result post. Returns the result post's latency in ms. */
-async function cycle(base, agent) {
-  await call(base, agent.token, 'POST', '/api/agent/heartbeat', {});
-  const plan = await call(base, agent.token, 'GET', '/api/agent/plan');
-  const key = randomUUID();
-  const body = {
-    key,
+/** A run of every flow of `plan` found ok, under a fresh idempotency key. */
+function resultBody(plan) {
+  return {
+    key: randomUUID(),
     version: plan.version,
     startedAt: new Date().toISOString(),
     isolated: false,
     results: plan.flowIds.map((flowId) => ({ flowId, verdict: 'ok', detail: { reason: 'bench' } })),
   };
+}
+
+/** One agent cycle: heartbeat, plan, result post. Returns the result post's latency in ms. */
+async function cycle(base, agent) {
+  await call(base, agent.token, 'POST', '/api/agent/heartbeat', {});
+  const plan = await call(base, agent.token, 'GET', '/api/agent/plan');
+  const body = resultBody(plan);
   const s = performance.now();
   const r = await call(base, agent.token, 'POST', '/api/agent/results', body);
   const ms = performance.now() - s;
-  if (r.key !== key || !r.stored) throw new Error(`result post not stored: ${JSON.stringify(r)}`);
+  if (r.key !== body.key || !r.stored) throw new Error(`result post not stored: ${JSON.stringify(r)}`);
   return { ms, results: body.results.length };
 }
 
@@ -188,14 +192,7 @@ async function burst(base, agents) {
   const t0 = performance.now();
   await Promise.all(
     agents.map(async (agent) => {
-      const key = randomUUID();
-      const body = {
-        key,
-        version: plan.version,
-        startedAt: new Date().toISOString(),
-        isolated: false,
-        results: plan.flowIds.map((flowId) => ({ flowId, verdict: 'ok', detail: { reason: 'bench' } })),
-      };
+      const body = resultBody(plan);
       const s = performance.now();
       try {
         await call(base, agent.token, 'POST', '/api/agent/results', body);
