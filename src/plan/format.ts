@@ -3,7 +3,7 @@ import { formatPorts } from '../model/ports.js';
 import { maxOf, pushAll } from '../util/arrays.js';
 import { palette, width } from '../util/color.js';
 import { sanitize } from '../util/terminal.js';
-import { wrap } from '../util/wrap.js';
+import { longestPart, longestUnit, wrap } from '../util/wrap.js';
 import { forwardRules } from './rules.js';
 
 export { wrap };
@@ -166,8 +166,71 @@ export function planMarkdown(plan: Plan, hostCount: number): string {
 }
 
 /**
- * A terminal table, fitted to `columns` (default 160): the purpose (then the ports, then the host
- * names) wrap on word boundaries under their own column rather than past the terminal's edge.
+ * One step of narrowing a table: column `column` down to `to` columns, or to its widest
+ * unbreakable unit ('units': a word with its punctuation, a whole name, a port list entry), or to
+ * its widest hyphen part ('parts': "druva-" of "druva-cloud", "49152-" of "49152-65535"), and
+ * never below `atLeast`.
+ */
+export interface Narrowing {
+  column: number;
+  to: number | 'units' | 'parts';
+  atLeast?: number;
+}
+
+/**
+ * The plan table's narrowing order. First without breaking anything but spaces: the purpose to
+ * 24, the ports to their widest entry, the purpose to 16 (never below its widest word), the host
+ * names and the service to their widest name. Then breaking only after hyphens: the port ranges,
+ * the purpose's words (not below 16), the host names. Then the purpose to 16 whatever its words
+ * (a word wider than that is cut), and last the service breaks after a hyphen. Only a terminal too
+ * narrow for all that cuts names.
+ */
+const PLAN_NARROWING: Narrowing[] = [
+  { column: 5, to: 'units', atLeast: 24 },
+  { column: 3, to: 'units' },
+  { column: 5, to: 'units', atLeast: 16 },
+  { column: 1, to: 'units' },
+  { column: 0, to: 'units' },
+  { column: 4, to: 'units' },
+  { column: 3, to: 'parts' },
+  { column: 5, to: 'parts', atLeast: 16 },
+  { column: 1, to: 'parts' },
+  { column: 0, to: 'parts' },
+  { column: 5, to: 16 },
+  { column: 4, to: 'parts' },
+  { column: 5, to: 10 },
+  { column: 3, to: 6 },
+  { column: 4, to: 10 },
+  { column: 1, to: 10 },
+  { column: 0, to: 10 },
+];
+
+/**
+ * Column widths (display columns) for a table of `rows` under `head`, two spaces between columns,
+ * fitted to `total` columns where it can be: each column starts as wide as its widest cell, then
+ * the `steps` narrow one column at a time, each only as far as needed, never below its floor or
+ * its header's width, and never wider than the earlier steps left it. Widths that `wrap` fills
+ * without cutting a word for the 'units' and 'parts' floors. The result can exceed `total` when
+ * even the last floor does not fit.
+ */
+export function fitColumns(head: string[], rows: string[][], total: number, steps: Narrowing[]): number[] {
+  const widths = head.map((h, i) => Math.max(width(h), maxOf(rows.map((r) => width(sanitize(r[i] ?? ''))))));
+  const sum = () => widths.reduce((a, b) => a + b, 0) + 2 * (widths.length - 1);
+  for (const { column, to, atLeast = 0 } of steps) {
+    const over = sum() - total;
+    if (over <= 0) break;
+    const now = widths[column] ?? 0;
+    const measure = to === 'units' ? longestUnit : to === 'parts' ? longestPart : undefined;
+    const floor = measure ? maxOf(rows.map((r) => measure(sanitize(r[column] ?? '')))) : (to as number);
+    widths[column] = Math.min(now, Math.max(floor, atLeast, width(head[column] ?? ''), now - over));
+  }
+  return widths;
+}
+
+/**
+ * A terminal table, fitted to `columns` (default 160): the purpose wraps on word boundaries under
+ * its own column rather than past the terminal's edge, and gives up room so that host names,
+ * services and port list entries are never cut while it has room to give (PLAN_NARROWING).
  */
 export function planTable(plan: Plan, hostCount: number, opts: { color: boolean; columns?: number }): string {
   const p = palette(opts.color);
@@ -180,23 +243,8 @@ export function planTable(plan: Plan, hostCount: number, opts: { color: boolean;
     f.service,
     f.purpose,
   ]);
-  const widths = head.map((h, i) => Math.max(width(h), maxOf(rows.map((r) => width(r[i] ?? '')))));
+  const widths = fitColumns(head, rows, Math.max(40, opts.columns ?? 160), PLAN_NARROWING);
   const total = Math.max(40, opts.columns ?? 160);
-  const sum = () => widths.reduce((a, b) => a + b, 0) + 2 * (widths.length - 1);
-  // Narrow the purpose to 24, then service and ports to 10, the purpose to 16, then the host
-  // names to 10 (never below the header).
-  for (const [i, floor] of [
-    [5, 24],
-    [4, 10],
-    [3, 10],
-    [5, 16],
-    [1, 10],
-    [0, 10],
-  ] as const) {
-    const over = sum() - total;
-    if (over <= 0) break;
-    widths[i] = Math.max(floor, width(head[i] ?? ''), (widths[i] ?? 0) - over);
-  }
   const line = (cells: string[]) => {
     const wrapped = cells.map((c, i) => wrap(sanitize(c), widths[i] ?? 0));
     const height = Math.max(...wrapped.map((w) => w.length));

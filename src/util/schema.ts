@@ -169,6 +169,8 @@ const PREFERENCE = [
   'additionalProperties',
   'enum',
   'const',
+  'minLength',
+  'maxLength',
   'pattern',
   'required',
   'minimum',
@@ -223,7 +225,7 @@ function describe(e: ErrorObject, value: unknown): [string, 'key' | 'value'] {
     case 'const':
       return [`${shown(value)} is not allowed (expected ${JSON.stringify(p.allowedValue)})`, 'value'];
     case 'pattern':
-      return [`${shown(value)} is not valid (expected to match ${p.pattern})`, 'value'];
+      return [`${shown(value)} is not valid (expected ${patternText(e)})`, 'value'];
     case 'minimum':
     case 'maximum':
     case 'exclusiveMinimum':
@@ -248,6 +250,15 @@ function describe(e: ErrorObject, value: unknown): [string, 'key' | 'value'] {
     default:
       return [`${shown(value)} ${e.message ?? 'is not valid'}`, 'value'];
   }
+}
+
+/**
+ * What a schema's `pattern` allows, in words: the `patternText` the schema gives beside it (every
+ * pattern in SCHEMAS has one; test/schema-words.test.ts holds them to it), else the bare pattern.
+ */
+export function patternText(e: Pick<ErrorObject, 'params' | 'parentSchema'>): string {
+  const words = (e.parentSchema as { patternText?: unknown } | undefined)?.patternText;
+  return typeof words === 'string' && words ? words : `to match ${String(e.params.pattern)}`;
 }
 
 function article(type: string): string {

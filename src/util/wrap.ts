@@ -1,32 +1,78 @@
 import { width } from './color.js';
 
+// Wide (East Asian) characters: text in them has no spaces, so a line may break after any one.
+const WIDE = '\\u3000-\\u30ff\\u4e00-\\u9fff\\uff00-\\uffef';
+// Marks that never start a line: closing punctuation stays with the word or character before it
+// (JIS X 4051 line-start prohibition, in part).
+const CLOSING = '、。，．）」』】〕！？：；ー・ぁぃぅぇぉっゃゅょゎァィゥェォッャュョヮ';
+/**
+ * The units a line may break between: a word with its trailing punctuation and spaces, a part of
+ * a comma list up to its comma ("902," of "902,443"), or one wide character with the closing
+ * marks after it.
+ */
+const UNIT = new RegExp(
+  `[${WIDE}][${CLOSING}]*[\\s,]*|[^\\s,${WIDE}]*[^\\s${WIDE}]*?(?:,+\\s*|(?=[${WIDE}])|\\s+|$)`,
+  'gu',
+);
+
+/** The units `wrap` breaks a text between, in order (separators kept), none empty. */
+export function wrapUnits(text: string): string[] {
+  return (text.replace(/[\r\n\t]+/g, ' ').match(UNIT) ?? []).filter((u) => u !== '');
+}
+
+/**
+ * The widest unit of a text (display width, trailing spaces left out): the narrowest column it
+ * wraps into without cutting a word, a name or a port list entry.
+ */
+export function longestUnit(text: string): number {
+  let max = 0;
+  for (const u of wrapUnits(text)) max = Math.max(max, width(u.trimEnd()));
+  return max;
+}
+
+/** A unit's parts after each hyphen ("druva-sql-guest-plugin" -> "druva-", "sql-", "guest-", "plugin"). */
+export function hyphenParts(unit: string): string[] {
+  return unit.match(/[^-]*-+|[^-]+$/g) ?? [unit];
+}
+
+/**
+ * The widest hyphen part of a text's units: the narrowest column it wraps into breaking names and
+ * ranges only after a hyphen ("49152-" / "65535"), never inside a word.
+ */
+export function longestPart(text: string): number {
+  let max = 0;
+  for (const u of wrapUnits(text))
+    for (const part of hyphenParts(u.trimEnd())) max = Math.max(max, width(part));
+  return max;
+}
+
 /**
  * Splits text into lines at most `w` columns wide (display width, East Asian wide characters
- * count two), breaking after spaces or commas; a word longer than the line is cut.
+ * count two), breaking between the units of `wrapUnits`: after spaces and commas, and after any
+ * wide character; punctuation stays with its word. A unit wider than the whole line breaks after
+ * its hyphens (hyphenParts); only a part wider than the line is cut, and then never so that a line
+ * starts with the unit's own punctuation.
  */
 export function wrap(text: string, w: number): string[] {
   const out: string[] = [];
   let line = '';
-  // Words keep their trailing separator; CJK text has no spaces, so each wide character is a word.
-  const words =
-    text
-      .replace(/[\r\n\t]+/g, ' ')
-      .match(
-        /[^\s,\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]*(?:[\s,]+|[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef][\s,]*)|[^\s,]+$/g,
-      ) ?? [];
-  for (const word of words) {
-    if (width(`${line}${word}`.trimEnd()) <= w) {
-      line += word;
+  const units = wrapUnits(text).flatMap((u) => (width(u.trimEnd()) > w ? hyphenParts(u) : [u]));
+  for (const unit of units) {
+    if (width(`${line}${unit}`.trimEnd()) <= w) {
+      line += unit;
       continue;
     }
     if (line.trim()) out.push(line.trimEnd());
-    line = word.trimStart();
+    line = unit.trimStart();
     while (width(line.trimEnd()) > w) {
       let cut = '';
       for (const ch of line) {
         if (width(cut + ch) > w) break;
         cut += ch;
       }
+      // "Plugin," cut as "Plugin" + ",": take a letter along so the comma does not start a line.
+      while (cut.length > 1 && /^[\p{P}\s]+$/u.test(line.slice(cut.length).trim())) cut = cut.slice(0, -1);
+      if (!cut) cut = [...line][0] ?? '';
       out.push(cut);
       line = line.slice(cut.length);
     }
