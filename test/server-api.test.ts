@@ -108,7 +108,39 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       const nft = await call(ctx, 'GET', '/api/sites/lab-diff/delta/nftables?from=1&to=2', ctx.viewer);
       assert.equal(nft.statusCode, 200, nft.body);
       assert.match(nft.body, /127\.0\.0\.9/);
-      assert.doesNotMatch(nft.body, /127\.0\.0\.2\b/);
+      // The old address and the removed flow are no rule: they are a note to act on by hand.
+      const ruleLines = nft.body.split('\n').filter((l) => !l.trimStart().startsWith('#'));
+      assert.doesNotMatch(ruleLines.join('\n'), /127\.0\.0\.2\b/);
+      assert.match(nft.body, /# REMOVE: \d+ rule\(s\) of the previous version lose flows/);
+      assert.match(nft.body, /# DELTA: .*load.* the full export of the new version/);
+      const removedId = d.removed[0].id as string;
+      assert.match(nft.body, new RegExp(`#\\s+flow ${removedId}: \\S+ \\S+ -> flr 127\\.0\\.0\\.3 `));
+      assert.match(nft.body, /#\s+(remove|narrow) rule forward-/);
+      for (const c of d.changed as { from: { id: string } }[])
+        assert.match(nft.body, new RegExp(`#\\s+flow ${c.from.id}: .*127\\.0\\.0\\.2 `));
+      // The change-request formats list the removals as rows of their own, with the flow ids.
+      const csv = await call(ctx, 'GET', '/api/sites/lab-diff/delta/csv?from=1&to=2', ctx.viewer);
+      const removeRecords = csv.body
+        .split('\r\n')
+        .filter((l) => /^"?forward-[^,]*,"?(remove|narrow)/.test(l));
+      assert.ok(removeRecords.length >= 1, csv.body);
+      assert.match(csv.body, new RegExp(`flow ${removedId}`));
+      const md = await call(ctx, 'GET', '/api/sites/lab-diff/delta/markdown?from=1&to=2', ctx.viewer);
+      assert.match(md.body, /^## Remove: rules of the previous version no longer needed \(\d+\)$/m);
+      assert.match(md.body.slice(md.body.indexOf('## Remove')), new RegExp(`flow ${removedId}`));
+      const html = await call(ctx, 'GET', '/api/sites/lab-diff/delta/html?from=1&to=2', ctx.viewer);
+      assert.match(html.body, /<h2>Remove: rules of the previous version no longer needed \(\d+\)<\/h2>/);
+      assert.match(html.body, /<table class="remove">/);
+      assert.match(html.body.slice(html.body.indexOf('<table class="remove">')), /127\.0\.0\.3/);
+      // One host's view: vbr's outbound rule to flr goes.
+      const host = await call(
+        ctx,
+        'GET',
+        '/api/sites/lab-diff/delta/markdown?from=1&to=2&host=vbr',
+        ctx.viewer,
+      );
+      assert.equal(host.statusCode, 200, host.body);
+      assert.match(host.body, /## Remove: .*\n[\s\S]*\| out-tcp-[^|]*\| remove /);
     });
 
     test('a bad inventory is refused with the line, column and key', async () => {
@@ -137,6 +169,13 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       assert.equal(nft.statusCode, 200);
       assert.match(nft.body, /127\.0\.0\.4/);
       assert.doesNotMatch(nft.body, /127\.0\.0\.3/);
+      // Nothing removed: no Remove section, no removal note.
+      assert.doesNotMatch(nft.body, /# REMOVE:/);
+      for (const f of ['csv', 'markdown', 'html'] as const) {
+        const cr = await call(ctx, 'GET', `/api/sites/lab-loopback/delta/${f}?from=1&to=2`, ctx.viewer);
+        assert.equal(cr.statusCode, 200, cr.body);
+        assert.doesNotMatch(cr.body, /Remove:|,"?(remove|narrow)/, f);
+      }
       const full = await call(ctx, 'GET', '/api/sites/lab-loopback/versions/2/export/nftables', ctx.viewer);
       assert.match(full.body, /127\.0\.0\.3/);
       assert.match(full.headers['content-disposition'] as string, /lab-loopback-v2-/);
