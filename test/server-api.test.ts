@@ -143,6 +143,32 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       assert.match(host.body, /## Remove: .*\n[\s\S]*\| out-tcp-[^|]*\| remove /);
     });
 
+    test('a removed flow that shared its rule with a staying one narrows the rule, never removes it', async () => {
+      // vbr -> pve and vbr -> flr share the tcp 22 rule; without flr the rule stays for pve.
+      const v1 = LOOPBACK.replace('site: lab-loopback', 'site: lab-narrow');
+      const v2 = v1
+        .split('\n')
+        .filter((l) => !/^\s+flr:/.test(l))
+        .join('\n');
+      assert.equal((await call(ctx, 'POST', '/api/sites', ctx.admin, { yaml: v1 })).statusCode, 201);
+      assert.equal((await call(ctx, 'POST', '/api/sites', ctx.admin, { yaml: v2 })).statusCode, 201);
+      const nft = await call(ctx, 'GET', '/api/sites/lab-narrow/delta/nftables?from=1&to=2', ctx.viewer);
+      assert.match(nft.body, /# REMOVE: 1 rule\(s\)/);
+      assert.match(
+        nft.body,
+        /# narrow rule forward-tcp-22-\d+ \(tcp 22\): take out the flows below, it stays for 1 other flow\(s\)/,
+      );
+      assert.doesNotMatch(nft.body, /# remove rule/);
+      const csv = await call(ctx, 'GET', '/api/sites/lab-narrow/delta/csv?from=1&to=2', ctx.viewer);
+      const rows = csv.body.split('\r\n').filter((l) => l.startsWith('forward-tcp-22-'));
+      assert.equal(rows.length, 1, csv.body);
+      assert.match(
+        rows[0] ?? '',
+        /^forward-tcp-22-\d+,"narrow: take these flows out, the rule stays for its other flows",forward,/,
+      );
+      assert.doesNotMatch(rows[0] ?? '', /pve/);
+    });
+
     test('a bad inventory is refused with the line, column and key', async () => {
       const bad = LOOPBACK.replace('veeam-proxmox:flr-appliance', 'veeam-proxmox:flr-applianse');
       const r = await call(ctx, 'POST', '/api/sites', ctx.admin, { yaml: bad });
