@@ -132,6 +132,13 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       assert.match(html.body, /<h2>Remove: rules of the previous version no longer needed \(\d+\)<\/h2>/);
       assert.match(html.body, /<table class="remove">/);
       assert.match(html.body.slice(html.body.indexOf('<table class="remove">')), /127\.0\.0\.3/);
+      // flat-csv, the import format, gets `remove` rows per object pair.
+      const flat = await call(ctx, 'GET', '/api/sites/lab-diff/delta/flat-csv?from=1&to=2', ctx.viewer);
+      assert.match(
+        flat.body,
+        /\r\nforward-tcp-22-\d+,remove,127\.0\.0\.1,127\.0\.0\.3,tcp,22,22,,ssh,veeam-proxmox\r\n/,
+      );
+      assert.match(flat.body, /\r\nforward-tcp-8006-\d+,remove,127\.0\.0\.1,127\.0\.0\.2,tcp,8006,8006,/);
       // One host's view: vbr's outbound rule to flr goes.
       const host = await call(
         ctx,
@@ -167,6 +174,12 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
         /^forward-tcp-22-\d+,"narrow: take these flows out, the rule stays for its other flows",forward,/,
       );
       assert.doesNotMatch(rows[0] ?? '', /pve/);
+      const flat = await call(ctx, 'GET', '/api/sites/lab-narrow/delta/flat-csv?from=1&to=2', ctx.viewer);
+      const removes = flat.body.split('\r\n').filter((l) => /^[^,]*,remove,/.test(l));
+      assert.deepEqual(
+        removes.map((l) => l.split(',').slice(2, 6).join(' ')),
+        ['127.0.0.1 127.0.0.3 tcp 22'],
+      );
     });
 
     test('a bad inventory is refused with the line, column and key', async () => {
@@ -197,7 +210,7 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       assert.doesNotMatch(nft.body, /127\.0\.0\.3/);
       // Nothing removed: no Remove section, no removal note.
       assert.doesNotMatch(nft.body, /# REMOVE:/);
-      for (const f of ['csv', 'markdown', 'html'] as const) {
+      for (const f of ['csv', 'flat-csv', 'markdown', 'html'] as const) {
         const cr = await call(ctx, 'GET', `/api/sites/lab-loopback/delta/${f}?from=1&to=2`, ctx.viewer);
         assert.equal(cr.statusCode, 200, cr.body);
         assert.doesNotMatch(cr.body, /Remove:|,"?(remove|narrow)/, f);
