@@ -108,7 +108,78 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       const nft = await call(ctx, 'GET', '/api/sites/lab-diff/delta/nftables?from=1&to=2', ctx.viewer);
       assert.equal(nft.statusCode, 200, nft.body);
       assert.match(nft.body, /127\.0\.0\.9/);
-      assert.doesNotMatch(nft.body, /127\.0\.0\.2\b/);
+      // The old address and the removed flow are no rule: they are a note to act on by hand.
+      const ruleLines = nft.body.split('\n').filter((l) => !l.trimStart().startsWith('#'));
+      assert.doesNotMatch(ruleLines.join('\n'), /127\.0\.0\.2\b/);
+      assert.match(nft.body, /# REMOVE: \d+ rule\(s\) of the previous version lose flows/);
+      assert.match(nft.body, /# DELTA: .*load.* the full export of the new version/);
+      const removedId = d.removed[0].id as string;
+      assert.match(nft.body, new RegExp(`#\\s+flow ${removedId}: \\S+ \\S+ -> flr 127\\.0\\.0\\.3 `));
+      assert.match(nft.body, /#\s+(remove|narrow) rule forward-/);
+      for (const c of d.changed as { from: { id: string } }[])
+        assert.match(nft.body, new RegExp(`#\\s+flow ${c.from.id}: .*127\\.0\\.0\\.2 `));
+      // The change-request formats list the removals as rows of their own, with the flow ids.
+      const csv = await call(ctx, 'GET', '/api/sites/lab-diff/delta/csv?from=1&to=2', ctx.viewer);
+      const removeRecords = csv.body
+        .split('\r\n')
+        .filter((l) => /^"?forward-[^,]*,"?(remove|narrow)/.test(l));
+      assert.ok(removeRecords.length >= 1, csv.body);
+      assert.match(csv.body, new RegExp(`flow ${removedId}`));
+      const md = await call(ctx, 'GET', '/api/sites/lab-diff/delta/markdown?from=1&to=2', ctx.viewer);
+      assert.match(md.body, /^## Remove: rules of the previous version no longer needed \(\d+\)$/m);
+      assert.match(md.body.slice(md.body.indexOf('## Remove')), new RegExp(`flow ${removedId}`));
+      const html = await call(ctx, 'GET', '/api/sites/lab-diff/delta/html?from=1&to=2', ctx.viewer);
+      assert.match(html.body, /<h2>Remove: rules of the previous version no longer needed \(\d+\)<\/h2>/);
+      assert.match(html.body, /<table class="remove">/);
+      assert.match(html.body.slice(html.body.indexOf('<table class="remove">')), /127\.0\.0\.3/);
+      // flat-csv, the import format, gets `remove` rows per object pair.
+      const flat = await call(ctx, 'GET', '/api/sites/lab-diff/delta/flat-csv?from=1&to=2', ctx.viewer);
+      assert.match(
+        flat.body,
+        /\r\nforward-tcp-22-\d+,remove,127\.0\.0\.1,127\.0\.0\.3,tcp,22,22,,ssh,veeam-proxmox\r\n/,
+      );
+      assert.match(flat.body, /\r\nforward-tcp-8006-\d+,remove,127\.0\.0\.1,127\.0\.0\.2,tcp,8006,8006,/);
+      // One host's view: vbr's outbound rule to flr goes.
+      const host = await call(
+        ctx,
+        'GET',
+        '/api/sites/lab-diff/delta/markdown?from=1&to=2&host=vbr',
+        ctx.viewer,
+      );
+      assert.equal(host.statusCode, 200, host.body);
+      assert.match(host.body, /## Remove: .*\n[\s\S]*\| out-tcp-[^|]*\| remove /);
+    });
+
+    test('a removed flow that shared its rule with a staying one narrows the rule, never removes it', async () => {
+      // vbr -> pve and vbr -> flr share the tcp 22 rule; without flr the rule stays for pve.
+      const v1 = LOOPBACK.replace('site: lab-loopback', 'site: lab-narrow');
+      const v2 = v1
+        .split('\n')
+        .filter((l) => !/^\s+flr:/.test(l))
+        .join('\n');
+      assert.equal((await call(ctx, 'POST', '/api/sites', ctx.admin, { yaml: v1 })).statusCode, 201);
+      assert.equal((await call(ctx, 'POST', '/api/sites', ctx.admin, { yaml: v2 })).statusCode, 201);
+      const nft = await call(ctx, 'GET', '/api/sites/lab-narrow/delta/nftables?from=1&to=2', ctx.viewer);
+      assert.match(nft.body, /# REMOVE: 1 rule\(s\)/);
+      assert.match(
+        nft.body,
+        /# narrow rule forward-tcp-22-\d+ \(tcp 22\): take out the flows below, it stays for 1 other flow\(s\)/,
+      );
+      assert.doesNotMatch(nft.body, /# remove rule/);
+      const csv = await call(ctx, 'GET', '/api/sites/lab-narrow/delta/csv?from=1&to=2', ctx.viewer);
+      const rows = csv.body.split('\r\n').filter((l) => l.startsWith('forward-tcp-22-'));
+      assert.equal(rows.length, 1, csv.body);
+      assert.match(
+        rows[0] ?? '',
+        /^forward-tcp-22-\d+,"narrow: take these flows out, the rule stays for its other flows",forward,/,
+      );
+      assert.doesNotMatch(rows[0] ?? '', /pve/);
+      const flat = await call(ctx, 'GET', '/api/sites/lab-narrow/delta/flat-csv?from=1&to=2', ctx.viewer);
+      const removes = flat.body.split('\r\n').filter((l) => /^[^,]*,remove,/.test(l));
+      assert.deepEqual(
+        removes.map((l) => l.split(',').slice(2, 6).join(' ')),
+        ['127.0.0.1 127.0.0.3 tcp 22'],
+      );
     });
 
     test('a bad inventory is refused with the line, column and key', async () => {
@@ -137,6 +208,13 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       assert.equal(nft.statusCode, 200);
       assert.match(nft.body, /127\.0\.0\.4/);
       assert.doesNotMatch(nft.body, /127\.0\.0\.3/);
+      // Nothing removed: no Remove section, no removal note.
+      assert.doesNotMatch(nft.body, /# REMOVE:/);
+      for (const f of ['csv', 'flat-csv', 'markdown', 'html'] as const) {
+        const cr = await call(ctx, 'GET', `/api/sites/lab-loopback/delta/${f}?from=1&to=2`, ctx.viewer);
+        assert.equal(cr.statusCode, 200, cr.body);
+        assert.doesNotMatch(cr.body, /Remove:|,"?(remove|narrow)/, f);
+      }
       const full = await call(ctx, 'GET', '/api/sites/lab-loopback/versions/2/export/nftables', ctx.viewer);
       assert.match(full.body, /127\.0\.0\.3/);
       assert.match(full.headers['content-disposition'] as string, /lab-loopback-v2-/);

@@ -1,5 +1,5 @@
 import type { Endpoint, Flow } from '../model/flow.js';
-import { formatPorts, type PortRange } from '../model/ports.js';
+import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
 import { portServicePairs } from '../plan/rules.js';
 import { oneLine } from './header.js';
 import { type ExportModel, type ExportRule, setIsEmpty } from './model.js';
@@ -34,15 +34,24 @@ export type Column = (typeof COLUMNS)[number];
 /** What a row asks the board for. */
 export const CHANGE_ALLOW = 'allow';
 export const CHANGE_NONE = 'none: local flow, no firewall change needed';
+/** Delta change requests: the previous version's rule goes, every flow behind it is gone. */
+export const CHANGE_REMOVE = 'remove';
+/** Delta change requests: the rule stays for other flows; only the leaving flows' peers or ports go. */
+export const CHANGE_NARROW = 'narrow: take these flows out, the rule stays for its other flows';
 
 export interface ChangeRow {
-  kind: 'rule' | 'local';
+  kind: 'rule' | 'local' | 'remove';
   /** One cell per entry of COLUMNS, in that order. */
   cells: string[];
 }
 
 export interface ChangeRequest {
   rows: ChangeRow[];
+  /**
+   * Delta change requests: one row per rule of the previous version that loses flows (`rule` is its
+   * id in that version's export; the other cells describe the leaving flows only). Empty otherwise.
+   */
+  removals: ChangeRow[];
   /** Things to settle before approval: peers the documents leave open, rules not rendered. */
   warnings: string[];
 }
@@ -182,7 +191,24 @@ export function changeRequest(model: ExportModel): ChangeRequest {
   // Beyond the documents: what a real deployment also needs, for the board to decide on (the plan's
   // warnings carry them already when the model has them).
   for (const a of model.advisories ?? []) if (!warnings.includes(a)) warnings.push(a);
-  return { rows, warnings };
+  const removals: ChangeRow[] = (model.removals ?? []).map(({ rule, leaving, whole }) => ({
+    kind: 'remove',
+    cells: cells({
+      rule: rule.id,
+      change: whole ? CHANGE_REMOVE : CHANGE_NARROW,
+      direction: DIRECTION[rule.direction],
+      from: endpointLines(leaving.map((f) => f.from)).join('\n'),
+      to: endpointLines(leaving.map((f) => f.to)).join('\n'),
+      protocol: rule.protocol,
+      ports: portsCell(rule.protocol, mergePortRanges(leaving.flatMap((f) => f.ports)), rule.icmpType),
+      services: portServicePairs(leaving).join('\n'),
+      products: unique(leaving.map((f) => f.product)).join('\n'),
+      purpose: purposeLines(leaving).join('\n'),
+      sources: sourceLines(leaving).join('\n'),
+      notes: leaving.map((f) => `flow ${f.id} (catalog rows ${f.entries.join(', ')})`).join('\n'),
+    }),
+  }));
+  return { rows, removals, warnings };
 }
 
 /** Network mode carries no local flows (they make no forward rule): say where to find them. */
@@ -192,4 +218,40 @@ export const LOCAL_IN_HOST_MODE =
 /** The visible title of a change request. */
 export function changeTitle(model: ExportModel): string {
   return `Firewall change request: ${model.site}`;
+}
+
+/** The heading of the section listing what a delta change request removes. */
+export function removeHeading(count: number): string {
+  return `Remove: rules of the previous version no longer needed (${count})`;
+}
+
+/**
+ * The removals of a delta change request as plain comment lines, for the ruleset formats: none of
+ * them deletes anything itself. Rule ids are numbered per export, so an id of the previous version
+ * can name a different rule in the new one, and a rule of the previous version may still carry
+ * flows that stay; a deletion is a reviewer's decision against the running ruleset. Empty when
+ * nothing is removed (full exports, or a delta that only adds).
+ */
+export function removalCommentLines(model: ExportModel): string[] {
+  const removals = model.removals ?? [];
+  if (!removals.length) return [];
+  const out = [
+    `REMOVE: ${removals.length} rule(s) of the previous version lose flows (ids as that version's export numbered them); this file deletes none of them:`,
+  ];
+  for (const { rule, leaving, whole } of removals) {
+    const what = `${rule.protocol} ${portsCell(rule.protocol, mergePortRanges(leaving.flatMap((f) => f.ports)), rule.icmpType)}`;
+    out.push(
+      whole
+        ? `  remove rule ${rule.id} (${what}): every flow behind it is gone`
+        : `  narrow rule ${rule.id} (${what}): take out the flows below, it stays for ${rule.flows.length - leaving.length} other flow(s)`,
+    );
+    for (const f of leaving)
+      out.push(
+        `    flow ${f.id}: ${f.from.host ?? 'unspecified'} ${f.from.address ?? ''} -> ${f.to.host ?? 'unspecified'} ${f.to.address ?? ''} ${f.protocol} ${portsCell(f.protocol, f.ports, f.icmpType)} (${f.product} catalog rows ${f.entries.join(', ')})`.replace(
+          /\s+/g,
+          ' ',
+        ),
+      );
+  }
+  return out;
 }

@@ -10,17 +10,19 @@ import type { ExportModel } from './model.js';
  * import tools expect. CSV has no comments, so the generated-file lines and the warnings follow
  * the table after an empty record: `# ...` or `# warning: ...` in the first field, the others
  * empty, the same field count as every row. Rules and local flows share the table; the `change`
- * column tells them apart.
+ * column tells them apart. A delta change request adds the previous version's rules to take out
+ * after them, `change` "remove" (the whole rule) or "narrow: ..." (only the listed flows).
  */
 
 export const CSV_FILE = 'change-request.csv';
 
 export function renderCsv(model: ExportModel): { content: string; warnings: string[] } {
-  const { rows, warnings } = changeRequest(model);
+  const { rows, removals, warnings } = changeRequest(model);
   const pad = COLUMNS.slice(1).map(() => '');
   const records = [
     [...COLUMNS],
     ...rows.map((r) => r.cells),
+    ...removals.map((r) => r.cells),
     ['', ...pad],
     ...headerLines(model, 'csv').map((l) => [`# ${oneLine(l)}`, ...pad]),
     ...warnings.map((w) => [`# warning: ${oneLine(w)}`, ...pad]),

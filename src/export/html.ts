@@ -1,5 +1,12 @@
 import { pushAll } from '../util/arrays.js';
-import { type ChangeRow, COLUMNS, changeRequest, changeTitle, LOCAL_IN_HOST_MODE } from './change-request.js';
+import {
+  type ChangeRow,
+  COLUMNS,
+  changeRequest,
+  changeTitle,
+  LOCAL_IN_HOST_MODE,
+  removeHeading,
+} from './change-request.js';
 import type { Generator } from './generator.js';
 import { headerLines, oneLine } from './header.js';
 import type { ExportModel } from './model.js';
@@ -58,14 +65,18 @@ td.purpose, td.sources, td.notes { min-width: 16em; }
 /** The columns shown: `change` is implied by the section a row is in. */
 const SHOWN = COLUMNS.map((c, i) => [c, i] as const).filter(([c]) => c !== 'change');
 
-function table(rows: readonly ChangeRow[], kind: string): string[] {
+function table(
+  rows: readonly ChangeRow[],
+  kind: string,
+  shown: readonly (readonly [string, number])[] = SHOWN,
+): string[] {
   return [
     `<table class="${kind}">`,
-    `<thead><tr>${SHOWN.map(([c]) => `<th>${escapeXml(c)}</th>`).join('')}</tr></thead>`,
+    `<thead><tr>${shown.map(([c]) => `<th>${escapeXml(c)}</th>`).join('')}</tr></thead>`,
     '<tbody>',
     ...rows.map(
       (r) =>
-        `<tr>${SHOWN.map(([c, i]) => `<td class="${c}">${escapeXml(r.cells[i] ?? '')}</td>`).join('')}</tr>`,
+        `<tr>${shown.map(([c, i]) => `<td class="${c}">${escapeXml(r.cells[i] ?? '')}</td>`).join('')}</tr>`,
     ),
     '</tbody>',
     '</table>',
@@ -73,7 +84,7 @@ function table(rows: readonly ChangeRow[], kind: string): string[] {
 }
 
 export function renderHtml(model: ExportModel): { content: string; warnings: string[] } {
-  const { rows, warnings } = changeRequest(model);
+  const { rows, removals, warnings } = changeRequest(model);
   const header = headerLines(model, 'html').map(oneLine);
   const title = escapeXml(changeTitle(model));
   const rules = rows.filter((r) => r.kind === 'rule');
@@ -101,6 +112,15 @@ export function renderHtml(model: ExportModel): { content: string; warnings: str
         ? table(local, 'local')
         : ['<p>None.</p>']),
   ];
+  if (removals.length)
+    pushAll(out, [
+      `<h2>${escapeXml(removeHeading(removals.length))}</h2>`,
+      ...table(
+        removals,
+        'remove',
+        COLUMNS.map((c, i) => [c, i] as const),
+      ),
+    ]);
   if (warnings.length)
     pushAll(out, [
       '<h2>Warnings and what is not covered</h2>',

@@ -1,6 +1,13 @@
 import { mdCell } from '../plan/format.js';
 import { pushAll } from '../util/arrays.js';
-import { type ChangeRow, COLUMNS, changeRequest, changeTitle, LOCAL_IN_HOST_MODE } from './change-request.js';
+import {
+  type ChangeRow,
+  COLUMNS,
+  changeRequest,
+  changeTitle,
+  LOCAL_IN_HOST_MODE,
+  removeHeading,
+} from './change-request.js';
 import type { Generator } from './generator.js';
 import { headerLines, oneLine } from './header.js';
 import type { ExportModel } from './model.js';
@@ -16,6 +23,8 @@ export const MARKDOWN_FILE = 'change-request.md';
 
 /** The columns shown: `change` is implied by the section a row is in. */
 const SHOWN = COLUMNS.map((c, i) => [c, i] as const).filter(([c]) => c !== 'change');
+/** Removal rows keep `change`: it says whether the whole rule goes or only some of its flows. */
+const REMOVE_SHOWN = COLUMNS.map((c, i) => [c, i] as const);
 
 function table(rows: readonly ChangeRow[]): string[] {
   return [
@@ -26,7 +35,7 @@ function table(rows: readonly ChangeRow[]): string[] {
 }
 
 export function renderMarkdown(model: ExportModel): { content: string; warnings: string[] } {
-  const { rows, warnings } = changeRequest(model);
+  const { rows, removals, warnings } = changeRequest(model);
   const header = headerLines(model, 'markdown').map(oneLine);
   const rules = rows.filter((r) => r.kind === 'rule');
   const local = rows.filter((r) => r.kind === 'local');
@@ -45,6 +54,15 @@ export function renderMarkdown(model: ExportModel): { content: string; warnings:
     '',
     ...(model.mode === 'network' ? [LOCAL_IN_HOST_MODE] : local.length ? table(local) : ['None.']),
   ];
+  if (removals.length)
+    pushAll(out, [
+      '',
+      `## ${removeHeading(removals.length)}`,
+      '',
+      `| ${REMOVE_SHOWN.map(([c]) => c).join(' | ')} |`,
+      `|${REMOVE_SHOWN.map(() => '---').join('|')}|`,
+      ...removals.map((r) => `| ${REMOVE_SHOWN.map(([, i]) => mdCell(r.cells[i] ?? '')).join(' | ')} |`),
+    ]);
   if (warnings.length)
     pushAll(out, ['', '## Warnings and what is not covered', '', ...warnings.map((w) => `- ${mdCell(w)}`)]);
   return { content: `${out.join('\n')}\n`, warnings };

@@ -63,6 +63,24 @@ export interface ExportModel {
   planWarnings?: string[];
   /** The plan's advisory warnings: flows beyond the documents that were not planned, and why to add them. */
   advisories?: string[];
+  /**
+   * Delta change requests only: what the previous version allowed and the new one no longer needs,
+   * one entry per rule of the previous version's export that loses flows. Absent (or empty) when
+   * nothing is removed; a full export never has it.
+   */
+  removals?: RemovalRule[];
+}
+
+/**
+ * A rule of the previous version's export (its id as that export printed it) and the flows of it
+ * the new version drops: removed flows, and the old form of flows whose address, protocol or ports
+ * changed. `whole` is true when every flow behind the rule leaves, so the rule itself goes; otherwise
+ * the rule stays for its other flows and only the leaving flows' peers or ports come out of it.
+ */
+export interface RemovalRule {
+  rule: ExportRule;
+  leaving: Flow[];
+  whole: boolean;
 }
 
 export function emptySet(): AddressSet {

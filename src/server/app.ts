@@ -286,6 +286,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       const b = await store.version(req.params.site, req.query.to);
       const model = deltaModel(
         diffPlans(a.parsed.plan, b.parsed.plan),
+        a.parsed,
         b.parsed,
         opts.generatorVersion,
         req.query.host,
@@ -368,7 +369,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     async (req, reply) => {
       const a = await store.version(req.params.site, req.body.from);
       const b = await store.version(req.params.site, req.body.to);
-      const model = deltaModel(diffPlans(a.parsed.plan, b.parsed.plan), b.parsed, opts.generatorVersion);
+      const model = deltaModel(
+        diffPlans(a.parsed.plan, b.parsed.plan),
+        a.parsed,
+        b.parsed,
+        opts.generatorVersion,
+      );
       const rows = model.rules.map((r) => ({
         rule: r.id,
         summary: ruleSummary(r),

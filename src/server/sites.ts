@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InputError } from '../errors.js';
-import { buildExportModel } from '../export/model.js';
+import { buildExportModel, type ExportModel, type RemovalRule } from '../export/model.js';
 import { loadSite, type Site } from '../inventory/load.js';
 import type { Flow, Plan } from '../model/flow.js';
 import { buildPlan } from '../plan/plan.js';
@@ -72,10 +72,42 @@ export function diffPlans(a: Plan, b: Plan): PlanDiff {
 
 /**
  * The delta change request: the export model of only the flows a new version adds or changes, so
- * the change board approves what is new, in any export format.
+ * the change board approves what is new, in any export format, plus `removals`: the rules of the
+ * previous version's export (same scope: network, or `host`) that lose flows, because the flow is
+ * gone or its old address, protocol or ports are. Each removal names the old rule id, the leaving
+ * flows, and whether the whole rule goes or it stays for other flows; the change-request formats
+ * list them as rows to remove, the rulesets as a comment to act on by hand.
  */
-export function deltaModel(diff: PlanDiff, to: ParsedSite, generatorVersion: string, host?: string) {
+export function deltaModel(
+  diff: PlanDiff,
+  from: ParsedSite,
+  to: ParsedSite,
+  generatorVersion: string,
+  host?: string,
+): ExportModel {
   const flows = [...diff.added, ...diff.changed.map((c) => c.to)];
   const plan: Plan = { site: to.plan.site, flows, warnings: [] };
-  return buildExportModel(plan, to.inventory, { generatorVersion, ...(host !== undefined ? { host } : {}) });
+  const model = buildExportModel(plan, to.inventory, {
+    generatorVersion,
+    ...(host !== undefined ? { host } : {}),
+  });
+  return { ...model, removals: removals(diff, from, generatorVersion, host) };
+}
+
+/** The previous version's rules that lose flows, in that export's order (see deltaModel). */
+function removals(diff: PlanDiff, from: ParsedSite, generatorVersion: string, host?: string): RemovalRule[] {
+  const leaving = new Set([...diff.removed.map((f) => f.id), ...diff.changed.map((c) => c.from.id)]);
+  if (!leaving.size) return [];
+  // A host the previous version did not have had no rules to remove.
+  if (host !== undefined && !from.inventory.hosts.some((h) => h.name === host)) return [];
+  const old = buildExportModel(from.plan, from.inventory, {
+    generatorVersion,
+    ...(host !== undefined ? { host } : {}),
+  });
+  const out: RemovalRule[] = [];
+  for (const rule of old.rules) {
+    const gone = rule.flows.filter((f) => leaving.has(f.id));
+    if (gone.length) out.push({ rule, leaving: gone, whole: gone.length === rule.flows.length });
+  }
+  return out;
 }
