@@ -124,7 +124,7 @@ describe('check CLI: bad input and refusals exit 2 without probing', () => {
     assert.equal(a.code, 2);
     assert.match(
       a.stderr,
-      /--from "nobody" is not a host of .* \(expected one of: ps-server, win-src, lnx-src, targets, esxi-01\)/,
+      /--from "nobody" is not a host of .* \(expected one of: ps-server, win-src, lnx-src, targets, lnx-targets, esxi-01\)/,
     );
     const b = runCli(['check', EXAMPLE, '--as', 'platespin:nope']);
     assert.equal(b.code, 2);
