@@ -82,8 +82,8 @@ describe('check: the plan is the scope', () => {
   it('select refuses a target or a port that no flow of the scope names', async () => {
     const scope = await scopeFor(site.inventory, plan, { from: 'ps-server' });
     assert.throws(
-      () => select(scope, { to: 'targets' }),
-      /refused: targets is not a target of any flow from ps-server/,
+      () => select(scope, { to: 'ps-server' }),
+      /refused: ps-server is not a target of any flow from ps-server/,
     );
     assert.throws(() => select(scope, { to: '192.0.2.9' }), OutOfScopeError);
     assert.throws(
@@ -107,9 +107,9 @@ describe('check CLI: bad input and refusals exit 2 without probing', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('refuses a target outside the plan', () => {
-    const r = runCli(['check', EXAMPLE, '--from', 'ps-server', '--to', 'targets']);
+    const r = runCli(['check', EXAMPLE, '--from', 'ps-server', '--to', 'ps-server']);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /^portolan: refused: targets is not a target of any flow from ps-server/);
+    assert.match(r.stderr, /^portolan: refused: ps-server is not a target of any flow from ps-server/);
     assert.equal(r.stdout, '');
   });
 
@@ -124,7 +124,7 @@ describe('check CLI: bad input and refusals exit 2 without probing', () => {
     assert.equal(a.code, 2);
     assert.match(
       a.stderr,
-      /--from "nobody" is not a host of .* \(expected one of: ps-server, win-src, lnx-src, targets, esxi-01\)/,
+      /--from "nobody" is not a host of .* \(expected one of: ps-server, win-src, lnx-src, targets, lnx-targets, esxi-01\)/,
     );
     const b = runCli(['check', EXAMPLE, '--as', 'platespin:nope']);
     assert.equal(b.code, 2);

@@ -273,9 +273,22 @@ describe('portolan init', () => {
     const v = runCli(['validate', file]);
     assert.equal(v.code, 0, v.stderr);
     assert.match(v.stdout, /ok \(site lab-1/);
+    assert.equal(v.stderr, '');
     const plan = runCli(['plan', file, '--format', 'json']);
     assert.equal(plan.code, 0, plan.stderr);
     assert.ok(JSON.parse(plan.stdout).flows.length > 0);
+  });
+
+  it('a one-product skeleton validates with no warning: every placeholder host is part of the plan', () => {
+    const products = JSON.parse(runCli(['catalog', '--format', 'json']).stdout) as { product: string }[];
+    assert.ok(products.length >= 3);
+    for (const { product } of products) {
+      const file = join(dir, `${product}.yaml`);
+      assert.equal(runCli(['init', product, '-o', file]).code, 0, product);
+      const v = runCli(['validate', file]);
+      assert.equal(v.code, 0, v.stderr);
+      assert.equal(v.stderr, '', `${product}: ${v.stderr}`);
+    }
   });
 
   it('an unknown product is refused with a suggestion', () => {

@@ -159,7 +159,7 @@ describe('hostile input files', () => {
     const r = await runAsync(['validate', fifo]);
     writer.kill();
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /ok \(site p: 1 hosts/);
+    assert.match(r.stdout, /ok \(site p: 1 host, /);
   });
 
   test('a symbolic link loop is named as such, for the inventory and for a catalog', () => {

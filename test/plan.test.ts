@@ -267,3 +267,39 @@ hosts:
     assert.equal(without.code, 2);
   });
 });
+
+describe('one-host export warnings', () => {
+  // A site with gaps elsewhere: a role without hosts (cloudcache), a product-wide catalog warning
+  // (druva-cloud), a host left without a fact (esx-b, vm-landing), a host inside another's CIDR.
+  const site = `site: s
+products:
+  druva-vmware: { features: [app-aware-sql] }
+  platespin: { version: "2019.5" }
+hosts:
+  proxy-01: { address: 10.10.0.21, roles: [druva-vmware:backup-proxy] }
+  druva-cloud: { address: phoenix.druva.com, roles: [druva-vmware:druva-cloud] }
+  esx-b: { address: 10.10.2.0/28, roles: [druva-vmware:esxi] }
+  esx-b1: { address: 10.10.2.1, roles: [druva-vmware:esxi], facts: { registration: vcenter } }
+  ps-01: { address: 10.50.0.10, roles: [platespin:platespin-server] }
+  phys-01: { address: 10.60.0.21, roles: [platespin:source], facts: { os: windows, drives: [C] } }
+  vm-landing: { address: 10.10.3.0/24, roles: [platespin:target] }
+`;
+  it('prints only the warnings about the exported host, and the whole-site ones without --host', () => {
+    const file = join(dir, 'one-host.yaml');
+    writeFileSync(file, site);
+    const all = runCli(['export', file, '--to', 'csv', '--network']);
+    assert.equal(all.code, 0, all.stderr);
+    for (const re of [
+      /role druva-vmware:cloudcache/,
+      /esx-b\b.*registration/,
+      /lies inside the CIDR/,
+      /vm-landing/,
+    ])
+      assert.match(all.stderr, re);
+    const one = runCli(['export', file, '--to', 'windows', '--host', 'phys-01']);
+    assert.equal(one.code, 0, one.stderr);
+    const lines = one.stderr.split('\n').filter((l) => l.startsWith('warning:'));
+    assert.ok(lines.length > 0, one.stderr);
+    for (const l of lines) assert.match(l, /phys-01/, l);
+  });
+});

@@ -19,6 +19,7 @@ import { type CheckOptions, type CheckReport, runCheck } from '../probe/engine.j
 import { summarize } from '../probe/report.js';
 import { scopeFor } from '../probe/scope.js';
 import type { FlowResult } from '../probe/verdict.js';
+import { counted } from '../util/plural.js';
 
 /** What the server's /api/agent/plan returns. */
 export interface AgentPlan {
@@ -201,7 +202,7 @@ export class Agent {
       JSON.stringify(run),
     );
     this.log(
-      `spooled ${run.key} (${run.results.length} flows${isolated ? ', isolated: neither the server nor any target answered' : ''})`,
+      `spooled ${run.key} (${counted(run.results.length, 'flow')}${isolated ? ', isolated: neither the server nor any target answered' : ''})`,
     );
     const pending = await this.flush();
     return { key: run.key, pending };
@@ -217,7 +218,7 @@ export class Agent {
     const missing = plan.flowIds.filter((id) => !scope.flows.some((f) => f.id === id));
     if (missing.length)
       this.log(
-        `${missing.length} flows of the server's plan are not in this agent's plan (catalog versions differ): ${missing.slice(0, 3).join(', ')}`,
+        `${counted(missing.length, 'flow')} of the server's plan are not in this agent's plan (catalog versions differ): ${missing.slice(0, 3).join(', ')}`,
       );
     return runCheck(scope, this.o.check ?? {}, { flows: scope.flows.filter((f) => known.has(f.id)) });
   }

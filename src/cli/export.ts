@@ -17,6 +17,7 @@ import { checkLineLimits } from '../export/limits.js';
 import { buildExportModel } from '../export/model.js';
 import { rpcCaveats } from '../plan/caveats.js';
 import { buildPlan } from '../plan/plan.js';
+import { counted } from '../util/plural.js';
 import { safeLine } from '../util/terminal.js';
 import { version } from '../util/version.js';
 import { COMMON_HELP, didYouMean, exactlyOne, oneOf, parse } from './args.js';
@@ -100,14 +101,14 @@ export async function run(argv: string[]): Promise<number> {
   if (out === undefined) {
     if (result.files.length !== 1)
       throw new UsageError(
-        `--to ${format} writes ${result.files.length} files (${result.files.map((f) => f.path).join(', ')}); give -o DIR`,
+        `--to ${format} writes ${counted(result.files.length, 'file')} (${result.files.map((f) => f.path).join(', ')}); give -o DIR`,
       );
     process.stdout.write(result.files[0]?.content ?? '');
   } else if (result.files.length === 1 && !out.endsWith('/')) {
     writeAtomically([{ path: out, content: result.files[0]?.content ?? '' }]);
   } else {
     writeExportDir(out, format, result.files);
-    process.stderr.write(`wrote ${result.files.length} files to ${out}\n`);
+    process.stderr.write(`wrote ${counted(result.files.length, 'file')} to ${out}\n`);
   }
   // The plan's warnings (unspecified peers, facts left out, deferred ports), then the format's own.
   const said = new Set(plan.warnings.map((w) => w.message));

@@ -4,6 +4,7 @@ import { buildInventory, loadImportMap } from '../import/build.js';
 import { readPvesh, readRvtools } from '../import/sources.js';
 import { loadSite } from '../inventory/load.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { counted } from '../util/plural.js';
 import { version } from '../util/version.js';
 import { MAX_YAML_BYTES } from '../util/yaml.js';
 import { oneOf, parse } from './args.js';
@@ -62,7 +63,7 @@ export async function run(argv: string[]): Promise<number> {
     }
   }
   process.stderr.write(
-    `imported ${result.imported} of ${result.read} rows into site ${map.site}${out ? ` (${out})` : ''}: ${result.skipped} left out, ${result.warnings.length} warnings${verdict}\n`,
+    `imported ${result.imported} of ${counted(result.read, 'row')} into site ${map.site}${out ? ` (${out})` : ''}: ${result.skipped} left out, ${counted(result.warnings.length, 'warning')}${verdict}\n`,
   );
   return 0;
 }

@@ -1,5 +1,5 @@
 import { loadCatalogs } from '../catalog/load.js';
-import type { Catalog } from '../catalog/types.js';
+import type { Catalog, PeerSpec } from '../catalog/types.js';
 import { UsageError } from '../errors.js';
 import { COMMON_HELP, didYouMean, parse } from './args.js';
 import { writeAtomic } from './check.js';
@@ -8,8 +8,10 @@ export const USAGE = `Usage: portolan init PRODUCT... [--site NAME] [-o FILE]
 
 Writes a commented skeleton inventory for the products: every feature and setting of each product
 (commented out, with the values and defaults the catalog gives), one host per role, and every fact
-each role takes. Addresses are placeholders from 192.0.2.0/24 (TEST-NET-1, RFC 5737): replace them.
-The skeleton validates as it is; "portolan validate" says so.
+each role takes. Every feature is listed as in use and a setting with no default takes the catalog's
+first example, so that every placeholder host is part of the plan; a role that only advisory entries
+reach is written commented out. Addresses are placeholders from 192.0.2.0/24 (TEST-NET-1, RFC 5737):
+replace them. The skeleton validates as it is, with no warnings; "portolan validate" says so.
 
   --site NAME        the site name (default: my-site)
   -o, --output FILE  write the file (atomically) instead of printing it
@@ -22,6 +24,17 @@ function scalar(text: string): string {
     !/^(true|false|yes|no|on|off|null|~|\d[\d.]*)$/i.test(text)
     ? text
     : JSON.stringify(text);
+}
+
+/** The role a catalog entry's peer names, if any. */
+function peerRole(p: PeerSpec): string | undefined {
+  return typeof p === 'string' ? p : 'role' in p ? p.role : undefined;
+}
+
+/** True when every entry of the catalog that names the role, at either end, is an advisory one. */
+function advisoryOnly(c: Catalog, role: string): boolean {
+  const touching = c.entries.filter((e) => peerRole(e.from) === role || peerRole(e.to) === role);
+  return touching.length > 0 && touching.every((e) => e.basis === 'advisory');
 }
 
 /** The skeleton inventory text for some catalogs (see USAGE). */
@@ -44,9 +57,12 @@ export function skeleton(site: string, catalogs: readonly Catalog[]): string {
       continue;
     }
     if (features.length) {
-      out.push('    # features: the optional parts in use; list the ones this site has:');
+      out.push(
+        '    # features: the optional parts in use; all are listed, delete the ones this site does not use',
+      );
+      out.push('    # (the hosts of a role that only a deleted feature needs then get no flows):');
       for (const [id, f] of features) out.push(`    #   ${id}: ${f.title}`);
-      out.push('    features: []');
+      out.push(`    features: [${features.map(([id]) => scalar(id)).join(', ')}]`);
     }
     for (const [id, s] of settings) {
       const values = s.values
@@ -56,9 +72,16 @@ export function skeleton(site: string, catalogs: readonly Catalog[]): string {
           : '';
       out.push(`    # ${id}: ${s.description ?? s.type}${values}`);
       const example = s.default ?? s.values?.[0];
-      out.push(
-        `    # ${id}: ${example === undefined ? (s.type === 'version' ? 'VERSION' : 'VALUE') : scalar(example)}`,
-      );
+      // A setting with no default that some entry needs (the version) is given the first example,
+      // so that those entries are planned rather than skipped with a warning.
+      const needed = s.default === undefined ? s.examples?.[0]?.split(' ')[0] : undefined;
+      if (needed !== undefined) {
+        out.push(`    # replace with this site's ${id}; examples: ${s.examples?.join(', ')}`);
+        out.push(`    ${id}: ${JSON.stringify(needed)}`);
+      } else
+        out.push(
+          `    # ${id}: ${example === undefined ? (s.type === 'version' ? 'VERSION' : 'VALUE') : scalar(example)}`,
+        );
     }
   }
   out.push('hosts:');
@@ -71,6 +94,15 @@ export function skeleton(site: string, catalogs: readonly Catalog[]): string {
       if (taken.has(name)) name = `${c.product}-${role}-01`;
       taken.add(name);
       out.push(`  # ${r.title}${r.description ? `: ${r.description}` : ''}`);
+      // A role only advisory entries reach would have no flows (and a warning) unless the site plans
+      // advisories: write it commented out, saying how to take it in.
+      const lead = advisoryOnly(c, role) ? '# ' : '';
+      if (lead)
+        out.push(
+          '  # Only advisory entries (vendor pages beyond the documents) reach this role: to plan them, uncomment',
+          '  # the host and add the top-level key "advisories: include" (or plan with --advisories).',
+        );
+      const start = out.length;
       out.push(`  ${name}:`);
       out.push(`    address: 192.0.2.${n++}`);
       out.push(`    roles: [${c.product}:${role}]`);
@@ -84,6 +116,7 @@ export function skeleton(site: string, catalogs: readonly Catalog[]): string {
           out.push(`      ${fact}: ${f.list ? `[${scalar(value)}]` : scalar(value)}`);
         }
       }
+      if (lead) for (let i = start; i < out.length; i++) out[i] = `  ${lead}${(out[i] ?? '').slice(2)}`;
       if (n > 254) throw new UsageError('too many roles for one skeleton: name fewer products');
     }
   }

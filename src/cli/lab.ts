@@ -19,6 +19,7 @@ import { netnsList, requireNetAdmin } from '../lab/sys.js';
 import { up } from '../lab/up.js';
 import { verify } from '../lab/verify.js';
 import { colorEnabled } from '../util/color.js';
+import { counted } from '../util/plural.js';
 import { exactlyOne, oneOf, parse } from './args.js';
 
 const USAGE = `Usage: portolan lab <up|verify|break|ablate|down|list> ...
@@ -126,7 +127,7 @@ async function runUp(argv: string[]): Promise<number> {
     name,
   );
   process.stdout.write(
-    `lab ${state.name} is up: site ${state.site}, ${state.hosts.length} hosts, ${state.objects.netns.length} namespaces, ${state.hosts.filter((h) => h.responder).length} responders\n` +
+    `lab ${state.name} is up: site ${state.site}, ${counted(state.hosts.length, 'host')}, ${counted(state.objects.netns.length, 'namespace')}, ${counted(state.hosts.filter((h) => h.responder).length, 'responder')}\n` +
       `next: portolan lab verify --name ${state.name}; portolan lab down --name ${state.name}\n`,
   );
   return 0;
@@ -142,7 +143,9 @@ async function runDown(argv: string[]): Promise<number> {
   if (values.all) {
     const done = await downAll();
     for (const d of done)
-      process.stdout.write(`lab ${d.name} is down (${d.netns} namespaces, ${d.processes} processes)\n`);
+      process.stdout.write(
+        `lab ${d.name} is down (${counted(d.netns, 'namespace')}, ${counted(d.processes, 'process', 'processes')})\n`,
+      );
     if (!done.length) process.stdout.write(`no labs under ${labRoot()}\n`);
     return 0;
   }
@@ -152,7 +155,9 @@ async function runDown(argv: string[]): Promise<number> {
     return 0;
   }
   const d = await down(name !== undefined ? readState(name) : pickLab(undefined));
-  process.stdout.write(`lab ${d.name} is down (${d.netns} namespaces, ${d.processes} processes)\n`);
+  process.stdout.write(
+    `lab ${d.name} is down (${counted(d.netns, 'namespace')}, ${counted(d.processes, 'process', 'processes')})\n`,
+  );
   return 0;
 }
 
@@ -197,7 +202,7 @@ async function runList(argv: string[]): Promise<number> {
       h.broken.map((b) => `${b.from}->${h.name}:${b.port}/${b.protocol}`),
     );
     process.stdout.write(
-      `${s.name}  site ${s.site}  ${s.phase === 'up' ? 'up' : `incomplete (up pid ${s.upPid})`}  ${s.hosts.length} hosts  ${live}/${s.objects.netns.length} namespaces  ${s.firewall}  since ${s.createdAt}${broken.length ? `  broken: ${broken.join(', ')}` : ''}\n`,
+      `${s.name}  site ${s.site}  ${s.phase === 'up' ? 'up' : `incomplete (up pid ${s.upPid})`}  ${counted(s.hosts.length, 'host')}  ${live}/${counted(s.objects.netns.length, 'namespace')}  ${s.firewall}  since ${s.createdAt}${broken.length ? `  broken: ${broken.join(', ')}` : ''}\n`,
     );
   }
   return 0;

@@ -13,6 +13,7 @@ import { Answerer, Responder } from '../listen/responder.js';
 import { allot, bindReport, type PortGroup, socketBudget, socketGroups } from '../listen/sockets.js';
 import { formatPorts, portCount } from '../model/ports.js';
 import { buildPlan } from '../plan/plan.js';
+import { counted } from '../util/plural.js';
 import { exactlyOne, oneOf, parse } from './args.js';
 import { siteFrom } from './site.js';
 
@@ -126,7 +127,9 @@ export async function run(argv: string[]): Promise<number> {
     const until = new Date(Date.now() + ttl * 1000).toISOString();
 
     if (text) {
-      out(`portolan listen: site ${plan.site}, host ${host.name}: ${boundCount} of ${wanted} ports bound\n`);
+      out(
+        `portolan listen: site ${plan.site}, host ${host.name}: ${boundCount} of ${counted(wanted, 'port')} bound\n`,
+      );
       out(`binding ${bind.addresses.map(shownAddress).join(', ')}: ${bind.why}\n`);
       const at = (a: string) => (a.includes(':') ? `[${a}]` : a);
       for (const g of bound)

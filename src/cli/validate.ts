@@ -3,6 +3,7 @@ import { formatLocated, InputErrors } from '../errors.js';
 import type { Inventory } from '../inventory/types.js';
 import type { Warning } from '../model/flow.js';
 import { buildPlan, hostsInsideCidrs } from '../plan/plan.js';
+import { counted } from '../util/plural.js';
 import { safeLine } from '../util/terminal.js';
 import { loadYamlFile } from '../util/yaml.js';
 import { COMMON_HELP, exactlyOne, parse } from './args.js';
@@ -84,7 +85,7 @@ export async function run(argv: string[]): Promise<number> {
   } catch (err) {
     if (!(err instanceof InputErrors)) throw err;
     for (const e of err.errors) process.stderr.write(`portolan: ${e.message}\n`);
-    process.stderr.write(`${file}: ${err.errors.length} errors\n`);
+    process.stderr.write(`${file}: ${counted(err.errors.length, 'error')}\n`);
     return 2;
   }
   const { inventory, catalogs } = site;
@@ -102,7 +103,7 @@ export async function run(argv: string[]): Promise<number> {
   const products = [...inventory.products.keys()];
   for (const w of hostsInsideCidrs(inventory.hosts)) process.stderr.write(`${file}: warning: ${w.message}\n`);
   process.stdout.write(
-    `${safeLine(file)}: ok (site ${safeLine(inventory.site)}: ${inventory.hosts.length} hosts, products ${products.join(', ') || 'none'}; ${catalogs.size} catalogs loaded)\n`,
+    `${safeLine(file)}: ok (site ${safeLine(inventory.site)}: ${counted(inventory.hosts.length, 'host')}, products ${products.join(', ') || 'none'}; ${counted(catalogs.size, 'catalog')} loaded)\n`,
   );
   return 0;
 }

@@ -2,6 +2,7 @@ import { stringify as yamlStringify } from 'yaml';
 import type { Catalogs } from '../catalog/load.js';
 import { InputError } from '../errors.js';
 import { parseAddress } from '../model/address.js';
+import { counted } from '../util/plural.js';
 import { validateWithSchema } from '../util/schema.js';
 import { type LoadedYaml, loadYamlFile } from '../util/yaml.js';
 import { RVTOOLS_COLUMNS, type RvtoolsColumns, type SourceRow } from './sources.js';
@@ -277,7 +278,7 @@ export function buildInventory(
   }
   const head = [
     ...source.header.split('\n').map((l) => `# ${l}`),
-    `# ${rows.length} rows read, ${imported} imported, ${skipped} left out, ${warnings.length} warnings.`,
+    `# ${counted(rows.length, 'row')} read, ${imported} imported, ${skipped} left out, ${counted(warnings.length, 'warning')}.`,
     yamlStringify(
       {
         site: map.site,

@@ -1,6 +1,7 @@
 import { formatPorts } from '../model/ports.js';
 import { xml } from '../probe/report.js';
 import { maxOf } from '../util/arrays.js';
+import { counted } from '../util/plural.js';
 import type { AblateReport } from './ablate.js';
 import type { FlowOutcome, UnplannedOutcome, VerifyReport } from './verify.js';
 
@@ -79,7 +80,7 @@ export function labTable(r: VerifyReport, opts: { color: boolean }): string {
     Math.max(n.length, maxOf(m.map((row) => cellText(row[j] as Cell).length))),
   );
   const out: string[] = [
-    `portolan lab verify: lab ${r.lab}, site ${r.site}, ${r.hosts.length} hosts (rows: from, columns: to)`,
+    `portolan lab verify: lab ${r.lab}, site ${r.site}, ${counted(r.hosts.length, 'host')} (rows: from, columns: to)`,
     '',
     `${'from \\ to'.padEnd(first)}  ${names.map((n, j) => n.padEnd(widths[j] as number)).join('  ')}`,
   ];
@@ -147,7 +148,7 @@ export function labJunit(r: VerifyReport): string {
   for (const [pair, list] of pairs) {
     const leaks = list.filter((u) => u.result !== 'blocked');
     out.push(
-      `    <testcase classname="${xml(`${r.site}.unplanned`)}" name="${xml(`${pair}: ${list.length} ports`)}">`,
+      `    <testcase classname="${xml(`${r.site}.unplanned`)}" name="${xml(`${pair}: ${counted(list.length, 'port')}`)}">`,
     );
     if (leaks.length)
       out.push(
@@ -221,7 +222,7 @@ ${leaks.map((u) => tr([u.result, u.from, u.to, `${u.protocol}/${u.port}`, u.deta
 }
 
 export function ablateTable(r: AblateReport): string {
-  const out = [`portolan lab ablate: lab ${r.lab}, site ${r.site}, ${r.rules.length} rules`, ''];
+  const out = [`portolan lab ablate: lab ${r.lab}, site ${r.site}, ${counted(r.rules.length, 'rule')}`, ''];
   for (const x of r.rules) {
     const head = `${x.host}  ${x.rule}  ${x.protocol}/${x.ports}  from ${x.sources.join(', ') || 'unspecified peers'}`;
     if (x.status === 'needed') {

@@ -8,6 +8,7 @@ import { inboundFor } from '../listen/inbound.js';
 import { formatPorts, portCount } from '../model/ports.js';
 import { buildPlan } from '../plan/plan.js';
 import { maxOf } from '../util/arrays.js';
+import { counted } from '../util/plural.js';
 import { down } from './down.js';
 import { adoptUserRuleset, loadRuleset } from './firewall.js';
 import { BRIDGE, filesDir, HOST_IF, hostNamespace, hubNamespace, hubPort, labKey, labRoot } from './names.js';
@@ -187,7 +188,7 @@ export async function up(o: UpOptions, name: string): Promise<LabState> {
           ? `generated ${h.ruleset.firewall}`
           : `your ${h.ruleset.format} ${h.ruleset.file}`;
       const responder = h.responder
-        ? `responder on ${h.responder.ports} (${portCount(portsOf(h.responder.ports ?? ''))} ports)`
+        ? `responder on ${h.responder.ports} (${counted(portCount(portsOf(h.responder.ports ?? '')), 'port')})`
         : 'no responder (accepts no TCP/UDP flow)';
       say(
         `${h.name.padEnd(width)}  ${h.ns}  ${h.addresses.join(', ')} (${h.addressNote}); ${ruleset} ruleset; ${responder}`,
@@ -246,7 +247,10 @@ async function waitListening(h: LabHost, log: string): Promise<void> {
     if (/"event":"(listening|nothing-to-bind)"/.test(text)) {
       const m = /"ports":\{"wanted":(\d+),"bound":(\d+)\}/.exec(text);
       if (m && m[1] !== m[2])
-        throw new LabError(`the responder of ${h.name} bound ${m[2]} of ${m[1]} ports (see ${log})`, 'EIO');
+        throw new LabError(
+          `the responder of ${h.name} bound ${m[2]} of ${counted(Number(m[1]), 'port')} (see ${log})`,
+          'EIO',
+        );
       return;
     }
     let alive = true;

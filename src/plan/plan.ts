@@ -125,7 +125,17 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
       const used = cat.entries.filter(
         (e) => planned(e) && [e.from, e.to].some((p) => peerRole(p) === role),
       ).length;
-      if (used && hostsIn(role).length === 0)
+      // With one host in focus, a missing role matters only when an entry pairs it with a role of
+      // that host: the other pairs' gaps are not in that host's rules.
+      const concernsFocus =
+        !focusHost ||
+        cat.entries.some((e) => {
+          if (!planned(e)) return false;
+          const [a, b] = [peerRole(e.from), peerRole(e.to)];
+          const other = a === role ? b : b === role ? a : undefined;
+          return other !== undefined && roleSets.get(other)?.has(focusHost) === true;
+        });
+      if (used && hostsIn(role).length === 0 && concernsFocus)
         warn({
           code: 'role-without-hosts',
           product: productId,
@@ -137,8 +147,16 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
           ),
         });
     }
+    // With one host in focus: a role's warning only for that host, a product's only when the host
+    // has a role in the product.
+    const focusInProduct = !focusHost || focusHost.roles.some((r) => r.product === productId);
     for (const w of cat.warnings ?? []) {
-      const hosts = w.role === undefined ? [null] : hostsIn(w.role);
+      const hosts =
+        w.role === undefined
+          ? focusInProduct
+            ? [null]
+            : []
+          : hostsIn(w.role).filter((h) => !focusHost || h === focusHost);
       for (const host of hosts) {
         const c: Candidate = { host, role: w.role ?? null };
         const ctx = context(
@@ -275,7 +293,7 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
   }
   const flows = mergeFlows(raw, true);
   raw.length = 0;
-  for (const w of hostsInsideCidrs(inv.hosts, siteJa ? 'ja' : 'en'))
+  for (const w of hostsInsideCidrs(inv.hosts, siteJa ? 'ja' : 'en', focusHost))
     warn({ ...w, message: say(w.code, undefined, w.message, () => w.message) });
   const inFlows = new Set<string | null>();
   for (const f of flows) inFlows.add(f.from.host).add(f.to.host);
@@ -513,9 +531,9 @@ function flowKey(f: Flow): string {
  * the checking host itself, and a sweep of its own ephemeral ports (Linux 32768-60999) can connect
  * a socket to itself. `check` never reports such a self-connection as open, but the inventory
  * most likely means the CIDR without this host. Warning code `address-in-cidr`; `lang` `ja` gives
- * the message in Japanese (messages-ja.ts).
+ * the message in Japanese (messages-ja.ts). With `focus`, only the pairs that host is part of.
  */
-export function hostsInsideCidrs(hosts: readonly Host[], lang: 'en' | 'ja' = 'en'): Warning[] {
+export function hostsInsideCidrs(hosts: readonly Host[], lang: 'en' | 'ja' = 'en', focus?: Host): Warning[] {
   // Address ranges sorted by start, so each CIDR finds what lies inside it by binary search:
   // linear-logarithmic in hosts, where comparing every pair is quadratic on an estate.
   const ranges = hosts
@@ -544,6 +562,7 @@ export function hostsInsideCidrs(hosts: readonly Host[], lang: 'en' | 'ja' = 'en
       if (r.version !== version || r.start > end) break;
       const h = r.h;
       if (h === net || r.end > end) continue;
+      if (focus && h !== focus && net !== focus) continue;
       if (h.address.kind === 'cidr' && h.address.text === net.address.text) continue;
       found.push({
         net: n,

@@ -1,3 +1,4 @@
+import { counted } from '../util/plural.js';
 import type { CheckProgress } from './engine.js';
 
 /** Width of the bar itself, in columns: fixed, so the line does not jump as the text changes. */
@@ -43,13 +44,13 @@ export class ProgressBar {
       frac = 0.9 * Math.min(1, slots / (total * this.attempts));
       const what =
         (p.round ?? 1) > 1 ? `retry ${p.round}, ${size} silent` : `${p.roundDone ?? 0}/${size} tried`;
-      text = `${p.done}/${p.total} ports decided · ${what}`;
+      text = `${p.done}/${counted(p.total, 'port')} decided · ${what}`;
     } else if (p.phase === 'service') {
       frac = 0.9 + 0.1 * (p.total ? p.done / p.total : 1);
       text = `services ${p.done}/${p.total}${p.current ? ` · ${p.current}` : ''}`;
     } else {
       frac = 0;
-      text = `resolving ${p.total} flows`;
+      text = `resolving ${counted(p.total, 'flow')}`;
     }
     this.frac = Math.max(this.frac, frac);
     const eta =
