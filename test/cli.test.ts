@@ -415,9 +415,24 @@ describe('validate', () => {
 });
 
 describe('warnings reach every output', () => {
+  // The mixed example with one fact taken away, so that a host-level warning exists beside the site-level one.
+  let site = '';
+  before(() => {
+    const dir = mkdtempSync(join(tmpdir(), 'portolan-warn-'));
+    site = join(dir, 'site.yaml');
+    const text = readFileSync(join(ROOT, 'examples/mixed-site.yaml'), 'utf8');
+    const stripped = text.replace(
+      'roles: [druva-vmware:esxi], facts: { registration: vcenter } }',
+      'roles: [druva-vmware:esxi] }',
+    );
+    assert.notEqual(stripped, text, 'the example still declares esx-b with its registration fact');
+    writeFileSync(site, stripped);
+  });
+  after(() => rmSync(join(site, '..'), { recursive: true, force: true }));
+
   it('plan --format json and csv print each warning line on stderr', () => {
     for (const format of ['json', 'csv']) {
-      const r = runCli(['plan', 'examples/mixed-site.yaml', '--format', format]);
+      const r = runCli(['plan', site, '--format', format]);
       assert.equal(r.code, 0);
       assert.match(r.stderr, /^warning: no host has role druva-vmware:cloudcache/m);
       assert.match(r.stderr, /^warning: host esx-b \(druva-vmware:esxi\) does not give fact registration/m);
@@ -425,7 +440,7 @@ describe('warnings reach every output', () => {
   });
 
   it('export prints them on stderr and the change requests carry them', () => {
-    const csv = runCli(['export', 'examples/mixed-site.yaml', '--to', 'csv']);
+    const csv = runCli(['export', site, '--to', 'csv']);
     assert.match(csv.stderr, /^warning: no host has role druva-vmware:cloudcache/m);
     assert.match(csv.stdout, /^rule,change,direction,/);
     assert.match(csv.stdout, /^"?# warning: no host has role druva-vmware:cloudcache/m);
@@ -434,11 +449,11 @@ describe('warnings reach every output', () => {
       /^"# warning: rule forward-tcp-443-1: the destination is given by DNS name \(phoenix\.druva\.com/m,
     );
     for (const to of ['markdown', 'html']) {
-      const r = runCli(['export', 'examples/mixed-site.yaml', '--to', to]);
+      const r = runCli(['export', site, '--to', to]);
       assert.match(r.stdout, /Warnings and what is not covered/);
       assert.match(r.stdout, /does not give fact registration/);
     }
-    const nft = runCli(['export', 'examples/mixed-site.yaml', '--to', 'nftables']);
+    const nft = runCli(['export', site, '--to', 'nftables']);
     assert.match(nft.stderr, /^warning: no host has role druva-vmware:cloudcache/m);
   });
 });
