@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { BIN, ROOT } from './helpers.js';
+
+/**
+ * The README's own commands, run as a new user would run them from a clone: every `$ portolan ...`
+ * (or `$ npx portolan ...`) line in a code block whose command needs no network, root or other
+ * host (plan, catalog, validate, init, import, export, help) and whose files are in the
+ * repository or written by an earlier `$ cat FILE` block. Each must exit as the README implies
+ * (0, or 2 where the shown output is a `portolan:` error) and print the first line the README shows.
+ */
+
+interface Shown {
+  line: number;
+  command: string;
+  output: string[];
+}
+
+const OFFLINE = new Set(['plan', 'catalog', 'validate', 'init', 'import', 'export', 'help']);
+
+/** Every `$ ` command line of the README's fenced blocks, with the lines shown after it. */
+export function readmeCommands(text: string): { commands: Shown[]; files: Map<string, string> } {
+  const lines = text.split('\n');
+  const commands: Shown[] = [];
+  const files = new Map<string, string>();
+  let inBlock = false;
+  let current: Shown | null = null;
+  let indent = '';
+  for (let i = 0; i < lines.length; i++) {
+    const raw = lines[i] ?? '';
+    if (/^\s*```/.test(raw)) {
+      inBlock = !inBlock;
+      current = null;
+      continue;
+    }
+    if (!inBlock) continue;
+    const m = /^(\s*)\$ (.*)$/.exec(raw);
+    if (m) {
+      indent = m[1] ?? '';
+      current = { line: i + 1, command: (m[2] ?? '').trim(), output: [] };
+      commands.push(current);
+      continue;
+    }
+    if (current) current.output.push(raw.startsWith(indent) ? raw.slice(indent.length) : raw);
+  }
+  for (const c of commands) {
+    const cat = /^cat (\S+\.yaml)$/.exec(c.command);
+    if (cat?.[1]) files.set(cat[1], `${c.output.join('\n')}\n`);
+  }
+  return { commands, files };
+}
+
+/** Splits a shell command line into words: single and double quotes, a trailing `# comment`. */
+function words(command: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quote: string | null = null;
+  let has = false;
+  for (let i = 0; i < command.length; i++) {
+    const ch = command[i] as string;
+    if (quote) {
+      if (ch === quote) quote = null;
+      else cur += ch;
+    } else if (ch === "'" || ch === '"') {
+      quote = ch;
+      has = true;
+    } else if (ch === '#' && !has && cur === '') {
+      break;
+    } else if (/\s/.test(ch)) {
+      if (has || cur) out.push(cur);
+      cur = '';
+      has = false;
+    } else {
+      cur += ch;
+      has = true;
+    }
+  }
+  if (has || cur) out.push(cur);
+  return out;
+}
+
+/** The portolan arguments of a README command, or null when it is not one this test runs. */
+function runnable(command: string): { args: string[]; stdoutToFile: boolean } | null {
+  if (/[|;`]|\$\(|&&|sudo|NODE_OPTIONS/.test(command)) return null;
+  const w = words(command);
+  if (w[0] === 'npx') w.shift();
+  if (w[0] !== 'portolan') return null;
+  let args = w.slice(1);
+  if (!OFFLINE.has(args[0] ?? '')) return null;
+  let stdoutToFile = false;
+  const redirect = args.indexOf('>');
+  if (redirect >= 0) {
+    args = args.slice(0, redirect);
+    stdoutToFile = true;
+  }
+  // The README shows what a terminal gets: plan's table (JSON is for pipes).
+  if (args[0] === 'plan' && !args.includes('--format') && !stdoutToFile) args.push('--format', 'table');
+  return { args, stdoutToFile };
+}
+
+describe('README: every offline command it shows runs and prints what it shows', () => {
+  const text = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const { commands, files } = readmeCommands(text);
+  const dir = mkdtempSync(join(tmpdir(), 'portolan-readme-'));
+  for (const sub of ['examples', 'tests', 'catalog']) symlinkSync(join(ROOT, sub), join(dir, sub));
+  for (const [name, body] of files) {
+    mkdirSync(dirname(join(dir, name)), { recursive: true });
+    writeFileSync(join(dir, name), body);
+  }
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('finds the commands (the parser reads the README)', () => {
+    assert.ok(commands.filter((c) => runnable(c.command)).length >= 20);
+  });
+
+  for (const c of commands) {
+    const run = runnable(c.command);
+    if (!run) continue;
+    const missing = run.args.filter(
+      (a) => /\.(ya?ml|csv|json)$/.test(a) && !a.startsWith('-') && !existsSync(join(dir, a)),
+    );
+    // A file the README names but does not show (the reader's own bad.yaml) cannot be run here.
+    if (missing.length > 0 && run.args[0] !== 'init' && !run.args.includes('-o')) continue;
+    it(`README.md:${c.line}: ${c.command}`, () => {
+      const r = spawnSync(process.execPath, [BIN, ...run.args], {
+        cwd: dir,
+        encoding: 'utf8',
+        env: { ...process.env, NO_COLOR: '1', COLUMNS: '80' },
+        maxBuffer: 64 * 1024 * 1024,
+      });
+      const shown = c.output.map((l) => l.trimEnd()).filter((l) => l !== '' && l !== '...');
+      const first = shown[0];
+      const expectCode = first?.startsWith('portolan:') ? 2 : 0;
+      assert.equal(r.status, expectCode, `exit ${r.status}\n${r.stderr}`);
+      if (first === undefined) return;
+      // Compared with runs of white space as one space: a terminal of another width wraps the
+      // same words at other places.
+      const flat = (t: string) => t.replace(/\s+/g, ' ').trim();
+      const printed = flat(`${run.stdoutToFile ? '' : r.stdout}\n${r.stderr}`);
+      assert.ok(
+        printed.includes(flat(first)),
+        `the README shows\n  ${first}\nbut the command printed\n${(r.stdout + r.stderr).split('\n').slice(0, 12).join('\n')}`,
+      );
+    });
+  }
+});
