@@ -32,7 +32,21 @@ describe('export: the dynamic RPC port WMI moves to after 135', () => {
       const args = ['export', EXAMPLE, '--to', format, ...(format === 'csv' ? [] : ['--host', 'win-src'])];
       const r = runCli(args);
       assert.equal(r.code, 0, r.stderr);
-      assert.ok(r.stderr.endsWith(WARNING), r.stderr);
+      if (format === 'csv')
+        // network mode: every server -> Windows pair, in one line
+        assert.match(
+          r.stderr,
+          /\nwarning: platespin ps-server -> win-src, [^\n]*tcp\/135 opens the RPC endpoint mapper only[^\n]*\n$/,
+        );
+      else assert.ok(r.stderr.endsWith(WARNING), r.stderr);
+    });
+
+  for (const format of ['csv', 'markdown', 'html'])
+    it(`--to ${format}: the change request carries the warning too, once on stderr`, () => {
+      const r = runCli(['export', EXAMPLE, '--to', format, '--network']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /tcp\/135 opens the RPC endpoint mapper only/);
+      assert.equal(r.stderr.split('RPC endpoint mapper only').length - 1, 1, r.stderr);
     });
 
   it('a host with no RPC flow gets no warning', () => {
