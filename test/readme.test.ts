@@ -92,13 +92,15 @@ function words(command: string): string[] {
 }
 
 /** The portolan arguments of a README command, or null when it is not one this test runs. */
-function runnable(command: string): { args: string[]; stdoutToFile: boolean } | null {
+function runnable(command: string): { args: string[]; stdoutToFile: boolean; stderrHidden: boolean } | null {
   if (/[|;`]|\$\(|&&|sudo|NODE_OPTIONS/.test(command)) return null;
   const w = words(command);
   if (w[0] === 'npx') w.shift();
   if (w[0] !== 'portolan') return null;
   let args = w.slice(1);
   if (!OFFLINE.has(args[0] ?? '')) return null;
+  const stderrHidden = args.includes('2>/dev/null');
+  args = args.filter((a) => a !== '2>/dev/null');
   let stdoutToFile = false;
   const redirect = args.indexOf('>');
   if (redirect >= 0) {
@@ -107,7 +109,7 @@ function runnable(command: string): { args: string[]; stdoutToFile: boolean } | 
   }
   // The README shows what a terminal gets: plan's table (JSON is for pipes).
   if (args[0] === 'plan' && !args.includes('--format') && !stdoutToFile) args.push('--format', 'table');
-  return { args, stdoutToFile };
+  return { args, stdoutToFile, stderrHidden };
 }
 
 describe('README: every offline command it shows runs and prints what it shows', () => {
@@ -137,7 +139,8 @@ describe('README: every offline command it shows runs and prints what it shows',
       const r = spawnSync(process.execPath, [BIN, ...run.args], {
         cwd: dir,
         encoding: 'utf8',
-        env: { ...process.env, NO_COLOR: '1', COLUMNS: '80' },
+        // The width the README names (`# in an 80-column terminal`), else 80.
+        env: { ...process.env, NO_COLOR: '1', COLUMNS: /(\d+)-column terminal/.exec(c.command)?.[1] ?? '80' },
         maxBuffer: 64 * 1024 * 1024,
       });
       const shown = c.output.map((l) => l.trimEnd()).filter((l) => l !== '' && l !== '...');
@@ -148,11 +151,16 @@ describe('README: every offline command it shows runs and prints what it shows',
       // Compared with runs of white space as one space: a terminal of another width wraps the
       // same words at other places.
       const flat = (t: string) => t.replace(/\s+/g, ' ').trim();
-      const printed = flat(`${run.stdoutToFile ? '' : r.stdout}\n${r.stderr}`);
-      assert.ok(
-        printed.includes(flat(first)),
-        `the README shows\n  ${first}\nbut the command printed\n${(r.stdout + r.stderr).split('\n').slice(0, 12).join('\n')}`,
-      );
+      const printed = flat(`${run.stdoutToFile ? '' : r.stdout}\n${run.stderrHidden ? '' : r.stderr}`);
+      // Every line shown, not only the first: a `...` inside a line stands for text left out.
+      for (const line of shown) {
+        for (const piece of line.split('...').map(flat).filter((p) => p.length > 0)) {
+          assert.ok(
+            printed.includes(piece),
+            `the README shows\n  ${line}\nbut the command printed\n${(r.stdout + r.stderr).split('\n').slice(0, 12).join('\n')}`,
+          );
+        }
+      }
     });
   }
 });
