@@ -124,25 +124,38 @@ describe('README: every offline command it shows runs and prints what it shows',
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('finds the commands (the parser reads the README)', () => {
-    assert.ok(commands.filter((c) => runnable(c.command)).length >= 20);
+    assert.ok(commands.filter((c) => c.command.split(' && ').every((p) => runnable(p))).length >= 20);
   });
 
   for (const c of commands) {
-    const run = runnable(c.command);
-    if (!run) continue;
-    const missing = run.args.filter(
+    // `a && b`: each part a command this test runs, in turn, as the shell would.
+    const parts = c.command.split(' && ').map(runnable);
+    if (parts.length === 0 || parts.some((p) => p === null)) continue;
+    const runs = parts as NonNullable<ReturnType<typeof runnable>>[];
+    const missing = (runs[0]?.args ?? []).filter(
       (a) => /\.(ya?ml|csv|json)$/.test(a) && !a.startsWith('-') && !existsSync(join(dir, a)),
     );
     // A file the README names but does not show (the reader's own bad.yaml) cannot be run here.
-    if (missing.length > 0 && run.args[0] !== 'init' && !run.args.includes('-o')) continue;
+    if (missing.length > 0 && runs[0]?.args[0] !== 'init' && !runs[0]?.args.includes('-o')) continue;
     it(`README.md:${c.line}: ${c.command}`, () => {
-      const r = spawnSync(process.execPath, [BIN, ...run.args], {
-        cwd: dir,
-        encoding: 'utf8',
-        // The width the README names (`# in an 80-column terminal`), else 80.
-        env: { ...process.env, NO_COLOR: '1', COLUMNS: /(\d+)-column terminal/.exec(c.command)?.[1] ?? '80' },
-        maxBuffer: 64 * 1024 * 1024,
-      });
+      const r = { status: 0 as number | null, stdout: '', stderr: '' };
+      for (const part of runs) {
+        const one = spawnSync(process.execPath, [BIN, ...part.args], {
+          cwd: dir,
+          encoding: 'utf8',
+          // The width the README names (`# in an 80-column terminal`), else 80.
+          env: {
+            ...process.env,
+            NO_COLOR: '1',
+            COLUMNS: /(\d+)-column terminal/.exec(c.command)?.[1] ?? '80',
+          },
+          maxBuffer: 64 * 1024 * 1024,
+        });
+        r.status = one.status;
+        r.stdout += part.stdoutToFile ? '' : one.stdout;
+        r.stderr += part.stderrHidden ? '' : one.stderr;
+        if (one.status !== 0) break;
+      }
       const shown = c.output.map((l) => l.trimEnd()).filter((l) => l !== '' && l !== '...');
       const first = shown[0];
       const expectCode = first?.startsWith('portolan:') ? 2 : 0;
@@ -151,10 +164,13 @@ describe('README: every offline command it shows runs and prints what it shows',
       // Compared with runs of white space as one space: a terminal of another width wraps the
       // same words at other places.
       const flat = (t: string) => t.replace(/\s+/g, ' ').trim();
-      const printed = flat(`${run.stdoutToFile ? '' : r.stdout}\n${run.stderrHidden ? '' : r.stderr}`);
+      const printed = flat(`${r.stdout}\n${r.stderr}`);
       // Every line shown, not only the first: a `...` inside a line stands for text left out.
       for (const line of shown) {
-        for (const piece of line.split('...').map(flat).filter((p) => p.length > 0)) {
+        for (const piece of line
+          .split('...')
+          .map(flat)
+          .filter((p) => p.length > 0)) {
           assert.ok(
             printed.includes(piece),
             `the README shows\n  ${line}\nbut the command printed\n${(r.stdout + r.stderr).split('\n').slice(0, 12).join('\n')}`,
