@@ -157,8 +157,14 @@ export async function run(argv: string[]): Promise<number> {
     await app.listen({ host, port, backlog: 4096 });
   } catch (err) {
     await db.destroy();
+    const code = (err as NodeJS.ErrnoException).code;
+    // The address in use is the usual case (a second serve, another service on 7300): say the way out.
+    const hint =
+      code === 'EADDRINUSE'
+        ? ` (another process listens there; give another with --listen HOST:PORT, e.g. --listen ${host}:${port + 1})`
+        : '';
     throw new PortolanError(
-      `cannot listen on ${host}:${port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      `cannot listen on ${host}:${port}: ${code ?? (err as Error).message}${hint}`,
       'EIO',
       {
         cause: err,
