@@ -546,3 +546,16 @@ describe('serve: an address in use', () => {
     }
   });
 });
+
+describe('check: options are checked before the inventory and this machine', () => {
+  for (const [option, value, expected] of [
+    ['--timeout', 'abc', 'portolan: --timeout "abc" is not a whole number from 1 to 600000\n'],
+    ['--workers', '0', 'portolan: --workers "0" is not a whole number from 1 to 64\n'],
+  ] as const)
+    it(`${option} ${value} without --from is the error shown, exit 2`, () => {
+      // Without --from, check would otherwise first find this machine is no host of the site.
+      const r = runCli(['check', `${ROOT}examples/platespin.yaml`, option, value]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr, expected);
+    });
+});

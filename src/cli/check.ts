@@ -146,6 +146,23 @@ export function writeAtomic(path: string, content: string): void {
 }
 
 /**
+ * The numeric options of check and probe, parsed and range-checked (a UsageError, exit 2, names the
+ * option): called before the inventory is read or this machine's host is looked up, so a bad value
+ * is the error the user sees, not a later one it would hide.
+ */
+export function numericOptions(values: Values) {
+  return {
+    timeoutMs: positiveInt(values.timeout, '--timeout', 600_000),
+    concurrency: positiveInt(values.concurrency, '--concurrency', 60_000),
+    retryBudgetMs: positiveInt(values['retry-budget'], '--retry-budget', 3_600_000),
+    workers: positiveInt(values.workers, '--workers', 64),
+    maxProbes: positiveInt(values['max-probes'], '--max-probes', 1_000_000_000),
+    maxAddresses: positiveInt(values['max-addresses'], '--max-addresses', 1_000_000),
+    maxRate: maxRateFrom(values['max-rate'], process.env.PORTOLAN_MAX_RATE),
+  };
+}
+
+/**
  * Runs the check of a selection, shows it on stdout in --format, writes -o / --output-dir, and
  * on SIGINT prints and writes what was decided, marked interrupted, and exits 130.
  */
@@ -156,13 +173,8 @@ export async function runAndReport(
   opts: { title?: string; command?: 'check' | 'probe' } = {},
 ): Promise<number> {
   const format = oneOf(values.format, CHECK_FORMATS, '--format') ?? (process.stdout.isTTY ? 'table' : 'json');
-  const timeoutMs = positiveInt(values.timeout, '--timeout', 600_000);
-  const concurrency = positiveInt(values.concurrency, '--concurrency', 60_000);
-  const retryBudgetMs = positiveInt(values['retry-budget'], '--retry-budget', 3_600_000);
-  const workers = positiveInt(values.workers, '--workers', 64);
-  const maxProbes = positiveInt(values['max-probes'], '--max-probes', 1_000_000_000);
-  const maxAddresses = positiveInt(values['max-addresses'], '--max-addresses', 1_000_000);
-  const maxRate = maxRateFrom(values['max-rate'], process.env.PORTOLAN_MAX_RATE);
+  const { timeoutMs, concurrency, retryBudgetMs, workers, maxProbes, maxAddresses, maxRate } =
+    numericOptions(values);
   const secret = values.secret ?? process.env.PORTOLAN_SECRET;
   if (secret === '') throw new UsageError('the secret is empty (--secret or PORTOLAN_SECRET)');
   const fileFormat: CheckFormat = format === 'junit' ? 'junit' : 'json';
@@ -251,6 +263,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const file = exactlyOne(positionals, 'inventory file', USAGE);
   oneOf(values.format, CHECK_FORMATS, '--format');
+  numericOptions(values);
   const ports: PortRange[] | undefined =
     values.port === undefined ? undefined : parsePorts(values.port, '--port');
   const { inventory, catalogs } = siteFrom(file, values);
