@@ -77,6 +77,8 @@ export interface Tables {
     summary: string;
     flow_ids: string;
     state: 'requested' | 'working' | 'broken';
+    /** `allow`: a rule to add; `remove`: a previous version's rule that loses flows (stays `requested`). */
+    action: 'allow' | 'remove';
     evidence: string;
     updated_at: string;
   };
