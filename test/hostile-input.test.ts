@@ -268,3 +268,42 @@ describe('hostile input files', () => {
     );
   });
 });
+
+describe('hostile command lines', () => {
+  const cases: [string[], RegExp][] = [
+    [
+      ['probe', '127.0.0.1', '22', '--timeout', '-1'],
+      /^portolan: --timeout needs a value, and "-1" after it reads as an option \(write --timeout=-1 if it is the value\)$/,
+    ],
+    [
+      ['probe', '127.0.0.1', '22', '--timeout=-1'],
+      /^portolan: --timeout "-1" is not a whole number from 1 to 600000$/,
+    ],
+    [['plan', 'examples/mixed-site.yaml', '--format'], /^portolan: -f, --format needs a value$/],
+    [
+      ['plan', 'examples/mixed-site.yaml', '-f', 'json', '--format', 'csv'],
+      /^portolan: --format given twice \("json", then "csv"\); expected it once$/,
+    ],
+    [
+      ['export', 'examples/mixed-site.yaml', '--to', 'csv', '--to', 'nftables'],
+      /^portolan: --to given twice \("csv", then "nftables"\); expected it once$/,
+    ],
+    [
+      ['check', 'examples/mixed-site.yaml', '--max-rate', '5', '--max-rate', '9'],
+      /^portolan: --max-rate given twice/,
+    ],
+  ];
+  for (const [args, want] of cases) {
+    test(`${args.join(' ')}: one usage error, exit 2`, () => {
+      const r = runCli(args);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stdout, '');
+      assert.match(r.stderr.split('\n')[0] ?? '', want);
+      assert.doesNotMatch(r.stderr, STACK_LINE);
+    });
+  }
+  test('the same value given twice is harmless', () => {
+    const r = runCli(['plan', 'examples/mixed-site.yaml', '-f', 'json', '--format', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+  });
+});
