@@ -13,12 +13,14 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readdirSync,
   readFileSync,
   readSync,
   rmSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -375,4 +377,45 @@ describe('-o onto what is not a plain file', () => {
     assert.ok(lstatSync(link).isSymbolicLink(), 'init: still a link');
     assert.match(readFileSync(join(dir, 'real.nft'), 'utf8'), /druva-vmware/);
   });
+});
+
+describe('serve --listen', () => {
+  let dir = '';
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'portolan-hostile-serve-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('a port in use is one exit-2 line before the store is opened or the examples loaded', async () => {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const r = runCli(['serve', '--listen', `127.0.0.1:${port}`], { env: { XDG_DATA_HOME: dir } });
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(
+        r.stderr,
+        `portolan: --listen "127.0.0.1:${port}": cannot listen there: the port is in use by another process (stop it, or pick another port)\n`,
+      );
+      assert.equal(r.stdout, '', 'no examples loaded');
+      assert.deepEqual(readdirSync(dir), [], 'no store or token written');
+    } finally {
+      server.close();
+    }
+  });
+
+  for (const [value, want] of [
+    ['::1:80', /an IPv6 address goes in brackets: \[::1\]:80$/],
+    ['[::1]:99999', /expected HOST:PORT with a port from 0 to 65535/],
+    [' 127.0.0.1:80', /expected HOST:PORT/],
+    ['203.0.113.77:8080', /the address is not on this machine/],
+  ] as const) {
+    test(`--listen ${JSON.stringify(value)}: one exit-2 line`, () => {
+      const r = runCli(['serve', '--listen', value], { env: { XDG_DATA_HOME: dir } });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr.trimEnd(), want);
+      assert.equal(r.stderr.trimEnd().split('\n').length, 1);
+      assert.deepEqual(readdirSync(dir), [], 'no store or token written');
+    });
+  }
 });
