@@ -419,3 +419,14 @@ describe('serve --listen', () => {
     });
   }
 });
+
+describe('probe HOST with a zone index', () => {
+  test('a zone index on an address that is not link-local is refused with one exit-2 line', () => {
+    const r = runCli(['probe', '::1%eth0', '22', '--timeout', '200']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(
+      r.stderr,
+      'portolan: HOST: "::1%eth0" carries a zone index (%eth0), which only a link-local address (fe80::/10) takes (expected ::1 alone; RFC 4007 section 11)\n',
+    );
+  });
+});
