@@ -5,13 +5,14 @@
  * a generated file or a spreadsheet as anything but text.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { FORMAT_NAMES } from '../src/export/index.js';
 import { sanitizeDeep, UNSAFE_CHARS } from '../src/util/terminal.js';
-import { runCli } from './helpers.js';
+import { BIN, ROOT, runCli } from './helpers.js';
 
 const HOSTILE = 'tests/fixtures/hostile/site.yaml';
 const UNSAFE = new RegExp(UNSAFE_CHARS.source);
@@ -168,4 +169,50 @@ describe('long text in terminal tables', () => {
     assert.ok(lines.length > 1000, `${lines.length} lines`);
     for (const l of lines) assert.ok(l.length < 400, `a line of ${l.length} characters`);
   });
+});
+
+/** Runs the CLI with its stdout a pipe whose reader is closed before the CLI writes (`| head -0`). */
+function runIntoClosedPipe(
+  args: string[],
+): Promise<{ code: number | null; signal: string | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d;
+    });
+    child.on('close', (code, signal) => resolve({ code, signal, stderr }));
+  });
+}
+
+describe('a closed pipe on stdout ends quietly', () => {
+  const commands: string[][] = [
+    ['plan', 'examples/mixed-site.yaml'],
+    ['plan', 'examples/mixed-site.yaml', '--format', 'json'],
+    ['plan', 'examples/mixed-site.yaml', '--format', 'csv'],
+    ['plan', 'examples/mixed-site.yaml', '--format', 'table'],
+    ['plan', 'examples/mixed-site.yaml', '--format', 'markdown'],
+    ['export', 'examples/mixed-site.yaml', '--to', 'nftables'],
+    ['export', 'examples/mixed-site.yaml', '--to', 'flat-csv'],
+    ['export', 'examples/mixed-site.yaml', '--to', 'html'],
+    ['catalog'],
+    ['catalog', '--format', 'json'],
+    ['validate', 'examples/mixed-site.yaml'],
+    ['--help'],
+    ['help', 'plan'],
+  ];
+  for (const args of commands) {
+    test(`${args.join(' ')} | head -0: exit 141 (128 + SIGPIPE), no message`, {
+      timeout: 120_000,
+    }, async () => {
+      const r = await runIntoClosedPipe(args);
+      assert.equal(r.code, 141, `exit code (stderr: ${r.stderr.slice(0, 300)})`);
+      assert.doesNotMatch(r.stderr, /EPIPE|internal error|^\s+at /m);
+    });
+  }
 });

@@ -32,10 +32,25 @@ export function parse<T extends Options>(argv: readonly string[], options: T, us
       allowPositionals: true,
       strict: true,
     } as const;
-    return parseArgs<typeof config>(config);
+    const parsed = parseArgs<typeof config & { tokens: true }>({ ...config, tokens: true });
+    refuseRepeats(parsed.tokens, all);
+    return parsed;
   } catch (err) {
+    if (err instanceof UsageError) throw new UsageError(`${err.message}\n${usage}`);
     const e = err as Error & { code?: string };
     let msg = e.message.replace(/\. To specify a positional argument.*$/s, '');
+    const missing = /^Option '([^']*?) <value>' argument missing/.exec(msg);
+    if (missing) msg = `${missing[1]} needs a value`;
+    const ambiguous = /^Option '([^']*)' argument is ambiguous/.exec(msg);
+    if (ambiguous) {
+      const flag = ambiguous[1] ?? '';
+      const at = argv.indexOf(flag);
+      const next = at >= 0 ? argv[at + 1] : undefined;
+      msg =
+        next === undefined
+          ? `${flag} needs a value`
+          : `${flag} needs a value, and ${JSON.stringify(next)} after it reads as an option (write ${flag}=${next} if it is the value)`;
+    }
     const unknown = /^Unknown option '(-+)([^']*)'/.exec(msg);
     if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && unknown) {
       const flags = Object.entries(all).flatMap(([name, o]) => [
@@ -52,6 +67,28 @@ export function parse<T extends Options>(argv: readonly string[], options: T, us
     throw new UsageError(`${msg}\n${usage}`);
   }
 }
+
+/**
+ * Refuses a single-valued option given twice with different values (`--format json --format csv`):
+ * util.parseArgs keeps the last silently, so a careless command line would run with a value its
+ * writer may not have meant. The same value twice, and repeated boolean flags, are harmless.
+ */
+function refuseRepeats(tokens: readonly ParsedToken[] | undefined, options: Options): void {
+  const seen = new Map<string, string>();
+  for (const t of tokens ?? []) {
+    if (t.kind !== 'option' || t.value === undefined) continue;
+    const o = options[t.name];
+    if (o?.type !== 'string' || o.multiple) continue;
+    const before = seen.get(t.name);
+    if (before !== undefined && before !== t.value)
+      throw new UsageError(
+        `--${t.name} given twice (${JSON.stringify(before)}, then ${JSON.stringify(t.value)}); expected it once`,
+      );
+    seen.set(t.name, t.value);
+  }
+}
+
+type ParsedToken = NonNullable<ReturnType<typeof parseArgs>['tokens']>[number];
 
 export function oneOf<T extends string>(value: unknown, allowed: readonly T[], flag: string): T | undefined {
   if (value === undefined) return undefined;

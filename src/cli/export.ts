@@ -17,6 +17,7 @@ import { checkLineLimits } from '../export/limits.js';
 import { buildExportModel } from '../export/model.js';
 import { rpcCaveats } from '../plan/caveats.js';
 import { buildPlan } from '../plan/plan.js';
+import { writeTarget } from '../util/atomic.js';
 import { counted } from '../util/plural.js';
 import { safeLine } from '../util/terminal.js';
 import { version } from '../util/version.js';
@@ -136,8 +137,22 @@ function ioError(path: string, err: unknown): PortolanError {
  * or a full disk leaves either the earlier file or the new one, never a truncated one. If any
  * temporary file cannot be written, every temporary file is removed and nothing is replaced.
  */
-function writeAtomically(files: readonly { path: string; content: string }[]): void {
+function writeAtomically(given: readonly { path: string; content: string }[]): void {
   const temps: { temp: string; path: string }[] = [];
+  const files: { path: string; content: string }[] = [];
+  for (const f of given) {
+    const target = writeTarget(f.path);
+    if (!target.direct) {
+      files.push({ path: target.path, content: f.content });
+      continue;
+    }
+    // A device or FIFO (-o /dev/stdout) is written in place; nothing can be renamed over it.
+    try {
+      writeFileSync(target.path, f.content);
+    } catch (err) {
+      throw ioError(f.path, err);
+    }
+  }
   try {
     for (const f of files) {
       mkdirSync(dirname(f.path), { recursive: true });

@@ -78,6 +78,7 @@ function help(): string {
 /** The one top-level catch: bad input prints one line and exits 2; a bug prints the stack only with --debug. */
 export async function main(argv: string[]): Promise<void> {
   const debug = argv.includes('--debug');
+  quietOnClosedPipe(process.stdout);
   const [name, ...rest] = argv;
   try {
     if (name === 'help' && rest[0] !== undefined && !rest[0].startsWith('-')) {
@@ -114,7 +115,31 @@ function unknownCommand(name: string): PortolanError {
   );
 }
 
+/**
+ * The exit status of a process whose reader went away: 128 + SIGPIPE (13), what a shell reports for a
+ * C tool killed by SIGPIPE (`yes | head -1`). Node ignores SIGPIPE, so the status is set by hand.
+ */
+export const CLOSED_PIPE_EXIT = 141;
+
+/** True for the error a write to a pipe or socket whose reader has closed fails with (EPIPE, POSIX write(2)). */
+export function isClosedPipe(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === 'EPIPE';
+}
+
+/**
+ * Makes a closed reader on `out` end the process quietly with {@link CLOSED_PIPE_EXIT}, as
+ * `portolan plan ... | head -1` must: no message, no further output. Every later write, from any
+ * command or stream helper, would fail the same way, so the process ends at the first failure.
+ */
+export function quietOnClosedPipe(out: NodeJS.WriteStream): void {
+  out.on('error', (err) => {
+    if (isClosedPipe(err)) process.exit(CLOSED_PIPE_EXIT);
+    throw err;
+  });
+}
+
 function report(err: unknown, debug: boolean): number {
+  if (isClosedPipe(err)) return CLOSED_PIPE_EXIT;
   if (err instanceof PortolanError && err.code !== 'EINTERNAL') {
     process.stderr.write(`portolan: ${sanitize(err.message)}\n`);
     if (debug && err.stack) process.stderr.write(`${err.stack}\n`);

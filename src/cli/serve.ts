@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createSecureContext } from 'node:tls';
@@ -34,11 +35,43 @@ function dataDir(): string {
 }
 
 function listenOf(text: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+  const m = /^(?:\[([0-9A-Fa-f:.]+(?:%[\w.-]+)?)\]|([\w.-]+)):(\d{1,5})$/.exec(text);
   const port = Number(m?.[3]);
-  if (!m || port > 65535)
-    throw new UsageError(`--listen ${JSON.stringify(text)}: expected HOST:PORT, e.g. 127.0.0.1:7300`);
+  if (!m || port > 65535) {
+    const v6 = /^([0-9A-Fa-f]*:[0-9A-Fa-f:.]*):(\d{1,5})$/.exec(text);
+    const hint = v6 ? `; an IPv6 address goes in brackets: [${v6[1]}]:${v6[2]}` : '';
+    throw new UsageError(
+      `--listen ${JSON.stringify(text)}: expected HOST:PORT with a port from 0 to 65535, e.g. 127.0.0.1:7300${hint}`,
+    );
+  }
   return { host: (m[1] ?? m[2]) as string, port };
+}
+
+/**
+ * Binds HOST:PORT for a moment and lets go, so that a port in use or an address not on this machine
+ * is said before the store is opened, a token written or the examples loaded. Throws a UsageError
+ * (exit 2) naming --listen, what failed (the errno of bind(2)/getaddrinfo(3)) and what to do.
+ */
+async function assertCanListen(text: string, host: string, port: number): Promise<void> {
+  const why: Record<string, string> = {
+    EADDRINUSE: 'the port is in use by another process (stop it, or pick another port)',
+    EADDRNOTAVAIL: 'the address is not on this machine (expected one of its addresses, 0.0.0.0 or ::)',
+    EACCES: 'ports below 1024 need root or CAP_NET_BIND_SERVICE (pick a port from 1024)',
+    ENOTFOUND: 'the host name does not resolve (expected an address of this machine or a name for one)',
+    EAI_AGAIN: 'the host name could not be resolved now (expected an address of this machine)',
+  };
+  const server = createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host, port, exclusive: true }, () => resolve());
+    });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    throw new UsageError(`--listen ${JSON.stringify(text)}: cannot listen there: ${why[code] ?? code}`);
+  } finally {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
 }
 
 function writeSecret(file: string, text: string): void {
@@ -112,6 +145,7 @@ export async function run(argv: string[]): Promise<number> {
       ? tlsFiles(values['tls-cert'], values['tls-key'])
       : undefined;
 
+  await assertCanListen(values.listen ?? '127.0.0.1:7300', host, port);
   const db = await openDb(target);
   const store = new Store(db, values.catalog ?? []);
   let tokenNote: string;

@@ -75,6 +75,11 @@ export function parseAddress(raw: string): Address | { error: string } {
     return { kind: 'cidr', text: canonical, version, prefix: Number(prefixText) };
   }
   const version = isIP(text);
+  const zone = text.indexOf('%');
+  if (version === 6 && zone >= 0 && !/^fe[89ab]/i.test(text))
+    return {
+      error: `${JSON.stringify(text)} carries a zone index (${text.slice(zone)}), which only a link-local address (fe80::/10) takes (expected ${text.slice(0, zone)} alone; RFC 4007 section 11)`,
+    };
   if ((version === 4 || version === 6) && isUnspecified(text))
     return {
       error: `${JSON.stringify(text)} is the unspecified address: a connect to it reaches this machine, not a host (expected the host's own address)`,
