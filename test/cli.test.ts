@@ -516,37 +516,6 @@ describe('colour', () => {
   });
 });
 
-describe('serve: an address in use', () => {
-  it('says which address is taken and how to give another (--listen), exit 1', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'portolan-serve-busy-'));
-    const busy = net.createServer();
-    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
-    const port = (busy.address() as net.AddressInfo).port;
-    try {
-      const r = runCli([
-        'serve',
-        '--no-examples',
-        '--db',
-        join(dir, 'p.db'),
-        '--token-file',
-        join(dir, 'token'),
-        '--listen',
-        `127.0.0.1:${port}`,
-      ]);
-      assert.equal(r.code, 1, r.stderr);
-      assert.match(
-        r.stderr,
-        new RegExp(
-          `^portolan: cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE \\(another process listens there; give another with --listen HOST:PORT, e\\.g\\. --listen 127\\.0\\.0\\.1:${port + 1}\\)\\n$`,
-        ),
-      );
-    } finally {
-      busy.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-});
-
 describe('check: options are checked before the inventory and this machine', () => {
   for (const [option, value, expected] of [
     ['--timeout', 'abc', 'portolan: --timeout "abc" is not a whole number from 1 to 600000\n'],
