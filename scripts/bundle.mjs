@@ -1,7 +1,8 @@
 // Bundles the CLI into dist/cli/ after tsc, so `portolan` starts from a few files instead of about
 // 150 modules (its own and yaml's): every command starts about 0.1 s sooner. The library
 // (dist/src) stays as tsc wrote it. Commands load lazily (one chunk each), and the sweep's worker
-// thread is an entry of its own, beside the chunk that starts it (src/probe/sweep.ts).
+// thread and the SQLite store's checkpoint thread are entries of their own, beside the chunks that
+// start them (src/probe/sweep.ts, src/server/db.ts).
 import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,7 +12,11 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const outdir = join(root, 'dist', 'cli');
 rmSync(outdir, { recursive: true, force: true });
 await build({
-  entryPoints: [join(root, 'dist/src/cli/main.js'), join(root, 'dist/src/probe/tcp-worker.js')],
+  entryPoints: [
+    join(root, 'dist/src/cli/main.js'),
+    join(root, 'dist/src/probe/tcp-worker.js'),
+    join(root, 'dist/src/server/checkpoint-worker.js'),
+  ],
   outdir,
   bundle: true,
   splitting: true,

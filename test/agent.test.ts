@@ -215,15 +215,22 @@ test('the server is stopped a while: the agent spools, and the runs arrive once 
 
   const down1 = agent();
   const down2 = agent();
-  for (const r of [down1, down2]) {
-    assert.equal(r.status, 1, r.stderr);
-    assert.match(r.stderr, /server unreachable/);
-  }
+  // Never reached the server: exit 3 (nothing reported), and stderr says how much waits where.
+  for (const r of [down1, down2]) assert.equal(r.status, 3, r.stderr);
   assert.equal(readdirSync(join(spool, 'pending')).length, 2);
   // Every flow closed and the server away: the self-check guard marks the run isolated.
   const pending = readdirSync(join(spool, 'pending')).map((f) =>
     JSON.parse(readFileSync(join(spool, 'pending', f), 'utf8')),
   );
+  const flowsPerRun = (pending[0] as { results: unknown[] }).results.length;
+  assert.ok(flowsPerRun > 0);
+  const spoolMessage = (n: number) =>
+    new RegExp(
+      `server unreachable: ${n} results? spooled in ${join(spool, 'pending').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, will resend$`,
+      'm',
+    );
+  assert.match(down1.stderr, spoolMessage(flowsPerRun));
+  assert.match(down2.stderr, spoolMessage(2 * flowsPerRun));
   const allFailed = pending.every((r: { results: { verdict: string }[] }) =>
     r.results.every((x) => ['closed', 'blocked', 'filtered'].includes(x.verdict)),
   );
@@ -241,6 +248,33 @@ test('the server is stopped a while: the agent spools, and the runs arrive once 
   const keys = [...pending.map((r: { key: string }) => r.key)];
   for (const k of keys) assert.equal(runs.filter((r) => r.key === k).length, 1, `run ${k} stored once`);
   assert.equal(runs.length, 5);
+});
+
+test('agent --once that never reaches the server exits 3 and says what it spooled, also before its first plan', {
+  timeout: 120_000,
+}, async () => {
+  const dir = tempDir();
+  const port = await freePort(); // nothing listens there
+  const spool = join(dir, 'spool');
+  const r = spawnSync(
+    process.execPath,
+    [BIN, 'agent', '--server', `http://127.0.0.1:${port}`, '--token', 'pta_x', '--spool', spool, '--once'],
+    { encoding: 'utf8' },
+  );
+  assert.equal(r.status, 3, r.stderr);
+  assert.match(
+    r.stderr,
+    /server unreachable: POST http:\/\/127\.0\.0\.1:\d+\/api\/agent\/heartbeat: ECONNREFUSED/,
+  );
+  assert.ok(
+    r.stderr
+      .trimEnd()
+      .endsWith(`server unreachable: 0 results spooled in ${join(spool, 'pending')}, will resend`),
+    r.stderr,
+  );
+  assert.deepEqual(readdirSync(join(spool, 'pending')), []);
+  const help = spawnSync(process.execPath, [BIN, 'agent', '--help'], { encoding: 'utf8' });
+  assert.match(help.stdout, /3 when the server could not be\s+reached at all/);
 });
 
 /** A private CA and a server certificate for 127.0.0.1 signed by it, made with openssl. */
@@ -343,7 +377,7 @@ test('TLS: serve --tls-cert/--tls-key with an openssl certificate; the agent pos
   assert.match(first.stderr, / sent /);
   // Without the CA the certificate is not trusted: nothing is sent, the run stays spooled.
   const untrusted = agent();
-  assert.equal(untrusted.status, 1, untrusted.stderr);
+  assert.equal(untrusted.status, 3, untrusted.stderr);
   assert.match(untrusted.stderr, /server unreachable.*(UNABLE_TO_VERIFY|SELF_SIGNED|CERT)/);
   assert.equal(readdirSync(join(dir, 'spool', 'pending')).length, 1);
   // With --ca again: the spooled run and the new one arrive, once each.

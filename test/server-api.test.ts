@@ -150,6 +150,58 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       assert.match(host.body, /## Remove: .*\n[\s\S]*\| out-tcp-[^|]*\| remove /);
     });
 
+    test('a delta change request tracks its removals as rows of their own, left requested when agents check', async () => {
+      // lab-diff (the test above): v2 drops flr and moves pve from 127.0.0.2 to 127.0.0.9.
+      const d = (await call(ctx, 'GET', '/api/sites/lab-diff/diff?from=1&to=2', ctx.viewer)).json();
+      const removedId = d.removed[0].id as string;
+      const changedIds = (d.changed as { from: { id: string } }[]).map((c) => c.from.id);
+      const cr = await call(ctx, 'POST', '/api/sites/lab-diff/change-requests', ctx.admin, {
+        from: 1,
+        to: 2,
+      });
+      assert.equal(cr.statusCode, 201, cr.body);
+      type Row = { rule: string; action: string; summary: string; flowIds: string[]; state: string };
+      const rows = cr.json().rows as Row[];
+      const removals = rows.filter((r) => r.action === 'remove');
+      const allows = rows.filter((r) => r.action === 'allow');
+      assert.ok(allows.length >= 1, cr.body);
+      // Every leaving flow (the removed one, the changed ones' old form) is on a removal row.
+      const leaving = new Set(removals.flatMap((r) => r.flowIds));
+      for (const id of [removedId, ...changedIds]) assert.ok(leaving.has(id), `${id} in ${cr.body}`);
+      for (const r of removals) {
+        assert.equal(r.state, 'requested');
+        assert.match(r.rule, /^forward-/);
+        assert.match(r.summary, /^(remove|narrow): /);
+      }
+      // The same rule ids as the delta's csv lists for removal.
+      const csv = (await call(ctx, 'GET', '/api/sites/lab-diff/delta/csv?from=1&to=2', ctx.viewer)).body;
+      for (const r of removals) assert.match(csv, new RegExp(`${r.rule},"?(remove|narrow)`));
+      // An agent checks v2's flows from vbr, the changed ones included: the rows to add work; the
+      // removal rows stay requested (no agent checks a flow the plan no longer has).
+      const enrol = await call(ctx, 'POST', '/api/agents', ctx.admin, { site: 'lab-diff', host: 'vbr' });
+      assert.equal(enrol.statusCode, 201, enrol.body);
+      const agentToken = enrol.json().token as string;
+      const plan = (await call(ctx, 'GET', '/api/agent/plan', agentToken)).json();
+      assert.equal(plan.version, 2);
+      const post = await call(ctx, 'POST', '/api/agent/results', agentToken, {
+        key: 'run-diffdiffdiffdiff',
+        version: 2,
+        startedAt: new Date(Date.now() + 1000).toISOString(),
+        isolated: false,
+        results: plan.flowIds.map((flowId: string) => ({ flowId, verdict: 'ok', detail: {} })),
+      });
+      assert.equal(post.statusCode, 200, post.body);
+      const after = (await call(ctx, 'GET', '/api/sites/lab-diff/change-requests', ctx.viewer)).json()
+        .changeRequests[0].rows as Row[];
+      const fromVbr = after.filter(
+        (r) => r.action === 'allow' && r.flowIds.every((id) => plan.flowIds.includes(id)),
+      );
+      assert.ok(fromVbr.length >= 1, JSON.stringify(after));
+      for (const r of fromVbr) assert.equal(r.state, 'working', JSON.stringify(r));
+      for (const r of after.filter((x) => x.action === 'remove')) assert.equal(r.state, 'requested');
+      assert.equal(after.filter((x) => x.action === 'remove').length, removals.length);
+    });
+
     test('a removed flow that shared its rule with a staying one narrows the rule, never removes it', async () => {
       // vbr -> pve and vbr -> flr share the tcp 22 rule; without flr the rule stays for pve.
       const v1 = LOOPBACK.replace('site: lab-loopback', 'site: lab-narrow');

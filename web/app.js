@@ -311,8 +311,8 @@ function Changes({ site }) {
       <table aria-label="change request rows">
         <thead><tr><th>rule</th><th>change</th><th>state</th><th>evidence</th></tr></thead>
         <tbody>${cr.rows.map(
-          (r) => html`<tr data-rule=${r.rule}><td>${r.rule}</td><td>${r.summary}</td>
-            <td class=${`state state-${r.state}`}>${r.state === 'working' ? 'implemented and working' : r.state === 'broken' ? 'broken again' : 'requested'}</td>
+          (r) => html`<tr data-rule=${r.rule} data-action=${r.action}><td>${r.rule}</td><td>${r.summary}</td>
+            <td class=${`state state-${r.state}`}>${r.state === 'working' ? 'implemented and working' : r.state === 'broken' ? 'broken again' : r.action === 'remove' ? 'removal requested (not verified by agents)' : 'requested'}</td>
             <td><pre class="reason">${r.evidence}</pre></td></tr>`,
         )}</tbody>
       </table>`,

@@ -59,6 +59,20 @@ export interface AgentOptions {
   ca?: string | Buffer;
 }
 
+/** What one `Agent.cycle()` left behind. */
+export interface CycleOutcome {
+  /** Idempotency key of the run this cycle made; null when there was no plan to check. */
+  key: string | null;
+  /** Runs still in the spool (not acknowledged by the server). */
+  pending: number;
+  /** Flow results in those runs. */
+  results: number;
+  /** False when no request of this cycle got an HTTP answer (refused, timed out, TLS failed, 5xx). */
+  reached: boolean;
+  /** The directory the pending runs wait in. */
+  spool: string;
+}
+
 class Unreachable extends Error {}
 
 /** The most port results kept per flow in a posted result (ranges are summarized, not listed). */
@@ -96,6 +110,8 @@ export class Agent {
   private readonly pending: string;
   private readonly rejected: string;
   private readonly log: (line: string) => void;
+  /** Whether any request of the current cycle got an HTTP answer from the server. */
+  private answered = false;
 
   constructor(private readonly o: AgentOptions) {
     this.pending = join(o.spool, 'pending');
@@ -134,6 +150,7 @@ export class Agent {
       json = text;
     }
     if (res.status >= 500) throw new Unreachable(`${method} ${path}: HTTP ${res.status}`);
+    this.answered = true;
     return { status: res.status, json };
   }
 
@@ -179,12 +196,13 @@ export class Agent {
    * server was unreachable and in which every flow failed is marked `isolated` (this host's own
    * network is the likelier fault), and the server keeps it as history without changing verdicts.
    */
-  async cycle(): Promise<{ key: string | null; pending: number }> {
+  async cycle(): Promise<CycleOutcome> {
+    this.answered = false;
     const reachable = await this.heartbeat();
     const plan = await this.plan();
     if (!plan) {
       this.log('no plan yet (the server was never reached): nothing to check');
-      return { key: null, pending: this.pendingFiles().length };
+      return this.outcome(null);
     }
     const report = await this.check(plan);
     const results = report.results.filter((r) => plan.flowIds.includes(r.flow.id));
@@ -204,8 +222,22 @@ export class Agent {
     this.log(
       `spooled ${run.key} (${counted(run.results.length, 'flow')}${isolated ? ', isolated: neither the server nor any target answered' : ''})`,
     );
-    const pending = await this.flush();
-    return { key: run.key, pending };
+    await this.flush();
+    return this.outcome(run.key);
+  }
+
+  /** What is left in the spool after a cycle, and whether the server answered at all. */
+  private outcome(key: string | null): CycleOutcome {
+    let results = 0;
+    const files = this.pendingFiles();
+    for (const name of files) {
+      try {
+        results += (JSON.parse(readFileSync(join(this.pending, name), 'utf8')) as SpooledRun).results.length;
+      } catch {
+        // An unreadable file is moved aside by the next flush; it holds no results to count.
+      }
+    }
+    return { key, pending: files.length, results, reached: this.answered, spool: this.pending };
   }
 
   private async check(plan: AgentPlan): Promise<CheckReport> {
@@ -248,7 +280,7 @@ export class Agent {
         r = await this.call('POST', '/api/agent/results', run);
       } catch (err) {
         if (err instanceof Unreachable) {
-          this.log(`server unreachable, ${files.length - i} runs spooled: ${err.message}`);
+          this.log(`server unreachable, ${counted(files.length - i, 'run')} spooled: ${err.message}`);
           return files.length - i;
         }
         throw err;

@@ -5,7 +5,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent } from '../agent/agent.js';
 import { UsageError } from '../errors.js';
 import { parseDuration } from '../server/duration.js';
+import { counted } from '../util/plural.js';
 import { parse } from './args.js';
+
+/** `agent --once` exit code: the server was never reached, so nothing was reported (results are spooled). */
+export const EXIT_UNREPORTED = 3;
 
 const USAGE = `Usage: portolan agent --server URL --token T [--ca FILE] [--interval 5m] [--once] [--spool DIR]
 
@@ -19,7 +23,9 @@ server is away.
                     or the server's own self-signed certificate), instead of the system's CAs
   --token T         the agent token from enrolment (or env PORTOLAN_AGENT_TOKEN, or --token-file F)
   --interval DUR    time between checks (default 5m)
-  --once            check once, send, and exit (1 when results stay spooled)
+  --once            check once, send, and exit: 0 when every run was sent, 1 when the server
+                    answered but results stay spooled (refused), 3 when the server could not be
+                    reached at all (results spooled, sent by the next run)
   --spool DIR       where unsent results wait (default ~/.local/state/portolan/agent)
   --secret S        the secret of portolan listen on the targets (or env PORTOLAN_SECRET)
   --timeout MS      per-attempt probe timeout`;
@@ -93,6 +99,12 @@ export async function run(argv: string[]): Promise<number> {
   });
   if (values.once) {
     const r = await agent.cycle();
+    if (!r.reached) {
+      process.stderr.write(
+        `${new Date().toISOString()} server unreachable: ${counted(r.results, 'result')} spooled in ${r.spool}, will resend\n`,
+      );
+      return EXIT_UNREPORTED;
+    }
     return r.pending ? 1 : 0;
   }
   const stop = new AbortController();

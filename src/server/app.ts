@@ -375,11 +375,21 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
         b.parsed,
         opts.generatorVersion,
       );
-      const rows = model.rules.map((r) => ({
-        rule: r.id,
-        summary: ruleSummary(r),
-        flowIds: [...new Set(r.flows.map((f) => f.id))],
-      }));
+      const rows = [
+        ...model.rules.map((r) => ({
+          rule: r.id,
+          summary: ruleSummary(r),
+          flowIds: [...new Set(r.flows.map((f) => f.id))],
+          action: 'allow' as const,
+        })),
+        // The previous version's rules that lose flows: listed, and left `requested` (see Store).
+        ...(model.removals ?? []).map((rm) => ({
+          rule: rm.rule.id,
+          summary: `${rm.whole ? 'remove' : 'narrow'}: ${ruleSummary(rm.rule)}`,
+          flowIds: [...new Set(rm.leaving.map((f) => f.id))],
+          action: 'remove' as const,
+        })),
+      ];
       const cr = await store.createChangeRequest(req.params.site, a.version, b.version, rows);
       return reply.code(201).send({ ...cr, table: changeRequest(model).rows.length });
     },

@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import {
   Kysely,
@@ -77,6 +78,8 @@ export interface Tables {
     summary: string;
     flow_ids: string;
     state: 'requested' | 'working' | 'broken';
+    /** `allow`: a rule to add; `remove`: a previous version's rule that loses flows (stays `requested`). */
+    action: 'allow' | 'remove';
     evidence: string;
     updated_at: string;
   };
@@ -102,10 +105,13 @@ const STATEMENTS = 256;
  * past STATEMENTS). Safe because Kysely's SQLite driver runs one query at a time on its one
  * connection; statements are never iterated concurrently.
  */
-function statementCache(sqlite: Database.Database): SqliteDatabase {
+function statementCache(sqlite: Database.Database, onClose: () => void = () => {}): SqliteDatabase {
   const cache = new Map<string, Database.Statement>();
   return {
-    close: () => sqlite.close(),
+    close: () => {
+      onClose();
+      sqlite.close();
+    },
     prepare(text: string) {
       let stmt = cache.get(text);
       if (stmt) cache.delete(text);
@@ -117,6 +123,30 @@ function statementCache(sqlite: Database.Database): SqliteDatabase {
       return stmt as unknown as SqliteStatement;
     },
   };
+}
+
+/** How often the checkpoint thread copies the WAL back into the database file. */
+const CHECKPOINT_MS = 1000;
+/** The serving connection's own auto-checkpoint, in pages of 4 KiB (SQLite's default is 1000): a backstop that bounds the WAL at about 16 MiB. */
+const BACKSTOP_PAGES = 4000;
+
+/**
+ * Moves the WAL checkpoints (and with them the store's fsyncs) off the serving connection to a
+ * thread of its own (checkpoint-worker.ts). The thread never keeps the process alive; if it cannot
+ * start, the serving connection checkpoints as SQLite does by default.
+ */
+function startCheckpointer(sqlite: Database.Database, file: string): Worker | null {
+  try {
+    const worker = new Worker(new URL('./checkpoint-worker.js', import.meta.url), {
+      workerData: { file, intervalMs: CHECKPOINT_MS },
+    });
+    worker.unref();
+    worker.on('error', () => sqlite.open && sqlite.pragma('wal_autocheckpoint = 1000'));
+    sqlite.pragma(`wal_autocheckpoint = ${BACKSTOP_PAGES}`);
+    return worker;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -139,7 +169,12 @@ export async function openDb(target: DbTarget): Promise<Db> {
         cause: err,
       });
     }
-    db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: statementCache(sqlite) }) });
+    const checkpointer = target.file === ':memory:' ? null : startCheckpointer(sqlite, target.file);
+    db = new Kysely<Tables>({
+      dialect: new SqliteDialect({
+        database: statementCache(sqlite, () => checkpointer?.postMessage('close')),
+      }),
+    });
   } else {
     const pool = new pg.Pool({ connectionString: target.url, max: 10 });
     db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });

@@ -113,6 +113,16 @@ const MIGRATIONS: Record<string, Migration> = {
       await sql`select 1`.execute(db);
     },
   },
+  // A delta change request's rows: `allow` (a rule to add, tracked by the agents' checks) or
+  // `remove` (a rule of the previous version that loses flows).
+  '002_change_row_action': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .alterTable('change_rows')
+        .addColumn('action', 'text', (c) => c.notNull().defaultTo('allow'))
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

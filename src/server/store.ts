@@ -66,6 +66,9 @@ export function newToken(prefix: string): string {
  * The store: every read and write the API makes, on one query layer for SQLite and PostgreSQL. It
  * keeps no state between calls that another `serve` process sharing the database would need.
  */
+/** How a removal row's rule id is stored (the primary key is change request and rule). */
+const REMOVE_PREFIX = 'remove:';
+
 /** The most runs stored in one transaction. */
 const RUN_BATCH = 200;
 
@@ -674,6 +677,8 @@ export class Store {
       .selectAll('change_rows')
       .select('change_requests.created_at as cr_created')
       .where('change_rows.site', '=', site)
+      // Removal rows name flows that left the plan: no agent checks them, so no check moves them.
+      .where('change_rows.action', '=', 'allow')
       .execute();
     if (!rows.length) return [];
     const relevant = rows.filter((r) => (JSON.parse(r.flow_ids) as string[]).some((id) => touched.has(id)));
@@ -727,7 +732,7 @@ export class Store {
     site: string,
     from: number,
     to: number,
-    rows: { rule: string; summary: string; flowIds: string[] }[],
+    rows: { rule: string; summary: string; flowIds: string[]; action?: 'allow' | 'remove' }[],
   ) {
     const id = randomUUID();
     const at = this.now();
@@ -742,7 +747,9 @@ export class Store {
           .values(
             rows.map((r) => ({
               cr_id: id,
-              rule: r.rule,
+              // A removal keeps the old rule's id, which the new version may use for a rule too.
+              rule: r.action === 'remove' ? `${REMOVE_PREFIX}${r.rule}` : r.rule,
+              action: r.action ?? ('allow' as const),
               site,
               summary: r.summary,
               flow_ids: JSON.stringify(r.flowIds),
@@ -798,7 +805,8 @@ export class Store {
       to: cr.to_version,
       createdAt: cr.created_at,
       rows: rows.map((r) => ({
-        rule: r.rule,
+        rule: r.action === 'remove' ? r.rule.slice(REMOVE_PREFIX.length) : r.rule,
+        action: r.action,
         summary: r.summary,
         flowIds: JSON.parse(r.flow_ids) as string[],
         state: r.state,
