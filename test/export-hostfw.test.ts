@@ -24,6 +24,7 @@ import {
 } from '../src/export/firewalld.js';
 import { checkSupported, type ExportResult, type Generator } from '../src/export/generator.js';
 import { oneLine } from '../src/export/header.js';
+import { checkLineLimits } from '../src/export/limits.js';
 import { buildExportModel, type ExportModel } from '../src/export/model.js';
 import {
   FIELD_MAX,
@@ -41,6 +42,7 @@ import {
   windowsGroup,
 } from '../src/export/windows.js';
 import { loadSite } from '../src/inventory/load.js';
+import type { Inventory } from '../src/inventory/types.js';
 import type { Flow } from '../src/model/flow.js';
 import { mergePortRanges, type PortRange } from '../src/model/ports.js';
 import { buildPlan } from '../src/plan/plan.js';
@@ -1527,6 +1529,62 @@ describe('windows export', () => {
         }
     }
     assert.ok(seen >= 2, 'the hostile purpose reached a -Description on both ends');
+  });
+
+  it('a peer list longer than a script line is split over rules <name>, <name>-part2, ... that together allow exactly the plan', () => {
+    // 3000 clients at odd addresses (no two merge into a CIDR) and one DNS-name peer, all to one
+    // service on the host: one -RemoteAddress list of about 50 KB, over the 4096-byte line limit.
+    const end = (host: string, address: string, role: string) => ({ host, role, address });
+    const clients = Array.from({ length: 3000 }, (_, i) =>
+      end(`c${i}`, `10.${10 + (i >> 7)}.${(i >> 1) & 63}.${((i & 1) << 7) | 1}`, 'client'),
+    );
+    clients.push(end('named', 'db.example.com', 'client'));
+    const flows: Flow[] = clients.map((from, i) => ({
+      id: `f${i}`,
+      product: 'p',
+      from,
+      to: end('srv', '192.0.2.2', 'server'),
+      protocol: 'tcp',
+      ports: [[443, 443]],
+      service: 'https',
+      tls: true,
+      purpose: 'many clients',
+      sources: [{ doc: 'doc', ref: 'ref' }],
+      notes: [],
+      entries: ['e'],
+      local: false,
+    }));
+    const inventory = {
+      sha256: '0'.repeat(64),
+      hosts: [
+        ...clients.map((c) => ({ name: c.host, address: { text: c.address } })),
+        { name: 'srv', address: { text: '192.0.2.2' } },
+      ],
+    } as unknown as Inventory;
+    const model = buildExportModel({ site: 'wide', flows, warnings: [] }, inventory, {
+      generatorVersion: 'test',
+      host: 'srv',
+    });
+    const result = windows.render(model);
+    checkLineLimits('windows', result.files);
+    const text = result.files.find((f) => f.path === WINDOWS_SCRIPT)?.content ?? '';
+    const read = readWindows(text, 'wide');
+    const names = read.rules.map((r) => strs(r.params.get('-Name'))[0]);
+    const base = `${windowsGroup('wide')}-in-tcp-443-1`;
+    assert.ok(read.rules.length > 10, `split into ${read.rules.length} rules`);
+    assert.deepEqual(names, [base, ...names.slice(1).map((_, i) => `${base}-part${i + 2}`)]);
+    // The variable the user fills for the DNS name goes with the first part only.
+    const withVariable = read.rules.filter((r) =>
+      r.params.get('-RemoteAddress')?.some((t) => t.kind === 'var'),
+    );
+    assert.deepEqual(
+      withVariable.map((r) => strs(r.params.get('-Name'))[0]),
+      [base],
+    );
+    checkExact(model, windowsAllowances(read, text, 'wide', windowsGroup('wide')), 'wide');
+    const literals = read.rules.flatMap((r) => strs(r.params.get('-RemoteAddress')));
+    assert.equal(literals.length, 3000, 'every client address once');
+    assert.equal(new Set(literals).size, 3000);
   });
 
   it("PowerShell's own parser accepts every script", {

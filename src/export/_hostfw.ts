@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Endpoint, Flow } from '../model/flow.js';
 import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
-import { pushAll } from '../util/arrays.js';
+import { appendTo, pushAll } from '../util/arrays.js';
 import { oneLine } from './header.js';
 import { type AddressSet, addressSetOf, type ExportModel, servicesByPort } from './model.js';
 
@@ -210,7 +210,7 @@ export function hostApplications(model: ExportModel, maxName: number): { apps: H
       p.tcp = mergePortRanges(p.tcp);
       p.udp = mergePortRanges(p.udp);
       const sig = appPorts(p);
-      bySig.set(sig, [...(bySig.get(sig) ?? []), p]);
+      appendTo(bySig, sig, p);
     }
     for (const [signature, peers] of bySig) {
       const roleKey = `${g.product}|${g.role}`;
@@ -240,7 +240,9 @@ export function hostApplications(model: ExportModel, maxName: number): { apps: H
     };
     apps.set(name, app);
     for (const f of flows) if (!app.purposes.includes(f.purpose)) app.purposes.push(f.purpose);
-    appFlows.set(app, [...(appFlows.get(app) ?? []), ...flows]);
+    const all = appFlows.get(app);
+    if (all) pushAll(all, flows);
+    else appFlows.set(app, flows);
     // In the order of their ports, as the app's port list reads.
     app.services = servicesByPort(appFlows.get(app) ?? []);
     grants.push({

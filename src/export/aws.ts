@@ -17,7 +17,9 @@
  * documents leave unspecified likewise, one set per rule side. An empty set renders no rule: a
  * security group denies what no rule allows, so nothing is widened.
  */
+
 import type { PortRange } from '../model/ports.js';
+import { appendTo } from '../util/arrays.js';
 import {
   type Family,
   FillNames,
@@ -150,7 +152,7 @@ function networkGroups(model: ExportModel, site: string): Group[] {
   for (const { role, host, uses } of profiles.values()) {
     const profile = [...uses].sort().join(' ');
     const groups = byRole.get(role) ?? new Map<string, string[]>();
-    groups.set(profile, [...(groups.get(profile) ?? []), host]);
+    appendTo(groups, profile, host);
     byRole.set(role, groups);
   }
   const out: Group[] = [];

@@ -140,12 +140,18 @@ export function siteGraph(model: ExportModel): SiteGraph {
   );
 
   const clusterKeys = [...columns.keys()];
+  // Peers grouped by cluster in one pass (not one scan of every peer per cluster).
+  const membersOf = new Map<string, [string, Peer][]>();
+  for (const entry of peers) {
+    const key = clusterOf.get(entry[0]) as string;
+    const list = membersOf.get(key);
+    if (list) list.push(entry);
+    else membersOf.set(key, [entry]);
+  }
   let n = 0;
   const nodeOf = new Map<string, GraphNode>();
   const clusters: GraphCluster[] = clusterKeys.map((key) => {
-    const members = [...peers.entries()]
-      .filter(([k]) => clusterOf.get(k) === key)
-      .sort(([, a], [, b]) => cmp(a.name, b.name));
+    const members = (membersOf.get(key) ?? []).sort(([, a], [, b]) => cmp(a.name, b.name));
     const nodes = members.map(([k, p]) => {
       const roles = [...p.roles].sort();
       const node: GraphNode = {
@@ -184,9 +190,14 @@ export function siteGraph(model: ExportModel): SiteGraph {
     const from = nodeOf.get(peerKey(f.from)) as GraphNode;
     const to = nodeOf.get(peerKey(f.to)) as GraphNode;
     const key = `${from.id}>${to.id}|${f.local}`;
-    const e = pairs.get(key) ?? { from, to, local: f.local, byProtocol: new Map() };
-    e.byProtocol.set(f.protocol, [...(e.byProtocol.get(f.protocol) ?? []), f]);
-    pairs.set(key, e);
+    let e = pairs.get(key);
+    if (!e) {
+      e = { from, to, local: f.local, byProtocol: new Map() };
+      pairs.set(key, e);
+    }
+    const same = e.byProtocol.get(f.protocol);
+    if (same) same.push(f);
+    else e.byProtocol.set(f.protocol, [f]);
   }
   const order = new Map(nodes.map((x, i) => [x.id, i]));
   const edges: GraphEdge[] = [...pairs.values()]

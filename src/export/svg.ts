@@ -1,4 +1,4 @@
-import { maxOf } from '../util/arrays.js';
+import { appendTo, maxOf } from '../util/arrays.js';
 import type { Generator } from './generator.js';
 import { headerLines, oneLine } from './header.js';
 import { escapeXml } from './html.js';
@@ -134,7 +134,7 @@ export function renderSvg(model: ExportModel): { content: string; warnings: stri
       w: maxOf(lines.map((l) => l.length)) * LABEL_CHAR_W + 8,
       h: lines.length * (LABEL_FONT + 3) + 4,
     };
-    gaps.set(gap, [...(gaps.get(gap) ?? []), p]);
+    appendTo(gaps, gap, p);
     return p;
   });
   for (const inGap of gaps.values()) {
@@ -157,7 +157,7 @@ export function renderSvg(model: ExportModel): { content: string; warnings: stri
       const key = `${node.id}|${side}`;
       // A loop's two ends keep their order: out above, back in below.
       const toward = p.ly + (p.e.local ? (which === 'start' ? -0.5 : 0.5) : 0) + i * 1e-6;
-      ends.set(key, [...(ends.get(key) ?? []), { p, which, toward }]);
+      appendTo(ends, key, { p, which, toward });
     }
   });
   for (const [key, list] of ends) {

@@ -3,6 +3,7 @@ import { pushAll } from '../util/arrays.js';
 import { asciiText, localFlowLines, plainAddress } from './_hostfw.js';
 import type { ExportResult, Generator } from './generator.js';
 import { headerLines, oneLine } from './header.js';
+import { LINE_LIMITS } from './limits.js';
 import {
   type ExportModel,
   type ExportRule,
@@ -98,7 +99,50 @@ function newRule(c: Call): string {
   return rest.length ? `${newRuleFor({ ...c, rule: { ...c.rule, ports: rest } })}\n${rpc}` : rpc;
 }
 
+/** The longest script line PowerShell is given (limits.ts: the shell line limit every script format keeps). */
+const LINE_MAX = LINE_LIMITS.windows.max;
+
+/**
+ * The New-NetFirewallRule calls for one Call: one line when it fits in LINE_MAX bytes, otherwise its
+ * literal addresses split over several rules that differ only in -RemoteAddress, named `<name>`,
+ * `<name>-part2`, `<name>-part3`, ... (the variable the user fills goes with the first). Together they
+ * allow exactly the peers of the one rule, and each name still leads back to its rule id.
+ */
 function newRuleFor(c: Call, keyword?: string): string {
+  const whole = ruleLine(c, keyword);
+  if (whole.length <= LINE_MAX || c.literals.length < 2) return whole;
+  // Everything but the address list, with the longest name a part can get: the room left is the
+  // budget for addresses. The script is ASCII (psq), so characters are bytes.
+  const { variable: _, ...plain } = c;
+  const longest = `${c.name}-part${c.literals.length}`;
+  const fixed = ruleLine({ ...plain, name: longest, literals: [] }, keyword).length;
+  const overhead = c.variable ? `(@() + $${c.variable})`.length : 0;
+  const parts: string[][] = [];
+  let current: string[] = [];
+  let used = 0;
+  for (const address of c.literals) {
+    const cost = psq(address).length + (current.length ? 2 : 0);
+    const room = LINE_MAX - fixed - (parts.length === 0 ? overhead : 0);
+    if (current.length && used + cost > room) {
+      parts.push(current);
+      current = [];
+      used = 0;
+    }
+    used += current.length ? cost : psq(address).length;
+    current.push(address);
+  }
+  parts.push(current);
+  return parts
+    .map((literals, i) =>
+      ruleLine(
+        i === 0 ? { ...c, literals } : { ...plain, name: `${c.name}-part${i + 1}`, literals },
+        keyword,
+      ),
+    )
+    .join('\n');
+}
+
+function ruleLine(c: Call, keyword?: string): string {
   const r = c.rule;
   const inbound = r.direction === 'in';
   const parts = [

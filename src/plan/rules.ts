@@ -360,9 +360,20 @@ function numbered(rules: ExportRule[]): ExportRule[] {
   });
 }
 
-/** A one-line, plain-ASCII summary of a rule for comments: services and host names, never raw purposes. */
+/** Host names a rule summary lists per side before it counts the rest. */
+export const SUMMARY_HOSTS = 12;
+
+/**
+ * A one-line, plain-ASCII summary of a rule for comments: services and host names, never raw
+ * purposes. Bounded: past SUMMARY_HOSTS names a side says `and N more`, so a rule of 100,000 hosts
+ * keeps a summary that fits on a script line (the full lists are in the rule and the change request).
+ */
 export function ruleSummary(r: ExportRule): string {
-  const hosts = (s: AddressSet) => s.hosts.map((h) => h ?? 'unspecified').join(',');
+  const hosts = (s: AddressSet) => {
+    const names = s.hosts.slice(0, SUMMARY_HOSTS).map((h) => h ?? 'unspecified');
+    const rest = s.hosts.length - names.length;
+    return rest > 0 ? `${names.join(',')} and ${rest} more` : names.join(',');
+  };
   return `${r.services.join(',')}: ${hosts(r.src)} -> ${hosts(r.dst)}`;
 }
 

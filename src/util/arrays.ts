@@ -21,3 +21,18 @@ export function maxOf(values: Iterable<number>, empty = Number.NEGATIVE_INFINITY
   }
   return max;
 }
+
+/**
+ * Appends `item` to the list `map` holds under `key`, starting the list when there is none; returns
+ * the list. Grouping this way is linear: rebuilding the list per item (`[...old, item]`) is quadratic.
+ */
+export function appendTo<K, T>(map: Map<K, T[]>, key: K, item: T): T[] {
+  const list = map.get(key);
+  if (list) {
+    list.push(item);
+    return list;
+  }
+  const fresh = [item];
+  map.set(key, fresh);
+  return fresh;
+}
