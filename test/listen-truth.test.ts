@@ -570,8 +570,6 @@ describe('listen + check --secret: the truth on ranges, resets, UDP and NAT', { 
   // load 20 on 2 cores), and check must wait for it rather than call its ports open-unverified.
   it('gives ok (responder) on every port of 2500-3300 and 49152-65535 from two sources at once, three runs of three', {
     timeout: 3 * FULL_RANGE_CHECK_MS + 60_000,
-    // A clean-clone CI run still got 1946 ports open-unverified in one run (issue 8 stays open).
-    todo: 'a full CI run still leaves ports open-unverified while the responder is stalled by a burst',
   }, async () => {
     for (let run = 1; run <= 3; run++) {
       const [one, two] = await Promise.all(

@@ -227,7 +227,7 @@ export function summaryLines(s: Summary, end: string): string[] {
     );
   if (s.refused)
     lines.push(
-      `result: ${n(s.refused, 'connection')} refused for load (idle past a source's share of ${RESPONDER_CONNECTIONS_PER_SOURCE}, or over ${RESPONDER_CONNECTIONS} at once): check's reachability pass loses nothing by it, a refused signed probe is tried again and reported reset-after-connect if it keeps being refused`,
+      `result: ${n(s.refused, 'connection')} refused for load (idle past a source's share of ${RESPONDER_CONNECTIONS_PER_SOURCE}, or over ${RESPONDER_CONNECTIONS} at once): check's reachability pass loses nothing by it, a refused signed probe is tried again until answered, and reported responder-overloaded if it keeps being refused`,
     );
   return lines;
 }

@@ -337,7 +337,9 @@ export async function runCheck(
             silentResponder.set(key, { address: item.address, port: item.port, host: w.flow.to.host });
           if (r.verdict) return { verdict: r.verdict, detail: r.detail, evidence: r.evidence };
           miss = `; ${r.detail}`;
-          if (r.silent || r.closed)
+          // Silence, a close with no reply, or a connect that failed although the reachability
+          // pass connected: undecided, and asked again below (other bytes back decide the port).
+          if (!r.evidence.bytesSeen)
             silentResponder.set(key, { address: item.address, port: item.port, host: w.flow.to.host });
         }
         if (kind === 'plain')
@@ -560,11 +562,18 @@ async function localUnreachable(items: readonly ReachItem[], routes: Map<string,
 /**
  * A responder busy with other sources' range checks (on a loaded machine) can take longer than the
  * first wait, and refuses connections for load with a reset: where it answered other ports of the
- * same address, the ports it was silent on or reset are asked again with a longer wait, each round
- * once a pilot probe to a port it answered is answered again (so a responder stalled for tens of
- * seconds by a burst of connects is waited for, up to RESPONDER_PATIENCE_MS). A port reset on
- * every try while the pilot is answered is reset-after-connect (an IPS); silence while the pilot is
- * answered stays a miss.
+ * same address, every port whose signed probe went undecided (silence, a close or resets with no
+ * reply, a connect that failed although the reachability pass connected) is asked again in rounds
+ * until its answer is decided. Each round starts once a pilot probe to a port that responder
+ * answered is answered again (a responder stalled for minutes by a burst of connects is waited
+ * for, up to RESPONDER_PATIENCE_MS), and each second ask runs beside a pilot probe: a port left
+ * unanswered while the pilot beside it was answered is a strike against the port (something other
+ * than the responder holds it, or an IPS resets it); a port and its pilot both unanswered is the
+ * responder stalling again, which proves nothing about the port and ends the round. After
+ * MISS_STRIKES strikes a port keeps its own finding (open-unverified, or reset-after-connect);
+ * ports still undecided when the pilot stays unanswered past the patience, or after SILENT_ROUNDS
+ * rounds, are `responder-overloaded` (failing): never open-unverified for a responder that was
+ * merely slow.
  */
 async function askSilentAgain(
   secret: string,
@@ -582,10 +591,19 @@ async function askSilentAgain(
       const [address = '', port = ''] = key.split('|');
       if (!answered.has(address)) answered.set(address, Number(port));
     }
+  const strikes = new Map<string, number>();
+  const overloaded = (key: string, why: string) => {
+    const first = services.get(key);
+    services.set(key, {
+      verdict: 'responder-overloaded',
+      detail: `the responder answered other ports of this address but not this one: ${why}${first ? `; first ask: ${first.detail}` : ''}`,
+      evidence: first?.evidence ?? {},
+    });
+  };
   let again = [...silent].filter(([, s]) => answered.has(s.address));
-  // A round starts once each address's responder answers its pilot again (it may be busy for tens
-  // of seconds with another source's burst of connects); rounds go on while they get answers.
   for (let round = 0; round < SILENT_ROUNDS && again.length; round++) {
+    // Backoff between rounds: a responder still digesting a burst gets time, not more connects.
+    if (round) await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** Math.min(round, 7), 30_000)));
     const awake = new Set<string>();
     await Promise.all(
       [...new Set(again.map(([, s]) => s.address))].map(async (address) => {
@@ -597,32 +615,63 @@ async function askSilentAgain(
           awake.add(address);
       }),
     );
-    const asked = again.filter(([, s]) => awake.has(s.address));
-    if (!asked.length) break;
-    const still: typeof again = [];
-    await Promise.all(
-      asked.map(async ([key, s]) => {
-        const r = await tcpResponderProbe(
-          hostSecret(secret, s.host),
-          s.address,
-          s.port,
-          waitMs,
-          slots,
-          limiter,
+    for (const [key, s] of again)
+      if (!awake.has(s.address))
+        overloaded(
+          key,
+          `it did not answer a probe to port ${answered.get(s.address)} for ${RESPONDER_PATIENCE_MS / 1000} s`,
         );
-        if (r.ok) services.set(key, { verdict: 'ok (responder)', detail: r.detail, evidence: r.evidence });
-        else if (r.verdict) services.set(key, { verdict: r.verdict, detail: r.detail, evidence: r.evidence });
-        else if (r.silent || r.closed) still.push([key, s]);
+    const asked = again.filter(([, s]) => awake.has(s.address));
+    const still: typeof again = [];
+    // Per address: the responder stalled during this round; the ports not yet asked wait for the next.
+    const stalled = new Set<string>();
+    // Each ask is a pair of probes (the port and its pilot): half the slots in pairs.
+    let next = 0;
+    const ask = async ([key, s]: (typeof asked)[number]) => {
+      if (stalled.has(s.address)) return still.push([key, s]);
+      const hostKey = hostSecret(secret, s.host);
+      const pilotPort = answered.get(s.address) as number;
+      const [r, pilot] = await Promise.all([
+        tcpResponderProbe(hostKey, s.address, s.port, waitMs, slots, limiter),
+        tcpResponderProbe(hostKey, s.address, pilotPort, waitMs, slots, limiter),
+      ]);
+      if (r.ok) {
+        services.set(key, { verdict: 'ok (responder)', detail: r.detail, evidence: r.evidence });
+        return;
+      }
+      // Something other than a responder answered: decided.
+      if (r.verdict && r.verdict !== 'reset-after-connect') {
+        services.set(key, { verdict: r.verdict, detail: r.detail, evidence: r.evidence });
+        return;
+      }
+      if (!pilot.ok) {
+        stalled.add(s.address);
+        return still.push([key, s]);
+      }
+      const n = (strikes.get(key) ?? 0) + 1;
+      strikes.set(key, n);
+      if (n < MISS_STRIKES) return still.push([key, s]);
+      if (r.verdict) services.set(key, { verdict: r.verdict, detail: r.detail, evidence: r.evidence });
+    };
+    await Promise.all(
+      Array.from({ length: Math.max(1, RESPONDER_PROBES_IN_FLIGHT / 2) }, async () => {
+        while (next < asked.length) await ask(asked[next++] as (typeof asked)[number]);
       }),
     );
-    if (still.length === asked.length) break;
     again = still;
   }
+  for (const [key] of again)
+    overloaded(key, `still undecided after ${SILENT_ROUNDS} rounds of asking again while it was busy`);
 }
 
-/** Rounds of second asks for signed probes met with silence, and how long a pilot may wait (ms). */
-const SILENT_ROUNDS = 6;
-const RESPONDER_PATIENCE_MS = 120_000;
+/**
+ * Rounds of second asks for undecided signed probes; how long a pilot may go unanswered before the
+ * responder is called overloaded (ms); asks of one port unanswered while its pilot was answered
+ * before the port keeps its own finding.
+ */
+const SILENT_ROUNDS = 40;
+const RESPONDER_PATIENCE_MS = 300_000;
+const MISS_STRIKES = 3;
 
 function udpAttemptFor(port: number, kinds: ReadonlySet<UdpKind>, secret: string | undefined) {
   const payloads: Buffer[] = [];

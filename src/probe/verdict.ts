@@ -18,6 +18,7 @@ export type Verdict =
   | 'tls-failed'
   | 'closed'
   | 'reset-after-connect'
+  | 'responder-overloaded'
   | 'blocked'
   | 'filtered'
   | 'no-host'
@@ -34,6 +35,7 @@ export const VERDICT_ORDER: readonly Verdict[] = [
   'filtered',
   'closed',
   'reset-after-connect',
+  'responder-overloaded',
   'tls-failed',
   'wrong-service',
   'not-serving',
@@ -54,6 +56,7 @@ const FAILING: ReadonlySet<Verdict> = new Set([
   'filtered',
   'closed',
   'reset-after-connect',
+  'responder-overloaded',
   'tls-failed',
   'wrong-service',
   'not-serving',
@@ -232,6 +235,7 @@ export function hintFor(
     'tls-weak': `${where} negotiates TLS below 1.2 or with a weak setup; the product expects TLS 1.2 or later`,
     'tls-failed': `the TLS handshake with ${where} failed: check the service's certificate and TLS settings`,
     'reset-after-connect': `${where} accepted the connection, then reset it once data was sent: an IPS or application-aware firewall between ${from} and ${to} resets the session (allow the application, not just the port), or another service on this port resets what it does not understand`,
+    'responder-overloaded': `the portolan responder on ${example?.address ?? to} answered other ports but stayed too busy to answer ${where} (its log says "refused ... load" or nothing at all): the path is not proven either way; check again with fewer sources at once, a lower --max-rate, or on a less loaded ${to}`,
     closed: dynamic
       ? `nothing listens on ${where}, which is normal for a range assigned at run time; a reset there is counted as reachable`
       : `nothing listens on ${where}: is the service installed and running (${flow.service}: ${purposeClause(flow)})? If a firewall answers for it with a TCP reset / port unreachable, ${allow}`,
