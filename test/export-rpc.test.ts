@@ -12,8 +12,14 @@ import { ROOT, runCli } from './helpers.js';
  */
 
 const EXAMPLE = `${ROOT}examples/platespin.yaml`;
-const WARNING =
-  'warning: platespin ps-server -> win-src: tcp/135 opens the RPC endpoint mapper only; WMI/DCOM then moves to a dynamic port (49152-65535 by default) that these rules do not open; set products.platespin.wmi-dynamic-ports: open to add it (Windows export: -LocalPort RPC)\n';
+const WARNING_TAIL =
+  ': tcp/135 opens the RPC endpoint mapper only; WMI/DCOM then moves to a dynamic port (49152-65535 by default) that these rules do not open; set products.platespin.wmi-dynamic-ports: open to add it (Windows export: -LocalPort RPC)\n';
+/** The pairs the warning names: one host's export names its own pair, the whole site's names every Windows pair. */
+const PAIRS: Record<string, string> = {
+  windows: 'ps-server -> win-src',
+  nftables: 'ps-server -> win-src',
+  csv: 'ps-server -> win-src, ps-server -> targets',
+};
 
 describe('export: the dynamic RPC port WMI moves to after 135', () => {
   const dir = mkdtempSync(join(tmpdir(), 'portolan-rpc-'));
@@ -32,7 +38,7 @@ describe('export: the dynamic RPC port WMI moves to after 135', () => {
       const args = ['export', EXAMPLE, '--to', format, ...(format === 'csv' ? [] : ['--host', 'win-src'])];
       const r = runCli(args);
       assert.equal(r.code, 0, r.stderr);
-      assert.ok(r.stderr.endsWith(WARNING), r.stderr);
+      assert.ok(r.stderr.endsWith(`warning: platespin ${PAIRS[format]}${WARNING_TAIL}`), r.stderr);
     });
 
   it('a host with no RPC flow gets no warning', () => {
