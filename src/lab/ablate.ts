@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import type { ExportRule } from '../export/model.js';
 import type { Flow } from '../model/flow.js';
 import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
@@ -86,12 +87,18 @@ function intersect(a: readonly PortRange[], b: readonly PortRange[]): PortRange[
 }
 
 /** Per source host: the ports to probe so that every flow `r` could carry is probed where `r` matches. */
-function probePlan(r: ExportRule, flows: readonly Flow[], full: boolean): Map<string, PortRange[]> {
+function probePlan(
+  r: ExportRule,
+  flows: readonly Flow[],
+  full: boolean,
+  reachable: (src: string) => boolean,
+): Map<string, PortRange[]> {
   const anySource = r.src.hosts.includes(null);
   const out = new Map<string, PortRange[]>();
   for (const f of flows) {
     if (f.from.host === null || f.local || f.protocol !== r.protocol) continue;
     if (!anySource && !r.src.hosts.includes(f.from.host)) continue;
+    if (!reachable(f.from.host)) continue;
     const at = intersect(f.ports, r.ports);
     if (!at.length) continue;
     out.set(f.from.host, mergePortRanges([...(out.get(f.from.host) ?? []), ...samplePorts(at, full)]));
@@ -151,7 +158,15 @@ export async function ablate(
     perHost.set(h.name, res);
     if (!inbound.length) return;
     const toHost = plan.flows.filter((f) => f.to.host === h.name && f.protocol !== 'icmp');
-    const plans = new Map(inbound.map((r) => [r, probePlan(r, toHost, full)]));
+    // A source that shares no address family with this host cannot reach it in the lab (verify
+    // names those flows as expected failures): its flows are not probed.
+    const families = (x: LabHost) => new Set(x.addresses.map((a) => isIP(a)));
+    const mine = families(h);
+    const reachable = (src: string) => {
+      const s = state.hosts.find((x) => x.name === src);
+      return s !== undefined && [...families(s)].some((f) => mine.has(f));
+    };
+    const plans = new Map(inbound.map((r) => [r, probePlan(r, toHost, full, reachable)]));
     // Before any removal: the same ports, so a flow already failing there is not put on a rule.
     const union = new Map<string, PortRange[]>();
     for (const p of plans.values())
