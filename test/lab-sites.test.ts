@@ -68,7 +68,8 @@ describe('lab: every example site with both firewalls', { skip: skipLab, concurr
       it(`${site} (${firewall}): up, ablate every rule, verify, break ${breaks[firewall]}, down`, {
         timeout: 1_200_000,
       }, async () => {
-        const name = dir.name(`${site.slice(0, 8)}-${firewall.slice(0, 3)}`);
+        // Two sites run at once: the name tells platespin from platespin-legacy.
+        const name = dir.name(`${site.slice(0, 6)}${site.length}-${firewall.slice(0, 3)}`);
         const before = snapshot();
         const up = await lab(
           ['up', `examples/${site}.yaml`, '--name', name, '--firewall', firewall, '-q'],
