@@ -134,6 +134,7 @@ export interface VerifyJson {
     ports: [number, number][];
     verdict: string;
     failed: boolean;
+    local: boolean;
     expectedFailure?: string;
     results: { address: string; ports: [number, number]; verdict: string }[];
   }[];

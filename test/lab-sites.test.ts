@@ -15,8 +15,8 @@ import {
 /**
  * Every example site, with both generated firewalls: `lab up`, `lab verify` (every planned flow
  * passes through both hosts' rulesets to the responder, or fails for the reason the lab names; every
- * sampled unplanned probe is blocked), `lab ablate` of the break's target host (of every host on
- * PlateSpin 8.1.3 with nftables; see ABLATE_HOST), `lab break` of one flow (verify then shows exactly the flows
+ * sampled unplanned probe is blocked), `lab ablate` of every generated rule of every host (each
+ * breaks named flows or is reported redundant; the verify runs after the last rule is restored), `lab break` of one flow (verify then shows exactly the flows
  * that carry it failing, as filtered: the ruleset drops), and `lab down` (the namespaces, their
  * /etc/netns directories and the responders are gone; the root namespace's links and nftables
  * ruleset are as before).
@@ -39,15 +39,8 @@ const SITES: Record<string, Record<'nftables' | 'iptables', string>> = {
 
 const PASS = new Set(['ok', 'ok (responder)']);
 
-/**
- * The host whose rules are ablated, where not the break's target: sql-01 of the mixed site carries
- * 2500-3300 and 49152-65535, and sweeping 17,000 dropped ports once per rule costs minutes.
- */
-const ABLATE_HOST: Record<string, Partial<Record<'nftables' | 'iptables', string>>> = {
-  'mixed-site': { nftables: 'esx-a' },
-};
-
 interface AblateJson {
+  errors: string[];
   failingBefore: string[];
   rules: {
     host: string;
@@ -56,6 +49,7 @@ interface AblateJson {
     status: string;
     note?: string;
     breaks: {
+      id: string;
       from: string;
       to: string;
       protocol: string;
@@ -65,16 +59,17 @@ interface AblateJson {
   }[];
 }
 
-describe('lab: every example site with both firewalls', { skip: skipLab }, () => {
+describe('lab: every example site with both firewalls', { skip: skipLab, concurrency: 2 }, () => {
   const dir = labDir();
   after(() => dir.cleanup());
 
   for (const [site, breaks] of Object.entries(SITES))
     for (const firewall of ['nftables', 'iptables'] as const) {
-      it(`${site} (${firewall}): up, verify, ablate, break ${breaks[firewall]}, down`, {
+      it(`${site} (${firewall}): up, ablate every rule, verify, break ${breaks[firewall]}, down`, {
         timeout: 1_200_000,
       }, async () => {
-        const name = dir.name(`${site.slice(0, 8)}-${firewall.slice(0, 3)}`);
+        // Two sites run at once: the name tells platespin from platespin-legacy.
+        const name = dir.name(`${site.slice(0, 6)}${site.length}-${firewall.slice(0, 3)}`);
         const before = snapshot();
         const up = await lab(
           ['up', `examples/${site}.yaml`, '--name', name, '--firewall', firewall, '-q'],
@@ -86,6 +81,51 @@ describe('lab: every example site with both firewalls', { skip: skipLab }, () =>
           const present = namespaces();
           for (const ns of state.objects.netns) assert.ok(present.has(ns), `namespace ${ns} missing`);
           for (const ns of state.objects.netns) assert.ok(ns.length <= 15, ns);
+
+          const spec = breaks[firewall];
+          const m = /^(.+)->(.+):(\d+)\/(tcp|udp)$/.exec(spec) as RegExpExecArray;
+          const [from, to, port, proto] = [m[1], m[2], Number(m[3]), m[4]];
+          const carrying = (f: { from: string; to: string; protocol: string; ports: number[][] }) =>
+            f.from === from &&
+            f.to === to &&
+            f.protocol === proto &&
+            f.ports.some(([lo, hi]) => (lo as number) <= port && port <= (hi as number));
+
+          // Ablate every generated rule of every host, each removed and restored in turn: each
+          // rule breaks named flows with their catalog rows, or is reported redundant (untestable
+          // only for ICMP and unspecified peers). The verify below runs after the last restore.
+          const a = await lab(['ablate', '--name', name, '--format', 'json'], dir.env);
+          assert.equal(a.code, 0, a.stderr);
+          const ab = JSON.parse(a.stdout) as AblateJson;
+          assert.deepEqual(ab.errors, []);
+          assert.deepEqual(ab.failingBefore, []);
+          for (const r of ab.rules) {
+            const what = `${r.host} ${r.rule} ${r.protocol}: ${r.status}`;
+            if (r.status === 'needed') assert.ok(r.breaks.length > 0, what);
+            else if (r.status === 'redundant') assert.match(r.note ?? '', /broke no planned flow/, what);
+            else {
+              assert.equal(r.status, 'untestable', what);
+              assert.match(r.note ?? '', /ICMP|unspecified|no address family/, what);
+            }
+            for (const f of r.breaks) {
+              assert.equal(f.to, r.host);
+              assert.equal(f.protocol, r.protocol);
+              assert.ok(f.sources.length > 0 && f.sources.every((x) => x.doc.length > 0 && x.ref.length > 0));
+            }
+          }
+          // Generated rules are built from the plan's flows: none of them is redundant.
+          assert.deepEqual(
+            ab.rules.filter((r) => r.status === 'redundant').map((r) => `${r.host} ${r.rule}`),
+            [],
+          );
+          assert.ok(
+            ab.rules.some((r) => r.host === to && r.status === 'needed' && r.breaks.some(carrying)),
+            `the rule carrying ${spec} breaks it`,
+          );
+          if (site === 'platespin-legacy') {
+            const http = ab.rules.find((r) => r.host === 'ps-server' && r.protocol === 'tcp');
+            assert.deepEqual(http?.breaks.map((f) => f.from).sort(), ['fileserver-new', 'fileserver-old']);
+          }
 
           const v = await lab(['verify', '--name', name, '--format', 'json'], dir.env);
           const doc = JSON.parse(v.stdout) as VerifyJson;
@@ -112,50 +152,21 @@ describe('lab: every example site with both firewalls', { skip: skipLab }, () =>
           const leaks = doc.unplanned.filter((u) => u.result !== 'blocked');
           assert.deepEqual(leaks, [], 'every sampled unplanned probe is blocked');
           assert.equal(v.code, doc.flows.some((f) => f.failed) ? 1 : 0);
-
-          const spec = breaks[firewall];
-          const m = /^(.+)->(.+):(\d+)\/(tcp|udp)$/.exec(spec) as RegExpExecArray;
-          const [from, to, port, proto] = [m[1], m[2], Number(m[3]), m[4]];
-          const carrying = (f: { from: string; to: string; protocol: string; ports: number[][] }) =>
-            f.from === from &&
-            f.to === to &&
-            f.protocol === proto &&
-            f.ports.some(([lo, hi]) => (lo as number) <= port && port <= (hi as number));
-
-          // Ablate the rules of the host the break below goes to (every host of one site): each
-          // rule breaks named flows with their catalog rows, or is reported redundant / untestable.
-          const whole = site === 'platespin-legacy' && firewall === 'nftables';
-          const host = ABLATE_HOST[site]?.[firewall] ?? (to as string);
-          const a = await lab(
-            ['ablate', '--name', name, '--format', 'json', ...(whole ? [] : ['--host', host])],
-            dir.env,
+          // Verify after the ablations restored every rule is fully green, and ablate took every
+          // host that a probed flow goes to.
+          assert.deepEqual(
+            doc.flows.filter((f) => f.failed && !f.expectedFailure).map((f) => `${f.id}: ${f.verdict}`),
+            [],
           );
-          assert.equal(a.code, 0, a.stderr);
-          const ab = JSON.parse(a.stdout) as AblateJson;
-          assert.deepEqual(ab.failingBefore, []);
-          assert.ok(ab.rules.length >= (whole ? 6 : 1));
-          for (const r of ab.rules) {
-            if (r.status === 'needed') assert.ok(r.breaks.length > 0);
-            else if (r.status === 'redundant') assert.match(r.note ?? '', /broke no planned flow/);
-            else assert.equal(r.status, 'untestable', `${r.host} ${r.rule}: ${r.status}`);
-            if (r.protocol !== 'icmp' && whole)
-              assert.equal(r.status, 'needed', `${r.host} ${r.rule}: ${r.note}`);
-            for (const f of r.breaks) {
-              assert.equal(f.to, r.host);
-              assert.equal(f.protocol, r.protocol);
-              assert.ok(f.sources.length > 0 && f.sources.every((x) => x.doc.length > 0 && x.ref.length > 0));
-            }
-          }
-          if (whole || host === to)
-            assert.ok(
-              ab.rules.some((r) => r.host === to && r.status === 'needed' && r.breaks.some(carrying)),
-              `the rule carrying ${spec} breaks it`,
-            );
-          else assert.ok(ab.rules.some((r) => r.host === host && r.status === 'needed'));
-          if (whole) {
-            const http = ab.rules.find((r) => r.host === 'ps-server' && r.protocol === 'tcp');
-            assert.deepEqual(http?.breaks.map((f) => f.from).sort(), ['fileserver-new', 'fileserver-old']);
-          }
+          const ruled = new Set(ab.rules.map((r) => r.host));
+          for (const f of doc.flows)
+            if (!f.local) assert.ok(ruled.has(f.to), `no rule of ${f.to} was ablated (${f.id})`);
+          for (const f of doc.flows)
+            if (!f.failed && !f.local)
+              assert.ok(
+                ab.rules.some((r) => r.status === 'needed' && r.breaks.some((b) => b.id === f.id)),
+                `no rule's removal broke ${f.id}`,
+              );
 
           const b = await lab(['break', '--name', name, '--flow', spec], dir.env);
           assert.equal(b.code, 0, b.stderr);

@@ -39,10 +39,11 @@ routed to this machine's network; state under ${labRoot()} (PORTOLAN_LAB_DIR).
       --to: only what goes to HOST
   lab break --flow FROM->TO:PORT/PROTO [--name N]
       takes that flow out of TO's generated ruleset; verify then shows it failing
-  lab ablate [--name N] [--host H] [--format table|json]
-      removes each generated inbound rule in turn, re-verifies the flows it carries, and reports
-      which planned flows break (with their catalog rows); a rule whose removal breaks nothing is
-      reported redundant
+  lab ablate [--name N] [--host H] [--full-ranges] [--format table|json]
+      removes each generated inbound rule in turn, re-probes the planned flows it could carry (its
+      host, protocol, sources and ports; ranges at their first, last and a few middle ports, every
+      port with --full-ranges), puts it back, and reports which planned flows break (with their
+      catalog rows); a rule whose removal breaks nothing is reported redundant
   lab down [--name N | --all]
       removes what the state file lists, and only that; safe to run twice
   lab list
@@ -261,7 +262,12 @@ async function runBreak(argv: string[]): Promise<number> {
 async function runAblate(argv: string[]): Promise<number> {
   const { values } = parse(
     argv,
-    { name: { type: 'string' }, host: { type: 'string' }, format: { type: 'string', short: 'f' } },
+    {
+      name: { type: 'string' },
+      host: { type: 'string' },
+      'full-ranges': { type: 'boolean' },
+      format: { type: 'string', short: 'f' },
+    },
     USAGE,
   );
   if (help(values)) return 0;
@@ -271,6 +277,7 @@ async function runAblate(argv: string[]): Promise<number> {
   const state = pickLab(values.name === undefined ? undefined : checkLabName(values.name));
   const report = await ablate(state, {
     ...(values.host !== undefined ? { host: values.host } : {}),
+    fullRanges: values['full-ranges'] === true,
     onRule: format === 'table' && process.stderr.isTTY ? (l) => process.stderr.write(`${l}\n`) : undefined,
   });
   process.stdout.write(format === 'json' ? ablateJson(report) : ablateTable(report));

@@ -238,10 +238,11 @@ export function ablateTable(r: AblateReport): string {
       '',
       `already failing before any rule was removed (not counted against a rule): ${r.failingBefore.join('; ')}`,
     );
+  if (r.errors.length) out.push('', ...r.errors.map((e) => `error: ${e}`));
   const n = (s: string) => r.rules.filter((x) => x.status === s).length;
   out.push(
     '',
-    `${n('needed')} needed, ${n('redundant')} redundant, ${n('untestable')} not testable in the lab (${(r.durationMs / 1000).toFixed(1)} s)`,
+    `${n('needed')} needed, ${n('redundant')} redundant, ${n('untestable')} not testable in the lab; ${r.fullRanges ? 'ranges in full' : 'ranges sampled'} (${(r.durationMs / 1000).toFixed(1)} s)`,
   );
   return `${out.join('\n')}\n`;
 }

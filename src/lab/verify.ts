@@ -2,10 +2,10 @@ import { isIP } from 'node:net';
 import { subtractPorts } from '../listen/inbound.js';
 import { RESPONDER_CONNECTIONS_PER_SOURCE } from '../listen/protocol.js';
 import type { Flow, FlowSource } from '../model/flow.js';
-import { mergePortRanges, type PortRange } from '../model/ports.js';
+import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
 import { shortHash } from './names.js';
 import type { ProbeOutcome, ProbeTarget } from './probe.js';
-import { labSitePath, loadLabSite } from './site.js';
+import { type LoadedLab, labSitePath, loadLabSite } from './site.js';
 import { LabError, type LabHost, type LabState } from './state.js';
 import { cliInNs } from './sys.js';
 
@@ -90,6 +90,13 @@ export interface VerifyOptions {
   to?: string;
   /** Skip the unplanned probes (ablate). */
   plannedOnly?: boolean;
+  /**
+   * Only these source hosts, each probing only these ports of its flows (check --port; ablate's
+   * sample of the ports a rule carries). Flows of the source without one of these ports are not run.
+   */
+  ports?: ReadonlyMap<string, readonly PortRange[]>;
+  /** The lab's site and plan, when the caller already loaded them (loadLabSite). */
+  loaded?: LoadedLab;
 }
 
 interface CheckJsonFlow {
@@ -119,7 +126,7 @@ async function pool<T>(items: readonly T[], width: number, fn: (t: T) => Promise
 
 export async function verify(state: LabState, o: VerifyOptions = {}): Promise<VerifyReport> {
   const started = Date.now();
-  const { plan } = loadLabSite(state);
+  const { plan } = o.loaded ?? loadLabSite(state);
   const hosts = new Map(state.hosts.map((h) => [h.name, h]));
   const flows: FlowOutcome[] = [];
   const notProbed: VerifyReport['notProbed'] = [];
@@ -142,6 +149,7 @@ export async function verify(state: LabState, o: VerifyOptions = {}): Promise<Ve
   const sources = [...new Set(plan.flows.filter(probeable).map((f) => f.from.host as string))].filter(
     (h) =>
       (!o.from || o.from.includes(h)) &&
+      (!o.ports || (o.ports.get(h)?.length ?? 0) > 0) &&
       (o.to === undefined || plan.flows.some((f) => f.from.host === h && f.to.host === o.to && probeable(f))),
   );
   const byId = new Map(plan.flows.map((f) => [f.id, f]));
@@ -150,6 +158,8 @@ export async function verify(state: LabState, o: VerifyOptions = {}): Promise<Ve
     const h = hosts.get(src) as LabHost;
     const args = ['check', labSitePath(state), '--from', src, '--format', 'json', ...CHECK_ARGS];
     if (o.to !== undefined) args.push('--to', o.to);
+    const only = o.ports?.get(src);
+    if (only) args.push('--port', formatPorts(mergePortRanges(only)));
     for (const c of state.catalogs) args.push('--catalog', c);
     const out = await cliInNs(h.ns, args, { env: { PORTOLAN_SECRET: state.secret } });
     let doc: { flows: CheckJsonFlow[] };
