@@ -12,6 +12,7 @@ import {
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { isFailure, VERDICT_ORDER } from '../src/probe/verdict.js';
 import { BIN, ROOT } from './helpers.js';
 
 /**
@@ -179,4 +180,25 @@ describe('README: every offline command it shows runs and prints what it shows',
       }
     });
   }
+});
+
+describe('README: the verdict table', () => {
+  it('names every verdict check can give, and lists exactly the failing ones as failing', () => {
+    const text = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const rows = new Set(
+      [...text.matchAll(/^\| `([^`]+)`(?: \/ `([^`]+)`)? \|/gm)].flatMap((m) =>
+        [m[1], m[2]].filter((v): v is string => v !== undefined).map((v) => v.replace('\\|', '|')),
+      ),
+    );
+    for (const v of VERDICT_ORDER)
+      if (v !== 'skipped') assert.ok(rows.has(v), `README's verdict table has no row for ${v}`);
+    const listed = /^Failing verdicts \(exit 1\): ([^.]+)\./m.exec(text);
+    assert.ok(listed, 'README has no "Failing verdicts (exit 1):" sentence');
+    const failing = [...(listed[1] as string).matchAll(/`([^`]+)`/g)].map((m) => m[1]);
+    assert.deepEqual(
+      failing,
+      VERDICT_ORDER.filter((v) => isFailure(v)),
+      'README lists the failing verdicts in the order of VERDICT_ORDER',
+    );
+  });
 });

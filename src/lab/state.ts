@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { PortolanError, UsageError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -76,15 +76,18 @@ export function saveState(state: LabState, root = labRoot()): void {
 }
 
 /**
- * Claims a lab name: creates its state file exclusively (O_EXCL), so two `up` with the same name
- * never both proceed. Refuses when the name is taken.
+ * Claims a lab name: the state file appears complete and exclusively (written to a temporary file, then
+ * hard-linked to its name, which fails with EEXIST when the name is taken), so two `up` with the same
+ * name never both proceed, and an `up` killed at any point never leaves an empty or half-written state
+ * file that `down` or `list` could not read. Refuses when the name is taken.
  */
 export function claimState(state: LabState, root = labRoot()): void {
   const path = statePath(root, state.name);
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  let fd: number;
+  const tmp = `${path}.${process.pid}.claim`;
+  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
   try {
-    fd = openSync(path, 'wx', 0o600);
+    linkSync(tmp, path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
       const old = readStateOrNull(state.name, root);
@@ -98,10 +101,10 @@ export function claimState(state: LabState, root = labRoot()): void {
     throw new LabError(`cannot create ${path}: ${(err as NodeJS.ErrnoException).code}`, 'EIO', {
       cause: err,
     });
+  } finally {
+    rmSync(tmp, { force: true });
   }
-  closeSync(fd);
   mkdirSync(filesDir(root, state.name), { recursive: true, mode: 0o700 });
-  saveState(state, root);
 }
 
 function readStateOrNull(name: string, root: string): LabState | null {
