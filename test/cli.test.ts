@@ -172,6 +172,19 @@ describe('hints', () => {
     assert.match(hint, /REST API service on the Proxmox VE server/);
     assert.match(hint, /a\.txt table 1 row 2 \(\+2 more, see --format json\)/);
     assert.doesNotMatch(hint, /b\.txt/);
+    // A reset once the signed probe was sent is also what a responder with another secret does.
+    const signed = {
+      ...example,
+      verdict: 'reset-after-connect' as const,
+      detail: 'connected, then reset (ECONNRESET) once the 98-byte signed probe was sent, with no reply',
+    };
+    const reset = hintFor(flow, 'reset-after-connect', signed, [[2500, 2500]]);
+    assert.match(reset, /IPS or application-aware firewall between w and pve/);
+    assert.match(reset, /a portolan responder also closes a probe signed with another secret this way/);
+    assert.doesNotMatch(
+      hintFor(flow, 'reset-after-connect', { ...signed, detail: 'reset after the TLS ClientHello' }),
+      /another secret/,
+    );
   });
 });
 
