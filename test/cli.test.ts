@@ -328,6 +328,21 @@ describe('portolan init', () => {
     }
   });
 
+  it('-o keeps an existing file unless --force: an edited inventory is never replaced silently', () => {
+    const file = join(dir, 'edited.yaml');
+    writeFileSync(file, 'site: edited-by-hand\n');
+    const r = runCli(['init', 'veeam-proxmox', '-o', file]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^portolan: -o ".*edited\.yaml": the file exists .*give --force to overwrite it/);
+    assert.equal(readFileSync(file, 'utf8'), 'site: edited-by-hand\n');
+    const forced = runCli(['init', 'veeam-proxmox', '-o', file, '--force']);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.match(
+      readFileSync(file, 'utf8'),
+      /^# Site inventory skeleton written by portolan init for: veeam-proxmox\./,
+    );
+  });
+
   it('an unknown product is refused with a suggestion', () => {
     const r = runCli(['init', 'platespn']);
     assert.equal(r.code, 2);

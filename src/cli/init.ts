@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { loadCatalogs } from '../catalog/load.js';
 import type { Catalog, PeerSpec } from '../catalog/types.js';
 import { UsageError } from '../errors.js';
@@ -14,7 +15,9 @@ reach is written commented out. Addresses are placeholders from 192.0.2.0/24 (TE
 replace them. The skeleton validates as it is, with no warnings; "portolan validate" says so.
 
   --site NAME        the site name (default: my-site)
-  -o, --output FILE  write the file (atomically) instead of printing it
+  -o, --output FILE  write the file (atomically) instead of printing it; an existing file is an
+                     inventory someone may have edited, so it is kept unless --force is given
+  --force            overwrite an existing -o FILE
 
 ${COMMON_HELP}`;
 
@@ -123,10 +126,19 @@ export function skeleton(site: string, catalogs: readonly Catalog[]): string {
   return `${out.join('\n')}\n`;
 }
 
+/** True when `path` names an existing regular file (a link is followed); devices and FIFOs are not. */
+function isRegularFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
     argv,
-    { site: { type: 'string' }, output: { type: 'string', short: 'o' } },
+    { site: { type: 'string' }, output: { type: 'string', short: 'o' }, force: { type: 'boolean' } },
     USAGE,
   );
   if (values.help) {
@@ -150,6 +162,11 @@ export async function run(argv: string[]): Promise<number> {
     throw new UsageError(`--site ${JSON.stringify(site)} is not a name of letters, digits and dashes`);
   const text = skeleton(site, chosen);
   if (values.output !== undefined) {
+    // The skeleton is the start of a hand-edited file: never replace one silently.
+    if (!values.force && isRegularFile(values.output))
+      throw new UsageError(
+        `-o ${JSON.stringify(values.output)}: the file exists (an inventory that may hold edits); give --force to overwrite it, or another -o FILE`,
+      );
     writeAtomic(values.output, text);
     process.stderr.write(`wrote ${values.output}: run "portolan validate ${values.output}"\n`);
   } else process.stdout.write(text);

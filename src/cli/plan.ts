@@ -16,7 +16,9 @@ import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
 export const USAGE = `Usage: portolan plan SITE.yaml [--format table|json|csv|markdown] [--lang en|ja] [--advisories]
 
 Every flow the site needs: from host to host, protocol, ports, service, why, and the vendor
-document row it comes from. Flows with the same ends, protocol and service are one rule in an export.
+document row it comes from. An export aggregates flows into rules: flows with the same protocol and
+ports share a rule when they go to one destination (their sources listed together) or come from the
+same sources, and rules between the same sources and destinations merge their ports and services.
 
   -f, --format F     table (default on a terminal), json (default in a pipe), csv or markdown
   --lang L           en (default) or ja: purposes and notes in Japanese where the catalog has them
