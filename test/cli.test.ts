@@ -135,6 +135,43 @@ describe("portolan probe: HOST PORTS with check's verdicts, scope exactly the co
     }
     assert.match(runCli(['probe', '127.0.0.1', '22', '--service', 'shh']).stderr, /did you mean "ssh"/);
   });
+
+  it('a CIDR of more than 256 addresses is refused before anything is planned or probed: exit 2, one line', () => {
+    // 127.0.0.0/16 is loopback and 192.0.2.0/23 is TEST-NET-1: nothing could leave even if the check failed.
+    for (const [cidr, size, most] of [
+      ['127.0.0.0/16', 65536, '/24'],
+      ['192.0.2.0/23', 512, '/24'],
+      ['::/64', 18446744073709551616n, '/120'],
+    ] as const) {
+      const r = runCli(['probe', cidr, '22', '--format', 'json']);
+      assert.equal(r.code, 2, `${cidr}: ${r.stderr}`);
+      assert.equal(r.stdout, '');
+      assert.equal(
+        r.stderr,
+        `portolan: probe: HOST "${cidr}" has ${size} addresses; probe takes at most 256 (a ${most} or smaller): give a smaller range or list the hosts in an inventory and use check\n`,
+      );
+      assert.doesNotMatch(r.stderr, /planned/);
+    }
+  });
+
+  it('a missing argument is counted in the singular: "got 1 argument"', () => {
+    const r = runCli(['probe', '127.0.0.1']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^portolan: expected HOST and PORTS, got 1 argument\n/);
+  });
+
+  it('a port range whose low port is above its high port says so, for probe PORTS and check --port', () => {
+    const said = `the range's low port is above its high port (expected low-high, e.g. 20-80)`;
+    const probe = runCli(['probe', '127.0.0.1', '80-20']);
+    assert.equal(probe.code, 2);
+    assert.equal(probe.stderr.split('\n')[0], `portolan: PORTS "80-20": ${said}`);
+    const list = runCli(['probe', '127.0.0.1', '22,80-20']);
+    assert.equal(list.code, 2);
+    assert.equal(list.stderr.split('\n')[0], `portolan: PORTS "22,80-20": "80-20": ${said}`);
+    const check = runCli(['check', 'examples/mixed-site.yaml', '--port', '80-20']);
+    assert.equal(check.code, 2);
+    assert.equal(check.stderr.split('\n')[0], `portolan: --port "80-20": ${said}`);
+  });
 });
 
 describe('hints', () => {
@@ -439,6 +476,22 @@ describe('validate', () => {
       got.every((l) => !/^\s+at /.test(l)),
       'no stack trace',
     );
+  });
+});
+
+describe('plan --lang ja: English warnings are marked with their code once', () => {
+  it('"[advisory] platespin ...", not "[advisory] advisory platespin ..."', () => {
+    const r = runCli(['plan', 'examples/mixed-site.yaml', '--lang', 'ja', '--format', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stderr.split('\n').filter((l) => l.startsWith('warning: [advisory]'));
+    assert.ok(lines.length > 0, r.stderr);
+    assert.ok(
+      lines.some((l) => l.startsWith('warning: [advisory] platespin server-to-source-ping not planned')),
+      r.stderr,
+    );
+    for (const line of lines) assert.doesNotMatch(line, /^warning: \[advisory\] advisory /);
+    for (const w of JSON.parse(r.stdout).warnings as { code: string; message: string }[])
+      assert.doesNotMatch(w.message, /^\[([\w-]+)\] \1 /, w.message);
   });
 });
 

@@ -119,7 +119,11 @@ export function parsePorts(text: string, what: string): PortRange[] {
     const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(part.trim());
     const lo = Number(m?.[1]);
     const hi = Number(m?.[2] ?? m?.[1]);
-    if (!m || lo < 1 || hi > 65535 || lo > hi)
+    if (m && lo >= 1 && hi <= 65535 && lo > hi)
+      throw new UsageError(
+        `${what} ${JSON.stringify(text)}${part === text ? '' : `: ${JSON.stringify(part.trim())}`}: the range's low port is above its high port (expected low-high, e.g. ${hi}-${lo})`,
+      );
+    if (!m || lo < 1 || hi > 65535)
       throw new UsageError(
         `${what} ${JSON.stringify(text)}: ${JSON.stringify(part)} is not a port or low-high range within 1-65535`,
       );

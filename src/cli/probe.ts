@@ -4,8 +4,10 @@ import type { Host, Inventory } from '../inventory/types.js';
 import { parseAddress } from '../model/address.js';
 import type { Flow, Plan } from '../model/flow.js';
 import { formatPorts, type PortRange } from '../model/ports.js';
+import { MAX_CIDR_ADDRESSES } from '../probe/dns.js';
 import { CHECK_FORMATS } from '../probe/report.js';
 import { isLoopback, scopeFor } from '../probe/scope.js';
+import { counted } from '../util/plural.js';
 import { COMMON_HELP, oneOf, parse, parsePorts } from './args.js';
 import { OUTPUT_HELP, outputOptions, runAndReport } from './check.js';
 
@@ -107,12 +109,21 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length !== 2)
-    throw new UsageError(`expected HOST and PORTS, got ${positionals.length} arguments\n${USAGE}`);
+    throw new UsageError(`expected HOST and PORTS, got ${counted(positionals.length, 'argument')}\n${USAGE}`);
   const [hostText = '', portsText = ''] = positionals;
   const service = oneOf(values.service, PROBE_SERVICES, '--service');
   oneOf(values.format, CHECK_FORMATS, '--format');
   const parsed = parseAddress(hostText);
   if ('error' in parsed) throw new UsageError(`HOST: ${parsed.error}`);
+  if (parsed.kind === 'cidr') {
+    // probe has no inventory to list a larger network's hosts in: refuse it before anything is planned.
+    const bits = parsed.version === 4 ? 32 : 128;
+    const size = 2n ** BigInt(bits - parsed.prefix);
+    if (size > BigInt(MAX_CIDR_ADDRESSES))
+      throw new UsageError(
+        `probe: HOST ${JSON.stringify(hostText)} has ${size} addresses; probe takes at most ${MAX_CIDR_ADDRESSES} (a /${bits - Math.log2(MAX_CIDR_ADDRESSES)} or smaller): give a smaller range or list the hosts in an inventory and use check`,
+      );
+  }
   const { flow } = probeFlow(hostText, portsText, service);
   const name = values.name ?? hostText;
   flow.to.host = name;

@@ -99,11 +99,16 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
     lang === 'ja' ? [...inv.products.keys()].filter((p) => hasJapaneseDocument(catalogs.get(p))) : [],
   );
   const siteJa = lang === 'ja' && inv.products.size > 0 && jaProducts.size === inv.products.size;
-  /** The warning text in the plan's language: Japanese where there is some, else `[code] English`. */
+  /**
+   * The warning text in the plan's language: Japanese where there is some, else `[code] English`;
+   * English that opens with the code word ("advisory platespin ...") has that word bracketed, not
+   * repeated ("[advisory] platespin ...").
+   */
   const say = (code: string, product: string | undefined, en: string, ja?: () => string): string => {
     if (lang !== 'ja') return en;
     const japanese = product === undefined ? siteJa : jaProducts.has(product);
-    return japanese && ja ? ja() : `[${code}] ${en}`;
+    if (japanese && ja) return ja();
+    return `[${code}] ${en.startsWith(`${code} `) ? en.slice(code.length + 1) : en}`;
   };
   const withAdvisories = opts.advisories ?? inv.advisories ?? false;
   const planned = (e: CatalogEntry) => withAdvisories || e.basis !== 'advisory';
