@@ -219,7 +219,17 @@ describe('import: bad input', () => {
         '-o',
         join(dir, 'out.yaml'),
       ],
-      /the imported inventory does not validate: .*unknown role "gust"/,
+      /m3\.yaml:4:\d+ import\.roles\[0\]: unknown role "veeam-proxmox:gust" \(did you mean "veeam-proxmox:guest"\?\)/,
+    ],
+    [
+      'an RVTools import given pvesh JSON',
+      ['import', 'rvtools', PVESH, '--map', MAP],
+      /pvesh-resources\.json: looks like JSON, not an RVTools CSV export .*use portolan import pvesh\)/,
+    ],
+    [
+      'a pvesh import given an RVTools CSV',
+      ['import', 'pvesh', RVTOOLS, '--map', MAP],
+      /rvtools-vInfo\.csv: looks like CSV, not pvesh JSON output .*use portolan import rvtools\)/,
     ],
     [
       'a FIFO-like endless source',
@@ -234,6 +244,76 @@ describe('import: bad input', () => {
       assert.match(r.stderr, expected);
       assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
     });
+});
+
+describe('import: rows left out', () => {
+  it('names every row the map leaves out: row, name and why', () => {
+    const r = importTo('rvtools', RVTOOLS);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /^rvtools-vInfo\.csv:13: VM "tpl-win2022" left out: a template \(map skip: templates\)$/m,
+    );
+    const p = importTo('pvesh', PVESH);
+    assert.equal(p.code, 0, p.stderr);
+    assert.match(
+      p.stderr,
+      /^pvesh-resources\.json\[5\]: VM "tpl-debian12" left out: a template \(map skip: templates\)$/m,
+    );
+    assert.match(p.stderr, /: 1 left out, 1 warning; it validates/);
+  });
+
+  it('prints 20 rows per reason, then counts the rest exactly', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portolan-import-'));
+    const header = readFileSync(RVTOOLS, 'utf8').split('\n')[0];
+    const lines = [header];
+    for (let i = 0; i < 30; i++)
+      lines.push(
+        `vm-${i},poweredOn,${i < 25 ? 'True' : 'False'},False,green,,connected,running,green,2,4096,1,1,10.30.0.${i + 1},VM Network,,Ubuntu Linux (64-bit),Ubuntu Linux (64-bit),vm-${i},DC,C,esx`,
+      );
+    const csv = join(dir, 'vInfo.csv');
+    writeFileSync(csv, `${lines.join('\n')}\n`);
+    const r = importTo('rvtools', csv);
+    assert.equal(r.code, 0, r.stderr);
+    const named = r.stderr.split('\n').filter((l) => / left out: a template/.test(l));
+    assert.equal(named.length, 20);
+    assert.match(named[0] ?? '', /^vInfo\.csv:2: VM "vm-0" left out/);
+    assert.match(
+      r.stderr,
+      /^and 5 more rows left out for the same reason \(a template \(map skip: templates\)\)$/m,
+    );
+    assert.match(r.stderr, /imported 5 of 30 rows .*: 25 left out, 0 warnings/);
+  });
+});
+
+describe('import: nothing is written unless it validates', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'portolan-import-nowrite-'));
+  const out = join(dir, 'site.yaml');
+  const run = (mapText: string) => {
+    const map = join(dir, 'map.yaml');
+    writeFileSync(map, mapText);
+    writeFileSync(out, 'earlier\n');
+    return runCli(['import', 'rvtools', RVTOOLS, '--map', map, '-o', out]);
+  };
+
+  it('reports a role typo at the map line and column, and leaves -o alone', () => {
+    const r = run(
+      readFileSync(MAP, 'utf8').replace('roles: [veeam-proxmox:guest]', 'roles: [veeam-proxmox:gest]'),
+    );
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /map\.yaml:9:11 import\.roles\[0\]: unknown role "veeam-proxmox:gest" \(did you mean "veeam-proxmox:guest"\?\)/,
+    );
+    assert.equal(readFileSync(out, 'utf8'), 'earlier\n');
+  });
+
+  it('writes nothing when the imported inventory does not validate', () => {
+    const r = run(readFileSync(MAP, 'utf8').replace('address: 10.10.0.6', 'address: 10.10.0.666'));
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /the imported inventory does not validate, nothing written: .*10\.10\.0\.666/);
+    assert.equal(readFileSync(out, 'utf8'), 'earlier\n');
+  });
 });
 
 describe('import at estate size', () => {

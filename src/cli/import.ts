@@ -2,7 +2,7 @@ import { loadCatalogs } from '../catalog/load.js';
 import { PortolanError, UsageError } from '../errors.js';
 import { buildInventory, loadImportMap } from '../import/build.js';
 import { readPvesh, readRvtools } from '../import/sources.js';
-import { loadSite } from '../inventory/load.js';
+import { loadSiteText } from '../inventory/load.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { counted } from '../util/plural.js';
 import { version } from '../util/version.js';
@@ -36,8 +36,8 @@ export async function run(argv: string[]): Promise<number> {
       `expected a source kind and one file, got ${positionals.length} arguments\n${USAGE}`,
     );
   if (!values.map) throw new UsageError(`--map MAP.yaml is required\n${USAGE}`);
-  const map = loadImportMap(values.map);
   const catalogs = loadCatalogs(values.catalog ?? []);
+  const map = loadImportMap(values.map, catalogs);
   const rows =
     kind === 'rvtools'
       ? await readRvtools(file, map.columns, values.sheet ?? 'vInfo')
@@ -47,23 +47,49 @@ export async function run(argv: string[]): Promise<number> {
     hasAddresses: kind === 'rvtools',
   });
   for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
+  for (const line of leftOutLines(result.leftOut)) process.stderr.write(`${line}\n`);
   const out = values.output;
-  if (out) writeFileAtomic(out, result.text);
-  else process.stdout.write(result.text);
-  // The result must be an inventory portolan accepts; say so, or say exactly what is wrong.
+  // The result must be an inventory portolan accepts: checked before anything is written, so a bad
+  // import leaves no file behind (and an earlier good one in place).
   let verdict = '';
-  if (out && Buffer.byteLength(result.text) <= MAX_YAML_BYTES) {
+  if (Buffer.byteLength(result.text) <= MAX_YAML_BYTES) {
     try {
-      loadSite(out, values.catalog ?? []);
+      loadSiteText(result.text, out ?? 'stdout', values.catalog ?? []);
       verdict = '; it validates';
     } catch (err) {
       if (!(err instanceof PortolanError)) throw err;
-      process.stderr.write(`portolan: the imported inventory does not validate: ${err.message}\n`);
+      process.stderr.write(
+        `portolan: the imported inventory does not validate, nothing written: ${err.message}\n`,
+      );
       return 2;
     }
   }
+  if (out) writeFileAtomic(out, result.text);
+  else process.stdout.write(result.text);
   process.stderr.write(
     `imported ${result.imported} of ${counted(result.read, 'row')} into site ${map.site}${out ? ` (${out})` : ''}: ${result.skipped} left out, ${counted(result.warnings.length, 'warning')}${verdict}\n`,
   );
   return 0;
+}
+
+/** Rows printed per reason for leaving rows out; the rest of that reason are one count line. */
+export const LEFT_OUT_SHOWN = 20;
+
+/**
+ * The stderr lines for rows left out on purpose: each row's line, at most LEFT_OUT_SHOWN per reason,
+ * then `and N more rows left out for the same reason (REASON)`, so a 100,000-row export with
+ * thousands of templates stays readable while the counts stay exact.
+ */
+export function leftOutLines(rows: readonly { line: string; reason: string }[]): string[] {
+  const seen = new Map<string, number>();
+  const lines: string[] = [];
+  for (const { line, reason } of rows) {
+    const n = (seen.get(reason) ?? 0) + 1;
+    seen.set(reason, n);
+    if (n <= LEFT_OUT_SHOWN) lines.push(line);
+  }
+  for (const [reason, n] of seen)
+    if (n > LEFT_OUT_SHOWN)
+      lines.push(`and ${counted(n - LEFT_OUT_SHOWN, 'more row')} left out for the same reason (${reason})`);
+  return lines;
 }

@@ -4,6 +4,7 @@ import { InputError } from '../errors.js';
 import { parseAddress } from '../model/address.js';
 import { counted } from '../util/plural.js';
 import { validateWithSchema } from '../util/schema.js';
+import { didYouMean } from '../util/suggest.js';
 import { type LoadedYaml, loadYamlFile } from '../util/yaml.js';
 import { RVTOOLS_COLUMNS, type RvtoolsColumns, type SourceRow } from './sources.js';
 
@@ -55,10 +56,16 @@ export const DEFAULT_OS_PATTERNS: Record<string, string> = {
     'linux|ubuntu|centos|red ?hat|rhel|debian|suse|sles|rocky|alma|fedora|photon|oracle ?linux|^l\\d+$|^l26$',
 };
 
-/** Loads and checks an import map; every error is located in the map file. */
-export function loadImportMap(file: string): ImportMap {
+/**
+ * Loads and checks an import map; every error is located in the map file. With `catalogs`, every
+ * role the map names (import.roles, import.rules[].roles, import.nodes.roles, hosts.*.roles) must be
+ * a `product:role` the catalogs define, so a typo is reported at the map's line and column rather
+ * than in the generated inventory.
+ */
+export function loadImportMap(file: string, catalogs?: Catalogs): ImportMap {
   const y = loadYamlFile(file, 'import map');
   const raw = validateWithSchema<RawMap>(y, 'import-map');
+  if (catalogs) checkRoles(raw, y, catalogs);
   const regex = (source: string, path: (string | number)[]) => {
     try {
       return new RegExp(source, 'i');
@@ -101,6 +108,27 @@ export function loadImportMap(file: string): ImportMap {
   };
 }
 
+function checkRoles(raw: RawMap, y: LoadedYaml, catalogs: Catalogs): void {
+  const known: string[] = [];
+  for (const [product, cat] of catalogs)
+    for (const role of Object.keys(cat.roles)) known.push(`${product}:${role}`);
+  const check = (roles: readonly unknown[] | undefined, path: (string | number)[]) =>
+    (roles ?? []).forEach((role, i) => {
+      if (typeof role !== 'string' || known.includes(role)) return;
+      throw new InputError(
+        `unknown role ${JSON.stringify(role)}${didYouMean(role, known) || ' (expected product:role from the catalog, see portolan catalog)'}`,
+        y.locate([...path, i]),
+      );
+    });
+  check(raw.import.roles, ['import', 'roles']);
+  for (const [i, r] of (raw.import.rules ?? []).entries()) check(r.roles, ['import', 'rules', i, 'roles']);
+  check(raw.import.nodes?.roles, ['import', 'nodes', 'roles']);
+  for (const [k, h] of Object.entries(raw.hosts ?? {})) {
+    const roles = (h as { roles?: unknown })?.roles;
+    if (Array.isArray(roles)) check(roles, ['hosts', k, 'roles']);
+  }
+}
+
 function factsOf(raw: Record<string, unknown>, y: LoadedYaml, path: (string | number)[]) {
   const out: Record<string, FactValue> = {};
   for (const [k, v] of Object.entries(raw)) {
@@ -117,6 +145,13 @@ export interface ImportResult {
   text: string;
   /** One line each, `vInfo.csv:14: VM "web 01": ...`. */
   warnings: string[];
+  /**
+   * Rows the map leaves out on purpose (templates, powered-off VMs, cluster nodes without
+   * import.nodes.roles), one each in row order: `line` is `vInfo.csv:13: VM "tpl" left out: a template
+   * (map skip: templates)`, `reason` the same for every row left out for the same cause. Rows left
+   * out because they cannot be hosts are warnings instead. Both count in `skipped`.
+   */
+  leftOut: { line: string; reason: string }[];
   read: number;
   imported: number;
   skipped: number;
@@ -154,6 +189,7 @@ export function buildInventory(
   source: { header: string; hasAddresses: boolean },
 ): ImportResult {
   const warnings: string[] = [];
+  const leftOut: { line: string; reason: string }[] = [];
   const hosts: string[] = [];
   const keys = new Set(Object.keys(map.hosts));
   const addresses = new Map<string, string>();
@@ -176,17 +212,18 @@ export function buildInventory(
     const skip = (why: string, warn = true) => {
       skipped++;
       if (warn) warnings.push(`${label}: ${why}; left out`);
+      else leftOut.push({ line: `${label} left out: ${why}`, reason: why });
     };
     if (row.kind === 'node' && !map.nodeRoles) {
-      skip('a cluster node (give import.nodes.roles to import nodes)', false);
+      skip('a cluster node (the map has no import.nodes.roles)', false);
       continue;
     }
     if (row.template && map.skipTemplates) {
-      skip('a template', false);
+      skip('a template (map skip: templates)', false);
       continue;
     }
     if (map.skipPoweredOff && /^(poweredoff|stopped)$/i.test(row.power)) {
-      skip('powered off', false);
+      skip('powered off (map skip: powered-off)', false);
       continue;
     }
     if (row.name === '') {
@@ -293,6 +330,7 @@ export function buildInventory(
   return {
     text: `${[...head, ...hosts].join('\n')}\n`,
     warnings,
+    leftOut,
     read: rows.length,
     imported,
     skipped,

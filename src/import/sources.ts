@@ -156,6 +156,11 @@ function csvTable(bytes: Buffer, file: string): Table {
     text = bytes.toString('latin1');
   }
   text = text.replace(/^\uFEFF/, '');
+  if (/^\s*[[{]/.test(text))
+    throw new InputError(
+      'looks like JSON, not an RVTools CSV export (expected a vInfo CSV or .xlsx; for pvesh get /cluster/resources output use portolan import pvesh)',
+      { file },
+    );
   const first = text.slice(0, text.indexOf('\n') >>> 0);
   const delimiter = (first.match(/;/g)?.length ?? 0) > (first.match(/,/g)?.length ?? 0) ? ';' : ',';
   try {
@@ -213,6 +218,15 @@ async function xlsxTable(bytes: Buffer, file: string, sheet: string): Promise<Ta
  */
 export async function readPvesh(file: string): Promise<SourceRow[]> {
   const bytes = await readBounded(file, 'pvesh output');
+  const start = bytes
+    .subarray(0, 4096)
+    .toString('latin1')
+    .replace(/^\uFEFF|^\xEF\xBB\xBF/, '');
+  if (bytes.subarray(0, 4).equals(ZIP_MAGIC) || (!/^\s*[[{]/.test(start) && /^[^\n]*[,;]/.test(start)))
+    throw new InputError(
+      `looks like ${bytes.subarray(0, 4).equals(ZIP_MAGIC) ? 'an .xlsx workbook' : 'CSV'}, not pvesh JSON output (expected the output of pvesh get /cluster/resources --output-format json; for an RVTools export use portolan import rvtools)`,
+      { file },
+    );
   let data: unknown;
   try {
     data = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));

@@ -7,7 +7,7 @@ import { InputError, InputErrors, shown, UsageError } from '../errors.js';
 import { addressIdentity, parseAddress } from '../model/address.js';
 import { parseSize, sizeText, statProblem } from '../util/read.js';
 import { schemaFindings } from '../util/schema.js';
-import { type LoadedYaml, loadYamlFile, type PathPart } from '../util/yaml.js';
+import { type LoadedYaml, loadYamlFile, type PathPart, parseYamlText } from '../util/yaml.js';
 import type { Host, Inventory, ProductUse, RoleRef } from './types.js';
 
 interface RawInventory {
@@ -74,6 +74,18 @@ export function loadSite(file: string, extraCatalogs: readonly string[] = [], op
     maxBytes: opts.maxBytes ?? inventoryLimit(),
     limitHint: LIMIT_HINT,
   });
+  return siteOf(y, file, extraCatalogs);
+}
+
+/**
+ * Checks inventory text that is not on disk yet (an import's output before it is written) exactly as
+ * loadSite checks a file; errors are located as if the text were `file` (catalogs: resolve beside it).
+ */
+export function loadSiteText(text: string, file: string, extraCatalogs: readonly string[] = []): Site {
+  return siteOf(parseYamlText(Buffer.from(text, 'utf8'), file, 'inventory'), file, extraCatalogs);
+}
+
+function siteOf(y: LoadedYaml, file: string, extraCatalogs: readonly string[]): Site {
   const { raw, schemaErrors } = schemaChecked(y);
   const named = new Set(extraCatalogs.map((p) => realOrResolved(p)));
   const home = realOrResolved(dirname(file));
