@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -8,7 +7,7 @@ import { after, describe, it } from 'node:test';
 import { hostSecret } from '../src/listen/protocol.js';
 import { Answerer } from '../src/listen/responder.js';
 import { type CheckJson, portVerdicts } from './check-lab.js';
-import { BIN, ROOT } from './helpers.js';
+import { runCliAsync } from './helpers.js';
 
 /**
  * `check --secret` against a responder that stalls (issue 8): a small Node fake on loopback that
@@ -106,25 +105,6 @@ async function fake(): Promise<{ ports: { pilot: number; slow: number; other: nu
   };
 }
 
-function check(site: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(
-      process.execPath,
-      [BIN, 'check', site, '--from', 'cli', '--secret', SECRET, '--format', 'json'],
-      { cwd: ROOT, env: { ...process.env, NO_COLOR: '1', PORTOLAN_MAX_RATE: '0' } },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
 describe('check --secret: a responder that stalls again after it answered', () => {
   it('keeps asking a slow responder port until it answers (ok (responder)), and leaves a port something else holds open-unverified', {
     timeout: 600_000,
@@ -132,7 +112,7 @@ describe('check --secret: a responder that stalls again after it answered', () =
     const f = await fake();
     try {
       const site = writeSite([f.ports.pilot, f.ports.slow, f.ports.other]);
-      const r = await check(site);
+      const r = await runCliAsync(['check', site, '--from', 'cli', '--secret', SECRET, '--format', 'json']);
       let doc: CheckJson;
       try {
         doc = JSON.parse(r.stdout) as CheckJson;
