@@ -605,22 +605,27 @@ async function askSilentAgain(
     // Backoff between rounds: a responder still digesting a burst gets time, not more connects.
     if (round) await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** Math.min(round, 7), 30_000)));
     const awake = new Set<string>();
+    const asleep = new Map<string, string>();
     await Promise.all(
       [...new Set(again.map(([, s]) => s.address))].map(async (address) => {
         const host = again.find(([, s]) => s.address === address)?.[1].host ?? '';
         const port = answered.get(address) as number;
-        if (
-          await responderAwake(hostSecret(secret, host), address, port, RESPONDER_PATIENCE_MS, slots, limiter)
-        )
-          awake.add(address);
+        const r = await responderAwake(
+          hostSecret(secret, host),
+          address,
+          port,
+          RESPONDER_PATIENCE_MS,
+          slots,
+          limiter,
+        );
+        if (r.awake) awake.add(address);
+        else asleep.set(address, r.detail);
       }),
     );
-    for (const [key, s] of again)
-      if (!awake.has(s.address))
-        overloaded(
-          key,
-          `it did not answer a probe to port ${answered.get(s.address)} for ${RESPONDER_PATIENCE_MS / 1000} s`,
-        );
+    for (const [key, s] of again) {
+      const why = asleep.get(s.address);
+      if (why !== undefined) overloaded(key, why);
+    }
     const asked = again.filter(([, s]) => awake.has(s.address));
     const still: typeof again = [];
     // Per address: the responder stalled during this round; the ports not yet asked wait for the next.
