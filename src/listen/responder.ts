@@ -70,6 +70,11 @@ export class Answerer {
     private readonly nonces = new NonceCache(),
   ) {}
 
+  /** Nonces remembered now (see NonceCache). */
+  get nonceCount(): number {
+    return this.nonces.size;
+  }
+
   /** `from` is the source address on the wire: a v2 reply carries it back, signed. */
   answer(data: Buffer, proto: ProbeProtocol, port: number, now = Date.now(), from = ''): Answer {
     if (data.length > MAX_PROBE_BYTES) return { reason: `longer than ${MAX_PROBE_BYTES} bytes` };
@@ -307,6 +312,20 @@ export class Responder {
       sock.end(a.reply, () => sock.destroy());
       this.onProbe({ result: 'answered', proto: 'tcp', port, from, to, received, sent: a.reply.length });
     });
+  }
+
+  /**
+   * What the responder holds right now: open TCP connections (all sources), the same per source
+   * address (only sources holding one or more), and nonces remembered (see NonceCache). Once every
+   * prober has closed, connections and sources are back to 0 and {}: the per-source share counts
+   * what is open, never a total that only grows.
+   */
+  held(): { connections: number; sources: Record<string, number>; nonces: number } {
+    return {
+      connections: this.conns.size,
+      sources: Object.fromEntries(this.perSource),
+      nonces: this.answerer.nonceCount,
+    };
   }
 
   /** Stops accepting, drops open connections and closes every socket. */
