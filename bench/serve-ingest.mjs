@@ -17,7 +17,7 @@
 // BENCH_AGENTS (1000), BENCH_STEADY_SECONDS (90: how long each steady case runs).
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -31,6 +31,8 @@ const AGENTS = Number(process.env.BENCH_AGENTS ?? 1000);
 const STEADY_SECONDS = Number(process.env.BENCH_STEADY_SECONDS ?? 90);
 const YAML = readFileSync(join(ROOT, 'examples/lab/loopback.yaml'), 'utf8');
 const MARK = '<!-- serve-ingest: written by bench/serve-ingest.mjs -->';
+const END = '<!-- end serve-ingest -->';
+const { replaceSection } = await import(join(ROOT, 'bench/section.mjs'));
 
 function pct(sorted, p) {
   if (!sorted.length) return Number.NaN;
@@ -309,9 +311,16 @@ const lines = [
   '',
 ];
 if (!process.env.BENCH_AGENTS && !process.env.BENCH_STEADY_SECONDS) {
+  // Only this script's section is replaced; the check below proves the rest of the file unchanged.
   const results = join(ROOT, 'bench', 'RESULTS.md');
   const old = existsSync(results) ? readFileSync(results, 'utf8') : '';
-  const at = old.indexOf(MARK);
-  const before = (at >= 0 ? old.slice(0, at) : old).trimEnd();
-  writeFileSync(results, `${before ? `${before}\n\n` : ''}${lines.join('\n')}`);
+  const text = replaceSection(old, MARK, END, [...lines, END, ''].join('\n'));
+  const outside = (t) => {
+    const at = t.indexOf(MARK);
+    return at < 0 ? t.trimEnd() : t.slice(0, at) + t.slice(t.indexOf(END, at) + END.length);
+  };
+  if (old.includes(MARK) && outside(text) !== outside(old))
+    throw new Error('bench/RESULTS.md: writing the server ingest section would change other sections');
+  writeFileSync(`${results}.tmp`, text);
+  renameSync(`${results}.tmp`, results);
 }
