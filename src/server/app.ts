@@ -441,17 +441,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       config: { allow: AGENT },
       schema: { summary: "the agent's site inventory and the ids of the flows from its host" },
     },
-    async (req) => {
+    async (req, reply) => {
       const agent = await store.agent(req.principal?.agent ?? req.principal?.agentId ?? '');
-      const v = await store.version(agent.site, 'latest');
-      return {
-        agent: agent.id,
-        site: agent.site,
-        host: agent.host,
-        version: v.version,
-        yaml: v.yaml,
-        flowIds: v.parsed.plan.flows.filter((f) => f.from.host === agent.host).map((f) => f.id),
-      };
+      // Kept as JSON text per (site, version, host): not parsed, planned or serialised again.
+      return reply.type('application/json; charset=utf-8').send(await store.agentPlanJson(agent));
     },
   );
   app.post(

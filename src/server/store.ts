@@ -1,5 +1,11 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import { type Selectable, SqliteAdapter, type Transaction } from 'kysely';
+import {
+  type Compilable,
+  type CompiledQuery,
+  type Selectable,
+  SqliteAdapter,
+  type Transaction,
+} from 'kysely';
 import { isFailure, type Verdict } from '../probe/verdict.js';
 import { pushAll } from '../util/arrays.js';
 import type { Db, Tables } from './db.js';
@@ -95,6 +101,11 @@ export class Store {
     { version: number; yaml: string; createdAt: string; parsed: ParsedSite }
   >();
 
+  /** Hot queries compiled once, by name (see prepared). */
+  private readonly compiled = new Map<string, CompiledQuery>();
+  /** The agent plan reply as JSON text after its `agent` field, by `SITE\0VERSION\0HOST` (see agentPlanJson). */
+  private readonly planReplies = new Map<string, string>();
+
   constructor(
     readonly db: Db,
     readonly catalogs: readonly string[] = [],
@@ -102,6 +113,30 @@ export class Store {
   ) {
     this.clock = options.clock ?? Date.now;
     this.groupCommit = db.getExecutor().adapter instanceof SqliteAdapter;
+  }
+
+  /**
+   * Runs a fixed-shape query that the hot paths (every agent request) repeat: built and compiled by
+   * Kysely once per store, then run with `params` in place of the first call's values. `build`
+   * must make the same SQL whatever the values (no IN lists); the first call checks that its
+   * values are exactly `params`, in order, so a wrong parameter order fails at once.
+   */
+  private async prepared<R>(
+    db: Db | Transaction<Tables>,
+    name: string,
+    build: () => Compilable<R>,
+    params: readonly unknown[],
+  ) {
+    let c = this.compiled.get(name) as CompiledQuery<R> | undefined;
+    if (!c) {
+      c = build().compile();
+      if (JSON.stringify(c.parameters) !== JSON.stringify(params))
+        throw new Error(
+          `query ${name}: parameters ${JSON.stringify(c.parameters)} are not ${JSON.stringify(params)}`,
+        );
+      this.compiled.set(name, c);
+    }
+    return db.executeQuery<R>({ ...c, parameters: params });
   }
 
   /** The store's time as ISO-8601 UTC text, the form every time column holds. */
@@ -137,23 +172,24 @@ export class Store {
    */
   async authenticate(token: string): Promise<Principal | null> {
     const hash = hashToken(token);
-    const row = await this.db
-      .selectFrom('tokens')
-      .leftJoin('agents', 'agents.id', 'tokens.agent_id')
-      .select([
-        'tokens.hash',
-        'tokens.kind',
-        'tokens.agent_id',
-        'agents.site',
-        'agents.host',
-        'agents.name',
-        'agents.created_at',
-        'agents.last_seen',
-        'agents.stale',
-        'agents.isolated_at',
-      ])
-      .where('tokens.hash', '=', hash)
-      .executeTakeFirst();
+    const build = () =>
+      this.db
+        .selectFrom('tokens')
+        .leftJoin('agents', 'agents.id', 'tokens.agent_id')
+        .select([
+          'tokens.hash',
+          'tokens.kind',
+          'tokens.agent_id',
+          'agents.site',
+          'agents.host',
+          'agents.name',
+          'agents.created_at',
+          'agents.last_seen',
+          'agents.stale',
+          'agents.isolated_at',
+        ])
+        .where('tokens.hash', '=', hash);
+    const row = (await this.prepared(this.db, 'authenticate', build, [hash])).rows[0];
     if (!row) return null;
     const a = Buffer.from(row.hash, 'hex');
     const b = Buffer.from(hash, 'hex');
@@ -249,6 +285,46 @@ export class Store {
       .orderBy('version', 'desc')
       .limit(1)
       .executeTakeFirst();
+  }
+
+  /** The number of the site's newest version (one indexed lookup, no text), or undefined. */
+  async latestNumber(site: string): Promise<number | undefined> {
+    const build = () =>
+      this.db
+        .selectFrom('site_versions')
+        .select('version')
+        .where('site', '=', site)
+        .orderBy('version', 'desc')
+        .limit(1);
+    const r = await this.prepared(this.db, 'latestNumber', build, [site, 1]);
+    return r.rows[0]?.version;
+  }
+
+  /**
+   * GET /api/agent/plan's reply as JSON text: `{agent, site, host, version, yaml, flowIds}` for the
+   * site's latest version. The part after `agent` is kept per (site, version, host): the version
+   * number is read from the store on every call, and a stored version never changes, so a new
+   * version is seen at once and several serve processes on one database cannot serve a stale plan.
+   */
+  async agentPlanJson(agent: AgentRow): Promise<string> {
+    const n = await this.latestNumber(agent.site);
+    if (n === undefined)
+      throw new ApiError(404, 'ENOSITE', `no version latest of site ${JSON.stringify(agent.site)}`);
+    const key = `${agent.site}\u0000${n}\u0000${agent.host}`;
+    let rest = this.planReplies.get(key);
+    if (rest === undefined) {
+      const v = await this.version(agent.site, n);
+      rest = JSON.stringify({
+        site: agent.site,
+        host: agent.host,
+        version: v.version,
+        yaml: v.yaml,
+        flowIds: v.parsed.plan.flows.filter((f) => f.from.host === agent.host).map((f) => f.id),
+      }).slice(1);
+      if (this.planReplies.size >= 1024) this.planReplies.clear();
+      this.planReplies.set(key, rest);
+    }
+    return `{"agent":${JSON.stringify(agent.id)},${rest}`;
   }
 
   async versions(site: string) {
@@ -406,11 +482,10 @@ export class Store {
     const events: EventRow[] = [];
     if (!a.stale) {
       // The common case is one statement; a stale agent coming back also gets its event.
-      await this.db
-        .updateTable('agents')
-        .set({ last_seen: this.now(), stale: 0 })
-        .where('id', '=', agentId)
-        .execute();
+      const now = this.now();
+      const build = () =>
+        this.db.updateTable('agents').set({ last_seen: now, stale: 0 }).where('id', '=', agentId);
+      await this.prepared(this.db, 'heartbeat', build, [now, 0, agentId]);
       return events;
     }
     await this.db.transaction().execute(async (tx) => {
@@ -539,21 +614,23 @@ export class Store {
     const events: EventRow[] = [];
     const at = this.now();
     const stored = await (async () => {
-      const ins = await tx
-        .insertInto('runs')
-        .values({
-          key: run.key,
-          agent_id: agentId,
-          site: agent.site,
-          version: run.version,
-          started_at: run.startedAt,
-          received_at: at,
-          isolated: run.isolated ? 1 : 0,
-          results: run.results.length,
-        })
-        .onConflict((oc) => oc.column('key').doNothing())
-        .executeTakeFirst();
-      if (Number(ins.numInsertedOrUpdatedRows ?? 0n) !== 1) return false;
+      const values = {
+        key: run.key,
+        agent_id: agentId,
+        site: agent.site,
+        version: run.version,
+        started_at: run.startedAt,
+        received_at: at,
+        isolated: run.isolated ? 1 : 0,
+        results: run.results.length,
+      };
+      const insertRun = () =>
+        tx
+          .insertInto('runs')
+          .values(values)
+          .onConflict((oc) => oc.column('key').doNothing());
+      const ins = await this.prepared(tx, 'insertRun', insertRun, Object.values(values));
+      if (Number(ins.numAffectedRows ?? 0n) !== 1) return false;
       if (run.results.length)
         await tx
           .insertInto('results')
@@ -569,11 +646,13 @@ export class Store {
             })),
           )
           .execute();
-      await tx
-        .updateTable('agents')
-        .set({ last_seen: at, stale: 0, isolated_at: run.isolated ? run.startedAt : agent.isolated_at })
-        .where('id', '=', agentId)
-        .execute();
+      const isolatedAt = run.isolated ? run.startedAt : agent.isolated_at;
+      const seen = () =>
+        tx
+          .updateTable('agents')
+          .set({ last_seen: at, stale: 0, isolated_at: isolatedAt })
+          .where('id', '=', agentId);
+      await this.prepared(tx, 'agentSeen', seen, [at, 0, isolatedAt, agentId]);
       if (run.isolated) {
         events.push(
           await this.event(
