@@ -220,8 +220,8 @@ async function burst(base, agents) {
   );
 }
 
-async function bench(store, db, target, dir) {
-  const serve = await startServe(db, dir);
+async function bench(store, db, target, dir, priority = false) {
+  const serve = await startServe(db, dir, priority);
   const rows = [];
   try {
     await call(serve.base, serve.admin, 'POST', '/api/sites', { yaml: YAML });
@@ -257,8 +257,10 @@ async function bench(store, db, target, dir) {
     const posted = rows.reduce((n, r) => n + r.posts, 0);
     for (const r of rows) {
       r.store = store;
+      r.priority = priority ? 'nice -15' : 'as-is';
+      r.load = loadavg()[0];
       console.log(
-        `${store}: ${r.name}: ${r.posts} result posts, ${r.failures} failed, ${r.perSecond.toFixed(0)} results/s, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms, max ${r.max.toFixed(1)} ms, server CPU ${r.cpuMs.toFixed(1)} ms per post`,
+        `${store} (${r.priority}): ${r.name}: ${r.posts} result posts, ${r.failures} failed, ${r.perSecond.toFixed(0)} results/s, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms, max ${r.max.toFixed(1)} ms, server CPU ${r.cpuMs.toFixed(1)} ms per post`,
       );
     }
     console.log(`${store}: ${posted} posts acknowledged, ${runs} runs stored`);
@@ -275,6 +277,12 @@ const dir = mkdtempSync(join(tmpdir(), 'ptbench-'));
 try {
   const file = join(dir, 'bench.db');
   done.push(await bench('SQLite', file, { kind: 'sqlite', file }, dir));
+  // The same load with the serve process alone given CPU priority over the machine's other work
+  // (nice -15; root only): the part of the latency that is waiting for a CPU behind other processes.
+  if (process.getuid?.() === 0) {
+    const file2 = join(dir, 'bench-nice.db');
+    done.push(await bench('SQLite', file2, { kind: 'sqlite', file: file2 }, dir, true));
+  } else console.log('SQLite at nice -15: skipped (needs root)');
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
@@ -306,16 +314,31 @@ const lines = [
   '',
   `- machine: ${cpus().length} × ${cpus()[0]?.model.trim()}, Node ${process.version}; load average (1 min) before/after: ${load0.toFixed(2)} / ${loadavg()[0].toFixed(2)}`,
   '',
-  '| store | load | result posts | results/s | p50 (ms) | p99 (ms) | max (ms) | server CPU per post (ms) | stored once |',
-  '|---|---|---|---|---|---|---|---|---|',
+  '| store | serve process | load | load average after | result posts | results/s | p50 (ms) | p99 (ms) | max (ms) | server CPU per post (ms) | stored once |',
+  '|---|---|---|---|---|---|---|---|---|---|---|',
   ...done.flatMap((d) =>
     d.rows.map(
       (r) =>
-        `| ${r.store} | ${r.name} | ${r.posts} | ${r.perSecond.toFixed(0)} | ${f(r.p50)} | ${f(r.p99)} | ${f(r.max)} | ${f(r.cpuMs)} | ${d.runs === d.posted ? `yes (${d.runs} runs)` : `NO: ${d.posted} acknowledged, ${d.runs} stored`} |`,
+        `| ${r.store} | ${r.priority} | ${r.name} | ${r.load.toFixed(2)} | ${r.posts} | ${r.perSecond.toFixed(0)} | ${f(r.p50)} | ${f(r.p99)} | ${f(r.max)} | ${f(r.cpuMs)} | ${d.runs === d.posted ? `yes (${d.runs} runs)` : `NO: ${d.posted} acknowledged, ${d.runs} stored`} |`,
     ),
   ),
   '',
+  ...targetLines(),
+  '',
 ];
+
+/** Plainly, which measured rows met the target (p99 under 50 ms, SQLite, 1,000 agents every 5 minutes) and which did not. */
+function targetLines() {
+  const rows = done
+    .flatMap((d) => d.rows)
+    .filter((r) => r.store === 'SQLite' && r.name.includes('every 5 min'));
+  const say = (r) => `${r.priority === 'as-is' ? 'as-is' : 'serve at nice -15'}: p99 ${f(r.p99)} ms`;
+  const met = rows.filter((r) => r.p99 < 50);
+  const missed = rows.filter((r) => !(r.p99 < 50));
+  return [
+    `Target (p99 < 50 ms, SQLite, ${AGENTS} agents every 5 min): ${met.length ? `met ${met.map(say).join('; ')}` : 'not met in any row'}${missed.length ? `; not met ${missed.map(say).join('; ')}` : ''}.`,
+  ];
+}
 if (!process.env.BENCH_AGENTS && !process.env.BENCH_STEADY_SECONDS) {
   // Only this script's section is replaced; the check below proves the rest of the file unchanged.
   const results = join(ROOT, 'bench', 'RESULTS.md');
