@@ -305,7 +305,11 @@ function rowState(r) {
     if (r.state === 'broken') return 'open again';
     return /still open/.test(r.evidence) ? 'removal requested (still open)' : 'removal requested';
   }
-  return r.state === 'working' ? 'implemented and working' : r.state === 'broken' ? 'broken again' : 'requested';
+  return r.state === 'working'
+    ? 'implemented and working'
+    : r.state === 'broken'
+      ? 'broken again'
+      : 'requested';
 }
 
 function Changes({ site }) {
