@@ -31,7 +31,7 @@ export interface AgentPlan {
   flowIds: string[];
   /**
    * Flows from this host that removal rows of change requests name and the latest version no longer
-   * has, with the inventory of the version that still has them: checked and posted as a run of
+   * has in that form, with the inventory of the version that still has them: checked and posted as a run of
    * that version, so the server can tell a removal implemented (blocked) from still open. Absent
    * from servers before this field.
    */

@@ -68,10 +68,6 @@ export function newToken(prefix: string): string {
   return `${prefix}_${randomBytes(32).toString('base64url')}`;
 }
 
-/**
- * The store: every read and write the API makes, on one query layer for SQLite and PostgreSQL. It
- * keeps no state between calls that another `serve` process sharing the database would need.
- */
 export type RemovalEvidence = 'blocked' | 'open' | 'inconclusive';
 
 /**
@@ -108,6 +104,10 @@ export interface StoreOptions {
   clock?: () => number;
 }
 
+/**
+ * The store: every read and write the API makes, on one query layer for SQLite and PostgreSQL. It
+ * keeps no state between calls that another `serve` process sharing the database would need.
+ */
 export class Store {
   private readonly clock: () => number;
   /** Runs validated and waiting for the next group commit (drainRuns). */
@@ -128,7 +128,7 @@ export class Store {
 
   /** Hot queries compiled once, by name (see prepared). */
   private readonly compiled = new Map<string, CompiledQuery>();
-  /** The agent plan reply as JSON text after its `agent` field, by `SITE\0VERSION\0HOST` (see agentPlanJson). */
+  /** The agent plan reply as JSON text after its `agent` field, by `SITE\0VERSION\0CHANGE-REQUESTS\0HOST` (see agentPlanJson). */
   private readonly planReplies = new Map<string, string>();
 
   constructor(
