@@ -294,13 +294,44 @@ export function sweepTcp(
   // Sockets whose last connect failed, per target, ready to dial the same address again (see
   // dialAgain): a socket keeps what its first address set (family, IPv4-mapped mode, the device
   // of a link-local scope), so it never goes to another address. A few are enough: a completion
-  // hands its socket to the connect that pump() starts next.
+  // hands its socket to the connect that pump() starts next. When the limit is reached, the
+  // spares of other targets go first: a thread works through the targets one after another, and
+  // a spare left with a target it has finished would never dial again (over 200 targets, that
+  // stopped all reuse after the first few).
   const spares: RawTcp[][] = job.targets.map(() => []);
+  /** The targets whose spare list may be non-empty, each once (`listed`). */
+  let withSpares: number[] = [];
+  const listed = new Uint8Array(job.targets.length);
   let spareCount = 0;
-  const dropSpares = () => {
+  const dropSpares = (keep = -1) => {
     if (!spareCount) return;
-    for (const list of spares) for (const h of list.splice(0)) h.close();
-    spareCount = 0;
+    for (const t of withSpares) {
+      listed[t] = 0;
+      if (t === keep) continue;
+      const list = spares[t] as RawTcp[];
+      spareCount -= list.length;
+      for (const h of list.splice(0)) h.close();
+    }
+    withSpares = [];
+    if (keep >= 0 && (spares[keep] as RawTcp[]).length) {
+      withSpares.push(keep);
+      listed[keep] = 1;
+    }
+  };
+  /** Keeps a socket whose connect failed for the next connect to target t, or closes it. */
+  const stash = (h: RawTcp, t: number) => {
+    if (spareCount >= MAX_SPARES) dropSpares(t);
+    if (spareCount >= MAX_SPARES) {
+      h.close();
+      return;
+    }
+    const list = spares[t] as RawTcp[];
+    if (!listed[t]) {
+      withSpares.push(t);
+      listed[t] = 1;
+    }
+    list.push(h);
+    spareCount++;
   };
 
   const onComplete = WRAP
@@ -318,10 +349,8 @@ export function sweepTcp(
           closeSelf(handle);
           dialOver(i);
         } else {
-          if (st < 0 && REUSE_SOCKETS && spareCount < MAX_SPARES) {
-            (spares[job.target[i] as number] as RawTcp[]).push(handle);
-            spareCount++;
-          } else handle.close();
+          if (st < 0 && REUSE_SOCKETS) stash(handle, job.target[i] as number);
+          else handle.close();
           finish(i, st === 0 ? OPEN : st);
         }
         pump();
@@ -450,9 +479,17 @@ export function sweepTcp(
     let overdue = false;
     for (let t = 0; t < queues.length; t++) {
       const q = queues[t] as number[];
+      let h = heads[t] as number;
+      if (h >= q.length) {
+        // Nothing of this target's in flight here.
+        if (h) {
+          q.length = 0;
+          heads[t] = 0;
+        }
+        continue;
+      }
       // Other threads' answers (and other targets' of the network) count too.
       const timeout = timeoutOf(t);
-      let h = heads[t] as number;
       while (h < q.length) {
         const i = q[h] as number;
         if (state[i] !== INFLIGHT) {
