@@ -219,7 +219,10 @@ function command(tool, dir) {
   const last = ADDRS.at(-1).split('.');
   const range =
     first[2] === last[2] ? `${first.slice(0, 3).join('.')}.${first[3]}-${last[3]}` : ADDRS.join(' ');
-  return ['nmap', ['-sT', '-n', '-Pn', `-p${LO}-${HI}`, tool.slice(5), '-oX', '-', ...range.split(' ')]];
+  return [
+    'nmap',
+    ['-sT', '-n', '-Pn', `-p${LO}-${HI}`, `-${tool.slice(5)}`, '-oX', '-', ...range.split(' ')],
+  ];
 }
 
 async function main() {
