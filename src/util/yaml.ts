@@ -90,9 +90,12 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
   }
   if (onlyComments(text))
     throw new InputError(`the ${what} is empty (expected a YAML mapping)`, { file, line: 1, column: 1 });
-  // Flow collections ([[[...]]]) too deep are refused from the token stream, before the parser
-  // builds them: it takes minutes over a few megabytes of brackets.
-  let flowDeep = tooDeepFlow(text);
+  // One lexer pass feeds the parser and counts flow depth as it goes: flow collections
+  // ([[[...]]]) too deep are refused before the parser builds them (it takes minutes over a few
+  // megabytes of brackets). The parser also fills lineCounter.
+  const tokens: CST.Token[] = [];
+  lineCounter.addNewLine(0); // what Parser.parse does first
+  let flowDeep = parseCounted(text, new Parser(lineCounter.addNewLine), tokens);
   if (flowDeep !== undefined) {
     // The text up to that bracket is short of the deep part: its CST gives the exact first level
     // too deep, block levels counted as everywhere else.
@@ -106,8 +109,7 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
       },
     );
   }
-  // The CST pass is iterative, so it measures nesting safely; it also fills lineCounter.
-  const tokens = Array.from(new Parser(lineCounter.addNewLine).parse(text));
+  // The CST pass is iterative, so it measures nesting safely.
   const deep = tooDeep(tokens);
   if (deep !== undefined)
     throw new InputError(
@@ -223,21 +225,24 @@ export function onlyComments(text: string): boolean {
 }
 
 /**
- * The offset of the first flow collection (`[` or `{`) opened deeper than MAX_DEPTH flow levels,
- * from yaml's lexer, which yields tokens as it goes (linear, stops at the first one found). Quoted
- * and plain scalars are single tokens, so brackets inside text are not counted. The lexer's own
- * control tokens (document, flow-error and scalar marks) are not source text and take no offset.
+ * Parses `text` into `tokens` (what Parser.parse does) from one pass of yaml's lexer, and returns
+ * the offset of the first flow collection (`[` or `{`) opened deeper than MAX_DEPTH flow levels,
+ * stopping there before the parser sees it; undefined when there is none. Quoted and plain scalars
+ * are single tokens, so brackets inside text are not counted. The lexer's own control tokens
+ * (document, flow-error and scalar marks) are not source text and take no offset.
  */
-function tooDeepFlow(text: string): number | undefined {
+function parseCounted(text: string, parser: Parser, tokens: CST.Token[]): number | undefined {
   let depth = 0;
   let offset = 0;
   for (const token of new Lexer().lex(text)) {
     if (token === '[' || token === '{') {
       if (++depth > MAX_DEPTH) return offset;
     } else if (token === ']' || token === '}') depth = Math.max(0, depth - 1);
+    for (const t of parser.next(token)) tokens.push(t);
     if (token.length === 1 && '\x02\x18\x1f'.includes(token)) continue;
     offset += token.length;
   }
+  for (const t of parser.end()) tokens.push(t);
   return undefined;
 }
 
