@@ -458,8 +458,10 @@ function sourceRef(s: SourceRef): FlowSource {
 /** An entry's sources as a flow cites them, built once per entry (a large plan has a flow per pair). */
 const entrySources = new WeakMap<CatalogEntry, readonly FlowSource[]>();
 function sourceRefs(e: CatalogEntry): readonly FlowSource[] {
-  let refs = entrySources.get(e);
-  if (!refs) entrySources.set(e, (refs = e.sources.map(sourceRef)));
+  const known = entrySources.get(e);
+  if (known) return known;
+  const refs = e.sources.map(sourceRef);
+  entrySources.set(e, refs);
   return refs;
 }
 
