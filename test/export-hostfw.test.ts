@@ -1650,3 +1650,41 @@ describe('shell quoting', () => {
     assert.equal(r.stdout, `it's $(echo no) "x"\n;`);
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// Rule comments (firewalld and ufw scripts): per rule, not per flow
+
+describe('firewalld and ufw rule comments follow rules, not flows', () => {
+  for (const [name, gen, script] of [
+    ['firewalld', firewalld, FIREWALLD_SCRIPT],
+    ['ufw', ufw, UFW_SCRIPT],
+  ] as const) {
+    it(`${name}: each rule says its flow and host counts and catalog rows; no flow's purpose is in a comment`, () => {
+      const { rendered } = renderAll(gen);
+      assert.ok(rendered.length > 0);
+      let counted = 0;
+      for (const r of rendered) {
+        const text = file(r, script);
+        const lines = text.split('\n');
+        // The flows that stay on the host are listed by purpose on purpose (no rule is rendered).
+        const local = new Set(r.model.localFlows.map((f) => oneLine(f.purpose)));
+        const comments = lines.filter((l) => l.startsWith('#'));
+        for (const f of r.model.rules.flatMap((x) => x.flows)) {
+          const purpose = asciiText(f.purpose);
+          if (purpose.length < 20 || local.has(oneLine(f.purpose))) continue;
+          for (const c of comments)
+            assert.ok(!c.includes(purpose), `${label(r)}: a flow's purpose in a comment: ${c}`);
+        }
+        lines.forEach((line, i) => {
+          if (!/^# (in|out)-[\w-]+: (service|app) portolan-/.test(line)) return;
+          const count = /^# {3}(\d+) flows? (from|to) (\d+) hosts?$/.exec(lines[i + 1] ?? '');
+          assert.ok(count, `${label(r)}: the line after ${line} gives the counts: ${lines[i + 1]}`);
+          assert.ok(Number(count[1]) >= 1 && Number(count[3]) >= 1, `${label(r)}: ${lines[i + 1]}`);
+          assert.match(lines[i + 2] ?? '', /^# {3}[\w-]+ catalog rows? [\w-]+(, [\w-]+)* \[.+\]$/, label(r));
+          counted++;
+        });
+      }
+      assert.ok(counted > 0, 'some rule comments were checked');
+    });
+  }
+});

@@ -17,27 +17,44 @@ export interface ConditionContext {
 export type Truth = true | false | { unknown: string[] };
 
 export function evaluate(conds: readonly Condition[] | undefined, ctx: ConditionContext): Truth {
-  return all((conds ?? []).map((c) => evalOne(c, ctx)));
+  // Evaluated once per candidate pair of hosts: no list is built unless a value is unknown.
+  if (!conds || conds.length === 0) return true;
+  if (conds.length === 1) return evalOne(conds[0] as Condition, ctx);
+  return all(conds, ctx);
 }
 
-function all(values: Truth[]): Truth {
-  if (values.includes(false)) return false;
-  const unknown = values.flatMap((v) => (typeof v === 'object' ? v.unknown : []));
-  return unknown.length ? { unknown } : true;
+/** Every condition holds: false if one is false, else the unknowns of all, else true. */
+function all(conds: readonly Condition[], ctx: ConditionContext): Truth {
+  let unknown: string[] | undefined;
+  let falsy = false;
+  for (const c of conds) {
+    const v = evalOne(c, ctx);
+    if (v === false) falsy = true;
+    else if (v !== true) unknown = unknown ? unknown.concat(v.unknown) : v.unknown;
+  }
+  if (falsy) return false;
+  return unknown?.length ? { unknown } : true;
 }
 
-function some(values: Truth[]): Truth {
-  if (values.includes(true)) return true;
-  const unknown = values.flatMap((v) => (typeof v === 'object' ? v.unknown : []));
-  return unknown.length ? { unknown } : false;
+/** One condition holds: true if one is true, else the unknowns of all, else false. */
+function some(conds: readonly Condition[], ctx: ConditionContext): Truth {
+  let unknown: string[] | undefined;
+  let truthy = false;
+  for (const c of conds) {
+    const v = evalOne(c, ctx);
+    if (v === true) truthy = true;
+    else if (v !== false) unknown = unknown ? unknown.concat(v.unknown) : v.unknown;
+  }
+  if (truthy) return true;
+  return unknown?.length ? { unknown } : false;
 }
 
 function evalOne(c: Condition, ctx: ConditionContext): Truth {
   if ('feature' in c) return ctx.features.has(c.feature);
   if ('role-present' in c) return ctx.rolePresent(c['role-present']);
   if ('role-absent' in c) return !ctx.rolePresent(c['role-absent']);
-  if ('all' in c) return all(c.all.map((x) => evalOne(x, ctx)));
-  if ('any' in c) return some(c.any.map((x) => evalOne(x, ctx)));
+  if ('all' in c) return all(c.all, ctx);
+  if ('any' in c) return some(c.any, ctx);
   if ('not' in c) {
     const v = evalOne(c.not, ctx);
     return typeof v === 'object' ? v : !v;
@@ -55,14 +72,23 @@ function evalOne(c: Condition, ctx: ConditionContext): Truth {
   const value = ctx.setting(name);
   if (value === undefined) return { unknown: [`settings.${name}`] };
   if (is !== undefined && value !== is) return false;
-  const v = parseVersion(value);
+  const v = versionOf(value);
   if (min !== undefined || max !== undefined) {
     if (!v) return false;
     return versionWithin(
       v,
-      min === undefined ? undefined : parseVersion(min),
-      max === undefined ? undefined : parseVersion(max),
+      min === undefined ? undefined : versionOf(min),
+      max === undefined ? undefined : versionOf(max),
     );
   }
   return true;
+}
+
+/** parseVersion, remembered: a site has a handful of versions, asked about once per pair of hosts. */
+const versions = new Map<string, readonly number[] | undefined>();
+function versionOf(text: string): readonly number[] | undefined {
+  if (versions.has(text)) return versions.get(text);
+  const v = parseVersion(text);
+  if (versions.size < 1024) versions.set(text, v);
+  return v;
 }

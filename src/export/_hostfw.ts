@@ -3,7 +3,14 @@ import type { Endpoint, Flow } from '../model/flow.js';
 import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
 import { appendTo, pushAll } from '../util/arrays.js';
 import { oneLine } from './header.js';
-import { type AddressSet, addressSetOf, type ExportModel, servicesByPort } from './model.js';
+import {
+  type AddressSet,
+  addressSetOf,
+  catalogRowLines,
+  type ExportModel,
+  SUMMARY_HOSTS,
+  servicesByPort,
+} from './model.js';
 
 /**
  * Internal to the host-firewall generators (firewalld, ufw, windows): plain-ASCII text, the POSIX
@@ -256,12 +263,31 @@ export function hostApplications(model: ExportModel, maxName: number): { apps: H
   return { apps: [...apps.values()], grants };
 }
 
-/** One comment line per flow behind a rule: product, hosts, purpose and source documents. */
-export function flowLines(flows: readonly Flow[]): string[] {
-  return flows.map((f) => {
-    const docs = [...new Set(f.sources.map((s) => s.doc))].join(', ');
-    return `${f.product}: ${f.from.host ?? 'unspecified peer'} -> ${f.to.host ?? 'unspecified peer'}: ${f.purpose} [${docs}]`;
-  });
+/**
+ * What a script comment says about the flows behind one rule, in place of one line per flow (the
+ * change request, `--to csv|markdown|html`, lists the flows): how many flows and peer hosts, then per
+ * product the catalog rows and source documents (catalogRowLines). Bounded by the catalog's size,
+ * not the inventory's. `peers`: the rule's peer side (`from` for inbound, `to` for outbound).
+ */
+export function flowProvenance(flows: readonly Flow[], peers: AddressSet, side: 'from' | 'to'): string[] {
+  const count = (n: number, one: string) => `${n} ${one}${n === 1 ? '' : 's'}`;
+  return [
+    `  ${count(flows.length, 'flow')} ${side} ${count(peers.hosts.length, 'host')}`,
+    ...catalogRowLines(flows),
+  ];
+}
+
+/** The script header's word on what the rule comments hold and where the flows one by one are. */
+export const PROVENANCE_NOTE: readonly string[] = [
+  '# Each rule says its flows, peer hosts and catalog rows; the flows one by one (hosts, purposes,',
+  '# sources) are in the change request: portolan export --to csv|markdown|html.',
+];
+
+/** Peer host names for a comment: past SUMMARY_HOSTS names, `and N more`. */
+export function peerNames(hosts: readonly (string | null)[]): string {
+  const names = hosts.slice(0, SUMMARY_HOSTS).map((h) => h ?? 'unspecified peer');
+  const rest = hosts.length - names.length;
+  return rest > 0 ? `${names.join(', ')} and ${rest} more` : names.join(', ');
 }
 
 /** Host mode: the flows that stay on this host, as text lines (called out, never a rule). */

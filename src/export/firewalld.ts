@@ -5,11 +5,13 @@ import {
   appPorts,
   type Fill,
   fillWarning,
-  flowLines,
+  flowProvenance,
   type Grant,
   type HostApp,
   hostApplications,
   localFlowLines,
+  PROVENANCE_NOTE,
+  peerNames,
   plainAddress,
   shComment,
   shellPlaceholder,
@@ -165,7 +167,10 @@ function grantItem(g: Grant): Item {
     peers: g.peers,
     element: serviceElement(g.app),
     what,
-    comment: [`${g.id}: service ${g.app.name}, ${what}`, ...flowLines(g.flows).map((l) => `  ${l}`)],
+    comment: [
+      `${g.id}: service ${g.app.name}, ${portServiceText(g.flows)} ${peers} ${peerNames(g.peers.hosts)}`,
+      ...flowProvenance(g.flows, g.peers, peers),
+    ],
   };
 }
 
@@ -178,7 +183,10 @@ function icmpItem(r: ExportRule): Item {
     peers: direction === 'in' ? r.src : r.dst,
     element: icmpElement(r),
     what,
-    comment: [`${r.id}: ${what}`, ...flowLines(r.flows).map((l) => `  ${l}`)],
+    comment: [
+      `${r.id}: ${what}`,
+      ...flowProvenance(r.flows, direction === 'in' ? r.src : r.dst, direction === 'in' ? 'from' : 'to'),
+    ],
   };
 }
 
@@ -196,6 +204,7 @@ function script(model: ExportModel, apps: HostApp[], items: Item[], warnings: st
     '# nothing until you set it to REJECT or DROP (firewall-cmd --permanent --policy=portolan-out',
     '# --set-target=REJECT) to allow only the planned outbound flows. Run as root, then apply with',
     '# firewall-cmd --reload. firewalld 0.9 or later (policies).',
+    ...PROVENANCE_NOTE,
     ...localFlowLines(model).map(shComment),
     'set -eu',
     'set -f',

@@ -7,11 +7,13 @@ import {
   cut,
   type Fill,
   fillWarning,
-  flowLines,
+  flowProvenance,
   type Grant,
   type HostApp,
   hostApplications,
   localFlowLines,
+  PROVENANCE_NOTE,
+  peerNames,
   plainAddress,
   shComment,
   shellPlaceholder,
@@ -107,8 +109,8 @@ function renderGrant(g: Grant, fills: Fill[], warnings: string[]): string[] {
   const peers = g.direction === 'in' ? 'from' : 'to';
   const what = `${portServiceText(g.flows)} ${peers} ${g.peers.hosts.map((h) => h ?? 'unspecified peer').join(', ')}`;
   const lines = [
-    shComment(`${g.id}: app ${g.app.name}, ${what}`),
-    ...flowLines(g.flows).map((l) => shComment(`  ${l}`)),
+    shComment(`${g.id}: app ${g.app.name}, ${portServiceText(g.flows)} ${peers} ${peerNames(g.peers.hosts)}`),
+    ...flowProvenance(g.flows, g.peers, peers).map(shComment),
   ];
   if (setIsEmpty(g.peers)) {
     const why = 'it has no peer addresses (an empty match would mean any)';
@@ -143,6 +145,7 @@ function script(model: ExportModel, grants: Grant[], warnings: string[]): string
     `# Copies the application profiles (${PROFILE_FILE} next to this script) into $PORTOLAN_UFW_APPS_DIR`,
     '# (default /etc/ufw/applications.d), then allows each planned peer the application it uses. Run as',
     '# root. Outbound rules matter only with a default outgoing policy of deny (ufw default deny outgoing).',
+    ...PROVENANCE_NOTE,
     ...localFlowLines(model).map(shComment),
     'set -eu',
     'set -f',

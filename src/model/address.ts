@@ -21,7 +21,9 @@ UNSPECIFIED.addAddress('::', 'ipv6');
  */
 export function isUnspecified(ip: string): boolean {
   const v = isIP(ip);
-  return v !== 0 && UNSPECIFIED.check(ip, v === 6 ? 'ipv6' : 'ipv4');
+  // Node reads IPv4 only as four plain decimal octets (no leading zeros): one spelling.
+  if (v === 4) return ip === '0.0.0.0';
+  return v === 6 && UNSPECIFIED.check(ip, 'ipv6');
 }
 
 /**
@@ -84,7 +86,9 @@ export function parseAddress(raw: string): Address | { error: string } {
     return {
       error: `${JSON.stringify(text)} is the unspecified address: a connect to it reaches this machine, not a host (expected the host's own address)`,
     };
-  if (version === 4 || version === 6) return { kind: 'ip', text: normalizeCidr(text), version };
+  // An IPv4 address isIP accepts is already canonical (plain decimal octets); IPv6 has many spellings.
+  if (version === 4) return { kind: 'ip', text, version };
+  if (version === 6) return { kind: 'ip', text: normalizeCidr(text), version };
   if (isInetAtonForm(text) && !/^[\d.]+$/.test(text))
     return {
       error: `${JSON.stringify(text)} is a number the system resolver reads as an IPv4 address (hex or octal form), not a DNS name (expected four decimal octets such as 10.0.0.1, or a name)`,

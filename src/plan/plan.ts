@@ -455,6 +455,16 @@ function sourceRef(s: SourceRef): FlowSource {
   return { doc: s.doc, ref: `${s.table} table, row ${s.row}${s.ref ? `: ${s.ref}` : ''}` };
 }
 
+/** An entry's sources as a flow cites them, built once per entry (a large plan has a flow per pair). */
+const entrySources = new WeakMap<CatalogEntry, readonly FlowSource[]>();
+function sourceRefs(e: CatalogEntry): readonly FlowSource[] {
+  const known = entrySources.get(e);
+  if (known) return known;
+  const refs = e.sources.map(sourceRef);
+  entrySources.set(e, refs);
+  return refs;
+}
+
 function toFlow(
   product: string,
   e: CatalogEntry,
@@ -477,7 +487,7 @@ function toFlow(
     tls: e.tls ?? false,
     ...(e['dynamic-ports'] && ports.length ? { dynamicPorts: [...ports] } : {}),
     purpose: (ja ? e['purpose-ja'] : undefined) ?? e.purpose,
-    sources: e.sources.map(sourceRef),
+    sources: [...sourceRefs(e)],
     notes: [...notes],
     entries: [e.id],
     local: from.host !== null && from.host === to.host,
@@ -513,9 +523,11 @@ export function mergeFlows(raw: readonly Flow[], own = false): Flow[] {
       });
       continue;
     }
-    if (f.dynamicPorts)
+    // Freshly planned ranges are merged already: the same ranges again (the common case) leave
+    // them as they are, rather than sorting a copy per duplicate.
+    if (f.dynamicPorts && !(own && samePorts(seen.dynamicPorts, f.dynamicPorts)))
       seen.dynamicPorts = mergePortRanges([...(seen.dynamicPorts ?? []), ...f.dynamicPorts]);
-    seen.ports = mergePortRanges([...seen.ports, ...f.ports]);
+    if (!(own && samePorts(seen.ports, f.ports))) seen.ports = mergePortRanges([...seen.ports, ...f.ports]);
     for (const s of f.sources)
       if (!seen.sources.some((x) => x.doc === s.doc && x.ref === s.ref)) seen.sources.push(s);
     for (const n of f.notes) if (!seen.notes.includes(n)) seen.notes.push(n);
@@ -526,9 +538,24 @@ export function mergeFlows(raw: readonly Flow[], own = false): Flow[] {
   return [...byKey.values()];
 }
 
+/** Whether two lists of port ranges are the same ranges in the same order. */
+function samePorts(a: readonly PortRange[] | undefined, b: readonly PortRange[]): boolean {
+  if (!a || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as PortRange;
+    const y = b[i] as PortRange;
+    if (x[0] !== y[0] || x[1] !== y[1]) return false;
+  }
+  return true;
+}
+
 function flowKey(f: Flow): string {
-  const end = (e: Endpoint) => (e.host ? `${e.host}/${e.role}` : `any(${e.description ?? ''})`);
-  return [f.product, end(f.from), end(f.to), f.protocol, f.service, ...(f.basis ? [f.basis] : [])].join(' ');
+  const key = `${f.product} ${endKey(f.from)} ${endKey(f.to)} ${f.protocol} ${f.service}`;
+  return f.basis ? `${key} ${f.basis}` : key;
+}
+
+function endKey(e: Endpoint): string {
+  return e.host ? `${e.host}/${e.role}` : `any(${e.description ?? ''})`;
 }
 
 /**

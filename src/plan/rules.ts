@@ -389,8 +389,17 @@ export function ruleProvenance(r: ExportRule): string[] {
   const count = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
   const hosts = (s: AddressSet) => count(s.hosts.length, 'host');
   const head = `${r.id}: ${what} (${r.services.join(', ')}): ${count(r.flows.length, 'flow')}, ${hosts(r.src)} -> ${hosts(r.dst)}`;
+  return [head, ...catalogRowLines(r.flows)];
+}
+
+/**
+ * Per product behind some flows, one line: its catalog rows (entry ids) and the source documents,
+ * in the flows' order: `  veeam catalog rows vbr-ssh, vbr-nfs [https://...]`. Bounded by the
+ * catalogs' size, not the inventory's.
+ */
+export function catalogRowLines(flows: readonly Flow[]): string[] {
   const byProduct = new Map<string, { entries: Set<string>; docs: Set<string> }>();
-  for (const f of r.flows) {
+  for (const f of flows) {
     let p = byProduct.get(f.product);
     if (!p) {
       p = { entries: new Set(), docs: new Set() };
@@ -399,7 +408,7 @@ export function ruleProvenance(r: ExportRule): string[] {
     for (const e of f.entries) p.entries.add(e);
     for (const s of f.sources) p.docs.add(s.doc);
   }
-  const lines = [head];
+  const lines: string[] = [];
   for (const [product, p] of byProduct)
     lines.push(
       `  ${product} catalog ${p.entries.size === 1 ? 'row' : 'rows'} ${[...p.entries].join(', ')} [${[...p.docs].join(', ')}]`,

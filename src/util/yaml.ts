@@ -8,6 +8,7 @@ import {
   isAlias,
   isMap,
   isNode,
+  isPair,
   isScalar,
   isSeq,
   Lexer,
@@ -15,7 +16,9 @@ import {
   type Node,
   Parser,
   visit,
+  YAMLMap,
   YAMLParseError,
+  YAMLSeq,
 } from 'yaml';
 import { InputError, type Location, shown } from '../errors.js';
 import { readBounded } from './read.js';
@@ -90,9 +93,12 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
   }
   if (onlyComments(text))
     throw new InputError(`the ${what} is empty (expected a YAML mapping)`, { file, line: 1, column: 1 });
-  // Flow collections ([[[...]]]) too deep are refused from the token stream, before the parser
-  // builds them: it takes minutes over a few megabytes of brackets.
-  let flowDeep = tooDeepFlow(text);
+  // One lexer pass feeds the parser and counts flow depth as it goes: flow collections
+  // ([[[...]]]) too deep are refused before the parser builds them (it takes minutes over a few
+  // megabytes of brackets). The parser also fills lineCounter.
+  const tokens: CST.Token[] = [];
+  lineCounter.addNewLine(0); // what Parser.parse does first
+  let flowDeep = parseCounted(text, new Parser(lineCounter.addNewLine), tokens);
   if (flowDeep !== undefined) {
     // The text up to that bracket is short of the deep part: its CST gives the exact first level
     // too deep, block levels counted as everywhere else.
@@ -106,8 +112,7 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
       },
     );
   }
-  // The CST pass is iterative, so it measures nesting safely; it also fills lineCounter.
-  const tokens = Array.from(new Parser(lineCounter.addNewLine).parse(text));
+  // The CST pass is iterative, so it measures nesting safely.
   const deep = tooDeep(tokens);
   if (deep !== undefined)
     throw new InputError(
@@ -137,7 +142,7 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
     );
   const err = doc.errors[0];
   if (err) throw new InputError(`YAML: ${yamlMessage(err.code, err.message)}`, { file, ...at(err.pos[0]) });
-  checkKeys(
+  const checked = checkKeys(
     doc,
     (detail, offset, path) => {
       throw new InputError(detail, { file, ...at(offset), ...(path ? { path: formatPath(path) } : {}) });
@@ -145,44 +150,47 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
     (offset) => at(offset).line,
     maxExpanded,
   );
-  // Remember the alias that could not be expanded, so the error can point at it.
-  let failed: Alias | undefined;
-  visit(doc, {
-    Alias: (_key, node) => {
-      const toJSON = node.toJSON.bind(node);
-      node.toJSON = (arg, ctx) => {
-        try {
-          return toJSON(arg, ctx);
-        } catch (e) {
-          failed ??= node;
-          throw e;
-        }
-      };
-    },
-  });
-  let data: unknown;
-  try {
-    data = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
-  } catch (e) {
-    const where = failed?.range ? { file, ...at(failed.range[0]) } : { file };
-    const alias = `*${failed?.source ?? ''}`;
-    if (e instanceof ReferenceError && /^Unresolved alias/.test(e.message))
-      throw new InputError(
-        `YAML: alias ${alias} has no anchor &${failed?.source ?? ''} before it (expected an anchor defined earlier in the file)`,
-        where,
-      );
-    if (e instanceof ReferenceError && /alias/i.test(e.message))
-      throw new InputError(
-        `YAML: alias ${alias} expands too much (more than ${MAX_ALIAS_COUNT} alias expansions); refused as a possible alias bomb`,
-        where,
-      );
-    if (e instanceof RangeError)
-      throw new InputError(
-        `YAML: alias ${alias} expands to more text than can be held (expected at most ${maxExpanded} bytes after alias expansion)`,
-        where,
-        { cause: e },
-      );
-    throw new InputError(`YAML: ${(e as Error).message}`, where, { cause: e });
+  // Without aliases the walk above built the plain data already; with them, yaml expands them.
+  let data: unknown = checked.data;
+  if (!checked.plain) {
+    // Remember the alias that could not be expanded, so the error can point at it.
+    let failed: Alias | undefined;
+    visit(doc, {
+      Alias: (_key, node) => {
+        const toJSON = node.toJSON.bind(node);
+        node.toJSON = (arg, ctx) => {
+          try {
+            return toJSON(arg, ctx);
+          } catch (e) {
+            failed ??= node;
+            throw e;
+          }
+        };
+      },
+    });
+    try {
+      data = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+    } catch (e) {
+      const where = failed?.range ? { file, ...at(failed.range[0]) } : { file };
+      const alias = `*${failed?.source ?? ''}`;
+      if (e instanceof ReferenceError && /^Unresolved alias/.test(e.message))
+        throw new InputError(
+          `YAML: alias ${alias} has no anchor &${failed?.source ?? ''} before it (expected an anchor defined earlier in the file)`,
+          where,
+        );
+      if (e instanceof ReferenceError && /alias/i.test(e.message))
+        throw new InputError(
+          `YAML: alias ${alias} expands too much (more than ${MAX_ALIAS_COUNT} alias expansions); refused as a possible alias bomb`,
+          where,
+        );
+      if (e instanceof RangeError)
+        throw new InputError(
+          `YAML: alias ${alias} expands to more text than can be held (expected at most ${maxExpanded} bytes after alias expansion)`,
+          where,
+          { cause: e },
+        );
+      throw new InputError(`YAML: ${(e as Error).message}`, where, { cause: e });
+    }
   }
   const locate = (path: readonly PathPart[], which: 'key' | 'value' = 'value'): Location => {
     const node = nearestNode(doc, path, which);
@@ -223,21 +231,24 @@ export function onlyComments(text: string): boolean {
 }
 
 /**
- * The offset of the first flow collection (`[` or `{`) opened deeper than MAX_DEPTH flow levels,
- * from yaml's lexer, which yields tokens as it goes (linear, stops at the first one found). Quoted
- * and plain scalars are single tokens, so brackets inside text are not counted. The lexer's own
- * control tokens (document, flow-error and scalar marks) are not source text and take no offset.
+ * Parses `text` into `tokens` (what Parser.parse does) from one pass of yaml's lexer, and returns
+ * the offset of the first flow collection (`[` or `{`) opened deeper than MAX_DEPTH flow levels,
+ * stopping there before the parser sees it; undefined when there is none. Quoted and plain scalars
+ * are single tokens, so brackets inside text are not counted. The lexer's own control tokens
+ * (document, flow-error and scalar marks) are not source text and take no offset.
  */
-function tooDeepFlow(text: string): number | undefined {
+function parseCounted(text: string, parser: Parser, tokens: CST.Token[]): number | undefined {
   let depth = 0;
   let offset = 0;
   for (const token of new Lexer().lex(text)) {
     if (token === '[' || token === '{') {
       if (++depth > MAX_DEPTH) return offset;
     } else if (token === ']' || token === '}') depth = Math.max(0, depth - 1);
+    for (const t of parser.next(token)) tokens.push(t);
     if (token.length === 1 && '\x02\x18\x1f'.includes(token)) continue;
     offset += token.length;
   }
+  for (const t of parser.end()) tokens.push(t);
   return undefined;
 }
 
@@ -273,11 +284,20 @@ type Fail = (detail: string, offset: number, path?: PathPart[]) => never;
  * - the text aliases expand to is counted, and more than MAX_EXPANDED_BYTES is refused at the
  *   alias that crosses it (`maxExpanded`; a few hundred aliases of one large anchored string stay under
  *   MAX_ALIAS_COUNT yet expand to gigabytes).
+ * It also builds the plain data (what doc.toJS gives) when the document has no aliases, no
+ * collection tags and no single-pair mappings in lists (`[a: 1]`): `plain` is false otherwise,
+ * and the caller has yaml expand the document instead.
  * Linear in the size of the document; recursion is bounded by MAX_DEPTH, checked before.
  */
-function checkKeys(doc: Document, fail: Fail, lineOf: (offset: number) => number, maxExpanded: number): void {
+function checkKeys(
+  doc: Document,
+  fail: Fail,
+  lineOf: (offset: number) => number,
+  maxExpanded: number,
+): { plain: boolean; data: unknown } {
   const sizes = new Map<unknown, number>();
   let expanded = 0;
+  let plain = true;
   const sizeOf = (node: unknown, seen: Set<unknown>): number => {
     if (isAlias(node)) {
       const target = node.resolve(doc);
@@ -292,24 +312,29 @@ function checkKeys(doc: Document, fail: Fail, lineOf: (offset: number) => number
     sizes.set(node, size);
     return size;
   };
-  const walk = (node: unknown, path: PathPart[]): void => {
+  // The key path of the node being walked, copied only when an error names it.
+  const path: PathPart[] = [];
+  const walk = (node: unknown): unknown => {
     if (isAlias(node)) {
+      plain = false;
       expanded += sizeOf(node, new Set());
       if (expanded > maxExpanded)
         fail(
           `YAML: alias *${node.source} makes the document expand to more than ${maxExpanded} bytes (expected at most ${maxExpanded / 1024 / 1024} MiB after alias expansion); refused as a possible alias bomb`,
           node.range?.[0] ?? 0,
         );
-      return;
+      return undefined;
     }
     if (isMap(node)) {
+      if (Object.getPrototypeOf(node) !== YAMLMap.prototype) plain = false;
       const first = new Map<string, number>();
+      const out: Record<string, unknown> = {};
       for (const pair of node.items) {
         const k = pair.key;
         const offset = isNode(k) && k.range ? k.range[0] : (node.range?.[0] ?? 0);
         if (!isScalar(k) || isAlias(k)) {
           const kind = isMap(k) ? 'a mapping' : isSeq(k) ? 'a list' : isAlias(k) ? 'an alias' : 'nothing';
-          fail(`YAML: a key is ${kind} (expected a key written as text)`, offset, path);
+          fail(`YAML: a key is ${kind} (expected a key written as text)`, offset, [...path]);
         }
         if (typeof k.value !== 'string') k.value = k.source ?? String(k.value);
         const key = k.value as string;
@@ -321,11 +346,39 @@ function checkKeys(doc: Document, fail: Fail, lineOf: (offset: number) => number
             [...path, key],
           );
         first.set(key, offset);
-        walk(pair.value, [...path, key]);
+        path.push(key);
+        const value = walk(pair.value);
+        path.pop();
+        // As yaml's addPairToJSMap: a key an object already has (`__proto__`) is defined, not assigned.
+        if (key in out)
+          Object.defineProperty(out, key, { value, writable: true, enumerable: true, configurable: true });
+        else out[key] = value;
       }
-    } else if (isSeq(node)) for (const [i, item] of node.items.entries()) walk(item, [...path, i]);
+      return out;
+    }
+    if (isSeq(node)) {
+      if (Object.getPrototypeOf(node) !== YAMLSeq.prototype) plain = false;
+      const out: unknown[] = new Array(node.items.length);
+      for (let i = 0; i < node.items.length; i++) {
+        const item = node.items[i];
+        if (isPair(item)) plain = false;
+        path.push(i);
+        out[i] = walk(item);
+        path.pop();
+      }
+      return out;
+    }
+    if (isScalar(node)) {
+      const v = node.value;
+      if (typeof v === 'bigint') return Number(v);
+      if (v !== null && (typeof v === 'object' || typeof v === 'function')) plain = false;
+      return v;
+    }
+    if (node !== null && node !== undefined) plain = false;
+    return null;
   };
-  walk(doc.contents, []);
+  const data = walk(doc.contents);
+  return { plain, data };
 }
 
 function nearestNode(doc: Document, path: readonly PathPart[], which: 'key' | 'value'): Node | undefined {

@@ -7,6 +7,8 @@
 # Copies the application profiles (applications.d/portolan next to this script) into $PORTOLAN_UFW_APPS_DIR
 # (default /etc/ufw/applications.d), then allows each planned peer the application it uses. Run as
 # root. Outbound rules matter only with a default outgoing policy of deny (ufw default deny outgoing).
+# Each rule says its flows, peer hosts and catalog rows; the flows one by one (hosts, purposes,
+# sources) are in the change request: portolan export --to csv|markdown|html.
 set -eu
 set -f
 here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
@@ -37,40 +39,46 @@ check_address() {
 }
 
 # in-druva-vmware-backup-proxy: app portolan-druva-vmware-backup-proxy, tcp 22/ssh, 2049/nfs from unspecified peer
-#   druva-vmware: unspecified peer -> proxy-01: Incoming SSH requests to the backup proxy on the standard system port 22. [001_2091beaa97dc5a7a.txt]
-#   druva-vmware: unspecified peer -> proxy-01: Incoming NFS requests to the NFS server on the backup proxy on the standard system port 2049. [001_2091beaa97dc5a7a.txt]
+#   2 flows from 1 host
+#   druva-vmware catalog rows incoming-ssh-to-proxy, incoming-nfs-to-proxy [001_2091beaa97dc5a7a.txt]
 for address in $PORTOLAN_ADDR_in_druva_vmware_backup_proxy; do check_address "$address"; ufw allow from "$address" to any app portolan-druva-vmware-backup-proxy comment 'portolan in-druva-vmware-backup-proxy'; done
 
 # out-druva-vmware-druva-cloud: app portolan-druva-vmware-druva-cloud, tcp 443/https to druva-cloud
-#   druva-vmware: proxy-01 -> druva-cloud: Secure connection and communication from the backup proxy to Druva Cloud. [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
+#   1 flow to 1 host
+#   druva-vmware catalog row proxy-to-druva-cloud-https [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
 for address in $PORTOLAN_ADDR_out_druva_vmware_druva_cloud; do check_address "$address"; ufw allow out to "$address" app portolan-druva-vmware-druva-cloud comment 'portolan out-druva-vmware-druva-cloud'; done
 
 # out-druva-vmware-cloudcache: app portolan-druva-vmware-cloudcache, tcp 443/https to cloudcache-01
-#   druva-vmware: proxy-01 -> cloudcache-01: Secure connection and communication from the backup proxy to CloudCache. [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
+#   1 flow to 1 host
+#   druva-vmware catalog row proxy-to-cloudcache-https [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
 ufw allow out to 10.10.0.30 app portolan-druva-vmware-cloudcache comment 'portolan out-druva-vmware-cloudcache'
 
 # out-druva-vmware-vcenter: app portolan-druva-vmware-vcenter, tcp 443/https to vc-01
-#   druva-vmware: proxy-01 -> vc-01: Secure connection and communication from the backup proxy to vCenter Server. [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
+#   1 flow to 1 host
+#   druva-vmware catalog row proxy-to-vcenter-https [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
 for address in $PORTOLAN_ADDR_out_druva_vmware_vcenter; do check_address "$address"; ufw allow out to "$address" app portolan-druva-vmware-vcenter comment 'portolan out-druva-vmware-vcenter'; done
 
 # out-druva-vmware-esxi-1: app portolan-druva-vmware-esxi-1, tcp 443/https to esx-edge
-#   druva-vmware: proxy-01 -> esx-edge: Secure connection from the backup proxy to an ESXi host registered with Druva as standalone. [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
+#   1 flow to 1 host
+#   druva-vmware catalog row proxy-to-esxi-https-standalone [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
 ufw allow out to 10.10.9.5 app portolan-druva-vmware-esxi-1 comment 'portolan out-druva-vmware-esxi-1'
 
 # out-druva-vmware-esxi-2: app portolan-druva-vmware-esxi-2, tcp 902/vmware-nfc to esx-cluster-a, esx-cluster-b
-#   druva-vmware: proxy-01 -> esx-cluster-a: VixDiskLib (NFC) connection from the backup proxy to an ESXi host registered through vCenter Server. [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
-#   druva-vmware: proxy-01 -> esx-cluster-b: VixDiskLib (NFC) connection from the backup proxy to an ESXi host registered through vCenter Server. [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
+#   2 flows to 2 hosts
+#   druva-vmware catalog row proxy-to-esxi-nfc [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
 ufw allow out to 10.10.1.0/27 app portolan-druva-vmware-esxi-2 comment 'portolan out-druva-vmware-esxi-2'
 
 # out-druva-vmware-guest-1: app portolan-druva-vmware-guest-1, tcp 3389/rdp, 3542/druva-guestossvc to sql-01
-#   druva-vmware: proxy-01 -> sql-01: The backup proxy talks to guestossvc in the guest to back up SQL Server and restore databases. [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
-#   druva-vmware: proxy-01 -> sql-01: During the backup cycle the backup proxy checks whether RDP is open on a Windows guest, for DR restores. [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
+#   2 flows to 1 host
+#   druva-vmware catalog rows proxy-to-guest-sql-guestossvc, proxy-to-guest-rdp-check [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
 ufw allow out to 10.20.0.5 app portolan-druva-vmware-guest-1 comment 'portolan out-druva-vmware-guest-1'
 
 # out-druva-vmware-guest-2: app portolan-druva-vmware-guest-2, tcp 22/ssh to web-01
-#   druva-vmware: proxy-01 -> web-01: During the backup cycle the backup proxy checks whether SSH is open on a Linux guest, for DR restores. [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
+#   1 flow to 1 host
+#   druva-vmware catalog row proxy-to-guest-ssh-check [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
 ufw allow out to 10.20.0.8 app portolan-druva-vmware-guest-2 comment 'portolan out-druva-vmware-guest-2'
 
 # out-druva-vmware-ntp-server: app portolan-druva-vmware-ntp-server, udp 123/ntp to ntp-01
-#   druva-vmware: proxy-01 -> ntp-01: The backup proxy reaches the NTP server for time synchronization. [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
+#   1 flow to 1 host
+#   druva-vmware catalog row proxy-to-ntp [000_43f330ad8c0713db.txt, 001_2091beaa97dc5a7a.txt, 002_6cdecb47e9aff3d7.txt]
 ufw allow out to 10.0.0.123 app portolan-druva-vmware-ntp-server comment 'portolan out-druva-vmware-ntp-server'

@@ -10,6 +10,8 @@
 # nothing until you set it to REJECT or DROP (firewall-cmd --permanent --policy=portolan-out
 # --set-target=REJECT) to allow only the planned outbound flows. Run as root, then apply with
 # firewall-cmd --reload. firewalld 0.9 or later (policies).
+# Each rule says its flows, peer hosts and catalog rows; the flows one by one (hosts, purposes,
+# sources) are in the change request: portolan export --to csv|markdown|html.
 set -eu
 set -f
 here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
@@ -34,27 +36,24 @@ if ! firewall-cmd --permanent --info-policy=portolan-out >/dev/null 2>&1; then
 fi
 
 # in-platespin-platespin-server: service portolan-platespin-platespin-server, tcp 80/http from fileserver-old, fileserver-new
-#   platespin: fileserver-old -> ps-server: HTTP communication between the source workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
-#   platespin: fileserver-new -> ps-server: HTTP communication between the target workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
+#   2 flows from 2 hosts
+#   platespin catalog rows source-to-server-http, target-to-server-http [003_a7e0e83404719d03.txt]
 firewall-cmd --permanent --zone="$zone" --add-rich-rule='rule family="ipv4" source address="192.168.60.21" service name="portolan-platespin-platespin-server" accept'
 firewall-cmd --permanent --zone="$zone" --add-rich-rule='rule family="ipv4" source address="192.168.70.21" service name="portolan-platespin-platespin-server" accept'
 
 # out-platespin-vmware-host: service portolan-platespin-vmware-host, tcp 22/ssh, 443/https to esx-legacy
-#   platespin: ps-server -> esx-legacy: Discover a VMware ESX 2.5/3.0 host over SSH. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> esx-legacy: Reach the VMware Infrastructure 3 web services on the VMware host for discovery and conversion. [003_a7e0e83404719d03.txt]
+#   2 flows to 1 host
+#   platespin catalog rows server-to-vmware-host-ssh-discovery, server-to-vmware-host-vi3-https [003_a7e0e83404719d03.txt]
 firewall-cmd --permanent --policy=portolan-out --add-rich-rule='rule family="ipv4" destination address="192.168.70.2" service name="portolan-platespin-vmware-host" accept'
 
 # out-platespin-source: service portolan-platespin-source, tcp 135/msrpc, 139/netbios-ssn, 445/smb; udp 137/netbios-ns, 138/netbios-dgm to fileserver-old
-#   platespin: ps-server -> fileserver-old: Use WMI (DCOM/RPC) to discover a Windows source, and later to take control of it and reboot it. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> fileserver-old: Use WMI (DCOM/RPC over SMB) to discover a Windows source, and later to take control of it and reboot it. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> fileserver-old: Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB on NetBIOS. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> fileserver-old: Resolve NetBIOS names for the SMB copy of the Take Control folder to the source. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> fileserver-old: NetBIOS datagram service used with the SMB copy of the Take Control folder to the source. [003_a7e0e83404719d03.txt]
+#   5 flows to 1 host
+#   platespin catalog rows server-to-source-wmi-msrpc, server-to-source-wmi-smb, server-to-source-take-control-smb, server-to-source-take-control-netbios-ssn, server-to-source-take-control-netbios-ns, server-to-source-take-control-netbios-dgm [003_a7e0e83404719d03.txt]
 firewall-cmd --permanent --policy=portolan-out --add-rich-rule='rule family="ipv4" destination address="192.168.60.21" service name="portolan-platespin-source" accept'
 
 # out-platespin-target: service portolan-platespin-target, tcp 135/msrpc, 445/smb to fileserver-new
-#   platespin: ps-server -> fileserver-new: Use WMI (DCOM/RPC) to discover a Windows target. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> fileserver-new: Use WMI (DCOM/RPC) to discover a Windows target. [003_a7e0e83404719d03.txt]
+#   2 flows to 1 host
+#   platespin catalog rows server-to-target-wmi-msrpc, server-to-target-wmi-smb [003_a7e0e83404719d03.txt]
 firewall-cmd --permanent --policy=portolan-out --add-rich-rule='rule family="ipv4" destination address="192.168.70.21" service name="portolan-platespin-target" accept'
 
 echo "portolan: firewalld permanent configuration updated; apply it with: firewall-cmd --reload"

@@ -7,31 +7,30 @@
 # Copies the application profiles (applications.d/portolan next to this script) into $PORTOLAN_UFW_APPS_DIR
 # (default /etc/ufw/applications.d), then allows each planned peer the application it uses. Run as
 # root. Outbound rules matter only with a default outgoing policy of deny (ufw default deny outgoing).
+# Each rule says its flows, peer hosts and catalog rows; the flows one by one (hosts, purposes,
+# sources) are in the change request: portolan export --to csv|markdown|html.
 set -eu
 set -f
 here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
 cp "$here/applications.d/portolan" "${PORTOLAN_UFW_APPS_DIR:-/etc/ufw/applications.d}/portolan"
 
 # in-platespin-platespin-server: app portolan-platespin-platespin-server, tcp 80/http from fileserver-old, fileserver-new
-#   platespin: fileserver-old -> ps-server: HTTP communication between the source workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
-#   platespin: fileserver-new -> ps-server: HTTP communication between the target workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
+#   2 flows from 2 hosts
+#   platespin catalog rows source-to-server-http, target-to-server-http [003_a7e0e83404719d03.txt]
 ufw allow from 192.168.60.21 to any app portolan-platespin-platespin-server comment 'portolan in-platespin-platespin-server'
 ufw allow from 192.168.70.21 to any app portolan-platespin-platespin-server comment 'portolan in-platespin-platespin-server'
 
 # out-platespin-vmware-host: app portolan-platespin-vmware-host, tcp 22/ssh, 443/https to esx-legacy
-#   platespin: ps-server -> esx-legacy: Discover a VMware ESX 2.5/3.0 host over SSH. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> esx-legacy: Reach the VMware Infrastructure 3 web services on the VMware host for discovery and conversion. [003_a7e0e83404719d03.txt]
+#   2 flows to 1 host
+#   platespin catalog rows server-to-vmware-host-ssh-discovery, server-to-vmware-host-vi3-https [003_a7e0e83404719d03.txt]
 ufw allow out to 192.168.70.2 app portolan-platespin-vmware-host comment 'portolan out-platespin-vmware-host'
 
 # out-platespin-source: app portolan-platespin-source, tcp 135/msrpc, 139/netbios-ssn, 445/smb; udp 137/netbios-ns, 138/netbios-dgm to fileserver-old
-#   platespin: ps-server -> fileserver-old: Use WMI (DCOM/RPC) to discover a Windows source, and later to take control of it and reboot it. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> fileserver-old: Use WMI (DCOM/RPC over SMB) to discover a Windows source, and later to take control of it and reboot it. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> fileserver-old: Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB on NetBIOS. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> fileserver-old: Resolve NetBIOS names for the SMB copy of the Take Control folder to the source. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> fileserver-old: NetBIOS datagram service used with the SMB copy of the Take Control folder to the source. [003_a7e0e83404719d03.txt]
+#   5 flows to 1 host
+#   platespin catalog rows server-to-source-wmi-msrpc, server-to-source-wmi-smb, server-to-source-take-control-smb, server-to-source-take-control-netbios-ssn, server-to-source-take-control-netbios-ns, server-to-source-take-control-netbios-dgm [003_a7e0e83404719d03.txt]
 ufw allow out to 192.168.60.21 app portolan-platespin-source comment 'portolan out-platespin-source'
 
 # out-platespin-target: app portolan-platespin-target, tcp 135/msrpc, 445/smb to fileserver-new
-#   platespin: ps-server -> fileserver-new: Use WMI (DCOM/RPC) to discover a Windows target. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> fileserver-new: Use WMI (DCOM/RPC) to discover a Windows target. [003_a7e0e83404719d03.txt]
+#   2 flows to 1 host
+#   platespin catalog rows server-to-target-wmi-msrpc, server-to-target-wmi-smb [003_a7e0e83404719d03.txt]
 ufw allow out to 192.168.70.21 app portolan-platespin-target comment 'portolan out-platespin-target'

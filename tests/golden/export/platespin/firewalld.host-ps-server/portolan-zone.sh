@@ -10,6 +10,8 @@
 # nothing until you set it to REJECT or DROP (firewall-cmd --permanent --policy=portolan-out
 # --set-target=REJECT) to allow only the planned outbound flows. Run as root, then apply with
 # firewall-cmd --reload. firewalld 0.9 or later (policies).
+# Each rule says its flows, peer hosts and catalog rows; the flows one by one (hosts, purposes,
+# sources) are in the change request: portolan export --to csv|markdown|html.
 set -eu
 set -f
 here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
@@ -66,41 +68,35 @@ rich() {
 }
 
 # in-platespin-platespin-server: service portolan-platespin-platespin-server, tcp 80/http, 443/https from win-src, lnx-src, targets, lnx-targets
-#   platespin: win-src -> ps-server: HTTP communication between the source workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
-#   platespin: win-src -> ps-server: HTTPS communication between the source workload and the PlateSpin Server during conversion (version 11.x and later). [003_a7e0e83404719d03.txt]
-#   platespin: lnx-src -> ps-server: HTTP communication between the source workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
-#   platespin: lnx-src -> ps-server: HTTPS communication between the source workload and the PlateSpin Server during conversion (version 11.x and later). [003_a7e0e83404719d03.txt]
-#   platespin: targets -> ps-server: HTTP communication between the target workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
-#   platespin: targets -> ps-server: HTTPS communication between the target workload and the PlateSpin Server during conversion (version 11.x and later). [003_a7e0e83404719d03.txt]
-#   platespin: lnx-targets -> ps-server: HTTP communication between the target workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
-#   platespin: lnx-targets -> ps-server: HTTPS communication between the target workload and the PlateSpin Server during conversion (version 11.x and later). [003_a7e0e83404719d03.txt]
+#   8 flows from 4 hosts
+#   platespin catalog rows source-to-server-http, source-to-server-https, target-to-server-http, target-to-server-https [003_a7e0e83404719d03.txt]
 firewall-cmd --permanent --zone="$zone" --add-rich-rule='rule family="ipv4" source address="10.60.0.21" service name="portolan-platespin-platespin-server" accept'
 firewall-cmd --permanent --zone="$zone" --add-rich-rule='rule family="ipv4" source address="10.60.0.22" service name="portolan-platespin-platespin-server" accept'
 firewall-cmd --permanent --zone="$zone" --add-rich-rule='rule family="ipv4" source address="10.70.0.0/24" service name="portolan-platespin-platespin-server" accept'
 
 # out-platespin-source-1: service portolan-platespin-source-1, tcp 22/ssh to lnx-src
-#   platespin: ps-server -> lnx-src: Discover Linux servers, Citrix XenServers and VMware ESX 2.5/3.0 servers over SSH. [003_a7e0e83404719d03.txt]
+#   1 flow to 1 host
+#   platespin catalog row server-to-source-ssh-discovery [003_a7e0e83404719d03.txt]
 firewall-cmd --permanent --policy=portolan-out --add-rich-rule='rule family="ipv4" destination address="10.60.0.22" service name="portolan-platespin-source-1" accept'
 
 # out-platespin-source-2: service portolan-platespin-source-2, tcp 135/msrpc, 139/netbios-ssn, 445/smb; udp 137/netbios-ns, 138/netbios-dgm to win-src
-#   platespin: ps-server -> win-src: Use WMI (DCOM/RPC) to discover a Windows source, and later to take control of it and reboot it. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> win-src: Use WMI (DCOM/RPC over SMB) to discover a Windows source, and later to take control of it and reboot it. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> win-src: Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB on NetBIOS. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> win-src: Resolve NetBIOS names for the SMB copy of the Take Control folder to the source. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> win-src: NetBIOS datagram service used with the SMB copy of the Take Control folder to the source. [003_a7e0e83404719d03.txt]
+#   5 flows to 1 host
+#   platespin catalog rows server-to-source-wmi-msrpc, server-to-source-wmi-smb, server-to-source-take-control-smb, server-to-source-take-control-netbios-ssn, server-to-source-take-control-netbios-ns, server-to-source-take-control-netbios-dgm [003_a7e0e83404719d03.txt]
 firewall-cmd --permanent --policy=portolan-out --add-rich-rule='rule family="ipv4" destination address="10.60.0.21" service name="portolan-platespin-source-2" accept'
 
 # out-platespin-target-1: service portolan-platespin-target-1, tcp 22/ssh to lnx-targets
-#   platespin: ps-server -> lnx-targets: Discover a Linux target, or a Citrix XenServer / VMware ESX 2.5/3.0 host that receives the workload, over SSH. [003_a7e0e83404719d03.txt]
+#   1 flow to 1 host
+#   platespin catalog row server-to-target-ssh-discovery [003_a7e0e83404719d03.txt]
 firewall-cmd --permanent --policy=portolan-out --add-rich-rule='rule family="ipv4" destination address="10.70.0.128/25" service name="portolan-platespin-target-1" accept'
 
 # out-platespin-target-2: service portolan-platespin-target-2, tcp 135/msrpc, 445/smb to targets
-#   platespin: ps-server -> targets: Use WMI (DCOM/RPC) to discover a Windows target. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> targets: Use WMI (DCOM/RPC) to discover a Windows target. [003_a7e0e83404719d03.txt]
+#   2 flows to 1 host
+#   platespin catalog rows server-to-target-wmi-msrpc, server-to-target-wmi-smb [003_a7e0e83404719d03.txt]
 firewall-cmd --permanent --policy=portolan-out --add-rich-rule='rule family="ipv4" destination address="10.70.0.0/25" service name="portolan-platespin-target-2" accept'
 
 # out-platespin-vmware-host: service portolan-platespin-vmware-host, tcp 443/https to esxi-01
-#   platespin: ps-server -> esxi-01: Reach the VMware Infrastructure 3 web services on the VMware host for discovery and conversion. [003_a7e0e83404719d03.txt]
+#   1 flow to 1 host
+#   platespin catalog row server-to-vmware-host-vi3-https [003_a7e0e83404719d03.txt]
 for address in $PORTOLAN_ADDR_out_platespin_vmware_host; do rich out "$address" 'service name="portolan-platespin-vmware-host"' 'service name="portolan-platespin-vmware-host"'; done
 
 echo "portolan: firewalld permanent configuration updated; apply it with: firewall-cmd --reload"

@@ -7,6 +7,8 @@
 # Copies the application profiles (applications.d/portolan next to this script) into $PORTOLAN_UFW_APPS_DIR
 # (default /etc/ufw/applications.d), then allows each planned peer the application it uses. Run as
 # root. Outbound rules matter only with a default outgoing policy of deny (ufw default deny outgoing).
+# Each rule says its flows, peer hosts and catalog rows; the flows one by one (hosts, purposes,
+# sources) are in the change request: portolan export --to csv|markdown|html.
 set -eu
 set -f
 here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
@@ -29,39 +31,33 @@ check_address() {
 }
 
 # in-platespin-platespin-server: app portolan-platespin-platespin-server, tcp 80/http, 443/https from win-src, lnx-src, targets, lnx-targets
-#   platespin: win-src -> ps-server: HTTP communication between the source workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
-#   platespin: win-src -> ps-server: HTTPS communication between the source workload and the PlateSpin Server during conversion (version 11.x and later). [003_a7e0e83404719d03.txt]
-#   platespin: lnx-src -> ps-server: HTTP communication between the source workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
-#   platespin: lnx-src -> ps-server: HTTPS communication between the source workload and the PlateSpin Server during conversion (version 11.x and later). [003_a7e0e83404719d03.txt]
-#   platespin: targets -> ps-server: HTTP communication between the target workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
-#   platespin: targets -> ps-server: HTTPS communication between the target workload and the PlateSpin Server during conversion (version 11.x and later). [003_a7e0e83404719d03.txt]
-#   platespin: lnx-targets -> ps-server: HTTP communication between the target workload and the PlateSpin Server during conversion. [003_a7e0e83404719d03.txt]
-#   platespin: lnx-targets -> ps-server: HTTPS communication between the target workload and the PlateSpin Server during conversion (version 11.x and later). [003_a7e0e83404719d03.txt]
+#   8 flows from 4 hosts
+#   platespin catalog rows source-to-server-http, source-to-server-https, target-to-server-http, target-to-server-https [003_a7e0e83404719d03.txt]
 ufw allow from 10.60.0.21 to any app portolan-platespin-platespin-server comment 'portolan in-platespin-platespin-server'
 ufw allow from 10.60.0.22 to any app portolan-platespin-platespin-server comment 'portolan in-platespin-platespin-server'
 ufw allow from 10.70.0.0/24 to any app portolan-platespin-platespin-server comment 'portolan in-platespin-platespin-server'
 
 # out-platespin-source-1: app portolan-platespin-source-1, tcp 22/ssh to lnx-src
-#   platespin: ps-server -> lnx-src: Discover Linux servers, Citrix XenServers and VMware ESX 2.5/3.0 servers over SSH. [003_a7e0e83404719d03.txt]
+#   1 flow to 1 host
+#   platespin catalog row server-to-source-ssh-discovery [003_a7e0e83404719d03.txt]
 ufw allow out to 10.60.0.22 app portolan-platespin-source-1 comment 'portolan out-platespin-source-1'
 
 # out-platespin-source-2: app portolan-platespin-source-2, tcp 135/msrpc, 139/netbios-ssn, 445/smb; udp 137/netbios-ns, 138/netbios-dgm to win-src
-#   platespin: ps-server -> win-src: Use WMI (DCOM/RPC) to discover a Windows source, and later to take control of it and reboot it. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> win-src: Use WMI (DCOM/RPC over SMB) to discover a Windows source, and later to take control of it and reboot it. Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> win-src: Copy the Take Control folder (i386) and files from the PlateSpin Server to the source over SMB on NetBIOS. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> win-src: Resolve NetBIOS names for the SMB copy of the Take Control folder to the source. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> win-src: NetBIOS datagram service used with the SMB copy of the Take Control folder to the source. [003_a7e0e83404719d03.txt]
+#   5 flows to 1 host
+#   platespin catalog rows server-to-source-wmi-msrpc, server-to-source-wmi-smb, server-to-source-take-control-smb, server-to-source-take-control-netbios-ssn, server-to-source-take-control-netbios-ns, server-to-source-take-control-netbios-dgm [003_a7e0e83404719d03.txt]
 ufw allow out to 10.60.0.21 app portolan-platespin-source-2 comment 'portolan out-platespin-source-2'
 
 # out-platespin-target-1: app portolan-platespin-target-1, tcp 22/ssh to lnx-targets
-#   platespin: ps-server -> lnx-targets: Discover a Linux target, or a Citrix XenServer / VMware ESX 2.5/3.0 host that receives the workload, over SSH. [003_a7e0e83404719d03.txt]
+#   1 flow to 1 host
+#   platespin catalog row server-to-target-ssh-discovery [003_a7e0e83404719d03.txt]
 ufw allow out to 10.70.0.128/25 app portolan-platespin-target-1 comment 'portolan out-platespin-target-1'
 
 # out-platespin-target-2: app portolan-platespin-target-2, tcp 135/msrpc, 445/smb to targets
-#   platespin: ps-server -> targets: Use WMI (DCOM/RPC) to discover a Windows target. [003_a7e0e83404719d03.txt]
-#   platespin: ps-server -> targets: Use WMI (DCOM/RPC) to discover a Windows target. [003_a7e0e83404719d03.txt]
+#   2 flows to 1 host
+#   platespin catalog rows server-to-target-wmi-msrpc, server-to-target-wmi-smb [003_a7e0e83404719d03.txt]
 ufw allow out to 10.70.0.0/25 app portolan-platespin-target-2 comment 'portolan out-platespin-target-2'
 
 # out-platespin-vmware-host: app portolan-platespin-vmware-host, tcp 443/https to esxi-01
-#   platespin: ps-server -> esxi-01: Reach the VMware Infrastructure 3 web services on the VMware host for discovery and conversion. [003_a7e0e83404719d03.txt]
+#   1 flow to 1 host
+#   platespin catalog row server-to-vmware-host-vi3-https [003_a7e0e83404719d03.txt]
 for address in $PORTOLAN_ADDR_out_platespin_vmware_host; do check_address "$address"; ufw allow out to "$address" app portolan-platespin-vmware-host comment 'portolan out-platespin-vmware-host'; done

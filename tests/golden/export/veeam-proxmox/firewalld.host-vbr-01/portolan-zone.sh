@@ -10,6 +10,8 @@
 # nothing until you set it to REJECT or DROP (firewall-cmd --permanent --policy=portolan-out
 # --set-target=REJECT) to allow only the planned outbound flows. Run as root, then apply with
 # firewall-cmd --reload. firewalld 0.9 or later (policies).
+# Each rule says its flows, peer hosts and catalog rows; the flows one by one (hosts, purposes,
+# sources) are in the change request: portolan export --to csv|markdown|html.
 # Local flows (they stay on this host, so no rule is needed or rendered):
 #   veeam-proxmox veeam-platform tcp 6172: The Platform Service communicates with the Veeam Backup & Replication database.
 set -eu
@@ -39,41 +41,38 @@ if ! firewall-cmd --permanent --info-policy=portolan-out >/dev/null 2>&1; then
 fi
 
 # in-veeam-proxmox-backup-server-1: service portolan-veeam-proxmox-backup-server-1, tcp 10006/veeam-worker from pve-worker-01
-#   veeam-proxmox: pve-worker-01 -> vbr-01: The worker communicates with the backup server. [004_55e916f704efc5f3.txt]
+#   1 flow from 1 host
+#   veeam-proxmox catalog row worker-to-backup-server [004_55e916f704efc5f3.txt]
 firewall-cmd --permanent --zone="$zone" --add-rich-rule='rule family="ipv4" source address="10.30.1.50" service name="portolan-veeam-proxmox-backup-server-1" accept'
 
 # in-veeam-proxmox-backup-server-2: service portolan-veeam-proxmox-backup-server-2, tcp 2500-3300/veeam-transport from ora-01, pg-01
-#   veeam-proxmox: ora-01 -> vbr-01: Data channels from an Oracle guest to the backup server. [004_55e916f704efc5f3.txt]
-#   veeam-proxmox: pg-01 -> vbr-01: Data channels from a PostgreSQL guest back to the backup server. [004_55e916f704efc5f3.txt]
+#   2 flows from 2 hosts
+#   veeam-proxmox catalog rows oracle-guest-to-backup-server-transport, postgresql-guest-to-backup-server-transport [004_55e916f704efc5f3.txt]
 firewall-cmd --permanent --zone="$zone" --add-rich-rule='rule family="ipv4" source address="10.40.0.6/31" service name="portolan-veeam-proxmox-backup-server-2" accept'
 
 # out-veeam-proxmox-worker: service portolan-veeam-proxmox-worker, tcp 443/https, 19000/veeam-worker-control to pve-worker-01
-#   veeam-proxmox: vbr-01 -> pve-worker-01: The backup server communicates with workers. [004_55e916f704efc5f3.txt]
-#   veeam-proxmox: vbr-01 -> pve-worker-01: The backup server's Platform Service talks to the Veeam Updater service on the worker. [004_55e916f704efc5f3.txt]
+#   2 flows to 1 host
+#   veeam-proxmox catalog rows backup-server-to-worker-control, backup-server-to-worker-updater [004_55e916f704efc5f3.txt]
 firewall-cmd --permanent --policy=portolan-out --add-rich-rule='rule family="ipv4" destination address="10.30.1.50" service name="portolan-veeam-proxmox-worker" accept'
 
 # out-veeam-proxmox-proxmox-server: service portolan-veeam-proxmox-proxmox-server, tcp 22/ssh, 8006/https to pve-01, pve-02
-#   veeam-proxmox: vbr-01 -> pve-01: The backup server talks to the REST API service on the Proxmox VE server. [004_55e916f704efc5f3.txt]
-#   veeam-proxmox: vbr-01 -> pve-01: The backup server communicates with the Proxmox VE server over SSH. [004_55e916f704efc5f3.txt]
-#   veeam-proxmox: vbr-01 -> pve-02: The backup server talks to the REST API service on the Proxmox VE server. [004_55e916f704efc5f3.txt]
-#   veeam-proxmox: vbr-01 -> pve-02: The backup server communicates with the Proxmox VE server over SSH. [004_55e916f704efc5f3.txt]
+#   4 flows to 2 hosts
+#   veeam-proxmox catalog rows backup-server-to-proxmox-api, backup-server-to-proxmox-ssh [004_55e916f704efc5f3.txt]
 firewall-cmd --permanent --policy=portolan-out --add-rich-rule='rule family="ipv4" destination address="10.30.1.10/31" service name="portolan-veeam-proxmox-proxmox-server" accept'
 
 # out-veeam-proxmox-flr-appliance: service portolan-veeam-proxmox-flr-appliance, tcp 22/ssh to flr-01
-#   veeam-proxmox: vbr-01 -> flr-01: The backup server connects to the FLR helper appliance during file-level restore. [004_55e916f704efc5f3.txt]
+#   1 flow to 1 host
+#   veeam-proxmox catalog row backup-server-to-flr-appliance-ssh [004_55e916f704efc5f3.txt]
 firewall-cmd --permanent --policy=portolan-out --add-rich-rule='rule family="ipv4" destination address="10.30.1.99" service name="portolan-veeam-proxmox-flr-appliance" accept'
 
 # out-veeam-proxmox-guest: service portolan-veeam-proxmox-guest, tcp 22/ssh, 2500-3300/veeam-transport to ora-01, pg-01
-#   veeam-proxmox: vbr-01 -> ora-01: SSH control channel from the backup server to the runtime components in a Linux guest. SSH control channel from the backup server to a Linux Oracle guest. [004_55e916f704efc5f3.txt]
-#   veeam-proxmox: vbr-01 -> ora-01: Log shipping transmission channels from the backup server to a Linux guest. Data channels from the backup server to a Linux Oracle guest. [004_55e916f704efc5f3.txt]
-#   veeam-proxmox: vbr-01 -> pg-01: SSH control channel from the backup server to the runtime components in a Linux guest. SSH control channel from the backup server to a PostgreSQL guest. [004_55e916f704efc5f3.txt]
-#   veeam-proxmox: vbr-01 -> pg-01: Log shipping transmission channels from the backup server to a Linux guest. Data channels from the backup server to a PostgreSQL guest. [004_55e916f704efc5f3.txt]
+#   4 flows to 2 hosts
+#   veeam-proxmox catalog rows backup-server-to-linux-guest-ssh, backup-server-to-oracle-linux-guest-ssh, backup-server-to-linux-guest-log-transport, backup-server-to-oracle-linux-guest-transport, backup-server-to-postgresql-guest-ssh, backup-server-to-postgresql-guest-transport [004_55e916f704efc5f3.txt]
 firewall-cmd --permanent --policy=portolan-out --add-rich-rule='rule family="ipv4" destination address="10.40.0.6/31" service name="portolan-veeam-proxmox-guest" accept'
 
 # out-veeam-proxmox-guest-interaction-proxy: service portolan-veeam-proxmox-guest-interaction-proxy, tcp 445/smb, 6190/veeam-guest-interaction, 6290/veeam-guest-control to gip-01
-#   veeam-proxmox: vbr-01 -> gip-01: The backup server communicates with the guest interaction proxy. [004_55e916f704efc5f3.txt]
-#   veeam-proxmox: vbr-01 -> gip-01: Control channel from the backup server to the guest interaction proxy. [004_55e916f704efc5f3.txt]
-#   veeam-proxmox: vbr-01 -> gip-01: Transmission channel from the backup server to the guest interaction proxy. [004_55e916f704efc5f3.txt]
+#   3 flows to 1 host
+#   veeam-proxmox catalog rows backup-server-to-guest-interaction-proxy, backup-server-to-guest-interaction-proxy-control, backup-server-to-guest-interaction-proxy-smb [004_55e916f704efc5f3.txt]
 firewall-cmd --permanent --policy=portolan-out --add-rich-rule='rule family="ipv4" destination address="10.30.0.11" service name="portolan-veeam-proxmox-guest-interaction-proxy" accept'
 
 echo "portolan: firewalld permanent configuration updated; apply it with: firewall-cmd --reload"
