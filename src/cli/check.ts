@@ -13,6 +13,7 @@ import { SweepPool } from '../probe/sweep.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { colorEnabled } from '../util/color.js';
 import { sanitizeDeep } from '../util/terminal.js';
+import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, exactlyOne, oneOf, parse, parsePorts, positiveInt } from './args.js';
 import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
 
@@ -258,7 +259,7 @@ export async function run(argv: string[]): Promise<number> {
     USAGE,
   );
   if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
+    writeHelp(USAGE);
     return 0;
   }
   const file = exactlyOne(positionals, 'inventory file', USAGE);

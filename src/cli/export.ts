@@ -21,7 +21,8 @@ import { writeTarget } from '../util/atomic.js';
 import { counted } from '../util/plural.js';
 import { safeLine } from '../util/terminal.js';
 import { version } from '../util/version.js';
-import { COMMON_HELP, didYouMean, exactlyOne, oneOf, parse } from './args.js';
+import { writeHelp } from '../util/wrap.js';
+import { COMMON_HELP, didYouMean, exactlyOne, forUsage, oneOf, parse } from './args.js';
 import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
 
 /**
@@ -65,11 +66,11 @@ export async function run(argv: string[]): Promise<number> {
     USAGE,
   );
   if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
+    writeHelp(USAGE);
     return 0;
   }
   const file = exactlyOne(positionals, 'inventory file', USAGE);
-  if (values.to === undefined) throw new UsageError(`--to FORMAT is required\n${USAGE}`);
+  if (values.to === undefined) throw new UsageError(`--to FORMAT is required\n${forUsage(USAGE)}`);
   const format = oneOf(values.to, FORMAT_NAMES, '--to') as (typeof FORMAT_NAMES)[number];
   if (values.host !== undefined && values.network)
     throw new UsageError('give either --host NAME or --network, not both');

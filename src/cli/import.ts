@@ -6,8 +6,9 @@ import { loadSiteText } from '../inventory/load.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { counted } from '../util/plural.js';
 import { version } from '../util/version.js';
+import { writeHelp } from '../util/wrap.js';
 import { MAX_YAML_BYTES } from '../util/yaml.js';
-import { oneOf, parse } from './args.js';
+import { forUsage, oneOf, parse } from './args.js';
 
 const USAGE = `Usage: portolan import rvtools|pvesh FILE --map MAP.yaml [-o SITE.yaml] [--sheet NAME]
 
@@ -26,16 +27,16 @@ export async function run(argv: string[]): Promise<number> {
     USAGE,
   );
   if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
+    writeHelp(USAGE);
     return 0;
   }
   const [kindText, file, ...extra] = positionals;
   const kind = oneOf(kindText, ['rvtools', 'pvesh'] as const, 'import source');
   if (!kind || !file || extra.length > 0)
     throw new UsageError(
-      `expected a source kind and one file, got ${positionals.length} arguments\n${USAGE}`,
+      `expected a source kind and one file, got ${positionals.length} arguments\n${forUsage(USAGE)}`,
     );
-  if (!values.map) throw new UsageError(`--map MAP.yaml is required\n${USAGE}`);
+  if (!values.map) throw new UsageError(`--map MAP.yaml is required\n${forUsage(USAGE)}`);
   const catalogs = loadCatalogs(values.catalog ?? []);
   const map = loadImportMap(values.map, catalogs);
   const rows =

@@ -2,7 +2,8 @@ import { statSync } from 'node:fs';
 import { loadCatalogs } from '../catalog/load.js';
 import type { Catalog, PeerSpec } from '../catalog/types.js';
 import { UsageError } from '../errors.js';
-import { COMMON_HELP, didYouMean, parse } from './args.js';
+import { writeHelp } from '../util/wrap.js';
+import { COMMON_HELP, didYouMean, forUsage, parse } from './args.js';
 import { writeAtomic } from './check.js';
 
 export const USAGE = `Usage: portolan init PRODUCT... [--site NAME] [-o FILE]
@@ -142,12 +143,14 @@ export async function run(argv: string[]): Promise<number> {
     USAGE,
   );
   if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
+    writeHelp(USAGE);
     return 0;
   }
   const catalogs = loadCatalogs(values.catalog ?? []);
   if (!positionals.length)
-    throw new UsageError(`name at least one product (one of: ${[...catalogs.keys()].join(', ')})\n${USAGE}`);
+    throw new UsageError(
+      `name at least one product (one of: ${[...catalogs.keys()].join(', ')})\n${forUsage(USAGE)}`,
+    );
   const chosen: Catalog[] = [];
   for (const p of positionals) {
     const c = catalogs.get(p);
