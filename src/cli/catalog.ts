@@ -9,9 +9,10 @@ import {
 } from '../catalog/types.js';
 import { UsageError } from '../errors.js';
 import { colorEnabled, palette } from '../util/color.js';
+import { unknownName } from '../util/suggest.js';
 import { sanitizeDeep } from '../util/terminal.js';
 import { terminalColumns, wrapLines, writeHelp } from '../util/wrap.js';
-import { COMMON_HELP, didYouMean, forUsage, oneOf, parse } from './args.js';
+import { COMMON_HELP, forUsage, oneOf, parse } from './args.js';
 
 export const USAGE = `Usage: portolan catalog [PRODUCT] [--format text|json] [--lang en|ja]
 
@@ -39,9 +40,7 @@ export async function run(argv: string[]): Promise<number> {
   if (positionals.length > 1) throw new UsageError(`expected at most one product\n${forUsage(USAGE)}`);
   const wanted = positionals[0];
   if (wanted !== undefined && !catalogs.has(wanted))
-    throw new UsageError(
-      `unknown product ${JSON.stringify(wanted)}${didYouMean(wanted, catalogs.keys())} (expected one of: ${[...catalogs.keys()].join(', ')})`,
-    );
+    throw new UsageError(unknownName('product', wanted, catalogs.keys()));
   const selected = [...catalogs.values()].filter((c) => wanted === undefined || c.product === wanted);
   if (format === 'json') {
     const out = wanted === undefined ? selected.map(publicCatalog) : publicCatalog(selected[0] as Catalog);

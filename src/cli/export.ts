@@ -19,10 +19,11 @@ import { rpcCaveats } from '../plan/caveats.js';
 import { buildPlan } from '../plan/plan.js';
 import { writeTarget } from '../util/atomic.js';
 import { counted } from '../util/plural.js';
+import { unknownName } from '../util/suggest.js';
 import { safeLine } from '../util/terminal.js';
 import { version } from '../util/version.js';
 import { writeHelp } from '../util/wrap.js';
-import { COMMON_HELP, didYouMean, exactlyOne, forUsage, oneOf, parse } from './args.js';
+import { COMMON_HELP, exactlyOne, forUsage, oneOf, parse } from './args.js';
 import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
 
 /**
@@ -80,10 +81,12 @@ export async function run(argv: string[]): Promise<number> {
   const { inventory, catalogs } = siteFrom(file, values);
   if (values.host !== undefined && !inventory.hosts.some((h) => h.name === values.host))
     throw new InputError(
-      `unknown host ${JSON.stringify(values.host)} for --host${didYouMean(
+      unknownName(
+        'host',
         values.host,
         inventory.hosts.map((h) => h.name),
-      )} (expected one of: ${inventory.hosts.map((h) => h.name).join(', ')})`,
+        { context: ' for --host' },
+      ),
       { file },
     );
   // A one-host export plans only the pairs that host is part of.

@@ -2,8 +2,9 @@ import { statSync } from 'node:fs';
 import { loadCatalogs } from '../catalog/load.js';
 import type { Catalog, PeerSpec } from '../catalog/types.js';
 import { UsageError } from '../errors.js';
+import { unknownName } from '../util/suggest.js';
 import { writeHelp } from '../util/wrap.js';
-import { COMMON_HELP, didYouMean, forUsage, parse } from './args.js';
+import { COMMON_HELP, forUsage, parse } from './args.js';
 import { writeAtomic } from './check.js';
 
 export const USAGE = `Usage: portolan init PRODUCT... [--site NAME] [-o FILE]
@@ -154,10 +155,7 @@ export async function run(argv: string[]): Promise<number> {
   const chosen: Catalog[] = [];
   for (const p of positionals) {
     const c = catalogs.get(p);
-    if (!c)
-      throw new UsageError(
-        `unknown product ${JSON.stringify(p)}${didYouMean(p, catalogs.keys())} (expected one of: ${[...catalogs.keys()].join(', ')})`,
-      );
+    if (!c) throw new UsageError(unknownName('product', p, catalogs.keys()));
     if (!chosen.includes(c)) chosen.push(c);
   }
   const site = values.site ?? 'my-site';

@@ -20,6 +20,7 @@ import { up } from '../lab/up.js';
 import { verify } from '../lab/verify.js';
 import { colorEnabled } from '../util/color.js';
 import { counted } from '../util/plural.js';
+import { unknownName } from '../util/suggest.js';
 import { writeHelp } from '../util/wrap.js';
 import { exactlyOne, forUsage, oneOf, parse } from './args.js';
 
@@ -78,7 +79,7 @@ export async function run(argv: string[]): Promise<number> {
       return sub === undefined ? 2 : 0;
     default:
       throw new UsageError(
-        `unknown lab command ${JSON.stringify(sub)} (expected one of: up, verify, break, ablate, down, list)\n${forUsage(USAGE)}`,
+        `${unknownName('lab command', sub, ['up', 'verify', 'break', 'ablate', 'down', 'list'])}\n${forUsage(USAGE)}`,
       );
   }
 }

@@ -1,8 +1,8 @@
 import { PortolanError } from '../errors.js';
+import { unknownName } from '../util/suggest.js';
 import { sanitize } from '../util/terminal.js';
 import { version } from '../util/version.js';
 import { writeHelp } from '../util/wrap.js';
-import { didYouMean } from './args.js';
 
 /** A command: takes its own argv, writes its output, returns the exit code. */
 export type Command = (argv: string[]) => Promise<number>;
@@ -111,10 +111,7 @@ export async function main(argv: string[]): Promise<void> {
 
 function unknownCommand(name: string): PortolanError {
   const names = Object.keys(COMMANDS);
-  return new PortolanError(
-    `unknown command ${JSON.stringify(name)}${didYouMean(name, names)} (expected one of: ${names.join(', ')})`,
-    'EUSAGE',
-  );
+  return new PortolanError(unknownName('command', name, names), 'EUSAGE');
 }
 
 /**
