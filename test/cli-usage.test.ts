@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
 import { displayWidth } from '../src/util/width.js';
-import { runCli } from './helpers.js';
+import { type CliResult, ROOT, runCli } from './helpers.js';
 
 /** The commands `portolan help` lists. */
 function commands(): string[] {
@@ -104,5 +107,85 @@ describe('usage errors: one line, then where the usage is', () => {
       assert.ok(lines[0]?.startsWith(first), r.stderr);
       assert.equal(lines[1], `run \`portolan help ${args[0]}\` for usage`);
     }
+  });
+});
+
+describe('output paths: checked the same way by every command, before any work', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'portolan-output-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Exit `code`, one line on stderr matching `re`, nothing on stdout. */
+  function oneLine(r: CliResult, code: number, re: RegExp): void {
+    assert.equal(r.code, code, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, re);
+  }
+
+  it('export --to aws -o FILE: -o must be a directory for a format that writes several files', () => {
+    const before = readFileSync(join(ROOT, 'examples/mixed-site.yaml'), 'utf8');
+    const r = runCli(['export', 'examples/mixed-site.yaml', '--to', 'aws', '-o', 'examples/mixed-site.yaml']);
+    oneLine(
+      r,
+      2,
+      /^portolan: -o "examples\/mixed-site\.yaml" is a file, and --to aws writes several files \(aws\.tf\.json, aws\.cfn\.json\) \(expected a directory/,
+    );
+    assert.equal(readFileSync(join(ROOT, 'examples/mixed-site.yaml'), 'utf8'), before);
+  });
+
+  it('-o FILE in a missing directory is refused by export, check, init and import (exit 2), nothing created', () => {
+    const missing = join(dir, 'missing');
+    const cases: string[][] = [
+      ['export', 'examples/mixed-site.yaml', '--to', 'nftables', '-o', join(missing, 'x.nft')],
+      ['check', 'examples/lab/loopback.yaml', '--from', 'vbr', '-o', join(missing, 'check.json')],
+      ['init', 'veeam-proxmox', '-o', join(missing, 'site.yaml')],
+      [
+        'import',
+        'pvesh',
+        'tests/fixtures/import/pvesh-resources.json',
+        '--map',
+        'tests/fixtures/import/map-veeam.yaml',
+        '-o',
+        join(missing, 'site.yaml'),
+      ],
+    ];
+    for (const args of cases) {
+      const r = runCli(args);
+      oneLine(
+        r,
+        2,
+        new RegExp(
+          `^portolan: -o "${missing}/[a-z.]+": the directory ${missing} does not exist \\(expected a file in an existing directory; create it first\\)\\n$`,
+        ),
+      );
+      assert.equal(existsSync(missing), false, args[0]);
+    }
+  });
+
+  it('--output-dir that is a file is refused before the check', () => {
+    const file = join(dir, 'a-file');
+    writeFileSync(file, 'x\n');
+    const r = runCli(['check', 'examples/lab/loopback.yaml', '--from', 'vbr', '--output-dir', file]);
+    oneLine(r, 2, /^portolan: --output-dir "\S+a-file" is a file \(expected a directory/);
+  });
+
+  it('export -o FILE says "wrote FILE" on stderr, as -o DIR says "wrote N files to DIR"', () => {
+    const file = join(dir, 'site.nft');
+    const r = runCli(['export', 'examples/mixed-site.yaml', '--to', 'nftables', '-o', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`^wrote ${file}$`, 'm'));
+    assert.match(readFileSync(file, 'utf8'), /table inet/);
+    const d = runCli(['export', 'examples/mixed-site.yaml', '--to', 'aws', '-o', join(dir, 'aws')]);
+    assert.equal(d.code, 0, d.stderr);
+    assert.match(d.stderr, new RegExp(`^wrote 2 files to ${dir}/aws$`, 'm'));
+  });
+
+  it('a directory that takes no new file: one line with the path, the system error and what was expected', () => {
+    const r = runCli(['init', 'veeam-proxmox', '-o', '/proc/nope.yaml']);
+    oneLine(
+      r,
+      1,
+      /^portolan: cannot write \/proc\/nope\.yaml: ENOENT \(no such file or directory\); expected a file in a directory this user can create files in \(\/proc is not one\)\n$/,
+    );
   });
 });

@@ -3,12 +3,12 @@ import { PortolanError, UsageError } from '../errors.js';
 import { buildInventory, loadImportMap } from '../import/build.js';
 import { readPvesh, readRvtools } from '../import/sources.js';
 import { loadSiteText } from '../inventory/load.js';
-import { writeFileAtomic } from '../util/atomic.js';
 import { counted } from '../util/plural.js';
 import { version } from '../util/version.js';
 import { writeHelp } from '../util/wrap.js';
 import { MAX_YAML_BYTES } from '../util/yaml.js';
 import { forUsage, oneOf, parse } from './args.js';
+import { checkOutputFile, writeOutputFile } from './output.js';
 
 const USAGE = `Usage: portolan import rvtools|pvesh FILE --map MAP.yaml [-o SITE.yaml] [--sheet NAME]
 
@@ -37,6 +37,7 @@ export async function run(argv: string[]): Promise<number> {
       `expected a source kind and one file, got ${positionals.length} arguments\n${forUsage(USAGE)}`,
     );
   if (!values.map) throw new UsageError(`--map MAP.yaml is required\n${forUsage(USAGE)}`);
+  if (values.output) checkOutputFile(values.output);
   const catalogs = loadCatalogs(values.catalog ?? []);
   const map = loadImportMap(values.map, catalogs);
   const rows =
@@ -65,7 +66,7 @@ export async function run(argv: string[]): Promise<number> {
       return 2;
     }
   }
-  if (out) writeFileAtomic(out, result.text);
+  if (out) writeOutputFile(out, result.text);
   else process.stdout.write(result.text);
   process.stderr.write(
     `imported ${result.imported} of ${counted(result.read, 'row')} into site ${map.site}${out ? ` (${out})` : ''}: ${result.skipped} left out, ${counted(result.warnings.length, 'warning')}${verdict}\n`,

@@ -5,7 +5,7 @@ import { UsageError } from '../errors.js';
 import { unknownName } from '../util/suggest.js';
 import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, forUsage, parse } from './args.js';
-import { writeAtomic } from './check.js';
+import { writeOutputFile } from './output.js';
 
 export const USAGE = `Usage: portolan init PRODUCT... [--site NAME] [-o FILE]
 
@@ -168,7 +168,7 @@ export async function run(argv: string[]): Promise<number> {
       throw new UsageError(
         `-o ${JSON.stringify(values.output)}: the file exists (an inventory that may hold edits); give --force to overwrite it, or another -o FILE`,
       );
-    writeAtomic(values.output, text);
+    writeOutputFile(values.output, text);
     process.stderr.write(`wrote ${values.output}: run "portolan validate ${values.output}"\n`);
   } else process.stdout.write(text);
   return 0;
