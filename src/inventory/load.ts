@@ -247,6 +247,14 @@ function checkInventory(
     const address = parseAddress(h.address);
     attempt(() => {
       if ('error' in address) fail(address.error, at('address'));
+      // A zone (fe80::1%eth0) names an interface of one machine; rules on the firewall and on every
+      // other host match addresses, and no export format could carry it (RFC 4007 section 6).
+      const zone = h.address.indexOf('%');
+      if (zone >= 0)
+        fail(
+          `${shown(h.address)} carries a zone index (${h.address.slice(zone)}): a zone names an interface of one machine, and the firewalls portolan exports for match addresses, not another machine's interface, so no export could carry it (expected the host's global or unique-local address, as "ip -6 addr show scope global" lists it)`,
+          at('address'),
+        );
       // 10.10.0.21, 10.10.0.21/32 and ::ffff:10.10.0.21 are one address.
       const identity = addressIdentity(address);
       const other = seenAddresses.get(identity);
