@@ -17,7 +17,7 @@
 // BENCH_AGENTS (1000), BENCH_STEADY_SECONDS (90: how long each steady case runs).
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -31,6 +31,8 @@ const AGENTS = Number(process.env.BENCH_AGENTS ?? 1000);
 const STEADY_SECONDS = Number(process.env.BENCH_STEADY_SECONDS ?? 90);
 const YAML = readFileSync(join(ROOT, 'examples/lab/loopback.yaml'), 'utf8');
 const MARK = '<!-- serve-ingest: written by bench/serve-ingest.mjs -->';
+const END = '<!-- end serve-ingest -->';
+const { replaceSection } = await import(join(ROOT, 'bench/section.mjs'));
 
 function pct(sorted, p) {
   if (!sorted.length) return Number.NaN;
@@ -47,11 +49,17 @@ async function freePort() {
   });
 }
 
-async function startServe(db, dir) {
+async function startServe(db, dir, priority) {
   const port = await freePort();
+  // BENCH_PROFILE=DIR: the serve process writes a V8 CPU profile there (node --cpu-prof) when it exits.
+  const prof = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+  // priority: the serve process alone runs at nice -15 (needs root), ahead of the machine's other work.
+  const [cmd, pre] = priority ? ['nice', ['-n', '-15', process.execPath]] : [process.execPath, []];
   const child = spawn(
-    process.execPath,
+    cmd,
     [
+      ...pre,
+      ...prof,
       join(ROOT, 'bin/portolan.js'),
       'serve',
       '--db',
@@ -212,8 +220,8 @@ async function burst(base, agents) {
   );
 }
 
-async function bench(store, db, target, dir) {
-  const serve = await startServe(db, dir);
+async function bench(store, db, target, dir, priority = false) {
+  const serve = await startServe(db, dir, priority);
   const rows = [];
   try {
     await call(serve.base, serve.admin, 'POST', '/api/sites', { yaml: YAML });
@@ -249,8 +257,10 @@ async function bench(store, db, target, dir) {
     const posted = rows.reduce((n, r) => n + r.posts, 0);
     for (const r of rows) {
       r.store = store;
+      r.priority = priority ? 'nice -15' : 'as-is';
+      r.load = loadavg()[0];
       console.log(
-        `${store}: ${r.name}: ${r.posts} result posts, ${r.failures} failed, ${r.perSecond.toFixed(0)} results/s, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms, max ${r.max.toFixed(1)} ms, server CPU ${r.cpuMs.toFixed(1)} ms per post`,
+        `${store} (${r.priority}): ${r.name}: ${r.posts} result posts, ${r.failures} failed, ${r.perSecond.toFixed(0)} results/s, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms, max ${r.max.toFixed(1)} ms, server CPU ${r.cpuMs.toFixed(1)} ms per post`,
       );
     }
     console.log(`${store}: ${posted} posts acknowledged, ${runs} runs stored`);
@@ -267,10 +277,16 @@ const dir = mkdtempSync(join(tmpdir(), 'ptbench-'));
 try {
   const file = join(dir, 'bench.db');
   done.push(await bench('SQLite', file, { kind: 'sqlite', file }, dir));
+  // The same load with the serve process alone given CPU priority over the machine's other work
+  // (nice -15; root only): the part of the latency that is waiting for a CPU behind other processes.
+  if (process.getuid?.() === 0) {
+    const file2 = join(dir, 'bench-nice.db');
+    done.push(await bench('SQLite', file2, { kind: 'sqlite', file: file2 }, dir, true));
+  } else console.log('SQLite at nice -15: skipped (needs root)');
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
-const why = pgUnavailable();
+const why = process.env.BENCH_STORES === 'sqlite' ? 'BENCH_STORES=sqlite' : pgUnavailable();
 if (why) console.log(`PostgreSQL: skipped (${why})`);
 else {
   const pg = await startPg();
@@ -298,20 +314,42 @@ const lines = [
   '',
   `- machine: ${cpus().length} × ${cpus()[0]?.model.trim()}, Node ${process.version}; load average (1 min) before/after: ${load0.toFixed(2)} / ${loadavg()[0].toFixed(2)}`,
   '',
-  '| store | load | result posts | results/s | p50 (ms) | p99 (ms) | max (ms) | server CPU per post (ms) | stored once |',
-  '|---|---|---|---|---|---|---|---|---|',
+  '| store | serve process | load | load average after | result posts | results/s | p50 (ms) | p99 (ms) | max (ms) | server CPU per post (ms) | stored once |',
+  '|---|---|---|---|---|---|---|---|---|---|---|',
   ...done.flatMap((d) =>
     d.rows.map(
       (r) =>
-        `| ${r.store} | ${r.name} | ${r.posts} | ${r.perSecond.toFixed(0)} | ${f(r.p50)} | ${f(r.p99)} | ${f(r.max)} | ${f(r.cpuMs)} | ${d.runs === d.posted ? `yes (${d.runs} runs)` : `NO: ${d.posted} acknowledged, ${d.runs} stored`} |`,
+        `| ${r.store} | ${r.priority} | ${r.name} | ${r.load.toFixed(2)} | ${r.posts} | ${r.perSecond.toFixed(0)} | ${f(r.p50)} | ${f(r.p99)} | ${f(r.max)} | ${f(r.cpuMs)} | ${d.runs === d.posted ? `yes (${d.runs} runs)` : `NO: ${d.posted} acknowledged, ${d.runs} stored`} |`,
     ),
   ),
   '',
+  ...targetLines(),
+  '',
 ];
+
+/** Plainly, which measured rows met the target (p99 under 50 ms, SQLite, 1,000 agents every 5 minutes) and which did not. */
+function targetLines() {
+  const rows = done
+    .flatMap((d) => d.rows)
+    .filter((r) => r.store === 'SQLite' && r.name.includes('every 5 min'));
+  const say = (r) => `${r.priority === 'as-is' ? 'as-is' : 'serve at nice -15'}: p99 ${f(r.p99)} ms`;
+  const met = rows.filter((r) => r.p99 < 50);
+  const missed = rows.filter((r) => !(r.p99 < 50));
+  return [
+    `Target (p99 < 50 ms, SQLite, ${AGENTS} agents every 5 min): ${met.length ? `met ${met.map(say).join('; ')}` : 'not met in any row'}${missed.length ? `; not met ${missed.map(say).join('; ')}` : ''}.`,
+  ];
+}
 if (!process.env.BENCH_AGENTS && !process.env.BENCH_STEADY_SECONDS) {
+  // Only this script's section is replaced; the check below proves the rest of the file unchanged.
   const results = join(ROOT, 'bench', 'RESULTS.md');
   const old = existsSync(results) ? readFileSync(results, 'utf8') : '';
-  const at = old.indexOf(MARK);
-  const before = (at >= 0 ? old.slice(0, at) : old).trimEnd();
-  writeFileSync(results, `${before ? `${before}\n\n` : ''}${lines.join('\n')}`);
+  const text = replaceSection(old, MARK, END, [...lines, END, ''].join('\n'));
+  const outside = (t) => {
+    const at = t.indexOf(MARK);
+    return at < 0 ? t.trimEnd() : t.slice(0, at) + t.slice(t.indexOf(END, at) + END.length);
+  };
+  if (old.includes(MARK) && outside(text) !== outside(old))
+    throw new Error('bench/RESULTS.md: writing the server ingest section would change other sections');
+  writeFileSync(`${results}.tmp`, text);
+  renameSync(`${results}.tmp`, results);
 }

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # Real peers and real firewall tools the tests load their output into (Debian packages).
 APT_PACKAGES=(
   nftables iptables firewalld ufw graphviz libxml2-utils iproute2 openssl
-  chrony openssh-server samba smbclient nginx nmap postgresql chromium tmux
+  chrony openssh-server samba smbclient nginx nmap postgresql chromium tmux time
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

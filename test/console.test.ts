@@ -208,6 +208,65 @@ test('console: upload a site, see its matrix, agent verdicts, a change-request r
   await page.locator(`tr[data-rule="${row.rule}"] td.state`, { hasText: 'broken again' }).waitFor();
   await shot(page, '5-change-broken');
 
+  // Version 3 drops flr; its change request has removal rows. The real agent checks the removed
+  // flows with version 2's inventory; then posted verdicts move a removal row to removed and back.
+  const v3 = LOOPBACK_V2.split('\n')
+    .filter((l) => !/^\s+flr:/.test(l))
+    .join('\n');
+  assert.notEqual(v3, LOOPBACK_V2);
+  await api('POST', '/api/sites', { yaml: v3 });
+  const cr3 = (await api('POST', '/api/sites/lab-loopback/change-requests', { from: 2, to: 3 })) as {
+    id: string;
+    rows: { rule: string; action: string; flowIds: string[]; evidence: string }[];
+  };
+  const removal = cr3.rows.find(
+    (r) => r.action === 'remove' && r.flowIds.every((id) => id.startsWith('veeam-proxmox vbr/')),
+  );
+  assert.ok(removal, JSON.stringify(cr3.rows));
+  const lines: string[] = [];
+  const agent3 = new Agent({
+    server: base,
+    token: agentToken,
+    spool: join(dir, 'spool'),
+    check: { timeoutMs: 500, attempts: 1, spacingMs: 10, retryBudgetMs: 100 },
+    log: (l) => lines.push(l),
+  });
+  assert.equal((await agent3.cycle()).pending, 0);
+  assert.ok(
+    lines.some((l) => / removed in a later version\)/.test(l)),
+    lines.join('\n'),
+  );
+  const checked = (await api('GET', `/api/sites/lab-loopback/change-requests/${cr3.id}`)) as typeof cr3;
+  const checkedRow = checked.rows.find((r) => r.rule === removal.rule && r.action === 'remove');
+  for (const id of removal.flowIds) assert.match(checkedRow?.evidence ?? '', new RegExp(`${id}: \\S`));
+  const postRemoval = (key: string, verdict: string) =>
+    api(
+      'POST',
+      '/api/agent/results',
+      {
+        key,
+        version: 2,
+        startedAt: new Date().toISOString(),
+        isolated: false,
+        results: removal.flowIds.map((flowId) => ({
+          flowId,
+          verdict,
+          detail: { reason: `console test: ${verdict}` },
+        })),
+      },
+      agentToken,
+    );
+  const removalCell = (text: string) =>
+    page.locator(`tr[data-rule="${removal.rule}"][data-action="remove"] td.state`, { hasText: text });
+  await postRemoval('console-rm-blocked-0003', 'filtered');
+  await page.getByRole('button', { name: 'Refresh' }).first().click();
+  await removalCell('removed: verified blocked').first().waitFor();
+  await shot(page, '5b-removal-implemented');
+  await postRemoval('console-rm-open-000004', 'ok');
+  await page.getByRole('button', { name: 'Refresh' }).first().click();
+  await removalCell('open again').first().waitFor();
+  await shot(page, '5c-removal-open-again');
+
   // The nftables export downloads.
   await page.goto(`${base}/#/site/lab-loopback/exports`);
   const [download] = await Promise.all([

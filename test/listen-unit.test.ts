@@ -8,7 +8,13 @@ import { chooseBind, isLocalAddress, normalizeIp } from '../src/listen/addresses
 import { formatTtl, MAX_TTL_SECONDS, parseTtl } from '../src/listen/duration.js';
 import { inboundFor, subtractPorts } from '../src/listen/inbound.js';
 import { LOG_BURST, MAX_SOURCES, ProbeLog } from '../src/listen/log.js';
-import { makeProbe, verifyReply } from '../src/listen/protocol.js';
+import {
+  MAX_SKEW_SECONDS,
+  makeProbe,
+  NONCE_CACHE_MAX,
+  NonceCache,
+  verifyReply,
+} from '../src/listen/protocol.js';
 import { Answerer, MAX_PROBE_BYTES, type ProbeEvent } from '../src/listen/responder.js';
 import { allot, bindReport, socketGroups } from '../src/listen/sockets.js';
 import { buildPlan } from '../src/plan/plan.js';
@@ -258,6 +264,44 @@ describe('listen: answers', () => {
     assert.equal(first.reply.length, 46);
     assert.ok(verifyReply(SECRET, probe, first.reply.toString('latin1')));
     assert.deepEqual(a.answer(Buffer.from(probe.line), 'udp', 123), { reason: 'replayed nonce' });
+  });
+  it('answers every probe of six full-range checks (two sources, three runs) sent within one skew window', () => {
+    // 2500-3300 and 49152-65535 are 17,186 ports; two sources checking three times in a row send
+    // 103,116 signed probes (more when a busy responder is asked again), all within minutes.
+    const a = new Answerer(SECRET);
+    const now = Date.now();
+    const probes = 6 * 17_186 + 20_000;
+    let answered = 0;
+    const odd = new Map<string, number>();
+    for (let i = 0; i < probes; i++) {
+      const port = 2500 + (i % 801);
+      const t = now + Math.floor((i / probes) * 240_000);
+      const r = a.answer(Buffer.from(makeProbe(SECRET, 'tcp', port, t, 2).line), 'tcp', port, t);
+      if ('reply' in r) answered++;
+      else odd.set(r.reason, (odd.get(r.reason) ?? 0) + 1);
+    }
+    assert.equal(answered, probes, JSON.stringify([...odd]));
+  });
+  it('remembers a nonce until its probe leaves the window, and a full cache is load, not a replay', () => {
+    const c = new NonceCache(3);
+    const ts = 1_000_000;
+    const at = (s: number) => s * 1000;
+    assert.equal(c.add('a', ts, at(ts)), 'new');
+    assert.equal(c.add('a', ts, at(ts + MAX_SKEW_SECONDS)), 'replayed', 'still inside the window');
+    assert.equal(c.add('b', ts, at(ts)), 'new');
+    assert.equal(c.add('c', ts + 100, at(ts)), 'new');
+    assert.equal(c.add('d', ts, at(ts)), 'full');
+    // One second past ts + MAX_SKEW_SECONDS: a and b are out of the window (verifyProbe refuses them
+    // by their timestamp), so they make room; c is still remembered.
+    assert.equal(c.add('d', ts + MAX_SKEW_SECONDS, at(ts + MAX_SKEW_SECONDS + 1)), 'new');
+    assert.equal(c.size, 2);
+    assert.equal(c.add('c', ts + 100, at(ts + MAX_SKEW_SECONDS + 1)), 'replayed');
+    assert.ok(NONCE_CACHE_MAX >= 500_000);
+    const full = new Answerer(SECRET, new NonceCache(1));
+    assert.ok('reply' in full.answer(Buffer.from(makeProbe(SECRET, 'tcp', 80).line), 'tcp', 80));
+    const r = full.answer(Buffer.from(makeProbe(SECRET, 'tcp', 80).line), 'tcp', 80);
+    assert.ok('load' in r && r.load, JSON.stringify(r));
+    assert.match(r.reason, /^load: 1 nonces of probes still inside their 300-s window held \(at most 1\)$/);
   });
   it('refuses the wrong secret, port, protocol, an old timestamp and oversized input', () => {
     const a = new Answerer(SECRET);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import type { Flow } from '../src/model/flow.js';
 import { expandCidr } from '../src/probe/dns.js';
 import type { CheckReport } from '../src/probe/engine.js';
@@ -9,9 +10,12 @@ import { epmBind, parseBindReply } from '../src/probe/msrpc.js';
 import { ntpRequest, parseNtpReply } from '../src/probe/ntp.js';
 import { parseX224, x224ConnectionRequest } from '../src/probe/rdp.js';
 import { checkJson, checkJunit, checkTable, runs, summarize, xml } from '../src/probe/report.js';
-import { RttEstimator } from '../src/probe/rtt.js';
+import { networkRows, RttEstimator, RttTable } from '../src/probe/rtt.js';
+import { type ReachItem, reach } from '../src/probe/scheduler.js';
 import { tcpKind } from '../src/probe/services.js';
 import { parseSmbReply, smb2Negotiate } from '../src/probe/smb.js';
+import type { SweepPool } from '../src/probe/sweep.js';
+import type { SweepJob } from '../src/probe/tcp.js';
 import { type FlowResult, isFailure, type PortResult, worst } from '../src/probe/verdict.js';
 
 const flow = (over: Partial<Flow> = {}): Flow => ({
@@ -169,6 +173,100 @@ describe('probe decisions', () => {
     assert.equal(e.timeout(100, 1000), 100);
     for (let i = 0; i < 20; i++) e.add(2000);
     assert.equal(e.timeout(100, 1000), 1000);
+  });
+
+  it('a sample one sweep thread adds sets the timeout every thread reads', async () => {
+    // The table as a sweep pool shares it: a worker thread sees target 0 answer in 0.2 ms.
+    const table = RttTable.create(2, true);
+    assert.equal(table.timeout(0, 100, 1000), 1000);
+    const rtt = new URL('../src/probe/rtt.js', import.meta.url).href;
+    const worker = new Worker(
+      `import { workerData, parentPort } from 'node:worker_threads';
+       const { RttTable } = await import(${JSON.stringify(rtt)});
+       const t = new RttTable(workerData);
+       for (let i = 0; i < 20; i++) t.add(0, 0.2);
+       parentPort.postMessage('done');`,
+      { eval: true, workerData: table.memory, type: 'module' } as ConstructorParameters<typeof Worker>[1],
+    );
+    try {
+      await new Promise((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+    } finally {
+      await worker.terminate();
+    }
+    // This thread never saw an answer, and uses the learned timeout all the same.
+    assert.equal(table.state(0).samples, 20);
+    assert.equal(table.timeout(0, 100, 1000), 100);
+    assert.equal(table.timeout(1, 100, 1000), 1000);
+  });
+
+  it("a target that has not answered takes its network's estimate only when asked to", () => {
+    const targets = [
+      { address: '10.1.2.3', family: 4 as const },
+      { address: '10.1.2.200', family: 4 as const },
+      { address: '10.1.3.1', family: 4 as const },
+      { address: '2001:db8::1', family: 6 as const },
+      { address: '2001:db8:0:0::ff', family: 6 as const },
+      { address: '2001:db8:0:1::1', family: 6 as const },
+    ];
+    const { rowOf, rows } = networkRows(targets);
+    // Rows after the six targets: 10.1.2/24, 10.1.3/24, 2001:db8::/64, 2001:db8:0:1::/64.
+    assert.deepEqual([...rowOf], [6, 6, 7, 8, 8, 9]);
+    assert.equal(rows, 10);
+    const table = RttTable.create(rows, false);
+    for (let i = 0; i < 20; i++) {
+      table.add(0, 0.5);
+      table.add(rowOf[0] as number, 0.5);
+    }
+    // 10.1.2.200 has no answer of its own: its network's estimate when asked, the user's timeout when not.
+    assert.equal(table.timeout(1, 100, 1000, rowOf[1]), 100);
+    assert.equal(table.timeout(1, 100, 1000), 1000);
+    assert.equal(table.state(1).samples, 0);
+    // Another network learns nothing from it.
+    assert.equal(table.timeout(2, 100, 1000, rowOf[2]), 1000);
+    // Its own answers win over the network's once it has some.
+    for (let i = 0; i < 20; i++) table.add(1, 600);
+    const own = table.timeout(1, 100, 1000, rowOf[1]);
+    assert.ok(own >= 600 && own < 1000, `${own}`);
+  });
+
+  it("only a first round may wait a network's estimate; a port silent there is asked again without it", async () => {
+    // A pool that records each round's job: the first round hears nothing, the next ones a reset.
+    const seeded: boolean[] = [];
+    const pool = {
+      run: async (job: SweepJob) => {
+        seeded.push(job.seedFromNetwork === true);
+        const first = seeded.length === 1;
+        return {
+          status: new Int32Array(job.port.length).fill(first ? 0 : -111),
+          rttMs: new Float32Array(job.port.length).fill(first ? Number.NaN : 0.3),
+          rtt: job.targets.map(() => ({ srtt: Number.NaN, rttvar: 0, samples: 0 })),
+        };
+      },
+    } as unknown as SweepPool;
+    const items: ReachItem[] = ['10.1.2.3', '10.1.2.4'].map((address) => ({
+      address,
+      family: 4,
+      protocol: 'tcp',
+      port: 443,
+      attempts: 0,
+    }));
+    await reach(items, {
+      concurrency: 16,
+      timeoutMs: 1000,
+      minTimeoutMs: 100,
+      attempts: 3,
+      spacingMs: 0,
+      retryBudgetMs: 0,
+      pool,
+    });
+    assert.deepEqual(seeded, [true, false]);
+    assert.deepEqual(
+      items.map((i) => i.outcome?.kind === 'error' && i.outcome.errno),
+      ['ECONNREFUSED', 'ECONNREFUSED'],
+    );
   });
 
   it('expands small CIDRs host by host and refuses large ones', () => {

@@ -150,7 +150,7 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       assert.match(host.body, /## Remove: .*\n[\s\S]*\| out-tcp-[^|]*\| remove /);
     });
 
-    test('a delta change request tracks its removals as rows of their own, left requested when agents check', async () => {
+    test('a delta change request tracks its removals as rows of their own: an agent checks the removed flows', async () => {
       // lab-diff (the test above): v2 drops flr and moves pve from 127.0.0.2 to 127.0.0.9.
       const d = (await call(ctx, 'GET', '/api/sites/lab-diff/diff?from=1&to=2', ctx.viewer)).json();
       const removedId = d.removed[0].id as string;
@@ -177,7 +177,7 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       const csv = (await call(ctx, 'GET', '/api/sites/lab-diff/delta/csv?from=1&to=2', ctx.viewer)).body;
       for (const r of removals) assert.match(csv, new RegExp(`${r.rule},"?(remove|narrow)`));
       // An agent checks v2's flows from vbr, the changed ones included: the rows to add work; the
-      // removal rows stay requested (no agent checks a flow the plan no longer has).
+      // removal rows stay requested (a check of the new version says nothing about removed flows).
       const enrol = await call(ctx, 'POST', '/api/agents', ctx.admin, { site: 'lab-diff', host: 'vbr' });
       assert.equal(enrol.statusCode, 201, enrol.body);
       const agentToken = enrol.json().token as string;
@@ -200,6 +200,95 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       for (const r of fromVbr) assert.equal(r.state, 'working', JSON.stringify(r));
       for (const r of after.filter((x) => x.action === 'remove')) assert.equal(r.state, 'requested');
       assert.equal(after.filter((x) => x.action === 'remove').length, removals.length);
+
+      // The plan names the removed flows from vbr, with version 1's inventory to check them by.
+      const v1 = (await call(ctx, 'GET', '/api/sites/lab-diff/versions/1', ctx.viewer)).json();
+      const v1FromVbr = new Set(
+        (v1.plan.flows as { id: string; from: { host: string } }[])
+          .filter((f) => f.from.host === 'vbr')
+          .map((f) => f.id),
+      );
+      const expected = [...leaving].filter((id) => v1FromVbr.has(id)).sort();
+      assert.ok(expected.length >= 1, [...leaving].join(', '));
+      assert.deepEqual(
+        plan.removals.map((g: { version: number; yaml: string; flowIds: string[] }) => [
+          g.version,
+          g.yaml === v1.yaml,
+          g.flowIds,
+        ]),
+        [[1, true, expected]],
+      );
+      const rowsNow = async () =>
+        (await call(ctx, 'GET', '/api/sites/lab-diff/change-requests', ctx.viewer)).json().changeRequests[0]
+          .rows as (Row & { evidence: string })[];
+      // The rows the vbr agent can settle on its own: all their flows start at vbr.
+      const mine = removals.filter((r) => r.flowIds.every((id) => v1FromVbr.has(id))).map((r) => r.rule);
+      assert.ok(mine.length >= 1, cr.body);
+      const removalRun = async (key: string, verdict: string, seconds: number) => {
+        const r = await call(ctx, 'POST', '/api/agent/results', agentToken, {
+          key,
+          version: 1,
+          startedAt: new Date(Date.now() + seconds * 1000).toISOString(),
+          isolated: false,
+          results: expected.map((flowId) => ({ flowId, verdict, detail: { reason: `seen ${verdict}` } })),
+        });
+        assert.equal(r.statusCode, 200, r.body);
+        return (await rowsNow()).filter((x) => x.action === 'remove' && mine.includes(x.rule));
+      };
+      // Still reachable before anyone removed the rule: requested, with the evidence saying so.
+      let rm = await removalRun('rm-open-aaaaaaaaaaaaa', 'ok (responder)', 2);
+      for (const r of rm) {
+        assert.equal(r.state, 'requested', JSON.stringify(r));
+        assert.match(r.evidence, /: ok \(responder\) at .* \(still open\)/);
+      }
+      // Blocked: implemented.
+      rm = await removalRun('rm-blocked-aaaaaaaaaa', 'filtered', 3);
+      for (const r of rm) {
+        assert.equal(r.state, 'implemented', JSON.stringify(r));
+        assert.match(r.evidence, /: filtered at .* \(blocked\)/);
+      }
+      // A verdict that proves neither changes nothing.
+      rm = await removalRun('rm-unsure-aaaaaaaaaaa', 'responder-overloaded', 4);
+      for (const r of rm) assert.equal(r.state, 'implemented', JSON.stringify(r));
+      // Reachable again: broken; blocked once more: implemented again.
+      rm = await removalRun('rm-again-aaaaaaaaaaaa', 'reachable', 5);
+      for (const r of rm) assert.equal(r.state, 'broken', JSON.stringify(r));
+      rm = await removalRun('rm-closed-aaaaaaaaaaa', 'closed', 6);
+      for (const r of rm) assert.equal(r.state, 'implemented', JSON.stringify(r));
+      const events = (await call(ctx, 'GET', '/api/events?site=lab-diff', ctx.viewer)).json().events as {
+        kind: string;
+        subject: string;
+      }[];
+      const kinds = events.map((e) => e.kind);
+      assert.ok(kinds.includes('change-implemented') && kinds.includes('change-broken'), kinds.join(','));
+      // The removed flows' checks are evidence for the removal, not verdicts of the current plan:
+      // no flow turned failing, and the status of version 2 is unchanged by them.
+      assert.ok(!events.some((e) => e.kind === 'flow-failing'), kinds.join(','));
+      const status = (await call(ctx, 'GET', '/api/sites/lab-diff/status', ctx.viewer)).json();
+      for (const f of status.flows as {
+        flow: { id: string };
+        verdict: string | null;
+        history: { verdict: string }[];
+      }[])
+        if (expected.includes(f.flow.id))
+          assert.deepEqual([f.verdict, f.history.map((h) => h.verdict)], ['ok', ['ok']], JSON.stringify(f));
+      // A removal run may name only flows of that version from its own host.
+      const wrong = await call(ctx, 'POST', '/api/agent/results', agentToken, {
+        key: 'rm-wrong-aaaaaaaaaaaa',
+        version: 1,
+        startedAt: new Date().toISOString(),
+        isolated: false,
+        results: [{ flowId: 'no such flow', verdict: 'filtered', detail: {} }],
+      });
+      assert.equal(wrong.statusCode, 400, wrong.body);
+      // The OpenAPI description names the new reply fields.
+      const spec = (await call(ctx, 'GET', '/api/openapi.json', null)).json();
+      const planReply = spec.paths['/api/agent/plan'].get.responses['200'].content['application/json'].schema;
+      assert.ok(planReply.properties.removals, JSON.stringify(planReply));
+      const crReply =
+        spec.paths['/api/sites/{site}/change-requests/{id}'].get.responses['200'].content['application/json']
+          .schema;
+      assert.ok(crReply.properties.rows.items.properties.state.enum.includes('implemented'));
     });
 
     test('a removed flow that shared its rule with a staying one narrows the rule, never removes it', async () => {

@@ -298,6 +298,20 @@ function Diff({ site, versions }) {
   </section>`;
 }
 
+/** A change row's state in words: rows to allow and rows to remove read differently. */
+function rowState(r) {
+  if (r.action === 'remove') {
+    if (r.state === 'implemented') return 'removed: verified blocked';
+    if (r.state === 'broken') return 'open again';
+    return /still open/.test(r.evidence) ? 'removal requested (still open)' : 'removal requested';
+  }
+  return r.state === 'working'
+    ? 'implemented and working'
+    : r.state === 'broken'
+      ? 'broken again'
+      : 'requested';
+}
+
 function Changes({ site }) {
   const [{ data, error }, reload] = useLoad(
     () => api(`/api/sites/${encodeURIComponent(site)}/change-requests`),
@@ -312,7 +326,7 @@ function Changes({ site }) {
         <thead><tr><th>rule</th><th>change</th><th>state</th><th>evidence</th></tr></thead>
         <tbody>${cr.rows.map(
           (r) => html`<tr data-rule=${r.rule} data-action=${r.action}><td>${r.rule}</td><td>${r.summary}</td>
-            <td class=${`state state-${r.state}`}>${r.state === 'working' ? 'implemented and working' : r.state === 'broken' ? 'broken again' : r.action === 'remove' ? 'removal requested (not verified by agents)' : 'requested'}</td>
+            <td class=${`state state-${r.state}`}>${rowState(r)}</td>
             <td><pre class="reason">${r.evidence}</pre></td></tr>`,
         )}</tbody>
       </table>`,

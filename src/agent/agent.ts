@@ -29,6 +29,13 @@ export interface AgentPlan {
   version: number;
   yaml: string;
   flowIds: string[];
+  /**
+   * Flows from this host that removal rows of change requests name and the latest version no longer
+   * has in that form, with the inventory of the version that still has them: checked and posted as a run of
+   * that version, so the server can tell a removal implemented (blocked) from still open. Absent
+   * from servers before this field.
+   */
+  removals?: { version: number; yaml: string; flowIds: string[] }[];
 }
 
 /** One spooled check run, exactly the body of POST /api/agent/results. */
@@ -204,26 +211,44 @@ export class Agent {
       this.log('no plan yet (the server was never reached): nothing to check');
       return this.outcome(null);
     }
-    const report = await this.check(plan);
+    const report = await this.check(plan.yaml, plan.host, plan.flowIds, 'site.yaml');
     const results = report.results.filter((r) => plan.flowIds.includes(r.flow.id));
     const isolated = !reachable && results.length > 0 && results.every((r) => r.failed);
+    const key = this.spool(plan.version, report, results, isolated, '');
+    // Removed flows: a failing verdict is the expected outcome there, so these runs cannot tell an
+    // isolated host themselves; they share the main run's judgement.
+    for (const rm of plan.removals ?? []) {
+      const removed = await this.check(rm.yaml, plan.host, rm.flowIds, `removal-v${rm.version}.yaml`);
+      const rs = removed.results.filter((r) => rm.flowIds.includes(r.flow.id));
+      if (rs.length) this.spool(rm.version, removed, rs, isolated, ` removed in a later version`);
+    }
+    await this.flush();
+    return this.outcome(key);
+  }
+
+  /** Writes one run to the spool (before sending: a crash from here on loses nothing); returns its key. */
+  private spool(
+    version: number,
+    report: CheckReport,
+    results: readonly FlowResult[],
+    isolated: boolean,
+    what: string,
+  ): string {
     const run: SpooledRun = {
       key: randomUUID(),
-      version: plan.version,
+      version,
       startedAt: report.startedAt,
       isolated,
       results: results.map((r) => ({ flowId: r.flow.id, verdict: r.verdict, detail: detailOf(r) })),
     };
-    // Spooled before sending: a crash from here on loses nothing.
     atomicWrite(
       join(this.pending, `${Date.now().toString().padStart(15, '0')}-${run.key}.json`),
       JSON.stringify(run),
     );
     this.log(
-      `spooled ${run.key} (${counted(run.results.length, 'flow')}${isolated ? ', isolated: neither the server nor any target answered' : ''})`,
+      `spooled ${run.key} (${counted(run.results.length, 'flow')}${what}${isolated ? ', isolated: neither the server nor any target answered' : ''})`,
     );
-    await this.flush();
-    return this.outcome(run.key);
+    return run.key;
   }
 
   /** What is left in the spool after a cycle, and whether the server answered at all. */
@@ -240,14 +265,20 @@ export class Agent {
     return { key, pending: files.length, results, reached: this.answered, spool: this.pending };
   }
 
-  private async check(plan: AgentPlan): Promise<CheckReport> {
-    const file = join(this.o.spool, 'site.yaml');
-    atomicWrite(file, plan.yaml);
+  /** Checks `flowIds` from `host` with the inventory `yaml` (written to `name` in the spool first). */
+  private async check(
+    yaml: string,
+    host: string,
+    flowIds: readonly string[],
+    name: string,
+  ): Promise<CheckReport> {
+    const file = join(this.o.spool, name);
+    atomicWrite(file, yaml);
     const site = loadSite(file, this.o.catalogs ?? []);
     const built = buildPlan(site.inventory, site.catalogs);
-    const scope = await scopeFor(site.inventory, built, { from: plan.host });
-    const known = new Set(plan.flowIds);
-    const missing = plan.flowIds.filter((id) => !scope.flows.some((f) => f.id === id));
+    const scope = await scopeFor(site.inventory, built, { from: host });
+    const known = new Set(flowIds);
+    const missing = flowIds.filter((id) => !scope.flows.some((f) => f.id === id));
     if (missing.length)
       this.log(
         `${counted(missing.length, 'flow')} of the server's plan are not in this agent's plan (catalog versions differ): ${missing.slice(0, 3).join(', ')}`,

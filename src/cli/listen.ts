@@ -171,12 +171,24 @@ export async function run(argv: string[]): Promise<number> {
     if (signalled) return finish(await close(responder, log), 'signal');
 
     if (text) out(`answering signed probes until ${until} (${formatTtl(ttl)}); Ctrl-C stops early\n`);
+    // --debug: what the responder holds, every HELD_EVERY_MS while it changes, and once at the end.
+    let lastHeld = '';
+    const showHeld = (when: string) => {
+      const line = heldLine(responder.held());
+      if (line === lastHeld && when === 'now') return;
+      lastHeld = line;
+      process.stderr.write(`portolan listen: debug: ${when === 'now' ? '' : `${when}: `}${line}\n`);
+    };
+    const heldTimer = values.debug ? setInterval(() => showHeld('now'), HELD_EVERY_MS) : undefined;
+    heldTimer?.unref();
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<string>((resolve) => {
       timer = setTimeout(() => resolve('ttl'), ttl * 1000);
     });
     const why = await Promise.race([expired, stopped]);
     clearTimeout(timer);
+    clearInterval(heldTimer);
+    if (values.debug) showHeld('at stop');
     return finish(await close(responder, log), why);
   } finally {
     process.removeListener('SIGINT', stop);
@@ -190,6 +202,24 @@ export async function run(argv: string[]): Promise<number> {
     else emit({ event: 'summary', end: why, ...summary });
     return 0;
   }
+}
+
+/** How often `listen --debug` says what the responder holds (ms). */
+const HELD_EVERY_MS = 10_000;
+
+/**
+ * `listen --debug`'s line on what the responder holds: open connections, per source address, and
+ * nonces remembered; e.g. "holding 3 connections (10.0.0.1: 2, 10.0.0.2: 1), 801 nonces".
+ */
+export function heldLine(h: {
+  connections: number;
+  sources: Record<string, number>;
+  nonces: number;
+}): string {
+  const per = Object.entries(h.sources)
+    .map(([a, n]) => `${a}: ${n}`)
+    .join(', ');
+  return `holding ${h.connections} connection${h.connections === 1 ? '' : 's'}${per ? ` (${per})` : ''}, ${h.nonces} nonce${h.nonces === 1 ? '' : 's'}`;
 }
 
 /**

@@ -146,7 +146,10 @@ export function makeProbe(
   };
 }
 
-export type Verification = { ok: true; reply: string; nonce: string } | { ok: false; reason: string };
+/** `ts`: the probe's own timestamp (unix seconds), which bounds how long its nonce must be remembered. */
+export type Verification =
+  | { ok: true; reply: string; nonce: string; ts: number }
+  | { ok: false; reason: string };
 
 /**
  * Checks a probe received on `proto`/`port` from `from` (the source address on the wire, which a
@@ -172,7 +175,7 @@ export function verifyProbe(
   const want = probeMac(secret, v, proto, port, ts, nonce);
   if (!timingSafeEqual(Buffer.from(got), Buffer.from(want)))
     return { ok: false, reason: 'bad MAC (wrong secret?)' };
-  return { ok: true, reply: replyLine(secret, v, proto, port, ts, nonce, encodeAddress(from)), nonce };
+  return { ok: true, reply: replyLine(secret, v, proto, port, ts, nonce, encodeAddress(from)), nonce, ts };
 }
 
 export type ReplyCheck = { ok: true; seenFrom?: string } | { ok: false };
@@ -201,19 +204,57 @@ export function verifyReply(secret: string, probe: ProbeToken, data: string): bo
   return readReply(secret, probe, data).ok;
 }
 
-/** Remembers nonces for the skew window so a captured probe cannot be replayed. Bounded in size. */
+/**
+ * Nonces a responder remembers at most (NonceCache): a million verified probes within one skew
+ * window, over 3,000 a second for MAX_SKEW_SECONDS, tens of MB. A range check sends one signed
+ * probe per port (49152-65535 and 2500-3300: 17,186), asks again when the responder was slow, and
+ * several sources check at once, so a hundred thousand fill within minutes.
+ */
+export const NONCE_CACHE_MAX = 1_000_000;
+
+/** What NonceCache.add found: a new nonce (remembered), a replay, or no room left. */
+export type NonceOutcome = 'new' | 'replayed' | 'full';
+
+/**
+ * Remembers each verified probe's nonce for as long as the probe itself would be accepted, so a
+ * captured probe cannot be replayed: verifyProbe accepts a probe stamped `ts` (unix seconds) until
+ * ts + MAX_SKEW_SECONDS on this clock, and its nonce is forgotten right after that, by the probe's
+ * own timestamp (not by when it arrived). Only verified probes reach the cache, so its size is
+ * bounded by the rate of probes signed with the secret; past `max` nonces still inside their
+ * window a new one is `full` (the responder refuses it for load), never mistaken for a replay.
+ * Expiry costs one pass over at most 2 * MAX_SKEW_SECONDS + 1 buckets a second.
+ */
 export class NonceCache {
-  private readonly seen = new Map<string, number>();
-  constructor(private readonly max = 100_000) {}
-  /** True the first time a nonce is seen. */
-  add(nonce: string, now = Date.now()): boolean {
-    if (this.seen.has(nonce)) return false;
-    if (this.seen.size >= this.max) {
-      for (const [n, t] of this.seen) if (now - t > MAX_SKEW_SECONDS * 2000) this.seen.delete(n);
-      if (this.seen.size >= this.max) return false;
-    }
-    this.seen.set(nonce, now);
-    return true;
+  private readonly seen = new Set<string>();
+  /** Nonces by the unix second after which their probe is no longer accepted. */
+  private readonly byExpiry = new Map<number, string[]>();
+  private purgedAt = Number.NEGATIVE_INFINITY;
+  constructor(readonly max = NONCE_CACHE_MAX) {}
+  /** Nonces held now (each inside its probe's window), for the responder's summary. */
+  get size(): number {
+    return this.seen.size;
+  }
+  /** `ts`: the probe's timestamp (unix seconds); `now`: this clock (ms). */
+  add(nonce: string, ts: number, now = Date.now()): NonceOutcome {
+    this.purge(now);
+    if (this.seen.has(nonce)) return 'replayed';
+    if (this.seen.size >= this.max) return 'full';
+    this.seen.add(nonce);
+    const expiry = ts + MAX_SKEW_SECONDS;
+    const bucket = this.byExpiry.get(expiry);
+    if (bucket) bucket.push(nonce);
+    else this.byExpiry.set(expiry, [nonce]);
+    return 'new';
+  }
+  private purge(now: number): void {
+    const second = Math.floor(now / 1000);
+    if (second <= this.purgedAt) return;
+    this.purgedAt = second;
+    for (const [expiry, nonces] of this.byExpiry)
+      if (now / 1000 > expiry) {
+        for (const n of nonces) this.seen.delete(n);
+        this.byExpiry.delete(expiry);
+      }
   }
 }
 

@@ -3,6 +3,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { normalizeIp } from './addresses.js';
 import {
+  MAX_SKEW_SECONDS,
   NonceCache,
   type ProbeProtocol,
   RESPONDER_CONNECTIONS,
@@ -40,7 +41,8 @@ export interface Peer {
  * NAT shows up. `answered`: a signed probe, answered. `reach`: a TCP connection closed without a
  * byte, as `check` makes first to see whether the port is reachable at all. `refused`: not served
  * because its source (or all sources together) already held as many connections as the responder
- * serves at once; reset with no bytes. `rejected`: anything else, closed or ignored with no bytes.
+ * serves at once, or a verified probe found the nonce cache full (NonceCache); reset with no bytes
+ * (UDP: no reply). `rejected`: anything else, closed or ignored with no bytes.
  */
 export interface ProbeEvent {
   result: 'answered' | 'rejected' | 'reach' | 'refused';
@@ -55,7 +57,11 @@ export interface ProbeEvent {
   reason?: string;
 }
 
-export type Answer = { reply: Buffer } | { reason: string };
+/**
+ * `load`: a verified probe not answered because the responder cannot take it now (its nonce cache
+ * is full); the responder refuses it as it refuses for load, not as a bad probe.
+ */
+export type Answer = { reply: Buffer } | { reason: string; load?: true };
 
 /** Decides what to send back for one received probe: the OK line, or nothing and why. */
 export class Answerer {
@@ -64,6 +70,11 @@ export class Answerer {
     private readonly nonces = new NonceCache(),
   ) {}
 
+  /** Nonces remembered now (see NonceCache). */
+  get nonceCount(): number {
+    return this.nonces.size;
+  }
+
   /** `from` is the source address on the wire: a v2 reply carries it back, signed. */
   answer(data: Buffer, proto: ProbeProtocol, port: number, now = Date.now(), from = ''): Answer {
     if (data.length > MAX_PROBE_BYTES) return { reason: `longer than ${MAX_PROBE_BYTES} bytes` };
@@ -71,7 +82,13 @@ export class Answerer {
     const v = verifyProbe(this.secret, data.toString('latin1'), proto, port, now, from);
     if (!v.ok) return { reason: v.reason };
     // Only verified probes reach the cache, so unauthenticated traffic cannot fill it.
-    if (!this.nonces.add(v.nonce, now)) return { reason: 'replayed nonce' };
+    const seen = this.nonces.add(v.nonce, v.ts, now);
+    if (seen === 'replayed') return { reason: 'replayed nonce' };
+    if (seen === 'full')
+      return {
+        reason: `load: ${this.nonces.size} nonces of probes still inside their ${MAX_SKEW_SECONDS}-s window held (at most ${this.nonces.max})`,
+        load: true,
+      };
     const reply = Buffer.from(v.reply, 'latin1');
     // No amplification: the reply (46 or at most 69 bytes) is shorter than any probe that verifies (77+ bytes).
     assert.ok(reply.length <= data.length, `reply of ${reply.length} bytes to a ${data.length}-byte probe`);
@@ -191,7 +208,7 @@ export class Responder {
       });
     } else {
       this.onProbe({
-        result: 'rejected',
+        result: 'load' in a ? 'refused' : 'rejected',
         proto: 'udp',
         port: spec.port,
         from,
@@ -288,13 +305,27 @@ export class Responder {
       if (nl !== chunk.length - 1) return reject('bytes after the probe line');
       const line = Buffer.concat(chunks);
       const a = this.answerer.answer(line, 'tcp', port, Date.now(), from.address);
-      if (!('reply' in a)) return reject(a.reason);
+      if (!('reply' in a)) return 'load' in a ? refuse(a.reason) : reject(a.reason);
       done = true;
       // Once the reply is with the kernel the descriptor is released: a range check may open
       // thousands of connections and none should wait here for the prober to close its end.
       sock.end(a.reply, () => sock.destroy());
       this.onProbe({ result: 'answered', proto: 'tcp', port, from, to, received, sent: a.reply.length });
     });
+  }
+
+  /**
+   * What the responder holds right now: open TCP connections (all sources), the same per source
+   * address (only sources holding one or more), and nonces remembered (see NonceCache). Once every
+   * prober has closed, connections and sources are back to 0 and {}: the per-source share counts
+   * what is open, never a total that only grows.
+   */
+  held(): { connections: number; sources: Record<string, number>; nonces: number } {
+    return {
+      connections: this.conns.size,
+      sources: Object.fromEntries(this.perSource),
+      nonces: this.answerer.nonceCount,
+    };
   }
 
   /** Stops accepting, drops open connections and closes every socket. */

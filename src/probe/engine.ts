@@ -605,22 +605,27 @@ async function askSilentAgain(
     // Backoff between rounds: a responder still digesting a burst gets time, not more connects.
     if (round) await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** Math.min(round, 7), 30_000)));
     const awake = new Set<string>();
+    const asleep = new Map<string, string>();
     await Promise.all(
       [...new Set(again.map(([, s]) => s.address))].map(async (address) => {
         const host = again.find(([, s]) => s.address === address)?.[1].host ?? '';
         const port = answered.get(address) as number;
-        if (
-          await responderAwake(hostSecret(secret, host), address, port, RESPONDER_PATIENCE_MS, slots, limiter)
-        )
-          awake.add(address);
+        const r = await responderAwake(
+          hostSecret(secret, host),
+          address,
+          port,
+          RESPONDER_PATIENCE_MS,
+          slots,
+          limiter,
+        );
+        if (r.awake) awake.add(address);
+        else asleep.set(address, r.detail);
       }),
     );
-    for (const [key, s] of again)
-      if (!awake.has(s.address))
-        overloaded(
-          key,
-          `it did not answer a probe to port ${answered.get(s.address)} for ${RESPONDER_PATIENCE_MS / 1000} s`,
-        );
+    for (const [key, s] of again) {
+      const why = asleep.get(s.address);
+      if (why !== undefined) overloaded(key, why);
+    }
     const asked = again.filter(([, s]) => awake.has(s.address));
     const still: typeof again = [];
     // Per address: the responder stalled during this round; the ports not yet asked wait for the next.
@@ -694,6 +699,18 @@ function udpAttemptFor(port: number, kinds: ReadonlySet<UdpKind>, secret: string
 /** Ranges yield tens of thousands of errors: one detail string per errno and attempt count. */
 const ERROR_DETAILS = new Map<string, string[]>();
 
+/** "no answer to N spaced connects" with its reason, one string per (attempts, reason) for all ports. */
+const SILENT_DETAILS = new Map<string, string>();
+function silentDetail(attempts: number, why: string): string {
+  const key = `${attempts}${why}`;
+  let detail = SILENT_DETAILS.get(key);
+  if (detail === undefined) {
+    detail = `no answer to ${attempts} spaced connects${why}`;
+    SILENT_DETAILS.set(key, detail);
+  }
+  return detail;
+}
+
 function errorDetail(errno: string, attempts: number): string {
   let byAttempts = ERROR_DETAILS.get(errno);
   if (!byAttempts) {
@@ -766,6 +783,11 @@ async function silentNeighbours(items: readonly ReachItem[]): Promise<Map<string
   return out;
 }
 
+/** A port result's first fields: address, port, protocol. */
+function baseOf(item: ReachItem): Pick<PortResult, 'address' | 'port' | 'protocol'> {
+  return { address: item.address, port: item.port, protocol: item.protocol };
+}
+
 function portResult(
   item: ReachItem,
   flow: Flow,
@@ -777,11 +799,10 @@ function portResult(
 ): PortResult {
   const outcome = item.outcome as ReachOutcome;
   const attempts = item.attempts;
-  const rtt = rttMs !== undefined ? { rttMs } : {};
-  const base = { address: item.address, port: item.port, protocol: item.protocol };
+  // Only the rarer results below spread it; the common ones build their fields in place.
   if (outcome.kind === 'error' && outcome.local)
     return {
-      ...base,
+      ...baseOf(item),
       verdict: 'no-route',
       detail: noRouteDetail(item.address, outcome.errno),
       evidence: { errno: outcome.errno, attempts },
@@ -791,7 +812,7 @@ function portResult(
     (outcome.kind === 'silent' || (outcome.kind === 'error' && outcome.errno === 'EHOSTUNREACH'))
   )
     return {
-      ...base,
+      ...baseOf(item),
       verdict: 'no-host',
       detail: `no machine answered ${item.family === 6 ? 'NDP' : 'ARP'} for ${item.address} (neighbour entry ${neighbour.state}${neighbour.device ? ` on ${neighbour.device}` : ''}); ${outcome.kind === 'silent' ? `${attempts} spaced tries went unanswered` : 'the kernel gave up with EHOSTUNREACH'}`,
       evidence: {
@@ -802,35 +823,43 @@ function portResult(
     };
   if (outcome.kind === 'self')
     return {
-      ...base,
+      ...baseOf(item),
       verdict: 'closed',
       detail: `${item.address} is this machine: every connect to ${item.port} came back to its own socket (same address and port at both ends), so nothing listens there`,
       evidence: { attempts },
     };
   if (outcome.kind === 'error') {
+    // The commonest result of a range (every closed port): built field by field, with no
+    // intermediate objects, in the same key order as the others.
+    const evidence: Evidence =
+      rttMs !== undefined ? { errno: outcome.errno, rttMs, attempts } : { errno: outcome.errno, attempts };
     if (outcome.errno === 'ECONNREFUSED' && item.protocol === 'tcp' && isDynamicPort(flow, item.port))
       return {
-        ...base,
+        address: item.address,
+        port: item.port,
+        protocol: item.protocol,
         verdict: 'reachable',
         detail:
           'TCP reset: the path is open and nothing listens now, as expected on a range the product assigns at run time',
-        evidence: { errno: outcome.errno, ...rtt, attempts },
+        evidence,
       };
     return {
-      ...base,
+      address: item.address,
+      port: item.port,
+      protocol: item.protocol,
       verdict: verdictForErrno(outcome.errno) ?? 'blocked',
       detail: errorDetail(outcome.errno, attempts),
-      evidence: { errno: outcome.errno, ...rtt, attempts },
+      evidence,
     };
   }
   if (outcome.kind === 'open') {
     const s = svc ?? { verdict: 'open-unverified' as Verdict, detail: 'connected', evidence: {} };
     const { rttMs: _serviceMs, ...seen } = s.evidence;
     return {
-      ...base,
+      ...baseOf(item),
       verdict: s.verdict,
       detail: s.detail,
-      evidence: { ...rtt, ...seen, attempts },
+      evidence: { ...(rttMs !== undefined ? { rttMs } : {}), ...seen, attempts },
     };
   }
   if (outcome.kind === 'silent') {
@@ -840,16 +869,18 @@ function portResult(
       : '';
     if (item.protocol === 'tcp')
       return {
-        ...base,
+        address: item.address,
+        port: item.port,
+        protocol: item.protocol,
         verdict: 'filtered',
-        detail: `no answer to ${attempts} spaced connects${why}`,
+        detail: silentDetail(attempts, why),
         evidence,
       };
     if (kind === 'ntp')
       // portolan speaks NTP: a live server answers a mode-3 request, so silence is a drop (or no
       // server at all), not "open or filtered".
       return {
-        ...base,
+        ...baseOf(item),
         verdict: 'filtered',
         detail: `no answer and no ICMP error to ${attempts} spaced NTP requests; a live NTP server answers every one${outcome.rateLimited ? ' (the retry budget ran out while ICMP was rate limited: a reject may have been withheld)' : ''}`,
         evidence,
@@ -859,7 +890,7 @@ function portResult(
       ? '; the retry budget ran out before every try had a fresh ICMP token (rate limit)'
       : '; a reject with ICMP host or network unreachable looks the same to a UDP socket';
     return {
-      ...base,
+      ...baseOf(item),
       verdict: 'open|filtered',
       detail: `no answer and no ICMP error to ${attempts} spaced tries of ${spoke}${unsure}`,
       evidence,
@@ -869,11 +900,15 @@ function portResult(
   const ctx = (outcome.context ?? {}) as UdpContext;
   // The UDP send-to-reply time includes the event loop's queueing (a round sends to every port at
   // once), so only the address's quiet TCP measurement is reported as its rtt.
-  const evidence: Evidence = { ...rtt, bytesSeen: outcome.data.length, attempts };
+  const evidence: Evidence = {
+    ...(rttMs !== undefined ? { rttMs } : {}),
+    bytesSeen: outcome.data.length,
+    attempts,
+  };
   const signed = secret && ctx.token ? readResponderReply(secret, ctx.token, outcome.data) : undefined;
   if (signed?.ok)
     return {
-      ...base,
+      ...baseOf(item),
       verdict: 'ok (responder)',
       detail: `responder answered the signed probe (${outcome.data.length} bytes)`,
       evidence: signed.seenFrom ? { ...evidence, seenFrom: signed.seenFrom } : evidence,
@@ -891,27 +926,27 @@ function portResult(
       };
       if (r.kiss !== undefined)
         return {
-          ...base,
+          ...baseOf(item),
           verdict: 'not-serving',
           detail: `NTP kiss-o'-death ${r.kiss}: the server refuses to serve us`,
           evidence: { ...evidence, ntp },
         };
       if (isUnsynchronised(r))
         return {
-          ...base,
+          ...baseOf(item),
           verdict: 'not-serving',
           detail: `NTP server answers but is not synchronised (stratum ${r.stratum}, leap indicator ${r.leap}${r.leap === 3 ? ': clock unsynchronised' : ''})`,
           evidence: { ...evidence, ntp },
         };
       return {
-        ...base,
+        ...baseOf(item),
         verdict: 'ok',
         detail: `NTP server, stratum ${r.stratum}, offset ${r.offsetMs} ms, delay ${r.delayMs} ms`,
         evidence: { ...evidence, ntp },
       };
     }
     return {
-      ...base,
+      ...baseOf(item),
       verdict: 'wrong-service',
       detail: `expected an NTP reply: ${r.reason}`,
       evidence: { ...evidence, banner: excerpt(outcome.data) },
@@ -919,7 +954,7 @@ function portResult(
   }
   const who = identify(outcome.data);
   return {
-    ...base,
+    ...baseOf(item),
     verdict: 'open-unverified',
     detail: `${outcome.data.length} bytes came back${who ? ` from ${who}` : ''}: open, ${KIND_NAMES[kind]} not checked`,
     evidence: { ...evidence, banner: excerpt(outcome.data) },

@@ -171,8 +171,9 @@ async function signedProbe(
  * Asks a port whose responder has answered before, one signed probe at a time, until it answers
  * again or `patienceMs` (milliseconds) have passed: a responder digesting a burst of connections
  * (another source's reachability pass: tens of thousands of connects queued at once) can leave
- * its event loop busy for tens of seconds, and probes sent meanwhile meet silence. True when it
- * answered, false when it stayed silent, was reset on every try, or answered something else.
+ * its event loop busy for tens of seconds, and probes sent meanwhile meet silence. `awake` when it
+ * answered; else `detail` says what the last probe met and how long was waited (a failure that is
+ * not a busy responder's silence, close or reset ends the wait at once, and says so).
  */
 export async function responderAwake(
   secret: string,
@@ -181,14 +182,28 @@ export async function responderAwake(
   patienceMs: number,
   slots?: Slots,
   limiter?: RateLimiter,
-): Promise<boolean> {
-  const end = performance.now() + patienceMs;
+): Promise<{ awake: true } | { awake: false; detail: string }> {
+  const start = performance.now();
+  const end = start + patienceMs;
+  let probes = 0;
+  let last: ResponderResult | undefined;
+  const waited = () => `${Math.round((performance.now() - start) / 1000)} s`;
   for (;;) {
     const left = end - performance.now();
-    if (left <= 0) return false;
+    if (left <= 0)
+      return {
+        awake: false,
+        detail: `it did not answer a probe to port ${port} for ${waited()} (${probes} probes; the last: ${last?.detail ?? 'none sent'})`,
+      };
     const r = await tcpResponderProbe(secret, address, port, Math.min(left, PILOT_WAIT_MS), slots, limiter);
-    if (r.ok) return true;
-    if (!r.silent && !r.closed && r.verdict !== 'reset-after-connect') return false;
+    probes++;
+    last = r;
+    if (r.ok) return { awake: true };
+    if (!r.silent && !r.closed && r.verdict !== 'reset-after-connect')
+      return {
+        awake: false,
+        detail: `a probe to port ${port}, which it answered before, failed after ${waited()} of waiting (${probes} probes): ${r.detail}`,
+      };
   }
 }
 

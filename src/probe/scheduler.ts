@@ -229,6 +229,9 @@ async function tcpRound(
     concurrency: opts.concurrency,
     minTimeoutMs: opts.minTimeoutMs,
     maxTimeoutMs: opts.timeoutMs,
+    // Round 1 may wait a neighbour's estimate; the ports it calls silent are asked again in
+    // rounds that wait the target's own estimate or the user's timeout.
+    seedFromNetwork: round === 1,
   };
   const out = await opts.pool.run(job, onProgress, opts.limiter);
   out.rtt.forEach((r, ti) => {

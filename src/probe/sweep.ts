@@ -1,8 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { RateLimiter } from './rate.js';
-import { RttEstimator } from './rtt.js';
-import { type SharedSweep, type SweepJob, type SweepOut, sweepTcp } from './tcp.js';
+import { type SharedSweep, type SweepJob, type SweepOut, sweepRttTable, sweepTcp } from './tcp.js';
 import type { WorkerReply, WorkerRequest } from './tcp-worker.js';
 
 /** Below this many connects a round runs on the main thread: a worker costs ~40 ms to start. */
@@ -11,8 +10,9 @@ export const WORKER_THRESHOLD = 4096;
 /**
  * Runs large TCP sweep rounds on `size` threads, the main thread and size - 1 workers, so the
  * connect syscalls of a 65535-port sweep use more than one core. Threads claim small chunks of the
- * round in turn, so each covers the whole range (and learns the RTT early) and none sits idle
- * while another lags.
+ * round in turn, so none sits idle while another lags. The round-trip estimates are shared too
+ * (SharedSweep.rtt): the first answer from a target, whichever thread sees it, sets the timeout
+ * of every thread's connects to it.
  */
 export class SweepPool {
   private workers: Worker[] = [];
@@ -56,7 +56,10 @@ export class SweepPool {
     target.set(job.target);
     const port = new Uint16Array(new SharedArrayBuffer(job.port.byteLength));
     port.set(job.port);
+    // One set of estimates for all threads: an answer any thread sees sets every thread's timeout.
+    const { table } = sweepRttTable(job, true);
     const shared: SharedSweep = {
+      rtt: table.memory,
       cursor: new Int32Array(new SharedArrayBuffer(4)),
       status: new Int32Array(new SharedArrayBuffer(4 * n)),
       rttMs: new Float32Array(new SharedArrayBuffer(4 * n)).fill(Number.NaN),
@@ -72,14 +75,14 @@ export class SweepPool {
         }, 50)
       : undefined;
     try {
-      const rtts = await Promise.all([
+      await Promise.all([
         sweepTcp(
           part,
           (done) => {
             mine = done;
           },
           shared,
-        ).then((out) => out.rtt),
+        ),
         ...Array.from(
           { length: w - 1 },
           (_, k) =>
@@ -100,17 +103,7 @@ export class SweepPool {
             }),
         ),
       ]);
-      // Each thread started from the target's estimate so far: count that once, then what each
-      // thread learned on top of it.
-      const rtt = job.targets.map((target, t) => {
-        const e = new RttEstimator();
-        e.merge(target.rtt);
-        for (const r of rtts) {
-          const own = (r[t]?.samples ?? 0) - target.rtt.samples;
-          if (r[t] && own > 0) e.merge({ ...r[t], samples: own });
-        }
-        return e.state();
-      });
+      const rtt = job.targets.map((_, t) => table.state(t));
       onProgress?.(n);
       return { status: shared.status, rttMs: shared.rttMs, rtt };
     } finally {

@@ -2,7 +2,7 @@ import net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { isLocalResourceStatus } from './errno.js';
 import type { RateLimiter } from './rate.js';
-import { RttEstimator } from './rtt.js';
+import { networkRows, type RttMemory, RttTable } from './rtt.js';
 
 /**
  * The TCP reachability sweep: one connect per (target, port), many in flight, each cut off at the
@@ -41,6 +41,13 @@ export interface SweepJob {
   activeLimit?: number;
   minTimeoutMs: number;
   maxTimeoutMs: number;
+  /**
+   * A target that has not answered yet takes its network's estimate (see networkRows) instead of
+   * maxTimeoutMs, once another target of that network has answered. For a first round only: a
+   * port it calls silent is asked again in later rounds, which wait the target's own estimate or
+   * the user's timeout, so a target slower than its neighbours still gets its verdict.
+   */
+  seedFromNetwork?: boolean;
 }
 
 export interface SweepOut {
@@ -140,6 +147,25 @@ export interface SharedSweep {
   cursor: Int32Array;
   status: Int32Array;
   rttMs: Float32Array;
+  /**
+   * The round-trip estimates every thread reads and writes (see RttTable): rows as networkRows
+   * gives for job.targets, filled by the caller with the estimates so far.
+   */
+  rtt?: RttMemory;
+}
+
+/**
+ * A table for `job.targets`, with their estimates so far in their rows and in their networks'
+ * rows; `shared`: in memory worker threads can use. Returns the table and each target's network row.
+ */
+export function sweepRttTable(job: SweepJob, shared: boolean): { table: RttTable; networkOf: Int32Array } {
+  const { rowOf, rows } = networkRows(job.targets);
+  const table = RttTable.create(rows, shared);
+  job.targets.forEach((t, i) => {
+    table.merge(i, t.rtt);
+    table.merge(rowOf[i] as number, t.rtt);
+  });
+  return { table, networkOf: rowOf };
 }
 
 /**
@@ -174,12 +200,15 @@ export function sweepTcp(
   const n = job.port.length;
   const status = shared?.status ?? new Int32Array(n);
   const rttMs = shared?.rttMs ?? new Float32Array(n).fill(Number.NaN);
-  const est = job.targets.map((t) => {
-    const e = new RttEstimator();
-    e.merge(t.rtt);
-    return e;
-  });
-  if (n === 0) return Promise.resolve({ status, rttMs, rtt: est.map((e) => e.state()) });
+  // The estimates: this thread's own, or the pool's shared table (already holding the earlier rounds').
+  const own = shared?.rtt ? undefined : sweepRttTable(job, false);
+  const table = own ? own.table : new RttTable(shared?.rtt as RttMemory);
+  const networkOf = own ? own.networkOf : networkRows(job.targets).rowOf;
+  const learned = () => job.targets.map((_, t) => table.state(t));
+  /** Target t's timeout now: its own estimate, or (first rounds) its network's, or the user's. */
+  const timeoutOf = (t: number) =>
+    table.timeout(t, job.minTimeoutMs, job.maxTimeoutMs, job.seedFromNetwork ? (networkOf[t] as number) : -1);
+  if (n === 0) return Promise.resolve({ status, rttMs, rtt: learned() });
   // The items this thread takes: all of them, or chunks claimed from the shared cursor, so that
   // threads which run faster take more and all finish together.
   let chunkNext = 0;
@@ -205,7 +234,6 @@ export function sweepTcp(
   // the oldest expires first and a tick only looks at the heads.
   const queues: number[][] = job.targets.map(() => []);
   const heads = new Uint32Array(job.targets.length);
-  const timeouts = est.map((e) => e.timeout(job.minTimeoutMs, job.maxTimeoutMs));
   const retry: number[] = [];
   let inflight = 0;
   let finished = 0;
@@ -234,9 +262,8 @@ export function sweepTcp(
     const ms = performance.now() - (started[i] as number);
     rttMs[i] = ms;
     const t = job.target[i] as number;
-    const e = est[t] as RttEstimator;
-    e.add(ms);
-    timeouts[t] = e.timeout(job.minTimeoutMs, job.maxTimeoutMs);
+    table.add(t, ms);
+    table.add(networkOf[t] as number, ms);
   };
 
   const requeue = (i: number) => {
@@ -267,13 +294,44 @@ export function sweepTcp(
   // Sockets whose last connect failed, per target, ready to dial the same address again (see
   // dialAgain): a socket keeps what its first address set (family, IPv4-mapped mode, the device
   // of a link-local scope), so it never goes to another address. A few are enough: a completion
-  // hands its socket to the connect that pump() starts next.
+  // hands its socket to the connect that pump() starts next. When the limit is reached, the
+  // spares of other targets go first: a thread works through the targets one after another, and
+  // a spare left with a target it has finished would never dial again (over 200 targets, that
+  // stopped all reuse after the first few).
   const spares: RawTcp[][] = job.targets.map(() => []);
+  /** The targets whose spare list may be non-empty, each once (`listed`). */
+  let withSpares: number[] = [];
+  const listed = new Uint8Array(job.targets.length);
   let spareCount = 0;
-  const dropSpares = () => {
+  const dropSpares = (keep = -1) => {
     if (!spareCount) return;
-    for (const list of spares) for (const h of list.splice(0)) h.close();
-    spareCount = 0;
+    for (const t of withSpares) {
+      listed[t] = 0;
+      if (t === keep) continue;
+      const list = spares[t] as RawTcp[];
+      spareCount -= list.length;
+      for (const h of list.splice(0)) h.close();
+    }
+    withSpares = [];
+    if (keep >= 0 && (spares[keep] as RawTcp[]).length) {
+      withSpares.push(keep);
+      listed[keep] = 1;
+    }
+  };
+  /** Keeps a socket whose connect failed for the next connect to target t, or closes it. */
+  const stash = (h: RawTcp, t: number) => {
+    if (spareCount >= MAX_SPARES) dropSpares(t);
+    if (spareCount >= MAX_SPARES) {
+      h.close();
+      return;
+    }
+    const list = spares[t] as RawTcp[];
+    if (!listed[t]) {
+      withSpares.push(t);
+      listed[t] = 1;
+    }
+    list.push(h);
+    spareCount++;
   };
 
   const onComplete = WRAP
@@ -291,10 +349,8 @@ export function sweepTcp(
           closeSelf(handle);
           dialOver(i);
         } else {
-          if (st < 0 && REUSE_SOCKETS && spareCount < MAX_SPARES) {
-            (spares[job.target[i] as number] as RawTcp[]).push(handle);
-            spareCount++;
-          } else handle.close();
+          if (st < 0 && REUSE_SOCKETS) stash(handle, job.target[i] as number);
+          else handle.close();
           finish(i, st === 0 ? OPEN : st);
         }
         pump();
@@ -411,7 +467,7 @@ export function sweepTcp(
       if (paced) clearTimeout(paced);
       dropSpares();
       onProgress?.(finished);
-      settle({ status, rttMs, rtt: est.map((e) => e.state()) });
+      settle({ status, rttMs, rtt: learned() });
     }
   }
 
@@ -423,8 +479,17 @@ export function sweepTcp(
     let overdue = false;
     for (let t = 0; t < queues.length; t++) {
       const q = queues[t] as number[];
-      const timeout = timeouts[t] as number;
       let h = heads[t] as number;
+      if (h >= q.length) {
+        // Nothing of this target's in flight here.
+        if (h) {
+          q.length = 0;
+          heads[t] = 0;
+        }
+        continue;
+      }
+      // Other threads' answers (and other targets' of the network) count too.
+      const timeout = timeoutOf(t);
       while (h < q.length) {
         const i = q[h] as number;
         if (state[i] !== INFLIGHT) {

@@ -34,6 +34,8 @@ declare module 'fastify' {
   interface FastifySchema {
     /** One line for the OpenAPI description. */
     summary?: string;
+    /** Reply schemas by status, for the OpenAPI description only (no reply is serialised with them). */
+    replies?: Record<number, unknown>;
   }
   interface FastifyContextConfig {
     /** Who may call the route: the roles allowed; none for the public console files. */
@@ -86,10 +88,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
           ? { requestBody: { required: true, content: { 'application/json': { schema: s.body } } } }
           : {}),
         responses: Object.fromEntries(
-          Object.entries((s.response as Record<string, unknown>) ?? { 200: {} }).map(([code, schema]) => [
-            code,
-            { description: code, content: { 'application/json': { schema } } },
-          ]),
+          Object.entries((s.response as Record<string, unknown>) ?? s.replies ?? { 200: {} }).map(
+            ([code, schema]) => [code, { description: code, content: { 'application/json': { schema } } }],
+          ),
         ),
       };
     }
@@ -314,8 +315,21 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       const v = await store.version(req.params.site, 'latest');
       const status = new Map((await store.status(req.params.site)).map((s) => [s.flow_id, s]));
       const history = await store.history(req.params.site, undefined, 20);
+      // Only checks of each flow in its current form: a changed flow keeps its id, and the checks
+      // of its old form (a removal row's evidence) are not its history.
+      const forms = new Map<number, Map<string, string>>();
+      for (const n of new Set(history.map((h) => h.version)))
+        forms.set(
+          n,
+          new Map(
+            (await store.version(req.params.site, n)).parsed.plan.flows.map((f) => [f.id, JSON.stringify(f)]),
+          ),
+        );
+      const current = new Map(v.parsed.plan.flows.map((f) => [f.id, JSON.stringify(f)]));
       const byFlow = new Map<string, typeof history>();
-      for (const h of history) byFlow.set(h.flowId, [...(byFlow.get(h.flowId) ?? []), h]);
+      for (const h of history)
+        if (forms.get(h.version)?.get(h.flowId) === current.get(h.flowId))
+          byFlow.set(h.flowId, [...(byFlow.get(h.flowId) ?? []), h]);
       return {
         site: req.params.site,
         version: v.version,
@@ -382,7 +396,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
           flowIds: [...new Set(r.flows.map((f) => f.id))],
           action: 'allow' as const,
         })),
-        // The previous version's rules that lose flows: listed, and left `requested` (see Store).
+        // The previous version's rules that lose flows: agents check those flows (Store.updateRemovalRows).
         ...(model.removals ?? []).map((rm) => ({
           rule: rm.rule.id,
           summary: `${rm.whole ? 'remove' : 'narrow'}: ${ruleSummary(rm.rule)}`,
@@ -398,13 +412,20 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     '/api/sites/:site/change-requests',
     {
       config: { allow: READ },
-      schema: { summary: 'change requests of a site with the state of each row', params: S.siteParams },
+      schema: {
+        summary: 'change requests of a site with the state of each row',
+        params: S.siteParams,
+        replies: { 200: S.changeRequestsReply },
+      },
     },
     async (req) => ({ changeRequests: await store.changeRequests(req.params.site) }),
   );
   app.get<{ Params: { site: string; id: string } }>(
     '/api/sites/:site/change-requests/:id',
-    { config: { allow: READ }, schema: { summary: 'one change request', params: S.crParams } },
+    {
+      config: { allow: READ },
+      schema: { summary: 'one change request', params: S.crParams, replies: { 200: S.changeRequestReply } },
+    },
     async (req) => store.changeRequest(req.params.site, req.params.id),
   );
 
@@ -439,19 +460,16 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     '/api/agent/plan',
     {
       config: { allow: AGENT },
-      schema: { summary: "the agent's site inventory and the ids of the flows from its host" },
+      schema: {
+        summary:
+          "the agent's site inventory, the ids of the flows from its host, and removed flows to verify",
+        replies: { 200: S.agentPlanReply },
+      },
     },
-    async (req) => {
+    async (req, reply) => {
       const agent = await store.agent(req.principal?.agent ?? req.principal?.agentId ?? '');
-      const v = await store.version(agent.site, 'latest');
-      return {
-        agent: agent.id,
-        site: agent.site,
-        host: agent.host,
-        version: v.version,
-        yaml: v.yaml,
-        flowIds: v.parsed.plan.flows.filter((f) => f.from.host === agent.host).map((f) => f.id),
-      };
+      // Kept as JSON text per (site, version, host): not parsed, planned or serialised again.
+      return reply.type('application/json; charset=utf-8').send(await store.agentPlanJson(agent));
     },
   );
   app.post(

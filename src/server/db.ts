@@ -77,8 +77,9 @@ export interface Tables {
     site: string;
     summary: string;
     flow_ids: string;
-    state: 'requested' | 'working' | 'broken';
-    /** `allow`: a rule to add; `remove`: a previous version's rule that loses flows (stays `requested`). */
+    /** `allow` rows: requested, working, broken; `remove` rows: requested, implemented, broken (Store.updateRemovalRows). */
+    state: 'requested' | 'working' | 'broken' | 'implemented';
+    /** `allow`: a rule to add; `remove`: a previous version's rule that loses flows. */
     action: 'allow' | 'remove';
     evidence: string;
     updated_at: string;

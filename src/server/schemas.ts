@@ -138,3 +138,81 @@ export const runBody = {
     },
   },
 } as const;
+
+// --- replies, for the OpenAPI description only (GET /api/openapi.json): the handlers send them as
+// they are, so a field added here is documented, never filtered out ---
+
+const changeRow = {
+  type: 'object',
+  required: ['rule', 'action', 'summary', 'flowIds', 'state', 'evidence', 'updatedAt'],
+  properties: {
+    rule: {
+      type: 'string',
+      description: 'the rule id in the delta export (allow) or the previous version (remove)',
+    },
+    action: { type: 'string', enum: ['allow', 'remove'] },
+    summary: { type: 'string' },
+    flowIds: { type: 'array', items: { type: 'string' } },
+    state: {
+      type: 'string',
+      enum: ['requested', 'working', 'broken', 'implemented'],
+      description:
+        'allow rows: requested -> working (every flow seen ok since the request) -> broken (a later check failed). ' +
+        'remove rows: requested -> implemented (every flow seen blocked, filtered or closed since the request) -> ' +
+        'broken (a later check reached one again); a removal still reachable before it was ever implemented stays requested',
+    },
+    evidence: {
+      type: 'string',
+      description:
+        'one line per flow: FLOW: VERDICT at TIME; remove rows add (blocked) or (still open), or "not checked since the request"',
+    },
+    updatedAt: { type: 'string', format: 'date-time' },
+  },
+} as const;
+
+export const changeRequestReply = {
+  type: 'object',
+  required: ['id', 'site', 'from', 'to', 'createdAt', 'rows'],
+  properties: {
+    id: { type: 'string' },
+    site: { type: 'string' },
+    from: version,
+    to: version,
+    createdAt: { type: 'string', format: 'date-time' },
+    rows: { type: 'array', items: changeRow },
+  },
+} as const;
+
+export const changeRequestsReply = {
+  type: 'object',
+  required: ['changeRequests'],
+  properties: { changeRequests: { type: 'array', items: changeRequestReply } },
+} as const;
+
+export const agentPlanReply = {
+  type: 'object',
+  required: ['agent', 'site', 'host', 'version', 'yaml', 'flowIds', 'removals'],
+  properties: {
+    agent: { type: 'string' },
+    site: { type: 'string' },
+    host: { type: 'string' },
+    version,
+    yaml: { type: 'string', description: "the latest version's inventory" },
+    flowIds: { type: 'array', items: { type: 'string' }, description: 'the flows from this host to check' },
+    removals: {
+      type: 'array',
+      description:
+        'flows from this host that removal rows of change requests name and the latest version no longer has, ' +
+        'with the inventory of the version that still has them: check them and post them as a run of that version',
+      items: {
+        type: 'object',
+        required: ['version', 'yaml', 'flowIds'],
+        properties: {
+          version,
+          yaml: { type: 'string' },
+          flowIds: { type: 'array', items: { type: 'string' } },
+        },
+      },
+    },
+  },
+} as const;

@@ -1,5 +1,11 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import { type Selectable, SqliteAdapter, type Transaction } from 'kysely';
+import {
+  type Compilable,
+  type CompiledQuery,
+  type Selectable,
+  SqliteAdapter,
+  type Transaction,
+} from 'kysely';
 import { isFailure, type Verdict } from '../probe/verdict.js';
 import { pushAll } from '../util/arrays.js';
 import type { Db, Tables } from './db.js';
@@ -62,10 +68,31 @@ export function newToken(prefix: string): string {
   return `${prefix}_${randomBytes(32).toString('base64url')}`;
 }
 
+export type RemovalEvidence = 'blocked' | 'open' | 'inconclusive';
+
 /**
- * The store: every read and write the API makes, on one query layer for SQLite and PostgreSQL. It
- * keeps no state between calls that another `serve` process sharing the database would need.
+ * What one verdict says about a removed flow (verdicts: src/probe/verdict.ts): `blocked` when the
+ * flow no longer gets through (blocked: ICMP administratively prohibited; filtered: no answer;
+ * closed: a reset, so the flow's service is not reached there, though the verdict cannot tell
+ * a firewall's reset from the host's); `open` when a connection got through (every ok form,
+ * reachable, open-unverified, wrong-service, not-serving, the TLS findings, reset-after-connect);
+ * `inconclusive` otherwise (open|filtered, responder-overloaded, no-route, no-host, dns-failed,
+ * skipped): they prove neither and are passed over.
  */
+export function removalEvidence(verdict: string): RemovalEvidence {
+  if (verdict === 'blocked' || verdict === 'filtered' || verdict === 'closed') return 'blocked';
+  if (
+    verdict === 'open|filtered' ||
+    verdict === 'responder-overloaded' ||
+    verdict === 'no-route' ||
+    verdict === 'no-host' ||
+    verdict === 'dns-failed' ||
+    verdict === 'skipped'
+  )
+    return 'inconclusive';
+  return 'open';
+}
+
 /** How a removal row's rule id is stored (the primary key is change request and rule). */
 const REMOVE_PREFIX = 'remove:';
 
@@ -77,6 +104,10 @@ export interface StoreOptions {
   clock?: () => number;
 }
 
+/**
+ * The store: every read and write the API makes, on one query layer for SQLite and PostgreSQL. It
+ * keeps no state between calls that another `serve` process sharing the database would need.
+ */
 export class Store {
   private readonly clock: () => number;
   /** Runs validated and waiting for the next group commit (drainRuns). */
@@ -95,6 +126,11 @@ export class Store {
     { version: number; yaml: string; createdAt: string; parsed: ParsedSite }
   >();
 
+  /** Hot queries compiled once, by name (see prepared). */
+  private readonly compiled = new Map<string, CompiledQuery>();
+  /** The agent plan reply as JSON text after its `agent` field, by `SITE\0VERSION\0CHANGE-REQUESTS\0HOST` (see agentPlanJson). */
+  private readonly planReplies = new Map<string, string>();
+
   constructor(
     readonly db: Db,
     readonly catalogs: readonly string[] = [],
@@ -102,6 +138,30 @@ export class Store {
   ) {
     this.clock = options.clock ?? Date.now;
     this.groupCommit = db.getExecutor().adapter instanceof SqliteAdapter;
+  }
+
+  /**
+   * Runs a fixed-shape query that the hot paths (every agent request) repeat: built and compiled by
+   * Kysely once per store, then run with `params` in place of the first call's values. `build`
+   * must make the same SQL whatever the values (no IN lists); the first call checks that its
+   * values are exactly `params`, in order, so a wrong parameter order fails at once.
+   */
+  private async prepared<R>(
+    db: Db | Transaction<Tables>,
+    name: string,
+    build: () => Compilable<R>,
+    params: readonly unknown[],
+  ) {
+    let c = this.compiled.get(name) as CompiledQuery<R> | undefined;
+    if (!c) {
+      c = build().compile();
+      if (JSON.stringify(c.parameters) !== JSON.stringify(params))
+        throw new Error(
+          `query ${name}: parameters ${JSON.stringify(c.parameters)} are not ${JSON.stringify(params)}`,
+        );
+      this.compiled.set(name, c);
+    }
+    return db.executeQuery<R>({ ...c, parameters: params });
   }
 
   /** The store's time as ISO-8601 UTC text, the form every time column holds. */
@@ -137,23 +197,24 @@ export class Store {
    */
   async authenticate(token: string): Promise<Principal | null> {
     const hash = hashToken(token);
-    const row = await this.db
-      .selectFrom('tokens')
-      .leftJoin('agents', 'agents.id', 'tokens.agent_id')
-      .select([
-        'tokens.hash',
-        'tokens.kind',
-        'tokens.agent_id',
-        'agents.site',
-        'agents.host',
-        'agents.name',
-        'agents.created_at',
-        'agents.last_seen',
-        'agents.stale',
-        'agents.isolated_at',
-      ])
-      .where('tokens.hash', '=', hash)
-      .executeTakeFirst();
+    const build = () =>
+      this.db
+        .selectFrom('tokens')
+        .leftJoin('agents', 'agents.id', 'tokens.agent_id')
+        .select([
+          'tokens.hash',
+          'tokens.kind',
+          'tokens.agent_id',
+          'agents.site',
+          'agents.host',
+          'agents.name',
+          'agents.created_at',
+          'agents.last_seen',
+          'agents.stale',
+          'agents.isolated_at',
+        ])
+        .where('tokens.hash', '=', hash);
+    const row = (await this.prepared(this.db, 'authenticate', build, [hash])).rows[0];
     if (!row) return null;
     const a = Buffer.from(row.hash, 'hex');
     const b = Buffer.from(hash, 'hex');
@@ -249,6 +310,105 @@ export class Store {
       .orderBy('version', 'desc')
       .limit(1)
       .executeTakeFirst();
+  }
+
+  /**
+   * What the agent plan reply depends on, read from the store on every call: the number of the
+   * site's newest version and how many change requests the site has (versions and change requests
+   * are only ever added, never changed). One statement.
+   */
+  private async planStamp(site: string): Promise<{ version: number | undefined; changeRequests: number }> {
+    const build = () =>
+      this.db.selectNoFrom((eb) => [
+        eb
+          .selectFrom('site_versions')
+          .select((e) => e.fn.max('version').as('v'))
+          .where('site', '=', site)
+          .as('version'),
+        eb
+          .selectFrom('change_requests')
+          .select((e) => e.fn.countAll().as('n'))
+          .where('site', '=', site)
+          .as('crs'),
+      ]);
+    const row = (await this.prepared(this.db, 'planStamp', build, [site, site])).rows[0];
+    const v = row?.version;
+    return {
+      version: v === null || v === undefined ? undefined : Number(v),
+      changeRequests: Number(row?.crs ?? 0),
+    };
+  }
+
+  /**
+   * GET /api/agent/plan's reply as JSON text: `{agent, site, host, version, yaml, flowIds,
+   * removals}` for the site's latest version. The part after `agent` is kept per (site, version,
+   * change-request count, host), all read from the store on every call: a stored version and a
+   * change request never change, so a new one is seen at once and several serve processes on one
+   * database cannot serve a stale plan.
+   */
+  async agentPlanJson(agent: AgentRow): Promise<string> {
+    const stamp = await this.planStamp(agent.site);
+    const n = stamp.version;
+    if (n === undefined)
+      throw new ApiError(404, 'ENOSITE', `no version latest of site ${JSON.stringify(agent.site)}`);
+    const key = `${agent.site}\u0000${n}\u0000${stamp.changeRequests}\u0000${agent.host}`;
+    let rest = this.planReplies.get(key);
+    if (rest === undefined) {
+      const v = await this.version(agent.site, n);
+      rest = JSON.stringify({
+        site: agent.site,
+        host: agent.host,
+        version: v.version,
+        yaml: v.yaml,
+        flowIds: v.parsed.plan.flows.filter((f) => f.from.host === agent.host).map((f) => f.id),
+        removals: await this.removalChecks(agent.site, agent.host, v.parsed),
+      }).slice(1);
+      if (this.planReplies.size >= 1024) this.planReplies.clear();
+      this.planReplies.set(key, rest);
+    }
+    return `{"agent":${JSON.stringify(agent.id)},${rest}`;
+  }
+
+  /**
+   * The flows from `host` that removal rows of the site's change requests name and the latest
+   * version (`latest`) no longer has in that form, grouped by the version that still has them, with its YAML:
+   * the agent checks them with that version's inventory, and a flow found blocked proves its
+   * removal (see updateRemovalRows). `[]` when there are none.
+   */
+  private async removalChecks(
+    site: string,
+    host: string,
+    latest: ParsedSite,
+  ): Promise<{ version: number; yaml: string; flowIds: string[] }[]> {
+    const rows = await this.db
+      .selectFrom('change_rows')
+      .innerJoin('change_requests', 'change_requests.id', 'change_rows.cr_id')
+      .select(['change_rows.flow_ids', 'change_requests.from_version'])
+      .where('change_rows.site', '=', site)
+      .where('change_rows.action', '=', 'remove')
+      .execute();
+    if (!rows.length) return [];
+    // A changed flow keeps its id with new endpoints: its old form is checked. A flow the latest
+    // version has again exactly as before is wanted again: no longer checked as a removal.
+    const current = new Map(latest.plan.flows.map((f) => [f.id, JSON.stringify(f)]));
+    // A flow on several removal rows is checked once, with the newest version that has it.
+    const byFlow = new Map<string, number>();
+    for (const r of rows)
+      for (const id of JSON.parse(r.flow_ids) as string[])
+        byFlow.set(id, Math.max(byFlow.get(id) ?? 0, r.from_version));
+    const out: { version: number; yaml: string; flowIds: string[] }[] = [];
+    for (const version of [...new Set(byFlow.values())].sort((a, b) => a - b)) {
+      const v = await this.version(site, version);
+      const fromHost = new Map(
+        v.parsed.plan.flows.filter((f) => f.from.host === host).map((f) => [f.id, JSON.stringify(f)]),
+      );
+      const flowIds = [...byFlow]
+        .filter(([id, ver]) => ver === version && fromHost.has(id) && fromHost.get(id) !== current.get(id))
+        .map(([id]) => id)
+        .sort();
+      if (flowIds.length) out.push({ version, yaml: v.yaml, flowIds });
+    }
+    return out;
   }
 
   async versions(site: string) {
@@ -406,11 +566,10 @@ export class Store {
     const events: EventRow[] = [];
     if (!a.stale) {
       // The common case is one statement; a stale agent coming back also gets its event.
-      await this.db
-        .updateTable('agents')
-        .set({ last_seen: this.now(), stale: 0 })
-        .where('id', '=', agentId)
-        .execute();
+      const now = this.now();
+      const build = () =>
+        this.db.updateTable('agents').set({ last_seen: now, stale: 0 }).where('id', '=', agentId);
+      await this.prepared(this.db, 'heartbeat', build, [now, 0, agentId]);
       return events;
     }
     await this.db.transaction().execute(async (tx) => {
@@ -539,21 +698,23 @@ export class Store {
     const events: EventRow[] = [];
     const at = this.now();
     const stored = await (async () => {
-      const ins = await tx
-        .insertInto('runs')
-        .values({
-          key: run.key,
-          agent_id: agentId,
-          site: agent.site,
-          version: run.version,
-          started_at: run.startedAt,
-          received_at: at,
-          isolated: run.isolated ? 1 : 0,
-          results: run.results.length,
-        })
-        .onConflict((oc) => oc.column('key').doNothing())
-        .executeTakeFirst();
-      if (Number(ins.numInsertedOrUpdatedRows ?? 0n) !== 1) return false;
+      const values = {
+        key: run.key,
+        agent_id: agentId,
+        site: agent.site,
+        version: run.version,
+        started_at: run.startedAt,
+        received_at: at,
+        isolated: run.isolated ? 1 : 0,
+        results: run.results.length,
+      };
+      const insertRun = () =>
+        tx
+          .insertInto('runs')
+          .values(values)
+          .onConflict((oc) => oc.column('key').doNothing());
+      const ins = await this.prepared(tx, 'insertRun', insertRun, Object.values(values));
+      if (Number(ins.numAffectedRows ?? 0n) !== 1) return false;
       if (run.results.length)
         await tx
           .insertInto('results')
@@ -569,11 +730,13 @@ export class Store {
             })),
           )
           .execute();
-      await tx
-        .updateTable('agents')
-        .set({ last_seen: at, stale: 0, isolated_at: run.isolated ? run.startedAt : agent.isolated_at })
-        .where('id', '=', agentId)
-        .execute();
+      const isolatedAt = run.isolated ? run.startedAt : agent.isolated_at;
+      const seen = () =>
+        tx
+          .updateTable('agents')
+          .set({ last_seen: at, stale: 0, isolated_at: isolatedAt })
+          .where('id', '=', agentId);
+      await this.prepared(tx, 'agentSeen', seen, [at, 0, isolatedAt, agentId]);
       if (run.isolated) {
         events.push(
           await this.event(
@@ -590,10 +753,35 @@ export class Store {
         );
         return true;
       }
-      pushAll(events, await this.updateStatus(tx, agent.site, run.results, run.startedAt));
-      pushAll(events, [
-        ...(await this.updateChangeRows(tx, agent.site, new Set(run.results.map((r) => r.flowId)))),
-      ]);
+      const changeRows = await this.changeRowsOf(tx, agent.site);
+      // A result for a flow that a removal row names, from a version before the removal, checks
+      // the removal: it moves that row and leaves the flow's status (a flow the plan dropped) alone.
+      const removing = new Set(
+        changeRows
+          .filter((r) => r.action === 'remove' && run.version < r.cr_to)
+          .flatMap((r) => JSON.parse(r.flow_ids) as string[]),
+      );
+      const checked = run.results.filter((r) => !removing.has(r.flowId));
+      pushAll(events, await this.updateStatus(tx, agent.site, checked, run.startedAt));
+      pushAll(
+        events,
+        await this.updateChangeRows(
+          tx,
+          agent.site,
+          changeRows.filter((r) => r.action === 'allow'),
+          new Set(checked.map((r) => r.flowId)),
+        ),
+      );
+      if (checked.length < run.results.length)
+        pushAll(
+          events,
+          await this.updateRemovalRows(
+            tx,
+            agent.site,
+            changeRows.filter((r) => r.action === 'remove' && run.version < r.cr_to),
+            new Set(run.results.filter((r) => removing.has(r.flowId)).map((r) => r.flowId)),
+          ),
+        );
       return true;
     })();
     return { stored, events };
@@ -666,20 +854,25 @@ export class Store {
     return events;
   }
 
+  /** Every change row of the site with its change request's creation time and target version. */
+  private async changeRowsOf(tx: Transaction<Tables>, site: string) {
+    const build = () =>
+      tx
+        .selectFrom('change_rows')
+        .innerJoin('change_requests', 'change_requests.id', 'change_rows.cr_id')
+        .selectAll('change_rows')
+        .select(['change_requests.created_at as cr_created', 'change_requests.to_version as cr_to'])
+        .where('change_rows.site', '=', site);
+    return (await this.prepared(tx, 'changeRows', build, [site])).rows;
+  }
+
+  /** Rows to allow: requested -> working (every flow seen ok since the request) -> broken (one failing). */
   private async updateChangeRows(
     tx: Transaction<Tables>,
     site: string,
+    rows: Awaited<ReturnType<Store['changeRowsOf']>>,
     touched: Set<string>,
   ): Promise<EventRow[]> {
-    const rows = await tx
-      .selectFrom('change_rows')
-      .innerJoin('change_requests', 'change_requests.id', 'change_rows.cr_id')
-      .selectAll('change_rows')
-      .select('change_requests.created_at as cr_created')
-      .where('change_rows.site', '=', site)
-      // Removal rows name flows that left the plan: no agent checks them, so no check moves them.
-      .where('change_rows.action', '=', 'allow')
-      .execute();
     if (!rows.length) return [];
     const relevant = rows.filter((r) => (JSON.parse(r.flow_ids) as string[]).some((id) => touched.has(id)));
     if (!relevant.length) return [];
@@ -720,6 +913,74 @@ export class Store {
               from: row.state,
               to: state,
             },
+          ),
+        );
+    }
+    return events;
+  }
+
+  /**
+   * Removal rows: `requested` -> `implemented` once every flow of the row, checked since the
+   * request, was found blocked (verdict blocked, filtered or closed); -> `broken` when a later check
+   * reaches one of them again (the removed rule, or another, lets it through); back to
+   * `implemented` when all are blocked again. A check that reaches a flow before the removal was
+   * ever seen leaves the row `requested`, with the evidence saying it is still open. Verdicts that
+   * prove neither (removalEvidence) are passed over. One query per row touched.
+   */
+  private async updateRemovalRows(
+    tx: Transaction<Tables>,
+    site: string,
+    rows: Awaited<ReturnType<Store['changeRowsOf']>>,
+    touched: Set<string>,
+  ): Promise<EventRow[]> {
+    const events: EventRow[] = [];
+    for (const row of rows) {
+      const ids = JSON.parse(row.flow_ids) as string[];
+      if (!ids.some((id) => touched.has(id))) continue;
+      const seen = await tx
+        .selectFrom('results')
+        .innerJoin('runs', 'runs.key', 'results.run_key')
+        .select(['results.flow_id', 'results.verdict', 'results.checked_at'])
+        .where('results.site', '=', site)
+        .where('results.flow_id', 'in', ids)
+        .where('results.checked_at', '>=', row.cr_created)
+        .where('runs.version', '<', row.cr_to)
+        .where('runs.isolated', '=', 0)
+        .orderBy('results.checked_at', 'desc')
+        .execute();
+      const latest = new Map<string, { verdict: string; at: string; evidence: RemovalEvidence }>();
+      for (const r of seen) {
+        const evidence = removalEvidence(r.verdict);
+        if (evidence !== 'inconclusive' && !latest.has(r.flow_id))
+          latest.set(r.flow_id, { verdict: r.verdict, at: r.checked_at, evidence });
+      }
+      const open = [...latest.values()].some((l) => l.evidence === 'open');
+      let state = row.state;
+      if (open) state = row.state === 'requested' ? 'requested' : 'broken';
+      else if (latest.size === ids.length) state = 'implemented';
+      const evidence = ids
+        .map((id) => {
+          const l = latest.get(id);
+          return l
+            ? `${id}: ${l.verdict} at ${l.at} (${l.evidence === 'open' ? 'still open' : 'blocked'})`
+            : `${id}: not checked since the request`;
+        })
+        .join('\n');
+      await tx
+        .updateTable('change_rows')
+        .set({ state, evidence, updated_at: this.now() })
+        .where('cr_id', '=', row.cr_id)
+        .where('rule', '=', row.rule)
+        .execute();
+      if (state !== row.state)
+        events.push(
+          await this.event(
+            tx,
+            site,
+            `change-${state}`,
+            `${row.cr_id}/${row.rule}`,
+            `change request ${row.cr_id.slice(0, 8)} row ${row.rule}: ${row.state} -> ${state}`,
+            { changeRequest: row.cr_id, rule: row.rule, from: row.state, to: state },
           ),
         );
     }

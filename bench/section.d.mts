@@ -1,0 +1,1 @@
+export function replaceSection(text: string, begin: string, end: string, section: string): string;
