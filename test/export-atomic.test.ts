@@ -86,7 +86,10 @@ describe('export -o is atomic and tidy', () => {
     writeFileSync(file, 'the earlier, complete export\n');
     const r = runCli(['export', 'examples/mixed-site.yaml', '--to', 'html', '--network', '-o', file]);
     assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, /^portolan: cannot write \S+change-request\.html: ENOSPC\n$/);
+    assert.match(
+      r.stderr,
+      /^portolan: cannot write \S+change-request\.html: ENOSPC \(no space left on device\)\n$/,
+    );
     assert.equal(readFileSync(file, 'utf8'), 'the earlier, complete export\n');
     assert.deepEqual(readdirSync(disk), ['change-request.html']);
     const dir = runCli(['export', 'examples/mixed-site.yaml', '--to', 'html', '--network', '-o', `${disk}/`]);

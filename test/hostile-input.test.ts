@@ -339,7 +339,10 @@ describe('-o onto what is not a plain file', () => {
     ]) {
       const r = runCli(args);
       assert.equal(r.code, 1, `${args[0]}: ${r.stderr}`);
-      assert.match(r.stderr, new RegExp(`^portolan: cannot write ${dev}: ENOSPC$`, 'm'));
+      assert.match(
+        r.stderr,
+        new RegExp(`^portolan: cannot write ${dev}: ENOSPC \\(no space left on device\\)$`, 'm'),
+      );
       assert.ok(lstatSync(dev).isCharacterDevice(), `${args[0]}: the device node is still a device`);
     }
   });

@@ -126,6 +126,15 @@ describe('import rvtools', () => {
 });
 
 describe('import pvesh', () => {
+  it('counts the resources that are not guests or nodes by type in the summary', () => {
+    const r = importTo('pvesh', PVESH);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /; it validates; resources that are not guests or nodes, left out: 1 storage, 1 pool, 1 sdn\n$/,
+    );
+  });
+
   it('imports guests and nodes by name, with facts from tags, and leaves out templates and storage', () => {
     const r = importTo('pvesh', PVESH);
     assert.equal(r.code, 0, r.stderr);

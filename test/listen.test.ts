@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { hostSecret, makeProbe, verifyReply } from '../src/listen/protocol.js';
-import { BIN, ROOT, runCli } from './helpers.js';
+import { BIN, ROOT, runCli, runCliAsync } from './helpers.js';
 
 /**
  * `portolan listen` end to end: the real CLI in a child process, on a site whose responder host is
@@ -620,6 +620,45 @@ describe('portolan listen: one responder, probed over loopback', () => {
         } else assert.equal(replies.length, 0, `udp case ${i} (${c.kind}) got a reply`);
       });
       assert.ok(answered > 40, 'the fuzz mix includes valid probes');
+    },
+  );
+
+  it(
+    'check with another secret than listen: the hint says the signed probe went unanswered, not "run listen"',
+    LONG,
+    async () => {
+      const verdictOf = async (extra: string[]) => {
+        const r = await runCliAsync([
+          'check',
+          site,
+          '--from',
+          'cli',
+          '--to',
+          'srv',
+          '--port',
+          String(P().tcp),
+          ...extra,
+          '--format',
+          'json',
+        ]);
+        const doc = JSON.parse(r.stdout) as { flows: { verdict: string; hint: string }[] };
+        assert.equal(doc.flows.length, 1, r.stderr);
+        return doc.flows[0] as { verdict: string; hint: string };
+      };
+      const wrong = await verdictOf(['--secret', 'another-secret-0123456789']);
+      assert.equal(wrong.verdict, 'open-unverified');
+      assert.doesNotMatch(wrong.hint, /run portolan listen/);
+      assert.match(wrong.hint, /the responder did not answer the signed probe/);
+      assert.match(
+        wrong.hint,
+        /or it uses another secret than this check \(its log says "bad MAC \(wrong secret\?\)"/,
+      );
+      // Without --secret the advice to run listen stands.
+      const none = await verdictOf([]);
+      assert.equal(none.verdict, 'open-unverified');
+      assert.match(none.hint, /run portolan listen on srv and check --secret/);
+      const right = await verdictOf(['--secret', SECRET]);
+      assert.equal(right.verdict, 'ok (responder)');
     },
   );
 

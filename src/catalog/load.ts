@@ -6,6 +6,7 @@ import { MAX_PORT } from '../model/ports.js';
 import { packagePath } from '../util/paths.js';
 import { fsProblem } from '../util/read.js';
 import { validateWithSchema } from '../util/schema.js';
+import { unknownName } from '../util/suggest.js';
 import { type LoadedYaml, loadYamlFile, type PathPart } from '../util/yaml.js';
 import { type Catalog, type Condition, isPageRef, type PeerSpec } from './types.js';
 import { parseVersion } from './version.js';
@@ -111,8 +112,7 @@ function checkCatalog(cat: Omit<Catalog, 'file'>, y: LoadedYaml): void {
   const roles = Object.keys(cat.roles);
   const docs = new Set(cat.documents.map((d) => d.file));
   for (const [role, facts] of Object.entries(cat.facts ?? {})) {
-    if (!cat.roles[role])
-      fail(`facts for unknown role ${shown(role)} (expected one of: ${roles.join(', ')})`, ['facts', role]);
+    if (!cat.roles[role]) fail(`facts for ${unknownName('role', role, roles)}`, ['facts', role]);
     for (const [name, spec] of Object.entries(facts))
       if (spec.default !== undefined && !spec.values.includes(spec.default))
         fail(`default ${shown(spec.default)} is not one of its values (${spec.values.join(', ')})`, [
@@ -166,8 +166,7 @@ function checkCatalog(cat: Omit<Catalog, 'file'>, y: LoadedYaml): void {
     ids.add(e.id);
     const roleOf = (peer: PeerSpec, side: 'from' | 'to'): string | undefined => {
       const role = typeof peer === 'string' ? peer : 'role' in peer ? peer.role : undefined;
-      if (role !== undefined && !cat.roles[role])
-        fail(`unknown role ${shown(role)} (expected one of: ${roles.join(', ')})`, at(side));
+      if (role !== undefined && !cat.roles[role]) fail(unknownName('role', role, roles), at(side));
       return role;
     };
     const sides = { from: roleOf(e.from, 'from'), to: roleOf(e.to, 'to') };
@@ -208,7 +207,7 @@ function checkCatalog(cat: Omit<Catalog, 'file'>, y: LoadedYaml): void {
   });
   (cat.warnings ?? []).forEach((w, i) => {
     if (w.role !== undefined && !cat.roles[w.role])
-      fail(`unknown role ${shown(w.role)} (expected one of: ${roles.join(', ')})`, ['warnings', i, 'role']);
+      fail(unknownName('role', w.role, roles), ['warnings', i, 'role']);
     w.sources.forEach((s, j) => {
       if (!isPageRef(s) && !docs.has(s.doc))
         fail(`source document ${shown(s.doc)} is not listed under documents`, ['warnings', i, 'sources', j]);
@@ -227,10 +226,7 @@ function checkConditions(
   conds.forEach((c, i) => {
     const at = [...path, i];
     if ('feature' in c && !cat.features?.[c.feature])
-      fail(
-        `unknown feature ${shown(c.feature)} (expected one of: ${Object.keys(cat.features ?? {}).join(', ') || 'none declared'})`,
-        [...at, 'feature'],
-      );
+      fail(unknownName('feature', c.feature, Object.keys(cat.features ?? {})), [...at, 'feature']);
     if ('fact' in c) {
       const role = sides[c.fact.of];
       const spec = role ? cat.facts?.[role]?.[c.fact.name] : undefined;
@@ -248,14 +244,23 @@ function checkConditions(
           );
     }
     if ('setting' in c && !cat.settings?.[c.setting.name])
-      fail(`unknown setting ${shown(c.setting.name)}`, [...at, 'setting', 'name']);
+      fail(unknownName('setting', c.setting.name, Object.keys(cat.settings ?? {})), [
+        ...at,
+        'setting',
+        'name',
+      ]);
     if ('setting' in c)
       for (const bound of [c.setting.min, c.setting.max])
         if (bound !== undefined && !parseVersion(bound))
           fail(`${shown(bound)} is not a dotted version`, [...at, 'setting']);
     for (const r of ['role-present', 'role-absent'] as const)
       if (r in c && !cat.roles[(c as Record<string, string>)[r] ?? ''])
-        fail(`unknown role in ${r}`, [...at, r]);
+        fail(
+          unknownName('role', (c as Record<string, string>)[r] ?? '', Object.keys(cat.roles), {
+            context: ` in ${r}`,
+          }),
+          [...at, r],
+        );
     if ('all' in c) checkConditions(cat, sides, c.all, [...at, 'all'], fail);
     if ('any' in c) checkConditions(cat, sides, c.any, [...at, 'any'], fail);
     if ('not' in c) checkConditions(cat, sides, [c.not], [...at, 'not'], fail);

@@ -6,7 +6,8 @@ import { Agent } from '../agent/agent.js';
 import { UsageError } from '../errors.js';
 import { parseDuration } from '../server/duration.js';
 import { counted } from '../util/plural.js';
-import { parse } from './args.js';
+import { writeHelp } from '../util/wrap.js';
+import { forUsage, parse } from './args.js';
 
 /** `agent --once` exit code: the server was never reached, so nothing was reported (results are spooled). */
 export const EXIT_UNREPORTED = 3;
@@ -47,10 +48,10 @@ export async function run(argv: string[]): Promise<number> {
     USAGE,
   );
   if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
+    writeHelp(USAGE);
     return 0;
   }
-  if (values.server === undefined) throw new UsageError(`--server URL is required\n${USAGE}`);
+  if (values.server === undefined) throw new UsageError(`--server URL is required\n${forUsage(USAGE)}`);
   let server: URL;
   try {
     server = new URL(values.server);
@@ -63,7 +64,9 @@ export async function run(argv: string[]): Promise<number> {
     (values['token-file'] !== undefined ? readFileSync(values['token-file'], 'utf8').trim() : undefined) ??
     process.env.PORTOLAN_AGENT_TOKEN;
   if (!token)
-    throw new UsageError(`--token T is required (or --token-file F, or env PORTOLAN_AGENT_TOKEN)\n${USAGE}`);
+    throw new UsageError(
+      `--token T is required (or --token-file F, or env PORTOLAN_AGENT_TOKEN)\n${forUsage(USAGE)}`,
+    );
   let ca: Buffer | undefined;
   if (values.ca !== undefined) {
     if (server.protocol !== 'https:')

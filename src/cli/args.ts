@@ -22,6 +22,16 @@ export const COMMON_HELP = `Options for every command:
   --debug            print the stack trace of an internal error
   -h, --help         this help`;
 
+/**
+ * The line a usage error ends with: where the usage is, not the usage itself (git and kubectl do the
+ * same), so the error stays the first and only thing the eye lands on. `usage` is a command's USAGE
+ * text; its first line names the command (`Usage: portolan export ...`).
+ */
+export function forUsage(usage: string): string {
+  const name = /^Usage: portolan ([a-z-]+)/.exec(usage)?.[1];
+  return name ? `run \`portolan help ${name}\` for usage` : 'run `portolan help` for usage';
+}
+
 /** util.parseArgs with usage errors that name the flag, what was expected, and the likely flag meant. */
 export function parse<T extends Options>(argv: readonly string[], options: T, usage: string) {
   const all = { ...COMMON, ...options };
@@ -36,7 +46,7 @@ export function parse<T extends Options>(argv: readonly string[], options: T, us
     refuseRepeats(parsed.tokens, all);
     return parsed;
   } catch (err) {
-    if (err instanceof UsageError) throw new UsageError(`${err.message}\n${usage}`);
+    if (err instanceof UsageError) throw new UsageError(`${err.message}\n${forUsage(usage)}`);
     const e = err as Error & { code?: string };
     let msg = e.message.replace(/\. To specify a positional argument.*$/s, '');
     const missing = /^Option '([^']*?) <value>' argument missing/.exec(msg);
@@ -64,7 +74,7 @@ export function parse<T extends Options>(argv: readonly string[], options: T, us
       );
       msg = `unknown option ${given}${near ? ` (did you mean ${near}?)` : ''}`;
     }
-    throw new UsageError(`${msg}\n${usage}`);
+    throw new UsageError(`${msg}\n${forUsage(usage)}`);
   }
 }
 
@@ -100,7 +110,7 @@ export function oneOf<T extends string>(value: unknown, allowed: readonly T[], f
 
 export function exactlyOne(positionals: string[], what: string, usage: string): string {
   if (positionals.length !== 1 || !positionals[0])
-    throw new UsageError(`expected one ${what}, got ${positionals.length}\n${usage}`);
+    throw new UsageError(`expected one ${what}, got ${positionals.length}\n${forUsage(usage)}`);
   return positionals[0];
 }
 

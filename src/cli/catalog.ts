@@ -9,8 +9,10 @@ import {
 } from '../catalog/types.js';
 import { UsageError } from '../errors.js';
 import { colorEnabled, palette } from '../util/color.js';
+import { unknownName } from '../util/suggest.js';
 import { sanitizeDeep } from '../util/terminal.js';
-import { COMMON_HELP, didYouMean, oneOf, parse } from './args.js';
+import { terminalColumns, wrapLines, writeHelp } from '../util/wrap.js';
+import { COMMON_HELP, forUsage, oneOf, parse } from './args.js';
 
 export const USAGE = `Usage: portolan catalog [PRODUCT] [--format text|json] [--lang en|ja]
 
@@ -29,18 +31,16 @@ export async function run(argv: string[]): Promise<number> {
     USAGE,
   );
   if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
+    writeHelp(USAGE);
     return 0;
   }
   const format = oneOf(values.format, ['text', 'json'] as const, '--format') ?? 'text';
   const lang = oneOf(values.lang, ['en', 'ja'] as const, '--lang') ?? 'en';
   const catalogs = loadCatalogs(values.catalog ?? []);
-  if (positionals.length > 1) throw new UsageError(`expected at most one product\n${USAGE}`);
+  if (positionals.length > 1) throw new UsageError(`expected at most one product\n${forUsage(USAGE)}`);
   const wanted = positionals[0];
   if (wanted !== undefined && !catalogs.has(wanted))
-    throw new UsageError(
-      `unknown product ${JSON.stringify(wanted)}${didYouMean(wanted, catalogs.keys())} (expected one of: ${[...catalogs.keys()].join(', ')})`,
-    );
+    throw new UsageError(unknownName('product', wanted, catalogs.keys()));
   const selected = [...catalogs.values()].filter((c) => wanted === undefined || c.product === wanted);
   if (format === 'json') {
     const out = wanted === undefined ? selected.map(publicCatalog) : publicCatalog(selected[0] as Catalog);
@@ -49,16 +49,18 @@ export async function run(argv: string[]): Promise<number> {
   }
   const p = palette(!values['no-color'] && colorEnabled());
   const ja = lang === 'ja';
+  const columns = terminalColumns();
+  const dimmed = (line: string) => wrapLines(line, columns, { hang: 2 }).split('\n').map(p.dim);
   if (wanted === undefined) {
+    const list: string[] = [];
     for (const c of selected.map(sanitizeDeep)) {
-      process.stdout.write(`${p.bold(c.product)}  ${(ja && c['title-ja']) || c.title}\n`);
-      process.stdout.write(`  roles: ${Object.keys(c.roles).join(', ')}\n`);
+      list.push(`${p.bold(c.product)}  ${(ja && c['title-ja']) || c.title}`);
+      list.push(`  roles: ${Object.keys(c.roles).join(', ')}`);
       const features = Object.keys(c.features ?? {});
-      if (features.length) process.stdout.write(`  features: ${features.join(', ')}\n`);
-      process.stdout.write(
-        `  entries: ${c.entries.length}; sources: ${c.documents.map((d) => d.file).join(', ')}\n`,
-      );
+      if (features.length) list.push(`  features: ${features.join(', ')}`);
+      list.push(`  entries: ${c.entries.length}; sources: ${c.documents.map((d) => d.file).join(', ')}`);
     }
+    process.stdout.write(`${wrapLines(list.join('\n'), columns, { hang: 2 })}\n`);
     return 0;
   }
   const c = sanitizeDeep(selected[0] as Catalog);
@@ -80,7 +82,7 @@ export async function run(argv: string[]): Promise<number> {
         `    ${value} versions: ${ranges.map((r) => `${r.min ?? '...'}-${r.max ?? '...'}`).join(', ')}`,
       );
     if (s.sources?.length) lines.push(`    source: ${s.sources.map(sourceText).join('; ')}`);
-    for (const n of s.notes ?? []) lines.push(p.dim(`    note: ${n}`));
+    for (const n of s.notes ?? []) lines.push(...dimmed(`    note: ${n}`));
   }
   const facts = Object.entries(c.facts ?? {}).flatMap(([role, fs]) =>
     Object.entries(fs).map(([n, f]) => ({ role, n, f })),
@@ -110,7 +112,7 @@ export async function run(argv: string[]): Promise<number> {
     lines.push(`    when: ${JSON.stringify(w.when)}`);
     lines.push(`    source: ${w.sources.map(sourceText).join('; ')}`);
   }
-  process.stdout.write(`${lines.join('\n')}\n`);
+  process.stdout.write(`${wrapLines(lines.join('\n'), columns, { hang: 2 })}\n`);
   return 0;
 
   function entryLines(e: CatalogEntry): void {
@@ -120,7 +122,7 @@ export async function run(argv: string[]): Promise<number> {
     lines.push(`    ${(ja && e['purpose-ja']) || e.purpose}`);
     if (e.when?.length) lines.push(`    when: ${JSON.stringify(e.when)}`);
     lines.push(`    source: ${e.sources.map(sourceText).join('; ')}`);
-    for (const n of (ja && e['notes-ja']) || e.notes || []) lines.push(p.dim(`    note: ${n}`));
+    for (const n of (ja && e['notes-ja']) || e.notes || []) lines.push(...dimmed(`    note: ${n}`));
   }
 }
 

@@ -1,6 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { PortolanError, UsageError } from '../errors.js';
+import { join } from 'node:path';
+import { UsageError } from '../errors.js';
 import type { PortRange } from '../model/ports.js';
 import { buildPlan } from '../plan/plan.js';
 import { type CheckOptions, type CheckReport, DEFAULTS, runCheck } from '../probe/engine.js';
@@ -10,10 +9,11 @@ import { DEFAULT_MAX_RATE } from '../probe/rate.js';
 import { CHECK_FORMATS, type CheckFormat, checkJson, checkJunit, checkTable } from '../probe/report.js';
 import { type Scope, type Selection, scopeFor, select } from '../probe/scope.js';
 import { SweepPool } from '../probe/sweep.js';
-import { writeFileAtomic } from '../util/atomic.js';
 import { colorEnabled } from '../util/color.js';
 import { sanitizeDeep } from '../util/terminal.js';
+import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, exactlyOne, oneOf, parse, parsePorts, positiveInt } from './args.js';
+import { checkOutputDir, checkOutputFile, makeOutputDir, writeOutputFile } from './output.js';
 import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
 
 /** The options check and probe share: output, timing and load. */
@@ -131,20 +131,6 @@ export function maxRateFrom(flag: string | undefined, env: string | undefined): 
   return Number(text);
 }
 
-/** Writes a file whole or not at all (writeFileAtomic), making its directory; a failure is an EIO error. */
-export function writeAtomic(path: string, content: string): void {
-  try {
-    mkdirSync(dirname(path) || '.', { recursive: true });
-    writeFileAtomic(path, content);
-  } catch (err) {
-    throw new PortolanError(
-      `cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-      'EIO',
-      { cause: err },
-    );
-  }
-}
-
 /**
  * The numeric options of check and probe, parsed and range-checked (a UsageError, exit 2, names the
  * option): called before the inventory is read or this machine's host is looked up, so a bad value
@@ -179,13 +165,17 @@ export async function runAndReport(
   if (secret === '') throw new UsageError('the secret is empty (--secret or PORTOLAN_SECRET)');
   const fileFormat: CheckFormat = format === 'junit' ? 'junit' : 'json';
   const color = !values['no-color'] && colorEnabled();
+  // Output paths are checked before the first probe, not after a long check.
+  if (values.output !== undefined) checkOutputFile(values.output);
+  const dir = values['output-dir'];
+  if (dir !== undefined) checkOutputDir(dir, '--output-dir');
   const emit = (report: CheckReport) => {
-    if (values.output !== undefined) writeAtomic(values.output, render(report, fileFormat, false));
-    const dir = values['output-dir'];
+    if (values.output !== undefined) writeOutputFile(values.output, render(report, fileFormat, false));
     if (dir !== undefined) {
-      writeAtomic(join(dir, 'check.json'), checkJson(report));
-      writeAtomic(join(dir, 'check.xml'), checkJunit(report));
-      writeAtomic(join(dir, 'check.txt'), render(report, 'table', false, opts.title));
+      makeOutputDir(dir);
+      writeOutputFile(join(dir, 'check.json'), checkJson(report), '--output-dir');
+      writeOutputFile(join(dir, 'check.xml'), checkJunit(report), '--output-dir');
+      writeOutputFile(join(dir, 'check.txt'), render(report, 'table', false, opts.title), '--output-dir');
     }
     return render(
       report,
@@ -258,7 +248,7 @@ export async function run(argv: string[]): Promise<number> {
     USAGE,
   );
   if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
+    writeHelp(USAGE);
     return 0;
   }
   const file = exactlyOne(positionals, 'inventory file', USAGE);

@@ -7,10 +7,11 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { basename, dirname, isAbsolute, join } from 'node:path';
-import { InputError, PortolanError, UsageError } from '../errors.js';
+import { InputError, type PortolanError, UsageError } from '../errors.js';
 import { checkSupported, type ExportFile } from '../export/generator.js';
 import { FORMAT_NAMES, loadGenerator } from '../export/index.js';
 import { checkLineLimits } from '../export/limits.js';
@@ -19,9 +20,12 @@ import { rpcCaveats } from '../plan/caveats.js';
 import { buildPlan } from '../plan/plan.js';
 import { writeTarget } from '../util/atomic.js';
 import { counted } from '../util/plural.js';
+import { unknownName } from '../util/suggest.js';
 import { safeLine } from '../util/terminal.js';
 import { version } from '../util/version.js';
-import { COMMON_HELP, didYouMean, exactlyOne, oneOf, parse } from './args.js';
+import { writeHelp } from '../util/wrap.js';
+import { COMMON_HELP, exactlyOne, forUsage, oneOf, parse } from './args.js';
+import { checkOutputDir, checkOutputFile, writeFailure } from './output.js';
 import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
 
 /**
@@ -65,24 +69,33 @@ export async function run(argv: string[]): Promise<number> {
     USAGE,
   );
   if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
+    writeHelp(USAGE);
     return 0;
   }
   const file = exactlyOne(positionals, 'inventory file', USAGE);
-  if (values.to === undefined) throw new UsageError(`--to FORMAT is required\n${USAGE}`);
+  if (values.to === undefined) throw new UsageError(`--to FORMAT is required\n${forUsage(USAGE)}`);
   const format = oneOf(values.to, FORMAT_NAMES, '--to') as (typeof FORMAT_NAMES)[number];
   if (values.host !== undefined && values.network)
     throw new UsageError('give either --host NAME or --network, not both');
   const several = SEVERAL_FILES[format];
   if (several !== undefined && values.output === undefined)
     throw new UsageError(`--to ${format} writes several files (${several}); give -o DIR`);
+  // The output path is checked before planning: a directory for the formats that write several
+  // files, else a file in an existing directory (or an existing directory to write into).
+  const out = values.output;
+  if (out !== undefined) {
+    if (several !== undefined) checkOutputDir(out, '-o', `--to ${format} writes several files (${several})`);
+    else if (!out.endsWith('/') && !isDirectory(out)) checkOutputFile(out);
+  }
   const { inventory, catalogs } = siteFrom(file, values);
   if (values.host !== undefined && !inventory.hosts.some((h) => h.name === values.host))
     throw new InputError(
-      `unknown host ${JSON.stringify(values.host)} for --host${didYouMean(
+      unknownName(
+        'host',
         values.host,
         inventory.hosts.map((h) => h.name),
-      )} (expected one of: ${inventory.hosts.map((h) => h.name).join(', ')})`,
+        { context: ' for --host' },
+      ),
       { file },
     );
   // A one-host export plans only the pairs that host is part of.
@@ -102,16 +115,15 @@ export async function run(argv: string[]): Promise<number> {
   checkSupported(generator, model);
   const result = generator.render(model);
   checkLineLimits(format, result.files);
-  const out = values.output;
+  const names = `${counted(result.files.length, 'file')} (${result.files.map((f) => f.path).join(', ')})`;
   if (out === undefined) {
-    if (result.files.length !== 1)
-      throw new UsageError(
-        `--to ${format} writes ${counted(result.files.length, 'file')} (${result.files.map((f) => f.path).join(', ')}); give -o DIR`,
-      );
+    if (result.files.length !== 1) throw new UsageError(`--to ${format} writes ${names}; give -o DIR`);
     process.stdout.write(result.files[0]?.content ?? '');
-  } else if (result.files.length === 1 && !out.endsWith('/')) {
+  } else if (result.files.length === 1 && !out.endsWith('/') && !isDirectory(out)) {
     writeAtomically([{ path: out, content: result.files[0]?.content ?? '' }]);
+    process.stderr.write(`wrote ${out}\n`);
   } else {
+    checkOutputDir(out, '-o', `--to ${format} writes ${names}`);
     writeExportDir(out, format, result.files);
     process.stderr.write(`wrote ${counted(result.files.length, 'file')} to ${out}\n`);
   }
@@ -125,11 +137,15 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 function ioError(path: string, err: unknown): PortolanError {
-  return new PortolanError(
-    `cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-    'EIO',
-    { cause: err },
-  );
+  return writeFailure(path, err);
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 /**

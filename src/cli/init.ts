@@ -2,8 +2,10 @@ import { statSync } from 'node:fs';
 import { loadCatalogs } from '../catalog/load.js';
 import type { Catalog, PeerSpec } from '../catalog/types.js';
 import { UsageError } from '../errors.js';
-import { COMMON_HELP, didYouMean, parse } from './args.js';
-import { writeAtomic } from './check.js';
+import { unknownName } from '../util/suggest.js';
+import { writeHelp } from '../util/wrap.js';
+import { COMMON_HELP, forUsage, parse } from './args.js';
+import { writeOutputFile } from './output.js';
 
 export const USAGE = `Usage: portolan init PRODUCT... [--site NAME] [-o FILE]
 
@@ -142,19 +144,18 @@ export async function run(argv: string[]): Promise<number> {
     USAGE,
   );
   if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
+    writeHelp(USAGE);
     return 0;
   }
   const catalogs = loadCatalogs(values.catalog ?? []);
   if (!positionals.length)
-    throw new UsageError(`name at least one product (one of: ${[...catalogs.keys()].join(', ')})\n${USAGE}`);
+    throw new UsageError(
+      `name at least one product (one of: ${[...catalogs.keys()].join(', ')})\n${forUsage(USAGE)}`,
+    );
   const chosen: Catalog[] = [];
   for (const p of positionals) {
     const c = catalogs.get(p);
-    if (!c)
-      throw new UsageError(
-        `unknown product ${JSON.stringify(p)}${didYouMean(p, catalogs.keys())} (expected one of: ${[...catalogs.keys()].join(', ')})`,
-      );
+    if (!c) throw new UsageError(unknownName('product', p, catalogs.keys()));
     if (!chosen.includes(c)) chosen.push(c);
   }
   const site = values.site ?? 'my-site';
@@ -167,7 +168,7 @@ export async function run(argv: string[]): Promise<number> {
       throw new UsageError(
         `-o ${JSON.stringify(values.output)}: the file exists (an inventory that may hold edits); give --force to overwrite it, or another -o FILE`,
       );
-    writeAtomic(values.output, text);
+    writeOutputFile(values.output, text);
     process.stderr.write(`wrote ${values.output}: run "portolan validate ${values.output}"\n`);
   } else process.stdout.write(text);
   return 0;

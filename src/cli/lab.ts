@@ -20,7 +20,9 @@ import { up } from '../lab/up.js';
 import { verify } from '../lab/verify.js';
 import { colorEnabled } from '../util/color.js';
 import { counted } from '../util/plural.js';
-import { exactlyOne, oneOf, parse } from './args.js';
+import { unknownName } from '../util/suggest.js';
+import { writeHelp } from '../util/wrap.js';
+import { exactlyOne, forUsage, oneOf, parse } from './args.js';
 
 const USAGE = `Usage: portolan lab <up|verify|break|ablate|down|list> ...
 
@@ -73,17 +75,17 @@ export async function run(argv: string[]): Promise<number> {
     case '-h':
     case '--help':
     case 'help':
-      process.stdout.write(`${USAGE}\n`);
+      writeHelp(USAGE);
       return sub === undefined ? 2 : 0;
     default:
       throw new UsageError(
-        `unknown lab command ${JSON.stringify(sub)} (expected one of: up, verify, break, ablate, down, list)\n${USAGE}`,
+        `${unknownName('lab command', sub, ['up', 'verify', 'break', 'ablate', 'down', 'list'])}\n${forUsage(USAGE)}`,
       );
   }
 }
 
 function help(values: { help?: boolean | undefined }): boolean {
-  if (values.help) process.stdout.write(`${USAGE}\n`);
+  if (values.help) writeHelp(USAGE);
   return values.help === true;
 }
 
@@ -250,7 +252,8 @@ async function runVerify(argv: string[]): Promise<number> {
 async function runBreak(argv: string[]): Promise<number> {
   const { values } = parse(argv, { name: { type: 'string' }, flow: { type: 'string' } }, USAGE);
   if (help(values)) return 0;
-  if (values.flow === undefined) throw new UsageError(`--flow FROM->TO:PORT/PROTO is required\n${USAGE}`);
+  if (values.flow === undefined)
+    throw new UsageError(`--flow FROM->TO:PORT/PROTO is required\n${forUsage(USAGE)}`);
   const spec = parseFlowSpec(values.flow);
   requireNetAdmin();
   const state = pickLab(values.name === undefined ? undefined : checkLabName(values.name));

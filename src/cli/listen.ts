@@ -14,7 +14,8 @@ import { allot, bindReport, type PortGroup, socketBudget, socketGroups } from '.
 import { formatPorts, portCount } from '../model/ports.js';
 import { buildPlan } from '../plan/plan.js';
 import { counted } from '../util/plural.js';
-import { exactlyOne, oneOf, parse } from './args.js';
+import { writeHelp } from '../util/wrap.js';
+import { exactlyOne, forUsage, oneOf, parse } from './args.js';
 import { siteFrom } from './site.js';
 
 const USAGE = `Usage: portolan listen SITE.yaml --host NAME [--ttl 15m] [--secret S] [--bind ADDR] [--format text|json]
@@ -53,14 +54,16 @@ export async function run(argv: string[]): Promise<number> {
     USAGE,
   );
   if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
+    writeHelp(USAGE);
     return 0;
   }
   const file = exactlyOne(positionals, 'inventory file', USAGE);
   const format: LogFormat = oneOf(values.format, LOG_FORMATS, '--format') ?? 'text';
   const ttl = values.ttl === undefined ? DEFAULT_TTL_SECONDS : parseTtl(values.ttl);
   if (!values.host)
-    throw new UsageError(`--host is required: the inventory host this machine stands in for\n${USAGE}`);
+    throw new UsageError(
+      `--host is required: the inventory host this machine stands in for\n${forUsage(USAGE)}`,
+    );
   const given = values.secret ?? process.env.PORTOLAN_SECRET;
   if (given === '') throw new UsageError('the secret is empty (--secret or PORTOLAN_SECRET)');
   const secret = given ?? newSecret();

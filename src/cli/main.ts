@@ -1,7 +1,8 @@
 import { PortolanError } from '../errors.js';
+import { unknownName } from '../util/suggest.js';
 import { sanitize } from '../util/terminal.js';
 import { version } from '../util/version.js';
-import { didYouMean } from './args.js';
+import { writeHelp } from '../util/wrap.js';
 
 /** A command: takes its own argv, writes its output, returns the exit code. */
 export type Command = (argv: string[]) => Promise<number>;
@@ -71,6 +72,7 @@ function help(): string {
     ...names.map((n) => `  ${n.padEnd(pad)}  ${COMMANDS[n]?.summary}`),
     '',
     'Options for every command: --catalog DIR (extra catalogs), --debug (stack traces), --no-color, -h/--help',
+    '',
     'Run "portolan help <command>" or "portolan <command> --help" for a command\'s options.',
   ].join('\n');
 }
@@ -90,7 +92,7 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-      process.stdout.write(`${help()}\n`);
+      writeHelp(help());
       process.exitCode = name === undefined ? 2 : 0;
       return;
     }
@@ -109,10 +111,7 @@ export async function main(argv: string[]): Promise<void> {
 
 function unknownCommand(name: string): PortolanError {
   const names = Object.keys(COMMANDS);
-  return new PortolanError(
-    `unknown command ${JSON.stringify(name)}${didYouMean(name, names)} (expected one of: ${names.join(', ')})`,
-    'EUSAGE',
-  );
+  return new PortolanError(unknownName('command', name, names), 'EUSAGE');
 }
 
 /**

@@ -10,6 +10,7 @@ import { buildPlan } from '../plan/plan.js';
 import { colorEnabled } from '../util/color.js';
 import { writeChunks } from '../util/stream.js';
 import { safeLine } from '../util/terminal.js';
+import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, exactlyOne, oneOf, parse } from './args.js';
 import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
 
@@ -43,7 +44,7 @@ export async function run(argv: string[]): Promise<number> {
     USAGE,
   );
   if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
+    writeHelp(USAGE);
     return 0;
   }
   const file = exactlyOne(positionals, 'inventory file', USAGE);

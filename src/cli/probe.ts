@@ -8,7 +8,8 @@ import { MAX_CIDR_ADDRESSES } from '../probe/dns.js';
 import { CHECK_FORMATS } from '../probe/report.js';
 import { isLoopback, scopeFor } from '../probe/scope.js';
 import { counted } from '../util/plural.js';
-import { COMMON_HELP, oneOf, parse, parsePorts } from './args.js';
+import { writeHelp } from '../util/wrap.js';
+import { COMMON_HELP, forUsage, oneOf, parse, parsePorts } from './args.js';
 import { OUTPUT_HELP, outputOptions, runAndReport } from './check.js';
 
 /** Services probe can speak, as --service takes them (the catalog's service names). */
@@ -105,11 +106,13 @@ export async function run(argv: string[]): Promise<number> {
     USAGE,
   );
   if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
+    writeHelp(USAGE);
     return 0;
   }
   if (positionals.length !== 2)
-    throw new UsageError(`expected HOST and PORTS, got ${counted(positionals.length, 'argument')}\n${USAGE}`);
+    throw new UsageError(
+      `expected HOST and PORTS, got ${counted(positionals.length, 'argument')}\n${forUsage(USAGE)}`,
+    );
   const [hostText = '', portsText = ''] = positionals;
   const service = oneOf(values.service, PROBE_SERVICES, '--service');
   oneOf(values.format, CHECK_FORMATS, '--format');

@@ -11,6 +11,7 @@ import { Store } from '../server/store.js';
 import { deliver } from '../server/webhooks.js';
 import { packagePath } from '../util/paths.js';
 import { version } from '../util/version.js';
+import { writeHelp } from '../util/wrap.js';
 import { parse } from './args.js';
 
 const USAGE = `Usage: portolan serve [--db FILE | --db postgres://...] [--listen HOST:PORT] [--tls-cert F --tls-key F]
@@ -121,7 +122,7 @@ export async function run(argv: string[]): Promise<number> {
     USAGE,
   );
   if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
+    writeHelp(USAGE);
     return 0;
   }
   const target = parseDbTarget(values.db ?? join(dataDir(), 'portolan.db'));

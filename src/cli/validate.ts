@@ -5,6 +5,7 @@ import type { Warning } from '../model/flow.js';
 import { buildPlan, hostsInsideCidrs } from '../plan/plan.js';
 import { counted } from '../util/plural.js';
 import { safeLine } from '../util/terminal.js';
+import { writeHelp } from '../util/wrap.js';
 import { loadYamlFile } from '../util/yaml.js';
 import { COMMON_HELP, exactlyOne, parse } from './args.js';
 import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
@@ -75,7 +76,7 @@ export function factSummaries(
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, INVENTORY_OPTIONS, USAGE);
   if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
+    writeHelp(USAGE);
     return 0;
   }
   const file = exactlyOne(positionals, 'inventory file', USAGE);

@@ -4,7 +4,7 @@ import { InputError } from '../errors.js';
 import { parseAddress } from '../model/address.js';
 import { counted } from '../util/plural.js';
 import { validateWithSchema } from '../util/schema.js';
-import { didYouMean } from '../util/suggest.js';
+import { unknownName } from '../util/suggest.js';
 import { type LoadedYaml, loadYamlFile } from '../util/yaml.js';
 import { RVTOOLS_COLUMNS, type RvtoolsColumns, type SourceRow } from './sources.js';
 
@@ -116,7 +116,9 @@ function checkRoles(raw: RawMap, y: LoadedYaml, catalogs: Catalogs): void {
     (roles ?? []).forEach((role, i) => {
       if (typeof role !== 'string' || known.includes(role)) return;
       throw new InputError(
-        `unknown role ${JSON.stringify(role)}${didYouMean(role, known) || ' (expected product:role from the catalog, see portolan catalog)'}`,
+        unknownName('role', role, known, {
+          expected: 'expected product:role from the catalog, see portolan catalog',
+        }),
         y.locate([...path, i]),
       );
     });

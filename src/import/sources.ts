@@ -217,6 +217,17 @@ async function xlsxTable(bytes: Buffer, file: string, sheet: string): Promise<Ta
  * (Proxmox VE API viewer, GET /cluster/resources.)
  */
 export async function readPvesh(file: string): Promise<SourceRow[]> {
+  return (await readPveshResources(file)).rows;
+}
+
+/**
+ * readPvesh, and the resources that are not guests or nodes (storage, sdn, pool, ...), counted by
+ * their `type` (`(no type)` for an entry without one), so the import summary can say what the
+ * cluster listed that cannot be a host.
+ */
+export async function readPveshResources(
+  file: string,
+): Promise<{ rows: SourceRow[]; other: Map<string, number> }> {
   const bytes = await readBounded(file, 'pvesh output');
   const start = bytes
     .subarray(0, 4096)
@@ -243,12 +254,16 @@ export async function readPvesh(file: string): Promise<SourceRow[]> {
     );
   const name = basename(file);
   const out: SourceRow[] = [];
+  const other = new Map<string, number>();
   data.forEach((r: unknown, i) => {
-    if (typeof r !== 'object' || r === null) return;
-    const o = r as Record<string, unknown>;
+    const o = (typeof r === 'object' && r !== null ? r : {}) as Record<string, unknown>;
     const text = (k: string) => (typeof o[k] === 'string' || typeof o[k] === 'number' ? String(o[k]) : '');
     const type = text('type');
-    if (type !== 'qemu' && type !== 'lxc' && type !== 'node') return;
+    if (type !== 'qemu' && type !== 'lxc' && type !== 'node') {
+      const key = type.replace(/[^\w.-]/g, '').slice(0, 40) || '(no type)';
+      other.set(key, (other.get(key) ?? 0) + 1);
+      return;
+    }
     out.push({
       at: `${name}[${i}]`,
       kind: type === 'node' ? 'node' : 'vm',
@@ -261,5 +276,5 @@ export async function readPvesh(file: string): Promise<SourceRow[]> {
       tags: text('tags'),
     });
   });
-  return out;
+  return { rows: out, other };
 }

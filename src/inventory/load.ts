@@ -7,6 +7,7 @@ import { InputError, InputErrors, shown, UsageError } from '../errors.js';
 import { addressIdentity, parseAddress } from '../model/address.js';
 import { parseSize, sizeText, statProblem } from '../util/read.js';
 import { schemaFindings } from '../util/schema.js';
+import { unknownName } from '../util/suggest.js';
 import { type LoadedYaml, loadYamlFile, type PathPart, parseYamlText } from '../util/yaml.js';
 import type { Host, Inventory, ProductUse, RoleRef } from './types.js';
 
@@ -183,22 +184,19 @@ function checkInventory(
   for (const [id, use] of Object.entries(raw.products ?? {}))
     attempt(() => {
       const cat = catalogs.get(id);
-      if (!cat)
-        fail(
-          `unknown product ${shown(id)} (expected one of: ${productIds.join(', ')})`,
-          ['products', id],
-          'key',
-        );
+      if (!cat) fail(unknownName('product', id, productIds), ['products', id], 'key');
       const features = new Set<string>();
       (use?.features ?? []).forEach(
         (f, i) =>
           void attempt(() => {
             const known = Object.keys(cat.features ?? {});
             if (!known.includes(f))
-              fail(
-                `unknown feature ${shown(f)} for product ${id} (expected one of: ${known.join(', ') || 'none'})`,
-                ['products', id, 'features', i],
-              );
+              fail(unknownName('feature', f, known, { context: ` for product ${id}` }), [
+                'products',
+                id,
+                'features',
+                i,
+              ]);
             features.add(f);
           }),
       );
@@ -210,7 +208,9 @@ function checkInventory(
           const spec = cat.settings?.[key];
           if (!spec)
             fail(
-              `unknown setting ${shown(key)} for product ${id} (expected one of: ${['features', ...Object.keys(cat.settings ?? {})].join(', ')})`,
+              unknownName('setting', key, ['features', ...Object.keys(cat.settings ?? {})], {
+                context: ` for product ${id}`,
+              }),
               ['products', id, key],
               'key',
             );
@@ -247,6 +247,14 @@ function checkInventory(
     const address = parseAddress(h.address);
     attempt(() => {
       if ('error' in address) fail(address.error, at('address'));
+      // A zone (fe80::1%eth0) names an interface of one machine; rules on the firewall and on every
+      // other host match addresses, and no export format could carry it (RFC 4007 section 6).
+      const zone = h.address.indexOf('%');
+      if (zone >= 0)
+        fail(
+          `${shown(h.address)} carries a zone index (${h.address.slice(zone)}): a zone names an interface of one machine, and the firewalls portolan exports for match addresses, not another machine's interface, so no export could carry it (expected the host's global or unique-local address, as "ip -6 addr show scope global" lists it)`,
+          at('address'),
+        );
       // 10.10.0.21, 10.10.0.21/32 and ::ffff:10.10.0.21 are one address.
       const identity = addressIdentity(address);
       const other = seenAddresses.get(identity);
@@ -269,14 +277,10 @@ function checkInventory(
             );
           const [, product = '', role = ''] = m;
           const cat = catalogs.get(product);
-          if (!cat)
-            fail(
-              `unknown product ${shown(product)} (expected one of: ${productIds.join(', ')})`,
-              at('roles', i),
-            );
+          if (!cat) fail(unknownName('product', product, productIds), at('roles', i));
           if (!cat.roles[role])
             fail(
-              `unknown role ${shown(role)} for product ${product} (expected one of: ${Object.keys(cat.roles).join(', ')})`,
+              unknownName('role', role, Object.keys(cat.roles), { context: ` for product ${product}` }),
               at('roles', i),
             );
           if (!products.has(product))
@@ -303,7 +307,11 @@ function checkInventory(
           const expected = known.length
             ? `expected one of: ${known.join(', ')}`
             : `expected none: ${h.roles.join(', ')} take${h.roles.length === 1 ? 's' : ''} no facts`;
-          fail(`unknown fact ${shown(fact)} for this host's roles (${expected})`, at('facts', fact), 'key');
+          fail(
+            unknownName('fact', fact, known, { context: " for this host's roles", expected }),
+            at('facts', fact),
+            'key',
+          );
         }
         facts[fact] = checkFact(value, specs, at('facts', fact), fail);
       });

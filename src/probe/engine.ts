@@ -512,7 +512,7 @@ function collect(
       addresses: target.addresses.map((a) => a.address),
       results: ports,
       ...(target.note ? { reason: target.note } : ports.length ? {} : { reason: 'no ports selected' }),
-      hint: hintFor(flow, verdict, example, same),
+      hint: hintFor(flow, verdict, example, same, key !== undefined),
     });
   }
   // Notes last: a UDP reply of a later flow can be what shows NAT toward an address.

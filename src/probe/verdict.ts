@@ -196,12 +196,16 @@ function purposeClause(flow: Flow): string {
 /**
  * The advice for a verdict, then the first catalog row that says the flow is needed. `ports` are
  * the flow's ports that got the verdict (a range is named whole); `example` gives the address.
+ * `signed` is true when the check sent signed responder probes to this flow's target (--secret and
+ * an inventory host): then a port that did not prove itself is not told to "run portolan listen" as
+ * if nobody had, but that the responder did not answer the signed probe, and why that may be.
  */
 export function hintFor(
   flow: Flow,
   verdict: Verdict,
   example?: PortResult,
   ports?: readonly (readonly [number, number])[],
+  signed = false,
 ): string {
   const proto = flow.protocol;
   const portText = ports?.length
@@ -219,13 +223,20 @@ export function hintFor(
   const dynamic = example !== undefined && isDynamicPort(flow, example.port);
   const named = flow.to.address && flow.to.address !== example?.address ? flow.to.address : undefined;
   const ntp = example?.evidence.ntp;
+  // What a responder that did not answer the signed probe may mean: `portolan listen` logs a probe
+  // signed with another secret as "bad MAC (wrong secret?)" and closes it without a reply.
+  const unsigned = `portolan listen is not answering on ${where} (not running on ${to}, or not on this port), or it uses another secret than this check (its log says "bad MAC (wrong secret?)": give check the secret that listen on ${to} printed, or PORTOLAN_SECRET)`;
   const advice: Record<Verdict, string> = {
     ok: `${flow.service} answers as expected`,
     'ok (responder)':
       'the portolan responder answered: the path is open; install the product and check again',
     reachable: `the ports of ${flow.service} are assigned at run time (a dynamic or transmission range): a TCP reset proves the path to ${to} is open, and nothing listening before the product opens a port is normal`,
-    'open-unverified': `connected, but ${flow.service} cannot be recognised on the wire; to prove the path before the product is installed, run portolan listen on ${to} and check --secret`,
-    'open|filtered': `UDP: no answer and no ICMP error, so the port is open or a firewall drops it; run portolan listen on ${to} and check --secret to tell`,
+    'open-unverified': signed
+      ? `connected, but the responder did not answer the signed probe, and ${flow.service} cannot be recognised on the wire: ${unsigned}`
+      : `connected, but ${flow.service} cannot be recognised on the wire; to prove the path before the product is installed, run portolan listen on ${to} and check --secret`,
+    'open|filtered': signed
+      ? `UDP: no answer to the signed probe and no ICMP error: a firewall drops ${where}, or ${unsigned}`
+      : `UDP: no answer and no ICMP error, so the port is open or a firewall drops it; run portolan listen on ${to} and check --secret to tell`,
     'wrong-service': `another service answers ${where}: is ${flow.service} on another port, or something else on this one?`,
     'not-serving': ntp?.kiss
       ? `the NTP server on ${example?.address} refuses to serve ${from} (kiss-o'-death ${ntp.kiss}: ${kissWords(ntp.kiss)}); check its access rules (chrony allow / ntpd restrict) and rate limits for ${from}`
@@ -234,7 +245,7 @@ export function hintFor(
         : `${where} answers but refuses to serve: check the service's own configuration on ${to}`,
     'tls-weak': `${where} negotiates TLS below 1.2 or with a weak setup; the product expects TLS 1.2 or later`,
     'tls-failed': `the TLS handshake with ${where} failed: check the service's certificate and TLS settings`,
-    'reset-after-connect': `${where} accepted the connection, then reset it once data was sent: an IPS or application-aware firewall between ${from} and ${to} resets the session (allow the application, not just the port), or another service on this port resets what it does not understand${example?.detail?.includes('signed probe') ? `; a portolan responder also closes a probe signed with another secret this way: give check the secret that listen on ${to} uses (PORTOLAN_SECRET), and see its log ("not signed with this secret")` : ''}`,
+    'reset-after-connect': `${where} accepted the connection, then reset it once data was sent: an IPS or application-aware firewall between ${from} and ${to} resets the session (allow the application, not just the port), or another service on this port resets what it does not understand${signed || example?.detail?.includes('signed probe') ? `; a portolan responder also closes a probe signed with another secret this way: give check the secret that listen on ${to} uses (PORTOLAN_SECRET), and see its log ("bad MAC (wrong secret?)")` : ''}`,
     'responder-overloaded': `the portolan responder on ${example?.address ?? to} answered other ports but stayed too busy to answer ${where} (its log says "refused ... load" or nothing at all): the path is not proven either way; check again with fewer sources at once, a lower --max-rate, or on a less loaded ${to}`,
     closed: dynamic
       ? `nothing listens on ${where}, which is normal for a range assigned at run time; a reset there is counted as reachable`

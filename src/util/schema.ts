@@ -5,6 +5,7 @@ import type { ErrorObject, Options, ValidateFunction } from 'ajv';
 import { InputError, InputErrors, shown } from '../errors.js';
 import { maxOf } from './arrays.js';
 import { packagePath } from './paths.js';
+import { unknownName } from './suggest.js';
 import { formatPath, type LoadedYaml, type PathPart } from './yaml.js';
 
 /** The schemas input is checked against: the inventory contract, the catalog format, the import map. */
@@ -208,8 +209,15 @@ function describe(e: ErrorObject, value: unknown): [string, 'key' | 'value'] {
   switch (e.keyword) {
     case 'additionalProperties': {
       const allowed = Object.keys((e.parentSchema as { properties?: object })?.properties ?? {});
+      const key = String(p.additionalProperty);
+      // YAML 1.1 merge keys (`<<: *base`) are not part of YAML 1.2, which portolan reads.
+      if (key === '<<')
+        return [
+          'YAML merge keys ("<<: *anchor") are not supported (expected the keys written out in this mapping; a plain alias "*anchor" as a whole value works)',
+          'key',
+        ];
       return [
-        `unknown key ${shown(p.additionalProperty)}${allowed.length ? ` (expected one of: ${allowed.join(', ')})` : ''}`,
+        allowed.length ? unknownName('key', key, allowed) : `unknown key ${shown(p.additionalProperty)}`,
         'key',
       ];
     }

@@ -1,3 +1,5 @@
+import { shown } from '../errors.js';
+
 /** Edit distance (Levenshtein, with adjacent transpositions counted as one edit). */
 export function distance(a: string, b: string): number {
   const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
@@ -40,4 +42,23 @@ export function closest(word: string, candidates: Iterable<string>): string | un
 export function didYouMean(word: string, candidates: Iterable<string>): string {
   const c = closest(word, candidates);
   return c === undefined ? '' : ` (did you mean ${JSON.stringify(c)}?)`;
+}
+
+/**
+ * The one message for a name that is not in a known list, with the likely name meant:
+ * `unknown role "sorce" for product veeam-proxmox (did you mean "source"?) (expected one of: ...)`.
+ * `what` is the kind of name (role, product, setting, fact, key), `given` the name as written
+ * (quoted and shortened as `shown` does), `context` what follows it (` for product X`). The expected
+ * list is `known`, or `expected` when given (a sentence of its own, without parentheses); an empty
+ * list reads "none declared".
+ */
+export function unknownName(
+  what: string,
+  given: string,
+  known: Iterable<string>,
+  opts: { context?: string; expected?: string } = {},
+): string {
+  const names = [...known];
+  const expected = opts.expected ?? `expected one of: ${names.join(', ') || 'none declared'}`;
+  return `unknown ${what} ${shown(given)}${opts.context ?? ''}${didYouMean(given, names)} (${expected})`;
 }

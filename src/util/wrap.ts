@@ -89,3 +89,87 @@ export function wrapIndented(indent: string, text: string, columns: number, hang
   const tail = rest.length ? wrap(rest.join(' '), inner) : [];
   return [`${indent}${first}`, ...tail.map((l) => `${indent}${' '.repeat(hang)}${l}`)];
 }
+
+/**
+ * Wraps text laid out for a terminal (a command's help, a catalog listing) to `columns` display
+ * columns. Lines that fit are kept as they are. A line too long is broken between the units of
+ * `wrapUnits`, its continuation lines starting at its description column: the first gap of two or
+ * more spaces after its first word, as in an option table (`  -o, --output PATH  write ...`), or
+ * after `Usage: portolan CMD`; without one, at its own indent plus `hang` (an indented line) or at the margin (a paragraph). With `reflow`, the lines
+ * after it that were already continuing it (indented to that column, or a paragraph's next lines at
+ * the same indent) are reflowed with it. A unit wider than the room left (a URL, a long path) is
+ * never cut: it gets a line of its own and may run past `columns`.
+ */
+export function wrapLines(
+  text: string,
+  columns: number,
+  opts: { hang?: number; reflow?: boolean } = {},
+): string {
+  const lines = text.split('\n');
+  const out: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i] as string;
+    const head = headOf(line, columns);
+    let j = i + 1;
+    if (opts.reflow && /\S/.test(line))
+      while (j < lines.length && /\S/.test(lines[j] as string) && leadOf(lines[j] as string) === head.column)
+        j++;
+    const group = lines.slice(i, j);
+    if (group.every((l) => width(l) <= columns)) out.push(...group);
+    else out.push(...wrapLine(group.map((l) => l.trim()).join(' '), head, columns, opts.hang ?? 0));
+    i = j - 1;
+  }
+  return out.join('\n');
+}
+
+function leadOf(line: string): number {
+  return /^ */.exec(line)?.[0].length ?? 0;
+}
+
+/** The part of a line kept before its text (indent, option, label) and the column its text starts at. */
+function headOf(line: string, columns: number): { text: string; column: number } {
+  const gap = /^(Usage: \S+ [a-z-]+ |(?: *\S.*?\S? {2,})(?=\S))/.exec(line)?.[1];
+  if (gap !== undefined && width(gap) <= columns / 2) return { text: gap, column: width(gap) };
+  const lead = /^ */.exec(line)?.[0] ?? '';
+  return { text: lead, column: lead.length };
+}
+
+function wrapLine(
+  text: string,
+  head: { text: string; column: number },
+  columns: number,
+  hang: number,
+): string[] {
+  const body = text.slice(head.text.trim().length);
+  const indent = ' '.repeat(head.text.trim() === '' && head.column > 0 ? head.column + hang : head.column);
+  const out: string[] = [];
+  let current = head.text;
+  let empty = true;
+  for (const unit of wrapUnits(body.trimStart())) {
+    if (empty || width(`${current}${unit}`.trimEnd()) <= columns) {
+      current += unit;
+      empty = false;
+      continue;
+    }
+    out.push(current.trimEnd());
+    current = `${indent}${unit}`;
+  }
+  out.push(current.trimEnd());
+  return out;
+}
+
+/**
+ * The width to wrap terminal text to: COLUMNS when set to a whole number (as GNU ls reads it), else
+ * the terminal's width when `stream` is one, else 80 (a pipe or a file: the classic terminal).
+ */
+export function terminalColumns(stream: NodeJS.WriteStream = process.stdout): number {
+  const env = process.env.COLUMNS;
+  if (env !== undefined && /^\d+$/.test(env) && Number(env) >= 20) return Number(env);
+  if (stream.isTTY && stream.columns) return stream.columns;
+  return 80;
+}
+
+/** A command's help text on stdout, wrapped to the terminal (terminalColumns). */
+export function writeHelp(usage: string): void {
+  process.stdout.write(`${wrapLines(usage, terminalColumns(), { hang: 2, reflow: true })}\n`);
+}

@@ -1,0 +1,87 @@
+import { mkdirSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { getSystemErrorMap } from 'node:util';
+import { PortolanError, UsageError } from '../errors.js';
+import { writeFileAtomic } from '../util/atomic.js';
+
+/**
+ * Where the output options of every command write, checked the same way before any work is done:
+ * `-o FILE` must name a file in a directory that exists (as a shell's `> FILE` does; nothing is
+ * created on the way), and a directory output (`--output-dir DIR`, `export -o DIR/`) is created
+ * when missing but must not be an existing file. A bad path is a usage error (exit 2) that names
+ * the option, the path and what was expected; a write that fails later is an I/O error (exit 1)
+ * that names the path and the system's words for the error.
+ */
+
+function statOf(path: string): ReturnType<typeof statSync> | undefined {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Refuses `-o FILE` when FILE is a directory or its directory is missing or not a directory. */
+export function checkOutputFile(path: string, flag = '-o'): void {
+  if (path === '') throw new UsageError(`${flag} needs a file name (expected ${flag} FILE)`);
+  if (statOf(path)?.isDirectory())
+    throw new UsageError(`${flag} ${JSON.stringify(path)} is a directory (expected ${flag} FILE)`);
+  const parent = dirname(path);
+  const st = statOf(parent);
+  if (!st)
+    throw new UsageError(
+      `${flag} ${JSON.stringify(path)}: the directory ${parent} does not exist (expected a file in an existing directory; create it first)`,
+    );
+  if (!st.isDirectory())
+    throw new UsageError(
+      `${flag} ${JSON.stringify(path)}: ${parent} is not a directory (expected a file in an existing directory)`,
+    );
+}
+
+/**
+ * Refuses a directory output that is an existing file or other non-directory; `why` says why a
+ * directory is needed (`--to aws writes several files (aws.tf.json, aws.cfn.json)`).
+ */
+export function checkOutputDir(path: string, flag: string, why?: string): void {
+  const st = statOf(path);
+  if (st && !st.isDirectory())
+    throw new UsageError(
+      `${flag} ${JSON.stringify(path)} is a file${why ? `, and ${why}` : ''} (expected a directory: an existing one, or a new name to create)`,
+    );
+}
+
+/** Creates a directory output (and its parents) when missing; a failure is an I/O error naming it. */
+export function makeOutputDir(path: string): void {
+  try {
+    mkdirSync(path, { recursive: true });
+  } catch (err) {
+    throw writeFailure(path, err);
+  }
+}
+
+/** `ENOENT (no such file or directory)`: the code and the system's words for a failed call. */
+export function errnoText(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  const words = e?.errno !== undefined ? getSystemErrorMap().get(e.errno)?.[1] : undefined;
+  return e?.code ? `${e.code}${words ? ` (${words})` : ''}` : String(err);
+}
+
+/** The I/O error (exit 1) of a write to `path` that failed, with what was expected where it helps. */
+export function writeFailure(path: string, err: unknown): PortolanError {
+  const code = (err as NodeJS.ErrnoException)?.code ?? '';
+  // A directory that exists but takes no new file (/proc, a read-only mount, another user's).
+  const expected = ['ENOENT', 'EACCES', 'EPERM', 'EROFS'].includes(code)
+    ? `; expected a file in a directory this user can create files in (${dirname(path)} is not one)`
+    : '';
+  return new PortolanError(`cannot write ${path}: ${errnoText(err)}${expected}`, 'EIO', { cause: err });
+}
+
+/** Writes `-o FILE` whole or not at all (writeFileAtomic), after checkOutputFile; a failure names the path. */
+export function writeOutputFile(path: string, content: string, flag = '-o'): void {
+  checkOutputFile(path, flag);
+  try {
+    writeFileAtomic(path, content);
+  } catch (err) {
+    throw writeFailure(path, err);
+  }
+}

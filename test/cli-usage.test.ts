@@ -1,0 +1,191 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { displayWidth } from '../src/util/width.js';
+import { type CliResult, ROOT, runCli } from './helpers.js';
+
+/** The commands `portolan help` lists. */
+function commands(): string[] {
+  const r = runCli(['help'], { env: { COLUMNS: '80' } });
+  const block = r.stdout.split('Commands:\n')[1]?.split('\n\n')[0] ?? '';
+  return [...block.matchAll(/^ {2}([a-z]+) /gm)].map((m) => m[1] as string);
+}
+
+function products(): string[] {
+  return (JSON.parse(runCli(['catalog', '--format', 'json']).stdout) as { product: string }[]).map(
+    (c) => c.product,
+  );
+}
+
+/** Lines wider than `columns` that are more than one unbreakable token (a URL alone may run past). */
+function overflowing(text: string, columns: number): string[] {
+  return text.split('\n').filter((l) => displayWidth(l) > columns && /\s/.test(l.trim()));
+}
+
+describe('help and catalog fit the terminal', () => {
+  const names = commands();
+
+  it('portolan help lists every command', () => {
+    assert.ok(names.length >= 12, names.join(' '));
+    for (const n of ['plan', 'catalog', 'export', 'check', 'probe', 'lab', 'import', 'validate'])
+      assert.ok(names.includes(n), n);
+  });
+
+  for (const columns of [80, 60])
+    it(`every command's help fits COLUMNS=${columns}, and --help prints the same as help CMD`, () => {
+      const env = { COLUMNS: String(columns) };
+      const top = runCli(['help'], { env });
+      assert.deepEqual(overflowing(top.stdout, columns), []);
+      for (const n of names) {
+        const r = runCli(['help', n], { env });
+        assert.equal(r.code, 0, `${n}: ${r.stderr}`);
+        assert.deepEqual(overflowing(r.stdout, columns), [], `portolan help ${n}`);
+        assert.equal(runCli([n, '--help'], { env }).stdout, r.stdout, n);
+      }
+    });
+
+  it('wrapping keeps every word: the help at 80 columns has the words of the help at 1000', () => {
+    for (const n of names) {
+      const wide = runCli(['help', n], { env: { COLUMNS: '1000' } }).stdout;
+      const narrow = runCli(['help', n], { env: { COLUMNS: '80' } }).stdout;
+      assert.deepEqual(narrow.split(/\s+/), wide.split(/\s+/), n);
+    }
+  });
+
+  it('an option\'s description continues under its description column ("export --to")', () => {
+    const r = runCli(['help', 'export'], { env: { COLUMNS: '80' } });
+    const lines = r.stdout.split('\n');
+    const at = lines.findIndex((l) => l.startsWith('  -t, --to FORMAT    one of: '));
+    assert.ok(at >= 0, r.stdout);
+    assert.match(lines[at + 1] ?? '', /^ {21}\S/);
+  });
+
+  it('catalog and catalog PRODUCT (en and ja, Japanese counted double width) fit COLUMNS=80', () => {
+    const env = { COLUMNS: '80' };
+    assert.deepEqual(overflowing(runCli(['catalog'], { env }).stdout, 80), []);
+    for (const p of products())
+      for (const lang of ['en', 'ja']) {
+        const r = runCli(['catalog', p, '--lang', lang], { env });
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual(overflowing(r.stdout, 80), [], `catalog ${p} --lang ${lang}`);
+      }
+  });
+
+  it('catalog PRODUCT with a wide COLUMNS keeps each entry on its line', () => {
+    const r = runCli(['catalog', 'platespin'], { env: { COLUMNS: '1000' } });
+    assert.ok(r.stdout.split('\n').some((l) => displayWidth(l) > 80));
+  });
+});
+
+describe('usage errors: one line, then where the usage is', () => {
+  for (const n of commands())
+    it(`${n} --no-such-option: the error and "run \`portolan help ${n}\` for usage", exit 2`, () => {
+      const r = runCli(n === 'lab' ? ['lab', 'up', '--no-such-option'] : [n, '--no-such-option']);
+      assert.equal(r.code, 2);
+      assert.equal(r.stdout, '');
+      assert.equal(
+        r.stderr,
+        `portolan: unknown option --no-such-option\nrun \`portolan help ${n}\` for usage\n`,
+      );
+    });
+
+  it('a missing argument or value says what is missing, then the hint', () => {
+    const cases: [string[], string][] = [
+      [['export', 'examples/mixed-site.yaml'], 'portolan: --to FORMAT is required'],
+      [['export', 'examples/mixed-site.yaml', '--to'], 'portolan: -t, --to needs a value'],
+      [['plan'], 'portolan: expected one inventory file, got 0'],
+      [['lab', 'frob'], 'portolan: unknown lab command "frob"'],
+      [['probe', '127.0.0.1'], 'portolan: expected HOST and PORTS, got 1 argument'],
+    ];
+    for (const [args, first] of cases) {
+      const r = runCli(args);
+      assert.equal(r.code, 2, args.join(' '));
+      const lines = r.stderr.trimEnd().split('\n');
+      assert.equal(lines.length, 2, r.stderr);
+      assert.ok(lines[0]?.startsWith(first), r.stderr);
+      assert.equal(lines[1], `run \`portolan help ${args[0]}\` for usage`);
+    }
+  });
+});
+
+describe('output paths: checked the same way by every command, before any work', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'portolan-output-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Exit `code`, one line on stderr matching `re`, nothing on stdout. */
+  function oneLine(r: CliResult, code: number, re: RegExp): void {
+    assert.equal(r.code, code, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, re);
+  }
+
+  it('export --to aws -o FILE: -o must be a directory for a format that writes several files', () => {
+    const before = readFileSync(join(ROOT, 'examples/mixed-site.yaml'), 'utf8');
+    const r = runCli(['export', 'examples/mixed-site.yaml', '--to', 'aws', '-o', 'examples/mixed-site.yaml']);
+    oneLine(
+      r,
+      2,
+      /^portolan: -o "examples\/mixed-site\.yaml" is a file, and --to aws writes several files \(aws\.tf\.json, aws\.cfn\.json\) \(expected a directory/,
+    );
+    assert.equal(readFileSync(join(ROOT, 'examples/mixed-site.yaml'), 'utf8'), before);
+  });
+
+  it('-o FILE in a missing directory is refused by export, check, init and import (exit 2), nothing created', () => {
+    const missing = join(dir, 'missing');
+    const cases: string[][] = [
+      ['export', 'examples/mixed-site.yaml', '--to', 'nftables', '-o', join(missing, 'x.nft')],
+      ['check', 'examples/lab/loopback.yaml', '--from', 'vbr', '-o', join(missing, 'check.json')],
+      ['init', 'veeam-proxmox', '-o', join(missing, 'site.yaml')],
+      [
+        'import',
+        'pvesh',
+        'tests/fixtures/import/pvesh-resources.json',
+        '--map',
+        'tests/fixtures/import/map-veeam.yaml',
+        '-o',
+        join(missing, 'site.yaml'),
+      ],
+    ];
+    for (const args of cases) {
+      const r = runCli(args);
+      oneLine(
+        r,
+        2,
+        new RegExp(
+          `^portolan: -o "${missing}/[a-z.]+": the directory ${missing} does not exist \\(expected a file in an existing directory; create it first\\)\\n$`,
+        ),
+      );
+      assert.equal(existsSync(missing), false, args[0]);
+    }
+  });
+
+  it('--output-dir that is a file is refused before the check', () => {
+    const file = join(dir, 'a-file');
+    writeFileSync(file, 'x\n');
+    const r = runCli(['check', 'examples/lab/loopback.yaml', '--from', 'vbr', '--output-dir', file]);
+    oneLine(r, 2, /^portolan: --output-dir "\S+a-file" is a file \(expected a directory/);
+  });
+
+  it('export -o FILE says "wrote FILE" on stderr, as -o DIR says "wrote N files to DIR"', () => {
+    const file = join(dir, 'site.nft');
+    const r = runCli(['export', 'examples/mixed-site.yaml', '--to', 'nftables', '-o', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`^wrote ${file}$`, 'm'));
+    assert.match(readFileSync(file, 'utf8'), /table inet/);
+    const d = runCli(['export', 'examples/mixed-site.yaml', '--to', 'aws', '-o', join(dir, 'aws')]);
+    assert.equal(d.code, 0, d.stderr);
+    assert.match(d.stderr, new RegExp(`^wrote 2 files to ${dir}/aws$`, 'm'));
+  });
+
+  it('a directory that takes no new file: one line with the path, the system error and what was expected', () => {
+    const r = runCli(['init', 'veeam-proxmox', '-o', '/proc/nope.yaml']);
+    oneLine(
+      r,
+      1,
+      /^portolan: cannot write \/proc\/nope\.yaml: ENOENT \(no such file or directory\); expected a file in a directory this user can create files in \(\/proc is not one\)\n$/,
+    );
+  });
+});
