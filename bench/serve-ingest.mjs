@@ -284,7 +284,7 @@ try {
     done.push(await bench('SQLite', file2, { kind: 'sqlite', file: file2 }, dir, true));
   } else console.log('SQLite at nice -15: skipped (needs root)');
 } finally {
-  rmSync(dir, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
 }
 const why = process.env.BENCH_STORES === 'sqlite' ? 'BENCH_STORES=sqlite' : pgUnavailable();
 if (why) console.log(`PostgreSQL: skipped (${why})`);
@@ -295,7 +295,7 @@ else {
     done.push(await bench('PostgreSQL', pg.url, { kind: 'postgres', url: pg.url }, pgDir));
   } finally {
     pg.stop();
-    rmSync(pgDir, { recursive: true, force: true });
+    rmSync(pgDir, { recursive: true, force: true, maxRetries: 5 });
   }
 }
 
