@@ -73,6 +73,15 @@ describe('help and catalog fit the terminal', () => {
       }
   });
 
+  it('catalog PRODUCT piped, without COLUMNS, is not wrapped: grep finds a source row whole', () => {
+    const r = runCli(['catalog', 'platespin']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /^ {4}source: 003_a7e0e83404719d03\.txt block-based row 1; PlateSpin Forge 2\.5 /m,
+    );
+  });
+
   it('catalog PRODUCT with a wide COLUMNS keeps each entry on its line', () => {
     const r = runCli(['catalog', 'platespin'], { env: { COLUMNS: '1000' } });
     assert.ok(r.stdout.split('\n').some((l) => displayWidth(l) > 80));

@@ -11,6 +11,16 @@ export interface CliResult {
   stderr: string;
 }
 
+/**
+ * The environment a CLI run gets: this process's, with no colour, no connect-rate cap (tests probe
+ * only loopback and their own namespaces; --max-rate overrides) and no COLUMNS inherited from the
+ * shell that started the suite (output widths are the test's to choose), then `extra`.
+ */
+function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const { COLUMNS: _columns, ...env } = process.env;
+  return { ...env, NO_COLOR: '1', PORTOLAN_MAX_RATE: '0', ...extra };
+}
+
 /** Runs the real CLI in a child process, from the repository root, with colour off. */
 export function runCli(
   args: readonly string[],
@@ -19,8 +29,7 @@ export function runCli(
   const r = spawnSync(process.execPath, [BIN, ...args], {
     cwd: ROOT,
     encoding: 'utf8',
-    // No connect-rate cap: tests probe only loopback and their own namespaces (--max-rate overrides).
-    env: { ...process.env, NO_COLOR: '1', PORTOLAN_MAX_RATE: '0', ...opts.env },
+    env: cliEnv(opts.env),
     input: opts.input ?? '',
     maxBuffer: 64 * 1024 * 1024,
   });
@@ -38,7 +47,7 @@ export function runCliAsync(
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       cwd: ROOT,
-      env: { ...process.env, NO_COLOR: '1', PORTOLAN_MAX_RATE: '0', ...opts.env },
+      env: cliEnv(opts.env),
     });
     let stdout = '';
     let stderr = '';

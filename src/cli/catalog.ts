@@ -49,7 +49,9 @@ export async function run(argv: string[]): Promise<number> {
   }
   const p = palette(!values['no-color'] && colorEnabled());
   const ja = lang === 'ja';
-  const columns = terminalColumns();
+  // Piped into grep or a file, an entry stays on its lines (a source row is not split in two);
+  // on a terminal, or with COLUMNS, it is wrapped to fit.
+  const columns = terminalColumns(process.stdout, Number.POSITIVE_INFINITY);
   const dimmed = (line: string) => wrapLines(line, columns, { hang: 2 }).split('\n').map(p.dim);
   if (wanted === undefined) {
     const list: string[] = [];

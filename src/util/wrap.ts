@@ -160,13 +160,14 @@ function wrapLine(
 
 /**
  * The width to wrap terminal text to: COLUMNS when set to a whole number (as GNU ls reads it), else
- * the terminal's width when `stream` is one, else 80 (a pipe or a file: the classic terminal).
+ * the terminal's width when `stream` is one, else `piped` (a pipe or a file): 80 for prose such as
+ * help (the classic terminal), Infinity for listings a user greps or diffs line by line.
  */
-export function terminalColumns(stream: NodeJS.WriteStream = process.stdout): number {
+export function terminalColumns(stream: NodeJS.WriteStream = process.stdout, piped = 80): number {
   const env = process.env.COLUMNS;
   if (env !== undefined && /^\d+$/.test(env) && Number(env) >= 20) return Number(env);
   if (stream.isTTY && stream.columns) return stream.columns;
-  return 80;
+  return piped;
 }
 
 /** A command's help text on stdout, wrapped to the terminal (terminalColumns). */
