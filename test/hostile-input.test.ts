@@ -421,6 +421,21 @@ describe('serve --listen', () => {
       assert.deepEqual(readdirSync(dir), [], 'no store or token written');
     });
   }
+
+  // --db under /proc once hung for good (creating its directory there never returns), a directory
+  // was an exit-1 SQLite error, and a missing directory was created unasked.
+  for (const [value, want] of [
+    ['/proc/nope/x.db', /^portolan: --db "\/proc\/nope\/x\.db": the directory \/proc\/nope does not exist/],
+    ['/tmp', /^portolan: --db "\/tmp" is a directory \(expected --db FILE\)$/],
+  ] as const) {
+    test(`--db ${JSON.stringify(value)}: one exit-2 line, nothing written`, () => {
+      const r = runCli(['serve', '--db', value, '--listen', '127.0.0.1:0'], { env: { XDG_DATA_HOME: dir } });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr.trimEnd(), want);
+      assert.equal(r.stderr.trimEnd().split('\n').length, 1);
+      assert.deepEqual(readdirSync(dir), [], 'no store or token written');
+    });
+  }
 });
 
 describe('probe HOST with a zone index', () => {

@@ -573,9 +573,42 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       const text = await raw('site: x', 'text/plain');
       assert.equal(text.statusCode, 400);
       assert.equal(text.json().error.code, 'EVALIDATION');
+      // Nesting thousands deep is refused before parsing, with where and what was expected: it once
+      // reached the store and came back as a 500.
+      const deep = await raw(`{"yaml": "x", "n": ${'['.repeat(5000)}${']'.repeat(5000)}}`);
+      assert.equal(deep.statusCode, 400, deep.body);
+      assert.equal(deep.json().error.code, 'EJSON');
+      assert.match(deep.json().error.message, /nested deeper than 64 levels at character 83 /);
+      const brackets = await raw(JSON.stringify({ yaml: '['.repeat(5000) }));
+      assert.notEqual(brackets.json().error?.code, 'EJSON', 'brackets inside a string do not nest');
+      const poisoned = await raw('{"yaml": "x", "__proto__": {"admin": true}}');
+      assert.equal(poisoned.statusCode, 400, 'the default parser still refuses proto poisoning');
       const media = await raw('<x/>', 'application/xml');
       assert.equal(media.statusCode, 415);
       assert.equal(media.json().error.code, 'EMEDIATYPE');
+    });
+
+    test('an agent result whose detail nests thousands of levels deep is a 400 and is not stored', async () => {
+      const yaml = LOOPBACK.replace('site: lab-loopback', 'site: lab-deep');
+      assert.equal((await call(ctx, 'POST', '/api/sites', ctx.admin, { yaml })).statusCode, 201);
+      const enrol = await call(ctx, 'POST', '/api/agents', ctx.admin, { site: 'lab-deep', host: 'vbr' });
+      assert.equal(enrol.statusCode, 201, enrol.body);
+      const token = enrol.json().token as string;
+      const plan = (await call(ctx, 'GET', '/api/agent/plan', token)).json();
+      let detail = '{}';
+      for (let i = 0; i < 5000; i++) detail = `{"a":${detail}}`;
+      const key = 'deep-aaaaaaaaaaaaaaaa';
+      const r = await ctx.app.inject({
+        method: 'POST',
+        url: '/api/agent/results',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        payload: `{"key":"${key}","version":${plan.version},"startedAt":"${new Date().toISOString()}","isolated":false,"results":[{"flowId":${JSON.stringify(plan.flowIds[0])},"verdict":"ok","detail":${detail}}]}`,
+      });
+      assert.equal(r.statusCode, 400, r.body);
+      assert.equal(r.json().error.code, 'EJSON');
+      assert.match(r.json().error.message, /nested deeper than 64 levels/);
+      const stored = await ctx.db.selectFrom('results').selectAll().where('run_key', '=', key).execute();
+      assert.equal(stored.length, 0);
     });
   });
 }

@@ -13,6 +13,7 @@ import { packagePath } from '../util/paths.js';
 import { version } from '../util/version.js';
 import { writeHelp } from '../util/wrap.js';
 import { parse } from './args.js';
+import { checkOutputFile } from './output.js';
 
 const USAGE = `Usage: portolan serve [--db FILE | --db postgres://...] [--listen HOST:PORT] [--tls-cert F --tls-key F]
                       [--token-file F] [--new-admin-token] [--no-examples] [--stale-after DUR] [--retention DUR]
@@ -126,6 +127,10 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const target = parseDbTarget(values.db ?? join(dataDir(), 'portolan.db'));
+  // A store the user names is a file in a directory that exists, as for every -o FILE; only the
+  // default location's directory is created.
+  if (values.db !== undefined && target.kind === 'sqlite' && target.file !== ':memory:')
+    checkOutputFile(target.file, '--db');
   const { host, port } = listenOf(values.listen ?? '127.0.0.1:7300');
   if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined))
     throw new UsageError('give both --tls-cert and --tls-key, or neither');

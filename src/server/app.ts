@@ -8,6 +8,7 @@ import { checkSupported } from '../export/generator.js';
 import { FORMAT_NAMES, type FormatName, loadGenerator } from '../export/index.js';
 import { buildExportModel, ruleSummary } from '../export/model.js';
 import { packagePath } from '../util/paths.js';
+import { jsonTooDeep, MAX_JSON_DEPTH } from './json-body.js';
 import { metrics } from './metrics.js';
 import * as S from './schemas.js';
 import { deltaModel, diffPlans } from './sites.js';
@@ -60,6 +61,25 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     logger: opts.logger ?? false,
     bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+  });
+  // JSON bodies: the default parser (proto and constructor poisoning refused), after a one-pass
+  // check of how deep the body nests: thousands of levels would overflow the stack of whatever
+  // walks the stored value later, so such a body is a 400 with where and what was expected.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = body as string;
+    const at = jsonTooDeep(text);
+    if (at !== undefined)
+      return done(
+        new ApiError(
+          400,
+          'EJSON',
+          `body: JSON nested deeper than ${MAX_JSON_DEPTH} levels at character ${at + 1} (expected at most ${MAX_JSON_DEPTH} levels of objects and arrays)`,
+        ),
+        undefined,
+      );
+    parseJson(req, text, done);
   });
   const openapiPaths: Record<string, Record<string, unknown>> = {};
   app.decorateRequest('principal', null);
@@ -147,6 +167,11 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       return reply.code(e.statusCode).send({ error: { code, message: e.message } });
     }
     req.log.error(err);
+    // "see the server log" must hold without a logger too: one line per internal error on stderr.
+    if (!opts.logger)
+      process.stderr.write(
+        `portolan serve: internal error on ${req.method} ${req.url.split('?')[0]}: ${(err as Error).stack ?? String(err)}\n`,
+      );
     return reply
       .code(500)
       .send({ error: { code: 'EINTERNAL', message: 'internal error; see the server log' } });
