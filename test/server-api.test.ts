@@ -566,10 +566,17 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       const schema = await raw('{"yml": "x"}');
       assert.equal(schema.statusCode, 400);
       assert.equal(schema.json().error.code, 'EVALIDATION');
-      assert.match(schema.json().error.message, /yaml/);
+      assert.equal(schema.json().error.message, "body: must have required property 'yaml'");
       const big = await raw(JSON.stringify({ yaml: 'x'.repeat(300 * 1024) }));
       assert.equal(big.statusCode, 413);
       assert.equal(big.json().error.code, 'ETOOLARGE');
+      assert.match(big.json().error.message, /larger than 262144 bytes/);
+      const format = await call(ctx, 'GET', '/api/sites/lab-loopback/versions/1/export/pdf', ctx.viewer);
+      assert.equal(format.statusCode, 400, format.body);
+      assert.match(format.json().error.message, /expected one of: .*nftables/);
+      const noFlow = await call(ctx, 'GET', '/api/sites/lab-loopback/flows/no-such-flow/history', ctx.viewer);
+      assert.equal(noFlow.statusCode, 404, noFlow.body);
+      assert.equal(noFlow.json().error.code, 'ENOFLOW');
       const text = await raw('site: x', 'text/plain');
       assert.equal(text.statusCode, 400);
       assert.equal(text.json().error.code, 'EVALIDATION');

@@ -17,6 +17,7 @@ import { checkOutputFile } from './output.js';
 
 const USAGE = `Usage: portolan serve [--db FILE | --db postgres://...] [--listen HOST:PORT] [--tls-cert F --tls-key F]
                       [--token-file F] [--new-admin-token] [--no-examples] [--stale-after DUR] [--retention DUR]
+                      [--body-limit BYTES]
 
 The console and API. With no options: a SQLite store under ~/.local/share/portolan, the example
 sites loaded on first start, listening on 127.0.0.1:7300.

@@ -56,10 +56,11 @@ const AGENT: readonly Role[] = ['agent'];
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   // One instance type whether HTTPS or not: the routes do not depend on it.
   const { store } = opts;
+  const bodyLimit = opts.bodyLimit ?? 4 * 1024 * 1024;
   const app = Fastify({
     ...(opts.https ? { https: opts.https } : {}),
     logger: opts.logger ?? false,
-    bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
+    bodyLimit,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
   });
   // JSON bodies: the default parser (proto and constructor poisoning refused), after a one-pass
@@ -148,13 +149,17 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       message: string;
       validationContext?: string;
     };
-    if (e.validation)
+    if (e.validation) {
+      // ajv's words, without the context it starts with, and for a closed list the values it takes.
+      const first = (e.validation as { keyword?: string; params?: { allowedValues?: unknown[] } }[])[0];
+      const allowed = first?.keyword === 'enum' ? first.params?.allowedValues : undefined;
       return reply.code(400).send({
         error: {
           code: 'EVALIDATION',
-          message: `${e.validationContext ?? 'body'}: ${e.message.replace(/^(body|querystring|params)\/?/, '')}`,
+          message: `${e.validationContext ?? 'body'}: ${e.message.replace(/^(body|querystring|params)\/?\s*/, '')}${allowed ? ` (expected one of: ${allowed.join(', ')})` : ''}`,
         },
       });
+    }
     if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
       const code =
         e.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
@@ -164,7 +169,11 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
             : e.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || /JSON/i.test(e.message)
               ? 'EJSON'
               : 'EREQUEST';
-      return reply.code(e.statusCode).send({ error: { code, message: e.message } });
+      const message =
+        code === 'ETOOLARGE'
+          ? `request body is larger than ${bodyLimit} bytes, the most this server reads (serve --body-limit)`
+          : e.message;
+      return reply.code(e.statusCode).send({ error: { code, message } });
     }
     req.log.error(err);
     // "see the server log" must hold without a logger too: one line per internal error on stderr.
@@ -389,9 +398,20 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
         querystring: S.limitQuery,
       },
     },
-    async (req) => ({
-      history: await store.history(req.params.site, req.params.flow, req.query.limit ?? 100),
-    }),
+    async (req) => {
+      const history = await store.history(req.params.site, req.params.flow, req.query.limit ?? 100);
+      if (history.length) return { history };
+      // No results: a flow of the latest version not checked yet (an empty history), or no such
+      // flow at all (404, as for an unknown site).
+      const latest = await store.version(req.params.site, 'latest');
+      if (!latest.parsed.plan.flows.some((f) => f.id === req.params.flow))
+        throw new ApiError(
+          404,
+          'ENOFLOW',
+          `no flow ${JSON.stringify(req.params.flow)} in site ${JSON.stringify(req.params.site)} (version ${latest.version}) and no results for it`,
+        );
+      return { history };
+    },
   );
 
   // --- change requests ---
