@@ -858,6 +858,11 @@ describe('portolan listen: bad input', () => {
   });
   const cases: [string, string[], RegExp][] = [
     ['unknown host', ['--host', 'nope'], /--host "nope" is not a host of .* \(expected one of: srv, cli\)/],
+    [
+      'a host name with a typo',
+      ['--host', 'srvv'],
+      /--host "srvv" is not a host of .* \(did you mean "srv"\?\) \(expected one of: srv, cli\)/,
+    ],
     ['missing host', [], /--host is required/],
     ['bad ttl', ['--host', 'srv', '--ttl', '2d'], /--ttl "2d" is not a duration from 1s to 24h/],
     ['ttl over 24h', ['--host', 'srv', '--ttl', '25h'], /--ttl "25h"/],

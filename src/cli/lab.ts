@@ -20,7 +20,7 @@ import { up } from '../lab/up.js';
 import { verify } from '../lab/verify.js';
 import { colorEnabled } from '../util/color.js';
 import { counted } from '../util/plural.js';
-import { unknownName } from '../util/suggest.js';
+import { notAHost, unknownName } from '../util/suggest.js';
 import { writeHelp } from '../util/wrap.js';
 import { exactlyOne, forUsage, oneOf, parse } from './args.js';
 
@@ -232,7 +232,12 @@ async function runVerify(argv: string[]): Promise<number> {
   const state = pickLab(values.name === undefined ? undefined : checkLabName(values.name));
   if (values.to !== undefined && !state.hosts.some((h) => h.name === values.to))
     throw new UsageError(
-      `--to ${JSON.stringify(values.to)} is not a host of lab ${state.name} (expected one of: ${state.hosts.map((h) => h.name).join(', ')})`,
+      notAHost(
+        '--to',
+        values.to,
+        `lab ${state.name}`,
+        state.hosts.map((h) => h.name),
+      ),
     );
   const report = await verify(state, {
     exhaustive: values.exhaustive === true,

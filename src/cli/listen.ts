@@ -14,6 +14,7 @@ import { allot, bindReport, type PortGroup, socketBudget, socketGroups } from '.
 import { formatPorts, portCount } from '../model/ports.js';
 import { buildPlan } from '../plan/plan.js';
 import { counted } from '../util/plural.js';
+import { notAHost } from '../util/suggest.js';
 import { writeHelp } from '../util/wrap.js';
 import { exactlyOne, forUsage, oneOf, parse } from './args.js';
 import { siteFrom } from './site.js';
@@ -76,7 +77,12 @@ export async function run(argv: string[]): Promise<number> {
   const host = inventory.hosts.find((h) => h.name === values.host);
   if (!host)
     throw new UsageError(
-      `--host ${JSON.stringify(values.host)} is not a host of ${file} (expected one of: ${inventory.hosts.map((h) => h.name).join(', ')})`,
+      notAHost(
+        '--host',
+        values.host,
+        file,
+        inventory.hosts.map((h) => h.name),
+      ),
     );
   const plan = buildPlan(inventory, catalogs);
   const inbound = inboundFor(plan, host.name);

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import type { ExportRule } from '../export/model.js';
 import type { Flow } from '../model/flow.js';
 import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
+import { notAHost } from '../util/suggest.js';
 import { version } from '../util/version.js';
 import { loadRuleset } from './firewall.js';
 import { hostModel, loadLabSite, loadRulesSite } from './site.js';
@@ -148,7 +149,14 @@ export async function ablate(
     (h) => h.ruleset.kind === 'generated' && (o.host === undefined || h.name === o.host),
   );
   if (o.host !== undefined && !hosts.length)
-    throw new LabError(`--host ${o.host} is not a host of lab ${state.name} with a generated ruleset`);
+    throw new LabError(
+      notAHost(
+        '--host',
+        o.host,
+        `lab ${state.name} with a generated ruleset`,
+        state.hosts.filter((h) => h.ruleset.kind === 'generated').map((h) => h.name),
+      ),
+    );
   const perHost = new Map<string, { rules: AblatedRule[]; failingBefore: string[]; errors: string[] }>();
 
   const ablateHost = async (h: LabHost) => {

@@ -1,5 +1,6 @@
 import { UsageError } from '../errors.js';
 import { formatPorts } from '../model/ports.js';
+import { notAHost } from '../util/suggest.js';
 import { loadRuleset } from './firewall.js';
 import { loadLabSite, loadRulesSite } from './site.js';
 import { type Broken, LabError, type LabState, saveState } from './state.js';
@@ -32,10 +33,7 @@ export function parseFlowSpec(text: string): FlowSpec {
 export async function breakFlow(state: LabState, spec: FlowSpec): Promise<string> {
   const names = state.hosts.map((h) => h.name);
   for (const h of [spec.from, spec.to])
-    if (!names.includes(h))
-      throw new UsageError(
-        `--flow: ${h} is not a host of lab ${state.name} (expected one of: ${names.join(', ')})`,
-      );
+    if (!names.includes(h)) throw new UsageError(notAHost('--flow:', h, `lab ${state.name}`, names));
   const { plan } = loadLabSite(state);
   const between = plan.flows.filter(
     (f) => f.from.host === spec.from && f.to.host === spec.to && f.protocol !== 'icmp',

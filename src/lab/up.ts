@@ -9,6 +9,7 @@ import { formatPorts, portCount } from '../model/ports.js';
 import { buildPlan } from '../plan/plan.js';
 import { maxOf } from '../util/arrays.js';
 import { counted } from '../util/plural.js';
+import { notAHost } from '../util/suggest.js';
 import { down } from './down.js';
 import { adoptUserRuleset, loadRuleset } from './firewall.js';
 import { BRIDGE, filesDir, HOST_IF, hostNamespace, hubNamespace, hubPort, labKey, labRoot } from './names.js';
@@ -48,7 +49,12 @@ export async function up(o: UpOptions, name: string): Promise<LabState> {
   for (const h of o.rulesets.keys())
     if (!inventory.hosts.some((x) => x.name === h))
       throw new LabError(
-        `--ruleset ${h}=...: ${h} is not a host of ${o.file} (expected one of: ${inventory.hosts.map((x) => x.name).join(', ')})`,
+        notAHost(
+          '--ruleset',
+          h,
+          o.file,
+          inventory.hosts.map((x) => x.name),
+        ),
       );
   const root = labRoot();
   const key = labKey(root, name);

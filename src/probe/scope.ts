@@ -6,7 +6,7 @@ import type { Host, Inventory } from '../inventory/types.js';
 import { isUnspecified } from '../model/address.js';
 import type { Flow, Plan } from '../model/flow.js';
 import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
-import { didYouMean } from '../util/suggest.js';
+import { didYouMean, notAHost } from '../util/suggest.js';
 
 /**
  * The plan is the scope: `check` probes only flows of the plan that start at the host this
@@ -133,10 +133,12 @@ export async function scopeFor(inv: Inventory, plan: Plan, req: ScopeRequest = {
     const host = inv.hosts.find((h) => h.name === req.from);
     if (!host)
       throw new UsageError(
-        `--from ${JSON.stringify(req.from)} is not a host of ${inv.file}${didYouMean(
+        notAHost(
+          '--from',
           req.from,
+          inv.file,
           inv.hosts.map((h) => h.name),
-        )} (expected one of: ${inv.hosts.map((h) => h.name).join(', ')})`,
+        ),
       );
     from = [host.name];
     how = req.thisMachine ?? `--from ${host.name}`;

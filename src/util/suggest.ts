@@ -62,3 +62,12 @@ export function unknownName(
   const expected = opts.expected ?? `expected one of: ${names.join(', ') || 'none declared'}`;
   return `unknown ${what} ${shown(given)}${opts.context ?? ''}${didYouMean(given, names)} (${expected})`;
 }
+
+/**
+ * The error for a host name that is not one of `names`: `FLAG "given" is not a host of WHERE (did
+ * you mean "x"?) (expected one of: a, b)`. `where` is the inventory file or `lab NAME`, with any
+ * qualifier (`lab x with a generated ruleset`).
+ */
+export function notAHost(flag: string, given: string, where: string, names: readonly string[]): string {
+  return `${flag} ${JSON.stringify(given)} is not a host of ${where}${didYouMean(given, names)} (expected one of: ${names.join(', ') || 'none'})`;
+}
