@@ -103,6 +103,30 @@ describe('import rvtools', () => {
     assert.deepEqual(s.warnings, r.warnings);
   });
 
+  it('writes controls and bidirectional overrides in a VM name escaped, and YAML reads them back', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portolan-import-'));
+    const rows = parseCsv(readFileSync(RVTOOLS, 'utf8')) as string[][];
+    const header = rows[0] as string[];
+    const vm = header.indexOf('VM');
+    const odd = [...(rows[1] as string[])];
+    odd[vm] = 'bidi\u202egnp.exe\u0085\u001b[2J';
+    const file = join(dir, 'rvtools-vInfo.csv');
+    writeFileSync(
+      file,
+      [header, odd].map((row) => row.map((c) => `"${c.replace(/"/g, '""')}"`).join(',')).join('\r\n'),
+    );
+    const s = importTo('rvtools', file);
+    assert.equal(s.code, 0, s.stderr);
+    const text = readFileSync(s.out, 'utf8');
+    assert.doesNotMatch(text, /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/);
+    // The description names the VM as the warnings do: escaped text, no control left in the value.
+    const described = Object.values(s.hosts).find((h) => h.description?.includes('VM "bidi'));
+    assert.equal(
+      described?.description,
+      'imported from rvtools-vInfo.csv:2 (VM "bidi\\u202egnp.exe\\u0085\\u001b[2J")',
+    );
+  });
+
   it('reads the vInfo sheet of an .xlsx workbook like the CSV', async () => {
     const { default: writeXlsxFile } = await import('write-excel-file/node');
     const rows = parseCsv(readFileSync(RVTOOLS, 'utf8')) as string[][];

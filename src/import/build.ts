@@ -311,7 +311,7 @@ export function buildInventory(
     keys.add(key);
     const host: Record<string, unknown> = { address, roles };
     if (Object.keys(facts).length > 0) host.facts = facts;
-    host.description = `imported from ${row.at}${key !== row.name ? ` (${row.kind === 'node' ? 'node' : 'VM'} ${JSON.stringify(row.name)})` : ''}`;
+    host.description = `imported from ${row.at}${key !== row.name ? ` (${row.kind === 'node' ? 'node' : 'VM'} ${quoted(row.name)})` : ''}`;
     hosts.push(`  ${yamlKey(key)}: ${flow(host)}`);
     imported++;
   }
@@ -351,15 +351,19 @@ function quoted(text: string): string {
 function yamlKey(key: string): string {
   return /^[A-Za-z][A-Za-z0-9._-]*$/.test(key) && !/^(true|false|null|yes|no|on|off|y|n)$/i.test(key)
     ? key
-    : JSON.stringify(key);
+    : quoted(key);
 }
 
-/** One line of YAML flow style; strings are JSON-quoted (a subset of YAML's double-quoted style). */
+/**
+ * One line of YAML flow style; strings are JSON-quoted (a subset of YAML's double-quoted style),
+ * with C1 controls and bidirectional overrides escaped as well (`quoted`): YAML reads `\u202e` back
+ * as the same character, while the file itself never shows one to an editor or a terminal.
+ */
 function flow(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(flow).join(', ')}]`;
   if (value !== null && typeof value === 'object')
     return `{ ${Object.entries(value)
       .map(([k, v]) => `${yamlKey(k)}: ${flow(v)}`)
       .join(', ')} }`;
-  return JSON.stringify(value) ?? 'null';
+  return typeof value === 'string' ? quoted(value) : (JSON.stringify(value) ?? 'null');
 }
