@@ -184,11 +184,40 @@ describe('import pvesh', () => {
   });
 });
 
+/**
+ * A zip archive of one stored entry, xl/worksheets/sheet1.xml, whose headers declare `size` bytes
+ * uncompressed (PKWARE APPNOTE 4.3.7, 4.3.12, 4.3.16): what a zip bomb's directory says, without
+ * the data behind it.
+ */
+function zipDeclaring(size: number): Buffer {
+  const name = Buffer.from('xl/worksheets/sheet1.xml');
+  const local = Buffer.alloc(30);
+  local.writeUInt32LE(0x04034b50, 0);
+  local.writeUInt32LE(size, 22);
+  local.writeUInt16LE(name.length, 26);
+  const central = Buffer.alloc(46);
+  central.writeUInt32LE(0x02014b50, 0);
+  central.writeUInt32LE(size, 24);
+  central.writeUInt16LE(name.length, 28);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(1, 8);
+  end.writeUInt16LE(1, 10);
+  end.writeUInt32LE(central.length + name.length, 12);
+  end.writeUInt32LE(local.length + name.length, 16);
+  return Buffer.concat([local, name, central, name, end]);
+}
+
 describe('import: bad input', () => {
   const dir = mkdtempSync(join(tmpdir(), 'portolan-import-bad-'));
   const file = (name: string, text: string) => {
     const p = join(dir, name);
     writeFileSync(p, text);
+    return p;
+  };
+  const fileBytes = (name: string, bytes: Buffer) => {
+    const p = join(dir, name);
+    writeFileSync(p, bytes);
     return p;
   };
   const cases: [string, string[], RegExp][] = [
@@ -268,6 +297,27 @@ describe('import: bad input', () => {
       'a FIFO-like endless source',
       ['import', 'pvesh', '/dev/zero', '--map', MAP],
       /not JSON text|larger than/,
+    ],
+    [
+      'a text file named .xlsx',
+      ['import', 'rvtools', file('fake.xlsx', 'not a zip\n'), '--map', MAP],
+      /fake\.xlsx: named like a workbook but not one: an \.xlsx file is a zip archive/,
+    ],
+    [
+      'an Excel 97-2003 .xls',
+      [
+        'import',
+        'rvtools',
+        fileBytes('old.xls', Buffer.from([0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1])),
+        '--map',
+        MAP,
+      ],
+      /old\.xls: an Excel 97-2003 workbook \(\.xls\), which this import does not read/,
+    ],
+    [
+      'a workbook whose directory declares 900 MiB unzipped',
+      ['import', 'rvtools', fileBytes('bomb.xlsx', zipDeclaring(900 * 1024 * 1024)), '--map', MAP],
+      /bomb\.xlsx: the workbook unzips to 900 MiB, over the 256 MiB this import reads/,
     ],
   ];
   for (const [name, args, expected] of cases)

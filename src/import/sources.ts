@@ -85,6 +85,41 @@ export async function readBounded(file: string, what: string): Promise<Buffer> {
 }
 
 const ZIP_MAGIC = Buffer.from('PK\u0003\u0004', 'latin1');
+/** Compound File Binary (OLE2): the container of Excel 97-2003 .xls workbooks. */
+const OLE_MAGIC = Buffer.from([0xd0, 0xcf, 0x11, 0xe0]);
+/**
+ * The most a workbook may unzip to. V8 cannot hold a string past 512 MiB, which the reader needs for
+ * a sheet's XML, so a larger workbook could only fail after gigabytes of memory; RVTools' vInfo of
+ * 100,000 VMs is well under this. A zip whose directory claims more is refused before unzipping.
+ */
+export const MAX_XLSX_UNZIPPED = 256 * 1024 * 1024;
+
+/**
+ * The uncompressed sizes a zip archive's central directory declares, summed (bytes), read from its
+ * end-of-central-directory record (PKWARE APPNOTE 4.3.16) and directory headers (4.3.12);
+ * undefined when the directory cannot be found. A ZIP64 entry (size 0xffffffff) counts as
+ * Infinity: an .xlsx that needs ZIP64 is past any size read here anyway.
+ */
+export function zipUnzippedSize(bytes: Buffer): number | undefined {
+  const from = Math.max(0, bytes.length - 22 - 0xffff);
+  let eocd = -1;
+  for (let i = bytes.length - 22; i >= from; i--)
+    if (bytes.readUInt32LE(i) === 0x06054b50) {
+      eocd = i;
+      break;
+    }
+  if (eocd < 0) return undefined;
+  const entries = bytes.readUInt16LE(eocd + 10);
+  let at = bytes.readUInt32LE(eocd + 16);
+  let total = 0;
+  for (let n = 0; n < entries; n++) {
+    if (at + 46 > bytes.length || bytes.readUInt32LE(at) !== 0x02014b50) return undefined;
+    const size = bytes.readUInt32LE(at + 24);
+    total += size === 0xffffffff ? Number.POSITIVE_INFINITY : size;
+    at += 46 + bytes.readUInt16LE(at + 28) + bytes.readUInt16LE(at + 30) + bytes.readUInt16LE(at + 32);
+  }
+  return total;
+}
 
 /**
  * RVTools' vInfo tab, exported as CSV (RVTools' "Export vInfo to csv": a header row, then one row per
@@ -98,9 +133,15 @@ export async function readRvtools(
 ): Promise<SourceRow[]> {
   const bytes = await readBounded(file, 'RVTools export');
   const name = basename(file);
-  const table = bytes.subarray(0, 4).equals(ZIP_MAGIC)
-    ? await xlsxTable(bytes, file, sheet)
-    : csvTable(bytes, file);
+  const zip = bytes.subarray(0, 4).equals(ZIP_MAGIC);
+  if (!zip && /\.xls[xmb]?$/i.test(name))
+    throw new InputError(
+      bytes.subarray(0, 4).equals(OLE_MAGIC)
+        ? "an Excel 97-2003 workbook (.xls), which this import does not read (expected .xlsx: save it as .xlsx, or use RVTools' Export vInfo to csv)"
+        : 'named like a workbook but not one: an .xlsx file is a zip archive and this one does not start as one (expected an RVTools .xlsx export, or a CSV file)',
+      { file },
+    );
+  const table = zip ? await xlsxTable(bytes, file, sheet) : csvTable(bytes, file);
   const header = table.rows[0]?.cells ?? [];
   const index = (title: string) => header.findIndex((h) => h.trim().toLowerCase() === title.toLowerCase());
   const need = (title: string, what: string) => {
@@ -187,6 +228,12 @@ function csvTable(bytes: Buffer, file: string): Table {
 }
 
 async function xlsxTable(bytes: Buffer, file: string, sheet: string): Promise<Table> {
+  const unzipped = zipUnzippedSize(bytes);
+  if (unzipped !== undefined && unzipped > MAX_XLSX_UNZIPPED)
+    throw new InputError(
+      `the workbook unzips to ${Number.isFinite(unzipped) ? `${Math.ceil(unzipped / 1024 / 1024)} MiB` : 'more than 4 GiB'}, over the ${MAX_XLSX_UNZIPPED / 1024 / 1024} MiB this import reads (expected an RVTools export; for a larger one use RVTools' Export vInfo to csv)`,
+      { file },
+    );
   const { readSheet } = await import('read-excel-file/node');
   let data: unknown[][];
   try {
