@@ -159,6 +159,35 @@ describe('import pvesh', () => {
     );
   });
 
+  it('names fields of the wrong type and elements that are not resources, never a silent vm-abc', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portolan-import-'));
+    const odd = join(dir, 'odd.json');
+    writeFileSync(
+      odd,
+      JSON.stringify([
+        { type: 'qemu', vmid: 101, name: ['list'], node: 'pve1', status: 'running' },
+        { type: 'qemu', vmid: 'abc', name: null, node: 'pve1', status: 'running' },
+        5,
+        [1, 2],
+      ]),
+    );
+    const r = importTo('pvesh', odd);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.warnings, [
+      'warning: odd.json[0]: VM "vm-101": "name" is an array, expected a string or number; ignored',
+      'warning: odd.json[1]: VM "": "vmid" "abc" is not a number; ignored',
+      'warning: odd.json[1]: VM "": no name; left out',
+    ]);
+    assert.deepEqual(
+      Object.keys(r.hosts).filter((h) => h.startsWith('vm-')),
+      ['vm-101'],
+    );
+    assert.match(
+      r.stderr,
+      /left out: 1 \(not a resource object: number\), 1 \(not a resource object: an array\)\n$/,
+    );
+  });
+
   it('imports guests and nodes by name, with facts from tags, and leaves out templates and storage', () => {
     const r = importTo('pvesh', PVESH);
     assert.equal(r.code, 0, r.stderr);

@@ -211,6 +211,7 @@ export function buildInventory(
   let skipped = 0;
   for (const row of rows) {
     const label = `${row.at}: ${row.kind === 'node' ? 'node' : 'VM'} ${quoted(row.name)}`;
+    for (const note of row.notes ?? []) warnings.push(`${label}: ${note}`);
     const skip = (why: string, warn = true) => {
       skipped++;
       if (warn) warnings.push(`${label}: ${why}; left out`);

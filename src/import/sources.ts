@@ -21,6 +21,8 @@ export interface SourceRow {
   template: boolean;
   /** Proxmox VE tags, `;`-separated; '' elsewhere. */
   tags: string;
+  /** What was odd in the row's own fields (a name that is not a string), each a warning. */
+  notes?: string[];
 }
 
 /** RVTools vInfo column titles (RVTools 4.x; Dell's current releases keep them). */
@@ -303,24 +305,45 @@ export async function readPveshResources(
   const out: SourceRow[] = [];
   const other = new Map<string, number>();
   data.forEach((r: unknown, i) => {
-    const o = (typeof r === 'object' && r !== null ? r : {}) as Record<string, unknown>;
-    const text = (k: string) => (typeof o[k] === 'string' || typeof o[k] === 'number' ? String(o[k]) : '');
+    if (typeof r !== 'object' || r === null || Array.isArray(r)) {
+      const kind = `(not a resource object: ${r === null ? 'null' : Array.isArray(r) ? 'an array' : typeof r})`;
+      other.set(kind, (other.get(kind) ?? 0) + 1);
+      return;
+    }
+    const o = r as Record<string, unknown>;
+    const notes: string[] = [];
+    // A field pvesh writes as a string or a number; anything else is named, not silently dropped.
+    const text = (k: string) => {
+      const v = o[k];
+      if (typeof v === 'string' || typeof v === 'number') return String(v);
+      if (v !== undefined && v !== null)
+        notes.push(
+          `"${k}" is ${Array.isArray(v) ? 'an array' : `a ${typeof v}`}, expected a string or number; ignored`,
+        );
+      return '';
+    };
     const type = text('type');
     if (type !== 'qemu' && type !== 'lxc' && type !== 'node') {
       const key = type.replace(/[^\w.-]/g, '').slice(0, 40) || '(no type)';
       other.set(key, (other.get(key) ?? 0) + 1);
       return;
     }
+    let vmid = type === 'node' ? '' : text('vmid');
+    if (vmid && !/^\d+$/.test(vmid)) {
+      notes.push(`"vmid" ${JSON.stringify(vmid).slice(0, 40)} is not a number; ignored`);
+      vmid = '';
+    }
     out.push({
       at: `${name}[${i}]`,
       kind: type === 'node' ? 'node' : 'vm',
-      name: type === 'node' ? text('node') : text('name') || `vm-${text('vmid')}`,
+      name: type === 'node' ? text('node') : text('name') || (vmid ? `vm-${vmid}` : ''),
       address: '',
       dns: '',
       os: '',
       power: text('status'),
       template: text('template') === '1',
       tags: text('tags'),
+      ...(notes.length ? { notes } : {}),
     });
   });
   return { rows: out, other };
