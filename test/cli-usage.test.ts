@@ -33,6 +33,15 @@ describe('help and catalog fit the terminal', () => {
       assert.ok(names.includes(n), n);
   });
 
+  it('a Usage line breaks between options, never inside one ([--bind ADDR] stays whole)', () => {
+    for (const n of names) {
+      const text = runCli(['help', n], { env: { COLUMNS: '80' } }).stdout;
+      const usage = text.slice(0, text.indexOf('\n\n'));
+      for (const line of usage.split('\n'))
+        assert.equal(line.split('[').length, line.split(']').length, `portolan help ${n}: ${line}`);
+    }
+  });
+
   for (const columns of [80, 60])
     it(`every command's help fits COLUMNS=${columns}, and --help prints the same as help CMD`, () => {
       const env = { COLUMNS: String(columns) };

@@ -134,6 +134,33 @@ function headOf(line: string, columns: number): { text: string; column: number }
   return { text: lead, column: lead.length };
 }
 
+/**
+ * Units with a bracketed group joined into one, so a usage line breaks between options and never
+ * inside one (`[--bind ADDR]` stays whole). A group that never closes is left as its units.
+ */
+function bracketGroups(units: string[]): string[] {
+  const out: string[] = [];
+  let group: string[] = [];
+  let depth = 0;
+  for (const u of units) {
+    const opens = u.split('[').length - 1;
+    const closes = u.split(']').length - 1;
+    if (depth === 0 && opens <= closes) {
+      out.push(u);
+      continue;
+    }
+    group.push(u);
+    depth += opens - closes;
+    if (depth <= 0) {
+      out.push(group.join(''));
+      group = [];
+      depth = 0;
+    }
+  }
+  out.push(...group);
+  return out;
+}
+
 function wrapLine(
   text: string,
   head: { text: string; column: number },
@@ -145,7 +172,7 @@ function wrapLine(
   const out: string[] = [];
   let current = head.text;
   let empty = true;
-  for (const unit of wrapUnits(body.trimStart())) {
+  for (const unit of bracketGroups(wrapUnits(body.trimStart()))) {
     if (empty || width(`${current}${unit}`.trimEnd()) <= columns) {
       current += unit;
       empty = false;
