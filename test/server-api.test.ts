@@ -577,6 +577,12 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       const noFlow = await call(ctx, 'GET', '/api/sites/lab-loopback/flows/no-such-flow/history', ctx.viewer);
       assert.equal(noFlow.statusCode, 404, noFlow.body);
       assert.equal(noFlow.json().error.code, 'ENOFLOW');
+      const noSite = await call(ctx, 'POST', '/api/agents', ctx.admin, { site: 'nowhere', host: 'vbr' });
+      assert.equal(noSite.statusCode, 404, noSite.body);
+      assert.match(
+        noSite.json().error.message,
+        /^no site "nowhere" \(expected one uploaded first: POST \/api\/sites/,
+      );
       const text = await raw('site: x', 'text/plain');
       assert.equal(text.statusCode, 400);
       assert.equal(text.json().error.code, 'EVALIDATION');

@@ -442,7 +442,14 @@ export class Store {
             .where('site', '=', site)
             .where('version', '=', version)
             .executeTakeFirst();
-    if (!row) throw new ApiError(404, 'ENOSITE', `no version ${version} of site ${JSON.stringify(site)}`);
+    if (!row)
+      throw new ApiError(
+        404,
+        'ENOSITE',
+        version === 'latest'
+          ? `no site ${JSON.stringify(site)} (expected one uploaded first: POST /api/sites, or the console's upload box)`
+          : `no version ${version} of site ${JSON.stringify(site)}`,
+      );
     const v = {
       version: row.version,
       yaml: row.yaml,
