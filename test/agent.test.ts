@@ -274,7 +274,7 @@ test('agent --once that never reaches the server exits 3 and says what it spoole
   );
   assert.deepEqual(readdirSync(join(spool, 'pending')), []);
   const help = spawnSync(process.execPath, [BIN, 'agent', '--help'], { encoding: 'utf8' });
-  assert.match(help.stdout, /3 when the server could not be\s+reached at all/);
+  assert.match(help.stdout, /3 when the\s+server\s+could\s+not\s+be\s+reached\s+at\s+all/);
 });
 
 /** A private CA and a server certificate for 127.0.0.1 signed by it, made with openssl. */
@@ -449,3 +449,123 @@ function httpsJson(base: string, token: string, ca: Buffer, method: string, path
     req.end(text);
   });
 }
+
+/**
+ * A fake serve on loopback: each agent path answers with the status and error body given, or 200
+ * with what a real server sends.
+ */
+async function fakeServe(answers: Record<string, number>) {
+  const { createServer: httpServer } = await import('node:http');
+  const plan = { agent: 'a1', site: 'lab-loopback', host: 'vbr', version: 1, yaml: LOOPBACK, flowIds: [] };
+  const server = httpServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => {
+      body += d;
+    });
+    req.on('end', () => {
+      const path = req.url ?? '';
+      const status = answers[path] ?? 200;
+      res.setHeader('content-type', 'application/json');
+      res.statusCode = status;
+      if (status !== 200)
+        return res.end(JSON.stringify({ error: { code: 'EAUTH', message: `answer ${status}` } }));
+      if (path === '/api/agent/plan') return res.end(JSON.stringify(plan));
+      if (path === '/api/agent/results') return res.end(JSON.stringify({ key: JSON.parse(body).key }));
+      return res.end('{}');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return { server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}` };
+}
+
+function agentOnce(url: string, spool: string, token = 'pta_wrong') {
+  return new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    const child = spawn(
+      process.execPath,
+      [BIN, 'agent', '--server', url, '--token', token, '--spool', spool, '--once'],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    let stderr = '';
+    child.stderr?.on('data', (d) => {
+      stderr += d;
+    });
+    child.on('close', (code) => resolve({ code, stderr }));
+  });
+}
+
+test('a wrong agent token is a user error on every agent request: one line naming the server and what to do, exit 2', {
+  timeout: 180_000,
+}, async () => {
+  const dir = tempDir();
+  // The real server with a token it never issued.
+  const port = await freePort();
+  await serve(dir, port);
+  const real = await agentOnce(`http://127.0.0.1:${port}`, join(dir, 'spool-real'));
+  assert.equal(real.code, 2, real.stderr);
+  assert.equal(
+    real.stderr,
+    `portolan: server http://127.0.0.1:${port} refused the agent token (POST /api/agent/heartbeat: HTTP 401 unknown token): the token is mistyped or was revoked; enrol this host again (POST /api/agents) and give the new token with --token\n`,
+  );
+  // Each request the agent makes, refused in turn by a fake server.
+  for (const [path, status, said] of [
+    [
+      '/api/agent/heartbeat',
+      401,
+      /refused the agent token \(POST \/api\/agent\/heartbeat: HTTP 401 answer 401\)/,
+    ],
+    [
+      '/api/agent/heartbeat',
+      403,
+      /refused the token for POST \/api\/agent\/heartbeat .*not an admin or viewer token/,
+    ],
+    [
+      '/api/agent/heartbeat',
+      404,
+      /has no POST \/api\/agent\/heartbeat .*is --server the URL of portolan serve\?/,
+    ],
+    ['/api/agent/plan', 401, /refused the agent token \(GET \/api\/agent\/plan: HTTP 401 answer 401\)/],
+    ['/api/agent/plan', 403, /refused the token for GET \/api\/agent\/plan/],
+    [
+      '/api/agent/results',
+      401,
+      /refused the agent token \(POST \/api\/agent\/results: HTTP 401 answer 401\)/,
+    ],
+    ['/api/agent/results', 403, /refused the token for POST \/api\/agent\/results/],
+  ] as const) {
+    const fake = await fakeServe({ [path]: status });
+    try {
+      const spool = join(dir, `spool-${status}-${path.split('/').pop()}`);
+      const r = await agentOnce(fake.url, spool);
+      assert.equal(r.code, 2, `${path} ${status}: ${r.stderr}`);
+      assert.doesNotMatch(r.stderr, /internal error|please report/, `${path} ${status}`);
+      const last = r.stderr.trimEnd().split('\n').pop() as string;
+      assert.match(last, new RegExp(`^portolan: server ${fake.url} `), `${path} ${status}: ${r.stderr}`);
+      assert.match(last, said, `${path} ${status}`);
+      // A refused result post keeps the run for the next agent run with a good token.
+      if (path === '/api/agent/results') assert.equal(readdirSync(join(spool, 'pending')).length, 1);
+    } finally {
+      fake.server.close();
+    }
+  }
+  // A 4xx a later request may not meet (rate limit) is logged, never an internal error: exit 1, spooled.
+  const busy = await fakeServe({ '/api/agent/results': 429 });
+  try {
+    const r = await agentOnce(busy.url, join(dir, 'spool-429'));
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /server refused \S+: HTTP 429 answer 429; kept in the spool/);
+  } finally {
+    busy.server.close();
+  }
+  const slow = await fakeServe({ '/api/agent/heartbeat': 429, '/api/agent/plan': 429 });
+  try {
+    const r = await agentOnce(slow.url, join(dir, 'spool-429b'));
+    assert.doesNotMatch(r.stderr, /internal error|please report/);
+    assert.match(r.stderr, /server refused the heartbeat: HTTP 429 answer 429/);
+    assert.match(r.stderr, /server refused the plan: HTTP 429 answer 429/);
+    assert.equal(r.code, 1, r.stderr);
+  } finally {
+    slow.server.close();
+  }
+});

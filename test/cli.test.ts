@@ -174,6 +174,72 @@ describe("portolan probe: HOST PORTS with check's verdicts, scope exactly the co
   });
 });
 
+describe('portolan probe: each port of a list or range gets its own well-known service', () => {
+  // An address of this run's own in 127/8, so a parallel test's listener on 22 or 443 is not met.
+  const HOST = `127.${20 + (process.pid % 200)}.${(process.pid >> 8) % 250}.22`;
+  const servers: net.Server[] = [];
+  before(async () => {
+    for (const port of [22, 443]) {
+      const http = net.createServer((s) => {
+        s.on('error', () => {});
+        s.once('data', () => s.end('HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n'));
+      });
+      await new Promise<void>((r) => http.listen(port, HOST, () => r()));
+      servers.push(http);
+    }
+  });
+  after(() => {
+    for (const s of servers) s.close();
+  });
+
+  for (const ports of ['22', '22,23', '20-23', '22,443']) {
+    it(`probe HOST ${ports}: the HTTP server on tcp/22 is wrong-service (expected SSH); exit 1`, async () => {
+      const r = await cli(['probe', HOST, ports, '--format', 'json']);
+      assert.equal(r.code, 1, r.stderr);
+      const doc = JSON.parse(r.stdout);
+      const ssh = doc.flows.find((f: { service: string }) => f.service === 'ssh');
+      assert.ok(ssh, `no ssh flow in ${doc.flows.map((f: { id: string }) => f.id)}`);
+      assert.deepEqual(ssh.ports, [[22, 22]]);
+      assert.equal(ssh.verdict, 'wrong-service');
+      for (const f of doc.flows) if (f !== ssh) assert.notDeepEqual(f.ports, [[22, 22]]);
+    });
+  }
+
+  it('probe HOST 22,443: tcp/443 expects https; 20-23 keeps 20-21 and 23 in one plain flow', async () => {
+    const both = JSON.parse((await cli(['probe', HOST, '22,443', '--format', 'json'])).stdout);
+    assert.deepEqual(
+      both.flows.map((f: { service: string; ports: number[][] }) => [f.service, f.ports]),
+      [
+        ['ssh', [[22, 22]]],
+        ['https', [[443, 443]]],
+      ],
+    );
+    const range = JSON.parse((await cli(['probe', HOST, '20-23', '--format', 'json'])).stdout);
+    assert.deepEqual(
+      range.flows.map((f: { service: string; ports: number[][] }) => [f.service, f.ports]),
+      [
+        [
+          'plain',
+          [
+            [20, 21],
+            [23, 23],
+          ],
+        ],
+        ['ssh', [[22, 22]]],
+      ],
+    );
+  });
+
+  it('--service names one service for every port: one flow', async () => {
+    const r = await cli(['probe', HOST, '22,443', '--service', 'http', '--format', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout);
+    assert.equal(doc.flows.length, 1);
+    assert.equal(doc.flows[0].service, 'http');
+    assert.equal(doc.flows[0].verdict, 'ok');
+  });
+});
+
 describe('hints', () => {
   it('name the whole range, the catalog purpose, and the first citation with a count of the rest', async () => {
     const { hintFor } = await import('../src/probe/verdict.js');

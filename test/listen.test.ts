@@ -476,17 +476,27 @@ describe('portolan listen: one responder, probed over loopback', () => {
     const cases: [string, string | Buffer, string][] = [
       ['garbage', 'GET / HTTP/1.0\n', 'not a portolan probe'],
       ['binary', Buffer.from([0, 1, 2, 0xff, 0x0a]), 'not a portolan probe'],
-      ['wrong secret', makeProbe('not-the-secret-0123456789', 'tcp', port).line, 'bad MAC (wrong secret?)'],
+      [
+        'wrong secret',
+        makeProbe('not-the-secret-0123456789', 'tcp', port).line,
+        'bad MAC: another secret, or signed for a host name other than "srv" (probe: give --name srv)',
+      ],
       // Signed for another host: what a NAT sending host A's port to host B looks like.
       [
         'probe meant for another host',
         makeProbe(hostSecret(SECRET, 'cli'), 'tcp', port).line,
-        'bad MAC (wrong secret?)',
+        'signed for host "cli", not "srv": the secret is right, the host name is not (probe: give --name srv; check: the inventory\'s host at this address is not "srv")',
+      ],
+      // What probe without --name signs for: the address it was given.
+      [
+        'probe signed for the address',
+        makeProbe(hostSecret(SECRET, '127.0.0.1'), 'tcp', port).line,
+        'signed for host "127.0.0.1", not "srv": the secret is right, the host name is not (probe: give --name srv; check: the inventory\'s host at this address is not "srv")',
       ],
       [
         'the bare secret, unbound to the host',
         makeProbe(SECRET, 'tcp', port).line,
-        'bad MAC (wrong secret?)',
+        'bad MAC: another secret, or signed for a host name other than "srv" (probe: give --name srv)',
       ],
       ['replayed nonce', replayed.line, 'replayed nonce'],
       [
@@ -648,10 +658,10 @@ describe('portolan listen: one responder, probed over loopback', () => {
       const wrong = await verdictOf(['--secret', 'another-secret-0123456789']);
       assert.equal(wrong.verdict, 'open-unverified');
       assert.doesNotMatch(wrong.hint, /run portolan listen/);
-      assert.match(wrong.hint, /the responder did not answer the signed probe/);
+      assert.match(wrong.hint, /^connected, and the signed probe was closed without a reply/);
       assert.match(
         wrong.hint,
-        /or it uses another secret than this check \(its log says "bad MAC \(wrong secret\?\)"/,
+        /it uses another secret than this check, or runs as another host \(its log says "bad MAC" or "signed for host \.\.\."\)/,
       );
       // Without --secret the advice to run listen stands.
       const none = await verdictOf([]);

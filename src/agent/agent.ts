@@ -13,6 +13,7 @@ import {
 import http from 'node:http';
 import https from 'node:https';
 import { join } from 'node:path';
+import { PortolanError } from '../errors.js';
 import { loadSite } from '../inventory/load.js';
 import { buildPlan } from '../plan/plan.js';
 import { type CheckOptions, type CheckReport, runCheck } from '../probe/engine.js';
@@ -81,6 +82,20 @@ export interface CycleOutcome {
 }
 
 class Unreachable extends Error {}
+
+/**
+ * The server answered with a 4xx that no retry of the same request can fix: 401/403 (the token is
+ * unknown, revoked or not an agent token) or 404/405 (--server is not a portolan serve API). A user
+ * error, exit 2: the message names the server, the request, the server's answer and what to do.
+ */
+export class ServerRefused extends PortolanError {
+  readonly status: number;
+  constructor(message: string, status: number) {
+    super(message, 'EUSAGE');
+    this.name = 'ServerRefused';
+    this.status = status;
+  }
+}
 
 /** The most port results kept per flow in a posted result (ranges are summarized, not listed). */
 const MAX_PORTS = 64;
@@ -165,11 +180,42 @@ export class Agent {
     return (json as { error?: { message?: string } })?.error?.message ?? JSON.stringify(json);
   }
 
-  /** Tells the server this agent is alive. False when the server could not be reached. */
+  /**
+   * Throws {@link ServerRefused} for an answer to `method path` that no retry can fix (401, 403,
+   * 404, 405); returns for any other status.
+   */
+  private refuse(method: string, path: string, r: { status: number; json: unknown }): void {
+    const server = new URL(this.o.server).origin;
+    const said = `HTTP ${r.status} ${Agent.message(r.json)}`;
+    if (r.status === 401)
+      throw new ServerRefused(
+        `server ${server} refused the agent token (${method} ${path}: ${said}): the token is mistyped or was revoked; enrol this host again (POST /api/agents) and give the new token with --token`,
+        r.status,
+      );
+    if (r.status === 403)
+      throw new ServerRefused(
+        `server ${server} refused the token for ${method} ${path} (${said}): give the agent token this host's enrolment returned (POST /api/agents) with --token, not an admin or viewer token`,
+        r.status,
+      );
+    if (r.status === 404 || r.status === 405)
+      throw new ServerRefused(
+        `server ${server} has no ${method} ${path} (${said}): is --server the URL of portolan serve?`,
+        r.status,
+      );
+  }
+
+  /**
+   * Tells the server this agent is alive. False when the server could not be reached (no answer,
+   * or a 5xx). Throws {@link ServerRefused} on 401, 403, 404 or 405; another 4xx (400, 408, 429) is
+   * logged and counts as reached.
+   */
   async heartbeat(): Promise<boolean> {
     try {
-      const r = await this.call('POST', '/api/agent/heartbeat', {});
-      if (r.status !== 200) throw new Error(`heartbeat refused: HTTP ${r.status} ${Agent.message(r.json)}`);
+      const path = '/api/agent/heartbeat';
+      const r = await this.call('POST', path, {});
+      this.refuse('POST', path, r);
+      if (r.status !== 200)
+        this.log(`server refused the heartbeat: HTTP ${r.status} ${Agent.message(r.json)}`);
       return true;
     } catch (err) {
       if (err instanceof Unreachable) {
@@ -180,12 +226,21 @@ export class Agent {
     }
   }
 
-  /** The plan from the server, or the last one fetched when the server cannot be reached. */
+  /**
+   * The plan from the server, or the last one fetched when the server cannot be reached or refuses
+   * it with a 4xx a later request may not meet (400, 408, 429; logged). Throws {@link ServerRefused}
+   * on 401, 403, 404 or 405.
+   */
   async plan(): Promise<AgentPlan | null> {
     const cached = join(this.o.spool, 'plan.json');
     try {
-      const r = await this.call('GET', '/api/agent/plan');
-      if (r.status !== 200) throw new Error(`plan refused: HTTP ${r.status} ${Agent.message(r.json)}`);
+      const path = '/api/agent/plan';
+      const r = await this.call('GET', path);
+      this.refuse('GET', path, r);
+      if (r.status !== 200) {
+        this.log(`server refused the plan: HTTP ${r.status} ${Agent.message(r.json)}`);
+        throw new Unreachable(`GET ${path}: HTTP ${r.status}`);
+      }
       atomicWrite(cached, JSON.stringify(r.json));
       return r.json as AgentPlan;
     } catch (err) {
@@ -208,7 +263,7 @@ export class Agent {
     const reachable = await this.heartbeat();
     const plan = await this.plan();
     if (!plan) {
-      this.log('no plan yet (the server was never reached): nothing to check');
+      this.log('no plan yet (none fetched from the server): nothing to check');
       return this.outcome(null);
     }
     const report = await this.check(plan.yaml, plan.host, plan.flowIds, 'site.yaml');
@@ -321,7 +376,10 @@ export class Agent {
         this.log(
           `sent ${run.key}${(r.json as { duplicate?: boolean }).duplicate ? ' (already stored)' : ''}`,
         );
-      } else if (r.status === 401 || r.status === 403 || r.status === 408 || r.status === 429) {
+      } else if (r.status === 401 || r.status === 403) {
+        // The run stays in the spool; the next agent run with a good token sends it.
+        this.refuse('POST', '/api/agent/results', r);
+      } else if (r.status === 408 || r.status === 429) {
         this.log(`server refused ${run.key}: HTTP ${r.status} ${Agent.message(r.json)}; kept in the spool`);
         return files.length - i;
       } else {

@@ -25,8 +25,9 @@ server is away.
   --token T         the agent token from enrolment (or env PORTOLAN_AGENT_TOKEN, or --token-file F)
   --interval DUR    time between checks (default 5m)
   --once            check once, send, and exit: 0 when every run was sent, 1 when the server
-                    answered but results stay spooled (refused), 3 when the server could not be
-                    reached at all (results spooled, sent by the next run)
+                    answered but results stay spooled or no plan came (refused), 2 when it refused
+                    the token, 3 when the server could not be reached at all (results spooled,
+                    sent by the next run)
   --spool DIR       where unsent results wait (default ~/.local/state/portolan/agent)
   --secret S        the secret of portolan listen on the targets (or env PORTOLAN_SECRET)
   --timeout MS      per-attempt probe timeout`;
@@ -108,7 +109,8 @@ export async function run(argv: string[]): Promise<number> {
       );
       return EXIT_UNREPORTED;
     }
-    return r.pending ? 1 : 0;
+    // Answered, yet nothing checked (no plan) or not everything sent: the server refused something.
+    return r.pending || r.key === null ? 1 : 0;
   }
   const stop = new AbortController();
   process.once('SIGINT', () => stop.abort());

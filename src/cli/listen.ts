@@ -122,7 +122,20 @@ export async function run(argv: string[]): Promise<number> {
   const fds = socketBudget();
   const budget = fds?.listeners;
   const responder = new Responder(
-    new Answerer(hostSecret(secret, host.name)),
+    new Answerer(hostSecret(secret, host.name), undefined, {
+      host: host.name,
+      // What a prober may have signed for instead: another host of the inventory, or this host's
+      // address (what probe signs for without --name).
+      others: [
+        ...new Set([
+          host.address.text,
+          ...bind.addresses,
+          ...inventory.hosts.filter((h) => h !== host).map((h) => h.name),
+        ]),
+      ]
+        .filter((name) => name !== host.name)
+        .map((name) => ({ name, key: hostSecret(secret, name) })),
+    }),
     (e) => log.probe(e),
     fds?.connections,
   );

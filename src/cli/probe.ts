@@ -3,7 +3,7 @@ import { UsageError } from '../errors.js';
 import type { Host, Inventory } from '../inventory/types.js';
 import { parseAddress } from '../model/address.js';
 import type { Flow, Plan } from '../model/flow.js';
-import { formatPorts, type PortRange } from '../model/ports.js';
+import { formatPorts, mergePortRanges, type PortRange } from '../model/ports.js';
 import { MAX_CIDR_ADDRESSES } from '../probe/dns.js';
 import { CHECK_FORMATS } from '../probe/report.js';
 import { isLoopback, scopeFor } from '../probe/scope.js';
@@ -47,9 +47,9 @@ and hints of "portolan check" but without an inventory.
   HOST               an IPv4/IPv6 address, a DNS name, or a CIDR of up to 256 addresses
   PORTS              443, 8000-8010 or 22,443,8006; /udp for UDP (default TCP)
   --service NAME     the service to expect: ${PROBE_SERVICES.join(', ')}
-                     (default: the well-known service of the port, when every port has the same one:
-                     22 ssh, 80 http, 123 ntp, 135 msrpc, 443 https, 445 smb, 902 vmware-authd,
-                     3389 rdp; else plain, a connect only)
+                     (default: each port its well-known service, one flow per service: 22 ssh,
+                     80 http, 123 ntp, 135 msrpc, 443 https, 445 smb, 902 vmware-authd, 3389 rdp;
+                     any other port plain, a connect only)
   --secret S         the secret of portolan listen on HOST (or env PORTOLAN_SECRET): a responder
                      that answers it is reported "ok (responder)"
   --name NAME        the inventory host name portolan listen runs as on HOST (default: HOST)
@@ -59,40 +59,59 @@ Exit status: 0 when the probe did not fail, 1 when it failed, 2 on bad input, 13
 
 ${COMMON_HELP}`;
 
-/** HOST PORTS[/udp] as the one flow to probe. */
-export function probeFlow(
+/**
+ * HOST PORTS[/udp] as the flows to probe: one flow per expected service. With `service` (--service)
+ * every port expects it, in one flow. Without it each port expects its well-known service (WELL_KNOWN;
+ * over UDP only 123 ntp), so `22,23` is a tcp/22 ssh flow and a tcp/23 plain flow, and every port
+ * with no well-known service shares one plain flow. Flows are ordered by their first port.
+ * Throws UsageError for a malformed PORTS.
+ */
+export function probeFlows(
   host: string,
   portsText: string,
   service: string | undefined,
-): { flow: Flow; ports: PortRange[] } {
+): { flows: Flow[]; ports: PortRange[] } {
   const m = /^(.*?)(?:\/(tcp|udp))?$/i.exec(portsText) as RegExpExecArray;
   const protocol = (m[2]?.toLowerCase() ?? 'tcp') as 'tcp' | 'udp';
-  const ports = parsePorts(m[1] ?? '', 'PORTS');
-  let svc = service;
-  if (svc === undefined) {
-    const names = new Set<string>();
+  const ports = mergePortRanges(parsePorts(m[1] ?? '', 'PORTS'));
+  const groups = new Map<string, PortRange[]>();
+  if (service !== undefined) groups.set(service, ports);
+  else {
+    const wellKnown = (p: number): string => {
+      const name = WELL_KNOWN[p];
+      return name === undefined || (protocol === 'udp' && name !== 'ntp') ? 'plain' : name;
+    };
     for (const [lo, hi] of ports)
-      for (let p = lo; p <= Math.min(hi, lo + 65535); p++) names.add(WELL_KNOWN[p] ?? 'plain');
-    svc = names.size === 1 ? ([...names][0] as string) : 'plain';
-    if (protocol === 'udp' && svc !== 'ntp') svc = 'plain';
+      for (let p = lo; p <= hi; p++) {
+        const name = wellKnown(p);
+        const ranges = groups.get(name) ?? [];
+        const last = ranges[ranges.length - 1];
+        if (last && last[1] === p - 1) ranges[ranges.length - 1] = [last[0], p];
+        else ranges.push([p, p]);
+        groups.set(name, ranges);
+      }
   }
   const command = `portolan probe ${host} ${portsText}${service ? ` --service ${service}` : ''}`;
-  const flow: Flow = {
-    id: `probe-${protocol}-${formatPorts(ports)}`,
-    product: 'probe',
-    from: { host: 'this machine', role: null, address: null },
-    to: { host, role: null, address: host },
-    protocol,
-    ports,
-    service: svc === 'tls' ? 'tls' : svc,
-    tls: svc === 'tls' || svc === 'https',
-    purpose: 'named on the command line',
-    sources: [{ doc: 'the command line', ref: command }],
-    notes: [],
-    entries: [],
-    local: false,
-  };
-  return { flow, ports };
+  const flows = [...groups]
+    .sort((a, b) => (a[1][0]?.[0] ?? 0) - (b[1][0]?.[0] ?? 0))
+    .map(
+      ([svc, ranges]): Flow => ({
+        id: `probe-${protocol}-${formatPorts(ranges)}`,
+        product: 'probe',
+        from: { host: 'this machine', role: null, address: null },
+        to: { host, role: null, address: host },
+        protocol,
+        ports: ranges,
+        service: svc,
+        tls: svc === 'tls' || svc === 'https',
+        purpose: 'named on the command line',
+        sources: [{ doc: 'the command line', ref: command }],
+        notes: [],
+        entries: [],
+        local: false,
+      }),
+    );
+  return { flows, ports };
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -127,9 +146,9 @@ export async function run(argv: string[]): Promise<number> {
         `probe: HOST ${JSON.stringify(hostText)} has ${size} addresses; probe takes at most ${MAX_CIDR_ADDRESSES} (a /${bits - Math.log2(MAX_CIDR_ADDRESSES)} or smaller): give a smaller range or list the hosts in an inventory and use check`,
       );
   }
-  const { flow } = probeFlow(hostText, portsText, service);
+  const { flows } = probeFlows(hostText, portsText, service);
   const name = values.name ?? hostText;
-  flow.to.host = name;
+  for (const flow of flows) flow.to.host = name;
   let address = parsed;
   if (parsed.kind === 'dns') {
     // A name the user typed may point at this machine: probe it there (check refuses that for
@@ -157,7 +176,7 @@ export async function run(argv: string[]): Promise<number> {
     catalogs: [],
     sha256: '',
   };
-  const plan: Plan = { site: inventory.site, flows: [flow], warnings: [] };
+  const plan: Plan = { site: inventory.site, flows, warnings: [] };
   // "this machine" is where the probes leave from by definition: no --from to warn about.
   const scope = await scopeFor(inventory, plan, { from: here.name, thisMachine: 'the command line' });
   return runAndReport(scope, { flows: scope.flows }, values, {

@@ -149,7 +149,7 @@ export function makeProbe(
 /** `ts`: the probe's own timestamp (unix seconds), which bounds how long its nonce must be remembered. */
 export type Verification =
   | { ok: true; reply: string; nonce: string; ts: number }
-  | { ok: false; reason: string };
+  | { ok: false; reason: string; badMac?: true };
 
 /**
  * Checks a probe received on `proto`/`port` from `from` (the source address on the wire, which a
@@ -174,7 +174,7 @@ export function verifyProbe(
     return { ok: false, reason: 'timestamp outside the allowed clock skew' };
   const want = probeMac(secret, v, proto, port, ts, nonce);
   if (!timingSafeEqual(Buffer.from(got), Buffer.from(want)))
-    return { ok: false, reason: 'bad MAC (wrong secret?)' };
+    return { ok: false, reason: 'bad MAC (wrong secret?)', badMac: true };
   return { ok: true, reply: replyLine(secret, v, proto, port, ts, nonce, encodeAddress(from)), nonce, ts };
 }
 

@@ -63,12 +63,30 @@ export interface ProbeEvent {
  */
 export type Answer = { reply: Buffer } | { reason: string; load?: true };
 
+/** The most other host names a bad MAC is tried against (see Answerer): bounds the work one bad probe costs. */
+export const MAX_OTHER_NAMES = 256;
+
+/**
+ * Who the responder stands in for, to say why a probe with a bad MAC failed: `host` is its own
+ * inventory name; `others` are host keys (hostSecret of the shared secret) of names a prober may
+ * have signed for instead: the inventory's other hosts, and this host's addresses, which is what
+ * `probe` signs for without --name. At most MAX_OTHER_NAMES are tried.
+ */
+export interface SignedFor {
+  host: string;
+  others: readonly { name: string; key: string }[];
+}
+
 /** Decides what to send back for one received probe: the OK line, or nothing and why. */
 export class Answerer {
+  private readonly others: readonly { name: string; key: string }[];
   constructor(
     private readonly secret: string,
     private readonly nonces = new NonceCache(),
-  ) {}
+    private readonly signedFor?: SignedFor,
+  ) {
+    this.others = signedFor?.others.slice(0, MAX_OTHER_NAMES) ?? [];
+  }
 
   /** Nonces remembered now (see NonceCache). */
   get nonceCount(): number {
@@ -79,8 +97,9 @@ export class Answerer {
   answer(data: Buffer, proto: ProbeProtocol, port: number, now = Date.now(), from = ''): Answer {
     if (data.length > MAX_PROBE_BYTES) return { reason: `longer than ${MAX_PROBE_BYTES} bytes` };
     // latin1 maps each byte to one character, so nothing non-ASCII can sneak past the probe pattern.
-    const v = verifyProbe(this.secret, data.toString('latin1'), proto, port, now, from);
-    if (!v.ok) return { reason: v.reason };
+    const line = data.toString('latin1');
+    const v = verifyProbe(this.secret, line, proto, port, now, from);
+    if (!v.ok) return { reason: v.badMac ? this.whySigned(line, proto, port, now) : v.reason };
     // Only verified probes reach the cache, so unauthenticated traffic cannot fill it.
     const seen = this.nonces.add(v.nonce, v.ts, now);
     if (seen === 'replayed') return { reason: 'replayed nonce' };
@@ -93,6 +112,21 @@ export class Answerer {
     // No amplification: the reply (46 or at most 69 bytes) is shorter than any probe that verifies (77+ bytes).
     assert.ok(reply.length <= data.length, `reply of ${reply.length} bytes to a ${data.length}-byte probe`);
     return { reply };
+  }
+
+  /**
+   * Why a well-formed probe's MAC did not verify: signed with the right secret for another host
+   * name (one of `others`: the prober names this host differently), or another secret (or a name
+   * not among `others`). Only a holder of the secret can make a probe verify under any name, so
+   * this tells nothing to anyone without it.
+   */
+  private whySigned(line: string, proto: ProbeProtocol, port: number, now: number): string {
+    if (!this.signedFor) return 'bad MAC (wrong secret?)';
+    const me = JSON.stringify(this.signedFor.host);
+    for (const o of this.others)
+      if (verifyProbe(o.key, line, proto, port, now).ok)
+        return `signed for host ${JSON.stringify(o.name)}, not ${me}: the secret is right, the host name is not (probe: give --name ${this.signedFor.host}; check: the inventory's host at this address is not ${me})`;
+    return `bad MAC: another secret, or signed for a host name other than ${me} (probe: give --name ${this.signedFor.host})`;
   }
 }
 

@@ -30,6 +30,7 @@ import {
   isDynamicPort,
   isFailure,
   type PortResult,
+  SIGNED_CLOSED,
   type Verdict,
   worst,
 } from './verdict.js';
@@ -306,6 +307,9 @@ export async function runCheck(
   // Ports whose signed probe met silence, a close with no reply or resets: asked again below
   // where the responder is known to run.
   const silentResponder = new Map<string, { address: string; port: number; host: string }>();
+  // Ports whose signed probe and service probe were both closed without a byte: the outcome given
+  // (the signed probe rejected) and the service probe's own.
+  const signedClosed = new Map<string, { rewritten: ServiceOutcome; first: ServiceOutcome }>();
   for (const w of work)
     for (const item of w.items) {
       if (item.protocol !== 'tcp' || item.outcome?.kind !== 'open') continue;
@@ -314,7 +318,26 @@ export async function runCheck(
       if (jobs.has(key)) continue;
       const servername = w.target.kind === 'probe' ? w.target.servername : undefined;
       const rttMs = rtts.get(item.address);
+      let closedUnanswered = false;
       jobs.set(key, async () => {
+        const out = await probePort();
+        // The signed probe closed without a reply and the service probe got no byte back either:
+        // what a running portolan listen does with a probe signed with another secret or for
+        // another host name (it closes the signed probe, then resets or ignores the service's own
+        // opening). Both ports get the same verdict, open-unverified (connected, not proven), with
+        // that as the reason; a service that answered keeps its own verdict.
+        if (closedUnanswered && !out.evidence.bytesSeen && SIGNED_CLOSE_VERDICTS.has(out.verdict)) {
+          const rewritten: ServiceOutcome = {
+            verdict: 'open-unverified',
+            detail: `${SIGNED_CLOSED}${kind === 'plain' ? '' : `; then ${out.detail}`}`,
+            evidence: out.evidence,
+          };
+          signedClosed.set(key, { rewritten, first: out });
+          return rewritten;
+        }
+        return out;
+      });
+      const probePort = async (): Promise<ServiceOutcome> => {
         let miss = '';
         if (secret && w.flow.to.host) {
           const r = await tcpResponderProbe(
@@ -337,6 +360,7 @@ export async function runCheck(
             silentResponder.set(key, { address: item.address, port: item.port, host: w.flow.to.host });
           if (r.verdict) return { verdict: r.verdict, detail: r.detail, evidence: r.evidence };
           miss = `; ${r.detail}`;
+          if (r.closed && !r.evidence.bytesSeen) closedUnanswered = true;
           // Silence, a close with no reply, or a connect that failed although the reachability
           // pass connected: undecided, and asked again below (other bytes back decide the port).
           if (!r.evidence.bytesSeen)
@@ -356,7 +380,7 @@ export async function runCheck(
           ...(limiter ? { limiter } : {}),
         };
         return serviceProbe(kind, ctx);
-      });
+      };
     }
   const keys = [...jobs.keys()];
   progress?.({ phase: 'service', total: keys.length, done: 0 });
@@ -387,6 +411,15 @@ export async function runCheck(
   );
   if (secret)
     await askSilentAgain(secret, silentResponder, services, responderSlots, o.serviceTimeoutMs * 2, limiter);
+  // A responder that answered another port of the address with the same key took the secret and
+  // the name: a port it left unanswered is not a mismatch, and keeps its service probe's finding.
+  for (const [key, { rewritten, first }] of signedClosed) {
+    const address = key.split('|')[0];
+    const answered = [...services].some(
+      ([k, out]) => out.verdict === 'ok (responder)' && k.split('|')[0] === address,
+    );
+    if (answered && services.get(key) === rewritten) services.set(key, first);
+  }
 
   const { results, counts } = collect(work, services, secret, false, found);
   progress?.({ phase: 'done', total: results.length, done: results.length });
@@ -668,6 +701,13 @@ async function askSilentAgain(
   for (const [key] of again)
     overloaded(key, `still undecided after ${SILENT_ROUNDS} rounds of asking again while it was busy`);
 }
+
+/** Service probe verdicts that a responder rejecting the signed probe explains when no byte came back. */
+const SIGNED_CLOSE_VERDICTS: ReadonlySet<Verdict> = new Set([
+  'open-unverified',
+  'reset-after-connect',
+  'tls-failed',
+]);
 
 /**
  * Rounds of second asks for undecided signed probes; how long a pilot may go unanswered before the

@@ -223,17 +223,21 @@ export function hintFor(
   const dynamic = example !== undefined && isDynamicPort(flow, example.port);
   const named = flow.to.address && flow.to.address !== example?.address ? flow.to.address : undefined;
   const ntp = example?.evidence.ntp;
-  // What a responder that did not answer the signed probe may mean: `portolan listen` logs a probe
-  // signed with another secret as "bad MAC (wrong secret?)" and closes it without a reply.
-  const unsigned = `portolan listen is not answering on ${where} (not running on ${to}, or not on this port), or it uses another secret than this check (its log says "bad MAC (wrong secret?)": give check the secret that listen on ${to} printed, or PORTOLAN_SECRET)`;
+  // What a responder that did not answer the signed probe may mean: `portolan listen` closes a
+  // probe signed with another secret, or for another host name than its --host, without a reply,
+  // and logs "bad MAC" or "signed for host ...". probe signs for --name, else for HOST as typed.
+  const mismatch = signedMismatch(flow, to);
+  const unsigned = `portolan listen is not answering on ${where} (not running on ${to}, or not on this port), or ${mismatch}`;
   const advice: Record<Verdict, string> = {
     ok: `${flow.service} answers as expected`,
     'ok (responder)':
       'the portolan responder answered: the path is open; install the product and check again',
     reachable: `the ports of ${flow.service} are assigned at run time (a dynamic or transmission range): a TCP reset proves the path to ${to} is open, and nothing listening before the product opens a port is normal`,
-    'open-unverified': signed
-      ? `connected, but the responder did not answer the signed probe, and ${flow.service} cannot be recognised on the wire: ${unsigned}`
-      : `connected, but ${flow.service} cannot be recognised on the wire; to prove the path before the product is installed, run portolan listen on ${to} and check --secret`,
+    'open-unverified': example?.detail?.startsWith(SIGNED_CLOSED)
+      ? `connected, and the signed probe was closed without a reply, as portolan listen does when ${mismatch}; or another service on ${where} closes what it does not understand`
+      : signed
+        ? `connected, but the responder did not answer the signed probe, and ${flow.service} cannot be recognised on the wire: ${unsigned}`
+        : `connected, but ${flow.service} cannot be recognised on the wire; to prove the path before the product is installed, run portolan listen on ${to} and check --secret`,
     'open|filtered': signed
       ? `UDP: no answer to the signed probe and no ICMP error: a firewall drops ${where}, or ${unsigned}`
       : `UDP: no answer and no ICMP error, so the port is open or a firewall drops it; run portolan listen on ${to} and check --secret to tell`,
@@ -261,6 +265,26 @@ export function hintFor(
     skipped: 'nothing to probe from here',
   };
   return `${advice[verdict]} (needed by ${flow.product}: ${firstSourceText(flow)})`;
+}
+
+/**
+ * The reason given for a port whose signed probe was closed without a reply and whose service
+ * probe got no byte back: hintFor then leads with the secret or host name mismatch.
+ */
+export const SIGNED_CLOSED =
+  'the signed probe was closed without a reply, as portolan listen closes a probe signed with another secret or for another host name';
+
+/**
+ * Why a running `portolan listen` closes a signed probe without a reply, and what to do: the
+ * secret differs, or the probe is signed for another host name than listen's --host (check signs
+ * for the inventory host; probe for --name, or for HOST as typed without it).
+ */
+export function signedMismatch(flow: Flow, to: string): string {
+  const name =
+    flow.product === 'probe'
+      ? `probe signs for host ${JSON.stringify(to)} (--name, else HOST as typed): give --name with the host listen runs as (its --host)`
+      : `check signs for the inventory host ${JSON.stringify(to)}: listen must run with --host ${to}`;
+  return `it uses another secret than this check, or runs as another host (its log says "bad MAC" or "signed for host ..."): give check the secret that listen on ${to} printed (or PORTOLAN_SECRET); ${name}`;
 }
 
 /** RFC 5905 7.4 kiss codes portolan names; others are shown as sent. */
