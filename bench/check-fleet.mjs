@@ -14,7 +14,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { timed, writeSection } from './results.mjs';
+import { counts, have, median, regimeRules, removeNamespaces, sh, timed, writeSection } from './results.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = join(ROOT, 'bin', 'portolan.js');
@@ -42,16 +42,6 @@ const CLIENT = `${PREFIX}c`;
 const SERVER = `${PREFIX}s`;
 const C_IP = '10.214.0.1';
 const ADDRS = Array.from({ length: TARGETS }, (_, k) => `10.214.${1 + Math.floor(k / 250)}.${1 + (k % 250)}`);
-
-function sh(cmd, args, input) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', input });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.stdout}`);
-  return r.stdout;
-}
-
-function have(cmd) {
-  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
-}
 
 /**
  * Runs `cmd args` in the client namespace under GNU time: exit code, output, wall seconds,
@@ -129,29 +119,8 @@ function teardown(dir) {
     try {
       process.kill(peer.pid, 'SIGKILL');
     } catch {}
-  for (const ns of [CLIENT, SERVER]) {
-    const pids = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout ?? '';
-    for (const p of pids.split(/\s+/).filter(Boolean))
-      try {
-        process.kill(Number(p), 'SIGKILL');
-      } catch {}
-    spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-  }
+  removeNamespaces([CLIENT, SERVER]);
   rmSync(dir, { recursive: true, force: true });
-}
-
-function rules(regime) {
-  if (regime === 'reset') return 'flush ruleset\n';
-  return `flush ruleset
-table inet bench {
-  chain input {
-    type filter hook input priority 0; policy drop;
-    ct state established,related accept
-    iifname "lo" accept
-    tcp dport { ${OPEN.join(', ')} } accept
-  }
-}
-`;
 }
 
 /** portolan JSON -> "address port" -> open|closed|filtered|other */
@@ -194,20 +163,6 @@ function compare(a, b) {
   return diff;
 }
 
-function counts(m) {
-  const c = {};
-  for (const v of m.values()) c[v] = (c[v] ?? 0) + 1;
-  return Object.entries(c)
-    .sort((x, y) => y[1] - x[1])
-    .map(([k, n]) => `${n} ${k}`)
-    .join(', ');
-}
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-
 function command(tool, dir) {
   if (tool === 'portolan')
     // Uncapped, as nmap -T4/-T5 are: the default --max-rate is for production paths.
@@ -247,7 +202,7 @@ async function main() {
     setup(dir);
     await new Promise((r) => setTimeout(r, 500));
     for (const regime of REGIMES) {
-      sh('ip', ['netns', 'exec', SERVER, 'nft', '-f', '-'], rules(regime));
+      sh('ip', ['netns', 'exec', SERVER, 'nft', '-f', '-'], regimeRules(regime, OPEN));
       const got = Object.fromEntries(
         TOOLS.map((t) => [t, { wall: [], cpu: [], rss: [], diff: [], summary: '' }]),
       );

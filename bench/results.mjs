@@ -1,6 +1,6 @@
 // bench/RESULTS.md holds one section per benchmark, each between `<!-- bench:ID -->` and
 // `<!-- /bench:ID -->`: a benchmark rewrites its own section and leaves the others as they are.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,3 +49,61 @@ export function writeSection(id, text, file = RESULTS) {
   writeFileSync(tmp, next);
   renameSync(tmp, file);
 }
+
+/** Runs a command to completion; its stdout, or an Error with its stderr when it exits non-zero. */
+export function sh(cmd, args, input) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', input });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.stdout}`);
+  return r.stdout;
+}
+
+/** Whether `cmd` is on PATH. */
+export function have(cmd) {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+
+/** Kills every process left in the named network namespaces and deletes them. */
+export function removeNamespaces(names) {
+  for (const ns of names) {
+    const pids = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout ?? '';
+    for (const p of pids.split(/\s+/).filter(Boolean))
+      try {
+        process.kill(Number(p), 'SIGKILL');
+      } catch {}
+    spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+  }
+}
+
+/**
+ * The target namespace's nftables ruleset for a regime: `reset` (none: closed ports answer RST) or
+ * `drop` (an input policy of drop letting only the `open` TCP ports in).
+ */
+export function regimeRules(regime, open) {
+  if (regime === 'reset') return 'flush ruleset\n';
+  return `flush ruleset
+table inet bench {
+  chain input {
+    type filter hook input priority 0; policy drop;
+    ct state established,related accept
+    iifname "lo" accept
+    tcp dport { ${open.join(', ')} } accept
+  }
+}
+`;
+}
+
+/** "N verdict" per verdict of a Map's values, most frequent first: "159800 closed, 400 open". */
+export function counts(m) {
+  const c = {};
+  for (const v of m.values()) c[v] = (c[v] ?? 0) + 1;
+  return Object.entries(c)
+    .sort((x, y) => y[1] - x[1])
+    .map(([k, n]) => `${n} ${k}`)
+    .join(', ');
+}
+
+/** The median of a list of numbers. */
+export const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
