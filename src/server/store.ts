@@ -900,32 +900,41 @@ export class Store {
       if (failing.length) state = row.state === 'requested' ? 'requested' : 'broken';
       else if (seen.length === ids.length) state = 'working';
       const evidence = seen.map((s) => `${s?.flow_id}: ${s?.verdict} at ${s?.checked_at}`).join('\n');
-      await tx
-        .updateTable('change_rows')
-        .set({ state, evidence, updated_at: this.now() })
-        .where('cr_id', '=', row.cr_id)
-        .where('rule', '=', row.rule)
-        .execute();
-      if (state !== row.state)
-        events.push(
-          await this.event(
-            tx,
-            site,
-            `change-${state}`,
-            `${row.cr_id}/${row.rule}`,
-            `change request ${row.cr_id.slice(0, 8)} row ${row.rule}: ${row.state} -> ${state}`,
-            {
-              changeRequest: row.cr_id,
-              rule: row.rule,
-              from: row.state,
-              to: state,
-            },
-          ),
-        );
+      await this.setRowState(tx, site, row, state, evidence, events);
     }
     return events;
   }
 
+  /**
+   * Writes a change row's state and evidence; a state that changed is also a `change-STATE` event
+   * (`from`, `to`), appended to `events`.
+   */
+  private async setRowState(
+    tx: Transaction<Tables>,
+    site: string,
+    row: { cr_id: string; rule: string; state: Tables['change_rows']['state'] },
+    state: Tables['change_rows']['state'],
+    evidence: string,
+    events: EventRow[],
+  ): Promise<void> {
+    await tx
+      .updateTable('change_rows')
+      .set({ state, evidence, updated_at: this.now() })
+      .where('cr_id', '=', row.cr_id)
+      .where('rule', '=', row.rule)
+      .execute();
+    if (state !== row.state)
+      events.push(
+        await this.event(
+          tx,
+          site,
+          `change-${state}`,
+          `${row.cr_id}/${row.rule}`,
+          `change request ${row.cr_id.slice(0, 8)} row ${row.rule}: ${row.state} -> ${state}`,
+          { changeRequest: row.cr_id, rule: row.rule, from: row.state, to: state },
+        ),
+      );
+  }
   /**
    * Removal rows: `requested` -> `implemented` once every flow of the row, checked since the
    * request, was found blocked (verdict blocked, filtered or closed); -> `broken` when a later check
@@ -973,23 +982,7 @@ export class Store {
             : `${id}: not checked since the request`;
         })
         .join('\n');
-      await tx
-        .updateTable('change_rows')
-        .set({ state, evidence, updated_at: this.now() })
-        .where('cr_id', '=', row.cr_id)
-        .where('rule', '=', row.rule)
-        .execute();
-      if (state !== row.state)
-        events.push(
-          await this.event(
-            tx,
-            site,
-            `change-${state}`,
-            `${row.cr_id}/${row.rule}`,
-            `change request ${row.cr_id.slice(0, 8)} row ${row.rule}: ${row.state} -> ${state}`,
-            { changeRequest: row.cr_id, rule: row.rule, from: row.state, to: state },
-          ),
-        );
+      await this.setRowState(tx, site, row, state, evidence, events);
     }
     return events;
   }
