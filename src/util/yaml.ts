@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { EVENT_ID, type Event, getScalarValue, parseEvents, SCALAR_STYLE } from 'js-yaml';
 import {
   type Alias,
   Composer,
@@ -14,6 +15,7 @@ import {
   Lexer,
   LineCounter,
   type Node,
+  type Pair,
   Parser,
   visit,
   YAMLMap,
@@ -67,8 +69,18 @@ export function loadYamlFile(file: string, what = 'file', limits: YamlLimits = {
   return parseYamlText(readBounded(file, maxBytes, what, limits.limitHint), file, what);
 }
 
-export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): LoadedYaml {
-  const maxExpanded = MAX_EXPANDED_BYTES;
+/**
+ * parseYamlText's reading of `bytes` (UTF-8 YAML) as `file`: the data, where any key path is, and
+ * the SHA-256 of the bytes. Throws InputError, located, for anything that is not one valid YAML
+ * document within the limits (MAX_DEPTH, MAX_ALIAS_COUNT, MAX_EXPANDED_BYTES). `opts.fast: false`
+ * reads with yaml's composer only (the reference the fast path is tested against).
+ */
+export function parseYamlText(
+  bytes: Uint8Array,
+  file: string,
+  what = 'file',
+  opts: { fast?: boolean } = {},
+): LoadedYaml {
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
@@ -80,11 +92,6 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
     const column = before.length - before.lastIndexOf('\n');
     throw new InputError(`the ${what} is not valid UTF-8 text (re-save it as UTF-8)`, { file, line, column });
   }
-  const lineCounter = new LineCounter();
-  const at = (offset: number): { line: number; column: number } => {
-    const p = lineCounter.linePos(offset);
-    return { line: p.line, column: p.col };
-  };
   const nul = text.indexOf('\u0000');
   if (nul >= 0) {
     const before = text.slice(0, nul);
@@ -93,6 +100,44 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
   }
   if (onlyComments(text))
     throw new InputError(`the ${what} is empty (expected a YAML mapping)`, { file, line: 1, column: 1 });
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const fast = opts.fast === false ? undefined : composeFast(text);
+  if (fast) {
+    // Located only when asked (an error or a warning names a place): yaml's composer, once.
+    let slow: Composed | undefined | null;
+    const locate = (path: readonly PathPart[], which: 'key' | 'value' = 'value'): Location => {
+      if (slow === undefined) {
+        try {
+          slow = composeSlow(text, file);
+        } catch {
+          slow = null;
+        }
+      }
+      return slow ? slow.locate(path, which) : { file, path: formatPath(path) };
+    };
+    return { file, data: fast.data, locate, sha256 };
+  }
+  const slow = composeSlow(text, file);
+  return { file, data: slow.data, locate: slow.locate, sha256 };
+}
+
+interface Composed {
+  data: unknown;
+  locate(path: readonly PathPart[], at?: 'key' | 'value'): Location;
+}
+
+/**
+ * yaml's lexer, parser and composer over `text`, with every check of parseYamlText: the located
+ * errors, the depth and alias-expansion limits, and a locate() that finds any key path.
+ * Throws InputError.
+ */
+function composeSlow(text: string, file: string): Composed {
+  const maxExpanded = MAX_EXPANDED_BYTES;
+  const lineCounter = new LineCounter();
+  const at = (offset: number): { line: number; column: number } => {
+    const p = lineCounter.linePos(offset);
+    return { line: p.line, column: p.col };
+  };
   // One lexer pass feeds the parser and counts flow depth as it goes: flow collections
   // ([[[...]]]) too deep are refused before the parser builds them (it takes minutes over a few
   // megabytes of brackets). The parser also fills lineCounter.
@@ -192,13 +237,14 @@ export function parseYamlText(bytes: Uint8Array, file: string, what = 'file'): L
       throw new InputError(`YAML: ${(e as Error).message}`, where, { cause: e });
     }
   }
+  const index = new WeakMap<YAMLMap, Map<string, Pair>>();
   const locate = (path: readonly PathPart[], which: 'key' | 'value' = 'value'): Location => {
-    const node = nearestNode(doc, path, which);
+    const node = nearestNode(doc, path, which, index);
     const loc: Location = { file, path: formatPath(path) };
     if (node?.range) Object.assign(loc, at(node.range[0]));
     return loc;
   };
-  return { file, data, locate, sha256: createHash('sha256').update(bytes).digest('hex') };
+  return { data, locate };
 }
 
 /** What to do about the yaml errors whose own words do not say it. */
@@ -381,12 +427,27 @@ function checkKeys(
   return { plain, data };
 }
 
-function nearestNode(doc: Document, path: readonly PathPart[], which: 'key' | 'value'): Node | undefined {
+function nearestNode(
+  doc: Document,
+  path: readonly PathPart[],
+  which: 'key' | 'value',
+  index: WeakMap<YAMLMap, Map<string, Pair>>,
+): Node | undefined {
   let node: unknown = doc.contents;
   let keyNode: unknown;
   for (const part of path) {
     if (isMap(node)) {
-      const pair = node.items.find((p) => String(isScalar(p.key) ? p.key.value : p.key) === String(part));
+      // Each mapping is indexed by key once, so locating every host of a large site stays linear.
+      let byKey = index.get(node);
+      if (!byKey) {
+        byKey = new Map();
+        for (const p of node.items) {
+          const k = String(isScalar(p.key) ? p.key.value : p.key);
+          if (!byKey.has(k)) byKey.set(k, p);
+        }
+        index.set(node, byKey);
+      }
+      const pair = byKey.get(String(part));
       if (!pair) return node as Node;
       keyNode = pair.key;
       node = pair.value ?? pair.key;
@@ -398,6 +459,158 @@ function nearestNode(doc: Document, path: readonly PathPart[], which: 'key' | 'v
     } else return node as Node;
   }
   return (which === 'key' && keyNode ? keyNode : node) as Node;
+}
+
+/**
+ * The plain data of `text` from js-yaml's event parser, when the document is one that yaml's
+ * composer (composeSlow) would read to exactly the same data without a word to say: one document,
+ * no directives, anchors, aliases or tags, no duplicate keys, no key that is a list or a mapping,
+ * nested at most MAX_DEPTH levels. Anything else, and any error, gives undefined, and the caller
+ * composes the text with yaml instead, which refuses it or reads it with the located errors. Keys
+ * are text as written (as checkKeys makes them); plain values resolve by YAML 1.2's core schema
+ * exactly as yaml's (resolvePlain). The event parser keeps no nodes: reading a 10,000-host
+ * inventory this way takes a tenth of yaml's composer's time.
+ */
+export function composeFast(text: string): { data: unknown } | undefined {
+  // Where js-yaml reads differently from yaml: a tab in a line's indentation (or after a block
+  // indicator), a byte order mark past the start (TextDecoder drops the first), and a carriage
+  // return without a line feed (a line break to js-yaml, text to yaml).
+  if (text.includes('\ufeff') || /(?:^|[\n\r])[ \t?:-]*\t|\r(?!\n)/.test(text)) return undefined;
+  let events: Event[];
+  try {
+    events = parseEvents(text, { maxDepth: MAX_DEPTH });
+  } catch {
+    return undefined;
+  }
+  // An open collection: a list, or a mapping with the key whose value comes next.
+  interface Open {
+    seq: unknown[] | undefined;
+    map: Record<string, unknown> | undefined;
+    key: string | undefined;
+  }
+  const stack: Open[] = [];
+  let documents = 0;
+  let root: unknown = null;
+  // Puts a finished value where it belongs; false when it is a key that cannot be one.
+  const place = (value: unknown, scalarKey: string | undefined): boolean => {
+    const top = stack[stack.length - 1];
+    if (!top) {
+      root = value;
+      return true;
+    }
+    if (top.seq) {
+      top.seq.push(value);
+      return true;
+    }
+    const map = top.map as Record<string, unknown>;
+    if (top.key === undefined) {
+      if (scalarKey === undefined || Object.hasOwn(map, scalarKey)) return false;
+      top.key = scalarKey;
+      return true;
+    }
+    // As yaml's addPairToJSMap: a key an object already has (`__proto__`) is defined, not assigned.
+    if (top.key in map)
+      Object.defineProperty(map, top.key, { value, writable: true, enumerable: true, configurable: true });
+    else map[top.key] = value;
+    top.key = undefined;
+    return true;
+  };
+  const inKeyPlace = (): boolean => {
+    const top = stack[stack.length - 1];
+    return top?.map !== undefined && top.key === undefined;
+  };
+  // Collections being built, parallel to `stack`, with the document as a marker.
+  const values: unknown[] = [];
+  for (const ev of events) {
+    switch (ev.type) {
+      case EVENT_ID.DOCUMENT:
+        if (++documents > 1 || ev.directives.length) return undefined;
+        values.push(undefined);
+        stack.push({ seq: [], map: undefined, key: undefined });
+        break;
+      case EVENT_ID.SEQUENCE:
+      case EVENT_ID.MAPPING: {
+        if (ev.anchorStart !== -1 || ev.tagStart !== -1 || inKeyPlace()) return undefined;
+        const seq = ev.type === EVENT_ID.SEQUENCE ? [] : undefined;
+        const map = seq ? undefined : ({} as Record<string, unknown>);
+        values.push(seq ?? map);
+        stack.push({ seq, map, key: undefined });
+        break;
+      }
+      case EVENT_ID.SCALAR: {
+        if (ev.anchorStart !== -1 || ev.tagStart !== -1) return undefined;
+        // A block scalar's explicit indentation indicator (`|2`) is measured from different
+        // places by the two readers at the top level: yaml decides.
+        if (ev.style === SCALAR_STYLE.LITERAL_BLOCK || ev.style === SCALAR_STYLE.FOLDED_BLOCK) {
+          const header = text.slice(text.lastIndexOf('\n', ev.valueStart - 2) + 1, ev.valueStart);
+          if (/[|>][+-]?[1-9]/.test(header)) return undefined;
+        }
+        const raw = ev.fast ? text.slice(ev.valueStart, ev.valueEnd) : getScalarValue(text, ev);
+        if (inKeyPlace()) {
+          // A missing key (`: v`) is where the two readers' leniency differs: yaml decides.
+          if ((raw === '' && ev.style === SCALAR_STYLE.PLAIN) || !place(raw, raw)) return undefined;
+        } else if (!place(ev.style === SCALAR_STYLE.PLAIN ? resolvePlain(raw) : raw, undefined))
+          return undefined;
+        break;
+      }
+      case EVENT_ID.POP: {
+        const open = stack.pop();
+        const value = values.pop();
+        if (!open) return undefined;
+        if (open.map && open.key !== undefined) return undefined;
+        if (value === undefined) {
+          // The document: its one node is the data.
+          root = open.seq?.[0] ?? null;
+          continue;
+        }
+        if (!place(value, undefined)) return undefined;
+        break;
+      }
+      default:
+        // Aliases.
+        return undefined;
+    }
+  }
+  if (stack.length || documents !== 1) return undefined;
+  return { data: root };
+}
+
+/**
+ * A plain scalar's value by the YAML 1.2 core schema (YAML 1.2.2 §10.3.2), as yaml 2 resolves it
+ * (its core tags, tried in its order: null, bool, octal, decimal and hexadecimal int, .inf/.nan,
+ * exponent and decimal float), so that both readers give the same data.
+ */
+export function resolvePlain(s: string): unknown {
+  if (s === '' || s === '~' || s === 'null' || s === 'Null' || s === 'NULL') return null;
+  const c = s.charCodeAt(0);
+  // Everything below starts with a digit, a sign, a dot or t/T/f/F: other text is a string at once.
+  if (
+    !(
+      (c >= 48 && c <= 57) ||
+      c === 43 ||
+      c === 45 ||
+      c === 46 ||
+      c === 116 ||
+      c === 84 ||
+      c === 102 ||
+      c === 70
+    )
+  )
+    return s;
+  if (/^(?:[Tt]rue|TRUE)$/.test(s)) return true;
+  if (/^(?:[Ff]alse|FALSE)$/.test(s)) return false;
+  if (/^0o[0-7]+$/.test(s)) return Number.parseInt(s.substring(2), 8);
+  if (/^[-+]?[0-9]+$/.test(s)) return Number.parseInt(s, 10);
+  if (/^0x[0-9a-fA-F]+$/.test(s)) return Number.parseInt(s.substring(2), 16);
+  if (/^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$/.test(s))
+    return s.slice(-3).toLowerCase() === 'nan'
+      ? Number.NaN
+      : s[0] === '-'
+        ? Number.NEGATIVE_INFINITY
+        : Number.POSITIVE_INFINITY;
+  if (/^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$/.test(s)) return Number.parseFloat(s);
+  if (/^[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)$/.test(s)) return Number.parseFloat(s);
+  return s;
 }
 
 /** `hosts.esx-a.roles[0]`; keys that are not plain words are quoted. */

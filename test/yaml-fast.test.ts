@@ -1,0 +1,255 @@
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { composeFast, parseYamlText } from '../src/util/yaml.js';
+import { ROOT } from './helpers.js';
+
+/** Data or the error message, through the fast reader (with its fallback) and through yaml's composer. */
+function both(text: string): { fast: unknown; slow: unknown } {
+  const read = (fast: boolean): unknown => {
+    try {
+      const y = parseYamlText(Buffer.from(text, 'utf8'), 'f.yaml', 'file', { fast });
+      return { data: y.data };
+    } catch (e) {
+      return { error: (e as Error).message };
+    }
+  };
+  return { fast: read(true), slow: read(false) };
+}
+
+function yamlFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) out.push(...yamlFiles(path));
+    else if (/\.ya?ml$/.test(name)) out.push(path);
+  }
+  return out;
+}
+
+describe('YAML: the event reader gives exactly what yaml composes', () => {
+  it('reads every inventory, catalog and fixture of the repository to the same data', () => {
+    const files = ['examples', 'catalog', 'test', 'bench'].flatMap((d) => yamlFiles(join(ROOT, d)));
+    assert.ok(files.length >= 8, `found only ${files.length} YAML files`);
+    for (const file of files) {
+      const text = readFileSync(file, 'utf8');
+      const { fast, slow } = both(text);
+      assert.deepEqual(fast, slow, file);
+    }
+  });
+
+  it('takes the fast way for a generated 300-host site, and reads it to the same data', async () => {
+    const { generateSite } = (await import(join(ROOT, 'bench', 'gen-site.mjs'))) as {
+      generateSite: (n: number) => string;
+    };
+    const text = generateSite(300);
+    const fast = composeFast(text);
+    assert.ok(fast, 'the generated site was not read by the event reader');
+    const slow = parseYamlText(Buffer.from(text), 'site.yaml', 'inventory', { fast: false });
+    assert.deepEqual(fast.data, slow.data);
+  });
+
+  it('resolves plain scalars by the YAML 1.2 core schema and keeps keys as written, as yaml does', () => {
+    const text = [
+      'a: 007',
+      '007: x',
+      'true: 1',
+      '1e3: 2',
+      'null: 3',
+      'b: [.5, 1., +1, -0, 0x1F, 0o17, 1_000, .inf, -.Inf, .NaN, 1e3, 0b11, 99999999999999999999]',
+      'c: [true, True, TRUE, tRUE, false, null, Null, ~, "", "true", yes, no, on]',
+      'd: |\n  lit\n  eral\n',
+      'e: >-\n  fol\n  ded\n',
+      'f: "x\\ty\\u0041"',
+      "g: 'it''s'",
+      '__proto__: 4',
+      'toString: 5',
+      'h: plain\n  continued\n\n  para',
+      'i: [a: 1, b]',
+      'j: {k, l: }',
+    ].join('\n');
+    assert.ok(composeFast(text), 'declined a document it can read');
+    const { fast, slow } = both(text);
+    assert.deepEqual(fast, slow);
+    const data = (fast as { data: Record<string, unknown> }).data;
+    assert.equal(data['007'], 'x');
+    assert.equal(data.a, 7);
+    assert.equal(Object.getOwnPropertyDescriptor(data, '__proto__')?.value, 4);
+  });
+
+  it('leaves to yaml what it would refuse or expand, so the located errors stay', () => {
+    const cases = [
+      'a: 1\na: 2', // duplicate key
+      'a: &x 1\nb: *x', // anchors and aliases
+      'a: !!str 5', // tags
+      '%YAML 1.2\n---\na: 1', // directives
+      'a: 1\n---\nb: 2', // two documents
+      '? [a, b]\n: c', // a key that is a list
+      `a: ${'['.repeat(70)}${']'.repeat(70)}`, // nested too deep
+    ];
+    for (const text of cases) {
+      assert.equal(composeFast(text), undefined, text);
+      const { fast, slow } = both(text);
+      assert.deepEqual(fast, slow, text);
+    }
+    const dup = both('hosts:\n  a: 1\n  a: 2\n').fast as { error: string };
+    assert.match(dup.error, /duplicate key "?a"? \(first at line 2/);
+  });
+
+  it('locates keys of a fast-read file where yaml does', () => {
+    const text = 'site: s\nhosts:\n  a: { address: 10.0.0.1 }\n  b:\n    address: 10.0.0.2\n';
+    const fast = parseYamlText(Buffer.from(text), 'f.yaml');
+    const slow = parseYamlText(Buffer.from(text), 'f.yaml', 'file', { fast: false });
+    for (const path of [['hosts', 'b', 'address'], ['hosts', 'a'], ['hosts', 'zz'], ['site']])
+      for (const at of ['key', 'value'] as const)
+        assert.deepEqual(fast.locate(path, at), slow.locate(path, at));
+    assert.deepEqual(fast.locate(['hosts', 'b', 'address']), {
+      file: 'f.yaml',
+      path: 'hosts.b.address',
+      line: 5,
+      column: 14,
+    });
+  });
+
+  it('agrees with yaml on generated documents: tricky scalars, nesting, flow and block, bad indentation', () => {
+    const scalar = fc.constantFrom(
+      'a',
+      'b c',
+      '007',
+      'true',
+      'TRUE',
+      'tRUE',
+      'null',
+      '~',
+      '1e3',
+      '.5',
+      '1.',
+      '+1',
+      '-0',
+      '0x1F',
+      '0o17',
+      '1_000',
+      '.inf',
+      '.NaN',
+      '"q\\tx"',
+      "'it''s'",
+      '"a: b"',
+      'é',
+      '-',
+      '1:2',
+      'a#b',
+      'x #c',
+      '[x, y]',
+      '{y: 1}',
+      '[]',
+      '{}',
+      '&n v',
+      '*n',
+      '!!str 5',
+      '"unterminated',
+      '@at',
+      '`tick',
+      '%pct',
+      'a: b',
+      '- d',
+      '? q',
+      '',
+    );
+    const key = fc.constantFrom(
+      'a',
+      'b',
+      'c',
+      '007',
+      'true',
+      '"q"',
+      "'s'",
+      'x y',
+      '__proto__',
+      '',
+      '[k]',
+      '? k',
+    );
+    const indent = fc.constantFrom('  ', '  ', '  ', ' ', '   ', '\t');
+    type Tree =
+      | { kind: 'map'; items: [string, Tree][] }
+      | { kind: 'seq'; items: Tree[] }
+      | { kind: 'scalar'; v: string };
+    const tree: fc.Arbitrary<Tree> = fc.letrec<{ t: Tree }>((tie) => ({
+      t: fc.oneof(
+        { depthSize: 'small', withCrossShrink: true },
+        scalar.map((v) => ({ kind: 'scalar' as const, v })),
+        fc.array(fc.tuple(key, tie('t')), { maxLength: 4 }).map((items) => ({ kind: 'map' as const, items })),
+        fc.array(tie('t'), { maxLength: 4 }).map((items) => ({ kind: 'seq' as const, items })),
+      ),
+    })).t;
+    const render = (t: Tree, pad: string, ind: string): string[] => {
+      if (t.kind === 'scalar') return [`${pad}${t.v}`];
+      if (!t.items.length) return [`${pad}${t.kind === 'map' ? '{}' : '[]'}`];
+      const lines: string[] = [];
+      for (const item of t.items) {
+        const [head, child] =
+          t.kind === 'map'
+            ? [`${(item as [string, Tree])[0]}:`, (item as [string, Tree])[1]]
+            : ['-', item as Tree];
+        if (child.kind === 'scalar') lines.push(`${pad}${head} ${child.v}`);
+        else {
+          lines.push(`${pad}${head}`);
+          lines.push(...render(child, pad + ind, ind));
+        }
+      }
+      return lines;
+    };
+    // Mutations: characters with a meaning in YAML, dropped in anywhere.
+    const mutation = fc.tuple(
+      fc.nat(),
+      fc.constantFrom(
+        ' ',
+        '  ',
+        '\t',
+        ':',
+        ': ',
+        '-',
+        '- ',
+        '#',
+        ' #',
+        '"',
+        "'",
+        '[',
+        ']',
+        '{',
+        '}',
+        ',',
+        '? ',
+        '\n',
+        '\n  ',
+        '|',
+        '>',
+        '\\',
+        '%',
+        '@',
+        '\u00a0',
+        '\ufeff',
+      ),
+    );
+    fc.assert(
+      fc.property(
+        tree,
+        indent,
+        fc.boolean(),
+        fc.array(mutation, { maxLength: 3 }),
+        (t, ind, crlf, mutations) => {
+          let text = render(t, '', ind).join(crlf ? '\r\n' : '\n');
+          for (const [at, ch] of mutations) {
+            const i = text.length ? at % (text.length + 1) : 0;
+            text = text.slice(0, i) + ch + text.slice(i);
+          }
+          const { fast, slow } = both(text);
+          assert.deepEqual(fast, slow, JSON.stringify(text));
+        },
+      ),
+      { numRuns: Number(process.env.YAML_RUNS ?? 3000) },
+    );
+  });
+});
