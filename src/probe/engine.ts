@@ -240,7 +240,7 @@ export async function runCheck(
         for (let port = lo; port <= hi; port++) {
           let item = byPort.get(port);
           if (!item) {
-            item = { address, family, protocol, port, attempts: 0 };
+            item = { address, family, protocol, port, attempts: 0, outcome: undefined };
             const route = routes.get(address);
             if (route && 'errno' in route)
               item.outcome = { kind: 'error', errno: route.errno, rttMs: 0, local: true };
@@ -486,8 +486,32 @@ function collect(
     const key = secret && flow.to.host ? hostSecret(secret, flow.to.host) : undefined;
     // Per verdict: how many ports, and the first of them (the flow's example).
     const tally = new Map<Verdict, { n: number; first: PortResult }>();
+    // What the results of one address share: items come in runs of one address, and a range's
+    // refused ports share one evidence object per (errno, attempts) (see portResult).
+    let address: string | undefined;
+    let route: Route | undefined;
+    let rttMs: number | undefined;
+    let neighbour: Neighbour | undefined;
+    let shared = new Map<string, Evidence>();
+    const errorEvidence = (errno: string, attempts: number): Evidence => {
+      const id = attempts === 1 ? errno : `${errno} ${attempts}`;
+      let e = shared.get(id);
+      if (!e) {
+        e = rttMs !== undefined ? { errno, rttMs, attempts } : { errno, attempts };
+        if (route && 'source' in route) e.source = route.source;
+        shared.set(id, e);
+      }
+      return e;
+    };
     for (let k = 0; k < w.items.length; k++) {
       const item = w.items[k] as ReachItem;
+      if (item.address !== address) {
+        address = item.address;
+        route = found.routes.get(address);
+        rttMs = found.rtts.get(address);
+        neighbour = found.neighbours.get(address);
+        shared = new Map();
+      }
       const open = item.outcome?.kind === 'open';
       // Only open TCP ports and UDP results depend on the service (the probe that spoke to it).
       const kind = item.protocol === 'udp' ? udpKind(flow) : open ? tcpKind(flow, item.port) : 'plain';
@@ -501,18 +525,10 @@ function collect(
               }
             : undefined))
         : undefined;
-      const r = portResult(
-        item,
-        flow,
-        kind,
-        svc,
-        key,
-        found.rtts.get(item.address),
-        found.neighbours.get(item.address),
-      );
-      const route = found.routes.get(item.address);
+      const r = portResult(item, flow, kind, svc, key, rttMs, neighbour, errorEvidence);
       if (route && 'source' in route) {
-        r.evidence.source = route.source;
+        // Last of the evidence's keys; a shared evidence object has it already.
+        if (r.evidence.source !== route.source) r.evidence.source = route.source;
         // A signed UDP reply says which address the responder saw, as a TCP one does.
         const seen = r.evidence.seenFrom;
         if (seen && seen !== route.source)
@@ -836,6 +852,11 @@ function portResult(
   secret: string | undefined,
   rttMs: number | undefined,
   neighbour: Neighbour | undefined,
+  /**
+   * The evidence of a plain connect error ({ errno, rttMs?, attempts, source? }), one object shared
+   * by every port of the address that failed alike: read-only to everyone after collect.
+   */
+  errorEvidence: (errno: string, attempts: number) => Evidence,
 ): PortResult {
   const outcome = item.outcome as ReachOutcome;
   const attempts = item.attempts;
@@ -871,8 +892,7 @@ function portResult(
   if (outcome.kind === 'error') {
     // The commonest result of a range (every closed port): built field by field, with no
     // intermediate objects, in the same key order as the others.
-    const evidence: Evidence =
-      rttMs !== undefined ? { errno: outcome.errno, rttMs, attempts } : { errno: outcome.errno, attempts };
+    const evidence = errorEvidence(outcome.errno, attempts);
     if (outcome.errno === 'ECONNREFUSED' && item.protocol === 'tcp' && isDynamicPort(flow, item.port))
       return {
         address: item.address,
