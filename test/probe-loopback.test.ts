@@ -211,6 +211,31 @@ describe('check engine on loopback, in-process peers', () => {
     assert.ok(closed > 4900, `${closed} closed`);
   });
 
+  it('the refused ports of a range share one evidence object, which has every field a port would', () => {
+    const range = report.results.find((f) => f.flow.service === 'msrpc-dynamic');
+    const refused = (range?.results ?? []).filter(
+      (r) => r.evidence.errno === 'ECONNREFUSED' && r.evidence.attempts === 1,
+    );
+    assert.ok(refused.length > 4900, `${refused.length} refused at the first attempt`);
+    // One object per (address, errno, attempts), not one per port: a 65535-port range holds one.
+    assert.equal(new Set(refused.map((r) => r.evidence)).size, 1);
+    const e = refused[0]?.evidence;
+    assert.deepEqual(Object.keys(e ?? {}), [
+      'errno',
+      ...(e?.rttMs !== undefined ? ['rttMs'] : []),
+      'attempts',
+      'source',
+    ]);
+    assert.equal(e?.source, '127.0.0.1');
+    // The port of the plain flow is also in the range: one probe, the same verdict in both flows.
+    const plain = report.results.find((f) => f.flow.service === 'veeam-transport');
+    const inPlain = plain?.results.find((r) => r.port === ports.plain);
+    const inRange = range?.results.find((r) => r.port === ports.plain);
+    assert.equal(inPlain?.verdict, 'open-unverified');
+    assert.equal(inRange?.verdict, 'open-unverified');
+    assert.equal(inPlain?.evidence.attempts, inRange?.evidence.attempts);
+  });
+
   it('the net.Socket fallback of the sweep gives the same verdicts (PORTOLAN_SWEEP=net)', async () => {
     const out = await new Promise<string>((resolve) => {
       const child = spawn(

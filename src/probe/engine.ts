@@ -220,7 +220,9 @@ export async function runCheck(
 
   // One reachability item per (address, protocol, port), shared by the flows that name it (a plan
   // may name all 65535 ports of many addresses).
-  const groups = new Map<string, Map<number, ReachItem>>();
+  // Per (address, protocol): its items, and by port once a second look-up may find one (a range
+  // of one flow is tens of thousands of new ports, in increasing order: no map needed for those).
+  const groups = new Map<string, { items: ReachItem[]; byPort?: Map<number, ReachItem> }>();
   const udpKinds = new Map<ReachItem, Set<UdpKind>>();
   const all: ReachItem[] = [];
   for (const w of work) {
@@ -231,20 +233,30 @@ export async function runCheck(
     const key = secret && w.flow.to.host ? hostSecret(secret, w.flow.to.host) : undefined;
     for (const { address, family } of w.target.addresses) {
       const groupKey = `${address}|${protocol}`;
-      let byPort = groups.get(groupKey);
-      if (!byPort) {
-        byPort = new Map();
-        groups.set(groupKey, byPort);
+      let group = groups.get(groupKey);
+      // A group new to this flow holds no port above the last one this pass made.
+      const fresh = !group;
+      let last = -1;
+      if (!group) {
+        group = { items: [] };
+        groups.set(groupKey, group);
       }
+      const g = group;
       for (const [lo, hi] of portsOf(w.flow, sel.ports))
         for (let port = lo; port <= hi; port++) {
-          let item = byPort.get(port);
+          let item: ReachItem | undefined;
+          if (!fresh || port <= last) {
+            g.byPort ??= new Map(g.items.map((i) => [i.port, i]));
+            item = g.byPort.get(port);
+          }
           if (!item) {
             item = { address, family, protocol, port, attempts: 0, outcome: undefined };
             const route = routes.get(address);
             if (route && 'errno' in route)
               item.outcome = { kind: 'error', errno: route.errno, rttMs: 0, local: true };
-            byPort.set(port, item);
+            g.items.push(item);
+            g.byPort?.set(port, item);
+            if (port > last) last = port;
             all.push(item);
             if (protocol === 'udp') {
               const kinds = new Set<UdpKind>();
