@@ -20,7 +20,7 @@ import { noRouteDetail, type Route, routesTo } from './route.js';
 import { type ReachItem, type ReachOutcome, type ReachProgress, reach } from './scheduler.js';
 import { assertInScope, type Scope, type Selection } from './scope.js';
 import { KIND_NAMES, serviceProbe, type TcpKind, tcpKind, type UdpKind, udpKind } from './services.js';
-import { SweepPool } from './sweep.js';
+import { SweepPool, WORKER_THRESHOLD } from './sweep.js';
 import { quietConnect, SILENT } from './tcp.js';
 import {
   type Evidence,
@@ -214,6 +214,11 @@ export async function runCheck(
     ...(options.maxAddresses !== undefined ? { maxAddresses: options.maxAddresses } : {}),
   });
   options.onPlanned?.(planned);
+  // Sweep threads start now, while the work is laid out, when the check is large enough to use
+  // them (a rate-capped sweep stays on this thread, see SweepPool.run): a check of a few ports, or
+  // one under --max-rate, never pays for a thread (~40 ms of CPU and ~10 MB each).
+  const sweepPool = options.pool ?? SweepPool.auto(options.workers);
+  if (!limiter && planned.probes >= WORKER_THRESHOLD) sweepPool.warm();
 
   // The route to each address: where the probes leave from, or that they cannot leave at all.
   const routes = await routesTo(work.flatMap((w) => (w.target.kind === 'probe' ? w.target.addresses : [])));
@@ -290,7 +295,6 @@ export async function runCheck(
       ...rate,
     };
   });
-  const sweepPool = options.pool ?? SweepPool.auto(options.workers);
   try {
     await reach(
       all.filter((i) => !i.outcome),
@@ -499,20 +503,27 @@ function collect(
     // Per verdict: how many ports, and the first of them (the flow's example).
     const tally = new Map<Verdict, { n: number; first: PortResult }>();
     // What the results of one address share: items come in runs of one address, and a range's
-    // refused ports share one evidence object per (errno, attempts) (see portResult).
+    // refused ports share one evidence object per (errno, attempts), its silent ones one per
+    // (attempts, rateLimited) (see portResult).
     let address: string | undefined;
     let route: Route | undefined;
     let rttMs: number | undefined;
     let neighbour: Neighbour | undefined;
     let shared = new Map<string, Evidence>();
-    const errorEvidence = (errno: string, attempts: number): Evidence => {
-      const id = attempts === 1 ? errno : `${errno} ${attempts}`;
+    // The last one handed out, and what it was for: consecutive ports nearly always end alike.
+    let last: { errno: string | undefined; attempts: number; rateLimited: boolean; e: Evidence } | undefined;
+    const sharedEvidence: SharedEvidence = (errno, attempts, rateLimited) => {
+      if (last && last.errno === errno && last.attempts === attempts && last.rateLimited === rateLimited)
+        return last.e;
+      const id = `${errno ?? ''} ${attempts}${rateLimited ? ' r' : ''}`;
       let e = shared.get(id);
       if (!e) {
-        e = rttMs !== undefined ? { errno, rttMs, attempts } : { errno, attempts };
+        if (errno === undefined) e = rateLimited ? { attempts, rateLimited } : { attempts };
+        else e = rttMs !== undefined ? { errno, rttMs, attempts } : { errno, attempts };
         if (route && 'source' in route) e.source = route.source;
         shared.set(id, e);
       }
+      last = { errno, attempts, rateLimited, e };
       return e;
     };
     for (let k = 0; k < w.items.length; k++) {
@@ -523,6 +534,7 @@ function collect(
         rttMs = found.rtts.get(address);
         neighbour = found.neighbours.get(address);
         shared = new Map();
+        last = undefined;
       }
       const open = item.outcome?.kind === 'open';
       // Only open TCP ports and UDP results depend on the service (the probe that spoke to it).
@@ -537,7 +549,7 @@ function collect(
               }
             : undefined))
         : undefined;
-      const r = portResult(item, flow, kind, svc, key, rttMs, neighbour, errorEvidence);
+      const r = portResult(item, flow, kind, svc, key, rttMs, neighbour, sharedEvidence);
       if (route && 'source' in route) {
         // Last of the evidence's keys; a shared evidence object has it already.
         if (r.evidence.source !== route.source) r.evidence.source = route.source;
@@ -851,6 +863,13 @@ async function silentNeighbours(items: readonly ReachItem[]): Promise<Map<string
   return out;
 }
 
+/**
+ * The evidence of a connect error ({ errno, rttMs?, attempts, source? }) or of silence
+ * ({ attempts, rateLimited?, source? }), one object for every port of an address that ended alike
+ * (a closed or dropped range is tens of thousands of ports): read-only once made.
+ */
+type SharedEvidence = (errno: string | undefined, attempts: number, rateLimited: boolean) => Evidence;
+
 /** A port result's first fields: address, port, protocol. */
 function baseOf(item: ReachItem): Pick<PortResult, 'address' | 'port' | 'protocol'> {
   return { address: item.address, port: item.port, protocol: item.protocol };
@@ -864,11 +883,7 @@ function portResult(
   secret: string | undefined,
   rttMs: number | undefined,
   neighbour: Neighbour | undefined,
-  /**
-   * The evidence of a plain connect error ({ errno, rttMs?, attempts, source? }), one object shared
-   * by every port of the address that failed alike: read-only to everyone after collect.
-   */
-  errorEvidence: (errno: string, attempts: number) => Evidence,
+  sharedEvidence: SharedEvidence,
 ): PortResult {
   const outcome = item.outcome as ReachOutcome;
   const attempts = item.attempts;
@@ -904,7 +919,7 @@ function portResult(
   if (outcome.kind === 'error') {
     // The commonest result of a range (every closed port): built field by field, with no
     // intermediate objects, in the same key order as the others.
-    const evidence = errorEvidence(outcome.errno, attempts);
+    const evidence = sharedEvidence(outcome.errno, attempts, false);
     if (outcome.errno === 'ECONNREFUSED' && item.protocol === 'tcp' && isDynamicPort(flow, item.port))
       return {
         address: item.address,
@@ -935,7 +950,7 @@ function portResult(
     };
   }
   if (outcome.kind === 'silent') {
-    const evidence: Evidence = { attempts, ...(outcome.rateLimited ? { rateLimited: true } : {}) };
+    const evidence = sharedEvidence(undefined, attempts, outcome.rateLimited);
     const why = outcome.rateLimited
       ? '; the retry budget ran out while other ports still answered late (ICMP rate limit), so this may be a reject whose answer was withheld'
       : '';

@@ -164,7 +164,9 @@ export async function reach(items: readonly ReachItem[], opts: ReachOptions): Pr
     pending = still;
     count();
   }
-  for (const i of pending) i.outcome = { kind: 'silent', rateLimited: cut };
+  // One outcome for them all (a dropped range is tens of thousands of ports).
+  const silent: ReachOutcome = { kind: 'silent', rateLimited: cut };
+  for (const i of pending) i.outcome = silent;
 
   // UDP: solo tries, round-robin, each after a pause that refills the peer's token.
   const queue = udpAll.filter((i) => !i.outcome);
