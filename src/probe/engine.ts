@@ -54,7 +54,10 @@ export interface CheckOptions {
   retryBudgetMs?: number;
   /** Sweep threads for large rounds (default: up to 2, the cores there are). */
   workers?: number;
-  /** A pool the caller made (and closes); otherwise one is made from `workers` for this check. */
+  /**
+   * A pool the caller made (and closes); otherwise one is made from `workers` for this check. Its
+   * threads are started here once the check is planned, if it is large enough to use them.
+   */
   pool?: SweepPool;
   lookup?: Lookup;
   /**
