@@ -10,9 +10,9 @@ import tls from 'node:tls';
 import { loadSite } from '../src/inventory/load.js';
 import { buildPlan } from '../src/plan/plan.js';
 import { type CheckReport, runCheck } from '../src/probe/engine.js';
-import { scopeFor } from '../src/probe/scope.js';
+import { type Selection, scopeFor, select } from '../src/probe/scope.js';
 import { SweepPool } from '../src/probe/sweep.js';
-import { OPEN, SILENT, sweepTcp } from '../src/probe/tcp.js';
+import { OPEN, SILENT, type SweepJob, sweepTcp } from '../src/probe/tcp.js';
 import type { PortResult } from '../src/probe/verdict.js';
 import { catalog, entry, onPath } from './check-lab.js';
 import { BIN, ROOT } from './helpers.js';
@@ -209,6 +209,81 @@ describe('check engine on loopback, in-process peers', () => {
     assert.equal(range?.results.find((r) => r.port === ports.plain)?.verdict, 'open-unverified');
     const closed = range?.results.filter((r) => r.verdict === 'closed').length ?? 0;
     assert.ok(closed > 4900, `${closed} closed`);
+  });
+
+  it('the refused ports of a range share one evidence object, which has every field a port would', () => {
+    const range = report.results.find((f) => f.flow.service === 'msrpc-dynamic');
+    const refused = (range?.results ?? []).filter(
+      (r) => r.evidence.errno === 'ECONNREFUSED' && r.evidence.attempts === 1,
+    );
+    assert.ok(refused.length > 4900, `${refused.length} refused at the first attempt`);
+    // One object per (address, errno, attempts), not one per port: a 65535-port range holds one.
+    assert.equal(new Set(refused.map((r) => r.evidence)).size, 1);
+    const e = refused[0]?.evidence;
+    assert.deepEqual(Object.keys(e ?? {}), [
+      'errno',
+      ...(e?.rttMs !== undefined ? ['rttMs'] : []),
+      'attempts',
+      'source',
+    ]);
+    assert.equal(e?.source, '127.0.0.1');
+    // The port of the plain flow is also in the range: one probe, the same verdict in both flows.
+    const plain = report.results.find((f) => f.flow.service === 'veeam-transport');
+    const inPlain = plain?.results.find((r) => r.port === ports.plain);
+    const inRange = range?.results.find((r) => r.port === ports.plain);
+    assert.equal(inPlain?.verdict, 'open-unverified');
+    assert.equal(inRange?.verdict, 'open-unverified');
+    assert.equal(inPlain?.evidence.attempts, inRange?.evidence.attempts);
+  });
+
+  it('the silent ports of a range share one evidence object, which has every field a port would', async () => {
+    // A pool that hears nothing: every port stays silent, and the retry budget (0) runs out.
+    const silent = {
+      warm() {
+        return this;
+      },
+      run: async (job: SweepJob) => ({
+        status: new Int32Array(job.port.length).fill(SILENT),
+        rttMs: new Float32Array(job.port.length).fill(Number.NaN),
+        rtt: job.targets.map(() => ({ srtt: Number.NaN, rttvar: 0, samples: 0 })),
+      }),
+    } as unknown as SweepPool;
+    const { inventory, catalogs } = loadSite(site);
+    const scope = await scopeFor(inventory, buildPlan(inventory, catalogs), { from: 'cli' });
+    const lo = ports.rangeLo as number;
+    const r = await runCheck(
+      scope,
+      { pool: silent, attempts: 1, spacingMs: 0, retryBudgetMs: 0 },
+      select(scope, { ports: [[lo, lo + 4999]] }),
+    );
+    const range = r.results.find((f) => f.flow.service === 'msrpc-dynamic')?.results ?? [];
+    assert.equal(range.length, 5000);
+    assert.ok(range.every((p) => p.verdict === 'filtered'));
+    assert.equal(new Set(range.map((p) => p.evidence)).size, 1);
+    assert.deepEqual(range[0]?.evidence, { attempts: 1, rateLimited: true, source: '127.0.0.1' });
+  });
+
+  it('starts a sweep thread for a check large enough to use it, none for a small or rate-capped one', async () => {
+    const { inventory, catalogs } = loadSite(site);
+    const scope = await scopeFor(inventory, buildPlan(inventory, catalogs), { from: 'cli' });
+    const lo = ports.rangeLo as number;
+    const small = select(scope, { ports: [[ports.closed as number, ports.closed as number]] });
+    const range = select(scope, { ports: [[lo, lo + 4999]] });
+    const cases: [string, Selection, { maxRate?: number }, number][] = [
+      ['one port', small, {}, 0],
+      ['5000 ports under --max-rate', range, { maxRate: 200_000 }, 0],
+      ['5000 ports', range, {}, 1],
+    ];
+    for (const [what, sel, opts, threads] of cases) {
+      const pool = new SweepPool(2);
+      try {
+        const r = await runCheck(scope, { timeoutMs: 1000, spacingMs: 300, pool, ...opts }, sel);
+        assert.ok(r.results.length > 0, what);
+        assert.equal(pool.started, threads, what);
+      } finally {
+        await pool.close();
+      }
+    }
   });
 
   it('the net.Socket fallback of the sweep gives the same verdicts (PORTOLAN_SWEEP=net)', async () => {

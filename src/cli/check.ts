@@ -204,8 +204,8 @@ export async function runAndReport(
     process.stdout.write(text, () => process.exit(130));
   };
   process.once('SIGINT', onSigint);
-  // Sweep threads start while the work is laid out.
-  const pool = SweepPool.auto(workers).warm();
+  // runCheck starts its threads once it knows the check needs them.
+  const pool = SweepPool.auto(workers);
   try {
     const report = await runCheck(
       scope,

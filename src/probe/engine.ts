@@ -20,7 +20,7 @@ import { noRouteDetail, type Route, routesTo } from './route.js';
 import { type ReachItem, type ReachOutcome, type ReachProgress, reach } from './scheduler.js';
 import { assertInScope, type Scope, type Selection } from './scope.js';
 import { KIND_NAMES, serviceProbe, type TcpKind, tcpKind, type UdpKind, udpKind } from './services.js';
-import { SweepPool } from './sweep.js';
+import { SweepPool, WORKER_THRESHOLD } from './sweep.js';
 import { quietConnect, SILENT } from './tcp.js';
 import {
   type Evidence,
@@ -54,7 +54,10 @@ export interface CheckOptions {
   retryBudgetMs?: number;
   /** Sweep threads for large rounds (default: up to 2, the cores there are). */
   workers?: number;
-  /** A pool the caller made (and closes); otherwise one is made from `workers` for this check. */
+  /**
+   * A pool the caller made (and closes); otherwise one is made from `workers` for this check. Its
+   * threads are started here once the check is planned, if it is large enough to use them.
+   */
   pool?: SweepPool;
   lookup?: Lookup;
   /**
@@ -214,13 +217,20 @@ export async function runCheck(
     ...(options.maxAddresses !== undefined ? { maxAddresses: options.maxAddresses } : {}),
   });
   options.onPlanned?.(planned);
+  // Sweep threads start now, while the work is laid out, when the check is large enough to use
+  // them (a rate-capped sweep stays on this thread, see SweepPool.run): a check of a few ports, or
+  // one under --max-rate, never pays for a thread (~40 ms of CPU and ~10 MB each).
+  const sweepPool = options.pool ?? SweepPool.auto(options.workers);
+  if (!limiter && planned.probes >= WORKER_THRESHOLD) sweepPool.warm();
 
   // The route to each address: where the probes leave from, or that they cannot leave at all.
   const routes = await routesTo(work.flatMap((w) => (w.target.kind === 'probe' ? w.target.addresses : [])));
 
   // One reachability item per (address, protocol, port), shared by the flows that name it (a plan
   // may name all 65535 ports of many addresses).
-  const groups = new Map<string, Map<number, ReachItem>>();
+  // Per (address, protocol): its items, and by port once a second look-up may find one (a range
+  // of one flow is tens of thousands of new ports, in increasing order: no map needed for those).
+  const groups = new Map<string, { items: ReachItem[]; byPort?: Map<number, ReachItem> }>();
   const udpKinds = new Map<ReachItem, Set<UdpKind>>();
   const all: ReachItem[] = [];
   for (const w of work) {
@@ -231,20 +241,30 @@ export async function runCheck(
     const key = secret && w.flow.to.host ? hostSecret(secret, w.flow.to.host) : undefined;
     for (const { address, family } of w.target.addresses) {
       const groupKey = `${address}|${protocol}`;
-      let byPort = groups.get(groupKey);
-      if (!byPort) {
-        byPort = new Map();
-        groups.set(groupKey, byPort);
+      let group = groups.get(groupKey);
+      // A group new to this flow holds no port above the last one this pass made.
+      const fresh = !group;
+      let last = -1;
+      if (!group) {
+        group = { items: [] };
+        groups.set(groupKey, group);
       }
+      const g = group;
       for (const [lo, hi] of portsOf(w.flow, sel.ports))
         for (let port = lo; port <= hi; port++) {
-          let item = byPort.get(port);
+          let item: ReachItem | undefined;
+          if (!fresh || port <= last) {
+            g.byPort ??= new Map(g.items.map((i) => [i.port, i]));
+            item = g.byPort.get(port);
+          }
           if (!item) {
-            item = { address, family, protocol, port, attempts: 0 };
+            item = { address, family, protocol, port, attempts: 0, outcome: undefined };
             const route = routes.get(address);
             if (route && 'errno' in route)
               item.outcome = { kind: 'error', errno: route.errno, rttMs: 0, local: true };
-            byPort.set(port, item);
+            g.items.push(item);
+            g.byPort?.set(port, item);
+            if (port > last) last = port;
             all.push(item);
             if (protocol === 'udp') {
               const kinds = new Set<UdpKind>();
@@ -278,7 +298,6 @@ export async function runCheck(
       ...rate,
     };
   });
-  const sweepPool = options.pool ?? SweepPool.auto(options.workers);
   try {
     await reach(
       all.filter((i) => !i.outcome),
@@ -486,8 +505,40 @@ function collect(
     const key = secret && flow.to.host ? hostSecret(secret, flow.to.host) : undefined;
     // Per verdict: how many ports, and the first of them (the flow's example).
     const tally = new Map<Verdict, { n: number; first: PortResult }>();
+    // What the results of one address share: items come in runs of one address, and a range's
+    // refused ports share one evidence object per (errno, attempts), its silent ones one per
+    // (attempts, rateLimited) (see portResult).
+    let address: string | undefined;
+    let route: Route | undefined;
+    let rttMs: number | undefined;
+    let neighbour: Neighbour | undefined;
+    let shared = new Map<string, Evidence>();
+    // The last one handed out, and what it was for: consecutive ports nearly always end alike.
+    let last: { errno: string | undefined; attempts: number; rateLimited: boolean; e: Evidence } | undefined;
+    const sharedEvidence: SharedEvidence = (errno, attempts, rateLimited) => {
+      if (last && last.errno === errno && last.attempts === attempts && last.rateLimited === rateLimited)
+        return last.e;
+      const id = `${errno ?? ''} ${attempts}${rateLimited ? ' r' : ''}`;
+      let e = shared.get(id);
+      if (!e) {
+        if (errno === undefined) e = rateLimited ? { attempts, rateLimited } : { attempts };
+        else e = rttMs !== undefined ? { errno, rttMs, attempts } : { errno, attempts };
+        if (route && 'source' in route) e.source = route.source;
+        shared.set(id, e);
+      }
+      last = { errno, attempts, rateLimited, e };
+      return e;
+    };
     for (let k = 0; k < w.items.length; k++) {
       const item = w.items[k] as ReachItem;
+      if (item.address !== address) {
+        address = item.address;
+        route = found.routes.get(address);
+        rttMs = found.rtts.get(address);
+        neighbour = found.neighbours.get(address);
+        shared = new Map();
+        last = undefined;
+      }
       const open = item.outcome?.kind === 'open';
       // Only open TCP ports and UDP results depend on the service (the probe that spoke to it).
       const kind = item.protocol === 'udp' ? udpKind(flow) : open ? tcpKind(flow, item.port) : 'plain';
@@ -501,18 +552,10 @@ function collect(
               }
             : undefined))
         : undefined;
-      const r = portResult(
-        item,
-        flow,
-        kind,
-        svc,
-        key,
-        found.rtts.get(item.address),
-        found.neighbours.get(item.address),
-      );
-      const route = found.routes.get(item.address);
+      const r = portResult(item, flow, kind, svc, key, rttMs, neighbour, sharedEvidence);
       if (route && 'source' in route) {
-        r.evidence.source = route.source;
+        // Last of the evidence's keys; a shared evidence object has it already.
+        if (r.evidence.source !== route.source) r.evidence.source = route.source;
         // A signed UDP reply says which address the responder saw, as a TCP one does.
         const seen = r.evidence.seenFrom;
         if (seen && seen !== route.source)
@@ -823,6 +866,13 @@ async function silentNeighbours(items: readonly ReachItem[]): Promise<Map<string
   return out;
 }
 
+/**
+ * The evidence of a connect error ({ errno, rttMs?, attempts, source? }) or of silence
+ * ({ attempts, rateLimited?, source? }), one object for every port of an address that ended alike
+ * (a closed or dropped range is tens of thousands of ports): read-only once made.
+ */
+type SharedEvidence = (errno: string | undefined, attempts: number, rateLimited: boolean) => Evidence;
+
 /** A port result's first fields: address, port, protocol. */
 function baseOf(item: ReachItem): Pick<PortResult, 'address' | 'port' | 'protocol'> {
   return { address: item.address, port: item.port, protocol: item.protocol };
@@ -836,6 +886,7 @@ function portResult(
   secret: string | undefined,
   rttMs: number | undefined,
   neighbour: Neighbour | undefined,
+  sharedEvidence: SharedEvidence,
 ): PortResult {
   const outcome = item.outcome as ReachOutcome;
   const attempts = item.attempts;
@@ -871,8 +922,7 @@ function portResult(
   if (outcome.kind === 'error') {
     // The commonest result of a range (every closed port): built field by field, with no
     // intermediate objects, in the same key order as the others.
-    const evidence: Evidence =
-      rttMs !== undefined ? { errno: outcome.errno, rttMs, attempts } : { errno: outcome.errno, attempts };
+    const evidence = sharedEvidence(outcome.errno, attempts, false);
     if (outcome.errno === 'ECONNREFUSED' && item.protocol === 'tcp' && isDynamicPort(flow, item.port))
       return {
         address: item.address,
@@ -903,7 +953,7 @@ function portResult(
     };
   }
   if (outcome.kind === 'silent') {
-    const evidence: Evidence = { attempts, ...(outcome.rateLimited ? { rateLimited: true } : {}) };
+    const evidence = sharedEvidence(undefined, attempts, outcome.rateLimited);
     const why = outcome.rateLimited
       ? '; the retry budget ran out while other ports still answered late (ICMP rate limit), so this may be a reject whose answer was withheld'
       : '';

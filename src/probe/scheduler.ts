@@ -35,13 +35,18 @@ export interface ReachItem {
   /** UDP: builds one attempt's datagrams (fresh timestamps and nonces every time). */
   udp?: () => UdpSpec;
   attempts: number;
-  outcome?: ReachOutcome;
+  /** Absent until decided. (Created as undefined, so deciding an item keeps its shape.) */
+  outcome?: ReachOutcome | undefined;
 }
 
 export type ReachOutcome =
   | { kind: 'open'; rttMs: number }
-  /** `local`: this machine could not send at all (no route, a broadcast address): see route.ts. */
-  | { kind: 'error'; errno: string; rttMs: number; local?: true }
+  /**
+   * `local`: this machine could not send at all (no route, a broadcast address): see route.ts.
+   * `rttMs` is absent for TCP sweep errors: one outcome object is shared by the ports of an address
+   * that failed alike in a round (a range yields tens of thousands), and no report shows it.
+   */
+  | { kind: 'error'; errno: string; rttMs?: number; local?: true }
   | { kind: 'reply'; data: Buffer; rttMs: number; receivedAtMs: number; context: unknown }
   /** No answer after the spaced rounds; rateLimited when the same peer answered others late. */
   | { kind: 'silent'; rateLimited: boolean }
@@ -159,7 +164,9 @@ export async function reach(items: readonly ReachItem[], opts: ReachOptions): Pr
     pending = still;
     count();
   }
-  for (const i of pending) i.outcome = { kind: 'silent', rateLimited: cut };
+  // One outcome for them all (a dropped range is tens of thousands of ports).
+  const silent: ReachOutcome = { kind: 'silent', rateLimited: cut };
+  for (const i of pending) i.outcome = silent;
 
   // UDP: solo tries, round-robin, each after a pause that refills the peer's token.
   const queue = udpAll.filter((i) => !i.outcome);
@@ -239,18 +246,31 @@ async function tcpRound(
     t.est = new RttEstimator();
     t.est.merge(r);
   });
+  // Per address, one error outcome per status: items of one address come in runs, and a closed
+  // range is tens of thousands of resets. (localUnreachable marks an address's ENETUNREACH
+  // outcomes local all together, so sharing them within an address is safe.)
+  let errors = new Map<number, ReachOutcome>();
+  address = undefined;
   for (let k = 0; k < list.length; k++) {
     const item = list[k] as ReachItem;
     const st = out.status[k] as number;
     item.attempts++;
     if (st === SILENT) continue;
-    const rttMs = round2(out.rttMs[k] as number);
-    if (st === OPEN) item.outcome = { kind: 'open', rttMs };
+    if (st === OPEN) item.outcome = { kind: 'open', rttMs: round2(out.rttMs[k] as number) };
     else if (st === SELF) item.outcome = { kind: 'self' };
     else {
-      const errno = errnoName(st);
-      item.outcome = { kind: 'error', errno, rttMs };
-      if (round > 1 && ICMP_ERRORS.has(errno)) stateOf(item).lateIcmp = true;
+      if (item.address !== address) {
+        address = item.address;
+        errors = new Map();
+      }
+      let outcome = errors.get(st);
+      if (!outcome) {
+        const errno = errnoName(st);
+        outcome = { kind: 'error', errno };
+        errors.set(st, outcome);
+        if (round > 1 && ICMP_ERRORS.has(errno)) stateOf(item).lateIcmp = true;
+      }
+      item.outcome = outcome;
     }
   }
 }

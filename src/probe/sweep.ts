@@ -19,13 +19,18 @@ export class SweepPool {
 
   constructor(private readonly size: number) {}
 
+  /** Worker threads started so far (warm starts them; close ends them). */
+  get started(): number {
+    return this.workers.length;
+  }
+
   static auto(requested: number | undefined): SweepPool {
     return new SweepPool(requested ?? Math.min(2, availableParallelism()));
   }
 
   /**
-   * Starts the threads now, so their start-up overlaps whatever the caller does next (the CLI
-   * loads the catalogs meanwhile). Idle threads cost a little memory, nothing else.
+   * Starts the threads now, so their start-up overlaps whatever the caller does next (runCheck
+   * lays out the work meanwhile). Idle threads cost a little memory, nothing else.
    */
   warm(): this {
     // The main thread is one of them.
