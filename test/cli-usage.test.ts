@@ -33,6 +33,16 @@ describe('help and catalog fit the terminal', () => {
       assert.ok(names.includes(n), n);
   });
 
+  it("every command's help lists the options every command takes (--catalog, --no-color, --debug, -h)", () => {
+    for (const n of names) {
+      const r = runCli(['help', n], { env: { COLUMNS: '100' } });
+      assert.equal(r.code, 0, n);
+      const common = r.stdout.split('Options for every command:\n')[1] ?? '';
+      for (const flag of ['--catalog DIR', '--no-color', '--debug', '-h, --help'])
+        assert.ok(common.includes(flag), `portolan help ${n} does not list ${flag}`);
+    }
+  });
+
   it('a Usage line breaks between options, never inside one ([--bind ADDR] stays whole)', () => {
     for (const n of names) {
       const text = runCli(['help', n], { env: { COLUMNS: '80' } }).stdout;

@@ -7,7 +7,7 @@ import { UsageError } from '../errors.js';
 import { parseDuration } from '../server/duration.js';
 import { counted } from '../util/plural.js';
 import { writeHelp } from '../util/wrap.js';
-import { forUsage, parse } from './args.js';
+import { COMMON_HELP, forUsage, parse } from './args.js';
 
 /** `agent --once` exit code: the server was never reached, so nothing was reported (results are spooled). */
 export const EXIT_UNREPORTED = 3;
@@ -30,7 +30,9 @@ server is away.
                     sent by the next run)
   --spool DIR       where unsent results wait (default ~/.local/state/portolan/agent)
   --secret S        the secret of portolan listen on the targets (or env PORTOLAN_SECRET)
-  --timeout MS      per-attempt probe timeout`;
+  --timeout MS      per-attempt probe timeout
+
+${COMMON_HELP}`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parse(

@@ -7,7 +7,7 @@ import { counted } from '../util/plural.js';
 import { version } from '../util/version.js';
 import { writeHelp } from '../util/wrap.js';
 import { MAX_YAML_BYTES } from '../util/yaml.js';
-import { forUsage, oneOf, parse } from './args.js';
+import { COMMON_HELP, forUsage, oneOf, parse } from './args.js';
 import { checkOutputFile, writeOutputFile } from './output.js';
 
 const USAGE = `Usage: portolan import rvtools|pvesh FILE --map MAP.yaml [-o SITE.yaml] [--sheet NAME]
@@ -18,7 +18,9 @@ const USAGE = `Usage: portolan import rvtools|pvesh FILE --map MAP.yaml [-o SITE
   -o FILE        write the inventory there (atomically) instead of stdout
   --sheet NAME   the workbook sheet to read (default vInfo)
 
-Rows that cannot become hosts, or only partly, are warnings on stderr naming their row.`;
+Rows that cannot become hosts, or only partly, are warnings on stderr naming their row.
+
+${COMMON_HELP}`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse(

@@ -22,7 +22,7 @@ import { colorEnabled } from '../util/color.js';
 import { counted } from '../util/plural.js';
 import { notAHost, unknownName } from '../util/suggest.js';
 import { writeHelp } from '../util/wrap.js';
-import { exactlyOne, forUsage, oneOf, parse } from './args.js';
+import { COMMON_HELP, exactlyOne, forUsage, oneOf, parse } from './args.js';
 
 const USAGE = `Usage: portolan lab <up|verify|break|ablate|down|list> ...
 
@@ -52,7 +52,9 @@ routed to this machine's network; state under ${labRoot()} (PORTOLAN_LAB_DIR).
       the labs that are up
 
 Exit status: verify 0 when every planned flow passed and every unplanned probe was blocked, 1
-otherwise; 2 on bad input (and without root or CAP_NET_ADMIN).`;
+otherwise; 2 on bad input (and without root or CAP_NET_ADMIN).
+
+${COMMON_HELP}`;
 
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;

@@ -16,7 +16,7 @@ import { buildPlan } from '../plan/plan.js';
 import { counted } from '../util/plural.js';
 import { notAHost } from '../util/suggest.js';
 import { writeHelp } from '../util/wrap.js';
-import { exactlyOne, forUsage, oneOf, parse } from './args.js';
+import { COMMON_HELP, exactlyOne, forUsage, oneOf, parse } from './args.js';
 import { siteFrom } from './site.js';
 
 const USAGE = `Usage: portolan listen SITE.yaml --host NAME [--ttl 15m] [--secret S] [--bind ADDR] [--format text|json]
@@ -37,7 +37,9 @@ limit) are listed and the rest still answer.
 
 Safe by default: unauthenticated input gets no bytes at all, a reply is never longer than the probe
 it answers, logging is rate limited per source, and the responder exits at the TTL. It binds beyond
-loopback because other hosts must reach it; the narrowest such binding is the host's own address.`;
+loopback because other hosts must reach it; the narrowest such binding is the host's own address.
+
+${COMMON_HELP}`;
 
 /** Below this a captured probe lets someone guess the secret offline. newSecret() gives 24. */
 const MIN_SECRET_CHARS = 16;

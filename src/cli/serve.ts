@@ -12,7 +12,7 @@ import { deliver } from '../server/webhooks.js';
 import { packagePath } from '../util/paths.js';
 import { version } from '../util/version.js';
 import { writeHelp } from '../util/wrap.js';
-import { parse } from './args.js';
+import { COMMON_HELP, parse } from './args.js';
 import { checkOutputFile } from './output.js';
 
 const USAGE = `Usage: portolan serve [--db FILE | --db postgres://...] [--listen HOST:PORT] [--tls-cert F --tls-key F]
@@ -31,7 +31,9 @@ sites loaded on first start, listening on 127.0.0.1:7300.
   --no-examples        do not load examples/*.yaml into an empty store
   --stale-after DUR    mark an agent stale after this long without a heartbeat (default 15m)
   --retention DUR      delete results and events older than this (default: keep everything)
-  --body-limit BYTES   largest request body (default 4194304)`;
+  --body-limit BYTES   largest request body (default 4194304)
+
+${COMMON_HELP}`;
 
 function dataDir(): string {
   return join(process.env.XDG_DATA_HOME || join(homedir(), '.local', 'share'), 'portolan');
