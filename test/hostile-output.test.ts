@@ -73,6 +73,8 @@ describe('hostile text reaches no terminal raw', () => {
       assertSafe(r.stderr, `output ${i} stderr`);
     }
     assert.match(outputs[3]?.stdout ?? '', /\?evil/, 'the override shows as ?');
+    // A line break inside a catalog text stays inside its entry: nothing starts a line at column 0.
+    assert.match(outputs[3]?.stdout ?? '', /newline \} accept; table/, 'the line break shows as a space');
     const bad = join(tmp, 'bad-role.yaml');
     writeFileSync(
       bad,

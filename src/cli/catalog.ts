@@ -55,7 +55,7 @@ export async function run(argv: string[]): Promise<number> {
   const dimmed = (line: string) => wrapLines(line, columns, { hang: 2 }).split('\n').map(p.dim);
   if (wanted === undefined) {
     const list: string[] = [];
-    for (const c of selected.map(sanitizeDeep)) {
+    for (const c of selected.map((x) => sanitizeDeep(x, true))) {
       list.push(`${p.bold(c.product)}  ${(ja && c['title-ja']) || c.title}`);
       list.push(`  roles: ${Object.keys(c.roles).join(', ')}`);
       const features = Object.keys(c.features ?? {});
@@ -65,7 +65,8 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${wrapLines(list.join('\n'), columns, { hang: 2 })}\n`);
     return 0;
   }
-  const c = sanitizeDeep(selected[0] as Catalog);
+  // Each text is one line of the listing: a line break in a catalog's text must not start a line at column 0.
+  const c = sanitizeDeep(selected[0] as Catalog, true);
   const lines = [`${p.bold(c.product)}  ${(ja && c['title-ja']) || c.title}`, '', p.bold('Roles')];
   for (const [id, r] of Object.entries(c.roles))
     lines.push(`  ${id.padEnd(26)} ${(ja && r['title-ja']) || r.title}`);

@@ -21,11 +21,14 @@ export function safeLine(text: string): string {
   return sanitize(text).replace(/[\t\n\r\u2028\u2029]+/g, ' ');
 }
 
-/** sanitize applied to every string inside plain data (a report about to be rendered for a terminal). */
-export function sanitizeDeep<T>(value: T): T {
-  if (typeof value === 'string') return sanitize(value) as T;
-  if (Array.isArray(value)) return value.map((v) => sanitizeDeep(v)) as T;
+/**
+ * sanitize applied to every string inside plain data (a report about to be rendered for a terminal);
+ * with `lines` set, safeLine instead: every string becomes one line (a table or list cell).
+ */
+export function sanitizeDeep<T>(value: T, lines = false): T {
+  if (typeof value === 'string') return (lines ? safeLine(value) : sanitize(value)) as T;
+  if (Array.isArray(value)) return value.map((v) => sanitizeDeep(v, lines)) as T;
   if (value && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype)
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, sanitizeDeep(v)])) as T;
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, sanitizeDeep(v, lines)])) as T;
   return value;
 }
