@@ -444,3 +444,57 @@ export function addressSetOf(endpoints: Iterable<Flow['from']>): AddressSet {
   for (const e of endpoints) addEndpoint(set, e);
   return finish(set);
 }
+
+/**
+ * How many rules forwardRules(flows) makes, without making them: the same grouping (protocol,
+ * ports and destination, then identical sources, then identical source and destination hosts),
+ * but no address is parsed or collapsed. The plan's summary line counts rules for every plan.
+ */
+export function forwardRuleCount(flows: readonly Flow[]): number {
+  const byDst = new Map<string, Flow[]>();
+  for (const f of flows) {
+    if (f.local) continue;
+    const key = `${f.protocol}|${formatPorts(f.ports)}|${f.icmpType ?? ''}|${f.to.host ?? `any:${f.to.description}`}`;
+    const group = byDst.get(key);
+    if (group) group.push(f);
+    else byDst.set(key, [f]);
+  }
+  const bySrc = new Map<string, Flow[]>();
+  for (const flows of byDst.values()) {
+    const f0 = flows[0] as Flow;
+    const srcHosts = [...new Set(flows.map((f) => f.from.host ?? `any:${f.from.description}`))]
+      .sort()
+      .join(',');
+    const key = `${f0.protocol}|${formatPorts(f0.ports)}|${f0.icmpType ?? ''}|${srcHosts}`;
+    const group = bySrc.get(key);
+    if (group) pushAll(group, flows);
+    else bySrc.set(key, [...flows]);
+  }
+  // mergeSameEndpoints: rules with the same hosts on both sides are one, unless a side has a peer
+  // the documents leave unspecified (that rule stays its own).
+  const merged = new Set<string>();
+  let own = 0;
+  for (const flows of bySrc.values()) {
+    const f0 = flows[0] as Flow;
+    const src = new Set<string | null>();
+    const dst = new Set<string | null>();
+    let unspecified = false;
+    for (const f of flows) {
+      src.add(f.from.host);
+      dst.add(f.to.host);
+      if (f.from.address === null || f.to.address === null) unspecified = true;
+    }
+    if (unspecified) own++;
+    else
+      merged.add(
+        [
+          'forward',
+          f0.protocol,
+          f0.icmpType ?? '',
+          [...src].sort().join(','),
+          [...dst].sort().join(','),
+        ].join('|'),
+      );
+  }
+  return merged.size + own;
+}
