@@ -88,13 +88,15 @@ function pretty(value: unknown, depth: number, seen: WeakMap<object, string>[], 
           : `[\n${inner}${items.join(`,\n${inner}`)}\n${pad}]`;
     }
   } else {
-    let body = '';
+    // Pieces joined once: one flat string, where `+=` leaves a chain to copy out later.
+    const parts: string[] = ['{'];
     for (const key of Object.keys(value)) {
       const v = (value as Record<string, unknown>)[key];
       if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
-      body += `${body ? ',\n' : '\n'}${inner}${keyText(key)}: ${pretty(v, depth + 1, seen)}`;
+      parts.push(parts.length > 1 ? ',\n' : '\n', inner, keyText(key), ': ', pretty(v, depth + 1, seen));
     }
-    out = body ? `{${body}\n${pad}}` : '{}';
+    parts.push('\n', pad, '}');
+    out = parts.length > 4 ? parts.join('') : '{}';
   }
   known?.set(value, out);
   return out;
@@ -123,7 +125,7 @@ export function* planJsonChunks(plan: Plan): Generator<string> {
     yield `  "${key}": [\n`;
     const n = list.length;
     for (let i = 0; i < n; i++)
-      yield `    ${itemText(list[i] as object, seen, texts)}${i === n - 1 ? '\n' : ',\n'}`;
+      yield itemText(list[i] as object, i === n - 1 ? '\n' : ',\n', seen, texts);
     yield `  ]${end}`;
   }
   yield '}\n';
@@ -137,10 +139,15 @@ const ITEM_TEXTS = 65536;
  * service, purpose: the same in many flows) are printed once per plan, remembered in `texts`; its
  * id and a warning's fields are its own and printed each time.
  */
-function itemText(item: object, seen: WeakMap<object, string>[], texts: Map<string, string>): string {
+function itemText(
+  item: object,
+  end: string,
+  seen: WeakMap<object, string>[],
+  texts: Map<string, string>,
+): string {
   if (!('id' in item) || typeof (item as { toJSON?: unknown }).toJSON === 'function')
-    return pretty(item, 2, seen, false);
-  let body = '';
+    return `    ${pretty(item, 2, seen, false)}${end}`;
+  const parts: string[] = ['    {'];
   for (const key of Object.keys(item)) {
     const v = (item as Record<string, unknown>)[key];
     if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
@@ -152,9 +159,11 @@ function itemText(item: object, seen: WeakMap<object, string>[], texts: Map<stri
         if (texts.size < ITEM_TEXTS) texts.set(v, text);
       }
     } else text = pretty(v, 3, seen);
-    body += `${body ? ',\n' : '\n'}      ${keyText(key)}: ${text}`;
+    parts.push(parts.length > 1 ? ',\n      ' : '\n      ', keyText(key), ': ', text);
   }
-  return body ? `{${body}\n    }` : '{}';
+  if (parts.length === 1) return `    {}${end}`;
+  parts.push('\n    }', end);
+  return parts.join('');
 }
 
 /** The whole plan JSON as one string (planJsonChunks joined); for plans that fit in memory. */
