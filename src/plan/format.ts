@@ -124,8 +124,7 @@ export function* planJsonChunks(plan: Plan): Generator<string> {
     }
     yield `  "${key}": [\n`;
     const n = list.length;
-    for (let i = 0; i < n; i++)
-      yield itemText(list[i] as object, i === n - 1 ? '\n' : ',\n', seen, texts);
+    for (let i = 0; i < n; i++) yield itemText(list[i] as object, i === n - 1 ? '\n' : ',\n', seen, texts);
     yield `  ]${end}`;
   }
   yield '}\n';

@@ -121,11 +121,13 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
   let planned = 0;
   const focusHost = focus === undefined ? undefined : inv.hosts.find((h) => h.name === focus);
   const heapLimit = getHeapStatistics().heap_size_limit;
-  const push = (f: Flow) => {
-    const seen = byId.get(f.id);
+  // `merging`: another entry of the product can plan a flow of the same id (mergeKey); the flows
+  // of an entry without such a sibling are all distinct and skip the lookup.
+  const push = (f: Flow, merging: boolean) => {
+    const seen = merging ? byId.get(f.id) : undefined;
     if (seen) mergeInto(seen, f, true);
     else {
-      byId.set(f.id, f);
+      if (merging) byId.set(f.id, f);
       flows.push(f);
     }
     if (++planned % HEAP_CHECK_EVERY === 0) {
@@ -189,6 +191,8 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
     };
     const candidate = (host: Host, role: string): Candidate | undefined => sideOf(role).get(host);
     const signatures = new Signatures();
+    const siblings = new Map<string, number>();
+    for (const e of cat.entries) siblings.set(mergeKey(e), (siblings.get(mergeKey(e)) ?? 0) + 1);
     const ctx = new PairContext(cat, use.features, setting, rolePresent);
     const sayDefault = (t: DefaultTaken, host: Host) =>
       warn({
@@ -290,6 +294,7 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
       const fixedPorts = entry.protocol === 'icmp' || !hasPerDrive(entry);
       const entryPorts = fixedPorts ? resolvePorts(entry, ANY, ANY, () => {}, productId) : undefined;
       const shape = flowShapes(productId, entry, lang === 'ja');
+      const merging = (siblings.get(mergeKey(entry)) ?? 0) > 1;
       for (const from of froms) {
         let tos: Candidate[];
         if (local) {
@@ -368,7 +373,7 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
           }
           const ports = fixedPorts ? entryPorts : resolvePorts(entry, from, to, warn, productId, say);
           if (ports === undefined) continue;
-          push(toFlow(shape, productId, entry, from, to, ports));
+          push(toFlow(shape, productId, entry, from, to, ports), merging);
         }
       }
       if (leftOut.length) {
@@ -630,24 +635,36 @@ function sourceRefs(e: CatalogEntry): FlowSource[] {
  */
 function flowShapes(product: string, e: CatalogEntry, ja: boolean): [Flow, Flow] {
   const notes = ja && e['notes-ja']?.length ? e['notes-ja'] : (e.notes ?? []);
-  const shape = (dynamic: boolean): Flow => ({
-    id: '',
-    product,
-    from: ANY.endpoint,
-    to: ANY.endpoint,
-    protocol: e.protocol,
-    ports: [],
-    ...(e['icmp-type'] ? { icmpType: e['icmp-type'] } : {}),
-    service: e.service,
-    tls: e.tls ?? false,
-    ...(dynamic ? { dynamicPorts: [] } : {}),
-    purpose: (ja ? e['purpose-ja'] : undefined) ?? e.purpose,
-    sources: sourceRefs(e),
-    notes: [...notes],
-    entries: [e.id],
-    local: false,
-    ...(e.basis === 'advisory' ? { basis: 'advisory' as const } : {}),
-  });
+  const shape = (dynamic: boolean): Flow => {
+    // Through JSON.parse, whose objects hold all their fields in themselves: an object literal
+    // with spreads keeps some in a second block, and every copy of it would too.
+    const made = JSON.parse(
+      JSON.stringify({
+        id: '',
+        product,
+        from: null,
+        to: null,
+        protocol: e.protocol,
+        ports: [],
+        ...(e['icmp-type'] ? { icmpType: e['icmp-type'] } : {}),
+        service: e.service,
+        tls: e.tls ?? false,
+        ...(dynamic ? { dynamicPorts: [] } : {}),
+        purpose: (ja ? e['purpose-ja'] : undefined) ?? e.purpose,
+        sources: [],
+        notes: [],
+        entries: [],
+        local: false,
+        ...(e.basis === 'advisory' ? { basis: 'advisory' as const } : {}),
+      }),
+    ) as Flow;
+    made.from = ANY.endpoint;
+    made.to = ANY.endpoint;
+    made.sources = sourceRefs(e);
+    made.notes = [...notes];
+    made.entries = [e.id];
+    return made;
+  };
   return [shape(false), shape(true)];
 }
 
@@ -660,20 +677,52 @@ function toFlow(
   ports: PortRange[],
 ): Flow {
   const dynamic = e['dynamic-ports'] === true && ports.length > 0;
-  const f: Flow = { ...shapes[dynamic ? 1 : 0] };
-  f.id = flowId(
-    product,
-    from.key,
-    to.key,
-    e.protocol,
-    e.service,
-    e.basis === 'advisory' ? 'advisory' : undefined,
-  );
+  const s = shapes[dynamic ? 1 : 0];
+  const id = flowId(product, from.key, to.key, e.protocol, e.service, s.basis);
+  const local = from.host !== null && from.host === to.host;
+  // The common shapes as object literals, which V8 learns to allocate where long-lived objects
+  // go: a large plan's flows are then not copied by the garbage collector on their way there.
+  if (s.icmpType === undefined && s.basis === undefined) {
+    if (!dynamic)
+      return {
+        id,
+        product,
+        from: from.endpoint,
+        to: to.endpoint,
+        protocol: s.protocol,
+        ports,
+        service: s.service,
+        tls: s.tls,
+        purpose: s.purpose,
+        sources: s.sources,
+        notes: s.notes,
+        entries: s.entries,
+        local,
+      };
+    return {
+      id,
+      product,
+      from: from.endpoint,
+      to: to.endpoint,
+      protocol: s.protocol,
+      ports,
+      service: s.service,
+      tls: s.tls,
+      dynamicPorts: ports,
+      purpose: s.purpose,
+      sources: s.sources,
+      notes: s.notes,
+      entries: s.entries,
+      local,
+    };
+  }
+  const f: Flow = { ...s };
+  f.id = id;
   f.from = from.endpoint;
   f.to = to.endpoint;
   f.ports = ports;
   if (dynamic) f.dynamicPorts = ports;
-  f.local = from.host !== null && from.host === to.host;
+  f.local = local;
   return f;
 }
 
@@ -726,7 +775,7 @@ function mergeInto(seen: Flow, f: Flow, fresh: boolean): void {
     if (!seen.sources.some((x) => x.doc === s.doc && x.ref === s.ref)) seen.sources = [...seen.sources, s];
   for (const n of f.notes) if (!seen.notes.includes(n)) seen.notes = [...seen.notes, n];
   for (const id of f.entries) if (!seen.entries.includes(id)) seen.entries = [...seen.entries, id];
-  if (!seen.purpose.includes(f.purpose)) seen.purpose = `${seen.purpose} ${f.purpose}`;
+  if (!seen.purpose.includes(f.purpose)) seen.purpose = [seen.purpose, f.purpose].join(' ');
   seen.tls ||= f.tls;
 }
 
@@ -755,12 +804,28 @@ function flowId(
   service: string,
   basis: string | undefined,
 ): string {
-  const key = `${product} ${from} ${to} ${protocol} ${service}`;
-  return basis ? `${key} ${basis}` : key;
+  // Joined, not concatenated: one flat string, where a template keeps its pieces as a chain of
+  // eight more objects for as long as the flow lives.
+  return (
+    basis ? [product, from, to, protocol, service, basis] : [product, from, to, protocol, service]
+  ).join(' ');
+}
+
+/**
+ * What the ids of an entry's flows have in common with those of another entry of its product, and
+ * nothing more: two entries whose flows can share an id (and so merge) have the same key. One
+ * entry never plans two flows of one id (each pair of its candidates once).
+ */
+function mergeKey(e: CatalogEntry): string {
+  const side = (p: PeerSpec) =>
+    typeof p === 'object' && 'any' in p ? `any(${p.any})` : (peerRole(p) as string);
+  return [side(e.from), side(e.to), e.protocol, e.service, e.basis === 'advisory' ? 'advisory' : ''].join(
+    '\u0000',
+  );
 }
 
 function endKey(e: Endpoint): string {
-  return e.host ? `${e.host}/${e.role}` : `any(${e.description ?? ''})`;
+  return e.host ? [e.host, e.role].join('/') : `any(${e.description ?? ''})`;
 }
 
 /**

@@ -448,53 +448,76 @@ export function addressSetOf(endpoints: Iterable<Flow['from']>): AddressSet {
 /**
  * How many rules forwardRules(flows) makes, without making them: the same grouping (protocol,
  * ports and destination, then identical sources, then identical source and destination hosts),
- * but no address is parsed or collapsed. The plan's summary line counts rules for every plan.
+ * but no address is parsed or collapsed and no rule built. The plan's summary line counts rules
+ * for every plan. Linear in flows but for sorting each group's sources, as forwardRules does.
  */
 export function forwardRuleCount(flows: readonly Flow[]): number {
-  const byDst = new Map<string, Flow[]>();
+  // Protocol, ports and ICMP type of a flow as forwardRules keys them; flows share port lists.
+  const known = new Map<readonly PortRange[], { protocol: string; icmp: string; key: string }>();
+  const matchOf = (f: Flow): string => {
+    const icmp = f.icmpType ?? '';
+    const k = known.get(f.ports);
+    if (k && k.protocol === f.protocol && k.icmp === icmp) return k.key;
+    const key = `${f.protocol}|${formatPorts(f.ports)}|${icmp}`;
+    known.set(f.ports, { protocol: f.protocol, icmp, key });
+    return key;
+  };
+  // forwardRules' first grouping: by match and destination.
+  const byDst = new Map<string, Map<string, Flow[]>>();
   for (const f of flows) {
     if (f.local) continue;
-    const key = `${f.protocol}|${formatPorts(f.ports)}|${f.icmpType ?? ''}|${f.to.host ?? `any:${f.to.description}`}`;
-    const group = byDst.get(key);
-    if (group) group.push(f);
-    else byDst.set(key, [f]);
-  }
-  const bySrc = new Map<string, Flow[]>();
-  for (const flows of byDst.values()) {
-    const f0 = flows[0] as Flow;
-    const srcHosts = [...new Set(flows.map((f) => f.from.host ?? `any:${f.from.description}`))]
-      .sort()
-      .join(',');
-    const key = `${f0.protocol}|${formatPorts(f0.ports)}|${f0.icmpType ?? ''}|${srcHosts}`;
-    const group = bySrc.get(key);
-    if (group) pushAll(group, flows);
-    else bySrc.set(key, [...flows]);
-  }
-  // mergeSameEndpoints: rules with the same hosts on both sides are one, unless a side has a peer
-  // the documents leave unspecified (that rule stays its own).
-  const merged = new Set<string>();
-  let own = 0;
-  for (const flows of bySrc.values()) {
-    const f0 = flows[0] as Flow;
-    const src = new Set<string | null>();
-    const dst = new Set<string | null>();
-    let unspecified = false;
-    for (const f of flows) {
-      src.add(f.from.host);
-      dst.add(f.to.host);
-      if (f.from.address === null || f.to.address === null) unspecified = true;
+    const match = matchOf(f);
+    let dsts = byDst.get(match);
+    if (!dsts) {
+      dsts = new Map();
+      byDst.set(match, dsts);
     }
-    if (unspecified) own++;
-    else
-      merged.add(
-        [
-          'forward',
-          f0.protocol,
-          f0.icmpType ?? '',
-          [...src].sort().join(','),
-          [...dst].sort().join(','),
-        ].join('|'),
-      );
+    const dst = f.to.host ?? `any:${f.to.description}`;
+    const group = dsts.get(dst);
+    if (group) group.push(f);
+    else dsts.set(dst, [f]);
   }
-  return merged.size + own;
+  // The second: by match and the same sources. Each group's hosts on either side, as sets.
+  interface Side {
+    match: string;
+    src: Set<string | null>;
+    dst: Set<string | null>;
+    unspecified: boolean;
+  }
+  const bySrc = new Map<string, Side>();
+  for (const [match, dsts] of byDst)
+    for (const group of dsts.values()) {
+      const names = new Set<string>();
+      for (const f of group) names.add(f.from.host ?? `any:${f.from.description}`);
+      const key = `${match}|${[...names].sort().join(',')}`;
+      let side = bySrc.get(key);
+      if (!side) {
+        side = { match, src: new Set(), dst: new Set(), unspecified: false };
+        bySrc.set(key, side);
+      }
+      for (const f of group) {
+        side.src.add(f.from.host);
+        side.dst.add(f.to.host);
+        if (f.from.address === null || f.to.address === null) side.unspecified = true;
+      }
+    }
+  // mergeSameEndpoints: rules of one protocol and ICMP type between the same hosts are one, unless
+  // a side has a peer the documents leave unspecified (that rule stays its own).
+  const distinct = new Map<string, Side[]>();
+  let count = 0;
+  for (const side of bySrc.values()) {
+    if (side.unspecified) {
+      count++;
+      continue;
+    }
+    const [protocol, , icmp] = side.match.split('|');
+    const bucket = `${protocol}|${icmp}|${side.src.size}|${side.dst.size}`;
+    const others = distinct.get(bucket);
+    const same = (a: Set<string | null>, b: Set<string | null>) => [...a].every((h) => b.has(h));
+    if (others?.some((o) => same(o.src, side.src) && same(o.dst, side.dst))) continue;
+    count++;
+    if (others) others.push(side);
+    else distinct.set(bucket, [side]);
+  }
+  return count;
 }
