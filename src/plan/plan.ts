@@ -164,16 +164,20 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
           if (list) list.push(h);
           else byRole.set(r.role, [h]);
         }
-    const roleSets = new Map([...byRole].map(([role, hosts]) => [role, new Set(hosts)]));
+    const hasRole = (h: Host, role: string) =>
+      h.roles.some((r) => r.product === productId && r.role === role);
     const hostsIn = (role: string): Host[] => byRole.get(role) ?? [];
     const rolePresent = (r: string) => hostsIn(r).length > 0;
     const setting = (name: string) => use.settings[name] ?? cat.settings?.[name]?.default;
-    // The candidates of each role (and of one host in a role), built once for the whole product.
+    // The candidates of each role (and of one host in a role), built once for the whole product;
+    // one host's alone where a one-host plan needs no other host of the role.
     const sides = new Map<string, Map<Host, Candidate>>();
+    const singles = new Map<string, Map<Host, Candidate>>();
     const sideOf = (role: string): Map<Host, Candidate> => {
       let side = sides.get(role);
       if (!side) {
-        side = new Map(hostsIn(role).map((host) => [host, hostCandidate(host, role)]));
+        const one = singles.get(role);
+        side = new Map(hostsIn(role).map((host) => [host, one?.get(host) ?? hostCandidate(host, role)]));
         sides.set(role, side);
       }
       return side;
@@ -189,7 +193,22 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
       }
       return list;
     };
-    const candidate = (host: Host, role: string): Candidate | undefined => sideOf(role).get(host);
+    const candidate = (host: Host, role: string): Candidate | undefined => {
+      const side = sides.get(role);
+      if (side) return side.get(host);
+      if (!hasRole(host, role)) return undefined;
+      let one = singles.get(role);
+      if (!one) {
+        one = new Map();
+        singles.set(role, one);
+      }
+      let c = one.get(host);
+      if (!c) {
+        c = hostCandidate(host, role);
+        one.set(host, c);
+      }
+      return c;
+    };
     const signatures = new Signatures();
     const siblings = new Map<string, number>();
     for (const e of cat.entries) siblings.set(mergeKey(e), (siblings.get(mergeKey(e)) ?? 0) + 1);
@@ -227,7 +246,7 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
           if (!isPlanned(e)) return false;
           const [a, b] = [peerRole(e.from), peerRole(e.to)];
           const other = a === role ? b : b === role ? a : undefined;
-          return other !== undefined && roleSets.get(other)?.has(focusHost) === true;
+          return other !== undefined && hasRole(focusHost, other);
         });
       if (used && hostsIn(role).length === 0 && concernsFocus)
         warn({
@@ -836,6 +855,7 @@ function endKey(e: Endpoint): string {
  * the message in Japanese (messages-ja.ts). With `focus`, only the pairs that host is part of.
  */
 export function hostsInsideCidrs(hosts: readonly Host[], lang: 'en' | 'ja' = 'en', focus?: Host): Warning[] {
+  if (focus) return cidrsAround(hosts, lang, focus);
   // Address ranges sorted by start, so each CIDR finds what lies inside it by binary search:
   // linear-logarithmic in hosts, where comparing every pair is quadratic on an estate.
   const ranges = hosts
@@ -864,21 +884,46 @@ export function hostsInsideCidrs(hosts: readonly Host[], lang: 'en' | 'ja' = 'en
       if (r.version !== version || r.start > end) break;
       const h = r.h;
       if (h === net || r.end > end) continue;
-      if (focus && h !== focus && net !== focus) continue;
       if (h.address.kind === 'cidr' && h.address.text === net.address.text) continue;
-      found.push({
-        net: n,
-        index: r.index,
-        w: {
-          code: 'address-in-cidr',
-          host: h.name,
-          message:
-            lang === 'ja'
-              ? WARNINGS_JA['address-in-cidr'](h.name, h.address.text, net.name, net.address.text)
-              : `host ${h.name} (${h.address.text}) lies inside the CIDR of host ${net.name}, ${net.address.text}: probes of ${net.name} from ${h.name} reach ${h.name} itself; narrow the CIDR or accept that ${h.address.text} is probed as ${net.name}`,
-        },
-      });
+      found.push({ net: n, index: r.index, w: insideWarning(h, net, lang) });
     }
   }
   return found.sort((a, b) => a.net - b.net || a.index - b.index).map((f) => f.w);
+}
+
+/**
+ * hostsInsideCidrs for the pairs one host is part of, in one pass over the hosts without sorting
+ * them: the CIDRs it lies in, and when it is a CIDR, the hosts inside it. Only CIDR hosts are
+ * parsed unless the host is a CIDR itself.
+ */
+function cidrsAround(hosts: readonly Host[], lang: 'en' | 'ja', focus: Host): Warning[] {
+  const fa = focus.address;
+  if (fa.kind === 'dns') return [];
+  const f = parseCidr(fa.text);
+  const at = hosts.indexOf(focus);
+  const found: { net: number; index: number; w: Warning }[] = [];
+  for (const [i, h] of hosts.entries()) {
+    const a = h.address;
+    if (h === focus || a.kind === 'dns' || a.version !== fa.version) continue;
+    if (fa.kind !== 'cidr' && a.kind !== 'cidr') continue;
+    if (a.kind === 'cidr' && fa.kind === 'cidr' && a.text === fa.text) continue;
+    const r = parseCidr(a.text);
+    if (fa.kind === 'cidr' && r.start >= f.start && r.end <= f.end)
+      found.push({ net: at, index: i, w: insideWarning(h, focus, lang) });
+    if (a.kind === 'cidr' && f.start >= r.start && f.end <= r.end)
+      found.push({ net: i, index: at, w: insideWarning(focus, h, lang) });
+  }
+  return found.sort((a, b) => a.net - b.net || a.index - b.index).map((x) => x.w);
+}
+
+/** The address-in-cidr warning of host `h` inside the CIDR of host `net`. */
+function insideWarning(h: Host, net: Host, lang: 'en' | 'ja'): Warning {
+  return {
+    code: 'address-in-cidr',
+    host: h.name,
+    message:
+      lang === 'ja'
+        ? WARNINGS_JA['address-in-cidr'](h.name, h.address.text, net.name, net.address.text)
+        : `host ${h.name} (${h.address.text}) lies inside the CIDR of host ${net.name}, ${net.address.text}: probes of ${net.name} from ${h.name} reach ${h.name} itself; narrow the CIDR or accept that ${h.address.text} is probed as ${net.name}`,
+  };
 }
