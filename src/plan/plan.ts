@@ -102,6 +102,8 @@ const NO_DEFAULTS: readonly DefaultTaken[] = [];
  * Linear in hosts and flows: hosts are indexed by role once per product, and an entry's conditions
  * are evaluated once per distinct pair of the facts they read (the rest of a pair's outcome is the
  * same, defaults and all). Throws PlanTooLargeError when the flows fill PLAN_HEAP_SHARE of the heap.
+ * The flows of one plan share their endpoint objects (per host and role) and, until a merge
+ * replaces them, their port, source, note and entry lists: copy one before changing it.
  */
 export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions = {}): Plan {
   const warnings: Warning[] = [];
