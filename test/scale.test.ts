@@ -111,8 +111,9 @@ describe('scale', () => {
   test('a plan too large for memory is refused with its size, exit 2, never an abort', {
     timeout: 600_000,
   }, () => {
+    // 900,000 flows: more than twice what fits in 60% of a 96 MiB heap.
     const file = join(dir, 'cross.yaml');
-    writeFileSync(file, crossSite(40, 3000));
+    writeFileSync(file, crossSite(100, 9000));
     const r = runCli(['plan', file, '--format', 'json'], {
       env: { NODE_OPTIONS: '--max-old-space-size=96' },
     });
@@ -138,7 +139,7 @@ describe('scale', () => {
       });
     // A site whose plan would not fit in 96 MiB: refused for -o, not planned.
     const file = join(dir, 'cross-o.yaml');
-    writeFileSync(file, crossSite(40, 3000));
+    writeFileSync(file, crossSite(100, 9000));
     const r = runCli(['export', file, '--to', 'aws', '--host', 'proxy-0'], {
       env: { NODE_OPTIONS: '--max-old-space-size=96' },
     });

@@ -240,6 +240,46 @@ function checkInventory(
       products.set(id, { features, settings });
     });
 
+  // What depends only on a role's text, or on a host's roles, is worked out once for the site.
+  const roleRefs = new Map<string, RoleRef>();
+  const attemptRole = (text: string, path: PathPart[]): RoleRef | undefined => {
+    let ref: RoleRef | undefined;
+    attempt(() => {
+      const m = /^([a-z0-9-]+):([a-z0-9-]+)$/.exec(text);
+      if (!m)
+        fail(`${shown(text)} is not a role (expected product:role, e.g. druva-vmware:backup-proxy)`, path);
+      const [, product = '', role = ''] = m;
+      const cat = catalogs.get(product);
+      if (!cat) fail(unknownName('product', product, productIds), path);
+      if (!cat.roles[role])
+        fail(unknownName('role', role, Object.keys(cat.roles), { context: ` for product ${product}` }), path);
+      if (!products.has(product))
+        fail(`product ${product} is not listed under products (add "${product}: {}" there to plan it)`, path);
+      ref = { product, role };
+    });
+    return ref;
+  };
+  const factsByRoles = new Map<RoleRef | string, Map<string, { list: boolean; values: Set<string> }>>();
+  /** Per fact the roles take: whether it is a list, and the values every one of the roles allows. */
+  const allowedFacts = (roles: readonly RoleRef[]) => {
+    const key =
+      roles.length === 1 ? (roles[0] as RoleRef) : roles.map((r) => `${r.product}:${r.role}`).join(' ');
+    let known = factsByRoles.get(key);
+    if (!known) {
+      known = new Map();
+      for (const r of roles)
+        for (const [fact, spec] of Object.entries(catalogs.get(r.product)?.facts?.[r.role] ?? {})) {
+          const seen = known.get(fact);
+          if (!seen) known.set(fact, { list: spec.list === true, values: new Set(spec.values) });
+          else {
+            seen.list ||= spec.list === true;
+            for (const v of seen.values) if (!spec.values.includes(v)) seen.values.delete(v);
+          }
+        }
+      factsByRoles.set(key, known);
+    }
+    return known;
+  };
   const hosts: Host[] = [];
   const seenAddresses = new Map<string, string>();
   for (const [name, h] of Object.entries(raw.hosts)) {
@@ -266,35 +306,41 @@ function checkInventory(
       seenAddresses.set(identity, name);
     });
     const roles: RoleRef[] = [];
-    h.roles.forEach(
-      (text, i) =>
-        void attempt(() => {
-          const m = /^([a-z0-9-]+):([a-z0-9-]+)$/.exec(text);
-          if (!m)
-            fail(
-              `${shown(text)} is not a role (expected product:role, e.g. druva-vmware:backup-proxy)`,
-              at('roles', i),
-            );
-          const [, product = '', role = ''] = m;
-          const cat = catalogs.get(product);
-          if (!cat) fail(unknownName('product', product, productIds), at('roles', i));
-          if (!cat.roles[role])
-            fail(
-              unknownName('role', role, Object.keys(cat.roles), { context: ` for product ${product}` }),
-              at('roles', i),
-            );
-          if (!products.has(product))
-            fail(
-              `product ${product} is not listed under products (add "${product}: {}" there to plan it)`,
-              at('roles', i),
-            );
-          if (roles.some((r) => r.product === product && r.role === role))
-            fail(`role ${shown(text)} is listed twice (expected each role once per host)`, at('roles', i));
-          roles.push({ product, role });
-        }),
-    );
+    h.roles.forEach((text, i) => {
+      // A role text names the same product and role on every host: checked once (attemptRole).
+      let ref = roleRefs.get(text);
+      if (ref === undefined) {
+        ref = attemptRole(text, at('roles', i));
+        if (ref) roleRefs.set(text, ref);
+      }
+      if (!ref) return;
+      if (roles.includes(ref)) {
+        attempt(() =>
+          fail(`role ${shown(text)} is listed twice (expected each role once per host)`, at('roles', i)),
+        );
+        return;
+      }
+      roles.push(ref);
+    });
     const facts: Record<string, string | string[]> = {};
-    for (const [fact, value] of Object.entries(h.facts ?? {}))
+    // The same roles take the same facts: the values each fact of them allows are found once per
+    // set of roles (allowedFacts), and a value they all allow is taken without the checks below.
+    const allowed = h.facts && roles.length === h.roles.length ? allowedFacts(roles) : undefined;
+    for (const [fact, value] of Object.entries(h.facts ?? {})) {
+      const quick = allowed?.get(fact);
+      if (quick && !Array.isArray(value)) {
+        const v = String(value);
+        if (!quick.list && quick.values.has(v)) {
+          facts[fact] = v;
+          continue;
+        }
+      } else if (quick?.list && Array.isArray(value)) {
+        const list = value.map(String);
+        if (list.every((v, i) => quick.values.has(v) && list.indexOf(v) === i)) {
+          facts[fact] = list;
+          continue;
+        }
+      }
       attempt(() => {
         const specs = roles.flatMap((r) => {
           const spec = catalogs.get(r.product)?.facts?.[r.role]?.[fact];
@@ -315,6 +361,7 @@ function checkInventory(
         }
         facts[fact] = checkFact(value, specs, at('facts', fact), fail);
       });
+    }
     if ('error' in address) continue;
     hosts.push({
       name,

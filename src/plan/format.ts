@@ -4,7 +4,7 @@ import { maxOf, pushAll } from '../util/arrays.js';
 import { palette, width } from '../util/color.js';
 import { sanitize } from '../util/terminal.js';
 import { longestPart, longestUnit, wrap } from '../util/wrap.js';
-import { forwardRules } from './rules.js';
+import { forwardRuleCount } from './rules.js';
 
 export { wrap };
 
@@ -16,9 +16,90 @@ function pairsOnOneLine(text: string): string {
   return text.replace(/\[\s+(\d+),\s+(\d+)\s+\]/g, '[$1, $2]');
 }
 
-/** `value` as JSON indented by 2, every line after the first shifted right by `indent` spaces. */
-function indented(value: unknown, indent: string): string {
-  return JSON.stringify(value, null, 2).replace(/\n/g, `\n${indent}`);
+const DIGITS = /^\d+$/;
+
+/** Indentation by depth: two spaces a level. */
+const PADS: string[] = [''];
+function padOf(depth: number): string {
+  for (let d = PADS.length; d <= depth; d++) PADS.push(`${PADS[d - 1]}  `);
+  return PADS[depth] as string;
+}
+
+/** Object keys as JSON string literals, for the few key names plans use. */
+const KEY_TEXT = new Map<string, string>();
+function keyText(key: string): string {
+  let text = KEY_TEXT.get(key);
+  if (text === undefined) {
+    text = stringText(key);
+    if (KEY_TEXT.size < 256) KEY_TEXT.set(key, text);
+  }
+  return text;
+}
+
+function stringText(value: string): string {
+  const text = JSON.stringify(value);
+  return text.includes('[') ? pairsOnOneLine(text) : text;
+}
+
+/**
+ * `value` as JSON.stringify(value, null, 2) prints it at indentation `depth` (two spaces a level),
+ * with pairsOnOneLine applied. Written out here rather than by rewriting the whole text with
+ * regular expressions, which made the plan's JSON its slowest part: an array of two whole numbers
+ * is `[a, b]`, and a string literal gets the same rewrite the text would have given it (a match
+ * can lie inside a string literal, never across one). Objects printed before at the same depth
+ * (the endpoints, ports and sources that flows share) are printed once: `seen` remembers them, per
+ * depth, for one plan; `remember` false prints `value` itself without remembering it.
+ */
+function pretty(value: unknown, depth: number, seen: WeakMap<object, string>[], remember = true): string {
+  switch (typeof value) {
+    case 'string':
+      return stringText(value);
+    case 'number':
+    case 'boolean':
+      return JSON.stringify(value);
+    case 'object':
+      break;
+    default:
+      return JSON.stringify(value) ?? 'null';
+  }
+  if (value === null) return 'null';
+  const pad = padOf(depth);
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function')
+    return pairsOnOneLine(JSON.stringify(value, null, 2).replace(/\n/g, `\n${pad}`));
+  let known: WeakMap<object, string> | undefined;
+  if (remember) {
+    known = seen[depth];
+    if (!known) {
+      known = new WeakMap();
+      seen[depth] = known;
+    }
+    const done = known.get(value);
+    if (done !== undefined) return done;
+  }
+  const inner = padOf(depth + 1);
+  let out: string;
+  if (Array.isArray(value)) {
+    if (value.length === 0) out = '[]';
+    else {
+      const items = value.map((v) => pretty(v, depth + 1, seen));
+      out =
+        items.length === 2 && DIGITS.test(items[0] as string) && DIGITS.test(items[1] as string)
+          ? `[${items[0]}, ${items[1]}]`
+          : `[\n${inner}${items.join(`,\n${inner}`)}\n${pad}]`;
+    }
+  } else {
+    // Pieces joined once: one flat string, where `+=` leaves a chain to copy out later.
+    const parts: string[] = ['{'];
+    for (const key of Object.keys(value)) {
+      const v = (value as Record<string, unknown>)[key];
+      if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
+      parts.push(parts.length > 1 ? ',\n' : '\n', inner, keyText(key), ': ', pretty(v, depth + 1, seen));
+    }
+    parts.push('\n', pad, '}');
+    out = parts.length > 4 ? parts.join('') : '{}';
+  }
+  known?.set(value, out);
+  return out;
 }
 
 /**
@@ -26,8 +107,11 @@ function indented(value: unknown, indent: string): string {
  * as pieces of text in order: the opening, then one piece per flow and per warning, then the close.
  * Their concatenation is exactly planJson(plan); no piece holds more than one flow, so a plan whose
  * JSON is larger than a JavaScript string can hold (512 MiB) is still written, piece by piece.
+ * Each flow is `JSON.stringify(flow, null, 2)` indented by four, with port pairs on one line.
  */
 export function* planJsonChunks(plan: Plan): Generator<string> {
+  const seen: WeakMap<object, string>[] = [];
+  const texts = new Map<string, string>();
   yield `{\n  "site": ${JSON.stringify(plan.site)},\n`;
   for (const [key, list, last] of [
     ['flows', plan.flows, false],
@@ -39,11 +123,46 @@ export function* planJsonChunks(plan: Plan): Generator<string> {
       continue;
     }
     yield `  "${key}": [\n`;
-    for (const [i, item] of list.entries())
-      yield `    ${pairsOnOneLine(indented(item, '    '))}${i === list.length - 1 ? '\n' : ',\n'}`;
+    const n = list.length;
+    for (let i = 0; i < n; i++) yield itemText(list[i] as object, i === n - 1 ? '\n' : ',\n', seen, texts);
     yield `  ]${end}`;
   }
   yield '}\n';
+}
+
+/** The most string values of flows a plan's JSON remembers the text of (itemText). */
+const ITEM_TEXTS = 65536;
+
+/**
+ * One flow or warning at depth 2, as pretty() prints it. The strings of a flow's own fields (product,
+ * service, purpose: the same in many flows) are printed once per plan, remembered in `texts`; its
+ * id and a warning's fields are its own and printed each time.
+ */
+function itemText(
+  item: object,
+  end: string,
+  seen: WeakMap<object, string>[],
+  texts: Map<string, string>,
+): string {
+  if (!('id' in item) || typeof (item as { toJSON?: unknown }).toJSON === 'function')
+    return `    ${pretty(item, 2, seen, false)}${end}`;
+  const parts: string[] = ['    {'];
+  for (const key of Object.keys(item)) {
+    const v = (item as Record<string, unknown>)[key];
+    if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
+    let text: string | undefined;
+    if (typeof v === 'string' && key !== 'id') {
+      text = texts.get(v);
+      if (text === undefined) {
+        text = stringText(v);
+        if (texts.size < ITEM_TEXTS) texts.set(v, text);
+      }
+    } else text = pretty(v, 3, seen);
+    parts.push(parts.length > 1 ? ',\n      ' : '\n      ', keyText(key), ': ', text);
+  }
+  if (parts.length === 1) return `    {}${end}`;
+  parts.push('\n    }', end);
+  return parts.join('');
 }
 
 /** The whole plan JSON as one string (planJsonChunks joined); for plans that fit in memory. */
@@ -52,7 +171,7 @@ export function planJson(plan: Plan): string {
 }
 
 export function summary(plan: Plan, hostCount: number): string {
-  const rules = forwardRules(plan.flows).length;
+  const rules = forwardRuleCount(plan.flows);
   const local = plan.flows.filter((f) => f.local).length;
   return `${plan.site}: ${hostCount} host${hostCount === 1 ? '' : 's'}, ${plan.flows.length} flow${plan.flows.length === 1 ? '' : 's'} (${local} local), ${rules} rule${rules === 1 ? '' : 's'}, ${plan.warnings.length} warning${plan.warnings.length === 1 ? '' : 's'}`;
 }

@@ -1,10 +1,11 @@
 import { getHeapStatistics } from 'node:v8';
 import { parseCidr } from 'cidr-tools';
-import { type ConditionContext, evaluate } from '../catalog/conditions.js';
+import { type ConditionContext, evaluate, type Truth } from '../catalog/conditions.js';
 import type { Catalogs } from '../catalog/load.js';
 import {
   type Catalog,
   type CatalogEntry,
+  type Condition,
   isPageRef,
   type PeerSpec,
   type PortSpec,
@@ -63,16 +64,46 @@ export class PlanTooLargeError extends InputError {
   }
 }
 
+/**
+ * One side of a candidate pair: an inventory host in one of its roles, or a peer the documents leave
+ * unspecified (`host` null). Built once per product and role, so the flows of a host share one
+ * endpoint object and one key.
+ */
 interface Candidate {
   host: Host | null;
   role: string | null;
   description?: string;
+  /** The flow endpoint of this side, shared by every flow from or to it. */
+  endpoint: Endpoint;
+  /** The endpoint's part of a flow id (endKey). */
+  key: string;
+  /** Condition signatures by fact-name list (see Signatures), filled as entries ask. */
+  sigs: number[];
 }
+
+/** A catalog default a condition took for a host that does not give the fact (a fact-default warning). */
+interface DefaultTaken {
+  side: 'from' | 'to';
+  role: string;
+  name: string;
+  value: string;
+}
+
+/** What a condition list gave for one pair of fact signatures, with the defaults it took on the way. */
+interface Outcome {
+  truth: Truth;
+  taken: readonly DefaultTaken[];
+}
+
+const NO_DEFAULTS: readonly DefaultTaken[] = [];
 
 /**
  * catalog x inventory -> flows. Every applicable entry, for every pair of hosts in its roles.
- * Linear in hosts and flows: hosts are indexed by role once per product. Throws PlanTooLargeError
- * when the flows fill PLAN_HEAP_SHARE of the heap.
+ * Linear in hosts and flows: hosts are indexed by role once per product, and an entry's conditions
+ * are evaluated once per distinct pair of the facts they read (the rest of a pair's outcome is the
+ * same, defaults and all). Throws PlanTooLargeError when the flows fill PLAN_HEAP_SHARE of the heap.
+ * The flows of one plan share their endpoint objects (per host and role) and, until a merge
+ * replaces them, their port, source, note and entry lists: copy one before changing it.
  */
 export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions = {}): Plan {
   const warnings: Warning[] = [];
@@ -80,18 +111,30 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
   const focus = opts.host;
   const warn = (w: Warning) => {
     const key = `${w.code}|${w.message}`;
-    if (!warned.has(key)) warnings.push(w);
-    warned.add(key);
+    if (!warned.has(key)) {
+      warnings.push(w);
+      warned.add(key);
+    }
   };
-  const raw: Flow[] = [];
+  // Flows are merged as they are planned (mergeFlows): the first flow of each id is kept and the
+  // later ones folded into it, so a duplicate is never held.
+  const flows: Flow[] = [];
+  const byId = new Map<string, Flow>();
+  let planned = 0;
   const focusHost = focus === undefined ? undefined : inv.hosts.find((h) => h.name === focus);
   const heapLimit = getHeapStatistics().heap_size_limit;
-  const push = (f: Flow) => {
-    raw.push(f);
-    if (raw.length % HEAP_CHECK_EVERY === 0) {
+  // `merging`: another entry of the product can plan a flow of the same id (mergeKey); the flows
+  // of an entry without such a sibling are all distinct and skip the lookup.
+  const push = (f: Flow, merging: boolean) => {
+    const seen = merging ? byId.get(f.id) : undefined;
+    if (seen) mergeInto(seen, f, true);
+    else {
+      if (merging) byId.set(f.id, f);
+      flows.push(f);
+    }
+    if (++planned % HEAP_CHECK_EVERY === 0) {
       const used = getHeapStatistics().used_heap_size;
-      if (used > heapLimit * PLAN_HEAP_SHARE)
-        throw new PlanTooLargeError(inv.file, raw.length, used, heapLimit);
+      if (used > heapLimit * PLAN_HEAP_SHARE) throw new PlanTooLargeError(inv.file, planned, used, heapLimit);
     }
   };
   const lang = opts.lang ?? 'en';
@@ -111,7 +154,7 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
     return `[${code}] ${en.startsWith(`${code} `) ? en.slice(code.length + 1) : en}`;
   };
   const withAdvisories = opts.advisories ?? inv.advisories ?? false;
-  const planned = (e: CatalogEntry) => withAdvisories || e.basis !== 'advisory';
+  const isPlanned = (e: CatalogEntry) => withAdvisories || e.basis !== 'advisory';
   for (const [productId, use] of inv.products) {
     const cat = catalogs.get(productId) as Catalog;
     // Hosts by role, indexed once: a plan of 100,000 hosts asks for them per entry and per pair.
@@ -123,22 +166,89 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
           if (list) list.push(h);
           else byRole.set(r.role, [h]);
         }
-    const roleSets = new Map([...byRole].map(([role, hosts]) => [role, new Set(hosts)]));
+    const hasRole = (h: Host, role: string) =>
+      h.roles.some((r) => r.product === productId && r.role === role);
     const hostsIn = (role: string): Host[] => byRole.get(role) ?? [];
+    const rolePresent = (r: string) => hostsIn(r).length > 0;
     const setting = (name: string) => use.settings[name] ?? cat.settings?.[name]?.default;
+    // The candidates of each role (and of one host in a role), built once for the whole product;
+    // one host's alone where a one-host plan needs no other host of the role.
+    const sides = new Map<string, Map<Host, Candidate>>();
+    const singles = new Map<string, Map<Host, Candidate>>();
+    const sideOf = (role: string): Map<Host, Candidate> => {
+      let side = sides.get(role);
+      if (!side) {
+        const one = singles.get(role);
+        side = new Map(hostsIn(role).map((host) => [host, one?.get(host) ?? hostCandidate(host, role)]));
+        sides.set(role, side);
+      }
+      return side;
+    };
+    const candidatesOf = (role: string): Candidate[] => [...sideOf(role).values()];
+    const listed = new Map<string, Candidate[]>();
+    const candidates = (p: PeerSpec): Candidate[] => {
+      const key = typeof p === 'object' && 'any' in p ? `any\u0000${p.any}` : (peerRole(p) as string);
+      let list = listed.get(key);
+      if (!list) {
+        list = typeof p === 'object' && 'any' in p ? [anyCandidate(p.any)] : candidatesOf(key);
+        listed.set(key, list);
+      }
+      return list;
+    };
+    const candidate = (host: Host, role: string): Candidate | undefined => {
+      const side = sides.get(role);
+      if (side) return side.get(host);
+      if (!hasRole(host, role)) return undefined;
+      let one = singles.get(role);
+      if (!one) {
+        one = new Map();
+        singles.set(role, one);
+      }
+      let c = one.get(host);
+      if (!c) {
+        c = hostCandidate(host, role);
+        one.set(host, c);
+      }
+      return c;
+    };
+    const signatures = new Signatures();
+    const siblings = new Map<string, number>();
+    for (const e of cat.entries) siblings.set(mergeKey(e), (siblings.get(mergeKey(e)) ?? 0) + 1);
+    const ctx = new PairContext(cat, use.features, setting, rolePresent);
+    const sayDefault = (t: DefaultTaken, host: Host) =>
+      warn({
+        code: 'fact-default',
+        host: host.name,
+        product: productId,
+        message: say(
+          'fact-default',
+          productId,
+          `host ${host.name} (${productId}:${t.role}) does not give fact ${t.name}; taking the default ${t.value}`,
+          () => WARNINGS_JA['fact-default'](host.name, productId, t.role, t.name, t.value),
+        ),
+      });
+    /** The conditions of `when` for one pair, with its fact-default warnings said. */
+    const judge = (when: readonly Condition[], from: Candidate, to: Candidate): Truth => {
+      ctx.from = from;
+      ctx.to = to;
+      ctx.taken = [];
+      const truth = evaluate(when, ctx);
+      for (const t of ctx.taken) sayDefault(t, (t.side === 'from' ? from : to).host as Host);
+      return truth;
+    };
     for (const role of Object.keys(cat.roles)) {
       const used = cat.entries.filter(
-        (e) => planned(e) && [e.from, e.to].some((p) => peerRole(p) === role),
+        (e) => isPlanned(e) && [e.from, e.to].some((p) => peerRole(p) === role),
       ).length;
       // With one host in focus, a missing role matters only when an entry pairs it with a role of
       // that host: the other pairs' gaps are not in that host's rules.
       const concernsFocus =
         !focusHost ||
         cat.entries.some((e) => {
-          if (!planned(e)) return false;
+          if (!isPlanned(e)) return false;
           const [a, b] = [peerRole(e.from), peerRole(e.to)];
           const other = a === role ? b : b === role ? a : undefined;
-          return other !== undefined && roleSets.get(other)?.has(focusHost) === true;
+          return other !== undefined && hasRole(focusHost, other);
         });
       if (used && hostsIn(role).length === 0 && concernsFocus)
         warn({
@@ -163,19 +273,8 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
             : []
           : hostsIn(w.role).filter((h) => !focusHost || h === focusHost);
       for (const host of hosts) {
-        const c: Candidate = { host, role: w.role ?? null };
-        const ctx = context(
-          cat,
-          use.features,
-          setting,
-          c,
-          c,
-          (r) => hostsIn(r).length > 0,
-          warn,
-          productId,
-          say,
-        );
-        if (evaluate(w.when, ctx) !== true) continue;
+        const c = host && w.role !== undefined ? (candidate(host, w.role) as Candidate) : ANY;
+        if (judge(w.when, c, c) !== true) continue;
         warn({
           code: w.id,
           product: productId,
@@ -194,40 +293,67 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
     for (const entry of cat.entries) {
       const advisory = entry.basis === 'advisory';
       const leftOut: string[] = [];
-      const froms = candidates(entry.from, hostsIn);
+      const local = isLocal(entry.to);
+      const toRole = peerRole(entry.to);
+      const fromRole = peerRole(entry.from);
       // A one-host plan: the pairs from the host, and from anyone else to the host only.
-      const focusIn = (role: string) => {
-        const h = focusHost && roleSets.get(role)?.has(focusHost) ? focusHost : undefined;
-        return h ? [{ host: h, role }] : [];
-      };
+      const focusTo = focusHost && !local && toRole !== undefined ? candidate(focusHost, toRole) : undefined;
+      const focusFrom = focusHost && fromRole !== undefined ? candidate(focusHost, fromRole) : undefined;
+      // Pairs only from the host, when it is not a destination of the entry (none at all when it is
+      // on neither side): the other sources are not walked.
+      const froms = !focusHost || focusTo ? candidates(entry.from) : focusFrom ? [focusFrom] : [];
+      if (froms.length === 0) continue;
+      const tosAll = local ? [] : candidates(entry.to);
+      const focusTos = focusTo ? [focusTo] : [];
+      const when = entry.when?.length ? entry.when : undefined;
+      // The facts the conditions read on each side: a pair's outcome is that of any other pair
+      // whose hosts give the same values for them.
+      const reads = when ? factsRead(when) : undefined;
+      const fromNames = reads ? signatures.names(reads.from) : -1;
+      const toNames = reads ? signatures.names(reads.to) : -1;
+      const outcomes: (Outcome | undefined)[][] = [];
+      const fixedPorts = entry.protocol === 'icmp' || !hasPerDrive(entry);
+      const entryPorts = fixedPorts ? resolvePorts(entry, ANY, ANY, () => {}, productId) : undefined;
+      const shape = flowShapes(productId, entry, lang === 'ja');
+      const merging = (siblings.get(mergeKey(entry)) ?? 0) > 1;
       for (const from of froms) {
-        const tos = isLocal(entry.to)
-          ? from.host &&
-            (!focusHost || from.host === focusHost) &&
-            roleSets.get(entry.to.role)?.has(from.host)
-            ? [{ host: from.host, role: entry.to.role }]
-            : []
-          : focusHost && from.host !== focusHost
-            ? isAny(entry.to)
-              ? []
-              : focusIn(peerRole(entry.to) as string)
-            : candidates(entry.to, hostsIn);
+        let tos: Candidate[];
+        if (local) {
+          const to =
+            from.host && (!focusHost || from.host === focusHost)
+              ? candidate(from.host, (entry.to as { role: string }).role)
+              : undefined;
+          tos = to ? [to] : [];
+        } else tos = focusHost && from.host !== focusHost ? focusTos : tosAll;
+        if (tos.length === 0) continue;
+        let seenFrom: (Outcome | undefined)[] | undefined;
+        if (reads) {
+          const fromSig = signatures.of(from, fromNames, reads.from);
+          seenFrom = outcomes[fromSig];
+          if (!seenFrom) {
+            seenFrom = [];
+            outcomes[fromSig] = seenFrom;
+          }
+        }
         for (const to of tos) {
-          const ctx = context(
-            cat,
-            use.features,
-            setting,
-            from,
-            to,
-            (r) => hostsIn(r).length > 0,
-            warn,
-            productId,
-            say,
-          );
-          const truth = evaluate(entry.when, ctx);
+          let truth: Truth = true;
+          if (when && reads && seenFrom) {
+            const toSig = signatures.of(to, toNames, reads.to);
+            let o = seenFrom[toSig];
+            if (!o) {
+              ctx.from = from;
+              ctx.to = to;
+              ctx.taken = [];
+              const t = evaluate(when, ctx);
+              o = { truth: t, taken: ctx.taken.length ? ctx.taken : NO_DEFAULTS };
+              seenFrom[toSig] = o;
+            }
+            truth = o.truth;
+            for (const t of o.taken) sayDefault(t, (t.side === 'from' ? from : to).host as Host);
+          }
           if (advisory && !withAdvisories) {
             if (truth !== false) {
-              const ports = resolvePorts(entry, from, to, () => {}, productId);
+              const ports = fixedPorts ? entryPorts : resolvePorts(entry, from, to, () => {}, productId);
               const what =
                 entry.protocol === 'icmp' ? (entry['icmp-type'] ?? 'any') : formatPorts(ports ?? []);
               const pair = `${from.host?.name ?? 'any'} -> ${to.host?.name ?? 'any'} ${entry.protocol} ${what}`;
@@ -266,9 +392,9 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
             }
             continue;
           }
-          const ports = resolvePorts(entry, from, to, warn, productId, say);
+          const ports = fixedPorts ? entryPorts : resolvePorts(entry, from, to, warn, productId, say);
           if (ports === undefined) continue;
-          push(toFlow(productId, entry, from, to, ports, opts));
+          push(toFlow(shape, productId, entry, from, to, ports), merging);
         }
       }
       if (leftOut.length) {
@@ -296,8 +422,7 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
       }
     }
   }
-  const flows = mergeFlows(raw, true);
-  raw.length = 0;
+  byId.clear();
   for (const w of hostsInsideCidrs(inv.hosts, siteJa ? 'ja' : 'en', focusHost))
     warn({ ...w, message: say(w.code, undefined, w.message, () => w.message) });
   const inFlows = new Set<string | null>();
@@ -321,68 +446,138 @@ function peerRole(p: PeerSpec): string | undefined {
   return typeof p === 'string' ? p : 'role' in p ? p.role : undefined;
 }
 
-function isAny(p: PeerSpec): boolean {
-  return typeof p === 'object' && 'any' in p;
-}
-
 function isLocal(p: PeerSpec): p is { role: string; local: true } {
   return typeof p === 'object' && 'local' in p;
 }
 
-function candidates(p: PeerSpec, hostsIn: (role: string) => Host[]): Candidate[] {
-  if (typeof p === 'object' && 'any' in p) return [{ host: null, role: null, description: p.any }];
-  const role = peerRole(p) as string;
-  return hostsIn(role).map((host) => ({ host, role }));
+function hostCandidate(host: Host, role: string): Candidate {
+  const endpoint: Endpoint = { host: host.name, role, address: host.address.text };
+  return { host, role, endpoint, key: endKey(endpoint), sigs: [] };
 }
 
-function context(
-  cat: Catalog,
-  features: ReadonlySet<string>,
-  setting: (n: string) => string | undefined,
-  from: Candidate,
-  to: Candidate,
-  rolePresent: (r: string) => boolean,
-  warn: (w: Warning) => void,
-  product: string,
-  say: Say,
-): ConditionContext {
-  return {
-    features,
-    setting,
-    rolePresent,
-    given(side, name) {
-      const c = side === 'from' ? from : to;
-      return c.host?.facts[name] !== undefined;
-    },
-    fact(side, name) {
-      const c = side === 'from' ? from : to;
-      if (!c.host || !c.role) return undefined;
-      const given = c.host.facts[name];
-      if (given !== undefined) return given;
-      const spec = cat.facts?.[c.role]?.[name];
-      // A per-host override of a product setting (PlateSpin replication-direction): the setting decides.
-      if (spec?.setting !== undefined) return setting(spec.setting);
-      if (spec?.default !== undefined) {
-        const host = c.host;
-        const role = c.role;
-        const dflt = spec.default;
-        warn({
-          code: 'fact-default',
-          host: c.host.name,
-          product,
-          message: say(
-            'fact-default',
-            product,
-            `host ${c.host.name} (${product}:${c.role}) does not give fact ${name}; taking the default ${spec.default}`,
-            () => WARNINGS_JA['fact-default'](host.name, product, role, name, dflt),
-          ),
-        });
-        return spec.list ? [spec.default] : spec.default;
-      }
-      // A list fact left out is an empty list: a guest that names no databases has none.
-      return spec?.list ? [] : undefined;
-    },
+function anyCandidate(description?: string): Candidate {
+  const endpoint: Endpoint = {
+    host: null,
+    role: null,
+    address: null,
+    ...(description ? { description } : {}),
   };
+  return {
+    host: null,
+    role: null,
+    ...(description !== undefined ? { description } : {}),
+    endpoint,
+    key: endKey(endpoint),
+    sigs: [],
+  };
+}
+
+/** No host: the side of a port list that does not depend on the pair. */
+const ANY: Candidate = anyCandidate();
+
+function hasPerDrive(e: CatalogEntry): boolean {
+  return (e.ports ?? []).some((p) => typeof p === 'object');
+}
+
+/** The host facts a condition list reads, per side, each name once in the order first read. */
+function factsRead(conds: readonly Condition[]): { from: string[]; to: string[] } {
+  const known = factReads.get(conds);
+  if (known) return known;
+  const out = { from: [] as string[], to: [] as string[] };
+  const walk = (c: Condition): void => {
+    if ('all' in c) c.all.forEach(walk);
+    else if ('any' in c) c.any.forEach(walk);
+    else if ('not' in c) walk(c.not);
+    else if ('fact' in c) {
+      const list = out[c.fact.of];
+      if (!list.includes(c.fact.name)) list.push(c.fact.name);
+    }
+  };
+  conds.forEach(walk);
+  factReads.set(conds, out);
+  return out;
+}
+const factReads = new WeakMap<readonly Condition[], { from: string[]; to: string[] }>();
+
+/**
+ * Small numbers for what a side of a pair gives a condition: 0 when the conditions read no fact of
+ * that side, 1 for an unspecified peer (no host, no facts), else one number per distinct list of
+ * values of the facts read. Numbered per list of fact names, remembered on each candidate.
+ */
+class Signatures {
+  private readonly lists = new Map<string, number>();
+  private readonly values: Map<string, number>[] = [];
+
+  /** The number of a list of fact names (-1: none). */
+  names(names: readonly string[]): number {
+    if (names.length === 0) return -1;
+    const key = names.join('\u0000');
+    let id = this.lists.get(key);
+    if (id === undefined) {
+      id = this.values.length;
+      this.lists.set(key, id);
+      this.values.push(new Map());
+    }
+    return id;
+  }
+
+  /** The signature of candidate `c` for the fact names numbered `id`. */
+  of(c: Candidate, id: number, names: readonly string[]): number {
+    if (id < 0) return 0;
+    if (!c.host) return 1;
+    const known = c.sigs[id];
+    if (known !== undefined) return known;
+    let key = '';
+    for (const name of names) {
+      const v = c.host.facts[name];
+      key +=
+        v === undefined ? '\u0001' : typeof v === 'string' ? `s${v}\u0000` : `l${v.join('\u0002')}\u0000`;
+    }
+    const table = this.values[id] as Map<string, number>;
+    let sig = table.get(key);
+    if (sig === undefined) {
+      sig = table.size + 2;
+      table.set(key, sig);
+    }
+    c.sigs[id] = sig;
+    return sig;
+  }
+}
+
+/** What a condition can ask about the pair being planned; `from` and `to` are set per pair. */
+class PairContext implements ConditionContext {
+  from: Candidate = ANY;
+  to: Candidate = ANY;
+  /** The catalog defaults taken since the last reset, in order. */
+  taken: DefaultTaken[] = [];
+
+  constructor(
+    private readonly cat: Catalog,
+    readonly features: ReadonlySet<string>,
+    readonly setting: (n: string) => string | undefined,
+    readonly rolePresent: (r: string) => boolean,
+  ) {}
+
+  given(side: 'from' | 'to', name: string): boolean {
+    const c = side === 'from' ? this.from : this.to;
+    return c.host?.facts[name] !== undefined;
+  }
+
+  fact(side: 'from' | 'to', name: string): string | readonly string[] | undefined {
+    const c = side === 'from' ? this.from : this.to;
+    if (!c.host || !c.role) return undefined;
+    const given = c.host.facts[name];
+    if (given !== undefined) return given;
+    const spec = this.cat.facts?.[c.role]?.[name];
+    // A per-host override of a product setting (PlateSpin replication-direction): the setting decides.
+    if (spec?.setting !== undefined) return this.setting(spec.setting);
+    if (spec?.default !== undefined) {
+      this.taken.push({ side, role: c.role, name, value: spec.default });
+      return spec.list ? [spec.default] : spec.default;
+    }
+    // A list fact left out is an empty list: a guest that names no databases has none.
+    return spec?.list ? [] : undefined;
+  }
 }
 
 function resolvePorts(
@@ -439,25 +634,14 @@ function expandPort(
     .map((i) => [d.base + i, d.base + i] as PortRange);
 }
 
-function endpoint(c: Candidate): Endpoint {
-  if (!c.host)
-    return {
-      host: null,
-      role: null,
-      address: null,
-      ...(c.description ? { description: c.description } : {}),
-    };
-  return { host: c.host.name, role: c.role, address: c.host.address.text };
-}
-
 function sourceRef(s: SourceRef): FlowSource {
   if (isPageRef(s)) return { doc: s.url, ref: `${s.title} (read ${s.read})${s.ref ? `: ${s.ref}` : ''}` };
   return { doc: s.doc, ref: `${s.table} table, row ${s.row}${s.ref ? `: ${s.ref}` : ''}` };
 }
 
 /** An entry's sources as a flow cites them, built once per entry (a large plan has a flow per pair). */
-const entrySources = new WeakMap<CatalogEntry, readonly FlowSource[]>();
-function sourceRefs(e: CatalogEntry): readonly FlowSource[] {
+const entrySources = new WeakMap<CatalogEntry, FlowSource[]>();
+function sourceRefs(e: CatalogEntry): FlowSource[] {
   const known = entrySources.get(e);
   if (known) return known;
   const refs = e.sources.map(sourceRef);
@@ -465,41 +649,110 @@ function sourceRefs(e: CatalogEntry): readonly FlowSource[] {
   return refs;
 }
 
+/**
+ * The flows of one entry as objects to copy, in the plan contract's key order: without and with
+ * `dynamicPorts` (an entry whose ports the product assigns at run time has it when it has ports).
+ * Their lists (sources, notes, entries) are shared by the entry's flows until a merge changes one.
+ */
+function flowShapes(product: string, e: CatalogEntry, ja: boolean): [Flow, Flow] {
+  const notes = ja && e['notes-ja']?.length ? e['notes-ja'] : (e.notes ?? []);
+  const shape = (dynamic: boolean): Flow => {
+    // Through JSON.parse, whose objects hold all their fields in themselves: an object literal
+    // with spreads keeps some in a second block, and every copy of it would too.
+    const made = JSON.parse(
+      JSON.stringify({
+        id: '',
+        product,
+        from: null,
+        to: null,
+        protocol: e.protocol,
+        ports: [],
+        ...(e['icmp-type'] ? { icmpType: e['icmp-type'] } : {}),
+        service: e.service,
+        tls: e.tls ?? false,
+        ...(dynamic ? { dynamicPorts: [] } : {}),
+        purpose: (ja ? e['purpose-ja'] : undefined) ?? e.purpose,
+        sources: [],
+        notes: [],
+        entries: [],
+        local: false,
+        ...(e.basis === 'advisory' ? { basis: 'advisory' as const } : {}),
+      }),
+    ) as Flow;
+    made.from = ANY.endpoint;
+    made.to = ANY.endpoint;
+    made.sources = sourceRefs(e);
+    made.notes = [...notes];
+    made.entries = [e.id];
+    return made;
+  };
+  return [shape(false), shape(true)];
+}
+
 function toFlow(
+  shapes: [Flow, Flow],
   product: string,
   e: CatalogEntry,
   from: Candidate,
   to: Candidate,
   ports: PortRange[],
-  opts: PlanOptions,
 ): Flow {
-  const ja = opts.lang === 'ja';
-  const notes = ja && e['notes-ja']?.length ? e['notes-ja'] : (e.notes ?? []);
-  return {
-    id: '',
-    product,
-    from: endpoint(from),
-    to: endpoint(to),
-    protocol: e.protocol,
-    ports,
-    ...(e['icmp-type'] ? { icmpType: e['icmp-type'] } : {}),
-    service: e.service,
-    tls: e.tls ?? false,
-    ...(e['dynamic-ports'] && ports.length ? { dynamicPorts: [...ports] } : {}),
-    purpose: (ja ? e['purpose-ja'] : undefined) ?? e.purpose,
-    sources: [...sourceRefs(e)],
-    notes: [...notes],
-    entries: [e.id],
-    local: from.host !== null && from.host === to.host,
-    ...(e.basis === 'advisory' ? { basis: 'advisory' as const } : {}),
-  };
+  const dynamic = e['dynamic-ports'] === true && ports.length > 0;
+  const s = shapes[dynamic ? 1 : 0];
+  const id = flowId(product, from.key, to.key, e.protocol, e.service, s.basis);
+  const local = from.host !== null && from.host === to.host;
+  // The common shapes as object literals, which V8 learns to allocate where long-lived objects
+  // go: a large plan's flows are then not copied by the garbage collector on their way there.
+  if (s.icmpType === undefined && s.basis === undefined) {
+    if (!dynamic)
+      return {
+        id,
+        product,
+        from: from.endpoint,
+        to: to.endpoint,
+        protocol: s.protocol,
+        ports,
+        service: s.service,
+        tls: s.tls,
+        purpose: s.purpose,
+        sources: s.sources,
+        notes: s.notes,
+        entries: s.entries,
+        local,
+      };
+    return {
+      id,
+      product,
+      from: from.endpoint,
+      to: to.endpoint,
+      protocol: s.protocol,
+      ports,
+      service: s.service,
+      tls: s.tls,
+      dynamicPorts: ports,
+      purpose: s.purpose,
+      sources: s.sources,
+      notes: s.notes,
+      entries: s.entries,
+      local,
+    };
+  }
+  const f: Flow = { ...s };
+  f.id = id;
+  f.from = from.endpoint;
+  f.to = to.endpoint;
+  f.ports = ports;
+  if (dynamic) f.dynamicPorts = ports;
+  f.local = local;
+  return f;
 }
 
 /**
  * Flows that differ only in the catalog row (or in their ports) become one flow: ports merged,
  * sources, purposes and notes kept. The key is product, both ends, protocol and service.
  * `own`: the flows are the caller's to change (freshly planned), so the first of each key is kept
- * and merged into rather than copied, which halves the memory a large plan needs.
+ * and merged into rather than copied, which halves the memory a large plan needs. Flows of one
+ * plan may share their endpoints and lists: a merge replaces a list it adds to, never changes it.
  */
 export function mergeFlows(raw: readonly Flow[], own = false): Flow[] {
   const byKey = new Map<string, Flow>();
@@ -523,23 +776,33 @@ export function mergeFlows(raw: readonly Flow[], own = false): Flow[] {
       });
       continue;
     }
-    // Freshly planned ranges are merged already: the same ranges again (the common case) leave
-    // them as they are, rather than sorting a copy per duplicate.
-    if (f.dynamicPorts && !(own && samePorts(seen.dynamicPorts, f.dynamicPorts)))
-      seen.dynamicPorts = mergePortRanges([...(seen.dynamicPorts ?? []), ...f.dynamicPorts]);
-    if (!(own && samePorts(seen.ports, f.ports))) seen.ports = mergePortRanges([...seen.ports, ...f.ports]);
-    for (const s of f.sources)
-      if (!seen.sources.some((x) => x.doc === s.doc && x.ref === s.ref)) seen.sources.push(s);
-    for (const n of f.notes) if (!seen.notes.includes(n)) seen.notes.push(n);
-    for (const id of f.entries) if (!seen.entries.includes(id)) seen.entries.push(id);
-    if (!seen.purpose.includes(f.purpose)) seen.purpose = `${seen.purpose} ${f.purpose}`;
-    seen.tls ||= f.tls;
+    mergeInto(seen, f, own);
   }
   return [...byKey.values()];
 }
 
+/**
+ * Folds flow `f` into `seen`, a flow with the same key: ports merged, sources, notes and entries
+ * added, purposes joined, TLS if either. `fresh`: both were just planned, so their port ranges are
+ * merged already. Lists are replaced, not changed, when something is added (they may be shared).
+ */
+function mergeInto(seen: Flow, f: Flow, fresh: boolean): void {
+  // Freshly planned ranges are merged already: the same ranges again (the common case) leave
+  // them as they are, rather than sorting a copy per duplicate.
+  if (f.dynamicPorts && !(fresh && samePorts(seen.dynamicPorts, f.dynamicPorts)))
+    seen.dynamicPorts = mergePortRanges([...(seen.dynamicPorts ?? []), ...f.dynamicPorts]);
+  if (!(fresh && samePorts(seen.ports, f.ports))) seen.ports = mergePortRanges([...seen.ports, ...f.ports]);
+  for (const s of f.sources)
+    if (!seen.sources.some((x) => x.doc === s.doc && x.ref === s.ref)) seen.sources = [...seen.sources, s];
+  for (const n of f.notes) if (!seen.notes.includes(n)) seen.notes = [...seen.notes, n];
+  for (const id of f.entries) if (!seen.entries.includes(id)) seen.entries = [...seen.entries, id];
+  if (!seen.purpose.includes(f.purpose)) seen.purpose = [seen.purpose, f.purpose].join(' ');
+  seen.tls ||= f.tls;
+}
+
 /** Whether two lists of port ranges are the same ranges in the same order. */
 function samePorts(a: readonly PortRange[] | undefined, b: readonly PortRange[]): boolean {
+  if (a === b) return true;
   if (!a || a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) {
     const x = a[i] as PortRange;
@@ -550,12 +813,40 @@ function samePorts(a: readonly PortRange[] | undefined, b: readonly PortRange[])
 }
 
 function flowKey(f: Flow): string {
-  const key = `${f.product} ${endKey(f.from)} ${endKey(f.to)} ${f.protocol} ${f.service}`;
-  return f.basis ? `${key} ${f.basis}` : key;
+  return flowId(f.product, endKey(f.from), endKey(f.to), f.protocol, f.service, f.basis);
+}
+
+/** A flow's id: `product from-key to-key protocol service`, then ` advisory` for an advisory's flow. */
+function flowId(
+  product: string,
+  from: string,
+  to: string,
+  protocol: string,
+  service: string,
+  basis: string | undefined,
+): string {
+  // Joined, not concatenated: one flat string, where a template keeps its pieces as a chain of
+  // eight more objects for as long as the flow lives.
+  return (
+    basis ? [product, from, to, protocol, service, basis] : [product, from, to, protocol, service]
+  ).join(' ');
+}
+
+/**
+ * What the ids of an entry's flows have in common with those of another entry of its product, and
+ * nothing more: two entries whose flows can share an id (and so merge) have the same key. One
+ * entry never plans two flows of one id (each pair of its candidates once).
+ */
+function mergeKey(e: CatalogEntry): string {
+  const side = (p: PeerSpec) =>
+    typeof p === 'object' && 'any' in p ? `any(${p.any})` : (peerRole(p) as string);
+  return [side(e.from), side(e.to), e.protocol, e.service, e.basis === 'advisory' ? 'advisory' : ''].join(
+    '\u0000',
+  );
 }
 
 function endKey(e: Endpoint): string {
-  return e.host ? `${e.host}/${e.role}` : `any(${e.description ?? ''})`;
+  return e.host ? [e.host, e.role].join('/') : `any(${e.description ?? ''})`;
 }
 
 /**
@@ -566,6 +857,7 @@ function endKey(e: Endpoint): string {
  * the message in Japanese (messages-ja.ts). With `focus`, only the pairs that host is part of.
  */
 export function hostsInsideCidrs(hosts: readonly Host[], lang: 'en' | 'ja' = 'en', focus?: Host): Warning[] {
+  if (focus) return cidrsAround(hosts, lang, focus);
   // Address ranges sorted by start, so each CIDR finds what lies inside it by binary search:
   // linear-logarithmic in hosts, where comparing every pair is quadratic on an estate.
   const ranges = hosts
@@ -594,21 +886,46 @@ export function hostsInsideCidrs(hosts: readonly Host[], lang: 'en' | 'ja' = 'en
       if (r.version !== version || r.start > end) break;
       const h = r.h;
       if (h === net || r.end > end) continue;
-      if (focus && h !== focus && net !== focus) continue;
       if (h.address.kind === 'cidr' && h.address.text === net.address.text) continue;
-      found.push({
-        net: n,
-        index: r.index,
-        w: {
-          code: 'address-in-cidr',
-          host: h.name,
-          message:
-            lang === 'ja'
-              ? WARNINGS_JA['address-in-cidr'](h.name, h.address.text, net.name, net.address.text)
-              : `host ${h.name} (${h.address.text}) lies inside the CIDR of host ${net.name}, ${net.address.text}: probes of ${net.name} from ${h.name} reach ${h.name} itself; narrow the CIDR or accept that ${h.address.text} is probed as ${net.name}`,
-        },
-      });
+      found.push({ net: n, index: r.index, w: insideWarning(h, net, lang) });
     }
   }
   return found.sort((a, b) => a.net - b.net || a.index - b.index).map((f) => f.w);
+}
+
+/**
+ * hostsInsideCidrs for the pairs one host is part of, in one pass over the hosts without sorting
+ * them: the CIDRs it lies in, and when it is a CIDR, the hosts inside it. Only CIDR hosts are
+ * parsed unless the host is a CIDR itself.
+ */
+function cidrsAround(hosts: readonly Host[], lang: 'en' | 'ja', focus: Host): Warning[] {
+  const fa = focus.address;
+  if (fa.kind === 'dns') return [];
+  const f = parseCidr(fa.text);
+  const at = hosts.indexOf(focus);
+  const found: { net: number; index: number; w: Warning }[] = [];
+  for (const [i, h] of hosts.entries()) {
+    const a = h.address;
+    if (h === focus || a.kind === 'dns' || a.version !== fa.version) continue;
+    if (fa.kind !== 'cidr' && a.kind !== 'cidr') continue;
+    if (a.kind === 'cidr' && fa.kind === 'cidr' && a.text === fa.text) continue;
+    const r = parseCidr(a.text);
+    if (fa.kind === 'cidr' && r.start >= f.start && r.end <= f.end)
+      found.push({ net: at, index: i, w: insideWarning(h, focus, lang) });
+    if (a.kind === 'cidr' && f.start >= r.start && f.end <= r.end)
+      found.push({ net: i, index: at, w: insideWarning(focus, h, lang) });
+  }
+  return found.sort((a, b) => a.net - b.net || a.index - b.index).map((x) => x.w);
+}
+
+/** The address-in-cidr warning of host `h` inside the CIDR of host `net`. */
+function insideWarning(h: Host, net: Host, lang: 'en' | 'ja'): Warning {
+  return {
+    code: 'address-in-cidr',
+    host: h.name,
+    message:
+      lang === 'ja'
+        ? WARNINGS_JA['address-in-cidr'](h.name, h.address.text, net.name, net.address.text)
+        : `host ${h.name} (${h.address.text}) lies inside the CIDR of host ${net.name}, ${net.address.text}: probes of ${net.name} from ${h.name} reach ${h.name} itself; narrow the CIDR or accept that ${h.address.text} is probed as ${net.name}`,
+  };
 }

@@ -444,3 +444,80 @@ export function addressSetOf(endpoints: Iterable<Flow['from']>): AddressSet {
   for (const e of endpoints) addEndpoint(set, e);
   return finish(set);
 }
+
+/**
+ * How many rules forwardRules(flows) makes, without making them: the same grouping (protocol,
+ * ports and destination, then identical sources, then identical source and destination hosts),
+ * but no address is parsed or collapsed and no rule built. The plan's summary line counts rules
+ * for every plan. Linear in flows but for sorting each group's sources, as forwardRules does.
+ */
+export function forwardRuleCount(flows: readonly Flow[]): number {
+  // Protocol, ports and ICMP type of a flow as forwardRules keys them; flows share port lists.
+  const known = new Map<readonly PortRange[], { protocol: string; icmp: string; key: string }>();
+  const matchOf = (f: Flow): string => {
+    const icmp = f.icmpType ?? '';
+    const k = known.get(f.ports);
+    if (k && k.protocol === f.protocol && k.icmp === icmp) return k.key;
+    const key = `${f.protocol}|${formatPorts(f.ports)}|${icmp}`;
+    known.set(f.ports, { protocol: f.protocol, icmp, key });
+    return key;
+  };
+  // forwardRules' first grouping: by match and destination.
+  const byDst = new Map<string, Map<string, Flow[]>>();
+  for (const f of flows) {
+    if (f.local) continue;
+    const match = matchOf(f);
+    let dsts = byDst.get(match);
+    if (!dsts) {
+      dsts = new Map();
+      byDst.set(match, dsts);
+    }
+    const dst = f.to.host ?? `any:${f.to.description}`;
+    const group = dsts.get(dst);
+    if (group) group.push(f);
+    else dsts.set(dst, [f]);
+  }
+  // The second: by match and the same sources. Each group's hosts on either side, as sets.
+  interface Side {
+    match: string;
+    src: Set<string | null>;
+    dst: Set<string | null>;
+    unspecified: boolean;
+  }
+  const bySrc = new Map<string, Side>();
+  for (const [match, dsts] of byDst)
+    for (const group of dsts.values()) {
+      const names = new Set<string>();
+      for (const f of group) names.add(f.from.host ?? `any:${f.from.description}`);
+      const key = `${match}|${[...names].sort().join(',')}`;
+      let side = bySrc.get(key);
+      if (!side) {
+        side = { match, src: new Set(), dst: new Set(), unspecified: false };
+        bySrc.set(key, side);
+      }
+      for (const f of group) {
+        side.src.add(f.from.host);
+        side.dst.add(f.to.host);
+        if (f.from.address === null || f.to.address === null) side.unspecified = true;
+      }
+    }
+  // mergeSameEndpoints: rules of one protocol and ICMP type between the same hosts are one, unless
+  // a side has a peer the documents leave unspecified (that rule stays its own).
+  const distinct = new Map<string, Side[]>();
+  let count = 0;
+  for (const side of bySrc.values()) {
+    if (side.unspecified) {
+      count++;
+      continue;
+    }
+    const [protocol, , icmp] = side.match.split('|');
+    const bucket = `${protocol}|${icmp}|${side.src.size}|${side.dst.size}`;
+    const others = distinct.get(bucket);
+    const same = (a: Set<string | null>, b: Set<string | null>) => [...a].every((h) => b.has(h));
+    if (others?.some((o) => same(o.src, side.src) && same(o.dst, side.dst))) continue;
+    count++;
+    if (others) others.push(side);
+    else distinct.set(bucket, [side]);
+  }
+  return count;
+}
