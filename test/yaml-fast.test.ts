@@ -88,6 +88,13 @@ describe('YAML: the event reader gives exactly what yaml composes', () => {
       'a: 1\n---\nb: 2', // two documents
       '? [a, b]\n: c', // a key that is a list
       `a: ${'['.repeat(70)}${']'.repeat(70)}`, // nested too deep
+      '\n...\na', // a document end marker, then a second document
+      '... {}', // content after a document end marker
+      ' ---\n[]', // an indented `---`: text to yaml
+      `${'k'.repeat(1030)}: v`, // an implicit key longer than 1024 characters
+      `k${' '.repeat(1030)}: v`,
+      '"\\\n\n  c"', // an escaped line break before a blank line
+      '- "\\U01e001F600"', // a \U escape past U+10FFFF
     ];
     for (const text of cases) {
       assert.equal(composeFast(text), undefined, text);

@@ -476,6 +476,7 @@ export function composeFast(text: string): { data: unknown } | undefined {
   // indicator), a byte order mark past the start (TextDecoder drops the first), and a carriage
   // return without a line feed (a line break to js-yaml, text to yaml).
   if (text.includes('\ufeff') || /(?:^|[\n\r])[ \t?:-]*\t|\r(?!\n)/.test(text)) return undefined;
+  if ((text.includes('---') || text.includes('...')) && documentMarks(text)) return undefined;
   let events: Event[];
   try {
     events = parseEvents(text, { maxDepth: MAX_DEPTH });
@@ -545,8 +546,17 @@ export function composeFast(text: string): { data: unknown } | undefined {
           const header = text.slice(text.lastIndexOf('\n', ev.valueStart - 2) + 1, ev.valueStart);
           if (/[|>][+-]?[1-9]/.test(header)) return undefined;
         }
+        // An escaped line break (`\` at a line's end) before blank lines, and a `\U` escape past
+        // U+10FFFF, are read differently by the two: yaml decides any escaped break or `\U`.
+        if (
+          ev.style === SCALAR_STYLE.DOUBLE_QUOTED &&
+          !ev.fast &&
+          /\\(?:[\r\n]|U)/.test(text.slice(ev.valueStart, ev.valueEnd))
+        )
+          return undefined;
         const raw = ev.fast ? text.slice(ev.valueStart, ev.valueEnd) : getScalarValue(text, ev);
         if (inKeyPlace()) {
+          if (longKey(text, ev.valueStart, ev.valueEnd)) return undefined;
           // A missing key (`: v`) is where the two readers' leniency differs: yaml decides.
           if ((raw === '' && ev.style === SCALAR_STYLE.PLAIN) || !place(raw, raw)) return undefined;
         } else if (!place(ev.style === SCALAR_STYLE.PLAIN ? resolvePlain(raw) : raw, undefined))
@@ -573,6 +583,42 @@ export function composeFast(text: string): { data: unknown } | undefined {
   }
   if (stack.length || documents !== 1) return undefined;
   return { data: root };
+}
+
+/**
+ * True when `text` has a line that starts (after spaces) with `---` or `...` other than one `---`
+ * at column 0 before any content: a document end marker, a second document, or an indented `---`
+ * (text to yaml, a marker to js-yaml) are where the two readers part. Linear, and only run when the
+ * text holds `---` or `...` at all.
+ */
+function documentMarks(text: string): boolean {
+  const marks = /^ *(?:---|\.\.\.)/gm;
+  for (let m = marks.exec(text); m; m = marks.exec(text)) {
+    if (m[0] !== '---') return true;
+    // Only comments and blank lines before it: the one document's start marker.
+    const before = text.slice(0, m.index);
+    if (!onlyComments(before)) return true;
+  }
+  return false;
+}
+
+/**
+ * True when a key that starts at `start` (and whose text ends at `end`) might have its `:` more
+ * than 1024 characters from its start: yaml refuses such an implicit key (YAML 1.2.2 §7.4.2, the
+ * 1024-character limit), js-yaml reads it. Looks at no more than 1000 characters past `start`: the
+ * scan stops at the `:`, the end of the line, or the end of a flow entry, and gives true if it gets
+ * that far without one.
+ */
+function longKey(text: string, start: number, end: number): boolean {
+  const limit = start + 1000;
+  if (end > limit) return true;
+  for (let i = end; i < limit; i++) {
+    const c = text.charCodeAt(i);
+    // ':' '\n' '\r' ',' ']' '}', or the end of the text.
+    if (c === 58 || c === 10 || c === 13 || c === 44 || c === 93 || c === 125 || Number.isNaN(c))
+      return false;
+  }
+  return true;
 }
 
 /**
