@@ -95,6 +95,8 @@ describe('YAML: the event reader gives exactly what yaml composes', () => {
       `k${' '.repeat(1030)}: v`,
       '"\\\n\n  c"', // an escaped line break before a blank line
       '- "\\U01e001F600"', // a \U escape past U+10FFFF
+      'a:\n- []d:', // a key glued to a flow collection in a list at its key's indentation
+      'a:\n- "q"d:', // ... or to a quoted scalar
     ];
     for (const text of cases) {
       assert.equal(composeFast(text), undefined, text);

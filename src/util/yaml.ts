@@ -531,7 +531,8 @@ export function composeFast(text: string): { data: unknown } | undefined {
         break;
       case EVENT_ID.SEQUENCE:
       case EVENT_ID.MAPPING: {
-        if (ev.anchorStart !== -1 || ev.tagStart !== -1 || inKeyPlace()) return undefined;
+        if (ev.anchorStart !== -1 || ev.tagStart !== -1 || inKeyPlace() || glued(text, ev.start))
+          return undefined;
         const seq = ev.type === EVENT_ID.SEQUENCE ? [] : undefined;
         const map = seq ? undefined : ({} as Record<string, unknown>);
         values.push(seq ?? map);
@@ -540,6 +541,12 @@ export function composeFast(text: string): { data: unknown } | undefined {
       }
       case EVENT_ID.SCALAR: {
         if (ev.anchorStart !== -1 || ev.tagStart !== -1) return undefined;
+        if (
+          (ev.style === SCALAR_STYLE.PLAIN && glued(text, ev.valueStart)) ||
+          ((ev.style === SCALAR_STYLE.SINGLE_QUOTED || ev.style === SCALAR_STYLE.DOUBLE_QUOTED) &&
+            glued(text, ev.valueStart - 1))
+        )
+          return undefined;
         // A block scalar's explicit indentation indicator (`|2`) is measured from different
         // places by the two readers at the top level: yaml decides.
         if (ev.style === SCALAR_STYLE.LITERAL_BLOCK || ev.style === SCALAR_STYLE.FOLDED_BLOCK) {
@@ -583,6 +590,17 @@ export function composeFast(text: string): { data: unknown } | undefined {
   }
   if (stack.length || documents !== 1) return undefined;
   return { data: root };
+}
+
+/**
+ * True when the node at `start` follows the end of a quoted scalar or a flow collection with no
+ * space between (`- "q"d: 1`, `- []d:`): js-yaml may end the list there and read the rest as a key
+ * of the mapping around it, where yaml refuses the line.
+ */
+function glued(text: string, start: number): boolean {
+  const c = text.charCodeAt(start - 1);
+  // ']' '}' '"' "'"
+  return c === 93 || c === 125 || c === 34 || c === 39;
 }
 
 /**
