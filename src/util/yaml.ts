@@ -522,71 +522,76 @@ export function composeFast(text: string): { data: unknown } | undefined {
   };
   // Collections being built, parallel to `stack`, with the document as a marker.
   const values: unknown[] = [];
-  for (const ev of events) {
-    switch (ev.type) {
-      case EVENT_ID.DOCUMENT:
-        if (++documents > 1 || ev.directives.length) return undefined;
-        values.push(undefined);
-        stack.push({ seq: [], map: undefined, key: undefined });
-        break;
-      case EVENT_ID.SEQUENCE:
-      case EVENT_ID.MAPPING: {
-        if (ev.anchorStart !== -1 || ev.tagStart !== -1 || inKeyPlace() || glued(text, ev.start))
-          return undefined;
-        const seq = ev.type === EVENT_ID.SEQUENCE ? [] : undefined;
-        const map = seq ? undefined : ({} as Record<string, unknown>);
-        values.push(seq ?? map);
-        stack.push({ seq, map, key: undefined });
-        break;
-      }
-      case EVENT_ID.SCALAR: {
-        if (ev.anchorStart !== -1 || ev.tagStart !== -1) return undefined;
-        if (
-          (ev.style === SCALAR_STYLE.PLAIN && glued(text, ev.valueStart)) ||
-          ((ev.style === SCALAR_STYLE.SINGLE_QUOTED || ev.style === SCALAR_STYLE.DOUBLE_QUOTED) &&
-            glued(text, ev.valueStart - 1))
-        )
-          return undefined;
-        // A block scalar's explicit indentation indicator (`|2`) is measured from different
-        // places by the two readers at the top level: yaml decides.
-        if (ev.style === SCALAR_STYLE.LITERAL_BLOCK || ev.style === SCALAR_STYLE.FOLDED_BLOCK) {
-          const header = text.slice(text.lastIndexOf('\n', ev.valueStart - 2) + 1, ev.valueStart);
-          if (/[|>][+-]?[1-9]/.test(header)) return undefined;
+  // Whatever js-yaml throws while a scalar is decoded (a RangeError included) is yaml's to report.
+  try {
+    for (const ev of events) {
+      switch (ev.type) {
+        case EVENT_ID.DOCUMENT:
+          if (++documents > 1 || ev.directives.length) return undefined;
+          values.push(undefined);
+          stack.push({ seq: [], map: undefined, key: undefined });
+          break;
+        case EVENT_ID.SEQUENCE:
+        case EVENT_ID.MAPPING: {
+          if (ev.anchorStart !== -1 || ev.tagStart !== -1 || inKeyPlace() || glued(text, ev.start))
+            return undefined;
+          const seq = ev.type === EVENT_ID.SEQUENCE ? [] : undefined;
+          const map = seq ? undefined : ({} as Record<string, unknown>);
+          values.push(seq ?? map);
+          stack.push({ seq, map, key: undefined });
+          break;
         }
-        // An escaped line break (`\` at a line's end) before blank lines, and a `\U` escape past
-        // U+10FFFF, are read differently by the two: yaml decides any escaped break or `\U`.
-        if (
-          ev.style === SCALAR_STYLE.DOUBLE_QUOTED &&
-          !ev.fast &&
-          /\\(?:[\r\n]|U)/.test(text.slice(ev.valueStart, ev.valueEnd))
-        )
-          return undefined;
-        const raw = ev.fast ? text.slice(ev.valueStart, ev.valueEnd) : getScalarValue(text, ev);
-        if (inKeyPlace()) {
-          if (longKey(text, ev.valueStart, ev.valueEnd)) return undefined;
-          // A missing key (`: v`) is where the two readers' leniency differs: yaml decides.
-          if ((raw === '' && ev.style === SCALAR_STYLE.PLAIN) || !place(raw, raw)) return undefined;
-        } else if (!place(ev.style === SCALAR_STYLE.PLAIN ? resolvePlain(raw) : raw, undefined))
-          return undefined;
-        break;
-      }
-      case EVENT_ID.POP: {
-        const open = stack.pop();
-        const value = values.pop();
-        if (!open) return undefined;
-        if (open.map && open.key !== undefined) return undefined;
-        if (value === undefined) {
-          // The document: its one node is the data.
-          root = open.seq?.[0] ?? null;
-          continue;
+        case EVENT_ID.SCALAR: {
+          if (ev.anchorStart !== -1 || ev.tagStart !== -1) return undefined;
+          if (
+            (ev.style === SCALAR_STYLE.PLAIN && glued(text, ev.valueStart)) ||
+            ((ev.style === SCALAR_STYLE.SINGLE_QUOTED || ev.style === SCALAR_STYLE.DOUBLE_QUOTED) &&
+              glued(text, ev.valueStart - 1))
+          )
+            return undefined;
+          // A block scalar's explicit indentation indicator (`|2`) is measured from different
+          // places by the two readers at the top level: yaml decides.
+          if (ev.style === SCALAR_STYLE.LITERAL_BLOCK || ev.style === SCALAR_STYLE.FOLDED_BLOCK) {
+            const header = text.slice(text.lastIndexOf('\n', ev.valueStart - 2) + 1, ev.valueStart);
+            if (/[|>][+-]?[1-9]/.test(header)) return undefined;
+          }
+          // An escaped line break (`\` at a line's end) before blank lines, and a `\U` escape past
+          // U+10FFFF, are read differently by the two: yaml decides any escaped break or `\U`.
+          if (
+            ev.style === SCALAR_STYLE.DOUBLE_QUOTED &&
+            !ev.fast &&
+            /\\(?:[\r\n]|U)/.test(text.slice(ev.valueStart, ev.valueEnd))
+          )
+            return undefined;
+          const raw = ev.fast ? text.slice(ev.valueStart, ev.valueEnd) : getScalarValue(text, ev);
+          if (inKeyPlace()) {
+            if (longKey(text, ev.valueStart, ev.valueEnd)) return undefined;
+            // A missing key (`: v`) is where the two readers' leniency differs: yaml decides.
+            if ((raw === '' && ev.style === SCALAR_STYLE.PLAIN) || !place(raw, raw)) return undefined;
+          } else if (!place(ev.style === SCALAR_STYLE.PLAIN ? resolvePlain(raw) : raw, undefined))
+            return undefined;
+          break;
         }
-        if (!place(value, undefined)) return undefined;
-        break;
+        case EVENT_ID.POP: {
+          const open = stack.pop();
+          const value = values.pop();
+          if (!open) return undefined;
+          if (open.map && open.key !== undefined) return undefined;
+          if (value === undefined) {
+            // The document: its one node is the data.
+            root = open.seq?.[0] ?? null;
+            continue;
+          }
+          if (!place(value, undefined)) return undefined;
+          break;
+        }
+        default:
+          // Aliases.
+          return undefined;
       }
-      default:
-        // Aliases.
-        return undefined;
     }
+  } catch {
+    return undefined;
   }
   if (stack.length || documents !== 1) return undefined;
   return { data: root };
