@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { EVENT_ID, type Event, getScalarValue, parseEvents, SCALAR_STYLE } from 'js-yaml';
+import { CHOMPING_MODE, EVENT_ID, type Event, getScalarValue, parseEvents, SCALAR_STYLE } from 'js-yaml';
 import {
   type Alias,
   Composer,
@@ -550,8 +550,10 @@ export function composeFast(text: string): { data: unknown } | undefined {
           )
             return undefined;
           // A block scalar's explicit indentation indicator (`|2`) is measured from different
-          // places by the two readers at the top level: yaml decides.
+          // places by the two readers at the top level, and the two keep different trailing
+          // lines (`|+`) when the last is only spaces at the end of the text: yaml decides.
           if (ev.style === SCALAR_STYLE.LITERAL_BLOCK || ev.style === SCALAR_STYLE.FOLDED_BLOCK) {
+            if (ev.chomping === CHOMPING_MODE.KEEP) return undefined;
             const header = text.slice(text.lastIndexOf('\n', ev.valueStart - 2) + 1, ev.valueStart);
             if (/[|>][+-]?[1-9]/.test(header)) return undefined;
           }
