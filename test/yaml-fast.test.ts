@@ -165,6 +165,9 @@ describe('YAML: the event reader gives exactly what yaml composes', () => {
       'a: b',
       '- d',
       '? q',
+      '|+\n\n ',
+      '"a\\\n\n b"',
+      '[]d:',
       '',
     );
     const key = fc.constantFrom(
@@ -241,6 +244,15 @@ describe('YAML: the event reader gives exactly what yaml composes', () => {
         '@',
         '\u00a0',
         '\ufeff',
+        '---',
+        '...',
+        '\n...\n',
+        '+',
+        '\\\n',
+        '\\U0011FFFF',
+        '\u0085',
+        '\u2028',
+        'k'.repeat(1030),
       ),
     );
     fc.assert(
