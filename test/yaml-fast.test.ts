@@ -97,6 +97,9 @@ describe('YAML: the event reader gives exactly what yaml composes', () => {
       '- "\\U01e001F600"', // a \U escape past U+10FFFF
       'a:\n- []d:', // a key glued to a flow collection in a list at its key's indentation
       'a:\n- "q"d:', // ... or to a quoted scalar
+      "a:\n- 's' y:", // ... or following it on the same line
+      'a:\n- "q" ? k',
+      "a:\n- 's'? |", // ... with a block scalar as the key
       '>+\n\n ', // a kept block scalar whose last line is spaces at the end of the text
     ];
     for (const text of cases) {

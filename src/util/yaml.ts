@@ -567,7 +567,14 @@ export function composeFast(text: string): { data: unknown } | undefined {
             return undefined;
           const raw = ev.fast ? text.slice(ev.valueStart, ev.valueEnd) : getScalarValue(text, ev);
           if (inKeyPlace()) {
-            if (longKey(text, ev.valueStart, ev.valueEnd)) return undefined;
+            // A block scalar as a key (`? |`) starts on the line after its header, out of reach
+            // of the checks above: yaml decides.
+            if (
+              ev.style === SCALAR_STYLE.LITERAL_BLOCK ||
+              ev.style === SCALAR_STYLE.FOLDED_BLOCK ||
+              longKey(text, ev.valueStart, ev.valueEnd)
+            )
+              return undefined;
             // A missing key (`: v`) is where the two readers' leniency differs: yaml decides.
             if ((raw === '' && ev.style === SCALAR_STYLE.PLAIN) || !place(raw, raw)) return undefined;
           } else if (!place(ev.style === SCALAR_STYLE.PLAIN ? resolvePlain(raw) : raw, undefined))
@@ -600,12 +607,16 @@ export function composeFast(text: string): { data: unknown } | undefined {
 }
 
 /**
- * True when the node at `start` follows the end of a quoted scalar or a flow collection with no
- * space between (`- "q"d: 1`, `- []d:`): js-yaml may end the list there and read the rest as a key
- * of the mapping around it, where yaml refuses the line.
+ * True when the node at `start` follows the end of a quoted scalar or a flow collection on the
+ * same line, with nothing but spaces, tabs or a `?` between (`- "q"d: 1`, `- [] d:`, `- 'q' ? k`):
+ * js-yaml may end the list there and read the rest as a key of the mapping around it, where yaml
+ * refuses the line. Looks back over the node's own leading spaces only.
  */
 function glued(text: string, start: number): boolean {
-  const c = text.charCodeAt(start - 1);
+  let i = start - 1;
+  let c = text.charCodeAt(i);
+  // ' ' '\t' '?'
+  while (c === 32 || c === 9 || c === 63) c = text.charCodeAt(--i);
   // ']' '}' '"' "'"
   return c === 93 || c === 125 || c === 34 || c === 39;
 }
