@@ -88,6 +88,19 @@ describe('YAML: the event reader gives exactly what yaml composes', () => {
       'a: 1\n---\nb: 2', // two documents
       '? [a, b]\n: c', // a key that is a list
       `a: ${'['.repeat(70)}${']'.repeat(70)}`, // nested too deep
+      '\n...\na', // a document end marker, then a second document
+      '... {}', // content after a document end marker
+      ' ---\n[]', // an indented `---`: text to yaml
+      `${'k'.repeat(1030)}: v`, // an implicit key longer than 1024 characters
+      `k${' '.repeat(1030)}: v`,
+      '"\\\n\n  c"', // an escaped line break before a blank line
+      '- "\\U01e001F600"', // a \U escape past U+10FFFF
+      'a:\n- []d:', // a key glued to a flow collection in a list at its key's indentation
+      'a:\n- "q"d:', // ... or to a quoted scalar
+      "a:\n- 's' y:", // ... or following it on the same line
+      'a:\n- "q" ? k',
+      "a:\n- 's'? |", // ... with a block scalar as the key
+      '>+\n\n ', // a kept block scalar whose last line is spaces at the end of the text
     ];
     for (const text of cases) {
       assert.equal(composeFast(text), undefined, text);
@@ -155,6 +168,9 @@ describe('YAML: the event reader gives exactly what yaml composes', () => {
       'a: b',
       '- d',
       '? q',
+      '|+\n\n ',
+      '"a\\\n\n b"',
+      '[]d:',
       '',
     );
     const key = fc.constantFrom(
@@ -231,6 +247,15 @@ describe('YAML: the event reader gives exactly what yaml composes', () => {
         '@',
         '\u00a0',
         '\ufeff',
+        '---',
+        '...',
+        '\n...\n',
+        '+',
+        '\\\n',
+        '\\U0011FFFF',
+        '\u0085',
+        '\u2028',
+        'k'.repeat(1030),
       ),
     );
     fc.assert(

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { EVENT_ID, type Event, getScalarValue, parseEvents, SCALAR_STYLE } from 'js-yaml';
+import { CHOMPING_MODE, EVENT_ID, type Event, getScalarValue, parseEvents, SCALAR_STYLE } from 'js-yaml';
 import {
   type Alias,
   Composer,
@@ -476,6 +476,7 @@ export function composeFast(text: string): { data: unknown } | undefined {
   // indicator), a byte order mark past the start (TextDecoder drops the first), and a carriage
   // return without a line feed (a line break to js-yaml, text to yaml).
   if (text.includes('\ufeff') || /(?:^|[\n\r])[ \t?:-]*\t|\r(?!\n)/.test(text)) return undefined;
+  if ((text.includes('---') || text.includes('...')) && documentMarks(text)) return undefined;
   let events: Event[];
   try {
     events = parseEvents(text, { maxDepth: MAX_DEPTH });
@@ -521,58 +522,139 @@ export function composeFast(text: string): { data: unknown } | undefined {
   };
   // Collections being built, parallel to `stack`, with the document as a marker.
   const values: unknown[] = [];
-  for (const ev of events) {
-    switch (ev.type) {
-      case EVENT_ID.DOCUMENT:
-        if (++documents > 1 || ev.directives.length) return undefined;
-        values.push(undefined);
-        stack.push({ seq: [], map: undefined, key: undefined });
-        break;
-      case EVENT_ID.SEQUENCE:
-      case EVENT_ID.MAPPING: {
-        if (ev.anchorStart !== -1 || ev.tagStart !== -1 || inKeyPlace()) return undefined;
-        const seq = ev.type === EVENT_ID.SEQUENCE ? [] : undefined;
-        const map = seq ? undefined : ({} as Record<string, unknown>);
-        values.push(seq ?? map);
-        stack.push({ seq, map, key: undefined });
-        break;
-      }
-      case EVENT_ID.SCALAR: {
-        if (ev.anchorStart !== -1 || ev.tagStart !== -1) return undefined;
-        // A block scalar's explicit indentation indicator (`|2`) is measured from different
-        // places by the two readers at the top level: yaml decides.
-        if (ev.style === SCALAR_STYLE.LITERAL_BLOCK || ev.style === SCALAR_STYLE.FOLDED_BLOCK) {
-          const header = text.slice(text.lastIndexOf('\n', ev.valueStart - 2) + 1, ev.valueStart);
-          if (/[|>][+-]?[1-9]/.test(header)) return undefined;
+  // Whatever js-yaml throws while a scalar is decoded (a RangeError included) is yaml's to report.
+  try {
+    for (const ev of events) {
+      switch (ev.type) {
+        case EVENT_ID.DOCUMENT:
+          if (++documents > 1 || ev.directives.length) return undefined;
+          values.push(undefined);
+          stack.push({ seq: [], map: undefined, key: undefined });
+          break;
+        case EVENT_ID.SEQUENCE:
+        case EVENT_ID.MAPPING: {
+          if (ev.anchorStart !== -1 || ev.tagStart !== -1 || inKeyPlace() || glued(text, ev.start))
+            return undefined;
+          const seq = ev.type === EVENT_ID.SEQUENCE ? [] : undefined;
+          const map = seq ? undefined : ({} as Record<string, unknown>);
+          values.push(seq ?? map);
+          stack.push({ seq, map, key: undefined });
+          break;
         }
-        const raw = ev.fast ? text.slice(ev.valueStart, ev.valueEnd) : getScalarValue(text, ev);
-        if (inKeyPlace()) {
-          // A missing key (`: v`) is where the two readers' leniency differs: yaml decides.
-          if ((raw === '' && ev.style === SCALAR_STYLE.PLAIN) || !place(raw, raw)) return undefined;
-        } else if (!place(ev.style === SCALAR_STYLE.PLAIN ? resolvePlain(raw) : raw, undefined))
+        case EVENT_ID.SCALAR: {
+          if (ev.anchorStart !== -1 || ev.tagStart !== -1) return undefined;
+          if (
+            (ev.style === SCALAR_STYLE.PLAIN && glued(text, ev.valueStart)) ||
+            ((ev.style === SCALAR_STYLE.SINGLE_QUOTED || ev.style === SCALAR_STYLE.DOUBLE_QUOTED) &&
+              glued(text, ev.valueStart - 1))
+          )
+            return undefined;
+          // A block scalar's explicit indentation indicator (`|2`) is measured from different
+          // places by the two readers at the top level, and the two keep different trailing
+          // lines (`|+`) when the last is only spaces at the end of the text: yaml decides.
+          if (ev.style === SCALAR_STYLE.LITERAL_BLOCK || ev.style === SCALAR_STYLE.FOLDED_BLOCK) {
+            if (ev.chomping === CHOMPING_MODE.KEEP) return undefined;
+            const header = text.slice(text.lastIndexOf('\n', ev.valueStart - 2) + 1, ev.valueStart);
+            if (/[|>][+-]?[1-9]/.test(header)) return undefined;
+          }
+          // An escaped line break (`\` at a line's end) before blank lines, and a `\U` escape past
+          // U+10FFFF, are read differently by the two: yaml decides any escaped break or `\U`.
+          if (
+            ev.style === SCALAR_STYLE.DOUBLE_QUOTED &&
+            !ev.fast &&
+            /\\(?:[\r\n]|U)/.test(text.slice(ev.valueStart, ev.valueEnd))
+          )
+            return undefined;
+          const raw = ev.fast ? text.slice(ev.valueStart, ev.valueEnd) : getScalarValue(text, ev);
+          if (inKeyPlace()) {
+            // A block scalar as a key (`? |`) starts on the line after its header, out of reach
+            // of the checks above: yaml decides.
+            if (
+              ev.style === SCALAR_STYLE.LITERAL_BLOCK ||
+              ev.style === SCALAR_STYLE.FOLDED_BLOCK ||
+              longKey(text, ev.valueStart, ev.valueEnd)
+            )
+              return undefined;
+            // A missing key (`: v`) is where the two readers' leniency differs: yaml decides.
+            if ((raw === '' && ev.style === SCALAR_STYLE.PLAIN) || !place(raw, raw)) return undefined;
+          } else if (!place(ev.style === SCALAR_STYLE.PLAIN ? resolvePlain(raw) : raw, undefined))
+            return undefined;
+          break;
+        }
+        case EVENT_ID.POP: {
+          const open = stack.pop();
+          const value = values.pop();
+          if (!open) return undefined;
+          if (open.map && open.key !== undefined) return undefined;
+          if (value === undefined) {
+            // The document: its one node is the data.
+            root = open.seq?.[0] ?? null;
+            continue;
+          }
+          if (!place(value, undefined)) return undefined;
+          break;
+        }
+        default:
+          // Aliases.
           return undefined;
-        break;
       }
-      case EVENT_ID.POP: {
-        const open = stack.pop();
-        const value = values.pop();
-        if (!open) return undefined;
-        if (open.map && open.key !== undefined) return undefined;
-        if (value === undefined) {
-          // The document: its one node is the data.
-          root = open.seq?.[0] ?? null;
-          continue;
-        }
-        if (!place(value, undefined)) return undefined;
-        break;
-      }
-      default:
-        // Aliases.
-        return undefined;
     }
+  } catch {
+    return undefined;
   }
   if (stack.length || documents !== 1) return undefined;
   return { data: root };
+}
+
+/**
+ * True when the node at `start` follows the end of a quoted scalar or a flow collection on the
+ * same line, with nothing but spaces, tabs or a `?` between (`- "q"d: 1`, `- [] d:`, `- 'q' ? k`):
+ * js-yaml may end the list there and read the rest as a key of the mapping around it, where yaml
+ * refuses the line. Looks back over the node's own leading spaces only.
+ */
+function glued(text: string, start: number): boolean {
+  let i = start - 1;
+  let c = text.charCodeAt(i);
+  // ' ' '\t' '?'
+  while (c === 32 || c === 9 || c === 63) c = text.charCodeAt(--i);
+  // ']' '}' '"' "'"
+  return c === 93 || c === 125 || c === 34 || c === 39;
+}
+
+/**
+ * True when `text` has a line that starts (after spaces) with `---` or `...` other than one `---`
+ * at column 0 before any content: a document end marker, a second document, or an indented `---`
+ * (text to yaml, a marker to js-yaml) are where the two readers part. Linear, and only run when the
+ * text holds `---` or `...` at all.
+ */
+function documentMarks(text: string): boolean {
+  const marks = /^ *(?:---|\.\.\.)/gm;
+  for (let m = marks.exec(text); m; m = marks.exec(text)) {
+    if (m[0] !== '---') return true;
+    // Only comments and blank lines before it: the one document's start marker.
+    const before = text.slice(0, m.index);
+    if (!onlyComments(before)) return true;
+  }
+  return false;
+}
+
+/**
+ * True when a key that starts at `start` (and whose text ends at `end`) might have its `:` more
+ * than 1024 characters from its start: yaml refuses such an implicit key (YAML 1.2.2 §7.4.2, the
+ * 1024-character limit), js-yaml reads it. Looks at no more than 1000 characters past `start`: the
+ * scan stops at the `:`, the end of the line, or the end of a flow entry, and gives true if it gets
+ * that far without one.
+ */
+function longKey(text: string, start: number, end: number): boolean {
+  const limit = start + 1000;
+  if (end > limit) return true;
+  for (let i = end; i < limit; i++) {
+    const c = text.charCodeAt(i);
+    // ':' '\n' '\r' ',' ']' '}', or the end of the text.
+    if (c === 58 || c === 10 || c === 13 || c === 44 || c === 93 || c === 125 || Number.isNaN(c))
+      return false;
+  }
+  return true;
 }
 
 /**
