@@ -103,11 +103,89 @@ export function parseAddress(raw: string): Address | { error: string } {
   return { kind: 'dns', text: text.toLowerCase().replace(/\.$/, '') };
 }
 
-/** Collapses IP and CIDR texts into the fewest CIDRs that cover exactly the same addresses. */
+/**
+ * Collapses IP and CIDR texts into the fewest CIDRs that cover exactly the same addresses: IPv4
+ * first, then IPv6, each in address order, every one with its prefix (`10.0.0.1/32`). IPv4 in the
+ * canonical form the inventory keeps (four plain decimal octets, optional /prefix) is merged here in
+ * linear-logarithmic time on 32-bit numbers; anything else goes through cidr-tools' mergeCidr, whose
+ * result this equals.
+ */
 export function collapseAddresses(texts: readonly string[]): string[] {
-  const v4 = texts.filter((t) => !t.includes(':'));
-  const v6 = texts.filter((t) => t.includes(':'));
-  return [...(v4.length ? mergeCidr(v4) : []), ...(v6.length ? mergeCidr(v6) : [])];
+  const v4: string[] = [];
+  const v6: string[] = [];
+  for (const t of texts) (t.includes(':') ? v6 : v4).push(t);
+  const out = v4.length ? (collapseIpv4(v4) ?? mergeCidr(v4)) : [];
+  if (v6.length) for (const c of mergeCidr(v6)) out.push(c);
+  return out;
+}
+
+const OCTET = '(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
+const IPV4_CIDR = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}(?:/(3[0-2]|[12]?\\d))?$`);
+const TWO_32 = 2 ** 32;
+
+/**
+ * IPv4 texts (`a.b.c.d` or `a.b.c.d/p`, plain decimal, no host bits set) merged into the fewest
+ * CIDRs, in address order; null when a text is not of that form (the caller falls back to the
+ * general merge).
+ */
+function collapseIpv4(texts: readonly string[]): string[] | null {
+  // Each text as [start, end] (inclusive), as plain numbers: 2^32 fits a double exactly.
+  const starts = new Float64Array(texts.length);
+  const ends = new Float64Array(texts.length);
+  for (let i = 0; i < texts.length; i++) {
+    const m = IPV4_CIDR.exec(texts[i] as string);
+    if (!m) return null;
+    const a = Number(m[1]);
+    const b = Number(m[2]);
+    const c = Number(m[3]);
+    const d = Number(m[4]);
+    const prefix = m[5] === undefined ? 32 : Number(m[5]);
+    const size = 2 ** (32 - prefix);
+    const start = ((a * 256 + b) * 256 + c) * 256 + d;
+    if (start % size !== 0) return null;
+    starts[i] = start;
+    ends[i] = start + size - 1;
+  }
+  const order = Array.from(texts, (_, i) => i).sort(
+    (x, y) => (starts[x] as number) - (starts[y] as number) || (ends[x] as number) - (ends[y] as number),
+  );
+  const out: string[] = [];
+  let lo = -1;
+  let hi = -2;
+  for (const i of order) {
+    const s = starts[i] as number;
+    const e = ends[i] as number;
+    if (s <= hi + 1) {
+      if (e > hi) hi = e;
+      continue;
+    }
+    if (lo >= 0) pushRange(out, lo, hi);
+    lo = s;
+    hi = e;
+  }
+  if (lo >= 0) pushRange(out, lo, hi);
+  return out;
+}
+
+/** The CIDRs exactly covering [lo, hi], largest aligned block first. */
+function pushRange(out: string[], lo: number, hi: number): void {
+  let start = lo;
+  while (start <= hi) {
+    let size = 1;
+    let prefix = 32;
+    // Grow the block while it stays aligned at `start` and inside the range.
+    while (prefix > 0 && start % (size * 2) === 0 && start + size * 2 - 1 <= hi) {
+      size *= 2;
+      prefix--;
+    }
+    out.push(`${ipv4Text(start)}/${prefix}`);
+    start += size;
+    if (start >= TWO_32) break;
+  }
+}
+
+function ipv4Text(n: number): string {
+  return `${Math.floor(n / 16777216)}.${Math.floor(n / 65536) % 256}.${Math.floor(n / 256) % 256}.${n % 256}`;
 }
 
 /** The eight 16-bit groups of a valid IPv6 address text (with or without an embedded dotted IPv4 tail). */
