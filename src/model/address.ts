@@ -119,9 +119,49 @@ export function collapseAddresses(texts: readonly string[]): string[] {
   return out;
 }
 
-const OCTET = '(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
-const IPV4_CIDR = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}(?:/(3[0-2]|[12]?\\d))?$`);
 const TWO_32 = 2 ** 32;
+
+/**
+ * A canonical IPv4 text (`a.b.c.d` or `a.b.c.d/p`: decimal octets 0-255 and a prefix 0-32, no
+ * leading zeros, no host bits set) as `start * 64 + (32 - prefix)`, a number that sorts blocks by
+ * start and then by size; -1 for any other text.
+ */
+function ipv4Key(text: string): number {
+  let ip = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  let prefix = 32;
+  let i = 0;
+  for (; i <= text.length; i++) {
+    const ch = i < text.length ? text.charCodeAt(i) : -1;
+    if (ch >= 48 && ch <= 57) {
+      if (digits === 1 && part === 0) return -1; // a leading zero
+      part = part * 10 + (ch - 48);
+      if (++digits > 3 || part > 255) return -1;
+      continue;
+    }
+    if (digits === 0) return -1;
+    ip = ip * 256 + part;
+    part = 0;
+    digits = 0;
+    if (ch === 46 && dots < 3) {
+      dots++;
+      continue;
+    }
+    if (dots !== 3) return -1;
+    if (ch === -1) break;
+    if (ch !== 47) return -1;
+    // The prefix: 0-32, no leading zero.
+    const rest = text.slice(i + 1);
+    if (!/^(?:3[0-2]|[12]?\d)$/.test(rest)) return -1;
+    prefix = Number(rest);
+    break;
+  }
+  const size = 2 ** (32 - prefix);
+  if (ip % size !== 0) return -1;
+  return ip * 64 + (32 - prefix);
+}
 
 /**
  * IPv4 texts (`a.b.c.d` or `a.b.c.d/p`, plain decimal, no host bits set) merged into the fewest
@@ -129,32 +169,20 @@ const TWO_32 = 2 ** 32;
  * general merge).
  */
 function collapseIpv4(texts: readonly string[]): string[] | null {
-  // Each text as [start, end] (inclusive), as plain numbers: 2^32 fits a double exactly.
-  const starts = new Float64Array(texts.length);
-  const ends = new Float64Array(texts.length);
+  // Plain numbers: 2^32 * 64 fits a double exactly, and a typed array sorts numerically.
+  const keys = new Float64Array(texts.length);
   for (let i = 0; i < texts.length; i++) {
-    const m = IPV4_CIDR.exec(texts[i] as string);
-    if (!m) return null;
-    const a = Number(m[1]);
-    const b = Number(m[2]);
-    const c = Number(m[3]);
-    const d = Number(m[4]);
-    const prefix = m[5] === undefined ? 32 : Number(m[5]);
-    const size = 2 ** (32 - prefix);
-    const start = ((a * 256 + b) * 256 + c) * 256 + d;
-    if (start % size !== 0) return null;
-    starts[i] = start;
-    ends[i] = start + size - 1;
+    const key = ipv4Key(texts[i] as string);
+    if (key < 0) return null;
+    keys[i] = key;
   }
-  const order = Array.from(texts, (_, i) => i).sort(
-    (x, y) => (starts[x] as number) - (starts[y] as number) || (ends[x] as number) - (ends[y] as number),
-  );
+  keys.sort();
   const out: string[] = [];
   let lo = -1;
   let hi = -2;
-  for (const i of order) {
-    const s = starts[i] as number;
-    const e = ends[i] as number;
+  for (const key of keys) {
+    const s = Math.floor(key / 64);
+    const e = s + 2 ** (key % 64) - 1;
     if (s <= hi + 1) {
       if (e > hi) hi = e;
       continue;

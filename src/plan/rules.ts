@@ -336,10 +336,13 @@ function makeRule(direction: Direction, flows: Flow[], src: AddressSet, dst: Add
 function distinctPorts(flows: readonly Flow[]): PortRange[] {
   const seen = new Set<number>();
   const ranges: PortRange[] = [];
+  let last = -1;
   for (const f of flows)
     for (const r of f.ports) {
       const key = r[0] * 4294967296 + r[1];
-      if (seen.has(key)) continue;
+      // Neighbouring flows mostly repeat the range just seen.
+      if (key === last || seen.has(key)) continue;
+      last = key;
       seen.add(key);
       ranges.push(r);
     }
@@ -349,8 +352,11 @@ function distinctPorts(flows: readonly Flow[]): PortRange[] {
 type PortedService = Pick<Flow, 'protocol' | 'ports' | 'service'>;
 
 /** Lowest port of a flow; ICMP and port-less flows sort last, in plan order. */
-const lowestPort = (f: PortedService): number =>
-  f.ports.reduce((m, [lo]) => Math.min(m, lo), Number.POSITIVE_INFINITY);
+function lowestPort(f: PortedService): number {
+  let m = Number.POSITIVE_INFINITY;
+  for (const r of f.ports) if (r[0] < m) m = r[0];
+  return m;
+}
 
 /**
  * The distinct services of some flows, ordered by the lowest port each uses (ties: plan order), so
@@ -359,8 +365,11 @@ const lowestPort = (f: PortedService): number =>
  */
 export function servicesByPort(flows: readonly PortedService[]): string[] {
   const low = new Map<string, number>();
-  for (const f of flows)
-    low.set(f.service, Math.min(low.get(f.service) ?? Number.POSITIVE_INFINITY, lowestPort(f)));
+  for (const f of flows) {
+    const port = lowestPort(f);
+    const known = low.get(f.service);
+    if (known === undefined || port < known) low.set(f.service, port);
+  }
   return [...low.keys()].sort((a, b) => (low.get(a) as number) - (low.get(b) as number));
 }
 
