@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FORMAT_NAMES, loadGenerator } from '../src/export/index.js';
-import { buildExportModel } from '../src/export/model.js';
+import { buildExportModel, EXPORT_TEXT_MAX } from '../src/export/model.js';
 import type { Inventory } from '../src/inventory/types.js';
 import type { Flow, Plan } from '../src/model/flow.js';
 import { appendTo, maxOf, pushAll } from '../src/util/arrays.js';
@@ -85,5 +85,38 @@ describe('lists past the spread-call limit', () => {
             );
       }
     }
+  });
+});
+
+describe('the rule model holds the plan flows themselves', () => {
+  it('keeps each flow object of the plan, and copies only a flow whose text it clips', () => {
+    const end = (host: string, address: string) => ({ host, role: 'r', address });
+    const flow = (id: string, purpose: string): Flow => ({
+      id,
+      product: 'p',
+      from: end('a', '192.0.2.1'),
+      to: end('b', '192.0.2.2'),
+      protocol: 'tcp',
+      ports: [[443, 443]],
+      service: 'https',
+      tls: false,
+      purpose,
+      sources: [{ doc: 'doc', ref: 'ref' }],
+      notes: [],
+      entries: ['e'],
+      local: false,
+    });
+    const short = flow('f1', 'short');
+    const long = flow('f2', 'x'.repeat(EXPORT_TEXT_MAX + 50));
+    const plan: Plan = { site: 's', flows: [short, long], warnings: [] };
+    const inventory = { sha256: '0'.repeat(64), hosts: [] } as unknown as Inventory;
+    const [rule] = buildExportModel(plan, inventory, { generatorVersion: 'test' }).rules;
+    assert.equal(rule?.flows.length, 2);
+    // No copy per flow: a 100,000-host plan is not held twice.
+    assert.equal(rule?.flows[0], short);
+    assert.notEqual(rule?.flows[1], long);
+    assert.equal(rule?.flows[1]?.purpose.length, EXPORT_TEXT_MAX);
+    assert.ok(rule?.flows[1]?.purpose.endsWith('...'));
+    assert.equal(long.purpose.length, EXPORT_TEXT_MAX + 50, 'the plan itself is left as it was');
   });
 });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { mergeCidr } from 'cidr-tools';
 import fc from 'fast-check';
 import { collapseAddresses } from '../src/model/address.js';
 import { mergePortRanges, type PortRange } from '../src/model/ports.js';
@@ -77,6 +78,39 @@ describe('address collapsing', () => {
         assert.ok(out.length <= input.length);
       }),
     );
+  });
+
+  it('gives what cidr-tools mergeCidr gives, for canonical texts and for texts it falls back on', () => {
+    // Canonical CIDRs (host bits clear) and bare addresses in a few small neighbourhoods, so merges of
+    // adjacent and nested blocks are common; odd texts (host bits set, the whole space, the last
+    // address, IPv6) mixed in must give the same answer, whichever path they take.
+    const canonical = fc
+      .tuple(
+        fc.constantFrom(0, 10 * 2 ** 24, 2 ** 32 - 512),
+        fc.integer({ min: 0, max: 511 }),
+        fc.integer({ min: 20, max: 33 }),
+      )
+      .map(([base, offset, p]) => {
+        if (p === 33) return text(base + offset);
+        const size = 2 ** (32 - p);
+        return `${text(Math.floor((base + offset) / size) * size)}/${p}`;
+      });
+    const odd = fc.constantFrom(
+      '10.0.0.1/24',
+      '0.0.0.0/0',
+      '255.255.255.255',
+      '10.0.0.7/32',
+      '2001:db8::/127',
+      '2001:db8::1',
+    );
+    const same = (input: string[]) => {
+      const v4 = input.filter((t) => !t.includes(':'));
+      const v6 = input.filter((t) => t.includes(':'));
+      const expected = [...(v4.length ? mergeCidr(v4) : []), ...(v6.length ? mergeCidr(v6) : [])];
+      assert.deepEqual(collapseAddresses(input), expected);
+    };
+    fc.assert(fc.property(fc.array(canonical, { minLength: 1, maxLength: 60 }), same), { numRuns: 500 });
+    fc.assert(fc.property(fc.array(fc.oneof(canonical, odd), { minLength: 1, maxLength: 20 }), same));
   });
 
   it('never merges across address families and keeps single addresses', () => {

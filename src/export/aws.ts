@@ -195,12 +195,29 @@ function hostGroup(model: ExportModel, site: string): Group[] {
   return [group];
 }
 
+/**
+ * Descriptions already made, per first rule of a permission, by direction and rule ids: a rule of
+ * N peers gives N permissions with one description, which lists every host of the rule, so making it
+ * once per rule keeps the export linear in the peers (not N x hosts).
+ */
+const descriptions = new WeakMap<ExportRule, Map<string, string>>();
+
 function permissionDescription(p: Permission): string {
   const r = p.rules[0] as ExportRule;
   const ids = p.rules.map((x) => x.id).join(', ');
+  let made = descriptions.get(r);
+  if (!made) {
+    made = new Map();
+    descriptions.set(r, made);
+  }
+  const key = `${p.direction}|${ids}`;
+  const known = made.get(key);
+  if (known !== undefined) return known;
   const services = [...new Set(p.rules.flatMap((x) => x.services))].join(',');
   const peers = p.direction === 'ingress' ? `from ${hostList(r.src)}` : `to ${hostList(r.dst)}`;
-  return awsText(`${ids} ${services} ${peers}`);
+  const description = awsText(`${ids} ${services} ${peers}`);
+  made.set(key, description);
+  return description;
 }
 
 /** IP protocol and from/to ports of a permission for one family, as the EC2 API takes them. */

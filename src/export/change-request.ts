@@ -64,7 +64,7 @@ const DIRECTION: Record<ExportRule['direction'], string> = {
 
 /** Line breaks in one form: a lone CR would end a markdown table row or a CSV record reader's line. */
 function lines(text: string): string {
-  return text.replace(/\r\n?/g, '\n');
+  return text.includes('\r') ? text.replace(/\r\n?/g, '\n') : text;
 }
 
 function unique(items: readonly string[]): string[] {
@@ -100,26 +100,52 @@ function portsCell(
 
 function purposeLines(flows: readonly Flow[]): string[] {
   // purpose -> source host -> destination hosts, all in flow order.
-  const byPurpose = new Map<string, Map<string, string[]>>();
+  // Insertion-ordered sets: a source reaching 100,000 destinations adds each in constant time.
+  const byPurpose = new Map<string, Map<string, Set<string>>>();
   for (const f of flows) {
     const purpose = lines(f.purpose);
     const from = f.from.host ?? 'unspecified';
     const to = f.to.host ?? 'unspecified';
-    const pairs = byPurpose.get(purpose) ?? new Map<string, string[]>();
-    const tos = pairs.get(from) ?? [];
-    if (!tos.includes(to)) tos.push(to);
-    byPurpose.set(purpose, pairs.set(from, tos));
+    let pairs = byPurpose.get(purpose);
+    if (!pairs) {
+      pairs = new Map();
+      byPurpose.set(purpose, pairs);
+    }
+    const tos = pairs.get(from);
+    if (tos) tos.add(to);
+    else pairs.set(from, new Set([to]));
   }
   // One purpose for the whole rule needs no hosts; several say which hosts each is for.
   if (byPurpose.size === 1) return [...byPurpose.keys()];
   return [...byPurpose].map(
     ([purpose, pairs]) =>
-      `${[...pairs].map(([from, tos]) => `${from} -> ${tos.join(', ')}`).join('; ')}: ${purpose}`,
+      `${[...pairs].map(([from, tos]) => `${from} -> ${[...tos].join(', ')}`).join('; ')}: ${purpose}`,
   );
 }
 
+/** `doc ref` per source, once each, in flow order (each document and reference pair is read once). */
 function sourceLines(flows: readonly Flow[]): string[] {
-  return unique(flows.flatMap((f) => f.sources.map((s) => lines(s.ref ? `${s.doc} ${s.ref}` : s.doc))));
+  const seen = new Map<string, Set<string>>();
+  const out = new Set<string>();
+  for (const f of flows)
+    for (const s of f.sources) {
+      let refs = seen.get(s.doc);
+      if (!refs) {
+        refs = new Set();
+        seen.set(s.doc, refs);
+      }
+      if (refs.has(s.ref)) continue;
+      refs.add(s.ref);
+      out.add(lines(s.ref ? `${s.doc} ${s.ref}` : s.doc));
+    }
+  return [...out];
+}
+
+/** The distinct notes of some flows, in flow order. */
+function noteLines(flows: readonly Flow[]): string[] {
+  const out = new Set<string>();
+  for (const f of flows) for (const n of f.notes) out.add(lines(n));
+  return [...out];
 }
 
 function cells(c: Record<Column, string>): string[] {
@@ -165,7 +191,7 @@ export function changeRequest(model: ExportModel): ChangeRequest {
         products: unique(r.flows.map((f) => f.product)).join('\n'),
         purpose: purposeLines(r.flows).join('\n'),
         sources: sourceLines(r.flows).join('\n'),
-        notes: unique(r.flows.flatMap((f) => f.notes.map(lines))).join('\n'),
+        notes: noteLines(r.flows).join('\n'),
       }),
     });
   }

@@ -122,16 +122,20 @@ function renderRule(model: ExportModel, r: ExportRule): RenderedRule {
     for (const p of pairs) {
       for (const m of [p.src, p.dst])
         if (m?.kind === 'names') for (const n of m.values) placeholders.names.add(n);
-      for (const s of addresses(p.src))
-        for (const d of addresses(p.dst))
-          for (const proto of protocolMatches(r, family)) {
-            const parts = [`-A ${CHAIN[r.direction]}`];
-            if (s) parts.push(`-s ${s.text}`);
-            if (d) parts.push(`-d ${d.text}`);
-            parts.push(proto, `-m comment --comment "${comment}"`, '-j ACCEPT');
-            const placeholder = Boolean(s?.placeholder || d?.placeholder);
-            lines.push(`${placeholder ? '# ' : ''}${parts.join(' ')}`);
-          }
+      // The same for every line of the rule: made once, not once per address pair.
+      const chain = `-A ${CHAIN[r.direction]}`;
+      const tails = protocolMatches(r, family).map(
+        (proto) => ` ${proto} -m comment --comment "${comment}" -j ACCEPT`,
+      );
+      const dsts = addresses(p.dst);
+      for (const s of addresses(p.src)) {
+        const from = s ? `${chain} -s ${s.text}` : chain;
+        for (const d of dsts) {
+          const head = d ? `${from} -d ${d.text}` : from;
+          const mark = s?.placeholder || d?.placeholder ? '# ' : '';
+          for (const tail of tails) lines.push(`${mark}${head}${tail}`);
+        }
+      }
     }
   }
   const files = FAMILIES.filter((f) => plan.pairs.some((p) => p.family === f)).map((f) => IPTABLES_FILE[f]);

@@ -103,11 +103,117 @@ export function parseAddress(raw: string): Address | { error: string } {
   return { kind: 'dns', text: text.toLowerCase().replace(/\.$/, '') };
 }
 
-/** Collapses IP and CIDR texts into the fewest CIDRs that cover exactly the same addresses. */
+/**
+ * Collapses IP and CIDR texts into the fewest CIDRs that cover exactly the same addresses: IPv4
+ * first, then IPv6, each in address order, every one with its prefix (`10.0.0.1/32`). IPv4 in the
+ * canonical form the inventory keeps (four plain decimal octets, optional /prefix) is merged here in
+ * linear-logarithmic time on 32-bit numbers; anything else goes through cidr-tools' mergeCidr, whose
+ * result this equals.
+ */
 export function collapseAddresses(texts: readonly string[]): string[] {
-  const v4 = texts.filter((t) => !t.includes(':'));
-  const v6 = texts.filter((t) => t.includes(':'));
-  return [...(v4.length ? mergeCidr(v4) : []), ...(v6.length ? mergeCidr(v6) : [])];
+  const v4: string[] = [];
+  const v6: string[] = [];
+  for (const t of texts) (t.includes(':') ? v6 : v4).push(t);
+  const out = v4.length ? (collapseIpv4(v4) ?? mergeCidr(v4)) : [];
+  if (v6.length) for (const c of mergeCidr(v6)) out.push(c);
+  return out;
+}
+
+const TWO_32 = 2 ** 32;
+
+/**
+ * A canonical IPv4 text (`a.b.c.d` or `a.b.c.d/p`: decimal octets 0-255 and a prefix 0-32, no
+ * leading zeros, no host bits set) as `start * 64 + (32 - prefix)`, a number that sorts blocks by
+ * start and then by size; -1 for any other text.
+ */
+function ipv4Key(text: string): number {
+  let ip = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  let prefix = 32;
+  let i = 0;
+  for (; i <= text.length; i++) {
+    const ch = i < text.length ? text.charCodeAt(i) : -1;
+    if (ch >= 48 && ch <= 57) {
+      if (digits === 1 && part === 0) return -1; // a leading zero
+      part = part * 10 + (ch - 48);
+      if (++digits > 3 || part > 255) return -1;
+      continue;
+    }
+    if (digits === 0) return -1;
+    ip = ip * 256 + part;
+    part = 0;
+    digits = 0;
+    if (ch === 46 && dots < 3) {
+      dots++;
+      continue;
+    }
+    if (dots !== 3) return -1;
+    if (ch === -1) break;
+    if (ch !== 47) return -1;
+    // The prefix: 0-32, no leading zero.
+    const rest = text.slice(i + 1);
+    if (!/^(?:3[0-2]|[12]?\d)$/.test(rest)) return -1;
+    prefix = Number(rest);
+    break;
+  }
+  const size = 2 ** (32 - prefix);
+  if (ip % size !== 0) return -1;
+  return ip * 64 + (32 - prefix);
+}
+
+/**
+ * IPv4 texts (`a.b.c.d` or `a.b.c.d/p`, plain decimal, no host bits set) merged into the fewest
+ * CIDRs, in address order; null when a text is not of that form (the caller falls back to the
+ * general merge).
+ */
+function collapseIpv4(texts: readonly string[]): string[] | null {
+  // Plain numbers: 2^32 * 64 fits a double exactly, and a typed array sorts numerically.
+  const keys = new Float64Array(texts.length);
+  for (let i = 0; i < texts.length; i++) {
+    const key = ipv4Key(texts[i] as string);
+    if (key < 0) return null;
+    keys[i] = key;
+  }
+  keys.sort();
+  const out: string[] = [];
+  let lo = -1;
+  let hi = -2;
+  for (const key of keys) {
+    const s = Math.floor(key / 64);
+    const e = s + 2 ** (key % 64) - 1;
+    if (s <= hi + 1) {
+      if (e > hi) hi = e;
+      continue;
+    }
+    if (lo >= 0) pushRange(out, lo, hi);
+    lo = s;
+    hi = e;
+  }
+  if (lo >= 0) pushRange(out, lo, hi);
+  return out;
+}
+
+/** The CIDRs exactly covering [lo, hi], largest aligned block first. */
+function pushRange(out: string[], lo: number, hi: number): void {
+  let start = lo;
+  while (start <= hi) {
+    let size = 1;
+    let prefix = 32;
+    // Grow the block while it stays aligned at `start` and inside the range.
+    while (prefix > 0 && start % (size * 2) === 0 && start + size * 2 - 1 <= hi) {
+      size *= 2;
+      prefix--;
+    }
+    out.push(`${ipv4Text(start)}/${prefix}`);
+    start += size;
+    if (start >= TWO_32) break;
+  }
+}
+
+function ipv4Text(n: number): string {
+  return `${Math.floor(n / 16777216)}.${Math.floor(n / 65536) % 256}.${Math.floor(n / 256) % 256}.${n % 256}`;
 }
 
 /** The eight 16-bit groups of a valid IPv6 address text (with or without an embedded dotted IPv4 tail). */

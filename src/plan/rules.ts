@@ -91,37 +91,45 @@ export function setIsEmpty(s: AddressSet): boolean {
   return !s.v4.length && !s.v6.length && !s.names.length && !s.unspecified.length;
 }
 
-/** What an AddressSet being built already holds, so adding a peer is constant time, not a scan. */
-const members = new WeakMap<AddressSet, Set<string | null>>();
+/**
+ * One side of a rule while its flows are added: each peer once, in the order the flows first name
+ * it (insertion-ordered sets, so adding a peer is constant time, not a scan).
+ */
+class SideBuilder {
+  readonly hosts = new Set<string | null>();
+  readonly addresses = new Set<string>();
+  readonly v4: string[] = [];
+  readonly v6: string[] = [];
+  readonly names: string[] = [];
+  readonly unspecified = new Set<string>();
 
-function addEndpoint(set: AddressSet, e: Flow['from']): void {
-  const seen = members.get(set) ?? new Set<string | null>();
-  members.set(set, seen);
-  const once = (kind: string, value: string | null, list: (string | null)[]) => {
-    const key = value === null ? null : `${kind}:${value}`;
-    if (seen.has(key)) return;
-    seen.add(key);
-    list.push(value);
-  };
-  once('host', e.host, set.hosts);
-  if (e.address === null) {
-    once('unspecified', e.description ?? 'unspecified peer', set.unspecified);
-    return;
+  add(e: Flow['from']): void {
+    this.hosts.add(e.host);
+    if (e.address === null) {
+      this.unspecified.add(e.description ?? 'unspecified peer');
+      return;
+    }
+    // Each address once: a rule's flows name the same hosts many times over.
+    if (this.addresses.has(e.address)) return;
+    this.addresses.add(e.address);
+    if (IPV4_TEXT.test(e.address)) this.v4.push(e.address);
+    else if (e.address.includes(':')) this.v6.push(e.address);
+    else this.names.push(e.address);
   }
-  // Each address once: a rule's flows name the same hosts many times over.
-  const address = `address:${e.address}`;
-  if (seen.has(address)) return;
-  seen.add(address);
-  if (/^[\d.]+(\/\d+)?$/.test(e.address)) set.v4.push(e.address);
-  else if (e.address.includes(':')) set.v6.push(e.address);
-  else once('name', e.address, set.names);
+
+  /** The collapsed AddressSet: CIDRs merged, names and unspecified peers sorted. */
+  finish(): AddressSet {
+    return {
+      v4: collapseAddresses(this.v4),
+      v6: collapseAddresses(this.v6),
+      names: this.names.sort(),
+      unspecified: [...this.unspecified].sort(),
+      hosts: [...this.hosts],
+    };
+  }
 }
 
-function finish(set: AddressSet): AddressSet {
-  const v4 = collapseAddresses(set.v4);
-  const v6 = collapseAddresses(set.v6);
-  return { ...set, v4, v6, names: [...set.names].sort(), unspecified: [...set.unspecified].sort() };
-}
+const IPV4_TEXT = /^[\d.]+(\/\d+)?$/;
 
 /**
  * The most characters of one free-text field (a purpose, a note, a source reference, a peer
@@ -142,7 +150,21 @@ function clipEndpoint(e: Flow['from']): Flow['from'] {
   return e.description === undefined ? e : { ...e, description: clipText(e.description) };
 }
 
+/** Whether clipFlow would cut any text of a flow. */
+function needsClip(f: Flow): boolean {
+  const long = (text: string | undefined, max = EXPORT_TEXT_MAX) => text !== undefined && text.length > max;
+  return (
+    long(f.from.description) ||
+    long(f.to.description) ||
+    long(f.purpose) ||
+    f.notes.some((n) => long(n)) ||
+    f.sources.some((s) => long(s.doc, 200) || long(s.ref, 200))
+  );
+}
+
+/** A flow with its free texts clipped (clipText); the flow itself when nothing is long enough to cut. */
 function clipFlow(f: Flow): Flow {
+  if (!needsClip(f)) return f;
   return {
     ...f,
     from: clipEndpoint(f.from),
@@ -186,20 +208,19 @@ export function buildExportModel(whole: Plan, inv: Inventory, opts: ModelOptions
       const mine = network.filter((f) => (direction === 'in' ? f.to.host : f.from.host) === host.name);
       const groups = new Map<string, Flow[]>();
       for (const f of mine) {
-        const key = `${f.protocol}|${formatPorts(f.ports)}|${f.icmpType ?? ''}`;
+        const key = matchKey(f);
         const group = groups.get(key);
         if (group) group.push(f);
         else groups.set(key, [f]);
       }
       for (const flows of groups.values()) {
-        const peer = emptySet();
-        const self = emptySet();
+        const src = new SideBuilder();
+        const dst = new SideBuilder();
         for (const f of flows) {
-          addEndpoint(peer, direction === 'in' ? f.from : f.to);
-          addEndpoint(self, direction === 'in' ? f.to : f.from);
+          src.add(f.from);
+          dst.add(f.to);
         }
-        const [src, dst] = direction === 'in' ? [peer, self] : [self, peer];
-        rules.push(makeRule(direction, flows, finish(src), finish(dst)));
+        rules.push(makeRule(direction, flows, src.finish(), dst.finish()));
       }
     }
     const localFlows = plan.flows.filter((f) => f.local && f.from.host === host.name);
@@ -219,35 +240,50 @@ export function buildExportModel(whole: Plan, inv: Inventory, opts: ModelOptions
  * sources merged, then by identical sources with the destinations merged. Local flows make no rule.
  */
 export function forwardRules(flows: readonly Flow[]): ExportRule[] {
-  const network = flows.filter((f) => !f.local);
-  const byDst = new Map<string, Flow[]>();
-  for (const f of network) {
-    const key = `${f.protocol}|${formatPorts(f.ports)}|${f.icmpType ?? ''}|${f.to.host ?? `any:${f.to.description}`}`;
+  // Pass 1: by protocol, ports, ICMP type and destination, in the order flows first name each.
+  const byDst = new Map<string, { match: string; flows: Flow[] }>();
+  for (const f of flows) {
+    if (f.local) continue;
+    const match = matchKey(f);
+    const key = `${match}|${f.to.host ?? `any:${f.to.description}`}`;
     const group = byDst.get(key);
-    if (group) group.push(f);
-    else byDst.set(key, [f]);
+    if (group) group.flows.push(f);
+    else byDst.set(key, { match, flows: [f] });
   }
+  // Pass 2: destinations with the same protocol, ports and set of sources join one rule.
   const bySrc = new Map<string, Flow[]>();
-  for (const flows of byDst.values()) {
-    const f0 = flows[0] as Flow;
-    const srcHosts = [...new Set(flows.map((f) => f.from.host ?? `any:${f.from.description}`))]
-      .sort()
-      .join(',');
-    const key = `${f0.protocol}|${formatPorts(f0.ports)}|${f0.icmpType ?? ''}|${srcHosts}`;
-    const group = bySrc.get(key);
-    if (group) pushAll(group, flows);
-    else bySrc.set(key, [...flows]);
+  for (const { match, flows: group } of byDst.values()) {
+    const sources = new Set<string>();
+    for (const f of group) sources.add(f.from.host ?? `any:${f.from.description}`);
+    const key = `${match}|${[...sources].sort().join(',')}`;
+    const joined = bySrc.get(key);
+    if (joined) pushAll(joined, group);
+    else bySrc.set(key, group);
   }
-  const rules = [...bySrc.values()].map((flows) => {
-    const src = emptySet();
-    const dst = emptySet();
-    for (const f of flows) {
-      addEndpoint(src, f.from);
-      addEndpoint(dst, f.to);
+  const rules: ExportRule[] = [];
+  for (const group of bySrc.values()) {
+    const src = new SideBuilder();
+    const dst = new SideBuilder();
+    for (const f of group) {
+      src.add(f.from);
+      dst.add(f.to);
     }
-    return makeRule('forward', flows, finish(src), finish(dst));
-  });
+    rules.push(makeRule('forward', group, src.finish(), dst.finish()));
+  }
   return numbered(mergeSameEndpoints(rules));
+}
+
+/** What a rule matches besides its peers: `tcp|22,8006|` (protocol, ports, ICMP type). */
+function matchKey(f: Flow): string {
+  const p = f.ports;
+  // Most flows carry one range: skip formatPorts' array building for them.
+  const ports =
+    p.length === 1
+      ? (p[0] as PortRange)[0] === (p[0] as PortRange)[1]
+        ? `${(p[0] as PortRange)[0]}`
+        : formatPorts(p)
+      : formatPorts(p);
+  return `${f.protocol}|${ports}|${f.icmpType ?? ''}`;
 }
 
 /**
@@ -284,7 +320,7 @@ function makeRule(direction: Direction, flows: Flow[], src: AddressSet, dst: Add
     id: '',
     direction,
     protocol: f0.protocol,
-    ports: mergePortRanges(flows.flatMap((f) => f.ports)),
+    ports: distinctPorts(flows),
     ...(f0.icmpType ? { icmpType: f0.icmpType } : {}),
     src,
     dst,
@@ -293,11 +329,34 @@ function makeRule(direction: Direction, flows: Flow[], src: AddressSet, dst: Add
   };
 }
 
+/**
+ * The port ranges of some flows, merged (mergePortRanges). The flows of a rule repeat a few ranges
+ * many times over, so each distinct range is merged once.
+ */
+function distinctPorts(flows: readonly Flow[]): PortRange[] {
+  const seen = new Set<number>();
+  const ranges: PortRange[] = [];
+  let last = -1;
+  for (const f of flows)
+    for (const r of f.ports) {
+      const key = r[0] * 4294967296 + r[1];
+      // Neighbouring flows mostly repeat the range just seen.
+      if (key === last || seen.has(key)) continue;
+      last = key;
+      seen.add(key);
+      ranges.push(r);
+    }
+  return mergePortRanges(ranges);
+}
+
 type PortedService = Pick<Flow, 'protocol' | 'ports' | 'service'>;
 
 /** Lowest port of a flow; ICMP and port-less flows sort last, in plan order. */
-const lowestPort = (f: PortedService): number =>
-  f.ports.reduce((m, [lo]) => Math.min(m, lo), Number.POSITIVE_INFINITY);
+function lowestPort(f: PortedService): number {
+  let m = Number.POSITIVE_INFINITY;
+  for (const r of f.ports) if (r[0] < m) m = r[0];
+  return m;
+}
 
 /**
  * The distinct services of some flows, ordered by the lowest port each uses (ties: plan order), so
@@ -306,8 +365,11 @@ const lowestPort = (f: PortedService): number =>
  */
 export function servicesByPort(flows: readonly PortedService[]): string[] {
   const low = new Map<string, number>();
-  for (const f of flows)
-    low.set(f.service, Math.min(low.get(f.service) ?? Number.POSITIVE_INFINITY, lowestPort(f)));
+  for (const f of flows) {
+    const port = lowestPort(f);
+    const known = low.get(f.service);
+    if (known === undefined || port < known) low.set(f.service, port);
+  }
   return [...low.keys()].sort((a, b) => (low.get(a) as number) - (low.get(b) as number));
 }
 
@@ -440,9 +502,9 @@ export function rulesetName(site: string): string {
  * generator that regroups a rule's peers (firewalld and ufw group them by the application they reach).
  */
 export function addressSetOf(endpoints: Iterable<Flow['from']>): AddressSet {
-  const set = emptySet();
-  for (const e of endpoints) addEndpoint(set, e);
-  return finish(set);
+  const set = new SideBuilder();
+  for (const e of endpoints) set.add(e);
+  return set.finish();
 }
 
 /**
