@@ -58,7 +58,7 @@ function size(file) {
   return existsSync(file) ? statSync(file).size : 0;
 }
 
-const mib = (b) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+const mib = (b) => (b < 2 ** 20 ? `${Math.round(b / 1024)} KiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
 const dir = mkdtempSync(join(tmpdir(), 'portolan-scale-'));
 const rows = [];
 let nftRef = '';
