@@ -149,6 +149,21 @@ describe('a signed probe the responder rejects: the secret or the host name, sai
   );
 
   it(
+    'no secret at all: the reset is not blamed on the path alone, the hint says to give check the secret',
+    LONG,
+    async () => {
+      const r = await runCliAsync(['check', site, '--from', 'cli', '--format', 'json']);
+      const doc = JSON.parse(r.stdout) as Json;
+      const web = doc.flows.find((f) => f.verdict === 'reset-after-connect');
+      assert.ok(web, JSON.stringify(doc.flows.map((f) => f.verdict)));
+      assert.match(
+        web.hint,
+        /if portolan listen runs on srv, it resets every probe not signed with its secret this way: give check that secret \(--secret or PORTOLAN_SECRET\)/,
+      );
+    },
+  );
+
+  it(
     'another secret: the responder says bad MAC and names its host; check gives every port the same verdict, the mismatch first',
     LONG,
     async () => {
