@@ -623,6 +623,32 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       const stored = await ctx.db.selectFrom('results').selectAll().where('run_key', '=', key).execute();
       assert.equal(stored.length, 0);
     });
+
+    test('an agent result whose detail is larger than 64 KiB is a 400 naming it, and nothing of the run is stored', async () => {
+      const yaml = LOOPBACK.replace('site: lab-loopback', 'site: lab-big');
+      assert.equal((await call(ctx, 'POST', '/api/sites', ctx.admin, { yaml })).statusCode, 201);
+      const enrol = await call(ctx, 'POST', '/api/agents', ctx.admin, { site: 'lab-big', host: 'vbr' });
+      assert.equal(enrol.statusCode, 201, enrol.body);
+      const token = enrol.json().token as string;
+      const plan = (await call(ctx, 'GET', '/api/agent/plan', token)).json();
+      const key = 'big-aaaaaaaaaaaaaaaaa';
+      const results = [
+        { flowId: plan.flowIds[0], verdict: 'ok', detail: { note: 'small' } },
+        { flowId: plan.flowIds[0], verdict: 'ok', detail: { banner: 'x'.repeat(70000) } },
+      ];
+      const r = await call(ctx, 'POST', '/api/agent/results', token, {
+        key,
+        version: plan.version,
+        startedAt: new Date().toISOString(),
+        isolated: false,
+        results,
+      });
+      assert.equal(r.statusCode, 400, r.body);
+      assert.equal(r.json().error.code, 'EVALIDATION');
+      assert.match(r.json().error.message, /^body\/results\/1\/detail: 70013 bytes of JSON, more than 65536/);
+      const stored = await ctx.db.selectFrom('results').selectAll().where('run_key', '=', key).execute();
+      assert.equal(stored.length, 0);
+    });
   });
 }
 

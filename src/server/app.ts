@@ -15,6 +15,8 @@ import { deltaModel, diffPlans } from './sites.js';
 import { ApiError, type EventRow, type Principal, type Role, type Store } from './store.js';
 import { deliver } from './webhooks.js';
 
+/** Largest `detail` of one result an agent may post, in bytes of JSON (a flow's evidence is a few hundred). */
+export const MAX_DETAIL_BYTES = 64 * 1024;
 export interface AppOptions {
   store: Store;
   /** Largest request body accepted, in bytes (default 4 MiB). */
@@ -532,6 +534,17 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       schema: { summary: 'post one check run; the idempotency key makes a resend harmless', body: S.runBody },
     },
     async (req) => {
+      // One flow's evidence is a few hundred bytes; a larger detail would be served back in every
+      // status reply of the site, so it is refused here, before anything of the run is stored.
+      req.body.results.forEach((r, i) => {
+        const bytes = Buffer.byteLength(JSON.stringify(r.detail));
+        if (bytes > MAX_DETAIL_BYTES)
+          throw new ApiError(
+            400,
+            'EVALIDATION',
+            `body/results/${i}/detail: ${bytes} bytes of JSON, more than ${MAX_DETAIL_BYTES} (expected the evidence of one flow, at most ${MAX_DETAIL_BYTES / 1024} KiB)`,
+          );
+      });
       const r = await store.ingest(req.principal?.agent ?? req.principal?.agentId ?? '', req.body);
       emit(r.events);
       return { key: req.body.key, stored: r.stored, duplicate: !r.stored };
