@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Agent } from '../src/agent/agent.js';
+import { Agent, detailOf } from '../src/agent/agent.js';
+import type { FlowResult } from '../src/probe/verdict.js';
+import { MAX_DETAIL_BYTES } from '../src/server/app.js';
 import { openDb } from '../src/server/db.js';
 import { BIN, ROOT } from './helpers.js';
 
@@ -568,4 +570,34 @@ test('a wrong agent token is a user error on every agent request: one line namin
   } finally {
     slow.server.close();
   }
+});
+
+test('a posted detail stays under the server limit however many addresses and ranges a flow has', () => {
+  const addresses = Array.from({ length: 1000 }, (_, i) => `10.1.${i >> 8}.${i & 255}`);
+  const fr = {
+    flow: { id: 'f', ports: [[2500, 2501]] },
+    verdict: 'closed',
+    failed: true,
+    addresses,
+    results: addresses.flatMap((address) =>
+      [2500, 2501].map((port) => ({
+        address,
+        port,
+        protocol: 'tcp',
+        verdict: 'closed',
+        detail:
+          'connection refused (ECONNREFUSED): nothing listens, or a firewall answers for it with a reset',
+        evidence: { errno: 'ECONNREFUSED' },
+      })),
+    ),
+    hint: 'nothing listens',
+  } as unknown as FlowResult;
+  const detail = detailOf(fr);
+  assert.ok(
+    Buffer.byteLength(JSON.stringify(detail)) <= MAX_DETAIL_BYTES,
+    `${Buffer.byteLength(JSON.stringify(detail))} bytes`,
+  );
+  assert.equal((detail.ranges as unknown[]).length, 256);
+  assert.equal(detail.rangesOmitted, 744);
+  assert.equal((detail.ports as unknown[]).length, 64);
 });

@@ -99,18 +99,29 @@ export class ServerRefused extends PortolanError {
 
 /** The most port results kept per flow in a posted result (ranges are summarized, not listed). */
 const MAX_PORTS = 64;
+/**
+ * The most verdict ranges kept per flow in a posted result: with MAX_PORTS ports it keeps a detail
+ * well under the server's MAX_DETAIL_BYTES (64 KiB) however the verdicts of a range alternate.
+ */
+const MAX_RANGES = 256;
 
-function detailOf(fr: FlowResult): Record<string, unknown> {
+/**
+ * The `detail` of one flow's posted result: reason, hint, addresses, the verdict ranges (at most
+ * MAX_RANGES, with `rangesOmitted` counting the rest) and the first MAX_PORTS port results.
+ */
+export function detailOf(fr: FlowResult): Record<string, unknown> {
+  const ranges = summarize(fr);
   return {
     reason: fr.reason ?? (fr.results.find((r) => r.verdict === fr.verdict)?.detail || undefined),
     hint: fr.hint,
     addresses: fr.addresses,
-    ranges: summarize(fr).map((s) => ({
+    ranges: ranges.slice(0, MAX_RANGES).map((s) => ({
       address: s.address,
       ports: s.ports,
       verdict: s.verdict,
       counts: s.counts,
     })),
+    ...(ranges.length > MAX_RANGES ? { rangesOmitted: ranges.length - MAX_RANGES } : {}),
     ports: fr.results.slice(0, MAX_PORTS).map((r) => ({
       address: r.address,
       port: r.port,
