@@ -172,9 +172,18 @@ class Listener {
     });
   }
 
-  /** The first stdout line (seen or still to come) that matches. */
-  waitLine(pred: (l: string) => boolean, what: string, ms = 30_000): Promise<string> {
-    const seen = this.lines.find(pred);
+  /** How many stdout lines have been seen: pass it to waitLine/waitEvent to skip those lines. */
+  mark(): number {
+    return this.lines.length;
+  }
+
+  /**
+   * The first stdout line (seen or still to come) that matches, among the lines from index `after`
+   * on: an event picked by its source port must be looked for only after its exchange started, as
+   * the kernel may give a later connection the same port.
+   */
+  waitLine(pred: (l: string) => boolean, what: string, ms = 30_000, after = 0): Promise<string> {
+    const seen = this.lines.slice(after).find(pred);
     if (seen !== undefined) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
       const fail = (why: string) => {
@@ -205,7 +214,7 @@ class Listener {
     return this.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Json);
   }
 
-  async waitEvent(pred: (e: Json) => boolean, what: string, ms?: number): Promise<Json> {
+  async waitEvent(pred: (e: Json) => boolean, what: string, ms?: number, after = 0): Promise<Json> {
     const safe = (l: string) => {
       try {
         return l.startsWith('{') && pred(JSON.parse(l));
@@ -213,7 +222,7 @@ class Listener {
         return false;
       }
     };
-    return JSON.parse(await this.waitLine(safe, what, ms));
+    return JSON.parse(await this.waitLine(safe, what, ms, after));
   }
 
   kill(signal: NodeJS.Signals = 'SIGTERM') {
@@ -425,12 +434,15 @@ describe('portolan listen: one responder, probed over loopback', () => {
 
   it('answers an authenticated TCP probe with exactly the OK line, and logs the source it saw', async () => {
     const probe = makeProbe(KEY, 'tcp', P().tcp);
+    const mark = l.mark();
     const r = await tcpExchange(P().tcp, probe.line, { from: '127.0.0.2' });
     assert.equal(r.reply.length, 46);
     assert.ok(verifyReply(KEY, probe, r.reply.toString('latin1')), r.reply.toString('latin1'));
     const e = await l.waitEvent(
       (x) => x.event === 'probe' && x.from.port === r.localPort && x.proto === 'tcp',
       'log line',
+      undefined,
+      mark,
     );
     assert.deepEqual(
       { result: e.result, from: e.from, to: e.to, received: e.received, sent: e.sent },
@@ -447,12 +459,15 @@ describe('portolan listen: one responder, probed over loopback', () => {
   it('answers an authenticated UDP probe with exactly the OK line, on every UDP port', async () => {
     for (let port = P().udp; port <= P().udpRange[1]; port++) {
       const probe = makeProbe(KEY, 'udp', port);
+      const mark = l.mark();
       const r = await udpExchange(port, probe.line, { from: '127.0.0.2', waitMs: 500 });
       assert.equal(r.replies.length, 1, `udp/${port}`);
       assert.ok(verifyReply(KEY, probe, r.replies[0]?.toString('latin1') ?? ''));
       const e = await l.waitEvent(
         (x) => x.event === 'probe' && x.proto === 'udp' && x.from.port === r.localPort,
         'udp log line',
+        undefined,
+        mark,
       );
       assert.equal(e.from.address, '127.0.0.2');
       assert.equal(e.result, 'answered');
@@ -514,11 +529,14 @@ describe('portolan listen: one responder, probed over loopback', () => {
       ['valid line with more after it', `${makeProbe(KEY, 'tcp', port).line}x`, 'bytes after the probe line'],
     ];
     for (const [name, data, reason] of cases) {
+      const mark = l.mark();
       const r = await tcpExchange(port, data, { from: '127.0.0.3' });
       assert.equal(r.reply.length, 0, `${name}: got ${JSON.stringify(r.reply.toString('latin1'))}`);
       const e = await l.waitEvent(
         (x) => x.event === 'probe' && x.from.port === r.localPort,
         `log of ${name}`,
+        undefined,
+        mark,
       );
       assert.equal(e.result, 'rejected', name);
       assert.equal(e.reason, reason, name);
@@ -527,12 +545,15 @@ describe('portolan listen: one responder, probed over loopback', () => {
   });
 
   it('closes a silent connection after the read timeout, with no bytes sent', LONG, async () => {
+    const mark = l.mark();
     const r = await tcpExchange(P().tcp, Buffer.alloc(0), { from: '127.0.0.3' });
     assert.equal(r.reply.length, 0);
     assert.ok(r.ms < 14_000, `closed after ${r.ms} ms`);
     const e = await l.waitEvent(
       (x) => x.event === 'probe' && x.from.port === r.localPort,
       'log of the silent connection',
+      undefined,
+      mark,
     );
     assert.match(e.reason, /^no probe line within \d+ ms$/);
   });
