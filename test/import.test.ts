@@ -3,8 +3,10 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { deflateRawSync } from 'node:zlib';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { parse as parseYaml } from 'yaml';
+import { zipInflatedSize } from '../src/import/sources.js';
 import { BIN, ROOT, runCli } from './helpers.js';
 
 const FIX = join(ROOT, 'tests', 'fixtures', 'import');
@@ -237,6 +239,46 @@ function zipDeclaring(size: number): Buffer {
   return Buffer.concat([local, name, central, name, end]);
 }
 
+/**
+ * A zip archive of one deflated entry, xl/worksheets/sheet1.xml, holding `data`, whose local and
+ * central headers both declare `declared` bytes uncompressed (APPNOTE 4.3.7, 4.3.12, 4.3.16): a
+ * bomb that lies about its size.
+ */
+function zipLying(data: Buffer, declared: number): Buffer {
+  const name = Buffer.from('xl/worksheets/sheet1.xml');
+  const body = deflateRawSync(data);
+  const local = Buffer.alloc(30);
+  local.writeUInt32LE(0x04034b50, 0);
+  local.writeUInt16LE(8, 8);
+  local.writeUInt32LE(body.length, 18);
+  local.writeUInt32LE(declared, 22);
+  local.writeUInt16LE(name.length, 26);
+  const central = Buffer.alloc(46);
+  central.writeUInt32LE(0x02014b50, 0);
+  central.writeUInt16LE(8, 10);
+  central.writeUInt32LE(body.length, 20);
+  central.writeUInt32LE(declared, 24);
+  central.writeUInt16LE(name.length, 28);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(1, 8);
+  end.writeUInt16LE(1, 10);
+  end.writeUInt32LE(central.length + name.length, 12);
+  end.writeUInt32LE(local.length + name.length + body.length, 16);
+  return Buffer.concat([local, name, body, central, name, end]);
+}
+
+describe('import: zip sizes measured, not believed', () => {
+  it('counts what the data inflates to, whatever the headers declare', async () => {
+    const lying = zipLying(Buffer.alloc(100_000, 0x20), 10);
+    assert.equal(await zipInflatedSize(lying, 1_000_000), 100_000);
+    // Inflation stops just past the limit: a bomb is never held whole.
+    const counted = (await zipInflatedSize(lying, 1000)) ?? 0;
+    assert.ok(counted > 1000 && counted <= 100_000, String(counted));
+    assert.equal(await zipInflatedSize(Buffer.from('not a zip'), 1000), undefined);
+  });
+});
+
 describe('import: bad input', () => {
   const dir = mkdtempSync(join(tmpdir(), 'portolan-import-bad-'));
   const file = (name: string, text: string) => {
@@ -347,6 +389,17 @@ describe('import: bad input', () => {
       'a workbook whose directory declares 900 MiB unzipped',
       ['import', 'rvtools', fileBytes('bomb.xlsx', zipDeclaring(900 * 1024 * 1024)), '--map', MAP],
       /bomb\.xlsx: the workbook unzips to 900 MiB, over the 256 MiB this import reads/,
+    ],
+    [
+      'a workbook whose headers declare 5 KiB and whose data inflates to 300 MiB',
+      [
+        'import',
+        'rvtools',
+        fileBytes('liar.xlsx', zipLying(Buffer.alloc(300 * 1024 * 1024, 0x20), 5000)),
+        '--map',
+        MAP,
+      ],
+      /liar\.xlsx: the workbook's data unzips to more than the 256 MiB this import reads, though its directory declares 5 KiB/,
     ],
   ];
   for (const [name, args, expected] of cases)

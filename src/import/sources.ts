@@ -1,5 +1,6 @@
 import { open } from 'node:fs/promises';
 import { basename } from 'node:path';
+import { createInflateRaw } from 'node:zlib';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { InputError } from '../errors.js';
 
@@ -103,13 +104,7 @@ export const MAX_XLSX_UNZIPPED = 256 * 1024 * 1024;
  * Infinity: an .xlsx that needs ZIP64 is past any size read here anyway.
  */
 export function zipUnzippedSize(bytes: Buffer): number | undefined {
-  const from = Math.max(0, bytes.length - 22 - 0xffff);
-  let eocd = -1;
-  for (let i = bytes.length - 22; i >= from; i--)
-    if (bytes.readUInt32LE(i) === 0x06054b50) {
-      eocd = i;
-      break;
-    }
+  const eocd = endOfCentralDirectory(bytes);
   if (eocd < 0) return undefined;
   const entries = bytes.readUInt16LE(eocd + 10);
   let at = bytes.readUInt32LE(eocd + 16);
@@ -121,6 +116,70 @@ export function zipUnzippedSize(bytes: Buffer): number | undefined {
     at += 46 + bytes.readUInt16LE(at + 28) + bytes.readUInt16LE(at + 30) + bytes.readUInt16LE(at + 32);
   }
   return total;
+}
+
+/**
+ * What a zip archive's entries really inflate to (bytes), summed, counting at most `limit` + 1:
+ * each entry's data is found through its local header (PKWARE APPNOTE 4.3.7) at the offset the
+ * central directory gives (4.3.12) and inflated in 64 KiB pieces that are counted and dropped, so a
+ * bomb whose headers understate its sizes is measured without holding it. Stored entries (method 0)
+ * count their stored length; entries that cannot be read (a bad header, another method, a corrupt
+ * stream) count 0 and are left to the workbook reader to report. Undefined when the directory
+ * cannot be found.
+ */
+export async function zipInflatedSize(bytes: Buffer, limit: number): Promise<number | undefined> {
+  const eocd = endOfCentralDirectory(bytes);
+  if (eocd < 0) return undefined;
+  const entries = bytes.readUInt16LE(eocd + 10);
+  let at = bytes.readUInt32LE(eocd + 16);
+  let total = 0;
+  for (let n = 0; n < entries && total <= limit; n++) {
+    if (at + 46 > bytes.length || bytes.readUInt32LE(at) !== 0x02014b50) return undefined;
+    const method = bytes.readUInt16LE(at + 10);
+    const stored = bytes.readUInt32LE(at + 20);
+    const local = bytes.readUInt32LE(at + 42);
+    at += 46 + bytes.readUInt16LE(at + 28) + bytes.readUInt16LE(at + 30) + bytes.readUInt16LE(at + 32);
+    if (local + 30 > bytes.length || bytes.readUInt32LE(local) !== 0x04034b50) continue;
+    const data = local + 30 + bytes.readUInt16LE(local + 26) + bytes.readUInt16LE(local + 28);
+    if (method === 0) total += Math.min(stored, Math.max(0, bytes.length - data));
+    else if (method === 8) total += await inflatedLength(bytes.subarray(data), limit + 1 - total);
+  }
+  return total;
+}
+
+/**
+ * The length of the raw DEFLATE stream (RFC 1951) at the start of `data` once inflated, counted up
+ * to `most` bytes (inflation stops there); 0 when the stream is corrupt. Trailing bytes after the
+ * stream's last block are ignored.
+ */
+function inflatedLength(data: Buffer, most: number): Promise<number> {
+  return new Promise((resolve) => {
+    const inflate = createInflateRaw({ chunkSize: 64 * 1024 });
+    let length = 0;
+    let done = false;
+    const finish = (n: number) => {
+      if (done) return;
+      done = true;
+      resolve(n);
+    };
+    inflate.on('data', (chunk: Buffer) => {
+      length += chunk.length;
+      if (length >= most) {
+        finish(length);
+        inflate.destroy();
+      }
+    });
+    inflate.on('end', () => finish(length));
+    inflate.on('error', () => finish(0));
+    inflate.on('close', () => finish(length));
+    inflate.end(data);
+  });
+}
+
+function endOfCentralDirectory(bytes: Buffer): number {
+  const from = Math.max(0, bytes.length - 22 - 0xffff);
+  for (let i = bytes.length - 22; i >= from; i--) if (bytes.readUInt32LE(i) === 0x06054b50) return i;
+  return -1;
 }
 
 /**
@@ -231,9 +290,18 @@ function csvTable(bytes: Buffer, file: string): Table {
 
 async function xlsxTable(bytes: Buffer, file: string, sheet: string): Promise<Table> {
   const unzipped = zipUnzippedSize(bytes);
+  const over = (size: string) =>
+    new InputError(
+      `the workbook unzips to ${size}, over the ${MAX_XLSX_UNZIPPED / 1024 / 1024} MiB this import reads (expected an RVTools export; for a larger one use RVTools' Export vInfo to csv)`,
+      { file },
+    );
   if (unzipped !== undefined && unzipped > MAX_XLSX_UNZIPPED)
+    throw over(Number.isFinite(unzipped) ? `${Math.ceil(unzipped / 1024 / 1024)} MiB` : 'more than 4 GiB');
+  // The directory can understate what the data inflates to: measure it before the reader holds it.
+  const inflated = await zipInflatedSize(bytes, MAX_XLSX_UNZIPPED);
+  if (inflated !== undefined && inflated > MAX_XLSX_UNZIPPED)
     throw new InputError(
-      `the workbook unzips to ${Number.isFinite(unzipped) ? `${Math.ceil(unzipped / 1024 / 1024)} MiB` : 'more than 4 GiB'}, over the ${MAX_XLSX_UNZIPPED / 1024 / 1024} MiB this import reads (expected an RVTools export; for a larger one use RVTools' Export vInfo to csv)`,
+      `the workbook's data unzips to more than the ${MAX_XLSX_UNZIPPED / 1024 / 1024} MiB this import reads, though its directory declares ${Math.ceil((unzipped ?? 0) / 1024)} KiB (expected an RVTools export whose sizes are true; for a larger one use RVTools' Export vInfo to csv)`,
       { file },
     );
   const { readSheet } = await import('read-excel-file/node');
