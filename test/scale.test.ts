@@ -5,7 +5,7 @@
  * flows of that host. No assertion here depends on timing.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +14,7 @@ import { parse as parseCsv } from 'csv-parse/sync';
 import { loadSite } from '../src/inventory/load.js';
 import { planCsvChunks, planJson, planJsonChunks } from '../src/plan/format.js';
 import { buildPlan } from '../src/plan/plan.js';
-import { ROOT, runCli } from './helpers.js';
+import { BIN, ROOT, runCli } from './helpers.js';
 
 /** A site whose plan is every backup proxy to every guest: far more flows than its file suggests. */
 function crossSite(proxies: number, guests: number): string {
@@ -65,6 +65,29 @@ describe('scale', () => {
     const bad = runCli(['export', small, '--to', 'nftables', '--max-inventory-size', 'lots']);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /^portolan: --max-inventory-size "lots" is not a size from 1 byte to 256 MiB/);
+  });
+
+  test('validate locates its warnings from its one read: a large file, a pipe', () => {
+    // A 5 MiB inventory (a long comment, under the 64 MiB default) and the same site through a
+    // pipe: the fact warnings are located without reading the file a second time.
+    const big = join(dir, 'site-300-big.yaml');
+    writeFileSync(big, `${readFileSync(small, 'utf8')}# ${'x'.repeat(5 * 1024 * 1024)}\n`);
+    const r = runCli(['validate', big]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /site-300-big\.yaml:\d+:3 hosts\.landing-0: warning: host landing-0 gets fewer flows/,
+    );
+    assert.match(r.stdout, /site-300-big\.yaml: ok \(site scale-300: /);
+    const piped = spawnSync('bash', ['-c', `"$0" "$1" validate <(cat "$2")`, process.execPath, BIN, small], {
+      encoding: 'utf8',
+    });
+    assert.equal(piped.status, 0, piped.stderr);
+    assert.match(
+      piped.stderr,
+      /^\/dev\/fd\/\d+:\d+:3 hosts\.landing-0: warning: host landing-0 gets fewer flows/m,
+    );
+    assert.match(piped.stdout, /: ok \(site scale-300: /);
   });
 
   test('/dev/zero stops at the limit, with the option named', { timeout: 120_000 }, () => {

@@ -6,7 +6,6 @@ import { buildPlan, hostsInsideCidrs } from '../plan/plan.js';
 import { counted } from '../util/plural.js';
 import { safeLine } from '../util/terminal.js';
 import { writeHelp } from '../util/wrap.js';
-import { loadYamlFile } from '../util/yaml.js';
 import { COMMON_HELP, exactlyOne, parse } from './args.js';
 import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
 
@@ -89,14 +88,15 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`${file}: ${counted(err.errors.length, 'error')}\n`);
     return 2;
   }
-  const { inventory, catalogs } = site;
+  const { inventory, catalogs, locate } = site;
   // Where the plan will be thinner than the inventory suggests: facts left out.
   const plan = buildPlan(inventory, catalogs);
   const summed = factSummaries(inventory, catalogs, plan.warnings);
   if (summed.lines.length) {
-    const y = loadYamlFile(file, 'inventory');
+    // Located through the one read of the file: a pipe cannot be read twice, nor a file past the
+    // default limit that --max-inventory-size let in.
     for (const { host, text } of summed.lines)
-      process.stderr.write(`${formatLocated(`warning: ${text}`, y.locate(['hosts', host], 'key'))}\n`);
+      process.stderr.write(`${formatLocated(`warning: ${text}`, locate(['hosts', host], 'key'))}\n`);
   }
   for (const w of plan.warnings)
     if (FACT_WARNINGS.has(w.code) && !summed.covered.has(w))

@@ -31,6 +31,8 @@ interface RawInventory {
 export interface Site {
   inventory: Inventory;
   catalogs: Catalogs;
+  /** Where a key path of the inventory is written (file:line:column), from the one read of it. */
+  locate: LoadedYaml['locate'];
 }
 
 /** The largest inventory file read by default: about 700,000 hosts of one line each. */
@@ -109,7 +111,7 @@ function siteOf(y: LoadedYaml, file: string, extraCatalogs: readonly string[]): 
     return path;
   });
   const catalogs = loadCatalogs([...extraCatalogs, ...own.filter((p) => !named.has(realOrResolved(p)))]);
-  return { inventory: checkInventory(raw, y, catalogs, own, schemaErrors), catalogs };
+  return { inventory: checkInventory(raw, y, catalogs, own, schemaErrors), catalogs, locate: y.locate };
 }
 
 /**
