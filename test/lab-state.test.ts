@@ -223,6 +223,36 @@ describe('lab: state, restarts and kills', { skip: skipLab }, () => {
     assert.match(again.stdout, /nothing to remove/);
   });
 
+  it('an inventory given through a pipe is read once: the site and the lab copies come from it', {
+    timeout: 300_000,
+  }, () => {
+    const name = dir.name('pipe');
+    const r = spawnSync(
+      'bash',
+      ['-c', `"$0" "$1" lab up <(cat "$2") --name "$3" -q`, process.execPath, BIN, SITE, name],
+      {
+        cwd: ROOT,
+        env: { ...process.env, NO_COLOR: '1', ...dir.env },
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const state = readLabState(dir.root, name);
+    assert.deepEqual(
+      state.hosts.map((h) => h.name),
+      ['ps-server', 'fileserver-old', 'fileserver-new', 'esx-legacy'],
+    );
+    // The lab's own copy of the inventory is the piped text with lab addresses.
+    const copy = readFileSync(join(state.dir, 'site.yaml'), 'utf8');
+    assert.match(copy, /^site: p2v-legacy$/m);
+    assert.match(copy, /fileserver-old:/);
+    const down = spawnSync(process.execPath, [BIN, 'lab', 'down', '--name', name], {
+      env: { ...process.env, ...dir.env },
+      encoding: 'utf8',
+    });
+    assert.equal(down.status, 0, down.stderr);
+  });
+
   // Each point: the state file already names the object, the object is not made yet.
   const POINTS = [
     'hub',

@@ -1,5 +1,5 @@
 import { UsageError } from '../errors.js';
-import { loadSite } from '../inventory/load.js';
+import { loadSite, readInventory } from '../inventory/load.js';
 import { ablate } from '../lab/ablate.js';
 import { breakFlow, parseFlowSpec } from '../lab/break.js';
 import { down, downAll } from '../lab/down.js';
@@ -114,14 +114,18 @@ async function runUp(argv: string[]): Promise<number> {
     rulesets.set(m[1] as string, m[2] as string);
   }
   requireNetAdmin();
-  const name = checkLabName(
-    values.name ?? defaultLabName(loadSite(file, values.catalog ?? []).inventory.site),
-  );
+  // Read once: the site is checked and the lab's copies are written from the same bytes (a pipe
+  // cannot be read twice).
+  const bytes = readInventory(file);
+  const site = loadSite(file, values.catalog ?? [], { bytes });
+  const name = checkLabName(values.name ?? defaultLabName(site.inventory.site));
   const say = values.quiet ? undefined : (l: string) => process.stdout.write(`  ${l}\n`);
   if (!values.quiet) process.stdout.write(`portolan lab up: ${name} from ${file}\n`);
   const state = await up(
     {
       file,
+      site,
+      text: bytes.toString('utf8'),
       firewall,
       rulesets,
       catalogs: values.catalog ?? [],

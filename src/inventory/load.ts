@@ -5,7 +5,7 @@ import type { Catalog, FactSpec } from '../catalog/types.js';
 import { parseVersion, versionWithin } from '../catalog/version.js';
 import { InputError, InputErrors, shown, UsageError } from '../errors.js';
 import { addressIdentity, parseAddress } from '../model/address.js';
-import { parseSize, sizeText, statProblem } from '../util/read.js';
+import { parseSize, readBounded, sizeText, statProblem } from '../util/read.js';
 import { schemaFindings } from '../util/schema.js';
 import { unknownName } from '../util/suggest.js';
 import { type LoadedYaml, loadYamlFile, type PathPart, parseYamlText } from '../util/yaml.js';
@@ -64,6 +64,16 @@ export function inventoryLimit(option?: string, env: NodeJS.ProcessEnv = process
 export interface LoadOptions {
   /** Largest inventory file read, in bytes; default inventoryLimit() (the environment, else 64 MiB). */
   maxBytes?: number;
+  /** The inventory's bytes, already read with readInventory: `file` is then not read again. */
+  bytes?: Buffer;
+}
+
+/**
+ * The bytes of the inventory `file`, read once up to `maxBytes` (inventoryLimit()): for a command
+ * that needs the text as well as the site (a pipe cannot be read twice). InputError as loadSite.
+ */
+export function readInventory(file: string, maxBytes = inventoryLimit()): Buffer {
+  return readBounded(file, maxBytes, 'inventory', LIMIT_HINT);
 }
 
 /**
@@ -73,10 +83,9 @@ export interface LoadOptions {
  * (inventoryLimit); a longer one, /dev/zero or an endless pipe is an InputError naming the option.
  */
 export function loadSite(file: string, extraCatalogs: readonly string[] = [], opts: LoadOptions = {}): Site {
-  const y = loadYamlFile(file, 'inventory', {
-    maxBytes: opts.maxBytes ?? inventoryLimit(),
-    limitHint: LIMIT_HINT,
-  });
+  const y = opts.bytes
+    ? parseYamlText(opts.bytes, file, 'inventory')
+    : loadYamlFile(file, 'inventory', { maxBytes: opts.maxBytes ?? inventoryLimit(), limitHint: LIMIT_HINT });
   return siteOf(y, file, extraCatalogs);
 }
 

@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { excludeCidr, expandCidr } from 'cidr-tools';
 import { parseDocument } from 'yaml';
@@ -80,16 +80,15 @@ export function labAddresses(inv: Inventory): Map<string, LabAddress> {
 }
 
 /**
- * Writes `site.yaml` and `rules.yaml` (see above) into `dir`: the user's YAML with only host
- * addresses changed and catalog paths made absolute.
+ * Writes `site.yaml` and `rules.yaml` (see above) into `dir`: the user's YAML (`text`, the inventory
+ * as read) with only host addresses changed and catalog paths made absolute.
  */
 export function writeLabInventories(
-  source: string,
+  text: string,
   inv: Inventory,
   addresses: Map<string, LabAddress>,
   dir: string,
 ): { site: string; rules: string } {
-  const text = readFileSync(source, 'utf8');
   const write = (file: string, pick: (kind: string) => boolean) => {
     const doc = parseDocument(text);
     for (const h of inv.hosts) {

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
-import { loadSite } from '../inventory/load.js';
+import { loadSite, readInventory, type Site } from '../inventory/load.js';
 import { inboundFor } from '../listen/inbound.js';
 import { formatPorts, portCount } from '../model/ports.js';
 import { buildPlan } from '../plan/plan.js';
@@ -19,6 +19,10 @@ import { CLI, ip, netnsList } from './sys.js';
 
 export interface UpOptions {
   file: string;
+  /** The site of `file`, already loaded (else `file` is loaded). */
+  site?: Site;
+  /** The inventory's text as read for `site` (else `file` is read): the lab's copies are made of it. */
+  text?: string;
   name?: string;
   firewall: Firewall;
   /** HOST -> the user's ruleset file for that host. */
@@ -44,7 +48,9 @@ const RESPONDER_READY_MS = 120_000;
 export async function up(o: UpOptions, name: string): Promise<LabState> {
   const say = o.say ?? (() => {});
   const file = resolve(o.file);
-  const { inventory, catalogs } = loadSite(file, o.catalogs);
+  const bytes = o.text === undefined ? readInventory(file) : undefined;
+  const { inventory, catalogs } = o.site ?? loadSite(file, o.catalogs, bytes ? { bytes } : {});
+  const text = o.text ?? (bytes as Buffer).toString('utf8');
   const plan = buildPlan(inventory, catalogs);
   for (const h of o.rulesets.keys())
     if (!inventory.hosts.some((x) => x.name === h))
@@ -107,7 +113,7 @@ export async function up(o: UpOptions, name: string): Promise<LabState> {
       const h = hosts.find((x) => x.name === host) as LabHost;
       h.ruleset = adoptUserRuleset(state.dir, host, f);
     }
-    writeLabInventories(file, inventory, addresses, state.dir);
+    writeLabInventories(text, inventory, addresses, state.dir);
     const etcHosts = hostsFile(inventory, addresses);
 
     state.objects.netns.push(hub);
