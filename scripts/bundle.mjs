@@ -37,6 +37,11 @@ const linkFiles = {
         return undefined;
       return { path: './errors.js', external: true };
     });
+    // A `require('yaml')` is a load at first use (src/util/yaml.ts): it loads dist/cli/yaml.cjs,
+    // so that a command whose input never needs yaml does not compile its 250 KB either.
+    b.onResolve({ filter: /^yaml$/ }, (args) =>
+      args.kind === 'require-call' ? { path: './yaml.cjs', external: true } : undefined,
+    );
     b.onResolve({ filter: /^\.\/[a-z-]+\.js$/ }, (args) =>
       args.importer === mainEntry && args.kind === 'dynamic-import'
         ? { path: args.path, external: true }
@@ -71,6 +76,18 @@ await build({
   banner: {
     js: "import { createRequire as __portolanRequire } from 'node:module';\nconst require = __portolanRequire(import.meta.url);",
   },
+});
+// yaml (CommonJS) as one file of its own, for the require above.
+await build({
+  stdin: { contents: "module.exports = require('yaml');", resolveDir: root, loader: 'js' },
+  outfile: join(outdir, 'yaml.cjs'),
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  sourcemap: true,
+  sourcesContent: false,
+  logLevel: 'warning',
 });
 // Every file main.js may load is there, and nothing else was written.
 const expected = new Set(

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ROOT, runCli } from './helpers.js';
@@ -36,6 +37,15 @@ describe('the bundled CLI (scripts/bundle.mjs)', () => {
           `${f} uses the error classes without importing errors.js`,
         );
     }
+  });
+
+  it('has yaml in yaml.cjs, the whole package, for the bundles that load it at first use', () => {
+    const require = createRequire(import.meta.url);
+    const bundled = require(join(CLI, 'yaml.cjs')) as Record<string, unknown>;
+    const installed = require('yaml') as Record<string, unknown>;
+    assert.deepEqual(Object.keys(bundled).sort(), Object.keys(installed).sort());
+    const doc = (bundled.parseDocument as (s: string) => { toJS(): unknown })('a: [1, {b: c}]\n');
+    assert.deepEqual(doc.toJS(), { a: [1, { b: 'c' }] });
   });
 
   it("reports a command's input error as one line and exit 2 (its errors are main.js's errors)", () => {
