@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { ROOT, runCli } from './helpers.js';
+
+const CLI = join(ROOT, 'dist', 'cli');
+
+/** The commands `portolan help` lists. */
+function commands(): string[] {
+  const block = runCli(['help']).stdout.split('Commands:\n')[1]?.split('\n\n')[0] ?? '';
+  return [...block.matchAll(/^ {2}([a-z]+) /gm)].map((m) => m[1] as string);
+}
+
+describe('the bundled CLI (scripts/bundle.mjs)', () => {
+  const files = readdirSync(CLI).filter((f) => f.endsWith('.js'));
+
+  it('is one file per command beside main.js, errors.js and the two worker threads', () => {
+    const names = commands();
+    assert.ok(names.length >= 10, `help lists ${names.join(', ')}`);
+    assert.deepEqual(
+      files.sort(),
+      [...names, 'main', 'errors', 'tcp-worker', 'checkpoint-worker'].map((n) => `${n}.js`).sort(),
+    );
+  });
+
+  it('defines the error classes once, in errors.js, which every file that uses them imports', () => {
+    for (const f of files) {
+      const text = readFileSync(join(CLI, f), 'utf8');
+      const defines = /\bclass PortolanError\b|\bPortolanError = class\b/.test(text);
+      assert.equal(defines, f === 'errors.js', `${f} ${defines ? 'defines' : 'lacks'} PortolanError`);
+      if (f !== 'errors.js' && /\bPortolanError\b|\bInputError\b|\bUsageError\b/.test(text))
+        assert.match(
+          text,
+          /from "\.\/errors\.js"/,
+          `${f} uses the error classes without importing errors.js`,
+        );
+    }
+  });
+
+  it('has yaml in yaml.cjs, the whole package, for the bundles that load it at first use', () => {
+    const require = createRequire(import.meta.url);
+    const bundled = require(join(CLI, 'yaml.cjs')) as Record<string, unknown>;
+    const installed = require('yaml') as Record<string, unknown>;
+    assert.deepEqual(Object.keys(bundled).sort(), Object.keys(installed).sort());
+    const doc = (bundled.parseDocument as (s: string) => { toJS(): unknown })('a: [1, {b: c}]\n');
+    assert.deepEqual(doc.toJS(), { a: [1, { b: 'c' }] });
+  });
+
+  it("reports a command's input error as one line and exit 2 (its errors are main.js's errors)", () => {
+    const r = runCli(['export', 'no-such-site.yaml', '--to', 'nftables']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /^portolan: no-such-site\.yaml: .*\n$/);
+    assert.doesNotMatch(r.stderr, /internal error|\n {4}at /);
+  });
+});
