@@ -545,6 +545,40 @@ describe('validate', () => {
   });
 });
 
+describe('plan -o FILE', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'portolan-plan-o-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('writes what stdout would get (json by default, or --format), with the summary and "wrote" on stderr', () => {
+    const out = join(dir, 'plan.json');
+    const r = runCli(['plan', 'examples/mixed-site.yaml', '-o', out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /^east-dc: 15 hosts, 46 flows .*\nwrote .*plan\.json\n$/m);
+    const piped = runCli(['plan', 'examples/mixed-site.yaml', '--format', 'json']);
+    assert.equal(readFileSync(out, 'utf8'), piped.stdout);
+    const csv = join(dir, 'plan.csv');
+    assert.equal(runCli(['plan', 'examples/mixed-site.yaml', '--format', 'csv', '--output', csv]).code, 0);
+    assert.equal(
+      readFileSync(csv, 'utf8'),
+      runCli(['plan', 'examples/mixed-site.yaml', '--format', 'csv']).stdout,
+    );
+  });
+
+  it('a bad -o is refused before the inventory is read; a failed plan leaves the file as it was', () => {
+    const missing = runCli(['plan', 'no-such-site.yaml', '-o', join(dir, 'nope', 'plan.json')]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /^portolan: -o ".*nope\/plan\.json": the directory .*nope does not exist/);
+    const kept = join(dir, 'kept.json');
+    writeFileSync(kept, 'earlier plan\n');
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'site: x\nhosts: [\n');
+    const r = runCli(['plan', bad, '-o', kept]);
+    assert.equal(r.code, 2);
+    assert.equal(readFileSync(kept, 'utf8'), 'earlier plan\n');
+  });
+});
+
 describe('plan --lang ja: English warnings are marked with their code once', () => {
   it('"[advisory] platespin ...", not "[advisory] advisory platespin ..."', () => {
     const r = runCli(['plan', 'examples/mixed-site.yaml', '--lang', 'ja', '--format', 'json']);

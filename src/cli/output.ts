@@ -76,8 +76,11 @@ export function writeFailure(path: string, err: unknown): PortolanError {
   return new PortolanError(`cannot write ${path}: ${errnoText(err)}${expected}`, 'EIO', { cause: err });
 }
 
-/** Writes `-o FILE` whole or not at all (writeFileAtomic), after checkOutputFile; a failure names the path. */
-export function writeOutputFile(path: string, content: string, flag = '-o'): void {
+/**
+ * Writes `-o FILE` whole or not at all (writeFileAtomic: `content` is text, or text in pieces
+ * written as they come), after checkOutputFile; a failure names the path.
+ */
+export function writeOutputFile(path: string, content: string | Iterable<string>, flag = '-o'): void {
   checkOutputFile(path, flag);
   try {
     writeFileAtomic(path, content);

@@ -12,9 +12,11 @@ import { writeChunks } from '../util/stream.js';
 import { safeLine } from '../util/terminal.js';
 import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, exactlyOne, oneOf, parse } from './args.js';
+import { checkOutputFile, writeOutputFile } from './output.js';
 import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
 
 export const USAGE = `Usage: portolan plan SITE.yaml [--format table|json|csv|markdown] [--lang en|ja] [--advisories]
+                     [-o FILE]
 
 Every flow the site needs: from host to host, protocol, ports, service, why, and the vendor
 document row it comes from. An export aggregates flows into rules: flows with the same protocol and
@@ -24,9 +26,12 @@ same sources, and rules between the same sources and destinations merge their po
   -f, --format F     table (default on a terminal), json (default in a pipe), csv or markdown
   --lang L           en (default) or ja: purposes and notes in Japanese where the catalog has them
   --advisories       also plan the cited advisories beyond the documents (see catalog PRODUCT)
+  -o, --output FILE  write the plan to FILE (whole or not at all) instead of stdout; the format
+                     is json unless --format says otherwise
 ${INVENTORY_HELP}
 
-The summary (hosts, flows, rules, warnings) and the warnings go to stderr with json, csv and markdown.
+The summary (hosts, flows, rules, warnings) and the warnings go to stderr with json, csv, markdown
+and -o.
 json and csv are written flow by flow as they are made, so a plan of any size that fits in memory
 is written; one that does not is refused with how many flows it reached (exit 2).
 
@@ -39,6 +44,7 @@ export async function run(argv: string[]): Promise<number> {
       format: { type: 'string', short: 'f' },
       lang: { type: 'string' },
       advisories: { type: 'boolean' },
+      output: { type: 'string', short: 'o' },
       ...INVENTORY_OPTIONS,
     },
     USAGE,
@@ -48,11 +54,32 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const file = exactlyOne(positionals, 'inventory file', USAGE);
-  const format = oneOf(values.format, PLAN_FORMATS, '--format') ?? (process.stdout.isTTY ? 'table' : 'json');
+  const out = values.output;
+  const format =
+    oneOf(values.format, PLAN_FORMATS, '--format') ??
+    (out === undefined && process.stdout.isTTY ? 'table' : 'json');
   const lang = oneOf(values.lang, ['en', 'ja'] as const, '--lang') ?? 'en';
+  // A bad -o is refused before the inventory is read and planned.
+  if (out !== undefined) checkOutputFile(out);
   const { inventory, catalogs } = siteFrom(file, values);
   const plan = buildPlan(inventory, catalogs, { lang, ...(values.advisories ? { advisories: true } : {}) });
   const hosts = inventory.hosts.length;
+  if (out !== undefined) {
+    writeOutputFile(
+      out,
+      format === 'json'
+        ? planJsonChunks(plan)
+        : format === 'csv'
+          ? planCsvChunks(plan)
+          : format === 'markdown'
+            ? planMarkdown(plan, hosts)
+            : planTable(plan, hosts, { color: false, columns: Number(process.env.COLUMNS) || 160 }),
+    );
+    for (const w of plan.warnings) process.stderr.write(`${safeLine(`warning: ${w.message}`)}\n`);
+    process.stderr.write(`${safeLine(summary(plan, hosts))}\n`);
+    process.stderr.write(`wrote ${safeLine(out)}\n`);
+    return 0;
+  }
   switch (format) {
     case 'json':
       await writeChunks(process.stdout, planJsonChunks(plan));

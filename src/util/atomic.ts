@@ -17,20 +17,29 @@ import { basename, dirname, join, resolve } from 'node:path';
 /**
  * Writes a file so that a reader sees the old content or the whole new one, never a part: the text
  * goes to a temporary name beside the target, is flushed to disk, then renamed over it (rename(2)
- * is atomic within one filesystem). On any error the temporary file is removed and the error thrown.
+ * is atomic within one filesystem). `data` may be text given in pieces (an iterable of strings,
+ * written in batches of about 1 MiB as they come: output larger than one JavaScript string can
+ * hold is written). On any error the temporary file is removed and the error thrown.
  */
-export function writeFileAtomic(target: string, data: string | Uint8Array): void {
+export function writeFileAtomic(target: string, data: string | Uint8Array | Iterable<string>): void {
   const { path, direct } = writeTarget(target);
   if (direct) {
-    writeFileSync(path, data);
+    if (typeof data === 'string' || data instanceof Uint8Array) writeFileSync(path, data);
+    else {
+      const fd = openSync(path, 'w');
+      try {
+        writeAll(fd, data);
+      } finally {
+        closeSync(fd);
+      }
+    }
     return;
   }
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
   try {
     const fd = openSync(tmp, 'w', 0o644);
     try {
-      const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-      for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off);
+      writeAll(fd, data);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
@@ -40,6 +49,31 @@ export function writeFileAtomic(target: string, data: string | Uint8Array): void
     rmSync(tmp, { force: true });
     throw err;
   }
+}
+
+/** How much text is gathered before one write of a piecewise writeFileAtomic. */
+const BATCH_CHARS = 1 << 20;
+
+function writeAll(fd: number, data: string | Uint8Array | Iterable<string>): void {
+  const put = (bytes: Uint8Array) => {
+    for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off);
+  };
+  if (typeof data === 'string' || data instanceof Uint8Array) {
+    put(typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
+    return;
+  }
+  let batch: string[] = [];
+  let size = 0;
+  for (const chunk of data) {
+    batch.push(chunk);
+    size += chunk.length;
+    if (size >= BATCH_CHARS) {
+      put(Buffer.from(batch.join(''), 'utf8'));
+      batch = [];
+      size = 0;
+    }
+  }
+  if (batch.length) put(Buffer.from(batch.join(''), 'utf8'));
 }
 
 /**
