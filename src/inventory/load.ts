@@ -282,18 +282,22 @@ function checkInventory(
   };
   const hosts: Host[] = [];
   const seenAddresses = new Map<string, string>();
-  for (const [name, h] of Object.entries(raw.hosts)) {
-    const at = (...p: PathPart[]) => ['hosts', name, ...p];
+  // The per-host checks run for every host of a large site: no closures or arrays per host on
+  // the way through, and a path is built only when an error names it.
+  const hostPath = (name: string, ...p: PathPart[]): PathPart[] => ['hosts', name, ...p];
+  const hostsRaw = raw.hosts;
+  for (const name of Object.keys(hostsRaw)) {
+    const h = hostsRaw[name] as RawInventory['hosts'][string];
     const address = parseAddress(h.address);
-    attempt(() => {
-      if ('error' in address) fail(address.error, at('address'));
+    try {
+      if ('error' in address) fail(address.error, hostPath(name, 'address'));
       // A zone (fe80::1%eth0) names an interface of one machine; rules on the firewall and on every
       // other host match addresses, and no export format could carry it (RFC 4007 section 6).
       const zone = h.address.indexOf('%');
       if (zone >= 0)
         fail(
           `${shown(h.address)} carries a zone index (${h.address.slice(zone)}): a zone names an interface of one machine, and the firewalls portolan exports for match addresses, not another machine's interface, so no export could carry it (expected the host's global or unique-local address, as "ip -6 addr show scope global" lists it)`,
-          at('address'),
+          hostPath(name, 'address'),
         );
       // 10.10.0.21, 10.10.0.21/32 and ::ffff:10.10.0.21 are one address.
       const identity = addressIdentity(address);
@@ -301,75 +305,81 @@ function checkInventory(
       if (other !== undefined)
         fail(
           `address ${address.text} is already host ${shown(other)}'s${identity === address.text ? '' : ` (the same address as ${identity})`} (expected one host per address; give the host several roles instead)`,
-          at('address'),
+          hostPath(name, 'address'),
         );
       seenAddresses.set(identity, name);
-    });
+    } catch (e) {
+      if (e !== SKIP) throw e;
+    }
     const roles: RoleRef[] = [];
-    h.roles.forEach((text, i) => {
+    for (let i = 0; i < h.roles.length; i++) {
+      const text = h.roles[i] as string;
       // A role text names the same product and role on every host: checked once (attemptRole).
       let ref = roleRefs.get(text);
       if (ref === undefined) {
-        ref = attemptRole(text, at('roles', i));
+        ref = attemptRole(text, hostPath(name, 'roles', i));
         if (ref) roleRefs.set(text, ref);
       }
-      if (!ref) return;
+      if (!ref) continue;
       if (roles.includes(ref)) {
         attempt(() =>
-          fail(`role ${shown(text)} is listed twice (expected each role once per host)`, at('roles', i)),
+          fail(
+            `role ${shown(text)} is listed twice (expected each role once per host)`,
+            hostPath(name, 'roles', i),
+          ),
         );
-        return;
+        continue;
       }
       roles.push(ref);
-    });
+    }
     const facts: Record<string, string | string[]> = {};
-    // The same roles take the same facts: the values each fact of them allows are found once per
-    // set of roles (allowedFacts), and a value they all allow is taken without the checks below.
-    const allowed = h.facts && roles.length === h.roles.length ? allowedFacts(roles) : undefined;
-    for (const [fact, value] of Object.entries(h.facts ?? {})) {
-      const quick = allowed?.get(fact);
-      if (quick && !Array.isArray(value)) {
-        const v = String(value);
-        if (!quick.list && quick.values.has(v)) {
-          facts[fact] = v;
-          continue;
+    const given = h.facts;
+    if (given) {
+      // The same roles take the same facts: the values each fact of them allows are found once per
+      // set of roles (allowedFacts), and a value they all allow is taken without the checks below.
+      const allowed = roles.length === h.roles.length ? allowedFacts(roles) : undefined;
+      for (const fact of Object.keys(given)) {
+        const value = given[fact] as string | number | boolean | (string | number)[];
+        const quick = allowed?.get(fact);
+        if (quick && !Array.isArray(value)) {
+          const v = String(value);
+          if (!quick.list && quick.values.has(v)) {
+            facts[fact] = v;
+            continue;
+          }
+        } else if (quick?.list && Array.isArray(value)) {
+          const list = value.map(String);
+          if (list.every((v, i) => quick.values.has(v) && list.indexOf(v) === i)) {
+            facts[fact] = list;
+            continue;
+          }
         }
-      } else if (quick?.list && Array.isArray(value)) {
-        const list = value.map(String);
-        if (list.every((v, i) => quick.values.has(v) && list.indexOf(v) === i)) {
-          facts[fact] = list;
-          continue;
-        }
-      }
-      attempt(() => {
-        const specs = roles.flatMap((r) => {
-          const spec = catalogs.get(r.product)?.facts?.[r.role]?.[fact];
-          return spec ? [{ spec, r }] : [];
+        attempt(() => {
+          const specs = roles.flatMap((r) => {
+            const spec = catalogs.get(r.product)?.facts?.[r.role]?.[fact];
+            return spec ? [{ spec, r }] : [];
+          });
+          if (specs.length === 0) {
+            const known = [
+              ...new Set(roles.flatMap((r) => Object.keys(catalogs.get(r.product)?.facts?.[r.role] ?? {}))),
+            ];
+            const expected = known.length
+              ? `expected one of: ${known.join(', ')}`
+              : `expected none: ${h.roles.join(', ')} take${h.roles.length === 1 ? 's' : ''} no facts`;
+            fail(
+              unknownName('fact', fact, known, { context: " for this host's roles", expected }),
+              hostPath(name, 'facts', fact),
+              'key',
+            );
+          }
+          facts[fact] = checkFact(value, specs, hostPath(name, 'facts', fact), fail);
         });
-        if (specs.length === 0) {
-          const known = [
-            ...new Set(roles.flatMap((r) => Object.keys(catalogs.get(r.product)?.facts?.[r.role] ?? {}))),
-          ];
-          const expected = known.length
-            ? `expected one of: ${known.join(', ')}`
-            : `expected none: ${h.roles.join(', ')} take${h.roles.length === 1 ? 's' : ''} no facts`;
-          fail(
-            unknownName('fact', fact, known, { context: " for this host's roles", expected }),
-            at('facts', fact),
-            'key',
-          );
-        }
-        facts[fact] = checkFact(value, specs, at('facts', fact), fail);
-      });
+      }
     }
     if ('error' in address) continue;
-    hosts.push({
-      name,
-      address,
-      roles,
-      facts,
-      ...(h.description !== undefined ? { description: h.description } : {}),
-    });
+    const host: Host = { name, address, roles, facts };
+    if (h.description !== undefined) host.description = h.description;
+    hosts.push(host);
   }
   if (errors.length) {
     // In the order they are in the file.
