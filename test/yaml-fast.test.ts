@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { composeFast, composeLines, parseYamlText } from '../src/util/yaml.js';
+import { composeFast, composeLines, onlyComments, parseYamlText } from '../src/util/yaml.js';
 import { ROOT } from './helpers.js';
 
 /** Data or the error message, through the fast reader (with its fallback) and through yaml's composer. */
@@ -495,5 +496,31 @@ describe('YAML: the event reader gives exactly what yaml composes', () => {
       ),
       { numRuns: Number(process.env.YAML_RUNS ?? 3000) },
     );
+  });
+  it('loads the yaml package only when a file needs it: a fast read does not, locating a key does', () => {
+    // A fresh process: what this one has loaded says nothing.
+    const script = `
+      import { createRequire } from 'node:module';
+      const { parseYamlText } = await import(${JSON.stringify(join(ROOT, 'dist', 'src', 'util', 'yaml.js'))});
+      const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((k) => /[\\\\/]node_modules[\\\\/]yaml[\\\\/]/.test(k));
+      const y = parseYamlText(Buffer.from('a: { b: 1 }\\n'), 'f.yaml');
+      const before = loaded();
+      const at = y.locate(['a', 'b']);
+      console.log(JSON.stringify({ before, after: loaded(), at }));`;
+    const out = JSON.parse(
+      execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' }),
+    ) as { before: boolean; after: boolean; at: unknown };
+    assert.deepEqual(out, {
+      before: false,
+      after: true,
+      at: { file: 'f.yaml', path: 'a.b', line: 1, column: 9 },
+    });
+  });
+
+  it('tells comment-only text from text with content, line by line at line feeds', () => {
+    for (const text of ['', '\n', '# a\n  # b\n', ' \t\n#x', '# x\r y', '\u00a0# x'])
+      assert.equal(onlyComments(text), true, JSON.stringify(text));
+    for (const text of ['a', '# x\ny', '#\n \t z', '\r a', '\u2028a', '# a\n\u00a0b'])
+      assert.equal(onlyComments(text), false, JSON.stringify(text));
   });
 });
