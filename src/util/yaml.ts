@@ -675,6 +675,18 @@ function readLines(text: string): unknown {
   let started = false;
   // The reader's position in `text`, shared by the scanners below.
   let pos = 0;
+  // The plain scalars already read, by their first and last characters and length: the keys and
+  // values every host repeats (`address`, `roles`, a role, `windows`) are then one string each,
+  // not one per host to allocate and to look up again as a property name.
+  const seen: string[] = new Array(1024);
+  const sliced = (start: number, end: number): string => {
+    const slot = (text.charCodeAt(start) * 961 + text.charCodeAt(end - 1) * 31 + end - start) & 1023;
+    const known = seen[slot];
+    if (known !== undefined && known.length === end - start && text.startsWith(known, start)) return known;
+    const s = text.slice(start, end);
+    seen[slot] = s;
+    return s;
+  };
 
   const setKey = (map: Record<string, unknown>, key: string, value: unknown): void => {
     if (key in map) decline();
@@ -784,7 +796,7 @@ function readLines(text: string): unknown {
       if (c !== 32) end = i + 1;
     }
     pos = i;
-    return text.slice(start, end);
+    return sliced(start, end);
   };
 
   const skipSpaces = (): void => {
