@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { composeFast, parseYamlText } from '../src/util/yaml.js';
+import { composeFast, composeLines, onlyComments, parseYamlText } from '../src/util/yaml.js';
 import { ROOT } from './helpers.js';
 
 /** Data or the error message, through the fast reader (with its fallback) and through yaml's composer. */
@@ -276,5 +277,250 @@ describe('YAML: the event reader gives exactly what yaml composes', () => {
       ),
       { numRuns: Number(process.env.YAML_RUNS ?? 3000) },
     );
+  });
+  it('reads a generated 10,000-host site line by line, to the same data as the event reader', async () => {
+    const { generateSite } = (await import(join(ROOT, 'bench', 'gen-site.mjs'))) as {
+      generateSite: (n: number) => string;
+    };
+    const text = generateSite(10000);
+    const lines = composeLines(text);
+    assert.ok(lines, 'the generated site was not read by the line reader');
+    assert.deepEqual(lines.data, composeFast(text)?.data);
+  });
+
+  it('reads the subset it takes as yaml does, and declines what lies outside it', () => {
+    const take: [string, unknown][] = [
+      ['a: 1\nb: x y # note\n', { a: 1, b: 'x y' }],
+      [
+        "# head\n---\na:\n  b: [p:r, \"q\", 'it''s', -1, .5, ~]\n",
+        { a: { b: ['p:r', 'q', "it's", -1, 0.5, null] } },
+      ],
+      ['a:\n  - x\n  - { k: v, l: [] }\nb:\nc: {}\n', { a: ['x', { k: 'v', l: [] }], b: null, c: {} }],
+      [
+        'h:\n  007: { address: 10.0.0.1, roles: [a:b], facts: { os: windows, n: 0x1F } }\n',
+        { h: { '007': { address: '10.0.0.1', roles: ['a:b'], facts: { os: 'windows', n: 31 } } } },
+      ],
+      [
+        'a: b, c\nd: e:f\n"q k": \'\'\ne:  # c\n  # c\n  f: "a: b #c"',
+        { a: 'b, c', d: 'e:f', 'q k': '', e: { f: 'a: b #c' } },
+      ],
+    ];
+    for (const [text, data] of take) {
+      assert.deepEqual(composeLines(text)?.data, data, text);
+      assert.deepEqual(both(text).slow, { data }, text);
+    }
+    const decline = [
+      'a: 1\na: 2', // a duplicate key: yaml names both places
+      'a: {k: 1, k: 2}',
+      'toString: 1', // a key an empty object has
+      'a: b\n  c', // a plain scalar's next line
+      'a:\n    b: 1\n  c: 2', // a key between two indentations
+      'a:\n- x', // a list at its key's indentation
+      'a: [x, y', // a flow list not closed on its line
+      'a: [x, ]',
+      'a: [x: 1]', // a pair in a list
+      'a: {k}',
+      'a: {k: }',
+      'a: {k:v}',
+      'a: [x #c]',
+      'a: b#c',
+      'a: "x\\ty"', // an escape
+      'a: &x 1',
+      'a: *x',
+      'a: !t 1',
+      'a: |\n  x',
+      '? a\n: b',
+      'a : b',
+      '"a" : b',
+      'a: "q"d',
+      'a: [x] y',
+      'a: - b',
+      '- a',
+      '  a: 1',
+      '---\na: 1\n---\nb: 1',
+      'a: 1\n...',
+      '--- a: 1',
+      'a:\tb',
+      'a: b\r\nc: d',
+      'a: \u00a0b',
+      `${'k'.repeat(1001)}: v`,
+      `a: ${'['.repeat(70)}${']'.repeat(70)}`,
+      '@a: 1',
+      'a: `b',
+      '%YAML 1.2\n---\na: 1',
+    ];
+    for (const text of decline) {
+      assert.equal(composeLines(text), undefined, text);
+      const { fast, slow } = both(text);
+      assert.deepEqual(fast, slow, text);
+    }
+  });
+
+  it('agrees with yaml on generated inventories of flow mappings per line, mutated', () => {
+    const scalar = fc.constantFrom(
+      'a',
+      'b c',
+      'p:r',
+      'x,y',
+      "it's",
+      '007',
+      'true',
+      'null',
+      '~',
+      '-1',
+      '-a',
+      '- a',
+      '-',
+      '--x',
+      '.5',
+      '.x',
+      '1:2',
+      'k:',
+      ':k',
+      '?k',
+      'a #b',
+      'a#b',
+      '#x',
+      '"q"',
+      '"a: b"',
+      '"e\\"q"',
+      "'s''t'",
+      "'s",
+      '[]',
+      '{}',
+      'é',
+      '@x',
+      'a]',
+      'a}',
+      '&n v',
+      '*n',
+      '!t 5',
+      '',
+    );
+    const key = fc.constantFrom(
+      'a',
+      'b',
+      'c',
+      'vm-1',
+      'vm-1',
+      '007',
+      'true',
+      '"q"',
+      "'s'",
+      'x y',
+      '__proto__',
+      'k:',
+      '',
+    );
+    type Tree =
+      | { kind: 'map'; items: [string, Tree][]; flow: boolean }
+      | { kind: 'seq'; items: Tree[]; flow: boolean }
+      | { kind: 'scalar'; v: string };
+    const tree: fc.Arbitrary<Tree> = fc.letrec<{ t: Tree }>((tie) => ({
+      t: fc.oneof(
+        { depthSize: 'small', withCrossShrink: true },
+        scalar.map((v) => ({ kind: 'scalar' as const, v })),
+        fc
+          .tuple(fc.array(fc.tuple(key, tie('t')), { maxLength: 4 }), fc.boolean())
+          .map(([items, flow]) => ({ kind: 'map' as const, items, flow })),
+        fc
+          .tuple(fc.array(tie('t'), { maxLength: 4 }), fc.boolean())
+          .map(([items, flow]) => ({ kind: 'seq' as const, items, flow })),
+      ),
+    })).t;
+    const sep = fc.constantFrom(', ', ',', ' , ');
+    const flowText = (t: Tree, s: string, pad: string): string => {
+      if (t.kind === 'scalar') return t.v;
+      if (t.kind === 'seq') return `[${pad}${t.items.map((i) => flowText(i, s, pad)).join(s)}${pad}]`;
+      return `{${pad}${t.items.map(([k, v]) => `${k}: ${flowText(v, s, pad)}`).join(s)}${pad}}`;
+    };
+    const render = (t: Tree, indent: string, s: string, pad: string, note: string): string[] => {
+      if (t.kind === 'scalar' || t.flow || !t.items.length) return [`${flowText(t, s, pad)}${note}`];
+      const lines: string[] = [];
+      for (const item of t.items) {
+        const [head, child] =
+          t.kind === 'map'
+            ? [`${(item as [string, Tree])[0]}:`, (item as [string, Tree])[1]]
+            : ['-', item as Tree];
+        if (child.kind !== 'scalar' && !child.flow && child.items.length) {
+          lines.push(`${indent}${head}${note}`);
+          lines.push(...render(child, `${indent}  `, s, pad, note).map((l) => `  ${l}`));
+        } else lines.push(`${indent}${head} ${flowText(child, s, pad)}${note}`);
+      }
+      return lines;
+    };
+    const mutation = fc.tuple(
+      fc.nat(),
+      fc.constantFrom(
+        ' ',
+        ':',
+        ': ',
+        '-',
+        '- ',
+        '#',
+        ' #',
+        '"',
+        "'",
+        '[',
+        ']',
+        '{',
+        '}',
+        ',',
+        '\n',
+        '\n  ',
+        '\\',
+        '---\n',
+        '...',
+      ),
+    );
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(key, tree), { minLength: 1, maxLength: 5 }),
+        sep,
+        fc.constantFrom('', ' '),
+        fc.constantFrom('', '', ' # c'),
+        fc.array(mutation, { maxLength: 2 }),
+        (items, s, pad, note, mutations) => {
+          let text = render({ kind: 'map', items, flow: false }, '', s, pad, note)
+            .map((l) => l.replace(/^(\s*)\s{2}/, '$1'))
+            .join('\n');
+          for (const [at, ch] of mutations) {
+            const i = text.length ? at % (text.length + 1) : 0;
+            text = text.slice(0, i) + ch + text.slice(i);
+          }
+          const lines = composeLines(text);
+          const { fast, slow } = both(text);
+          if (lines) assert.deepEqual({ data: lines.data }, slow, JSON.stringify(text));
+          assert.deepEqual(fast, slow, JSON.stringify(text));
+        },
+      ),
+      { numRuns: Number(process.env.YAML_RUNS ?? 3000) },
+    );
+  });
+  it('loads the yaml package only when a file needs it: a fast read does not, locating a key does', () => {
+    // A fresh process: what this one has loaded says nothing.
+    const script = `
+      import { createRequire } from 'node:module';
+      const { parseYamlText } = await import(${JSON.stringify(join(ROOT, 'dist', 'src', 'util', 'yaml.js'))});
+      const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((k) => /[\\\\/]node_modules[\\\\/]yaml[\\\\/]/.test(k));
+      const y = parseYamlText(Buffer.from('a: { b: 1 }\\n'), 'f.yaml');
+      const before = loaded();
+      const at = y.locate(['a', 'b']);
+      console.log(JSON.stringify({ before, after: loaded(), at }));`;
+    const out = JSON.parse(
+      execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' }),
+    ) as { before: boolean; after: boolean; at: unknown };
+    assert.deepEqual(out, {
+      before: false,
+      after: true,
+      at: { file: 'f.yaml', path: 'a.b', line: 1, column: 9 },
+    });
+  });
+
+  it('tells comment-only text from text with content, line by line at line feeds', () => {
+    for (const text of ['', '\n', '# a\n  # b\n', ' \t\n#x', '# x\r y', '\u00a0# x'])
+      assert.equal(onlyComments(text), true, JSON.stringify(text));
+    for (const text of ['a', '# x\ny', '#\n \t z', '\r a', '\u2028a', '# a\n\u00a0b'])
+      assert.equal(onlyComments(text), false, JSON.stringify(text));
   });
 });

@@ -1,4 +1,4 @@
-import { realpathSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { type Catalogs, loadCatalogs } from '../catalog/load.js';
 import type { Catalog, FactSpec } from '../catalog/types.js';
@@ -6,7 +6,7 @@ import { parseVersion, versionWithin } from '../catalog/version.js';
 import { InputError, InputErrors, shown, UsageError } from '../errors.js';
 import { addressIdentity, parseAddress } from '../model/address.js';
 import { parseSize, readBounded, sizeText, statProblem } from '../util/read.js';
-import { schemaFindings } from '../util/schema.js';
+import { SCHEMAS, type SchemaFinding, schemaFindings } from '../util/schema.js';
 import { unknownName } from '../util/suggest.js';
 import { type LoadedYaml, loadYamlFile, type PathPart, parseYamlText } from '../util/yaml.js';
 import type { Host, Inventory, ProductUse, RoleRef } from './types.js';
@@ -131,7 +131,7 @@ function siteOf(y: LoadedYaml, file: string, extraCatalogs: readonly string[]): 
  * with all the schema errors (InputErrors), before the catalogs are read.
  */
 function schemaChecked(y: LoadedYaml): { raw: RawInventory; schemaErrors: InputError[] } {
-  const found = schemaFindings(y, 'inventory');
+  const found = inventorySchemaFindings(y);
   if (!found.length) return { raw: y.data as RawInventory, schemaErrors: [] };
   const errors = found.map((f) => f.error);
   const all = () => (errors.length === 1 ? (errors[0] as InputError) : new InputErrors(errors));
@@ -148,6 +148,139 @@ function schemaChecked(y: LoadedYaml): { raw: RawInventory; schemaErrors: InputE
   // Without those hosts the rest must be valid as it stands (a site left with no hosts is not).
   if (schemaFindings({ ...y, data: pruned }, 'inventory').length) throw all();
   return { raw: pruned as RawInventory, schemaErrors: errors };
+}
+
+/**
+ * The host shape of schema/inventory.json that hostsValid checks: when the schema's `hosts` is no
+ * longer this, or its top level gains a keyword that could reach into hosts, hostsValid is not
+ * used and ajv checks every host.
+ */
+const HOSTS_SCHEMA = {
+  type: 'object',
+  minProperties: 1,
+  propertyNames: {
+    pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$',
+    patternText:
+      "a host name of letters, digits, '.', '_' and '-', starting with a letter or digit, at most 63 characters",
+  },
+  additionalProperties: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['address', 'roles'],
+    properties: {
+      address: { type: 'string', minLength: 1 },
+      roles: { type: 'array', minItems: 1, items: { type: 'string' } },
+      facts: {
+        type: 'object',
+        additionalProperties: {
+          oneOf: [
+            { type: ['string', 'number', 'boolean'] },
+            { type: 'array', items: { type: ['string', 'number'] } },
+          ],
+        },
+      },
+      description: { type: 'string' },
+    },
+  },
+};
+const TOP_KEYWORDS = new Set([
+  '$schema',
+  '$id',
+  'title',
+  'description',
+  'type',
+  'additionalProperties',
+  'required',
+  'properties',
+]);
+let hostShapeKnown: boolean | undefined;
+
+/** Whether schema/inventory.json gives hosts exactly HOSTS_SCHEMA, and nothing else reaches them. */
+export function inventoryHostShapeKnown(): boolean {
+  if (hostShapeKnown === undefined) {
+    const schema = JSON.parse(readFileSync(SCHEMAS.inventory, 'utf8')) as {
+      properties?: { hosts?: unknown };
+    };
+    hostShapeKnown =
+      Object.keys(schema).every((k) => TOP_KEYWORDS.has(k)) &&
+      JSON.stringify(schema.properties?.hosts) === JSON.stringify(HOSTS_SCHEMA);
+  }
+  return hostShapeKnown;
+}
+
+const HOST_NAME = new RegExp(HOSTS_SCHEMA.propertyNames.pattern, 'u');
+
+/** A string, a boolean, or a finite number (what every ajv setting takes for "number"). */
+function isFactScalar(v: unknown, booleans: boolean): boolean {
+  return (
+    typeof v === 'string' ||
+    (typeof v === 'number' && Number.isFinite(v)) ||
+    (booleans && typeof v === 'boolean')
+  );
+}
+
+/**
+ * True when every host has a valid name and the shape HOSTS_SCHEMA gives hosts; false when any
+ * might not (ajv then says which, and how). Never true where ajv would find an error.
+ */
+function hostsValid(hosts: Record<string, unknown>): boolean {
+  for (const name in hosts) {
+    if (!HOST_NAME.test(name)) return false;
+    const h = hosts[name];
+    if (h === null || typeof h !== 'object' || Array.isArray(h)) return false;
+    let address = false;
+    let roles = false;
+    for (const key in h) {
+      const v = (h as Record<string, unknown>)[key];
+      if (key === 'address') {
+        if (typeof v !== 'string' || v.length === 0) return false;
+        address = true;
+      } else if (key === 'roles') {
+        if (!Array.isArray(v) || v.length === 0) return false;
+        for (const r of v) if (typeof r !== 'string') return false;
+        roles = true;
+      } else if (key === 'facts') {
+        if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
+        for (const fact in v) {
+          const value = (v as Record<string, unknown>)[fact];
+          if (Array.isArray(value)) {
+            for (const item of value) if (!isFactScalar(item, false)) return false;
+          } else if (!isFactScalar(value, true)) return false;
+        }
+      } else if (key === 'description') {
+        if (typeof v !== 'string') return false;
+      } else return false;
+    }
+    if (!address || !roles) return false;
+  }
+  return true;
+}
+
+/**
+ * schemaFindings(y, 'inventory'), the same findings in less time on a large valid site: when every
+ * host passes hostsValid, ajv checks the document with its first host only, and the whole document
+ * only when that finds anything.
+ */
+export function inventorySchemaFindings(y: LoadedYaml): SchemaFinding[] {
+  const data = y.data;
+  if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
+    const hosts = (data as { hosts?: unknown }).hosts;
+    if (hosts !== null && typeof hosts === 'object' && !Array.isArray(hosts) && inventoryHostShapeKnown()) {
+      const names = Object.keys(hosts);
+      const first = names[0];
+      if (first !== undefined && names.length > 1 && hostsValid(hosts as Record<string, unknown>)) {
+        const one: Record<string, unknown> = {};
+        Object.defineProperty(one, first, {
+          value: (hosts as Record<string, unknown>)[first],
+          writable: true,
+          enumerable: true,
+          configurable: true,
+        });
+        if (!schemaFindings({ ...y, data: { ...data, hosts: one } }, 'inventory').length) return [];
+      }
+    }
+  }
+  return schemaFindings(y, 'inventory');
 }
 
 function realOrResolved(path: string): string {
@@ -293,18 +426,22 @@ function checkInventory(
   };
   const hosts: Host[] = [];
   const seenAddresses = new Map<string, string>();
-  for (const [name, h] of Object.entries(raw.hosts)) {
-    const at = (...p: PathPart[]) => ['hosts', name, ...p];
+  // The per-host checks run for every host of a large site: no closures or arrays per host on
+  // the way through, and a path is built only when an error names it.
+  const hostPath = (name: string, ...p: PathPart[]): PathPart[] => ['hosts', name, ...p];
+  const hostsRaw = raw.hosts;
+  for (const name of Object.keys(hostsRaw)) {
+    const h = hostsRaw[name] as RawInventory['hosts'][string];
     const address = parseAddress(h.address);
-    attempt(() => {
-      if ('error' in address) fail(address.error, at('address'));
+    try {
+      if ('error' in address) fail(address.error, hostPath(name, 'address'));
       // A zone (fe80::1%eth0) names an interface of one machine; rules on the firewall and on every
       // other host match addresses, and no export format could carry it (RFC 4007 section 6).
       const zone = h.address.indexOf('%');
       if (zone >= 0)
         fail(
           `${shown(h.address)} carries a zone index (${h.address.slice(zone)}): a zone names an interface of one machine, and the firewalls portolan exports for match addresses, not another machine's interface, so no export could carry it (expected the host's global or unique-local address, as "ip -6 addr show scope global" lists it)`,
-          at('address'),
+          hostPath(name, 'address'),
         );
       // 10.10.0.21, 10.10.0.21/32 and ::ffff:10.10.0.21 are one address.
       const identity = addressIdentity(address);
@@ -312,75 +449,81 @@ function checkInventory(
       if (other !== undefined)
         fail(
           `address ${address.text} is already host ${shown(other)}'s${identity === address.text ? '' : ` (the same address as ${identity})`} (expected one host per address; give the host several roles instead)`,
-          at('address'),
+          hostPath(name, 'address'),
         );
       seenAddresses.set(identity, name);
-    });
+    } catch (e) {
+      if (e !== SKIP) throw e;
+    }
     const roles: RoleRef[] = [];
-    h.roles.forEach((text, i) => {
+    for (let i = 0; i < h.roles.length; i++) {
+      const text = h.roles[i] as string;
       // A role text names the same product and role on every host: checked once (attemptRole).
       let ref = roleRefs.get(text);
       if (ref === undefined) {
-        ref = attemptRole(text, at('roles', i));
+        ref = attemptRole(text, hostPath(name, 'roles', i));
         if (ref) roleRefs.set(text, ref);
       }
-      if (!ref) return;
+      if (!ref) continue;
       if (roles.includes(ref)) {
         attempt(() =>
-          fail(`role ${shown(text)} is listed twice (expected each role once per host)`, at('roles', i)),
+          fail(
+            `role ${shown(text)} is listed twice (expected each role once per host)`,
+            hostPath(name, 'roles', i),
+          ),
         );
-        return;
+        continue;
       }
       roles.push(ref);
-    });
+    }
     const facts: Record<string, string | string[]> = {};
-    // The same roles take the same facts: the values each fact of them allows are found once per
-    // set of roles (allowedFacts), and a value they all allow is taken without the checks below.
-    const allowed = h.facts && roles.length === h.roles.length ? allowedFacts(roles) : undefined;
-    for (const [fact, value] of Object.entries(h.facts ?? {})) {
-      const quick = allowed?.get(fact);
-      if (quick && !Array.isArray(value)) {
-        const v = String(value);
-        if (!quick.list && quick.values.has(v)) {
-          facts[fact] = v;
-          continue;
+    const given = h.facts;
+    if (given) {
+      // The same roles take the same facts: the values each fact of them allows are found once per
+      // set of roles (allowedFacts), and a value they all allow is taken without the checks below.
+      const allowed = roles.length === h.roles.length ? allowedFacts(roles) : undefined;
+      for (const fact of Object.keys(given)) {
+        const value = given[fact] as string | number | boolean | (string | number)[];
+        const quick = allowed?.get(fact);
+        if (quick && !Array.isArray(value)) {
+          const v = String(value);
+          if (!quick.list && quick.values.has(v)) {
+            facts[fact] = v;
+            continue;
+          }
+        } else if (quick?.list && Array.isArray(value)) {
+          const list = value.map(String);
+          if (list.every((v, i) => quick.values.has(v) && list.indexOf(v) === i)) {
+            facts[fact] = list;
+            continue;
+          }
         }
-      } else if (quick?.list && Array.isArray(value)) {
-        const list = value.map(String);
-        if (list.every((v, i) => quick.values.has(v) && list.indexOf(v) === i)) {
-          facts[fact] = list;
-          continue;
-        }
-      }
-      attempt(() => {
-        const specs = roles.flatMap((r) => {
-          const spec = catalogs.get(r.product)?.facts?.[r.role]?.[fact];
-          return spec ? [{ spec, r }] : [];
+        attempt(() => {
+          const specs = roles.flatMap((r) => {
+            const spec = catalogs.get(r.product)?.facts?.[r.role]?.[fact];
+            return spec ? [{ spec, r }] : [];
+          });
+          if (specs.length === 0) {
+            const known = [
+              ...new Set(roles.flatMap((r) => Object.keys(catalogs.get(r.product)?.facts?.[r.role] ?? {}))),
+            ];
+            const expected = known.length
+              ? `expected one of: ${known.join(', ')}`
+              : `expected none: ${h.roles.join(', ')} take${h.roles.length === 1 ? 's' : ''} no facts`;
+            fail(
+              unknownName('fact', fact, known, { context: " for this host's roles", expected }),
+              hostPath(name, 'facts', fact),
+              'key',
+            );
+          }
+          facts[fact] = checkFact(value, specs, hostPath(name, 'facts', fact), fail);
         });
-        if (specs.length === 0) {
-          const known = [
-            ...new Set(roles.flatMap((r) => Object.keys(catalogs.get(r.product)?.facts?.[r.role] ?? {}))),
-          ];
-          const expected = known.length
-            ? `expected one of: ${known.join(', ')}`
-            : `expected none: ${h.roles.join(', ')} take${h.roles.length === 1 ? 's' : ''} no facts`;
-          fail(
-            unknownName('fact', fact, known, { context: " for this host's roles", expected }),
-            at('facts', fact),
-            'key',
-          );
-        }
-        facts[fact] = checkFact(value, specs, at('facts', fact), fail);
-      });
+      }
     }
     if ('error' in address) continue;
-    hosts.push({
-      name,
-      address,
-      roles,
-      facts,
-      ...(h.description !== undefined ? { description: h.description } : {}),
-    });
+    const host: Host = { name, address, roles, facts };
+    if (h.description !== undefined) host.description = h.description;
+    hosts.push(host);
   }
   if (errors.length) {
     // In the order they are in the file.

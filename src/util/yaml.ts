@@ -1,29 +1,25 @@
 import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { CHOMPING_MODE, EVENT_ID, type Event, getScalarValue, parseEvents, SCALAR_STYLE } from 'js-yaml';
-import {
-  type Alias,
-  Composer,
-  type CST,
-  type Document,
-  type ErrorCode,
-  isAlias,
-  isMap,
-  isNode,
-  isPair,
-  isScalar,
-  isSeq,
-  Lexer,
-  LineCounter,
-  type Node,
-  type Pair,
-  Parser,
-  visit,
-  YAMLMap,
-  YAMLParseError,
-  YAMLSeq,
-} from 'yaml';
+import type { Alias, CST, Document, ErrorCode, Node, Pair, YAMLMap } from 'yaml';
 import { InputError, type Location, shown } from '../errors.js';
 import { readBounded } from './read.js';
+
+type YamlLib = typeof import('yaml');
+let yamlLib: YamlLib | undefined;
+
+/**
+ * The `yaml` package, loaded at its first use: a file either fast reader takes never needs it, and
+ * a command that reads only such files does not pay for its loading. In the bundled CLI `require`
+ * is the bundle's own and gives the bundled copy; the library, an ES module, has none and loads
+ * it from node_modules.
+ */
+function yaml(): YamlLib {
+  yamlLib ??= (
+    typeof require === 'function' ? require('yaml') : createRequire(import.meta.url)('yaml')
+  ) as YamlLib;
+  return yamlLib;
+}
 
 /** Catalogs and mapping files are small; anything larger is a mistake or an attack. */
 export const MAX_YAML_BYTES = 4 * 1024 * 1024;
@@ -101,7 +97,7 @@ export function parseYamlText(
   if (onlyComments(text))
     throw new InputError(`the ${what} is empty (expected a YAML mapping)`, { file, line: 1, column: 1 });
   const sha256 = createHash('sha256').update(bytes).digest('hex');
-  const fast = opts.fast === false ? undefined : composeFast(text);
+  const fast = opts.fast === false ? undefined : (composeLines(text) ?? composeFast(text));
   if (fast) {
     // Located only when asked (an error or a warning names a place): yaml's composer, once.
     let slow: Composed | undefined | null;
@@ -132,6 +128,7 @@ interface Composed {
  * Throws InputError.
  */
 function composeSlow(text: string, file: string): Composed {
+  const { Composer, LineCounter, Parser, YAMLParseError, visit } = yaml();
   const maxExpanded = MAX_EXPANDED_BYTES;
   const lineCounter = new LineCounter();
   const at = (offset: number): { line: number; column: number } => {
@@ -267,13 +264,13 @@ function yamlMessage(code: ErrorCode, message: string): string {
   return hint ? `${text} (${hint})` : text;
 }
 
-/** True when every line is blank or a comment: one pass, no backtracking. */
+/**
+ * True when every line (split at line feeds) is blank or a comment once trimmed: no line starts,
+ * after white space, with anything but `#`. Stops at the first line with content; no backtracking
+ * (the white space and the first character are disjoint classes).
+ */
 export function onlyComments(text: string): boolean {
-  for (const line of text.split('\n')) {
-    const t = line.trim();
-    if (t !== '' && !t.startsWith('#')) return false;
-  }
-  return true;
+  return !/(?:^|\n)[^\S\n]*[^\s#]/.test(text);
 }
 
 /**
@@ -283,7 +280,12 @@ export function onlyComments(text: string): boolean {
  * are single tokens, so brackets inside text are not counted. The lexer's own control tokens
  * (document, flow-error and scalar marks) are not source text and take no offset.
  */
-function parseCounted(text: string, parser: Parser, tokens: CST.Token[]): number | undefined {
+function parseCounted(
+  text: string,
+  parser: InstanceType<YamlLib['Parser']>,
+  tokens: CST.Token[],
+): number | undefined {
+  const { Lexer } = yaml();
   let depth = 0;
   let offset = 0;
   for (const token of new Lexer().lex(text)) {
@@ -341,6 +343,7 @@ function checkKeys(
   lineOf: (offset: number) => number,
   maxExpanded: number,
 ): { plain: boolean; data: unknown } {
+  const { isAlias, isMap, isNode, isPair, isScalar, isSeq, YAMLMap, YAMLSeq } = yaml();
   const sizes = new Map<unknown, number>();
   let expanded = 0;
   let plain = true;
@@ -433,6 +436,7 @@ function nearestNode(
   which: 'key' | 'value',
   index: WeakMap<YAMLMap, Map<string, Pair>>,
 ): Node | undefined {
+  const { isMap, isScalar, isSeq } = yaml();
   let node: unknown = doc.contents;
   let keyNode: unknown;
   for (const part of path) {
@@ -604,6 +608,356 @@ export function composeFast(text: string): { data: unknown } | undefined {
   }
   if (stack.length || documents !== 1) return undefined;
   return { data: root };
+}
+
+/**
+ * Characters the line reader leaves to the others: anything but a line feed, printable ASCII and
+ * printable non-ASCII outside the byte order mark, the no-break space, YAML 1.1's line breaks
+ * (U+0085, U+2028, U+2029), surrogates and non-characters. A tab or a carriage return is here too.
+ */
+const LINES_DECLINE = /[^\n\x20-\x7e\u00a1-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd]/;
+
+/** The flow and block nesting past which the line reader leaves a document to the others. */
+const LINES_MAX_DEPTH = MAX_DEPTH - 4;
+
+/** Thrown inside composeLines when the text leaves its subset; caught at its top. */
+const DECLINE = Symbol('decline');
+
+/**
+ * The plain data of `text` when it is written in the narrow subset most inventories are (one
+ * mapping per line: `  vm-1: { address: 10.0.0.1, roles: [p:r], facts: { os: windows } }`), read
+ * in one pass over the characters with no events and no nodes; undefined for anything else, and
+ * the caller reads it with composeFast, then yaml. The subset, where composeFast and yaml read the
+ * same data (test/yaml-fast.test.ts holds all three to that):
+ * - a block mapping at the root, with block mappings and lists of single-line values nested by
+ *   spaces (`key:` on its own line opens one, or is null when nothing deeper follows); a line
+ *   deeper than the one before that is not such an opening (a plain scalar's next line) declines;
+ * - keys plain or quoted on one line, at most 1000 characters, each once per mapping, and not one
+ *   that an empty object has already (`__proto__`, `toString`);
+ * - values that are plain scalars (resolvePlain), quoted scalars without a backslash, and flow
+ *   lists and mappings closed on the same line, with no empty entries, no trailing comma, no
+ *   `key: value` pair inside a list and no comment inside;
+ * - whole-line comments, and a comment after ` #` at the end of a block line; an optional `---`
+ *   alone on a line before any content; nothing else that starts with `---` or `...`;
+ * - no tabs, carriage returns, anchors, aliases, tags, directives, block scalars, explicit keys,
+ *   or characters LINES_DECLINE names.
+ * Linear in the length of the text; recursion is bounded by LINES_MAX_DEPTH.
+ */
+export function composeLines(text: string): { data: unknown } | undefined {
+  if (LINES_DECLINE.test(text)) return undefined;
+  try {
+    return { data: readLines(text) };
+  } catch (e) {
+    if (e === DECLINE) return undefined;
+    throw e;
+  }
+}
+
+function decline(): never {
+  throw DECLINE;
+}
+
+/** An open block collection: its indentation and the object or list the lines at it fill. */
+interface LineFrame {
+  indent: number;
+  map: Record<string, unknown> | undefined;
+  seq: unknown[] | undefined;
+}
+
+function readLines(text: string): unknown {
+  const n = text.length;
+  const frames: LineFrame[] = [];
+  // A `key:` with nothing after it: its value is the collection the next deeper line opens, or null.
+  let pendingMap: Record<string, unknown> | undefined;
+  let pendingKey = '';
+  let pendingIndent = -1;
+  let root: Record<string, unknown> | undefined;
+  let started = false;
+  // The reader's position in `text`, shared by the scanners below.
+  let pos = 0;
+  // The plain scalars already read, by their first and last characters and length: the keys and
+  // values every host repeats (`address`, `roles`, a role, `windows`) are then one string each,
+  // not one per host to allocate and to look up again as a property name.
+  const seen: string[] = new Array(1024);
+  const sliced = (start: number, end: number): string => {
+    const slot = (text.charCodeAt(start) * 961 + text.charCodeAt(end - 1) * 31 + end - start) & 1023;
+    const known = seen[slot];
+    if (known !== undefined && known.length === end - start && text.startsWith(known, start)) return known;
+    const s = text.slice(start, end);
+    seen[slot] = s;
+    return s;
+  };
+
+  const setKey = (map: Record<string, unknown>, key: string, value: unknown): void => {
+    if (key in map) decline();
+    map[key] = value;
+  };
+
+  /** A quoted scalar at pos (its opening quote); pos ends past the closing one. */
+  const quoted = (): string => {
+    const q = text.charCodeAt(pos);
+    const start = pos + 1;
+    if (q === 34) {
+      // '"': no escapes, no line break.
+      for (let i = start; i < n; i++) {
+        const c = text.charCodeAt(i);
+        if (c === 34) {
+          pos = i + 1;
+          return text.slice(start, i);
+        }
+        if (c === 92 || c === 10) break;
+      }
+      return decline();
+    }
+    // "'": '' is one quote.
+    let out = '';
+    let from = start;
+    for (let i = start; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c === 10) break;
+      if (c === 39) {
+        if (text.charCodeAt(i + 1) === 39) {
+          out += text.slice(from, i + 1);
+          from = i + 2;
+          i++;
+          continue;
+        }
+        pos = i + 1;
+        return out + text.slice(from, i);
+      }
+    }
+    return decline();
+  };
+
+  /**
+   * A plain scalar's text at pos, trimmed; pos ends at what stopped it. `flow`: inside `[]`/`{}`,
+   * where `,[]{}` end it too. A `:` ends it when a space, the line's end or (in flow) a flow
+   * indicator follows. A `#` ends it after a space and declines otherwise.
+   */
+  const plain = (flow: boolean): string => {
+    const start = pos;
+    const c0 = text.charCodeAt(pos);
+    // Indicators that cannot start a plain scalar here, or start one the two readers part on.
+    // '-' alone may, when a letter, a digit, '.' or '_' follows (-1, -.inf, -a).
+    if (c0 === 45) {
+      const c1 = text.charCodeAt(pos + 1);
+      if (
+        !(
+          (c1 >= 48 && c1 <= 57) ||
+          (c1 >= 65 && c1 <= 90) ||
+          (c1 >= 97 && c1 <= 122) ||
+          c1 === 46 ||
+          c1 === 95
+        )
+      )
+        decline();
+    } else if (
+      c0 === 32 ||
+      c0 === 10 ||
+      c0 === 63 || // ?
+      c0 === 58 || // :
+      c0 === 44 || // ,
+      c0 === 91 || // [
+      c0 === 93 || // ]
+      c0 === 123 || // {
+      c0 === 125 || // }
+      c0 === 35 || // #
+      c0 === 38 || // &
+      c0 === 42 || // *
+      c0 === 33 || // !
+      c0 === 124 || // |
+      c0 === 62 || // >
+      c0 === 39 || // '
+      c0 === 34 || // "
+      c0 === 37 || // %
+      c0 === 64 || // @
+      c0 === 96 || // `
+      Number.isNaN(c0)
+    )
+      decline();
+    let end = pos;
+    let i = pos;
+    for (; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c === 10) break;
+      if (c === 58) {
+        const d = text.charCodeAt(i + 1);
+        if (d === 32 || d === 10 || Number.isNaN(d)) break;
+        if (flow && (d === 44 || d === 91 || d === 93 || d === 123 || d === 125)) break;
+      } else if (c === 35) {
+        if (text.charCodeAt(i - 1) === 32 && !flow) break;
+        decline();
+      } else if (c === 91 || c === 93 || c === 123 || c === 125) {
+        if (flow) break;
+        decline();
+      } else if (c === 44) {
+        if (flow) break;
+      }
+      if (c !== 32) end = i + 1;
+    }
+    pos = i;
+    return sliced(start, end);
+  };
+
+  const skipSpaces = (): void => {
+    while (text.charCodeAt(pos) === 32) pos++;
+  };
+
+  /** A key at pos and its `:`; pos ends past the `:`, which a space or the line's end follows. */
+  const key = (flow: boolean): string => {
+    const start = pos;
+    const c = text.charCodeAt(pos);
+    const k = c === 34 || c === 39 ? quoted() : plain(flow);
+    // yaml's 1024-character limit on implicit keys (YAML 1.2.2 §7.4.2), with room.
+    if (pos - start > 1000 || (k === '' && c !== 34 && c !== 39)) decline();
+    // `key : v` is left to the others too.
+    const d = text.charCodeAt(pos + 1);
+    if (
+      text.charCodeAt(pos) !== 58 ||
+      text.charCodeAt(pos - 1) === 32 ||
+      !(d === 32 || d === 10 || Number.isNaN(d))
+    )
+      decline();
+    pos++;
+    return k;
+  };
+
+  /** A value on one line at pos: a flow collection, a quoted or a plain scalar. */
+  const value = (flow: boolean, depth: number): unknown => {
+    const c = text.charCodeAt(pos);
+    if (c === 91 || c === 123) return collection(depth + 1);
+    if (c === 34 || c === 39) return quoted();
+    return resolvePlain(plain(flow));
+  };
+
+  /** A flow list or mapping at pos, closed on the same line; pos ends past its close. */
+  const collection = (depth: number): unknown => {
+    if (depth > LINES_MAX_DEPTH) decline();
+    const isMap = text.charCodeAt(pos) === 123;
+    const close = isMap ? 125 : 93;
+    pos++;
+    skipSpaces();
+    const map: Record<string, unknown> | undefined = isMap ? {} : undefined;
+    const seq: unknown[] | undefined = isMap ? undefined : [];
+    if (text.charCodeAt(pos) === close) {
+      pos++;
+      return map ?? seq;
+    }
+    for (;;) {
+      if (map) {
+        const k = key(true);
+        skipSpaces();
+        const c = text.charCodeAt(pos);
+        if (c === 44 || c === close) decline();
+        setKey(map, k, value(true, depth));
+      } else (seq as unknown[]).push(value(true, depth));
+      skipSpaces();
+      const c = text.charCodeAt(pos);
+      pos++;
+      if (c === close) return map ?? seq;
+      if (c !== 44) decline();
+      skipSpaces();
+      const d = text.charCodeAt(pos);
+      if (d === 44 || d === close) decline();
+    }
+  };
+
+  /** The end of a block line at pos: spaces, then a comment after a space, or nothing. */
+  const lineEnd = (): void => {
+    skipSpaces();
+    const c = text.charCodeAt(pos);
+    if (c === 35 && text.charCodeAt(pos - 1) === 32) {
+      const nl = text.indexOf('\n', pos);
+      pos = nl < 0 ? n : nl;
+      return;
+    }
+    if (c !== 10 && !Number.isNaN(c)) decline();
+  };
+
+  while (pos < n) {
+    const lineStart = pos;
+    skipSpaces();
+    const indent = pos - lineStart;
+    const c = text.charCodeAt(pos);
+    if (c === 10) {
+      pos++;
+      continue;
+    }
+    if (Number.isNaN(c)) break;
+    if (c === 35) {
+      // A comment line.
+      const nl = text.indexOf('\n', pos);
+      pos = nl < 0 ? n : nl + 1;
+      continue;
+    }
+    if ((c === 45 || c === 46) && text.charCodeAt(pos + 1) === c && text.charCodeAt(pos + 2) === c) {
+      // One `---` alone before any content starts the document; any other `---` or `...` declines.
+      const d = text.charCodeAt(pos + 3);
+      if (c === 45 && indent === 0 && !started && (d === 10 || Number.isNaN(d))) {
+        started = true;
+        pos += 4;
+        continue;
+      }
+      decline();
+    }
+    started = true;
+    let frame = frames[frames.length - 1];
+    if (!frame) {
+      if (indent !== 0) decline();
+      root = {};
+      frame = { indent: 0, map: root, seq: undefined };
+      frames.push(frame);
+    } else if (pendingMap !== undefined && indent > pendingIndent) {
+      if (frames.length > LINES_MAX_DEPTH) decline();
+      const isSeq = c === 45 && text.charCodeAt(pos + 1) === 32;
+      frame = isSeq ? { indent, map: undefined, seq: [] } : { indent, map: {}, seq: undefined };
+      setKey(pendingMap, pendingKey, frame.map ?? frame.seq);
+      frames.push(frame);
+      pendingMap = undefined;
+    } else {
+      if (pendingMap !== undefined) {
+        setKey(pendingMap, pendingKey, null);
+        pendingMap = undefined;
+      }
+      while (frame.indent > indent) {
+        frames.pop();
+        frame = frames[frames.length - 1] as LineFrame;
+        if (!frame) decline();
+      }
+      if (frame.indent !== indent) decline();
+    }
+    if (frame.seq) {
+      // `- value`: one value on the line, never a mapping, a nested list or nothing.
+      if (c !== 45 || text.charCodeAt(pos + 1) !== 32) decline();
+      pos += 2;
+      skipSpaces();
+      const d = text.charCodeAt(pos);
+      if (d === 10 || d === 35 || Number.isNaN(d)) decline();
+      frame.seq.push(value(false, frames.length));
+      lineEnd();
+      continue;
+    }
+    const map = frame.map as Record<string, unknown>;
+    const k = key(false);
+    skipSpaces();
+    const d = text.charCodeAt(pos);
+    if (d === 10 || d === 35 || Number.isNaN(d)) {
+      if (d === 35) {
+        const nl = text.indexOf('\n', pos);
+        pos = nl < 0 ? n : nl;
+      }
+      if (k in map) decline();
+      pendingMap = map;
+      pendingKey = k;
+      pendingIndent = indent;
+      continue;
+    }
+    setKey(map, k, value(false, frames.length));
+    lineEnd();
+  }
+  if (pendingMap !== undefined) setKey(pendingMap, pendingKey, null);
+  if (!root) decline();
+  return root;
 }
 
 /**
