@@ -78,6 +78,19 @@ interface SetRegistry {
   list: NamedSet[];
   /** `family|elements` of an address side -> the matches that together cover it. */
   cover: Map<string, string[]>;
+  /** Each address side's elements and content key, worked out once (a side can have thousands). */
+  content: Map<SideMatch, { elements: string[]; key: string }>;
+}
+
+/** An address side's elements and content key, from the registry when already worked out. */
+function contentOf(registry: SetRegistry, m: SideMatch): { elements: string[]; key: string } {
+  let c = registry.content.get(m);
+  if (c === undefined) {
+    const elements = m.values.map(element);
+    c = { elements, key: elements.length > INLINE_MAX ? contentKey(m.family, elements) : '' };
+    registry.content.set(m, c);
+  }
+  return c;
 }
 
 function contentKey(family: Family, elements: readonly string[]): string {
@@ -91,13 +104,12 @@ function contentKey(family: Family, elements: readonly string[]): string {
  * else in a new set named after the first rule side that needs it.
  */
 function planSets(sides: { ruleNo: number; m: SideMatch }[]): SetRegistry {
-  const registry: SetRegistry = { list: [], cover: new Map() };
+  const registry: SetRegistry = { list: [], cover: new Map(), content: new Map() };
   const distinct = new Map<string, { ruleNo: number; m: SideMatch; elements: string[] }>();
   for (const side of sides) {
-    const set = setFor(side.ruleNo, side.m);
-    if (set.elements.length <= INLINE_MAX) continue;
-    const key = contentKey(side.m.family, set.elements);
-    if (!distinct.has(key)) distinct.set(key, { ...side, elements: set.elements });
+    const { elements, key } = contentOf(registry, side.m);
+    if (elements.length <= INLINE_MAX) continue;
+    if (!distinct.has(key)) distinct.set(key, { ...side, elements });
   }
   const declared: { set: NamedSet; members: Set<string> }[] = [];
   const order = [...distinct.entries()].sort((x, y) => x[1].elements.length - y[1].elements.length);
@@ -121,7 +133,7 @@ function planSets(sides: { ruleNo: number; m: SideMatch }[]): SetRegistry {
     }
     const rest = want.elements.filter((e) => !taken.has(e));
     if (rest.length > INLINE_MAX) {
-      const set = { ...setFor(want.ruleNo, want.m), elements: rest };
+      const set = { ...setFor(want.ruleNo, want.m, rest), elements: rest };
       registry.list.push(set);
       declared.push({ set, members: new Set(rest) });
       pieces.push(`@${set.name}`);
@@ -159,10 +171,11 @@ const POLICY_NOTES: Record<ExportModel['mode'], string[]> = {
 };
 
 /** `r3_src_v4`, `r3_dst_names_v6`, `r1_src_peers_v4`: per rule, side, kind and family. */
-function setFor(ruleNo: number, m: SideMatch): NamedSet {
+function setFor(ruleNo: number, m: SideMatch, elements?: string[]): NamedSet {
   const name = `r${ruleNo}_${m.side}${m.kind === 'addr' ? '' : `_${m.kind}`}_${m.family}`;
   const label = FAMILY_LABEL[m.family];
-  if (m.kind === 'addr') return { name, family: m.family, kind: m.kind, elements: m.values.map(element) };
+  if (m.kind === 'addr')
+    return { name, family: m.family, kind: m.kind, elements: elements ?? m.values.map(element) };
   const fill =
     m.kind === 'names'
       ? `${label} addresses of ${m.values.join(', ')}`
@@ -172,7 +185,9 @@ function setFor(ruleNo: number, m: SideMatch): NamedSet {
 
 /** `10.0.0.1/32` reads better as `10.0.0.1`; nft stores both the same. */
 function element(cidr: string): string {
-  return cidr.replace(/\/(32|128)$/, '');
+  // What /\/(32|128)$/ removes, without a regular expression per address.
+  if (cidr.endsWith('/32')) return cidr.slice(0, -3);
+  return cidr.endsWith('/128') ? cidr.slice(0, -4) : cidr;
 }
 
 /** The `tcp dport ...` / `icmp type ...` part of a rule line. */
@@ -194,13 +209,14 @@ const INERT =
 
 /** The matches of one side (one rule line each): inline addresses, address sets, or the rule's own set to fill. */
 function sideMatches(sets: SetRegistry, ruleNo: number, m: SideMatch, own: Map<string, NamedSet>): string[] {
-  const set = setFor(ruleNo, m);
   if (m.kind === 'addr') {
-    if (set.elements.length <= INLINE_MAX) return [inline(set.elements)];
-    const cover = sets.cover.get(contentKey(m.family, set.elements));
+    const { elements, key } = contentOf(sets, m);
+    if (elements.length <= INLINE_MAX) return [inline(elements)];
+    const cover = sets.cover.get(key);
     if (!cover) throw new Error(`internal: no set planned for rule ${ruleNo} ${m.side} ${m.family}`);
     return cover;
   }
+  const set = setFor(ruleNo, m);
   own.set(set.name, set);
   sets.list.push(set);
   return [`@${set.name}`];
