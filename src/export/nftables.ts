@@ -86,7 +86,7 @@ interface SetRegistry {
 function contentOf(registry: SetRegistry, m: SideMatch): { elements: string[]; key: string } {
   let c = registry.content.get(m);
   if (c === undefined) {
-    const elements = m.values.map(element);
+    const elements = m.values.map((cidr) => element(cidr, m.family));
     c = { elements, key: elements.length > INLINE_MAX ? contentKey(m.family, elements) : '' };
     registry.content.set(m, c);
   }
@@ -175,7 +175,12 @@ function setFor(ruleNo: number, m: SideMatch, elements?: string[]): NamedSet {
   const name = `r${ruleNo}_${m.side}${m.kind === 'addr' ? '' : `_${m.kind}`}_${m.family}`;
   const label = FAMILY_LABEL[m.family];
   if (m.kind === 'addr')
-    return { name, family: m.family, kind: m.kind, elements: elements ?? m.values.map(element) };
+    return {
+      name,
+      family: m.family,
+      kind: m.kind,
+      elements: elements ?? m.values.map((cidr) => element(cidr, m.family)),
+    };
   const fill =
     m.kind === 'names'
       ? `${label} addresses of ${m.values.join(', ')}`
@@ -183,11 +188,13 @@ function setFor(ruleNo: number, m: SideMatch, elements?: string[]): NamedSet {
   return { name, family: m.family, kind: m.kind, elements: [], fill };
 }
 
-/** `10.0.0.1/32` reads better as `10.0.0.1`; nft stores both the same. */
-function element(cidr: string): string {
-  // What /\/(32|128)$/ removes, without a regular expression per address.
-  if (cidr.endsWith('/32')) return cidr.slice(0, -3);
-  return cidr.endsWith('/128') ? cidr.slice(0, -4) : cidr;
+/**
+ * `10.0.0.1/32` reads better as `10.0.0.1` (and `2001:db8::1/128` as `2001:db8::1`); nft stores
+ * both the same. Only the family's whole-address prefix goes: an IPv6 /32 is a network.
+ */
+function element(cidr: string, family: Family): string {
+  const whole = family === 'v4' ? '/32' : '/128';
+  return cidr.endsWith(whole) ? cidr.slice(0, -whole.length) : cidr;
 }
 
 /** The `tcp dport ...` / `icmp type ...` part of a rule line. */
