@@ -446,6 +446,29 @@ describe('netfilter text escaping and limits', () => {
       assert.ok(w.some((x) => x.startsWith('rule in-tcp-x-1 (') && x.includes('is not rendered')));
   });
 
+  it('writes an IPv6 /32 network with its prefix in nft; only a whole address (/32 IPv4, /128 IPv6) goes bare', () => {
+    const model = syntheticModel(
+      [
+        {
+          src: {
+            ...emptySet(),
+            v4: ['198.51.100.7/32'],
+            v6: ['2001:db8::/32', '2001:db9::5/128'],
+            hosts: ['a', 'b'],
+          },
+          dst: { ...emptySet(), v4: ['192.0.2.0/24'], v6: ['2001:db8:ffff::1/128'], hosts: ['c'] },
+        },
+      ],
+      'network',
+    );
+    const nft = nftables.render(model).files[0]?.content ?? '';
+    assert.match(nft, /^\t\tip saddr 198\.51\.100\.7 ip daddr 192\.0\.2\.0\/24 tcp dport 443 /m);
+    assert.match(
+      nft,
+      /^\t\tip6 saddr \{ 2001:db8::\/32, 2001:db9::5 \} ip6 daddr 2001:db8:ffff::1 tcp dport 443 /m,
+    );
+  });
+
   it('keeps a DNS name as an empty nft set the user fills (inert until then) and a commented iptables rule', () => {
     const model = syntheticModel([
       { src: { ...emptySet(), names: ['backup.example.com'], hosts: ['cloud'] } },

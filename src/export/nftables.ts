@@ -78,6 +78,19 @@ interface SetRegistry {
   list: NamedSet[];
   /** `family|elements` of an address side -> the matches that together cover it. */
   cover: Map<string, string[]>;
+  /** Each address side's elements and content key, worked out once (a side can have thousands). */
+  content: Map<SideMatch, { elements: string[]; key: string }>;
+}
+
+/** An address side's elements and content key, from the registry when already worked out. */
+function contentOf(registry: SetRegistry, m: SideMatch): { elements: string[]; key: string } {
+  let c = registry.content.get(m);
+  if (c === undefined) {
+    const elements = m.values.map((cidr) => element(cidr, m.family));
+    c = { elements, key: elements.length > INLINE_MAX ? contentKey(m.family, elements) : '' };
+    registry.content.set(m, c);
+  }
+  return c;
 }
 
 function contentKey(family: Family, elements: readonly string[]): string {
@@ -91,13 +104,12 @@ function contentKey(family: Family, elements: readonly string[]): string {
  * else in a new set named after the first rule side that needs it.
  */
 function planSets(sides: { ruleNo: number; m: SideMatch }[]): SetRegistry {
-  const registry: SetRegistry = { list: [], cover: new Map() };
+  const registry: SetRegistry = { list: [], cover: new Map(), content: new Map() };
   const distinct = new Map<string, { ruleNo: number; m: SideMatch; elements: string[] }>();
   for (const side of sides) {
-    const set = setFor(side.ruleNo, side.m);
-    if (set.elements.length <= INLINE_MAX) continue;
-    const key = contentKey(side.m.family, set.elements);
-    if (!distinct.has(key)) distinct.set(key, { ...side, elements: set.elements });
+    const { elements, key } = contentOf(registry, side.m);
+    if (elements.length <= INLINE_MAX) continue;
+    if (!distinct.has(key)) distinct.set(key, { ...side, elements });
   }
   const declared: { set: NamedSet; members: Set<string> }[] = [];
   const order = [...distinct.entries()].sort((x, y) => x[1].elements.length - y[1].elements.length);
@@ -121,7 +133,7 @@ function planSets(sides: { ruleNo: number; m: SideMatch }[]): SetRegistry {
     }
     const rest = want.elements.filter((e) => !taken.has(e));
     if (rest.length > INLINE_MAX) {
-      const set = { ...setFor(want.ruleNo, want.m), elements: rest };
+      const set = { ...setFor(want.ruleNo, want.m, rest), elements: rest };
       registry.list.push(set);
       declared.push({ set, members: new Set(rest) });
       pieces.push(`@${set.name}`);
@@ -159,10 +171,16 @@ const POLICY_NOTES: Record<ExportModel['mode'], string[]> = {
 };
 
 /** `r3_src_v4`, `r3_dst_names_v6`, `r1_src_peers_v4`: per rule, side, kind and family. */
-function setFor(ruleNo: number, m: SideMatch): NamedSet {
+function setFor(ruleNo: number, m: SideMatch, elements?: string[]): NamedSet {
   const name = `r${ruleNo}_${m.side}${m.kind === 'addr' ? '' : `_${m.kind}`}_${m.family}`;
   const label = FAMILY_LABEL[m.family];
-  if (m.kind === 'addr') return { name, family: m.family, kind: m.kind, elements: m.values.map(element) };
+  if (m.kind === 'addr')
+    return {
+      name,
+      family: m.family,
+      kind: m.kind,
+      elements: elements ?? m.values.map((cidr) => element(cidr, m.family)),
+    };
   const fill =
     m.kind === 'names'
       ? `${label} addresses of ${m.values.join(', ')}`
@@ -170,9 +188,13 @@ function setFor(ruleNo: number, m: SideMatch): NamedSet {
   return { name, family: m.family, kind: m.kind, elements: [], fill };
 }
 
-/** `10.0.0.1/32` reads better as `10.0.0.1`; nft stores both the same. */
-function element(cidr: string): string {
-  return cidr.replace(/\/(32|128)$/, '');
+/**
+ * `10.0.0.1/32` reads better as `10.0.0.1` (and `2001:db8::1/128` as `2001:db8::1`); nft stores
+ * both the same. Only the family's whole-address prefix goes: an IPv6 /32 is a network.
+ */
+function element(cidr: string, family: Family): string {
+  const whole = family === 'v4' ? '/32' : '/128';
+  return cidr.endsWith(whole) ? cidr.slice(0, -whole.length) : cidr;
 }
 
 /** The `tcp dport ...` / `icmp type ...` part of a rule line. */
@@ -194,13 +216,14 @@ const INERT =
 
 /** The matches of one side (one rule line each): inline addresses, address sets, or the rule's own set to fill. */
 function sideMatches(sets: SetRegistry, ruleNo: number, m: SideMatch, own: Map<string, NamedSet>): string[] {
-  const set = setFor(ruleNo, m);
   if (m.kind === 'addr') {
-    if (set.elements.length <= INLINE_MAX) return [inline(set.elements)];
-    const cover = sets.cover.get(contentKey(m.family, set.elements));
+    const { elements, key } = contentOf(sets, m);
+    if (elements.length <= INLINE_MAX) return [inline(elements)];
+    const cover = sets.cover.get(key);
     if (!cover) throw new Error(`internal: no set planned for rule ${ruleNo} ${m.side} ${m.family}`);
     return cover;
   }
+  const set = setFor(ruleNo, m);
   own.set(set.name, set);
   sets.list.push(set);
   return [`@${set.name}`];

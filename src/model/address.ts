@@ -11,9 +11,17 @@ export type Address =
 const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
 const DNS_NAME = new RegExp(`^(?:\\*\\.)?(?:${LABEL}\\.)*${LABEL}\\.?$`, 'i');
 
-const UNSPECIFIED = new BlockList();
-UNSPECIFIED.addAddress('0.0.0.0', 'ipv4');
-UNSPECIFIED.addAddress('::', 'ipv6');
+let unspecifiedList: BlockList | undefined;
+
+/** The unspecified addresses as a BlockList, made on first use (most inventories never need it). */
+function unspecifiedAddresses(): BlockList {
+  if (unspecifiedList === undefined) {
+    unspecifiedList = new BlockList();
+    unspecifiedList.addAddress('0.0.0.0', 'ipv4');
+    unspecifiedList.addAddress('::', 'ipv6');
+  }
+  return unspecifiedList;
+}
 
 /**
  * True for the unspecified address in any spelling: 0.0.0.0, ::, ::ffff:0.0.0.0 (RFC 4291 2.5.2,
@@ -23,7 +31,7 @@ export function isUnspecified(ip: string): boolean {
   const v = isIP(ip);
   // Node reads IPv4 only as four plain decimal octets (no leading zeros): one spelling.
   if (v === 4) return ip === '0.0.0.0';
-  return v === 6 && UNSPECIFIED.check(ip, 'ipv6');
+  return v === 6 && unspecifiedAddresses().check(ip, 'ipv6');
 }
 
 /**
@@ -43,6 +51,15 @@ export function isInetAtonForm(text: string): boolean {
  */
 export function parseAddress(raw: string): Address | { error: string } {
   const text = raw.trim();
+  // Most addresses are canonical IPv4 (`10.0.0.1`, `10.0.0.0/24`): read without node:net's regular
+  // expressions. Anything else, the unspecified 0.0.0.0 and its /32 included, takes the general path.
+  const key = ipv4Key(text);
+  if (key > 0) {
+    const hostBits = key % 64;
+    return hostBits === 0 && text.indexOf('/') < 0
+      ? { kind: 'ip', text, version: 4 }
+      : { kind: 'cidr', text, version: 4, prefix: 32 - hostBits };
+  }
   const expected = '(expected an IPv4/IPv6 address, a CIDR or a DNS name)';
   if (text === '') return { error: `the address is empty ${expected}` };
   if (/^[\d.]+:\d+$/.test(text) || /^\[.*\]:\d+$/.test(text))
@@ -111,10 +128,21 @@ export function parseAddress(raw: string): Address | { error: string } {
  * result this equals.
  */
 export function collapseAddresses(texts: readonly string[]): string[] {
-  const v4: string[] = [];
+  let v4: readonly string[] = texts;
   const v6: string[] = [];
-  for (const t of texts) (t.includes(':') ? v6 : v4).push(t);
-  const out = v4.length ? (collapseIpv4(v4) ?? mergeCidr(v4)) : [];
+  // Split only when there is IPv6 to split off.
+  let any6 = false;
+  for (const t of texts)
+    if (t.includes(':')) {
+      any6 = true;
+      break;
+    }
+  if (any6) {
+    const only4: string[] = [];
+    for (const t of texts) (t.includes(':') ? v6 : only4).push(t);
+    v4 = only4;
+  }
+  const out = v4.length ? (collapseIpv4(v4) ?? mergeCidr([...v4])) : [];
   if (v6.length) for (const c of mergeCidr(v6)) out.push(c);
   return out;
 }
@@ -238,6 +266,8 @@ function ipv6Groups(text: string): number[] {
  */
 export function addressIdentity(a: Address): string {
   if (a.kind === 'dns') return a.text;
+  // An IPv4 address without a prefix is its own identity.
+  if (a.version === 4 && a.text.indexOf('/') < 0) return a.text;
   const [ip = '', prefixText] = a.text.split('/');
   let prefix = prefixText === undefined ? undefined : Number(prefixText);
   let out = ip;

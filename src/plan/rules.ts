@@ -102,8 +102,18 @@ class SideBuilder {
   readonly v6: string[] = [];
   readonly names: string[] = [];
   readonly unspecified = new Set<string>();
+  /**
+   * Endpoints already added. The plan gives each host and role one endpoint object that all its
+   * flows share, so a rule's thousands of flows name a few endpoints; adding one again changes nothing.
+   */
+  private readonly endpoints = new Set<Flow['from']>();
+  private last: Flow['from'] | undefined;
 
   add(e: Flow['from']): void {
+    if (e === this.last) return;
+    this.last = e;
+    if (this.endpoints.has(e)) return;
+    this.endpoints.add(e);
     this.hosts.add(e.host);
     if (e.address === null) {
       this.unspecified.add(e.description ?? 'unspecified peer');
@@ -152,14 +162,48 @@ function clipEndpoint(e: Flow['from']): Flow['from'] {
 
 /** Whether clipFlow would cut any text of a flow. */
 function needsClip(f: Flow): boolean {
-  const long = (text: string | undefined, max = EXPORT_TEXT_MAX) => text !== undefined && text.length > max;
+  return longPurposeOrPeer(f) || longNotes(f.notes) || longSources(f.sources);
+}
+
+function longPurposeOrPeer(f: Flow): boolean {
+  const from = f.from.description;
+  const to = f.to.description;
   return (
-    long(f.from.description) ||
-    long(f.to.description) ||
-    long(f.purpose) ||
-    f.notes.some((n) => long(n)) ||
-    f.sources.some((s) => long(s.doc, 200) || long(s.ref, 200))
+    f.purpose.length > EXPORT_TEXT_MAX ||
+    (from !== undefined && from.length > EXPORT_TEXT_MAX) ||
+    (to !== undefined && to.length > EXPORT_TEXT_MAX)
   );
+}
+
+function longNotes(notes: readonly string[]): boolean {
+  for (const n of notes) if (n.length > EXPORT_TEXT_MAX) return true;
+  return false;
+}
+
+function longSources(sources: Flow['sources']): boolean {
+  for (const s of sources) if (s.doc.length > 200 || s.ref.length > 200) return true;
+  return false;
+}
+
+/**
+ * The flows with their free texts clipped (clipFlow): the same array when no flow needs it. Flows
+ * of one catalog row share their notes and sources, so a list just checked is not checked again.
+ */
+function clipFlows(flows: Flow[]): Flow[] {
+  let notes: readonly string[] | undefined;
+  let sources: Flow['sources'] | undefined;
+  for (const f of flows) {
+    if (longPurposeOrPeer(f)) return flows.map(clipFlow);
+    if (f.notes !== notes) {
+      if (longNotes(f.notes)) return flows.map(clipFlow);
+      notes = f.notes;
+    }
+    if (f.sources !== sources) {
+      if (longSources(f.sources)) return flows.map(clipFlow);
+      sources = f.sources;
+    }
+  }
+  return flows;
 }
 
 /** A flow with its free texts clipped (clipText); the flow itself when nothing is long enough to cut. */
@@ -191,7 +235,7 @@ export interface ModelOptions {
  * grouped by protocol, ports and destination with sources merged, then by identical sources.
  */
 export function buildExportModel(whole: Plan, inv: Inventory, opts: ModelOptions): ExportModel {
-  const plan = { ...whole, site: clipText(whole.site), flows: whole.flows.map(clipFlow) };
+  const plan = { ...whole, site: clipText(whole.site), flows: clipFlows(whole.flows) };
   const base = {
     site: plan.site,
     inventorySha256: inv.sha256,
@@ -199,8 +243,8 @@ export function buildExportModel(whole: Plan, inv: Inventory, opts: ModelOptions
     planWarnings: plan.warnings.map((w) => clipText(w.message)),
     advisories: plan.warnings.filter((w) => w.code === 'advisory').map((w) => clipText(w.message)),
   };
-  const network = plan.flows.filter((f) => !f.local);
   if (opts.host !== undefined) {
+    const network = plan.flows.filter((f) => !f.local);
     const host = inv.hosts.find((h) => h.name === opts.host);
     if (!host) throw new Error(`unknown host ${opts.host}`);
     const rules: ExportRule[] = [];
@@ -240,37 +284,185 @@ export function buildExportModel(whole: Plan, inv: Inventory, opts: ModelOptions
  * sources merged, then by identical sources with the destinations merged. Local flows make no rule.
  */
 export function forwardRules(flows: readonly Flow[]): ExportRule[] {
-  // Pass 1: by protocol, ports, ICMP type and destination, in the order flows first name each.
-  const byDst = new Map<string, { match: string; flows: Flow[] }>();
-  for (const f of flows) {
+  // A plan of 10,000 hosts has tens of thousands of flows in about as many groups: the groups are
+  // numbers and flat arrays here, not an object and a few arrays each that the garbage collector
+  // would copy while they live.
+  const n = flows.length;
+  // Pass 1: each flow's group, by protocol, ports, ICMP type and destination, numbered in the order
+  // flows first name each. A group keeps its destination endpoint (the plan gives each host and role
+  // one endpoint object that all its flows share) and, rarely, the other objects naming that host.
+  const matchOf = matchIds();
+  const dstGroups: Map<string, number>[] = [];
+  const groupOf = new Int32Array(n).fill(-1);
+  const size: number[] = [];
+  const groupMatch: number[] = [];
+  const groupTo: Flow['to'][] = [];
+  const moreTo = new Map<number, Flow['to'][]>();
+  for (let i = 0; i < n; i++) {
+    const f = flows[i] as Flow;
     if (f.local) continue;
-    const match = matchKey(f);
-    const key = `${match}|${f.to.host ?? `any:${f.to.description}`}`;
-    const group = byDst.get(key);
-    if (group) group.flows.push(f);
-    else byDst.set(key, { match, flows: [f] });
+    const m = matchOf(f);
+    let dsts = dstGroups[m];
+    if (dsts === undefined) {
+      dsts = new Map();
+      dstGroups[m] = dsts;
+    }
+    const to = f.to;
+    let g = dsts.get(to.host ?? `any:${to.description}`);
+    if (g === undefined) {
+      g = size.length;
+      dsts.set(to.host ?? `any:${to.description}`, g);
+      size.push(0);
+      groupMatch.push(m);
+      groupTo.push(to);
+    } else if (to !== groupTo[g]) {
+      let more = moreTo.get(g);
+      if (more === undefined) {
+        more = [];
+        moreTo.set(g, more);
+      }
+      if (!more.includes(to)) more.push(to);
+    }
+    groupOf[i] = g;
+    size[g] = (size[g] as number) + 1;
   }
-  // Pass 2: destinations with the same protocol, ports and set of sources join one rule.
-  const bySrc = new Map<string, Flow[]>();
-  for (const { match, flows: group } of byDst.values()) {
-    const sources = new Set<string>();
-    for (const f of group) sources.add(f.from.host ?? `any:${f.from.description}`);
-    const key = `${match}|${[...sources].sort().join(',')}`;
-    const joined = bySrc.get(key);
-    if (joined) pushAll(joined, group);
-    else bySrc.set(key, group);
+  // The flows in group order, each group's in plan order (a counting sort).
+  const groups = size.length;
+  const start = new Int32Array(groups + 1);
+  for (let g = 0; g < groups; g++) start[g + 1] = (start[g] as number) + (size[g] as number);
+  const order = new Int32Array(start[groups] as number);
+  const next = start.slice(0, groups);
+  for (let i = 0; i < n; i++) {
+    const g = groupOf[i] as number;
+    if (g >= 0) order[(next[g] as number)++] = i;
+  }
+  // Pass 2: each group's distinct source endpoints, and its sources by number (one per host name,
+  // or `any:` and the description), each once, in flat lists.
+  const endpointNo = new Map<Flow['from'], number>();
+  const endpoints: Flow['from'][] = [];
+  const endpointName: number[] = [];
+  const endpointSeen: number[] = [];
+  const nameNo = new Map<string, number>();
+  const names: string[] = [];
+  const nameSeen: number[] = [];
+  let comma = false;
+  const fromList: number[] = [];
+  const fromStart = new Int32Array(groups + 1);
+  const srcList: number[] = [];
+  const srcStart = new Int32Array(groups + 1);
+  for (let g = 0; g < groups; g++) {
+    fromStart[g] = fromList.length;
+    srcStart[g] = srcList.length;
+    let last: Flow['from'] | undefined;
+    for (let k = start[g] as number, end = start[g + 1] as number; k < end; k++) {
+      const from = (flows[order[k] as number] as Flow).from;
+      if (from === last) continue;
+      last = from;
+      let e = endpointNo.get(from);
+      if (e === undefined) {
+        const name = from.host ?? `any:${from.description}`;
+        let id = nameNo.get(name);
+        if (id === undefined) {
+          id = names.length;
+          nameNo.set(name, id);
+          names.push(name);
+          nameSeen.push(-1);
+          if (name.includes(',')) comma = true;
+        }
+        e = endpoints.length;
+        endpointNo.set(from, e);
+        endpoints.push(from);
+        endpointName.push(id);
+        endpointSeen.push(-1);
+      }
+      if (endpointSeen[e] === g) continue;
+      endpointSeen[e] = g;
+      fromList.push(e);
+      const id = endpointName[e] as number;
+      if (nameSeen[id] !== g) {
+        nameSeen[id] = g;
+        srcList.push(id);
+      }
+    }
+  }
+  fromStart[groups] = fromList.length;
+  srcStart[groups] = srcList.length;
+  // Pass 3: groups of the same protocol, ports and set of sources join one rule. Two groups have
+  // the same sources exactly when their sorted numbers are: one number is the key itself, two are
+  // one number, more are joined. A description with a comma could make two lists of names join
+  // alike: then the names themselves, sorted and joined, are the key, as they always were.
+  const ruleOf: Map<number | string, number>[] = [];
+  const ruleGroups: number[][] = [];
+  for (let g = 0; g < groups; g++) {
+    const a = srcStart[g] as number;
+    const b = srcStart[g + 1] as number;
+    let key: number | string;
+    if (comma)
+      key = srcList
+        .slice(a, b)
+        .map((id) => names[id] as string)
+        .sort()
+        .join(',');
+    else if (b - a === 1) key = srcList[a] as number;
+    else if (b - a === 2 && names.length <= PAIR_BASE) {
+      const x = srcList[a] as number;
+      const y = srcList[a + 1] as number;
+      key = -1 - (x < y ? x * PAIR_BASE + y : y * PAIR_BASE + x);
+    } else key = Int32Array.from(srcList.slice(a, b)).sort().join(',');
+    const m = groupMatch[g] as number;
+    let rules = ruleOf[m];
+    if (rules === undefined) {
+      rules = new Map();
+      ruleOf[m] = rules;
+    }
+    const r = rules.get(key);
+    if (r === undefined) {
+      rules.set(key, ruleGroups.length);
+      ruleGroups.push([g]);
+    } else (ruleGroups[r] as number[]).push(g);
   }
   const rules: ExportRule[] = [];
-  for (const group of bySrc.values()) {
+  for (const gs of ruleGroups) {
+    const ruleFlows: Flow[] = [];
     const src = new SideBuilder();
     const dst = new SideBuilder();
-    for (const f of group) {
-      src.add(f.from);
-      dst.add(f.to);
+    for (const g of gs) {
+      for (let k = start[g] as number, end = start[g + 1] as number; k < end; k++)
+        ruleFlows.push(flows[order[k] as number] as Flow);
+      for (let k = fromStart[g] as number, end = fromStart[g + 1] as number; k < end; k++)
+        src.add(endpoints[fromList[k] as number] as Flow['from']);
+      dst.add(groupTo[g] as Flow['to']);
+      const more = moreTo.get(g);
+      if (more !== undefined) for (const e of more) dst.add(e);
     }
-    rules.push(makeRule('forward', group, src.finish(), dst.finish()));
+    rules.push(makeRule('forward', ruleFlows, src.finish(), dst.finish()));
   }
   return numbered(mergeSameEndpoints(rules));
+}
+
+/** Two source numbers below this are one key number (below 2^52, so exact). */
+const PAIR_BASE = 2 ** 26;
+
+/**
+ * The number of a flow's match (matchKey: protocol, ports, ICMP type), the same for the same key.
+ * The plan's flows share port lists (one per catalog row), so a list already seen with the same
+ * protocol and ICMP type is not formatted again.
+ */
+function matchIds(): (f: Flow) => number {
+  const ids = new Map<string, number>();
+  const known = new Map<readonly PortRange[], { protocol: Protocol; icmp: Flow['icmpType']; id: number }>();
+  return (f) => {
+    const k = known.get(f.ports);
+    if (k !== undefined && k.protocol === f.protocol && k.icmp === f.icmpType) return k.id;
+    const key = matchKey(f);
+    let id = ids.get(key);
+    if (id === undefined) {
+      id = ids.size;
+      ids.set(key, id);
+    }
+    known.set(f.ports, { protocol: f.protocol, icmp: f.icmpType, id });
+    return id;
+  };
 }
 
 /** What a rule matches besides its peers: `tcp|22,8006|` (protocol, ports, ICMP type). */
@@ -292,17 +484,29 @@ function matchKey(f: Flow): string {
  * that rule's ports. Different ICMP types and protocols stay apart.
  */
 function mergeSameEndpoints(rules: ExportRule[]): ExportRule[] {
-  const hostsKey = (s: AddressSet) => [...s.hosts].sort().join(',');
-  const merged = new Map<string, ExportRule>();
+  // Rules that could be the same: direction, protocol, ICMP type and the number of hosts per side.
+  // Within one, hosts are compared as sets (each side lists a host once), not sorted and joined.
+  const buckets = new Map<string, { rule: ExportRule; src: Set<string | null>; dst: Set<string | null> }[]>();
+  const merged: ExportRule[] = [];
   const remerged = new Set<ExportRule>();
-  for (const [i, r] of rules.entries()) {
+  const same = (set: Set<string | null>, hosts: readonly (string | null)[]) => hosts.every((h) => set.has(h));
+  for (const r of rules) {
     // An unspecified peer is a set the user fills for this rule's own purpose (SSH clients are not
     // NFS clients): never merged with another rule's.
-    const own = r.src.unspecified.length || r.dst.unspecified.length ? `#${i}` : '';
-    const key = [r.direction, r.protocol, r.icmpType ?? '', hostsKey(r.src), hostsKey(r.dst), own].join('|');
-    const seen = merged.get(key);
+    if (r.src.unspecified.length || r.dst.unspecified.length) {
+      merged.push(r);
+      continue;
+    }
+    const bucket = `${r.direction}|${r.protocol}|${r.icmpType ?? ''}|${r.src.hosts.length}|${r.dst.hosts.length}`;
+    let others = buckets.get(bucket);
+    const seen = others?.find((o) => same(o.src, r.src.hosts) && same(o.dst, r.dst.hosts))?.rule;
     if (!seen) {
-      merged.set(key, r);
+      if (!others) {
+        others = [];
+        buckets.set(bucket, others);
+      }
+      others.push({ rule: r, src: new Set(r.src.hosts), dst: new Set(r.dst.hosts) });
+      merged.push(r);
       continue;
     }
     seen.ports = mergePortRanges([...seen.ports, ...r.ports]);
@@ -311,7 +515,7 @@ function mergeSameEndpoints(rules: ExportRule[]): ExportRule[] {
   }
   // Services in port order, once per merged rule (not once per merge: linear in flows).
   for (const r of remerged) r.services = servicesByPort(r.flows);
-  return [...merged.values()];
+  return merged;
 }
 
 function makeRule(direction: Direction, flows: Flow[], src: AddressSet, dst: AddressSet): ExportRule {
@@ -337,7 +541,11 @@ function distinctPorts(flows: readonly Flow[]): PortRange[] {
   const seen = new Set<number>();
   const ranges: PortRange[] = [];
   let last = -1;
-  for (const f of flows)
+  let lastPorts: readonly PortRange[] | undefined;
+  for (const f of flows) {
+    // Flows share port lists: the list just seen adds nothing new.
+    if (f.ports === lastPorts) continue;
+    lastPorts = f.ports;
     for (const r of f.ports) {
       const key = r[0] * 4294967296 + r[1];
       // Neighbouring flows mostly repeat the range just seen.
@@ -346,6 +554,7 @@ function distinctPorts(flows: readonly Flow[]): PortRange[] {
       seen.add(key);
       ranges.push(r);
     }
+  }
   return mergePortRanges(ranges);
 }
 
@@ -365,7 +574,13 @@ function lowestPort(f: PortedService): number {
  */
 export function servicesByPort(flows: readonly PortedService[]): string[] {
   const low = new Map<string, number>();
+  let lastPorts: readonly PortRange[] | undefined;
+  let lastService: string | undefined;
   for (const f of flows) {
+    // The flow just before with the same ports and service changes nothing.
+    if (f.ports === lastPorts && f.service === lastService) continue;
+    lastPorts = f.ports;
+    lastService = f.service;
     const port = lowestPort(f);
     const known = low.get(f.service);
     if (known === undefined || port < known) low.set(f.service, port);
@@ -461,7 +676,15 @@ export function ruleProvenance(r: ExportRule): string[] {
  */
 export function catalogRowLines(flows: readonly Flow[]): string[] {
   const byProduct = new Map<string, { entries: Set<string>; docs: Set<string> }>();
+  let lastEntries: readonly string[] | undefined;
+  let lastSources: readonly Flow['sources'][number][] | undefined;
+  let lastProduct: string | undefined;
   for (const f of flows) {
+    // Flows of one catalog row share its lists: the same lists just seen add nothing.
+    if (f.entries === lastEntries && f.sources === lastSources && f.product === lastProduct) continue;
+    lastEntries = f.entries;
+    lastSources = f.sources;
+    lastProduct = f.product;
     let p = byProduct.get(f.product);
     if (!p) {
       p = { entries: new Set(), docs: new Set() };
