@@ -7,6 +7,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -14,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { containsCidr, mergeCidr } from 'cidr-tools';
-import { asciiText, limitName, shq } from '../src/export/_hostfw.js';
+import { asciiText, limitName, plainAddress, shq } from '../src/export/_hostfw.js';
 import {
   SCRIPT_FILE as FIREWALLD_SCRIPT,
   generator as firewalld,
@@ -651,6 +652,47 @@ function firewalldAllowances(f: FirewalldRead): Allowance[] {
   }
   return out;
 }
+
+describe('host firewalls: an IPv6 /32 is a network', () => {
+  it("only the family's whole-address prefix is dropped", () => {
+    assert.equal(plainAddress('10.0.0.1/32'), '10.0.0.1');
+    assert.equal(plainAddress('10.0.0.0/24'), '10.0.0.0/24');
+    assert.equal(plainAddress('2001:db8::1/128'), '2001:db8::1');
+    assert.equal(plainAddress('2001:db8::/32'), '2001:db8::/32');
+    assert.equal(plainAddress('2001:db8::/128'), '2001:db8::');
+  });
+
+  it('ufw, firewalld and windows keep 2001:db7::/32 as the source network, never the one address', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portolan-v6net-'));
+    try {
+      const site = join(dir, 'site.yaml');
+      writeFileSync(
+        site,
+        `site: v6net
+products:
+  druva-vmware: {}
+hosts:
+  proxy-01: { address: "2001:db7::/32", roles: [druva-vmware:backup-proxy] }
+  vc-01: { address: "2001:db9::20", roles: [druva-vmware:vcenter] }
+`,
+      );
+      for (const to of ['ufw', 'firewalld', 'windows']) {
+        const out = join(dir, to);
+        const r = runCli(['export', site, '--to', to, '--host', 'vc-01', '-o', `${out}/`]);
+        assert.equal(r.code, 0, r.stderr);
+        const text = readdirSync(out, { recursive: true, encoding: 'utf8' })
+          .map((f) => join(out, f))
+          .filter((f) => statSync(f).isFile())
+          .map((f) => readFileSync(f, 'utf8'))
+          .join('\n');
+        assert.match(text, /2001:db7::\/32/, to);
+        assert.doesNotMatch(text, /2001:db7::(?!\/32)/, `${to} wrote the network as one address`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('firewalld export', () => {
   const { rendered, refused } = renderAll(firewalld);

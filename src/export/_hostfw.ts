@@ -59,9 +59,14 @@ export function shellPlaceholder(id: string): string {
   return `PORTOLAN_ADDR_${id.replace(/[^A-Za-z0-9]/g, '_')}`;
 }
 
-/** `10.0.0.1/32` reads better as `10.0.0.1`; every platform here takes both the same. */
+/**
+ * `10.0.0.1/32` reads better as `10.0.0.1` (and `2001:db8::1/128` as `2001:db8::1`); every platform
+ * here takes both the same. Only the family's whole-address prefix goes: an IPv6 /32 is a network
+ * of 2^96 addresses, and written bare it would be the one address `2001:db8::`.
+ */
 export function plainAddress(cidr: string): string {
-  return cidr.replace(/\/(32|128)$/, '');
+  const whole = cidr.includes(':') ? '/128' : '/32';
+  return cidr.endsWith(whole) ? cidr.slice(0, -whole.length) : cidr;
 }
 
 /**
