@@ -400,125 +400,78 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
       const entryPorts = fixedPorts ? resolvePorts(entry, ANY, ANY, () => {}, productId) : undefined;
       const shape = flowShapes(productId, entry, lang === 'ja');
       const group = (siblings.get(mergeKey(entry)) ?? 0) > 1 ? mergeGroup(mergeKey(entry)) : undefined;
-      for (const from of froms) {
-        let tos: Candidate[];
-        if (local) {
-          const to =
-            from.host && (!focusHost || from.host === focusHost)
-              ? candidate(from.host, (entry.to as { role: string }).role)
-              : undefined;
-          tos = to ? [to] : [];
-        } else tos = focusHost && from.host !== focusHost ? focusTos : tosAll;
-        if (tos.length === 0) continue;
-        // This source's outcomes by the destination's signature, and the destinations' signatures.
-        let seenFrom: (Outcome | undefined)[] | undefined;
-        let toSigs: Int32Array | undefined;
-        if (reads) {
-          const fromSig = signatures.of(from, fromNames, reads.from);
-          seenFrom = outcomes[fromSig];
-          if (!seenFrom) {
-            seenFrom = [];
-            outcomes[fromSig] = seenFrom;
-          }
-          // The whole role's signatures once per entry (a one-host or local list: per pair below).
-          if (tos === tosAll) toSigs = signatures.ofAll(tos, toNames, reads.to);
-        }
-        // The flows this source's pairs of the entry's merge group went into, by destination.
-        let into: Map<Candidate, Flow> | undefined;
-        if (group) {
-          into = group.get(from);
-          if (!into) {
-            into = new Map();
-            group.set(from, into);
-          }
-        }
-        const n = tos.length;
-        for (let i = 0; i < n; i++) {
-          const to = tos[i] as Candidate;
-          let truth: Truth = true;
-          if (when && reads && seenFrom) {
-            const toSig = toSigs ? (toSigs[i] as number) : signatures.of(to, toNames, reads.to);
-            let o = seenFrom[toSig];
-            if (!o) {
-              ctx.from = from;
-              ctx.to = to;
-              ctx.taken = [];
-              const t = evaluate(when, ctx);
-              o = { truth: t, taken: ctx.taken.length ? ctx.taken : NO_DEFAULTS };
-              seenFrom[toSig] = o;
-            }
-            truth = o.truth;
-            if (o.taken.length) sayDefaults(o, from, to);
-            else if (truth === false) continue;
-          }
-          if (advisory && !withAdvisories) {
+      walkEntry(
+        {
+          entry,
+          productId,
+          tosOf: local
+            ? (from) => {
+                const to =
+                  from.host && (!focusHost || from.host === focusHost)
+                    ? candidate(from.host, (entry.to as { role: string }).role)
+                    : undefined;
+                return to ? [to] : [];
+              }
+            : focusHost
+              ? (from) => (from.host !== focusHost ? focusTos : tosAll)
+              : undefined,
+          tosAll,
+          when,
+          reads,
+          fromNames,
+          toNames,
+          signatures,
+          ctx,
+          outcomes,
+          leavingOut: advisory && !withAdvisories,
+          fixedPorts,
+          entryPorts,
+          shape,
+          group,
+          byId,
+          sayDefaults,
+          leaveOut: (from, to, truth) => {
             // Only the first pairs are named (the rest are counted): their text is built alone.
-            if (truth !== false && leftCount++ < ADVISORY_PAIRS_SHOWN) {
-              const ports = fixedPorts ? entryPorts : resolvePorts(entry, from, to, () => {}, productId);
-              const what =
-                entry.protocol === 'icmp' ? (entry['icmp-type'] ?? 'any') : formatPorts(ports ?? []);
-              const pair = `${from.host?.name ?? 'any'} -> ${to.host?.name ?? 'any'} ${entry.protocol} ${what}`;
-              const unknown = truth === true ? '' : [...new Set(truth.unknown)].join(', ');
-              leftOut.push(
-                truth === true
-                  ? pair
-                  : jaProducts.has(productId)
-                    ? WARNINGS_JA.depends(pair, unknown)
-                    : `${pair} (depends on ${unknown}, not given)`,
-              );
-            }
-            continue;
-          }
-          if (truth !== true) {
-            if (truth !== false) {
-              const who = [from.host?.name, to.host?.name].filter(Boolean).join(' -> ');
-              const unknown = [...new Set(truth.unknown)].join(', ');
-              // `to.facts.os` -> the destination host's fact os.
-              const facts = [...new Set(truth.unknown)].flatMap((u) => {
-                const m = /^(from|to)\.facts\.(.+)$/.exec(u);
-                const host = m && (m[1] === 'from' ? from : to).host?.name;
-                return m && host ? [{ host, fact: m[2] as string }] : [];
-              });
-              warn({
-                code: 'condition-unknown',
-                product: productId,
-                ...(facts.length ? { facts } : {}),
-                message: say(
-                  'condition-unknown',
-                  productId,
-                  `${productId} entry ${entry.id} (${who}) skipped: the inventory does not give ${unknown}`,
-                  () => WARNINGS_JA['condition-unknown'](productId, entry.id, who, unknown),
-                ),
-              });
-            }
-            continue;
-          }
-          const ports = fixedPorts ? entryPorts : resolvePorts(entry, from, to, warn, productId, say);
-          if (ports === undefined) continue;
-          if (!into) {
-            keep(toFlow(shape, productId, entry, from, to, ports), from, to);
-            continue;
-          }
-          // A pair of the merge group planned before: the same id, merged without making the flow.
-          const seen = into.get(to);
-          if (seen) {
-            mergeShape(seen, shape, entry, ports);
-            count();
-            continue;
-          }
-          const f = toFlow(shape, productId, entry, from, to, ports);
-          const first = byId.get(f.id);
-          if (first) {
-            into.set(to, first);
-            mergeInto(first, f, true);
-            count();
-          } else {
-            into.set(to, f);
-            byId.set(f.id, f);
-            keep(f, from, to);
-          }
-        }
-      }
+            if (leftCount++ >= ADVISORY_PAIRS_SHOWN) return;
+            const ports = fixedPorts ? entryPorts : resolvePorts(entry, from, to, () => {}, productId);
+            const what = entry.protocol === 'icmp' ? (entry['icmp-type'] ?? 'any') : formatPorts(ports ?? []);
+            const pair = `${from.host?.name ?? 'any'} -> ${to.host?.name ?? 'any'} ${entry.protocol} ${what}`;
+            const unknown = truth === true ? '' : [...new Set(truth.unknown)].join(', ');
+            leftOut.push(
+              truth === true
+                ? pair
+                : jaProducts.has(productId)
+                  ? WARNINGS_JA.depends(pair, unknown)
+                  : `${pair} (depends on ${unknown}, not given)`,
+            );
+          },
+          skipped: (from, to, truth) => {
+            const who = [from.host?.name, to.host?.name].filter(Boolean).join(' -> ');
+            const unknown = [...new Set(truth.unknown)].join(', ');
+            // `to.facts.os` -> the destination host's fact os.
+            const facts = [...new Set(truth.unknown)].flatMap((u) => {
+              const m = /^(from|to)\.facts\.(.+)$/.exec(u);
+              const host = m && (m[1] === 'from' ? from : to).host?.name;
+              return m && host ? [{ host, fact: m[2] as string }] : [];
+            });
+            warn({
+              code: 'condition-unknown',
+              product: productId,
+              ...(facts.length ? { facts } : {}),
+              message: say(
+                'condition-unknown',
+                productId,
+                `${productId} entry ${entry.id} (${who}) skipped: the inventory does not give ${unknown}`,
+                () => WARNINGS_JA['condition-unknown'](productId, entry.id, who, unknown),
+              ),
+            });
+          },
+          portsOf: (from, to) => resolvePorts(entry, from, to, warn, productId, say),
+          keep,
+          count,
+        },
+        froms,
+      );
       if (leftCount) {
         const page = entry.sources.find(isPageRef);
         const shown = leftOut.join('; ');
@@ -557,6 +510,128 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
         ),
       });
   return { site: inv.site, flows, warnings };
+}
+
+/**
+ * One catalog entry of a product being planned, for walkEntry: its candidates, conditions and
+ * flow shapes, the plan's tables, and what to do with each outcome.
+ */
+interface EntryWalk {
+  entry: CatalogEntry;
+  productId: string;
+  /** The destinations of a source, when not `tosAll` (a local entry, a one-host plan). */
+  tosOf: ((from: Candidate) => Candidate[]) | undefined;
+  tosAll: Candidate[];
+  when: readonly Condition[] | undefined;
+  reads: { from: string[]; to: string[] } | undefined;
+  fromNames: number;
+  toNames: number;
+  signatures: Signatures;
+  ctx: PairContext;
+  /** The entry's outcomes by source and destination signature. */
+  outcomes: (Outcome | undefined)[][];
+  /** An advisory not planned: its pairs go to leaveOut. */
+  leavingOut: boolean;
+  fixedPorts: boolean;
+  entryPorts: PortRange[] | undefined;
+  shape: [Flow, Flow];
+  /** The entry's merge group (undefined when no other entry can plan the same ids). */
+  group: Map<Candidate, Map<Candidate, Flow>> | undefined;
+  byId: Map<string, Flow>;
+  sayDefaults: (o: Outcome, from: Candidate, to: Candidate) => void;
+  leaveOut: (from: Candidate, to: Candidate, truth: true | { unknown: string[] }) => void;
+  skipped: (from: Candidate, to: Candidate, truth: { unknown: string[] }) => void;
+  portsOf: (from: Candidate, to: Candidate) => PortRange[] | undefined;
+  keep: (f: Flow, from: Candidate, to: Candidate) => void;
+  count: () => void;
+}
+
+/**
+ * The pairs of one entry, from each of `froms` to its destinations, in order: conditions looked up
+ * per pair of signatures, flows kept or merged into the flow of their id. Apart from buildPlan so
+ * that this loop, where a large plan spends its time, is small enough to be optimized early.
+ */
+function walkEntry(w: EntryWalk, froms: readonly Candidate[]): void {
+  const { when, reads, signatures, group, tosOf, tosAll } = w;
+  for (const from of froms) {
+    const tos = tosOf ? tosOf(from) : tosAll;
+    if (tos.length === 0) continue;
+    // This source's outcomes by the destination's signature, and the destinations' signatures.
+    let seenFrom: (Outcome | undefined)[] | undefined;
+    let toSigs: Int32Array | undefined;
+    if (reads) {
+      const fromSig = signatures.of(from, w.fromNames, reads.from);
+      seenFrom = w.outcomes[fromSig];
+      if (!seenFrom) {
+        seenFrom = [];
+        w.outcomes[fromSig] = seenFrom;
+      }
+      // The whole role's signatures once per entry (a one-host or local list: per pair below).
+      if (tos === tosAll) toSigs = signatures.ofAll(tos, w.toNames, reads.to);
+    }
+    // The flows this source's pairs of the entry's merge group went into, by destination.
+    let into: Map<Candidate, Flow> | undefined;
+    if (group) {
+      into = group.get(from);
+      if (!into) {
+        into = new Map();
+        group.set(from, into);
+      }
+    }
+    const n = tos.length;
+    for (let i = 0; i < n; i++) {
+      const to = tos[i] as Candidate;
+      let truth: Truth = true;
+      if (when && reads && seenFrom) {
+        const toSig = toSigs ? (toSigs[i] as number) : signatures.of(to, w.toNames, reads.to);
+        let o = seenFrom[toSig];
+        if (!o) {
+          const ctx = w.ctx;
+          ctx.from = from;
+          ctx.to = to;
+          ctx.taken = [];
+          const t = evaluate(when, ctx);
+          o = { truth: t, taken: ctx.taken.length ? ctx.taken : NO_DEFAULTS };
+          seenFrom[toSig] = o;
+        }
+        truth = o.truth;
+        if (o.taken.length) w.sayDefaults(o, from, to);
+        else if (truth === false) continue;
+      }
+      if (w.leavingOut) {
+        if (truth !== false) w.leaveOut(from, to, truth);
+        continue;
+      }
+      if (truth !== true) {
+        if (truth !== false) w.skipped(from, to, truth);
+        continue;
+      }
+      const ports = w.fixedPorts ? w.entryPorts : w.portsOf(from, to);
+      if (ports === undefined) continue;
+      if (!into) {
+        w.keep(toFlow(w.shape, w.productId, w.entry, from, to, ports), from, to);
+        continue;
+      }
+      // A pair of the merge group planned before: the same id, merged without making the flow.
+      const seen = into.get(to);
+      if (seen) {
+        mergeShape(seen, w.shape, w.entry, ports);
+        w.count();
+        continue;
+      }
+      const f = toFlow(w.shape, w.productId, w.entry, from, to, ports);
+      const first = w.byId.get(f.id);
+      if (first) {
+        into.set(to, first);
+        mergeInto(first, f, true);
+        w.count();
+      } else {
+        into.set(to, f);
+        w.byId.set(f.id, f);
+        w.keep(f, from, to);
+      }
+    }
+  }
 }
 
 /** A warning's text in the plan's language (see PlanOptions.lang). */
@@ -625,12 +700,16 @@ const factReads = new WeakMap<readonly Condition[], { from: string[]; to: string
  * that side, 1 for an unspecified peer (no host, no facts), else one number per distinct list of
  * values of the facts read. Numbered per list of fact names, remembered on each candidate.
  */
+/** One level of Signatures' tree: the next level or the signature, by a fact's value. */
+interface SigNode {
+  values: Map<string | undefined, SigNode | number>;
+  lists: Map<string, SigNode | number>;
+}
+
 class Signatures {
   private readonly lists = new Map<string, number>();
-  /** Per list of names: the signatures by value (one name: the value itself; a list: its JSON). */
-  private readonly values: Map<string | undefined, number>[] = [];
-  /** Per list of one name: the signatures of list values, by their JSON. */
-  private readonly listValues: Map<string, number>[] = [];
+  /** Per list of names: the signatures by the values of the names in turn. */
+  private readonly trees: SigNode[] = [];
   /** Per list of names: the next signature to give. */
   private readonly next: number[] = [];
   private readonly byList = new WeakMap<readonly Candidate[], Int32Array[]>();
@@ -641,10 +720,9 @@ class Signatures {
     const key = names.join('\u0000');
     let id = this.lists.get(key);
     if (id === undefined) {
-      id = this.values.length;
+      id = this.trees.length;
       this.lists.set(key, id);
-      this.values.push(new Map());
-      this.listValues.push(new Map());
+      this.trees.push({ values: new Map(), lists: new Map() });
       this.next.push(2);
     }
     return id;
@@ -676,27 +754,26 @@ class Signatures {
     const known = c.sigs[id];
     if (known !== undefined) return known;
     const facts = c.host.facts;
-    let table: Map<string | undefined, number>;
-    let key: string | undefined;
-    if (names.length === 1) {
-      // One fact (the common case): its value is the key, with no text built.
-      const v = facts[names[0] as string];
-      if (typeof v === 'object') {
-        table = this.listValues[id] as Map<string, number>;
-        key = JSON.stringify(v);
-      } else {
-        table = this.values[id] as Map<string | undefined, number>;
-        key = v;
+    // A tree of the values read, one level per name: a string value is its own key (no text is
+    // built for it), a list is its JSON, kept apart from the strings.
+    let node = this.trees[id] as SigNode;
+    let sig = 0;
+    for (let i = 0; i < names.length; i++) {
+      const v = facts[names[i] as string];
+      const list = typeof v === 'object';
+      const table = list ? node.lists : node.values;
+      const key = list ? JSON.stringify(v) : v;
+      const last = i === names.length - 1;
+      let next = table.get(key);
+      if (next === undefined) {
+        if (last) {
+          next = this.next[id] as number;
+          this.next[id] = next + 1;
+        } else next = { values: new Map(), lists: new Map() };
+        table.set(key, next);
       }
-    } else {
-      table = this.values[id] as Map<string | undefined, number>;
-      key = JSON.stringify(names.map((name) => facts[name] ?? null));
-    }
-    let sig = table.get(key);
-    if (sig === undefined) {
-      sig = this.next[id] as number;
-      this.next[id] = sig + 1;
-      table.set(key, sig);
+      if (last) sig = next as number;
+      else node = next as SigNode;
     }
     c.sigs[id] = sig;
     return sig;
