@@ -569,15 +569,9 @@ function walkEntry(w: EntryWalk, froms: readonly Candidate[]): void {
       // The whole role's signatures once per entry (a one-host or local list: per pair below).
       if (tos === tosAll) toSigs = signatures.ofAll(tos, w.toNames, reads.to);
     }
-    // The flows this source's pairs of the entry's merge group went into, by destination.
-    let into: Map<Candidate, Flow> | undefined;
-    if (group) {
-      into = group.get(from);
-      if (!into) {
-        into = new Map();
-        group.set(from, into);
-      }
-    }
+    // The flows this source's pairs of the entry's merge group went into, by destination (made
+    // with the first of them).
+    let into = group?.get(from);
     const n = tos.length;
     for (let i = 0; i < n; i++) {
       const to = tos[i] as Candidate;
@@ -608,18 +602,22 @@ function walkEntry(w: EntryWalk, froms: readonly Candidate[]): void {
       }
       const ports = w.fixedPorts ? w.entryPorts : w.portsOf(from, to);
       if (ports === undefined) continue;
-      if (!into) {
+      if (!group) {
         w.keep(toFlow(w.shape, w.productId, w.entry, from, to, ports), from, to);
         continue;
       }
       // A pair of the merge group planned before: the same id, merged without making the flow.
-      const seen = into.get(to);
+      const seen = into?.get(to);
       if (seen) {
         mergeShape(seen, w.shape, w.entry, ports);
         w.count();
         continue;
       }
       const f = toFlow(w.shape, w.productId, w.entry, from, to, ports);
+      if (!into) {
+        into = new Map();
+        group.set(from, into);
+      }
       const first = w.byId.get(f.id);
       if (first) {
         into.set(to, first);
