@@ -2,20 +2,25 @@
  * What planning large sites fast must not change: the plan JSON is the text JSON.stringify gave
  * (port pairs on one line), the summary's rule count is forwardRules' number of rules, a one-host
  * plan is the whole plan's flows of that host on a generated estate, conditions evaluated once per
- * kind of host still warn per host, and repeated roles and facts are still each checked.
+ * kind of host still warn per host, repeated roles and facts are still each checked, flows merged
+ * as planned are those mergeFlows makes, an advisory's left-out pairs are all counted, and hosts
+ * inside CIDRs are those a comparison of every pair finds.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { parseCidr } from 'cidr-tools';
 import fc from 'fast-check';
+import type { Catalog } from '../src/catalog/types.js';
 import { type InputError, InputErrors } from '../src/errors.js';
 import { loadSiteText } from '../src/inventory/load.js';
 import type { Host } from '../src/inventory/types.js';
 import { parseAddress } from '../src/model/address.js';
 import type { Flow, Plan } from '../src/model/flow.js';
 import { planJsonChunks } from '../src/plan/format.js';
-import { buildPlan, hostsInsideCidrs } from '../src/plan/plan.js';
+import { buildPlan, hostsInsideCidrs, mergeFlows } from '../src/plan/plan.js';
 import { forwardRuleCount, forwardRules } from '../src/plan/rules.js';
+import { pushAll } from '../src/util/arrays.js';
 import { ROOT } from './helpers.js';
 
 const { generateSite } = (await import(join(ROOT, 'bench/gen-site.mjs'))) as {
@@ -259,5 +264,96 @@ hosts:
     assert.match(lines[3] ?? '', /^6: .*expected one value/);
     assert.match(lines[4] ?? '', /^7: .*unknown role/);
     assert.match(lines[5] ?? '', /^8: .*unknown role/);
+  });
+});
+
+describe('flows merged as they are planned', () => {
+  it("are mergeFlows of every entry's flows planned alone, in order, on a generated estate", () => {
+    const s = site(300);
+    for (const advisories of [false, true]) {
+      const plan = buildPlan(s.inventory, s.catalogs, { advisories });
+      // Each entry planned with no other entry in its catalog: no flow of it merged as planned.
+      const alone: Flow[] = [];
+      for (const product of s.inventory.products.keys()) {
+        const cat = s.catalogs.get(product) as Catalog;
+        for (const entry of cat.entries) {
+          const only = new Map(
+            [...s.catalogs].map(([p, c]) => [p, { ...c, entries: p === product ? [entry] : [] }]),
+          );
+          pushAll(alone, buildPlan(s.inventory, only, { advisories }).flows);
+        }
+      }
+      const merged = mergeFlows(alone);
+      assert.ok(merged.length < alone.length, 'some flows merge');
+      assert.deepEqual(plan.flows, merged);
+    }
+  });
+});
+
+describe('an advisory left out of the plan', () => {
+  it('names its first four pairs and counts the others', () => {
+    const s = site(1000);
+    const without = buildPlan(s.inventory, s.catalogs);
+    const withIt = buildPlan(s.inventory, s.catalogs, { advisories: true });
+    const warning = without.warnings.find((w) =>
+      w.message.startsWith('advisory platespin server-to-source-ping '),
+    );
+    const pairs = withIt.flows.filter((f) => f.entries.includes('server-to-source-ping'));
+    assert.ok(pairs.length > 4, `${pairs.length} pairs`);
+    const named = pairs
+      .slice(0, 4)
+      .map((f) => `${f.from.host} -> ${f.to.host} icmp echo-request`)
+      .join('; ');
+    assert.ok(
+      warning?.message.includes(`not planned: add ${named}; and ${pairs.length - 4} more. `),
+      warning?.message,
+    );
+  });
+});
+
+describe('address-in-cidr', () => {
+  it('finds the pairs that comparing every pair of hosts finds, IPv4 and IPv6', () => {
+    const address = fc.oneof(
+      fc.tuple(fc.nat(3), fc.nat(255)).map(([a, b]) => `10.0.${a}.${b}`),
+      fc
+        .tuple(fc.nat(3), fc.nat(255), fc.integer({ min: 0, max: 32 }))
+        .map(([a, b, p]) => `10.0.${a}.${b}/${p}`),
+      fc.constantFrom('0.0.0.0/0', '255.255.255.255', '10.0.0.0/16', 'fd00::1', 'fd00::/64', 'fd00::/120'),
+    );
+    const inside = (t: string, net: string) => {
+      const range = (x: string) => {
+        const r = parseCidr(x);
+        return [r.start, r.end] as const;
+      };
+      const [s, e] = range(t);
+      const [ns, ne] = range(net);
+      return parseCidr(t).version === parseCidr(net).version && s >= ns && e <= ne;
+    };
+    fc.assert(
+      fc.property(fc.uniqueArray(address, { minLength: 1, maxLength: 12 }), (texts) => {
+        const hosts: Host[] = texts.flatMap((t, i) => {
+          const a = parseAddress(t);
+          return 'error' in a ? [] : [{ name: `h${i}`, address: a, roles: [], facts: {} }];
+        });
+        const pairs = hosts.flatMap((net) =>
+          net.address.kind !== 'cidr'
+            ? []
+            : hosts
+                .filter(
+                  (h) =>
+                    h !== net &&
+                    h.address.kind !== 'dns' &&
+                    h.address.text !== net.address.text &&
+                    inside(h.address.text, net.address.text),
+                )
+                .map((h) => `${h.name} in ${net.name}`),
+        );
+        const found = hostsInsideCidrs(hosts).map((w) => {
+          const m = /^host (\S+) .* of host (\S+),/.exec(w.message);
+          return `${m?.[1]} in ${m?.[2]}`;
+        });
+        assert.deepEqual(found, pairs);
+      }),
+    );
   });
 });

@@ -36,6 +36,25 @@ function keyText(key: string): string {
   return text;
 }
 
+/** What pretty() remembers for one plan: texts of objects by depth, texts of strings. */
+interface Memo {
+  seen: WeakMap<object, string>[];
+  texts: Map<string, string>;
+}
+
+/** The most string values of a plan whose JSON text is remembered. */
+const ITEM_TEXTS = 65536;
+
+/** stringText of `value`, remembered in `texts` (up to ITEM_TEXTS of them). */
+function textOf(value: string, texts: Map<string, string>): string {
+  let text = texts.get(value);
+  if (text === undefined) {
+    text = stringText(value);
+    if (texts.size < ITEM_TEXTS) texts.set(value, text);
+  }
+  return text;
+}
+
 function stringText(value: string): string {
   const text = JSON.stringify(value);
   return text.includes('[') ? pairsOnOneLine(text) : text;
@@ -47,31 +66,43 @@ function stringText(value: string): string {
  * regular expressions, which made the plan's JSON its slowest part: an array of two whole numbers
  * is `[a, b]`, and a string literal gets the same rewrite the text would have given it (a match
  * can lie inside a string literal, never across one). Objects printed before at the same depth
- * (the endpoints, ports and sources that flows share) are printed once: `seen` remembers them, per
- * depth, for one plan; `remember` false prints `value` itself without remembering it.
+ * (the endpoints, ports and sources that flows share) are printed once: `memo.seen` remembers them,
+ * per depth, for one plan, and `memo.texts` the strings (notes and purposes recur in lists that
+ * merges made apart); `remember` false prints `value` itself without remembering it.
  */
-function pretty(value: unknown, depth: number, seen: WeakMap<object, string>[], remember = true): string {
+function pretty(value: unknown, depth: number, memo: Memo, remember = true): string {
   switch (typeof value) {
     case 'string':
-      return stringText(value);
+      return textOf(value, memo.texts);
     case 'number':
+      // JSON's text of a number is its String() text, `null` where JSON has no number (NaN, ±Infinity).
+      return Number.isFinite(value) ? String(value) : 'null';
     case 'boolean':
-      return JSON.stringify(value);
+      return value ? 'true' : 'false';
     case 'object':
       break;
     default:
       return JSON.stringify(value) ?? 'null';
   }
   if (value === null) return 'null';
+  // A port pair, printed as it is rather than remembered: merges and per-drive ports make new ones.
+  if (Array.isArray(value) && value.length === 2) {
+    const [a, b] = value as unknown[];
+    if (typeof a === 'number' && typeof b === 'number') {
+      const x = pretty(a, depth + 1, memo);
+      const y = pretty(b, depth + 1, memo);
+      if (DIGITS.test(x) && DIGITS.test(y)) return `[${x}, ${y}]`;
+    }
+  }
   const pad = padOf(depth);
   if (typeof (value as { toJSON?: unknown }).toJSON === 'function')
     return pairsOnOneLine(JSON.stringify(value, null, 2).replace(/\n/g, `\n${pad}`));
   let known: WeakMap<object, string> | undefined;
   if (remember) {
-    known = seen[depth];
+    known = memo.seen[depth];
     if (!known) {
       known = new WeakMap();
-      seen[depth] = known;
+      memo.seen[depth] = known;
     }
     const done = known.get(value);
     if (done !== undefined) return done;
@@ -81,7 +112,7 @@ function pretty(value: unknown, depth: number, seen: WeakMap<object, string>[], 
   if (Array.isArray(value)) {
     if (value.length === 0) out = '[]';
     else {
-      const items = value.map((v) => pretty(v, depth + 1, seen));
+      const items = value.map((v) => pretty(v, depth + 1, memo));
       out =
         items.length === 2 && DIGITS.test(items[0] as string) && DIGITS.test(items[1] as string)
           ? `[${items[0]}, ${items[1]}]`
@@ -93,7 +124,7 @@ function pretty(value: unknown, depth: number, seen: WeakMap<object, string>[], 
     for (const key of Object.keys(value)) {
       const v = (value as Record<string, unknown>)[key];
       if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
-      parts.push(parts.length > 1 ? ',\n' : '\n', inner, keyText(key), ': ', pretty(v, depth + 1, seen));
+      parts.push(parts.length > 1 ? ',\n' : '\n', inner, keyText(key), ': ', pretty(v, depth + 1, memo));
     }
     parts.push('\n', pad, '}');
     out = parts.length > 4 ? parts.join('') : '{}';
@@ -110,8 +141,7 @@ function pretty(value: unknown, depth: number, seen: WeakMap<object, string>[], 
  * Each flow is `JSON.stringify(flow, null, 2)` indented by four, with port pairs on one line.
  */
 export function* planJsonChunks(plan: Plan): Generator<string> {
-  const seen: WeakMap<object, string>[] = [];
-  const texts = new Map<string, string>();
+  const memo: Memo = { seen: [], texts: new Map() };
   yield `{\n  "site": ${JSON.stringify(plan.site)},\n`;
   for (const [key, list, last] of [
     ['flows', plan.flows, false],
@@ -124,45 +154,57 @@ export function* planJsonChunks(plan: Plan): Generator<string> {
     }
     yield `  "${key}": [\n`;
     const n = list.length;
-    for (let i = 0; i < n; i++) yield itemText(list[i] as object, i === n - 1 ? '\n' : ',\n', seen, texts);
+    for (let i = 0; i < n; i++) yield itemText(list[i] as object, i === n - 1 ? '\n' : ',\n', memo);
     yield `  ]${end}`;
   }
   yield '}\n';
 }
 
-/** The most string values of flows a plan's JSON remembers the text of (itemText). */
-const ITEM_TEXTS = 65536;
-
 /**
  * One flow or warning at depth 2, as pretty() prints it. The strings of a flow's own fields (product,
  * service, purpose: the same in many flows) are printed once per plan, remembered in `texts`; its
- * id and a warning's fields are its own and printed each time.
+ * id and a warning's fields are its own and printed each time. The flow's text is concatenated, not
+ * joined: its pieces (most of them texts printed before) are copied once, into the batch written.
  */
-function itemText(
-  item: object,
-  end: string,
-  seen: WeakMap<object, string>[],
-  texts: Map<string, string>,
-): string {
+function itemText(item: object, end: string, memo: Memo): string {
   if (!('id' in item) || typeof (item as { toJSON?: unknown }).toJSON === 'function')
-    return `    ${pretty(item, 2, seen, false)}${end}`;
-  const parts: string[] = ['    {'];
+    return `    ${pretty(item, 2, memo, false)}${end}`;
+  let out = '    {';
+  let first = true;
   for (const key of Object.keys(item)) {
     const v = (item as Record<string, unknown>)[key];
-    if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
     let text: string | undefined;
-    if (typeof v === 'string' && key !== 'id') {
-      text = texts.get(v);
-      if (text === undefined) {
-        text = stringText(v);
-        if (texts.size < ITEM_TEXTS) texts.set(v, text);
-      }
-    } else text = pretty(v, 3, seen);
-    parts.push(parts.length > 1 ? ',\n      ' : '\n      ', keyText(key), ': ', text);
+    if (typeof v === 'string') {
+      text = key === 'id' ? stringText(v) : textOf(v, memo.texts);
+    } else if (typeof v === 'boolean') text = v ? 'true' : 'false';
+    else if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
+    else text = pretty(v, 3, memo);
+    out += (first ? fieldStart : fieldNext)(key) + text;
+    first = false;
   }
-  if (parts.length === 1) return `    {}${end}`;
-  parts.push('\n    }', end);
-  return parts.join('');
+  return first ? `    {}${end}` : `${out}\n    }${end}`;
+}
+
+/** The text before the first field of an item at depth 2: its line break, indentation and key. */
+const FIRST_FIELD = new Map<string, string>();
+function fieldStart(key: string): string {
+  let text = FIRST_FIELD.get(key);
+  if (text === undefined) {
+    text = `\n      ${keyText(key)}: `;
+    if (FIRST_FIELD.size < 256) FIRST_FIELD.set(key, text);
+  }
+  return text;
+}
+
+/** The text before a later field of an item at depth 2: the comma, then as fieldStart. */
+const NEXT_FIELD = new Map<string, string>();
+function fieldNext(key: string): string {
+  let text = NEXT_FIELD.get(key);
+  if (text === undefined) {
+    text = `,\n      ${keyText(key)}: `;
+    if (NEXT_FIELD.size < 256) NEXT_FIELD.set(key, text);
+  }
+  return text;
 }
 
 /** The whole plan JSON as one string (planJsonChunks joined); for plans that fit in memory. */

@@ -40,6 +40,9 @@ export interface PlanOptions {
   host?: string;
 }
 
+/** How many host pairs an advisory left out of a plan names; the rest are counted ("and N more"). */
+const ADVISORY_PAIRS_SHOWN = 4;
+
 /** Shown with every advisory left out of a plan: how to plan it. */
 export const ADVISORY_HINT = 'plan it with --advisories or the inventory key "advisories: include"';
 
@@ -79,6 +82,8 @@ interface Candidate {
   key: string;
   /** Condition signatures by fact-name list (see Signatures), filled as entries ask. */
   sigs: number[];
+  /** Set to a plan's mark once the plan has a flow from or to this side. */
+  mark: object | undefined;
 }
 
 /** A catalog default a condition took for a host that does not give the fact (a fact-default warning). */
@@ -117,25 +122,36 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
     }
   };
   // Flows are merged as they are planned (mergeFlows): the first flow of each id is kept and the
-  // later ones folded into it, so a duplicate is never held.
+  // later ones folded into it, so a duplicate is never held, nor made.
   const flows: Flow[] = [];
+  // The first flow of each id among those another entry can plan again (see mergeKey).
   const byId = new Map<string, Flow>();
   let planned = 0;
   const focusHost = focus === undefined ? undefined : inv.hosts.find((h) => h.name === focus);
   const heapLimit = getHeapStatistics().heap_size_limit;
-  // `merging`: another entry of the product can plan a flow of the same id (mergeKey); the flows
-  // of an entry without such a sibling are all distinct and skip the lookup.
-  const push = (f: Flow, merging: boolean) => {
-    const seen = merging ? byId.get(f.id) : undefined;
-    if (seen) mergeInto(seen, f, true);
-    else {
-      if (merging) byId.set(f.id, f);
-      flows.push(f);
-    }
+  /** Counts a planned flow (kept or merged), looking at the heap every HEAP_CHECK_EVERY. */
+  const count = () => {
     if (++planned % HEAP_CHECK_EVERY === 0) {
       const used = getHeapStatistics().used_heap_size;
       if (used > heapLimit * PLAN_HEAP_SHARE) throw new PlanTooLargeError(inv.file, planned, used, heapLimit);
     }
+  };
+  // The hosts some flow is from or to, added as their candidates' first flows are kept (a
+  // candidate holds `mark` once its host is in).
+  const inFlows = new Set<string | null>();
+  const mark = {};
+  /** Keeps a flow new to the plan, from candidate `from` to `to`. */
+  const keep = (f: Flow, from: Candidate, to: Candidate) => {
+    flows.push(f);
+    if (from.mark !== mark) {
+      from.mark = mark;
+      inFlows.add(from.endpoint.host);
+    }
+    if (to.mark !== mark) {
+      to.mark = mark;
+      inFlows.add(to.endpoint.host);
+    }
+    count();
   };
   const lang = opts.lang ?? 'en';
   const jaProducts = new Set(
@@ -155,17 +171,23 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
   };
   const withAdvisories = opts.advisories ?? inv.advisories ?? false;
   const isPlanned = (e: CatalogEntry) => withAdvisories || e.basis !== 'advisory';
+  // Hosts by product and role, indexed once: a plan of 100,000 hosts asks for them per entry and
+  // per pair.
+  const byProduct = new Map<string, Map<string, Host[]>>();
+  for (const h of inv.hosts)
+    for (const r of h.roles) {
+      let byRole = byProduct.get(r.product);
+      if (!byRole) {
+        byRole = new Map();
+        byProduct.set(r.product, byRole);
+      }
+      const list = byRole.get(r.role);
+      if (list) list.push(h);
+      else byRole.set(r.role, [h]);
+    }
   for (const [productId, use] of inv.products) {
     const cat = catalogs.get(productId) as Catalog;
-    // Hosts by role, indexed once: a plan of 100,000 hosts asks for them per entry and per pair.
-    const byRole = new Map<string, Host[]>();
-    for (const h of inv.hosts)
-      for (const r of h.roles)
-        if (r.product === productId) {
-          const list = byRole.get(r.role);
-          if (list) list.push(h);
-          else byRole.set(r.role, [h]);
-        }
+    const byRole = byProduct.get(productId) ?? new Map<string, Host[]>();
     const hasRole = (h: Host, role: string) =>
       h.roles.some((r) => r.product === productId && r.role === role);
     const hostsIn = (role: string): Host[] => byRole.get(role) ?? [];
@@ -175,16 +197,31 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
     // one host's alone where a one-host plan needs no other host of the role.
     const sides = new Map<string, Map<Host, Candidate>>();
     const singles = new Map<string, Map<Host, Candidate>>();
+    // The candidates of each role in host order, beside `sides`.
+    const inOrder = new Map<string, Candidate[]>();
     const sideOf = (role: string): Map<Host, Candidate> => {
       let side = sides.get(role);
       if (!side) {
         const one = singles.get(role);
-        side = new Map(hostsIn(role).map((host) => [host, one?.get(host) ?? hostCandidate(host, role)]));
+        const hosts = hostsIn(role);
+        const list: Candidate[] = [];
+        side = new Map();
+        for (const host of hosts) {
+          // A host that gives a role twice has one candidate in it.
+          if (side.has(host)) continue;
+          const c = one?.get(host) ?? hostCandidate(host, role);
+          side.set(host, c);
+          list.push(c);
+        }
         sides.set(role, side);
+        inOrder.set(role, list);
       }
       return side;
     };
-    const candidatesOf = (role: string): Candidate[] => [...sideOf(role).values()];
+    const candidatesOf = (role: string): Candidate[] => {
+      sideOf(role);
+      return inOrder.get(role) as Candidate[];
+    };
     const listed = new Map<string, Candidate[]>();
     const candidates = (p: PeerSpec): Candidate[] => {
       const key = typeof p === 'object' && 'any' in p ? `any\u0000${p.any}` : (peerRole(p) as string);
@@ -212,6 +249,16 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
       return c;
     };
     const signatures = new Signatures();
+    // Per merge group (mergeKey) of entries, by source and destination: the flow a pair went into.
+    const groups = new Map<string, Map<Candidate, Map<Candidate, Flow>>>();
+    const mergeGroup = (key: string): Map<Candidate, Map<Candidate, Flow>> => {
+      let group = groups.get(key);
+      if (!group) {
+        group = new Map();
+        groups.set(key, group);
+      }
+      return group;
+    };
     const siblings = new Map<string, number>();
     for (const e of cat.entries) siblings.set(mergeKey(e), (siblings.get(mergeKey(e)) ?? 0) + 1);
     const ctx = new PairContext(cat, use.features, setting, rolePresent);
@@ -227,14 +274,39 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
           () => WARNINGS_JA['fact-default'](host.name, productId, t.role, t.name, t.value),
         ),
       });
-    /** The conditions of `when` for one pair, with its fact-default warnings said. */
-    const judge = (when: readonly Condition[], from: Candidate, to: Candidate): Truth => {
-      ctx.from = from;
-      ctx.to = to;
-      ctx.taken = [];
-      const truth = evaluate(when, ctx);
-      for (const t of ctx.taken) sayDefault(t, (t.side === 'from' ? from : to).host as Host);
-      return truth;
+    /**
+     * The outcome of conditions `when` for the pair `from` -> `to`, looked up in `table` (by the
+     * signatures of the facts `reads` names on each side) or evaluated and put there.
+     */
+    const outcomeOf = (
+      when: readonly Condition[],
+      reads: { from: string[]; to: string[] },
+      names: { from: number; to: number },
+      table: (Outcome | undefined)[][],
+      from: Candidate,
+      to: Candidate,
+    ): Outcome => {
+      const fromSig = signatures.of(from, names.from, reads.from);
+      let row = table[fromSig];
+      if (!row) {
+        row = [];
+        table[fromSig] = row;
+      }
+      const toSig = signatures.of(to, names.to, reads.to);
+      let o = row[toSig];
+      if (!o) {
+        ctx.from = from;
+        ctx.to = to;
+        ctx.taken = [];
+        const truth = evaluate(when, ctx);
+        o = { truth, taken: ctx.taken.length ? ctx.taken : NO_DEFAULTS };
+        row[toSig] = o;
+      }
+      return o;
+    };
+    /** Says the fact-default warnings of outcome `o` for the pair `from` -> `to`. */
+    const sayDefaults = (o: Outcome, from: Candidate, to: Candidate) => {
+      for (const t of o.taken) sayDefault(t, (t.side === 'from' ? from : to).host as Host);
     };
     for (const role of Object.keys(cat.roles)) {
       const used = cat.entries.filter(
@@ -272,9 +344,19 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
             ? [null]
             : []
           : hostsIn(w.role).filter((h) => !focusHost || h === focusHost);
+      // Judged once per kind of host (the values of the facts the conditions read).
+      const reads = factsRead(w.when);
+      const names = { from: signatures.names(reads.from), to: signatures.names(reads.to) };
+      const table: (Outcome | undefined)[][] = [];
+      const side = w.role === undefined || focusHost ? undefined : sideOf(w.role);
       for (const host of hosts) {
-        const c = host && w.role !== undefined ? (candidate(host, w.role) as Candidate) : ANY;
-        if (judge(w.when, c, c) !== true) continue;
+        const c =
+          host && w.role !== undefined
+            ? ((side ? side.get(host) : candidate(host, w.role)) as Candidate)
+            : ANY;
+        const o = outcomeOf(w.when, reads, names, table, c, c);
+        if (o.taken.length) sayDefaults(o, c, c);
+        if (o.truth !== true) continue;
         warn({
           code: w.id,
           product: productId,
@@ -292,7 +374,9 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
     }
     for (const entry of cat.entries) {
       const advisory = entry.basis === 'advisory';
+      // The pairs of an advisory left out: the first ADVISORY_PAIRS_SHOWN named, all counted.
       const leftOut: string[] = [];
+      let leftCount = 0;
       const local = isLocal(entry.to);
       const toRole = peerRole(entry.to);
       const fromRole = peerRole(entry.from);
@@ -315,92 +399,83 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
       const fixedPorts = entry.protocol === 'icmp' || !hasPerDrive(entry);
       const entryPorts = fixedPorts ? resolvePorts(entry, ANY, ANY, () => {}, productId) : undefined;
       const shape = flowShapes(productId, entry, lang === 'ja');
-      const merging = (siblings.get(mergeKey(entry)) ?? 0) > 1;
-      for (const from of froms) {
-        let tos: Candidate[];
-        if (local) {
-          const to =
-            from.host && (!focusHost || from.host === focusHost)
-              ? candidate(from.host, (entry.to as { role: string }).role)
-              : undefined;
-          tos = to ? [to] : [];
-        } else tos = focusHost && from.host !== focusHost ? focusTos : tosAll;
-        if (tos.length === 0) continue;
-        let seenFrom: (Outcome | undefined)[] | undefined;
-        if (reads) {
-          const fromSig = signatures.of(from, fromNames, reads.from);
-          seenFrom = outcomes[fromSig];
-          if (!seenFrom) {
-            seenFrom = [];
-            outcomes[fromSig] = seenFrom;
-          }
-        }
-        for (const to of tos) {
-          let truth: Truth = true;
-          if (when && reads && seenFrom) {
-            const toSig = signatures.of(to, toNames, reads.to);
-            let o = seenFrom[toSig];
-            if (!o) {
-              ctx.from = from;
-              ctx.to = to;
-              ctx.taken = [];
-              const t = evaluate(when, ctx);
-              o = { truth: t, taken: ctx.taken.length ? ctx.taken : NO_DEFAULTS };
-              seenFrom[toSig] = o;
-            }
-            truth = o.truth;
-            for (const t of o.taken) sayDefault(t, (t.side === 'from' ? from : to).host as Host);
-          }
-          if (advisory && !withAdvisories) {
-            if (truth !== false) {
-              const ports = fixedPorts ? entryPorts : resolvePorts(entry, from, to, () => {}, productId);
-              const what =
-                entry.protocol === 'icmp' ? (entry['icmp-type'] ?? 'any') : formatPorts(ports ?? []);
-              const pair = `${from.host?.name ?? 'any'} -> ${to.host?.name ?? 'any'} ${entry.protocol} ${what}`;
-              const unknown = truth === true ? '' : [...new Set(truth.unknown)].join(', ');
-              leftOut.push(
-                truth === true
-                  ? pair
-                  : jaProducts.has(productId)
-                    ? WARNINGS_JA.depends(pair, unknown)
-                    : `${pair} (depends on ${unknown}, not given)`,
-              );
-            }
-            continue;
-          }
-          if (truth !== true) {
-            if (truth !== false) {
-              const who = [from.host?.name, to.host?.name].filter(Boolean).join(' -> ');
-              const unknown = [...new Set(truth.unknown)].join(', ');
-              // `to.facts.os` -> the destination host's fact os.
-              const facts = [...new Set(truth.unknown)].flatMap((u) => {
-                const m = /^(from|to)\.facts\.(.+)$/.exec(u);
-                const host = m && (m[1] === 'from' ? from : to).host?.name;
-                return m && host ? [{ host, fact: m[2] as string }] : [];
-              });
-              warn({
-                code: 'condition-unknown',
-                product: productId,
-                ...(facts.length ? { facts } : {}),
-                message: say(
-                  'condition-unknown',
-                  productId,
-                  `${productId} entry ${entry.id} (${who}) skipped: the inventory does not give ${unknown}`,
-                  () => WARNINGS_JA['condition-unknown'](productId, entry.id, who, unknown),
-                ),
-              });
-            }
-            continue;
-          }
-          const ports = fixedPorts ? entryPorts : resolvePorts(entry, from, to, warn, productId, say);
-          if (ports === undefined) continue;
-          push(toFlow(shape, productId, entry, from, to, ports), merging);
-        }
-      }
-      if (leftOut.length) {
+      const group = (siblings.get(mergeKey(entry)) ?? 0) > 1 ? mergeGroup(mergeKey(entry)) : undefined;
+      walkEntry(
+        {
+          entry,
+          productId,
+          tosOf: local
+            ? (from) => {
+                const to =
+                  from.host && (!focusHost || from.host === focusHost)
+                    ? candidate(from.host, (entry.to as { role: string }).role)
+                    : undefined;
+                return to ? [to] : [];
+              }
+            : focusHost
+              ? (from) => (from.host !== focusHost ? focusTos : tosAll)
+              : undefined,
+          tosAll,
+          when,
+          reads,
+          fromNames,
+          toNames,
+          signatures,
+          ctx,
+          outcomes,
+          leavingOut: advisory && !withAdvisories,
+          fixedPorts,
+          entryPorts,
+          shape,
+          group,
+          byId,
+          sayDefaults,
+          leaveOut: (from, to, truth) => {
+            // Only the first pairs are named (the rest are counted): their text is built alone.
+            if (leftCount++ >= ADVISORY_PAIRS_SHOWN) return;
+            const ports = fixedPorts ? entryPorts : resolvePorts(entry, from, to, () => {}, productId);
+            const what = entry.protocol === 'icmp' ? (entry['icmp-type'] ?? 'any') : formatPorts(ports ?? []);
+            const pair = `${from.host?.name ?? 'any'} -> ${to.host?.name ?? 'any'} ${entry.protocol} ${what}`;
+            const unknown = truth === true ? '' : [...new Set(truth.unknown)].join(', ');
+            leftOut.push(
+              truth === true
+                ? pair
+                : jaProducts.has(productId)
+                  ? WARNINGS_JA.depends(pair, unknown)
+                  : `${pair} (depends on ${unknown}, not given)`,
+            );
+          },
+          skipped: (from, to, truth) => {
+            const who = [from.host?.name, to.host?.name].filter(Boolean).join(' -> ');
+            const unknown = [...new Set(truth.unknown)].join(', ');
+            // `to.facts.os` -> the destination host's fact os.
+            const facts = [...new Set(truth.unknown)].flatMap((u) => {
+              const m = /^(from|to)\.facts\.(.+)$/.exec(u);
+              const host = m && (m[1] === 'from' ? from : to).host?.name;
+              return m && host ? [{ host, fact: m[2] as string }] : [];
+            });
+            warn({
+              code: 'condition-unknown',
+              product: productId,
+              ...(facts.length ? { facts } : {}),
+              message: say(
+                'condition-unknown',
+                productId,
+                `${productId} entry ${entry.id} (${who}) skipped: the inventory does not give ${unknown}`,
+                () => WARNINGS_JA['condition-unknown'](productId, entry.id, who, unknown),
+              ),
+            });
+          },
+          portsOf: (from, to) => resolvePorts(entry, from, to, warn, productId, say),
+          keep,
+          count,
+        },
+        froms,
+      );
+      if (leftCount) {
         const page = entry.sources.find(isPageRef);
-        const shown = leftOut.slice(0, 4).join('; ');
-        const extra = leftOut.length - 4;
+        const shown = leftOut.join('; ');
+        const extra = leftCount - ADVISORY_PAIRS_SHOWN;
         const more = extra > 0 ? `; and ${extra} more` : '';
         warn({
           code: 'advisory',
@@ -425,8 +500,6 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
   byId.clear();
   for (const w of hostsInsideCidrs(inv.hosts, siteJa ? 'ja' : 'en', focusHost))
     warn({ ...w, message: say(w.code, undefined, w.message, () => w.message) });
-  const inFlows = new Set<string | null>();
-  for (const f of flows) inFlows.add(f.from.host).add(f.to.host);
   for (const h of focusHost ? [focusHost] : inv.hosts)
     if (!inFlows.has(h.name))
       warn({
@@ -437,6 +510,126 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
         ),
       });
   return { site: inv.site, flows, warnings };
+}
+
+/**
+ * One catalog entry of a product being planned, for walkEntry: its candidates, conditions and
+ * flow shapes, the plan's tables, and what to do with each outcome.
+ */
+interface EntryWalk {
+  entry: CatalogEntry;
+  productId: string;
+  /** The destinations of a source, when not `tosAll` (a local entry, a one-host plan). */
+  tosOf: ((from: Candidate) => Candidate[]) | undefined;
+  tosAll: Candidate[];
+  when: readonly Condition[] | undefined;
+  reads: { from: string[]; to: string[] } | undefined;
+  fromNames: number;
+  toNames: number;
+  signatures: Signatures;
+  ctx: PairContext;
+  /** The entry's outcomes by source and destination signature. */
+  outcomes: (Outcome | undefined)[][];
+  /** An advisory not planned: its pairs go to leaveOut. */
+  leavingOut: boolean;
+  fixedPorts: boolean;
+  entryPorts: PortRange[] | undefined;
+  shape: [Flow, Flow];
+  /** The entry's merge group (undefined when no other entry can plan the same ids). */
+  group: Map<Candidate, Map<Candidate, Flow>> | undefined;
+  byId: Map<string, Flow>;
+  sayDefaults: (o: Outcome, from: Candidate, to: Candidate) => void;
+  leaveOut: (from: Candidate, to: Candidate, truth: true | { unknown: string[] }) => void;
+  skipped: (from: Candidate, to: Candidate, truth: { unknown: string[] }) => void;
+  portsOf: (from: Candidate, to: Candidate) => PortRange[] | undefined;
+  keep: (f: Flow, from: Candidate, to: Candidate) => void;
+  count: () => void;
+}
+
+/**
+ * The pairs of one entry, from each of `froms` to its destinations, in order: conditions looked up
+ * per pair of signatures, flows kept or merged into the flow of their id. Apart from buildPlan so
+ * that this loop, where a large plan spends its time, is small enough to be optimized early.
+ */
+function walkEntry(w: EntryWalk, froms: readonly Candidate[]): void {
+  const { when, reads, signatures, group, tosOf, tosAll } = w;
+  for (const from of froms) {
+    const tos = tosOf ? tosOf(from) : tosAll;
+    if (tos.length === 0) continue;
+    // This source's outcomes by the destination's signature, and the destinations' signatures.
+    let seenFrom: (Outcome | undefined)[] | undefined;
+    let toSigs: Int32Array | undefined;
+    if (reads) {
+      const fromSig = signatures.of(from, w.fromNames, reads.from);
+      seenFrom = w.outcomes[fromSig];
+      if (!seenFrom) {
+        seenFrom = [];
+        w.outcomes[fromSig] = seenFrom;
+      }
+      // The whole role's signatures once per entry (a one-host or local list: per pair below).
+      if (tos === tosAll) toSigs = signatures.ofAll(tos, w.toNames, reads.to);
+    }
+    // The flows this source's pairs of the entry's merge group went into, by destination (made
+    // with the first of them).
+    let into = group?.get(from);
+    const n = tos.length;
+    for (let i = 0; i < n; i++) {
+      const to = tos[i] as Candidate;
+      let truth: Truth = true;
+      if (when && reads && seenFrom) {
+        const toSig = toSigs ? (toSigs[i] as number) : signatures.of(to, w.toNames, reads.to);
+        let o = seenFrom[toSig];
+        if (!o) {
+          const ctx = w.ctx;
+          ctx.from = from;
+          ctx.to = to;
+          ctx.taken = [];
+          const t = evaluate(when, ctx);
+          o = { truth: t, taken: ctx.taken.length ? ctx.taken : NO_DEFAULTS };
+          seenFrom[toSig] = o;
+        }
+        truth = o.truth;
+        if (o.taken.length) w.sayDefaults(o, from, to);
+        else if (truth === false) continue;
+      }
+      if (w.leavingOut) {
+        if (truth !== false) w.leaveOut(from, to, truth);
+        continue;
+      }
+      if (truth !== true) {
+        if (truth !== false) w.skipped(from, to, truth);
+        continue;
+      }
+      const ports = w.fixedPorts ? w.entryPorts : w.portsOf(from, to);
+      if (ports === undefined) continue;
+      if (!group) {
+        w.keep(toFlow(w.shape, w.productId, w.entry, from, to, ports), from, to);
+        continue;
+      }
+      // A pair of the merge group planned before: the same id, merged without making the flow.
+      const seen = into?.get(to);
+      if (seen) {
+        mergeShape(seen, w.shape, w.entry, ports);
+        w.count();
+        continue;
+      }
+      const f = toFlow(w.shape, w.productId, w.entry, from, to, ports);
+      if (!into) {
+        into = new Map();
+        group.set(from, into);
+      }
+      const first = w.byId.get(f.id);
+      if (first) {
+        into.set(to, first);
+        mergeInto(first, f, true);
+        w.count();
+      } else {
+        into.set(to, f);
+        w.byId.set(f.id, f);
+        w.keep(f, from, to);
+      }
+    }
+  }
 }
 
 /** A warning's text in the plan's language (see PlanOptions.lang). */
@@ -452,7 +645,7 @@ function isLocal(p: PeerSpec): p is { role: string; local: true } {
 
 function hostCandidate(host: Host, role: string): Candidate {
   const endpoint: Endpoint = { host: host.name, role, address: host.address.text };
-  return { host, role, endpoint, key: endKey(endpoint), sigs: [] };
+  return { host, role, endpoint, key: endKey(endpoint), sigs: [], mark: undefined };
 }
 
 function anyCandidate(description?: string): Candidate {
@@ -469,6 +662,7 @@ function anyCandidate(description?: string): Candidate {
     endpoint,
     key: endKey(endpoint),
     sigs: [],
+    mark: undefined,
   };
 }
 
@@ -504,9 +698,19 @@ const factReads = new WeakMap<readonly Condition[], { from: string[]; to: string
  * that side, 1 for an unspecified peer (no host, no facts), else one number per distinct list of
  * values of the facts read. Numbered per list of fact names, remembered on each candidate.
  */
+/** One level of Signatures' tree: the next level or the signature, by a fact's value. */
+interface SigNode {
+  values: Map<string | undefined, SigNode | number>;
+  lists: Map<string, SigNode | number>;
+}
+
 class Signatures {
   private readonly lists = new Map<string, number>();
-  private readonly values: Map<string, number>[] = [];
+  /** Per list of names: the signatures by the values of the names in turn. */
+  private readonly trees: SigNode[] = [];
+  /** Per list of names: the next signature to give. */
+  private readonly next: number[] = [];
+  private readonly byList = new WeakMap<readonly Candidate[], Int32Array[]>();
 
   /** The number of a list of fact names (-1: none). */
   names(names: readonly string[]): number {
@@ -514,11 +718,31 @@ class Signatures {
     const key = names.join('\u0000');
     let id = this.lists.get(key);
     if (id === undefined) {
-      id = this.values.length;
+      id = this.trees.length;
       this.lists.set(key, id);
-      this.values.push(new Map());
+      this.trees.push({ values: new Map(), lists: new Map() });
+      this.next.push(2);
     }
     return id;
+  }
+
+  /**
+   * The signatures of the candidates of `list` for the fact names numbered `id`, by position;
+   * remembered per list (a role's candidates are one list for the whole product).
+   */
+  ofAll(list: readonly Candidate[], id: number, names: readonly string[]): Int32Array {
+    let byNames = this.byList.get(list);
+    if (!byNames) {
+      byNames = [];
+      this.byList.set(list, byNames);
+    }
+    let sigs = byNames[id + 1];
+    if (!sigs) {
+      sigs = new Int32Array(list.length);
+      for (let i = 0; i < list.length; i++) sigs[i] = this.of(list[i] as Candidate, id, names);
+      byNames[id + 1] = sigs;
+    }
+    return sigs;
   }
 
   /** The signature of candidate `c` for the fact names numbered `id`. */
@@ -527,17 +751,27 @@ class Signatures {
     if (!c.host) return 1;
     const known = c.sigs[id];
     if (known !== undefined) return known;
-    let key = '';
-    for (const name of names) {
-      const v = c.host.facts[name];
-      key +=
-        v === undefined ? '\u0001' : typeof v === 'string' ? `s${v}\u0000` : `l${v.join('\u0002')}\u0000`;
-    }
-    const table = this.values[id] as Map<string, number>;
-    let sig = table.get(key);
-    if (sig === undefined) {
-      sig = table.size + 2;
-      table.set(key, sig);
+    const facts = c.host.facts;
+    // A tree of the values read, one level per name: a string value is its own key (no text is
+    // built for it), a list is its JSON, kept apart from the strings.
+    let node = this.trees[id] as SigNode;
+    let sig = 0;
+    for (let i = 0; i < names.length; i++) {
+      const v = facts[names[i] as string];
+      const list = typeof v === 'object';
+      const table = list ? node.lists : node.values;
+      const key = list ? JSON.stringify(v) : v;
+      const last = i === names.length - 1;
+      let next = table.get(key);
+      if (next === undefined) {
+        if (last) {
+          next = this.next[id] as number;
+          this.next[id] = next + 1;
+        } else next = { values: new Map(), lists: new Map() };
+        table.set(key, next);
+      }
+      if (last) sig = next as number;
+      else node = next as SigNode;
     }
     c.sigs[id] = sig;
     return sig;
@@ -787,17 +1021,42 @@ export function mergeFlows(raw: readonly Flow[], own = false): Flow[] {
  * merged already. Lists are replaced, not changed, when something is added (they may be shared).
  */
 function mergeInto(seen: Flow, f: Flow, fresh: boolean): void {
+  mergeParts(seen, f.ports, f.dynamicPorts, f.sources, f.notes, f.entries, f.purpose, f.tls, fresh);
+}
+
+/**
+ * mergeInto of the flow toFlow would make from `shapes` with `ports`, without making it: the
+ * flow of a pair whose id the plan has already.
+ */
+function mergeShape(seen: Flow, shapes: [Flow, Flow], e: CatalogEntry, ports: PortRange[]): void {
+  const dynamic = e['dynamic-ports'] === true && ports.length > 0;
+  const s = shapes[dynamic ? 1 : 0];
+  mergeParts(seen, ports, dynamic ? ports : undefined, s.sources, s.notes, s.entries, s.purpose, s.tls, true);
+}
+
+/** mergeInto of a flow given by its parts. */
+function mergeParts(
+  seen: Flow,
+  ports: readonly PortRange[],
+  dynamicPorts: readonly PortRange[] | undefined,
+  sources: readonly FlowSource[],
+  notes: readonly string[],
+  entries: readonly string[],
+  purpose: string,
+  tls: boolean,
+  fresh: boolean,
+): void {
   // Freshly planned ranges are merged already: the same ranges again (the common case) leave
   // them as they are, rather than sorting a copy per duplicate.
-  if (f.dynamicPorts && !(fresh && samePorts(seen.dynamicPorts, f.dynamicPorts)))
-    seen.dynamicPorts = mergePortRanges([...(seen.dynamicPorts ?? []), ...f.dynamicPorts]);
-  if (!(fresh && samePorts(seen.ports, f.ports))) seen.ports = mergePortRanges([...seen.ports, ...f.ports]);
-  for (const s of f.sources)
+  if (dynamicPorts && !(fresh && samePorts(seen.dynamicPorts, dynamicPorts)))
+    seen.dynamicPorts = mergePortRanges([...(seen.dynamicPorts ?? []), ...dynamicPorts]);
+  if (!(fresh && samePorts(seen.ports, ports))) seen.ports = mergePortRanges([...seen.ports, ...ports]);
+  for (const s of sources)
     if (!seen.sources.some((x) => x.doc === s.doc && x.ref === s.ref)) seen.sources = [...seen.sources, s];
-  for (const n of f.notes) if (!seen.notes.includes(n)) seen.notes = [...seen.notes, n];
-  for (const id of f.entries) if (!seen.entries.includes(id)) seen.entries = [...seen.entries, id];
-  if (!seen.purpose.includes(f.purpose)) seen.purpose = [seen.purpose, f.purpose].join(' ');
-  seen.tls ||= f.tls;
+  for (const n of notes) if (!seen.notes.includes(n)) seen.notes = [...seen.notes, n];
+  for (const id of entries) if (!seen.entries.includes(id)) seen.entries = [...seen.entries, id];
+  if (!seen.purpose.includes(purpose)) seen.purpose = [seen.purpose, purpose].join(' ');
+  seen.tls ||= tls;
 }
 
 /** Whether two lists of port ranges are the same ranges in the same order. */
@@ -846,7 +1105,7 @@ function mergeKey(e: CatalogEntry): string {
 }
 
 function endKey(e: Endpoint): string {
-  return e.host ? [e.host, e.role].join('/') : `any(${e.description ?? ''})`;
+  return e.host ? `${e.host}/${e.role}` : `any(${e.description ?? ''})`;
 }
 
 /**
@@ -863,7 +1122,7 @@ export function hostsInsideCidrs(hosts: readonly Host[], lang: 'en' | 'ja' = 'en
   const ranges = hosts
     .map((h, index) => {
       if (h.address.kind === 'dns') return undefined;
-      const r = parseCidr(h.address.text);
+      const r = rangeOf(h.address.text, h.address.version);
       return { h, index, version: h.address.version, start: r.start, end: r.end };
     })
     .filter((r) => r !== undefined)
@@ -871,7 +1130,7 @@ export function hostsInsideCidrs(hosts: readonly Host[], lang: 'en' | 'ja' = 'en
   const found: { net: number; index: number; w: Warning }[] = [];
   for (const [n, net] of hosts.entries()) {
     if (net.address.kind !== 'cidr') continue;
-    const { start, end } = parseCidr(net.address.text);
+    const { start, end } = rangeOf(net.address.text, net.address.version);
     const version = net.address.version;
     let lo = 0;
     let hi = ranges.length;
@@ -901,7 +1160,7 @@ export function hostsInsideCidrs(hosts: readonly Host[], lang: 'en' | 'ja' = 'en
 function cidrsAround(hosts: readonly Host[], lang: 'en' | 'ja', focus: Host): Warning[] {
   const fa = focus.address;
   if (fa.kind === 'dns') return [];
-  const f = parseCidr(fa.text);
+  const f = rangeOf(fa.text, fa.version);
   const at = hosts.indexOf(focus);
   const found: { net: number; index: number; w: Warning }[] = [];
   for (const [i, h] of hosts.entries()) {
@@ -909,13 +1168,51 @@ function cidrsAround(hosts: readonly Host[], lang: 'en' | 'ja', focus: Host): Wa
     if (h === focus || a.kind === 'dns' || a.version !== fa.version) continue;
     if (fa.kind !== 'cidr' && a.kind !== 'cidr') continue;
     if (a.kind === 'cidr' && fa.kind === 'cidr' && a.text === fa.text) continue;
-    const r = parseCidr(a.text);
+    const r = rangeOf(a.text, a.version);
     if (fa.kind === 'cidr' && r.start >= f.start && r.end <= f.end)
       found.push({ net: at, index: i, w: insideWarning(h, focus, lang) });
     if (a.kind === 'cidr' && f.start >= r.start && f.end <= r.end)
       found.push({ net: i, index: at, w: insideWarning(focus, h, lang) });
   }
   return found.sort((a, b) => a.net - b.net || a.index - b.index).map((x) => x.w);
+}
+
+/**
+ * The first and last address of an IP address or CIDR: numbers for IPv4 in dotted decimal with an
+ * optional /prefix of 0-32, read here; bigints for IPv6 and any other text, from cidr-tools'
+ * parseCidr (the two compare as numbers).
+ */
+function rangeOf(text: string, version: 4 | 6): { start: number | bigint; end: number | bigint } {
+  if (version === 4) {
+    let ip = 0;
+    let part = -1;
+    let dots = 0;
+    let i = 0;
+    for (; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c >= 48 && c <= 57) {
+        if (part === 0) break; // a leading zero: not dotted decimal
+        part = part < 0 ? c - 48 : part * 10 + c - 48;
+        if (part > 255) break;
+      } else if (c === 46 && part >= 0 && dots < 3) {
+        ip = ip * 256 + part;
+        part = -1;
+        dots++;
+      } else break;
+    }
+    let prefix = 32;
+    if (i < text.length && text.charCodeAt(i) === 47 && /^\/(?:3[0-2]|[12]?\d)$/.test(text.slice(i))) {
+      prefix = Number(text.slice(i + 1));
+      i = text.length;
+    }
+    if (i === text.length && dots === 3 && part >= 0) {
+      ip = ip * 256 + part;
+      const size = 2 ** (32 - prefix);
+      const start = ip - (ip % size);
+      return { start, end: start + size - 1 };
+    }
+  }
+  return parseCidr(text);
 }
 
 /** The address-in-cidr warning of host `h` inside the CIDR of host `net`. */
