@@ -13,6 +13,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { utf8Batches } from './stream.js';
 
 /**
  * Writes a file so that a reader sees the old content or the whole new one, never a part: the text
@@ -51,9 +52,6 @@ export function writeFileAtomic(target: string, data: string | Uint8Array | Iter
   }
 }
 
-/** How much text is gathered before one write of a piecewise writeFileAtomic. */
-const BATCH_CHARS = 1 << 20;
-
 function writeAll(fd: number, data: string | Uint8Array | Iterable<string>): void {
   const put = (bytes: Uint8Array) => {
     for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off);
@@ -62,18 +60,7 @@ function writeAll(fd: number, data: string | Uint8Array | Iterable<string>): voi
     put(typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
     return;
   }
-  let batch: string[] = [];
-  let size = 0;
-  for (const chunk of data) {
-    batch.push(chunk);
-    size += chunk.length;
-    if (size >= BATCH_CHARS) {
-      put(Buffer.from(batch.join(''), 'utf8'));
-      batch = [];
-      size = 0;
-    }
-  }
-  if (batch.length) put(Buffer.from(batch.join(''), 'utf8'));
+  for (const batch of utf8Batches(data)) put(batch);
 }
 
 /**

@@ -1,11 +1,38 @@
-/** How much text is gathered before one write: large enough to be few syscalls, small next to memory. */
-const BATCH_CHARS = 1 << 20;
+/** How many bytes are gathered before one write: large enough to be few syscalls, small next to memory. */
+const BATCH_BYTES = 1 << 20;
 
 /**
- * Writes text given in pieces to a stream as it comes, in batches of about 1 MiB, waiting for the
- * stream to drain when it says to (a slow pipe never makes the output pile up in memory). The text
- * as a whole is never one string, so output larger than a JavaScript string can hold (512 MiB) is
- * written. Rejects with the stream's error (EPIPE when the reader went away).
+ * Text given in pieces, as UTF-8 in batches of about 1 MiB: each piece is encoded straight into the
+ * batch (Buffer.write), so the pieces are never joined into one string and then encoded again. A
+ * piece larger than a batch is a batch of its own. Every batch yielded is a fresh Buffer the caller
+ * may keep (an asynchronous stream holds it until written).
+ */
+export function* utf8Batches(chunks: Iterable<string>): Generator<Buffer> {
+  let buf = Buffer.allocUnsafe(BATCH_BYTES);
+  let used = 0;
+  for (const chunk of chunks) {
+    // A UTF-16 code unit is at most 3 bytes of UTF-8 (a surrogate pair is 4 bytes for 2 units).
+    if (used + chunk.length * 3 > BATCH_BYTES) {
+      if (used > 0) {
+        yield buf.subarray(0, used);
+        buf = Buffer.allocUnsafe(BATCH_BYTES);
+        used = 0;
+      }
+      if (chunk.length * 3 > BATCH_BYTES) {
+        yield Buffer.from(chunk, 'utf8');
+        continue;
+      }
+    }
+    used += buf.write(chunk, used, 'utf8');
+  }
+  if (used > 0) yield buf.subarray(0, used);
+}
+
+/**
+ * Writes text given in pieces to a stream as it comes, in UTF-8 batches of about 1 MiB (utf8Batches),
+ * waiting for the stream to drain when it says to (a slow pipe never makes the output pile up in
+ * memory). The text as a whole is never one string, so output larger than a JavaScript string can
+ * hold (512 MiB) is written. Rejects with the stream's error (EPIPE when the reader went away).
  */
 export async function writeChunks(out: NodeJS.WritableStream, chunks: Iterable<string>): Promise<void> {
   let failed: Error | undefined;
@@ -14,9 +41,9 @@ export async function writeChunks(out: NodeJS.WritableStream, chunks: Iterable<s
   };
   out.on('error', onError);
   try {
-    const flush = async (text: string) => {
+    for (const batch of utf8Batches(chunks)) {
       if (failed) throw failed;
-      if (!out.write(text))
+      if (!out.write(batch))
         await new Promise<void>((resolve, reject) => {
           const done = () => {
             out.off('drain', done);
@@ -31,19 +58,7 @@ export async function writeChunks(out: NodeJS.WritableStream, chunks: Iterable<s
           out.once('error', fail);
         });
       if (failed) throw failed;
-    };
-    let batch: string[] = [];
-    let size = 0;
-    for (const chunk of chunks) {
-      batch.push(chunk);
-      size += chunk.length;
-      if (size >= BATCH_CHARS) {
-        await flush(batch.join(''));
-        batch = [];
-        size = 0;
-      }
     }
-    if (batch.length) await flush(batch.join(''));
   } finally {
     out.off('error', onError);
   }
