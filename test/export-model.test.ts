@@ -1,8 +1,8 @@
 /**
  * forwardRules builds rule sides from the endpoint objects and port lists flows share (as the plan
  * makes them): the rules must be the same when every flow has objects of its own, and the rule
- * count the one forwardRuleCount gives (which groups by names, sorted and joined), peers whose
- * descriptions hold commas included.
+ * count the one forwardRuleCount gives (which groups by names, sorted), peers whose descriptions
+ * hold commas included.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -71,8 +71,9 @@ describe('forwardRules', () => {
     );
   });
 
-  it('groups sources by their names: a description with commas does not split a rule the names join into', () => {
-    // Sources {x,any:y} and {x, y} join alike as sorted names ("any:x,any:y"); so they always did.
+  it('a peer whose description holds a comma is not taken for the peers its text names', () => {
+    // Sources {x,any:y} and {x, y} once joined alike as sorted names ("any:x,any:y"): one rule
+    // then let the peers x and y reach a, which the plan gives only to the peer "x,any:y".
     const peer = (description: string): Endpoint => ({ host: null, role: null, address: null, description });
     const dst = (host: string): Endpoint => ({ host, role: 'r', address: `10.0.0.${host.charCodeAt(0)}` });
     const base = { id: '', product: 'p', protocol: 'tcp' as const, ports: [[22, 22]] as [number, number][] };
@@ -92,7 +93,13 @@ describe('forwardRules', () => {
     ];
     const rules = forwardRules(flows);
     assert.equal(rules.length, forwardRuleCount(flows));
-    assert.equal(rules.length, 1);
-    assert.deepEqual(rules[0]?.src.unspecified, ['x', 'x,any:y', 'y']);
+    assert.equal(rules.length, 2);
+    assert.deepEqual(
+      rules.map((r) => [r.src.unspecified, r.dst.hosts]),
+      [
+        [['x,any:y'], ['a']],
+        [['x', 'y'], ['b']],
+      ],
+    );
   });
 });

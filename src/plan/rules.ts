@@ -345,7 +345,6 @@ export function forwardRules(flows: readonly Flow[]): ExportRule[] {
   const nameNo = new Map<string, number>();
   const names: string[] = [];
   const nameSeen: number[] = [];
-  let comma = false;
   const fromList: number[] = [];
   const fromStart = new Int32Array(groups + 1);
   const srcList: number[] = [];
@@ -367,7 +366,6 @@ export function forwardRules(flows: readonly Flow[]): ExportRule[] {
           nameNo.set(name, id);
           names.push(name);
           nameSeen.push(-1);
-          if (name.includes(',')) comma = true;
         }
         e = endpoints.length;
         endpointNo.set(from, e);
@@ -389,21 +387,15 @@ export function forwardRules(flows: readonly Flow[]): ExportRule[] {
   srcStart[groups] = srcList.length;
   // Pass 3: groups of the same protocol, ports and set of sources join one rule. Two groups have
   // the same sources exactly when their sorted numbers are: one number is the key itself, two are
-  // one number, more are joined. A description with a comma could make two lists of names join
-  // alike: then the names themselves, sorted and joined, are the key, as they always were.
+  // one number, more are joined. (Names joined with commas were not a key: a peer described as
+  // "x,any:y" alone and the peers x and y together would have joined one rule.)
   const ruleOf: Map<number | string, number>[] = [];
   const ruleGroups: number[][] = [];
   for (let g = 0; g < groups; g++) {
     const a = srcStart[g] as number;
     const b = srcStart[g + 1] as number;
     let key: number | string;
-    if (comma)
-      key = srcList
-        .slice(a, b)
-        .map((id) => names[id] as string)
-        .sort()
-        .join(',');
-    else if (b - a === 1) key = srcList[a] as number;
+    if (b - a === 1) key = srcList[a] as number;
     else if (b - a === 2 && names.length <= PAIR_BASE) {
       const x = srcList[a] as number;
       const y = srcList[a + 1] as number;
@@ -774,7 +766,8 @@ export function forwardRuleCount(flows: readonly Flow[]): number {
     for (const group of dsts.values()) {
       const names = new Set<string>();
       for (const f of group) names.add(f.from.host ?? `any:${f.from.description}`);
-      const key = `${match}|${[...names].sort().join(',')}`;
+      // The sorted names as a JSON list: names joined with commas could be read two ways.
+      const key = `${match}|${JSON.stringify([...names].sort())}`;
       let side = bySrc.get(key);
       if (!side) {
         side = { match, src: new Set(), dst: new Set(), unspecified: false };
