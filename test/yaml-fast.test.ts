@@ -329,6 +329,8 @@ describe('YAML: the event reader gives exactly what yaml composes', () => {
       'a: *x',
       'a: !t 1',
       'a: |\n  x',
+      'a: >', // a block scalar with no lines: yaml reads ""
+      'a:\n  - >',
       '? a\n: b',
       'a : b',
       '"a" : b',
@@ -497,6 +499,49 @@ describe('YAML: the event reader gives exactly what yaml composes', () => {
       { numRuns: Number(process.env.YAML_RUNS ?? 3000) },
     );
   });
+  it('agrees with yaml, key order included, on short random texts of the characters YAML gives meaning to', () => {
+    const char = fc.constantFrom(
+      'a',
+      'x',
+      ' ',
+      ':',
+      '-',
+      '\n',
+      '#',
+      '[',
+      ']',
+      '{',
+      '}',
+      ',',
+      '"',
+      "'",
+      '?',
+      '.',
+      '0',
+      '1',
+      '~',
+      '\\',
+      '@',
+      '!',
+    );
+    const head = fc.constantFrom('', 'a: ', 'a:\n  ', 'a:\n  - ', 'a: [', 'a: {', 'k:\n  a: ', 'a: b\n');
+    fc.assert(
+      fc.property(head, fc.array(char, { minLength: 1, maxLength: 14 }), (prefix, chars) => {
+        const text = prefix + chars.join('');
+        const lines = composeLines(text);
+        if (!lines) return;
+        const { slow } = both(text);
+        assert.deepEqual({ data: lines.data }, slow, JSON.stringify(text));
+        assert.equal(
+          JSON.stringify(lines.data),
+          JSON.stringify((slow as { data: unknown }).data),
+          JSON.stringify(text),
+        );
+      }),
+      { numRuns: 10 * Number(process.env.YAML_RUNS ?? 3000) },
+    );
+  });
+
   it('loads the yaml package only when a file needs it: a fast read does not, locating a key does', () => {
     // A fresh process: what this one has loaded says nothing.
     const script = `
