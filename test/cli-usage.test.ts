@@ -73,6 +73,23 @@ describe('help and catalog fit the terminal', () => {
     }
   });
 
+  it('a description on the lines under a long option stays at the description column when wrapped', () => {
+    for (const n of ['plan', 'export', 'validate', 'check']) {
+      const lines = runCli(['help', n], { env: { COLUMNS: '60' } }).stdout.split('\n');
+      const at = lines.findIndex((l) => l.startsWith('  --max-inventory-size SIZE'));
+      assert.ok(at >= 0, n);
+      const block: string[] = [];
+      for (let k = at + 1; k < lines.length && /^ {21}\S/.test(lines[k] as string); k++)
+        block.push(lines[k] as string);
+      assert.ok(block.length >= 3, `${n}: ${lines.slice(at, at + 6).join('\n')}`);
+      assert.match(
+        lines[at + block.length + 1] as string,
+        /^( {2}\S|$)/,
+        `${n}: a line of the description is indented further`,
+      );
+    }
+  });
+
   it('an option\'s description continues under its description column ("export --to")', () => {
     const r = runCli(['help', 'export'], { env: { COLUMNS: '80' } });
     const lines = r.stdout.split('\n');

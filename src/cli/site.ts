@@ -8,8 +8,9 @@ export const INVENTORY_OPTIONS = {
 
 /** The help lines for INVENTORY_OPTIONS. */
 export const INVENTORY_HELP = `  --max-inventory-size SIZE
-                     the largest inventory file read (default 64MiB; also the environment
-                     variable PORTOLAN_MAX_INVENTORY_SIZE); /dev/zero or an endless pipe stops there`;
+                     the largest inventory file read (default 64MiB; also the
+                     environment variable PORTOLAN_MAX_INVENTORY_SIZE);
+                     /dev/zero or an endless pipe stops there`;
 
 /** Loads the inventory named on the command line with the `--catalog` paths and its size limit. */
 export function siteFrom(

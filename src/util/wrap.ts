@@ -95,7 +95,8 @@ export function wrapIndented(indent: string, text: string, columns: number, hang
  * columns. Lines that fit are kept as they are. A line too long is broken between the units of
  * `wrapUnits`, its continuation lines starting at its description column: the first gap of two or
  * more spaces after its first word, as in an option table (`  -o, --output PATH  write ...`), or
- * after `Usage: portolan CMD`; without one, at its own indent plus `hang` (an indented line) or at the margin (a paragraph). With `reflow`, the lines
+ * after `Usage: portolan CMD`; without one, at its own indent plus `hang` (an indented line; none for
+ * a description under its option's own line) or at the margin (a paragraph). With `reflow`, the lines
  * after it that were already continuing it (indented to that column, or a paragraph's next lines at
  * the same indent) are reflowed with it. A unit wider than the room left (a URL, a long path) is
  * never cut: it gets a line of its own and may run past `columns`.
@@ -115,8 +116,15 @@ export function wrapLines(
       while (j < lines.length && /\S/.test(lines[j] as string) && leadOf(lines[j] as string) === head.column)
         j++;
     const group = lines.slice(i, j);
+    // A description on the lines under its option (`  --max-inventory-size SIZE`, then the text at
+    // the description column) continues at that column: it is not an indented line of its own.
+    const underOption =
+      i > 0 && /^ +-\S/.test(lines[i - 1] as string) && !/\S {2,}\S/.test((lines[i - 1] as string).trim());
     if (group.every((l) => width(l) <= columns)) out.push(...group);
-    else out.push(...wrapLine(group.map((l) => l.trim()).join(' '), head, columns, opts.hang ?? 0));
+    else
+      out.push(
+        ...wrapLine(group.map((l) => l.trim()).join(' '), head, columns, underOption ? 0 : (opts.hang ?? 0)),
+      );
     i = j - 1;
   }
   return out.join('\n');
