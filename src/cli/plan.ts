@@ -64,45 +64,27 @@ export async function run(argv: string[]): Promise<number> {
   const { inventory, catalogs } = siteFrom(file, values);
   const plan = buildPlan(inventory, catalogs, { lang, ...(values.advisories ? { advisories: true } : {}) });
   const hosts = inventory.hosts.length;
-  if (out !== undefined) {
-    writeOutputFile(
-      out,
-      format === 'json'
-        ? planJsonChunks(plan)
-        : format === 'csv'
-          ? planCsvChunks(plan)
-          : format === 'markdown'
-            ? planMarkdown(plan, hosts)
-            : planTable(plan, hosts, { color: false, columns: Number(process.env.COLUMNS) || 160 }),
-    );
-    for (const w of plan.warnings) process.stderr.write(`${safeLine(`warning: ${w.message}`)}\n`);
-    process.stderr.write(`${safeLine(summary(plan, hosts))}\n`);
-    process.stderr.write(`wrote ${safeLine(out)}\n`);
-    return 0;
-  }
-  switch (format) {
-    case 'json':
-      await writeChunks(process.stdout, planJsonChunks(plan));
-      break;
-    case 'csv':
-      await writeChunks(process.stdout, planCsvChunks(plan));
-      break;
-    case 'markdown':
-      process.stdout.write(planMarkdown(plan, hosts));
-      break;
-    default: {
-      const color = !values['no-color'] && colorEnabled();
-      process.stdout.write(
-        planTable(plan, hosts, {
-          color,
-          columns: process.stdout.columns ?? (Number(process.env.COLUMNS) || 160),
-        }),
-      );
-    }
-  }
-  if (format !== 'table') {
+  // The plan's text in the chosen format: pieces for json and csv (written as they are made), one
+  // string for markdown and the table (coloured and fitted only on the terminal).
+  const toFile = out !== undefined;
+  const text: string | Iterable<string> =
+    format === 'json'
+      ? planJsonChunks(plan)
+      : format === 'csv'
+        ? planCsvChunks(plan)
+        : format === 'markdown'
+          ? planMarkdown(plan, hosts)
+          : planTable(plan, hosts, {
+              color: !toFile && !values['no-color'] && colorEnabled(),
+              columns: (toFile ? undefined : process.stdout.columns) ?? (Number(process.env.COLUMNS) || 160),
+            });
+  if (toFile) writeOutputFile(out, text);
+  else if (typeof text === 'string') process.stdout.write(text);
+  else await writeChunks(process.stdout, text);
+  if (format !== 'table' || toFile) {
     for (const w of plan.warnings) process.stderr.write(`${safeLine(`warning: ${w.message}`)}\n`);
     process.stderr.write(`${safeLine(summary(plan, hosts))}\n`);
   }
+  if (toFile) process.stderr.write(`wrote ${safeLine(out)}\n`);
   return 0;
 }

@@ -1,5 +1,6 @@
 import { formatPorts } from '../model/ports.js';
 import { pushAll } from '../util/arrays.js';
+import { plainAddress } from './_hostfw.js';
 import {
   FAMILY_LABEL,
   type Family,
@@ -86,7 +87,7 @@ interface SetRegistry {
 function contentOf(registry: SetRegistry, m: SideMatch): { elements: string[]; key: string } {
   let c = registry.content.get(m);
   if (c === undefined) {
-    const elements = m.values.map((cidr) => element(cidr, m.family));
+    const elements = m.values.map(plainAddress);
     c = { elements, key: elements.length > INLINE_MAX ? contentKey(m.family, elements) : '' };
     registry.content.set(m, c);
   }
@@ -179,22 +180,13 @@ function setFor(ruleNo: number, m: SideMatch, elements?: string[]): NamedSet {
       name,
       family: m.family,
       kind: m.kind,
-      elements: elements ?? m.values.map((cidr) => element(cidr, m.family)),
+      elements: elements ?? m.values.map(plainAddress),
     };
   const fill =
     m.kind === 'names'
       ? `${label} addresses of ${m.values.join(', ')}`
       : `${label} addresses of the ${sideLabel(m.side)}: ${m.values.join('; ')}`;
   return { name, family: m.family, kind: m.kind, elements: [], fill };
-}
-
-/**
- * `10.0.0.1/32` reads better as `10.0.0.1` (and `2001:db8::1/128` as `2001:db8::1`); nft stores
- * both the same. Only the family's whole-address prefix goes: an IPv6 /32 is a network.
- */
-function element(cidr: string, family: Family): string {
-  const whole = family === 'v4' ? '/32' : '/128';
-  return cidr.endsWith(whole) ? cidr.slice(0, -whole.length) : cidr;
 }
 
 /** The `tcp dport ...` / `icmp type ...` part of a rule line. */
