@@ -9,10 +9,11 @@ import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import { loadSite } from '../src/inventory/load.js';
 import { buildPlan } from '../src/plan/plan.js';
+import { ConnectError, connectFailure } from '../src/probe/conn.js';
 import { type CheckReport, runCheck } from '../src/probe/engine.js';
 import { type Selection, scopeFor, select } from '../src/probe/scope.js';
 import { SweepPool } from '../src/probe/sweep.js';
-import { OPEN, SILENT, type SweepJob, sweepTcp } from '../src/probe/tcp.js';
+import { OPEN, quietConnect, SILENT, type SweepJob, sweepTcp } from '../src/probe/tcp.js';
 import type { PortResult } from '../src/probe/verdict.js';
 import { catalog, entry, onPath } from './check-lab.js';
 import { BIN, ROOT } from './helpers.js';
@@ -420,6 +421,78 @@ describe('the sweep pool on loopback', () => {
     assert.equal(
       Object.values(counts).reduce((a, b) => a + b, 0),
       4000,
+    );
+  });
+});
+
+describe('a connect reset after its handshake completed', () => {
+  // A peer that accepts and resets at once (as portolan listen does at its connection limit), and
+  // a prober whose event loop is busy until the reset has arrived: the connect then completes with
+  // ECONNRESET, not success. Linux reports a reset that answers the SYN as ECONNREFUSED; this one
+  // came after the handshake, so the port is open (it was once reported closed).
+  let dir = '';
+  let child: ReturnType<typeof spawn> | undefined;
+  let port = 0;
+  const count = () => join(dir, 'resets');
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'portolan-reset-'));
+    writeFileSync(count(), '0');
+    const script = `
+      import net from 'node:net';
+      import { writeFileSync } from 'node:fs';
+      let n = 0;
+      const s = net.createServer((c) => { c.on('error', () => {}); c.resetAndDestroy(); writeFileSync(${JSON.stringify(count())}, String(++n)); });
+      s.listen(0, '127.0.0.1', () => console.log(s.address().port));`;
+    child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    port = await new Promise<number>((resolve) =>
+      child?.stdout?.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))),
+    );
+  });
+  after(() => {
+    child?.kill();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  /** Blocks this thread (its event loop too) until the peer has reset `n` connections in all. */
+  const blockUntilReset = (n: number) => {
+    const lock = new Int32Array(new SharedArrayBuffer(4));
+    const end = Date.now() + 30_000;
+    while (Number(readFileSync(count(), 'utf8') || 0) < n && Date.now() < end) Atomics.wait(lock, 0, 0, 5);
+    assert.ok(Number(readFileSync(count(), 'utf8')) >= n, 'the peer never reset the connections');
+  };
+
+  it('the sweep calls every such port open', async () => {
+    const before = Number(readFileSync(count(), 'utf8'));
+    const n = 40;
+    const none = { srtt: 0, rttvar: 0, samples: 0 };
+    const sweep = sweepTcp({
+      targets: [{ address: '127.0.0.1', family: 4, rtt: none }],
+      target: new Uint32Array(n),
+      port: new Uint16Array(n).fill(port),
+      concurrency: 256,
+      minTimeoutMs: 2000,
+      maxTimeoutMs: 5000,
+    });
+    blockUntilReset(before + n);
+    const out = await sweep;
+    assert.deepEqual([...new Set(out.status)], [OPEN], `statuses: ${[...out.status].join(',')}`);
+  });
+
+  it('a quiet connect calls it open', async () => {
+    const before = Number(readFileSync(count(), 'utf8'));
+    const q = quietConnect('127.0.0.1', 4, port, 5000);
+    blockUntilReset(before + 1);
+    assert.equal((await q).status, OPEN);
+  });
+
+  it('a service connect that meets it is reset-after-connect, never closed', () => {
+    const out = connectFailure(new ConnectError('ECONNRESET', 0.1, '127.0.0.1', port), 'TLS');
+    assert.equal(out.verdict, 'reset-after-connect');
+    assert.match(out.detail, /connected, then reset \(ECONNRESET\) before anything was sent/);
+    assert.equal(
+      connectFailure(new ConnectError('ECONNREFUSED', 0.1, '127.0.0.1', port), 'TLS').verdict,
+      'closed',
     );
   });
 });

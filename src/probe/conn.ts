@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { verdictForErrno } from './errno.js';
+import { isHandshakeReset, verdictForErrno } from './errno.js';
 import type { RateLimiter } from './rate.js';
 import type { Evidence, Verdict } from './verdict.js';
 
@@ -140,9 +140,11 @@ export function connectFailure(err: unknown, what: string): ServiceOutcome {
     const v = verdictForErrno(err.code);
     return {
       verdict: v ?? 'open-unverified',
-      detail: v
-        ? `${what}: connect failed on the second connection (${err.code})`
-        : `${what}: the port answered the sweep, then the service connection failed (${err.code})`,
+      detail: isHandshakeReset(err.code)
+        ? `${what}: connected, then reset (${err.code}) before anything was sent: the service accepts and resets (a connection limit, TCP wrappers, or a portolan responder at its limit)`
+        : v
+          ? `${what}: connect failed on the second connection (${err.code})`
+          : `${what}: the port answered the sweep, then the service connection failed (${err.code})`,
       evidence: { errno: err.code, rttMs: round(err.rttMs) },
     };
   }

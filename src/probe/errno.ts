@@ -4,14 +4,17 @@ import type { Verdict } from './verdict.js';
 
 /**
  * Socket errors to verdicts (docs/architecture.md, facts measured on Linux): a refused connect or an ICMP
- * port unreachable means the packet got through and nothing listens; ICMP admin-prohibited and
+ * port unreachable means the packet got through and nothing listens; a connect that fails with
+ * ECONNRESET or EPIPE completed its handshake and was reset after it (see isHandshakeReset), which
+ * is a listener that accepted and reset, never a closed port; ICMP admin-prohibited and
  * host-unreachable surface as EHOSTUNREACH, net-unreachable as ENETUNREACH, ICMPv6
  * administratively prohibited as EACCES; a firewall on this host (our own output chain) fails
  * the connect with EPERM or EACCES.
  */
 const BY_ERRNO: Record<string, Verdict> = {
   ECONNREFUSED: 'closed',
-  ECONNRESET: 'closed',
+  ECONNRESET: 'reset-after-connect',
+  EPIPE: 'reset-after-connect',
   EHOSTUNREACH: 'blocked',
   ENETUNREACH: 'blocked',
   EHOSTDOWN: 'blocked',
@@ -23,7 +26,8 @@ const BY_ERRNO: Record<string, Verdict> = {
 
 export const ERRNO_WORDS: Record<string, string> = {
   ECONNREFUSED: 'connection refused (TCP reset or ICMP port unreachable)',
-  ECONNRESET: 'connection reset',
+  ECONNRESET: 'connection reset after the handshake completed',
+  EPIPE: 'connection reset after the handshake completed',
   EHOSTUNREACH: 'host unreachable (ICMP host unreachable or administratively prohibited)',
   ENETUNREACH: 'network unreachable',
   EHOSTDOWN: 'host down',
@@ -35,6 +39,29 @@ export const ERRNO_WORDS: Record<string, string> = {
 /** Verdict for an errno, or undefined when the error says nothing about the path (e.g. EMFILE). */
 export function verdictForErrno(code: string): Verdict | undefined {
   return BY_ERRNO[code];
+}
+
+/**
+ * A connect that failed with ECONNRESET or EPIPE had completed its handshake. Linux reports a reset
+ * that answers the SYN (SYN-SENT) as ECONNREFUSED, and a reset of an established or closing
+ * connection as ECONNRESET or EPIPE (tcp_reset(), net/ipv4/tcp_input.c); a connect reports the
+ * latter when the reset arrived before the caller read the completion (a busy event loop, or a
+ * peer that accepts and resets at once, as `portolan listen` does at its connection limit). The
+ * SYN got through and something accepted: for reachability the port is open.
+ */
+export function isHandshakeReset(code: string): boolean {
+  return code === 'ECONNRESET' || code === 'EPIPE';
+}
+
+const RESET_STATUS = new Set(
+  ['ECONNRESET', 'EPIPE']
+    .map((c) => -((osConstants.errno as Record<string, number>)[c] ?? 0))
+    .filter((n) => n !== 0),
+);
+
+/** The same test on a libuv status (a negative errno): for the sweep's hot path. */
+export function isHandshakeResetStatus(status: number): boolean {
+  return RESET_STATUS.has(status);
 }
 
 const LOCAL_RESOURCE = ['EMFILE', 'ENFILE', 'EADDRNOTAVAIL', 'ENOBUFS', 'EAGAIN'];

@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { constants as osConstants } from 'node:os';
-import { isLocalResourceStatus } from './errno.js';
+import { isHandshakeResetStatus, isLocalResourceStatus } from './errno.js';
 import type { RateLimiter } from './rate.js';
 import { networkRows, type RttMemory, RttTable } from './rtt.js';
 
@@ -13,7 +13,10 @@ import { networkRows, type RttMemory, RttTable } from './rtt.js';
  * Set PORTOLAN_SWEEP=net to force the fallback, PORTOLAN_SWEEP=fresh for a new socket per port.
  */
 
-/** Per item: OPEN, SILENT (timed out), SELF, or a negative errno (libuv status). */
+/**
+ * Per item: OPEN (the handshake completed, even where a reset followed before the completion was
+ * read: see isHandshakeReset), SILENT (timed out), SELF, or a negative errno (libuv status).
+ */
 export const OPEN = 1;
 export const SILENT = 0;
 /**
@@ -348,6 +351,10 @@ export function sweepTcp(
         } else if (st === 0 && isSelfConnect(handle)) {
           closeSelf(handle);
           dialOver(i);
+        } else if (st < 0 && isHandshakeResetStatus(st)) {
+          // Accepted, then reset before this side read the completion: the port is open.
+          handle.close();
+          finish(i, OPEN);
         } else {
           if (st < 0 && REUSE_SOCKETS) stash(handle, job.target[i] as number);
           else handle.close();
@@ -405,7 +412,7 @@ export function sweepTcp(
       if (state[i] !== INFLIGHT) return;
       handles[i] = undefined;
       if (st < 0 && isLocalResourceStatus(st)) requeue(i);
-      else finish(i, st);
+      else finish(i, isHandshakeResetStatus(st) ? OPEN : st);
       pump();
     };
     s.once('connect', () => {
@@ -571,7 +578,7 @@ export function quietConnect(
       const req = new WRAP.TCPConnectWrap();
       req.oncomplete = (st) => {
         if (st === 0 && isSelfConnect(h)) end(SILENT, () => closeSelf(h));
-        else end(st === 0 ? OPEN : st, () => h.close());
+        else end(st === 0 || isHandshakeResetStatus(st) ? OPEN : st, () => h.close());
       };
       timer = setTimeout(() => end(SILENT, () => h.close()), timeoutMs);
       t0 = performance.now();
@@ -582,9 +589,10 @@ export function quietConnect(
     const s = new net.Socket();
     timer = setTimeout(() => end(SILENT, () => s.destroy()), timeoutMs);
     s.once('connect', () => end(OPEN, () => s.destroy()));
-    s.once('error', (e: NodeJS.ErrnoException) =>
-      end(typeof e.errno === 'number' ? e.errno : -1, () => s.destroy()),
-    );
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      const st = typeof e.errno === 'number' ? e.errno : -1;
+      end(isHandshakeResetStatus(st) ? OPEN : st, () => s.destroy());
+    });
     t0 = performance.now();
     s.connect({ host: address, port, family });
   });
