@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { after, describe, it } from 'node:test';
+import { Worker } from 'node:worker_threads';
+import { udpAttempt } from '../src/probe/udp.js';
+
+/**
+ * A prober whose event loop is held up (shared CPU, thousands of sweep completions in one turn)
+ * while a peer's answer arrives: the answer is in the socket when the loop runs again, and it must
+ * be read, never taken for silence. libuv runs expired timers before it polls the sockets again
+ * when the loop was held up in an I/O callback, so a timeout that fires then must look once more.
+ *
+ * The peer runs in a worker thread (its own event loop) and talks to this thread through shared
+ * memory, so the order is forced: the peer has the datagram, then this thread's loop blocks inside
+ * an I/O callback, then the peer answers, then the block lasts past the attempt's timeout.
+ */
+
+const GOT = 0;
+const GO = 1;
+const ANSWERED = 2;
+
+/** A UDP peer in a worker: it answers each datagram with "pong", but only once told to. */
+function udpPeer(): Promise<{ port: number; flags: Int32Array; worker: Worker }> {
+  const flags = new Int32Array(new SharedArrayBuffer(12));
+  const worker = new Worker(
+    `const { parentPort, workerData } = require('node:worker_threads');
+     const dgram = require('node:dgram');
+     const flags = workerData;
+     const s = dgram.createSocket('udp4');
+     s.on('message', (m, r) => {
+       Atomics.store(flags, ${GOT}, 1);
+       Atomics.notify(flags, ${GOT});
+       Atomics.wait(flags, ${GO}, 0, 30000);
+       s.send(Buffer.from('pong'), r.port, r.address, () => {
+         Atomics.store(flags, ${ANSWERED}, 1);
+         Atomics.notify(flags, ${ANSWERED});
+       });
+     });
+     s.bind(0, '127.0.0.1', () => parentPort.postMessage(s.address().port));`,
+    { eval: true, workerData: flags },
+  );
+  return new Promise((resolve) => worker.once('message', (port: number) => resolve({ port, flags, worker })));
+}
+
+/** Resolves once `flags[i]` is set, without blocking this thread's loop. */
+async function until(flags: Int32Array, i: number): Promise<void> {
+  const end = Date.now() + 30_000;
+  while (Atomics.load(flags, i) === 0) {
+    assert.ok(Date.now() < end, `flag ${i} never set`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+/**
+ * Runs `hold` inside an I/O callback of this thread (a datagram to itself), where a held-up loop
+ * is held up in a busy prober: the sweep's completions run there.
+ */
+async function inIoCallback(hold: () => void): Promise<void> {
+  const kick = dgram.createSocket('udp4');
+  await new Promise<void>((r) => kick.bind(0, '127.0.0.1', r));
+  await new Promise<void>((resolve) => {
+    kick.once('message', () => {
+      hold();
+      resolve();
+    });
+    kick.send(Buffer.from('k'), kick.address().port, '127.0.0.1');
+  });
+  kick.close();
+}
+
+describe('a prober held up while the answer arrives', () => {
+  const workers: Worker[] = [];
+  after(async () => {
+    for (const w of workers) await w.terminate();
+  });
+
+  it('reads a UDP reply that came while its loop was held up past the timeout (never silent)', async () => {
+    const peer = await udpPeer();
+    workers.push(peer.worker);
+    const timeoutMs = 200;
+    const t0 = Date.now();
+    const attempt = udpAttempt({
+      address: '127.0.0.1',
+      family: 4,
+      port: peer.port,
+      payloads: [Buffer.from('ping')],
+      timeoutMs,
+    });
+    await until(peer.flags, GOT);
+    await inIoCallback(() => {
+      Atomics.store(peer.flags, GO, 1);
+      Atomics.notify(peer.flags, GO);
+      const lock = new Int32Array(new SharedArrayBuffer(4));
+      // Blocks this thread (its event loop too) until the reply is on its way and the timeout due.
+      while (Atomics.load(peer.flags, ANSWERED) === 0 || Date.now() < t0 + timeoutMs + 100)
+        Atomics.wait(lock, 0, 0, 5);
+    });
+    const out = await attempt;
+    assert.equal(out.kind, 'reply', `the reply waited unread in the socket: ${JSON.stringify(out)}`);
+    assert.equal(out.kind === 'reply' ? out.data.toString() : '', 'pong');
+  });
+});
