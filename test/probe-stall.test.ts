@@ -1,10 +1,22 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import tls from 'node:tls';
 import { Worker } from 'node:worker_threads';
+import { tlsProbe } from '../src/probe/tls.js';
 import { udpAttempt } from '../src/probe/udp.js';
+import { type CheckJson, onPath } from './check-lab.js';
+import { runCliAsync } from './helpers.js';
 
 /**
+ * Slow peers and a held-up prober: an answer that comes late, or that waits unread while this
+ * machine was busy, is never a failing verdict.
+ *
  * A prober whose event loop is held up (shared CPU, thousands of sweep completions in one turn)
  * while a peer's answer arrives: the answer is in the socket when the loop runs again, and it must
  * be read, never taken for silence. libuv runs expired timers before it polls the sockets again
@@ -98,5 +110,86 @@ describe('a prober held up while the answer arrives', () => {
     const out = await attempt;
     assert.equal(out.kind, 'reply', `the reply waited unread in the socket: ${JSON.stringify(out)}`);
     assert.equal(out.kind === 'reply' ? out.data.toString() : '', 'pong');
+  });
+});
+
+describe('a TLS server slower than the service timeout', () => {
+  // A working TLS server that answers a ClientHello only once told to (a prefork server with every
+  // worker busy, an event loop held up): the probe's wait runs out first. Nothing is wrong with its
+  // certificate or TLS settings, so the port is open-unverified, never tls-failed (it once was, with
+  // the hint to check the certificate).
+  let dir = '';
+  after(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('is open-unverified, never tls-failed, and the same server completes a handshake later', {
+    skip: onPath('openssl') ? false : 'openssl is not installed',
+  }, async () => {
+    dir = mkdtempSync(join(tmpdir(), 'portolan-slow-tls-'));
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        join(dir, 'k.pem'),
+        '-out',
+        join(dir, 'c.pem'),
+      ].concat(['-days', '2', '-subj', '/CN=slow.test']),
+      { stdio: 'ignore' },
+    );
+    const server = tls.createServer({
+      key: readFileSync(join(dir, 'k.pem')),
+      cert: readFileSync(join(dir, 'c.pem')),
+    });
+    server.on('tlsClientError', () => {});
+    const held: net.Socket[] = [];
+    let go = false;
+    const front = net.createServer((sock) => {
+      sock.on('error', () => {});
+      if (go) server.emit('connection', sock);
+      else held.push(sock);
+    });
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
+    const port = (front.address() as net.AddressInfo).port;
+    try {
+      const out = await tlsProbe({ address: '127.0.0.1', port, timeoutMs: 300 }, { http: false });
+      assert.equal(out.verdict, 'open-unverified', JSON.stringify(out));
+      assert.match(out.detail, /no answer to the TLS ClientHello within 300 ms: a slow or busy server/);
+      assert.equal(held.length, 2, 'the handshake and the look at who else answers both waited');
+      // What the admin reads: the same, and a hint that does not send them to the certificate.
+      const r = await runCliAsync([
+        'probe',
+        '127.0.0.1',
+        String(port),
+        '--service',
+        'tls',
+        '--format',
+        'json',
+      ]);
+      const flow = (JSON.parse(r.stdout) as CheckJson).flows[0];
+      assert.equal(flow?.verdict, 'open-unverified', r.stdout);
+      assert.match(
+        flow?.hint ?? '',
+        /did not answer on tcp\/\d+ on 127\.0\.0\.1 in time: a slow or busy service/,
+      );
+      assert.doesNotMatch(flow?.hint ?? '', /certificate|cannot be recognised/);
+      assert.equal(r.code, 0, r.stderr);
+      // Once the server gets to it, the handshake completes: a slow server, not a failing one.
+      go = true;
+      const c = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false });
+      await new Promise<void>((resolve, reject) => {
+        c.once('secureConnect', resolve);
+        c.once('error', reject);
+      });
+      c.destroy();
+    } finally {
+      for (const h of held) h.destroy();
+      front.close();
+    }
   });
 });

@@ -237,7 +237,9 @@ export function hintFor(
       ? `connected, and the signed probe was closed without a reply, as portolan listen does when ${mismatch}; or another service on ${where} closes what it does not understand`
       : signed
         ? `connected, but the responder did not answer the signed probe, and ${flow.service} cannot be recognised on the wire: ${unsigned}`
-        : `connected, but ${flow.service} cannot be recognised on the wire; to prove the path before the product is installed, run portolan listen on ${to} and check --secret`,
+        : example?.detail?.startsWith(SILENT_SERVICE)
+          ? `connected, but ${flow.service} did not answer on ${where} in time: a slow or busy service, or another one that waits in silence; check that ${flow.service} runs on ${to} and check again, or prove the path alone with portolan listen on ${to} and check --secret`
+          : `connected, but ${flow.service} cannot be recognised on the wire; to prove the path before the product is installed, run portolan listen on ${to} and check --secret`,
     'open|filtered': signed
       ? `UDP: no answer to the signed probe and no ICMP error: a firewall drops ${where}, or ${unsigned}`
       : `UDP: no answer and no ICMP error, so the port is open or a firewall drops it; run portolan listen on ${to} and check --secret to tell`,
@@ -266,6 +268,13 @@ export function hintFor(
   };
   return `${advice[verdict]} (needed by ${flow.product}: ${firstSourceText(flow)})`;
 }
+
+/**
+ * How the detail of a service probe starts when the service, one portolan speaks, sent nothing back
+ * in time ("connected; no SSH identification line came back", "connected; no answer to the TLS
+ * ClientHello ..."): hintFor then says so rather than that the service cannot be recognised.
+ */
+export const SILENT_SERVICE = 'connected; no ';
 
 /**
  * The reason given for a port whose signed probe was closed without a reply and whose service
