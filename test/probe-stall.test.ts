@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,8 +10,8 @@ import tls from 'node:tls';
 import { Worker } from 'node:worker_threads';
 import { tlsProbe } from '../src/probe/tls.js';
 import { udpAttempt } from '../src/probe/udp.js';
-import { type CheckJson, onPath } from './check-lab.js';
-import { runCliAsync } from './helpers.js';
+import { type CheckJson, catalog, entry, labUnavailable, onPath } from './check-lab.js';
+import { BIN, ROOT, runCliAsync } from './helpers.js';
 
 /**
  * Slow peers and a held-up prober: an answer that comes late, or that waits unread while this
@@ -191,5 +191,78 @@ describe('a TLS server slower than the service timeout', () => {
       for (const h of held) h.destroy();
       front.close();
     }
+  });
+});
+
+describe("a drop that outlasts the kernel's SYN retries", () => {
+  // With a --timeout longer than the kernel's own patience (net.ipv4.tcp_syn_retries: 1 here, so
+  // it gives up after about 3 s), the connect to a port behind a drop ends with ETIMEDOUT before
+  // check's timeout does. Nothing answered: filtered, never blocked ("a firewall rejects ... ICMP
+  // unreachable", which it once said). In a network namespace of its own (unshare -n), gone with it.
+  const skip = labUnavailable(['unshare']);
+  let dir = '';
+  after(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('is filtered, never blocked', { skip: skip ?? false, timeout: 120_000 }, () => {
+    dir = mkdtempSync(join(tmpdir(), 'portolan-syn-timeout-'));
+    writeFileSync(
+      join(dir, 'catalog.yaml'),
+      catalog(['client', 'server'], [entry('drop', 'server', 'tcp', [9], 'discard')]),
+    );
+    writeFileSync(
+      join(dir, 'site.yaml'),
+      [
+        'site: syn-timeout',
+        'catalogs: [catalog.yaml]',
+        'products: { lab: {} }',
+        'hosts:',
+        '  srv: { address: 127.0.0.1, roles: [lab:server] }',
+        '  cli: { address: 127.0.0.2, roles: [lab:client] }',
+        '',
+      ].join('\n'),
+    );
+    const setup = [
+      'ip link set lo up',
+      'sysctl -qw net.ipv4.tcp_syn_retries=1',
+      'nft add table inet t',
+      "nft 'add chain inet t i { type filter hook input priority 0; }'",
+      'nft add rule inet t i tcp dport 9 drop',
+      'exec "$@"',
+    ].join(' && ');
+    const r = spawnSync(
+      'unshare',
+      [
+        '-n',
+        'sh',
+        '-c',
+        setup,
+        'sh',
+        process.execPath,
+        BIN,
+        'check',
+        join(dir, 'site.yaml'),
+        '--from',
+        'cli',
+      ].concat(['--timeout', '8000', '--format', 'json']),
+      {
+        cwd: ROOT,
+        encoding: 'utf8',
+        env: { ...process.env, NO_COLOR: '1', PORTOLAN_MAX_RATE: '0' },
+        timeout: 110_000,
+      },
+    );
+    let doc: CheckJson;
+    try {
+      doc = JSON.parse(r.stdout) as CheckJson;
+    } catch {
+      throw new Error(`check printed no JSON (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);
+    }
+    const result = doc.flows[0]?.results[0];
+    assert.equal(doc.flows[0]?.verdict, 'filtered', JSON.stringify(result));
+    assert.match(result?.detail ?? '', /^no answer to \d+ spaced connects/);
+    assert.equal(result?.evidence.errno, undefined);
+    assert.equal(r.status, 1);
   });
 });
