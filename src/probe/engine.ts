@@ -1,4 +1,4 @@
-import { hostSecret, RESPONDER_PROBES_IN_FLIGHT } from '../listen/protocol.js';
+import { hostSecret, MAX_SKEW_SECONDS, RESPONDER_PROBES_IN_FLIGHT } from '../listen/protocol.js';
 import type { Flow } from '../model/flow.js';
 import type { PortRange } from '../model/ports.js';
 import type { ServiceOutcome } from './conn.js';
@@ -280,7 +280,13 @@ export async function runCheck(
   }
   const services = new Map<string, ServiceOutcome>();
   // What the probes learnt besides verdicts, filled in as the check goes (a snapshot sees what is known).
-  const found: Found = { routes, rtts: new Map(), neighbours: new Map(), natSeen: new Map() };
+  const found: Found = {
+    routes,
+    rtts: new Map(),
+    neighbours: new Map(),
+    natSeen: new Map(),
+    signedRejected: new Set(),
+  };
   options.onSnapshot?.(() => {
     const { results, counts } = collect(work, services, secret, true, found);
     return {
@@ -452,6 +458,7 @@ export async function runCheck(
       ([k, out]) => out.verdict === 'ok (responder)' && k.split('|')[0] === address,
     );
     if (answered && services.get(key) === rewritten) services.set(key, first);
+    else if (address !== undefined) found.signedRejected.add(address);
   }
 
   const { results, counts } = collect(work, services, secret, false, found);
@@ -483,6 +490,12 @@ interface Found {
   rtts: Map<string, number>;
   neighbours: Map<string, Neighbour>;
   natSeen: Map<string, string>;
+  /**
+   * Addresses whose responder closed a signed TCP probe without a reply and answered none: it
+   * rejects this check's probes (another secret, host name or clock), and ignores its signed
+   * datagrams the same way, so a silent UDP port there proves nothing.
+   */
+  signedRejected: Set<string>;
 }
 
 /**
@@ -568,7 +581,17 @@ function collect(
         : item.protocol === 'udp'
           ? services.get(udpServiceKey(item))
           : undefined;
-      const r = portResult(item, flow, kind, svc, key, rttMs, neighbour, sharedEvidence);
+      const r = portResult(
+        item,
+        flow,
+        kind,
+        svc,
+        key,
+        rttMs,
+        neighbour,
+        sharedEvidence,
+        found.signedRejected.has(item.address),
+      );
       if (route && 'source' in route) {
         // Last of the evidence's keys; a shared evidence object has it already.
         if (r.evidence.source !== route.source) r.evidence.source = route.source;
@@ -920,6 +943,7 @@ function portResult(
   rttMs: number | undefined,
   neighbour: Neighbour | undefined,
   sharedEvidence: SharedEvidence,
+  signedRejected = false,
 ): PortResult {
   const outcome = item.outcome as ReachOutcome;
   const attempts = item.attempts;
@@ -1006,6 +1030,15 @@ function portResult(
         protocol: item.protocol,
         verdict: 'filtered',
         detail: silentDetail(attempts, why),
+        evidence,
+      };
+    if (kind === 'ntp' && secret && signedRejected)
+      // The responder there rejects this check's signed probes and ignores such datagrams: the
+      // NTP request's silence then says only that no NTP server holds the port (the responder does).
+      return {
+        ...baseOf(item),
+        verdict: 'open|filtered',
+        detail: `no answer and no ICMP error to ${attempts} spaced NTP requests and signed responder probes; the responder on ${item.address} closed a signed TCP probe without a reply, as portolan listen does with a probe signed with another secret, for another host name or with its clock more than ${MAX_SKEW_SECONDS} s off, and it ignores such datagrams alike`,
         evidence,
       };
     if (kind === 'ntp')

@@ -1,3 +1,4 @@
+import { MAX_SKEW_SECONDS } from '../listen/protocol.js';
 import type { Flow } from '../model/flow.js';
 import { formatPorts } from '../model/ports.js';
 
@@ -286,14 +287,15 @@ export const SIGNED_CLOSED =
 /**
  * Why a running `portolan listen` closes a signed probe without a reply, and what to do: the
  * secret differs, or the probe is signed for another host name than listen's --host (check signs
- * for the inventory host; probe for --name, or for HOST as typed without it).
+ * for the inventory host; probe for --name, or for HOST as typed without it), or the two clocks
+ * differ by more than MAX_SKEW_SECONDS (the probe's timestamp is refused).
  */
 export function signedMismatch(flow: Flow, to: string): string {
   const name =
     flow.product === 'probe'
       ? `probe signs for host ${JSON.stringify(to)} (--name, else HOST as typed): give --name with the host listen runs as (its --host)`
       : `check signs for the inventory host ${JSON.stringify(to)}: listen must run with --host ${to}`;
-  return `it uses another secret than this check, or runs as another host (its log says "bad MAC" or "signed for host ..."): give check the secret that listen on ${to} printed (or PORTOLAN_SECRET); ${name}`;
+  return `it uses another secret than this check, or runs as another host (its log says "bad MAC" or "signed for host ..."): give check the secret that listen on ${to} printed (or PORTOLAN_SECRET); ${name}; or its clock and this machine's differ by more than ${MAX_SKEW_SECONDS} s (its log says "timestamp outside the allowed clock skew"): set both right`;
 }
 
 /** RFC 5905 7.4 kiss codes portolan names; others are shown as sent. */
