@@ -1001,13 +1001,21 @@ function portResult(
   }
   // A UDP port asked again after its signed datagrams went unanswered (askSilentAgain): what the
   // asking found replaces the silence.
-  if (item.protocol === 'udp' && svc && outcome.kind === 'silent')
+  if (item.protocol === 'udp' && svc && outcome.kind === 'silent') {
+    // Keys in the order of a first-pass reply's evidence (seenFrom last).
+    const { seenFrom, ...seen } = svc.evidence;
     return {
       ...baseOf(item),
       verdict: svc.verdict,
       detail: svc.detail,
-      evidence: { ...(rttMs !== undefined ? { rttMs } : {}), ...svc.evidence, attempts },
+      evidence: {
+        ...(rttMs !== undefined ? { rttMs } : {}),
+        ...seen,
+        attempts,
+        ...(seenFrom ? { seenFrom } : {}),
+      },
     };
+  }
   if (outcome.kind === 'open') {
     const s = svc ?? { verdict: 'open-unverified' as Verdict, detail: 'connected', evidence: {} };
     const { rttMs: _serviceMs, ...seen } = s.evidence;
