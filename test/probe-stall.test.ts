@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import tls from 'node:tls';
 import { Worker } from 'node:worker_threads';
+import { msrpcProbe } from '../src/probe/msrpc.js';
 import { tlsProbe } from '../src/probe/tls.js';
 import { udpAttempt } from '../src/probe/udp.js';
 import { type CheckJson, catalog, entry, labUnavailable, onPath } from './check-lab.js';
@@ -264,5 +265,88 @@ describe("a drop that outlasts the kernel's SYN retries", () => {
     assert.match(result?.detail ?? '', /^no answer to \d+ spaced connects/);
     assert.equal(result?.evidence.errno, undefined);
     assert.equal(r.status, 1);
+  });
+});
+
+describe('the WMI port ept_map hands out accepts, then resets before the prober reads the connect', () => {
+  // A fake endpoint mapper (bind_ack, then ept_map naming a port) and, on that port, a listener that
+  // accepts and resets at once (a connection limit), both in a worker thread; this thread's loop is
+  // held up from just after the connect to that port until the reset has come. The connect then
+  // completes with ECONNRESET: the SYN got through and something accepted, so the path is open,
+  // never reset-after-connect with the advice to allow the port (it once was).
+  const RESETS = 0;
+  it('is ok: the port accepts a connection', async () => {
+    const shared = new Int32Array(new SharedArrayBuffer(4));
+    const worker = new Worker(
+      `const { parentPort, workerData: resets } = require('node:worker_threads');
+       const net = require('node:net');
+       const dyn = net.createServer((c) => { c.on('error', () => {}); c.resetAndDestroy(); Atomics.add(resets, ${RESETS}, 1); Atomics.notify(resets, ${RESETS}); });
+       dyn.listen(0, '127.0.0.1', () => {
+         const port = dyn.address().port;
+         const ack = Buffer.alloc(60);
+         ack.set([5, 0, 12, 3, 0x10, 0, 0, 0]);
+         ack.writeUInt16LE(60, 8);
+         ack.writeUInt16LE(4, 24);
+         ack.write('135\\0', 26, 'latin1');
+         ack[32] = 1;
+         // ept_map response: one tower whose only floor is TCP port \`port\`.
+         const map = Buffer.alloc(92);
+         map.set([5, 0, 2, 3, 0x10, 0, 0, 0]);
+         map.writeUInt16LE(92, 8);
+         map.writeUInt32LE(1, 44); // num_towers
+         map.writeUInt32LE(4, 48); // max_count
+         map.writeUInt32LE(1, 56); // actual_count
+         map.writeUInt32LE(3, 60); // referent
+         map.writeUInt32LE(9, 64); // tower_length
+         map.writeUInt32LE(9, 68); // conformant size
+         map.writeUInt16LE(1, 72); // one floor
+         map.writeUInt16LE(1, 74); // lhs length
+         map[76] = 0x07; // TCP port
+         map.writeUInt16LE(2, 77); // rhs length
+         map.writeUInt16BE(port, 79);
+         const epm = net.createServer((c) => {
+           c.on('error', () => {});
+           let got = 0;
+           c.on('data', (d) => { got += d.length; if (got === 72) c.write(ack); else if (got > 72) c.write(map); });
+         });
+         epm.listen(0, '127.0.0.1', () => parentPort.postMessage({ epm: epm.address().port, dyn: port }));
+       });`,
+      { eval: true, workerData: shared },
+    );
+    const ports = await new Promise<{ epm: number; dyn: number }>((resolve) =>
+      worker.once('message', resolve),
+    );
+    const connect = net.Socket.prototype.connect;
+    let held = 0;
+    try {
+      // Just after the connect to the handed-out port starts (the check phase of the same turn, before
+      // the loop polls for its completion), hold this thread until the worker has reset it.
+      net.Socket.prototype.connect = function (this: net.Socket, ...args: unknown[]) {
+        // net.connect hands its options on as the first element of an array.
+        const o = (Array.isArray(args[0]) ? args[0][0] : args[0]) as { port?: number } | undefined;
+        if (o && typeof o === 'object' && Number(o.port) === ports.dyn)
+          setImmediate(() => {
+            held++;
+            const end = Date.now() + 30_000;
+            while (Atomics.load(shared, RESETS) === 0 && Date.now() < end)
+              Atomics.wait(shared, RESETS, 0, 50);
+          });
+        return (connect as (...a: unknown[]) => net.Socket).apply(this, args);
+      } as typeof connect;
+      const out = await msrpcProbe({ address: '127.0.0.1', port: ports.epm, timeoutMs: 5000 });
+      assert.equal(
+        Atomics.load(shared, RESETS),
+        1,
+        `the handed-out port was dialled and reset: ${JSON.stringify(out)}`,
+      );
+      assert.equal(held, 1, 'this thread was held up after the connect started');
+      assert.equal(out.verdict, 'ok', JSON.stringify(out));
+      assert.equal(out.evidence.errno, 'ECONNRESET', JSON.stringify(out));
+      assert.match(out.detail, new RegExp(`ept_map hands out tcp/${ports.dyn} .*which accepts a connection`));
+      assert.doesNotMatch(out.detail, /allow tcp/);
+    } finally {
+      net.Socket.prototype.connect = connect;
+      await worker.terminate();
+    }
   });
 });
