@@ -16,10 +16,11 @@ import { runCliAsync } from './helpers.js';
  * check) reads each signed datagram late, and its reply meets the closed socket of a try check has
  * given up on. A small Node fake on loopback answers with the real Answerer: every signed probe on
  * its TCP port, and on two UDP ports (one an NTP flow) only from the fourth signed datagram on, so
- * the three tries of check's reachability pass all go unanswered; a third UDP port never answers.
+ * the three tries of check's reachability pass all go unanswered; two more UDP ports (one NTP)
+ * never answer, and a second TCP port is held by something that closes the probe line unanswered.
  * The ports the responder answers once it can must end `ok (responder)`, not `open|filtered` or,
- * for NTP, `filtered` (a firewall drops udp/123: false); the port that never answers keeps its own
- * finding while the TCP port beside it is answered.
+ * for NTP, `filtered` (a firewall drops udp/123: false); the ports that never answer keep their
+ * own findings while the TCP port beside them is answered (the NTP one filtered).
  */
 
 const SECRET = 'udp-busy-test-secret-0123456789';
@@ -30,7 +31,14 @@ after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-function writeSite(ports: { tcp: number; udp: number; ntp: number; dropped: number }): string {
+function writeSite(ports: {
+  tcp: number;
+  closer: number;
+  udp: number;
+  ntp: number;
+  dropped: number;
+  ntpDropped: number;
+}): string {
   const dir = mkdtempSync(join(tmpdir(), 'portolan-udp-busy-'));
   dirs.push(dir);
   const entry = (id: string, protocol: string, port: number, service: string) =>
@@ -44,9 +52,11 @@ function writeSite(ports: { tcp: number; udp: number; ntp: number; dropped: numb
       'roles: { client: { title: client }, server: { title: server } }',
       'entries:',
       entry('e-tcp', 'tcp', ports.tcp, 's-tcp'),
+      entry('e-closer', 'tcp', ports.closer, 's-closer'),
       entry('e-udp', 'udp', ports.udp, 's-udp'),
       entry('e-ntp', 'udp', ports.ntp, 'ntp'),
       entry('e-dropped', 'udp', ports.dropped, 's-dropped'),
+      entry('e-ntp-dropped', 'udp', ports.ntpDropped, 'ntp'),
       '',
     ].join('\n'),
   );
@@ -81,6 +91,14 @@ async function fake() {
     });
   });
   await new Promise<void>((r) => tcp.listen({ host: '127.0.0.1', port: 0 }, r));
+  // Something other than the responder: it reads the probe line and closes without a reply.
+  const closer = net.createServer((sock) => {
+    sock.on('error', () => {});
+    sock.on('data', (d: Buffer) => {
+      if (d.includes(10)) sock.destroy();
+    });
+  });
+  await new Promise<void>((r) => closer.listen({ host: '127.0.0.1', port: 0 }, r));
   const udp = async (answerFrom: number) => {
     const s = dgram.createSocket('udp4');
     await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
@@ -99,17 +117,21 @@ async function fake() {
   const busy = await udp(UNANSWERED + 1);
   const ntp = await udp(UNANSWERED + 1);
   const dropped = await udp(Number.POSITIVE_INFINITY);
+  const ntpDropped = await udp(Number.POSITIVE_INFINITY);
   return {
     ports: {
       tcp: (tcp.address() as net.AddressInfo).port,
+      closer: (closer.address() as net.AddressInfo).port,
       udp: busy.port,
       ntp: ntp.port,
       dropped: dropped.port,
+      ntpDropped: ntpDropped.port,
     },
     signed,
     close: () => {
       tcp.close();
-      for (const u of [busy, ntp, dropped]) u.s.close();
+      closer.close();
+      for (const u of [busy, ntp, dropped, ntpDropped]) u.s.close();
     },
   };
 }
@@ -154,7 +176,18 @@ describe('check --secret: UDP ports of a responder too busy for their first data
         dropped?.detail ?? '',
         /no answer and no ICMP error to 3 spaced tries of a signed responder probe/,
       );
-      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+      // An NTP port it never answers while it answers others: a drop (filtered), and a port
+      // something else holds, closing the probe line, stays open-unverified: the responder took
+      // this secret, so neither silence is put down to a refused probe.
+      const ntpDropped = at('udp', f.ports.ntpDropped);
+      assert.equal(ntpDropped?.verdict, 'filtered', JSON.stringify(ntpDropped));
+      assert.doesNotMatch(ntpDropped?.detail ?? '', /closed a signed TCP probe/);
+      assert.equal(
+        at('tcp', f.ports.closer)?.verdict,
+        'open-unverified',
+        JSON.stringify(at('tcp', f.ports.closer)),
+      );
+      assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
     } finally {
       f.close();
     }

@@ -457,8 +457,9 @@ export async function runCheck(
     const answered = [...services].some(
       ([k, out]) => out.verdict === 'ok (responder)' && k.split('|')[0] === address,
     );
-    if (answered && services.get(key) === rewritten) services.set(key, first);
-    else if (address !== undefined) found.signedRejected.add(address);
+    if (answered) {
+      if (services.get(key) === rewritten) services.set(key, first);
+    } else if (address !== undefined) found.signedRejected.add(address);
   }
 
   const { results, counts } = collect(work, services, secret, false, found);
