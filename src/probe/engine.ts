@@ -1,4 +1,4 @@
-import { hostSecret, RESPONDER_PROBES_IN_FLIGHT } from '../listen/protocol.js';
+import { hostSecret, MAX_SKEW_SECONDS, RESPONDER_PROBES_IN_FLIGHT } from '../listen/protocol.js';
 import type { Flow } from '../model/flow.js';
 import type { PortRange } from '../model/ports.js';
 import type { ServiceOutcome } from './conn.js';
@@ -14,6 +14,7 @@ import {
   responderAwake,
   Slots,
   tcpResponderProbe,
+  udpResponderProbe,
   udpResponderToken,
 } from './responder.js';
 import { noRouteDetail, type Route, routesTo } from './route.js';
@@ -279,7 +280,13 @@ export async function runCheck(
   }
   const services = new Map<string, ServiceOutcome>();
   // What the probes learnt besides verdicts, filled in as the check goes (a snapshot sees what is known).
-  const found: Found = { routes, rtts: new Map(), neighbours: new Map(), natSeen: new Map() };
+  const found: Found = {
+    routes,
+    rtts: new Map(),
+    neighbours: new Map(),
+    natSeen: new Map(),
+    signedRejected: new Set(),
+  };
   options.onSnapshot?.(() => {
     const { results, counts } = collect(work, services, secret, true, found);
     return {
@@ -323,9 +330,9 @@ export async function runCheck(
   const responderSlots = new Slots(RESPONDER_PROBES_IN_FLIGHT);
   // Per address: the source address a responder saw, where it differs from ours (NAT).
   const natSeen = found.natSeen;
-  // Ports whose signed probe met silence, a close with no reply or resets: asked again below
-  // where the responder is known to run.
-  const silentResponder = new Map<string, { address: string; port: number; host: string }>();
+  // Ports whose signed probe met silence, a close with no reply or resets (TCP), or whose signed
+  // datagrams all went unanswered (UDP): asked again below where the responder is known to run.
+  const silentResponder = new Map<string, SilentPort>();
   // Ports whose signed probe and service probe were both closed without a byte: the outcome given
   // (the signed probe rejected) and the service probe's own.
   const signedClosed = new Map<string, { rewritten: ServiceOutcome; first: ServiceOutcome }>();
@@ -428,8 +435,21 @@ export async function runCheck(
     }),
     Math.max(1, Math.min(256, o.concurrency)),
   );
-  if (secret)
+  if (secret) {
+    // A UDP port whose signed datagrams all went unanswered: a responder that answers its TCP
+    // ports may have been too busy for them (its event loop stalled by a burst of connects, and
+    // its late replies met a closed socket), so it is asked again with them.
+    for (const w of work) {
+      const host = w.flow.to.host;
+      if (w.flow.protocol !== 'udp' || !host) continue;
+      for (const item of w.items) {
+        const key = udpServiceKey(item);
+        if (item.outcome?.kind === 'silent' && !silentResponder.has(key))
+          silentResponder.set(key, { address: item.address, port: item.port, host, protocol: 'udp' });
+      }
+    }
     await askSilentAgain(secret, silentResponder, services, responderSlots, o.serviceTimeoutMs * 2, limiter);
+  }
   // A responder that answered another port of the address with the same key took the secret and
   // the name: a port it left unanswered is not a mismatch, and keeps its service probe's finding.
   for (const [key, { rewritten, first }] of signedClosed) {
@@ -437,7 +457,9 @@ export async function runCheck(
     const answered = [...services].some(
       ([k, out]) => out.verdict === 'ok (responder)' && k.split('|')[0] === address,
     );
-    if (answered && services.get(key) === rewritten) services.set(key, first);
+    if (answered) {
+      if (services.get(key) === rewritten) services.set(key, first);
+    } else if (address !== undefined) found.signedRejected.add(address);
   }
 
   const { results, counts } = collect(work, services, secret, false, found);
@@ -469,6 +491,12 @@ interface Found {
   rtts: Map<string, number>;
   neighbours: Map<string, Neighbour>;
   natSeen: Map<string, string>;
+  /**
+   * Addresses whose responder closed a signed TCP probe without a reply and answered none: it
+   * rejects this check's probes (another secret, host name or clock), and ignores its signed
+   * datagrams the same way, so a silent UDP port there proves nothing.
+   */
+  signedRejected: Set<string>;
 }
 
 /**
@@ -551,8 +579,20 @@ function collect(
                 evidence: {},
               }
             : undefined))
-        : undefined;
-      const r = portResult(item, flow, kind, svc, key, rttMs, neighbour, sharedEvidence);
+        : item.protocol === 'udp'
+          ? services.get(udpServiceKey(item))
+          : undefined;
+      const r = portResult(
+        item,
+        flow,
+        kind,
+        svc,
+        key,
+        rttMs,
+        neighbour,
+        sharedEvidence,
+        found.signedRejected.has(item.address),
+      );
       if (route && 'source' in route) {
         // Last of the evidence's keys; a shared evidence object has it already.
         if (r.evidence.source !== route.source) r.evidence.source = route.source;
@@ -639,21 +679,22 @@ async function localUnreachable(items: readonly ReachItem[], routes: Map<string,
  * A responder busy with other sources' range checks (on a loaded machine) can take longer than the
  * first wait, and refuses connections for load with a reset: where it answered other ports of the
  * same address, every port whose signed probe went undecided (silence, a close or resets with no
- * reply, a connect that failed although the reachability pass connected) is asked again in rounds
- * until its answer is decided. Each round starts once a pilot probe to a port that responder
+ * reply, a connect that failed although the reachability pass connected; a UDP port whose signed
+ * datagrams all went unanswered) is asked again in rounds until its answer is decided. Each round starts once a pilot probe to a port that responder
  * answered is answered again (a responder stalled for minutes by a burst of connects is waited
  * for, up to RESPONDER_PATIENCE_MS), and each second ask runs beside a pilot probe: a port left
  * unanswered while the pilot beside it was answered is a strike against the port (something other
  * than the responder holds it, or an IPS resets it); a port and its pilot both unanswered is the
  * responder stalling again, which proves nothing about the port and ends the round. After
- * MISS_STRIKES strikes a port keeps its own finding (open-unverified, or reset-after-connect);
+ * MISS_STRIKES strikes a port keeps its own finding (open-unverified, or reset-after-connect; a
+ * UDP port open|filtered, or filtered for NTP);
  * ports still undecided when the pilot stays unanswered past the patience, or after SILENT_ROUNDS
  * rounds, are `responder-overloaded` (failing): never open-unverified for a responder that was
  * merely slow.
  */
 async function askSilentAgain(
   secret: string,
-  silent: ReadonlyMap<string, { address: string; port: number; host: string }>,
+  silent: ReadonlyMap<string, SilentPort>,
   services: Map<string, ServiceOutcome>,
   slots: Slots,
   waitMs: number,
@@ -713,7 +754,9 @@ async function askSilentAgain(
       const hostKey = hostSecret(secret, s.host);
       const pilotPort = answered.get(s.address) as number;
       const [r, pilot] = await Promise.all([
-        tcpResponderProbe(hostKey, s.address, s.port, waitMs, slots, limiter),
+        s.protocol === 'udp'
+          ? udpResponderProbe(hostKey, s.address, s.port, waitMs, limiter)
+          : tcpResponderProbe(hostKey, s.address, s.port, waitMs, slots, limiter),
         tcpResponderProbe(hostKey, s.address, pilotPort, waitMs, slots, limiter),
       ]);
       if (r.ok) {
@@ -743,6 +786,20 @@ async function askSilentAgain(
   }
   for (const [key] of again)
     overloaded(key, `still undecided after ${SILENT_ROUNDS} rounds of asking again while it was busy`);
+}
+
+/** A port whose signed probe went unanswered, to ask again (askSilentAgain); TCP unless `protocol` says UDP. */
+interface SilentPort {
+  address: string;
+  port: number;
+  /** The inventory host the probe is signed for. */
+  host: string;
+  protocol?: 'udp';
+}
+
+/** Where askSilentAgain's finding for a UDP port is kept in the services map (TCP keys end in a TcpKind). */
+function udpServiceKey(item: { address: string; port: number }): string {
+  return `${item.address}|${item.port}|udp`;
 }
 
 /** Service probe verdicts that a responder rejecting the signed probe explains when no byte came back. */
@@ -887,6 +944,7 @@ function portResult(
   rttMs: number | undefined,
   neighbour: Neighbour | undefined,
   sharedEvidence: SharedEvidence,
+  signedRejected = false,
 ): PortResult {
   const outcome = item.outcome as ReachOutcome;
   const attempts = item.attempts;
@@ -942,6 +1000,23 @@ function portResult(
       evidence,
     };
   }
+  // A UDP port asked again after its signed datagrams went unanswered (askSilentAgain): what the
+  // asking found replaces the silence.
+  if (item.protocol === 'udp' && svc && outcome.kind === 'silent') {
+    // Keys in the order of a first-pass reply's evidence (seenFrom last).
+    const { seenFrom, ...seen } = svc.evidence;
+    return {
+      ...baseOf(item),
+      verdict: svc.verdict,
+      detail: svc.detail,
+      evidence: {
+        ...(rttMs !== undefined ? { rttMs } : {}),
+        ...seen,
+        attempts,
+        ...(seenFrom ? { seenFrom } : {}),
+      },
+    };
+  }
   if (outcome.kind === 'open') {
     const s = svc ?? { verdict: 'open-unverified' as Verdict, detail: 'connected', evidence: {} };
     const { rttMs: _serviceMs, ...seen } = s.evidence;
@@ -964,6 +1039,15 @@ function portResult(
         protocol: item.protocol,
         verdict: 'filtered',
         detail: silentDetail(attempts, why),
+        evidence,
+      };
+    if (kind === 'ntp' && secret && signedRejected)
+      // The responder there rejects this check's signed probes and ignores such datagrams: the
+      // NTP request's silence then says only that no NTP server holds the port (the responder does).
+      return {
+        ...baseOf(item),
+        verdict: 'open|filtered',
+        detail: `no answer and no ICMP error to ${attempts} spaced NTP requests and signed responder probes; the responder on ${item.address} closed a signed TCP probe without a reply, as portolan listen does with a probe signed with another secret, for another host name or with its clock more than ${MAX_SKEW_SECONDS} s off, and it ignores such datagrams alike`,
         evidence,
       };
     if (kind === 'ntp')

@@ -64,6 +64,18 @@ export function isHandshakeResetStatus(status: number): boolean {
   return RESET_STATUS.has(status);
 }
 
+const SYN_TIMEOUT = -((osConstants.errno as Record<string, number>).ETIMEDOUT ?? 0);
+
+/**
+ * A connect that completes with ETIMEDOUT: the kernel sent its SYN retransmissions
+ * (net.ipv4.tcp_syn_retries: 6 by default, about 127 s; some hardened hosts set 1 or 2, 3 or 7 s)
+ * and gave up with no answer at all before the caller's own timeout (a long --timeout). Nothing
+ * answered, so the port is as silent as one whose connect timed out here: never a reject.
+ */
+export function isSynTimeoutStatus(status: number): boolean {
+  return status === SYN_TIMEOUT && status !== 0;
+}
+
 const LOCAL_RESOURCE = ['EMFILE', 'ENFILE', 'EADDRNOTAVAIL', 'ENOBUFS', 'EAGAIN'];
 
 /** Errors that are about this machine's resources: retry the port, never report them. */

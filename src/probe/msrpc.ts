@@ -1,5 +1,5 @@
 import { Conn, ConnectError, round, type ServiceContext, type ServiceOutcome, withConn } from './conn.js';
-import { verdictForErrno } from './errno.js';
+import { isHandshakeReset, verdictForErrno } from './errno.js';
 import { answeredBy } from './identify.js';
 
 /** A DCE/RPC UUID in NDR little-endian layout (first three fields byte-swapped). */
@@ -299,8 +299,9 @@ export function msrpcProbe(ctx: ServiceContext, iface: RpcInterface = WMI): Prom
 
 /**
  * After the bind_ack: ept_map for `iface` on the same association, then a TCP connect to the port
- * it hands back. A port that does not answer fails the flow (the path to WMI is shut); no port to
- * follow leaves the ok with a caveat.
+ * it hands back. A port that does not answer fails the flow (the path to WMI is shut); one that
+ * accepts, even where a reset follows before the connect is read, is open; no port to follow
+ * leaves the ok with a caveat.
  */
 async function followEndpoint(
   c: Conn,
@@ -326,6 +327,14 @@ async function followEndpoint(
     dyn = await Conn.open(ctx.address, port, ctx.timeoutMs, ctx.limiter);
   } catch (err) {
     const code = err instanceof ConnectError ? err.code : 'EUNKNOWN';
+    // Accepted, then reset before this side read the completion (isHandshakeReset): the SYN got
+    // through and something listens, so the path to the port is open, as the sweep counts it.
+    if (isHandshakeReset(code))
+      return {
+        verdict: 'ok',
+        detail: `${head}; ept_map hands out tcp/${port} for ${iface.name}, which accepts a connection (reset right after it, ${code}: the path is open)`,
+        evidence: { errno: code, epm },
+      };
     const v = verdictForErrno(code) ?? 'filtered';
     return {
       verdict: v,

@@ -1,7 +1,9 @@
+import { isIPv6 } from 'node:net';
 import { normalizeIp } from '../listen/addresses.js';
 import { MAGIC, MAGIC2, makeProbe, type ProbeToken, readReply } from '../listen/protocol.js';
 import { Conn, ConnectError, round } from './conn.js';
 import type { RateLimiter } from './rate.js';
+import { udpAttempt } from './udp.js';
 import type { Evidence, Verdict } from './verdict.js';
 
 /**
@@ -212,6 +214,51 @@ const PILOT_WAIT_MS = 10_000;
 
 function startsLikeReply(head: string): boolean {
   return REPLY_STARTS.some((s) => s.startsWith(head));
+}
+
+/**
+ * One signed UDP probe on its own (the sweep's own tries ride in its datagrams): sends it and waits
+ * up to `timeoutMs` for the reply. `ok` with what the responder saw when a reply verifies; else
+ * `silent` (no reply, or a reply that does not verify: `bytesSeen` says which) or an errno (ICMP
+ * port unreachable is ECONNREFUSED). A shortage of sockets on this machine is `silent` too: it
+ * says nothing about the port, and the caller asks again.
+ */
+export async function udpResponderProbe(
+  secret: string,
+  address: string,
+  port: number,
+  timeoutMs: number,
+  limiter?: RateLimiter,
+): Promise<ResponderResult> {
+  await limiter?.take();
+  const token = udpResponderToken(secret, port);
+  const o = await udpAttempt({
+    address,
+    family: isIPv6(address) ? 6 : 4,
+    port,
+    payloads: [Buffer.from(token.line, 'latin1')],
+    timeoutMs,
+  });
+  if (o.kind === 'reply') {
+    const r = readResponderReply(secret, token, o.data);
+    const evidence: Evidence = { bytesSeen: o.data.length };
+    if (r.ok)
+      return {
+        ok: true,
+        evidence: r.seenFrom ? { ...evidence, seenFrom: r.seenFrom } : evidence,
+        detail: `responder answered the signed probe (${o.data.length} bytes)`,
+        ...(r.seenFrom ? { seenFrom: r.seenFrom } : {}),
+      };
+    return { ok: false, silent: true, evidence, detail: 'other bytes came back to the signed probe' };
+  }
+  if (o.kind === 'error' || o.kind === 'unroutable')
+    return { ok: false, evidence: { errno: o.errno }, detail: `the signed probe failed (${o.errno})` };
+  return {
+    ok: false,
+    silent: true,
+    evidence: {},
+    detail: `no answer to the signed probe within ${Math.round(timeoutMs)} ms`,
+  };
 }
 
 /** For UDP the probe rides in the sweep's datagram; the reply is checked here. */

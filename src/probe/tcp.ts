@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { constants as osConstants } from 'node:os';
-import { isHandshakeResetStatus, isLocalResourceStatus } from './errno.js';
+import { isHandshakeResetStatus, isLocalResourceStatus, isSynTimeoutStatus } from './errno.js';
 import type { RateLimiter } from './rate.js';
 import { networkRows, type RttMemory, RttTable } from './rtt.js';
 
@@ -15,7 +15,8 @@ import { networkRows, type RttMemory, RttTable } from './rtt.js';
 
 /**
  * Per item: OPEN (the handshake completed, even where a reset followed before the completion was
- * read: see isHandshakeReset), SILENT (timed out), SELF, or a negative errno (libuv status).
+ * read: see isHandshakeReset), SILENT (timed out, here or in the kernel: see isSynTimeoutStatus),
+ * SELF, or a negative errno (libuv status).
  */
 export const OPEN = 1;
 export const SILENT = 0;
@@ -355,6 +356,10 @@ export function sweepTcp(
           // Accepted, then reset before this side read the completion: the port is open.
           handle.close();
           finish(i, OPEN);
+        } else if (isSynTimeoutStatus(st)) {
+          // The kernel gave up on its SYNs before our timeout: no answer, as a timeout here.
+          handle.close();
+          finish(i, SILENT);
         } else {
           if (st < 0 && REUSE_SOCKETS) stash(handle, job.target[i] as number);
           else handle.close();
@@ -412,7 +417,7 @@ export function sweepTcp(
       if (state[i] !== INFLIGHT) return;
       handles[i] = undefined;
       if (st < 0 && isLocalResourceStatus(st)) requeue(i);
-      else finish(i, isHandshakeResetStatus(st) ? OPEN : st);
+      else finish(i, isHandshakeResetStatus(st) ? OPEN : isSynTimeoutStatus(st) ? SILENT : st);
       pump();
     };
     s.once('connect', () => {
@@ -578,7 +583,10 @@ export function quietConnect(
       const req = new WRAP.TCPConnectWrap();
       req.oncomplete = (st) => {
         if (st === 0 && isSelfConnect(h)) end(SILENT, () => closeSelf(h));
-        else end(st === 0 || isHandshakeResetStatus(st) ? OPEN : st, () => h.close());
+        else
+          end(st === 0 || isHandshakeResetStatus(st) ? OPEN : isSynTimeoutStatus(st) ? SILENT : st, () =>
+            h.close(),
+          );
       };
       timer = setTimeout(() => end(SILENT, () => h.close()), timeoutMs);
       t0 = performance.now();
@@ -591,7 +599,7 @@ export function quietConnect(
     s.once('connect', () => end(OPEN, () => s.destroy()));
     s.once('error', (e: NodeJS.ErrnoException) => {
       const st = typeof e.errno === 'number' ? e.errno : -1;
-      end(isHandshakeResetStatus(st) ? OPEN : st, () => s.destroy());
+      end(isHandshakeResetStatus(st) ? OPEN : isSynTimeoutStatus(st) ? SILENT : st, () => s.destroy());
     });
     t0 = performance.now();
     s.connect({ host: address, port, family });

@@ -143,6 +143,15 @@ export async function tlsProbe(ctx: ServiceContext, opts: { http: boolean }): Pr
         detail: `expected TLS, ${answeredBy(seen)} answers`,
         evidence: { errno: hs.code, rttMs: round(hs.rttMs), banner: excerpt(firstLine(seen)) },
       };
+    // No answer in time is not a failed handshake: a busy server (a prefork server with every
+    // worker taken, an event loop held up) completes it later, with nothing wrong in its
+    // certificate or TLS settings. Connected, not proven, as for a silent SSH or HTTP server.
+    if (hs.code === 'ETIMEDOUT')
+      return {
+        verdict: 'open-unverified',
+        detail: `connected; no answer to the TLS ClientHello within ${ctx.timeoutMs} ms: a slow or busy server, or something that holds the connection without answering`,
+        evidence: { errno: hs.code, rttMs: round(hs.rttMs) },
+      };
     return {
       verdict: 'tls-failed',
       detail: `TLS handshake failed: ${hs.reason}`,

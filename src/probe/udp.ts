@@ -49,7 +49,11 @@ export function udpAttempt(a: UdpAttempt): Promise<UdpOutcome> {
       }
       resolve(o);
     };
-    const timer = setTimeout(() => finish({ kind: 'silent' }), a.timeoutMs);
+    // On a busy machine the timer can come due while the reply waits unread in the socket: a loop
+    // held up in an I/O callback (the sweep's completions, shared CPU) runs its expired timers
+    // before it polls the sockets again (libuv's uv_run). Look at the sockets once more
+    // (setImmediate runs after the next poll) before calling the port silent.
+    const timer = setTimeout(() => setImmediate(() => finish({ kind: 'silent' })), a.timeoutMs);
     const failed = (err: NodeJS.ErrnoException) => {
       const code = err.code ?? 'EUNKNOWN';
       if (isLocalResourceError(code)) finish({ kind: 'local', errno: code });

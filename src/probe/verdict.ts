@@ -1,3 +1,4 @@
+import { MAX_SKEW_SECONDS } from '../listen/protocol.js';
 import type { Flow } from '../model/flow.js';
 import { formatPorts } from '../model/ports.js';
 
@@ -237,7 +238,9 @@ export function hintFor(
       ? `connected, and the signed probe was closed without a reply, as portolan listen does when ${mismatch}; or another service on ${where} closes what it does not understand`
       : signed
         ? `connected, but the responder did not answer the signed probe, and ${flow.service} cannot be recognised on the wire: ${unsigned}`
-        : `connected, but ${flow.service} cannot be recognised on the wire; to prove the path before the product is installed, run portolan listen on ${to} and check --secret`,
+        : example?.detail?.startsWith(SILENT_SERVICE)
+          ? `connected, but ${flow.service} did not answer on ${where} in time: a slow or busy service, or another one that waits in silence; check that ${flow.service} runs on ${to} and check again, or prove the path alone with portolan listen on ${to} and check --secret`
+          : `connected, but ${flow.service} cannot be recognised on the wire; to prove the path before the product is installed, run portolan listen on ${to} and check --secret`,
     'open|filtered': signed
       ? `UDP: no answer to the signed probe and no ICMP error: a firewall drops ${where}, or ${unsigned}`
       : `UDP: no answer and no ICMP error, so the port is open or a firewall drops it; run portolan listen on ${to} and check --secret to tell`,
@@ -268,6 +271,13 @@ export function hintFor(
 }
 
 /**
+ * How the detail of a service probe starts when the service, one portolan speaks, sent nothing back
+ * in time ("connected; no SSH identification line came back", "connected; no answer to the TLS
+ * ClientHello ..."): hintFor then says so rather than that the service cannot be recognised.
+ */
+export const SILENT_SERVICE = 'connected; no ';
+
+/**
  * The reason given for a port whose signed probe was closed without a reply and whose service
  * probe got no byte back: hintFor then leads with the secret or host name mismatch.
  */
@@ -277,14 +287,15 @@ export const SIGNED_CLOSED =
 /**
  * Why a running `portolan listen` closes a signed probe without a reply, and what to do: the
  * secret differs, or the probe is signed for another host name than listen's --host (check signs
- * for the inventory host; probe for --name, or for HOST as typed without it).
+ * for the inventory host; probe for --name, or for HOST as typed without it), or the two clocks
+ * differ by more than MAX_SKEW_SECONDS (the probe's timestamp is refused).
  */
 export function signedMismatch(flow: Flow, to: string): string {
   const name =
     flow.product === 'probe'
       ? `probe signs for host ${JSON.stringify(to)} (--name, else HOST as typed): give --name with the host listen runs as (its --host)`
       : `check signs for the inventory host ${JSON.stringify(to)}: listen must run with --host ${to}`;
-  return `it uses another secret than this check, or runs as another host (its log says "bad MAC" or "signed for host ..."): give check the secret that listen on ${to} printed (or PORTOLAN_SECRET); ${name}`;
+  return `it uses another secret than this check, or runs as another host (its log says "bad MAC" or "signed for host ..."): give check the secret that listen on ${to} printed (or PORTOLAN_SECRET); ${name}; or its clock and this machine's differ by more than ${MAX_SKEW_SECONDS} s (its log says "timestamp outside the allowed clock skew"): set both right`;
 }
 
 /** RFC 5905 7.4 kiss codes portolan names; others are shown as sent. */
