@@ -4,7 +4,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { composeFast, composeLines, onlyComments, parseYamlText } from '../src/util/yaml.js';
+import { composeFast, composeLines, onlyComments, parseYamlText, resolvePlain } from '../src/util/yaml.js';
 import { ROOT } from './helpers.js';
 
 /** Data or the error message, through the fast reader (with its fallback) and through yaml's composer. */
@@ -623,6 +623,32 @@ describe('YAML: the event reader gives exactly what yaml composes', () => {
       at: { file: 'f.yaml', path: 'a.b', line: 1, column: 9 },
       escaped: { file: 'f.yaml', path: 'a.b', line: 1, column: 9 },
     });
+  });
+
+  it('resolves plain scalars of digits, dots, colons, signs and number letters as yaml does', () => {
+    const char = fc.constantFrom(...'0123456789..::+-eExXoaAfFiInNtTrRuUlLsS_'.split(''));
+    fc.assert(
+      fc.property(fc.array(char, { minLength: 1, maxLength: 12 }), (chars) => {
+        const s = chars.join('');
+        let slow: unknown;
+        try {
+          slow = (
+            parseYamlText(Buffer.from(`v: ${s}\n`), 'f.yaml', 'file', { fast: false }).data as { v: unknown }
+          ).v;
+        } catch {
+          return;
+        }
+        if (slow !== null && typeof slow === 'object') return;
+        assert.deepEqual(resolvePlain(s), slow, s);
+      }),
+      { numRuns: 5 * Number(process.env.YAML_RUNS ?? 3000) },
+    );
+    for (const s of ['10.0.0.1', '1.2', '1.2.3', '::1', '1:2', '.5', '1e3', '0x1F', 'fe80::1', '2019.5'])
+      assert.deepEqual(
+        resolvePlain(s),
+        (parseYamlText(Buffer.from(`v: ${s}\n`), 'f.yaml', 'file', { fast: false }).data as { v: unknown }).v,
+        s,
+      );
   });
 
   it('tells comment-only text from text with content, line by line at line feeds', () => {

@@ -221,10 +221,12 @@ function isFactScalar(v: unknown, booleans: boolean): boolean {
 
 /**
  * True when every host has a valid name and the shape HOSTS_SCHEMA gives hosts; false when any
- * might not (ajv then says which, and how). Never true where ajv would find an error.
+ * might not (ajv then says which, and how). Never true where ajv would find an error. `names`:
+ * Object.keys(hosts), once for the site (for-in over a large mapping looks each name up again).
  */
-function hostsValid(hosts: Record<string, unknown>): boolean {
-  for (const name in hosts) {
+function hostsValid(hosts: Record<string, unknown>, names: readonly string[]): boolean {
+  for (let n = 0; n < names.length; n++) {
+    const name = names[n] as string;
     if (!HOST_NAME.test(name)) return false;
     const h = hosts[name];
     if (h === null || typeof h !== 'object' || Array.isArray(h)) return false;
@@ -237,14 +239,14 @@ function hostsValid(hosts: Record<string, unknown>): boolean {
         address = true;
       } else if (key === 'roles') {
         if (!Array.isArray(v) || v.length === 0) return false;
-        for (const r of v) if (typeof r !== 'string') return false;
+        for (let i = 0; i < v.length; i++) if (typeof v[i] !== 'string') return false;
         roles = true;
       } else if (key === 'facts') {
         if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
         for (const fact in v) {
           const value = (v as Record<string, unknown>)[fact];
           if (Array.isArray(value)) {
-            for (const item of value) if (!isFactScalar(item, false)) return false;
+            for (let i = 0; i < value.length; i++) if (!isFactScalar(value[i], false)) return false;
           } else if (!isFactScalar(value, true)) return false;
         }
       } else if (key === 'description') {
@@ -268,7 +270,7 @@ export function inventorySchemaFindings(y: LoadedYaml): SchemaFinding[] {
     if (hosts !== null && typeof hosts === 'object' && !Array.isArray(hosts) && inventoryHostShapeKnown()) {
       const names = Object.keys(hosts);
       const first = names[0];
-      if (first !== undefined && names.length > 1 && hostsValid(hosts as Record<string, unknown>)) {
+      if (first !== undefined && names.length > 1 && hostsValid(hosts as Record<string, unknown>, names)) {
         const one: Record<string, unknown> = {};
         Object.defineProperty(one, first, {
           value: (hosts as Record<string, unknown>)[first],

@@ -1159,6 +1159,10 @@ export function resolvePlain(s: string): unknown {
     )
   )
     return s;
+  // No form below has a second '.' or any ':': an IPv4 or IPv6 address, a dotted version or a
+  // product:role is text without trying each.
+  const dot = s.indexOf('.');
+  if ((dot >= 0 && s.indexOf('.', dot + 1) >= 0) || s.includes(':')) return s;
   if (/^(?:[Tt]rue|TRUE)$/.test(s)) return true;
   if (/^(?:[Ff]alse|FALSE)$/.test(s)) return false;
   if (/^0o[0-7]+$/.test(s)) return Number.parseInt(s.substring(2), 8);
