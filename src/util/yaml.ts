@@ -700,7 +700,7 @@ export function locateLines(text: string, file: string): Composed['locate'] | un
           break;
         }
         keyAt = entry.key;
-        node = entry.node;
+        node = entry;
       } else if (node.items && typeof part === 'number') {
         const item = node.items[part];
         if (!item) {
@@ -734,20 +734,26 @@ interface LineFrame {
 
 /**
  * Where a node read by readLines starts (a UTF-16 offset into the text, what yaml's node range
- * starts at), and where its keys and items are: `keys` for a mapping, by key, with where the key
- * starts; `items` for a list.
+ * starts at), where the key that names it starts (-1 for an item of a list and the root), and its
+ * nodes: `keys` for a mapping, by key; `items` for a list.
  */
 interface LineNode {
   at: number;
-  keys?: Map<string, { key: number; node: LineNode }>;
-  items?: LineNode[];
+  key: number;
+  keys: Map<string, LineNode> | undefined;
+  items: LineNode[] | undefined;
+}
+
+function lineNode(at: number, keys?: Map<string, LineNode>, items?: LineNode[]): LineNode {
+  return { at, key: -1, keys, items };
 }
 
 /**
- * The plain data of `text` in composeLines' subset (DECLINE otherwise); with `record`, the root's
- * LineNode instead, the nodes placed where yaml's composer places them: a scalar at its first
- * character (a quoted one at its quote), a flow collection at its bracket, a block collection at
- * its first key or `-`, and a block mapping's empty value after its `:` and the spaces after it.
+ * The plain data of `text` in composeLines' subset (DECLINE otherwise); with `record`, for a text
+ * it has read, the root's LineNode instead (no data, no checks of keys), the nodes placed where
+ * yaml's composer places them: a scalar at its first character (a quoted one at its quote), a flow
+ * collection at its bracket, a block collection at its first key or `-`, and a block mapping's
+ * empty value after its `:` and the spaces after it.
  */
 function readLines(text: string, record = false): unknown {
   const n = text.length;
@@ -760,7 +766,7 @@ function readLines(text: string, record = false): unknown {
   let started = false;
   // When recording: the node value() or collection() read last, the root's node, and where the
   // pending key and its empty value would be.
-  let last: LineNode = { at: 0 };
+  let last: LineNode = lineNode(0);
   let rootNode: LineNode | undefined;
   let pendingKeyAt = 0;
   let pendingNullAt = 0;
@@ -781,6 +787,7 @@ function readLines(text: string, record = false): unknown {
   };
 
   const setKey = (map: Record<string, unknown>, key: string, value: unknown): void => {
+    if (record) return;
     if (key in map) decline();
     map[key] = value;
   };
@@ -918,7 +925,12 @@ function readLines(text: string, record = false): unknown {
   const value = (flow: boolean, depth: number): unknown => {
     const c = text.charCodeAt(pos);
     if (c === 91 || c === 123) return collection(depth + 1);
-    if (record) last = { at: pos };
+    if (record) {
+      last = lineNode(pos);
+      if (c === 34 || c === 39) quoted();
+      else plain(flow);
+      return null;
+    }
     if (c === 34 || c === 39) return quoted();
     return resolvePlain(plain(flow));
   };
@@ -930,30 +942,35 @@ function readLines(text: string, record = false): unknown {
     const close = isMap ? 125 : 93;
     const node: LineNode | undefined = record
       ? isMap
-        ? { at: pos, keys: new Map() }
-        : { at: pos, items: [] }
+        ? lineNode(pos, new Map())
+        : lineNode(pos, undefined, [])
       : undefined;
     pos++;
     skipSpaces();
-    const map: Record<string, unknown> | undefined = isMap ? {} : undefined;
-    const seq: unknown[] | undefined = isMap ? undefined : [];
+    const map: Record<string, unknown> | undefined = isMap && !record ? {} : undefined;
+    const seq: unknown[] | undefined = isMap || record ? undefined : [];
     if (text.charCodeAt(pos) === close) {
       pos++;
       if (node) last = node;
       return map ?? seq;
     }
     for (;;) {
-      if (map) {
+      if (isMap) {
         const keyAt = pos;
         const k = key(true);
         skipSpaces();
         const c = text.charCodeAt(pos);
         if (c === 44 || c === close) decline();
-        setKey(map, k, value(true, depth));
-        node?.keys?.set(k, { key: keyAt, node: last });
+        const v = value(true, depth);
+        if (map) setKey(map, k, v);
+        else if (node) {
+          last.key = keyAt;
+          node.keys?.set(k, last);
+        }
       } else {
-        (seq as unknown[]).push(value(true, depth));
-        node?.items?.push(last);
+        const v = value(true, depth);
+        if (seq) seq.push(v);
+        else node?.items?.push(last);
       }
       skipSpaces();
       const c = text.charCodeAt(pos);
@@ -967,6 +984,13 @@ function readLines(text: string, record = false): unknown {
       const d = text.charCodeAt(pos);
       if (d === 44 || d === close) decline();
     }
+  };
+
+  /** Records the pending key's empty value (null) where yaml places it. */
+  const pendingNull = (): void => {
+    const node = lineNode(pendingNullAt);
+    node.key = pendingKeyAt;
+    pendingNode?.keys?.set(pendingKey, node);
   };
 
   /** The end of a block line at pos: spaces, then a comment after a space, or nothing. */
@@ -1012,7 +1036,7 @@ function readLines(text: string, record = false): unknown {
     if (!frame) {
       if (indent !== 0) decline();
       root = {};
-      if (record) rootNode = { at: pos, keys: new Map() };
+      if (record) rootNode = lineNode(pos, new Map());
       frame = { indent: 0, map: root, seq: undefined, node: rootNode };
       frames.push(frame);
     } else if (pendingMap !== undefined && indent > pendingIndent) {
@@ -1020,18 +1044,21 @@ function readLines(text: string, record = false): unknown {
       const isSeq = c === 45 && text.charCodeAt(pos + 1) === 32;
       const node: LineNode | undefined = record
         ? isSeq
-          ? { at: pos, items: [] }
-          : { at: pos, keys: new Map() }
+          ? lineNode(pos, undefined, [])
+          : lineNode(pos, new Map())
         : undefined;
       frame = isSeq ? { indent, map: undefined, seq: [], node } : { indent, map: {}, seq: undefined, node };
       setKey(pendingMap, pendingKey, frame.map ?? frame.seq);
-      if (node) pendingNode?.keys?.set(pendingKey, { key: pendingKeyAt, node });
+      if (node) {
+        node.key = pendingKeyAt;
+        pendingNode?.keys?.set(pendingKey, node);
+      }
       frames.push(frame);
       pendingMap = undefined;
     } else {
       if (pendingMap !== undefined) {
         setKey(pendingMap, pendingKey, null);
-        if (record) pendingNode?.keys?.set(pendingKey, { key: pendingKeyAt, node: { at: pendingNullAt } });
+        if (record) pendingNull();
         pendingMap = undefined;
       }
       while (frame.indent > indent) {
@@ -1075,12 +1102,15 @@ function readLines(text: string, record = false): unknown {
       continue;
     }
     setKey(map, k, value(false, frames.length));
-    frame.node?.keys?.set(k, { key: keyAt, node: last });
+    if (record) {
+      last.key = keyAt;
+      frame.node?.keys?.set(k, last);
+    }
     lineEnd();
   }
   if (pendingMap !== undefined) {
     setKey(pendingMap, pendingKey, null);
-    if (record) pendingNode?.keys?.set(pendingKey, { key: pendingKeyAt, node: { at: pendingNullAt } });
+    if (record) pendingNull();
   }
   if (!root) decline();
   return record ? rootNode : root;
