@@ -948,11 +948,14 @@ function readLines(text: string, record = false): unknown {
     pos++;
     skipSpaces();
     const map: Record<string, unknown> | undefined = isMap && !record ? {} : undefined;
-    const seq: unknown[] | undefined = isMap || record ? undefined : [];
+    // A list's items, made with its first: a list of one is then one element long, not the room
+    // for sixteen that a push to an empty list makes.
+    const list = !isMap && !record;
+    let seq: unknown[] | undefined;
     if (text.charCodeAt(pos) === close) {
       pos++;
       if (node) last = node;
-      return map ?? seq;
+      return map ?? (list ? [] : undefined);
     }
     for (;;) {
       if (isMap) {
@@ -970,6 +973,7 @@ function readLines(text: string, record = false): unknown {
       } else {
         const v = value(true, depth);
         if (seq) seq.push(v);
+        else if (list) seq = [v];
         else node?.items?.push(last);
       }
       skipSpaces();
