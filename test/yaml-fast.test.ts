@@ -4,7 +4,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { composeFast, composeLines, onlyComments, parseYamlText } from '../src/util/yaml.js';
+import { composeFast, composeLines, onlyComments, parseYamlText, resolvePlain } from '../src/util/yaml.js';
 import { ROOT } from './helpers.js';
 
 /** Data or the error message, through the fast reader (with its fallback) and through yaml's composer. */
@@ -18,6 +18,30 @@ function both(text: string): { fast: unknown; slow: unknown } {
     }
   };
   return { fast: read(true), slow: read(false) };
+}
+
+/**
+ * Asserts that parseYamlText's locate() on `text` gives what yaml's composer gives, key and value,
+ * for every key path of the data, an absent key and index under each, and a path through each
+ * scalar; returns how many paths were compared.
+ */
+function sameLocations(text: string): number {
+  const fast = parseYamlText(Buffer.from(text), 'f.yaml');
+  const slow = parseYamlText(Buffer.from(text), 'f.yaml', 'file', { fast: false });
+  const paths: (string | number)[][] = [];
+  const walk = (v: unknown, path: (string | number)[]): void => {
+    paths.push(path);
+    if (v !== null && typeof v === 'object') {
+      for (const k of Object.keys(v))
+        walk((v as Record<string, unknown>)[k], [...path, Array.isArray(v) ? Number(k) : k]);
+      paths.push([...path, 'absent'], [...path, 99], [...path, -1], [...path, '0']);
+    } else paths.push([...path, 'x'], [...path, 0]);
+  };
+  walk(slow.data, []);
+  for (const path of paths)
+    for (const at of ['key', 'value'] as const)
+      assert.deepEqual(fast.locate(path, at), slow.locate(path, at), JSON.stringify({ text, path, at }));
+  return paths.length;
 }
 
 function yamlFiles(dir: string): string[] {
@@ -125,6 +149,33 @@ describe('YAML: the event reader gives exactly what yaml composes', () => {
       line: 5,
       column: 14,
     });
+  });
+
+  it('locates every key path of a line-read file where yaml does, without yaml', async () => {
+    const texts = [
+      '# c\n---\n# d\n\na:\n  # x\n\n  b: 1\nc:   # hi\n\n# z\nd: [ x,  "y" ]\ne:\n  - 1\n  -   { q:  2 , "r":  [[], {}]}\nf:\ng: 3\nh:   \n',
+      'a: # hi\nb:\n  c:\n# x\n\n  # y\nd:  \n  \n# z\ne:',
+      "'q': { 'k': [\"a\", 'b''c'], 007: ~ }\n\"é\": [1, [2, [3]]]\nlast:",
+    ];
+    const { generateSite } = (await import(join(ROOT, 'bench', 'gen-site.mjs'))) as {
+      generateSite: (n: number) => string;
+    };
+    texts.push(generateSite(200));
+    for (const file of yamlFiles(join(ROOT, 'examples'))) texts.push(readFileSync(file, 'utf8'));
+    for (const text of texts) {
+      assert.ok(composeLines(text), `the line reader declined ${JSON.stringify(text.slice(0, 80))}`);
+      assert.ok(sameLocations(text) > 10);
+    }
+    // Past an absent key: its nearest ancestor, as yaml has it (the mapping's first key).
+    assert.deepEqual(
+      parseYamlText(Buffer.from(texts[0] as string), 'f.yaml').locate(['a', 'zz', 'y'], 'key'),
+      {
+        file: 'f.yaml',
+        path: 'a.zz.y',
+        line: 8,
+        column: 3,
+      },
+    );
   });
 
   it('agrees with yaml on generated documents: tricky scalars, nesting, flow and block, bad indentation', () => {
@@ -492,7 +543,10 @@ describe('YAML: the event reader gives exactly what yaml composes', () => {
           }
           const lines = composeLines(text);
           const { fast, slow } = both(text);
-          if (lines) assert.deepEqual({ data: lines.data }, slow, JSON.stringify(text));
+          if (lines) {
+            assert.deepEqual({ data: lines.data }, slow, JSON.stringify(text));
+            sameLocations(text);
+          }
           assert.deepEqual(fast, slow, JSON.stringify(text));
         },
       ),
@@ -532,6 +586,7 @@ describe('YAML: the event reader gives exactly what yaml composes', () => {
         if (!lines) return;
         const { slow } = both(text);
         assert.deepEqual({ data: lines.data }, slow, JSON.stringify(text));
+        sameLocations(text);
         assert.equal(
           JSON.stringify(lines.data),
           JSON.stringify((slow as { data: unknown }).data),
@@ -542,7 +597,7 @@ describe('YAML: the event reader gives exactly what yaml composes', () => {
     );
   });
 
-  it('loads the yaml package only when a file needs it: a fast read does not, locating a key does', () => {
+  it('loads the yaml package only when a file needs it: a fast read does not, nor locating in a line-read file', () => {
     // A fresh process: what this one has loaded says nothing.
     const script = `
       import { createRequire } from 'node:module';
@@ -551,15 +606,49 @@ describe('YAML: the event reader gives exactly what yaml composes', () => {
       const y = parseYamlText(Buffer.from('a: { b: 1 }\\n'), 'f.yaml');
       const before = loaded();
       const at = y.locate(['a', 'b']);
-      console.log(JSON.stringify({ before, after: loaded(), at }));`;
+      const lines = loaded();
+      // An escape: the line reader declines, the event reader reads it, and yaml locates.
+      const e = parseYamlText(Buffer.from('a: { b: "\\\\t" }\\n'), 'f.yaml');
+      const events = loaded();
+      const escaped = e.locate(['a', 'b']);
+      console.log(JSON.stringify({ before, lines, events, after: loaded(), at, escaped }));`;
     const out = JSON.parse(
       execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' }),
-    ) as { before: boolean; after: boolean; at: unknown };
+    ) as Record<string, unknown>;
     assert.deepEqual(out, {
       before: false,
+      lines: false,
+      events: false,
       after: true,
       at: { file: 'f.yaml', path: 'a.b', line: 1, column: 9 },
+      escaped: { file: 'f.yaml', path: 'a.b', line: 1, column: 9 },
     });
+  });
+
+  it('resolves plain scalars of digits, dots, colons, signs and number letters as yaml does', () => {
+    const char = fc.constantFrom(...'0123456789..::+-eExXoaAfFiInNtTrRuUlLsS_'.split(''));
+    fc.assert(
+      fc.property(fc.array(char, { minLength: 1, maxLength: 12 }), (chars) => {
+        const s = chars.join('');
+        let slow: unknown;
+        try {
+          slow = (
+            parseYamlText(Buffer.from(`v: ${s}\n`), 'f.yaml', 'file', { fast: false }).data as { v: unknown }
+          ).v;
+        } catch {
+          return;
+        }
+        if (slow !== null && typeof slow === 'object') return;
+        assert.deepEqual(resolvePlain(s), slow, s);
+      }),
+      { numRuns: 5 * Number(process.env.YAML_RUNS ?? 3000) },
+    );
+    for (const s of ['10.0.0.1', '1.2', '1.2.3', '::1', '1:2', '.5', '1e3', '0x1F', 'fe80::1', '2019.5'])
+      assert.deepEqual(
+        resolvePlain(s),
+        (parseYamlText(Buffer.from(`v: ${s}\n`), 'f.yaml', 'file', { fast: false }).data as { v: unknown }).v,
+        s,
+      );
   });
 
   it('tells comment-only text from text with content, line by line at line feeds', () => {

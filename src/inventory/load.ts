@@ -221,10 +221,12 @@ function isFactScalar(v: unknown, booleans: boolean): boolean {
 
 /**
  * True when every host has a valid name and the shape HOSTS_SCHEMA gives hosts; false when any
- * might not (ajv then says which, and how). Never true where ajv would find an error.
+ * might not (ajv then says which, and how). Never true where ajv would find an error. `names`:
+ * Object.keys(hosts), once for the site (for-in over a large mapping looks each name up again).
  */
-function hostsValid(hosts: Record<string, unknown>): boolean {
-  for (const name in hosts) {
+function hostsValid(hosts: Record<string, unknown>, names: readonly string[]): boolean {
+  for (let n = 0; n < names.length; n++) {
+    const name = names[n] as string;
     if (!HOST_NAME.test(name)) return false;
     const h = hosts[name];
     if (h === null || typeof h !== 'object' || Array.isArray(h)) return false;
@@ -237,14 +239,14 @@ function hostsValid(hosts: Record<string, unknown>): boolean {
         address = true;
       } else if (key === 'roles') {
         if (!Array.isArray(v) || v.length === 0) return false;
-        for (const r of v) if (typeof r !== 'string') return false;
+        for (let i = 0; i < v.length; i++) if (typeof v[i] !== 'string') return false;
         roles = true;
       } else if (key === 'facts') {
         if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
         for (const fact in v) {
           const value = (v as Record<string, unknown>)[fact];
           if (Array.isArray(value)) {
-            for (const item of value) if (!isFactScalar(item, false)) return false;
+            for (let i = 0; i < value.length; i++) if (!isFactScalar(value[i], false)) return false;
           } else if (!isFactScalar(value, true)) return false;
         }
       } else if (key === 'description') {
@@ -268,7 +270,7 @@ export function inventorySchemaFindings(y: LoadedYaml): SchemaFinding[] {
     if (hosts !== null && typeof hosts === 'object' && !Array.isArray(hosts) && inventoryHostShapeKnown()) {
       const names = Object.keys(hosts);
       const first = names[0];
-      if (first !== undefined && names.length > 1 && hostsValid(hosts as Record<string, unknown>)) {
+      if (first !== undefined && names.length > 1 && hostsValid(hosts as Record<string, unknown>, names)) {
         const one: Record<string, unknown> = {};
         Object.defineProperty(one, first, {
           value: (hosts as Record<string, unknown>)[first],
@@ -427,8 +429,45 @@ function checkInventory(
   const hosts: Host[] = [];
   const seenAddresses = new Map<string, string>();
   // The per-host checks run for every host of a large site: no closures or arrays per host on
-  // the way through, and a path is built only when an error names it.
+  // the way through, and a path is built only when an error names it. No closure in the loop
+  // below names its variables either: one that did would have each host's variables allocated on
+  // the heap, whether it ran or not; the checks that report go through these instead.
   const hostPath = (name: string, ...p: PathPart[]): PathPart[] => ['hosts', name, ...p];
+  const roleTwice = (name: string, text: string, i: number): void =>
+    attempt(() =>
+      fail(
+        `role ${shown(text)} is listed twice (expected each role once per host)`,
+        hostPath(name, 'roles', i),
+      ),
+    );
+  const checkedFact = (
+    name: string,
+    h: RawInventory['hosts'][string],
+    roles: readonly RoleRef[],
+    facts: Record<string, string | string[]>,
+    fact: string,
+    value: string | number | boolean | (string | number)[],
+  ): void =>
+    attempt(() => {
+      const specs = roles.flatMap((r) => {
+        const spec = catalogs.get(r.product)?.facts?.[r.role]?.[fact];
+        return spec ? [{ spec, r }] : [];
+      });
+      if (specs.length === 0) {
+        const known = [
+          ...new Set(roles.flatMap((r) => Object.keys(catalogs.get(r.product)?.facts?.[r.role] ?? {}))),
+        ];
+        const expected = known.length
+          ? `expected one of: ${known.join(', ')}`
+          : `expected none: ${h.roles.join(', ')} take${h.roles.length === 1 ? 's' : ''} no facts`;
+        fail(
+          unknownName('fact', fact, known, { context: " for this host's roles", expected }),
+          hostPath(name, 'facts', fact),
+          'key',
+        );
+      }
+      facts[fact] = checkFact(value, specs, hostPath(name, 'facts', fact), fail);
+    });
   const hostsRaw = raw.hosts;
   for (const name of Object.keys(hostsRaw)) {
     const h = hostsRaw[name] as RawInventory['hosts'][string];
@@ -455,7 +494,9 @@ function checkInventory(
     } catch (e) {
       if (e !== SKIP) throw e;
     }
-    const roles: RoleRef[] = [];
+    // Made with its first role: a list of one (most hosts) is then one element long, not the
+    // room for sixteen that a push to an empty list makes.
+    let found: RoleRef[] | undefined;
     for (let i = 0; i < h.roles.length; i++) {
       const text = h.roles[i] as string;
       // A role text names the same product and role on every host: checked once (attemptRole).
@@ -465,17 +506,14 @@ function checkInventory(
         if (ref) roleRefs.set(text, ref);
       }
       if (!ref) continue;
-      if (roles.includes(ref)) {
-        attempt(() =>
-          fail(
-            `role ${shown(text)} is listed twice (expected each role once per host)`,
-            hostPath(name, 'roles', i),
-          ),
-        );
+      if (found?.includes(ref)) {
+        roleTwice(name, text, i);
         continue;
       }
-      roles.push(ref);
+      if (found) found.push(ref);
+      else found = [ref];
     }
+    const roles = found ?? [];
     const facts: Record<string, string | string[]> = {};
     const given = h.facts;
     if (given) {
@@ -493,31 +531,17 @@ function checkInventory(
           }
         } else if (quick?.list && Array.isArray(value)) {
           const list = value.map(String);
-          if (list.every((v, i) => quick.values.has(v) && list.indexOf(v) === i)) {
+          let allowedOnce = true;
+          for (let i = 0; i < list.length && allowedOnce; i++) {
+            const v = list[i] as string;
+            allowedOnce = quick.values.has(v) && list.indexOf(v) === i;
+          }
+          if (allowedOnce) {
             facts[fact] = list;
             continue;
           }
         }
-        attempt(() => {
-          const specs = roles.flatMap((r) => {
-            const spec = catalogs.get(r.product)?.facts?.[r.role]?.[fact];
-            return spec ? [{ spec, r }] : [];
-          });
-          if (specs.length === 0) {
-            const known = [
-              ...new Set(roles.flatMap((r) => Object.keys(catalogs.get(r.product)?.facts?.[r.role] ?? {}))),
-            ];
-            const expected = known.length
-              ? `expected one of: ${known.join(', ')}`
-              : `expected none: ${h.roles.join(', ')} take${h.roles.length === 1 ? 's' : ''} no facts`;
-            fail(
-              unknownName('fact', fact, known, { context: " for this host's roles", expected }),
-              hostPath(name, 'facts', fact),
-              'key',
-            );
-          }
-          facts[fact] = checkFact(value, specs, hostPath(name, 'facts', fact), fail);
-        });
+        checkedFact(name, h, roles, facts, fact, value);
       }
     }
     if ('error' in address) continue;

@@ -97,19 +97,21 @@ export function parseYamlText(
   if (onlyComments(text))
     throw new InputError(`the ${what} is empty (expected a YAML mapping)`, { file, line: 1, column: 1 });
   const sha256 = createHash('sha256').update(bytes).digest('hex');
-  const fast = opts.fast === false ? undefined : (composeLines(text) ?? composeFast(text));
+  const lines = opts.fast === false ? undefined : composeLines(text);
+  const fast = lines ?? (opts.fast === false ? undefined : composeFast(text));
   if (fast) {
-    // Located only when asked (an error or a warning names a place): yaml's composer, once.
-    let slow: Composed | undefined | null;
+    // Located only when asked (an error or a warning names a place): the line reader's positions
+    // when it read the text, else yaml's composer; either once.
+    let slow: Composed['locate'] | undefined | null;
     const locate = (path: readonly PathPart[], which: 'key' | 'value' = 'value'): Location => {
       if (slow === undefined) {
         try {
-          slow = composeSlow(text, file);
+          slow = (lines && locateLines(text, file)) || composeSlow(text, file).locate;
         } catch {
           slow = null;
         }
       }
-      return slow ? slow.locate(path, which) : { file, path: formatPath(path) };
+      return slow ? slow(path, which) : { file, path: formatPath(path) };
     };
     return { file, data: fast.data, locate, sha256 };
   }
@@ -653,6 +655,70 @@ export function composeLines(text: string): { data: unknown } | undefined {
   }
 }
 
+/**
+ * composeSlow's locate() for a text composeLines reads, from the line reader's own positions (one
+ * more pass over the text, no yaml): the same node for every key path (the nearest existing
+ * ancestor for an absent one) and the same line and column (yaml's LineCounter: 1-based, the
+ * column in UTF-16 units). Undefined when composeLines declines the text.
+ */
+export function locateLines(text: string, file: string): Composed['locate'] | undefined {
+  let root: LineNode;
+  try {
+    root = readLines(text, true) as LineNode;
+  } catch (e) {
+    if (e === DECLINE) return undefined;
+    throw e;
+  }
+  // The offsets lines start at, as yaml's LineCounter has them.
+  let starts: number[] | undefined;
+  const at = (offset: number): { line: number; column: number } => {
+    if (!starts) {
+      starts = [0];
+      for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) starts.push(i + 1);
+    }
+    let low = 0;
+    let high = starts.length;
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      if ((starts[mid] as number) < offset) low = mid + 1;
+      else high = mid;
+    }
+    if (starts[low] === offset) return { line: low + 1, column: 1 };
+    if (low === 0) return { line: 0, column: offset };
+    return { line: low, column: offset - (starts[low - 1] as number) + 1 };
+  };
+  return (path, which = 'value') => {
+    // As nearestNode: a path stops at the first part its node does not have.
+    let node = root;
+    let keyAt: number | undefined;
+    let found = true;
+    for (const part of path) {
+      if (node.keys) {
+        const entry = node.keys.get(String(part));
+        if (!entry) {
+          found = false;
+          break;
+        }
+        keyAt = entry.key;
+        node = entry;
+      } else if (node.items && typeof part === 'number') {
+        const item = node.items[part];
+        if (!item) {
+          found = false;
+          break;
+        }
+        keyAt = undefined;
+        node = item;
+      } else {
+        found = false;
+        break;
+      }
+    }
+    const offset = found && which === 'key' && keyAt !== undefined ? keyAt : node.at;
+    return { file, path: formatPath(path), ...at(offset) };
+  };
+}
+
 function decline(): never {
   throw DECLINE;
 }
@@ -662,9 +728,34 @@ interface LineFrame {
   indent: number;
   map: Record<string, unknown> | undefined;
   seq: unknown[] | undefined;
+  /** Where its nodes are, when readLines records them. */
+  node: LineNode | undefined;
 }
 
-function readLines(text: string): unknown {
+/**
+ * Where a node read by readLines starts (a UTF-16 offset into the text, what yaml's node range
+ * starts at), where the key that names it starts (-1 for an item of a list and the root), and its
+ * nodes: `keys` for a mapping, by key; `items` for a list.
+ */
+interface LineNode {
+  at: number;
+  key: number;
+  keys: Map<string, LineNode> | undefined;
+  items: LineNode[] | undefined;
+}
+
+function lineNode(at: number, keys?: Map<string, LineNode>, items?: LineNode[]): LineNode {
+  return { at, key: -1, keys, items };
+}
+
+/**
+ * The plain data of `text` in composeLines' subset (DECLINE otherwise); with `record`, for a text
+ * it has read, the root's LineNode instead (no data, no checks of keys), the nodes placed where
+ * yaml's composer places them: a scalar at its first character (a quoted one at its quote), a flow
+ * collection at its bracket, a block collection at its first key or `-`, and a block mapping's
+ * empty value after its `:` and the spaces after it.
+ */
+function readLines(text: string, record = false): unknown {
   const n = text.length;
   const frames: LineFrame[] = [];
   // A `key:` with nothing after it: its value is the collection the next deeper line opens, or null.
@@ -673,6 +764,13 @@ function readLines(text: string): unknown {
   let pendingIndent = -1;
   let root: Record<string, unknown> | undefined;
   let started = false;
+  // When recording: the node value() or collection() read last, the root's node, and where the
+  // pending key and its empty value would be.
+  let last: LineNode = lineNode(0);
+  let rootNode: LineNode | undefined;
+  let pendingKeyAt = 0;
+  let pendingNullAt = 0;
+  let pendingNode: LineNode | undefined;
   // The reader's position in `text`, shared by the scanners below.
   let pos = 0;
   // The plain scalars already read, by their first and last characters and length: the keys and
@@ -689,6 +787,7 @@ function readLines(text: string): unknown {
   };
 
   const setKey = (map: Record<string, unknown>, key: string, value: unknown): void => {
+    if (record) return;
     if (key in map) decline();
     map[key] = value;
   };
@@ -826,6 +925,12 @@ function readLines(text: string): unknown {
   const value = (flow: boolean, depth: number): unknown => {
     const c = text.charCodeAt(pos);
     if (c === 91 || c === 123) return collection(depth + 1);
+    if (record) {
+      last = lineNode(pos);
+      if (c === 34 || c === 39) quoted();
+      else plain(flow);
+      return null;
+    }
     if (c === 34 || c === 39) return quoted();
     return resolvePlain(plain(flow));
   };
@@ -835,31 +940,61 @@ function readLines(text: string): unknown {
     if (depth > LINES_MAX_DEPTH) decline();
     const isMap = text.charCodeAt(pos) === 123;
     const close = isMap ? 125 : 93;
+    const node: LineNode | undefined = record
+      ? isMap
+        ? lineNode(pos, new Map())
+        : lineNode(pos, undefined, [])
+      : undefined;
     pos++;
     skipSpaces();
-    const map: Record<string, unknown> | undefined = isMap ? {} : undefined;
-    const seq: unknown[] | undefined = isMap ? undefined : [];
+    const map: Record<string, unknown> | undefined = isMap && !record ? {} : undefined;
+    // A list's items, made with its first: a list of one is then one element long, not the room
+    // for sixteen that a push to an empty list makes.
+    const list = !isMap && !record;
+    let seq: unknown[] | undefined;
     if (text.charCodeAt(pos) === close) {
       pos++;
-      return map ?? seq;
+      if (node) last = node;
+      return map ?? (list ? [] : undefined);
     }
     for (;;) {
-      if (map) {
+      if (isMap) {
+        const keyAt = pos;
         const k = key(true);
         skipSpaces();
         const c = text.charCodeAt(pos);
         if (c === 44 || c === close) decline();
-        setKey(map, k, value(true, depth));
-      } else (seq as unknown[]).push(value(true, depth));
+        const v = value(true, depth);
+        if (map) setKey(map, k, v);
+        else if (node) {
+          last.key = keyAt;
+          node.keys?.set(k, last);
+        }
+      } else {
+        const v = value(true, depth);
+        if (seq) seq.push(v);
+        else if (list) seq = [v];
+        else node?.items?.push(last);
+      }
       skipSpaces();
       const c = text.charCodeAt(pos);
       pos++;
-      if (c === close) return map ?? seq;
+      if (c === close) {
+        if (node) last = node;
+        return map ?? seq;
+      }
       if (c !== 44) decline();
       skipSpaces();
       const d = text.charCodeAt(pos);
       if (d === 44 || d === close) decline();
     }
+  };
+
+  /** Records the pending key's empty value (null) where yaml places it. */
+  const pendingNull = (): void => {
+    const node = lineNode(pendingNullAt);
+    node.key = pendingKeyAt;
+    pendingNode?.keys?.set(pendingKey, node);
   };
 
   /** The end of a block line at pos: spaces, then a comment after a space, or nothing. */
@@ -905,18 +1040,29 @@ function readLines(text: string): unknown {
     if (!frame) {
       if (indent !== 0) decline();
       root = {};
-      frame = { indent: 0, map: root, seq: undefined };
+      if (record) rootNode = lineNode(pos, new Map());
+      frame = { indent: 0, map: root, seq: undefined, node: rootNode };
       frames.push(frame);
     } else if (pendingMap !== undefined && indent > pendingIndent) {
       if (frames.length > LINES_MAX_DEPTH) decline();
       const isSeq = c === 45 && text.charCodeAt(pos + 1) === 32;
-      frame = isSeq ? { indent, map: undefined, seq: [] } : { indent, map: {}, seq: undefined };
+      const node: LineNode | undefined = record
+        ? isSeq
+          ? lineNode(pos, undefined, [])
+          : lineNode(pos, new Map())
+        : undefined;
+      frame = isSeq ? { indent, map: undefined, seq: [], node } : { indent, map: {}, seq: undefined, node };
       setKey(pendingMap, pendingKey, frame.map ?? frame.seq);
+      if (node) {
+        node.key = pendingKeyAt;
+        pendingNode?.keys?.set(pendingKey, node);
+      }
       frames.push(frame);
       pendingMap = undefined;
     } else {
       if (pendingMap !== undefined) {
         setKey(pendingMap, pendingKey, null);
+        if (record) pendingNull();
         pendingMap = undefined;
       }
       while (frame.indent > indent) {
@@ -934,14 +1080,21 @@ function readLines(text: string): unknown {
       const d = text.charCodeAt(pos);
       if (d === 10 || d === 35 || Number.isNaN(d)) decline();
       frame.seq.push(value(false, frames.length));
+      frame.node?.items?.push(last);
       lineEnd();
       continue;
     }
     const map = frame.map as Record<string, unknown>;
+    const keyAt = pos;
     const k = key(false);
     skipSpaces();
     const d = text.charCodeAt(pos);
     if (d === 10 || d === 35 || Number.isNaN(d)) {
+      if (record) {
+        pendingKeyAt = keyAt;
+        pendingNullAt = pos;
+        pendingNode = frame.node;
+      }
       if (d === 35) {
         const nl = text.indexOf('\n', pos);
         pos = nl < 0 ? n : nl;
@@ -953,11 +1106,18 @@ function readLines(text: string): unknown {
       continue;
     }
     setKey(map, k, value(false, frames.length));
+    if (record) {
+      last.key = keyAt;
+      frame.node?.keys?.set(k, last);
+    }
     lineEnd();
   }
-  if (pendingMap !== undefined) setKey(pendingMap, pendingKey, null);
+  if (pendingMap !== undefined) {
+    setKey(pendingMap, pendingKey, null);
+    if (record) pendingNull();
+  }
   if (!root) decline();
-  return root;
+  return record ? rootNode : root;
 }
 
 /**
@@ -1033,6 +1193,10 @@ export function resolvePlain(s: string): unknown {
     )
   )
     return s;
+  // No form below has a second '.' or any ':': an IPv4 or IPv6 address, a dotted version or a
+  // product:role is text without trying each.
+  const dot = s.indexOf('.');
+  if ((dot >= 0 && s.indexOf('.', dot + 1) >= 0) || s.includes(':')) return s;
   if (/^(?:[Tt]rue|TRUE)$/.test(s)) return true;
   if (/^(?:[Ff]alse|FALSE)$/.test(s)) return false;
   if (/^0o[0-7]+$/.test(s)) return Number.parseInt(s.substring(2), 8);
