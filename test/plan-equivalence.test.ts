@@ -88,6 +88,11 @@ describe('plan JSON', () => {
         },
       ),
     );
+    // Holes in lists print as null, as JSON.stringify prints them (not as empty lines).
+    // biome-ignore lint/suspicious/noSparseArray: the holes are the point
+    const sparse = [, 1, [, ,], [2, ,]];
+    const holes = { site: 's', flows: [{ id: 'f', x: sparse }], warnings: [sparse] } as unknown as Plan;
+    assert.equal([...planJsonChunks(holes)].join(''), referenceJson(holes));
   });
 });
 

@@ -85,6 +85,18 @@ function pretty(value: unknown, depth: number, memo: Memo, remember = true): str
       return JSON.stringify(value) ?? 'null';
   }
   if (value === null) return 'null';
+  // Looked up first: what is remembered is neither a port pair nor an object with toJSON, and most
+  // objects a plan prints were printed before, so those are never asked for their toJSON.
+  let known: WeakMap<object, string> | undefined;
+  if (remember) {
+    known = memo.seen[depth];
+    if (!known) {
+      known = new WeakMap();
+      memo.seen[depth] = known;
+    }
+    const done = known.get(value);
+    if (done !== undefined) return done;
+  }
   // A port pair, printed as it is rather than remembered: merges and per-drive ports make new ones.
   if (Array.isArray(value) && value.length === 2) {
     const [a, b] = value as unknown[];
@@ -97,24 +109,17 @@ function pretty(value: unknown, depth: number, memo: Memo, remember = true): str
   const pad = padOf(depth);
   if (typeof (value as { toJSON?: unknown }).toJSON === 'function')
     return pairsOnOneLine(JSON.stringify(value, null, 2).replace(/\n/g, `\n${pad}`));
-  let known: WeakMap<object, string> | undefined;
-  if (remember) {
-    known = memo.seen[depth];
-    if (!known) {
-      known = new WeakMap();
-      memo.seen[depth] = known;
-    }
-    const done = known.get(value);
-    if (done !== undefined) return done;
-  }
   const inner = padOf(depth + 1);
   let out: string;
   if (Array.isArray(value)) {
     if (value.length === 0) out = '[]';
     else {
-      const items = value.map((v) => pretty(v, depth + 1, memo));
+      // Each element by index (a hole is `null`, as JSON.stringify prints it), into a list of texts.
+      const n = value.length;
+      const items: string[] = [];
+      for (let i = 0; i < n; i++) items.push(pretty(value[i], depth + 1, memo));
       out =
-        items.length === 2 && DIGITS.test(items[0] as string) && DIGITS.test(items[1] as string)
+        n === 2 && DIGITS.test(items[0] as string) && DIGITS.test(items[1] as string)
           ? `[${items[0]}, ${items[1]}]`
           : `[\n${inner}${items.join(`,\n${inner}`)}\n${pad}]`;
     }
@@ -143,32 +148,46 @@ function pretty(value: unknown, depth: number, memo: Memo, remember = true): str
 export function* planJsonChunks(plan: Plan): Generator<string> {
   const memo: Memo = { seen: [], texts: new Map() };
   yield `{\n  "site": ${JSON.stringify(plan.site)},\n`;
-  for (const [key, list, last] of [
-    ['flows', plan.flows, false],
-    ['warnings', plan.warnings, true],
-  ] as const) {
-    const end = last ? '\n' : ',\n';
-    if (list.length === 0) {
-      yield `  "${key}": []${end}`;
-      continue;
+  // The flows and the warnings in loops of their own, each asking its own items whether they are
+  // printed field by field (itemText): one kind of object each, where one loop would see both.
+  const flows: readonly object[] = plan.flows;
+  let n = flows.length;
+  if (n === 0) yield '  "flows": [],\n';
+  else {
+    yield '  "flows": [\n';
+    for (let i = 0; i < n; i++) {
+      const f = flows[i] as object;
+      const end = i === n - 1 ? '\n' : ',\n';
+      yield 'id' in f && typeof (f as { toJSON?: unknown }).toJSON !== 'function'
+        ? itemText(f, end, memo)
+        : `    ${pretty(f, 2, memo, false)}${end}`;
     }
-    yield `  "${key}": [\n`;
-    const n = list.length;
-    for (let i = 0; i < n; i++) yield itemText(list[i] as object, i === n - 1 ? '\n' : ',\n', memo);
-    yield `  ]${end}`;
+    yield '  ],\n';
+  }
+  const warnings: readonly object[] = plan.warnings;
+  n = warnings.length;
+  if (n === 0) yield '  "warnings": []\n';
+  else {
+    yield '  "warnings": [\n';
+    for (let i = 0; i < n; i++) {
+      const w = warnings[i] as object;
+      const end = i === n - 1 ? '\n' : ',\n';
+      yield 'id' in w && typeof (w as { toJSON?: unknown }).toJSON !== 'function'
+        ? itemText(w, end, memo)
+        : `    ${pretty(w, 2, memo, false)}${end}`;
+    }
+    yield '  ]\n';
   }
   yield '}\n';
 }
 
 /**
- * One flow or warning at depth 2, as pretty() prints it. The strings of a flow's own fields (product,
- * service, purpose: the same in many flows) are printed once per plan, remembered in `texts`; its
- * id and a warning's fields are its own and printed each time. The flow's text is concatenated, not
- * joined: its pieces (most of them texts printed before) are copied once, into the batch written.
+ * One flow (an item with an id and no toJSON) at depth 2, as pretty() prints it. The strings of
+ * its own fields (product, service, purpose: the same in many flows) are printed once per plan,
+ * remembered in `texts`; its id is its own and printed each time. The flow's text is concatenated,
+ * not joined: its pieces (most of them texts printed before) are copied once, into the batch written.
  */
 function itemText(item: object, end: string, memo: Memo): string {
-  if (!('id' in item) || typeof (item as { toJSON?: unknown }).toJSON === 'function')
-    return `    ${pretty(item, 2, memo, false)}${end}`;
   let out = '    {';
   let first = true;
   for (const key of Object.keys(item)) {

@@ -75,16 +75,21 @@ export class PlanTooLargeError extends InputError {
 interface Candidate {
   host: Host | null;
   role: string | null;
-  description?: string;
   /** The flow endpoint of this side, shared by every flow from or to it. */
   endpoint: Endpoint;
   /** The endpoint's part of a flow id (endKey). */
   key: string;
-  /** Condition signatures by fact-name list (see Signatures), filled as entries ask. */
+  /**
+   * Condition signatures by fact-name list (see Signatures), filled as entries ask; -1 where not
+   * worked out yet (a list without holes, one kind of array for every candidate).
+   */
   sigs: number[];
-  /** Set to a plan's mark once the plan has a flow from or to this side. */
-  mark: object | undefined;
+  /** Set to a plan's mark once the plan has a flow from or to this side (UNMARKED before). */
+  mark: object;
 }
+
+/** The mark of a candidate no plan has a flow from or to yet: a plan's mark is another `{}`. */
+const UNMARKED = {};
 
 /** A catalog default a condition took for a host that does not give the fact (a fact-default warning). */
 interface DefaultTaken {
@@ -643,27 +648,18 @@ function isLocal(p: PeerSpec): p is { role: string; local: true } {
   return typeof p === 'object' && 'local' in p;
 }
 
+// Candidates and endpoints are object literals of one shape each (an unspecified peer's endpoint
+// has its description besides), so that the pair loop sees one kind of each.
 function hostCandidate(host: Host, role: string): Candidate {
   const endpoint: Endpoint = { host: host.name, role, address: host.address.text };
-  return { host, role, endpoint, key: endKey(endpoint), sigs: [], mark: undefined };
+  return { host, role, endpoint, key: endKey(endpoint), sigs: [], mark: UNMARKED };
 }
 
 function anyCandidate(description?: string): Candidate {
-  const endpoint: Endpoint = {
-    host: null,
-    role: null,
-    address: null,
-    ...(description ? { description } : {}),
-  };
-  return {
-    host: null,
-    role: null,
-    ...(description !== undefined ? { description } : {}),
-    endpoint,
-    key: endKey(endpoint),
-    sigs: [],
-    mark: undefined,
-  };
+  const endpoint: Endpoint = description
+    ? { host: null, role: null, address: null, description }
+    : { host: null, role: null, address: null };
+  return { host: null, role: null, endpoint, key: endKey(endpoint), sigs: [], mark: UNMARKED };
 }
 
 /** No host: the side of a port list that does not depend on the pair. */
@@ -749,8 +745,11 @@ class Signatures {
   of(c: Candidate, id: number, names: readonly string[]): number {
     if (id < 0) return 0;
     if (!c.host) return 1;
-    const known = c.sigs[id];
-    if (known !== undefined) return known;
+    const sigs = c.sigs;
+    if (id < sigs.length) {
+      const known = sigs[id] as number;
+      if (known >= 0) return known;
+    }
     const facts = c.host.facts;
     // A tree of the values read, one level per name: a string value is its own key (no text is
     // built for it), a list is its JSON, kept apart from the strings.
@@ -773,7 +772,8 @@ class Signatures {
       if (last) sig = next as number;
       else node = next as SigNode;
     }
-    c.sigs[id] = sig;
+    while (sigs.length < id) sigs.push(-1);
+    sigs[id] = sig;
     return sig;
   }
 }

@@ -726,76 +726,151 @@ export function addressSetOf(endpoints: Iterable<Flow['from']>): AddressSet {
  * How many rules forwardRules(flows) makes, without making them: the same grouping (protocol,
  * ports and destination, then identical sources, then identical source and destination hosts),
  * but no address is parsed or collapsed and no rule built. The plan's summary line counts rules
- * for every plan. Linear in flows but for sorting each group's sources, as forwardRules does.
+ * for every plan. Peers are numbered by name (a host's name, or `any:` and an unspecified peer's
+ * description; a host name has no colon), once per endpoint object the flows share. Linear in
+ * flows but for sorting the sources of each group with more than two, as forwardRules does.
  */
 export function forwardRuleCount(flows: readonly Flow[]): number {
-  // Protocol, ports and ICMP type of a flow as forwardRules keys them; flows share port lists.
-  const known = new Map<readonly PortRange[], { protocol: string; icmp: string; key: string }>();
-  const matchOf = (f: Flow): string => {
-    const icmp = f.icmpType ?? '';
-    const k = known.get(f.ports);
-    if (k && k.protocol === f.protocol && k.icmp === icmp) return k.key;
-    const key = `${f.protocol}|${formatPorts(f.ports)}|${icmp}`;
-    known.set(f.ports, { protocol: f.protocol, icmp, key });
-    return key;
+  const n = flows.length;
+  const matchOf = matchIds();
+  // The protocol and ICMP type of each match number (its key holds them).
+  const matchProtocol: string[] = [];
+  const matchIcmp: string[] = [];
+  const nameByEndpoint = new Map<Flow['from'], number>();
+  const nameNo = new Map<string, number>();
+  // The host of each name (null for an unspecified peer).
+  const nameHost: (string | null)[] = [];
+  const nameOf = (e: Flow['from']): number => {
+    let id = nameByEndpoint.get(e);
+    if (id === undefined) {
+      const name = e.host ?? `any:${e.description}`;
+      id = nameNo.get(name);
+      if (id === undefined) {
+        id = nameHost.length;
+        nameNo.set(name, id);
+        nameHost.push(e.host);
+      }
+      nameByEndpoint.set(e, id);
+    }
+    return id;
   };
-  // forwardRules' first grouping: by match and destination.
-  const byDst = new Map<string, Map<string, Flow[]>>();
-  for (const f of flows) {
+  // forwardRules' first grouping: by match and destination name, numbered as first seen.
+  const dstGroups: Map<number, number>[] = [];
+  const groupOf = new Int32Array(n).fill(-1);
+  const fromName = new Int32Array(n);
+  const size: number[] = [];
+  const groupMatch: number[] = [];
+  const groupDst: number[] = [];
+  // Whether a flow of the group has a peer the documents leave unspecified (no address).
+  const groupUnspecified: boolean[] = [];
+  for (let i = 0; i < n; i++) {
+    const f = flows[i] as Flow;
     if (f.local) continue;
-    const match = matchOf(f);
-    let dsts = byDst.get(match);
-    if (!dsts) {
+    const m = matchOf(f);
+    if (m === matchProtocol.length) {
+      matchProtocol.push(f.protocol);
+      matchIcmp.push(f.icmpType ?? '');
+    }
+    const d = nameOf(f.to);
+    let dsts = dstGroups[m];
+    if (dsts === undefined) {
       dsts = new Map();
-      byDst.set(match, dsts);
+      dstGroups[m] = dsts;
     }
-    const dst = f.to.host ?? `any:${f.to.description}`;
-    const group = dsts.get(dst);
-    if (group) group.push(f);
-    else dsts.set(dst, [f]);
-  }
-  // The second: by match and the same sources. Each group's hosts on either side, as sets.
-  interface Side {
-    match: string;
-    src: Set<string | null>;
-    dst: Set<string | null>;
-    unspecified: boolean;
-  }
-  const bySrc = new Map<string, Side>();
-  for (const [match, dsts] of byDst)
-    for (const group of dsts.values()) {
-      const names = new Set<string>();
-      for (const f of group) names.add(f.from.host ?? `any:${f.from.description}`);
-      // The sorted names as a JSON list: names joined with commas could be read two ways.
-      const key = `${match}|${JSON.stringify([...names].sort())}`;
-      let side = bySrc.get(key);
-      if (!side) {
-        side = { match, src: new Set(), dst: new Set(), unspecified: false };
-        bySrc.set(key, side);
-      }
-      for (const f of group) {
-        side.src.add(f.from.host);
-        side.dst.add(f.to.host);
-        if (f.from.address === null || f.to.address === null) side.unspecified = true;
-      }
+    let g = dsts.get(d);
+    if (g === undefined) {
+      g = size.length;
+      dsts.set(d, g);
+      size.push(0);
+      groupMatch.push(m);
+      groupDst.push(d);
+      groupUnspecified.push(false);
     }
+    groupOf[i] = g;
+    size[g] = (size[g] as number) + 1;
+    fromName[i] = nameOf(f.from);
+    if (f.from.address === null || f.to.address === null) groupUnspecified[g] = true;
+  }
+  // The flows in group order (a counting sort).
+  const groups = size.length;
+  const start = new Int32Array(groups + 1);
+  for (let g = 0; g < groups; g++) start[g + 1] = (start[g] as number) + (size[g] as number);
+  const order = new Int32Array(start[groups] as number);
+  const next = start.slice(0, groups);
+  for (let i = 0; i < n; i++) {
+    const g = groupOf[i] as number;
+    if (g >= 0) order[(next[g] as number)++] = i;
+  }
+  // The second grouping: by match and the same source names. A side is what becomes one rule
+  // before mergeSameEndpoints: its hosts on either side, and whether a peer is unspecified.
+  const nameSeen = new Int32Array(nameHost.length).fill(-1);
+  const sideOf: Map<number | string, number>[] = [];
+  const sideMatch: number[] = [];
+  const sideSrc: Set<string | null>[] = [];
+  const sideDst: Set<string | null>[] = [];
+  const sideUnspecified: boolean[] = [];
+  const names: number[] = [];
+  for (let g = 0; g < groups; g++) {
+    names.length = 0;
+    for (let k = start[g] as number, end = start[g + 1] as number; k < end; k++) {
+      const id = fromName[order[k] as number] as number;
+      if (nameSeen[id] === g) continue;
+      nameSeen[id] = g;
+      names.push(id);
+    }
+    // The set of names as one key: a number for one or two names, else the sorted numbers joined.
+    let key: number | string;
+    if (names.length === 1) key = names[0] as number;
+    else if (names.length === 2 && nameHost.length <= PAIR_BASE) {
+      const x = names[0] as number;
+      const y = names[1] as number;
+      key = -1 - (x < y ? x * PAIR_BASE + y : y * PAIR_BASE + x);
+    } else key = Int32Array.from(names).sort().join(',');
+    const m = groupMatch[g] as number;
+    let sides = sideOf[m];
+    if (sides === undefined) {
+      sides = new Map();
+      sideOf[m] = sides;
+    }
+    let s = sides.get(key);
+    if (s === undefined) {
+      s = sideMatch.length;
+      sides.set(key, s);
+      sideMatch.push(m);
+      sideSrc.push(new Set(names.map((id) => nameHost[id] as string | null)));
+      sideDst.push(new Set());
+      sideUnspecified.push(false);
+    }
+    (sideDst[s] as Set<string | null>).add(nameHost[groupDst[g] as number] as string | null);
+    if (groupUnspecified[g]) sideUnspecified[s] = true;
+  }
   // mergeSameEndpoints: rules of one protocol and ICMP type between the same hosts are one, unless
   // a side has a peer the documents leave unspecified (that rule stays its own).
-  const distinct = new Map<string, Side[]>();
+  const distinct = new Map<string, number[]>();
+  const same = (a: Set<string | null>, b: Set<string | null>) => {
+    for (const h of a) if (!b.has(h)) return false;
+    return true;
+  };
   let count = 0;
-  for (const side of bySrc.values()) {
-    if (side.unspecified) {
+  for (let s = 0; s < sideMatch.length; s++) {
+    if (sideUnspecified[s]) {
       count++;
       continue;
     }
-    const [protocol, , icmp] = side.match.split('|');
-    const bucket = `${protocol}|${icmp}|${side.src.size}|${side.dst.size}`;
+    const src = sideSrc[s] as Set<string | null>;
+    const dst = sideDst[s] as Set<string | null>;
+    const m = sideMatch[s] as number;
+    const bucket = `${matchProtocol[m]}|${matchIcmp[m]}|${src.size}|${dst.size}`;
     const others = distinct.get(bucket);
-    const same = (a: Set<string | null>, b: Set<string | null>) => [...a].every((h) => b.has(h));
-    if (others?.some((o) => same(o.src, side.src) && same(o.dst, side.dst))) continue;
+    if (
+      others?.some(
+        (o) => same(sideSrc[o] as Set<string | null>, src) && same(sideDst[o] as Set<string | null>, dst),
+      )
+    )
+      continue;
     count++;
-    if (others) others.push(side);
-    else distinct.set(bucket, [side]);
+    if (others) others.push(s);
+    else distinct.set(bucket, [s]);
   }
   return count;
 }
