@@ -227,6 +227,11 @@ hosts:
     assert.equal(f.verdict, 'reachable');
     assert.equal((f as { failed?: boolean }).failed, false);
     assert.match(f.hint, /assigned at run time/);
+    // A connect sees a firewall's reject-with-reset as it sees a closed port: the hint must not
+    // call the path proven.
+    assert.doesNotMatch(f.hint, /proves the path to/);
+    assert.match(f.hint, /a firewall that rejects with a TCP reset/);
+    assert.match(f.hint, /run portolan listen on srv and check --secret/);
   });
 
   it('failing advice on a range names all its ports: allow tcp 2500-3300 cli -> srv2', () => {

@@ -988,7 +988,7 @@ function portResult(
         protocol: item.protocol,
         verdict: 'reachable',
         detail:
-          'TCP reset: the path is open and nothing listens now, as expected on a range the product assigns at run time',
+          'TCP reset: nothing listens now, as expected on a range the product assigns at run time (a firewall that rejects with a TCP reset looks the same to a connect)',
         evidence,
       };
     return {

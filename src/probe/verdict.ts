@@ -233,7 +233,7 @@ export function hintFor(
     ok: `${flow.service} answers as expected`,
     'ok (responder)':
       'the portolan responder answered: the path is open; install the product and check again',
-    reachable: `the ports of ${flow.service} are assigned at run time (a dynamic or transmission range): a TCP reset proves the path to ${to} is open, and nothing listening before the product opens a port is normal`,
+    reachable: `the ports of ${flow.service} are assigned at run time (a dynamic or transmission range): a TCP reset came back, which is what ${to} sends while nothing listens there yet (normal before the product opens a port), and also what a firewall that rejects with a TCP reset sends; a connect cannot tell the two apart, so run portolan listen on ${to} and check --secret to prove the path`,
     'open-unverified': example?.detail?.startsWith(SIGNED_CLOSED)
       ? `connected, and the signed probe was closed without a reply, as portolan listen does when ${mismatch}; or another service on ${where} closes what it does not understand`
       : signed
