@@ -239,7 +239,7 @@ export function hintFor(
       : signed
         ? `connected, but the responder did not answer the signed probe, and ${flow.service} cannot be recognised on the wire: ${unsigned}`
         : example?.detail?.startsWith(SILENT_SERVICE)
-          ? `connected, but ${flow.service} did not answer on ${where} in time: a slow or busy service, or another one that waits in silence; check that ${flow.service} runs on ${to} and check again, or prove the path alone with portolan listen on ${to} and check --secret`
+          ? `connected, but ${flow.service} did not answer on ${where} in time: a slow or busy service, another one that waits in silence, or a device on the path (an IPS or application-aware firewall) that holds the session without passing it on; check that ${flow.service} runs on ${to} and check again, or prove the path alone with portolan listen on ${to} and check --secret`
           : `connected, but ${flow.service} cannot be recognised on the wire; to prove the path before the product is installed, run portolan listen on ${to} and check --secret`,
     'open|filtered': signed
       ? `UDP: no answer to the signed probe and no ICMP error: a firewall drops ${where}, or ${unsigned}`
