@@ -288,6 +288,21 @@ describe('hints', () => {
       hintFor(flow, 'reset-after-connect', { ...signed, detail: 'reset after the TLS ClientHello' }),
       /another secret/,
     );
+    // A responder that answered nothing may only have been busy the whole time: the hint says so
+    // rather than only "not running".
+    const silent = hintFor(
+      flow,
+      'open-unverified',
+      {
+        ...example,
+        verdict: 'open-unverified' as const,
+        detail: 'TCP connect; no portolan responder answered',
+      },
+      [[2500, 2500]],
+      true,
+    );
+    assert.match(silent, /portolan listen is not answering on tcp\/2500 on 10\.0\.0\.2/);
+    assert.match(silent, /busy for the whole check/);
   });
 });
 

@@ -228,7 +228,7 @@ export function hintFor(
   // probe signed with another secret, or for another host name than its --host, without a reply,
   // and logs "bad MAC" or "signed for host ...". probe signs for --name, else for HOST as typed.
   const mismatch = signedMismatch(flow, to);
-  const unsigned = `portolan listen is not answering on ${where} (not running on ${to}, or not on this port), or ${mismatch}`;
+  const unsigned = `portolan listen is not answering on ${where} (not running on ${to}, not on this port, or busy for the whole check, digesting another source's connections: check again), or ${mismatch}`;
   const advice: Record<Verdict, string> = {
     ok: `${flow.service} answers as expected`,
     'ok (responder)':
