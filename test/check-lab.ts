@@ -325,6 +325,54 @@ export interface CheckJson {
   flows: JsonFlow[];
 }
 
+/**
+ * The report of a `check --format json` run; a run that printed none fails with its exit code
+ * (`code` from spawn, `status` from spawnSync), its output (the first 2000 characters) and stderr.
+ */
+export function checkJson(r: {
+  code?: number | null;
+  status?: number | null;
+  stdout: string;
+  stderr: string;
+}): CheckJson {
+  try {
+    return JSON.parse(r.stdout) as CheckJson;
+  } catch {
+    throw new Error(
+      `check printed no JSON (exit ${r.code ?? r.status}):\n${r.stdout.slice(0, 2000)}\n${r.stderr}`,
+    );
+  }
+}
+
+/**
+ * A self-signed certificate and its RSA 2048 key, made by `openssl req`, valid for 30 days, for a
+ * TLS peer: written to DIR/key.pem and DIR/cert.pem, whose paths it returns.
+ */
+export function selfSignedCert(dir: string, subject: string): { key: string; cert: string } {
+  const key = join(dir, 'key.pem');
+  const cert = join(dir, 'cert.pem');
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '30',
+      '-subj',
+      subject,
+    ],
+    { stdio: 'ignore' },
+  );
+  return { key, cert };
+}
+
 /** address|proto|port -> verdict, over every flow of a check report. */
 export function portVerdicts(doc: CheckJson): Map<string, PortVerdict> {
   const out = new Map<string, PortVerdict>();

@@ -11,6 +11,7 @@ import {
   labUnavailable,
   type PortVerdict,
   portVerdicts,
+  selfSignedCert,
 } from './check-lab.js';
 import { ROOT } from './helpers.js';
 
@@ -76,25 +77,7 @@ table inet lab {
 
     const d = lab.dir;
     // Peers, each on the server side unless said otherwise.
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-keyout',
-        join(d, 'key.pem'),
-        '-out',
-        join(d, 'cert.pem'),
-        '-days',
-        '30',
-        '-subj',
-        '/CN=lab.test/O=portolan',
-      ],
-      { stdio: 'ignore' },
-    );
+    selfSignedCert(d, '/CN=lab.test/O=portolan');
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(d, 'hostkey')]);
     if (!existsSync('/run/sshd')) {
       mkdirSync('/run/sshd', { recursive: true }); // sshd's privilege separation directory

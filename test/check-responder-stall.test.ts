@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { hostSecret } from '../src/listen/protocol.js';
 import { Answerer } from '../src/listen/responder.js';
-import { type CheckJson, portVerdicts } from './check-lab.js';
+import { checkJson, portVerdicts } from './check-lab.js';
 import { runCliAsync } from './helpers.js';
 
 /**
@@ -113,12 +113,7 @@ describe('check --secret: a responder that stalls again after it answered', () =
     try {
       const site = writeSite([f.ports.pilot, f.ports.slow, f.ports.other]);
       const r = await runCliAsync(['check', site, '--from', 'cli', '--secret', SECRET, '--format', 'json']);
-      let doc: CheckJson;
-      try {
-        doc = JSON.parse(r.stdout) as CheckJson;
-      } catch {
-        throw new Error(`check printed no JSON (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
-      }
+      const doc = checkJson(r);
       const v = portVerdicts(doc);
       const at = (port: number) => v.get(`127.0.0.1|tcp|${port}`);
       assert.equal(at(f.ports.pilot)?.verdict, 'ok (responder)', JSON.stringify(at(f.ports.pilot)));

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { hostSecret } from '../src/listen/protocol.js';
 import { Answerer } from '../src/listen/responder.js';
-import { type CheckJson, portVerdicts } from './check-lab.js';
+import { checkJson, portVerdicts } from './check-lab.js';
 import { runCliAsync } from './helpers.js';
 
 /**
@@ -144,12 +144,7 @@ describe('check --secret: UDP ports of a responder too busy for their first data
     try {
       const site = writeSite(f.ports);
       const r = await runCliAsync(['check', site, '--from', 'cli', '--secret', SECRET, '--format', 'json']);
-      let doc: CheckJson;
-      try {
-        doc = JSON.parse(r.stdout) as CheckJson;
-      } catch {
-        throw new Error(`check printed no JSON (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
-      }
+      const doc = checkJson(r);
       const v = portVerdicts(doc);
       const at = (proto: string, port: number) => v.get(`127.0.0.1|${proto}|${port}`);
       assert.equal(at('tcp', f.ports.tcp)?.verdict, 'ok (responder)', JSON.stringify(at('tcp', f.ports.tcp)));

@@ -6,7 +6,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type CheckJson, portVerdicts } from './check-lab.js';
+import { checkJson, portVerdicts } from './check-lab.js';
 import { BIN, ROOT, runCliAsync } from './helpers.js';
 
 /**
@@ -104,12 +104,7 @@ describe('listen with its clock 400 s ahead of check', () => {
     timeout: 120_000,
   }, async () => {
     const r = await runCliAsync(['check', site, '--from', 'cli', '--secret', SECRET, '--format', 'json']);
-    let doc: CheckJson;
-    try {
-      doc = JSON.parse(r.stdout) as CheckJson;
-    } catch {
-      throw new Error(`check printed no JSON (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
-    }
+    const doc = checkJson(r);
     const v = portVerdicts(doc);
     const time = v.get(`${ADDR}|udp|${ntp}`);
     assert.equal(time?.verdict, 'open|filtered', JSON.stringify(time));

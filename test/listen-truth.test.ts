@@ -8,7 +8,15 @@ import { summaryLines } from '../src/cli/listen.js';
 import { LOG_BURST, LOG_GLOBAL_BURST, LOG_GLOBAL_PER_SECOND, ProbeLog } from '../src/listen/log.js';
 import { RESPONDER_CONNECTIONS_PER_SOURCE } from '../src/listen/protocol.js';
 import { OVER_SHARE_MS, type ProbeEvent } from '../src/listen/responder.js';
-import { type CheckJson, catalog, entry, labUnavailable, portVerdicts } from './check-lab.js';
+import {
+  type CheckJson,
+  catalog,
+  checkJson,
+  entry,
+  labUnavailable,
+  portVerdicts,
+  selfSignedCert,
+} from './check-lab.js';
 import { BIN, ROOT } from './helpers.js';
 
 /**
@@ -181,14 +189,6 @@ function cli(ns: string, args: readonly string[], timeoutMs = 600_000): Promise<
       resolve({ code, stdout, stderr });
     });
   });
-}
-
-function checkJson(r: Run): CheckJson {
-  try {
-    return JSON.parse(r.stdout) as CheckJson;
-  } catch {
-    throw new Error(`check printed no JSON (exit ${r.code}):\n${r.stdout.slice(0, 2000)}\n${r.stderr}`);
-  }
 }
 
 /** `listen` in the server namespace, text log, until SIGTERM. */
@@ -379,25 +379,7 @@ describe('listen + check --secret: the truth on ranges, resets, UDP and NAT', { 
     'calls a reset right after the TLS ClientHello or the HTTP request reset-after-connect, not a certificate fault',
     LONG,
     async () => {
-      execFileSync(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'rsa:2048',
-          '-nodes',
-          '-keyout',
-          join(dir, 'key.pem'),
-          '-out',
-          join(dir, 'cert.pem'),
-          '-days',
-          '30',
-          '-subj',
-          '/CN=web.lab.test',
-        ],
-        { stdio: 'ignore' },
-      );
+      selfSignedCert(dir, '/CN=web.lab.test');
       const peers = [
         spawn(
           'ip',

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -15,7 +15,7 @@ import { type Selection, scopeFor, select } from '../src/probe/scope.js';
 import { SweepPool } from '../src/probe/sweep.js';
 import { OPEN, quietConnect, SILENT, type SweepJob, sweepTcp } from '../src/probe/tcp.js';
 import type { PortResult } from '../src/probe/verdict.js';
-import { catalog, entry, onPath } from './check-lab.js';
+import { catalog, entry, onPath, selfSignedCert } from './check-lab.js';
 import { BIN, ROOT } from './helpers.js';
 
 /**
@@ -78,26 +78,8 @@ describe('check engine on loopback, in-process peers', () => {
       }),
     );
     if (haveOpenssl) {
-      execFileSync(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'rsa:2048',
-          '-nodes',
-          '-keyout',
-          join(dir, 'k.pem'),
-          '-out',
-          join(dir, 'c.pem'),
-          '-days',
-          '2',
-          '-subj',
-          '/CN=loop.test',
-        ],
-        { stdio: 'ignore' },
-      );
-      const creds = { key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) };
+      const pem = selfSignedCert(dir, '/CN=loop.test');
+      const creds = { key: readFileSync(pem.key), cert: readFileSync(pem.cert) };
       const answer = (s: tls.TLSSocket) => {
         s.on('error', () => {});
         s.once('data', () => s.end('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'));

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -11,7 +11,15 @@ import { Worker } from 'node:worker_threads';
 import { msrpcProbe } from '../src/probe/msrpc.js';
 import { tlsProbe } from '../src/probe/tls.js';
 import { udpAttempt } from '../src/probe/udp.js';
-import { type CheckJson, catalog, entry, labUnavailable, onPath } from './check-lab.js';
+import {
+  type CheckJson,
+  catalog,
+  checkJson,
+  entry,
+  labUnavailable,
+  onPath,
+  selfSignedCert,
+} from './check-lab.js';
 import { BIN, ROOT, runCliAsync } from './helpers.js';
 
 /**
@@ -128,24 +136,10 @@ describe('a TLS server slower than the service timeout', () => {
     skip: onPath('openssl') ? false : 'openssl is not installed',
   }, async () => {
     dir = mkdtempSync(join(tmpdir(), 'portolan-slow-tls-'));
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-keyout',
-        join(dir, 'k.pem'),
-        '-out',
-        join(dir, 'c.pem'),
-      ].concat(['-days', '2', '-subj', '/CN=slow.test']),
-      { stdio: 'ignore' },
-    );
+    const pem = selfSignedCert(dir, '/CN=slow.test');
     const server = tls.createServer({
-      key: readFileSync(join(dir, 'k.pem')),
-      cert: readFileSync(join(dir, 'c.pem')),
+      key: readFileSync(pem.key),
+      cert: readFileSync(pem.cert),
     });
     server.on('tlsClientError', () => {});
     const held: net.Socket[] = [];
@@ -256,12 +250,7 @@ describe("a drop that outlasts the kernel's SYN retries", () => {
         timeout: 110_000,
       },
     );
-    let doc: CheckJson;
-    try {
-      doc = JSON.parse(r.stdout) as CheckJson;
-    } catch {
-      throw new Error(`check printed no JSON (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);
-    }
+    const doc = checkJson(r);
     const result = doc.flows[0]?.results[0];
     assert.equal(doc.flows[0]?.verdict, 'filtered', JSON.stringify(result));
     assert.match(result?.detail ?? '', /^no answer to \d+ spaced connects/);

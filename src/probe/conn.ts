@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { isHandshakeReset, verdictForErrno } from './errno.js';
+import { isReset, verdictForErrno } from './errno.js';
 import type { RateLimiter } from './rate.js';
 import type { Evidence, Verdict } from './verdict.js';
 
@@ -140,7 +140,7 @@ export function connectFailure(err: unknown, what: string): ServiceOutcome {
     const v = verdictForErrno(err.code);
     return {
       verdict: v ?? 'open-unverified',
-      detail: isHandshakeReset(err.code)
+      detail: isReset(err.code)
         ? `${what}: connected, then reset (${err.code}) before anything was sent: the service accepts and resets (a connection limit, TCP wrappers, or a portolan responder at its limit)`
         : v
           ? `${what}: connect failed on the second connection (${err.code})`
@@ -149,11 +149,6 @@ export function connectFailure(err: unknown, what: string): ServiceOutcome {
     };
   }
   throw err;
-}
-
-/** Errors that mean the peer (or something on the path) reset the connection. */
-export function isReset(code: string): boolean {
-  return code === 'ECONNRESET' || code === 'EPIPE';
 }
 
 /**

@@ -5,7 +5,7 @@ import type { Verdict } from './verdict.js';
 /**
  * Socket errors to verdicts (docs/architecture.md, facts measured on Linux): a refused connect or an ICMP
  * port unreachable means the packet got through and nothing listens; a connect that fails with
- * ECONNRESET or EPIPE completed its handshake and was reset after it (see isHandshakeReset), which
+ * ECONNRESET or EPIPE completed its handshake and was reset after it (see isReset), which
  * is a listener that accepted and reset, never a closed port; ICMP admin-prohibited and
  * host-unreachable surface as EHOSTUNREACH, net-unreachable as ENETUNREACH, ICMPv6
  * administratively prohibited as EACCES; a firewall on this host (our own output chain) fails
@@ -41,30 +41,35 @@ export function verdictForErrno(code: string): Verdict | undefined {
   return BY_ERRNO[code];
 }
 
-/**
- * A connect that failed with ECONNRESET or EPIPE had completed its handshake. Linux reports a reset
- * that answers the SYN (SYN-SENT) as ECONNREFUSED, and a reset of an established or closing
- * connection as ECONNRESET or EPIPE (tcp_reset(), net/ipv4/tcp_input.c); a connect reports the
- * latter when the reset arrived before the caller read the completion (a busy event loop, or a
- * peer that accepts and resets at once, as `portolan listen` does at its connection limit). The
- * SYN got through and something accepted: for reachability the port is open.
- */
-export function isHandshakeReset(code: string): boolean {
-  return code === 'ECONNRESET' || code === 'EPIPE';
+const ERRNO_NUMBERS = osConstants.errno as Record<string, number>;
+
+/** The libuv statuses (negative errnos) of `names`, leaving out any this platform lacks. */
+function statusesOf(names: readonly string[]): Set<number> {
+  return new Set(names.map((c) => -(ERRNO_NUMBERS[c] ?? 0)).filter((n) => n !== 0));
 }
 
-const RESET_STATUS = new Set(
-  ['ECONNRESET', 'EPIPE']
-    .map((c) => -((osConstants.errno as Record<string, number>)[c] ?? 0))
-    .filter((n) => n !== 0),
-);
+const RESET_CODES = ['ECONNRESET', 'EPIPE'];
+
+/**
+ * The peer (or something on the path) reset a connection whose handshake had completed. Linux
+ * reports a reset that answers the SYN (SYN-SENT) as ECONNREFUSED, and a reset of an established
+ * or closing connection as ECONNRESET or EPIPE (tcp_reset(), net/ipv4/tcp_input.c). A connect
+ * reports the latter when the reset arrived before the caller read the completion (a busy event
+ * loop, or a peer that accepts and resets at once, as `portolan listen` does at its connection
+ * limit): the SYN got through and something accepted, so for reachability the port is open.
+ */
+export function isReset(code: string): boolean {
+  return RESET_CODES.includes(code);
+}
+
+const RESET_STATUS = statusesOf(RESET_CODES);
 
 /** The same test on a libuv status (a negative errno): for the sweep's hot path. */
-export function isHandshakeResetStatus(status: number): boolean {
+export function isResetStatus(status: number): boolean {
   return RESET_STATUS.has(status);
 }
 
-const SYN_TIMEOUT = -((osConstants.errno as Record<string, number>).ETIMEDOUT ?? 0);
+const SYN_TIMEOUT = statusesOf(['ETIMEDOUT']);
 
 /**
  * A connect that completes with ETIMEDOUT: the kernel sent its SYN retransmissions
@@ -73,7 +78,7 @@ const SYN_TIMEOUT = -((osConstants.errno as Record<string, number>).ETIMEDOUT ??
  * answered, so the port is as silent as one whose connect timed out here: never a reject.
  */
 export function isSynTimeoutStatus(status: number): boolean {
-  return status === SYN_TIMEOUT && status !== 0;
+  return SYN_TIMEOUT.has(status);
 }
 
 const LOCAL_RESOURCE = ['EMFILE', 'ENFILE', 'EADDRNOTAVAIL', 'ENOBUFS', 'EAGAIN'];
@@ -83,8 +88,7 @@ export function isLocalResourceError(code: string): boolean {
   return LOCAL_RESOURCE.includes(code);
 }
 
-const ERRNO_NUMBERS = osConstants.errno as Record<string, number>;
-const LOCAL_STATUS = new Set(LOCAL_RESOURCE.map((c) => -(ERRNO_NUMBERS[c] ?? 0)).filter((n) => n !== 0));
+const LOCAL_STATUS = statusesOf(LOCAL_RESOURCE);
 
 /** The same test on a libuv status (a negative errno), without naming it: for the sweep's hot path. */
 export function isLocalResourceStatus(status: number): boolean {

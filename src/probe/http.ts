@@ -1,5 +1,6 @@
 import type { Conn, ServiceContext, ServiceOutcome } from './conn.js';
-import { isReset, resetAfterConnect, withConn } from './conn.js';
+import { resetAfterConnect, withConn } from './conn.js';
+import { isReset } from './errno.js';
 import { answeredBy, firstLine } from './identify.js';
 import { excerpt } from './verdict.js';
 

@@ -1,5 +1,5 @@
 import { Conn, ConnectError, round, type ServiceContext, type ServiceOutcome, withConn } from './conn.js';
-import { isHandshakeReset, verdictForErrno } from './errno.js';
+import { isReset, verdictForErrno } from './errno.js';
 import { answeredBy } from './identify.js';
 
 /** A DCE/RPC UUID in NDR little-endian layout (first three fields byte-swapped). */
@@ -327,9 +327,9 @@ async function followEndpoint(
     dyn = await Conn.open(ctx.address, port, ctx.timeoutMs, ctx.limiter);
   } catch (err) {
     const code = err instanceof ConnectError ? err.code : 'EUNKNOWN';
-    // Accepted, then reset before this side read the completion (isHandshakeReset): the SYN got
+    // Accepted, then reset before this side read the completion (isReset): the SYN got
     // through and something listens, so the path to the port is open, as the sweep counts it.
-    if (isHandshakeReset(code))
+    if (isReset(code))
       return {
         verdict: 'ok',
         detail: `${head}; ept_map hands out tcp/${port} for ${iface.name}, which accepts a connection (reset right after it, ${code}: the path is open)`,

@@ -2,6 +2,7 @@ import { isIPv6 } from 'node:net';
 import { normalizeIp } from '../listen/addresses.js';
 import { MAGIC, MAGIC2, makeProbe, type ProbeToken, readReply } from '../listen/protocol.js';
 import { Conn, ConnectError, round } from './conn.js';
+import { isReset } from './errno.js';
 import type { RateLimiter } from './rate.js';
 import { udpAttempt } from './udp.js';
 import type { Evidence, Verdict } from './verdict.js';
@@ -52,8 +53,6 @@ export class Slots {
   }
 }
 
-const RESETS = new Set(['ECONNRESET', 'EPIPE']);
-
 /**
  * Sends the signed probe and reads the reply. A connection reset with nothing read is tried again
  * (RESET_TRIES in all, spaced): a responder refuses a connection with a reset only while it holds
@@ -98,7 +97,7 @@ async function signedProbe(
     const rttMs = err instanceof ConnectError ? { rttMs: round(err.rttMs) } : {};
     // The handshake completed and the responder reset the connection before this side saw it
     // connected: a responder refusing for load does exactly that (a closed port is ECONNREFUSED).
-    if (err instanceof ConnectError && RESETS.has(err.code))
+    if (err instanceof ConnectError && isReset(err.code))
       return {
         ok: false,
         verdict: 'reset-after-connect',
@@ -138,7 +137,7 @@ async function signedProbe(
         ...(r.seenFrom ? { seenFrom: r.seenFrom } : {}),
         ...from,
       } satisfies ResponderResult;
-    if (c.data.length === 0 && c.error && RESETS.has(c.error))
+    if (c.data.length === 0 && c.error && isReset(c.error))
       return {
         ok: false,
         verdict: 'reset-after-connect',

@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { constants as osConstants } from 'node:os';
-import { isHandshakeResetStatus, isLocalResourceStatus, isSynTimeoutStatus } from './errno.js';
+import { isLocalResourceStatus, isResetStatus, isSynTimeoutStatus } from './errno.js';
 import type { RateLimiter } from './rate.js';
 import { networkRows, type RttMemory, RttTable } from './rtt.js';
 
@@ -15,7 +15,7 @@ import { networkRows, type RttMemory, RttTable } from './rtt.js';
 
 /**
  * Per item: OPEN (the handshake completed, even where a reset followed before the completion was
- * read: see isHandshakeReset), SILENT (timed out, here or in the kernel: see isSynTimeoutStatus),
+ * read: see isReset), SILENT (timed out, here or in the kernel: see isSynTimeoutStatus),
  * SELF, or a negative errno (libuv status).
  */
 export const OPEN = 1;
@@ -25,6 +25,17 @@ export const SILENT = 0;
  * machine and nothing listens on the port (a listener would keep the port from being a source).
  */
 export const SELF = 2;
+
+/**
+ * A connect's libuv status as a sweep status: OPEN for success and for a reset after the handshake
+ * (isReset: something accepted), SILENT for the kernel's own SYN timeout (isSynTimeoutStatus: no
+ * answer at all), else the negative errno unchanged. Self-connects and local resource errors are
+ * the caller's to handle first.
+ */
+function connectStatus(st: number): number {
+  if (st === 0 || isResetStatus(st)) return OPEN;
+  return isSynTimeoutStatus(st) ? SILENT : st;
+}
 
 export interface SweepTarget {
   address: string;
@@ -352,18 +363,12 @@ export function sweepTcp(
         } else if (st === 0 && isSelfConnect(handle)) {
           closeSelf(handle);
           dialOver(i);
-        } else if (st < 0 && isHandshakeResetStatus(st)) {
-          // Accepted, then reset before this side read the completion: the port is open.
-          handle.close();
-          finish(i, OPEN);
-        } else if (isSynTimeoutStatus(st)) {
-          // The kernel gave up on its SYNs before our timeout: no answer, as a timeout here.
-          handle.close();
-          finish(i, SILENT);
         } else {
-          if (st < 0 && REUSE_SOCKETS) stash(handle, job.target[i] as number);
+          const out = connectStatus(st);
+          // Only a socket whose connect was refused or unreachable is dialled again (dialAgain).
+          if (out < 0 && REUSE_SOCKETS) stash(handle, job.target[i] as number);
           else handle.close();
-          finish(i, st === 0 ? OPEN : st);
+          finish(i, out);
         }
         pump();
       }
@@ -417,7 +422,7 @@ export function sweepTcp(
       if (state[i] !== INFLIGHT) return;
       handles[i] = undefined;
       if (st < 0 && isLocalResourceStatus(st)) requeue(i);
-      else finish(i, isHandshakeResetStatus(st) ? OPEN : isSynTimeoutStatus(st) ? SILENT : st);
+      else finish(i, connectStatus(st));
       pump();
     };
     s.once('connect', () => {
@@ -583,10 +588,7 @@ export function quietConnect(
       const req = new WRAP.TCPConnectWrap();
       req.oncomplete = (st) => {
         if (st === 0 && isSelfConnect(h)) end(SILENT, () => closeSelf(h));
-        else
-          end(st === 0 || isHandshakeResetStatus(st) ? OPEN : isSynTimeoutStatus(st) ? SILENT : st, () =>
-            h.close(),
-          );
+        else end(connectStatus(st), () => h.close());
       };
       timer = setTimeout(() => end(SILENT, () => h.close()), timeoutMs);
       t0 = performance.now();
@@ -599,7 +601,7 @@ export function quietConnect(
     s.once('connect', () => end(OPEN, () => s.destroy()));
     s.once('error', (e: NodeJS.ErrnoException) => {
       const st = typeof e.errno === 'number' ? e.errno : -1;
-      end(isHandshakeResetStatus(st) ? OPEN : isSynTimeoutStatus(st) ? SILENT : st, () => s.destroy());
+      end(connectStatus(st), () => s.destroy());
     });
     t0 = performance.now();
     s.connect({ host: address, port, family });

@@ -3,12 +3,12 @@ import {
   Conn,
   ConnectError,
   connectFailure,
-  isReset,
   resetAfterConnect,
   round,
   type ServiceContext,
   type ServiceOutcome,
 } from './conn.js';
+import { isReset } from './errno.js';
 import { httpStatus } from './http.js';
 import { answeredBy, firstLine, identify } from './identify.js';
 import { excerpt, type TlsEvidence } from './verdict.js';
