@@ -155,7 +155,11 @@ describe('a TLS server slower than the service timeout', () => {
       const out = await tlsProbe({ address: '127.0.0.1', port, timeoutMs: 300 }, { http: false });
       assert.equal(out.verdict, 'open-unverified', JSON.stringify(out));
       assert.match(out.detail, /no answer to the TLS ClientHello within 300 ms: a slow or busy server/);
-      assert.equal(held.length, 2, 'the handshake and the look at who else answers both waited');
+      // At least both: how many connects a starved machine makes is not this test's business.
+      assert.ok(
+        held.length >= 2,
+        `the handshake and the look at who else answers both waited (${held.length})`,
+      );
       // What the admin reads: the same, and a hint that does not send them to the certificate.
       const r = await runCliAsync([
         'probe',
