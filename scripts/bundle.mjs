@@ -42,6 +42,10 @@ const linkFiles = {
     b.onResolve({ filter: /^yaml$/ }, (args) =>
       args.kind === 'require-call' ? { path: './yaml.cjs', external: true } : undefined,
     );
+    // js-yaml the same way (dist/cli/js-yaml.cjs): only an inventory the line reader declines needs it.
+    b.onResolve({ filter: /^js-yaml$/ }, (args) =>
+      args.kind === 'require-call' ? { path: './js-yaml.cjs', external: true } : undefined,
+    );
     b.onResolve({ filter: /^\.\/[a-z-]+\.js$/ }, (args) =>
       args.importer === mainEntry && args.kind === 'dynamic-import'
         ? { path: args.path, external: true }
@@ -77,18 +81,19 @@ await build({
     js: "import { createRequire as __portolanRequire } from 'node:module';\nconst require = __portolanRequire(import.meta.url);",
   },
 });
-// yaml (CommonJS) as one file of its own, for the require above.
-await build({
-  stdin: { contents: "module.exports = require('yaml');", resolveDir: root, loader: 'js' },
-  outfile: join(outdir, 'yaml.cjs'),
-  bundle: true,
-  format: 'cjs',
-  platform: 'node',
-  target: 'node20',
-  sourcemap: true,
-  sourcesContent: false,
-  logLevel: 'warning',
-});
+// yaml and js-yaml (CommonJS) as files of their own, for the requires above.
+for (const pkg of ['yaml', 'js-yaml'])
+  await build({
+    stdin: { contents: `module.exports = require('${pkg}');`, resolveDir: root, loader: 'js' },
+    outfile: join(outdir, `${pkg}.cjs`),
+    bundle: true,
+    format: 'cjs',
+    platform: 'node',
+    target: 'node20',
+    sourcemap: true,
+    sourcesContent: false,
+    logLevel: 'warning',
+  });
 // Every file main.js may load is there, and nothing else was written.
 const expected = new Set(
   ['main', 'errors', ...commands, 'tcp-worker', 'checkpoint-worker'].map((n) => `${n}.js`),

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ROOT, runCli } from './helpers.js';
@@ -46,6 +47,44 @@ describe('the bundled CLI (scripts/bundle.mjs)', () => {
     assert.deepEqual(Object.keys(bundled).sort(), Object.keys(installed).sort());
     const doc = (bundled.parseDocument as (s: string) => { toJS(): unknown })('a: [1, {b: c}]\n');
     assert.deepEqual(doc.toJS(), { a: [1, { b: 'c' }] });
+  });
+
+  it('has js-yaml in js-yaml.cjs, and loads neither YAML package for a file the line reader takes', () => {
+    const require = createRequire(import.meta.url);
+    const bundled = require(join(CLI, 'js-yaml.cjs')) as Record<string, unknown>;
+    const installed = require('js-yaml') as Record<string, unknown>;
+    assert.deepEqual(Object.keys(bundled).sort(), Object.keys(installed).sort());
+    assert.equal(typeof bundled.parseEvents, 'function');
+    // Loaded before the CLI: at exit, the CommonJS files it loaded (the bundles' lazy requires).
+    const dir = mkdtempSync(join(tmpdir(), 'portolan-bundle-'));
+    try {
+      const preload = join(dir, 'loaded.mjs');
+      const out = join(dir, 'loaded.json');
+      writeFileSync(
+        preload,
+        `import { writeFileSync } from 'node:fs';
+import Module from 'node:module';
+process.on('exit', () => writeFileSync(process.env.PORTOLAN_TEST_LOADED, JSON.stringify(Object.keys(Module._cache))));
+`,
+      );
+      const yamlFiles = (args: string[]): string[] => {
+        const r = runCli(args, { env: { NODE_OPTIONS: `--import=${preload}`, PORTOLAN_TEST_LOADED: out } });
+        assert.equal(r.code, 0, r.stderr);
+        const loaded = JSON.parse(readFileSync(out, 'utf8')) as string[];
+        return loaded.filter((f) => /yaml/.test(f)).map((f) => f.slice(f.lastIndexOf('/') + 1));
+      };
+      assert.deepEqual(yamlFiles(['plan', 'examples/mixed-site.yaml', '--format', 'json']), []);
+      assert.deepEqual(yamlFiles(['export', 'examples/mixed-site.yaml', '--to', 'nftables']), []);
+      // A flow mapping over two lines: the line reader declines it, js-yaml's events read it.
+      const site = join(dir, 'two-lines.yaml');
+      writeFileSync(
+        site,
+        'site: t\nproducts:\n  druva-vmware: {}\nhosts:\n  a: { address: 10.0.0.1,\n       roles: [druva-vmware:backup-proxy] }\n',
+      );
+      assert.deepEqual(yamlFiles(['plan', site, '--format', 'json']), ['js-yaml.cjs']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("reports a command's input error as one line and exit 2 (its errors are main.js's errors)", () => {

@@ -293,6 +293,18 @@ describe('flows merged as they are planned', () => {
       assert.deepEqual(plan.flows, merged);
     }
   });
+
+  it('share the list each merge makes: a few source, note and entry lists, not one per flow', () => {
+    const s = site(2000);
+    const plan = buildPlan(s.inventory, s.catalogs);
+    for (const key of ['sources', 'notes', 'entries'] as const) {
+      const lists = new Set(plan.flows.map((f) => f[key]));
+      const texts = new Set(plan.flows.map((f) => JSON.stringify(f[key])));
+      assert.ok(plan.flows.length > 50 * texts.size, `${plan.flows.length} flows, ${texts.size} ${key}`);
+      // Two entries may hold equal lists of their own: a list per entry, never one per merged flow.
+      assert.ok(lists.size < 2 * texts.size, `${lists.size} ${key} lists for ${texts.size} distinct`);
+    }
+  });
 });
 
 describe('an advisory left out of the plan', () => {

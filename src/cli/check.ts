@@ -10,6 +10,7 @@ import { CHECK_FORMATS, type CheckFormat, checkJson, checkJunit, checkTable } fr
 import { type Scope, type Selection, scopeFor, select } from '../probe/scope.js';
 import { SweepPool } from '../probe/sweep.js';
 import { colorEnabled } from '../util/color.js';
+import { writeLines } from '../util/stream.js';
 import { sanitizeDeep } from '../util/terminal.js';
 import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, exactlyOne, oneOf, parse, parsePorts, positiveInt } from './args.js';
@@ -272,6 +273,9 @@ export async function run(argv: string[]): Promise<number> {
     );
     return 0;
   }
-  for (const w of scope.warnings) process.stderr.write(`portolan check: warning: ${w}\n`);
+  writeLines(
+    process.stderr,
+    scope.warnings.map((w) => `portolan check: warning: ${w}`),
+  );
   return runAndReport(scope, selection, values);
 }

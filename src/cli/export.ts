@@ -20,6 +20,7 @@ import { rpcCaveats } from '../plan/caveats.js';
 import { buildPlan } from '../plan/plan.js';
 import { writeTarget } from '../util/atomic.js';
 import { counted } from '../util/plural.js';
+import { writeLines } from '../util/stream.js';
 import { unknownName } from '../util/suggest.js';
 import { safeLine } from '../util/terminal.js';
 import { version } from '../util/version.js';
@@ -130,9 +131,12 @@ export async function run(argv: string[]): Promise<number> {
   // The plan's warnings (unspecified peers, facts left out, deferred ports), then the format's own.
   const planned = plan.warnings.map((w) => w.message);
   const said = new Set([...planned, ...caveats]);
-  for (const w of new Set(planned)) process.stderr.write(`warning: ${safeLine(w)}\n`);
-  for (const w of result.warnings) if (!said.has(w)) process.stderr.write(`warning: ${safeLine(w)}\n`);
-  for (const w of caveats) process.stderr.write(`warning: ${safeLine(w)}\n`);
+  writeLines(
+    process.stderr,
+    [...new Set(planned), ...result.warnings.filter((w) => !said.has(w)), ...caveats].map(
+      (w) => `warning: ${safeLine(w)}`,
+    ),
+  );
   return 0;
 }
 

@@ -8,7 +8,7 @@ import {
 } from '../plan/format.js';
 import { buildPlan } from '../plan/plan.js';
 import { colorEnabled } from '../util/color.js';
-import { writeChunks } from '../util/stream.js';
+import { writeChunks, writeLines } from '../util/stream.js';
 import { safeLine } from '../util/terminal.js';
 import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, exactlyOne, oneOf, parse } from './args.js';
@@ -82,8 +82,10 @@ export async function run(argv: string[]): Promise<number> {
   else if (typeof text === 'string') process.stdout.write(text);
   else await writeChunks(process.stdout, text);
   if (format !== 'table' || toFile) {
-    for (const w of plan.warnings) process.stderr.write(`${safeLine(`warning: ${w.message}`)}\n`);
-    process.stderr.write(`${safeLine(summary(plan, hosts))}\n`);
+    writeLines(process.stderr, [
+      ...plan.warnings.map((w) => safeLine(`warning: ${w.message}`)),
+      safeLine(summary(plan, hosts)),
+    ]);
   }
   if (toFile) process.stderr.write(`wrote ${safeLine(out)}\n`);
   return 0;

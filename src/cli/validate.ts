@@ -4,6 +4,7 @@ import type { Inventory } from '../inventory/types.js';
 import type { Warning } from '../model/flow.js';
 import { buildPlan, hostsInsideCidrs } from '../plan/plan.js';
 import { counted } from '../util/plural.js';
+import { writeLines } from '../util/stream.js';
 import { safeLine } from '../util/terminal.js';
 import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, exactlyOne, parse } from './args.js';
@@ -84,25 +85,28 @@ export async function run(argv: string[]): Promise<number> {
     site = siteFrom(file, values);
   } catch (err) {
     if (!(err instanceof InputErrors)) throw err;
-    for (const e of err.errors) process.stderr.write(`portolan: ${e.message}\n`);
-    process.stderr.write(`${file}: ${counted(err.errors.length, 'error')}\n`);
+    writeLines(process.stderr, [
+      ...err.errors.map((e) => `portolan: ${e.message}`),
+      `${file}: ${counted(err.errors.length, 'error')}`,
+    ]);
     return 2;
   }
   const { inventory, catalogs, locate } = site;
   // Where the plan will be thinner than the inventory suggests: facts left out.
   const plan = buildPlan(inventory, catalogs);
   const summed = factSummaries(inventory, catalogs, plan.warnings);
-  if (summed.lines.length) {
+  writeLines(process.stderr, [
     // Located through the one read of the file: a pipe cannot be read twice, nor a file past the
     // default limit that --max-inventory-size let in.
-    for (const { host, text } of summed.lines)
-      process.stderr.write(`${formatLocated(`warning: ${text}`, locate(['hosts', host], 'key'))}\n`);
-  }
-  for (const w of plan.warnings)
-    if (FACT_WARNINGS.has(w.code) && !summed.covered.has(w))
-      process.stderr.write(`warning: ${file}: ${w.message}\n`);
+    ...summed.lines.map(({ host, text }) =>
+      formatLocated(`warning: ${text}`, locate(['hosts', host], 'key')),
+    ),
+    ...plan.warnings
+      .filter((w) => FACT_WARNINGS.has(w.code) && !summed.covered.has(w))
+      .map((w) => `warning: ${file}: ${w.message}`),
+    ...hostsInsideCidrs(inventory.hosts).map((w) => `${file}: warning: ${w.message}`),
+  ]);
   const products = [...inventory.products.keys()];
-  for (const w of hostsInsideCidrs(inventory.hosts)) process.stderr.write(`${file}: warning: ${w.message}\n`);
   process.stdout.write(
     `${safeLine(file)}: ok (site ${safeLine(inventory.site)}: ${counted(inventory.hosts.length, 'host')}, products ${products.join(', ') || 'none'}; ${counted(catalogs.size, 'catalog')} loaded)\n`,
   );

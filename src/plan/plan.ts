@@ -131,6 +131,7 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
   const flows: Flow[] = [];
   // The first flow of each id among those another entry can plan again (see mergeKey).
   const byId = new Map<string, Flow>();
+  const merges = new Merges();
   let planned = 0;
   const focusHost = focus === undefined ? undefined : inv.hosts.find((h) => h.name === focus);
   const heapLimit = getHeapStatistics().heap_size_limit;
@@ -434,6 +435,7 @@ export function buildPlan(inv: Inventory, catalogs: Catalogs, opts: PlanOptions 
           shape,
           group,
           byId,
+          merges,
           sayDefaults,
           leaveOut: (from, to, truth) => {
             // Only the first pairs are named (the rest are counted): their text is built alone.
@@ -543,6 +545,8 @@ interface EntryWalk {
   /** The entry's merge group (undefined when no other entry can plan the same ids). */
   group: Map<Candidate, Map<Candidate, Flow>> | undefined;
   byId: Map<string, Flow>;
+  /** The plan's merges of lists and purposes (one list shared by the flows that merge alike). */
+  merges: Merges;
   sayDefaults: (o: Outcome, from: Candidate, to: Candidate) => void;
   leaveOut: (from: Candidate, to: Candidate, truth: true | { unknown: string[] }) => void;
   skipped: (from: Candidate, to: Candidate, truth: { unknown: string[] }) => void;
@@ -614,7 +618,7 @@ function walkEntry(w: EntryWalk, froms: readonly Candidate[]): void {
       // A pair of the merge group planned before: the same id, merged without making the flow.
       const seen = into?.get(to);
       if (seen) {
-        mergeShape(seen, w.shape, w.entry, ports);
+        mergeShape(seen, w.shape, w.entry, ports, w.merges);
         w.count();
         continue;
       }
@@ -626,7 +630,7 @@ function walkEntry(w: EntryWalk, froms: readonly Candidate[]): void {
       const first = w.byId.get(f.id);
       if (first) {
         into.set(to, first);
-        mergeInto(first, f, true);
+        mergeInto(first, f, true, w.merges);
         w.count();
       } else {
         into.set(to, f);
@@ -990,6 +994,7 @@ function toFlow(
  */
 export function mergeFlows(raw: readonly Flow[], own = false): Flow[] {
   const byKey = new Map<string, Flow>();
+  const merges = new Merges();
   for (const f of raw) {
     const key = flowKey(f);
     const seen = byKey.get(key);
@@ -1010,7 +1015,7 @@ export function mergeFlows(raw: readonly Flow[], own = false): Flow[] {
       });
       continue;
     }
-    mergeInto(seen, f, own);
+    mergeInto(seen, f, own, merges);
   }
   return [...byKey.values()];
 }
@@ -1020,18 +1025,35 @@ export function mergeFlows(raw: readonly Flow[], own = false): Flow[] {
  * added, purposes joined, TLS if either. `fresh`: both were just planned, so their port ranges are
  * merged already. Lists are replaced, not changed, when something is added (they may be shared).
  */
-function mergeInto(seen: Flow, f: Flow, fresh: boolean): void {
-  mergeParts(seen, f.ports, f.dynamicPorts, f.sources, f.notes, f.entries, f.purpose, f.tls, fresh);
+function mergeInto(seen: Flow, f: Flow, fresh: boolean, merges: Merges): void {
+  mergeParts(seen, f.ports, f.dynamicPorts, f.sources, f.notes, f.entries, f.purpose, f.tls, fresh, merges);
 }
 
 /**
  * mergeInto of the flow toFlow would make from `shapes` with `ports`, without making it: the
  * flow of a pair whose id the plan has already.
  */
-function mergeShape(seen: Flow, shapes: [Flow, Flow], e: CatalogEntry, ports: PortRange[]): void {
+function mergeShape(
+  seen: Flow,
+  shapes: [Flow, Flow],
+  e: CatalogEntry,
+  ports: PortRange[],
+  merges: Merges,
+): void {
   const dynamic = e['dynamic-ports'] === true && ports.length > 0;
   const s = shapes[dynamic ? 1 : 0];
-  mergeParts(seen, ports, dynamic ? ports : undefined, s.sources, s.notes, s.entries, s.purpose, s.tls, true);
+  mergeParts(
+    seen,
+    ports,
+    dynamic ? ports : undefined,
+    s.sources,
+    s.notes,
+    s.entries,
+    s.purpose,
+    s.tls,
+    true,
+    merges,
+  );
 }
 
 /** mergeInto of a flow given by its parts. */
@@ -1045,18 +1067,71 @@ function mergeParts(
   purpose: string,
   tls: boolean,
   fresh: boolean,
+  merges: Merges,
 ): void {
   // Freshly planned ranges are merged already: the same ranges again (the common case) leave
   // them as they are, rather than sorting a copy per duplicate.
   if (dynamicPorts && !(fresh && samePorts(seen.dynamicPorts, dynamicPorts)))
     seen.dynamicPorts = mergePortRanges([...(seen.dynamicPorts ?? []), ...dynamicPorts]);
   if (!(fresh && samePorts(seen.ports, ports))) seen.ports = mergePortRanges([...seen.ports, ...ports]);
-  for (const s of sources)
-    if (!seen.sources.some((x) => x.doc === s.doc && x.ref === s.ref)) seen.sources = [...seen.sources, s];
-  for (const n of notes) if (!seen.notes.includes(n)) seen.notes = [...seen.notes, n];
-  for (const id of entries) if (!seen.entries.includes(id)) seen.entries = [...seen.entries, id];
-  if (!seen.purpose.includes(purpose)) seen.purpose = [seen.purpose, purpose].join(' ');
+  seen.sources = merges.list(seen.sources, sources, sameSource);
+  seen.notes = merges.list(seen.notes, notes, sameText);
+  seen.entries = merges.list(seen.entries, entries, sameText);
+  seen.purpose = merges.text(seen.purpose, purpose);
   seen.tls ||= tls;
+}
+
+function sameSource(a: FlowSource, b: FlowSource): boolean {
+  return a.doc === b.doc && a.ref === b.ref;
+}
+
+function sameText(a: string, b: string): boolean {
+  return a === b;
+}
+
+/**
+ * The lists and purposes merges make, remembered by what was merged (the identity of both lists,
+ * the two texts) for one plan: the flows of a large plan merge the same entries' lists again and
+ * again, and each merge is made once and its list shared, rather than made and held per flow.
+ */
+class Merges {
+  private readonly lists = new WeakMap<readonly unknown[], Map<readonly unknown[], unknown[]>>();
+  private readonly texts = new Map<string, Map<string, string>>();
+
+  /**
+   * `into` with the items of `add` it lacks (by `same`) after its own, in order: `into` itself when
+   * it lacks none, else a new list, the one made for the same two lists before.
+   */
+  list<T>(into: T[], add: readonly T[], same: (a: T, b: T) => boolean): T[] {
+    if (add.length === 0 || add === into) return into;
+    let byAdd = this.lists.get(into);
+    if (!byAdd) {
+      byAdd = new Map();
+      this.lists.set(into, byAdd);
+    }
+    let out = byAdd.get(add) as T[] | undefined;
+    if (!out) {
+      out = into;
+      for (const x of add) if (!out.some((y) => same(y, x))) out = [...out, x];
+      byAdd.set(add, out);
+    }
+    return out;
+  }
+
+  /** `purpose` joined to `into` after a space, unless `into` holds it already. */
+  text(into: string, purpose: string): string {
+    let byAdd = this.texts.get(into);
+    if (!byAdd) {
+      byAdd = new Map();
+      this.texts.set(into, byAdd);
+    }
+    let out = byAdd.get(purpose);
+    if (out === undefined) {
+      out = into.includes(purpose) ? into : [into, purpose].join(' ');
+      byAdd.set(purpose, out);
+    }
+    return out;
+  }
 }
 
 /** Whether two lists of port ranges are the same ranges in the same order. */

@@ -63,3 +63,23 @@ export async function writeChunks(out: NodeJS.WritableStream, chunks: Iterable<s
     out.off('error', onError);
   }
 }
+
+/** How many characters of lines writeLines gathers before one write. */
+const LINE_BATCH_CHARS = 1 << 16;
+
+/**
+ * Writes `lines` (each without its line feed) to `out`, each followed by a line feed, gathered into
+ * writes of about 64 KiB: thousands of warnings are a few writes, where a write per line is a
+ * system call each (Node.js writes stderr, and stdout to a file or pipe, synchronously).
+ */
+export function writeLines(out: NodeJS.WritableStream, lines: Iterable<string>): void {
+  let text = '';
+  for (const line of lines) {
+    text += `${line}\n`;
+    if (text.length >= LINE_BATCH_CHARS) {
+      out.write(text);
+      text = '';
+    }
+  }
+  if (text) out.write(text);
+}

@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { CHOMPING_MODE, EVENT_ID, type Event, getScalarValue, parseEvents, SCALAR_STYLE } from 'js-yaml';
+import type { Event } from 'js-yaml';
 import type { Alias, CST, Document, ErrorCode, Node, Pair, YAMLMap } from 'yaml';
 import { InputError, type Location, shown } from '../errors.js';
 import { readBounded } from './read.js';
 
 type YamlLib = typeof import('yaml');
 let yamlLib: YamlLib | undefined;
+type JsYamlLib = typeof import('js-yaml');
+let jsYamlLib: JsYamlLib | undefined;
 
 /**
  * The `yaml` package, loaded at its first use: a file either fast reader takes never needs it, and
@@ -19,6 +21,18 @@ function yaml(): YamlLib {
     typeof require === 'function' ? require('yaml') : createRequire(import.meta.url)('yaml')
   ) as YamlLib;
   return yamlLib;
+}
+
+/**
+ * The `js-yaml` package, loaded at its first use as yaml() is: composeFast needs it only for a file
+ * the line reader (composeLines) declines, so a command that reads an inventory the line reader
+ * takes never compiles or runs it.
+ */
+function jsYaml(): JsYamlLib {
+  jsYamlLib ??= (
+    typeof require === 'function' ? require('js-yaml') : createRequire(import.meta.url)('js-yaml')
+  ) as JsYamlLib;
+  return jsYamlLib;
 }
 
 /** Catalogs and mapping files are small; anything larger is a mistake or an attack. */
@@ -483,6 +497,7 @@ export function composeFast(text: string): { data: unknown } | undefined {
   // return without a line feed (a line break to js-yaml, text to yaml).
   if (text.includes('\ufeff') || /(?:^|[\n\r])[ \t?:-]*\t|\r(?!\n)/.test(text)) return undefined;
   if ((text.includes('---') || text.includes('...')) && documentMarks(text)) return undefined;
+  const { CHOMPING_MODE, EVENT_ID, getScalarValue, parseEvents, SCALAR_STYLE } = jsYaml();
   let events: Event[];
   try {
     events = parseEvents(text, { maxDepth: MAX_DEPTH });
