@@ -11,6 +11,7 @@ import {
 import { isReset } from './errno.js';
 import { httpStatus } from './http.js';
 import { answeredBy, firstLine, identify } from './identify.js';
+import { certificateFields, serverFlight } from './tls-flight.js';
 import { excerpt, type TlsEvidence } from './verdict.js';
 
 /** Protocol versions below what the products' documents promise (TLS 1.2 or later). */
@@ -116,10 +117,34 @@ function tlsText(t: TlsEvidence): string {
   return `${t.protocol} ${t.cipher}${cert}`;
 }
 
+/** Node's code for the TLS 1.3 alert certificate_required (116, RFC 8446 6.2). */
+const CERTIFICATE_REQUIRED = 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED';
+
+/**
+ * A server that requires a client certificate and ended the session for want of one (`alert`, as
+ * OpenSSL words it): its TLS answered with its version, cipher and certificate, so the path and
+ * the server are proven as far as a client without the product's certificate can go; the `ok`
+ * carries that as its caveat (tls-weak below TLS 1.2 or with a weak cipher, as for any server).
+ */
+function clientCertificateOutcome(t: TlsEvidence, alert: string, rttMs: number): ServiceOutcome {
+  const caveat = `the server requires a client certificate (mutual TLS) and ended the handshake without one (${alert}): whether it accepts the product's certificate is not tested`;
+  const evidence = { tls: t, rttMs, caveat };
+  if (WEAK_PROTOCOLS.has(t.protocol))
+    return {
+      verdict: 'tls-weak',
+      detail: `negotiated ${tlsText(t)}; TLS 1.2 or later expected; ${caveat}`,
+      evidence,
+    };
+  if (WEAK_CIPHER.test(t.cipher))
+    return { verdict: 'tls-weak', detail: `negotiated a weak cipher: ${tlsText(t)}; ${caveat}`, evidence };
+  return { verdict: 'ok', detail: `${tlsText(t)}; caveat: ${caveat}`, evidence };
+}
+
 /**
  * TLS (and HTTPS when `http`): the negotiated version, cipher and certificate. Below TLS 1.2 or a
- * weak cipher: tls-weak. A failed handshake: tls-failed, unless an SSH banner or plain HTTP shows
- * that another service answers (wrong-service).
+ * weak cipher: tls-weak. A server that requires a client certificate: ok with a caveat (see
+ * clientCertificateOutcome). A failed handshake: tls-failed, unless an SSH banner or plain HTTP
+ * shows that another service answers (wrong-service).
  */
 export async function tlsProbe(ctx: ServiceContext, opts: { http: boolean }): Promise<ServiceOutcome> {
   const hs = await handshake(ctx);
@@ -135,6 +160,26 @@ export async function tlsProbe(ctx: ServiceContext, opts: { http: boolean }): Pr
         detail: `the server offers only protocol versions older than TLS 1.0 (${hs.reason})`,
         evidence: { errno: hs.code, rttMs: round(hs.rttMs) },
       };
+    // A handshake ended by the server's alert: did it ask for a client certificate first? In TLS
+    // 1.2 and below the request travels in the clear, and a server that requires one (mutual TLS,
+    // as product components that authenticate each other by certificate use) ends the handshake
+    // when the client has none to send. Its TLS works; the product presents its own certificate.
+    if (/ALERT/.test(hs.code)) {
+      const flight = await serverFlight(ctx);
+      if (flight.certificateRequest) {
+        const cert = flight.certificate ? certificateFields(flight.certificate) : undefined;
+        const validTo = cert?.validTo ?? '';
+        const t: TlsEvidence = {
+          protocol: flight.protocol ?? 'unknown',
+          cipher: flight.cipher ?? 'unknown',
+          subject: cert?.subject ?? '',
+          issuer: cert?.issuer ?? '',
+          validTo,
+          expired: validTo !== '' && Date.parse(validTo) < Date.now(),
+        };
+        return clientCertificateOutcome(t, hs.reason, round(hs.rttMs));
+      }
+    }
     const seen = await diagnose(ctx);
     const who = identify(seen);
     if (who && !who.startsWith('a TLS server'))
@@ -174,6 +219,10 @@ export async function tlsProbe(ctx: ServiceContext, opts: { http: boolean }): Pr
         detail: `${status} over ${tlsText(t)}`,
         evidence: { ...evidence, http: { status } },
       };
+    // TLS 1.3 sends the CertificateRequest encrypted and completes the client's side of the
+    // handshake; a server that requires a certificate then ends the session with this alert.
+    if (c.data.length === 0 && c.error === CERTIFICATE_REQUIRED)
+      return clientCertificateOutcome(t, 'tlsv13 alert certificate required', evidence.rttMs);
     if (c.data.length === 0 && c.error && isReset(c.error))
       return {
         ...resetAfterConnect(c.error, 'the HTTP request (after a TLS handshake that worked)'),
