@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
   type CheckJson,
@@ -13,15 +16,18 @@ import {
 /**
  * Servers that answer, but not as a plain client expects, against real peers in network
  * namespaces: a TLS server that requires a client certificate (TLS 1.2, where it ends the
- * handshake, and TLS 1.3, where it ends the session after it). Each must get the verdict of what
- * happened, with the reason: not a failed handshake for a server that wants a certificate.
+ * handshake, and TLS 1.3, where it ends the session after it), sshd with its MaxStartups limit
+ * full, a TLS server where SSH is expected, and smbd whose `hosts allow` leaves this client out.
+ * Each must get the verdict of what happened, with the reason: not a failed handshake for a
+ * server that wants a certificate, not "another service" for sshd or smbd refusing this client.
  */
 
-const PEERS = ['openssl', 'ss'];
+const PEERS = ['/usr/sbin/sshd', 'ssh-keygen', 'openssl', 'smbd', 'ss'];
 const skip = labUnavailable(PEERS);
 
 describe('probe: servers that refuse this client, or want more than it has', { skip }, () => {
   let lab: Lab;
+  let createdRunSshd = false;
   const S = () => lab.serverIp;
   const runs = new Map<string, CheckJson>();
   const probe = async (ports: string, service?: string): Promise<CheckJson> => {
@@ -74,11 +80,98 @@ describe('probe: servers that refuse this client, or want more than it has', { s
     // -Verify: a client certificate is required (signed by our own CA file, the server's cert).
     started.push(sServer(4443, '-tls1_2', '-Verify', '1', '-CAfile', cert));
     started.push(sServer(4444, '-tls1_3', '-Verify', '1', '-CAfile', cert));
+    // A TLS server on a port the flow expects SSH on.
+    started.push(sServer(2223));
+
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(d, 'hostkey')]);
+    if (!existsSync('/run/sshd')) {
+      mkdirSync('/run/sshd', { recursive: true });
+      createdRunSshd = true;
+    }
+    // MaxStartups 1: one unauthenticated connection at once; the holder below takes it.
+    writeFileSync(
+      join(d, 'sshd_config'),
+      [
+        `ListenAddress ${S()}:22`,
+        `HostKey ${join(d, 'hostkey')}`,
+        `PidFile ${join(d, 'sshd.pid')}`,
+        'UsePAM no',
+        'MaxStartups 1',
+        'LoginGraceTime 600',
+        '',
+      ].join('\n'),
+    );
+    started.push(
+      lab.start(
+        'sshd',
+        'server',
+        ['/usr/sbin/sshd', '-D', '-e', '-f', join(d, 'sshd_config')],
+        [{ proto: 'tcp', address: S(), port: 22 }],
+      ),
+    );
+
+    for (const sub of ['private', 'lock', 'state', 'cache', 'pid', 'ncalrpc', 'share'])
+      mkdirSync(join(d, 'samba', sub), { recursive: true });
+    writeFileSync(
+      join(d, 'smb.conf'),
+      `[global]
+  workgroup = LAB
+  server role = standalone server
+  private dir = ${d}/samba/private
+  lock directory = ${d}/samba/lock
+  state directory = ${d}/samba/state
+  cache directory = ${d}/samba/cache
+  pid directory = ${d}/samba/pid
+  ncalrpc dir = ${d}/samba/ncalrpc
+  log file = ${d}/samba/log.%m
+  interfaces = ${S()}
+  bind interfaces only = yes
+  smb ports = 445
+  disable netbios = yes
+  rpc start on demand helpers = no
+  load printers = no
+  printcap name = /dev/null
+  hosts allow = 10.213.${lab.net}.99
+[share]
+  path = ${d}/samba/share
+`,
+    );
+    started.push(
+      lab.start(
+        'smbd',
+        'server',
+        ['smbd', '--foreground', '--no-process-group', '-s', join(d, 'smb.conf')],
+        [{ proto: 'tcp', address: S(), port: 445 }],
+      ),
+    );
     await Promise.all(started);
+
+    // Holds sshd's one unauthenticated slot: it reads the banner, says so, and stays.
+    writeFileSync(
+      join(d, 'hold.mjs'),
+      `import net from 'node:net';
+const s = net.connect(22, process.argv[2]);
+s.once('data', () => console.log('holding'));
+s.on('error', () => {});
+setTimeout(() => process.exit(0), 600000);
+`,
+    );
+    await lab.start('ssh holder', 'client', [process.execPath, join(d, 'hold.mjs'), S()], []);
+    const deadline = Date.now() + 15000;
+    while (!lab.logs().includes('holding')) {
+      assert.ok(Date.now() < deadline, `the holder never got sshd's banner\n${lab.logs()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   });
 
   after(async () => {
     await lab?.destroy();
+    if (createdRunSshd)
+      try {
+        rmdirSync('/run/sshd');
+      } catch {
+        // something else uses it now
+      }
   });
 
   it('a TLS 1.2 server that requires a client certificate is ok with a caveat, not tls-failed', async () => {
@@ -98,5 +191,27 @@ describe('probe: servers that refuse this client, or want more than it has', { s
     assert.equal(r.verdict, 'ok', r.detail);
     assert.equal((r.evidence.tls as { protocol: string }).protocol, 'TLSv1.3');
     assert.match(r.evidence.caveat as string, /requires a client certificate/);
+  });
+
+  it("sshd with its MaxStartups full is not-serving with what it said, not 'another service'", async () => {
+    const r = port(await probe('22', 'ssh'), 22);
+    assert.equal(r.verdict, 'not-serving', r.detail);
+    assert.match(r.detail, /without its SSH identification line, after "Exceeded MaxStartups"/);
+    assert.match(r.hint, /MaxStartups/);
+    assert.doesNotMatch(r.hint, /another service/);
+  });
+
+  it('a TLS server where SSH is expected is wrong-service, named, not a silent open-unverified', async () => {
+    const r = port(await probe('2223', 'ssh'), 2223);
+    assert.equal(r.verdict, 'wrong-service', r.detail);
+    assert.match(r.detail, /expected SSH, a TLS server \(TLSv1\.3 .*CN=mtls\.lab\.test/);
+  });
+
+  it("smbd refusing this client (hosts allow) is not-serving, and the hint names hosts allow, not 'another service'", async () => {
+    const r = port(await probe('445'), 445);
+    assert.equal(r.verdict, 'not-serving', r.detail);
+    assert.match(r.detail, /negative session response 0x81/);
+    assert.deepEqual(r.evidence.smb, { refused: '0x81 (not listening for calling name)' });
+    assert.match(r.hint, /hosts allow \/ hosts deny/);
   });
 });

@@ -37,10 +37,35 @@ export function smb2Negotiate(): Buffer {
 export type SmbReply =
   | { kind: 'smb2'; dialect: string; status: number }
   | { kind: 'smb1' }
+  | { kind: 'refused'; code: number }
   | { kind: 'incomplete' }
   | { kind: 'other' };
 
+/**
+ * NetBIOS NEGATIVE SESSION RESPONSE error codes (RFC 1002 4.3.4), as an SMB server sends them in
+ * place of an answer: Samba sends 0x81 to a client its `hosts allow` / `hosts deny` exclude.
+ */
+const NEGATIVE_SESSION: Record<number, string> = {
+  128: 'not listening on called name',
+  129: 'not listening for calling name',
+  130: 'called name not present',
+  131: 'called name present, but insufficient resources',
+  143: 'unspecified error',
+};
+
+/** Words for a NEGATIVE SESSION RESPONSE code: "0x81 (not listening for calling name)". */
+export function negativeSessionText(code: number): string {
+  const words = NEGATIVE_SESSION[code];
+  return `0x${code.toString(16)}${words ? ` (${words})` : ''}`;
+}
+
 export function parseSmbReply(data: Buffer): SmbReply {
+  // A NetBIOS session packet of type 0x83 with a one-byte body: the session is refused.
+  if (data[0] === 0x83) {
+    if (data.length < 5) return { kind: 'incomplete' };
+    if (data[1] === 0 && data.readUInt16BE(2) === 1) return { kind: 'refused', code: data[4] as number };
+    return { kind: 'other' };
+  }
   if (data.length < 8) return { kind: 'incomplete' };
   if (data[0] !== 0) return { kind: 'other' };
   const magic = data.subarray(4, 8).toString('latin1');
@@ -52,7 +77,10 @@ export function parseSmbReply(data: Buffer): SmbReply {
   return { kind: 'smb2', status, dialect: DIALECT_NAMES[rev] ?? `0x${rev.toString(16)}` };
 }
 
-/** SMB on 445: a NEGOTIATE answered with the SMB2 (or SMB1) magic is an SMB server. */
+/**
+ * SMB on 445: a NEGOTIATE answered with the SMB2 (or SMB1) magic is an SMB server; one answered
+ * with a NetBIOS negative session response is an SMB server that refuses this client (not-serving).
+ */
 export function smbProbe(ctx: ServiceContext): Promise<ServiceOutcome> {
   return withConn(ctx, 'SMB', async (c) => {
     c.write(smb2Negotiate());
@@ -75,6 +103,12 @@ export function smbProbe(ctx: ServiceContext): Promise<ServiceOutcome> {
         verdict: 'ok',
         detail: 'SMB1-only server (SMB2 not offered)',
         evidence: { smb: { dialect: 'SMB1' } },
+      };
+    if (r.kind === 'refused')
+      return {
+        verdict: 'not-serving',
+        detail: `SMB server refused the session: NetBIOS negative session response ${negativeSessionText(r.code)}, as Samba answers a client its hosts allow / hosts deny exclude`,
+        evidence: { smb: { refused: negativeSessionText(r.code) } },
       };
     if (c.data.length === 0)
       return {

@@ -117,6 +117,20 @@ function tlsText(t: TlsEvidence): string {
   return `${t.protocol} ${t.cipher}${cert}`;
 }
 
+/**
+ * Who answers a TLS ClientHello on a port where another service was expected and stayed silent:
+ * `a TLS server (...)` with what it negotiated, or with the alert it ended the handshake with;
+ * undefined when nothing that speaks TLS answered (a close, a reset, silence, other bytes).
+ */
+export async function tlsServerThere(ctx: ServiceContext): Promise<string | undefined> {
+  const hs = await handshake(ctx);
+  if (hs.ok) {
+    hs.socket.destroy();
+    return `a TLS server (${tlsText(hs.tls)})`;
+  }
+  return /ALERT/.test(hs.code) ? `a TLS server (it ended the handshake: ${hs.reason})` : undefined;
+}
+
 /** Node's code for the TLS 1.3 alert certificate_required (116, RFC 8446 6.2). */
 const CERTIFICATE_REQUIRED = 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED';
 
