@@ -22,7 +22,7 @@ import {
  * server that wants a certificate, not "another service" for sshd or smbd refusing this client.
  */
 
-const PEERS = ['/usr/sbin/sshd', 'ssh-keygen', 'openssl', 'smbd', 'ss'];
+const PEERS = ['/usr/sbin/sshd', 'ssh-keygen', 'openssl', 'smbd', 'nginx', 'ss'];
 const skip = labUnavailable(PEERS);
 
 describe('probe: servers that refuse this client, or want more than it has', { skip }, () => {
@@ -144,6 +144,28 @@ describe('probe: servers that refuse this client, or want more than it has', { s
         [{ proto: 'tcp', address: S(), port: 445 }],
       ),
     );
+    // nginx that completes a handshake only for a server name it has a certificate for.
+    mkdirSync(join(d, 'nginx'), { recursive: true });
+    writeFileSync(
+      join(d, 'nginx', 'nginx.conf'),
+      `worker_processes 1; pid ${d}/nginx/nginx.pid; error_log ${d}/nginx/error.log; daemon off;
+events { worker_connections 64; }
+http { access_log off; client_body_temp_path ${d}/nginx/b; proxy_temp_path ${d}/nginx/p;
+  fastcgi_temp_path ${d}/nginx/f; uwsgi_temp_path ${d}/nginx/u; scgi_temp_path ${d}/nginx/s;
+  server { listen ${S()}:9443 ssl default_server; ssl_reject_handshake on; }
+  server { listen ${S()}:9443 ssl; server_name sni.lab.test; ssl_certificate ${cert}; ssl_certificate_key ${key};
+    location / { return 200 "lab\\n"; } } }
+`,
+    );
+    started.push(
+      lab.start(
+        'nginx',
+        'server',
+        ['nginx', '-p', join(d, 'nginx'), '-c', join(d, 'nginx', 'nginx.conf')],
+        [{ proto: 'tcp', address: S(), port: 9443 }],
+      ),
+    );
+    lab.hosts([`${S()} sni.lab.test`]);
     await Promise.all(started);
 
     // Holds sshd's one unauthenticated slot: it reads the banner, says so, and stays.
@@ -213,5 +235,16 @@ setTimeout(() => process.exit(0), 600000);
     assert.match(r.detail, /negative session response 0x81/);
     assert.deepEqual(r.evidence.smb, { refused: '0x81 (not listening for calling name)' });
     assert.match(r.hint, /hosts allow \/ hosts deny/);
+  });
+
+  it('a TLS server that wants a server name (SNI) is tls-failed for its address, saying so; ok by its name', async () => {
+    const r = port(await probe('9443', 'https'), 9443);
+    assert.equal(r.verdict, 'tls-failed', r.detail);
+    assert.match(r.detail, /without a server name \(SNI\).*alert 112/);
+    assert.match(r.hint, /server name \(SNI\)/);
+    const named = checkJson(
+      await lab.cli(['probe', 'sni.lab.test', '9443', '--service', 'https', '--format', 'json']),
+    );
+    assert.equal(named.flows[0]?.verdict, 'ok', JSON.stringify(named.flows[0]?.results));
   });
 });

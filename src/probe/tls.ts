@@ -20,7 +20,21 @@ const WEAK_CIPHER = /(^|[-_])(RC4|DES|3DES|NULL|EXPORT|EXP|MD5|anon)([-_]|$)/i;
 
 type Handshake =
   | { ok: true; socket: tls.TLSSocket; rttMs: number; tls: TlsEvidence }
-  | { ok: false; connected: boolean; code: string; reason: string; rttMs: number };
+  | {
+      ok: false;
+      connected: boolean;
+      code: string;
+      reason: string;
+      rttMs: number;
+      /** The TLS alert the server ended the handshake with (RFC 8446 6), when it sent one. */
+      alert?: number;
+    };
+
+/** OpenSSL's error message for an alert it received ends with its number (ssl/record/rec_layer_s3.c). */
+const RECEIVED_ALERT = /SSL alert number (\d+)/;
+
+/** The TLS alert unrecognized_name (RFC 6066 3): no certificate for the server name asked for, or none asked. */
+const UNRECOGNIZED_NAME = 112;
 
 function certName(o: unknown): string {
   if (!o || typeof o !== 'object') return '';
@@ -85,9 +99,15 @@ async function handshake(ctx: ServiceContext): Promise<Handshake> {
         code: err.code ?? 'EUNKNOWN',
         reason: err.reason ?? err.message.split('\n')[0] ?? err.message,
         rttMs: performance.now() - t0,
+        ...alertOf(err.message),
       });
     });
   });
+}
+
+function alertOf(message: string): { alert?: number } {
+  const m = RECEIVED_ALERT.exec(message);
+  return m ? { alert: Number(m[1]) } : {};
 }
 
 /**
@@ -128,7 +148,7 @@ export async function tlsServerThere(ctx: ServiceContext): Promise<string | unde
     hs.socket.destroy();
     return `a TLS server (${tlsText(hs.tls)})`;
   }
-  return /ALERT/.test(hs.code) ? `a TLS server (it ended the handshake: ${hs.reason})` : undefined;
+  return hs.alert !== undefined ? `a TLS server (it ended the handshake: ${hs.reason})` : undefined;
 }
 
 /** Node's code for the TLS 1.3 alert certificate_required (116, RFC 8446 6.2). */
@@ -178,7 +198,7 @@ export async function tlsProbe(ctx: ServiceContext, opts: { http: boolean }): Pr
     // 1.2 and below the request travels in the clear, and a server that requires one (mutual TLS,
     // as product components that authenticate each other by certificate use) ends the handshake
     // when the client has none to send. Its TLS works; the product presents its own certificate.
-    if (/ALERT/.test(hs.code)) {
+    if (hs.alert !== undefined) {
       const flight = await serverFlight(ctx);
       if (flight.certificateRequest) {
         const cert = flight.certificate ? certificateFields(flight.certificate) : undefined;
@@ -194,6 +214,17 @@ export async function tlsProbe(ctx: ServiceContext, opts: { http: boolean }): Pr
         return clientCertificateOutcome(t, hs.reason, round(hs.rttMs));
       }
     }
+    // An alert is TLS: the server speaks it and refused this handshake. Asking it in plain HTTP
+    // then would only draw an HTTPS server's "plain HTTP request sent to HTTPS port" 400.
+    if (hs.alert !== undefined)
+      return {
+        verdict: 'tls-failed',
+        detail:
+          hs.alert === UNRECOGNIZED_NAME
+            ? `TLS handshake failed: the server knows no certificate for ${ctx.servername ? `the name ${ctx.servername}` : 'a handshake without a server name (SNI); the target is an address, not a name'} (alert ${hs.alert}, ${hs.reason})`
+            : `TLS handshake failed: the server ended it with alert ${hs.alert} (${hs.reason})`,
+        evidence: { errno: hs.code, rttMs: round(hs.rttMs) },
+      };
     const seen = await diagnose(ctx);
     const who = identify(seen);
     if (who && !who.startsWith('a TLS server'))

@@ -258,7 +258,10 @@ export function hintFor(
             ? `the SMB server on ${example.address} refuses sessions from ${from} (NetBIOS negative session response ${example.evidence.smb.refused}): check its host access rules for ${from} (Samba: hosts allow / hosts deny in the [global] section of smb.conf)`
             : `${where} answers but refuses to serve: check the service's own configuration on ${to}`,
     'tls-weak': `${where} negotiates TLS below 1.2 or with a weak setup; the product expects TLS 1.2 or later`,
-    'tls-failed': `the TLS handshake with ${where} failed: check the service's certificate and TLS settings`,
+    'tls-failed':
+      example?.evidence.errno === 'ERR_SSL_TLSV1_UNRECOGNIZED_NAME'
+        ? `the TLS server on ${where} completes a handshake only for a server name (SNI) it has a certificate for, and refused ${example.detail.includes('without a server name') ? 'one without a name' : 'this name'}: a client that connects by one of its names gets through; give ${to}'s DNS name ${flow.product === 'probe' ? 'as HOST' : 'as its inventory address'} (check sends it as SNI), or check the server's names`
+        : `the TLS handshake with ${where} failed: check the service's certificate and TLS settings`,
     'reset-after-connect': `${where} accepted the connection, then reset it once data was sent: an IPS or application-aware firewall between ${from} and ${to} resets the session (allow the application, not just the port), or another service on this port resets what it does not understand${signed || example?.detail?.includes('signed probe') ? `; a portolan responder also closes a probe signed with another secret this way: give check the secret that listen on ${to} uses (PORTOLAN_SECRET), and see its log ("bad MAC (wrong secret?)")` : `; if portolan listen runs on ${to}, it resets every probe not signed with its secret this way: give check that secret (--secret or PORTOLAN_SECRET)`}`,
     'responder-overloaded': `the portolan responder on ${example?.address ?? to} answered other ports but stayed too busy to answer ${where} (its log says "refused ... load" or nothing at all): the path is not proven either way; check again with fewer sources at once, a lower --max-rate, or on a less loaded ${to}`,
     closed: dynamic
