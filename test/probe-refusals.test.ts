@@ -154,7 +154,8 @@ http { access_log off; client_body_temp_path ${d}/nginx/b; proxy_temp_path ${d}/
   fastcgi_temp_path ${d}/nginx/f; uwsgi_temp_path ${d}/nginx/u; scgi_temp_path ${d}/nginx/s;
   server { listen ${S()}:9443 ssl default_server; ssl_reject_handshake on; }
   server { listen ${S()}:9443 ssl; server_name sni.lab.test; ssl_certificate ${cert}; ssl_certificate_key ${key};
-    location / { return 200 "lab\\n"; } } }
+    location / { return 200 "lab\\n"; } }
+  server { listen ${S()}:9080; return 444; } }
 `,
     );
     started.push(
@@ -162,7 +163,10 @@ http { access_log off; client_body_temp_path ${d}/nginx/b; proxy_temp_path ${d}/
         'nginx',
         'server',
         ['nginx', '-p', join(d, 'nginx'), '-c', join(d, 'nginx', 'nginx.conf')],
-        [{ proto: 'tcp', address: S(), port: 9443 }],
+        [
+          { proto: 'tcp', address: S(), port: 9443 },
+          { proto: 'tcp', address: S(), port: 9080 },
+        ],
       ),
     );
     lab.hosts([`${S()} sni.lab.test`]);
@@ -246,5 +250,13 @@ setTimeout(() => process.exit(0), 600000);
       await lab.cli(['probe', 'sni.lab.test', '9443', '--service', 'https', '--format', 'json']),
     );
     assert.equal(named.flows[0]?.verdict, 'ok', JSON.stringify(named.flows[0]?.results));
+  });
+
+  it('an HTTP server that closes without answering (nginx return 444) is said to have closed, not to be slow', async () => {
+    const r = port(await probe('9080', 'http'), 9080);
+    assert.equal(r.verdict, 'open-unverified', r.detail);
+    assert.match(r.detail, /then the server closed the connection with no answer to an HTTP request/);
+    assert.match(r.hint, /closed the connection without answering http/);
+    assert.doesNotMatch(r.hint, /in time|slow or busy/);
   });
 });

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { type ServiceContext, type ServiceOutcome, withConn } from './conn.js';
+import { type ServiceContext, type ServiceOutcome, unanswered, withConn } from './conn.js';
 import { answeredBy } from './identify.js';
 
 /** SMB2 dialects we offer: 2.0.2 to 3.0.2 (3.1.1 needs negotiate contexts; 3.0.2 answers suffice). */
@@ -113,7 +113,7 @@ export function smbProbe(ctx: ServiceContext): Promise<ServiceOutcome> {
     if (c.data.length === 0)
       return {
         verdict: 'open-unverified',
-        detail: 'connected; no answer to an SMB2 NEGOTIATE',
+        detail: unanswered(c, 'an SMB2 NEGOTIATE'),
         evidence: {},
       };
     return { verdict: 'wrong-service', detail: `expected SMB, ${answeredBy(c.data)} answers`, evidence: {} };

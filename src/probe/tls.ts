@@ -12,7 +12,7 @@ import { isReset } from './errno.js';
 import { httpStatus } from './http.js';
 import { answeredBy, firstLine, identify } from './identify.js';
 import { certificateFields, serverFlight } from './tls-flight.js';
-import { excerpt, type TlsEvidence } from './verdict.js';
+import { CLOSED_UNANSWERED, excerpt, type TlsEvidence } from './verdict.js';
 
 /** Protocol versions below what the products' documents promise (TLS 1.2 or later). */
 const WEAK_PROTOCOLS = new Set(['SSLv2', 'SSLv3', 'TLSv1', 'TLSv1.1']);
@@ -275,7 +275,9 @@ export async function tlsProbe(ctx: ServiceContext, opts: { http: boolean }): Pr
       };
     return {
       verdict: 'open-unverified',
-      detail: `TLS handshake ok (${tlsText(t)}), but no answer to an HTTP request`,
+      detail: c.ended
+        ? `TLS handshake ok (${tlsText(t)}), then the server ${CLOSED_UNANSWERED} an HTTP request${c.error ? ` (${c.error})` : ''}`
+        : `TLS handshake ok (${tlsText(t)}), but no answer to an HTTP request`,
       evidence,
     };
   } finally {

@@ -239,11 +239,13 @@ export function hintFor(
       ? `connected, and the signed probe was closed without a reply, as portolan listen does when ${mismatch}; or another service on ${where} closes what it does not understand`
       : signed
         ? `connected, but the responder did not answer the signed probe, and ${flow.service} cannot be recognised on the wire: ${unsigned}`
-        : example?.detail?.includes(SSH_CLOSED_AFTER_OURS)
-          ? `connected, but what listens on ${where} closed the connection after portolan's SSH identification line without sending one of its own, which an SSH server sends first: is ssh on another port, or another service on this one (a portolan listen responder, checked without its --secret, closes the same way)?`
-          : example?.detail?.startsWith(SILENT_SERVICE)
-            ? `connected, but ${flow.service} did not answer on ${where} in time: a slow or busy service, another one that waits in silence, ${example.detail === SSH_SILENT ? 'sshd refusing this source through TCP wrappers (/etc/hosts.deny: it holds a refused connection 5 s before closing it), ' : ''}or a device on the path (an IPS or application-aware firewall) that holds the session without passing it on; check that ${flow.service} runs on ${to} and check again, or prove the path alone with portolan listen on ${to} and check --secret`
-            : `connected, but ${flow.service} cannot be recognised on the wire; to prove the path before the product is installed, run portolan listen on ${to} and check --secret`,
+        : example?.detail?.includes(CLOSED_UNANSWERED)
+          ? `connected, but the server on ${where} closed the connection without answering ${flow.service}: the service refuses this source (its access rules, such as nginx's return 444, or a connection limit), another service there closes what it does not understand, or a portolan listen responder was checked without its --secret; check ${flow.service}'s configuration on ${to}`
+          : example?.detail?.includes(SSH_CLOSED_AFTER_OURS)
+            ? `connected, but what listens on ${where} closed the connection after portolan's SSH identification line without sending one of its own, which an SSH server sends first: is ssh on another port, or another service on this one (a portolan listen responder, checked without its --secret, closes the same way)?`
+            : example?.detail?.startsWith(SILENT_SERVICE)
+              ? `connected, but ${flow.service} did not answer on ${where} in time: a slow or busy service, another one that waits in silence, ${example.detail === SSH_SILENT ? 'sshd refusing this source through TCP wrappers (/etc/hosts.deny: it holds a refused connection 5 s before closing it), ' : ''}or a device on the path (an IPS or application-aware firewall) that holds the session without passing it on; check that ${flow.service} runs on ${to} and check again, or prove the path alone with portolan listen on ${to} and check --secret`
+              : `connected, but ${flow.service} cannot be recognised on the wire; to prove the path before the product is installed, run portolan listen on ${to} and check --secret`,
     'open|filtered': signed
       ? `UDP: no answer to the signed probe and no ICMP error: a firewall drops ${where}, or ${unsigned}`
       : `UDP: no answer and no ICMP error, so the port is open or a firewall drops it; run portolan listen on ${to} and check --secret to tell`,
@@ -286,6 +288,12 @@ export function hintFor(
  * ClientHello ..."): hintFor then says so rather than that the service cannot be recognised.
  */
 export const SILENT_SERVICE = 'connected; no ';
+
+/**
+ * In the detail of a service probe whose server closed the connection without answering what it
+ * was sent (see unanswered in conn.ts): hintFor then says it closed, not that it was slow.
+ */
+export const CLOSED_UNANSWERED = 'closed the connection with no answer to';
 
 /** How an SSH probe's detail starts when the server closed before its identification line (not-serving). */
 export const SSH_REFUSED = 'the server closed the connection without its SSH identification line';
