@@ -5,13 +5,16 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
   type CheckJson,
+  catalog,
   checkJson,
+  entry,
   Lab,
   labUnavailable,
   type PortVerdict,
   portVerdicts,
   selfSignedCert,
 } from './check-lab.js';
+import { ROOT } from './helpers.js';
 
 /**
  * Servers that answer, but not as a plain client expects, against real peers in network
@@ -22,7 +25,7 @@ import {
  * server that wants a certificate, not "another service" for sshd or smbd refusing this client.
  */
 
-const PEERS = ['/usr/sbin/sshd', 'ssh-keygen', 'openssl', 'smbd', 'nginx', 'ss'];
+const PEERS = ['/usr/sbin/sshd', 'ssh-keygen', 'openssl', 'smbd', 'nginx', 'setpriv', 'ss'];
 const skip = labUnavailable(PEERS);
 
 describe('probe: servers that refuse this client, or want more than it has', { skip }, () => {
@@ -258,5 +261,59 @@ setTimeout(() => process.exit(0), 600000);
     assert.match(r.detail, /then the server closed the connection with no answer to an HTTP request/);
     assert.match(r.hint, /closed the connection without answering http/);
     assert.doesNotMatch(r.hint, /in time|slow or busy/);
+  });
+
+  it('check --secret: a port listen could not bind (below 1024, without the capability) is closed, and the hint says listen did not bind it', async () => {
+    const resp = `10.213.${lab.net}.4`;
+    lab.addServerAddress(resp);
+    const d = lab.dir;
+    writeFileSync(
+      join(d, 'lab.yaml'),
+      catalog(
+        ['client', 'server'],
+        [entry('ssh', 'server', 'tcp', [22], 'ssh'), entry('api', 'server', 'tcp', [9006], 'https')],
+      ),
+    );
+    const site = join(d, 'site.yaml');
+    writeFileSync(
+      site,
+      `site: bind-lab\ncatalogs: [lab.yaml]\nproducts:\n  lab: {}\nhosts:\n  cli: { address: ${lab.clientIp}, roles: [lab:client] }\n  resp: { address: ${resp}, roles: [lab:server] }\n`,
+    );
+    const secret = 'bind-lab-secret-0123456789';
+    // Root without CAP_NET_BIND_SERVICE, as an unprivileged user runs listen: 22 is not bound.
+    await lab.start(
+      'portolan listen (no CAP_NET_BIND_SERVICE)',
+      'server',
+      [
+        'setpriv',
+        '--bounding-set=-net_bind_service',
+        process.execPath,
+        join(ROOT, 'bin', 'portolan.js'),
+        'listen',
+        site,
+        '--host',
+        'resp',
+        '--secret',
+        secret,
+        '--ttl',
+        '5m',
+      ],
+      [{ proto: 'tcp', address: resp, port: 9006 }],
+    );
+    assert.match(lab.logs(), /not bound on 10\.213\.\d+\.4: tcp 22: privileged port/);
+    const r = checkJson(
+      await lab.cli(['check', site, '--from', 'cli', '--secret', secret, '--format', 'json']),
+    );
+    const ssh = r.flows.find((f) => f.id.includes(' ssh'));
+    assert.equal(
+      r.flows.find((f) => f.id.includes(' https'))?.verdict,
+      'ok (responder)',
+      JSON.stringify(r.flows),
+    );
+    assert.equal(ssh?.verdict, 'closed');
+    assert.match(
+      ssh?.hint ?? '',
+      /not even the portolan responder: portolan listen on resp did not bind this port/,
+    );
   });
 });

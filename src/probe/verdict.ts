@@ -268,7 +268,9 @@ export function hintFor(
     'responder-overloaded': `the portolan responder on ${example?.address ?? to} answered other ports but stayed too busy to answer ${where} (its log says "refused ... load" or nothing at all): the path is not proven either way; check again with fewer sources at once, a lower --max-rate, or on a less loaded ${to}`,
     closed: dynamic
       ? `nothing listens on ${where}, which is normal for a range assigned at run time; a reset there is counted as reachable`
-      : `nothing listens on ${where}: is the service installed and running (${flow.service}: ${purposeClause(flow)})? If a firewall answers for it with a TCP reset / port unreachable, ${allow}`,
+      : signed
+        ? `nothing listens on ${where}, not even the portolan responder: portolan listen on ${to} did not bind this port (its "not bound on" lines say why: a port below 1024 needs root or CAP_NET_BIND_SERVICE), or it is not running, or the service there (${flow.service}) is stopped; the refusal (a TCP reset or ICMP port unreachable) shows the path is open up to ${to}, unless a firewall refuses for it that way: then ${allow}`
+        : `nothing listens on ${where}: is the service installed and running (${flow.service}: ${purposeClause(flow)})? If a firewall answers for it with a TCP reset / port unreachable, ${allow}`,
     blocked: `a firewall rejects ${where} (ICMP unreachable / prohibited): ${allow}`,
     filtered:
       proto === 'udp' && flow.service === 'ntp'
