@@ -32,6 +32,7 @@ describe('probe: servers that refuse this client, or want more than it has', { s
   let lab: Lab;
   let createdRunSshd = false;
   const S = () => lab.serverIp;
+  const SMB1 = () => `10.213.${lab.net}.6`;
   const runs = new Map<string, CheckJson>();
   const probe = async (ports: string, service?: string): Promise<CheckJson> => {
     const key = `${ports} ${service ?? ''}`;
@@ -113,40 +114,46 @@ describe('probe: servers that refuse this client, or want more than it has', { s
       ),
     );
 
-    for (const sub of ['private', 'lock', 'state', 'cache', 'pid', 'ncalrpc', 'share'])
-      mkdirSync(join(d, 'samba', sub), { recursive: true });
-    writeFileSync(
-      join(d, 'smb.conf'),
-      `[global]
+    // Two smbd: one whose hosts allow leaves this client out, one that speaks SMB1 only (on a
+    // second address). Each has its own state directories.
+    const smbd = (name: string, address: string, extra: string) => {
+      const dir = join(d, name);
+      for (const sub of ['private', 'lock', 'state', 'cache', 'pid', 'ncalrpc', 'share'])
+        mkdirSync(join(dir, sub), { recursive: true });
+      writeFileSync(
+        join(dir, 'smb.conf'),
+        `[global]
   workgroup = LAB
   server role = standalone server
-  private dir = ${d}/samba/private
-  lock directory = ${d}/samba/lock
-  state directory = ${d}/samba/state
-  cache directory = ${d}/samba/cache
-  pid directory = ${d}/samba/pid
-  ncalrpc dir = ${d}/samba/ncalrpc
-  log file = ${d}/samba/log.%m
-  interfaces = ${S()}
+  private dir = ${dir}/private
+  lock directory = ${dir}/lock
+  state directory = ${dir}/state
+  cache directory = ${dir}/cache
+  pid directory = ${dir}/pid
+  ncalrpc dir = ${dir}/ncalrpc
+  log file = ${dir}/log.%m
+  interfaces = ${address}
   bind interfaces only = yes
   smb ports = 445
   disable netbios = yes
   rpc start on demand helpers = no
   load printers = no
   printcap name = /dev/null
-  hosts allow = 10.213.${lab.net}.99
+  ${extra}
 [share]
-  path = ${d}/samba/share
+  path = ${dir}/share
 `,
-    );
-    started.push(
-      lab.start(
-        'smbd',
+      );
+      return lab.start(
+        `smbd ${name}`,
         'server',
-        ['smbd', '--foreground', '--no-process-group', '-s', join(d, 'smb.conf')],
-        [{ proto: 'tcp', address: S(), port: 445 }],
-      ),
-    );
+        ['smbd', '--foreground', '--no-process-group', '-s', join(dir, 'smb.conf')],
+        [{ proto: 'tcp', address, port: 445 }],
+      );
+    };
+    started.push(smbd('smb-deny', S(), `hosts allow = 10.213.${lab.net}.99`));
+    lab.addServerAddress(SMB1());
+    started.push(smbd('smb1', SMB1(), 'server min protocol = NT1\n  server max protocol = NT1'));
     // nginx that completes a handshake only for a server name it has a certificate for.
     mkdirSync(join(d, 'nginx'), { recursive: true });
     writeFileSync(
@@ -315,5 +322,14 @@ setTimeout(() => process.exit(0), 600000);
       ssh?.hint ?? '',
       /not even the portolan responder: portolan listen on resp did not bind this port/,
     );
+  });
+
+  it('an SMB1-only server is not-serving, not ok and not a closed connection', async () => {
+    const r = checkJson(await lab.cli(['probe', SMB1(), '445', '--format', 'json']));
+    const flow = r.flows[0];
+    assert.equal(flow?.verdict, 'not-serving', JSON.stringify(flow?.results));
+    assert.match(flow?.results[0]?.detail ?? '', /SMB1-only server/);
+    assert.deepEqual(flow?.results[0]?.evidence.smb, { dialect: 'SMB1' });
+    assert.match(flow?.hint ?? '', /offers only SMB1/);
   });
 });

@@ -78,11 +78,38 @@ export function parseSmbReply(data: Buffer): SmbReply {
 }
 
 /**
+ * An SMB1 NEGOTIATE ([MS-CIFS] 2.2.4.52.1) offering NT LM 0.12 and the SMB2 dialects, as clients
+ * that speak both open a connection ([MS-SMB2] 3.2.4.2.2.1): an SMB2 server answers it with an
+ * SMB2 NEGOTIATE response, an SMB1-only server with an SMB1 one.
+ */
+export function smb1Negotiate(): Buffer {
+  const dialects = Buffer.concat(
+    ['NT LM 0.12', 'SMB 2.002', 'SMB 2.???'].map((d) => Buffer.from(`\x02${d}\0`, 'latin1')),
+  );
+  const header = Buffer.alloc(32);
+  header.write('\xffSMB', 0, 'latin1');
+  header[4] = 0x72; // Command: NEGOTIATE
+  header[9] = 0x18; // Flags: case-insensitive paths, canonicalized
+  header.writeUInt16LE(0xc843, 10); // Flags2: Unicode, NT status, extended security, long names
+  const params = Buffer.alloc(3); // WordCount 0, ByteCount
+  params.writeUInt16LE(dialects.length, 1);
+  const msg = Buffer.concat([header, params, dialects]);
+  const session = Buffer.alloc(4);
+  session.writeUInt32BE(msg.length, 0);
+  return Buffer.concat([session, msg]);
+}
+
+/** What clients that cannot use an SMB1-only server are: SMB1 is off by default on them. */
+const SMB1_ONLY =
+  'clients with SMB1 disabled (the default since Windows 10 1709 and Windows Server 2019, and Samba 4.11) cannot use it';
+
+/**
  * SMB on 445: a NEGOTIATE answered with the SMB2 (or SMB1) magic is an SMB server; one answered
  * with a NetBIOS negative session response is an SMB server that refuses this client (not-serving).
  */
-export function smbProbe(ctx: ServiceContext): Promise<ServiceOutcome> {
-  return withConn(ctx, 'SMB', async (c) => {
+export async function smbProbe(ctx: ServiceContext): Promise<ServiceOutcome> {
+  let closed = false;
+  const out = await withConn(ctx, 'SMB', async (c) => {
     c.write(smb2Negotiate());
     await c.read((d) => parseSmbReply(d).kind !== 'incomplete', ctx.timeoutMs, 4096);
     const r = parseSmbReply(c.data);
@@ -100,8 +127,8 @@ export function smbProbe(ctx: ServiceContext): Promise<ServiceOutcome> {
           };
     if (r.kind === 'smb1')
       return {
-        verdict: 'ok',
-        detail: 'SMB1-only server (SMB2 not offered)',
+        verdict: 'not-serving',
+        detail: `SMB1-only server (SMB2 not offered): ${SMB1_ONLY}`,
         evidence: { smb: { dialect: 'SMB1' } },
       };
     if (r.kind === 'refused')
@@ -110,12 +137,28 @@ export function smbProbe(ctx: ServiceContext): Promise<ServiceOutcome> {
         detail: `SMB server refused the session: NetBIOS negative session response ${negativeSessionText(r.code)}, as Samba answers a client its hosts allow / hosts deny exclude`,
         evidence: { smb: { refused: negativeSessionText(r.code) } },
       };
-    if (c.data.length === 0)
+    if (c.data.length === 0) {
+      closed = c.ended;
       return {
         verdict: 'open-unverified',
         detail: unanswered(c, 'an SMB2 NEGOTIATE'),
         evidence: {},
       };
+    }
     return { verdict: 'wrong-service', detail: `expected SMB, ${answeredBy(c.data)} answers`, evidence: {} };
   });
+  if (!closed) return out;
+  // Closed on an SMB2 NEGOTIATE: an SMB1-only server does that (Samba with server max protocol =
+  // NT1). The negotiate of a client that speaks both tells it.
+  const again = await withConn(ctx, 'SMB', async (c) => {
+    c.write(smb1Negotiate());
+    await c.read((d) => parseSmbReply(d).kind !== 'incomplete', ctx.timeoutMs, 4096);
+    if (parseSmbReply(c.data).kind !== 'smb1') return out;
+    return {
+      verdict: 'not-serving',
+      detail: `SMB1-only server: it closed the connection on an SMB2 NEGOTIATE and answered an SMB1 one; ${SMB1_ONLY}`,
+      evidence: { smb: { dialect: 'SMB1' } },
+    };
+  });
+  return again.verdict === 'not-serving' ? again : out;
 }

@@ -256,9 +256,13 @@ export function hintFor(
         ? `the NTP server on ${example?.address} answers but is not synchronised to any time source itself (stratum ${ntp.stratum}, leap indicator ${ntp.leap ?? '?'}): check its upstream servers or reference clock (chronyc sources / ntpq -p on ${to}) and that it may reach them`
         : example?.detail.startsWith(SSH_REFUSED)
           ? `sshd on ${example.address} closes connections from ${from} before identifying itself: check on ${to} its MaxStartups (unauthenticated connections at once, 10:30:100 by default: a job that opens many SSH sessions at once fills it) and PerSourcePenalties in sshd_config, and /etc/hosts.allow and /etc/hosts.deny (TCP wrappers) for ${from}`
-          : example?.evidence.smb && 'refused' in example.evidence.smb
-            ? `the SMB server on ${example.address} refuses sessions from ${from} (NetBIOS negative session response ${example.evidence.smb.refused}): check its host access rules for ${from} (Samba: hosts allow / hosts deny in the [global] section of smb.conf)`
-            : `${where} answers but refuses to serve: check the service's own configuration on ${to}`,
+          : example?.evidence.smb &&
+              'dialect' in example.evidence.smb &&
+              example.evidence.smb.dialect === 'SMB1'
+            ? `the SMB server on ${example.address} offers only SMB1, which ${from} cannot be expected to speak (SMB1 is off by default on Windows since 10 1709 and Server 2019, and in Samba since 4.11): enable SMB2 or later on ${to} (Samba: server max protocol; Windows: Set-SmbServerConfiguration -EnableSMB2Protocol $true)`
+            : example?.evidence.smb && 'refused' in example.evidence.smb
+              ? `the SMB server on ${example.address} refuses sessions from ${from} (NetBIOS negative session response ${example.evidence.smb.refused}): check its host access rules for ${from} (Samba: hosts allow / hosts deny in the [global] section of smb.conf)`
+              : `${where} answers but refuses to serve: check the service's own configuration on ${to}`,
     'tls-weak': `${where} negotiates TLS below 1.2 or with a weak setup; the product expects TLS 1.2 or later`,
     'tls-failed':
       example?.evidence.errno === 'ERR_SSL_TLSV1_UNRECOGNIZED_NAME'
