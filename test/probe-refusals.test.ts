@@ -165,7 +165,8 @@ http { access_log off; client_body_temp_path ${d}/nginx/b; proxy_temp_path ${d}/
   server { listen ${S()}:9443 ssl default_server; ssl_reject_handshake on; }
   server { listen ${S()}:9443 ssl; server_name sni.lab.test; ssl_certificate ${cert}; ssl_certificate_key ${key};
     location / { return 200 "lab\\n"; } }
-  server { listen ${S()}:9080; return 444; } }
+  server { listen ${S()}:9080; return 444; }
+  server { listen ${S()}:9444 ssl; ssl_certificate ${cert}; ssl_certificate_key ${key}; return 200; } }
 `,
     );
     started.push(
@@ -176,6 +177,7 @@ http { access_log off; client_body_temp_path ${d}/nginx/b; proxy_temp_path ${d}/
         [
           { proto: 'tcp', address: S(), port: 9443 },
           { proto: 'tcp', address: S(), port: 9080 },
+          { proto: 'tcp', address: S(), port: 9444 },
         ],
       ),
     );
@@ -331,5 +333,15 @@ setTimeout(() => process.exit(0), 600000);
     assert.match(flow?.results[0]?.detail ?? '', /SMB1-only server/);
     assert.deepEqual(flow?.results[0]?.evidence.smb, { dialect: 'SMB1' });
     assert.match(flow?.hint ?? '', /offers only SMB1/);
+  });
+
+  it('plain HTTP expected where HTTPS answers (nginx 400 to a plain request, s_server closing) is wrong-service', async () => {
+    const doc = await probe('2223,9444', 'http');
+    for (const p of [2223, 9444]) {
+      const r = port(doc, p);
+      assert.equal(r.verdict, 'wrong-service', `${p}: ${r.detail}`);
+      assert.match(r.detail, /expected plain HTTP, a TLS server \(TLSv1\.[23] /);
+    }
+    assert.match(port(doc, 9444).detail, /a plain request gets HTTP\/1\.1 400/);
   });
 });
