@@ -25,7 +25,7 @@ import { ROOT } from './helpers.js';
  * server that wants a certificate, not "another service" for sshd or smbd refusing this client.
  */
 
-const PEERS = ['/usr/sbin/sshd', 'ssh-keygen', 'openssl', 'smbd', 'nginx', 'setpriv', 'ss'];
+const PEERS = ['/usr/sbin/sshd', 'ssh-keygen', 'openssl', 'smbd', 'nginx', 'chronyd', 'setpriv', 'ss'];
 const skip = labUnavailable(PEERS);
 
 describe('probe: servers that refuse this client, or want more than it has', { skip }, () => {
@@ -181,6 +181,20 @@ http { access_log off; client_body_temp_path ${d}/nginx/b; proxy_temp_path ${d}/
         ],
       ),
     );
+    // chronyd that serves only another client (its allow line leaves this one out).
+    writeFileSync(
+      join(d, 'chrony.conf'),
+      `local stratum 8\nallow 10.213.${lab.net}.99\nport 123\nbindaddress ${S()}\ncmdport 0\nbindcmdaddress /\npidfile ${d}/chronyd.pid\ndriftfile ${d}/chrony.drift\n`,
+    );
+    // -x: never touch the clock (the namespaces share the host's).
+    started.push(
+      lab.start(
+        'chronyd',
+        'server',
+        ['chronyd', '-d', '-x', '-u', 'root', '-f', join(d, 'chrony.conf')],
+        [{ proto: 'udp', address: S(), port: 123 }],
+      ),
+    );
     lab.hosts([`${S()} sni.lab.test`]);
     await Promise.all(started);
 
@@ -309,6 +323,10 @@ setTimeout(() => process.exit(0), 600000);
       ],
       [{ proto: 'tcp', address: resp, port: 9006 }],
     );
+    // It prints what it bound once every socket is tried, just after the last one listens.
+    const deadline = Date.now() + 15000;
+    while (!/answering signed probes/.test(lab.logs()) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
     assert.match(lab.logs(), /not bound on 10\.213\.\d+\.4: tcp 22: privileged port/);
     const r = checkJson(
       await lab.cli(['check', site, '--from', 'cli', '--secret', secret, '--format', 'json']),
@@ -343,5 +361,13 @@ setTimeout(() => process.exit(0), 600000);
       assert.match(r.detail, /expected plain HTTP, a TLS server \(TLSv1\.[23] /);
     }
     assert.match(port(doc, 9444).detail, /a plain request gets HTTP\/1\.1 400/);
+  });
+
+  it('chronyd that does not serve this client is filtered, and the hint names its allow lines, not only a firewall', async () => {
+    const doc = await probe('123/udp');
+    const got = portVerdicts(doc).get(`${S()}|udp|123`);
+    assert.equal(got?.verdict, 'filtered', got?.detail);
+    const hint = doc.flows[0]?.hint ?? '';
+    assert.match(hint, /does not serve this machine \(chronyd serves only the clients an allow line names/);
   });
 });
