@@ -1083,7 +1083,7 @@ function portResult(
       return {
         ...baseOf(item),
         verdict: 'filtered',
-        detail: `no answer and no ICMP error to ${attempts} spaced NTP requests; a live NTP server answers every one${outcome.rateLimited ? ' (the retry budget ran out while ICMP was rate limited: a reject may have been withheld)' : ''}`,
+        detail: `no answer and no ICMP error to ${attempts} spaced NTP requests; a live NTP server answers every one from a client it serves${outcome.rateLimited ? ' (the retry budget ran out while ICMP was rate limited: a reject may have been withheld)' : ''}`,
         evidence,
       };
     const spoke = secret ? 'a signed responder probe' : 'an empty datagram';

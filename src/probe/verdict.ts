@@ -278,7 +278,7 @@ export function hintFor(
     blocked: `a firewall rejects ${where} (ICMP unreachable / prohibited): ${allow}`,
     filtered:
       proto === 'udp' && flow.service === 'ntp'
-        ? `no answer to spaced NTP requests, and a live NTP server always answers: a firewall drops ${where}, or no NTP server runs there; ${allow}`
+        ? `no answer to spaced NTP requests, and a live NTP server answers every client it serves: a firewall drops ${where}, no NTP server runs there, or the one there does not serve ${from} (chronyd serves only the clients an allow line names, none by default; ntpd ignores those a restrict ... ignore line names): check its access rules, and ${allow}`
         : `no answer after spaced retries: a firewall drops ${where}; ${allow}`,
     'no-host': `no machine on the local link answers ARP/NDP for ${example?.address ?? to}${named ? ` (the inventory gives ${named} for ${to})` : ''}: the host is down, or the inventory address${named ? ' or its DNS / hosts entry' : ''} is stale or wrong; check that ${to} is up and still has this address`,
     'dns-failed': `fix the name or the inventory address of ${to}`,
