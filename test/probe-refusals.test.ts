@@ -33,6 +33,7 @@ describe('probe: servers that refuse this client, or want more than it has', { s
   let createdRunSshd = false;
   const S = () => lab.serverIp;
   const SMB1 = () => `10.213.${lab.net}.6`;
+  const SMB311 = () => `10.213.${lab.net}.7`;
   const runs = new Map<string, CheckJson>();
   const probe = async (ports: string, service?: string): Promise<CheckJson> => {
     const key = `${ports} ${service ?? ''}`;
@@ -154,6 +155,8 @@ describe('probe: servers that refuse this client, or want more than it has', { s
     started.push(smbd('smb-deny', S(), `hosts allow = 10.213.${lab.net}.99`));
     lab.addServerAddress(SMB1());
     started.push(smbd('smb1', SMB1(), 'server min protocol = NT1\n  server max protocol = NT1'));
+    lab.addServerAddress(SMB311());
+    started.push(smbd('smb311', SMB311(), 'server min protocol = SMB3_11'));
     // nginx that completes a handshake only for a server name it has a certificate for.
     mkdirSync(join(d, 'nginx'), { recursive: true });
     writeFileSync(
@@ -369,5 +372,13 @@ setTimeout(() => process.exit(0), 600000);
     assert.equal(got?.verdict, 'filtered', got?.detail);
     const hint = doc.flows[0]?.hint ?? '';
     assert.match(hint, /does not serve this machine \(chronyd serves only the clients an allow line names/);
+  });
+
+  it('an SMB server that requires 3.1.1 is ok, and says so rather than that it refused', async () => {
+    const r = checkJson(await lab.cli(['probe', SMB311(), '445', '--format', 'json']));
+    const flow = r.flows[0];
+    assert.equal(flow?.verdict, 'ok', JSON.stringify(flow?.results));
+    assert.match(flow?.results[0]?.detail ?? '', /requires SMB 3\.1\.1/);
+    assert.deepEqual(flow?.results[0]?.evidence.smb, { dialect: '3.1.1 required' });
   });
 });

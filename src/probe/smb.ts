@@ -99,6 +99,9 @@ export function smb1Negotiate(): Buffer {
   return Buffer.concat([session, msg]);
 }
 
+/** NTSTATUS STATUS_NOT_SUPPORTED ([MS-ERREF] 2.3.1): a NEGOTIATE none of whose dialects the server takes. */
+const STATUS_NOT_SUPPORTED = 0xc00000bb;
+
 /** What clients that cannot use an SMB1-only server are: SMB1 is off by default on them. */
 const SMB1_ONLY =
   'clients with SMB1 disabled (the default since Windows 10 1709 and Windows Server 2019, and Samba 4.11) cannot use it';
@@ -122,8 +125,8 @@ export async function smbProbe(ctx: ServiceContext): Promise<ServiceOutcome> {
           }
         : {
             verdict: 'ok',
-            detail: `SMB2 server refused our dialects (status 0x${r.status.toString(16)})`,
-            evidence: { smb: { dialect: r.dialect } },
+            detail: `SMB2 server that takes none of the dialects offered, 2.0.2 to 3.0.2 (status 0x${r.status.toString(16)}${r.status === STATUS_NOT_SUPPORTED ? ', STATUS_NOT_SUPPORTED' : ''}): it requires SMB 3.1.1, which clients speak since Windows 10 / Server 2016 and Samba 4.3`,
+            evidence: { smb: { dialect: '3.1.1 required' } },
           };
     if (r.kind === 'smb1')
       return {
