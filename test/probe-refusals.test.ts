@@ -87,6 +87,65 @@ describe('probe: servers that refuse this client, or want more than it has', { s
     started.push(sServer(4444, '-tls1_3', '-Verify', '1', '-CAfile', cert));
     // A TLS server on a port the flow expects SSH on.
     started.push(sServer(2223));
+    // A TLS server whose certificate expired in 2020 (openssl ca sets the dates; req cannot).
+    const ca = join(d, 'expired');
+    mkdirSync(ca);
+    writeFileSync(join(ca, 'index.txt'), '');
+    writeFileSync(join(ca, 'serial'), '01\n');
+    writeFileSync(
+      join(ca, 'ca.cnf'),
+      `[ca]\ndefault_ca = d\n[d]\ndatabase = ${ca}/index.txt\nserial = ${ca}/serial\nnew_certs_dir = ${ca}\ndefault_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n`,
+    );
+    const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
+    openssl(
+      'req',
+      '-new',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      join(ca, 'key.pem'),
+      '-out',
+      join(ca, 'csr.pem'),
+      '-subj',
+      '/CN=expired.lab.test',
+    );
+    openssl(
+      'ca',
+      '-batch',
+      '-config',
+      join(ca, 'ca.cnf'),
+      '-selfsign',
+      '-keyfile',
+      join(ca, 'key.pem'),
+      '-in',
+      join(ca, 'csr.pem'),
+      '-out',
+      join(ca, 'cert.pem'),
+      '-startdate',
+      '20200101000000Z',
+      '-enddate',
+      '20200102000000Z',
+    );
+    started.push(
+      lab.start(
+        'openssl s_server 4447 (expired)',
+        'server',
+        [
+          'openssl',
+          's_server',
+          '-quiet',
+          '-accept',
+          `${S()}:4447`,
+          '-cert',
+          join(ca, 'cert.pem'),
+          '-key',
+          join(ca, 'key.pem'),
+          '-www',
+        ],
+        [{ proto: 'tcp', address: S(), port: 4447 }],
+      ),
+    );
 
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(d, 'hostkey')]);
     if (!existsSync('/run/sshd')) {
@@ -380,5 +439,12 @@ setTimeout(() => process.exit(0), 600000);
     assert.equal(flow?.verdict, 'ok', JSON.stringify(flow?.results));
     assert.match(flow?.results[0]?.detail ?? '', /requires SMB 3\.1\.1/);
     assert.deepEqual(flow?.results[0]?.evidence.smb, { dialect: '3.1.1 required' });
+  });
+
+  it('a TLS server whose certificate expired is ok with a caveat saying so', async () => {
+    const r = port(await probe('4447', 'https'), 4447);
+    assert.equal(r.verdict, 'ok', r.detail);
+    assert.equal((r.evidence.tls as { expired: boolean }).expired, true);
+    assert.match(r.evidence.caveat as string, /certificate expired \(Jan {2}2 00:00:00 2020 GMT\)/);
   });
 });

@@ -151,6 +151,11 @@ export async function tlsServerThere(ctx: ServiceContext): Promise<string | unde
   return hs.alert !== undefined ? `a TLS server (it ended the handshake: ${hs.reason})` : undefined;
 }
 
+/** The caveat of an ok whose server certificate expired at `validTo` (as OpenSSL prints it). */
+function expiredCaveat(validTo: string): string {
+  return `the server's certificate expired (${validTo}): a client that verifies it refuses the connection (one that pins its thumbprint may not); renew it`;
+}
+
 /** Node's code for the TLS 1.3 alert certificate_required (116, RFC 8446 6.2). */
 const CERTIFICATE_REQUIRED = 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED';
 
@@ -256,13 +261,20 @@ export async function tlsProbe(ctx: ServiceContext, opts: { http: boolean }): Pr
       return { verdict: 'tls-weak', detail: `negotiated ${tlsText(t)}; TLS 1.2 or later expected`, evidence };
     if (WEAK_CIPHER.test(t.cipher))
       return { verdict: 'tls-weak', detail: `negotiated a weak cipher: ${tlsText(t)}`, evidence };
-    if (!opts.http) return { verdict: 'ok', detail: tlsText(t), evidence };
+    // An expired certificate: the path and TLS work, but a client that verifies it refuses the
+    // connection (one that pins the certificate's thumbprint, as backup products do for
+    // self-signed hypervisor certificates, may not).
+    const expired = t.expired ? expiredCaveat(t.validTo) : undefined;
+    const caveat = expired ? { caveat: expired } : {};
+    const more = expired ? `; caveat: ${expired}` : '';
+    if (!opts.http)
+      return { verdict: 'ok', detail: `${tlsText(t)}${more}`, evidence: { ...evidence, ...caveat } };
     const status = await httpStatus(c, ctx.servername ?? ctx.address, ctx.timeoutMs);
     if (status)
       return {
         verdict: 'ok',
-        detail: `${status} over ${tlsText(t)}`,
-        evidence: { ...evidence, http: { status } },
+        detail: `${status} over ${tlsText(t)}${more}`,
+        evidence: { ...evidence, http: { status }, ...caveat },
       };
     // TLS 1.3 sends the CertificateRequest encrypted and completes the client's side of the
     // handshake; a server that requires a certificate then ends the session with this alert.
