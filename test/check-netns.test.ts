@@ -73,6 +73,12 @@ table inet lab {
       '127.0.0.1 loop.lab.test',
       `${S()} dup.lab.test`,
       `10.213.${n}.9 wrong.lab.test`,
+      // An AAAA record this machine has no route to, beside an A record that answers; and a name
+      // with only such addresses.
+      `${named} dual.lab.test`,
+      '2001:db8::2 dual.lab.test',
+      '2001:db8::3 nowhere.lab.test',
+      '2001:db8::4 nowhere.lab.test',
     ]);
 
     const d = lab.dir;
@@ -280,6 +286,8 @@ hosts:
   loopy: { address: loop.lab.test, roles: [lab:named] }
   ghost: { address: ghost.lab.test, roles: [lab:named] }
   dup: { address: dup.lab.test, roles: [lab:named] }
+  dual: { address: dual.lab.test, roles: [lab:named] }
+  nowhere: { address: nowhere.lab.test, roles: [lab:named] }
   wrong.lab.test: { address: ${wrongAt}, roles: [lab:named] }
   resp: { address: ${resp}, roles: [lab:responder] }
 `,
@@ -458,6 +466,20 @@ hosts:
       flow('wrong.lab.test')?.reason ?? '',
       /resolves to 10\.213\.1\.9, but the inventory gives 10\.213\.1\.3/,
     );
+  });
+
+  it('DNS: an address of a name that this machine has no route to is left out while another has one', () => {
+    const dual = doc.flows.find((f) => f.to.host === 'dual');
+    assert.equal(dual?.verdict, 'ok', JSON.stringify(dual?.results));
+    assert.match(dual?.reason ?? '', /2001:db8::2 left out: this machine has no route to it \(ENETUNREACH\)/);
+    assert.deepEqual(
+      dual?.results.map((r) => r.address),
+      [`10.213.${lab.net}.5`],
+    );
+    // With no address it can reach, each is no-route: nothing is left out.
+    const nowhere = doc.flows.find((f) => f.to.host === 'nowhere');
+    assert.equal(nowhere?.verdict, 'no-route');
+    assert.deepEqual(nowhere?.results.map((r) => r.address).sort(), ['2001:db8::3', '2001:db8::4']);
   });
 
   it('a local flow is probed on loopback of this host; unspecified peers and ICMP are skipped with the reason', () => {

@@ -88,6 +88,9 @@ describe('probe wire formats', () => {
     assert.deepEqual(parseSmbReply(res), { kind: 'smb2', status: 0, dialect: '3.0.2' });
     assert.deepEqual(parseSmbReply(Buffer.from('\0\0\0\x20\xffSMBr', 'latin1')), { kind: 'smb1' });
     assert.deepEqual(parseSmbReply(Buffer.from('SSH-2.0-x\r\n')), { kind: 'other' });
+    // A NetBIOS negative session response (RFC 1002 4.3.4), as Samba sends to a host it denies.
+    assert.deepEqual(parseSmbReply(Buffer.from([0x83, 0, 0, 1, 0x81])), { kind: 'refused', code: 0x81 });
+    assert.deepEqual(parseSmbReply(Buffer.from([0x83, 0, 0])), { kind: 'incomplete' });
   });
 
   it('RDP X.224 Connection Request, and a Connection Confirm', () => {

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { isReset, verdictForErrno } from './errno.js';
 import type { RateLimiter } from './rate.js';
-import type { Evidence, Verdict } from './verdict.js';
+import { CLOSED_UNANSWERED, type Evidence, SILENT_SERVICE, type Verdict } from './verdict.js';
 
 /** What an application probe is given: where to go and how long it may wait for the service. */
 export interface ServiceContext {
@@ -161,6 +161,16 @@ export function resetAfterConnect(code: string, what: string, rttMs?: number): S
     detail: `connected, then reset (${code}) once ${what} was sent, before any reply`,
     evidence: { errno: code, ...(rttMs === undefined ? {} : { rttMs: round(rttMs) }) },
   };
+}
+
+/**
+ * The detail of a service probe that got no byte back for `what` ("an HTTP request"): the server
+ * closed the connection (a FIN, or a reset: its code is named), or nothing came within the wait.
+ */
+export function unanswered(c: Conn, what: string): string {
+  return c.ended
+    ? `connected, then the server ${CLOSED_UNANSWERED} ${what}${c.error ? ` (${c.error})` : ''}`
+    : `${SILENT_SERVICE}answer to ${what}`;
 }
 
 export function round(ms: number): number {

@@ -226,6 +226,7 @@ export async function runCheck(
 
   // The route to each address: where the probes leave from, or that they cannot leave at all.
   const routes = await routesTo(work.flatMap((w) => (w.target.kind === 'probe' ? w.target.addresses : [])));
+  for (const w of work) w.target = withoutUnroutable(w.target, routes);
 
   // One reachability item per (address, protocol, port), shared by the flows that name it (a plan
   // may name all 65535 ports of many addresses).
@@ -637,6 +638,32 @@ function collect(
     if (notes.length) r.notes = notes;
   }
   return { results, counts };
+}
+
+/**
+ * A DNS name that resolves to several addresses, some of which this machine has no route to
+ * (ENETUNREACH: an AAAA record seen from a machine with no IPv6 route, the commonest case): a
+ * client here never sends to those, it connects to the next address (getaddrinfo sorts
+ * unusable destinations last, RFC 6724 6 rule 1, and a connect to one fails at once), so they are
+ * left out of the target with a note that says so. When no address has a route, all stay, and
+ * each is `no-route`.
+ */
+export function withoutUnroutable(target: Target, routes: ReadonlyMap<string, Route>): Target {
+  if (target.kind !== 'probe' || target.servername === undefined || target.addresses.length < 2)
+    return target;
+  const unroutable = (a: string) => {
+    const r = routes.get(a);
+    return r !== undefined && 'errno' in r && r.errno === 'ENETUNREACH';
+  };
+  const gone = target.addresses.filter((a) => unroutable(a.address));
+  if (!gone.length || gone.length === target.addresses.length) return target;
+  const list = gone.map((a) => a.address).join(', ');
+  const why = `${list} left out: this machine has no route to ${gone.length > 1 ? 'them' : 'it'} (ENETUNREACH), so a client here connects to ${target.servername}'s other ${target.addresses.length - gone.length > 1 ? 'addresses' : 'address'} instead (getaddrinfo sorts unusable destinations last, RFC 6724 rule 1)`;
+  return {
+    ...target,
+    addresses: target.addresses.filter((a) => !unroutable(a.address)),
+    note: target.note ? `${target.note}; ${why}` : why,
+  };
 }
 
 /**
@@ -1056,7 +1083,7 @@ function portResult(
       return {
         ...baseOf(item),
         verdict: 'filtered',
-        detail: `no answer and no ICMP error to ${attempts} spaced NTP requests; a live NTP server answers every one${outcome.rateLimited ? ' (the retry budget ran out while ICMP was rate limited: a reject may have been withheld)' : ''}`,
+        detail: `no answer and no ICMP error to ${attempts} spaced NTP requests; a live NTP server answers every one from a client it serves${outcome.rateLimited ? ' (the retry budget ran out while ICMP was rate limited: a reject may have been withheld)' : ''}`,
         evidence,
       };
     const spoke = secret ? 'a signed responder probe' : 'an empty datagram';

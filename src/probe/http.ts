@@ -1,5 +1,5 @@
 import type { Conn, ServiceContext, ServiceOutcome } from './conn.js';
-import { resetAfterConnect, withConn } from './conn.js';
+import { resetAfterConnect, unanswered, withConn } from './conn.js';
 import { isReset } from './errno.js';
 import { answeredBy, firstLine } from './identify.js';
 import { excerpt } from './verdict.js';
@@ -23,7 +23,7 @@ export function httpProbe(ctx: ServiceContext): Promise<ServiceOutcome> {
     if (data.length === 0 && c.error && isReset(c.error))
       return resetAfterConnect(c.error, `the ${c.bytesSent}-byte HTTP request`);
     if (data.length === 0)
-      return { verdict: 'open-unverified', detail: 'connected; no answer to an HTTP request', evidence: {} };
+      return { verdict: 'open-unverified', detail: unanswered(c, 'an HTTP request'), evidence: {} };
     return {
       verdict: 'wrong-service',
       detail: `expected HTTP, ${answeredBy(data)} answers`,

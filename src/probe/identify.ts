@@ -14,6 +14,8 @@ export function identify(data: Buffer): string | undefined {
   const b0 = data[0] as number;
   if ((b0 === 0x15 || b0 === 0x16) && data[1] === 0x03) return 'a TLS server';
   if (data.length >= 8 && data.subarray(4, 8).toString('latin1') === '\xfeSMB') return 'an SMB2 server';
+  if (b0 === 0x83 && data.length === 5 && data[1] === 0 && data[2] === 0 && data[3] === 1)
+    return 'an SMB server refusing the session (NetBIOS negative session response)';
   if (data.length >= 8 && data.subarray(4, 8).toString('latin1') === '\xffSMB') return 'an SMB1 server';
   if (b0 === 0x03 && data[1] === 0x00 && data.length >= 6 && ((data[5] as number) & 0xf0) === 0xd0)
     return 'an RDP (X.224) server';

@@ -1,4 +1,12 @@
-import { Conn, ConnectError, round, type ServiceContext, type ServiceOutcome, withConn } from './conn.js';
+import {
+  Conn,
+  ConnectError,
+  round,
+  type ServiceContext,
+  type ServiceOutcome,
+  unanswered,
+  withConn,
+} from './conn.js';
 import { isReset, verdictForErrno } from './errno.js';
 import { answeredBy } from './identify.js';
 
@@ -288,7 +296,7 @@ export function msrpcProbe(ctx: ServiceContext, iface: RpcInterface = WMI): Prom
         evidence: {},
       };
     if (c.data.length === 0)
-      return { verdict: 'open-unverified', detail: 'connected; no answer to an RPC bind', evidence: {} };
+      return { verdict: 'open-unverified', detail: unanswered(c, 'an RPC bind'), evidence: {} };
     return {
       verdict: 'wrong-service',
       detail: `expected MS-RPC, ${answeredBy(c.data)} answers`,

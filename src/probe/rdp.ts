@@ -1,4 +1,4 @@
-import { type ServiceContext, type ServiceOutcome, withConn } from './conn.js';
+import { type ServiceContext, type ServiceOutcome, unanswered, withConn } from './conn.js';
 import { answeredBy } from './identify.js';
 
 /**
@@ -73,7 +73,7 @@ export function rdpProbe(ctx: ServiceContext): Promise<ServiceOutcome> {
     if (c.data.length === 0)
       return {
         verdict: 'open-unverified',
-        detail: 'connected; no answer to an X.224 Connection Request',
+        detail: unanswered(c, 'an X.224 Connection Request'),
         evidence: {},
       };
     return { verdict: 'wrong-service', detail: `expected RDP, ${answeredBy(c.data)} answers`, evidence: {} };

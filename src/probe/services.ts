@@ -5,7 +5,8 @@ import { msrpcProbe } from './msrpc.js';
 import { rdpProbe } from './rdp.js';
 import { smbProbe } from './smb.js';
 import { sshProbe } from './ssh.js';
-import { tlsProbe } from './tls.js';
+import { tlsProbe, tlsServerThere } from './tls.js';
+import { CLOSED_UNANSWERED } from './verdict.js';
 import { vmwareAuthdProbe } from './vmware-authd.js';
 
 /** The application probe for an open TCP port, chosen by the flow's catalog service and TLS flag. */
@@ -58,7 +59,7 @@ export function serviceProbe(kind: Exclude<TcpKind, 'plain'>, ctx: ServiceContex
     case 'tls':
       return tlsProbe(ctx, { http: false });
     case 'http':
-      return httpProbe(ctx);
+      return plainHttpProbe(ctx);
     case 'ssh':
       return sshProbe(ctx);
     case 'smb':
@@ -70,4 +71,25 @@ export function serviceProbe(kind: Exclude<TcpKind, 'plain'>, ctx: ServiceContex
     case 'msrpc':
       return msrpcProbe(ctx);
   }
+}
+
+/**
+ * Plain HTTP, and who answers instead when the answer is one an HTTPS port gives a plain request:
+ * a 400 (nginx: "The plain HTTP request was sent to HTTPS port"), or a close with no answer (a
+ * TLS server that reads the request as a broken ClientHello). A TLS handshake that works there
+ * makes it wrong-service: the product's plain HTTP request would get the same answer.
+ */
+async function plainHttpProbe(ctx: ServiceContext): Promise<ServiceOutcome> {
+  const out = await httpProbe(ctx);
+  const status = out.evidence.http?.status;
+  const bad = out.verdict === 'ok' && status !== undefined && /^HTTP\/\S+ 400\b/.test(status);
+  const closed = out.verdict === 'open-unverified' && out.detail.includes(CLOSED_UNANSWERED);
+  if (!bad && !closed) return out;
+  const who = await tlsServerThere(ctx);
+  if (!who) return out;
+  return {
+    verdict: 'wrong-service',
+    detail: `expected plain HTTP, ${who} answers${bad ? ` (a plain request gets ${status})` : ' (it closed on a plain request)'}`,
+    evidence: out.evidence,
+  };
 }

@@ -1,39 +1,92 @@
 import { type ServiceContext, type ServiceOutcome, withConn } from './conn.js';
-import { answeredBy, firstLine } from './identify.js';
-import { excerpt } from './verdict.js';
+import { answeredBy, firstLine, identify } from './identify.js';
+import { tlsServerThere } from './tls.js';
+import { excerpt, SSH_CLOSED_AFTER_OURS, SSH_REFUSED, SSH_SILENT } from './verdict.js';
+
+/** Most bytes read while looking for the identification line (RFC 4253 4.2 allows lines before it). */
+const MAX_BYTES = 4096;
+
+/** The server's identification line among the complete lines of `data` ("SSH-" at a line start). */
+function identification(data: Buffer): Buffer | undefined {
+  for (let start = 0; start < data.length; ) {
+    const nl = data.indexOf(10, start);
+    if (nl === -1) return undefined;
+    if (data.subarray(start, start + 4).toString('latin1') === 'SSH-') return data.subarray(start, nl);
+    start = nl + 1;
+  }
+  return undefined;
+}
 
 /**
  * SSH: the server speaks first with its identification line (RFC 4253 4.2), e.g.
- * "SSH-2.0-OpenSSH_9.2p1 Debian-2". A server that waits for the client gets ours, then answers.
+ * "SSH-2.0-OpenSSH_9.2p1 Debian-2", possibly after other lines. A server that waits for the client
+ * gets ours, then answers. A server that closes before its identification line, with nothing sent
+ * to it or with only a line of its own ("Exceeded MaxStartups", as OpenSSH sends when too many
+ * connections are unauthenticated at once), refuses this client: not-serving. One that closes
+ * after our line without its own is not SSH, and a TLS server there is named (wrong-service).
  */
-export function sshProbe(ctx: ServiceContext): Promise<ServiceOutcome> {
-  return withConn(ctx, 'SSH', async (c) => {
-    const line = (d: Buffer) => d.includes(10);
-    let got = await c.read(line, ctx.timeoutMs / 2, 512);
+export async function sshProbe(ctx: ServiceContext): Promise<ServiceOutcome> {
+  let closedAfterOurs = false;
+  const out = await withConn(ctx, 'SSH', async (c) => {
+    const found = (d: Buffer) => identification(d) !== undefined;
+    let got = await c.read(found, ctx.timeoutMs / 2, MAX_BYTES);
+    let spoke = false;
     if (!got && c.data.length === 0 && !c.ended) {
       c.write('SSH-2.0-portolan\r\n');
-      got = await c.read(line, ctx.timeoutMs / 2, 512);
+      spoke = true;
+      got = await c.read(found, ctx.timeoutMs / 2, MAX_BYTES);
     }
     const data = c.data;
-    if (data.length === 0)
-      return {
-        verdict: 'open-unverified',
-        detail: 'connected; no SSH identification line came back',
-        evidence: {},
-      };
-    const banner = excerpt(firstLine(data));
-    if (/^SSH-(2\.0|1\.99)-/.test(data.toString('latin1')))
-      return { verdict: 'ok', detail: `SSH server: ${banner}`, evidence: { banner } };
-    if (data.toString('latin1').startsWith('SSH-'))
+    const id = identification(data);
+    if (id) {
+      const banner = excerpt(id);
+      const text = id.toString('latin1');
+      if (/^SSH-(2\.0|1\.99)-/.test(text))
+        return { verdict: 'ok', detail: `SSH server: ${banner}`, evidence: { banner } };
       return {
         verdict: 'wrong-service',
         detail: `an SSH-1 only server (${banner}); SSH 2 is expected`,
         evidence: { banner },
       };
+    }
+    // An SSH server sends its line as soon as it accepts; one that closed before anything was sent
+    // to it, without its line, refuses this client (what it said instead is shown).
+    if (c.ended && !spoke && (data.length ? !identify(data) : !c.error))
+      return {
+        verdict: 'not-serving',
+        detail: `${SSH_REFUSED}${data.length ? `, after "${excerpt(data)}"` : ', with nothing sent to it'}: ${SSHD_REFUSES}`,
+        evidence: data.length ? { banner: excerpt(firstLine(data)) } : {},
+      };
+    if (data.length === 0 && c.ended) {
+      closedAfterOurs = true;
+      return {
+        verdict: 'open-unverified',
+        detail: `connected, then closed${c.error ? ` (${c.error})` : ''} ${SSH_CLOSED_AFTER_OURS} (an SSH server sends its line first): not an SSH server`,
+        evidence: {},
+      };
+    }
+    if (data.length === 0)
+      return {
+        verdict: 'open-unverified',
+        detail: SSH_SILENT,
+        evidence: {},
+      };
+    const banner = excerpt(firstLine(data));
     return {
       verdict: 'wrong-service',
       detail: `expected SSH, ${answeredBy(data)} answers`,
       evidence: { banner },
     };
   });
+  if (!closedAfterOurs) return out;
+  // Something that waits for the client to speak, and closes on an SSH line: a TLS server (an
+  // HTTPS or TLS service where SSH is expected) is told by its answer to a ClientHello.
+  const who = await tlsServerThere(ctx);
+  return who
+    ? { verdict: 'wrong-service', detail: `expected SSH, ${who} answers`, evidence: out.evidence }
+    : out;
 }
+
+/** What a server that accepts and closes before its SSH identification line may be. */
+export const SSHD_REFUSES =
+  'sshd refuses connections from this source now (its MaxStartups limit of unauthenticated connections at once is reached, PerSourcePenalties, or TCP wrappers: /etc/hosts.deny)';

@@ -11,7 +11,8 @@ import {
 import { isReset } from './errno.js';
 import { httpStatus } from './http.js';
 import { answeredBy, firstLine, identify } from './identify.js';
-import { excerpt, type TlsEvidence } from './verdict.js';
+import { certificateFields, serverFlight } from './tls-flight.js';
+import { CLOSED_UNANSWERED, excerpt, type TlsEvidence } from './verdict.js';
 
 /** Protocol versions below what the products' documents promise (TLS 1.2 or later). */
 const WEAK_PROTOCOLS = new Set(['SSLv2', 'SSLv3', 'TLSv1', 'TLSv1.1']);
@@ -19,7 +20,21 @@ const WEAK_CIPHER = /(^|[-_])(RC4|DES|3DES|NULL|EXPORT|EXP|MD5|anon)([-_]|$)/i;
 
 type Handshake =
   | { ok: true; socket: tls.TLSSocket; rttMs: number; tls: TlsEvidence }
-  | { ok: false; connected: boolean; code: string; reason: string; rttMs: number };
+  | {
+      ok: false;
+      connected: boolean;
+      code: string;
+      reason: string;
+      rttMs: number;
+      /** The TLS alert the server ended the handshake with (RFC 8446 6), when it sent one. */
+      alert?: number;
+    };
+
+/** OpenSSL's error message for an alert it received ends with its number (ssl/record/rec_layer_s3.c). */
+const RECEIVED_ALERT = /SSL alert number (\d+)/;
+
+/** The TLS alert unrecognized_name (RFC 6066 3): no certificate for the server name asked for, or none asked. */
+const UNRECOGNIZED_NAME = 112;
 
 function certName(o: unknown): string {
   if (!o || typeof o !== 'object') return '';
@@ -84,9 +99,15 @@ async function handshake(ctx: ServiceContext): Promise<Handshake> {
         code: err.code ?? 'EUNKNOWN',
         reason: err.reason ?? err.message.split('\n')[0] ?? err.message,
         rttMs: performance.now() - t0,
+        ...alertOf(err.message),
       });
     });
   });
+}
+
+function alertOf(message: string): { alert?: number } {
+  const m = RECEIVED_ALERT.exec(message);
+  return m ? { alert: Number(m[1]) } : {};
 }
 
 /**
@@ -117,9 +138,52 @@ function tlsText(t: TlsEvidence): string {
 }
 
 /**
+ * Who answers a TLS ClientHello on a port where another service was expected and stayed silent:
+ * `a TLS server (...)` with what it negotiated, or with the alert it ended the handshake with;
+ * undefined when nothing that speaks TLS answered (a close, a reset, silence, other bytes).
+ */
+export async function tlsServerThere(ctx: ServiceContext): Promise<string | undefined> {
+  const hs = await handshake(ctx);
+  if (hs.ok) {
+    hs.socket.destroy();
+    return `a TLS server (${tlsText(hs.tls)})`;
+  }
+  return hs.alert !== undefined ? `a TLS server (it ended the handshake: ${hs.reason})` : undefined;
+}
+
+/** The caveat of an ok whose server certificate expired at `validTo` (as OpenSSL prints it). */
+function expiredCaveat(validTo: string): string {
+  return `the server's certificate expired (${validTo}): a client that verifies it refuses the connection (one that pins its thumbprint may not); renew it`;
+}
+
+/** Node's code for the TLS 1.3 alert certificate_required (116, RFC 8446 6.2). */
+const CERTIFICATE_REQUIRED = 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED';
+
+/**
+ * A server that requires a client certificate and ended the session for want of one (`alert`, as
+ * OpenSSL words it): its TLS answered with its version, cipher and certificate, so the path and
+ * the server are proven as far as a client without the product's certificate can go; the `ok`
+ * carries that as its caveat (tls-weak below TLS 1.2 or with a weak cipher, as for any server).
+ */
+function clientCertificateOutcome(t: TlsEvidence, alert: string, rttMs: number): ServiceOutcome {
+  const caveat = `the server requires a client certificate (mutual TLS) and ended the handshake without one (${alert}): whether it accepts the product's certificate is not tested`;
+  const evidence = { tls: t, rttMs, caveat };
+  if (WEAK_PROTOCOLS.has(t.protocol))
+    return {
+      verdict: 'tls-weak',
+      detail: `negotiated ${tlsText(t)}; TLS 1.2 or later expected; ${caveat}`,
+      evidence,
+    };
+  if (WEAK_CIPHER.test(t.cipher))
+    return { verdict: 'tls-weak', detail: `negotiated a weak cipher: ${tlsText(t)}; ${caveat}`, evidence };
+  return { verdict: 'ok', detail: `${tlsText(t)}; caveat: ${caveat}`, evidence };
+}
+
+/**
  * TLS (and HTTPS when `http`): the negotiated version, cipher and certificate. Below TLS 1.2 or a
- * weak cipher: tls-weak. A failed handshake: tls-failed, unless an SSH banner or plain HTTP shows
- * that another service answers (wrong-service).
+ * weak cipher: tls-weak. A server that requires a client certificate: ok with a caveat (see
+ * clientCertificateOutcome). A failed handshake: tls-failed, unless an SSH banner or plain HTTP
+ * shows that another service answers (wrong-service).
  */
 export async function tlsProbe(ctx: ServiceContext, opts: { http: boolean }): Promise<ServiceOutcome> {
   const hs = await handshake(ctx);
@@ -133,6 +197,37 @@ export async function tlsProbe(ctx: ServiceContext, opts: { http: boolean }): Pr
       return {
         verdict: 'tls-weak',
         detail: `the server offers only protocol versions older than TLS 1.0 (${hs.reason})`,
+        evidence: { errno: hs.code, rttMs: round(hs.rttMs) },
+      };
+    // A handshake ended by the server's alert: did it ask for a client certificate first? In TLS
+    // 1.2 and below the request travels in the clear, and a server that requires one (mutual TLS,
+    // as product components that authenticate each other by certificate use) ends the handshake
+    // when the client has none to send. Its TLS works; the product presents its own certificate.
+    if (hs.alert !== undefined) {
+      const flight = await serverFlight(ctx);
+      if (flight.certificateRequest) {
+        const cert = flight.certificate ? certificateFields(flight.certificate) : undefined;
+        const validTo = cert?.validTo ?? '';
+        const t: TlsEvidence = {
+          protocol: flight.protocol ?? 'unknown',
+          cipher: flight.cipher ?? 'unknown',
+          subject: cert?.subject ?? '',
+          issuer: cert?.issuer ?? '',
+          validTo,
+          expired: validTo !== '' && Date.parse(validTo) < Date.now(),
+        };
+        return clientCertificateOutcome(t, hs.reason, round(hs.rttMs));
+      }
+    }
+    // An alert is TLS: the server speaks it and refused this handshake. Asking it in plain HTTP
+    // then would only draw an HTTPS server's "plain HTTP request sent to HTTPS port" 400.
+    if (hs.alert !== undefined)
+      return {
+        verdict: 'tls-failed',
+        detail:
+          hs.alert === UNRECOGNIZED_NAME
+            ? `TLS handshake failed: the server knows no certificate for ${ctx.servername ? `the name ${ctx.servername}` : 'a handshake without a server name (SNI); the target is an address, not a name'} (alert ${hs.alert}, ${hs.reason})`
+            : `TLS handshake failed: the server ended it with alert ${hs.alert} (${hs.reason})`,
         evidence: { errno: hs.code, rttMs: round(hs.rttMs) },
       };
     const seen = await diagnose(ctx);
@@ -166,14 +261,25 @@ export async function tlsProbe(ctx: ServiceContext, opts: { http: boolean }): Pr
       return { verdict: 'tls-weak', detail: `negotiated ${tlsText(t)}; TLS 1.2 or later expected`, evidence };
     if (WEAK_CIPHER.test(t.cipher))
       return { verdict: 'tls-weak', detail: `negotiated a weak cipher: ${tlsText(t)}`, evidence };
-    if (!opts.http) return { verdict: 'ok', detail: tlsText(t), evidence };
+    // An expired certificate: the path and TLS work, but a client that verifies it refuses the
+    // connection (one that pins the certificate's thumbprint, as backup products do for
+    // self-signed hypervisor certificates, may not).
+    const expired = t.expired ? expiredCaveat(t.validTo) : undefined;
+    const caveat = expired ? { caveat: expired } : {};
+    const more = expired ? `; caveat: ${expired}` : '';
+    if (!opts.http)
+      return { verdict: 'ok', detail: `${tlsText(t)}${more}`, evidence: { ...evidence, ...caveat } };
     const status = await httpStatus(c, ctx.servername ?? ctx.address, ctx.timeoutMs);
     if (status)
       return {
         verdict: 'ok',
-        detail: `${status} over ${tlsText(t)}`,
-        evidence: { ...evidence, http: { status } },
+        detail: `${status} over ${tlsText(t)}${more}`,
+        evidence: { ...evidence, http: { status }, ...caveat },
       };
+    // TLS 1.3 sends the CertificateRequest encrypted and completes the client's side of the
+    // handshake; a server that requires a certificate then ends the session with this alert.
+    if (c.data.length === 0 && c.error === CERTIFICATE_REQUIRED)
+      return clientCertificateOutcome(t, 'tlsv13 alert certificate required', evidence.rttMs);
     if (c.data.length === 0 && c.error && isReset(c.error))
       return {
         ...resetAfterConnect(c.error, 'the HTTP request (after a TLS handshake that worked)'),
@@ -181,7 +287,9 @@ export async function tlsProbe(ctx: ServiceContext, opts: { http: boolean }): Pr
       };
     return {
       verdict: 'open-unverified',
-      detail: `TLS handshake ok (${tlsText(t)}), but no answer to an HTTP request`,
+      detail: c.ended
+        ? `TLS handshake ok (${tlsText(t)}), then the server ${CLOSED_UNANSWERED} an HTTP request${c.error ? ` (${c.error})` : ''}`
+        : `TLS handshake ok (${tlsText(t)}), but no answer to an HTTP request`,
       evidence,
     };
   } finally {

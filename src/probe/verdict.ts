@@ -116,7 +116,8 @@ export interface Evidence {
   tls?: TlsEvidence;
   http?: { status: string };
   ntp?: NtpEvidence;
-  smb?: { dialect: string };
+  /** The dialect an SMB server chose, or the negative session response it refused the session with. */
+  smb?: { dialect: string } | { refused: string };
   /** Silent while the same peer answered other ports with rate-limited ICMP errors. */
   rateLimited?: boolean;
   /**
@@ -238,9 +239,13 @@ export function hintFor(
       ? `connected, and the signed probe was closed without a reply, as portolan listen does when ${mismatch}; or another service on ${where} closes what it does not understand`
       : signed
         ? `connected, but the responder did not answer the signed probe, and ${flow.service} cannot be recognised on the wire: ${unsigned}`
-        : example?.detail?.startsWith(SILENT_SERVICE)
-          ? `connected, but ${flow.service} did not answer on ${where} in time: a slow or busy service, another one that waits in silence, or a device on the path (an IPS or application-aware firewall) that holds the session without passing it on; check that ${flow.service} runs on ${to} and check again, or prove the path alone with portolan listen on ${to} and check --secret`
-          : `connected, but ${flow.service} cannot be recognised on the wire; to prove the path before the product is installed, run portolan listen on ${to} and check --secret`,
+        : example?.detail?.includes(CLOSED_UNANSWERED)
+          ? `connected, but the server on ${where} closed the connection without answering ${flow.service}: the service refuses this source (its access rules, such as nginx's return 444, or a connection limit), another service there closes what it does not understand, or a portolan listen responder was checked without its --secret; check ${flow.service}'s configuration on ${to}`
+          : example?.detail?.includes(SSH_CLOSED_AFTER_OURS)
+            ? `connected, but what listens on ${where} closed the connection after portolan's SSH identification line without sending one of its own, which an SSH server sends first: is ssh on another port, or another service on this one (a portolan listen responder, checked without its --secret, closes the same way)?`
+            : example?.detail?.startsWith(SILENT_SERVICE)
+              ? `connected, but ${flow.service} did not answer on ${where} in time: a slow or busy service, another one that waits in silence, ${example.detail === SSH_SILENT ? 'sshd refusing this source through TCP wrappers (/etc/hosts.deny: it holds a refused connection 5 s before closing it), ' : ''}or a device on the path (an IPS or application-aware firewall) that holds the session without passing it on; check that ${flow.service} runs on ${to} and check again, or prove the path alone with portolan listen on ${to} and check --secret`
+              : `connected, but ${flow.service} cannot be recognised on the wire; to prove the path before the product is installed, run portolan listen on ${to} and check --secret`,
     'open|filtered': signed
       ? `UDP: no answer to the signed probe and no ICMP error: a firewall drops ${where}, or ${unsigned}`
       : `UDP: no answer and no ICMP error, so the port is open or a firewall drops it; run portolan listen on ${to} and check --secret to tell`,
@@ -249,18 +254,31 @@ export function hintFor(
       ? `the NTP server on ${example?.address} refuses to serve ${from} (kiss-o'-death ${ntp.kiss}: ${kissWords(ntp.kiss)}); check its access rules (chrony allow / ntpd restrict) and rate limits for ${from}`
       : ntp
         ? `the NTP server on ${example?.address} answers but is not synchronised to any time source itself (stratum ${ntp.stratum}, leap indicator ${ntp.leap ?? '?'}): check its upstream servers or reference clock (chronyc sources / ntpq -p on ${to}) and that it may reach them`
-        : `${where} answers but refuses to serve: check the service's own configuration on ${to}`,
+        : example?.detail.startsWith(SSH_REFUSED)
+          ? `sshd on ${example.address} closes connections from ${from} before identifying itself: check on ${to} its MaxStartups (unauthenticated connections at once, 10:30:100 by default: a job that opens many SSH sessions at once fills it) and PerSourcePenalties in sshd_config, and /etc/hosts.allow and /etc/hosts.deny (TCP wrappers) for ${from}`
+          : example?.evidence.smb &&
+              'dialect' in example.evidence.smb &&
+              example.evidence.smb.dialect === 'SMB1'
+            ? `the SMB server on ${example.address} offers only SMB1, which ${from} cannot be expected to speak (SMB1 is off by default on Windows since 10 1709 and Server 2019, and in Samba since 4.11): enable SMB2 or later on ${to} (Samba: server max protocol; Windows: Set-SmbServerConfiguration -EnableSMB2Protocol $true)`
+            : example?.evidence.smb && 'refused' in example.evidence.smb
+              ? `the SMB server on ${example.address} refuses sessions from ${from} (NetBIOS negative session response ${example.evidence.smb.refused}): check its host access rules for ${from} (Samba: hosts allow / hosts deny in the [global] section of smb.conf)`
+              : `${where} answers but refuses to serve: check the service's own configuration on ${to}`,
     'tls-weak': `${where} negotiates TLS below 1.2 or with a weak setup; the product expects TLS 1.2 or later`,
-    'tls-failed': `the TLS handshake with ${where} failed: check the service's certificate and TLS settings`,
+    'tls-failed':
+      example?.evidence.errno === 'ERR_SSL_TLSV1_UNRECOGNIZED_NAME'
+        ? `the TLS server on ${where} completes a handshake only for a server name (SNI) it has a certificate for, and refused ${example.detail.includes('without a server name') ? 'one without a name' : 'this name'}: a client that connects by one of its names gets through; give ${to}'s DNS name ${flow.product === 'probe' ? 'as HOST' : 'as its inventory address'} (check sends it as SNI), or check the server's names`
+        : `the TLS handshake with ${where} failed: check the service's certificate and TLS settings`,
     'reset-after-connect': `${where} accepted the connection, then reset it once data was sent: an IPS or application-aware firewall between ${from} and ${to} resets the session (allow the application, not just the port), or another service on this port resets what it does not understand${signed || example?.detail?.includes('signed probe') ? `; a portolan responder also closes a probe signed with another secret this way: give check the secret that listen on ${to} uses (PORTOLAN_SECRET), and see its log ("bad MAC (wrong secret?)")` : `; if portolan listen runs on ${to}, it resets every probe not signed with its secret this way: give check that secret (--secret or PORTOLAN_SECRET)`}`,
     'responder-overloaded': `the portolan responder on ${example?.address ?? to} answered other ports but stayed too busy to answer ${where} (its log says "refused ... load" or nothing at all): the path is not proven either way; check again with fewer sources at once, a lower --max-rate, or on a less loaded ${to}`,
     closed: dynamic
       ? `nothing listens on ${where}, which is normal for a range assigned at run time; a reset there is counted as reachable`
-      : `nothing listens on ${where}: is the service installed and running (${flow.service}: ${purposeClause(flow)})? If a firewall answers for it with a TCP reset / port unreachable, ${allow}`,
+      : signed
+        ? `nothing listens on ${where}, not even the portolan responder: portolan listen on ${to} did not bind this port (its "not bound on" lines say why: a port below 1024 needs root or CAP_NET_BIND_SERVICE), or it is not running, or the service there (${flow.service}) is stopped; the refusal (a TCP reset or ICMP port unreachable) shows the path is open up to ${to}, unless a firewall refuses for it that way: then ${allow}`
+        : `nothing listens on ${where}: is the service installed and running (${flow.service}: ${purposeClause(flow)})? If a firewall answers for it with a TCP reset / port unreachable, ${allow}`,
     blocked: `a firewall rejects ${where} (ICMP unreachable / prohibited): ${allow}`,
     filtered:
       proto === 'udp' && flow.service === 'ntp'
-        ? `no answer to spaced NTP requests, and a live NTP server always answers: a firewall drops ${where}, or no NTP server runs there; ${allow}`
+        ? `no answer to spaced NTP requests, and a live NTP server answers every client it serves: a firewall drops ${where}, no NTP server runs there, or the one there does not serve ${from} (chronyd serves only the clients an allow line names, none by default; ntpd ignores those a restrict ... ignore line names): check its access rules, and ${allow}`
         : `no answer after spaced retries: a firewall drops ${where}; ${allow}`,
     'no-host': `no machine on the local link answers ARP/NDP for ${example?.address ?? to}${named ? ` (the inventory gives ${named} for ${to})` : ''}: the host is down, or the inventory address${named ? ' or its DNS / hosts entry' : ''} is stale or wrong; check that ${to} is up and still has this address`,
     'dns-failed': `fix the name or the inventory address of ${to}`,
@@ -276,6 +294,21 @@ export function hintFor(
  * ClientHello ..."): hintFor then says so rather than that the service cannot be recognised.
  */
 export const SILENT_SERVICE = 'connected; no ';
+
+/**
+ * In the detail of a service probe whose server closed the connection without answering what it
+ * was sent (see unanswered in conn.ts): hintFor then says it closed, not that it was slow.
+ */
+export const CLOSED_UNANSWERED = 'closed the connection with no answer to';
+
+/** How an SSH probe's detail starts when the server closed before its identification line (not-serving). */
+export const SSH_REFUSED = 'the server closed the connection without its SSH identification line';
+
+/** In an SSH probe's detail when the peer closed after portolan's identification line without its own. */
+export const SSH_CLOSED_AFTER_OURS = 'after our SSH identification line with no line of its own';
+
+/** An SSH probe's detail when nothing came back, nor a close, within the service timeout. */
+export const SSH_SILENT = `${SILENT_SERVICE}SSH identification line came back`;
 
 /**
  * The reason given for a port whose signed probe was closed without a reply and whose service

@@ -1,6 +1,6 @@
 import { type ServiceContext, type ServiceOutcome, withConn } from './conn.js';
 import { answeredBy, firstLine } from './identify.js';
-import { excerpt } from './verdict.js';
+import { CLOSED_UNANSWERED, excerpt } from './verdict.js';
 
 /**
  * VMware authd on 902 (NFC goes through it): the daemon greets first with
@@ -11,7 +11,13 @@ export function vmwareAuthdProbe(ctx: ServiceContext): Promise<ServiceOutcome> {
     await c.read((d) => d.includes(10), ctx.timeoutMs, 1024);
     const data = c.data;
     if (data.length === 0)
-      return { verdict: 'open-unverified', detail: 'connected; no authd greeting came back', evidence: {} };
+      return {
+        verdict: 'open-unverified',
+        detail: c.ended
+          ? `connected, then the server ${CLOSED_UNANSWERED} the connect: no authd greeting${c.error ? ` (${c.error})` : ''}`
+          : 'connected; no authd greeting came back',
+        evidence: {},
+      };
     const banner = excerpt(firstLine(data));
     if (data.toString('latin1').startsWith('220 VMware Authentication Daemon'))
       return { verdict: 'ok', detail: `VMware authd: ${banner}`, evidence: { banner } };
