@@ -56,7 +56,7 @@ export function inventoryLimit(option?: string, env: NodeJS.ProcessEnv = process
   const bytes = parseSize(text);
   if (bytes === undefined || bytes < 1 || bytes > MAX_INVENTORY_BYTES_CEILING)
     throw new UsageError(
-      `${from} ${JSON.stringify(text)} is not a size from 1 byte to ${sizeText(MAX_INVENTORY_BYTES_CEILING)} (expected bytes or a number with a unit, e.g. 64MiB, 500MB, 1048576)`,
+      `${from} ${JSON.stringify(text)} is not a size from 1 byte to ${sizeText(MAX_INVENTORY_BYTES_CEILING)} (expected bytes or a number with a unit, e.g. 128MiB, 200MB, 1048576)`,
     );
   return bytes;
 }
