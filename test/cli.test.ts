@@ -306,6 +306,64 @@ describe('hints', () => {
   });
 });
 
+describe('probe hints', () => {
+  it('speak of probe, the command the user ran, never of check', async () => {
+    const { hintFor, SIGNED_CLOSED, SILENT_SERVICE, VERDICT_ORDER } = await import('../src/probe/verdict.js');
+    const flow = {
+      id: 'probe 10.0.0.2 tcp https',
+      product: 'probe',
+      from: { host: 'this machine', role: 'prober', address: '' },
+      to: { host: '10.0.0.2', role: 'target', address: '10.0.0.2' },
+      protocol: 'tcp' as const,
+      ports: [[443, 443]] as [number, number][],
+      service: 'https',
+      tls: true,
+      purpose: 'named on the command line',
+      sources: [{ doc: 'the command line', ref: 'portolan probe 10.0.0.2 443' }],
+      notes: [],
+      entries: [],
+      local: false,
+    };
+    const details = [
+      '',
+      `${SIGNED_CLOSED}; then connected, then reset`,
+      `${SILENT_SERVICE}SSH identification line came back`,
+      'connected, then reset (ECONNRESET) once the 98-byte signed probe was sent, with no reply',
+    ];
+    for (const verdict of VERDICT_ORDER)
+      for (const detail of details)
+        for (const signed of [false, true]) {
+          const hint = hintFor(
+            flow,
+            verdict,
+            { address: '10.0.0.2', port: 443, protocol: 'tcp', verdict, detail, evidence: {} },
+            [[443, 443]],
+            signed,
+          );
+          assert.doesNotMatch(
+            hint,
+            /\bcheck --secret|give check|this check|whole check|check again/,
+            `${verdict}: ${hint}`,
+          );
+        }
+    const mismatch = hintFor(
+      flow,
+      'open-unverified',
+      {
+        address: '10.0.0.2',
+        port: 443,
+        protocol: 'tcp',
+        verdict: 'open-unverified',
+        detail: SIGNED_CLOSED,
+        evidence: {},
+      },
+      [[443, 443]],
+      true,
+    );
+    assert.match(mismatch, /give probe the secret that listen on 10\.0\.0\.2 printed/);
+  });
+});
+
 describe('help and "did you mean"', () => {
   /** Every option each command takes: its --help must list all of them. */
   const OPTIONS: Record<string, string[]> = {
