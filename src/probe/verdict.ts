@@ -68,6 +68,25 @@ export function isFailure(v: Verdict): boolean {
   return FAILING.has(v);
 }
 
+/**
+ * The failing verdicts that got no answer from the target itself: no name, no neighbour, no route,
+ * an ICMP unreachable (which a host whose own link is down also gets from its kernel) or silence.
+ * Every other failing verdict (closed, reset-after-connect, tls-failed, wrong-service, ...) is an
+ * answer from the target: the prober's own network reached it.
+ */
+const NO_ANSWER_FROM_TARGET: ReadonlySet<Verdict> = new Set([
+  'dns-failed',
+  'no-host',
+  'no-route',
+  'blocked',
+  'filtered',
+]);
+
+/** True when verdict `v` is a failure in which the target itself never answered (NO_ANSWER_FROM_TARGET). */
+export function unanswered(v: Verdict): boolean {
+  return NO_ANSWER_FROM_TARGET.has(v);
+}
+
 export function worst(verdicts: Iterable<Verdict>): Verdict | undefined {
   let best = -1;
   for (const v of verdicts) {
