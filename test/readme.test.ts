@@ -202,3 +202,24 @@ describe('README: the verdict table', () => {
     );
   });
 });
+
+describe('README: each command heading names only options its help names', () => {
+  it("every --option of a `### portolan COMMAND ...` heading is in that command's Usage lines", () => {
+    const text = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const headings = [...text.matchAll(/^### `portolan (\w+) ([^`]*)`/gm)];
+    assert.ok(headings.length >= 10, 'the parser finds the command headings');
+    for (const [, command, rest] of headings) {
+      const help = spawnSync(process.execPath, [BIN, 'help', command as string], {
+        encoding: 'utf8',
+        env: { ...process.env, COLUMNS: '1000' },
+      }).stdout;
+      // The Usage lines: from "Usage:" to the first empty line.
+      const usage = help.slice(0, help.indexOf('\n\n'));
+      for (const option of (rest as string).match(/--[a-z][a-z-]*/g) ?? [])
+        assert.ok(
+          usage.includes(option),
+          `README's heading for ${command} names ${option}; its help's Usage does not:\n${usage}`,
+        );
+    }
+  });
+});
