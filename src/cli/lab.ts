@@ -18,6 +18,7 @@ import { FIREWALLS, type Firewall, listLabNames, pickLab, readState } from '../l
 import { netnsList, requireNetAdmin } from '../lab/sys.js';
 import { up } from '../lab/up.js';
 import { verify } from '../lab/verify.js';
+import { parseTtl } from '../listen/duration.js';
 import { colorEnabled } from '../util/color.js';
 import { counted } from '../util/plural.js';
 import { notAHost, unknownName } from '../util/suggest.js';
@@ -112,6 +113,8 @@ async function runUp(argv: string[]): Promise<number> {
   if (help(values)) return 0;
   const file = exactlyOne(positionals, 'inventory file', USAGE);
   const limit = inventoryLimit(values['max-inventory-size']);
+  // The responders' TTL is checked here, before any namespace is made for them.
+  if (values.ttl !== undefined) parseTtl(values.ttl);
   const firewall: Firewall = oneOf(values.firewall, FIREWALLS, '--firewall') ?? 'nftables';
   const rulesets = new Map<string, string>();
   for (const r of values.ruleset ?? []) {
