@@ -563,6 +563,19 @@ describe('validate', () => {
     assert.ok(!/host g has no flows in this plan/.test(n.stderr), n.stderr);
   });
 
+  it('says every warning in one form: located at the host it is about, "warning:" after the place', () => {
+    const file = join(dir, 'lone.yaml');
+    writeFileSync(
+      file,
+      'site: lone\nproducts:\n  platespin: { version: "2.5", edition: forge }\nhosts:\n  ps: { address: 10.0.0.1, roles: [platespin:platespin-server] }\n',
+    );
+    const r = runCli(['validate', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^\S*lone\.yaml:5:3 hosts\.ps: warning: host ps has no flows in this plan$/m);
+    for (const line of r.stderr.trim().split('\n'))
+      assert.match(line, /^\S+(:\d+:\d+ \S+)?: warning: /, line);
+  });
+
   it('reports every schema error too (not only the first), with the catalog errors, in file order', () => {
     const file = join(dir, 'schema.yaml');
     writeFileSync(

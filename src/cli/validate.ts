@@ -98,9 +98,15 @@ export async function run(argv: string[]): Promise<number> {
     for (const { host, text } of summed.lines)
       process.stderr.write(`${formatLocated(`warning: ${text}`, locate(['hosts', host], 'key'))}\n`);
   }
+  // One form for every warning: located at the host it is about (FILE:LINE:COL hosts.NAME:), else
+  // at the file (FILE:), then "warning:".
   for (const w of plan.warnings)
-    if (FACT_WARNINGS.has(w.code) && !summed.covered.has(w))
-      process.stderr.write(`warning: ${file}: ${w.message}\n`);
+    if (FACT_WARNINGS.has(w.code) && !summed.covered.has(w)) {
+      const at = w.host !== undefined ? locate(['hosts', w.host], 'key') : undefined;
+      process.stderr.write(
+        `${at ? formatLocated(`warning: ${w.message}`, at) : `${file}: warning: ${w.message}`}\n`,
+      );
+    }
   const products = [...inventory.products.keys()];
   for (const w of hostsInsideCidrs(inventory.hosts)) process.stderr.write(`${file}: warning: ${w.message}\n`);
   process.stdout.write(
