@@ -306,6 +306,16 @@ describe('hints', () => {
   });
 });
 
+describe('portolan --help', () => {
+  it('names --version, which prints the package version', () => {
+    const help = runCli(['--help']);
+    assert.match(help.stdout, /"portolan --version" prints the version/);
+    const v = runCli(['--version']);
+    assert.equal(v.code, 0);
+    assert.equal(v.stdout.trim(), JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
+  });
+});
+
 describe('probe hints', () => {
   it('speak of probe, the command the user ran, never of check', async () => {
     const { hintFor, SIGNED_CLOSED, SILENT_SERVICE, VERDICT_ORDER } = await import('../src/probe/verdict.js');
