@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Agent, detailOf } from '../src/agent/agent.js';
+import { Agent, detailOf, isolatedRun } from '../src/agent/agent.js';
 import type { FlowResult } from '../src/probe/verdict.js';
 import { MAX_DETAIL_BYTES } from '../src/server/app.js';
 import { openDb } from '../src/server/db.js';
@@ -16,6 +16,8 @@ import { BIN, ROOT } from './helpers.js';
 const LOOPBACK = readFileSync(`${ROOT}examples/lab/loopback.yaml`, 'utf8');
 // Quick probes: every target is on loopback, where a closed port answers at once.
 const CHECK = { timeoutMs: 500, attempts: 1, spacingMs: 10, retryBudgetMs: 100 };
+/** The failing verdicts in which the target itself never answered (verdict.ts unanswered). */
+const NO_ANSWER = ['dns-failed', 'no-host', 'no-route', 'blocked', 'filtered'];
 
 const dirs: string[] = [];
 const children: ChildProcess[] = [];
@@ -220,7 +222,6 @@ test('the server is stopped a while: the agent spools, and the runs arrive once 
   // Never reached the server: exit 3 (nothing reported), and stderr says how much waits where.
   for (const r of [down1, down2]) assert.equal(r.status, 3, r.stderr);
   assert.equal(readdirSync(join(spool, 'pending')).length, 2);
-  // Every flow closed and the server away: the self-check guard marks the run isolated.
   const pending = readdirSync(join(spool, 'pending')).map((f) =>
     JSON.parse(readFileSync(join(spool, 'pending', f), 'utf8')),
   );
@@ -233,10 +234,18 @@ test('the server is stopped a while: the agent spools, and the runs arrive once 
     );
   assert.match(down1.stderr, spoolMessage(flowsPerRun));
   assert.match(down2.stderr, spoolMessage(2 * flowsPerRun));
-  const allFailed = pending.every((r: { results: { verdict: string }[] }) =>
-    r.results.every((x) => ['closed', 'blocked', 'filtered'].includes(x.verdict)),
-  );
-  if (allFailed) assert.ok(pending.every((r: { isolated: boolean }) => r.isolated));
+  // The server away: a run is isolated only when no target answered either; a reset (closed) is
+  // the target's answer, which proves this host's network reached it.
+  for (const r of pending as { isolated: boolean; results: { verdict: string }[] }[]) {
+    const verdicts = r.results.map((x) => x.verdict);
+    assert.equal(
+      r.isolated,
+      verdicts.every((v) => NO_ANSWER.includes(v)),
+      verdicts.join(', '),
+    );
+  }
+  if (pending.some((r: { results: { verdict: string }[] }) => r.results.some((x) => x.verdict === 'closed')))
+    assert.doesNotMatch(down1.stderr, /isolated/);
 
   server = await serve(dir, port);
   const back = agent();
@@ -600,4 +609,21 @@ test('a posted detail stays under the server limit however many addresses and ra
   assert.equal((detail.ranges as unknown[]).length, 256);
   assert.equal(detail.rangesOmitted, 744);
   assert.equal((detail.ports as unknown[]).length, 64);
+});
+
+test('a run is isolated when neither the server nor any target answered; a reset from a target is an answer', () => {
+  const run = (...verdicts: string[]) =>
+    verdicts.map((verdict) => ({ verdict, failed: verdict !== 'ok' })) as Pick<
+      FlowResult,
+      'failed' | 'verdict'
+    >[];
+  assert.equal(isolatedRun(false, run('filtered', 'no-route', 'dns-failed', 'no-host', 'blocked')), true);
+  // The server answered: never isolated.
+  assert.equal(isolatedRun(true, run('filtered', 'no-route')), false);
+  // A target answered, with a reset or a failed handshake: this host's network works.
+  assert.equal(isolatedRun(false, run('filtered', 'closed')), false);
+  assert.equal(isolatedRun(false, run('closed', 'closed')), false);
+  assert.equal(isolatedRun(false, run('filtered', 'tls-failed')), false);
+  assert.equal(isolatedRun(false, run('filtered', 'ok')), false);
+  assert.equal(isolatedRun(false, []), false);
 });

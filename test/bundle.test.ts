@@ -4,6 +4,8 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { FORMATS } from '../src/export/index.js';
+import { isFailure, VERDICT_ORDER } from '../src/probe/verdict.js';
 import { ROOT, runCli } from './helpers.js';
 
 const CLI = join(ROOT, 'dist', 'cli');
@@ -93,5 +95,24 @@ process.on('exit', () => writeFileSync(process.env.PORTOLAN_TEST_LOADED, JSON.st
     assert.equal(r.stdout, '');
     assert.match(r.stderr, /^portolan: no-such-site\.yaml: .*\n$/);
     assert.doesNotMatch(r.stderr, /internal error|\n {4}at /);
+  });
+});
+
+describe('the console (web/app.js)', () => {
+  /** The string elements of the list that follows `const NAME = ` in the console's source. */
+  const listIn = (source: string, name: string): string[] => {
+    const at = source.indexOf(`const ${name} = `);
+    assert.ok(at >= 0, `web/app.js defines ${name}`);
+    const body = source.slice(at, source.indexOf(']', at));
+    return [...body.matchAll(/'([^']+)'/g)].map((m) => m[1] as string);
+  };
+  const source = readFileSync(join(ROOT, 'web', 'app.js'), 'utf8');
+
+  it('marks as failing exactly the verdicts check fails on', () => {
+    assert.deepEqual(listIn(source, 'FAILING').sort(), VERDICT_ORDER.filter((v) => isFailure(v)).sort());
+  });
+
+  it('offers every export format, as the whole version and as the delta', () => {
+    assert.deepEqual(listIn(source, 'FORMATS'), Object.keys(FORMATS));
   });
 });

@@ -157,8 +157,12 @@ hosts:
     assert.equal(forge.code, 2);
     assert.match(
       forge.stderr,
-      /products\.platespin\.version: platespin edition "forge" never had version "8\.1\.3" \(expected a forge version in \.\.\.-4, 11-\.\.\.\)/,
+      /products\.platespin\.version: platespin edition "forge" never had version "8\.1\.3" \(expected a forge version: 4\.x or earlier, 11 or later\)/,
     );
+    // The catalog listing says the ranges in the same words ("...-4" read as text left out).
+    const listing = runCli(['catalog', 'platespin']);
+    assert.match(listing.stdout, /^ {4}forge versions: 4\.x or earlier, 11 or later$/m);
+    assert.match(listing.stdout, /^ {4}migrate versions: 6 or later$/m);
     assert.doesNotMatch(forge.stderr, /\n\s+at /, 'no stack trace');
     const migrate = run(ps('{ version: "2.5" }'));
     assert.equal(migrate.code, 2);
@@ -191,7 +195,7 @@ hosts:
     );
     assert.match(r.stdout, /SourceListensForConnection/);
     assert.match(r.stdout, /examples: 2019\.5, 11\.0, 11\.0\.0\.270, 8\.1\.3, 8\.1\.3\.270/);
-    assert.match(r.stdout, /forge versions: \.\.\.-4, 11-\.\.\./);
+    assert.match(r.stdout, /forge versions: 4\.x or earlier, 11 or later/);
   });
   it('cites the version ranges of each edition, and marks the uncited ones as the catalog assumption', () => {
     const json = JSON.parse(runCli(['catalog', 'platespin', '--format', 'json']).stdout) as {

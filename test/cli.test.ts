@@ -306,6 +306,74 @@ describe('hints', () => {
   });
 });
 
+describe('portolan --help', () => {
+  it('names --version, which prints the package version', () => {
+    const help = runCli(['--help']);
+    assert.match(help.stdout, /"portolan --version" prints the version/);
+    const v = runCli(['--version']);
+    assert.equal(v.code, 0);
+    assert.equal(v.stdout.trim(), JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
+  });
+});
+
+describe('probe hints', () => {
+  it('speak of probe, the command the user ran, never of check', async () => {
+    const { hintFor, SIGNED_CLOSED, SILENT_SERVICE, VERDICT_ORDER } = await import('../src/probe/verdict.js');
+    const flow = {
+      id: 'probe 10.0.0.2 tcp https',
+      product: 'probe',
+      from: { host: 'this machine', role: 'prober', address: '' },
+      to: { host: '10.0.0.2', role: 'target', address: '10.0.0.2' },
+      protocol: 'tcp' as const,
+      ports: [[443, 443]] as [number, number][],
+      service: 'https',
+      tls: true,
+      purpose: 'named on the command line',
+      sources: [{ doc: 'the command line', ref: 'portolan probe 10.0.0.2 443' }],
+      notes: [],
+      entries: [],
+      local: false,
+    };
+    const details = [
+      '',
+      `${SIGNED_CLOSED}; then connected, then reset`,
+      `${SILENT_SERVICE}SSH identification line came back`,
+      'connected, then reset (ECONNRESET) once the 98-byte signed probe was sent, with no reply',
+    ];
+    for (const verdict of VERDICT_ORDER)
+      for (const detail of details)
+        for (const signed of [false, true]) {
+          const hint = hintFor(
+            flow,
+            verdict,
+            { address: '10.0.0.2', port: 443, protocol: 'tcp', verdict, detail, evidence: {} },
+            [[443, 443]],
+            signed,
+          );
+          assert.doesNotMatch(
+            hint,
+            /\bcheck --secret|give check|this check|whole check|check again/,
+            `${verdict}: ${hint}`,
+          );
+        }
+    const mismatch = hintFor(
+      flow,
+      'open-unverified',
+      {
+        address: '10.0.0.2',
+        port: 443,
+        protocol: 'tcp',
+        verdict: 'open-unverified',
+        detail: SIGNED_CLOSED,
+        evidence: {},
+      },
+      [[443, 443]],
+      true,
+    );
+    assert.match(mismatch, /give probe the secret that listen on 10\.0\.0\.2 printed/);
+  });
+});
+
 describe('help and "did you mean"', () => {
   /** Every option each command takes: its --help must list all of them. */
   const OPTIONS: Record<string, string[]> = {
@@ -503,6 +571,19 @@ describe('validate', () => {
       /none\.yaml:6:3 hosts\.g: warning: host g gets no flows: its facts do not give os \(one of: windows, linux\)/,
     );
     assert.ok(!/host g has no flows in this plan/.test(n.stderr), n.stderr);
+  });
+
+  it('says every warning in one form: located at the host it is about, "warning:" after the place', () => {
+    const file = join(dir, 'lone.yaml');
+    writeFileSync(
+      file,
+      'site: lone\nproducts:\n  platespin: { version: "2.5", edition: forge }\nhosts:\n  ps: { address: 10.0.0.1, roles: [platespin:platespin-server] }\n',
+    );
+    const r = runCli(['validate', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^\S*lone\.yaml:5:3 hosts\.ps: warning: host ps has no flows in this plan$/m);
+    for (const line of r.stderr.trim().split('\n'))
+      assert.match(line, /^\S+(:\d+:\d+ \S+)?: warning: /, line);
   });
 
   it('reports every schema error too (not only the first), with the catalog errors, in file order', () => {

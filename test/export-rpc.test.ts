@@ -55,6 +55,26 @@ describe('export: the dynamic RPC port WMI moves to after 135', () => {
     assert.doesNotMatch(r.stderr, /RPC endpoint mapper/);
   });
 
+  it("the warning's advice, once followed, silences it: every Windows pair, and the advisories for the same range", () => {
+    // The whole site: the sources and the targets the warning names, for every format above.
+    for (const format of ['windows', 'nftables', 'csv']) {
+      const r = runCli([
+        'export',
+        opened,
+        '--to',
+        format,
+        ...(format === 'windows' ? ['--host', 'win-src'] : []),
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.doesNotMatch(r.stderr, /RPC endpoint mapper/, format);
+      assert.doesNotMatch(r.stderr, /wmi-dynamic-rpc not planned/, format);
+    }
+    // Without the setting, the advisories still say what to add.
+    const closed = runCli(['plan', EXAMPLE, '--format', 'json']);
+    assert.match(closed.stderr, /advisory platespin server-to-source-wmi-dynamic-rpc not planned/);
+    assert.match(closed.stderr, /advisory platespin server-to-target-wmi-dynamic-rpc not planned/);
+  });
+
   it('wmi-dynamic-ports: open adds 49152-65535, as -LocalPort RPC in its own Windows rule, and no warning', () => {
     assert.notEqual(readFileSync(opened, 'utf8'), readFileSync(EXAMPLE, 'utf8'), 'the setting was written');
     const plan = runCli(['plan', opened, '--format', 'json']);
@@ -65,7 +85,10 @@ describe('export: the dynamic RPC port WMI moves to after 135', () => {
     const dyn = flows.filter((f) => f.service === 'msrpc-dynamic');
     assert.deepEqual(
       dyn.map((f) => [f.to.host, f.ports]),
-      [['win-src', [[49152, 65535]]]],
+      [
+        ['win-src', [[49152, 65535]]],
+        ['targets', [[49152, 65535]]],
+      ],
     );
     const win = runCli(['export', opened, '--to', 'windows', '--host', 'win-src']);
     assert.equal(win.code, 0, win.stderr);

@@ -1,6 +1,16 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { ExportModel, ExportRule } from '../src/export/model.js';
@@ -158,6 +168,27 @@ describe('lab: names, flow specs, sampling and carving', () => {
     assert.deepEqual(out.rules[1]?.ports, [[3542, 3542]]);
     assert.ok(!(out.rules[1]?.src.v4 ?? []).some((c) => c === '10.0.0.1/32' || c === '10.0.0.0/30'));
     assert.deepEqual(out.rules[1]?.src.hosts, ['b']);
+  });
+});
+
+describe('lab up: bad options are refused before anything is made', () => {
+  it('a --ttl that is not a duration is exit 2 with one line, before the first namespace', () => {
+    const labDir = mkdtempSync(join(tmpdir(), 'pl-ttl-'));
+    after(() => rmSync(labDir, { recursive: true, force: true }));
+    const r = spawnSync(
+      process.execPath,
+      [BIN, 'lab', 'up', SITE, '--name', 'never-made', '--ttl', 'bogus'],
+      {
+        cwd: ROOT,
+        encoding: 'utf8',
+        env: { ...process.env, PORTOLAN_LAB_DIR: labDir },
+      },
+    );
+    assert.equal(r.status, 2, r.stderr);
+    assert.deepEqual(readdirSync(labDir), [], 'no state written');
+    assert.equal(r.stdout, '', 'no "lab up" line: nothing was started');
+    assert.match(r.stderr, /^portolan: --ttl "bogus" is not a duration/);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
   });
 });
 

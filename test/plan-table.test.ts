@@ -75,6 +75,21 @@ describe('the plan table fitted to a terminal', () => {
     for (const p of column(table, 'PURPOSE')) assert.doesNotMatch(p, /^[、。）」]/);
   });
 
+  it('a terminal that reports 0 columns (no size set) gets the table of a pipe, not one squeezed to 40', () => {
+    const command = `stty cols 0 rows 0; node ${BIN} plan examples/mixed-site.yaml --no-color`;
+    const { COLUMNS: _columns, ...env } = process.env;
+    const table = execFileSync('script', ['-qc', command, '/dev/null'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env,
+    }).replace(/\r/g, '');
+    const widest = Math.max(...tableLines(table).map((l) => width(l)));
+    assert.ok(
+      widest > 120,
+      `the widest line is ${widest} columns:\n${tableLines(table).slice(0, 6).join('\n')}`,
+    );
+  });
+
   it('a terminal too narrow for whole names still keeps every line within it', () => {
     for (const columns of [40, 60]) {
       const table = planTable({ ...plan, warnings: [] }, 12, { color: false, columns });

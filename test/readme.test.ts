@@ -4,6 +4,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
@@ -200,5 +201,78 @@ describe('README: the verdict table', () => {
       VERDICT_ORDER.filter((v) => isFailure(v)),
       'README lists the failing verdicts in the order of VERDICT_ORDER',
     );
+  });
+});
+
+describe('README: each command heading names only options its help names', () => {
+  it("every --option of a `### portolan COMMAND ...` heading is in that command's Usage lines", () => {
+    const text = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const headings = [...text.matchAll(/^### `portolan (\w+) ([^`]*)`/gm)];
+    assert.ok(headings.length >= 10, 'the parser finds the command headings');
+    for (const [, command, rest] of headings) {
+      const help = spawnSync(process.execPath, [BIN, 'help', command as string], {
+        encoding: 'utf8',
+        env: { ...process.env, COLUMNS: '1000' },
+      }).stdout;
+      // The Usage lines: from "Usage:" to the first empty line.
+      const usage = help.slice(0, help.indexOf('\n\n'));
+      for (const option of (rest as string).match(/--[a-z][a-z-]*/g) ?? [])
+        assert.ok(
+          usage.includes(option),
+          `README's heading for ${command} names ${option}; its help's Usage does not:\n${usage}`,
+        );
+    }
+  });
+});
+
+/**
+ * Whether `real` has what `shown` shows: every key of a shown object with a matching value, the
+ * shown elements of an array at the same places (an element "..." stands for the rest), and any
+ * value where the README writes "...".
+ */
+function shows(shown: unknown, real: unknown, path = '$'): string | undefined {
+  if (shown === '...') return undefined;
+  if (Array.isArray(shown)) {
+    if (!Array.isArray(real)) return `${path} is not a list`;
+    for (const [i, s] of shown.entries()) {
+      if (s === '...') return undefined;
+      const bad = shows(s, real[i], `${path}[${i}]`);
+      if (bad) return bad;
+    }
+    return shown.length === real.length
+      ? undefined
+      : `${path} has ${real.length} elements, not ${shown.length}`;
+  }
+  if (shown !== null && typeof shown === 'object') {
+    if (real === null || typeof real !== 'object') return `${path} is not an object`;
+    for (const [k, v] of Object.entries(shown)) {
+      if (!(k in real)) return `${path}.${k} is missing`;
+      const bad = shows(v, (real as Record<string, unknown>)[k], `${path}.${k}`);
+      if (bad) return bad;
+    }
+    return undefined;
+  }
+  return JSON.stringify(shown) === JSON.stringify(real)
+    ? undefined
+    : `${path} is ${JSON.stringify(real)}, not ${JSON.stringify(shown)}`;
+}
+
+describe('README: the plan JSON it shows', () => {
+  it('is what plan --format json prints for the example site it names', () => {
+    const text = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const block = /^```json\n([\s\S]*?)^```/m.exec(text)?.[1];
+    assert.ok(block, 'README has a ```json block');
+    const shown = JSON.parse(block) as { site: string };
+    const examples = join(ROOT, 'examples');
+    const file = readdirSync(examples)
+      .filter((f) => f.endsWith('.yaml'))
+      .find((f) => new RegExp(`^site: ${shown.site}$`, 'm').test(readFileSync(join(examples, f), 'utf8')));
+    assert.ok(file, `no example site is named ${shown.site}`);
+    const r = spawnSync(process.execPath, [BIN, 'plan', join(examples, file), '--format', 'json'], {
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const bad = shows(shown, JSON.parse(r.stdout));
+    assert.equal(bad, undefined, `README's plan JSON for ${file}: ${bad}`);
   });
 });

@@ -67,6 +67,39 @@ describe('scale', () => {
     assert.match(bad.stderr, /^portolan: --max-inventory-size "lots" is not a size from 1 byte to 256 MiB/);
   });
 
+  test('every command that reads an inventory takes the --max-inventory-size its limit error names', () => {
+    const site = join(ROOT, 'examples/lab/loopback.yaml');
+    const commands = [
+      ['plan', site],
+      ['export', site, '--to', 'nftables'],
+      ['validate', site],
+      ['check', site, '--from', 'vbr'],
+      ['listen', site, '--host', 'pve', '--ttl', '1s'],
+      // lab up checks for root before it reads the inventory.
+      ...(process.getuid?.() === 0 ? [['lab', 'up', site, '--name', 'never-up']] : []),
+    ];
+    for (const args of commands) {
+      const r = runCli([...args, '--max-inventory-size', '64']);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(
+        r.stderr,
+        /^portolan: \S+loopback\.yaml: the inventory is \d+ bytes; the limit is 64 bytes; raise it with --max-inventory-size SIZE/,
+        args.join(' '),
+      );
+    }
+  });
+
+  test('the sizes a refused --max-inventory-size gives as examples are taken', () => {
+    const r = runCli(['validate', small, '--max-inventory-size', '1GiB']);
+    assert.equal(r.code, 2);
+    const examples = /e\.g\. ([^)]+)\)/.exec(r.stderr)?.[1]?.split(', ') ?? [];
+    assert.ok(examples.length >= 2, r.stderr);
+    for (const size of examples) {
+      const ok = runCli(['validate', small, '--max-inventory-size', size]);
+      assert.equal(ok.code, 0, `--max-inventory-size ${size}: ${ok.stderr}`);
+    }
+  });
+
   test('validate locates its warnings from its one read: a large file, a pipe', () => {
     // A 5 MiB inventory (a long comment, under the 64 MiB default) and the same site through a
     // pipe: the fact warnings are located without reading the file a second time.

@@ -8,13 +8,20 @@ import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 
 const html = htm.bind(h);
+// The lists below repeat the CLI's (src/probe/verdict.ts isFailure, src/export/index.ts FORMATS),
+// which the browser bundle cannot import; test/bundle.test.ts holds them equal.
 const FAILING = new Set([
   'dns-failed',
+  'no-host',
+  'no-route',
   'blocked',
   'filtered',
   'closed',
+  'reset-after-connect',
+  'responder-overloaded',
   'tls-failed',
   'wrong-service',
+  'not-serving',
   'tls-weak',
 ]);
 const FORMATS = [
@@ -28,6 +35,7 @@ const FORMATS = [
   'gcp',
   'cisco',
   'csv',
+  'flat-csv',
   'markdown',
   'html',
   'mermaid',

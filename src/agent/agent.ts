@@ -19,7 +19,7 @@ import { buildPlan } from '../plan/plan.js';
 import { type CheckOptions, type CheckReport, runCheck } from '../probe/engine.js';
 import { summarize } from '../probe/report.js';
 import { scopeFor } from '../probe/scope.js';
-import type { FlowResult } from '../probe/verdict.js';
+import { type FlowResult, unanswered } from '../probe/verdict.js';
 import { counted } from '../util/plural.js';
 
 /** What the server's /api/agent/plan returns. */
@@ -266,8 +266,9 @@ export class Agent {
 
   /**
    * One round: heartbeat, plan, check, spool, send. The self-check guard: a run made while the
-   * server was unreachable and in which every flow failed is marked `isolated` (this host's own
-   * network is the likelier fault), and the server keeps it as history without changing verdicts.
+   * server was unreachable and in which no target answered is marked `isolated` (isolatedRun: this
+   * host's own network is the likelier fault), and the server keeps it as history without changing
+   * verdicts.
    */
   async cycle(): Promise<CycleOutcome> {
     this.answered = false;
@@ -279,7 +280,7 @@ export class Agent {
     }
     const report = await this.check(plan.yaml, plan.host, plan.flowIds, 'site.yaml');
     const results = report.results.filter((r) => plan.flowIds.includes(r.flow.id));
-    const isolated = !reachable && results.length > 0 && results.every((r) => r.failed);
+    const isolated = isolatedRun(reachable, results);
     const key = this.spool(plan.version, report, results, isolated, '');
     // Removed flows: a failing verdict is the expected outcome there, so these runs cannot tell an
     // isolated host themselves; they share the main run's judgement.
@@ -463,4 +464,18 @@ function atomicWrite(file: string, text: string): void {
     closeSync(fd);
   }
   renameSync(tmp, file);
+}
+
+/**
+ * Whether a run is `isolated`: the server did not answer (`reachable` false) and every flow failed
+ * without an answer from its target (verdict.ts unanswered: no name, neighbour or route, an ICMP
+ * unreachable, silence), so this host's own network is the likelier fault. A target that answered
+ * at all (a TCP reset: `closed`; a failed TLS handshake; another service) proves the host's network
+ * reached it, and the run's failures are the site's.
+ */
+export function isolatedRun(
+  reachable: boolean,
+  results: readonly Pick<FlowResult, 'failed' | 'verdict'>[],
+): boolean {
+  return !reachable && results.length > 0 && results.every((r) => r.failed && unanswered(r.verdict));
 }

@@ -33,3 +33,23 @@ export function versionWithin(
   if (max && compareVersions(v.slice(0, Math.max(1, max.length)), max) > 0) return false;
   return true;
 }
+
+/**
+ * A catalog setting's version ranges in words, as versionWithin reads them: `{ max: "4" }` is
+ * "4.x or earlier" (a one-part bound takes its whole release line), `{ min: "11" }` "11 or later",
+ * `{ min: "6", max: "8.1.3" }` "6 to 8.1.3"; several ranges are joined with ", ".
+ */
+export function versionRangesText(ranges: readonly { min?: string; max?: string }[]): string {
+  const upTo = (max: string) => (/^\d+$/.test(max) ? `${max}.x` : max);
+  return ranges
+    .map((r) =>
+      r.min !== undefined && r.max !== undefined
+        ? `${r.min} to ${upTo(r.max)}`
+        : r.max !== undefined
+          ? `${upTo(r.max)} or earlier`
+          : r.min !== undefined
+            ? `${r.min} or later`
+            : 'any',
+    )
+    .join(', ');
+}

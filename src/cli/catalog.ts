@@ -7,6 +7,7 @@ import {
   type PortSpec,
   type SourceRef,
 } from '../catalog/types.js';
+import { versionRangesText } from '../catalog/version.js';
 import { UsageError } from '../errors.js';
 import { colorEnabled, palette } from '../util/color.js';
 import { unknownName } from '../util/suggest.js';
@@ -81,9 +82,7 @@ export async function run(argv: string[]): Promise<number> {
     if (s.description) lines.push(`    ${s.description}`);
     if (s.examples?.length) lines.push(`    examples: ${s.examples.join(', ')}`);
     for (const [value, ranges] of Object.entries(s.versions ?? {}))
-      lines.push(
-        `    ${value} versions: ${ranges.map((r) => `${r.min ?? '...'}-${r.max ?? '...'}`).join(', ')}`,
-      );
+      lines.push(`    ${value} versions: ${versionRangesText(ranges)}`);
     if (s.sources?.length) lines.push(`    source: ${s.sources.map(sourceText).join('; ')}`);
     for (const n of s.notes ?? []) lines.push(...dimmed(`    note: ${n}`));
   }

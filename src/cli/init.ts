@@ -7,7 +7,7 @@ import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, forUsage, parse } from './args.js';
 import { writeOutputFile } from './output.js';
 
-export const USAGE = `Usage: portolan init PRODUCT... [--site NAME] [-o FILE]
+export const USAGE = `Usage: portolan init PRODUCT... [--site NAME] [-o FILE] [--force]
 
 Writes a commented skeleton inventory for the products: every feature and setting of each product
 (commented out, with the values and defaults the catalog gives), one host per role, and every fact

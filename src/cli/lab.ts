@@ -1,5 +1,5 @@
 import { UsageError } from '../errors.js';
-import { loadSite, readInventory } from '../inventory/load.js';
+import { inventoryLimit, loadSite, readInventory } from '../inventory/load.js';
 import { ablate } from '../lab/ablate.js';
 import { breakFlow, parseFlowSpec } from '../lab/break.js';
 import { down, downAll } from '../lab/down.js';
@@ -18,11 +18,13 @@ import { FIREWALLS, type Firewall, listLabNames, pickLab, readState } from '../l
 import { netnsList, requireNetAdmin } from '../lab/sys.js';
 import { up } from '../lab/up.js';
 import { verify } from '../lab/verify.js';
+import { parseTtl } from '../listen/duration.js';
 import { colorEnabled } from '../util/color.js';
 import { counted } from '../util/plural.js';
 import { notAHost, unknownName } from '../util/suggest.js';
 import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, exactlyOne, forUsage, oneOf, parse } from './args.js';
+import { INVENTORY_OPTIONS } from './site.js';
 
 const USAGE = `Usage: portolan lab <up|verify|break|ablate|down|list> ...
 
@@ -30,11 +32,15 @@ Proves a site, its generated firewalls or your own, in network namespaces on thi
 (needs root or CAP_NET_ADMIN). One namespace per inventory host on a private bridge, nothing
 routed to this machine's network; state under ${labRoot()} (PORTOLAN_LAB_DIR).
 
-  lab up SITE.yaml [--name N] [--firewall nftables|iptables] [--ruleset HOST=FILE ...]
+  lab up SITE.yaml [--name N] [--firewall nftables|iptables]
+         [--ruleset HOST=FILE ...] [--ttl D] [--quiet]
+         [--max-inventory-size SIZE]
       one namespace per host with its inventory address (a CIDR host: its first usable address;
       a DNS-name host: a lab address the lab's resolver map gives the name), that host's generated
       ruleset (host mode, inbound default drop) or your own nftables / iptables-save FILE, and a
-      responder on every port the plan says it accepts
+      responder on every port the plan says it accepts, for --ttl (default 24h); --quiet prints
+      only the last two lines; --max-inventory-size as plan's (default 64MiB, or
+      PORTOLAN_MAX_INVENTORY_SIZE)
   lab verify [--name N] [--to HOST] [--exhaustive] [--format table|json|junit|html]
       check --secret from every source host's namespace, then probe unplanned ports and pairs (a
       sample; every port of the plan on every pair with --exhaustive) to prove they are blocked;
@@ -100,11 +106,15 @@ async function runUp(argv: string[]): Promise<number> {
       ruleset: { type: 'string', multiple: true },
       ttl: { type: 'string' },
       quiet: { type: 'boolean', short: 'q' },
+      ...INVENTORY_OPTIONS,
     },
     USAGE,
   );
   if (help(values)) return 0;
   const file = exactlyOne(positionals, 'inventory file', USAGE);
+  const limit = inventoryLimit(values['max-inventory-size']);
+  // The responders' TTL is checked here, before any namespace is made for them.
+  if (values.ttl !== undefined) parseTtl(values.ttl);
   const firewall: Firewall = oneOf(values.firewall, FIREWALLS, '--firewall') ?? 'nftables';
   const rulesets = new Map<string, string>();
   for (const r of values.ruleset ?? []) {
@@ -116,7 +126,7 @@ async function runUp(argv: string[]): Promise<number> {
   requireNetAdmin();
   // Read once: the site is checked and the lab's copies are written from the same bytes (a pipe
   // cannot be read twice).
-  const bytes = readInventory(file);
+  const bytes = readInventory(file, limit);
   const site = loadSite(file, values.catalog ?? [], { bytes });
   const name = checkLabName(values.name ?? defaultLabName(site.inventory.site));
   const say = values.quiet ? undefined : (l: string) => process.stdout.write(`  ${l}\n`);

@@ -17,7 +17,7 @@ import { counted } from '../util/plural.js';
 import { notAHost } from '../util/suggest.js';
 import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, exactlyOne, forUsage, oneOf, parse } from './args.js';
-import { siteFrom } from './site.js';
+import { INVENTORY_OPTIONS, siteFrom } from './site.js';
 
 const USAGE = `Usage: portolan listen SITE.yaml --host NAME [--ttl 15m] [--secret S] [--bind ADDR] [--format text|json]
 
@@ -30,6 +30,8 @@ with the shared secret (portolan check --secret), until the TTL ends (90s, 15m, 
   --bind ADDR     address to bind (repeatable); default: the host's inventory address when it is on
                   this machine, else all addresses (:: and 0.0.0.0)
   --format F      text (default) or json (JSON lines)
+  --max-inventory-size SIZE
+                  the largest inventory file read (default 64MiB, or env PORTOLAN_MAX_INVENTORY_SIZE)
 
 Exits 0 at the TTL or on SIGINT/SIGTERM (after a summary of probes by source), 1 when no port
 could be bound, 2 on bad input. Ports it cannot bind (in use, privileged, over the open-file
@@ -53,6 +55,7 @@ export async function run(argv: string[]): Promise<number> {
       secret: { type: 'string' },
       bind: { type: 'string', multiple: true },
       format: { type: 'string', short: 'f' },
+      ...INVENTORY_OPTIONS,
     },
     USAGE,
   );

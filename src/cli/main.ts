@@ -73,7 +73,8 @@ function help(): string {
     '',
     'Options for every command: --catalog DIR (extra catalogs), --debug (stack traces), --no-color, -h/--help',
     '',
-    'Run "portolan help <command>" or "portolan <command> --help" for a command\'s options.',
+    'Run "portolan help <command>" or "portolan <command> --help" for a command\'s options;',
+    '"portolan --version" prints the version.',
   ].join('\n');
 }
 

@@ -76,7 +76,10 @@ export async function run(argv: string[]): Promise<number> {
           ? planMarkdown(plan, hosts)
           : planTable(plan, hosts, {
               color: !toFile && !values['no-color'] && colorEnabled(),
-              columns: (toFile ? undefined : process.stdout.columns) ?? (Number(process.env.COLUMNS) || 160),
+              // The terminal's width; a terminal that reports 0 columns (no size set) has none.
+              columns:
+                (toFile ? undefined : process.stdout.columns || undefined) ??
+                (Number(process.env.COLUMNS) || 160),
             });
   if (toFile) writeOutputFile(out, text);
   else if (typeof text === 'string') process.stdout.write(text);

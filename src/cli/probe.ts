@@ -39,7 +39,8 @@ const WELL_KNOWN: Record<number, string> = {
 };
 
 export const USAGE = `Usage: portolan probe HOST PORTS[/udp] [--service NAME] [--secret S] [--name NAME]
-                      [--format table|json|junit] [-o FILE] [--timeout MS] [--max-rate N]
+                      [--format table|json|junit] [-o FILE] [--output-dir DIR] [--timeout MS]
+                      [--max-rate N]
 
 Probes the ports the command line names on one host, and nothing else, with the verdicts, evidence
 and hints of "portolan check" but without an inventory.

@@ -101,9 +101,14 @@ export async function run(argv: string[]): Promise<number> {
     ...summed.lines.map(({ host, text }) =>
       formatLocated(`warning: ${text}`, locate(['hosts', host], 'key')),
     ),
+    // One form for every warning: located at the host it is about (FILE:LINE:COL hosts.NAME:), else
+    // at the file (FILE:), then "warning:".
     ...plan.warnings
       .filter((w) => FACT_WARNINGS.has(w.code) && !summed.covered.has(w))
-      .map((w) => `warning: ${file}: ${w.message}`),
+      .map((w) => {
+        const at = w.host !== undefined ? locate(['hosts', w.host], 'key') : undefined;
+        return at ? formatLocated(`warning: ${w.message}`, at) : `${file}: warning: ${w.message}`;
+      }),
     ...hostsInsideCidrs(inventory.hosts).map((w) => `${file}: warning: ${w.message}`),
   ]);
   const products = [...inventory.products.keys()];

@@ -2,7 +2,7 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { type Catalogs, loadCatalogs } from '../catalog/load.js';
 import type { Catalog, FactSpec } from '../catalog/types.js';
-import { parseVersion, versionWithin } from '../catalog/version.js';
+import { parseVersion, versionRangesText, versionWithin } from '../catalog/version.js';
 import { InputError, InputErrors, shown, UsageError } from '../errors.js';
 import { addressIdentity, parseAddress } from '../model/address.js';
 import { parseSize, readBounded, sizeText, statProblem } from '../util/read.js';
@@ -56,7 +56,7 @@ export function inventoryLimit(option?: string, env: NodeJS.ProcessEnv = process
   const bytes = parseSize(text);
   if (bytes === undefined || bytes < 1 || bytes > MAX_INVENTORY_BYTES_CEILING)
     throw new UsageError(
-      `${from} ${JSON.stringify(text)} is not a size from 1 byte to ${sizeText(MAX_INVENTORY_BYTES_CEILING)} (expected bytes or a number with a unit, e.g. 64MiB, 500MB, 1048576)`,
+      `${from} ${JSON.stringify(text)} is not a size from 1 byte to ${sizeText(MAX_INVENTORY_BYTES_CEILING)} (expected bytes or a number with a unit, e.g. 128MiB, 200MB, 1048576)`,
     );
   return bytes;
 }
@@ -588,10 +588,10 @@ function checkSettingVersions(
       versionWithin(v, r.min ? parseVersion(r.min) : undefined, r.max ? parseVersion(r.max) : undefined),
     );
     if (ok) continue;
-    const text = ranges.map((r) => `${r.min ?? '...'}-${r.max ?? '...'}`).join(', ');
+    const text = versionRangesText(ranges);
     const path: PathPart[] = ['products', product, settings.version !== undefined ? 'version' : name];
     throw new InputError(
-      `${product} ${name} ${shown(value)} never had version ${shown(version)} (expected a ${value} version in ${text}${settings[name] === undefined ? `; ${name} defaults to ${value}, give ${name} if this is another one` : ''})`,
+      `${product} ${name} ${shown(value)} never had version ${shown(version)} (expected a ${value} version: ${text}${settings[name] === undefined ? `; ${name} defaults to ${value}, give ${name} if this is another one` : ''})`,
       y.locate(path),
     );
   }

@@ -68,6 +68,25 @@ export function isFailure(v: Verdict): boolean {
   return FAILING.has(v);
 }
 
+/**
+ * The failing verdicts that got no answer from the target itself: no name, no neighbour, no route,
+ * an ICMP unreachable (which a host whose own link is down also gets from its kernel) or silence.
+ * Every other failing verdict (closed, reset-after-connect, tls-failed, wrong-service, ...) is an
+ * answer from the target: the prober's own network reached it.
+ */
+const NO_ANSWER_FROM_TARGET: ReadonlySet<Verdict> = new Set([
+  'dns-failed',
+  'no-host',
+  'no-route',
+  'blocked',
+  'filtered',
+]);
+
+/** True when verdict `v` is a failure in which the target itself never answered (NO_ANSWER_FROM_TARGET). */
+export function unanswered(v: Verdict): boolean {
+  return NO_ANSWER_FROM_TARGET.has(v);
+}
+
 export function worst(verdicts: Iterable<Verdict>): Verdict | undefined {
   let best = -1;
   for (const v of verdicts) {
@@ -223,18 +242,19 @@ export function hintFor(
   const to = flow.to.host ?? flow.to.description ?? 'the peer';
   const allow = `allow ${proto}${flowPorts} ${from} -> ${to}`;
   const dynamic = example !== undefined && isDynamicPort(flow, example.port);
+  // The command the user ran: `probe` flows are the command line's, every other flow is check's.
+  const cmd = commandOf(flow);
   const named = flow.to.address && flow.to.address !== example?.address ? flow.to.address : undefined;
   const ntp = example?.evidence.ntp;
   // What a responder that did not answer the signed probe may mean: `portolan listen` closes a
   // probe signed with another secret, or for another host name than its --host, without a reply,
   // and logs "bad MAC" or "signed for host ...". probe signs for --name, else for HOST as typed.
   const mismatch = signedMismatch(flow, to);
-  const unsigned = `portolan listen is not answering on ${where} (not running on ${to}, not on this port, or busy for the whole check, digesting another source's connections: check again), or ${mismatch}`;
+  const unsigned = `portolan listen is not answering on ${where} (not running on ${to}, not on this port, or busy for the whole ${cmd}, digesting another source's connections: ${cmd} again), or ${mismatch}`;
   const advice: Record<Verdict, string> = {
     ok: `${flow.service} answers as expected`,
-    'ok (responder)':
-      'the portolan responder answered: the path is open; install the product and check again',
-    reachable: `the ports of ${flow.service} are assigned at run time (a dynamic or transmission range): a TCP reset came back, which is what ${to} sends while nothing listens there yet (normal before the product opens a port), and also what a firewall that rejects with a TCP reset sends; a connect cannot tell the two apart, so run portolan listen on ${to} and check --secret to prove the path`,
+    'ok (responder)': `the portolan responder answered: the path is open; install the product and ${cmd} again`,
+    reachable: `the ports of ${flow.service} are assigned at run time (a dynamic or transmission range): a TCP reset came back, which is what ${to} sends while nothing listens there yet (normal before the product opens a port), and also what a firewall that rejects with a TCP reset sends; a connect cannot tell the two apart, so run portolan listen on ${to} and ${cmd} --secret to prove the path`,
     'open-unverified': example?.detail?.startsWith(SIGNED_CLOSED)
       ? `connected, and the signed probe was closed without a reply, as portolan listen does when ${mismatch}; or another service on ${where} closes what it does not understand`
       : signed
@@ -244,11 +264,11 @@ export function hintFor(
           : example?.detail?.includes(SSH_CLOSED_AFTER_OURS)
             ? `connected, but what listens on ${where} closed the connection after portolan's SSH identification line without sending one of its own, which an SSH server sends first: is ssh on another port, or another service on this one (a portolan listen responder, checked without its --secret, closes the same way)?`
             : example?.detail?.startsWith(SILENT_SERVICE)
-              ? `connected, but ${flow.service} did not answer on ${where} in time: a slow or busy service, another one that waits in silence, ${example.detail === SSH_SILENT ? 'sshd refusing this source through TCP wrappers (/etc/hosts.deny: it holds a refused connection 5 s before closing it), ' : ''}or a device on the path (an IPS or application-aware firewall) that holds the session without passing it on; check that ${flow.service} runs on ${to} and check again, or prove the path alone with portolan listen on ${to} and check --secret`
-              : `connected, but ${flow.service} cannot be recognised on the wire; to prove the path before the product is installed, run portolan listen on ${to} and check --secret`,
+              ? `connected, but ${flow.service} did not answer on ${where} in time: a slow or busy service, another one that waits in silence, ${example.detail === SSH_SILENT ? 'sshd refusing this source through TCP wrappers (/etc/hosts.deny: it holds a refused connection 5 s before closing it), ' : ''}or a device on the path (an IPS or application-aware firewall) that holds the session without passing it on; check that ${flow.service} runs on ${to} and ${cmd} again, or prove the path alone with portolan listen on ${to} and ${cmd} --secret`
+              : `connected, but ${flow.service} cannot be recognised on the wire; to prove the path before the product is installed, run portolan listen on ${to} and ${cmd} --secret`,
     'open|filtered': signed
       ? `UDP: no answer to the signed probe and no ICMP error: a firewall drops ${where}, or ${unsigned}`
-      : `UDP: no answer and no ICMP error, so the port is open or a firewall drops it; run portolan listen on ${to} and check --secret to tell`,
+      : `UDP: no answer and no ICMP error, so the port is open or a firewall drops it; run portolan listen on ${to} and ${cmd} --secret to tell`,
     'wrong-service': `another service answers ${where}: is ${flow.service} on another port, or something else on this one?`,
     'not-serving': ntp?.kiss
       ? `the NTP server on ${example?.address} refuses to serve ${from} (kiss-o'-death ${ntp.kiss}: ${kissWords(ntp.kiss)}); check its access rules (chrony allow / ntpd restrict) and rate limits for ${from}`
@@ -266,10 +286,10 @@ export function hintFor(
     'tls-weak': `${where} negotiates TLS below 1.2 or with a weak setup; the product expects TLS 1.2 or later`,
     'tls-failed':
       example?.evidence.errno === 'ERR_SSL_TLSV1_UNRECOGNIZED_NAME'
-        ? `the TLS server on ${where} completes a handshake only for a server name (SNI) it has a certificate for, and refused ${example.detail.includes('without a server name') ? 'one without a name' : 'this name'}: a client that connects by one of its names gets through; give ${to}'s DNS name ${flow.product === 'probe' ? 'as HOST' : 'as its inventory address'} (check sends it as SNI), or check the server's names`
+        ? `the TLS server on ${where} completes a handshake only for a server name (SNI) it has a certificate for, and refused ${example.detail.includes('without a server name') ? 'one without a name' : 'this name'}: a client that connects by one of its names gets through; give ${to}'s DNS name ${flow.product === 'probe' ? 'as HOST' : 'as its inventory address'} (${cmd} sends it as SNI), or check the server's names`
         : `the TLS handshake with ${where} failed: check the service's certificate and TLS settings`,
-    'reset-after-connect': `${where} accepted the connection, then reset it once data was sent: an IPS or application-aware firewall between ${from} and ${to} resets the session (allow the application, not just the port), or another service on this port resets what it does not understand${signed || example?.detail?.includes('signed probe') ? `; a portolan responder also closes a probe signed with another secret this way: give check the secret that listen on ${to} uses (PORTOLAN_SECRET), and see its log ("bad MAC (wrong secret?)")` : `; if portolan listen runs on ${to}, it resets every probe not signed with its secret this way: give check that secret (--secret or PORTOLAN_SECRET)`}`,
-    'responder-overloaded': `the portolan responder on ${example?.address ?? to} answered other ports but stayed too busy to answer ${where} (its log says "refused ... load" or nothing at all): the path is not proven either way; check again with fewer sources at once, a lower --max-rate, or on a less loaded ${to}`,
+    'reset-after-connect': `${where} accepted the connection, then reset it once data was sent: an IPS or application-aware firewall between ${from} and ${to} resets the session (allow the application, not just the port), or another service on this port resets what it does not understand${signed || example?.detail?.includes('signed probe') ? `; a portolan responder also closes a probe signed with another secret this way: give ${cmd} the secret that listen on ${to} uses (PORTOLAN_SECRET), and see its log ("bad MAC")` : `; if portolan listen runs on ${to}, it resets every probe not signed with its secret this way: give ${cmd} that secret (--secret or PORTOLAN_SECRET)`}`,
+    'responder-overloaded': `the portolan responder on ${example?.address ?? to} answered other ports but stayed too busy to answer ${where} (its log says "refused ... load" or nothing at all): the path is not proven either way; ${cmd} again with fewer sources at once, a lower --max-rate, or on a less loaded ${to}`,
     closed: dynamic
       ? `nothing listens on ${where}, which is normal for a range assigned at run time; a reset there is counted as reachable`
       : signed
@@ -317,6 +337,11 @@ export const SSH_SILENT = `${SILENT_SERVICE}SSH identification line came back`;
 export const SIGNED_CLOSED =
   'the signed probe was closed without a reply, as portolan listen closes a probe signed with another secret or for another host name';
 
+/** The command a flow's hint speaks of: `probe` for the command line's flows, else `check`. */
+function commandOf(flow: Flow): 'probe' | 'check' {
+  return flow.product === 'probe' ? 'probe' : 'check';
+}
+
 /**
  * Why a running `portolan listen` closes a signed probe without a reply, and what to do: the
  * secret differs, or the probe is signed for another host name than listen's --host (check signs
@@ -328,7 +353,8 @@ export function signedMismatch(flow: Flow, to: string): string {
     flow.product === 'probe'
       ? `probe signs for host ${JSON.stringify(to)} (--name, else HOST as typed): give --name with the host listen runs as (its --host)`
       : `check signs for the inventory host ${JSON.stringify(to)}: listen must run with --host ${to}`;
-  return `it uses another secret than this check, or runs as another host (its log says "bad MAC" or "signed for host ..."): give check the secret that listen on ${to} printed (or PORTOLAN_SECRET); ${name}; or its clock and this machine's differ by more than ${MAX_SKEW_SECONDS} s (its log says "timestamp outside the allowed clock skew"): set both right`;
+  const cmd = commandOf(flow);
+  return `it uses another secret than this ${cmd}, or runs as another host (its log says "bad MAC" or "signed for host ..."): give ${cmd} the secret that listen on ${to} printed (or PORTOLAN_SECRET); ${name}; or its clock and this machine's differ by more than ${MAX_SKEW_SECONDS} s (its log says "timestamp outside the allowed clock skew"): set both right`;
 }
 
 /** RFC 5905 7.4 kiss codes portolan names; others are shown as sent. */

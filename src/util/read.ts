@@ -66,10 +66,9 @@ export function readBounded(file: string, limit: number, what: string, hint?: st
     const st = fstatSync(fd);
     if (st.isDirectory()) throw new InputError(`the ${what} is a directory (expected a file)`, { file });
     if (st.isFile() && st.size > limit)
-      throw new InputError(
-        `the ${what} is ${st.size} bytes; the limit is ${limit} bytes (${sizeText(limit)})${raise}`,
-        { file },
-      );
+      throw new InputError(`the ${what} is ${st.size} bytes; the limit is ${limitText(limit)}${raise}`, {
+        file,
+      });
     const chunks: Buffer[] = [];
     let total = 0;
     let idle = 0;
@@ -99,7 +98,7 @@ export function readBounded(file: string, limit: number, what: string, hint?: st
     }
     if (total > limit)
       throw new InputError(
-        `the ${what} is more than ${limit} bytes; the limit is ${limit} bytes (${sizeText(limit)})${raise}`,
+        `the ${what} is more than ${limit} bytes; the limit is ${limitText(limit)}${raise}`,
         { file },
       );
     return Buffer.concat(chunks, total);
@@ -146,4 +145,10 @@ export function sizeText(bytes: number): string {
       return `${Number.isInteger(n) ? n : n.toFixed(1)} ${unit}`;
     }
   return `${bytes} bytes`;
+}
+
+/** A limit in bytes, with its size in units beside it when that says more: `1024 bytes (1 KiB)`, `64 bytes`. */
+function limitText(limit: number): string {
+  const units = sizeText(limit);
+  return units === `${limit} bytes` ? units : `${limit} bytes (${units})`;
 }
