@@ -4,7 +4,7 @@ import type { Inventory } from '../inventory/types.js';
 import type { Warning } from '../model/flow.js';
 import { buildPlan, hostsInsideCidrs } from '../plan/plan.js';
 import { counted } from '../util/plural.js';
-import { safeLine } from '../util/terminal.js';
+import { safeLine, sanitize } from '../util/terminal.js';
 import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, exactlyOne, parse } from './args.js';
 import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
@@ -84,8 +84,10 @@ export async function run(argv: string[]): Promise<number> {
     site = siteFrom(file, values);
   } catch (err) {
     if (!(err instanceof InputErrors)) throw err;
-    for (const e of err.errors) process.stderr.write(`portolan: ${e.message}\n`);
-    process.stderr.write(`${file}: ${counted(err.errors.length, 'error')}\n`);
+    // Every error, as main's one-line report shows the first: through the terminal sanitiser, since a
+    // value JSON-quoted in a message still carries C1 controls and bidirectional overrides raw.
+    for (const e of err.errors) process.stderr.write(`portolan: ${sanitize(e.message)}\n`);
+    process.stderr.write(`${safeLine(file)}: ${counted(err.errors.length, 'error')}\n`);
     return 2;
   }
   const { inventory, catalogs, locate } = site;
@@ -96,13 +98,16 @@ export async function run(argv: string[]): Promise<number> {
     // Located through the one read of the file: a pipe cannot be read twice, nor a file past the
     // default limit that --max-inventory-size let in.
     for (const { host, text } of summed.lines)
-      process.stderr.write(`${formatLocated(`warning: ${text}`, locate(['hosts', host], 'key'))}\n`);
+      process.stderr.write(
+        `${sanitize(formatLocated(`warning: ${text}`, locate(['hosts', host], 'key')))}\n`,
+      );
   }
   for (const w of plan.warnings)
     if (FACT_WARNINGS.has(w.code) && !summed.covered.has(w))
-      process.stderr.write(`warning: ${file}: ${w.message}\n`);
+      process.stderr.write(`warning: ${safeLine(file)}: ${sanitize(w.message)}\n`);
   const products = [...inventory.products.keys()];
-  for (const w of hostsInsideCidrs(inventory.hosts)) process.stderr.write(`${file}: warning: ${w.message}\n`);
+  for (const w of hostsInsideCidrs(inventory.hosts))
+    process.stderr.write(`${safeLine(file)}: warning: ${sanitize(w.message)}\n`);
   process.stdout.write(
     `${safeLine(file)}: ok (site ${safeLine(inventory.site)}: ${counted(inventory.hosts.length, 'host')}, products ${products.join(', ') || 'none'}; ${counted(catalogs.size, 'catalog')} loaded)\n`,
   );
