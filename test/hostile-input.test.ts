@@ -323,6 +323,55 @@ describe('hostile command lines', () => {
   });
 });
 
+describe('files and tokens named on the agent and serve command lines', () => {
+  /** runCli with a deadline: the old reads of /dev/zero never ended. */
+  const run = (args: string[]): CliResult => {
+    const r = spawnSync(process.execPath, [BIN, ...args], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, NO_COLOR: '1' },
+      timeout: 60_000,
+    });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+  const cases: [string, string[], RegExp][] = [
+    [
+      'serve --tls-cert /dev/zero (read forever)',
+      ['serve', '--tls-cert', '/dev/zero', '--tls-key', '/dev/zero', '--listen', '127.0.0.1:1'],
+      /^portolan: --tls-cert \/dev\/zero: the --tls-cert file is more than 4194304 bytes; the limit is 4194304 bytes \(4 MiB\)$/,
+    ],
+    [
+      'agent --ca /dev/zero (read forever)',
+      ['agent', '--server', 'https://127.0.0.1:1', '--token', 'x', '--once', '--ca', '/dev/zero'],
+      /^portolan: --ca \/dev\/zero: the --ca file is more than 4194304 bytes/,
+    ],
+    [
+      'agent --token-file /dev/zero (read forever)',
+      ['agent', '--server', 'http://127.0.0.1:1', '--token-file', '/dev/zero', '--once'],
+      /^portolan: --token-file \/dev\/zero: the --token-file file is more than 65536 bytes/,
+    ],
+    [
+      'agent --token-file that does not exist (an internal error)',
+      ['agent', '--server', 'http://127.0.0.1:1', '--token-file', '/nonexistent/token', '--once'],
+      /^portolan: --token-file \/nonexistent\/token: the --token-file file does not exist/,
+    ],
+    [
+      'agent --token with a line break (every request failed as "server unreachable", exit 3)',
+      ['agent', '--server', 'http://127.0.0.1:1', '--token', 'agent_x\r\nX-Evil: 1', '--once'],
+      /^portolan: the agent token \(--token, --token-file or PORTOLAN_AGENT_TOKEN\) holds white space/,
+    ],
+    [
+      'agent --spool /dev/null (an internal error, exit 70)',
+      ['agent', '--server', 'http://127.0.0.1:1', '--token', 'x', '--once', '--spool', '/dev/null'],
+      /^portolan: --spool "\/dev\/null": cannot make \/dev\/null\/pending \(ENOTDIR; expected a directory/,
+    ],
+  ];
+  for (const [name, args, want] of cases)
+    test(`${name}: one usage error, exit 2`, { timeout: 120_000 }, () => {
+      assert.match(oneLine(run(args), name), want);
+    });
+});
+
 describe('-o onto what is not a plain file', () => {
   let dir = '';
   before(() => {
