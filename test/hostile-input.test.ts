@@ -307,6 +307,22 @@ describe('hostile command lines', () => {
       ['check', 'examples/mixed-site.yaml', '--max-rate', '5', '--max-rate', '9'],
       /^portolan: --max-rate given twice/,
     ],
+    // An empty argument was counted and then called missing ("expected one inventory file, got 1"),
+    // or printed as an empty place (": the catalog path does not exist").
+    [['plan', ''], /^portolan: the inventory file is named by an empty argument \(expected a path\)$/],
+    [['validate', ''], /^portolan: the inventory file is named by an empty argument \(expected a path\)$/],
+    [
+      ['import', 'pvesh', '', '--map', 'tests/fixtures/import/map-veeam.yaml'],
+      /^portolan: the pvesh file is named by an empty argument \(expected a path\)$/,
+    ],
+    [
+      ['import', 'pvesh', 'tests/fixtures/import/pvesh-resources.json', '--map', ''],
+      /^portolan: --map needs a file name \(expected --map MAP\.yaml\)$/,
+    ],
+    [
+      ['plan', 'examples/mixed-site.yaml', '--catalog', ''],
+      /^portolan: --catalog needs a path \(expected a directory of catalog YAML files or one such file\)$/,
+    ],
   ];
   for (const [args, want] of cases) {
     test(`${args.join(' ')}: one usage error, exit 2`, () => {

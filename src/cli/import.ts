@@ -35,10 +35,15 @@ export async function run(argv: string[]): Promise<number> {
   }
   const [kindText, file, ...extra] = positionals;
   const kind = oneOf(kindText, ['rvtools', 'pvesh'] as const, 'import source');
+  if (kind && file === '' && extra.length === 0)
+    throw new UsageError(
+      `the ${kind} file is named by an empty argument (expected a path)\n${forUsage(USAGE)}`,
+    );
   if (!kind || !file || extra.length > 0)
     throw new UsageError(
       `expected a source kind and one file, got ${positionals.length} arguments\n${forUsage(USAGE)}`,
     );
+  if (values.map === '') throw new UsageError('--map needs a file name (expected --map MAP.yaml)');
   if (!values.map) throw new UsageError(`--map MAP.yaml is required\n${forUsage(USAGE)}`);
   if (values.output) checkOutputFile(values.output);
   const catalogs = loadCatalogs(values.catalog ?? []);
