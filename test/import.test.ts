@@ -664,6 +664,23 @@ describe('import: hostile workbooks, names and cells', () => {
     assert.equal(r.hosts.vm1?.address, 'vm1.corp.example');
   });
 
+  it('pvesh numbers a double cannot hold exactly are named, never a host called Infinity', () => {
+    const file = join(dir, 'numbers.json');
+    writeFileSync(
+      file,
+      '[{"type": "qemu", "vmid": 1e400, "name": 1e400}, {"type": "qemu", "vmid": 9007199254740993, "name": "b"}]',
+    );
+    const r = importTo('pvesh', file);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.warnings, [
+      'warning: numbers.json[0]: VM "": "vmid" is a number that does not read back exactly (Infinity); ignored',
+      'warning: numbers.json[0]: VM "": "name" is a number that does not read back exactly (Infinity); ignored',
+      'warning: numbers.json[0]: VM "": no name; left out',
+      'warning: numbers.json[1]: VM "b": "vmid" is a number that does not read back exactly (9007199254740992); ignored',
+    ]);
+    assert.deepEqual(Object.keys(r.hosts).sort(), ['b', 'vbr-01', 'worker-01']);
+  });
+
   it('pvesh output that is not JSON is located by line and column, on one line', () => {
     // V8 gave "Unexpected token '}', ...<the text, line breaks and all>... is not valid JSON" with no place.
     const file = join(dir, 'resources.json');

@@ -587,7 +587,14 @@ export async function readPveshResources(
     // A field pvesh writes as a string or a number; anything else is named, not silently dropped.
     const text = (k: string) => {
       const v = o[k];
-      if (typeof v === 'string' || typeof v === 'number') return String(v);
+      if (typeof v === 'string') return v;
+      // A number JSON text holds but a double does not (1e400 reads as Infinity, 2^53 + 1 as 2^53)
+      // would become a different name or id: named instead.
+      if (typeof v === 'number') {
+        if (Number.isSafeInteger(v)) return String(v);
+        notes.push(`"${k}" is a number that does not read back exactly (${v}); ignored`);
+        return '';
+      }
       if (v !== undefined && v !== null)
         notes.push(
           `"${k}" is ${Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v}`}, expected a string or number; ignored`,
