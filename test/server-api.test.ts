@@ -604,6 +604,14 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       assert.match(deep.json().error.message, /nested deeper than 64 levels at character 83 /);
       const brackets = await raw(JSON.stringify({ yaml: '['.repeat(5000) }));
       assert.notEqual(brackets.json().error?.code, 'EJSON', 'brackets inside a string do not nest');
+      // A broken %-escape in the path is refused in the API's own shape, not Fastify's.
+      const badUrl = await call(ctx, 'GET', '/api/sites/%E0%A4%A/versions/1', ctx.viewer);
+      assert.equal(badUrl.statusCode, 400, badUrl.body);
+      assert.equal(badUrl.json().error.code, 'EREQUEST');
+      assert.match(
+        badUrl.json().error.message,
+        /^the path "\/api\/sites\/%E0%A4%A\/versions\/1" is not a valid URL/,
+      );
       const poisoned = await raw('{"yaml": "x", "__proto__": {"admin": true}}');
       assert.equal(poisoned.statusCode, 400, 'the default parser still refuses proto poisoning');
       assert.match(poisoned.json().error.message, /"__proto__" or "constructor" key is refused/);

@@ -65,6 +65,20 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     logger: opts.logger ?? false,
     bodyLimit,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    // Errors Fastify meets before routing (a path with a broken %-escape): the API's own shape,
+    // `{ error: { code, message } }`, as every other refusal, not Fastify's.
+    frameworkErrors: (err, req, reply) => {
+      const { code, statusCode } = err as { code?: string; statusCode?: number };
+      const bad = code === 'FST_ERR_BAD_URL';
+      void (reply as import('fastify').FastifyReply).code(statusCode ?? 400).send({
+        error: {
+          code: 'EREQUEST',
+          message: bad
+            ? `the path ${JSON.stringify(req.url.split('?')[0]?.slice(0, 200))} is not a valid URL: a % must start an escape of two hex digits that decodes to UTF-8 (expected encodeURIComponent of each part)`
+            : err.message,
+        },
+      });
+    },
   });
   // JSON bodies: the default parser (proto and constructor poisoning refused), after a one-pass
   // check of how deep the body nests: thousands of levels would overflow the stack of whatever
