@@ -224,6 +224,26 @@ describe('hostile input files', () => {
     assert.match(runCli(['validate', file]).stdout, /4 hosts/);
   });
 
+  test('a version YAML reads as a number is taken as written: 5.10 is not 5.1, 0x50 and 1e400 are not versions', () => {
+    // String(value) turned 5.10 into 5.1, 0x50 into 80 (accepted) and 1e400 into Infinity.
+    const version = (v: string) =>
+      site(
+        'version.yaml',
+        `site: v\nproducts:\n  platespin:\n    version: ${v}\n    edition: forge\nhosts:\n  ps: { address: 10.0.0.1, roles: [platespin:platespin-server] }\n`,
+      );
+    assert.match(
+      oneLine(runCli(['validate', version('5.10')]), '5.10'),
+      /version\.yaml:4:14 products\.platespin\.version: platespin edition "forge" never had version "5\.10"/,
+    );
+    for (const v of ['0x50', '1e400', '-0', '.inf'])
+      assert.match(
+        oneLine(runCli(['validate', version(`${v}  # written so`)]), v),
+        new RegExp(
+          `products\\.platespin\\.version: "${v.replace('.', '\\.')}" is not a version \\(expected dotted numbers`,
+        ),
+      );
+  });
+
   test('--catalog names a catalog outside the inventory directory that catalogs: may not', () => {
     const outside = `${ROOT}tests/fixtures/hostile/catalog`;
     const file = site(
