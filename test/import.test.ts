@@ -681,6 +681,21 @@ describe('import: hostile workbooks, names and cells', () => {
     assert.deepEqual(Object.keys(r.hosts).sort(), ['b', 'vbr-01', 'worker-01']);
   });
 
+  it('a map setting YAML reads as a number is written to the inventory as the map wrote it', () => {
+    // The map's products were written back as data: version 11.10 became 11.1.
+    const map = join(dir, 'map-version.yaml');
+    writeFileSync(
+      map,
+      readFileSync(MAP, 'utf8').replace(
+        'veeam-proxmox: { features: [app-aware] }',
+        'veeam-proxmox: { features: [app-aware] }\n  platespin: { version: 11.10 }',
+      ),
+    );
+    const r = importTo('pvesh', PVESH, map);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(readFileSync(r.out, 'utf8'), /\n {2}platespin:\n {4}version: "11\.10"\n/);
+  });
+
   it('pvesh output that is not JSON is located by line and column, on one line', () => {
     // V8 gave "Unexpected token '}', ...<the text, line breaks and all>... is not valid JSON" with no place.
     const file = join(dir, 'resources.json');
