@@ -623,6 +623,11 @@ describe('import: hostile workbooks, names and cells', () => {
       /data reaches row 150000 and column XFD \(cell XFD150000\): 150000 x 16384 cells, more than the 33554432/,
     ],
     [
+      'a date cell that holds no date',
+      '<row r="3"><c r="B3" t="d"><v>not a date</v></c></row>',
+      /far\.xlsx: sheet "vInfo" cell B3: its value cannot be read \(VALUE_INVALID; expected a value of the type the cell declares/,
+    ],
+    [
       'a cell without its reference',
       '<row r="3"><c t="inlineStr"><is><t>x</t></is></c></row>',
       /row 3: a cell without its reference \(expected <c r="A3">/,

@@ -321,10 +321,14 @@ async function xlsxTable(bytes: Buffer, file: string, sheet: string): Promise<Ta
     data = (await readSheet(bytes, sheet)) as unknown[][];
   } catch (err) {
     const msg = (err as Error).message;
+    // The reader names a bad cell "<c/> at row 4, col 1: VALUE_INVALID": said as the cell's name.
+    const cell = /^<c\/> at row (\d+), col (\d+): (\w+)$/.exec(msg);
     throw new InputError(
       /sheet/i.test(msg) && /not found/i.test(msg)
         ? `the workbook has no sheet ${JSON.stringify(sheet)} (expected an RVTools export with a vInfo tab, or name the sheet with --sheet)`
-        : `not a readable .xlsx workbook: ${msg}`,
+        : cell
+          ? `sheet ${JSON.stringify(sheet)} cell ${columnName(Number(cell[2]))}${cell[1]}: its value cannot be read (${cell[3]}; expected a value of the type the cell declares, as Excel writes it)`
+          : `not a readable .xlsx workbook: ${safeLine(msg)}`,
       { file },
     );
   }
