@@ -627,3 +627,57 @@ test('a run is isolated when neither the server nor any target answered; a reset
   assert.equal(isolatedRun(false, run('filtered', 'ok')), false);
   assert.equal(isolatedRun(false, []), false);
 });
+
+test('a plan of another shape, from the server or the spool, is logged and set aside, never an internal error', {
+  timeout: 120_000,
+}, async () => {
+  // The agent used any JSON as its plan: {"version":1} crashed the check (exit 70), from a server
+  // that answered so or from the spool's plan.json.
+  const { createServer: createHttpServer } = await import('node:http');
+  const server = createHttpServer((req, res) => {
+    res.setHeader('content-type', 'application/json');
+    res.end(req.url === '/api/agent/plan' ? '{"version": 1, "flowIds": 5}' : '{"ok": true}');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const port = (server.address() as { port: number }).port;
+  const spool = join(tempDir(), 'spool');
+  const agent = (url: string) =>
+    new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [
+        BIN,
+        'agent',
+        '--server',
+        url,
+        '--token',
+        'pta_x',
+        '--spool',
+        spool,
+        '--once',
+      ]);
+      children.push(child);
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d;
+      });
+      child.on('close', (code) => resolve({ code, stderr }));
+    });
+  try {
+    const served = await agent(`http://127.0.0.1:${port}`);
+    assert.notEqual(served.code, 70, served.stderr);
+    assert.doesNotMatch(served.stderr, /internal error/);
+    assert.match(
+      served.stderr,
+      /server sent a plan that is not one \("agent" is not a string\); using the last plan fetched/,
+    );
+  } finally {
+    server.close();
+  }
+  writeFileSync(join(spool, 'plan.json'), '{"version": 1}');
+  const cached = await agent(`http://127.0.0.1:${await freePort()}`);
+  assert.equal(cached.code, 3, cached.stderr);
+  assert.match(
+    cached.stderr,
+    /the last plan fetched \(.*plan\.json\) is not one \("agent" is not a string\); ignored/,
+  );
+  assert.match(cached.stderr, /no plan yet \(none fetched from the server\): nothing to check/);
+});

@@ -7,17 +7,19 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import {
   existsSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { runCli } from './helpers.js';
+import { BIN, ROOT, runCli } from './helpers.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'portolan-atomic-'));
 const mounts: string[] = [];
@@ -69,6 +71,53 @@ describe('export -o is atomic and tidy', () => {
     ]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(readFileSync(victim, 'utf8'), 'keep\n');
+  });
+
+  test('a manifest reaching outside through a linked directory removes nothing there', () => {
+    // sub/victim.txt passed the check (relative, no ..) while sub was a link to another directory.
+    const out = join(tmp, 'linked');
+    const elsewhere = join(tmp, 'elsewhere');
+    mkdirSync(out, { recursive: true });
+    mkdirSync(elsewhere, { recursive: true });
+    writeFileSync(join(elsewhere, 'victim.txt'), 'keep\n');
+    symlinkSync(elsewhere, join(out, 'sub'));
+    writeFileSync(join(out, '.portolan-iptables.files'), 'sub/victim.txt\n');
+    const r = runCli([
+      'export',
+      'examples/druva-vmware.yaml',
+      '--to',
+      'iptables',
+      '--network',
+      '-o',
+      `${out}/`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFileSync(join(elsewhere, 'victim.txt'), 'utf8'), 'keep\n');
+  });
+
+  test("a FIFO or a link in the manifest's place is replaced by the list, never written through", () => {
+    // A FIFO there blocked the export for good; a link there had the list written over its target.
+    const out = join(tmp, 'odd-manifest');
+    mkdirSync(out, { recursive: true });
+    const manifest = join(out, '.portolan-iptables.files');
+    spawnSync('mkfifo', [manifest]);
+    const args = ['export', 'examples/druva-vmware.yaml', '--to', 'iptables', '--network', '-o', `${out}/`];
+    const fifo = spawnSync(process.execPath, [BIN, ...args], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.equal(fifo.status, 0, `${fifo.error ?? ''} ${fifo.stderr}`);
+    assert.ok(lstatSync(manifest).isFile());
+    const precious = join(tmp, 'precious.txt');
+    writeFileSync(precious, 'keep\n');
+    rmSync(manifest);
+    symlinkSync(precious, manifest);
+    const link = runCli(args);
+    assert.equal(link.code, 0, link.stderr);
+    assert.equal(readFileSync(precious, 'utf8'), 'keep\n');
+    assert.ok(lstatSync(manifest).isFile());
+    assert.match(readFileSync(manifest, 'utf8'), /^iptables\.rules\n/);
   });
 
   test('a full disk leaves the earlier files whole and no partial file', {

@@ -27,6 +27,7 @@ import { type SiteGraph, siteGraph, UNSPECIFIED_CLUSTER, wrap } from '../src/exp
 import { EDGE_LABEL_WIDTH, renderSvg, SVG_FILE } from '../src/export/svg.js';
 import { loadSite } from '../src/inventory/load.js';
 import type { Flow } from '../src/model/flow.js';
+import { csvField } from '../src/plan/format.js';
 import { buildPlan } from '../src/plan/plan.js';
 import { ROOT, runCli } from './helpers.js';
 
@@ -157,11 +158,12 @@ function parseCsv(text: string): string[][] {
 
 /** What a spreadsheet-safe CSV cell holds: csvField puts `'` before a formula-leading cell. */
 /**
- * OWASP CSV injection, for readers splitting on `,` or `;`: a `'` before a formula character that
- * starts the field (after blanks) or follows either separator. Text is sanitised first (safeOf).
+ * OWASP CSV injection, for readers splitting on `,` or `;`, on tabs or on lines: a `'` before a
+ * formula character that starts the field (after blanks) or follows either separator, a tab or a
+ * line break (after blanks on that line). Text is sanitised first (safeOf).
  */
 const defused = (v: string): string => {
-  const t = safeOf(v).replace(/([,;])(?=\s*[=+\-@\uff1d\uff0b\uff0d\uff20])/g, "$1'");
+  const t = safeOf(v).replace(/([,;\t\r\n])(?=[^\S\r\n]*[=+\-@\uff1d\uff0b\uff0d\uff20])/g, "$1'");
   return /^\s*[=+\-@\uff1d\uff0b\uff0d\uff20]|^[\t\r\n]/.test(t) ? `'${t}` : t;
 };
 
@@ -540,6 +542,14 @@ describe('csv', () => {
     const sources = body.map((r) => r[COLUMNS.indexOf('sources')]);
     assert.ok(sources.every((s) => s?.startsWith("'@evil")));
     assert.equal(records.length, 1 + m.rules.length + 1 + 4 + changeRequest(m).warnings.length);
+    // Read one record per line, or split on tabs as a paste does: no piece starts a formula either
+    // (a line of a cell after its line break, or a piece after a tab, could start with @ or =).
+    const pieces = renderCsv(m).content.split(/[\r\n\t]+/);
+    const live = pieces.filter((p) => /^[^\S\r\n]*[=+\-@\uff1d\uff0b\uff0d\uff20]/.test(p));
+    assert.deepEqual(live, []);
+    assert.equal(csvField('doc 1\n@SUM(1+1)'), `"doc 1\n'@SUM(1+1)"`);
+    assert.equal(csvField('a\r\n  =1'), `"a\r\n'  =1"`);
+    assert.equal(csvField('x\t-2+3'), `"x\t'-2+3"`);
   });
 
   it('goes to stdout through the CLI, the warnings to stderr', () => {

@@ -224,6 +224,26 @@ describe('hostile input files', () => {
     assert.match(runCli(['validate', file]).stdout, /4 hosts/);
   });
 
+  test('a version YAML reads as a number is taken as written: 5.10 is not 5.1, 0x50 and 1e400 are not versions', () => {
+    // String(value) turned 5.10 into 5.1, 0x50 into 80 (accepted) and 1e400 into Infinity.
+    const version = (v: string) =>
+      site(
+        'version.yaml',
+        `site: v\nproducts:\n  platespin:\n    version: ${v}\n    edition: forge\nhosts:\n  ps: { address: 10.0.0.1, roles: [platespin:platespin-server] }\n`,
+      );
+    assert.match(
+      oneLine(runCli(['validate', version('5.10')]), '5.10'),
+      /version\.yaml:4:14 products\.platespin\.version: platespin edition "forge" never had version "5\.10"/,
+    );
+    for (const v of ['0x50', '1e400', '-0', '.inf'])
+      assert.match(
+        oneLine(runCli(['validate', version(`${v}  # written so`)]), v),
+        new RegExp(
+          `products\\.platespin\\.version: "${v.replace('.', '\\.')}" is not a version \\(expected dotted numbers`,
+        ),
+      );
+  });
+
   test('--catalog names a catalog outside the inventory directory that catalogs: may not', () => {
     const outside = `${ROOT}tests/fixtures/hostile/catalog`;
     const file = site(
@@ -307,6 +327,22 @@ describe('hostile command lines', () => {
       ['check', 'examples/mixed-site.yaml', '--max-rate', '5', '--max-rate', '9'],
       /^portolan: --max-rate given twice/,
     ],
+    // An empty argument was counted and then called missing ("expected one inventory file, got 1"),
+    // or printed as an empty place (": the catalog path does not exist").
+    [['plan', ''], /^portolan: the inventory file is named by an empty argument \(expected a path\)$/],
+    [['validate', ''], /^portolan: the inventory file is named by an empty argument \(expected a path\)$/],
+    [
+      ['import', 'pvesh', '', '--map', 'tests/fixtures/import/map-veeam.yaml'],
+      /^portolan: the pvesh file is named by an empty argument \(expected a path\)$/,
+    ],
+    [
+      ['import', 'pvesh', 'tests/fixtures/import/pvesh-resources.json', '--map', ''],
+      /^portolan: --map needs a file name \(expected --map MAP\.yaml\)$/,
+    ],
+    [
+      ['plan', 'examples/mixed-site.yaml', '--catalog', ''],
+      /^portolan: --catalog needs a path \(expected a directory of catalog YAML files or one such file\)$/,
+    ],
   ];
   for (const [args, want] of cases) {
     test(`${args.join(' ')}: one usage error, exit 2`, () => {
@@ -321,6 +357,55 @@ describe('hostile command lines', () => {
     const r = runCli(['plan', 'examples/mixed-site.yaml', '-f', 'json', '--format', 'json']);
     assert.equal(r.code, 0, r.stderr);
   });
+});
+
+describe('files and tokens named on the agent and serve command lines', () => {
+  /** runCli with a deadline: the old reads of /dev/zero never ended. */
+  const run = (args: string[]): CliResult => {
+    const r = spawnSync(process.execPath, [BIN, ...args], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, NO_COLOR: '1' },
+      timeout: 60_000,
+    });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+  const cases: [string, string[], RegExp][] = [
+    [
+      'serve --tls-cert /dev/zero (read forever)',
+      ['serve', '--tls-cert', '/dev/zero', '--tls-key', '/dev/zero', '--listen', '127.0.0.1:1'],
+      /^portolan: --tls-cert \/dev\/zero: the --tls-cert file is more than 4194304 bytes; the limit is 4194304 bytes \(4 MiB\)$/,
+    ],
+    [
+      'agent --ca /dev/zero (read forever)',
+      ['agent', '--server', 'https://127.0.0.1:1', '--token', 'x', '--once', '--ca', '/dev/zero'],
+      /^portolan: --ca \/dev\/zero: the --ca file is more than 4194304 bytes/,
+    ],
+    [
+      'agent --token-file /dev/zero (read forever)',
+      ['agent', '--server', 'http://127.0.0.1:1', '--token-file', '/dev/zero', '--once'],
+      /^portolan: --token-file \/dev\/zero: the --token-file file is more than 65536 bytes/,
+    ],
+    [
+      'agent --token-file that does not exist (an internal error)',
+      ['agent', '--server', 'http://127.0.0.1:1', '--token-file', '/nonexistent/token', '--once'],
+      /^portolan: --token-file \/nonexistent\/token: the --token-file file does not exist/,
+    ],
+    [
+      'agent --token with a line break (every request failed as "server unreachable", exit 3)',
+      ['agent', '--server', 'http://127.0.0.1:1', '--token', 'agent_x\r\nX-Evil: 1', '--once'],
+      /^portolan: the agent token \(--token, --token-file or PORTOLAN_AGENT_TOKEN\) holds white space/,
+    ],
+    [
+      'agent --spool /dev/null (an internal error, exit 70)',
+      ['agent', '--server', 'http://127.0.0.1:1', '--token', 'x', '--once', '--spool', '/dev/null'],
+      /^portolan: --spool "\/dev\/null": cannot make \/dev\/null\/pending \(ENOTDIR; expected a directory/,
+    ],
+  ];
+  for (const [name, args, want] of cases)
+    test(`${name}: one usage error, exit 2`, { timeout: 120_000 }, () => {
+      assert.match(oneLine(run(args), name), want);
+    });
 });
 
 describe('-o onto what is not a plain file', () => {

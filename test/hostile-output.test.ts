@@ -85,6 +85,21 @@ describe('hostile text reaches no terminal raw', () => {
     assertSafe(r.stderr, 'error line');
   });
 
+  test('validate lists every error sanitised, as the one-line report of the first', () => {
+    // validate printed its list raw: a JSON-quoted value keeps C1 controls and U+202E as they are.
+    const bad = join(tmp, 'bad-addresses.yaml');
+    writeFileSync(
+      bad,
+      'site: s\nproducts:\n  druva-vmware: {}\nhosts:\n  a: { address: "\u009b31m\u202e", roles: [druva-vmware:backup-proxy] }\n  b: { address: "10.0.0.2\u009b2J", roles: [druva-vmware:vcenter] }\n',
+    );
+    const r = runCli(['validate', bad]);
+    assert.equal(r.code, 2, r.stderr);
+    assertSafe(r.stderr, 'validate errors');
+    assert.match(r.stderr, /:5:\d+ hosts\.a\.address: "\?31m\?" is neither/);
+    assert.match(r.stderr, /:6:\d+ hosts\.b\.address: "10\.0\.0\.2\?2J" is neither/);
+    assert.match(r.stderr, /: 2 errors\n$/);
+  });
+
   test('export warnings on stderr are sanitised', () => {
     const r = runCli(['export', HOSTILE, '--to', 'iptables', '--network', '-o', `${join(tmp, 'warn')}/`]);
     assert.equal(r.code, 0, r.stderr);

@@ -306,7 +306,7 @@ describe('import: bad input', () => {
     [
       'pvesh output that is not JSON',
       ['import', 'pvesh', file('r.json', '{"id": '), '--map', MAP],
-      /r\.json: not JSON text: .*expected the output of pvesh get \/cluster\/resources/,
+      /r\.json:1:8: not JSON text: found the end of the text, expected a value .*expected the output of pvesh get \/cluster\/resources/,
     ],
     [
       'pvesh output that is not a list',
@@ -513,5 +513,210 @@ describe('import at estate size', () => {
       '  vm-99999: { address: "vm-99999.corp.example", roles: ["veeam-proxmox:guest"], facts: { os: "windows" }, description: "imported from vInfo.csv:100001" }\n',
     );
     assert.ok(BIN);
+  });
+});
+
+/** CRC-32 (ISO 3309, as zip uses it: APPNOTE 4.4.7) of `data`. */
+function crc32(data: Buffer): number {
+  let crc = 0xffffffff;
+  for (const byte of data) {
+    crc ^= byte;
+    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0xedb88320 : crc >>> 1;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+/** A zip archive of deflated entries with true headers (APPNOTE 4.3.7, 4.3.12, 4.3.16). */
+function zipOf(files: Record<string, string>): Buffer {
+  const locals: Buffer[] = [];
+  const centrals: Buffer[] = [];
+  let offset = 0;
+  for (const [path, text] of Object.entries(files)) {
+    const name = Buffer.from(path);
+    const raw = Buffer.from(text);
+    const body = deflateRawSync(raw);
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0);
+    local.writeUInt16LE(20, 4);
+    local.writeUInt16LE(8, 8);
+    local.writeUInt32LE(crc32(raw), 14);
+    local.writeUInt32LE(body.length, 18);
+    local.writeUInt32LE(raw.length, 22);
+    local.writeUInt16LE(name.length, 26);
+    const central = Buffer.alloc(46);
+    central.writeUInt32LE(0x02014b50, 0);
+    central.writeUInt16LE(20, 4);
+    central.writeUInt16LE(20, 6);
+    central.writeUInt16LE(8, 10);
+    central.writeUInt32LE(crc32(raw), 16);
+    central.writeUInt32LE(body.length, 20);
+    central.writeUInt32LE(raw.length, 24);
+    central.writeUInt16LE(name.length, 28);
+    central.writeUInt32LE(offset, 42);
+    locals.push(local, name, body);
+    centrals.push(central, name);
+    offset += local.length + name.length + body.length;
+  }
+  const directory = Buffer.concat(centrals);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(Object.keys(files).length, 8);
+  end.writeUInt16LE(Object.keys(files).length, 10);
+  end.writeUInt32LE(directory.length, 12);
+  end.writeUInt32LE(offset, 16);
+  return Buffer.concat([...locals, directory, end]);
+}
+
+/**
+ * An .xlsx workbook (ECMA-376) of one sheet, vInfo, whose <sheetData> is `rows` after a header row
+ * (VM, Primary IP Address) and one VM, vm1 at 10.0.0.1.
+ */
+function workbook(rows: string): Buffer {
+  const main = 'http://schemas.openxmlformats.org/spreadsheetml/2006/main';
+  const rel = 'http://schemas.openxmlformats.org/officeDocument/2006/relationships';
+  const pkg = 'http://schemas.openxmlformats.org/package/2006/relationships';
+  const cell = (r: string, text: string) => `<c r="${r}" t="inlineStr"><is><t>${text}</t></is></c>`;
+  return zipOf({
+    '[Content_Types].xml': `<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/></Types>`,
+    '_rels/.rels': `<?xml version="1.0"?><Relationships xmlns="${pkg}"><Relationship Id="rId1" Type="${rel}/officeDocument" Target="xl/workbook.xml"/></Relationships>`,
+    'xl/workbook.xml': `<?xml version="1.0"?><workbook xmlns="${main}" xmlns:r="${rel}"><sheets><sheet name="vInfo" sheetId="1" r:id="rId1"/></sheets></workbook>`,
+    'xl/_rels/workbook.xml.rels': `<?xml version="1.0"?><Relationships xmlns="${pkg}"><Relationship Id="rId1" Type="${rel}/worksheet" Target="worksheets/sheet1.xml"/></Relationships>`,
+    'xl/worksheets/sheet1.xml': `<?xml version="1.0"?><worksheet xmlns="${main}"><sheetData><row r="1">${cell('A1', 'VM')}${cell('B1', 'Primary IP Address')}</row><row r="2">${cell('A2', 'vm1')}${cell('B2', '10.0.0.1')}</row>${rows}</sheetData></worksheet>`,
+  });
+}
+
+describe('import: hostile workbooks, names and cells', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'portolan-import-hostile-'));
+  const UNSAFE =
+    /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+
+  it('a well-formed workbook of this shape imports (the cases below differ from it only as they say)', () => {
+    const file = join(dir, 'plain.xlsx');
+    writeFileSync(file, workbook(''));
+    const r = importTo('rvtools', file);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.hosts.vm1?.address, '10.0.0.1');
+  });
+
+  // Each once crashed or ran for minutes: a far cell made the reader build 1048576 x 16384 cells
+  // and abort out of memory (exit 134), a column past XFD overflowed an array (exit 133), and a
+  // million empty rows overflowed the stack after a minute.
+  const cases: [string, string, RegExp][] = [
+    [
+      'one cell at XFD1048576',
+      '<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>x</t></is></c></row>',
+      /far\.xlsx: sheet "vInfo" \(xl\/worksheets\/sheet1\.xml\): reaches row 1048576, past the 200000 rows this import reads from a workbook/,
+    ],
+    [
+      'a column past XFD',
+      '<row r="3"><c r="ZZZZZZZZ3" t="inlineStr"><is><t>x</t></is></c></row>',
+      /far\.xlsx: sheet "vInfo" \(xl\/worksheets\/sheet1\.xml\): cell reference "ZZZZZZZZ3" is not a cell \(expected A1 to XFD1048576\)/,
+    ],
+    [
+      'a million empty rows',
+      Array.from({ length: 1_000_000 }, (_, i) => `<row r="${i + 3}"/>`).join(''),
+      /far\.xlsx: sheet "vInfo" \(xl\/worksheets\/sheet1\.xml\): reaches row 200001, past the 200000 rows/,
+    ],
+    [
+      'data 150000 rows down at column XFD',
+      '<row r="150000"><c r="XFD150000" t="inlineStr"><is><t>x</t></is></c></row>',
+      /data reaches row 150000 and column XFD \(cell XFD150000\): 150000 x 16384 cells, more than the 33554432/,
+    ],
+    [
+      'a date cell that holds no date',
+      '<row r="3"><c r="B3" t="d"><v>not a date</v></c></row>',
+      /far\.xlsx: sheet "vInfo" cell B3: its value cannot be read \(VALUE_INVALID; expected a value of the type the cell declares/,
+    ],
+    [
+      'a cell without its reference',
+      '<row r="3"><c t="inlineStr"><is><t>x</t></is></c></row>',
+      /row 3: a cell without its reference \(expected <c r="A3">/,
+    ],
+  ];
+  for (const [name, rows, expected] of cases)
+    it(`${name}: one located line, exit 2, in seconds`, { timeout: 120_000 }, () => {
+      const file = join(dir, 'far.xlsx');
+      writeFileSync(file, workbook(rows));
+      const r = runCli(['import', 'rvtools', file, '--map', MAP]);
+      assert.equal(r.code, 2, r.stderr.slice(0, 2000));
+      assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr.slice(0, 2000));
+      assert.match(r.stderr, expected);
+    });
+
+  it('a file name and cells with escapes and bidirectional overrides reach no terminal and no comment raw', () => {
+    // The warnings quoted the name and cells with JSON escaping alone (C1 controls such as the
+    // one-character CSI U+009B and U+202E passed), and the file name went out as it was.
+    const file = join(dir, 'vInfo\u001b]0;owned\u0007\u009b31m\u202e.csv');
+    writeFileSync(
+      file,
+      'VM,Primary IP Address,OS according to the VMware Tools\r\nvm1,10.0.0.9\u009b31m,\u202eLinux\u009b2J\r\n',
+    );
+    const r = importTo('rvtools', file);
+    assert.equal(r.code, 0, r.stderr);
+    const m = UNSAFE.exec(r.stderr);
+    assert.equal(
+      m,
+      null,
+      `stderr: ${JSON.stringify(r.stderr.slice(Math.max(0, (m?.index ?? 0) - 40)).slice(0, 80))}`,
+    );
+    assert.match(
+      r.stderr,
+      /^warning: vInfo\?\]0;owned\?\?31m\?\.csv:2: VM "vm1": "10\.0\.0\.9\?31m" is not an IP address; ignored$/m,
+    );
+    const head = readFileSync(r.out, 'utf8').split('\n')[0] ?? '';
+    assert.doesNotMatch(head, UNSAFE);
+    assert.match(head, /from .*vInfo\?\]0;owned\?\?31m\?\.csv with /);
+    assert.equal(r.hosts.vm1?.address, 'vm1.corp.example');
+  });
+
+  it('pvesh numbers a double cannot hold exactly are named, never a host called Infinity', () => {
+    const file = join(dir, 'numbers.json');
+    writeFileSync(
+      file,
+      '[{"type": "qemu", "vmid": 1e400, "name": 1e400}, {"type": "qemu", "vmid": 9007199254740993, "name": "b"}]',
+    );
+    const r = importTo('pvesh', file);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.warnings, [
+      'warning: numbers.json[0]: VM "": "vmid" is a number that does not read back exactly (Infinity); ignored',
+      'warning: numbers.json[0]: VM "": "name" is a number that does not read back exactly (Infinity); ignored',
+      'warning: numbers.json[0]: VM "": no name; left out',
+      'warning: numbers.json[1]: VM "b": "vmid" is a number that does not read back exactly (9007199254740992); ignored',
+    ]);
+    assert.deepEqual(Object.keys(r.hosts).sort(), ['b', 'vbr-01', 'worker-01']);
+  });
+
+  it('a map setting YAML reads as a number is written to the inventory as the map wrote it', () => {
+    // The map's products were written back as data: version 11.10 became 11.1.
+    const map = join(dir, 'map-version.yaml');
+    writeFileSync(
+      map,
+      readFileSync(MAP, 'utf8').replace(
+        'veeam-proxmox: { features: [app-aware] }',
+        'veeam-proxmox: { features: [app-aware] }\n  platespin: { version: 11.10 }',
+      ),
+    );
+    const r = importTo('pvesh', PVESH, map);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(readFileSync(r.out, 'utf8'), /\n {2}platespin:\n {4}version: "11\.10"\n/);
+  });
+
+  it('pvesh output that is not JSON is located by line and column, on one line', () => {
+    // V8 gave "Unexpected token '}', ...<the text, line breaks and all>... is not valid JSON" with no place.
+    const file = join(dir, 'resources.json');
+    writeFileSync(file, '[{"type": "qemu",\n  "vmid": }]\n');
+    const r = runCli(['import', 'pvesh', file, '--map', MAP]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(
+      r.stderr,
+      `portolan: ${file}:2:11: not JSON text: found "}", expected a value (object, array, string, number, true, false or null) (expected the output of pvesh get /cluster/resources --output-format json)\n`,
+    );
+    writeFileSync(
+      file,
+      Buffer.concat([Buffer.from('[{"type": "qemu",\n "name": "a'), Buffer.from([0xff]), Buffer.from('"}]')]),
+    );
+    const u = runCli(['import', 'pvesh', file, '--map', MAP]);
+    assert.equal(u.code, 2, u.stderr);
+    assert.match(u.stderr, /resources\.json:2:12: not UTF-8 text/);
   });
 });

@@ -358,7 +358,10 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       }
       const full = await call(ctx, 'GET', '/api/sites/lab-loopback/versions/2/export/nftables', ctx.viewer);
       assert.match(full.body, /127\.0\.0\.3/);
-      assert.match(full.headers['content-disposition'] as string, /lab-loopback-v2-/);
+      assert.equal(
+        full.headers['content-disposition'],
+        'attachment; filename="lab-loopback-v2-portolan.nft"',
+      );
       // Every format renders the delta, in network mode or for one host (firewalld, ufw, windows).
       for (const f of FORMAT_NAMES) {
         const net = await call(ctx, 'GET', `/api/sites/lab-loopback/delta/${f}?from=1&to=2`, ctx.viewer);
@@ -563,6 +566,13 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       const malformed = await raw('{"yaml": ');
       assert.equal(malformed.statusCode, 400);
       assert.equal(malformed.json().error.code, 'EJSON');
+      // Where the body breaks, and what was expected there (Fastify said only "not valid JSON").
+      const comma = await raw('{"yaml": "x",\n }');
+      assert.equal(comma.statusCode, 400, comma.body);
+      assert.equal(
+        comma.json().error.message,
+        'body: not JSON at line 2, column 2: found "}", expected a double-quoted property name',
+      );
       const schema = await raw('{"yml": "x"}');
       assert.equal(schema.statusCode, 400);
       assert.equal(schema.json().error.code, 'EVALIDATION');
@@ -594,11 +604,35 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       assert.match(deep.json().error.message, /nested deeper than 64 levels at character 83 /);
       const brackets = await raw(JSON.stringify({ yaml: '['.repeat(5000) }));
       assert.notEqual(brackets.json().error?.code, 'EJSON', 'brackets inside a string do not nest');
+      // A broken %-escape in the path is refused in the API's own shape, not Fastify's.
+      const badUrl = await call(ctx, 'GET', '/api/sites/%E0%A4%A/versions/1', ctx.viewer);
+      assert.equal(badUrl.statusCode, 400, badUrl.body);
+      assert.equal(badUrl.json().error.code, 'EREQUEST');
+      assert.match(
+        badUrl.json().error.message,
+        /^the path "\/api\/sites\/%E0%A4%A\/versions\/1" is not a valid URL/,
+      );
       const poisoned = await raw('{"yaml": "x", "__proto__": {"admin": true}}');
       assert.equal(poisoned.statusCode, 400, 'the default parser still refuses proto poisoning');
+      assert.match(poisoned.json().error.message, /"__proto__" or "constructor" key is refused/);
       const media = await raw('<x/>', 'application/xml');
       assert.equal(media.statusCode, 415);
       assert.equal(media.json().error.code, 'EMEDIATYPE');
+    });
+
+    test('a site named in any script downloads its exports (the header carried the name raw: a 500)', async () => {
+      const site = '東京 "dc"';
+      const yaml = LOOPBACK.replace('site: lab-loopback', `site: '${site}'`);
+      assert.equal((await call(ctx, 'POST', '/api/sites', ctx.admin, { yaml })).statusCode, 201);
+      const url = `/api/sites/${encodeURIComponent(site)}`;
+      for (const path of [`${url}/versions/1/export/nftables`, `${url}/delta/csv?from=1&to=1`]) {
+        const r = await call(ctx, 'GET', path, ctx.viewer);
+        assert.equal(r.statusCode, 200, r.body);
+        const cd = r.headers['content-disposition'] as string;
+        assert.match(cd, /^attachment; filename="__ _dc_-v1-[\w.-]+"; filename\*=UTF-8''(\S+)$/);
+        const full = decodeURIComponent(/filename\*=UTF-8''(\S+)$/.exec(cd)?.[1] ?? '');
+        assert.match(full, /^東京 "dc"-v1-/);
+      }
     });
 
     test('an agent result whose detail nests thousands of levels deep is a 400 and is not stored', async () => {

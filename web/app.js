@@ -73,7 +73,14 @@ async function download(path) {
       ? await r.blob()
       : new Blob([JSON.stringify(r, null, 2)], { type: 'application/json' });
   const cd = r instanceof Response ? r.headers.get('content-disposition') || '' : '';
-  const name = /filename="([^"]+)"/.exec(cd)?.[1] || `${path.split('/').slice(-1)[0].split('?')[0]}.json`;
+  // filename* (RFC 8187) carries a name in any script; filename="..." its ASCII stand-in.
+  const star = /filename\*=UTF-8''([^;\s]+)/i.exec(cd)?.[1];
+  let full = '';
+  try {
+    full = star ? decodeURIComponent(star) : '';
+  } catch {}
+  const name =
+    full || /filename="([^"]+)"/.exec(cd)?.[1] || `${path.split('/').slice(-1)[0].split('?')[0]}.json`;
   const a = document.createElement('a');
   a.href = URL.createObjectURL(blob);
   a.download = name;

@@ -39,6 +39,30 @@ export interface AgentPlan {
   removals?: { version: number; yaml: string; flowIds: string[] }[];
 }
 
+/**
+ * What is wrong with `value` as an {@link AgentPlan} (schemas.ts agentPlanReply), in words; undefined
+ * when it is one. A plan comes from the network or the spool's plan.json: either may hold anything.
+ */
+export function planProblem(value: unknown): string | undefined {
+  const isObject = (v: unknown): v is Record<string, unknown> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v);
+  const strings = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === 'string');
+  const version = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 1;
+  if (!isObject(value))
+    return `expected an object, got ${Array.isArray(value) ? 'a list' : value === null ? 'null' : typeof value}`;
+  for (const k of ['agent', 'site', 'host', 'yaml'] as const)
+    if (typeof value[k] !== 'string') return `"${k}" is not a string`;
+  if (!version(value.version)) return '"version" is not a whole number from 1';
+  if (!strings(value.flowIds)) return '"flowIds" is not a list of strings';
+  if (value.removals !== undefined) {
+    if (!Array.isArray(value.removals)) return '"removals" is not a list';
+    for (const [i, r] of value.removals.entries())
+      if (!isObject(r) || !version(r.version) || typeof r.yaml !== 'string' || !strings(r.flowIds))
+        return `"removals[${i}]" is not { version, yaml, flowIds }`;
+  }
+  return undefined;
+}
+
 /** One spooled check run, exactly the body of POST /api/agent/results. */
 export interface SpooledRun {
   key: string;
@@ -252,15 +276,26 @@ export class Agent {
         this.log(`server refused the plan: HTTP ${r.status} ${Agent.message(r.json)}`);
         throw new Unreachable(`GET ${path}: HTTP ${r.status}`);
       }
+      const wrong = planProblem(r.json);
+      if (wrong) {
+        // Checked before it is kept or used: a reply of another shape crashed the check that read it.
+        this.log(`server sent a plan that is not one (${wrong}); using the last plan fetched`);
+        throw new Unreachable(`GET ${path}: not a plan`);
+      }
       atomicWrite(cached, JSON.stringify(r.json));
       return r.json as AgentPlan;
     } catch (err) {
       if (!(err instanceof Unreachable)) throw err;
+      let kept: unknown;
       try {
-        return JSON.parse(readFileSync(cached, 'utf8')) as AgentPlan;
+        kept = JSON.parse(readFileSync(cached, 'utf8'));
       } catch {
         return null;
       }
+      const wrong = planProblem(kept);
+      if (kept !== null && wrong)
+        this.log(`the last plan fetched (${cached}) is not one (${wrong}); ignored`);
+      return wrong ? null : (kept as AgentPlan);
     }
   }
 
@@ -324,7 +359,8 @@ export class Agent {
     const files = this.pendingFiles();
     for (const name of files) {
       try {
-        results += (JSON.parse(readFileSync(join(this.pending, name), 'utf8')) as SpooledRun).results.length;
+        const run = JSON.parse(readFileSync(join(this.pending, name), 'utf8')) as Partial<SpooledRun> | null;
+        if (Array.isArray(run?.results)) results += run.results.length;
       } catch {
         // An unreadable file is moved aside by the next flush; it holds no results to count.
       }

@@ -35,6 +35,11 @@ export function loadCatalogs(extra: readonly string[] = []): Catalogs {
 }
 
 function catalogFiles(path: string): string[] {
+  // Only --catalog '' gets here empty (the inventory's catalogs: items are non-empty): say so, not ": ...".
+  if (path === '')
+    throw new InputError(
+      '--catalog needs a path (expected a directory of catalog YAML files or one such file)',
+    );
   let st: ReturnType<typeof statSync>;
   try {
     st = statSync(path);

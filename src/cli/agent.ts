@@ -1,11 +1,11 @@
-import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent } from '../agent/agent.js';
-import { UsageError } from '../errors.js';
+import { PortolanError, UsageError } from '../errors.js';
 import { parseDuration } from '../server/duration.js';
 import { counted } from '../util/plural.js';
+import { MAX_PEM_BYTES, MAX_TOKEN_BYTES, readBounded } from '../util/read.js';
 import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, forUsage, parse } from './args.js';
 
@@ -62,25 +62,36 @@ export async function run(argv: string[]): Promise<number> {
   } catch {
     throw new UsageError(`--server ${JSON.stringify(values.server)}: expected an http:// or https:// URL`);
   }
+  // Files are read bounded: /dev/zero or an endless pipe named here would be read forever.
+  const readOption = (flag: string, file: string, limit: number) => {
+    try {
+      return readBounded(file, limit, `${flag} file`);
+    } catch (err) {
+      if (err instanceof PortolanError) throw new UsageError(`${flag} ${err.message}`);
+      throw err;
+    }
+  };
   const token =
     values.token ??
-    (values['token-file'] !== undefined ? readFileSync(values['token-file'], 'utf8').trim() : undefined) ??
+    (values['token-file'] !== undefined
+      ? readOption('--token-file', values['token-file'], MAX_TOKEN_BYTES).toString('utf8').trim()
+      : undefined) ??
     process.env.PORTOLAN_AGENT_TOKEN;
   if (!token)
     throw new UsageError(
       `--token T is required (or --token-file F, or env PORTOLAN_AGENT_TOKEN)\n${forUsage(USAGE)}`,
     );
+  // It goes into an Authorization header: a control character or a space there failed every request
+  // as "server unreachable", spooling runs forever.
+  if (!/^[\x21-\x7e]+$/.test(token))
+    throw new UsageError(
+      `the agent token (--token, --token-file or PORTOLAN_AGENT_TOKEN) holds ${/[\s]/.test(token) ? 'white space' : 'a character that is not printable ASCII'} (expected the token POST /api/agents returned, such as agent_...)`,
+    );
   let ca: Buffer | undefined;
   if (values.ca !== undefined) {
     if (server.protocol !== 'https:')
       throw new UsageError(`--ca ${values.ca}: the server URL ${server.href} is not https://`);
-    try {
-      ca = readFileSync(values.ca);
-    } catch (err) {
-      throw new UsageError(
-        `--ca ${values.ca}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-      );
-    }
+    ca = readOption('--ca', values.ca, MAX_PEM_BYTES);
     if (!ca.toString('latin1').includes('-----BEGIN CERTIFICATE-----'))
       throw new UsageError(`--ca ${values.ca}: expected PEM certificates (-----BEGIN CERTIFICATE-----)`);
   }
@@ -94,15 +105,25 @@ export async function run(argv: string[]): Promise<number> {
   const spool =
     values.spool ??
     join(process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'portolan', 'agent');
-  const agent = new Agent({
-    server: server.href,
-    token,
-    spool,
-    ...(ca ? { ca } : {}),
-    catalogs: values.catalog ?? [],
-    check: { ...(secret ? { secret } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}) },
-    log: (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`),
-  });
+  let agent: Agent;
+  try {
+    agent = new Agent({
+      server: server.href,
+      token,
+      spool,
+      ...(ca ? { ca } : {}),
+      catalogs: values.catalog ?? [],
+      check: { ...(secret ? { secret } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}) },
+      log: (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`),
+    });
+  } catch (err) {
+    // The spool's directories are made at start: a path that cannot hold them is bad input, not a crash.
+    const e = err as NodeJS.ErrnoException;
+    if (typeof e?.code !== 'string' || e.syscall !== 'mkdir') throw err;
+    throw new UsageError(
+      `--spool ${JSON.stringify(spool)}: cannot make ${e.path ?? 'its directories'} (${e.code}; expected a directory this user can write, or a new name for one)`,
+    );
+  }
   if (values.once) {
     const r = await agent.cycle();
     if (!r.reached) {

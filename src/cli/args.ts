@@ -109,6 +109,8 @@ export function oneOf<T extends string>(value: unknown, allowed: readonly T[], f
 }
 
 export function exactlyOne(positionals: string[], what: string, usage: string): string {
+  if (positionals.length === 1 && positionals[0] === '')
+    throw new UsageError(`the ${what} is named by an empty argument (expected a path)\n${forUsage(usage)}`);
   if (positionals.length !== 1 || !positionals[0])
     throw new UsageError(`expected one ${what}, got ${positionals.length}\n${forUsage(usage)}`);
   return positionals[0];

@@ -4,13 +4,13 @@ import {
   lstatSync,
   mkdirSync,
   openSync,
-  readFileSync,
+  realpathSync,
   renameSync,
   rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { basename, dirname, isAbsolute, join } from 'node:path';
+import { basename, dirname, isAbsolute, join, sep } from 'node:path';
 import { InputError, type PortolanError, UsageError } from '../errors.js';
 import { checkSupported, type ExportFile } from '../export/generator.js';
 import { FORMAT_NAMES, loadGenerator } from '../export/index.js';
@@ -20,6 +20,7 @@ import { rpcCaveats } from '../plan/caveats.js';
 import { buildPlan } from '../plan/plan.js';
 import { writeTarget } from '../util/atomic.js';
 import { counted } from '../util/plural.js';
+import { readBounded } from '../util/read.js';
 import { writeLines } from '../util/stream.js';
 import { unknownName } from '../util/suggest.js';
 import { safeLine } from '../util/terminal.js';
@@ -156,12 +157,16 @@ function isDirectory(path: string): boolean {
  * Writes every file under a temporary name beside it, then renames each into place: a crash, a kill
  * or a full disk leaves either the earlier file or the new one, never a truncated one. If any
  * temporary file cannot be written, every temporary file is removed and nothing is replaced.
+ * An exported file that is a device, FIFO or link is written as writeTarget says; an `own` file
+ * (the manifest) always replaces the name itself.
  */
-function writeAtomically(given: readonly { path: string; content: string }[]): void {
+function writeAtomically(given: readonly { path: string; content: string; own?: boolean }[]): void {
   const temps: { temp: string; path: string }[] = [];
   const files: { path: string; content: string }[] = [];
   for (const f of given) {
-    const target = writeTarget(f.path);
+    // portolan's own bookkeeping (`own`) replaces whatever has its name: a FIFO there blocked the
+    // export, and a symbolic link there had the list written over the file it named.
+    const target = f.own ? { path: f.path, direct: false } : writeTarget(f.path);
     if (!target.direct) {
       files.push({ path: target.path, content: f.content });
       continue;
@@ -201,6 +206,9 @@ function writeAtomically(given: readonly { path: string; content: string }[]): v
 }
 
 /** The list of files an export wrote into a directory, so the next export of that format can tidy up. */
+/** The most read of an earlier export's manifest (a list of the few files one format writes). */
+const MAX_MANIFEST_BYTES = 1024 * 1024;
+
 export function manifestName(format: string): string {
   return `.portolan-${format}.files`;
 }
@@ -215,19 +223,35 @@ function writeExportDir(dir: string, format: string, files: readonly ExportFile[
   const manifest = join(dir, manifestName(format));
   let earlier: string[] = [];
   try {
-    earlier = readFileSync(manifest, 'utf8').split('\n').filter(Boolean);
+    // Only a plain file is read, and only so much of it: a FIFO put in its place blocked the export.
+    if (lstatSync(manifest).isFile())
+      earlier = readBounded(manifest, MAX_MANIFEST_BYTES, 'export manifest')
+        .toString('utf8')
+        .split('\n')
+        .filter(Boolean);
   } catch {
-    // no earlier export of this format here
+    // no earlier export of this format here, or not a list portolan wrote: nothing is removed
   }
   const names = files.map((f) => f.path);
   writeAtomically([
     ...files.map((f) => ({ path: join(dir, f.path), content: f.content })),
-    { path: manifest, content: `${names.join('\n')}\n` },
+    { path: manifest, content: `${names.join('\n')}\n`, own: true },
   ]);
+  let root = '';
+  try {
+    root = realpathSync(dir);
+  } catch {
+    return;
+  }
   for (const name of earlier) {
     if (names.includes(name) || isAbsolute(name) || name.split(/[\\/]/).includes('..')) continue;
     try {
-      if (lstatSync(join(dir, name)).isFile()) rmSync(join(dir, name));
+      // Inside the directory once symbolic links are followed: a manifest naming sub/x, with sub a
+      // link to another directory, removed the file there.
+      const parent = realpathSync(dirname(join(dir, name)));
+      if (parent !== root && !parent.startsWith(`${root}${sep}`)) continue;
+      const target = join(parent, basename(name));
+      if (lstatSync(target).isFile()) rmSync(target);
     } catch {
       // already gone
     }

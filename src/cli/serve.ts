@@ -10,6 +10,7 @@ import { parseDuration } from '../server/duration.js';
 import { Store } from '../server/store.js';
 import { deliver } from '../server/webhooks.js';
 import { packagePath } from '../util/paths.js';
+import { MAX_PEM_BYTES, readBounded } from '../util/read.js';
 import { version } from '../util/version.js';
 import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, parse } from './args.js';
@@ -87,13 +88,13 @@ function writeSecret(file: string, text: string): void {
 
 /** Reads the PEM certificate and key and checks they make a TLS context (the key matches the certificate). */
 function tlsFiles(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {
+  // Bounded: /dev/zero or an endless pipe named here once kept the server from starting, reading forever.
   const read = (flag: string, file: string) => {
     try {
-      return readFileSync(file);
+      return readBounded(file, MAX_PEM_BYTES, `${flag} file`);
     } catch (err) {
-      throw new UsageError(
-        `${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-      );
+      if (err instanceof PortolanError) throw new UsageError(`${flag} ${err.message}`);
+      throw err;
     }
   };
   const cert = read('--tls-cert', certFile);

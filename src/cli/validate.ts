@@ -5,7 +5,7 @@ import type { Warning } from '../model/flow.js';
 import { buildPlan, hostsInsideCidrs } from '../plan/plan.js';
 import { counted } from '../util/plural.js';
 import { writeLines } from '../util/stream.js';
-import { safeLine } from '../util/terminal.js';
+import { safeLine, sanitize } from '../util/terminal.js';
 import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, exactlyOne, parse } from './args.js';
 import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
@@ -85,9 +85,11 @@ export async function run(argv: string[]): Promise<number> {
     site = siteFrom(file, values);
   } catch (err) {
     if (!(err instanceof InputErrors)) throw err;
+    // Every error, as main's one-line report shows the first: through the terminal sanitiser, since a
+    // value JSON-quoted in a message still carries C1 controls and bidirectional overrides raw.
     writeLines(process.stderr, [
-      ...err.errors.map((e) => `portolan: ${e.message}`),
-      `${file}: ${counted(err.errors.length, 'error')}`,
+      ...err.errors.map((e) => `portolan: ${sanitize(e.message)}`),
+      `${safeLine(file)}: ${counted(err.errors.length, 'error')}`,
     ]);
     return 2;
   }
@@ -99,17 +101,19 @@ export async function run(argv: string[]): Promise<number> {
     // Located through the one read of the file: a pipe cannot be read twice, nor a file past the
     // default limit that --max-inventory-size let in.
     ...summed.lines.map(({ host, text }) =>
-      formatLocated(`warning: ${text}`, locate(['hosts', host], 'key')),
+      sanitize(formatLocated(`warning: ${text}`, locate(['hosts', host], 'key'))),
     ),
     // One form for every warning: located at the host it is about (FILE:LINE:COL hosts.NAME:), else
-    // at the file (FILE:), then "warning:".
+    // at the file (FILE:), then "warning:"; through the terminal sanitiser, as the errors are.
     ...plan.warnings
       .filter((w) => FACT_WARNINGS.has(w.code) && !summed.covered.has(w))
       .map((w) => {
         const at = w.host !== undefined ? locate(['hosts', w.host], 'key') : undefined;
-        return at ? formatLocated(`warning: ${w.message}`, at) : `${file}: warning: ${w.message}`;
+        return at
+          ? sanitize(formatLocated(`warning: ${w.message}`, at))
+          : `${safeLine(file)}: warning: ${sanitize(w.message)}`;
       }),
-    ...hostsInsideCidrs(inventory.hosts).map((w) => `${file}: warning: ${w.message}`),
+    ...hostsInsideCidrs(inventory.hosts).map((w) => `${safeLine(file)}: warning: ${sanitize(w.message)}`),
   ]);
   const products = [...inventory.products.keys()];
   process.stdout.write(

@@ -85,7 +85,7 @@ export function loadImportMap(file: string, catalogs?: Catalogs): ImportMap {
     file,
     site: raw.site,
     ...(raw.description !== undefined ? { description: raw.description } : {}),
-    products: raw.products ?? {},
+    products: asWritten(raw.products ?? {}, y),
     hosts: raw.hosts ?? {},
     roles: raw.import.roles,
     columns: {
@@ -106,6 +106,27 @@ export function loadImportMap(file: string, catalogs?: Catalogs): ImportMap {
     })),
     ...(raw.import.nodes ? { nodeRoles: raw.import.nodes.roles } : {}),
   };
+}
+
+/**
+ * The map's products with every setting YAML read as a number replaced by its text as written: the
+ * inventory is written from these values, and 5.10 written back as a number would be 5.1.
+ */
+function asWritten(products: Record<string, unknown>, y: LoadedYaml): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [id, use] of Object.entries(products)) {
+    if (use === null || typeof use !== 'object' || Array.isArray(use)) {
+      out[id] = use;
+      continue;
+    }
+    out[id] = Object.fromEntries(
+      Object.entries(use).map(([k, v]) => [
+        k,
+        typeof v === 'number' ? (y.written?.(['products', id, k]) ?? v) : v,
+      ]),
+    );
+  }
+  return out;
 }
 
 function checkRoles(raw: RawMap, y: LoadedYaml, catalogs: Catalogs): void {

@@ -1,8 +1,10 @@
 import { open } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { createInflateRaw } from 'node:zlib';
+import { createInflateRaw, inflateRawSync } from 'node:zlib';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { InputError } from '../errors.js';
+import { jsonSyntaxError } from '../util/json.js';
+import { safeLine } from '../util/terminal.js';
 
 /**
  * One row of a source inventory, reduced to what an import needs. Every field is the cell's text
@@ -176,6 +178,12 @@ function inflatedLength(data: Buffer, most: number): Promise<number> {
   });
 }
 
+/** The 1-based line and column of character `offset` of `text` (columns count UTF-16 units). */
+function lineColumn(text: string, offset: number): { line: number; column: number } {
+  const before = text.slice(0, offset);
+  return { line: before.split('\n').length, column: offset - before.lastIndexOf('\n') };
+}
+
 function endOfCentralDirectory(bytes: Buffer): number {
   const from = Math.max(0, bytes.length - 22 - 0xffff);
   for (let i = bytes.length - 22; i >= from; i--) if (bytes.readUInt32LE(i) === 0x06054b50) return i;
@@ -304,16 +312,23 @@ async function xlsxTable(bytes: Buffer, file: string, sheet: string): Promise<Ta
       `the workbook's data unzips to more than the ${MAX_XLSX_UNZIPPED / 1024 / 1024} MiB this import reads, though its directory declares ${Math.ceil((unzipped ?? 0) / 1024)} KiB (expected an RVTools export whose sizes are true; for a larger one use RVTools' Export vInfo to csv)`,
       { file },
     );
+  // The reader pads the sheet to a dense table and parses it in time-sliced pieces: refuse, with
+  // the cell that says so, the shapes it would take minutes or all memory on.
+  for (const { path, xml } of sheetXml(bytes, sheet)) checkSheetShape(xml, file, sheet, path);
   const { readSheet } = await import('read-excel-file/node');
   let data: unknown[][];
   try {
     data = (await readSheet(bytes, sheet)) as unknown[][];
   } catch (err) {
     const msg = (err as Error).message;
+    // The reader names a bad cell "<c/> at row 4, col 1: VALUE_INVALID": said as the cell's name.
+    const cell = /^<c\/> at row (\d+), col (\d+): (\w+)$/.exec(msg);
     throw new InputError(
       /sheet/i.test(msg) && /not found/i.test(msg)
         ? `the workbook has no sheet ${JSON.stringify(sheet)} (expected an RVTools export with a vInfo tab, or name the sheet with --sheet)`
-        : `not a readable .xlsx workbook: ${msg}`,
+        : cell
+          ? `sheet ${JSON.stringify(sheet)} cell ${columnName(Number(cell[2]))}${cell[1]}: its value cannot be read (${cell[3]}; expected a value of the type the cell declares, as Excel writes it)`
+          : `not a readable .xlsx workbook: ${safeLine(msg)}`,
       { file },
     );
   }
@@ -325,6 +340,185 @@ async function xlsxTable(bytes: Buffer, file: string, sheet: string): Promise<Ta
       ),
     })),
   };
+}
+
+/** The last row (ECMA-376 Part 1, 18.3.1.73: `r` of a row is at most 1048576) and column (XFD) of a sheet. */
+const SHEET_ROWS = 1_048_576;
+const SHEET_COLUMNS = 16_384;
+/**
+ * The most rows a workbook sheet may reach (the last row number holding anything). The reader
+ * copies every row it holds again for each 64 KiB piece of XML it parses, and halves the piece
+ * each time that takes longer than 7 ms, recursing once per piece: past a few hundred thousand
+ * rows on a busy machine the pieces shrink to nothing and the stack overflows after a minute.
+ * RVTools' vInfo has one row per VM; a vCenter holds at most 45,000 (vSphere 8 configuration
+ * maximums), so this is four times the largest linked estate's share.
+ */
+export const MAX_XLSX_ROWS = 200_000;
+/**
+ * The most cells of a sheet's dense table (its last row with data times its last column with data),
+ * which the reader builds in full: RVTools' vInfo of 100,000 VMs is about 9.5 million (95 columns).
+ */
+export const MAX_XLSX_CELLS = 32 * 1024 * 1024;
+
+/** A cell reference `A1` ... `XFD1048576` as [row, column], 1-based; undefined when it is not one. */
+function cellRef(ref: string): [number, number] | undefined {
+  const m = /^([A-Z]{1,3})([1-9][0-9]{0,6})$/.exec(ref);
+  if (!m) return undefined;
+  let column = 0;
+  for (const ch of m[1] as string) column = column * 26 + ch.charCodeAt(0) - 64;
+  const row = Number(m[2]);
+  return row <= SHEET_ROWS && column <= SHEET_COLUMNS ? [row, column] : undefined;
+}
+
+function columnName(n: number): string {
+  let name = '';
+  for (let c = n; c > 0; c = Math.floor((c - 1) / 26)) name = String.fromCharCode(65 + ((c - 1) % 26)) + name;
+  return name;
+}
+
+/**
+ * Refuses a worksheet's XML (SpreadsheetML, ECMA-376 Part 1, 18.3.1) whose shape the workbook
+ * reader cannot hold: a row or cell reference that is not one (`ZZZZZZZZ2`, `A0`, a cell without
+ * `r`), rows past MAX_XLSX_ROWS, or data spanning more than MAX_XLSX_CELLS cells. Empty cells
+ * (`<c r="XFD9"/>`) do not widen the table. Each refusal names the cell or row. One pass over the
+ * tags.
+ */
+export function checkSheetShape(xml: string, file: string, sheet: string, path: string): void {
+  const where = `sheet ${JSON.stringify(sheet)} (${path})`;
+  const refuse = (detail: string) => new InputError(`${where}: ${detail}`, { file });
+  const tag = /<(?:[A-Za-z_][\w.-]*:)?(row|c)(?=[\s/>])([^>]*?)(\/?)>/g;
+  const attr = /(?:^|\s)r\s*=\s*(?:"([^"]*)"|'([^']*)')/;
+  let row = 0;
+  let lastRow = 0;
+  let dataRow = 0;
+  let dataColumn = 0;
+  let widest = '';
+  for (let m = tag.exec(xml); m; m = tag.exec(xml)) {
+    const a = attr.exec(m[2] as string);
+    const r = a ? (a[1] ?? a[2] ?? '') : undefined;
+    if (m[1] === 'row') {
+      if (r === undefined) row++;
+      else if (/^[1-9][0-9]{0,6}$/.test(r) && Number(r) <= SHEET_ROWS) row = Number(r);
+      else
+        throw refuse(
+          `row number ${JSON.stringify(r.slice(0, 20))} is not a row (expected 1 to ${SHEET_ROWS})`,
+        );
+      if (row > MAX_XLSX_ROWS)
+        throw refuse(
+          `reaches row ${row}, past the ${MAX_XLSX_ROWS} rows this import reads from a workbook (expected an RVTools export, one row per VM; delete the rows below the data, or use RVTools' Export vInfo to csv)`,
+        );
+      lastRow = Math.max(lastRow, row);
+      continue;
+    }
+    if (r === undefined)
+      throw refuse(
+        `row ${row}: a cell without its reference (expected <c r="A${row || 1}">, as Excel writes it)`,
+      );
+    const at = cellRef(r);
+    if (!at)
+      throw refuse(
+        `cell reference ${JSON.stringify(r.slice(0, 20))} is not a cell (expected A1 to ${columnName(SHEET_COLUMNS)}${SHEET_ROWS})`,
+      );
+    if (at[0] > MAX_XLSX_ROWS)
+      throw refuse(
+        `cell ${r} is past the ${MAX_XLSX_ROWS} rows this import reads from a workbook (expected an RVTools export, one row per VM; use RVTools' Export vInfo to csv)`,
+      );
+    if (m[3] === '/') continue; // an empty cell: the reader keeps nothing of it
+    dataRow = Math.max(dataRow, at[0], lastRow);
+    if (at[1] > dataColumn) {
+      dataColumn = at[1];
+      widest = r;
+    }
+    if (dataRow * dataColumn > MAX_XLSX_CELLS)
+      throw refuse(
+        `data reaches row ${dataRow} and column ${columnName(dataColumn)} (cell ${widest}): ${dataRow} x ${dataColumn} cells, more than the ${MAX_XLSX_CELLS} this import reads (expected an RVTools export; delete what lies outside the table, or use RVTools' Export vInfo to csv)`,
+      );
+  }
+}
+
+/**
+ * The XML of the worksheet named `sheet` (found through xl/workbook.xml and its relationships,
+ * ECMA-376 Part 1, 18.2.19 and Part 2, 9.2), or of every worksheet when the name cannot be
+ * resolved so (the reader then reports the name). Entries are inflated whole: their total was
+ * measured against MAX_XLSX_UNZIPPED before.
+ */
+function sheetXml(bytes: Buffer, sheet: string): { path: string; xml: string }[] {
+  const entries = zipEntries(bytes);
+  const read = (name: string) => {
+    const e = entries.get(name);
+    if (!e) return undefined;
+    try {
+      const data = bytes.subarray(e.data, e.data + e.compressed);
+      const raw =
+        e.method === 0
+          ? data
+          : e.method === 8
+            ? inflateRawSync(data, { maxOutputLength: MAX_XLSX_UNZIPPED + 1 })
+            : undefined;
+      return raw?.toString('latin1');
+    } catch {
+      return undefined; // a corrupt entry: the reader says so
+    }
+  };
+  const xmlText = (t: string) =>
+    Buffer.from(t, 'latin1')
+      .toString('utf8')
+      .replace(/&(?:#x([0-9a-f]+)|#([0-9]+)|(amp|lt|gt|quot|apos));/gi, (_, hex, dec, named) =>
+        hex || dec
+          ? String.fromCodePoint(Math.min(0x10ffff, Number.parseInt(hex ?? dec, hex ? 16 : 10)))
+          : (({ amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" } as Record<string, string>)[
+              String(named).toLowerCase()
+            ] ?? ''),
+      );
+  const attrOf = (tag: string, name: RegExp) => {
+    const m = new RegExp(`\\s${name.source}\\s*=\\s*(?:"([^"]*)"|'([^']*)')`).exec(tag);
+    return m ? xmlText(m[1] ?? m[2] ?? '') : undefined;
+  };
+  const workbook = read('xl/workbook.xml') ?? '';
+  const rels = read('xl/_rels/workbook.xml.rels') ?? '';
+  const id = (workbook.match(/<(?:\w+:)?sheet\s[^>]*>/g) ?? [])
+    .filter((t) => attrOf(t, /name/) === sheet)
+    .map((t) => attrOf(t, /(?:\w+:)?id/))[0];
+  const target = (rels.match(/<(?:\w+:)?Relationship\s[^>]*>/g) ?? [])
+    .filter((t) => id !== undefined && attrOf(t, /Id/) === id)
+    .map((t) => attrOf(t, /Target/))[0];
+  const path = target?.startsWith('/') ? target.slice(1) : target ? `xl/${target}` : undefined;
+  const named = path !== undefined ? read(path) : undefined;
+  if (path !== undefined && named !== undefined) return [{ path, xml: named }];
+  const all: { path: string; xml: string }[] = [];
+  for (const name of entries.keys())
+    if (/^xl\/worksheets\/[^/]+\.xml$/i.test(name)) {
+      const xml = read(name);
+      if (xml !== undefined) all.push({ path: name, xml });
+    }
+  return all;
+}
+
+/**
+ * A zip archive's entries by name (PKWARE APPNOTE 4.3.12 central directory, 4.3.7 local headers):
+ * compression method, where the data starts and its compressed length. Entries whose headers do
+ * not hold together are left out.
+ */
+function zipEntries(bytes: Buffer): Map<string, { method: number; data: number; compressed: number }> {
+  const out = new Map<string, { method: number; data: number; compressed: number }>();
+  const eocd = endOfCentralDirectory(bytes);
+  if (eocd < 0) return out;
+  const count = bytes.readUInt16LE(eocd + 10);
+  let at = bytes.readUInt32LE(eocd + 16);
+  for (let n = 0; n < count; n++) {
+    if (at + 46 > bytes.length || bytes.readUInt32LE(at) !== 0x02014b50) break;
+    const method = bytes.readUInt16LE(at + 10);
+    const compressed = bytes.readUInt32LE(at + 20);
+    const nameLength = bytes.readUInt16LE(at + 28);
+    const local = bytes.readUInt32LE(at + 42);
+    const name = bytes.toString('utf8', at + 46, Math.min(bytes.length, at + 46 + nameLength));
+    at += 46 + nameLength + bytes.readUInt16LE(at + 30) + bytes.readUInt16LE(at + 32);
+    if (local + 30 > bytes.length || bytes.readUInt32LE(local) !== 0x04034b50) continue;
+    const data = local + 30 + bytes.readUInt16LE(local + 26) + bytes.readUInt16LE(local + 28);
+    if (data > bytes.length) continue;
+    out.set(name, { method, data, compressed: Math.min(compressed, bytes.length - data) });
+  }
+  return out;
 }
 
 /**
@@ -355,13 +549,27 @@ export async function readPveshResources(
       `looks like ${bytes.subarray(0, 4).equals(ZIP_MAGIC) ? 'an .xlsx workbook' : 'CSV'}, not pvesh JSON output (expected the output of pvesh get /cluster/resources --output-format json; for an RVTools export use portolan import rvtools)`,
       { file },
     );
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    // The lenient decoder marks the first bad sequence with U+FFFD: that is where it is.
+    const lenient = new TextDecoder('utf-8').decode(bytes);
+    throw new InputError(
+      'not UTF-8 text (expected the output of pvesh get /cluster/resources --output-format json, which is UTF-8)',
+      { file, ...lineColumn(lenient, Math.max(0, lenient.indexOf('\uFFFD'))) },
+    );
+  }
   let data: unknown;
   try {
-    data = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    data = JSON.parse(text);
   } catch (err) {
+    // Located and said in words of its own: V8's message gives an offset only for some errors, and
+    // for others quotes the text around the error, line breaks and all.
+    const e = jsonSyntaxError(text);
     throw new InputError(
-      `not JSON text: ${(err as Error).message} (expected the output of pvesh get /cluster/resources --output-format json)`,
-      { file },
+      `not JSON text: ${e ? e.problem : safeLine((err as Error).message)} (expected the output of pvesh get /cluster/resources --output-format json)`,
+      { file, ...(e ? { line: e.line, column: e.column } : {}) },
     );
   }
   if (!Array.isArray(data))
@@ -383,16 +591,24 @@ export async function readPveshResources(
     // A field pvesh writes as a string or a number; anything else is named, not silently dropped.
     const text = (k: string) => {
       const v = o[k];
-      if (typeof v === 'string' || typeof v === 'number') return String(v);
+      if (typeof v === 'string') return v;
+      // A number JSON text holds but a double does not (1e400 reads as Infinity, 2^53 + 1 as 2^53)
+      // would become a different name or id: named instead.
+      if (typeof v === 'number') {
+        if (Number.isSafeInteger(v)) return String(v);
+        notes.push(`"${k}" is a number that does not read back exactly (${v}); ignored`);
+        return '';
+      }
       if (v !== undefined && v !== null)
         notes.push(
-          `"${k}" is ${Array.isArray(v) ? 'an array' : `a ${typeof v}`}, expected a string or number; ignored`,
+          `"${k}" is ${Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v}`}, expected a string or number; ignored`,
         );
       return '';
     };
     const type = text('type');
     if (type !== 'qemu' && type !== 'lxc' && type !== 'node') {
-      const key = type.replace(/[^\w.-]/g, '').slice(0, 40) || '(no type)';
+      // Shown in the summary: any other character is a ? (dropping it could make "qe\x1bmu" read as qemu).
+      const key = type.replace(/[^\w.-]/g, '?').slice(0, 40) || '(no type)';
       other.set(key, (other.get(key) ?? 0) + 1);
       return;
     }

@@ -360,13 +360,16 @@ function checkInventory(
               ['products', id, key],
               'key',
             );
-          const text = String(value);
+          // A version YAML read as a number is taken as written: 11.10 is not 11.1, 0x50 not 80.
+          const text =
+            typeof value === 'number' && spec.type === 'version'
+              ? (y.written?.(['products', id, key]) ?? String(value))
+              : String(value);
           if (spec.type === 'version' && !parseVersion(text))
-            fail(`${shown(value)} is not a version (expected dotted numbers such as "2019.5" or "8.1.3")`, [
-              'products',
-              id,
-              key,
-            ]);
+            fail(
+              `${shown(typeof value === 'number' ? text : value)} is not a version (expected dotted numbers such as "2019.5" or "8.1.3")`,
+              ['products', id, key],
+            );
           if (spec.values && !spec.values.includes(text))
             fail(`${shown(value)} is not allowed for ${key} (expected one of: ${spec.values.join(', ')})`, [
               'products',

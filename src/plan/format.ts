@@ -289,11 +289,12 @@ const FORMULA_START = /^[\s]*[=+\-@\uff1d\uff0b\uff0d\uff20]|^[\t\r\n]/;
  * separator spreadsheets use (`,`, and `;` where the locale's decimal mark is a comma) is quoted and
  * its quotes doubled. A reader splitting on the other separator ignores those quotes and starts a
  * cell after every separator, so a formula character after a `,` or `;` gets a `'` before it too,
- * as does one at the start of the field (OWASP CSV injection).
+ * as does one at the start of the field (OWASP CSV injection); so does one after a tab (text pasted
+ * into a spreadsheet splits on tabs) or a line break (a reader taking one record per line).
  */
 export function csvField(v: string): string {
   // A reader that splits on the other separator starts a cell after every `,` or `;`, quotes or not.
-  const text = sanitize(v).replace(/([,;])(?=\s*[=+\-@\uff1d\uff0b\uff0d\uff20])/g, "$1'");
+  const text = sanitize(v).replace(/([,;\t\r\n])(?=[^\S\r\n]*[=+\-@\uff1d\uff0b\uff0d\uff20])/g, "$1'");
   const safe = FORMULA_START.test(text) ? `'${text}` : text;
   return /[",;\r\n]/.test(safe) || safe !== v ? `"${safe.replace(/"/g, '""')}"` : safe;
 }

@@ -7,6 +7,7 @@ import { changeRequest } from '../export/change-request.js';
 import { checkSupported } from '../export/generator.js';
 import { FORMAT_NAMES, type FormatName, loadGenerator } from '../export/index.js';
 import { buildExportModel, ruleSummary } from '../export/model.js';
+import { jsonSyntaxError } from '../util/json.js';
 import { packagePath } from '../util/paths.js';
 import { jsonTooDeep, MAX_JSON_DEPTH } from './json-body.js';
 import { metrics } from './metrics.js';
@@ -64,6 +65,20 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     logger: opts.logger ?? false,
     bodyLimit,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    // Errors Fastify meets before routing (a path with a broken %-escape): the API's own shape,
+    // `{ error: { code, message } }`, as every other refusal, not Fastify's.
+    frameworkErrors: (err, req, reply) => {
+      const { code, statusCode } = err as { code?: string; statusCode?: number };
+      const bad = code === 'FST_ERR_BAD_URL';
+      void (reply as import('fastify').FastifyReply).code(statusCode ?? 400).send({
+        error: {
+          code: 'EREQUEST',
+          message: bad
+            ? `the path ${JSON.stringify(req.url.split('?')[0]?.slice(0, 200))} is not a valid URL: a % must start an escape of two hex digits that decodes to UTF-8 (expected encodeURIComponent of each part)`
+            : err.message,
+        },
+      });
+    },
   });
   // JSON bodies: the default parser (proto and constructor poisoning refused), after a one-pass
   // check of how deep the body nests: thousands of levels would overflow the stack of whatever
@@ -82,7 +97,22 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
         ),
         undefined,
       );
-    parseJson(req, text, done);
+    parseJson(req, text, (err, parsed) => {
+      if (!err || (err as { code?: string }).code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return done(err, parsed);
+      // Fastify says only "not valid JSON": say where and what, or that the text is JSON whose
+      // keys would set an object's prototype, which is refused.
+      const e = jsonSyntaxError(text);
+      done(
+        new ApiError(
+          400,
+          'EJSON',
+          e
+            ? `body: not JSON at line ${e.line}, column ${e.column}: ${e.problem}`
+            : 'body: a "__proto__" or "constructor" key is refused (prototype poisoning; expected plain data)',
+        ),
+        undefined,
+      );
+    });
   });
   const openapiPaths: Record<string, Record<string, unknown>> = {};
   app.decorateRequest('principal', null);
@@ -643,10 +673,26 @@ async function sendExport(
     const name = `${stem}-${f.path.replace(/[^A-Za-z0-9._-]+/g, '_')}`;
     return reply
       .type('application/octet-stream')
-      .header('content-disposition', `attachment; filename="${name}"`)
+      .header('content-disposition', contentDisposition(name))
       .send(f.content);
   }
   return reply.send({ files: out.files, warnings: out.warnings });
+}
+
+/**
+ * A Content-Disposition header naming a download (RFC 6266): `filename="..."` as the name is when
+ * it is printable ASCII without `"` or `\\`, else that with each other character as `_`, followed
+ * by `filename*=UTF-8''...` (RFC 8187) with the whole name. A header value may not hold characters
+ * past U+00FF (Node refuses to send it), and a site may be named in any script.
+ */
+export function contentDisposition(name: string): string {
+  const ascii = name.replace(/[^\x20-\x7e]|["\\]/gu, '_');
+  if (ascii === name) return `attachment; filename="${name}"`;
+  const encoded = encodeURIComponent(name).replace(
+    /['()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encoded}`;
 }
 
 function catalogView(extra: readonly string[], lang: 'en' | 'ja') {

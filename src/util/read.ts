@@ -7,6 +7,11 @@ import { InputError } from '../errors.js';
  */
 export const FIFO_IDLE_MS = 10_000;
 const POLL_MS = 20;
+
+/** The most read of a PEM file named on the command line (a CA bundle of every public root is about 220 KiB). */
+export const MAX_PEM_BYTES = 4 * 1024 * 1024;
+/** The most read of a token file (a portolan token is 48 characters). */
+export const MAX_TOKEN_BYTES = 64 * 1024;
 const CHUNK = 64 * 1024;
 
 /** What a failed open/stat/readdir means, in words, for an error message. */

@@ -67,6 +67,24 @@ export interface LoadedYaml {
   sha256: string;
   /** Where a key path is in the file; the nearest existing ancestor when the path itself is absent. */
   locate(path: readonly PathPart[], at?: 'key' | 'value'): Location;
+  /**
+   * The source text of the plain scalar at `path` as written (`0x50`, `11.10`, `1e400`), where its
+   * value as YAML reads it (80, 11.1, Infinity) would lose what the author meant; undefined when
+   * the path cannot be located to a line and column.
+   */
+  written?(path: readonly PathPart[]): string | undefined;
+}
+
+/** The plain scalar starting at 1-based `line` and `column` of `text`, up to a flow indicator or comment. */
+function plainAt(text: string, line: number, column: number): string | undefined {
+  let at = 0;
+  for (let n = 1; n < line && at >= 0; n++) at = text.indexOf('\n', at) + (at >= 0 ? 1 : 0);
+  if (at < 0) return undefined;
+  const end = text.indexOf('\n', at);
+  const m = /^[^\s,[\]{}#][^,[\]{}\n]*?(?=\s+#|\s*[,\]}]|\s*$)/.exec(
+    text.slice(at + column - 1, end < 0 ? text.length : end),
+  );
+  return m?.[0].trimEnd();
 }
 
 /**
@@ -127,10 +145,18 @@ export function parseYamlText(
       }
       return slow ? slow(path, which) : { file, path: formatPath(path) };
     };
-    return { file, data: fast.data, locate, sha256 };
+    const written = (path: readonly PathPart[]) => {
+      const at = locate(path, 'value');
+      return at.line !== undefined && at.column !== undefined ? plainAt(text, at.line, at.column) : undefined;
+    };
+    return { file, data: fast.data, locate, sha256, written };
   }
   const slow = composeSlow(text, file);
-  return { file, data: slow.data, locate: slow.locate, sha256 };
+  const written = (path: readonly PathPart[]) => {
+    const at = slow.locate(path, 'value');
+    return at.line !== undefined && at.column !== undefined ? plainAt(text, at.line, at.column) : undefined;
+  };
+  return { file, data: slow.data, locate: slow.locate, sha256, written };
 }
 
 interface Composed {
