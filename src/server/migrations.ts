@@ -160,7 +160,8 @@ const MIGRATIONS: Record<string, Migration> = {
         .addColumn('version', 'integer', (c) => c.notNull())
         .addColumn('flow_id', 'text', (c) => c.notNull())
         .addColumn('form', 'text', (c) => c.notNull())
-        .addPrimaryKeyConstraint('version_flows_pk', ['site', 'version', 'flow_id'])
+        // The form in the key too: the site list reads the latest version's flows from the index alone.
+        .addPrimaryKeyConstraint('version_flows_pk', ['site', 'version', 'flow_id', 'form'])
         .execute();
       await db.schema
         .createTable('flow_status_form')
