@@ -159,6 +159,26 @@ function suite(name: string, backend: () => Backend, skip?: string) {
       assert.equal((await call('POST', '/api/sites', admin, { yaml: V1 })).statusCode, 201);
       assert.deepEqual((await site()).verdicts, { blocked: 1, closed: 3 });
     });
+
+    test("a change request's row is proven by checks of the flow as its target version has it", async () => {
+      // Requested: pve's flows at 127.0.0.9 (version 2). The latest version has pve at 127.0.0.2 again.
+      const latest = (await call('POST', '/api/sites', admin, { yaml: V1 })).json().version as number;
+      assert.ok(latest > 2);
+      const cr = await call('POST', '/api/sites/lab-current/change-requests', admin, { from: 1, to: 2 });
+      assert.equal(cr.statusCode, 201, cr.body);
+      type Row = { action: string; flowIds: string[]; state: string };
+      const rows = async () =>
+        (
+          (await call('GET', `/api/sites/lab-current/change-requests/${cr.json().id}`, admin)).json()
+            .rows as Row[]
+        ).filter((r) => r.action === 'allow');
+      assert.deepEqual((await rows()).flatMap((r) => r.flowIds).sort(), [PVE_HTTPS, PVE_SSH].sort());
+      // Both pass at 127.0.0.2: that says nothing about the rules requested for 127.0.0.9.
+      await post('run-current-v3-0001', latest, Date.now() + 1000, { [PVE_HTTPS]: 'ok', [PVE_SSH]: 'ok' });
+      for (const r of await rows()) assert.equal(r.state, 'requested', JSON.stringify(r));
+      await post('run-current-v2-0002', 2, Date.now() + 2000, { [PVE_HTTPS]: 'ok', [PVE_SSH]: 'ok' });
+      for (const r of await rows()) assert.equal(r.state, 'working', JSON.stringify(r));
+    });
   });
 
   describe(`migration 003 gives existing verdicts their form, on ${name}`, { skip: skip ?? false }, () => {
