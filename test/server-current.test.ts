@@ -276,6 +276,12 @@ function suite(name: string, backend: () => Backend, skip?: string) {
           { site: 'lab-current', flow_id: PVE_SSH, verdict: 'ok', failed: 0, checked_at: at(21) },
         ])
         .execute();
+      // A start that stopped half-way through 003 (SQLite migrates outside a transaction) left a table behind.
+      await kysely.schema
+        .createTable('version_flows')
+        .addColumn('site', 'text')
+        .addColumn('flow_id', 'text')
+        .execute();
       await kysely.destroy();
       const o = await reopen();
       try {

@@ -154,6 +154,15 @@ const MIGRATIONS: Record<string, Migration> = {
   '003_flow_forms': {
     async up(raw: Kysely<unknown>) {
       const db = raw as unknown as Kysely<At003>;
+      // SQLite runs migrations outside a transaction (Kysely): a start that stopped half-way through
+      // this one is finished (the old table already dropped) or begun again (it was not).
+      const tables = new Set((await raw.introspection.getTables()).map((t) => t.name));
+      if (tables.has('flow_status_form') && !tables.has('flow_status')) {
+        await db.schema.alterTable('flow_status_form').renameTo('flow_status').execute();
+        return;
+      }
+      await db.schema.dropTable('flow_status_form').ifExists().execute();
+      await db.schema.dropTable('version_flows').ifExists().execute();
       await db.schema
         .createTable('version_flows')
         .addColumn('site', 'text', (c) => c.notNull())
@@ -199,6 +208,13 @@ const MIGRATIONS: Record<string, Migration> = {
       const sites = [...new Set([...versions.map((v) => v.site), ...statusSites.map((s) => s.site)])];
       for (const site of sites) {
         const mine = versions.filter((v) => v.site === site);
+        const status = await db.selectFrom('flow_status').selectAll().where('site', '=', site).execute();
+        const measuredOn = status.map((s) => {
+          const inForce = mine.filter((v) => v.created_at <= s.checked_at).at(-1) ?? mine[0];
+          return measured.get(`${site}\u0000${s.flow_id}`) ?? inForce?.version ?? 0;
+        });
+        // Only the versions some verdict was measured on are kept in memory.
+        const needed = new Set(measuredOn);
         const forms = new Map<number, Map<string, string>>();
         for (const v of mine) {
           const row = await db
@@ -209,7 +225,7 @@ const MIGRATIONS: Record<string, Migration> = {
             .executeTakeFirstOrThrow();
           const flows = (JSON.parse(row.plan) as { flows: Flow[] }).flows;
           const byId = new Map(flows.map((f) => [f.id, flowForm(f)]));
-          forms.set(v.version, byId);
+          if (needed.has(v.version)) forms.set(v.version, byId);
           const rows = [...byId].map(([flow_id, form]) => ({ site, version: v.version, flow_id, form }));
           for (let i = 0; i < rows.length; i += INSERT_ROWS)
             await db
@@ -217,12 +233,10 @@ const MIGRATIONS: Record<string, Migration> = {
               .values(rows.slice(i, i + INSERT_ROWS))
               .execute();
         }
-        const status = await db.selectFrom('flow_status').selectAll().where('site', '=', site).execute();
-        const rows = status.map((s) => {
-          const inForce = mine.filter((v) => v.created_at <= s.checked_at).at(-1) ?? mine[0];
-          const version = measured.get(`${site}\u0000${s.flow_id}`) ?? inForce?.version ?? 0;
-          return { ...s, form: forms.get(version)?.get(s.flow_id) ?? UNKNOWN_FORM };
-        });
+        const rows = status.map((s, i) => ({
+          ...s,
+          form: forms.get(measuredOn[i] ?? 0)?.get(s.flow_id) ?? UNKNOWN_FORM,
+        }));
         for (let i = 0; i < rows.length; i += INSERT_ROWS)
           await db
             .insertInto('flow_status_form')
