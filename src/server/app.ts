@@ -13,7 +13,7 @@ import { jsonTooDeep, MAX_JSON_DEPTH } from './json-body.js';
 import { metrics } from './metrics.js';
 import * as S from './schemas.js';
 import { deltaModel, diffPlans } from './sites.js';
-import { ApiError, type EventRow, type Principal, type Role, type Store } from './store.js';
+import { ApiError, type EventRow, formsOf, type Principal, type Role, type Store } from './store.js';
 import { deliver } from './webhooks.js';
 
 /** Largest `detail` of one result an agent may post, in bytes of JSON (a flow's evidence is a few hundred). */
@@ -379,19 +379,14 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     },
     async (req) => {
       const v = await store.version(req.params.site, 'latest');
-      const status = new Map((await store.status(req.params.site)).map((s) => [s.flow_id, s]));
+      // Only checks of each flow in its current form (flowForm): a changed flow keeps its id, and
+      // the checks of its old addresses or ports (a removal row's evidence) are not its status.
+      const status = new Map((await store.status(req.params.site, v.version)).map((s) => [s.flow_id, s]));
       const history = await store.history(req.params.site, undefined, 20);
-      // Only checks of each flow in its current form: a changed flow keeps its id, and the checks
-      // of its old form (a removal row's evidence) are not its history.
       const forms = new Map<number, Map<string, string>>();
       for (const n of new Set(history.map((h) => h.version)))
-        forms.set(
-          n,
-          new Map(
-            (await store.version(req.params.site, n)).parsed.plan.flows.map((f) => [f.id, JSON.stringify(f)]),
-          ),
-        );
-      const current = new Map(v.parsed.plan.flows.map((f) => [f.id, JSON.stringify(f)]));
+        forms.set(n, formsOf((await store.version(req.params.site, n)).parsed));
+      const current = formsOf(v.parsed);
       const byFlow = new Map<string, typeof history>();
       for (const h of history)
         if (forms.get(h.version)?.get(h.flowId) === current.get(h.flowId))

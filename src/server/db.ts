@@ -59,7 +59,20 @@ export interface Tables {
     detail: string;
     checked_at: string;
   };
-  flow_status: { site: string; flow_id: string; verdict: string; failed: number; checked_at: string };
+  /** A version's flows: each flow id with its form (sites.ts flowForm), written with the version. */
+  version_flows: { site: string; version: number; flow_id: string; form: string };
+  /**
+   * Each flow's latest verdict per form: a verdict holds for every version whose flow of that id
+   * has the same form, and a flow that changed form starts unchecked (migration 003).
+   */
+  flow_status: {
+    site: string;
+    flow_id: string;
+    form: string;
+    verdict: string;
+    failed: number;
+    checked_at: string;
+  };
   events: {
     id: string;
     at: string;

@@ -1,4 +1,29 @@
 import { type Kysely, type Migration, type MigrationProvider, sql } from 'kysely';
+import type { Flow } from '../model/flow.js';
+import { flowForm } from './sites.js';
+
+/** The tables migration 003 reads and writes, as they are at that migration. */
+interface At003 {
+  site_versions: { site: string; version: number; plan: string; created_at: string };
+  version_flows: { site: string; version: number; flow_id: string; form: string };
+  flow_status: { site: string; flow_id: string; verdict: string; failed: number; checked_at: string };
+  flow_status_form: {
+    site: string;
+    flow_id: string;
+    form: string;
+    verdict: string;
+    failed: number;
+    checked_at: string;
+  };
+  results: { run_key: string; site: string; flow_id: string; checked_at: string };
+  runs: { key: string; version: number; isolated: number };
+}
+
+/** Rows per INSERT: 1000 rows of up to 6 values stay under both SQLite's and PostgreSQL's parameter limits. */
+export const INSERT_ROWS = 1000;
+
+/** The form a status row gets when the flow it was measured on is not known: it matches no flow. */
+export const UNKNOWN_FORM = '-';
 
 /**
  * Numbered schema migrations, shared by SQLite and PostgreSQL: only column types both take
@@ -121,6 +146,105 @@ const MIGRATIONS: Record<string, Migration> = {
         .alterTable('change_rows')
         .addColumn('action', 'text', (c) => c.notNull().defaultTo('allow'))
         .execute();
+    },
+  },
+  // Each version's flows by id with their form (sites.ts flowForm), and each flow's latest verdict
+  // kept per form: the site list, /metrics and the status page count a verdict only for the
+  // latest version's flows of the same form, without parsing a stored plan per request.
+  '003_flow_forms': {
+    async up(raw: Kysely<unknown>) {
+      const db = raw as unknown as Kysely<At003>;
+      // SQLite runs migrations outside a transaction (Kysely): a start that stopped half-way through
+      // this one is finished (the old table already dropped) or begun again (it was not).
+      const tables = new Set((await raw.introspection.getTables()).map((t) => t.name));
+      if (tables.has('flow_status_form') && !tables.has('flow_status')) {
+        await db.schema.alterTable('flow_status_form').renameTo('flow_status').execute();
+        return;
+      }
+      await db.schema.dropTable('flow_status_form').ifExists().execute();
+      await db.schema.dropTable('version_flows').ifExists().execute();
+      await db.schema
+        .createTable('version_flows')
+        .addColumn('site', 'text', (c) => c.notNull())
+        .addColumn('version', 'integer', (c) => c.notNull())
+        .addColumn('flow_id', 'text', (c) => c.notNull())
+        .addColumn('form', 'text', (c) => c.notNull())
+        // The form in the key too: the site list reads the latest version's flows from the index alone.
+        .addPrimaryKeyConstraint('version_flows_pk', ['site', 'version', 'flow_id', 'form'])
+        .execute();
+      await db.schema
+        .createTable('flow_status_form')
+        .addColumn('site', 'text', (c) => c.notNull())
+        .addColumn('flow_id', 'text', (c) => c.notNull())
+        .addColumn('form', 'text', (c) => c.notNull())
+        .addColumn('verdict', 'text', (c) => c.notNull())
+        .addColumn('failed', 'integer', (c) => c.notNull())
+        .addColumn('checked_at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('flow_status_form_pk', ['site', 'flow_id', 'form'])
+        .execute();
+      // The version each stored verdict was measured on: its run's, else the one in force then.
+      const measured = new Map<string, number>();
+      for (const r of await db
+        .selectFrom('flow_status as fs')
+        .innerJoin('results as r', (j) =>
+          j
+            .onRef('r.site', '=', 'fs.site')
+            .onRef('r.flow_id', '=', 'fs.flow_id')
+            .onRef('r.checked_at', '=', 'fs.checked_at'),
+        )
+        .innerJoin('runs', 'runs.key', 'r.run_key')
+        .select(['fs.site', 'fs.flow_id', (e) => e.fn.max('runs.version').as('version')])
+        .where('runs.isolated', '=', 0)
+        .groupBy(['fs.site', 'fs.flow_id'])
+        .execute())
+        measured.set(`${r.site}\u0000${r.flow_id}`, Number(r.version));
+      const versions = await db
+        .selectFrom('site_versions')
+        .select(['site', 'version', 'created_at'])
+        .orderBy('site')
+        .orderBy('version')
+        .execute();
+      const statusSites = await db.selectFrom('flow_status').select('site').distinct().execute();
+      const sites = [...new Set([...versions.map((v) => v.site), ...statusSites.map((s) => s.site)])];
+      for (const site of sites) {
+        const mine = versions.filter((v) => v.site === site);
+        const status = await db.selectFrom('flow_status').selectAll().where('site', '=', site).execute();
+        const measuredOn = status.map((s) => {
+          const inForce = mine.filter((v) => v.created_at <= s.checked_at).at(-1) ?? mine[0];
+          return measured.get(`${site}\u0000${s.flow_id}`) ?? inForce?.version ?? 0;
+        });
+        // Only the versions some verdict was measured on are kept in memory.
+        const needed = new Set(measuredOn);
+        const forms = new Map<number, Map<string, string>>();
+        for (const v of mine) {
+          const row = await db
+            .selectFrom('site_versions')
+            .select('plan')
+            .where('site', '=', site)
+            .where('version', '=', v.version)
+            .executeTakeFirstOrThrow();
+          const flows = (JSON.parse(row.plan) as { flows: Flow[] }).flows;
+          const byId = new Map(flows.map((f) => [f.id, flowForm(f)]));
+          if (needed.has(v.version)) forms.set(v.version, byId);
+          const rows = [...byId].map(([flow_id, form]) => ({ site, version: v.version, flow_id, form }));
+          for (let i = 0; i < rows.length; i += INSERT_ROWS)
+            await db
+              .insertInto('version_flows')
+              .values(rows.slice(i, i + INSERT_ROWS))
+              .execute();
+        }
+        const rows = status.map((s, i) => ({
+          ...s,
+          form: forms.get(measuredOn[i] ?? 0)?.get(s.flow_id) ?? UNKNOWN_FORM,
+        }));
+        for (let i = 0; i < rows.length; i += INSERT_ROWS)
+          await db
+            .insertInto('flow_status_form')
+            .values(rows.slice(i, i + INSERT_ROWS))
+            .execute();
+      }
+      await db.schema.dropTable('flow_status').execute();
+      await db.schema.alterTable('flow_status_form').renameTo('flow_status').execute();
     },
   },
 };

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,8 +44,21 @@ export function parseSite(yaml: string, catalogs: readonly string[] = []): Parse
 }
 
 /** What makes two versions of one flow (same id) differ on the wire. */
-function wireShape(f: Flow): string {
+function wireShape(f: Pick<Flow, 'from' | 'to' | 'protocol' | 'ports' | 'icmpType' | 'service'>): string {
   return JSON.stringify([f.from.address, f.to.address, f.protocol, f.ports, f.icmpType ?? null, f.service]);
+}
+
+/**
+ * A flow's form: what a check of it measures (addresses, protocol, ports, ICMP type, service; the
+ * fields diffPlans compares), as 22 base64url characters of its SHA-256. Two versions' flows of one
+ * id with the same form are the same flow on the wire, so a verdict measured on one holds for the
+ * other; a different form (pve moved to another address) needs a check of its own. Purpose, notes
+ * and sources are not part of it: editing them keeps the flow's verdicts.
+ */
+export function flowForm(
+  f: Pick<Flow, 'from' | 'to' | 'protocol' | 'ports' | 'icmpType' | 'service'>,
+): string {
+  return createHash('sha256').update(wireShape(f)).digest('base64url').slice(0, 22);
 }
 
 export interface PlanDiff {

@@ -9,7 +9,8 @@ import {
 import { isFailure, type Verdict } from '../probe/verdict.js';
 import { pushAll } from '../util/arrays.js';
 import type { Db, Tables } from './db.js';
-import { type ParsedSite, parseSite } from './sites.js';
+import { INSERT_ROWS, UNKNOWN_FORM } from './migrations.js';
+import { flowForm, type ParsedSite, parseSite } from './sites.js';
 
 /** A domain error the HTTP layer maps to a status: `code` is stable, `message` one line. */
 export class ApiError extends Error {
@@ -91,6 +92,19 @@ export function removalEvidence(verdict: string): RemovalEvidence {
   )
     return 'inconclusive';
   return 'open';
+}
+
+/** Each flow id of a plan with its form (sites.ts flowForm), computed once per parsed version. */
+const formCache = new WeakMap<ParsedSite, Map<string, string>>();
+
+/** `parsed`'s flows by id with their form (flowForm); kept while the parsed version is. */
+export function formsOf(parsed: ParsedSite): Map<string, string> {
+  let forms = formCache.get(parsed);
+  if (!forms) {
+    forms = new Map(parsed.plan.flows.map((f) => [f.id, flowForm(f)]));
+    formCache.set(parsed, forms);
+  }
+  return forms;
 }
 
 /** How a removal row's rule id is stored (the primary key is change request and rule). */
@@ -237,23 +251,63 @@ export class Store {
 
   // --- sites ---
 
+  /**
+   * Every site with its latest version: `{name, version, flows, updatedAt, verdicts}`, where
+   * `verdicts` counts the latest verdict of each of that version's flows by verdict, and only a
+   * verdict measured on the flow's current form (flowForm): the verdicts of flows the version no
+   * longer has, or of a flow's earlier addresses or ports, are history, not counted. Flows without
+   * one are not in `verdicts` (flows minus their sum are unchecked). Two queries, no plan parsed.
+   */
   async listSites() {
+    const latest = this.db
+      .selectFrom('site_versions')
+      .select(['site', (e) => e.fn.max('version').as('version')])
+      .groupBy('site')
+      .as('latest');
     const rows = await this.db
       .selectFrom('site_versions')
-      .select(['site', 'version', 'flows', 'created_at'])
-      .orderBy('site')
-      .orderBy('version', 'desc')
+      .innerJoin(latest, (j) =>
+        j
+          .onRef('latest.site', '=', 'site_versions.site')
+          .onRef('latest.version', '=', 'site_versions.version'),
+      )
+      .select([
+        'site_versions.site',
+        'site_versions.version',
+        'site_versions.flows',
+        'site_versions.created_at',
+      ])
+      .orderBy('site_versions.site')
       .execute();
-    const out = new Map<string, { name: string; version: number; flows: number; updatedAt: string }>();
-    for (const r of rows)
-      if (!out.has(r.site))
-        out.set(r.site, { name: r.site, version: r.version, flows: r.flows, updatedAt: r.created_at });
-    const status = await this.db.selectFrom('flow_status').select(['site', 'verdict']).execute();
-    return [...out.values()].map((s) => {
-      const counts: Record<string, number> = {};
-      for (const r of status) if (r.site === s.name) counts[r.verdict] = (counts[r.verdict] ?? 0) + 1;
-      return { ...s, verdicts: counts };
-    });
+    const counted = await this.db
+      .selectFrom('version_flows as vf')
+      .innerJoin(latest, (j) =>
+        j.onRef('latest.site', '=', 'vf.site').onRef('latest.version', '=', 'vf.version'),
+      )
+      .innerJoin('flow_status as fs', (j) =>
+        j
+          .onRef('fs.site', '=', 'vf.site')
+          .onRef('fs.flow_id', '=', 'vf.flow_id')
+          .onRef('fs.form', '=', 'vf.form'),
+      )
+      .select(['vf.site', 'fs.verdict', (e) => e.fn.countAll().as('n')])
+      .groupBy(['vf.site', 'fs.verdict'])
+      .orderBy('vf.site')
+      .orderBy('fs.verdict')
+      .execute();
+    const verdicts = new Map<string, Record<string, number>>();
+    for (const c of counted) {
+      const counts = verdicts.get(c.site) ?? {};
+      counts[c.verdict] = Number(c.n);
+      verdicts.set(c.site, counts);
+    }
+    return rows.map((r) => ({
+      name: r.site,
+      version: Number(r.version),
+      flows: Number(r.flows),
+      updatedAt: r.created_at,
+      verdicts: verdicts.get(r.site) ?? {},
+    }));
   }
 
   /**
@@ -281,6 +335,12 @@ export class Store {
               created_at: this.now(),
             })
             .execute();
+          const flows = [...formsOf(parsed)].map(([flow_id, form]) => ({ site, version, flow_id, form }));
+          for (let i = 0; i < flows.length; i += INSERT_ROWS)
+            await tx
+              .insertInto('version_flows')
+              .values(flows.slice(i, i + INSERT_ROWS))
+              .execute();
           await this.event(
             tx,
             site,
@@ -390,7 +450,7 @@ export class Store {
     if (!rows.length) return [];
     // A changed flow keeps its id with new endpoints: its old form is checked. A flow the latest
     // version has again exactly as before is wanted again: no longer checked as a removal.
-    const current = new Map(latest.plan.flows.map((f) => [f.id, JSON.stringify(f)]));
+    const current = formsOf(latest);
     // A flow on several removal rows is checked once, with the newest version that has it.
     const byFlow = new Map<string, number>();
     for (const r of rows)
@@ -399,8 +459,9 @@ export class Store {
     const out: { version: number; yaml: string; flowIds: string[] }[] = [];
     for (const version of [...new Set(byFlow.values())].sort((a, b) => a - b)) {
       const v = await this.version(site, version);
+      const forms = formsOf(v.parsed);
       const fromHost = new Map(
-        v.parsed.plan.flows.filter((f) => f.from.host === host).map((f) => [f.id, JSON.stringify(f)]),
+        v.parsed.plan.flows.filter((f) => f.from.host === host).map((f) => [f.id, forms.get(f.id)]),
       );
       const flowIds = [...byFlow]
         .filter(([id, ver]) => ver === version && fromHost.has(id) && fromHost.get(id) !== current.get(id))
@@ -463,8 +524,26 @@ export class Store {
 
   // --- status and history ---
 
-  async status(site: string) {
-    return this.db.selectFrom('flow_status').selectAll().where('site', '=', site).execute();
+  /**
+   * The latest verdict of each flow of version `version` (the latest when left out) of `site` that has one measured on the
+   * flow's form in that version (flowForm): rows `{site, flow_id, form, verdict, failed,
+   * checked_at}`. A flow whose addresses, protocol, ports or service changed has none until it is
+   * checked again; its earlier verdicts stay in the history.
+   */
+  async status(site: string, version?: number) {
+    const n = version ?? (await this.latestVersion(site))?.version ?? 0;
+    return this.db
+      .selectFrom('flow_status as fs')
+      .innerJoin('version_flows as vf', (j) =>
+        j
+          .onRef('vf.site', '=', 'fs.site')
+          .onRef('vf.flow_id', '=', 'fs.flow_id')
+          .onRef('vf.form', '=', 'fs.form'),
+      )
+      .selectAll('fs')
+      .where('vf.site', '=', site)
+      .where('vf.version', '=', n)
+      .execute();
   }
 
   /** The latest results of a site's flows, newest first, at most `limit` per flow. */
@@ -769,7 +848,8 @@ export class Store {
           .flatMap((r) => JSON.parse(r.flow_ids) as string[]),
       );
       const checked = run.results.filter((r) => !removing.has(r.flowId));
-      pushAll(events, await this.updateStatus(tx, agent.site, checked, run.startedAt));
+      const forms = formsOf((await this.version(agent.site, run.version)).parsed);
+      pushAll(events, await this.updateStatus(tx, agent.site, forms, checked, run.startedAt));
       pushAll(
         events,
         await this.updateChangeRows(
@@ -794,14 +874,20 @@ export class Store {
     return { stored, events };
   }
 
-  /** Each flow's latest verdict, in two queries whatever the run's size; an event per flow that turned. */
+  /**
+   * Each flow's latest verdict for the form it has in the run's version (`forms`, by flow id), in
+   * two queries whatever the run's size; an event per flow that turned. A verdict of another form
+   * of the flow (its earlier or later addresses or ports) is left as it is.
+   */
   private async updateStatus(
     tx: Transaction<Tables>,
     site: string,
+    forms: ReadonlyMap<string, string>,
     results: readonly PostedResult[],
     at: string,
   ): Promise<EventRow[]> {
     if (!results.length) return [];
+    const formOf = (id: string) => forms.get(id) ?? UNKNOWN_FORM;
     const prev = new Map(
       (
         await tx
@@ -814,7 +900,9 @@ export class Store {
             results.map((r) => r.flowId),
           )
           .execute()
-      ).map((p) => [p.flow_id, p]),
+      )
+        .filter((p) => p.form === formOf(p.flow_id))
+        .map((p) => [p.flow_id, p]),
     );
     // A spooled result older than the one shown does not replace it.
     // In flow order: two transactions updating the same flows lock them in the same order (no deadlock).
@@ -831,13 +919,14 @@ export class Store {
         newer.map((r) => ({
           site,
           flow_id: r.flowId,
+          form: formOf(r.flowId),
           verdict: r.verdict,
           failed: isFailure(r.verdict) ? 1 : 0,
           checked_at: at,
         })),
       )
       .onConflict((oc) =>
-        oc.columns(['site', 'flow_id']).doUpdateSet((eb) => ({
+        oc.columns(['site', 'flow_id', 'form']).doUpdateSet((eb) => ({
           verdict: eb.ref('excluded.verdict'),
           failed: eb.ref('excluded.failed'),
           checked_at: eb.ref('excluded.checked_at'),
@@ -873,7 +962,11 @@ export class Store {
     return (await this.prepared(tx, 'changeRows', build, [site])).rows;
   }
 
-  /** Rows to allow: requested -> working (every flow seen ok since the request) -> broken (one failing). */
+  /**
+   * Rows to allow: requested -> working (every flow seen ok since the request) -> broken (one
+   * failing). A flow counts by its verdict on the form it has in the request's target version: a
+   * check of its older or newer addresses or ports proves nothing about the requested rule.
+   */
   private async updateChangeRows(
     tx: Transaction<Tables>,
     site: string,
@@ -884,16 +977,27 @@ export class Store {
     const relevant = rows.filter((r) => (JSON.parse(r.flow_ids) as string[]).some((id) => touched.has(id)));
     if (!relevant.length) return [];
     const status = new Map(
-      (await tx.selectFrom('flow_status').selectAll().where('site', '=', site).execute()).map((s) => [
-        s.flow_id,
-        s,
-      ]),
+      (
+        await tx
+          .selectFrom('flow_status as fs')
+          .innerJoin('version_flows as vf', (j) =>
+            j
+              .onRef('vf.site', '=', 'fs.site')
+              .onRef('vf.flow_id', '=', 'fs.flow_id')
+              .onRef('vf.form', '=', 'fs.form'),
+          )
+          .selectAll('fs')
+          .select('vf.version')
+          .where('vf.site', '=', site)
+          .where('vf.version', 'in', [...new Set(relevant.map((r) => r.cr_to))])
+          .execute()
+      ).map((s) => [`${s.version}\u0000${s.flow_id}`, s]),
     );
     const events: EventRow[] = [];
     for (const row of relevant) {
       const ids = JSON.parse(row.flow_ids) as string[];
       const seen = ids
-        .map((id) => status.get(id))
+        .map((id) => status.get(`${row.cr_to}\u0000${id}`))
         .filter((s) => s !== undefined && s.checked_at >= row.cr_created);
       const failing = seen.filter((s) => s?.failed);
       let state = row.state;
