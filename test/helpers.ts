@@ -16,7 +16,7 @@ export interface CliResult {
  * only loopback and their own namespaces; --max-rate overrides) and no COLUMNS inherited from the
  * shell that started the suite (output widths are the test's to choose), then `extra`.
  */
-function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+export function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const { COLUMNS: _columns, ...env } = process.env;
   return { ...env, NO_COLOR: '1', PORTOLAN_MAX_RATE: '0', ...extra };
 }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +8,7 @@ import { deflateRawSync } from 'node:zlib';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { parse as parseYaml } from 'yaml';
 import { zipInflatedSize } from '../src/import/sources.js';
-import { BIN, ROOT, runCli } from './helpers.js';
+import { BIN, cliEnv, ROOT, runCli } from './helpers.js';
 
 const FIX = join(ROOT, 'tests', 'fixtures', 'import');
 const MAP = join(FIX, 'map-veeam.yaml');
@@ -325,7 +326,7 @@ describe('import: bad input', () => {
           'site: s\nimport:\n  roles: [veeam-proxmox:guest]\n  rules:\n    - { name: "(", facts: { os: linux } }\n',
         ),
       ],
-      /m1\.yaml:5:\d+ import\.rules\[0\]\.name: not a regular expression: .*\(expected a JavaScript regular expression\)/,
+      /m1\.yaml:5:\d+ import\.rules\[0\]\.name: not a regular expression: .*\(expected a regular expression in RE2 syntax.*\)/,
     ],
     [
       'a map with an unknown key',
@@ -718,5 +719,33 @@ describe('import: hostile workbooks, names and cells', () => {
     const u = runCli(['import', 'pvesh', file, '--map', MAP]);
     assert.equal(u.code, 2, u.stderr);
     assert.match(u.stderr, /resources\.json:2:12: not UTF-8 text/);
+  });
+
+  it('a map pattern that backtracks exponentially in JavaScript matches a crafted name in linear time', () => {
+    // The map is the user's own file, but the VM names come from someone else's export: with
+    // JavaScript's RegExp, ^(a+)+$ against 40 a's and a '!' takes about 2^40 steps and the import
+    // never ends. RE2 answers at once.
+    const map = join(dir, 'redos-map.yaml');
+    writeFileSync(map, readFileSync(MAP, 'utf8').replace('name: "^sql"', 'name: "^(a+)+$"'));
+    const csv = join(dir, 'redos.csv');
+    writeFileSync(csv, `VM,Primary IP Address\n${'a'.repeat(40)}!,10.0.0.9\naaaa,10.0.0.10\n`);
+    const out = join(dir, 'redos-site.yaml');
+    const r = spawnSync(process.execPath, [BIN, 'import', 'rvtools', csv, '--map', map, '-o', out], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: cliEnv(),
+      timeout: 120_000,
+    });
+    assert.equal(r.signal, null, 'the import was killed after 120 s: the pattern backtracked');
+    assert.equal(r.status, 0, r.stderr);
+    const hosts = (parseYaml(readFileSync(out, 'utf8')) as { hosts: Hosts }).hosts;
+    assert.equal(
+      hosts.aaaa?.facts?.databases?.toString(),
+      'mssql',
+      'a name the pattern matches gets the rule',
+    );
+    const crafted = Object.entries(hosts).find(([, h]) => h.address === '10.0.0.9')?.[1];
+    assert.ok(crafted, 'the crafted row is imported');
+    assert.equal(crafted.facts?.databases, undefined, 'the crafted name does not match ^(a+)+$');
   });
 });

@@ -1,3 +1,4 @@
+import { RE2JS } from 're2js';
 import { stringify as yamlStringify } from 'yaml';
 import type { Catalogs } from '../catalog/load.js';
 import { InputError } from '../errors.js';
@@ -10,6 +11,17 @@ import { RVTOOLS_COLUMNS, type RvtoolsColumns, type SourceRow } from './sources.
 
 type FactValue = string | string[];
 
+/**
+ * A map pattern, compiled for RE2 (the re2js port): matching takes time linear in the text, so a
+ * pattern such as `^(a+)+$` cannot hang an import on a crafted VM name from someone else's export, as
+ * JavaScript's backtracking RegExp does. RE2 syntax is JavaScript's without lookaround and
+ * backreferences (https://github.com/google/re2/wiki/Syntax). `test` is true when the pattern matches
+ * anywhere in the text, case-insensitively.
+ */
+export interface MapPattern {
+  test(text: string): boolean;
+}
+
 /** The import map (schema/import-map.json) after validation, with its patterns compiled. */
 export interface ImportMap {
   file: string;
@@ -19,11 +31,17 @@ export interface ImportMap {
   hosts: Record<string, unknown>;
   roles: string[];
   columns: RvtoolsColumns;
-  os: { value: string; pattern: RegExp }[];
+  os: { value: string; pattern: MapPattern }[];
   skipTemplates: boolean;
   skipPoweredOff: boolean;
   domain?: string;
-  rules: { name?: RegExp; os?: RegExp; tags?: RegExp; roles: string[]; facts: Record<string, FactValue> }[];
+  rules: {
+    name?: MapPattern;
+    os?: MapPattern;
+    tags?: MapPattern;
+    roles: string[];
+    facts: Record<string, FactValue>;
+  }[];
   nodeRoles?: string[];
 }
 
@@ -66,12 +84,12 @@ export function loadImportMap(file: string, catalogs?: Catalogs): ImportMap {
   const y = loadYamlFile(file, 'import map');
   const raw = validateWithSchema<RawMap>(y, 'import-map');
   if (catalogs) checkRoles(raw, y, catalogs);
-  const regex = (source: string, path: (string | number)[]) => {
+  const regex = (source: string, path: (string | number)[]): MapPattern => {
     try {
-      return new RegExp(source, 'i');
+      return RE2JS.compile(source, RE2JS.CASE_INSENSITIVE);
     } catch (err) {
       throw new InputError(
-        `not a regular expression: ${(err as Error).message} (expected a JavaScript regular expression)`,
+        `not a regular expression: ${(err as Error).message} (expected a regular expression in RE2 syntax: JavaScript's without lookaround or backreferences)`,
         y.locate(path),
       );
     }
