@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -222,7 +222,37 @@ describe('output paths: checked the same way by every command, before any work',
     assert.match(readFileSync(file, 'utf8'), /table inet/);
     const d = runCli(['export', 'examples/mixed-site.yaml', '--to', 'aws', '-o', join(dir, 'aws')]);
     assert.equal(d.code, 0, d.stderr);
-    assert.match(d.stderr, new RegExp(`^wrote 2 files to ${dir}/aws$`, 'm'));
+    // The count is what is on disk: the export's files and their list.
+    const awsDir = join(dir, 'aws');
+    const onDisk = readdirSync(awsDir, { recursive: true })
+      .map(String)
+      .filter((f) => statSync(join(awsDir, f)).isFile());
+    assert.match(
+      d.stderr,
+      new RegExp(
+        `^wrote ${onDisk.length} files to ${awsDir}: ${onDisk.length - 1} aws files and their list \\.portolan-aws\\.files$`,
+        'm',
+      ),
+    );
+    assert.ok(onDisk.includes('.portolan-aws.files'), onDisk.join(' '));
+    for (const format of ['firewalld', 'ufw']) {
+      const out = join(dir, format);
+      const r2 = runCli([
+        'export',
+        'examples/mixed-site.yaml',
+        '--to',
+        format,
+        '--host',
+        'proxy-01',
+        '-o',
+        `${out}/`,
+      ]);
+      assert.equal(r2.code, 0, r2.stderr);
+      const files = readdirSync(out, { recursive: true })
+        .map(String)
+        .filter((f) => statSync(join(out, f)).isFile());
+      assert.match(r2.stderr, new RegExp(`^wrote ${files.length} files to ${out}/: `, 'm'), format);
+    }
   });
 
   it('a directory that takes no new file: one line with the path, the system error and what was expected', () => {

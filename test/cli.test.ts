@@ -586,6 +586,67 @@ describe('validate', () => {
       assert.match(line, /^\S+(:\d+:\d+ \S+)?: warning: /, line);
   });
 
+  it('warns about what plan warns about in the inventory: roles without hosts, settings and facts the catalog warns of', () => {
+    // The README's inventory snippet: three products, four hosts, many roles with no host.
+    const file = join(dir, 'roles.yaml');
+    writeFileSync(
+      file,
+      [
+        'site: east-dc',
+        'products:',
+        '  druva-vmware:  { features: [app-aware-sql, dr-restore] }',
+        '  veeam-proxmox: { features: [log-shipping] }',
+        'hosts:',
+        '  proxy-01: { address: 10.10.0.21, roles: [druva-vmware:backup-proxy] }',
+        '  sql-01:   { address: 10.20.0.5, roles: [druva-vmware:guest, veeam-proxmox:guest], facts: { os: windows } }',
+        '',
+      ].join('\n'),
+    );
+    const r = runCli(['validate', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /: ok \(site east-dc/);
+    const lines = r.stderr.trim().split('\n');
+    assert.ok(
+      lines.includes(
+        `${file}:3:3 products.druva-vmware: warning: no host has role druva-vmware:cloudcache; its 2 catalog entries yield no flows`,
+      ),
+      r.stderr,
+    );
+    assert.ok(
+      lines.includes(
+        `${file}:4:3 products.veeam-proxmox: warning: no host has role veeam-proxmox:backup-server; its 22 catalog entries yield no flows`,
+      ),
+      r.stderr,
+    );
+    // The catalogs' own warnings about the inventory's choices: a setting, a fact left out.
+    assert.ok(
+      lines.some((l) =>
+        l.startsWith(
+          `${file}:4:3 products.veeam-proxmox: warning: veeam-proxmox: log-shipping is on but app-aware is off`,
+        ),
+      ),
+      r.stderr,
+    );
+    assert.ok(
+      lines.some((l) =>
+        l.startsWith(
+          `${file}:7:3 hosts.sql-01: warning: druva-vmware: guest sql-01 runs Windows but does not give its databases`,
+        ),
+      ),
+      r.stderr,
+    );
+    // Every inventory warning plan gives, validate gives; advisories and names to allow are plan's.
+    const plan = runCli(['plan', file, '--format', 'json']);
+    const warned = (JSON.parse(plan.stdout) as { warnings: { code: string; message: string }[] }).warnings;
+    for (const w of warned)
+      assert.equal(
+        r.stderr.includes(w.message),
+        w.code !== 'advisory' && !w.code.endsWith('-names'),
+        `${w.code}: ${w.message}`,
+      );
+    for (const line of lines) assert.match(line, /^\S+(:\d+:\d+ \S+)?: warning: /, line);
+  });
+
   it('reports every schema error too (not only the first), with the catalog errors, in file order', () => {
     const file = join(dir, 'schema.yaml');
     writeFileSync(

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { lab, labDir, skipLab, snapshot, type VerifyJson } from './lab-helpers.js';
+import { lab, labDir, namespaces, skipLab, snapshot, type VerifyJson } from './lab-helpers.js';
 
 /**
  * The user's own firewall in the lab (--ruleset), on the PlateSpin 8.1.3 site. Ablate runs in
@@ -127,5 +127,50 @@ describe('lab: the user own rulesets', { skip: skipLab }, () => {
       assert.equal((await lab(['down', '--name', name], dir.env)).code, 0);
     }
     assert.deepEqual(snapshot(), before);
+  });
+
+  it('--ruleset a file its tool cannot load: FILE:LINE[:COL] and what is wrong, exit 2, nothing built', {
+    timeout: 120_000,
+  }, async () => {
+    const cases: [string, string, string, RegExp][] = [
+      [
+        'fileserver-new',
+        'garbage.nft',
+        'garbage\n',
+        /^portolan: \S+garbage\.nft:1:8: syntax error, unexpected newline, expecting string \(--ruleset fileserver-new: nft refuses this nftables file\)\n$/,
+      ],
+      [
+        'fileserver-new',
+        'typo.nft',
+        NFT_FILESERVER_NEW.replace('tcp dport 22 ct state new accept', 'tcp dport 22 ct state new acept'),
+        /^portolan: \S+typo\.nft:18:\d+: syntax error, .*\(--ruleset fileserver-new: nft refuses this nftables file\)\n$/,
+      ],
+      [
+        'ps-server',
+        'typo.iptables',
+        IPTABLES_PS_SERVER.replace('--dport 22', '--dprot 22'),
+        /^portolan: \S+typo\.iptables:9: unknown option "--dprot" \(--ruleset ps-server: iptables-nft-restore refuses this iptables-save file\)\n$/,
+      ],
+    ];
+    const before = snapshot();
+    const ns = namespaces();
+    for (const [host, base, text, want] of cases) {
+      const file = join(dir.root, base);
+      writeFileSync(file, text);
+      const up = await lab(
+        ['up', SITE, '--name', dir.name('bad'), '--ruleset', `${host}=${file}`, '-q'],
+        dir.env,
+      );
+      assert.equal(up.code, 2, up.stderr);
+      assert.match(up.stderr, want);
+      assert.equal(up.stdout, '');
+    }
+    // Nothing was built: no namespace, link or rule on this machine, no state file.
+    assert.deepEqual(snapshot(), before);
+    assert.deepEqual(namespaces(), ns);
+    assert.deepEqual(
+      readdirSync(dir.root).filter((f) => !/\.(nft|iptables)$/.test(f)),
+      [],
+    );
   });
 });

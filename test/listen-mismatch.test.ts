@@ -149,6 +149,37 @@ describe('a signed probe the responder rejects: the secret or the host name, sai
   );
 
   it(
+    'probe with the right --name and another secret: the hint leads with the secret and does not ask for --name',
+    LONG,
+    async () => {
+      const seen = events.length;
+      const r = await runCliAsync([
+        'probe',
+        ADDR,
+        `${https},${ssh}`,
+        '--secret',
+        'another-secret-0123456789',
+        '--name',
+        'srv',
+        '--format',
+        'json',
+      ]);
+      const doc = JSON.parse(r.stdout) as Json;
+      assert.equal(doc.flows.length, 1, r.stderr);
+      const flow = doc.flows[0] as Json['flows'][number];
+      assert.equal(flow.verdict, 'open-unverified');
+      assert.match(
+        flow.hint,
+        /^connected, and the signed probe was closed without a reply, as portolan listen does when it uses another secret than this probe \(its log says "bad MAC"\): give probe the secret that listen on srv printed \(or PORTOLAN_SECRET\); or it runs as another host than --name srv/,
+      );
+      assert.doesNotMatch(flow.hint, /give --name with the host/);
+      const reasons = await rejected(https, seen);
+      assert.ok(reasons.length > 0, JSON.stringify(events.slice(seen)));
+      for (const reason of reasons) assert.match(reason, /^bad MAC: another secret/);
+    },
+  );
+
+  it(
     'no secret at all: the reset is not blamed on the path alone, the hint says to give check the secret',
     LONG,
     async () => {

@@ -60,6 +60,11 @@ async function api(path, options = {}) {
     try {
       msg = (await r.json()).error.message;
     } catch {}
+    // A refused token is said in the console's words: what to paste, not what header to send.
+    if (r.status === 401)
+      msg = token()
+        ? 'The server does not accept this token (mistyped, or revoked): paste another in the API token box above.'
+        : 'No token yet: paste one in the API token box above.';
     throw new Error(msg);
   }
   return r.headers.get('content-type')?.includes('json') ? r.json() : r;
@@ -454,7 +459,7 @@ function App() {
       <${TokenBox} />
     </header>
     <main>
-      ${!token() && html`<p>Paste a token: the admin token file that <code>portolan serve</code> printed, or a viewer token.</p>`}
+      ${!token() && html`<p class="hint">Paste a token in the API token box above: the admin token is in the file <code>portolan serve</code> named when it started (its line <code>admin token: written to FILE</code>); a read-only viewer token is made with the admin token by <code>POST /api/tokens {"kind":"viewer"}</code>.</p>`}
       ${!page && html`<${Sites} />`}
       ${page === 'site' && html`<${Site} name=${a} tab=${b} />`}
       ${page === 'agents' && html`<${Agents} />`}

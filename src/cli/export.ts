@@ -127,7 +127,11 @@ export async function run(argv: string[]): Promise<number> {
   } else {
     checkOutputDir(out, '-o', `--to ${format} writes ${names}`);
     writeExportDir(out, format, result.files);
-    process.stderr.write(`wrote ${counted(result.files.length, 'file')} to ${out}\n`);
+    // Every file written is counted: the export's own, and the list of them the next export to
+    // the same directory reads to remove what it no longer writes.
+    process.stderr.write(
+      `wrote ${counted(result.files.length + 1, 'file')} to ${out}: ${counted(result.files.length, `${format} file`)} and ${result.files.length === 1 ? 'its' : 'their'} list ${manifestName(format)}\n`,
+    );
   }
   // The plan's warnings (unspecified peers, facts left out, deferred ports), then the format's own.
   const planned = plan.warnings.map((w) => w.message);

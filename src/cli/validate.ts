@@ -10,14 +10,29 @@ import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, exactlyOne, parse } from './args.js';
 import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
 
-/** Plan warnings that mean a host gets fewer flows (or none) because the inventory leaves a fact out. */
+/**
+ * Plan warnings validate repeats: those the inventory can clear by changing itself. A host gets
+ * fewer flows (or none) because a fact is left out, or a product's role has no host, so its
+ * catalog entries yield no flows. Advisories, and catalog warnings that hold whenever a role is
+ * present (names a firewall must allow), are about the firewall, not the inventory: plan's.
+ */
 const FACT_WARNINGS = new Set(['fact-missing', 'condition-unknown', 'fact-default', 'host-without-flows']);
+const INVENTORY_WARNINGS = new Set([...FACT_WARNINGS, 'role-without-hosts']);
+
+/** A warning of a product's catalog (its `warnings:` list) that reads the inventory's choices. */
+function aboutInventory(w: Warning, catalogs: Catalogs): boolean {
+  if (INVENTORY_WARNINGS.has(w.code)) return true;
+  if (w.product === undefined) return false;
+  const c = catalogs.get(w.product)?.warnings?.find((x) => x.id === w.code);
+  return c !== undefined && !c.when.every((cond) => 'role-present' in cond);
+}
 
 export const USAGE = `Usage: portolan validate SITE.yaml
 
 Checks a site inventory (and the catalogs it names or --catalog adds) against the schema and the
 catalogs. Prints "ok" and exits 0, or prints every error as FILE:LINE:COL and exits 2. Warns on
-stderr where a host gets fewer flows, or none, because a fact it needs is left out.
+stderr where the plan will be thinner than the inventory suggests: a host gets fewer flows, or
+none, because a fact or setting it needs is left out, or a product's role has no host.
 
 ${INVENTORY_HELP}
 
@@ -105,10 +120,16 @@ export async function run(argv: string[]): Promise<number> {
     ),
     // One form for every warning: located at the host it is about (FILE:LINE:COL hosts.NAME:), else
     // at the file (FILE:), then "warning:"; through the terminal sanitiser, as the errors are.
+    // A product's warning (a role without hosts, a setting) at the product (products.NAME:).
     ...plan.warnings
-      .filter((w) => FACT_WARNINGS.has(w.code) && !summed.covered.has(w))
+      .filter((w) => aboutInventory(w, catalogs) && !summed.covered.has(w))
       .map((w) => {
-        const at = w.host !== undefined ? locate(['hosts', w.host], 'key') : undefined;
+        const at =
+          w.host !== undefined
+            ? locate(['hosts', w.host], 'key')
+            : w.product !== undefined
+              ? locate(['products', w.product], 'key')
+              : undefined;
         return at
           ? sanitize(formatLocated(`warning: ${w.message}`, at))
           : `${safeLine(file)}: warning: ${sanitize(w.message)}`;

@@ -1,5 +1,7 @@
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { InputError } from '../errors.js';
 import type { ExportModel } from '../export/model.js';
 import { version } from '../util/version.js';
 import { hostModel, type LoadedLab, renderRuleset } from './site.js';
@@ -17,6 +19,75 @@ export function rulesetFormat(text: string): 'nftables' | 'iptables-save' {
   return /^\*(filter|nat|mangle|raw|security)\s*$/m.test(text) && /^COMMIT\s*$/m.test(text)
     ? 'iptables-save'
     : 'nftables';
+}
+
+/**
+ * Checks the user's ruleset for HOST before anything is built: the file is loaded by the tool that
+ * will load it in the lab (`nft -c -f` for nftables, `iptables-nft-restore` for an iptables-save
+ * dump), inside a throwaway network namespace (`unshare -n`), so it is checked against an empty
+ * ruleset and this machine's own firewall is never read or changed. Needs root (as lab does).
+ * Throws an InputError (exit 2) with FILE:LINE[:COLUMN] as the tool reports it and its message;
+ * a LabError when the file cannot be read or the checker cannot run.
+ */
+export function checkUserRuleset(host: string, file: string): void {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new LabError(`--ruleset ${host}=${file}: cannot read it (${(err as NodeJS.ErrnoException).code})`);
+  }
+  const format = rulesetFormat(text);
+  const args = format === 'nftables' ? ['-n', 'nft', '-c', '-f', file] : ['-n', 'iptables-nft-restore', file];
+  const r = spawnSync('unshare', args, { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+  if (r.error || (r.status !== 0 && /unshare: /.test(r.stderr ?? '')))
+    throw new LabError(
+      `--ruleset ${host}=${file}: cannot check it in a scratch namespace (unshare ${args.join(' ')}: ${r.error?.message ?? r.stderr.trim()})`,
+      'EIO',
+    );
+  if (r.status === 0) return;
+  const problem = rulesetProblem(format, `${r.stderr ?? ''}\n${r.stdout ?? ''}`);
+  const tool = format === 'nftables' ? 'nft' : 'iptables-nft-restore';
+  throw new InputError(`${problem.detail} (--ruleset ${host}: ${tool} refuses this ${format} file)`, {
+    file,
+    ...(problem.line !== undefined ? { line: problem.line } : {}),
+    ...(problem.column !== undefined ? { column: problem.column } : {}),
+  });
+}
+
+/**
+ * The first error in the output of `nft -c -f FILE` (`FILE:LINE:COL-COL: Error: WHAT`) or of
+ * `iptables-nft-restore FILE` (`iptables-nft-restore vX (nf_tables): WHAT` then `Error occurred
+ * at line: N`, or `... WHAT at line N`), as a line, column and message.
+ */
+export function rulesetProblem(
+  format: 'nftables' | 'iptables-save',
+  output: string,
+): { line?: number; column?: number; detail: string } {
+  const lines = output
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
+  if (format === 'nftables') {
+    for (const l of lines) {
+      const m = /^(.*):(\d+):(\d+)(?:-\d+)?: Error: (.*)$/.exec(l);
+      if (m && m[1] !== 'internal')
+        return { line: Number(m[2]), column: Number(m[3]), detail: m[4] as string };
+      const e = /^(?:.*: )?Error: (.*)$/.exec(l);
+      if (e) return { detail: e[1] as string };
+    }
+    return { detail: lines[0] ?? 'nft refused it' };
+  }
+  const at = /Error occurred at line: (\d+)/.exec(output);
+  const first =
+    lines.find((l) => !/^Error occurred at line|^Try `/.test(l)) ?? 'iptables-nft-restore refused it';
+  let detail = first.replace(/^[\w.-]*iptables[\w-]*(?: v[\d.]+)?(?: \([^)]*\))?: /, '');
+  let line = at ? Number(at[1]) : undefined;
+  const inline = / at line:? (\d+)$/.exec(detail);
+  if (inline) {
+    line ??= Number(inline[1]);
+    detail = detail.slice(0, inline.index);
+  }
+  return { ...(line !== undefined ? { line } : {}), detail };
 }
 
 /** Copies the user's ruleset for HOST into the lab directory; returns its source record. */

@@ -11,7 +11,7 @@ import { maxOf } from '../util/arrays.js';
 import { counted } from '../util/plural.js';
 import { notAHost } from '../util/suggest.js';
 import { down } from './down.js';
-import { adoptUserRuleset, loadRuleset } from './firewall.js';
+import { adoptUserRuleset, checkUserRuleset, loadRuleset } from './firewall.js';
 import { BRIDGE, filesDir, HOST_IF, hostNamespace, hubNamespace, hubPort, labKey, labRoot } from './names.js';
 import { hostsFile, labAddresses, loadRulesSite, writeLabInventories } from './site.js';
 import { claimState, type Firewall, LabError, type LabHost, type LabState, saveState } from './state.js';
@@ -62,6 +62,8 @@ export async function up(o: UpOptions, name: string): Promise<LabState> {
           inventory.hosts.map((x) => x.name),
         ),
       );
+  // Every user ruleset is checked before anything is built: bad input stops here, with nothing to undo.
+  for (const [host, f] of o.rulesets) checkUserRuleset(host, f);
   const root = labRoot();
   const key = labKey(root, name);
   const hub = hubNamespace(key);

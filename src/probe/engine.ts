@@ -5,7 +5,7 @@ import type { ServiceOutcome } from './conn.js';
 import { type Lookup, resolveTarget, systemLookup, type Target } from './dns.js';
 import { ERRNO_WORDS, verdictForErrno } from './errno.js';
 import { identify } from './identify.js';
-import { checkLimits, type PlannedProbes, plannedProbes } from './limits.js';
+import { checkLimits, MAX_NAME_ADDRESSES, type PlannedProbes, plannedProbes } from './limits.js';
 import { isUnanswered, type Neighbour, neighbourOf } from './neighbour.js';
 import { isUnsynchronised, type NtpRequest, ntpRequest, parseNtpReply } from './ntp.js';
 import { RateLimiter } from './rate.js';
@@ -209,6 +209,22 @@ export async function runCheck(
   for (const flow of sel.flows)
     work.push({ flow, target: await targetOf(flow, scope, sel, lookup), items: [] });
 
+  // A DNS name's addresses this machine has no route to are left out before the check is sized,
+  // so the count said and bounded is what is probed (the route look-up sends no packet). A name
+  // with more addresses than one name may have probed is left whole: checkLimits refuses it.
+  const maxAddresses = options.maxAddresses ?? MAX_NAME_ADDRESSES;
+  const nameRoutes = await routesTo(
+    work.flatMap((w) =>
+      w.target.kind === 'probe' &&
+      w.target.servername !== undefined &&
+      w.target.addresses.length > 1 &&
+      w.target.addresses.length <= maxAddresses
+        ? w.target.addresses
+        : [],
+    ),
+  );
+  for (const w of work) w.target = withoutUnroutable(w.target, nameRoutes);
+
   // The size of the check, said and bounded before the first packet.
   const planned = plannedProbes(
     work.map((w) => ({ flow: w.flow, target: w.target, ports: portsOf(w.flow, sel.ports) })),
@@ -226,7 +242,6 @@ export async function runCheck(
 
   // The route to each address: where the probes leave from, or that they cannot leave at all.
   const routes = await routesTo(work.flatMap((w) => (w.target.kind === 'probe' ? w.target.addresses : [])));
-  for (const w of work) w.target = withoutUnroutable(w.target, routes);
 
   // One reachability item per (address, protocol, port), shared by the flows that name it (a plan
   // may name all 65535 ports of many addresses).

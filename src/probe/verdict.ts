@@ -346,15 +346,21 @@ function commandOf(flow: Flow): 'probe' | 'check' {
  * Why a running `portolan listen` closes a signed probe without a reply, and what to do: the
  * secret differs, or the probe is signed for another host name than listen's --host (check signs
  * for the inventory host; probe for --name, or for HOST as typed without it), or the two clocks
- * differ by more than MAX_SKEW_SECONDS (the probe's timestamp is refused).
+ * differ by more than MAX_SKEW_SECONDS (the probe's timestamp is refused). A probe flow whose
+ * host differs from its address (HOST as typed) was given --name: the name was chosen, so the
+ * secret leads and the advice is not to give --name again.
  */
 export function signedMismatch(flow: Flow, to: string): string {
+  const cmd = commandOf(flow);
+  const clock = `or its clock and this machine's differ by more than ${MAX_SKEW_SECONDS} s (its log says "timestamp outside the allowed clock skew"): set both right`;
+  const secret = `give ${cmd} the secret that listen on ${to} printed (or PORTOLAN_SECRET)`;
+  if (flow.product === 'probe' && flow.to.host !== null && flow.to.host !== flow.to.address)
+    return `it uses another secret than this probe (its log says "bad MAC"): ${secret}; or it runs as another host than --name ${to} (its log says "signed for host ..." or names its own host after "bad MAC"): give --name the host listen runs as (its --host); ${clock}`;
   const name =
     flow.product === 'probe'
       ? `probe signs for host ${JSON.stringify(to)} (--name, else HOST as typed): give --name with the host listen runs as (its --host)`
       : `check signs for the inventory host ${JSON.stringify(to)}: listen must run with --host ${to}`;
-  const cmd = commandOf(flow);
-  return `it uses another secret than this ${cmd}, or runs as another host (its log says "bad MAC" or "signed for host ..."): give ${cmd} the secret that listen on ${to} printed (or PORTOLAN_SECRET); ${name}; or its clock and this machine's differ by more than ${MAX_SKEW_SECONDS} s (its log says "timestamp outside the allowed clock skew"): set both right`;
+  return `it uses another secret than this ${cmd}, or runs as another host (its log says "bad MAC" or "signed for host ..."): ${secret}; ${name}; ${clock}`;
 }
 
 /** RFC 5905 7.4 kiss codes portolan names; others are shown as sent. */
