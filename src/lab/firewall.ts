@@ -21,6 +21,15 @@ export function rulesetFormat(text: string): 'nftables' | 'iptables-save' {
     : 'nftables';
 }
 
+/** The format of the user's ruleset FILE for HOST (rulesetFormat); a LabError when it cannot be read. */
+function userRulesetFormat(host: string, file: string): ReturnType<typeof rulesetFormat> {
+  try {
+    return rulesetFormat(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new LabError(`--ruleset ${host}=${file}: cannot read it (${(err as NodeJS.ErrnoException).code})`);
+  }
+}
+
 /**
  * Checks the user's ruleset for HOST before anything is built: the file is loaded by the tool that
  * will load it in the lab (`nft -c -f` for nftables, `iptables-nft-restore` for an iptables-save
@@ -30,13 +39,7 @@ export function rulesetFormat(text: string): 'nftables' | 'iptables-save' {
  * a LabError when the file cannot be read or the checker cannot run.
  */
 export function checkUserRuleset(host: string, file: string): void {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new LabError(`--ruleset ${host}=${file}: cannot read it (${(err as NodeJS.ErrnoException).code})`);
-  }
-  const format = rulesetFormat(text);
+  const format = userRulesetFormat(host, file);
   const args = format === 'nftables' ? ['-n', 'nft', '-c', '-f', file] : ['-n', 'iptables-nft-restore', file];
   const r = spawnSync('unshare', args, { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
   if (r.error || (r.status !== 0 && /unshare: /.test(r.stderr ?? '')))
@@ -92,13 +95,7 @@ export function rulesetProblem(
 
 /** Copies the user's ruleset for HOST into the lab directory; returns its source record. */
 export function adoptUserRuleset(dir: string, host: string, file: string): RulesetSource {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new LabError(`--ruleset ${host}=${file}: cannot read it (${(err as NodeJS.ErrnoException).code})`);
-  }
-  const format = rulesetFormat(text);
+  const format = userRulesetFormat(host, file);
   const copy = join(dir, `user-${host}-${basename(file)}`);
   copyFileSync(file, copy);
   return { kind: 'user', format, file: copy };

@@ -241,7 +241,10 @@ export async function runCheck(
   if (!limiter && planned.probes >= WORKER_THRESHOLD) sweepPool.warm();
 
   // The route to each address: where the probes leave from, or that they cannot leave at all.
-  const routes = await routesTo(work.flatMap((w) => (w.target.kind === 'probe' ? w.target.addresses : [])));
+  const routes = await routesTo(
+    work.flatMap((w) => (w.target.kind === 'probe' ? w.target.addresses : [])),
+    nameRoutes,
+  );
 
   // One reachability item per (address, protocol, port), shared by the flows that name it (a plan
   // may name all 65535 ports of many addresses).

@@ -43,11 +43,12 @@ export function routeTo(address: string, family: 4 | 6): Promise<Route> {
   });
 }
 
-/** Routes of many addresses, each looked up once. */
+/** Routes of many addresses, each looked up once; those in `known` (an earlier routesTo) are not asked again. */
 export async function routesTo(
   targets: Iterable<{ address: string; family: 4 | 6 }>,
+  known?: ReadonlyMap<string, Route>,
 ): Promise<Map<string, Route>> {
-  const out = new Map<string, Route>();
+  const out = new Map<string, Route>(known);
   const todo: { address: string; family: 4 | 6 }[] = [];
   for (const t of targets)
     if (!out.has(t.address)) {
