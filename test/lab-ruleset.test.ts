@@ -165,6 +165,16 @@ describe('lab: the user own rulesets', { skip: skipLab }, () => {
       assert.match(up.stderr, want);
       assert.equal(up.stdout, '');
     }
+    // An endless file is read only up to the limit, then refused where it is: never read forever.
+    const zero = await lab(
+      ['up', SITE, '--name', dir.name('bad'), '--ruleset', 'fileserver-new=/dev/zero', '-q'],
+      dir.env,
+    );
+    assert.equal(zero.code, 2, zero.stderr);
+    assert.match(
+      zero.stderr,
+      /^portolan: \/dev\/zero: the --ruleset fileserver-new file is more than \d+ bytes; the limit is \d+ bytes \(64 MiB\)\n$/,
+    );
     // Nothing was built: no namespace, link or rule on this machine, no state file.
     assert.deepEqual(snapshot(), before);
     assert.deepEqual(namespaces(), ns);

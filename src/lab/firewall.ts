@@ -1,8 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { InputError } from '../errors.js';
 import type { ExportModel } from '../export/model.js';
+import { readBounded } from '../util/read.js';
 import { version } from '../util/version.js';
 import { hostModel, type LoadedLab, renderRuleset } from './site.js';
 import { LabError, type LabHost, type LabState, type RulesetSource } from './state.js';
@@ -21,13 +22,19 @@ export function rulesetFormat(text: string): 'nftables' | 'iptables-save' {
     : 'nftables';
 }
 
-/** The format of the user's ruleset FILE for HOST (rulesetFormat); a LabError when it cannot be read. */
-function userRulesetFormat(host: string, file: string): ReturnType<typeof rulesetFormat> {
-  try {
-    return rulesetFormat(readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new LabError(`--ruleset ${host}=${file}: cannot read it (${(err as NodeJS.ErrnoException).code})`);
-  }
+/** The largest user ruleset `lab up --ruleset` reads: far above any hand-kept firewall, and /dev/zero stops here. */
+export const MAX_RULESET_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The user's ruleset FILE for HOST, read once and bounded (readBounded: a FIFO, /dev/zero or a file
+ * over MAX_RULESET_BYTES is a located InputError, exit 2), with its format (rulesetFormat).
+ */
+function userRuleset(
+  host: string,
+  file: string,
+): { bytes: Buffer; format: ReturnType<typeof rulesetFormat> } {
+  const bytes = readBounded(file, MAX_RULESET_BYTES, `--ruleset ${host} file`);
+  return { bytes, format: rulesetFormat(bytes.toString('utf8')) };
 }
 
 /**
@@ -39,9 +46,11 @@ function userRulesetFormat(host: string, file: string): ReturnType<typeof rulese
  * a LabError when the file cannot be read or the checker cannot run.
  */
 export function checkUserRuleset(host: string, file: string): void {
-  const format = userRulesetFormat(host, file);
-  const args = format === 'nftables' ? ['-n', 'nft', '-c', '-f', file] : ['-n', 'iptables-nft-restore', file];
-  const r = spawnSync('unshare', args, { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+  const { bytes, format } = userRuleset(host, file);
+  // The bytes read are what the tool checks (on its standard input), so a file read once is the
+  // file checked, and the copy adoptUserRuleset writes is the file loaded.
+  const args = format === 'nftables' ? ['-n', 'nft', '-c', '-f', '-'] : ['-n', 'iptables-nft-restore'];
+  const r = spawnSync('unshare', args, { input: bytes, encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
   if (r.error || (r.status !== 0 && /unshare: /.test(r.stderr ?? '')))
     throw new LabError(
       `--ruleset ${host}=${file}: cannot check it in a scratch namespace (unshare ${args.join(' ')}: ${r.error?.message ?? r.stderr.trim()})`,
@@ -93,11 +102,11 @@ export function rulesetProblem(
   return { ...(line !== undefined ? { line } : {}), detail };
 }
 
-/** Copies the user's ruleset for HOST into the lab directory; returns its source record. */
+/** Copies the user's ruleset for HOST into the lab directory (read bounded); returns its source record. */
 export function adoptUserRuleset(dir: string, host: string, file: string): RulesetSource {
-  const format = userRulesetFormat(host, file);
+  const { bytes, format } = userRuleset(host, file);
   const copy = join(dir, `user-${host}-${basename(file)}`);
-  copyFileSync(file, copy);
+  writeFileSync(copy, bytes);
   return { kind: 'user', format, file: copy };
 }
 
