@@ -61,7 +61,11 @@ export async function run(argv: string[]): Promise<number> {
       list.push(`  roles: ${Object.keys(c.roles).join(', ')}`);
       const features = Object.keys(c.features ?? {});
       if (features.length) list.push(`  features: ${features.join(', ')}`);
-      list.push(`  entries: ${c.entries.length}; sources: ${c.documents.map((d) => d.file).join(', ')}`);
+      // Document entries and advisories apart: an advisory rests on a vendor page, not on these files.
+      const advisories = c.entries.filter((e) => e.basis === 'advisory').length;
+      list.push(
+        `  entries: ${c.entries.length - advisories} from ${c.documents.map((d) => d.file).join(', ')}${advisories ? `; advisories: ${advisories} from vendor pages` : ''}`,
+      );
     }
     process.stdout.write(`${wrapLines(list.join('\n'), columns, { hang: 2 })}\n`);
     return 0;
@@ -128,8 +132,14 @@ export async function run(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * One citation: a document's table and row with what the row says there (`ref`: the bullet or note
+ * of the row, or the From/To an empty cell continues), or an advisory's vendor page.
+ */
 function sourceText(s: SourceRef): string {
-  return isPageRef(s) ? `${s.title} <${s.url}> (read ${s.read})` : `${s.doc} ${s.table} row ${s.row}`;
+  return isPageRef(s)
+    ? `${s.title} <${s.url}> (read ${s.read})`
+    : `${s.doc} ${s.table} row ${s.row}${s.ref ? ` (${s.ref})` : ''}`;
 }
 
 function publicCatalog(c: Catalog) {
