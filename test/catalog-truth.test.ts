@@ -845,6 +845,26 @@ describe('catalog command: what the listing counts and what each citation says',
       /^ {2}entries: 47 from 004_55e916f704efc5f3\.txt; advisories: 9 from vendor pages$/m,
     );
   });
+  it('shows the documents with what is known of them: lost text, defects, how 002 relates to 000/001', () => {
+    const druva = runCli(['catalog', 'druva-vmware']).stdout;
+    const docs = druva.split(/^Documents$/m)[1]?.split(/^Roles$/m)[0] ?? '';
+    assert.match(docs, /^ {2}000_43f330ad8c0713db\.txt {2}.+ \(en\)$/m);
+    assert.match(docs, /bullet lists under all three of its 443 rows \(rows 1, 7 and 8\) were lost/);
+    assert.match(docs, /"TLS 2\.0", a version that does not exist/);
+    assert.match(docs, /^ {2}002_6cdecb47e9aff3d7\.txt {2}VMwareにおけるポートと通信プロトコル .+ \(ja\)$/m);
+    // 002 row 8 (TLS) names no version, as 000 row 8; only 001 row 7 says "TLS 2.0".
+    assert.match(
+      docs,
+      /row 8 \(TLS\) names no TLS version, as 000 row 8 does where 001 row 7 says "TLS 2\.0"/,
+    );
+    // The purpose-ja texts 002 has no sentence for are the catalog's own, and it says which.
+    assert.doesNotMatch(docs, /the source of every purpose-ja/);
+    assert.match(docs, /incoming 22 and 2049, which 002 lacks\), the advisories, and the 3545 row/);
+    const veeam = runCli(['catalog', 'veeam-proxmox']).stdout.split(/^Roles$/m)[0] ?? '';
+    assert.match(veeam, /an empty From or To continues the row above/, "004's continuation rows");
+    const ps = runCli(['catalog', 'platespin']).stdout.split(/^Roles$/m)[0] ?? '';
+    assert.match(ps, /"between" two machines without naming which one opens the\s+connection/);
+  });
   it("prints what a cited row says there: 004's continued From/To cells, 001 row 1's standalone-ESXi note", () => {
     const veeam = runCli(['catalog', 'veeam-proxmox']).stdout;
     // 004 Workers row 2 leaves From empty ("Proxmox VE server | SSH | 22"): the ref says it is the worker's.

@@ -17,8 +17,9 @@ import { COMMON_HELP, forUsage, oneOf, parse } from './args.js';
 
 export const USAGE = `Usage: portolan catalog [PRODUCT] [--format text|json] [--lang en|ja]
 
-Without PRODUCT: every product with its roles and features. With PRODUCT: its roles, features,
-settings, facts and every cited entry (ports, service, purpose, document and row).
+Without PRODUCT: every product with its roles and features. With PRODUCT: its documents (with
+what is known of them), roles, features, settings, facts and every cited entry (ports, service,
+purpose, document and row).
 
   -f, --format F     text (default) or json
   --lang L           en (default) or ja
@@ -72,7 +73,13 @@ export async function run(argv: string[]): Promise<number> {
   }
   // Each text is one line of the listing: a line break in a catalog's text must not start a line at column 0.
   const c = sanitizeDeep(selected[0] as Catalog, true);
-  const lines = [`${p.bold(c.product)}  ${(ja && c['title-ja']) || c.title}`, '', p.bold('Roles')];
+  const lines = [`${p.bold(c.product)}  ${(ja && c['title-ja']) || c.title}`, '', p.bold('Documents')];
+  // The files the entries cite, with what is known of them (lost text, defects, how rows are read).
+  for (const d of c.documents) {
+    lines.push(`  ${d.file}  ${d.title}${d.language ? ` (${d.language})` : ''}`);
+    for (const n of d.notes ?? []) lines.push(...dimmed(`    note: ${n}`));
+  }
+  lines.push('', p.bold('Roles'));
   for (const [id, r] of Object.entries(c.roles))
     lines.push(`  ${id.padEnd(26)} ${(ja && r['title-ja']) || r.title}`);
   if (Object.keys(c.features ?? {}).length) lines.push('', p.bold('Features'));
