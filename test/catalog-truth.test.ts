@@ -226,7 +226,7 @@ hosts:
     const settings = text.split(/^Settings$/m)[1]?.split(/^Host facts$/m)[0] ?? '';
     assert.match(
       settings,
-      /^ {4}source: 003_a7e0e83404719d03\.txt block-based row 1; PlateSpin Forge 2\.5 Getting Started Guide/m,
+      /^ {4}source: 003_a7e0e83404719d03\.txt block-based row 1 \(heading: [^)]+\); PlateSpin Forge 2\.5 Getting Started Guide/m,
     );
     assert.match(settings, /^ {4}note: portolan's assumption/m);
   });
@@ -825,5 +825,57 @@ ${entry}`,
     assert.deepEqual(p.flows[0]?.sources, [
       { doc: 'https://example.com/ports', ref: 'Ports (read 2026-11-30)' },
     ]);
+  });
+});
+
+describe('catalog command: what the listing counts and what each citation says', () => {
+  it('counts document entries apart from advisories, which rest on vendor pages, not on the files listed', () => {
+    const r = runCli(['catalog']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /^ {2}entries: 13 from 000_43f330ad8c0713db\.txt, 001_2091beaa97dc5a7a\.txt, 002_6cdecb47e9aff3d7\.txt; advisories: 3 from vendor pages$/m,
+    );
+    assert.match(
+      r.stdout,
+      /^ {2}entries: 29 from 003_a7e0e83404719d03\.txt; advisories: 4 from vendor pages$/m,
+    );
+    assert.match(
+      r.stdout,
+      /^ {2}entries: 47 from 004_55e916f704efc5f3\.txt; advisories: 9 from vendor pages$/m,
+    );
+  });
+  it('shows the documents with what is known of them: lost text, defects, how 002 relates to 000/001', () => {
+    const druva = runCli(['catalog', 'druva-vmware']).stdout;
+    const docs = druva.split(/^Documents$/m)[1]?.split(/^Roles$/m)[0] ?? '';
+    assert.match(docs, /^ {2}000_43f330ad8c0713db\.txt {2}.+ \(en\)$/m);
+    assert.match(docs, /bullet lists under all three of its 443 rows \(rows 1, 7 and 8\) were lost/);
+    assert.match(docs, /"TLS 2\.0", a version that does not exist/);
+    assert.match(docs, /^ {2}002_6cdecb47e9aff3d7\.txt {2}VMwareにおけるポートと通信プロトコル .+ \(ja\)$/m);
+    // 002 row 8 (TLS) names no version, as 000 row 8; only 001 row 7 says "TLS 2.0".
+    assert.match(
+      docs,
+      /row 8 \(TLS\) names no TLS version, as 000 row 8 does where 001 row 7 says "TLS 2\.0"/,
+    );
+    // The purpose-ja texts 002 has no sentence for are the catalog's own, and it says which.
+    assert.doesNotMatch(docs, /the source of every purpose-ja/);
+    assert.match(docs, /incoming 22 and 2049, which 002 lacks\), the advisories, and the 3545 row/);
+    const veeam = runCli(['catalog', 'veeam-proxmox']).stdout.split(/^Roles$/m)[0] ?? '';
+    assert.match(veeam, /an empty From or To continues the row above/, "004's continuation rows");
+    const ps = runCli(['catalog', 'platespin']).stdout.split(/^Roles$/m)[0] ?? '';
+    assert.match(ps, /"between" two machines without naming which one opens the\s+connection/);
+  });
+  it("prints what a cited row says there: 004's continued From/To cells, 001 row 1's standalone-ESXi note", () => {
+    const veeam = runCli(['catalog', 'veeam-proxmox']).stdout;
+    // 004 Workers row 2 leaves From empty ("Proxmox VE server | SSH | 22"): the ref says it is the worker's.
+    assert.match(
+      veeam,
+      /^ {4}source: 004_55e916f704efc5f3\.txt workers row 2 \(Worker -> Proxmox VE server, SSH 22\)$/m,
+    );
+    const druva = runCli(['catalog', 'druva-vmware']).stdout.split('proxy-to-esxi-nfc:')[1] ?? '';
+    assert.match(
+      druva,
+      /001_2091beaa97dc5a7a\.txt ports row 1 \(note: through vCenter Server the proxy uses 902\)/,
+    );
   });
 });

@@ -114,7 +114,7 @@ describe('help and catalog fit the terminal', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.match(
       r.stdout,
-      /^ {4}source: 003_a7e0e83404719d03\.txt block-based row 1; PlateSpin Forge 2\.5 /m,
+      /^ {4}source: 003_a7e0e83404719d03\.txt block-based row 1 \(heading: Legacy - applies to Portability Suite 8\.1\.3\/Forge 2\.5 and below\); PlateSpin Forge 2\.5 /m,
     );
   });
 

@@ -428,6 +428,47 @@ function Events() {
     <tbody>${(data?.events ?? []).map((e) => html`<tr><td>${e.at}</td><td>${e.site ?? ''}</td><td>${e.kind}</td><td>${e.message}</td></tr>`)}</tbody></table></section>`;
 }
 
+/** A catalog peer as `portolan catalog` prints it: a role, `role (same host)` or `any (who)`. */
+function peerText(p) {
+  if (typeof p === 'string') return p;
+  return 'any' in p ? `any (${p.any})` : `${p.role} (same host)`;
+}
+
+/** An entry's ports as `portolan catalog` prints them (a per-drive spec as base+drive(A..Z)). */
+function catalogPorts(e) {
+  return e.ports
+    .map((x) =>
+      typeof x === 'object'
+        ? `${x['per-drive'].base}+drive(${x['per-drive'].first}..${x['per-drive'].last})`
+        : x,
+    )
+    .join(',');
+}
+
+/**
+ * One citation: a document row (file, table, row and what the row says there) or, for an advisory,
+ * the vendor page (title, URL and the date it was read).
+ */
+function sourceText(s) {
+  return 'url' in s
+    ? `${s.title} <${s.url}> (read ${s.read})${s.ref ? `: ${s.ref}` : ''}`
+    : `${s.doc} ${s.table} row ${s.row}${s.ref ? `: ${s.ref}` : ''}`;
+}
+
+/** Entries cited to a vendor page are advisories (the catalog loader allows pages on advisories only). */
+const isAdvisory = (e) => e.sources.some((s) => 'url' in s);
+
+function CatalogEntries({ entries, label }) {
+  return html`<table aria-label=${label}><thead><tr><th>from</th><th>to</th><th>protocol/ports</th><th>purpose</th><th>source</th></tr></thead>
+    <tbody>${entries.map(
+      (
+        e,
+      ) => html`<tr data-entry=${e.id}><td>${peerText(e.from)}</td><td>${peerText(e.to)}</td><td>${e.protocol} ${catalogPorts(e)}</td>
+          <td>${e.purpose}${e.notes.length ? html`<div class="reason">${e.notes.join(' ')}</div>` : ''}</td>
+          <td class="reason">${e.sources.map(sourceText).join('; ')}</td></tr>`,
+    )}</tbody></table>`;
+}
+
 function Catalog() {
   const [lang, setLang] = useState(localStorage.getItem('portolan-lang') || 'en');
   const [{ data, error }] = useLoad(() => api(`/api/catalog?lang=${lang}`), [lang]);
@@ -437,17 +478,17 @@ function Catalog() {
       setLang(e.target.value);
     }}><option value="en">English</option><option value="ja">日本語</option></select></label>
     ${error && html`<p class="err">${error}</p>`}
-    ${(data?.products ?? []).map(
-      (p) => html`<h2>${p.title} <span class="reason">${p.product}</span></h2>
-      <table><thead><tr><th>from</th><th>to</th><th>protocol/ports</th><th>purpose</th><th>source</th></tr></thead>
-      <tbody>${p.entries.map(
-        (
-          e,
-        ) => html`<tr><td>${JSON.stringify(e.from)}</td><td>${JSON.stringify(e.to)}</td><td>${e.protocol} ${e.ports.map((x) => (typeof x === 'object' ? 'per-drive' : x)).join(',')}</td>
-          <td>${e.purpose}${e.notes.length ? html`<div class="reason">${e.notes.join(' ')}</div>` : ''}</td>
-          <td class="reason">${e.sources.map((s) => `${s.doc} ${s.table} row ${s.row}`).join('; ')}</td></tr>`,
-      )}</tbody></table>`,
-    )}</section>`;
+    ${(data?.products ?? []).map((p) => {
+      const advisories = p.entries.filter(isAdvisory);
+      return html`<h2>${p.title} <span class="reason">${p.product}</span></h2>
+      <${CatalogEntries} entries=${p.entries.filter((e) => !isAdvisory(e))} label=${`${p.product} entries`} />
+      ${
+        advisories.length > 0 &&
+        html`<h3>Advisories</h3>
+        <p class="reason">Beyond the documents, from the vendor pages cited; planned only with --advisories or the inventory key "advisories: include", otherwise shown as warnings.</p>
+        <${CatalogEntries} entries=${advisories} label=${`${p.product} advisories`} />`
+      }`;
+    })}</section>`;
 }
 
 function App() {

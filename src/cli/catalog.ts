@@ -17,8 +17,9 @@ import { COMMON_HELP, forUsage, oneOf, parse } from './args.js';
 
 export const USAGE = `Usage: portolan catalog [PRODUCT] [--format text|json] [--lang en|ja]
 
-Without PRODUCT: every product with its roles and features. With PRODUCT: its roles, features,
-settings, facts and every cited entry (ports, service, purpose, document and row).
+Without PRODUCT: every product with its roles and features. With PRODUCT: its documents (with
+what is known of them), roles, features, settings, facts and every cited entry (ports, service,
+purpose, document and row).
 
   -f, --format F     text (default) or json
   --lang L           en (default) or ja
@@ -61,14 +62,24 @@ export async function run(argv: string[]): Promise<number> {
       list.push(`  roles: ${Object.keys(c.roles).join(', ')}`);
       const features = Object.keys(c.features ?? {});
       if (features.length) list.push(`  features: ${features.join(', ')}`);
-      list.push(`  entries: ${c.entries.length}; sources: ${c.documents.map((d) => d.file).join(', ')}`);
+      // Document entries and advisories apart: an advisory rests on a vendor page, not on these files.
+      const advisories = c.entries.filter((e) => e.basis === 'advisory').length;
+      list.push(
+        `  entries: ${c.entries.length - advisories} from ${c.documents.map((d) => d.file).join(', ')}${advisories ? `; advisories: ${advisories} from vendor pages` : ''}`,
+      );
     }
     process.stdout.write(`${wrapLines(list.join('\n'), columns, { hang: 2 })}\n`);
     return 0;
   }
   // Each text is one line of the listing: a line break in a catalog's text must not start a line at column 0.
   const c = sanitizeDeep(selected[0] as Catalog, true);
-  const lines = [`${p.bold(c.product)}  ${(ja && c['title-ja']) || c.title}`, '', p.bold('Roles')];
+  const lines = [`${p.bold(c.product)}  ${(ja && c['title-ja']) || c.title}`, '', p.bold('Documents')];
+  // The files the entries cite, with what is known of them (lost text, defects, how rows are read).
+  for (const d of c.documents) {
+    lines.push(`  ${d.file}  ${d.title}${d.language ? ` (${d.language})` : ''}`);
+    for (const n of d.notes ?? []) lines.push(...dimmed(`    note: ${n}`));
+  }
+  lines.push('', p.bold('Roles'));
   for (const [id, r] of Object.entries(c.roles))
     lines.push(`  ${id.padEnd(26)} ${(ja && r['title-ja']) || r.title}`);
   if (Object.keys(c.features ?? {}).length) lines.push('', p.bold('Features'));
@@ -128,8 +139,14 @@ export async function run(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * One citation: a document's table and row with what the row says there (`ref`: the bullet or note
+ * of the row, or the From/To an empty cell continues), or an advisory's vendor page.
+ */
 function sourceText(s: SourceRef): string {
-  return isPageRef(s) ? `${s.title} <${s.url}> (read ${s.read})` : `${s.doc} ${s.table} row ${s.row}`;
+  return isPageRef(s)
+    ? `${s.title} <${s.url}> (read ${s.read})`
+    : `${s.doc} ${s.table} row ${s.row}${s.ref ? ` (${s.ref})` : ''}`;
 }
 
 function publicCatalog(c: Catalog) {
