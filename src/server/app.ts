@@ -64,7 +64,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     ...(opts.https ? { https: opts.https } : {}),
     logger: opts.logger ?? false,
     bodyLimit,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    // No type coercion: ajv would take "0x1", "1e1" and " 1" for the number 1 (and "true" for
+    // true in a body). Numbers in a path or query string are strings checked by pattern
+    // (schemas.ts wholeNumber); `verbose` gives the error handler the schema and the value refused.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false, verbose: true } },
     // Errors Fastify meets before routing (a path with a broken %-escape): the API's own shape,
     // `{ error: { code, message } }`, as every other refusal, not Fastify's.
     frameworkErrors: (err, req, reply) => {
@@ -182,15 +185,26 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       validationContext?: string;
     };
     if (e.validation) {
-      // ajv's words, without the context it starts with, and for a closed list the values it takes.
-      const first = (e.validation as { keyword?: string; params?: { allowedValues?: unknown[] } }[])[0];
+      // ajv's words, without the context it starts with, and for a closed list the values it takes;
+      // a value whose schema says what is expected (a number in a path or query string) says that.
+      const first = (
+        e.validation as {
+          keyword?: string;
+          instancePath?: string;
+          message?: string;
+          params?: { allowedValues?: unknown[] };
+          parentSchema?: { description?: string };
+          data?: unknown;
+        }[]
+      )[0];
       const allowed = first?.keyword === 'enum' ? first.params?.allowedValues : undefined;
-      return reply.code(400).send({
-        error: {
-          code: 'EVALIDATION',
-          message: `${e.validationContext ?? 'body'}: ${e.message.replace(/^(body|querystring|params)\/?\s*/, '')}${allowed ? ` (expected one of: ${allowed.join(', ')})` : ''}`,
-        },
-      });
+      const context = e.validationContext ?? 'body';
+      const expected = first?.parentSchema?.description;
+      const message =
+        expected && first?.keyword !== 'required'
+          ? `${context}${first?.instancePath ?? ''}: expected ${expected}, got ${JSON.stringify(first?.data)?.slice(0, 100)}`
+          : `${context}${first?.instancePath ?? ''}: ${first?.message ?? e.message}${allowed ? ` (expected one of: ${allowed.join(', ')})` : ''}`;
+      return reply.code(400).send({ error: { code: 'EVALIDATION', message } });
     }
     if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
       const code =
@@ -317,7 +331,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     },
   );
 
-  app.get<{ Params: { site: string }; Querystring: { from: number; to: number } }>(
+  app.get<{ Params: { site: string }; Querystring: { from: string; to: string } }>(
     '/api/sites/:site/diff',
     {
       config: { allow: READ },
@@ -328,8 +342,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       },
     },
     async (req) => {
-      const a = await store.version(req.params.site, req.query.from);
-      const b = await store.version(req.params.site, req.query.to);
+      const a = await store.version(req.params.site, Number(req.query.from));
+      const b = await store.version(req.params.site, Number(req.query.to));
       const d = diffPlans(a.parsed.plan, b.parsed.plan);
       return { site: req.params.site, from: a.version, to: b.version, ...d };
     },
@@ -337,7 +351,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   app.get<{
     Params: { site: string; format: string };
-    Querystring: { from: number; to: number; host?: string; file?: string };
+    Querystring: { from: string; to: string; host?: string; file?: string };
   }>(
     '/api/sites/:site/delta/:format',
     {
@@ -349,8 +363,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       },
     },
     async (req, reply) => {
-      const a = await store.version(req.params.site, req.query.from);
-      const b = await store.version(req.params.site, req.query.to);
+      const a = await store.version(req.params.site, Number(req.query.from));
+      const b = await store.version(req.params.site, Number(req.query.to));
       const model = deltaModel(
         diffPlans(a.parsed.plan, b.parsed.plan),
         a.parsed,
@@ -415,7 +429,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     },
   );
 
-  app.get<{ Params: { site: string; flow: string }; Querystring: { limit?: number } }>(
+  app.get<{ Params: { site: string; flow: string }; Querystring: { limit?: string } }>(
     '/api/sites/:site/flows/:flow/history',
     {
       config: { allow: READ },
@@ -426,7 +440,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       },
     },
     async (req) => {
-      const history = await store.history(req.params.site, req.params.flow, req.query.limit ?? 100);
+      const history = await store.history(req.params.site, req.params.flow, Number(req.query.limit ?? 100));
       if (history.length) return { history };
       // No results: a flow of the latest version not checked yet (an empty history), or no such
       // flow at all (404, as for an unknown site).
@@ -577,10 +591,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   );
 
   // --- events, webhooks, catalog, metrics ---
-  app.get<{ Querystring: { site?: string; limit?: number } }>(
+  app.get<{ Querystring: { site?: string; limit?: string } }>(
     '/api/events',
     { config: { allow: READ }, schema: { summary: 'events, newest first', querystring: S.eventsQuery } },
-    async (req) => ({ events: await store.events(req.query.site, req.query.limit ?? 200) }),
+    async (req) => ({ events: await store.events(req.query.site, Number(req.query.limit ?? 200)) }),
   );
   app.get('/api/webhooks', { config: { allow: ADMIN }, schema: { summary: 'webhooks' } }, async () => ({
     webhooks: await store.webhooks(),
