@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -109,6 +109,85 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       const twice = await call(ctx, 'GET', '/api/events?limit=1&limit=2', ctx.viewer);
       assert.equal(twice.statusCode, 400, twice.body);
       assert.match(twice.json().error.message, /^querystring\/limit: expected a whole number/);
+    });
+
+    test('no refusal of an upload names a directory of the server: the whole bad-inventory corpus through the API', async () => {
+      const dir = `${ROOT}tests/fixtures/bad/`;
+      const files = readdirSync(dir).filter((f) => f.endsWith('.yaml'));
+      assert.ok(files.length > 60, `${files.length} fixtures`);
+      const tmp = tmpdir();
+      let refused = 0;
+      for (const f of files) {
+        const yaml = readFileSync(join(dir, f), 'utf8');
+        if (!yaml.length) continue;
+        const r = await call(ctx, 'POST', '/api/sites', ctx.admin, { yaml });
+        if (r.statusCode === 201 || r.statusCode === 200) continue;
+        refused++;
+        const message = r.json().error.message as string;
+        assert.ok(!message.includes(tmp), `${f}: ${message}`);
+        assert.ok(!message.includes(ROOT), `${f}: ${message}`);
+        assert.doesNotMatch(message, /portolan-site-|\n\s+at /, f);
+      }
+      assert.ok(refused > 60, `${refused} refused`);
+    });
+
+    test('an upload naming catalog files is refused at its catalogs: key, whatever the path', async () => {
+      for (const list of ['[mine.yaml]', '[/etc/passwd]', '[.]', '[../../etc]', 'x']) {
+        const yaml = LOOPBACK.replace(/^site: .*$/m, (m) => `${m}\ncatalogs: ${list}`);
+        const r = await call(ctx, 'POST', '/api/sites', ctx.admin, { yaml });
+        assert.equal(r.statusCode, 400, `${list}: ${r.body}`);
+        assert.equal(r.json().error.code, 'EINPUT');
+        assert.equal(
+          r.json().error.message,
+          'inventory.yaml:4:1 catalogs: an uploaded inventory cannot name catalog files: the server reads no files beside an upload (expected no catalogs: key; give catalogs of your own to the server with serve --catalog PATH)',
+          list,
+        );
+      }
+      const empty = LOOPBACK.replace(/^site: .*$/m, (m) => `${m}\ncatalogs: []`).replace(
+        'lab-loopback',
+        'lab-empty-cat',
+      );
+      assert.equal((await call(ctx, 'POST', '/api/sites', ctx.admin, { yaml: empty })).statusCode, 201);
+    });
+
+    test('an internal error is a 500 without its message or stack; stderr gets one line, the stack only with --debug', async () => {
+      const lines: string[] = [];
+      const write = process.stderr.write.bind(process.stderr);
+      const boom = () => {
+        throw new Error(`store failed at ${join(tmpdir(), 'secret-dir', 'x.db')}`);
+      };
+      const original = ctx.store.listAgents.bind(ctx.store);
+      ctx.store.listAgents = boom;
+      process.stderr.write = ((chunk: string) => {
+        lines.push(String(chunk));
+        return true;
+      }) as typeof process.stderr.write;
+      let debugApp: FastifyInstance | undefined;
+      try {
+        const r = await call(ctx, 'GET', '/api/agents', ctx.viewer);
+        assert.equal(r.statusCode, 500);
+        assert.deepEqual(r.json(), {
+          error: { code: 'EINTERNAL', message: 'internal error; see the server log' },
+        });
+        assert.equal(lines.length, 1, lines.join(''));
+        assert.match(
+          lines[0] ?? '',
+          /^portolan serve: internal error on GET \/api\/agents: Error: store failed at .*\n$/,
+        );
+        assert.doesNotMatch(lines[0] ?? '', /\n\s+at /);
+        debugApp = await buildApp({ store: ctx.store, generatorVersion: '0.0.0-test', debug: true });
+        const d = await debugApp.inject({
+          url: '/api/agents',
+          headers: { authorization: `Bearer ${ctx.viewer}` },
+        });
+        assert.equal(d.statusCode, 500);
+        assert.match(d.json().error.message, /^internal error: Error: store failed at /);
+        assert.match(lines[1] ?? '', /\n\s+at /, 'the stack with --debug');
+      } finally {
+        process.stderr.write = write;
+        ctx.store.listAgents = original;
+        await debugApp?.close();
+      }
     });
 
     test('numbers in JSON bodies are JSON numbers: a string is not taken for one', async () => {

@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createSecureContext } from 'node:tls';
+import { loadCatalogs } from '../catalog/load.js';
 import { PortolanError, UsageError } from '../errors.js';
 import { buildApp, WEB_DIR } from '../server/app.js';
 import { openDb, parseDbTarget } from '../server/db.js';
@@ -155,6 +156,8 @@ export async function run(argv: string[]): Promise<number> {
       ? tlsFiles(values['tls-cert'], values['tls-key'])
       : undefined;
 
+  // Extra catalogs are read now: a broken one is said at start, not in every upload's error.
+  loadCatalogs(values.catalog ?? []);
   await assertCanListen(values.listen ?? '127.0.0.1:7300', host, port);
   const db = await openDb(target);
   const store = new Store(db, values.catalog ?? []);
@@ -195,6 +198,7 @@ export async function run(argv: string[]): Promise<number> {
     webDir: WEB_DIR,
     ...(bodyLimit !== undefined ? { bodyLimit } : {}),
     ...(tls ? { https: tls } : {}),
+    debug: values.debug === true,
   });
   try {
     // A fleet's agents may connect all at once: a deeper accept queue than the default 511.

@@ -29,6 +29,11 @@ export interface AppOptions {
   logger?: boolean;
   /** Serve HTTPS with this PEM certificate and key. */
   https?: { cert: Buffer; key: Buffer };
+  /**
+   * `serve --debug`: an internal error's stack trace goes to stderr (otherwise its one-line message
+   * only) and its message into the 500 reply (otherwise only "internal error; see the server log").
+   */
+  debug?: boolean;
 }
 
 declare module 'fastify' {
@@ -222,14 +227,19 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       return reply.code(e.statusCode).send({ error: { code, message } });
     }
     req.log.error(err);
-    // "see the server log" must hold without a logger too: one line per internal error on stderr.
+    // "see the server log" must hold without a logger too: one line per internal error on stderr,
+    // the stack trace only with --debug (it names the server's files).
+    const what = opts.debug ? ((err as Error).stack ?? String(err)) : oneLine(err);
     if (!opts.logger)
       process.stderr.write(
-        `portolan serve: internal error on ${req.method} ${req.url.split('?')[0]}: ${(err as Error).stack ?? String(err)}\n`,
+        `portolan serve: internal error on ${req.method} ${req.url.split('?')[0]}: ${what}\n`,
       );
-    return reply
-      .code(500)
-      .send({ error: { code: 'EINTERNAL', message: 'internal error; see the server log' } });
+    return reply.code(500).send({
+      error: {
+        code: 'EINTERNAL',
+        message: opts.debug ? `internal error: ${oneLine(err)}` : 'internal error; see the server log',
+      },
+    });
   });
   app.setNotFoundHandler((req, reply) =>
     reply
@@ -653,6 +663,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       );
   }
   return app;
+}
+
+/** An error's name and message on one line. */
+function oneLine(err: unknown): string {
+  const e = err as Error;
+  return `${e?.name ?? 'Error'}: ${String(e?.message ?? err).replace(/\s*\n\s*/g, ' ')}`;
 }
 
 function versionOf(text: string): number | 'latest' {
