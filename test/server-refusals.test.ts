@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../src/server/app.js';
 import { type Db, openDb } from '../src/server/db.js';
-import { Store } from '../src/server/store.js';
+import { type EventRow, Store } from '../src/server/store.js';
+import { deliver, WebhookPolicy } from '../src/server/webhooks.js';
 import { ROOT } from './helpers.js';
 import { type PgCluster, pgUnavailable, startPg } from './pg-cluster.js';
 
@@ -188,6 +191,152 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
         ctx.store.listAgents = original;
         await debugApp?.close();
       }
+    });
+
+    test('a webhook to loopback, link-local, metadata, unspecified or multicast is refused when added, however written', async () => {
+      const refused: [string, string][] = [
+        ['http://169.254.169.254/latest/meta-data/', 'link-local'],
+        ['http://2852039166/', 'link-local'],
+        ['http://[::ffff:169.254.169.254]/', 'link-local'],
+        ['http://[fe80::1%25eth0]/', ''],
+        ['http://[fe80::1]/', 'link-local'],
+        ['http://127.0.0.1:9/', 'loopback'],
+        ['http://0x7f.1/', 'loopback'],
+        ['http://[::1]:9/', 'loopback'],
+        ['https://localhost/', 'loopback'],
+        ['http://0.0.0.0/', 'unspecified'],
+        ['http://[::]/', 'unspecified'],
+        ['http://[fd00:ec2::254]/', 'a cloud metadata service'],
+        ['http://100.100.100.200/', 'a cloud metadata service'],
+        ['http://224.0.0.1/', 'multicast'],
+        ['http://255.255.255.255/', 'reserved or broadcast'],
+      ];
+      for (const [url, why] of refused) {
+        const r = await call(ctx, 'POST', '/api/webhooks', ctx.admin, { url });
+        assert.equal(r.statusCode, 400, `${url}: ${r.body}`);
+        assert.match(r.json().error.code, /^(EWEBHOOK|EVALIDATION)$/, url);
+        assert.match(r.json().error.message, /^body\/url: /, url);
+        if (why) {
+          assert.ok(r.json().error.message.includes(` ${why}`), `${url}: ${r.json().error.message}`);
+          assert.match(
+            r.json().error.message,
+            /serve --webhook-allow \S+\/(32|128) permits this one\)$/,
+            url,
+          );
+        }
+      }
+      assert.deepEqual((await call(ctx, 'GET', '/api/webhooks', ctx.admin)).json(), { webhooks: [] });
+      // A private address is a usual receiver (a chat server inside the network): allowed. Removed
+      // at once: nothing is sent to it (adding a webhook makes no event).
+      const ok = await call(ctx, 'POST', '/api/webhooks', ctx.admin, { url: 'http://192.0.2.10/hook' });
+      assert.equal(ok.statusCode, 201, ok.body);
+      assert.equal((await call(ctx, 'DELETE', `/api/webhooks/${ok.json().id}`, ctx.admin)).statusCode, 204);
+    });
+
+    test('the address is checked when sent: a name rebound to loopback, an address stored earlier and a redirect reach nothing', async () => {
+      const got: string[] = [];
+      const hook = createServer((req, res) => {
+        got.push(req.url ?? '');
+        req.resume();
+        if (req.url === '/redirect') res.writeHead(302, { location: `http://127.0.0.1:${port}/followed` });
+        res.end();
+      });
+      await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
+      const port = (hook.address() as AddressInfo).port;
+      let answer = '192.0.2.10';
+      const lookup = ((_host: string, opts: { all?: boolean }, cb: (...a: unknown[]) => void) =>
+        opts.all ? cb(null, [{ address: answer, family: 4 }]) : cb(null, answer, 4)) as never;
+      const lines: string[] = [];
+      const write = process.stderr.write.bind(process.stderr);
+      const event: EventRow = {
+        id: 'e1',
+        at: new Date().toISOString(),
+        site: null,
+        kind: 'test',
+        subject: 's',
+        message: 'm',
+        data: {},
+      };
+      const app = await buildApp({
+        store: ctx.store,
+        generatorVersion: '0.0.0-test',
+        webhooks: new WebhookPolicy([], lookup),
+      });
+      try {
+        // Resolves to a documentation address when added: allowed.
+        const made = await app.inject({
+          method: 'POST',
+          url: '/api/webhooks',
+          headers: { authorization: `Bearer ${ctx.admin}` },
+          payload: { url: `http://hooks.example.test:${port}/rebound` },
+        });
+        assert.equal(made.statusCode, 201, made.body);
+        // A row stored before addresses were checked (an older version's store).
+        await ctx.db
+          .insertInto('webhooks')
+          .values({
+            id: 'old-loopback',
+            url: `http://127.0.0.1:${port}/stored`,
+            created_at: '2026-01-01T00:00:00.000Z',
+          })
+          .execute();
+        answer = '127.0.0.1';
+        process.stderr.write = ((chunk: string) => {
+          lines.push(String(chunk));
+          return true;
+        }) as typeof process.stderr.write;
+        await deliver(ctx.store, [event], new WebhookPolicy([], lookup));
+        process.stderr.write = write;
+        assert.deepEqual(got, [], 'nothing reached the loopback receiver');
+        const text = lines.join('');
+        assert.match(
+          text,
+          new RegExp(
+            `webhook ${made.json().id} not sent event test: hooks\\.example\\.test resolves to 127\\.0\\.0\\.1, loopback\n`,
+          ),
+        );
+        assert.match(text, /webhook old-loopback not sent event test: 127\.0\.0\.1 is loopback\n/);
+        // Allowed by serve --webhook-allow, the same name reaches the receiver: the lookup is the one used to connect.
+        await deliver(ctx.store, [event], new WebhookPolicy(['127.0.0.1/32'], lookup));
+        assert.deepEqual(got.sort(), ['/rebound', '/stored']);
+        // A redirect is not followed, even to an allowed address.
+        await ctx.db.deleteFrom('webhooks').execute();
+        await ctx.db
+          .insertInto('webhooks')
+          .values({
+            id: 'redirecting',
+            url: `http://127.0.0.1:${port}/redirect`,
+            created_at: '2026-01-01T00:00:00.000Z',
+          })
+          .execute();
+        lines.length = 0;
+        process.stderr.write = ((chunk: string) => {
+          lines.push(String(chunk));
+          return true;
+        }) as typeof process.stderr.write;
+        await deliver(ctx.store, [event], new WebhookPolicy(['127.0.0.0/8'], lookup));
+        process.stderr.write = write;
+        assert.deepEqual(got.sort(), ['/rebound', '/redirect', '/stored']);
+        assert.match(
+          lines.join(''),
+          /webhook redirecting answered event test with HTTP 302 \(redirects are not followed\)/,
+        );
+      } finally {
+        process.stderr.write = write;
+        await ctx.db.deleteFrom('webhooks').execute();
+        await app.close();
+        hook.close();
+      }
+    });
+
+    test('serve --webhook-allow takes addresses and CIDRs only', () => {
+      assert.throws(() => new WebhookPolicy(['10.0.0.0/33']), /"10\.0\.0\.0\/33" is not an address or CIDR/);
+      assert.throws(() => new WebhookPolicy(['localhost']), /is not an address or CIDR/);
+      const p = new WebhookPolicy(['169.254.169.254', 'fe80::/64']);
+      assert.equal(p.refused('169.254.169.254'), null);
+      assert.equal(p.refused('169.254.169.253'), 'link-local (cloud metadata services answer there)');
+      assert.equal(p.refused('fe80::1'), null);
+      assert.equal(p.refused('10.1.2.3'), null);
     });
 
     test('numbers in JSON bodies are JSON numbers: a string is not taken for one', async () => {

@@ -9,7 +9,7 @@ import { buildApp, WEB_DIR } from '../server/app.js';
 import { openDb, parseDbTarget } from '../server/db.js';
 import { parseDuration } from '../server/duration.js';
 import { Store } from '../server/store.js';
-import { deliver } from '../server/webhooks.js';
+import { deliver, WebhookPolicy } from '../server/webhooks.js';
 import { packagePath } from '../util/paths.js';
 import { MAX_PEM_BYTES, readBounded } from '../util/read.js';
 import { version } from '../util/version.js';
@@ -19,7 +19,7 @@ import { checkOutputFile } from './output.js';
 
 const USAGE = `Usage: portolan serve [--db FILE | --db postgres://...] [--listen HOST:PORT] [--tls-cert F --tls-key F]
                       [--token-file F] [--new-admin-token] [--no-examples] [--stale-after DUR] [--retention DUR]
-                      [--body-limit BYTES]
+                      [--body-limit BYTES] [--webhook-allow CIDR]...
 
 The console and API. With no options: a SQLite store under ~/.local/share/portolan, the example
 sites loaded on first start, listening on 127.0.0.1:7300.
@@ -34,6 +34,9 @@ sites loaded on first start, listening on 127.0.0.1:7300.
   --stale-after DUR    mark an agent stale after this long without a heartbeat (default 15m)
   --retention DUR      delete results and events older than this (default: keep everything)
   --body-limit BYTES   largest request body (default 4194304)
+  --webhook-allow CIDR let webhooks reach these addresses (repeatable): by default a webhook may
+                       not reach loopback, unspecified, link-local (169.254.0.0/16, fe80::/10,
+                       where cloud metadata answers), metadata, multicast or reserved addresses
 
 ${COMMON_HELP}`;
 
@@ -124,6 +127,7 @@ export async function run(argv: string[]): Promise<number> {
       'stale-after': { type: 'string' },
       retention: { type: 'string' },
       'body-limit': { type: 'string' },
+      'webhook-allow': { type: 'string', multiple: true },
     },
     USAGE,
   );
@@ -147,6 +151,12 @@ export async function run(argv: string[]): Promise<number> {
     throw new UsageError(
       `--body-limit ${JSON.stringify(values['body-limit'])}: expected a whole number of bytes, at least 1024`,
     );
+  let webhooks: WebhookPolicy;
+  try {
+    webhooks = new WebhookPolicy(values['webhook-allow'] ?? []);
+  } catch (err) {
+    throw new UsageError(`--webhook-allow ${(err as Error).message}`);
+  }
   const tokenFile =
     values['token-file'] ??
     (target.kind === 'sqlite' ? join(dirname(target.file), 'admin-token') : join(dataDir(), 'admin-token'));
@@ -199,6 +209,7 @@ export async function run(argv: string[]): Promise<number> {
     ...(bodyLimit !== undefined ? { bodyLimit } : {}),
     ...(tls ? { https: tls } : {}),
     debug: values.debug === true,
+    webhooks,
   });
   try {
     // A fleet's agents may connect all at once: a deeper accept queue than the default 511.
@@ -231,7 +242,7 @@ export async function run(argv: string[]): Promise<number> {
   const tick = async () => {
     try {
       const events = await store.markStale(staleMs);
-      if (events.length) await deliver(store, events);
+      if (events.length) await deliver(store, events, webhooks);
       if (retentionMs !== undefined) await store.prune(retentionMs);
     } catch (err) {
       process.stderr.write(`portolan serve: housekeeping failed: ${(err as Error).message}\n`);

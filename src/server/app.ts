@@ -14,7 +14,7 @@ import { metrics } from './metrics.js';
 import * as S from './schemas.js';
 import { deltaModel, diffPlans } from './sites.js';
 import { ApiError, type EventRow, formsOf, type Principal, type Role, type Store } from './store.js';
-import { deliver } from './webhooks.js';
+import { deliver, WebhookPolicy } from './webhooks.js';
 
 /** Largest `detail` of one result an agent may post, in bytes of JSON (a flow's evidence is a few hundred). */
 export const MAX_DETAIL_BYTES = 64 * 1024;
@@ -34,6 +34,8 @@ export interface AppOptions {
    * only) and its message into the 500 reply (otherwise only "internal error; see the server log").
    */
   debug?: boolean;
+  /** Where webhooks may go (serve --webhook-allow); default: the refusals of WebhookPolicy alone. */
+  webhooks?: WebhookPolicy;
 }
 
 declare module 'fastify' {
@@ -247,8 +249,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       .send({ error: { code: 'ENOTFOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } }),
   );
 
+  const policy = opts.webhooks ?? new WebhookPolicy();
   const emit = (events: EventRow[]) => {
-    if (events.length) void deliver(store, events);
+    if (events.length) void deliver(store, events, policy);
   };
 
   // --- API description ---
@@ -615,7 +618,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       config: { allow: ADMIN },
       schema: { summary: 'POST every event as JSON to this URL', body: S.webhookBody },
     },
-    async (req, reply) => reply.code(201).send(await store.addWebhook(req.body.url)),
+    async (req, reply) => {
+      await policy.check(req.body.url);
+      return reply.code(201).send(await store.addWebhook(req.body.url));
+    },
   );
   app.delete<{ Params: { id: string } }>(
     '/api/webhooks/:id',
