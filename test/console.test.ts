@@ -267,6 +267,33 @@ test('console: upload a site, see its matrix, agent verdicts, a change-request r
   await removalCell('open again').first().waitFor();
   await shot(page, '5c-removal-open-again');
 
+  // Close the v3 change request in the console, superseded by the first one, with a reason: the
+  // page and the API say it is closed, and the removal row stays as it was.
+  const first = (
+    (await api('GET', '/api/sites/lab-loopback/change-requests')) as { changeRequests: { id: string }[] }
+  ).changeRequests.find((c) => c.id !== cr3.id);
+  assert.ok(first);
+  const short = cr3.id.slice(0, 8);
+  await page.getByLabel(`reason for closing ${short}`).fill('flr stays after all');
+  await page.getByLabel(`superseded by (${short})`).selectOption(first.id);
+  await page.getByRole('button', { name: `Close ${short}` }).click();
+  await page
+    .locator(`[data-cr="${cr3.id}"] [role="note"]`, {
+      hasText: `superseded by ${first.id.slice(0, 8)}: flr stays after all`,
+    })
+    .waitFor();
+  assert.equal(await page.getByRole('button', { name: `Close ${short}` }).count(), 0);
+  const closed = (await api('GET', `/api/sites/lab-loopback/change-requests/${cr3.id}`)) as {
+    closedAt: string | null;
+    supersededBy: string | null;
+    closedReason: string | null;
+  };
+  assert.match(closed.closedAt ?? '', /^\d{4}-/);
+  assert.equal(closed.supersededBy, first.id);
+  assert.equal(closed.closedReason, 'flr stays after all');
+  await removalCell('open again').first().waitFor();
+  await shot(page, '5d-change-closed');
+
   // The nftables export downloads.
   await page.goto(`${base}/#/site/lab-loopback/exports`);
   const [download] = await Promise.all([

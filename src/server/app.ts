@@ -193,20 +193,21 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     };
     if (e.validation) {
       // ajv's words, without the context it starts with, and for a closed list the values it takes;
-      // a value whose schema says what is expected (a number in a path or query string) says that.
+      // a string checked by a pattern (a number in a path or query string) says what the pattern
+      // means, from its schema's description, rather than quote the pattern.
       const first = (
         e.validation as {
           keyword?: string;
           instancePath?: string;
           message?: string;
           params?: { allowedValues?: unknown[] };
-          parentSchema?: { description?: string };
+          parentSchema?: { description?: string; pattern?: string };
           data?: unknown;
         }[]
       )[0];
       const allowed = first?.keyword === 'enum' ? first.params?.allowedValues : undefined;
       const context = e.validationContext ?? 'body';
-      const expected = first?.parentSchema?.description;
+      const expected = first?.parentSchema?.pattern ? first.parentSchema.description : undefined;
       const message =
         expected && first?.keyword !== 'required'
           ? `${context}${first?.instancePath ?? ''}: expected ${expected}, got ${JSON.stringify(first?.data)?.slice(0, 100)}`
@@ -526,6 +527,34 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       schema: { summary: 'one change request', params: S.crParams, replies: { 200: S.changeRequestReply } },
     },
     async (req) => store.changeRequest(req.params.site, req.params.id),
+  );
+
+  app.post<{ Params: { site: string; id: string }; Body: { reason?: string; supersededBy?: string } }>(
+    '/api/sites/:site/change-requests/:id/close',
+    {
+      config: { allow: ADMIN },
+      schema: {
+        summary:
+          'close an open change request (done, abandoned, or superseded by another): its rows stay as they are',
+        params: S.crParams,
+        body: S.closeBody,
+        replies: { 200: S.changeRequestReply },
+      },
+      // The body is optional: a bare POST closes with no reason.
+      preValidation: async (req) => {
+        if (req.body === undefined || req.body === null) req.body = {};
+      },
+    },
+    async (req) => {
+      const r = await store.closeChangeRequest(
+        req.params.site,
+        req.params.id,
+        req.body.reason,
+        req.body.supersededBy,
+      );
+      emit(r.events);
+      return r.cr;
+    },
   );
 
   // --- agents ---

@@ -83,7 +83,18 @@ export interface Tables {
     data: string;
   };
   webhooks: { id: string; url: string; created_at: string };
-  change_requests: { id: string; site: string; from_version: number; to_version: number; created_at: string };
+  change_requests: {
+    id: string;
+    site: string;
+    from_version: number;
+    to_version: number;
+    created_at: string;
+    /** When it was closed (migration 004); null while open. A closed request is never reopened. */
+    closed_at: string | null;
+    closed_reason: string | null;
+    /** The change request of the same site that replaces it, when it was closed for one. */
+    superseded_by: string | null;
+  };
   change_rows: {
     cr_id: string;
     rule: string;

@@ -247,6 +247,19 @@ const MIGRATIONS: Record<string, Migration> = {
       await db.schema.alterTable('flow_status_form').renameTo('flow_status').execute();
     },
   },
+  // A change request can be closed (done with, abandoned, or superseded by a newer one): its rows
+  // keep their last state and evidence, and agents no longer check its removals.
+  '004_change_request_closed': {
+    async up(db: Kysely<unknown>) {
+      // SQLite runs migrations outside a transaction (Kysely): a start that stopped after some of
+      // these columns were added adds only the others.
+      const table = (await db.introspection.getTables()).find((t) => t.name === 'change_requests');
+      const have = new Set(table?.columns.map((c) => c.name));
+      for (const column of ['closed_at', 'closed_reason', 'superseded_by'])
+        if (!have.has(column))
+          await db.schema.alterTable('change_requests').addColumn(column, 'text').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -104,6 +104,22 @@ export const changeBody = {
   required: ['from', 'to'],
   properties: { from: version, to: version },
 } as const;
+export const closeBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    reason: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 1000,
+      description: 'why, in a line: shown with the request',
+    },
+    supersededBy: {
+      ...name,
+      description: 'the id of the change request of the same site that replaces this one',
+    },
+  },
+} as const;
 export const enrolBody = {
   type: 'object',
   additionalProperties: false,
@@ -202,6 +218,17 @@ export const changeRequestReply = {
     from: version,
     to: version,
     createdAt: { type: 'string', format: 'date-time' },
+    closedAt: {
+      type: ['string', 'null'],
+      format: 'date-time',
+      description:
+        'when it was closed (POST .../close); null while open. A closed request keeps its rows as they were: later checks move none of them and agents no longer check its removals',
+    },
+    closedReason: { type: ['string', 'null'] },
+    supersededBy: {
+      type: ['string', 'null'],
+      description: 'the change request of the same site that replaces it, when it was closed for one',
+    },
     rows: { type: 'array', items: changeRow },
   },
 } as const;

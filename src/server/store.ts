@@ -374,10 +374,13 @@ export class Store {
 
   /**
    * What the agent plan reply depends on, read from the store on every call: the number of the
-   * site's newest version and how many change requests the site has (versions and change requests
-   * are only ever added, never changed). One statement.
+   * site's newest version, how many change requests the site has and how many of them are closed
+   * (versions and change requests are only ever added, and a closed request is never reopened, so
+   * both counts only grow). One statement.
    */
-  private async planStamp(site: string): Promise<{ version: number | undefined; changeRequests: number }> {
+  private async planStamp(
+    site: string,
+  ): Promise<{ version: number | undefined; changeRequests: number; closed: number }> {
     const build = () =>
       this.db.selectNoFrom((eb) => [
         eb
@@ -390,28 +393,34 @@ export class Store {
           .select((e) => e.fn.countAll().as('n'))
           .where('site', '=', site)
           .as('crs'),
+        eb
+          .selectFrom('change_requests')
+          .select((e) => e.fn.count('closed_at').as('n'))
+          .where('site', '=', site)
+          .as('closed'),
       ]);
-    const row = (await this.prepared(this.db, 'planStamp', build, [site, site])).rows[0];
+    const row = (await this.prepared(this.db, 'planStamp', build, [site, site, site])).rows[0];
     const v = row?.version;
     return {
       version: v === null || v === undefined ? undefined : Number(v),
       changeRequests: Number(row?.crs ?? 0),
+      closed: Number(row?.closed ?? 0),
     };
   }
 
   /**
    * GET /api/agent/plan's reply as JSON text: `{agent, site, host, version, yaml, flowIds,
    * removals}` for the site's latest version. The part after `agent` is kept per (site, version,
-   * change-request count, host), all read from the store on every call: a stored version and a
-   * change request never change, so a new one is seen at once and several serve processes on one
-   * database cannot serve a stale plan.
+   * change-request count, closed count, host), all read from the store on every call: a stored
+   * version never changes and a change request changes only once, when closed, so a new one or a
+   * closing is seen at once and several serve processes on one database cannot serve a stale plan.
    */
   async agentPlanJson(agent: AgentRow): Promise<string> {
     const stamp = await this.planStamp(agent.site);
     const n = stamp.version;
     if (n === undefined)
       throw new ApiError(404, 'ENOSITE', `no version latest of site ${JSON.stringify(agent.site)}`);
-    const key = `${agent.site}\u0000${n}\u0000${stamp.changeRequests}\u0000${agent.host}`;
+    const key = `${agent.site}\u0000${n}\u0000${stamp.changeRequests}\u0000${stamp.closed}\u0000${agent.host}`;
     let rest = this.planReplies.get(key);
     if (rest === undefined) {
       const v = await this.version(agent.site, n);
@@ -430,7 +439,7 @@ export class Store {
   }
 
   /**
-   * The flows from `host` that removal rows of the site's change requests name and the latest
+   * The flows from `host` that removal rows of the site's open change requests name and the latest
    * version (`latest`) no longer has in that form, grouped by the version that still has them, with its YAML:
    * the agent checks them with that version's inventory, and a flow found blocked proves its
    * removal (see updateRemovalRows). `[]` when there are none.
@@ -446,6 +455,7 @@ export class Store {
       .select(['change_rows.flow_ids', 'change_requests.from_version'])
       .where('change_rows.site', '=', site)
       .where('change_rows.action', '=', 'remove')
+      .where('change_requests.closed_at', 'is', null)
       .execute();
     if (!rows.length) return [];
     // A changed flow keeps its id with new endpoints: its old form is checked. A flow the latest
@@ -950,7 +960,10 @@ export class Store {
     return events;
   }
 
-  /** Every change row of the site with its change request's creation time and target version. */
+  /**
+   * Every change row of the site's open change requests with its change request's creation time
+   * and target version: a closed request's rows keep the state and evidence they had.
+   */
   private async changeRowsOf(tx: Transaction<Tables>, site: string) {
     const build = () =>
       tx
@@ -958,7 +971,8 @@ export class Store {
         .innerJoin('change_requests', 'change_requests.id', 'change_rows.cr_id')
         .selectAll('change_rows')
         .select(['change_requests.created_at as cr_created', 'change_requests.to_version as cr_to'])
-        .where('change_rows.site', '=', site);
+        .where('change_rows.site', '=', site)
+        .where('change_requests.closed_at', 'is', null);
     return (await this.prepared(tx, 'changeRows', build, [site])).rows;
   }
 
@@ -1169,6 +1183,9 @@ export class Store {
       from: cr.from_version,
       to: cr.to_version,
       createdAt: cr.created_at,
+      closedAt: cr.closed_at ?? null,
+      closedReason: cr.closed_reason ?? null,
+      supersededBy: cr.superseded_by ?? null,
       rows: rows.map((r) => ({
         rule: r.action === 'remove' ? r.rule.slice(REMOVE_PREFIX.length) : r.rule,
         action: r.action,
@@ -1179,6 +1196,70 @@ export class Store {
         updatedAt: r.updated_at,
       })),
     };
+  }
+
+  /**
+   * Closes an open change request of `site`: done with, abandoned, or superseded by the change
+   * request `supersededBy` of the same site. Its rows keep their last state and evidence, agents
+   * stop checking its removals, and later checks move none of its rows. A `change-closed` event is
+   * written. Throws ApiError 404 (no such request), 409 ECLOSED (already closed) or 400
+   * ESUPERSEDE (a `supersededBy` that is itself or not a change request of the site).
+   */
+  async closeChangeRequest(
+    site: string,
+    id: string,
+    reason: string | undefined,
+    supersededBy: string | undefined,
+  ): Promise<{ cr: Awaited<ReturnType<Store['changeRequest']>>; events: EventRow[] }> {
+    const events: EventRow[] = [];
+    await this.db.transaction().execute(async (tx) => {
+      const cr = await tx
+        .selectFrom('change_requests')
+        .selectAll()
+        .where('site', '=', site)
+        .where('id', '=', id)
+        .executeTakeFirst();
+      if (!cr)
+        throw new ApiError(404, 'ENOCHANGE', `no change request ${JSON.stringify(id)} for site ${site}`);
+      if (supersededBy !== undefined) {
+        const other = await tx
+          .selectFrom('change_requests')
+          .select('id')
+          .where('site', '=', site)
+          .where('id', '=', supersededBy)
+          .executeTakeFirst();
+        if (!other || supersededBy === id)
+          throw new ApiError(
+            400,
+            'ESUPERSEDE',
+            `body/supersededBy: ${JSON.stringify(supersededBy)} is ${other ? 'the change request being closed' : `not a change request of site ${site}`} (expected the id of another change request of the site)`,
+          );
+      }
+      const at = this.now();
+      const r = await tx
+        .updateTable('change_requests')
+        .set({ closed_at: at, closed_reason: reason ?? null, superseded_by: supersededBy ?? null })
+        .where('id', '=', id)
+        .where('closed_at', 'is', null)
+        .executeTakeFirst();
+      if (Number(r.numUpdatedRows) !== 1)
+        throw new ApiError(
+          409,
+          'ECLOSED',
+          `change request ${JSON.stringify(id)} was closed at ${cr.closed_at ?? 'the same time by another request'} (expected an open one; a closed change request stays closed)`,
+        );
+      events.push(
+        await this.event(
+          tx,
+          site,
+          'change-closed',
+          id,
+          `change request ${id.slice(0, 8)} closed${supersededBy ? `, superseded by ${supersededBy.slice(0, 8)}` : ''}${reason ? `: ${reason}` : ''}`,
+          { changeRequest: id, reason: reason ?? null, supersededBy: supersededBy ?? null },
+        ),
+      );
+    });
+    return { cr: await this.changeRequest(site, id), events };
   }
 
   // --- events and webhooks ---
