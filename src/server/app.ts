@@ -410,15 +410,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       // Only checks of each flow in its current form (flowForm): a changed flow keeps its id, and
       // the checks of its old addresses or ports (a removal row's evidence) are not its status.
       const status = new Map((await store.status(req.params.site, v.version)).map((s) => [s.flow_id, s]));
+      // Each result carries its flow's form in its run's version: no earlier version is parsed.
       const history = await store.history(req.params.site, undefined, 20);
-      const forms = new Map<number, Map<string, string>>();
-      for (const n of new Set(history.map((h) => h.version)))
-        forms.set(n, formsOf((await store.version(req.params.site, n)).parsed));
       const current = formsOf(v.parsed);
       const byFlow = new Map<string, typeof history>();
       for (const h of history)
-        if (forms.get(h.version)?.get(h.flowId) === current.get(h.flowId))
-          byFlow.set(h.flowId, [...(byFlow.get(h.flowId) ?? []), h]);
+        if (h.form === current.get(h.flowId)) byFlow.set(h.flowId, [...(byFlow.get(h.flowId) ?? []), h]);
       return {
         site: req.params.site,
         version: v.version,

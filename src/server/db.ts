@@ -58,6 +58,8 @@ export interface Tables {
     failed: number;
     detail: string;
     checked_at: string;
+    /** The flow's form in the run's version (flowForm; migration 005); UNKNOWN_FORM when it has none. */
+    form: string;
   };
   /** A version's flows: each flow id with its form (sites.ts flowForm), written with the version. */
   version_flows: { site: string; version: number; flow_id: string; form: string };

@@ -556,7 +556,10 @@ export class Store {
       .execute();
   }
 
-  /** The latest results of a site's flows, newest first, at most `limit` per flow. */
+  /**
+   * The latest results of a site's flows, newest first, at most `limit` per flow, each with the
+   * `form` its flow had in the run's version (flowForm; UNKNOWN_FORM when none).
+   */
   async history(site: string, flowId: string | undefined, limit: number) {
     let q = this.db
       .selectFrom('results')
@@ -567,6 +570,7 @@ export class Store {
         'results.failed',
         'results.detail',
         'results.checked_at',
+        'results.form',
         'runs.agent_id',
         'runs.version',
         'runs.isolated',
@@ -593,6 +597,7 @@ export class Store {
         agent: r.agent_id,
         version: r.version,
         isolated: !!r.isolated,
+        form: r.form,
       }));
   }
 
@@ -811,6 +816,7 @@ export class Store {
           .onConflict((oc) => oc.column('key').doNothing());
       const ins = await this.prepared(tx, 'insertRun', insertRun, Object.values(values));
       if (Number(ins.numAffectedRows ?? 0n) !== 1) return false;
+      const runForms = formsOf((await this.version(agent.site, run.version)).parsed);
       if (run.results.length)
         await tx
           .insertInto('results')
@@ -823,6 +829,7 @@ export class Store {
               failed: isFailure(r.verdict) ? 1 : 0,
               detail: JSON.stringify(r.detail),
               checked_at: run.startedAt,
+              form: runForms.get(r.flowId) ?? UNKNOWN_FORM,
             })),
           )
           .execute();
@@ -858,8 +865,7 @@ export class Store {
           .flatMap((r) => JSON.parse(r.flow_ids) as string[]),
       );
       const checked = run.results.filter((r) => !removing.has(r.flowId));
-      const forms = formsOf((await this.version(agent.site, run.version)).parsed);
-      pushAll(events, await this.updateStatus(tx, agent.site, forms, checked, run.startedAt));
+      pushAll(events, await this.updateStatus(tx, agent.site, runForms, checked, run.startedAt));
       pushAll(
         events,
         await this.updateChangeRows(
