@@ -339,6 +339,78 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       assert.equal(p.refused('10.1.2.3'), null);
     });
 
+    test("a thing not found says what there is; a stored version that no longer loads is a 409, not the caller's 400", async () => {
+      const cases: [string, string, number, string][] = [
+        [
+          'GET',
+          '/api/sites/lab-loopback/versions/7',
+          404,
+          'no version 7 of site "lab-loopback" (expected 1 to 2 or latest)',
+        ],
+        [
+          'GET',
+          '/api/sites/nowhere/versions/1',
+          404,
+          'no site "nowhere" (expected one uploaded first: POST /api/sites, or the console\'s upload box)',
+        ],
+        [
+          'GET',
+          '/api/sites/lab-loopback/diff?from=1&to=9',
+          404,
+          'no version 9 of site "lab-loopback" (expected 1 to 2 or latest)',
+        ],
+        [
+          'GET',
+          '/api/sites/lab-loopback/change-requests/abc',
+          404,
+          'no change request "abc" for site lab-loopback (expected an id that GET /api/sites/lab-loopback/change-requests lists)',
+        ],
+        [
+          'DELETE',
+          '/api/webhooks/abc',
+          404,
+          'no webhook "abc" (expected an id that GET /api/webhooks lists)',
+        ],
+        [
+          'GET',
+          '/api/nope',
+          404,
+          'no route GET /api/nope (expected a path and method that GET /api/openapi.json lists)',
+        ],
+      ];
+      for (const [method, url, status, message] of cases) {
+        const r = await call(ctx, method, url, ctx.admin);
+        assert.equal(r.statusCode, status, `${url}: ${r.body}`);
+        assert.equal(r.json().error.message, message);
+      }
+      // Version 1 of a site as an older server stored it, with a role today's catalogs do not have.
+      const yaml = LOOPBACK.replace('lab-loopback', 'lab-stored').replace('flr-appliance]', 'flr-gone]');
+      await ctx.db
+        .insertInto('site_versions')
+        .values({
+          site: 'lab-stored',
+          version: 1,
+          yaml,
+          plan: '{}',
+          flows: 4,
+          created_at: new Date().toISOString(),
+        })
+        .execute();
+      for (const url of [
+        '/api/sites/lab-stored/versions/1',
+        '/api/sites/lab-stored/versions/latest/export/csv',
+        '/api/sites/lab-stored/status',
+      ]) {
+        const r = await call(ctx, 'GET', url, ctx.viewer);
+        assert.equal(r.statusCode, 409, `${url}: ${r.body}`);
+        assert.equal(r.json().error.code, 'ESTORED');
+        assert.match(
+          r.json().error.message,
+          /^version 1 of site "lab-stored" no longer loads with this server's catalogs: inventory\.yaml:9:\d+ hosts\.flr\.roles\[0\]: .* \(expected the catalogs it was stored with: serve --catalog PATH; or upload a version that loads\)$/,
+        );
+      }
+    });
+
     test('numbers in JSON bodies are JSON numbers: a string is not taken for one', async () => {
       for (const from of ['1', '0x1', '1e0', ' 1']) {
         const r = await call(ctx, 'POST', '/api/sites/lab-loopback/change-requests', ctx.admin, {

@@ -245,9 +245,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     });
   });
   app.setNotFoundHandler((req, reply) =>
-    reply
-      .code(404)
-      .send({ error: { code: 'ENOTFOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } }),
+    reply.code(404).send({
+      error: {
+        code: 'ENOTFOUND',
+        message: `no route ${req.method} ${req.url.split('?')[0]?.slice(0, 200)} (expected a path and method that GET /api/openapi.json lists)`,
+      },
+    }),
   );
 
   const policy = opts.webhooks ?? new WebhookPolicy();

@@ -6,6 +6,7 @@ import {
   SqliteAdapter,
   type Transaction,
 } from 'kysely';
+import { InputError } from '../errors.js';
 import { isFailure, type Verdict } from '../probe/verdict.js';
 import { pushAll } from '../util/arrays.js';
 import type { Db, Tables } from './db.js';
@@ -513,20 +514,30 @@ export class Store {
             .where('site', '=', site)
             .where('version', '=', version)
             .executeTakeFirst();
-    if (!row)
+    if (!row) {
+      const latest = version === 'latest' ? undefined : (await this.latestVersion(site))?.version;
       throw new ApiError(
         404,
         'ENOSITE',
-        version === 'latest'
+        latest === undefined
           ? `no site ${JSON.stringify(site)} (expected one uploaded first: POST /api/sites, or the console's upload box)`
-          : `no version ${version} of site ${JSON.stringify(site)}`,
+          : `no version ${version} of site ${JSON.stringify(site)} (expected ${latest === 1 ? '1' : `1 to ${latest}`} or latest)`,
       );
-    const v = {
-      version: row.version,
-      yaml: row.yaml,
-      createdAt: row.created_at,
-      parsed: parseSite(row.yaml, this.catalogs),
-    };
+    }
+    let parsed: ParsedSite;
+    try {
+      parsed = parseSite(row.yaml, this.catalogs);
+    } catch (err) {
+      // A stored version that no longer loads is the server's catalogs having changed since, not
+      // a bad request: say which version and what to do.
+      if (!(err instanceof InputError)) throw err;
+      throw new ApiError(
+        409,
+        'ESTORED',
+        `version ${row.version} of site ${JSON.stringify(site)} no longer loads with this server's catalogs: ${err.message} (expected the catalogs it was stored with: serve --catalog PATH; or upload a version that loads)`,
+      );
+    }
+    const v = { version: row.version, yaml: row.yaml, createdAt: row.created_at, parsed };
     if (this.versionCache.size >= 256) this.versionCache.clear();
     this.versionCache.set(`${v.version}\u0000${site}`, v);
     return v;
@@ -1176,7 +1187,12 @@ export class Store {
       .where('site', '=', site)
       .where('id', '=', id)
       .executeTakeFirst();
-    if (!cr) throw new ApiError(404, 'ENOCHANGE', `no change request ${JSON.stringify(id)} for site ${site}`);
+    if (!cr)
+      throw new ApiError(
+        404,
+        'ENOCHANGE',
+        `no change request ${JSON.stringify(id)} for site ${site} (expected an id that GET /api/sites/${encodeURIComponent(site)}/change-requests lists)`,
+      );
     const rows = await this.db
       .selectFrom('change_rows')
       .selectAll()
@@ -1310,7 +1326,11 @@ export class Store {
   async deleteWebhook(id: string) {
     const r = await this.db.deleteFrom('webhooks').where('id', '=', id).executeTakeFirst();
     if (Number(r.numDeletedRows) !== 1)
-      throw new ApiError(404, 'ENOHOOK', `no webhook ${JSON.stringify(id)}`);
+      throw new ApiError(
+        404,
+        'ENOHOOK',
+        `no webhook ${JSON.stringify(id)} (expected an id that GET /api/webhooks lists)`,
+      );
   }
 
   /** Deletes results, runs and events older than `ms` (retention set by time). */
