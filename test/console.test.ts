@@ -305,6 +305,22 @@ test('console: upload a site, see its matrix, agent verdicts, a change-request r
   const nft = readFileSync(file, 'utf8');
   assert.match(download.suggestedFilename(), /^lab-loopback-v2-.*\.nft$/);
   assert.match(nft, /127\.0\.0\.4/);
+  // An agent enrolled and never heard from says so (it said "reporting"); removed, it is gone.
+  const quiet = (await api('POST', '/api/agents', { site: 'lab-loopback', host: 'pve', name: 'quiet' })) as {
+    token: string;
+  };
+  await page.goto(`${base}/#/agents`);
+  const quietRow = page.locator('tr', { hasText: 'quiet' });
+  await quietRow.locator('td', { hasText: 'never reported' }).waitFor();
+  page.once('dialog', (d) => void d.accept());
+  await page.getByRole('button', { name: 'Remove quiet' }).click();
+  await page.getByRole('status').getByText('agent quiet removed').waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Remove quiet' }).count(), 0);
+  const refused = await fetch(`${base}/api/agent/plan`, {
+    headers: { authorization: `Bearer ${quiet.token}` },
+  });
+  assert.equal(refused.status, 401);
+
   await page.goto(`${base}/#/catalog`);
   // The catalog browser in Japanese: an entry's purpose-ja from the Druva catalog, in place of its English purpose.
   const druva = loadCatalogs().get('druva-vmware');

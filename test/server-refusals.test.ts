@@ -411,6 +411,48 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       }
     });
 
+    test('a viewer token can be listed and revoked, an agent removed: their tokens stop working at once', async () => {
+      const made = await call(ctx, 'POST', '/api/tokens', ctx.admin, { kind: 'viewer' });
+      assert.equal(made.statusCode, 201, made.body);
+      const { id, token } = made.json() as { id: string; token: string };
+      assert.equal((await call(ctx, 'GET', '/api/sites', token)).statusCode, 200);
+      const listed = (await call(ctx, 'GET', '/api/tokens', ctx.admin)).json().tokens as Record<
+        string,
+        unknown
+      >[];
+      const mine = listed.find((t) => t.id === id);
+      assert.deepEqual(Object.keys(mine ?? {}).sort(), ['agent', 'createdAt', 'id', 'kind']);
+      assert.ok(!JSON.stringify(listed).includes(token), 'no token text is listed');
+      assert.equal(
+        (await call(ctx, 'GET', '/api/tokens', token)).statusCode,
+        403,
+        'a viewer lists no tokens',
+      );
+      assert.equal((await call(ctx, 'DELETE', `/api/tokens/${id}`, token)).statusCode, 403);
+      assert.equal((await call(ctx, 'DELETE', `/api/tokens/${id}`, ctx.admin)).statusCode, 204);
+      assert.equal((await call(ctx, 'GET', '/api/sites', token)).statusCode, 401);
+      const gone = await call(ctx, 'DELETE', `/api/tokens/${id}`, ctx.admin);
+      assert.equal(gone.statusCode, 404);
+      assert.equal(gone.json().error.message, `no token "${id}" (expected an id that GET /api/tokens lists)`);
+      const adminId = listed.find((t) => t.kind === 'admin')?.id as string;
+      const refused = await call(ctx, 'DELETE', `/api/tokens/${adminId}`, ctx.admin);
+      assert.equal(refused.statusCode, 400);
+      assert.match(refused.json().error.message, /serve --new-admin-token/);
+      // An agent: removed, its token is refused; its results stay.
+      const enrol = (
+        await call(ctx, 'POST', '/api/agents', ctx.admin, { site: 'lab-loopback', host: 'vbr', name: 'gone' })
+      ).json();
+      assert.equal((await call(ctx, 'POST', '/api/agent/heartbeat', enrol.token, {})).statusCode, 200);
+      assert.equal((await call(ctx, 'DELETE', `/api/agents/${enrol.id}`, ctx.viewer)).statusCode, 403);
+      assert.equal((await call(ctx, 'DELETE', `/api/agents/${enrol.id}`, ctx.admin)).statusCode, 204);
+      assert.equal((await call(ctx, 'POST', '/api/agent/heartbeat', enrol.token, {})).statusCode, 401);
+      const agents = (await call(ctx, 'GET', '/api/agents', ctx.viewer)).json().agents as { id: string }[];
+      assert.ok(!agents.some((a) => a.id === enrol.id));
+      const ev = (await call(ctx, 'GET', '/api/events?limit=1', ctx.viewer)).json().events[0];
+      assert.equal(ev.kind, 'agent-removed');
+      assert.equal((await call(ctx, 'DELETE', `/api/agents/${enrol.id}`, ctx.admin)).statusCode, 404);
+    });
+
     test('numbers in JSON bodies are JSON numbers: a string is not taken for one', async () => {
       for (const from of ['1', '0x1', '1e0', ' 1']) {
         const r = await call(ctx, 'POST', '/api/sites/lab-loopback/change-requests', ctx.admin, {

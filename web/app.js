@@ -446,13 +446,26 @@ function Site({ name, tab }) {
 }
 
 function Agents() {
-  const [{ data, error }] = useLoad(() => api('/api/agents'), []);
+  const [{ data, error }, reload] = useLoad(() => api('/api/agents'), []);
+  const [msg, setMsg] = useState('');
+  const remove = async (a) => {
+    if (!confirm(`Remove agent ${a.name} (${a.host})? Its token stops working; its results stay.`)) return;
+    try {
+      await api(`/api/agents/${encodeURIComponent(a.id)}`, { method: 'DELETE' });
+      setMsg(`agent ${a.name} removed`);
+      reload();
+    } catch (e) {
+      setMsg(e.message);
+    }
+  };
   return html`<section><h1>Agents</h1>
     ${error && html`<p class="err">${error}</p>`}
-    <table><thead><tr><th>agent</th><th>site</th><th>host</th><th>last seen</th><th>state</th></tr></thead>
+    <p role="status">${msg}</p>
+    <table><thead><tr><th>agent</th><th>site</th><th>host</th><th>last seen</th><th>state</th><th></th></tr></thead>
     <tbody>${(data?.agents ?? []).map(
       (a) => html`<tr><td>${a.name}</td><td>${a.site}</td><td>${a.host}</td><td>${a.lastSeen ?? 'never'}</td>
-        <td class=${a.stale ? 'v-bad' : 'v-ok'}>${a.stale ? 'stale' : 'reporting'}${a.isolatedAt ? html` <span class="reason">isolated at ${a.isolatedAt}</span>` : ''}</td></tr>`,
+        <td class=${a.stale ? 'v-bad' : 'v-ok'}>${a.lastSeen ? (a.stale ? 'stale' : 'reporting') : 'never reported'}${a.isolatedAt ? html` <span class="reason">isolated at ${a.isolatedAt}</span>` : ''}</td>
+        <td><button onClick=${() => remove(a)}>Remove ${a.name}</button></td></tr>`,
     )}</tbody></table></section>`;
 }
 

@@ -574,13 +574,46 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       agents: await store.listAgents(),
     }),
   );
+  app.delete<{ Params: { id: string } }>(
+    '/api/agents/:id',
+    {
+      config: { allow: ADMIN },
+      schema: { summary: 'remove an agent: its token stops working, its results stay', params: S.idParams },
+    },
+    async (req, reply) => {
+      emit(await store.removeAgent(req.params.id));
+      return reply.code(204).send();
+    },
+  );
   app.post<{ Body: { kind: 'viewer' } }>(
     '/api/tokens',
     {
       config: { allow: ADMIN },
-      schema: { summary: 'make a read-only viewer token (shown once)', body: S.tokenBody },
+      schema: {
+        summary: 'make a read-only viewer token (shown once, with the id that revokes it)',
+        body: S.tokenBody,
+      },
     },
-    async (_req, reply) => reply.code(201).send({ kind: 'viewer', token: await store.createToken('viewer') }),
+    async (_req, reply) => {
+      const t = await store.createViewer();
+      return reply.code(201).send({ kind: 'viewer', token: t.token, id: t.id });
+    },
+  );
+  app.get(
+    '/api/tokens',
+    {
+      config: { allow: ADMIN },
+      schema: { summary: 'tokens by id, kind and creation time (never their text)' },
+    },
+    async () => ({ tokens: await store.listTokens() }),
+  );
+  app.delete<{ Params: { id: string } }>(
+    '/api/tokens/:id',
+    { config: { allow: ADMIN }, schema: { summary: 'revoke a viewer token', params: S.idParams } },
+    async (req, reply) => {
+      await store.revokeToken(req.params.id);
+      return reply.code(204).send();
+    },
   );
 
   // --- the agent protocol ---

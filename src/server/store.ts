@@ -200,6 +200,48 @@ export class Store {
     return token;
   }
 
+  /** Makes a viewer token; returns its id (for revoking it) and its text, shown once. */
+  async createViewer(): Promise<{ id: string; token: string }> {
+    const token = newToken('ptv');
+    const id = randomUUID();
+    await this.db
+      .insertInto('tokens')
+      .values({ id, kind: 'viewer', hash: hashToken(token), agent_id: null, created_at: this.now() })
+      .execute();
+    return { id, token };
+  }
+
+  /** Every token by id, kind, agent and creation time: never its hash (the text is not kept). */
+  async listTokens() {
+    const rows = await this.db
+      .selectFrom('tokens')
+      .select(['id', 'kind', 'agent_id', 'created_at'])
+      .orderBy('created_at')
+      .execute();
+    return rows.map((t) => ({ id: t.id, kind: t.kind, agent: t.agent_id, createdAt: t.created_at }));
+  }
+
+  /**
+   * Revokes a viewer token: it stops working at once. Throws ApiError 404 (no such token) or 400
+   * for an admin token (replaced with serve --new-admin-token) or an agent's (DELETE /api/agents/ID).
+   */
+  async revokeToken(id: string): Promise<void> {
+    const t = await this.db.selectFrom('tokens').select(['kind']).where('id', '=', id).executeTakeFirst();
+    if (!t)
+      throw new ApiError(
+        404,
+        'ENOTOKEN',
+        `no token ${JSON.stringify(id)} (expected an id that GET /api/tokens lists)`,
+      );
+    if (t.kind !== 'viewer')
+      throw new ApiError(
+        400,
+        'ETOKENKIND',
+        `token ${JSON.stringify(id)} is an ${t.kind} token (expected a viewer token; ${t.kind === 'admin' ? 'the admin token is replaced with serve --new-admin-token' : "an agent's token goes with its agent: DELETE /api/agents/ID"})`,
+      );
+    await this.db.deleteFrom('tokens').where('id', '=', id).execute();
+  }
+
   /** Replaces every admin token with a new one. */
   async rotateAdmin(): Promise<string> {
     await this.db.deleteFrom('tokens').where('kind', '=', 'admin').execute();
@@ -656,6 +698,36 @@ export class Store {
     const a = await this.db.selectFrom('agents').selectAll().where('id', '=', id).executeTakeFirst();
     if (!a) throw new ApiError(403, 'EAGENT', 'this agent token names no enrolled agent');
     return a;
+  }
+
+  /**
+   * Removes an enrolled agent and its token (which stops working at once); its runs and results
+   * stay as history. An `agent-removed` event is written. Throws ApiError 404 for no such agent.
+   */
+  async removeAgent(id: string): Promise<EventRow[]> {
+    return this.db.transaction().execute(async (tx) => {
+      const a = await tx.selectFrom('agents').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!a)
+        throw new ApiError(
+          404,
+          'ENOAGENT',
+          `no agent ${JSON.stringify(id)} (expected an id that GET /api/agents lists)`,
+        );
+      await tx.deleteFrom('tokens').where('agent_id', '=', id).execute();
+      await tx.deleteFrom('agents').where('id', '=', id).execute();
+      return [
+        await this.event(
+          tx,
+          a.site,
+          'agent-removed',
+          a.name,
+          `agent ${a.name} (${a.host}) removed; its token no longer works`,
+          {
+            id,
+          },
+        ),
+      ];
+    });
   }
 
   async listAgents() {
