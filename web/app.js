@@ -428,9 +428,11 @@ function Diagram({ site, version }) {
 }
 
 function Site({ name, tab }) {
-  const [{ data, error }] = useLoad(() => api(`/api/sites/${encodeURIComponent(name)}`), [name]);
-  const versions = data?.versions ?? [];
   const t = tab || 'matrix';
+  // Read again on every tab: a version uploaded meanwhile (by the API, another admin) is the latest
+  // the diagram and exports show, not the one seen when the site was first opened.
+  const [{ data, error }] = useLoad(() => api(`/api/sites/${encodeURIComponent(name)}`), [name, t]);
+  const versions = data?.versions ?? [];
   const link = (id, label) =>
     html`<a href=${`#/site/${encodeURIComponent(name)}/${id}`}><button aria-pressed=${t === id}>${label}</button></a>`;
   return html`<section>
