@@ -85,7 +85,7 @@ export async function run(argv: string[]): Promise<number> {
   // as "server unreachable", spooling runs forever.
   if (!/^[\x21-\x7e]+$/.test(token))
     throw new UsageError(
-      `the agent token (--token, --token-file or PORTOLAN_AGENT_TOKEN) holds ${/[\s]/.test(token) ? 'white space' : 'a character that is not printable ASCII'} (expected the token POST /api/agents returned, such as agent_...)`,
+      `the agent token (--token, --token-file or PORTOLAN_AGENT_TOKEN) holds ${/[\s]/.test(token) ? 'white space' : 'a character that is not printable ASCII'} (expected the token POST /api/agents returned, such as pta_...)`,
     );
   let ca: Buffer | undefined;
   if (values.ca !== undefined) {
