@@ -181,6 +181,14 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       });
       assert.equal(bare.statusCode, 200, bare.body);
       assert.match(bare.json().closedAt, /^\d{4}-/);
+      const spec = (await call(ctx, 'GET', '/api/openapi.json', null)).json();
+      const op = spec.paths['/api/sites/{site}/change-requests/{id}/close'].post;
+      assert.equal(op.requestBody.required, false);
+      assert.deepEqual(op['x-roles'], ['admin']);
+      assert.deepEqual(Object.keys(op.requestBody.content['application/json'].schema.properties), [
+        'reason',
+        'supersededBy',
+      ]);
     });
   });
 }

@@ -47,6 +47,8 @@ declare module 'fastify' {
     summary?: string;
     /** Reply schemas by status, for the OpenAPI description only (no reply is serialised with them). */
     replies?: Record<number, unknown>;
+    /** The body may be left out (the route's preValidation makes it `{}`): not required in the OpenAPI description. */
+    bodyOptional?: boolean;
   }
   interface FastifyContextConfig {
     /** Who may call the route: the roles allowed; none for the public console files. */
@@ -148,7 +150,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
           ...Object.entries(query).map(([name, schema]) => ({ name, in: 'query', schema })),
         ],
         ...(s.body
-          ? { requestBody: { required: true, content: { 'application/json': { schema: s.body } } } }
+          ? {
+              requestBody: { required: !s.bodyOptional, content: { 'application/json': { schema: s.body } } },
+            }
           : {}),
         responses: Object.fromEntries(
           Object.entries((s.response as Record<string, unknown>) ?? s.replies ?? { 200: {} }).map(
@@ -538,6 +542,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
           'close an open change request (done, abandoned, or superseded by another): its rows stay as they are',
         params: S.crParams,
         body: S.closeBody,
+        bodyOptional: true,
         replies: { 200: S.changeRequestReply },
       },
       // The body is optional: a bare POST closes with no reason.
