@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -10,7 +11,7 @@ import { buildApp } from '../src/server/app.js';
 import { type Db, openDb } from '../src/server/db.js';
 import { type EventRow, Store } from '../src/server/store.js';
 import { deliver, WebhookPolicy } from '../src/server/webhooks.js';
-import { ROOT } from './helpers.js';
+import { BIN, ROOT } from './helpers.js';
 import { type PgCluster, pgUnavailable, startPg } from './pg-cluster.js';
 
 const LOOPBACK = readFileSync(`${ROOT}examples/lab/loopback.yaml`, 'utf8');
@@ -495,3 +496,37 @@ suite(
   },
   pgUnavailable(),
 );
+
+test('serve and agent flags take plain decimal numbers in range, and say so', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ptflags-'));
+  try {
+    const serve = ['serve', '--db', join(dir, 'x.db'), '--listen', '127.0.0.1:0', '--no-examples'];
+    const agent = ['agent', '--server', 'http://127.0.0.1:1', '--token', 'pta_x', '--once', '--spool', dir];
+    const cases: [string[], RegExp][] = [
+      [
+        [...serve, '--body-limit', '0x800'],
+        /^portolan: --body-limit "0x800": expected a whole number of bytes in decimal digits, from 1024 to 2147483647\n/,
+      ],
+      [[...serve, '--body-limit', '1e4'], /^portolan: --body-limit "1e4": expected/],
+      [[...serve, '--body-limit', ' 2048'], /^portolan: --body-limit " 2048": expected/],
+      [[...serve, '--body-limit', '99999999999'], /^portolan: --body-limit "99999999999": expected/],
+      [
+        [...serve, '--retention', '999999999d'],
+        /^portolan: --retention "999999999d" is not a duration \(.*from 1ms to 36500d\)\n/,
+      ],
+      [[...serve, '--stale-after', ' 5m'], /^portolan: --stale-after " 5m" is not a duration/],
+      [
+        [...agent, '--timeout', '0x10'],
+        /^portolan: --timeout "0x10" is not a whole number from 1 to 600000\n/,
+      ],
+      [[...agent, '--timeout', '1e3'], /^portolan: --timeout "1e3" is not a whole number from 1 to 600000\n/],
+    ];
+    for (const [args, expected] of cases) {
+      const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, expected, args.join(' '));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -146,10 +146,13 @@ export async function run(argv: string[]): Promise<number> {
   const staleMs = parseDuration(values['stale-after'] ?? '15m', '--stale-after');
   const retentionMs =
     values.retention === undefined ? undefined : parseDuration(values.retention, '--retention');
-  const bodyLimit = values['body-limit'] === undefined ? undefined : Number(values['body-limit']);
-  if (bodyLimit !== undefined && !(Number.isInteger(bodyLimit) && bodyLimit >= 1024))
+  // Plain decimal digits only: Number() would take 0x400, 1e4 and " 2048".
+  const bodyText = values['body-limit'];
+  const bodyLimit =
+    bodyText === undefined ? undefined : /^[0-9]{1,10}$/.test(bodyText) ? Number(bodyText) : Number.NaN;
+  if (bodyLimit !== undefined && !(bodyLimit >= 1024 && bodyLimit <= 2 ** 31 - 1))
     throw new UsageError(
-      `--body-limit ${JSON.stringify(values['body-limit'])}: expected a whole number of bytes, at least 1024`,
+      `--body-limit ${JSON.stringify(bodyText)}: expected a whole number of bytes in decimal digits, from 1024 to 2147483647`,
     );
   let webhooks: WebhookPolicy;
   try {
