@@ -11,6 +11,7 @@ import { Agent, detailOf, isolatedRun } from '../src/agent/agent.js';
 import type { FlowResult } from '../src/probe/verdict.js';
 import { MAX_DETAIL_BYTES } from '../src/server/app.js';
 import { openDb } from '../src/server/db.js';
+import { Store } from '../src/server/store.js';
 import { BIN, ROOT } from './helpers.js';
 
 const LOOPBACK = readFileSync(`${ROOT}examples/lab/loopback.yaml`, 'utf8');
@@ -680,4 +681,21 @@ test('a plan of another shape, from the server or the spool, is logged and set a
     /the last plan fetched \(.*plan\.json\) is not one \("agent" is not a string\); ignored/,
   );
   assert.match(cached.stderr, /no plan yet \(none fetched from the server\): nothing to check/);
+});
+
+test('a token that cannot be one says which shape a real agent token has (pta_..., not agent_...)', async () => {
+  const r = spawnSync(
+    process.execPath,
+    [BIN, 'agent', '--server', 'http://127.0.0.1:1', '--token', 'pta_x y', '--once'],
+    { encoding: 'utf8' },
+  );
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /\(expected the token POST \/api\/agents returned, such as pta_\.\.\.\)\n$/);
+  // The prefix the server really gives agent tokens.
+  const db = await openDb({ kind: 'sqlite', file: ':memory:' });
+  try {
+    assert.match(await new Store(db).createToken('agent'), /^pta_[A-Za-z0-9_-]{43}$/);
+  } finally {
+    await db.destroy();
+  }
 });

@@ -267,6 +267,33 @@ test('console: upload a site, see its matrix, agent verdicts, a change-request r
   await removalCell('open again').first().waitFor();
   await shot(page, '5c-removal-open-again');
 
+  // Close the v3 change request in the console, superseded by the first one, with a reason: the
+  // page and the API say it is closed, and the removal row stays as it was.
+  const first = (
+    (await api('GET', '/api/sites/lab-loopback/change-requests')) as { changeRequests: { id: string }[] }
+  ).changeRequests.find((c) => c.id !== cr3.id);
+  assert.ok(first);
+  const short = cr3.id.slice(0, 8);
+  await page.getByLabel(`reason for closing ${short}`).fill('flr stays after all');
+  await page.getByLabel(`superseded by (${short})`).selectOption(first.id);
+  await page.getByRole('button', { name: `Close ${short}` }).click();
+  await page
+    .locator(`[data-cr="${cr3.id}"] [role="note"]`, {
+      hasText: `superseded by ${first.id.slice(0, 8)}: flr stays after all`,
+    })
+    .waitFor();
+  assert.equal(await page.getByRole('button', { name: `Close ${short}` }).count(), 0);
+  const closed = (await api('GET', `/api/sites/lab-loopback/change-requests/${cr3.id}`)) as {
+    closedAt: string | null;
+    supersededBy: string | null;
+    closedReason: string | null;
+  };
+  assert.match(closed.closedAt ?? '', /^\d{4}-/);
+  assert.equal(closed.supersededBy, first.id);
+  assert.equal(closed.closedReason, 'flr stays after all');
+  await removalCell('open again').first().waitFor();
+  await shot(page, '5d-change-closed');
+
   // The nftables export downloads.
   await page.goto(`${base}/#/site/lab-loopback/exports`);
   const [download] = await Promise.all([
@@ -276,8 +303,26 @@ test('console: upload a site, see its matrix, agent verdicts, a change-request r
   const file = join(dir, 'download.nft');
   await download.saveAs(file);
   const nft = readFileSync(file, 'utf8');
-  assert.match(download.suggestedFilename(), /^lab-loopback-v2-.*\.nft$/);
+  // Version 3, uploaded through the API after the site page was opened, is the latest: the exports
+  // tab offers it (it offered version 2, read when the page first opened).
+  assert.match(download.suggestedFilename(), /^lab-loopback-v3-.*\.nft$/);
   assert.match(nft, /127\.0\.0\.4/);
+  // An agent enrolled and never heard from says so (it said "reporting"); removed, it is gone.
+  const quiet = (await api('POST', '/api/agents', { site: 'lab-loopback', host: 'pve', name: 'quiet' })) as {
+    token: string;
+  };
+  await page.goto(`${base}/#/agents`);
+  const quietRow = page.locator('tr', { hasText: 'quiet' });
+  await quietRow.locator('td', { hasText: 'never reported' }).waitFor();
+  page.once('dialog', (d) => void d.accept());
+  await page.getByRole('button', { name: 'Remove quiet' }).click();
+  await page.getByRole('status').getByText('agent quiet removed').waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Remove quiet' }).count(), 0);
+  const refused = await fetch(`${base}/api/agent/plan`, {
+    headers: { authorization: `Bearer ${quiet.token}` },
+  });
+  assert.equal(refused.status, 401);
+
   await page.goto(`${base}/#/catalog`);
   // The catalog browser in Japanese: an entry's purpose-ja from the Druva catalog, in place of its English purpose.
   const druva = loadCatalogs().get('druva-vmware');

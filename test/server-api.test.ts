@@ -11,6 +11,7 @@ import { FORMAT_NAMES } from '../src/export/index.js';
 import { buildApp } from '../src/server/app.js';
 import { type Db, openDb } from '../src/server/db.js';
 import { Store } from '../src/server/store.js';
+import { WebhookPolicy } from '../src/server/webhooks.js';
 import { ROOT } from './helpers.js';
 import { type PgCluster, pgUnavailable, startPg } from './pg-cluster.js';
 
@@ -54,7 +55,13 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       const store = new Store(o.db);
       ctx.admin = await store.createToken('admin');
       ctx.viewer = await store.createToken('viewer');
-      ctx.app = await buildApp({ store, generatorVersion: '0.0.0-test', bodyLimit: 256 * 1024 });
+      // The webhook receiver listens on loopback, which webhooks may reach only when allowed.
+      ctx.app = await buildApp({
+        store,
+        generatorVersion: '0.0.0-test',
+        bodyLimit: 256 * 1024,
+        webhooks: new WebhookPolicy(['127.0.0.0/8']),
+      });
     });
     after(async () => {
       await ctx.app?.close();

@@ -11,7 +11,7 @@ import { buildApp } from '../src/server/app.js';
 import { type Db, openDb, type Tables } from '../src/server/db.js';
 import { migrationProvider } from '../src/server/migrations.js';
 import { parseSite } from '../src/server/sites.js';
-import { Store } from '../src/server/store.js';
+import { formsOf, Store } from '../src/server/store.js';
 import { ROOT } from './helpers.js';
 import { type PgCluster, pgUnavailable, startPg } from './pg-cluster.js';
 
@@ -34,6 +34,7 @@ interface FlowStatus {
   verdict: string | null;
   checkedAt: string | null;
   latest: unknown;
+  history: unknown[];
 }
 
 type Inject = Awaited<ReturnType<FastifyInstance['inject']>>;
@@ -179,6 +180,60 @@ function suite(name: string, backend: () => Backend, skip?: string) {
       await post('run-current-v2-0002', 2, Date.now() + 2000, { [PVE_HTTPS]: 'ok', [PVE_SSH]: 'ok' });
       for (const r of await rows()) assert.equal(r.state, 'working', JSON.stringify(r));
     });
+
+    test("a site's status needs no earlier version to parse: one that today's catalogs refuse is history", async () => {
+      // Version 1 as stored by a release whose catalog had a role this one has not (a catalog
+      // changed since), with results of a run on it; version 2 is uploaded now.
+      const old = V1.replace('lab-current', 'lab-old').replace('flr-appliance]', 'flr-appliance-gone]');
+      assert.notEqual(old, V1);
+      await opened.db
+        .insertInto('site_versions')
+        .values({
+          site: 'lab-old',
+          version: 1,
+          yaml: old,
+          plan: '{"flows":[]}',
+          flows: 4,
+          created_at: new Date(T0).toISOString(),
+        })
+        .execute();
+      await opened.db
+        .insertInto('runs')
+        .values({
+          key: 'old-run',
+          agent_id: 'a',
+          site: 'lab-old',
+          version: 1,
+          started_at: new Date(T0).toISOString(),
+          received_at: new Date(T0).toISOString(),
+          isolated: 0,
+          results: 1,
+        })
+        .execute();
+      await opened.db
+        .insertInto('results')
+        .values({
+          run_key: 'old-run',
+          site: 'lab-old',
+          flow_id: SELF,
+          verdict: 'ok',
+          failed: 0,
+          detail: '{}',
+          checked_at: new Date(T0).toISOString(),
+          form: '-',
+        })
+        .execute();
+      assert.equal(
+        (await call('POST', '/api/sites', admin, { yaml: V2.replace('lab-current', 'lab-old') })).statusCode,
+        201,
+      );
+      const r = await call('GET', '/api/sites/lab-old/status', admin);
+      assert.equal(r.statusCode, 200, r.body);
+      const self = (r.json().flows as FlowStatus[]).find((f) => f.flow.id === SELF);
+      assert.deepEqual(self?.history, [], "a result of an unknown form is not the current flow's history");
+      const h = await call('GET', `/api/sites/lab-old/flows/${encodeURIComponent(SELF)}/history`, admin);
+      assert.equal(h.json().history.length, 1, "it stays in the flow's history");
+    });
   });
 
   describe(`migration 003 gives existing verdicts their form, on ${name}`, { skip: skip ?? false }, () => {
@@ -189,7 +244,10 @@ function suite(name: string, backend: () => Backend, skip?: string) {
       );
       assert.equal(m.error, undefined);
       const old = kysely as unknown as Kysely<
-        Omit<Tables, 'flow_status'> & { flow_status: Omit<Tables['flow_status'], 'form'> }
+        Omit<Tables, 'flow_status' | 'results'> & {
+          flow_status: Omit<Tables['flow_status'], 'form'>;
+          results: Omit<Tables['results'], 'form'>;
+        }
       >;
       const at = (min: number) => new Date(T0 + min * 60_000).toISOString();
       for (const [version, yaml] of [
@@ -311,6 +369,14 @@ function suite(name: string, backend: () => Backend, skip?: string) {
           (await o.db.selectFrom('version_flows').select('flow_id').where('version', '=', 2).execute())
             .length,
           3,
+        );
+        // Migration 005: each result has its flow's form in its run's version (both runs: version 1).
+        const v1 = formsOf(parseSite(V1));
+        assert.deepEqual(
+          (await o.db.selectFrom('results').select(['run_key', 'flow_id', 'form']).execute())
+            .map((r) => [r.run_key, r.flow_id, r.form])
+            .sort(),
+          [...ids.map((id) => ['r1', id, v1.get(id)]), ['r2', PVE_SSH, v1.get(PVE_SSH)]].sort(),
         );
       } finally {
         await o.close();

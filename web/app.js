@@ -337,11 +337,14 @@ function Changes({ site }) {
     () => api(`/api/sites/${encodeURIComponent(site)}/change-requests`),
     [site],
   );
+  const crs = data?.changeRequests ?? [];
   return html`<section>
     <button onClick=${reload}>Refresh</button>
     ${error && html`<p class="err">${error}</p>`}
-    ${(data?.changeRequests ?? []).map(
-      (cr) => html`<h3>Change request ${cr.id.slice(0, 8)} (v${cr.from} -> v${cr.to}, ${cr.createdAt})</h3>
+    ${crs.map(
+      (cr) => html`<div class=${cr.closedAt ? 'cr closed' : 'cr'} data-cr=${cr.id}>
+      <h3>Change request ${cr.id.slice(0, 8)} (v${cr.from} -> v${cr.to}, ${cr.createdAt})${cr.closedAt ? ' closed' : ''}</h3>
+      ${cr.closedAt ? html`<p class="reason" role="note">Closed at ${cr.closedAt}${cr.supersededBy ? `, superseded by ${cr.supersededBy.slice(0, 8)}` : ''}${cr.closedReason ? `: ${cr.closedReason}` : ''}. Its rows stay as they were; agents no longer check them.</p>` : html`<${CloseForm} site=${site} cr=${cr} others=${crs.filter((x) => x.id !== cr.id)} done=${reload} />`}
       <table aria-label="change request rows">
         <thead><tr><th>rule</th><th>change</th><th>state</th><th>evidence</th></tr></thead>
         <tbody>${cr.rows.map(
@@ -349,9 +352,42 @@ function Changes({ site }) {
             <td class=${`state state-${r.state}`}>${rowState(r)}</td>
             <td><pre class="reason">${r.evidence}</pre></td></tr>`,
         )}</tbody>
-      </table>`,
+      </table></div>`,
     )}
   </section>`;
+}
+
+/** Closes an open change request (admin token): a reason, and the request that replaces it if any. */
+function CloseForm({ site, cr, others, done }) {
+  const [reason, setReason] = useState('');
+  const [by, setBy] = useState('');
+  const [msg, setMsg] = useState('');
+  const short = cr.id.slice(0, 8);
+  return html`<p>
+    <input aria-label=${`reason for closing ${short}`} placeholder="reason (optional)" maxlength="1000" value=${reason} onInput=${(e) => setReason(e.target.value)} />
+    <select aria-label=${`superseded by (${short})`} value=${by} onChange=${(e) => setBy(e.target.value)}>
+      <option value="">not superseded</option>
+      ${others.map((o) => html`<option value=${o.id}>superseded by ${o.id.slice(0, 8)} (v${o.from} -> v${o.to})</option>`)}
+    </select>
+    <button onClick=${async () => {
+      try {
+        await api(
+          `/api/sites/${encodeURIComponent(site)}/change-requests/${encodeURIComponent(cr.id)}/close`,
+          {
+            method: 'POST',
+            body: JSON.stringify({
+              ...(reason.trim() ? { reason: reason.trim() } : {}),
+              ...(by ? { supersededBy: by } : {}),
+            }),
+          },
+        );
+        done();
+      } catch (e) {
+        setMsg(e.message);
+      }
+    }}>Close ${short}</button>
+    <span role="status">${msg}</span>
+  </p>`;
 }
 
 function Exports({ site, version }) {
@@ -392,9 +428,11 @@ function Diagram({ site, version }) {
 }
 
 function Site({ name, tab }) {
-  const [{ data, error }] = useLoad(() => api(`/api/sites/${encodeURIComponent(name)}`), [name]);
-  const versions = data?.versions ?? [];
   const t = tab || 'matrix';
+  // Read again on every tab: a version uploaded meanwhile (by the API, another admin) is the latest
+  // the diagram and exports show, not the one seen when the site was first opened.
+  const [{ data, error }] = useLoad(() => api(`/api/sites/${encodeURIComponent(name)}`), [name, t]);
+  const versions = data?.versions ?? [];
   const link = (id, label) =>
     html`<a href=${`#/site/${encodeURIComponent(name)}/${id}`}><button aria-pressed=${t === id}>${label}</button></a>`;
   return html`<section>
@@ -410,13 +448,26 @@ function Site({ name, tab }) {
 }
 
 function Agents() {
-  const [{ data, error }] = useLoad(() => api('/api/agents'), []);
+  const [{ data, error }, reload] = useLoad(() => api('/api/agents'), []);
+  const [msg, setMsg] = useState('');
+  const remove = async (a) => {
+    if (!confirm(`Remove agent ${a.name} (${a.host})? Its token stops working; its results stay.`)) return;
+    try {
+      await api(`/api/agents/${encodeURIComponent(a.id)}`, { method: 'DELETE' });
+      setMsg(`agent ${a.name} removed`);
+      reload();
+    } catch (e) {
+      setMsg(e.message);
+    }
+  };
   return html`<section><h1>Agents</h1>
     ${error && html`<p class="err">${error}</p>`}
-    <table><thead><tr><th>agent</th><th>site</th><th>host</th><th>last seen</th><th>state</th></tr></thead>
+    <p role="status">${msg}</p>
+    <table><thead><tr><th>agent</th><th>site</th><th>host</th><th>last seen</th><th>state</th><th></th></tr></thead>
     <tbody>${(data?.agents ?? []).map(
       (a) => html`<tr><td>${a.name}</td><td>${a.site}</td><td>${a.host}</td><td>${a.lastSeen ?? 'never'}</td>
-        <td class=${a.stale ? 'v-bad' : 'v-ok'}>${a.stale ? 'stale' : 'reporting'}${a.isolatedAt ? html` <span class="reason">isolated at ${a.isolatedAt}</span>` : ''}</td></tr>`,
+        <td class=${a.stale ? 'v-bad' : 'v-ok'}>${a.lastSeen ? (a.stale ? 'stale' : 'reporting') : 'never reported'}${a.isolatedAt ? html` <span class="reason">isolated at ${a.isolatedAt}</span>` : ''}</td>
+        <td><button onClick=${() => remove(a)}>Remove ${a.name}</button></td></tr>`,
     )}</tbody></table></section>`;
 }
 

@@ -7,7 +7,7 @@ import { parseDuration } from '../server/duration.js';
 import { counted } from '../util/plural.js';
 import { MAX_PEM_BYTES, MAX_TOKEN_BYTES, readBounded } from '../util/read.js';
 import { writeHelp } from '../util/wrap.js';
-import { COMMON_HELP, forUsage, parse } from './args.js';
+import { COMMON_HELP, forUsage, parse, positiveInt } from './args.js';
 
 /** `agent --once` exit code: the server was never reached, so nothing was reported (results are spooled). */
 export const EXIT_UNREPORTED = 3;
@@ -85,7 +85,7 @@ export async function run(argv: string[]): Promise<number> {
   // as "server unreachable", spooling runs forever.
   if (!/^[\x21-\x7e]+$/.test(token))
     throw new UsageError(
-      `the agent token (--token, --token-file or PORTOLAN_AGENT_TOKEN) holds ${/[\s]/.test(token) ? 'white space' : 'a character that is not printable ASCII'} (expected the token POST /api/agents returned, such as agent_...)`,
+      `the agent token (--token, --token-file or PORTOLAN_AGENT_TOKEN) holds ${/[\s]/.test(token) ? 'white space' : 'a character that is not printable ASCII'} (expected the token POST /api/agents returned, such as pta_...)`,
     );
   let ca: Buffer | undefined;
   if (values.ca !== undefined) {
@@ -96,11 +96,8 @@ export async function run(argv: string[]): Promise<number> {
       throw new UsageError(`--ca ${values.ca}: expected PEM certificates (-----BEGIN CERTIFICATE-----)`);
   }
   const intervalMs = parseDuration(values.interval ?? '5m', '--interval');
-  const timeoutMs = values.timeout === undefined ? undefined : Number(values.timeout);
-  if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs >= 1 && timeoutMs <= 600_000))
-    throw new UsageError(
-      `--timeout ${JSON.stringify(values.timeout)} is not a whole number from 1 to 600000`,
-    );
+  // Plain decimal digits only (positiveInt): Number() took 0x10, 1e3 and " 500".
+  const timeoutMs = positiveInt(values.timeout, '--timeout', 600_000);
   const secret = values.secret ?? process.env.PORTOLAN_SECRET;
   const spool =
     values.spool ??

@@ -3,12 +3,13 @@ import { createServer } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createSecureContext } from 'node:tls';
+import { loadCatalogs } from '../catalog/load.js';
 import { PortolanError, UsageError } from '../errors.js';
 import { buildApp, WEB_DIR } from '../server/app.js';
 import { openDb, parseDbTarget } from '../server/db.js';
 import { parseDuration } from '../server/duration.js';
 import { Store } from '../server/store.js';
-import { deliver } from '../server/webhooks.js';
+import { deliver, WebhookPolicy } from '../server/webhooks.js';
 import { packagePath } from '../util/paths.js';
 import { MAX_PEM_BYTES, readBounded } from '../util/read.js';
 import { version } from '../util/version.js';
@@ -18,7 +19,7 @@ import { checkOutputFile } from './output.js';
 
 const USAGE = `Usage: portolan serve [--db FILE | --db postgres://...] [--listen HOST:PORT] [--tls-cert F --tls-key F]
                       [--token-file F] [--new-admin-token] [--no-examples] [--stale-after DUR] [--retention DUR]
-                      [--body-limit BYTES]
+                      [--body-limit BYTES] [--webhook-allow CIDR]...
 
 The console and API. With no options: a SQLite store under ~/.local/share/portolan, the example
 sites loaded on first start, listening on 127.0.0.1:7300.
@@ -33,6 +34,9 @@ sites loaded on first start, listening on 127.0.0.1:7300.
   --stale-after DUR    mark an agent stale after this long without a heartbeat (default 15m)
   --retention DUR      delete results and events older than this (default: keep everything)
   --body-limit BYTES   largest request body (default 4194304)
+  --webhook-allow CIDR let webhooks reach these addresses (repeatable): by default a webhook may
+                       not reach loopback, unspecified, link-local (169.254.0.0/16, fe80::/10,
+                       where cloud metadata answers), metadata, multicast or reserved addresses
 
 ${COMMON_HELP}`;
 
@@ -123,6 +127,7 @@ export async function run(argv: string[]): Promise<number> {
       'stale-after': { type: 'string' },
       retention: { type: 'string' },
       'body-limit': { type: 'string' },
+      'webhook-allow': { type: 'string', multiple: true },
     },
     USAGE,
   );
@@ -141,11 +146,20 @@ export async function run(argv: string[]): Promise<number> {
   const staleMs = parseDuration(values['stale-after'] ?? '15m', '--stale-after');
   const retentionMs =
     values.retention === undefined ? undefined : parseDuration(values.retention, '--retention');
-  const bodyLimit = values['body-limit'] === undefined ? undefined : Number(values['body-limit']);
-  if (bodyLimit !== undefined && !(Number.isInteger(bodyLimit) && bodyLimit >= 1024))
+  // Plain decimal digits only: Number() would take 0x400, 1e4 and " 2048".
+  const bodyText = values['body-limit'];
+  const bodyLimit =
+    bodyText === undefined ? undefined : /^[0-9]{1,10}$/.test(bodyText) ? Number(bodyText) : Number.NaN;
+  if (bodyLimit !== undefined && !(bodyLimit >= 1024 && bodyLimit <= 2 ** 31 - 1))
     throw new UsageError(
-      `--body-limit ${JSON.stringify(values['body-limit'])}: expected a whole number of bytes, at least 1024`,
+      `--body-limit ${JSON.stringify(bodyText)}: expected a whole number of bytes in decimal digits, from 1024 to 2147483647`,
     );
+  let webhooks: WebhookPolicy;
+  try {
+    webhooks = new WebhookPolicy(values['webhook-allow'] ?? []);
+  } catch (err) {
+    throw new UsageError(`--webhook-allow ${(err as Error).message}`);
+  }
   const tokenFile =
     values['token-file'] ??
     (target.kind === 'sqlite' ? join(dirname(target.file), 'admin-token') : join(dataDir(), 'admin-token'));
@@ -155,6 +169,8 @@ export async function run(argv: string[]): Promise<number> {
       ? tlsFiles(values['tls-cert'], values['tls-key'])
       : undefined;
 
+  // Extra catalogs are read now: a broken one is said at start, not in every upload's error.
+  loadCatalogs(values.catalog ?? []);
   await assertCanListen(values.listen ?? '127.0.0.1:7300', host, port);
   const db = await openDb(target);
   const store = new Store(db, values.catalog ?? []);
@@ -195,6 +211,8 @@ export async function run(argv: string[]): Promise<number> {
     webDir: WEB_DIR,
     ...(bodyLimit !== undefined ? { bodyLimit } : {}),
     ...(tls ? { https: tls } : {}),
+    debug: values.debug === true,
+    webhooks,
   });
   try {
     // A fleet's agents may connect all at once: a deeper accept queue than the default 511.
@@ -227,7 +245,7 @@ export async function run(argv: string[]): Promise<number> {
   const tick = async () => {
     try {
       const events = await store.markStale(staleMs);
-      if (events.length) await deliver(store, events);
+      if (events.length) await deliver(store, events, webhooks);
       if (retentionMs !== undefined) await store.prune(retentionMs);
     } catch (err) {
       process.stderr.write(`portolan serve: housekeeping failed: ${(err as Error).message}\n`);

@@ -14,7 +14,7 @@ import { metrics } from './metrics.js';
 import * as S from './schemas.js';
 import { deltaModel, diffPlans } from './sites.js';
 import { ApiError, type EventRow, formsOf, type Principal, type Role, type Store } from './store.js';
-import { deliver } from './webhooks.js';
+import { deliver, WebhookPolicy } from './webhooks.js';
 
 /** Largest `detail` of one result an agent may post, in bytes of JSON (a flow's evidence is a few hundred). */
 export const MAX_DETAIL_BYTES = 64 * 1024;
@@ -29,6 +29,13 @@ export interface AppOptions {
   logger?: boolean;
   /** Serve HTTPS with this PEM certificate and key. */
   https?: { cert: Buffer; key: Buffer };
+  /**
+   * `serve --debug`: an internal error's stack trace goes to stderr (otherwise its one-line message
+   * only) and its message into the 500 reply (otherwise only "internal error; see the server log").
+   */
+  debug?: boolean;
+  /** Where webhooks may go (serve --webhook-allow); default: the refusals of WebhookPolicy alone. */
+  webhooks?: WebhookPolicy;
 }
 
 declare module 'fastify' {
@@ -40,6 +47,8 @@ declare module 'fastify' {
     summary?: string;
     /** Reply schemas by status, for the OpenAPI description only (no reply is serialised with them). */
     replies?: Record<number, unknown>;
+    /** The body may be left out (the route's preValidation makes it `{}`): not required in the OpenAPI description. */
+    bodyOptional?: boolean;
   }
   interface FastifyContextConfig {
     /** Who may call the route: the roles allowed; none for the public console files. */
@@ -64,7 +73,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     ...(opts.https ? { https: opts.https } : {}),
     logger: opts.logger ?? false,
     bodyLimit,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    // No type coercion: ajv would take "0x1", "1e1" and " 1" for the number 1 (and "true" for
+    // true in a body). Numbers in a path or query string are strings checked by pattern
+    // (schemas.ts wholeNumber); `verbose` gives the error handler the schema and the value refused.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false, verbose: true } },
     // Errors Fastify meets before routing (a path with a broken %-escape): the API's own shape,
     // `{ error: { code, message } }`, as every other refusal, not Fastify's.
     frameworkErrors: (err, req, reply) => {
@@ -138,7 +150,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
           ...Object.entries(query).map(([name, schema]) => ({ name, in: 'query', schema })),
         ],
         ...(s.body
-          ? { requestBody: { required: true, content: { 'application/json': { schema: s.body } } } }
+          ? {
+              requestBody: { required: !s.bodyOptional, content: { 'application/json': { schema: s.body } } },
+            }
           : {}),
         responses: Object.fromEntries(
           Object.entries((s.response as Record<string, unknown>) ?? s.replies ?? { 200: {} }).map(
@@ -182,15 +196,27 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       validationContext?: string;
     };
     if (e.validation) {
-      // ajv's words, without the context it starts with, and for a closed list the values it takes.
-      const first = (e.validation as { keyword?: string; params?: { allowedValues?: unknown[] } }[])[0];
+      // ajv's words, without the context it starts with, and for a closed list the values it takes;
+      // a string checked by a pattern (a number in a path or query string) says what the pattern
+      // means, from its schema's description, rather than quote the pattern.
+      const first = (
+        e.validation as {
+          keyword?: string;
+          instancePath?: string;
+          message?: string;
+          params?: { allowedValues?: unknown[] };
+          parentSchema?: { description?: string; pattern?: string };
+          data?: unknown;
+        }[]
+      )[0];
       const allowed = first?.keyword === 'enum' ? first.params?.allowedValues : undefined;
-      return reply.code(400).send({
-        error: {
-          code: 'EVALIDATION',
-          message: `${e.validationContext ?? 'body'}: ${e.message.replace(/^(body|querystring|params)\/?\s*/, '')}${allowed ? ` (expected one of: ${allowed.join(', ')})` : ''}`,
-        },
-      });
+      const context = e.validationContext ?? 'body';
+      const expected = first?.parentSchema?.pattern ? first.parentSchema.description : undefined;
+      const message =
+        expected && first?.keyword !== 'required'
+          ? `${context}${first?.instancePath ?? ''}: expected ${expected}, got ${JSON.stringify(first?.data)?.slice(0, 100)}`
+          : `${context}${first?.instancePath ?? ''}: ${first?.message ?? e.message}${allowed ? ` (expected one of: ${allowed.join(', ')})` : ''}`;
+      return reply.code(400).send({ error: { code: 'EVALIDATION', message } });
     }
     if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
       const code =
@@ -208,23 +234,32 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       return reply.code(e.statusCode).send({ error: { code, message } });
     }
     req.log.error(err);
-    // "see the server log" must hold without a logger too: one line per internal error on stderr.
+    // "see the server log" must hold without a logger too: one line per internal error on stderr,
+    // the stack trace only with --debug (it names the server's files).
+    const what = opts.debug ? ((err as Error).stack ?? String(err)) : oneLine(err);
     if (!opts.logger)
       process.stderr.write(
-        `portolan serve: internal error on ${req.method} ${req.url.split('?')[0]}: ${(err as Error).stack ?? String(err)}\n`,
+        `portolan serve: internal error on ${req.method} ${req.url.split('?')[0]}: ${what}\n`,
       );
-    return reply
-      .code(500)
-      .send({ error: { code: 'EINTERNAL', message: 'internal error; see the server log' } });
+    return reply.code(500).send({
+      error: {
+        code: 'EINTERNAL',
+        message: opts.debug ? `internal error: ${oneLine(err)}` : 'internal error; see the server log',
+      },
+    });
   });
   app.setNotFoundHandler((req, reply) =>
-    reply
-      .code(404)
-      .send({ error: { code: 'ENOTFOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } }),
+    reply.code(404).send({
+      error: {
+        code: 'ENOTFOUND',
+        message: `no route ${req.method} ${req.url.split('?')[0]?.slice(0, 200)} (expected a path and method that GET /api/openapi.json lists)`,
+      },
+    }),
   );
 
+  const policy = opts.webhooks ?? new WebhookPolicy();
   const emit = (events: EventRow[]) => {
-    if (events.length) void deliver(store, events);
+    if (events.length) void deliver(store, events, policy);
   };
 
   // --- API description ---
@@ -317,7 +352,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     },
   );
 
-  app.get<{ Params: { site: string }; Querystring: { from: number; to: number } }>(
+  app.get<{ Params: { site: string }; Querystring: { from: string; to: string } }>(
     '/api/sites/:site/diff',
     {
       config: { allow: READ },
@@ -328,8 +363,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       },
     },
     async (req) => {
-      const a = await store.version(req.params.site, req.query.from);
-      const b = await store.version(req.params.site, req.query.to);
+      const a = await store.version(req.params.site, Number(req.query.from));
+      const b = await store.version(req.params.site, Number(req.query.to));
       const d = diffPlans(a.parsed.plan, b.parsed.plan);
       return { site: req.params.site, from: a.version, to: b.version, ...d };
     },
@@ -337,7 +372,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   app.get<{
     Params: { site: string; format: string };
-    Querystring: { from: number; to: number; host?: string; file?: string };
+    Querystring: { from: string; to: string; host?: string; file?: string };
   }>(
     '/api/sites/:site/delta/:format',
     {
@@ -349,8 +384,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       },
     },
     async (req, reply) => {
-      const a = await store.version(req.params.site, req.query.from);
-      const b = await store.version(req.params.site, req.query.to);
+      const a = await store.version(req.params.site, Number(req.query.from));
+      const b = await store.version(req.params.site, Number(req.query.to));
       const model = deltaModel(
         diffPlans(a.parsed.plan, b.parsed.plan),
         a.parsed,
@@ -382,15 +417,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       // Only checks of each flow in its current form (flowForm): a changed flow keeps its id, and
       // the checks of its old addresses or ports (a removal row's evidence) are not its status.
       const status = new Map((await store.status(req.params.site, v.version)).map((s) => [s.flow_id, s]));
+      // Each result carries its flow's form in its run's version: no earlier version is parsed.
       const history = await store.history(req.params.site, undefined, 20);
-      const forms = new Map<number, Map<string, string>>();
-      for (const n of new Set(history.map((h) => h.version)))
-        forms.set(n, formsOf((await store.version(req.params.site, n)).parsed));
       const current = formsOf(v.parsed);
       const byFlow = new Map<string, typeof history>();
       for (const h of history)
-        if (forms.get(h.version)?.get(h.flowId) === current.get(h.flowId))
-          byFlow.set(h.flowId, [...(byFlow.get(h.flowId) ?? []), h]);
+        if (h.form === current.get(h.flowId)) byFlow.set(h.flowId, [...(byFlow.get(h.flowId) ?? []), h]);
       return {
         site: req.params.site,
         version: v.version,
@@ -415,7 +447,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     },
   );
 
-  app.get<{ Params: { site: string; flow: string }; Querystring: { limit?: number } }>(
+  app.get<{ Params: { site: string; flow: string }; Querystring: { limit?: string } }>(
     '/api/sites/:site/flows/:flow/history',
     {
       config: { allow: READ },
@@ -426,7 +458,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       },
     },
     async (req) => {
-      const history = await store.history(req.params.site, req.params.flow, req.query.limit ?? 100);
+      const history = await store.history(req.params.site, req.params.flow, Number(req.query.limit ?? 100));
       if (history.length) return { history };
       // No results: a flow of the latest version not checked yet (an empty history), or no such
       // flow at all (404, as for an unknown site).
@@ -501,6 +533,35 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     async (req) => store.changeRequest(req.params.site, req.params.id),
   );
 
+  app.post<{ Params: { site: string; id: string }; Body: { reason?: string; supersededBy?: string } }>(
+    '/api/sites/:site/change-requests/:id/close',
+    {
+      config: { allow: ADMIN },
+      schema: {
+        summary:
+          'close an open change request (done, abandoned, or superseded by another): its rows stay as they are',
+        params: S.crParams,
+        body: S.closeBody,
+        bodyOptional: true,
+        replies: { 200: S.changeRequestReply },
+      },
+      // The body is optional: a bare POST closes with no reason.
+      preValidation: async (req) => {
+        if (req.body === undefined || req.body === null) req.body = {};
+      },
+    },
+    async (req) => {
+      const r = await store.closeChangeRequest(
+        req.params.site,
+        req.params.id,
+        req.body.reason,
+        req.body.supersededBy,
+      );
+      emit(r.events);
+      return r.cr;
+    },
+  );
+
   // --- agents ---
   app.post<{ Body: { site: string; host: string; name?: string } }>(
     '/api/agents',
@@ -518,13 +579,46 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       agents: await store.listAgents(),
     }),
   );
+  app.delete<{ Params: { id: string } }>(
+    '/api/agents/:id',
+    {
+      config: { allow: ADMIN },
+      schema: { summary: 'remove an agent: its token stops working, its results stay', params: S.idParams },
+    },
+    async (req, reply) => {
+      emit(await store.removeAgent(req.params.id));
+      return reply.code(204).send();
+    },
+  );
   app.post<{ Body: { kind: 'viewer' } }>(
     '/api/tokens',
     {
       config: { allow: ADMIN },
-      schema: { summary: 'make a read-only viewer token (shown once)', body: S.tokenBody },
+      schema: {
+        summary: 'make a read-only viewer token (shown once, with the id that revokes it)',
+        body: S.tokenBody,
+      },
     },
-    async (_req, reply) => reply.code(201).send({ kind: 'viewer', token: await store.createToken('viewer') }),
+    async (_req, reply) => {
+      const t = await store.createViewer();
+      return reply.code(201).send({ kind: 'viewer', token: t.token, id: t.id });
+    },
+  );
+  app.get(
+    '/api/tokens',
+    {
+      config: { allow: ADMIN },
+      schema: { summary: 'tokens by id, kind and creation time (never their text)' },
+    },
+    async () => ({ tokens: await store.listTokens() }),
+  );
+  app.delete<{ Params: { id: string } }>(
+    '/api/tokens/:id',
+    { config: { allow: ADMIN }, schema: { summary: 'revoke a viewer token', params: S.idParams } },
+    async (req, reply) => {
+      await store.revokeToken(req.params.id);
+      return reply.code(204).send();
+    },
   );
 
   // --- the agent protocol ---
@@ -577,10 +671,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   );
 
   // --- events, webhooks, catalog, metrics ---
-  app.get<{ Querystring: { site?: string; limit?: number } }>(
+  app.get<{ Querystring: { site?: string; limit?: string } }>(
     '/api/events',
     { config: { allow: READ }, schema: { summary: 'events, newest first', querystring: S.eventsQuery } },
-    async (req) => ({ events: await store.events(req.query.site, req.query.limit ?? 200) }),
+    async (req) => ({ events: await store.events(req.query.site, Number(req.query.limit ?? 200)) }),
   );
   app.get('/api/webhooks', { config: { allow: ADMIN }, schema: { summary: 'webhooks' } }, async () => ({
     webhooks: await store.webhooks(),
@@ -591,7 +685,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       config: { allow: ADMIN },
       schema: { summary: 'POST every event as JSON to this URL', body: S.webhookBody },
     },
-    async (req, reply) => reply.code(201).send(await store.addWebhook(req.body.url)),
+    async (req, reply) => {
+      await policy.check(req.body.url);
+      return reply.code(201).send(await store.addWebhook(req.body.url));
+    },
   );
   app.delete<{ Params: { id: string } }>(
     '/api/webhooks/:id',
@@ -639,6 +736,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       );
   }
   return app;
+}
+
+/** An error's name and message on one line. */
+function oneLine(err: unknown): string {
+  const e = err as Error;
+  return `${e?.name ?? 'Error'}: ${String(e?.message ?? err).replace(/\s*\n\s*/g, ' ')}`;
 }
 
 function versionOf(text: string): number | 'latest' {

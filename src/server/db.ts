@@ -58,6 +58,8 @@ export interface Tables {
     failed: number;
     detail: string;
     checked_at: string;
+    /** The flow's form in the run's version (flowForm; migration 005); UNKNOWN_FORM when it has none. */
+    form: string;
   };
   /** A version's flows: each flow id with its form (sites.ts flowForm), written with the version. */
   version_flows: { site: string; version: number; flow_id: string; form: string };
@@ -83,7 +85,18 @@ export interface Tables {
     data: string;
   };
   webhooks: { id: string; url: string; created_at: string };
-  change_requests: { id: string; site: string; from_version: number; to_version: number; created_at: string };
+  change_requests: {
+    id: string;
+    site: string;
+    from_version: number;
+    to_version: number;
+    created_at: string;
+    /** When it was closed (migration 004); null while open. A closed request is never reopened. */
+    closed_at: string | null;
+    closed_reason: string | null;
+    /** The change request of the same site that replaces it, when it was closed for one. */
+    superseded_by: string | null;
+  };
   change_rows: {
     cr_id: string;
     rule: string;

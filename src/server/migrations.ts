@@ -247,6 +247,38 @@ const MIGRATIONS: Record<string, Migration> = {
       await db.schema.alterTable('flow_status_form').renameTo('flow_status').execute();
     },
   },
+  // A change request can be closed (done with, abandoned, or superseded by a newer one): its rows
+  // keep their last state and evidence, and agents no longer check its removals.
+  '004_change_request_closed': {
+    async up(db: Kysely<unknown>) {
+      // SQLite runs migrations outside a transaction (Kysely): a start that stopped after some of
+      // these columns were added adds only the others.
+      const table = (await db.introspection.getTables()).find((t) => t.name === 'change_requests');
+      const have = new Set(table?.columns.map((c) => c.name));
+      for (const column of ['closed_at', 'closed_reason', 'superseded_by'])
+        if (!have.has(column))
+          await db.schema.alterTable('change_requests').addColumn(column, 'text').execute();
+    },
+  },
+  // Each result with the form of its flow in its run's version (sites.ts flowForm): a site's recent
+  // history picks the checks of each flow's current form without parsing every version it names
+  // (an old version's inventory need not even parse with today's catalogs). Filled from
+  // version_flows; a result whose flow its version does not have gets UNKNOWN_FORM.
+  '005_result_form': {
+    async up(db: Kysely<unknown>) {
+      // SQLite runs migrations outside a transaction: a run that stopped after adding the column
+      // fills the rows still empty, and an index already made is kept.
+      const table = (await db.introspection.getTables()).find((t) => t.name === 'results');
+      if (!table?.columns.some((c) => c.name === 'form'))
+        await db.schema.alterTable('results').addColumn('form', 'text').execute();
+      await sql`update results set form = coalesce((
+          select vf.form from runs join version_flows vf
+            on vf.site = runs.site and vf.version = runs.version
+          where runs.key = results.run_key and vf.flow_id = results.flow_id
+          limit 1), ${UNKNOWN_FORM})
+        where form is null`.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -5,13 +5,36 @@ import { VERDICT_ORDER } from '../probe/verdict.js';
 /** JSON schemas of the API: Fastify validates every request against them before a handler runs. */
 
 const name = { type: 'string', minLength: 1, maxLength: 200 } as const;
-const version = { type: 'integer', minimum: 1 } as const;
+/** A version number in a JSON body (a JSON number: `1`, never `"1"`; types are not coerced). */
+const version = { type: 'integer', minimum: 1, maximum: 999_999_999 } as const;
+
+/**
+ * A whole number in a path or query string from 1 to `max`, with `pattern` matching exactly that
+ * range: plain decimal digits only, so `0x1`, `1e1`, ` 1`, `+1`, `01` and `1.0` are refused (a bare
+ * Number() or ajv's type coercion takes them all). The handler converts the text with Number().
+ * `description` is the expectation a 400 reply quotes (app.ts, the error handler).
+ */
+function wholeNumber(max: number, pattern: string) {
+  return {
+    type: 'string',
+    pattern,
+    description: `a whole number from 1 to ${max} in plain decimal digits`,
+  } as const;
+}
+const versionText = wholeNumber(999_999_999, '^[1-9][0-9]{0,8}$');
 
 export const siteParams = { type: 'object', required: ['site'], properties: { site: name } } as const;
 export const versionParams = {
   type: 'object',
   required: ['site', 'version'],
-  properties: { site: name, version: { type: 'string', pattern: '^(latest|[1-9][0-9]{0,8})$' } },
+  properties: {
+    site: name,
+    version: {
+      type: 'string',
+      pattern: '^(latest|[1-9][0-9]{0,8})$',
+      description: '"latest" or a version number from 1 to 999999999 in plain decimal digits',
+    },
+  },
 } as const;
 const format = { type: 'string', enum: FORMAT_NAMES } as const;
 export const exportParams = {
@@ -45,23 +68,23 @@ export const diffQuery = {
   type: 'object',
   additionalProperties: false,
   required: ['from', 'to'],
-  properties: { from: version, to: version },
+  properties: { from: versionText, to: versionText },
 } as const;
 export const deltaQuery = {
   type: 'object',
   additionalProperties: false,
   required: ['from', 'to'],
-  properties: { from: version, to: version, host: name, file: name },
+  properties: { from: versionText, to: versionText, host: name, file: name },
 } as const;
 export const limitQuery = {
   type: 'object',
   additionalProperties: false,
-  properties: { limit: { type: 'integer', minimum: 1, maximum: 1000 } },
+  properties: { limit: wholeNumber(1000, '^([1-9][0-9]{0,2}|1000)$') },
 } as const;
 export const eventsQuery = {
   type: 'object',
   additionalProperties: false,
-  properties: { site: name, limit: { type: 'integer', minimum: 1, maximum: 5000 } },
+  properties: { site: name, limit: wholeNumber(5000, '^([1-9][0-9]{0,2}|[1-4][0-9]{3}|5000)$') },
 } as const;
 export const langQuery = {
   type: 'object',
@@ -80,6 +103,22 @@ export const changeBody = {
   additionalProperties: false,
   required: ['from', 'to'],
   properties: { from: version, to: version },
+} as const;
+export const closeBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    reason: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 1000,
+      description: 'why, in a line: shown with the request',
+    },
+    supersededBy: {
+      ...name,
+      description: 'the id of the change request of the same site that replaces this one',
+    },
+  },
 } as const;
 export const enrolBody = {
   type: 'object',
@@ -179,6 +218,17 @@ export const changeRequestReply = {
     from: version,
     to: version,
     createdAt: { type: 'string', format: 'date-time' },
+    closedAt: {
+      type: ['string', 'null'],
+      format: 'date-time',
+      description:
+        'when it was closed (POST .../close); null while open. A closed request keeps its rows as they were: later checks move none of them and agents no longer check its removals',
+    },
+    closedReason: { type: ['string', 'null'] },
+    supersededBy: {
+      type: ['string', 'null'],
+      description: 'the change request of the same site that replaces it, when it was closed for one',
+    },
     rows: { type: 'array', items: changeRow },
   },
 } as const;

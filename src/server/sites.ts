@@ -1,12 +1,10 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { InputError } from '../errors.js';
 import { buildExportModel, type ExportModel, type RemovalRule } from '../export/model.js';
-import { loadSite, type Site } from '../inventory/load.js';
+import { loadSiteText, type Site } from '../inventory/load.js';
 import type { Flow, Plan } from '../model/flow.js';
 import { buildPlan } from '../plan/plan.js';
+import { parseYamlText } from '../util/yaml.js';
 
 /** The name uploaded inventories carry in error messages (`inventory.yaml:3:5 hosts.x: ...`). */
 export const UPLOAD_NAME = 'inventory.yaml';
@@ -19,28 +17,35 @@ const cache = new Map<string, ParsedSite>();
 
 /**
  * Parses an uploaded inventory with the same loader and planner as the CLI. Errors name
- * `inventory.yaml:line:col` and the key, as `portolan validate` would. Results are cached by text
- * (derived data only: every process derives the same plan from the same stored YAML).
+ * `inventory.yaml:line:col` and the key, as `portolan validate` would. The text is never written to
+ * disk, so no message can name a directory of the server. An upload may not name catalog files
+ * (`catalogs:`): the server has no directory of the user's, and a path there would read the
+ * server's own files; catalogs of one's own are given to `serve --catalog`. Results are cached by
+ * text (derived data only: every process derives the same plan from the same stored YAML).
+ * Throws InputError.
  */
 export function parseSite(yaml: string, catalogs: readonly string[] = []): ParsedSite {
   const hit = cache.get(yaml);
   if (hit) return hit;
-  const dir = mkdtempSync(join(tmpdir(), 'portolan-site-'));
-  const file = join(dir, UPLOAD_NAME);
-  try {
-    writeFileSync(file, yaml);
-    const site = loadSite(file, catalogs);
-    const parsed = { ...site, plan: buildPlan(site.inventory, site.catalogs) };
-    if (cache.size > 200) cache.clear();
-    cache.set(yaml, parsed);
-    return parsed;
-  } catch (err) {
-    if (err instanceof InputError && err.location?.file === file)
-      throw new InputError(err.detail, { ...err.location, file: UPLOAD_NAME });
-    throw err;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  if (yaml.includes('catalogs')) refuseOwnCatalogs(yaml);
+  const site = loadSiteText(yaml, UPLOAD_NAME, catalogs);
+  const parsed = { ...site, plan: buildPlan(site.inventory, site.catalogs) };
+  if (cache.size > 200) cache.clear();
+  cache.set(yaml, parsed);
+  return parsed;
+}
+
+/** Throws a located InputError when an uploaded inventory has a `catalogs:` list that is not empty. */
+function refuseOwnCatalogs(yaml: string): void {
+  const y = parseYamlText(Buffer.from(yaml, 'utf8'), UPLOAD_NAME, 'inventory');
+  const data = y.data;
+  if (data === null || typeof data !== 'object' || Array.isArray(data) || !('catalogs' in data)) return;
+  const list = (data as { catalogs: unknown }).catalogs;
+  if (Array.isArray(list) && list.length === 0) return;
+  throw new InputError(
+    'an uploaded inventory cannot name catalog files: the server reads no files beside an upload (expected no catalogs: key; give catalogs of your own to the server with serve --catalog PATH)',
+    y.locate(['catalogs'], 'key'),
+  );
 }
 
 /** What makes two versions of one flow (same id) differ on the wire. */

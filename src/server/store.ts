@@ -6,6 +6,7 @@ import {
   SqliteAdapter,
   type Transaction,
 } from 'kysely';
+import { InputError } from '../errors.js';
 import { isFailure, type Verdict } from '../probe/verdict.js';
 import { pushAll } from '../util/arrays.js';
 import type { Db, Tables } from './db.js';
@@ -199,6 +200,48 @@ export class Store {
     return token;
   }
 
+  /** Makes a viewer token; returns its id (for revoking it) and its text, shown once. */
+  async createViewer(): Promise<{ id: string; token: string }> {
+    const token = newToken('ptv');
+    const id = randomUUID();
+    await this.db
+      .insertInto('tokens')
+      .values({ id, kind: 'viewer', hash: hashToken(token), agent_id: null, created_at: this.now() })
+      .execute();
+    return { id, token };
+  }
+
+  /** Every token by id, kind, agent and creation time: never its hash (the text is not kept). */
+  async listTokens() {
+    const rows = await this.db
+      .selectFrom('tokens')
+      .select(['id', 'kind', 'agent_id', 'created_at'])
+      .orderBy('created_at')
+      .execute();
+    return rows.map((t) => ({ id: t.id, kind: t.kind, agent: t.agent_id, createdAt: t.created_at }));
+  }
+
+  /**
+   * Revokes a viewer token: it stops working at once. Throws ApiError 404 (no such token) or 400
+   * for an admin token (replaced with serve --new-admin-token) or an agent's (DELETE /api/agents/ID).
+   */
+  async revokeToken(id: string): Promise<void> {
+    const t = await this.db.selectFrom('tokens').select(['kind']).where('id', '=', id).executeTakeFirst();
+    if (!t)
+      throw new ApiError(
+        404,
+        'ENOTOKEN',
+        `no token ${JSON.stringify(id)} (expected an id that GET /api/tokens lists)`,
+      );
+    if (t.kind !== 'viewer')
+      throw new ApiError(
+        400,
+        'ETOKENKIND',
+        `token ${JSON.stringify(id)} is an ${t.kind} token (expected a viewer token; ${t.kind === 'admin' ? 'the admin token is replaced with serve --new-admin-token' : "an agent's token goes with its agent: DELETE /api/agents/ID"})`,
+      );
+    await this.db.deleteFrom('tokens').where('id', '=', id).execute();
+  }
+
   /** Replaces every admin token with a new one. */
   async rotateAdmin(): Promise<string> {
     await this.db.deleteFrom('tokens').where('kind', '=', 'admin').execute();
@@ -374,10 +417,13 @@ export class Store {
 
   /**
    * What the agent plan reply depends on, read from the store on every call: the number of the
-   * site's newest version and how many change requests the site has (versions and change requests
-   * are only ever added, never changed). One statement.
+   * site's newest version, how many change requests the site has and how many of them are closed
+   * (versions and change requests are only ever added, and a closed request is never reopened, so
+   * both counts only grow). One statement.
    */
-  private async planStamp(site: string): Promise<{ version: number | undefined; changeRequests: number }> {
+  private async planStamp(
+    site: string,
+  ): Promise<{ version: number | undefined; changeRequests: number; closed: number }> {
     const build = () =>
       this.db.selectNoFrom((eb) => [
         eb
@@ -390,28 +436,34 @@ export class Store {
           .select((e) => e.fn.countAll().as('n'))
           .where('site', '=', site)
           .as('crs'),
+        eb
+          .selectFrom('change_requests')
+          .select((e) => e.fn.count('closed_at').as('n'))
+          .where('site', '=', site)
+          .as('closed'),
       ]);
-    const row = (await this.prepared(this.db, 'planStamp', build, [site, site])).rows[0];
+    const row = (await this.prepared(this.db, 'planStamp', build, [site, site, site])).rows[0];
     const v = row?.version;
     return {
       version: v === null || v === undefined ? undefined : Number(v),
       changeRequests: Number(row?.crs ?? 0),
+      closed: Number(row?.closed ?? 0),
     };
   }
 
   /**
    * GET /api/agent/plan's reply as JSON text: `{agent, site, host, version, yaml, flowIds,
    * removals}` for the site's latest version. The part after `agent` is kept per (site, version,
-   * change-request count, host), all read from the store on every call: a stored version and a
-   * change request never change, so a new one is seen at once and several serve processes on one
-   * database cannot serve a stale plan.
+   * change-request count, closed count, host), all read from the store on every call: a stored
+   * version never changes and a change request changes only once, when closed, so a new one or a
+   * closing is seen at once and several serve processes on one database cannot serve a stale plan.
    */
   async agentPlanJson(agent: AgentRow): Promise<string> {
     const stamp = await this.planStamp(agent.site);
     const n = stamp.version;
     if (n === undefined)
       throw new ApiError(404, 'ENOSITE', `no version latest of site ${JSON.stringify(agent.site)}`);
-    const key = `${agent.site}\u0000${n}\u0000${stamp.changeRequests}\u0000${agent.host}`;
+    const key = `${agent.site}\u0000${n}\u0000${stamp.changeRequests}\u0000${stamp.closed}\u0000${agent.host}`;
     let rest = this.planReplies.get(key);
     if (rest === undefined) {
       const v = await this.version(agent.site, n);
@@ -430,7 +482,7 @@ export class Store {
   }
 
   /**
-   * The flows from `host` that removal rows of the site's change requests name and the latest
+   * The flows from `host` that removal rows of the site's open change requests name and the latest
    * version (`latest`) no longer has in that form, grouped by the version that still has them, with its YAML:
    * the agent checks them with that version's inventory, and a flow found blocked proves its
    * removal (see updateRemovalRows). `[]` when there are none.
@@ -446,6 +498,7 @@ export class Store {
       .select(['change_rows.flow_ids', 'change_requests.from_version'])
       .where('change_rows.site', '=', site)
       .where('change_rows.action', '=', 'remove')
+      .where('change_requests.closed_at', 'is', null)
       .execute();
     if (!rows.length) return [];
     // A changed flow keeps its id with new endpoints: its old form is checked. A flow the latest
@@ -503,20 +556,30 @@ export class Store {
             .where('site', '=', site)
             .where('version', '=', version)
             .executeTakeFirst();
-    if (!row)
+    if (!row) {
+      const latest = version === 'latest' ? undefined : (await this.latestVersion(site))?.version;
       throw new ApiError(
         404,
         'ENOSITE',
-        version === 'latest'
+        latest === undefined
           ? `no site ${JSON.stringify(site)} (expected one uploaded first: POST /api/sites, or the console's upload box)`
-          : `no version ${version} of site ${JSON.stringify(site)}`,
+          : `no version ${version} of site ${JSON.stringify(site)} (expected ${latest === 1 ? '1' : `1 to ${latest}`} or latest)`,
       );
-    const v = {
-      version: row.version,
-      yaml: row.yaml,
-      createdAt: row.created_at,
-      parsed: parseSite(row.yaml, this.catalogs),
-    };
+    }
+    let parsed: ParsedSite;
+    try {
+      parsed = parseSite(row.yaml, this.catalogs);
+    } catch (err) {
+      // A stored version that no longer loads is the server's catalogs having changed since, not
+      // a bad request: say which version and what to do.
+      if (!(err instanceof InputError)) throw err;
+      throw new ApiError(
+        409,
+        'ESTORED',
+        `version ${row.version} of site ${JSON.stringify(site)} no longer loads with this server's catalogs: ${err.message} (expected the catalogs it was stored with: serve --catalog PATH; or upload a version that loads)`,
+      );
+    }
+    const v = { version: row.version, yaml: row.yaml, createdAt: row.created_at, parsed };
     if (this.versionCache.size >= 256) this.versionCache.clear();
     this.versionCache.set(`${v.version}\u0000${site}`, v);
     return v;
@@ -546,7 +609,10 @@ export class Store {
       .execute();
   }
 
-  /** The latest results of a site's flows, newest first, at most `limit` per flow. */
+  /**
+   * The latest results of a site's flows, newest first, at most `limit` per flow, each with the
+   * `form` its flow had in the run's version (flowForm; UNKNOWN_FORM when none).
+   */
   async history(site: string, flowId: string | undefined, limit: number) {
     let q = this.db
       .selectFrom('results')
@@ -557,6 +623,7 @@ export class Store {
         'results.failed',
         'results.detail',
         'results.checked_at',
+        'results.form',
         'runs.agent_id',
         'runs.version',
         'runs.isolated',
@@ -583,6 +650,7 @@ export class Store {
         agent: r.agent_id,
         version: r.version,
         isolated: !!r.isolated,
+        form: r.form,
       }));
   }
 
@@ -630,6 +698,36 @@ export class Store {
     const a = await this.db.selectFrom('agents').selectAll().where('id', '=', id).executeTakeFirst();
     if (!a) throw new ApiError(403, 'EAGENT', 'this agent token names no enrolled agent');
     return a;
+  }
+
+  /**
+   * Removes an enrolled agent and its token (which stops working at once); its runs and results
+   * stay as history. An `agent-removed` event is written. Throws ApiError 404 for no such agent.
+   */
+  async removeAgent(id: string): Promise<EventRow[]> {
+    return this.db.transaction().execute(async (tx) => {
+      const a = await tx.selectFrom('agents').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!a)
+        throw new ApiError(
+          404,
+          'ENOAGENT',
+          `no agent ${JSON.stringify(id)} (expected an id that GET /api/agents lists)`,
+        );
+      await tx.deleteFrom('tokens').where('agent_id', '=', id).execute();
+      await tx.deleteFrom('agents').where('id', '=', id).execute();
+      return [
+        await this.event(
+          tx,
+          a.site,
+          'agent-removed',
+          a.name,
+          `agent ${a.name} (${a.host}) removed; its token no longer works`,
+          {
+            id,
+          },
+        ),
+      ];
+    });
   }
 
   async listAgents() {
@@ -801,6 +899,7 @@ export class Store {
           .onConflict((oc) => oc.column('key').doNothing());
       const ins = await this.prepared(tx, 'insertRun', insertRun, Object.values(values));
       if (Number(ins.numAffectedRows ?? 0n) !== 1) return false;
+      const runForms = formsOf((await this.version(agent.site, run.version)).parsed);
       if (run.results.length)
         await tx
           .insertInto('results')
@@ -813,6 +912,7 @@ export class Store {
               failed: isFailure(r.verdict) ? 1 : 0,
               detail: JSON.stringify(r.detail),
               checked_at: run.startedAt,
+              form: runForms.get(r.flowId) ?? UNKNOWN_FORM,
             })),
           )
           .execute();
@@ -848,8 +948,7 @@ export class Store {
           .flatMap((r) => JSON.parse(r.flow_ids) as string[]),
       );
       const checked = run.results.filter((r) => !removing.has(r.flowId));
-      const forms = formsOf((await this.version(agent.site, run.version)).parsed);
-      pushAll(events, await this.updateStatus(tx, agent.site, forms, checked, run.startedAt));
+      pushAll(events, await this.updateStatus(tx, agent.site, runForms, checked, run.startedAt));
       pushAll(
         events,
         await this.updateChangeRows(
@@ -950,7 +1049,10 @@ export class Store {
     return events;
   }
 
-  /** Every change row of the site with its change request's creation time and target version. */
+  /**
+   * Every change row of the site's open change requests with its change request's creation time
+   * and target version: a closed request's rows keep the state and evidence they had.
+   */
   private async changeRowsOf(tx: Transaction<Tables>, site: string) {
     const build = () =>
       tx
@@ -958,7 +1060,8 @@ export class Store {
         .innerJoin('change_requests', 'change_requests.id', 'change_rows.cr_id')
         .selectAll('change_rows')
         .select(['change_requests.created_at as cr_created', 'change_requests.to_version as cr_to'])
-        .where('change_rows.site', '=', site);
+        .where('change_rows.site', '=', site)
+        .where('change_requests.closed_at', 'is', null);
     return (await this.prepared(tx, 'changeRows', build, [site])).rows;
   }
 
@@ -1156,7 +1259,12 @@ export class Store {
       .where('site', '=', site)
       .where('id', '=', id)
       .executeTakeFirst();
-    if (!cr) throw new ApiError(404, 'ENOCHANGE', `no change request ${JSON.stringify(id)} for site ${site}`);
+    if (!cr)
+      throw new ApiError(
+        404,
+        'ENOCHANGE',
+        `no change request ${JSON.stringify(id)} for site ${site} (expected an id that GET /api/sites/${encodeURIComponent(site)}/change-requests lists)`,
+      );
     const rows = await this.db
       .selectFrom('change_rows')
       .selectAll()
@@ -1169,6 +1277,9 @@ export class Store {
       from: cr.from_version,
       to: cr.to_version,
       createdAt: cr.created_at,
+      closedAt: cr.closed_at ?? null,
+      closedReason: cr.closed_reason ?? null,
+      supersededBy: cr.superseded_by ?? null,
       rows: rows.map((r) => ({
         rule: r.action === 'remove' ? r.rule.slice(REMOVE_PREFIX.length) : r.rule,
         action: r.action,
@@ -1179,6 +1290,70 @@ export class Store {
         updatedAt: r.updated_at,
       })),
     };
+  }
+
+  /**
+   * Closes an open change request of `site`: done with, abandoned, or superseded by the change
+   * request `supersededBy` of the same site. Its rows keep their last state and evidence, agents
+   * stop checking its removals, and later checks move none of its rows. A `change-closed` event is
+   * written. Throws ApiError 404 (no such request), 409 ECLOSED (already closed) or 400
+   * ESUPERSEDE (a `supersededBy` that is itself or not a change request of the site).
+   */
+  async closeChangeRequest(
+    site: string,
+    id: string,
+    reason: string | undefined,
+    supersededBy: string | undefined,
+  ): Promise<{ cr: Awaited<ReturnType<Store['changeRequest']>>; events: EventRow[] }> {
+    const events: EventRow[] = [];
+    await this.db.transaction().execute(async (tx) => {
+      const cr = await tx
+        .selectFrom('change_requests')
+        .selectAll()
+        .where('site', '=', site)
+        .where('id', '=', id)
+        .executeTakeFirst();
+      if (!cr)
+        throw new ApiError(404, 'ENOCHANGE', `no change request ${JSON.stringify(id)} for site ${site}`);
+      if (supersededBy !== undefined) {
+        const other = await tx
+          .selectFrom('change_requests')
+          .select('id')
+          .where('site', '=', site)
+          .where('id', '=', supersededBy)
+          .executeTakeFirst();
+        if (!other || supersededBy === id)
+          throw new ApiError(
+            400,
+            'ESUPERSEDE',
+            `body/supersededBy: ${JSON.stringify(supersededBy)} is ${other ? 'the change request being closed' : `not a change request of site ${site}`} (expected the id of another change request of the site)`,
+          );
+      }
+      const at = this.now();
+      const r = await tx
+        .updateTable('change_requests')
+        .set({ closed_at: at, closed_reason: reason ?? null, superseded_by: supersededBy ?? null })
+        .where('id', '=', id)
+        .where('closed_at', 'is', null)
+        .executeTakeFirst();
+      if (Number(r.numUpdatedRows) !== 1)
+        throw new ApiError(
+          409,
+          'ECLOSED',
+          `change request ${JSON.stringify(id)} was closed at ${cr.closed_at ?? 'the same time by another request'} (expected an open one; a closed change request stays closed)`,
+        );
+      events.push(
+        await this.event(
+          tx,
+          site,
+          'change-closed',
+          id,
+          `change request ${id.slice(0, 8)} closed${supersededBy ? `, superseded by ${supersededBy.slice(0, 8)}` : ''}${reason ? `: ${reason}` : ''}`,
+          { changeRequest: id, reason: reason ?? null, supersededBy: supersededBy ?? null },
+        ),
+      );
+    });
+    return { cr: await this.changeRequest(site, id), events };
   }
 
   // --- events and webhooks ---
@@ -1223,7 +1398,11 @@ export class Store {
   async deleteWebhook(id: string) {
     const r = await this.db.deleteFrom('webhooks').where('id', '=', id).executeTakeFirst();
     if (Number(r.numDeletedRows) !== 1)
-      throw new ApiError(404, 'ENOHOOK', `no webhook ${JSON.stringify(id)}`);
+      throw new ApiError(
+        404,
+        'ENOHOOK',
+        `no webhook ${JSON.stringify(id)} (expected an id that GET /api/webhooks lists)`,
+      );
   }
 
   /** Deletes results, runs and events older than `ms` (retention set by time). */
