@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -9,6 +9,7 @@ import { openDb, parseDbTarget } from '../server/db.js';
 import { parseDuration } from '../server/duration.js';
 import { Store } from '../server/store.js';
 import { deliver } from '../server/webhooks.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { packagePath } from '../util/paths.js';
 import { MAX_PEM_BYTES, readBounded } from '../util/read.js';
 import { version } from '../util/version.js';
@@ -80,10 +81,12 @@ async function assertCanListen(text: string, host: string, port: number): Promis
   }
 }
 
+/**
+ * Writes the admin token to `file` with mode 0600 from the file's creation (writeFileAtomic): the
+ * name itself is replaced, so a symbolic link, FIFO or other file put there is never written through.
+ */
 function writeSecret(file: string, text: string): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, `${text}\n`, { mode: 0o600 });
-  renameSync(tmp, file);
+  writeFileAtomic(file, `${text}\n`, { mode: 0o600, follow: false });
 }
 
 /** Reads the PEM certificate and key and checks they make a TLS context (the key matches the certificate). */
