@@ -457,6 +457,34 @@ describe('serve: the admin token', () => {
     }
   });
 
+  test('a --token-file that is the store or a link is refused, never replaced or written through', {
+    timeout: 120_000,
+  }, async () => {
+    // The token was renamed over the SQLite file the server had open: its store was gone.
+    const d = dir();
+    const db = join(d, 'store.db');
+    const { out } = await serveWithPid('true', ['--db', db, '--token-file', db]);
+    assert.match(
+      out,
+      new RegExp(
+        `^portolan: cannot write the admin token to ${db}: it is not a token file \\(it holds something else\\); expected a new name, or the file an earlier serve wrote the token to\nexit 1$`,
+      ),
+    );
+    assert.equal(readFileSync(db).subarray(0, 15).toString('latin1'), 'SQLite format 3');
+    const v = victim();
+    symlinkSync(v.path, join(d, 'linked-token'));
+    const linked = await serveWithPid('true', [
+      '--db',
+      db,
+      '--new-admin-token',
+      '--token-file',
+      join(d, 'linked-token'),
+    ]);
+    assert.match(linked.out, /it is not a token file \(a symbolic link\)/);
+    assert.equal(readFileSync(v.path, 'utf8'), v.text);
+    assert.ok(lstatSync(join(d, 'linked-token')).isSymbolicLink());
+  });
+
   test('a full disk: one line naming the file, exit 1, and no partial token left behind', {
     skip: isRoot ? false : 'needs root to mount a tmpfs',
     timeout: 120_000,
