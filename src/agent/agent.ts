@@ -1,15 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import {
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { join } from 'node:path';
@@ -20,6 +10,7 @@ import { type CheckOptions, type CheckReport, runCheck } from '../probe/engine.j
 import { summarize } from '../probe/report.js';
 import { scopeFor } from '../probe/scope.js';
 import { type FlowResult, unanswered } from '../probe/verdict.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { counted } from '../util/plural.js';
 
 /** What the server's /api/agent/plan returns. */
@@ -173,8 +164,9 @@ export class Agent {
   constructor(private readonly o: AgentOptions) {
     this.pending = join(o.spool, 'pending');
     this.rejected = join(o.spool, 'rejected');
-    mkdirSync(this.pending, { recursive: true });
-    mkdirSync(this.rejected, { recursive: true });
+    // The spool holds the site's plan and results: this user's only, from the directories' creation.
+    mkdirSync(this.pending, { recursive: true, mode: 0o700 });
+    mkdirSync(this.rejected, { recursive: true, mode: 0o700 });
     this.log = o.log ?? ((line) => process.stderr.write(`portolan agent: ${line}\n`));
   }
 
@@ -489,17 +481,12 @@ function httpRequest(
   });
 }
 
+/**
+ * Writes a spool file whole (writeFileAtomic: flushed to disk before the rename, so a spooled run
+ * survives a power cut, not only a crash), readable by this user only, replacing whatever has the name.
+ */
 function atomicWrite(file: string, text: string): void {
-  const tmp = `${file}.tmp-${process.pid}-${randomUUID().slice(0, 8)}`;
-  // Flushed to disk before the rename: a spooled run survives a power cut, not only a crash.
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, file);
+  writeFileAtomic(file, text, { mode: 0o600, follow: false });
 }
 
 /**

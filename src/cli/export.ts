@@ -1,15 +1,4 @@
-import {
-  closeSync,
-  fsyncSync,
-  lstatSync,
-  mkdirSync,
-  openSync,
-  realpathSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { lstatSync, mkdirSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, sep } from 'node:path';
 import { InputError, type PortolanError, UsageError } from '../errors.js';
 import { checkSupported, type ExportFile } from '../export/generator.js';
@@ -18,7 +7,7 @@ import { checkLineLimits } from '../export/limits.js';
 import { buildExportModel } from '../export/model.js';
 import { rpcCaveats } from '../plan/caveats.js';
 import { buildPlan } from '../plan/plan.js';
-import { writeTarget } from '../util/atomic.js';
+import { type StagedFile, stageFile } from '../util/atomic.js';
 import { counted } from '../util/plural.js';
 import { readBounded } from '../util/read.js';
 import { writeLines } from '../util/stream.js';
@@ -27,7 +16,7 @@ import { safeLine } from '../util/terminal.js';
 import { version } from '../util/version.js';
 import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, exactlyOne, forUsage, oneOf, parse } from './args.js';
-import { checkOutputDir, checkOutputFile, writeFailure } from './output.js';
+import { checkNotInput, checkOutputDir, checkOutputFile, writeFailure } from './output.js';
 import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
 
 /**
@@ -158,53 +147,33 @@ function isDirectory(path: string): boolean {
 }
 
 /**
- * Writes every file under a temporary name beside it, then renames each into place: a crash, a kill
- * or a full disk leaves either the earlier file or the new one, never a truncated one. If any
- * temporary file cannot be written, every temporary file is removed and nothing is replaced.
- * An exported file that is a device, FIFO or link is written as writeTarget says; an `own` file
- * (the manifest) always replaces the name itself.
+ * Writes every file under a temporary name beside it (stageFile), then renames each into place: a
+ * crash, a kill or a full disk leaves either the earlier file or the new one, never a truncated one.
+ * If any file cannot be written, every temporary file is removed and nothing is replaced. A file
+ * that is an input of this export is refused before anything is written (checkNotInput). An
+ * exported file that is a device, FIFO or link is written as writeTarget says; an `own` file (the
+ * manifest) always replaces the name itself.
  */
 function writeAtomically(given: readonly { path: string; content: string; own?: boolean }[]): void {
-  const temps: { temp: string; path: string }[] = [];
-  const files: { path: string; content: string }[] = [];
+  for (const f of given) if (!f.own) checkNotInput(f.path);
+  const staged: StagedFile[] = [];
   for (const f of given) {
-    // portolan's own bookkeeping (`own`) replaces whatever has its name: a FIFO there blocked the
-    // export, and a symbolic link there had the list written over the file it named.
-    const target = f.own ? { path: f.path, direct: false } : writeTarget(f.path);
-    if (!target.direct) {
-      files.push({ path: target.path, content: f.content });
-      continue;
-    }
-    // A device or FIFO (-o /dev/stdout) is written in place; nothing can be renamed over it.
     try {
-      writeFileSync(target.path, f.content);
+      mkdirSync(dirname(f.path), { recursive: true });
+      // portolan's own bookkeeping (`own`) replaces whatever has its name: a FIFO there blocked the
+      // export, and a symbolic link there had the list written over the file it named.
+      staged.push(stageFile(f.path, f.content, { follow: !f.own }));
     } catch (err) {
+      for (const s of staged) s.discard();
       throw ioError(f.path, err);
     }
   }
-  try {
-    for (const f of files) {
-      mkdirSync(dirname(f.path), { recursive: true });
-      const temp = join(dirname(f.path), `.${basename(f.path)}.portolan-${process.pid}.tmp`);
-      temps.push({ temp, path: f.path });
-      const fd = openSync(temp, 'w', 0o644);
-      try {
-        writeFileSync(fd, f.content);
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-    }
-  } catch (err) {
-    for (const t of temps) rmSync(t.temp, { force: true });
-    throw ioError(temps.at(-1)?.path ?? files[0]?.path ?? '', err);
-  }
-  for (const t of temps) {
+  for (const [i, s] of staged.entries()) {
     try {
-      renameSync(t.temp, t.path);
+      s.commit();
     } catch (err) {
-      for (const rest of temps) rmSync(rest.temp, { force: true });
-      throw ioError(t.path, err);
+      for (const rest of staged.slice(i)) rest.discard();
+      throw ioError(s.path, err);
     }
   }
 }

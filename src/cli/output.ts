@@ -2,7 +2,8 @@ import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { getSystemErrorMap } from 'node:util';
 import { PortolanError, UsageError } from '../errors.js';
-import { writeFileAtomic } from '../util/atomic.js';
+import { UnwritableTarget, writeFileAtomic } from '../util/atomic.js';
+import { inputAt } from '../util/inputs.js';
 
 /**
  * Where the output options of every command write, checked the same way before any work is done:
@@ -66,9 +67,16 @@ export function errnoText(err: unknown): string {
   return e?.code ? `${e.code}${words ? ` (${words})` : ''}` : String(err);
 }
 
-/** The I/O error (exit 1) of a write to `path` that failed, with what was expected where it helps. */
+/**
+ * The error of a write to `path` that failed: a path that cannot take a file (a directory, a block
+ * device, a socket, a pipe nothing reads) is a usage error (exit 2) saying what was expected; any
+ * other failure (a full disk, no permission) an I/O error (exit 1) with the system's words.
+ */
 export function writeFailure(path: string, err: unknown): PortolanError {
+  if (err instanceof UnwritableTarget) return new UsageError(`cannot write ${path}: it ${err.reason}`);
   const code = (err as NodeJS.ErrnoException)?.code ?? '';
+  if (code === 'EISDIR')
+    return new UsageError(`cannot write ${path}: it is a directory (expected a file, or a new name)`);
   // A directory that exists but takes no new file (/proc, a read-only mount, another user's).
   const expected = ['ENOENT', 'EACCES', 'EPERM', 'EROFS'].includes(code)
     ? `; expected a file in a directory this user can create files in (${dirname(path)} is not one)`
@@ -77,11 +85,25 @@ export function writeFailure(path: string, err: unknown): PortolanError {
 }
 
 /**
+ * Refuses (usage error, exit 2) an output `path` that is a file this command read as input (links
+ * followed, hard links included): `plan site.yaml -o site.yaml` would replace the inventory with
+ * its plan. Checked just before writing, when every input has been read.
+ */
+export function checkNotInput(path: string, flag = '-o'): void {
+  const input = inputAt(path);
+  if (input === undefined) return;
+  throw new UsageError(
+    `${flag} ${JSON.stringify(path)} is ${input === path ? 'a file' : `${input}, a file`} this command read: writing there would replace it (expected another file)`,
+  );
+}
+
+/**
  * Writes `-o FILE` whole or not at all (writeFileAtomic: `content` is text, or text in pieces
- * written as they come), after checkOutputFile; a failure names the path.
+ * written as they come), after checkOutputFile and checkNotInput; a failure names the path.
  */
 export function writeOutputFile(path: string, content: string | Iterable<string>, flag = '-o'): void {
   checkOutputFile(path, flag);
+  checkNotInput(path, flag);
   try {
     writeFileAtomic(path, content);
   } catch (err) {

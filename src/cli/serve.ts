@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -10,6 +10,7 @@ import { openDb, parseDbTarget } from '../server/db.js';
 import { parseDuration } from '../server/duration.js';
 import { Store } from '../server/store.js';
 import { deliver, WebhookPolicy } from '../server/webhooks.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { packagePath } from '../util/paths.js';
 import { MAX_PEM_BYTES, readBounded } from '../util/read.js';
 import { version } from '../util/version.js';
@@ -84,10 +85,24 @@ async function assertCanListen(text: string, host: string, port: number): Promis
   }
 }
 
+/**
+ * Writes the admin token to `file` with mode 0600 from the file's creation (writeFileAtomic), replacing
+ * only a token file an earlier serve wrote (one line `ptadm_...`): --token-file naming the store, a TLS
+ * key or any other file, a symbolic link or a FIFO is refused, never replaced or written through.
+ * Errors: that refusal, or the system's (ENOSPC, EACCES).
+ */
 function writeSecret(file: string, text: string): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, `${text}\n`, { mode: 0o600 });
-  renameSync(tmp, file);
+  let st: ReturnType<typeof lstatSync> | undefined;
+  try {
+    st = lstatSync(file);
+  } catch {
+    st = undefined;
+  }
+  if (st && !(st.isFile() && st.size <= 1024 && /^ptadm_\S+\n?$/.test(readFileSync(file, 'latin1'))))
+    throw new Error(
+      `it is not a token file (${st.isSymbolicLink() ? 'a symbolic link' : st.isFile() ? 'it holds something else' : 'not a regular file'}); expected a new name, or the file an earlier serve wrote the token to`,
+    );
+  writeFileAtomic(file, `${text}\n`, { mode: 0o600, follow: false });
 }
 
 /** Reads the PEM certificate and key and checks they make a TLS context (the key matches the certificate). */

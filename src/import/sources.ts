@@ -3,6 +3,7 @@ import { basename } from 'node:path';
 import { createInflateRaw, inflateRawSync } from 'node:zlib';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { InputError } from '../errors.js';
+import { noteInput } from '../util/inputs.js';
 import { jsonSyntaxError } from '../util/json.js';
 import { safeLine } from '../util/terminal.js';
 
@@ -64,6 +65,7 @@ export async function readBounded(file: string, what: string): Promise<Buffer> {
     });
   }
   try {
+    noteInput(file, await handle.stat());
     const chunks: Buffer[] = [];
     let total = 0;
     for (;;) {

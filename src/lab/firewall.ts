@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { InputError } from '../errors.js';
 import type { ExportModel } from '../export/model.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { readBounded } from '../util/read.js';
 import { version } from '../util/version.js';
 import { hostModel, type LoadedLab, renderRuleset } from './site.js';
@@ -106,7 +106,7 @@ export function rulesetProblem(
 export function adoptUserRuleset(dir: string, host: string, file: string): RulesetSource {
   const { bytes, format } = userRuleset(host, file);
   const copy = join(dir, `user-${host}-${basename(file)}`);
-  writeFileSync(copy, bytes);
+  writeFileAtomic(copy, bytes, { follow: false });
   return { kind: 'user', format, file: copy };
 }
 
@@ -126,14 +126,14 @@ export async function loadRuleset(
   const files = await renderRuleset(model ?? hostModel(rules, host, version()), r.firewall);
   if (r.firewall === 'nftables') {
     const file = join(state.dir, `${host.name}.nft`);
-    writeFileSync(file, files[0]?.content ?? '');
+    writeFileAtomic(file, files[0]?.content ?? '', { follow: false });
     inNs(host.ns, 'nft', ['-f', file]);
     return;
   }
   for (const f of files) {
     const v6 = f.path.startsWith('ip6');
     const file = join(state.dir, `${host.name}.${v6 ? 'ip6tables' : 'iptables'}.rules`);
-    writeFileSync(file, f.content);
+    writeFileAtomic(file, f.content, { follow: false });
     inNs(host.ns, v6 ? 'ip6tables-nft-restore' : 'iptables-nft-restore', [file]);
   }
 }

@@ -1,4 +1,3 @@
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { excludeCidr, expandCidr } from 'cidr-tools';
 import { parseDocument } from 'yaml';
@@ -11,6 +10,7 @@ import type { Inventory } from '../inventory/types.js';
 import type { Plan } from '../model/flow.js';
 import type { PortRange } from '../model/ports.js';
 import { buildPlan } from '../plan/plan.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import type { Broken, LabHost, LabState } from './state.js';
 
 /**
@@ -97,7 +97,7 @@ export function writeLabInventories(
     }
     if (doc.has('catalogs')) doc.set('catalogs', inv.catalogs);
     const path = join(dir, file);
-    writeFileSync(path, doc.toString());
+    writeFileAtomic(path, doc.toString(), { follow: false });
     return path;
   };
   return { site: write('site.yaml', (k) => k === 'cidr'), rules: write('rules.yaml', (k) => k === 'dns') };

@@ -1,4 +1,4 @@
-import { linkSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { PortolanError, UsageError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -70,24 +70,29 @@ export class LabError extends PortolanError {
   }
 }
 
-/** Writes the state atomically (a temporary file renamed over the old one). */
+/**
+ * Writes the state atomically (a temporary file renamed over the old one), readable by this user
+ * only: it holds the responders' shared secret.
+ */
 export function saveState(state: LabState, root = labRoot()): void {
-  writeFileAtomic(statePath(root, state.name), `${JSON.stringify(state, null, 2)}\n`);
+  writeFileAtomic(statePath(root, state.name), `${JSON.stringify(state, null, 2)}\n`, {
+    mode: 0o600,
+    follow: false,
+  });
 }
 
 /**
- * Claims a lab name: the state file appears complete and exclusively (written to a temporary file, then
- * hard-linked to its name, which fails with EEXIST when the name is taken), so two `up` with the same
+ * Claims a lab name: the state file (mode 0600) appears complete and exclusively (writeFileAtomic
+ * `exclusive`: written to a temporary file, then hard-linked to its name, which fails with EEXIST when
+ * the name is taken), so two `up` with the same
  * name never both proceed, and an `up` killed at any point never leaves an empty or half-written state
  * file that `down` or `list` could not read. Refuses when the name is taken.
  */
 export function claimState(state: LabState, root = labRoot()): void {
   const path = statePath(root, state.name);
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.${process.pid}.claim`;
-  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
   try {
-    linkSync(tmp, path);
+    writeFileAtomic(path, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600, exclusive: true });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
       const old = readStateOrNull(state.name, root);
@@ -101,10 +106,32 @@ export function claimState(state: LabState, root = labRoot()): void {
     throw new LabError(`cannot create ${path}: ${(err as NodeJS.ErrnoException).code}`, 'EIO', {
       cause: err,
     });
-  } finally {
-    rmSync(tmp, { force: true });
   }
-  mkdirSync(filesDir(root, state.name), { recursive: true, mode: 0o700 });
+  makeOwnDirectory(filesDir(root, state.name));
+}
+
+/**
+ * Makes the lab's files directory (mode 0700), or takes one a killed `up` left, but only a real
+ * directory of this user: a symbolic link or another user's directory at its name would have the
+ * lab's files written where someone else chose. A LabError (exit 2) says which.
+ */
+function makeOwnDirectory(dir: string): void {
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+    return;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
+      throw new LabError(`cannot create ${dir}: ${(err as NodeJS.ErrnoException).code}`, 'EIO', {
+        cause: err,
+      });
+  }
+  const st = lstatSync(dir);
+  const uid = process.geteuid?.();
+  if (!st.isDirectory() || (uid !== undefined && st.uid !== uid))
+    throw new LabError(
+      `${dir} exists and is ${st.isSymbolicLink() ? 'a symbolic link' : st.isDirectory() ? "another user's directory" : 'not a directory'} (expected no file there, or a directory of this user): remove it, or give another --name`,
+    );
+  chmodSync(dir, 0o700);
 }
 
 function readStateOrNull(name: string, root: string): LabState | null {

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { loadSite, readInventory, type Site } from '../inventory/load.js';
@@ -8,6 +8,7 @@ import { inboundFor } from '../listen/inbound.js';
 import { formatPorts, portCount } from '../model/ports.js';
 import { buildPlan } from '../plan/plan.js';
 import { maxOf } from '../util/arrays.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { counted } from '../util/plural.js';
 import { notAHost } from '../util/suggest.js';
 import { down } from './down.js';
@@ -133,9 +134,11 @@ export async function up(o: UpOptions, name: string): Promise<LabState> {
       state.objects.etcDirs.push(etc);
       step(`etc:${h.name}`);
       mkdirSync(etc, { recursive: true });
-      writeFileSync(join(etc, 'hosts'), etcHosts);
+      writeFileAtomic(join(etc, 'hosts'), etcHosts, { follow: false });
       // Nothing listens on the namespace's own loopback port 53: a name outside the map fails at once.
-      writeFileSync(join(etc, 'resolv.conf'), 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n');
+      writeFileAtomic(join(etc, 'resolv.conf'), 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n', {
+        follow: false,
+      });
       state.objects.links.push(`${h.ns}/${h.link.inner}`, `${hub}/${h.link.outer}`);
       step(`link:${h.name}`);
       ip(
@@ -223,7 +226,16 @@ function portsOf(text: string): [number, number][] {
 
 /** Starts `portolan listen` for a host inside its namespace, detached from this process. */
 function spawnResponder(state: LabState, h: LabHost, site: string, log: string, ttl: string): number {
-  const fd = openSync(log, 'a');
+  // A new file of this lab's, never a link or a pipe put at its name (O_NOFOLLOW, non-blocking open).
+  const { O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY } = constants;
+  const fd = openSync(log, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0o644);
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw new LabError(
+      `the responder log ${log} is not a regular file (expected a file this lab makes)`,
+      'EIO',
+    );
+  }
   try {
     const args = [
       'netns',

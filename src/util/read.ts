@@ -1,5 +1,6 @@
 import { closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { InputError } from '../errors.js';
+import { noteInput } from './inputs.js';
 
 /**
  * How long a FIFO (named pipe, `<(...)` process substitution) may stay silent before the read gives up:
@@ -69,6 +70,7 @@ export function readBounded(file: string, limit: number, what: string, hint?: st
   }
   try {
     const st = fstatSync(fd);
+    noteInput(file, st);
     if (st.isDirectory()) throw new InputError(`the ${what} is a directory (expected a file)`, { file });
     if (st.isFile() && st.size > limit)
       throw new InputError(`the ${what} is ${st.size} bytes; the limit is ${limitText(limit)}${raise}`, {
