@@ -533,3 +533,115 @@ describe('probe HOST with a zone index', () => {
     );
   });
 });
+
+describe('output directories that cannot be made (under /proc)', () => {
+  /** runCli with a deadline: Node's recursive mkdir retried /proc/x forever. */
+  const run = (args: string[]): CliResult => {
+    const r = spawnSync(process.execPath, [BIN, ...args], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, NO_COLOR: '1', PORTOLAN_MAX_RATE: '0' },
+      timeout: 60_000,
+    });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+  let dir = '';
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'portolan-hostile-mkdir-'));
+    writeFileSync(
+      join(dir, 'lo.yaml'),
+      'site: lo\nproducts:\n  druva-vmware: {}\nhosts:\n  p: { address: 127.0.0.1, roles: [druva-vmware:backup-proxy] }\n  v: { address: 127.0.0.2, roles: [druva-vmware:vcenter] }\n',
+    );
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const cases: [string, () => string[], number, RegExp][] = [
+    [
+      'export -o /proc/x/',
+      () => ['export', 'examples/mixed-site.yaml', '--to', 'nftables', '-o', '/proc/portolan-x/'],
+      1,
+      /^portolan: cannot write \/proc\/portolan-x\/portolan\.nft: ENOENT \(no such file or directory\); expected a file in a directory this user can create files in/,
+    ],
+    [
+      'export -o /proc/x/y/ (two levels, a format that writes a subdirectory)',
+      () => [
+        'export',
+        'examples/mixed-site.yaml',
+        '--to',
+        'ufw',
+        '--host',
+        'proxy-01',
+        '-o',
+        '/proc/portolan-x/y/',
+      ],
+      1,
+      /^portolan: cannot write \/proc\/portolan-x\/y\/\S+: ENOENT/,
+    ],
+    [
+      'agent --spool /proc/x',
+      () => [
+        'agent',
+        '--server',
+        'http://127.0.0.1:1',
+        '--token',
+        'x',
+        '--once',
+        '--spool',
+        '/proc/portolan-x',
+      ],
+      2,
+      /^portolan: --spool "\/proc\/portolan-x": cannot make \/proc\/portolan-x \(ENOENT; expected a directory/,
+    ],
+    [
+      'check --output-dir /proc/x',
+      () => [
+        'check',
+        join(dir, 'lo.yaml'),
+        '--from',
+        'p',
+        '--timeout',
+        '200',
+        '--output-dir',
+        '/proc/portolan-x',
+      ],
+      1,
+      /^portolan: cannot write \/proc\/portolan-x: ENOENT/m,
+    ],
+  ];
+  for (const [name, args, code, want] of cases)
+    test(`${name}: an error at once, never a hang`, { timeout: 120_000 }, () => {
+      const r = run(args());
+      assert.equal(r.code, code, `exit code (stderr: ${r.stderr.slice(0, 500)})`);
+      assert.match(r.stderr, want);
+      assert.doesNotMatch(r.stderr, STACK_LINE);
+    });
+
+  test('a new output directory is still made with its parents, and a file in the way is named', () => {
+    const out = join(dir, 'a', 'b');
+    const r = run([
+      'export',
+      'examples/mixed-site.yaml',
+      '--to',
+      'ufw',
+      '--host',
+      'proxy-01',
+      '-o',
+      `${out}/`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(lstatSync(join(out, 'applications.d', 'portolan')).isFile());
+    writeFileSync(join(dir, 'file'), '');
+    const f = run([
+      'export',
+      'examples/mixed-site.yaml',
+      '--to',
+      'ufw',
+      '--host',
+      'proxy-01',
+      '-o',
+      `${join(dir, 'file', 'x')}/`,
+    ]);
+    assert.equal(f.code, 1, f.stderr);
+    assert.match(f.stderr, /ENOTDIR \(not a directory\)/);
+  });
+});

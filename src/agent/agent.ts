@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import {
   closeSync,
   fsyncSync,
-  mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
@@ -20,6 +19,7 @@ import { type CheckOptions, type CheckReport, runCheck } from '../probe/engine.j
 import { summarize } from '../probe/report.js';
 import { scopeFor } from '../probe/scope.js';
 import { type FlowResult, unanswered } from '../probe/verdict.js';
+import { makeDirectory } from '../util/mkdir.js';
 import { counted } from '../util/plural.js';
 
 /** What the server's /api/agent/plan returns. */
@@ -173,8 +173,8 @@ export class Agent {
   constructor(private readonly o: AgentOptions) {
     this.pending = join(o.spool, 'pending');
     this.rejected = join(o.spool, 'rejected');
-    mkdirSync(this.pending, { recursive: true });
-    mkdirSync(this.rejected, { recursive: true });
+    makeDirectory(this.pending);
+    makeDirectory(this.rejected);
     this.log = o.log ?? ((line) => process.stderr.write(`portolan agent: ${line}\n`));
   }
 

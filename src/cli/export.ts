@@ -2,7 +2,6 @@ import {
   closeSync,
   fsyncSync,
   lstatSync,
-  mkdirSync,
   openSync,
   realpathSync,
   renameSync,
@@ -19,6 +18,7 @@ import { buildExportModel } from '../export/model.js';
 import { rpcCaveats } from '../plan/caveats.js';
 import { buildPlan } from '../plan/plan.js';
 import { writeTarget } from '../util/atomic.js';
+import { makeDirectory } from '../util/mkdir.js';
 import { counted } from '../util/plural.js';
 import { readBounded } from '../util/read.js';
 import { writeLines } from '../util/stream.js';
@@ -184,7 +184,7 @@ function writeAtomically(given: readonly { path: string; content: string; own?: 
   }
   try {
     for (const f of files) {
-      mkdirSync(dirname(f.path), { recursive: true });
+      makeDirectory(dirname(f.path));
       const temp = join(dirname(f.path), `.${basename(f.path)}.portolan-${process.pid}.tmp`);
       temps.push({ temp, path: f.path });
       const fd = openSync(temp, 'w', 0o644);

@@ -1,8 +1,9 @@
-import { mkdirSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { getSystemErrorMap } from 'node:util';
 import { PortolanError, UsageError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { makeDirectory } from '../util/mkdir.js';
 
 /**
  * Where the output options of every command write, checked the same way before any work is done:
@@ -53,7 +54,7 @@ export function checkOutputDir(path: string, flag: string, why?: string): void {
 /** Creates a directory output (and its parents) when missing; a failure is an I/O error naming it. */
 export function makeOutputDir(path: string): void {
   try {
-    mkdirSync(path, { recursive: true });
+    makeDirectory(path);
   } catch (err) {
     throw writeFailure(path, err);
   }

@@ -1,7 +1,8 @@
-import { linkSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { linkSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { PortolanError, UsageError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { makeDirectory } from '../util/mkdir.js';
 import { filesDir, labRoot, statePath } from './names.js';
 
 /**
@@ -83,7 +84,7 @@ export function saveState(state: LabState, root = labRoot()): void {
  */
 export function claimState(state: LabState, root = labRoot()): void {
   const path = statePath(root, state.name);
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  makeDirectory(dirname(path), 0o700);
   const tmp = `${path}.${process.pid}.claim`;
   writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
   try {
@@ -104,7 +105,7 @@ export function claimState(state: LabState, root = labRoot()): void {
   } finally {
     rmSync(tmp, { force: true });
   }
-  mkdirSync(filesDir(root, state.name), { recursive: true, mode: 0o700 });
+  makeDirectory(filesDir(root, state.name), 0o700);
 }
 
 function readStateOrNull(name: string, root: string): LabState | null {
