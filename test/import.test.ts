@@ -786,3 +786,43 @@ describe('import sources that are not plain files', () => {
     assert.equal(m.stderr, `portolan: ${join(dir, 'none.json')}: the pvesh output does not exist\n`);
   });
 });
+
+describe('import: an inventory past 4 MiB is checked too', () => {
+  it('an import of more than 4 MiB that does not validate writes nothing; a valid one validates', {
+    timeout: 120_000,
+  }, () => {
+    // Five VMs with names of a megabyte each: the descriptions quote them, so the inventory is
+    // over 5 MiB. Imports past 4 MiB (the catalog limit) were written without being checked.
+    const dir = mkdtempSync(join(tmpdir(), 'portolan-import-big-'));
+    const json = join(dir, 'pvesh.json');
+    const vms = Array.from({ length: 5 }, (_, i) => ({
+      type: 'qemu',
+      vmid: 100 + i,
+      name: `${'v'.repeat(1024 * 1024)}${i}`,
+      node: 'pve-01',
+      status: 'running',
+      tags: 'linux',
+    }));
+    writeFileSync(json, JSON.stringify([{ type: 'node', node: 'pve-01', status: 'online' }, ...vms]));
+    // A rule for every name gives the cluster node a fact its role does not take.
+    const bad = join(dir, 'bad-map.yaml');
+    writeFileSync(bad, readFileSync(MAP, 'utf8').replace('name: "^sql"', 'name: "."'));
+    const out = join(dir, 'site.yaml');
+    const r = runCli(['import', 'pvesh', json, '--map', bad, '-o', out]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /^portolan: the imported inventory does not validate, nothing written: \S+site\.yaml:\d+:\d+ hosts\.pve-01\.facts\.databases: unknown fact "databases"/m,
+    );
+    assert.throws(() => readFileSync(out), /ENOENT/, 'nothing written');
+    const ok = runCli(['import', 'pvesh', json, '--map', MAP, '-o', out], {
+      env: { PORTOLAN_MAX_INVENTORY_SIZE: '5MiB' },
+    });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.ok(readFileSync(out).length > 5 * 1024 * 1024);
+    assert.match(
+      ok.stderr,
+      /imported 6 of 6 rows .*; it validates, and at 5\.\d MiB is over the 5 MiB inventory limit: read it with --max-inventory-size or PORTOLAN_MAX_INVENTORY_SIZE\n$/,
+    );
+  });
+});
