@@ -126,6 +126,17 @@ export function parseYamlText(
     const where = { line: before.split('\n').length, column: nul - before.lastIndexOf('\n') };
     throw new InputError(`the ${what} contains a NUL byte (expected YAML text)`, { file, ...where });
   }
+  // A carriage return alone is a line break to YAML 1.2, js-yaml and every editor, but text to
+  // yaml: `# note<CR>hosts: ...` shows two lines and would be read as one comment.
+  const cr = /\r(?!\n)/.exec(text);
+  if (cr) {
+    const before = text.slice(0, cr.index);
+    const where = { line: before.split('\n').length, column: cr.index - before.lastIndexOf('\n') };
+    throw new InputError(
+      `the ${what} has a carriage return without a line feed after it (expected lines that end in LF or CRLF: convert the file's line endings, e.g. with mac2unix)`,
+      { file, ...where },
+    );
+  }
   if (onlyComments(text))
     throw new InputError(`the ${what} is empty (expected a YAML mapping)`, { file, line: 1, column: 1 });
   const sha256 = createHash('sha256').update(bytes).digest('hex');
