@@ -339,6 +339,24 @@ describe('hostile command lines', () => {
       ['import', 'pvesh', 'tests/fixtures/import/pvesh-resources.json', '--map', ''],
       /^portolan: --map needs a file name \(expected --map MAP\.yaml\)$/,
     ],
+    // An empty output (`-o "$OUT"` with OUT unset) wrote an export into the working directory,
+    // and sent an import to stdout (a check probed, then failed to write: below).
+    [
+      ['export', 'examples/mixed-site.yaml', '--to', 'aws', '-o', ''],
+      /^portolan: -o needs a directory name \(expected -o DIR\)$/,
+    ],
+    [
+      [
+        'import',
+        'pvesh',
+        'tests/fixtures/import/pvesh-resources.json',
+        '--map',
+        'tests/fixtures/import/map-veeam.yaml',
+        '-o',
+        '',
+      ],
+      /^portolan: -o needs a file name \(expected -o FILE\)$/,
+    ],
     [
       ['plan', 'examples/mixed-site.yaml', '--catalog', ''],
       /^portolan: --catalog needs a path \(expected a directory of catalog YAML files or one such file\)$/,
@@ -615,6 +633,13 @@ describe('output directories that cannot be made (under /proc)', () => {
       assert.match(r.stderr, want);
       assert.doesNotMatch(r.stderr, STACK_LINE);
     });
+
+  test('check --output-dir "" is refused before the first probe', () => {
+    const r = run(['check', join(dir, 'lo.yaml'), '--from', 'p', '--timeout', '200', '--output-dir', '']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr, 'portolan: --output-dir needs a directory name (expected --output-dir DIR)\n');
+    assert.equal(r.stdout, '');
+  });
 
   test('a new output directory is still made with its parents, and a file in the way is named', () => {
     const out = join(dir, 'a', 'b');

@@ -46,7 +46,7 @@ export async function run(argv: string[]): Promise<number> {
     );
   if (values.map === '') throw new UsageError('--map needs a file name (expected --map MAP.yaml)');
   if (!values.map) throw new UsageError(`--map MAP.yaml is required\n${forUsage(USAGE)}`);
-  if (values.output) checkOutputFile(values.output);
+  if (values.output !== undefined) checkOutputFile(values.output);
   const catalogs = loadCatalogs(values.catalog ?? []);
   const map = loadImportMap(values.map, catalogs);
   // pvesh lists storage, SDN zones, pools... beside guests and nodes: not hosts, but counted.
@@ -66,8 +66,8 @@ export async function run(argv: string[]): Promise<number> {
   ]);
   const out = values.output;
   // The result must be an inventory portolan accepts: checked before anything is written, so a bad
-  // import leaves no file behind (and an earlier good one in place).
-  // Whatever its size: an import of tens of thousands of VMs is what needs checking most.
+  // import leaves no file behind (and an earlier good one in place). Whatever its size: an import
+  // of tens of thousands of VMs is what needs checking most.
   try {
     loadSiteText(result.text, out ?? 'stdout', values.catalog ?? []);
   } catch (err) {

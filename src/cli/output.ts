@@ -40,10 +40,12 @@ export function checkOutputFile(path: string, flag = '-o'): void {
 }
 
 /**
- * Refuses a directory output that is an existing file or other non-directory; `why` says why a
+ * Refuses a directory output that is empty, or an existing file or other non-directory; `why` says why a
  * directory is needed (`--to aws writes several files (aws.tf.json, aws.cfn.json)`).
  */
 export function checkOutputDir(path: string, flag: string, why?: string): void {
+  // An empty value (an unset shell variable, `-o "$OUT"`) would write into the working directory.
+  if (path === '') throw new UsageError(`${flag} needs a directory name (expected ${flag} DIR)`);
   const st = statOf(path);
   if (st && !st.isDirectory())
     throw new UsageError(
