@@ -315,6 +315,15 @@ describe('hostile command lines', () => {
       /^portolan: --timeout "-1" is not a whole number from 1 to 600000$/,
     ],
     [['plan', 'examples/mixed-site.yaml', '--format'], /^portolan: -f, --format needs a value$/],
+    // The ports were quoted without the protocol the parser had taken off: PORTS "22/tcp".
+    [
+      ['probe', '127.0.0.1', '22/tcp/udp'],
+      /^portolan: PORTS "22\/tcp\/udp": "22\/tcp" is not a port or low-high range within 1-65535 \(expected PORTS or PORTS\/udp/,
+    ],
+    [
+      ['probe', '127.0.0.1', '23-22/udp'],
+      /^portolan: PORTS "23-22\/udp": "23-22": the range's low port is above its high port/,
+    ],
     [
       ['plan', 'examples/mixed-site.yaml', '-f', 'json', '--format', 'csv'],
       /^portolan: --format given twice \("json", then "csv"\); expected it once$/,
