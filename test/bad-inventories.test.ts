@@ -124,6 +124,36 @@ describe('generated bad inventories', () => {
     assert.match(line, /^portolan: \S+\/latin1\.yaml:1:8: the inventory is not valid UTF-8 text/);
   });
 
+  test('a carriage return without a line feed is refused where it is; CRLF is read', () => {
+    // yaml read a lone CR as text, so a classic Mac file failed as "Nested mappings are not allowed
+    // in compact mappings", and `# note<CR>hosts: {}` (two lines in an editor) was one comment.
+    const body = [
+      'site: cr',
+      'products:',
+      '  druva-vmware: {}',
+      'hosts:',
+      '  a: { address: 10.0.0.1, roles: [druva-vmware:backup-proxy] }',
+      '',
+    ];
+    const mac = join(dir, 'mac.yaml');
+    writeFileSync(mac, body.join('\r'));
+    assert.match(
+      assertOneLineError(runCli(['validate', mac]), 'mac.yaml'),
+      /^portolan: \S+\/mac\.yaml:1:9: the inventory has a carriage return without a line feed after it \(expected lines that end in LF or CRLF/,
+    );
+    const hidden = join(dir, 'hidden.yaml');
+    writeFileSync(hidden, `${body.slice(0, 3).join('\n')}\n# note\rhosts: {}\n${body.slice(3).join('\n')}`);
+    assert.match(
+      assertOneLineError(runCli(['validate', hidden]), 'hidden.yaml'),
+      /^portolan: \S+\/hidden\.yaml:4:7: the inventory has a carriage return without a line feed/,
+    );
+    const dos = join(dir, 'dos.yaml');
+    writeFileSync(dos, body.join('\r\n'));
+    const ok = runCli(['validate', dos]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /dos\.yaml: ok \(site cr: 1 host/);
+  });
+
   test('a file with a NUL byte is refused at the NUL', () => {
     const file = join(dir, 'nul.yaml');
     writeFileSync(

@@ -315,6 +315,15 @@ describe('hostile command lines', () => {
       /^portolan: --timeout "-1" is not a whole number from 1 to 600000$/,
     ],
     [['plan', 'examples/mixed-site.yaml', '--format'], /^portolan: -f, --format needs a value$/],
+    // The ports were quoted without the protocol the parser had taken off: PORTS "22/tcp".
+    [
+      ['probe', '127.0.0.1', '22/tcp/udp'],
+      /^portolan: PORTS "22\/tcp\/udp": "22\/tcp" is not a port or low-high range within 1-65535 \(expected PORTS or PORTS\/udp/,
+    ],
+    [
+      ['probe', '127.0.0.1', '23-22/udp'],
+      /^portolan: PORTS "23-22\/udp": "23-22": the range's low port is above its high port/,
+    ],
     [
       ['plan', 'examples/mixed-site.yaml', '-f', 'json', '--format', 'csv'],
       /^portolan: --format given twice \("json", then "csv"\); expected it once$/,
@@ -338,6 +347,24 @@ describe('hostile command lines', () => {
     [
       ['import', 'pvesh', 'tests/fixtures/import/pvesh-resources.json', '--map', ''],
       /^portolan: --map needs a file name \(expected --map MAP\.yaml\)$/,
+    ],
+    // An empty output (`-o "$OUT"` with OUT unset) wrote an export into the working directory,
+    // and sent an import to stdout (a check probed, then failed to write: below).
+    [
+      ['export', 'examples/mixed-site.yaml', '--to', 'aws', '-o', ''],
+      /^portolan: -o needs a directory name \(expected -o DIR\)$/,
+    ],
+    [
+      [
+        'import',
+        'pvesh',
+        'tests/fixtures/import/pvesh-resources.json',
+        '--map',
+        'tests/fixtures/import/map-veeam.yaml',
+        '-o',
+        '',
+      ],
+      /^portolan: -o needs a file name \(expected -o FILE\)$/,
     ],
     [
       ['plan', 'examples/mixed-site.yaml', '--catalog', ''],
@@ -531,5 +558,124 @@ describe('probe HOST with a zone index', () => {
       r.stderr,
       'portolan: HOST: "::1%eth0" carries a zone index (%eth0), which only a link-local address (fe80::/10) takes (expected ::1 alone; RFC 4007 section 11)\n',
     );
+  });
+});
+
+describe('output directories that cannot be made (under /proc)', () => {
+  /** runCli with a deadline: Node's recursive mkdir retried /proc/x forever. */
+  const run = (args: string[]): CliResult => {
+    const r = spawnSync(process.execPath, [BIN, ...args], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, NO_COLOR: '1', PORTOLAN_MAX_RATE: '0' },
+      timeout: 60_000,
+    });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+  let dir = '';
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'portolan-hostile-mkdir-'));
+    writeFileSync(
+      join(dir, 'lo.yaml'),
+      'site: lo\nproducts:\n  druva-vmware: {}\nhosts:\n  p: { address: 127.0.0.1, roles: [druva-vmware:backup-proxy] }\n  v: { address: 127.0.0.2, roles: [druva-vmware:vcenter] }\n',
+    );
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const cases: [string, () => string[], number, RegExp][] = [
+    [
+      'export -o /proc/x/',
+      () => ['export', 'examples/mixed-site.yaml', '--to', 'nftables', '-o', '/proc/portolan-x/'],
+      1,
+      /^portolan: cannot write \/proc\/portolan-x\/portolan\.nft: ENOENT \(no such file or directory\); expected a file in a directory this user can create files in/,
+    ],
+    [
+      'export -o /proc/x/y/ (two levels, a format that writes a subdirectory)',
+      () => [
+        'export',
+        'examples/mixed-site.yaml',
+        '--to',
+        'ufw',
+        '--host',
+        'proxy-01',
+        '-o',
+        '/proc/portolan-x/y/',
+      ],
+      1,
+      /^portolan: cannot write \/proc\/portolan-x\/y\/\S+: ENOENT/,
+    ],
+    [
+      'agent --spool /proc/x',
+      () => [
+        'agent',
+        '--server',
+        'http://127.0.0.1:1',
+        '--token',
+        'x',
+        '--once',
+        '--spool',
+        '/proc/portolan-x',
+      ],
+      2,
+      /^portolan: --spool "\/proc\/portolan-x": cannot make \/proc\/portolan-x \(ENOENT; expected a directory/,
+    ],
+    [
+      'check --output-dir /proc/x',
+      () => [
+        'check',
+        join(dir, 'lo.yaml'),
+        '--from',
+        'p',
+        '--timeout',
+        '200',
+        '--output-dir',
+        '/proc/portolan-x',
+      ],
+      1,
+      /^portolan: cannot write \/proc\/portolan-x: ENOENT/m,
+    ],
+  ];
+  for (const [name, args, code, want] of cases)
+    test(`${name}: an error at once, never a hang`, { timeout: 120_000 }, () => {
+      const r = run(args());
+      assert.equal(r.code, code, `exit code (stderr: ${r.stderr.slice(0, 500)})`);
+      assert.match(r.stderr, want);
+      assert.doesNotMatch(r.stderr, STACK_LINE);
+    });
+
+  test('check --output-dir "" is refused before the first probe', () => {
+    const r = run(['check', join(dir, 'lo.yaml'), '--from', 'p', '--timeout', '200', '--output-dir', '']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr, 'portolan: --output-dir needs a directory name (expected --output-dir DIR)\n');
+    assert.equal(r.stdout, '');
+  });
+
+  test('a new output directory is still made with its parents, and a file in the way is named', () => {
+    const out = join(dir, 'a', 'b');
+    const r = run([
+      'export',
+      'examples/mixed-site.yaml',
+      '--to',
+      'ufw',
+      '--host',
+      'proxy-01',
+      '-o',
+      `${out}/`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(lstatSync(join(out, 'applications.d', 'portolan')).isFile());
+    writeFileSync(join(dir, 'file'), '');
+    const f = run([
+      'export',
+      'examples/mixed-site.yaml',
+      '--to',
+      'ufw',
+      '--host',
+      'proxy-01',
+      '-o',
+      `${join(dir, 'file', 'x')}/`,
+    ]);
+    assert.equal(f.code, 1, f.stderr);
+    assert.match(f.stderr, /ENOTDIR \(not a directory\)/);
   });
 });

@@ -368,7 +368,7 @@ describe('import: bad input', () => {
     [
       'a FIFO-like endless source',
       ['import', 'pvesh', '/dev/zero', '--map', MAP],
-      /not JSON text|larger than/,
+      /^portolan: \/dev\/zero: the pvesh output is more than 536870912 bytes; the limit is 536870912 bytes \(512 MiB\)\n$/,
     ],
     [
       'a text file named .xlsx',
@@ -747,5 +747,82 @@ describe('import: hostile workbooks, names and cells', () => {
     const crafted = Object.entries(hosts).find(([, h]) => h.address === '10.0.0.9')?.[1];
     assert.ok(crafted, 'the crafted row is imported');
     assert.equal(crafted.facts?.databases, undefined, 'the crafted name does not match ^(a+)+$');
+  });
+});
+
+describe('import sources that are not plain files', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'portolan-import-special-'));
+  /** The CLI with a deadline: opening a FIFO without a writer blocked the import for good. */
+  const run = (args: string[]) =>
+    spawnSync(process.execPath, [BIN, ...args], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: cliEnv(),
+      timeout: 60_000,
+    });
+
+  for (const kind of ['pvesh', 'rvtools'])
+    it(`import ${kind} FIFO without a writer: read as empty and refused, never a hang`, () => {
+      const fifo = join(dir, `${kind}.fifo`);
+      assert.equal(spawnSync('mkfifo', [fifo]).status, 0, 'mkfifo');
+      const r = run(['import', kind, fifo, '--map', MAP]);
+      assert.equal(r.signal, null, 'the import was killed after 60 s: it blocked opening the FIFO');
+      assert.equal(r.status, 2, r.stderr);
+      assert.equal(r.stdout, '');
+      assert.match(
+        r.stderr,
+        kind === 'pvesh'
+          ? /\.fifo:1:1: not JSON text: found the end of the text/
+          : /\.fifo:1: no column "VM" \(the VM name\) in the header row/,
+      );
+    });
+
+  it('a directory or a missing file is said in words, as for an inventory', () => {
+    const d = run(['import', 'rvtools', dir, '--map', MAP]);
+    assert.equal(d.status, 2, d.stderr);
+    assert.equal(d.stderr, `portolan: ${dir}: the RVTools export is a directory (expected a file)\n`);
+    const m = run(['import', 'pvesh', join(dir, 'none.json'), '--map', MAP]);
+    assert.equal(m.status, 2, m.stderr);
+    assert.equal(m.stderr, `portolan: ${join(dir, 'none.json')}: the pvesh output does not exist\n`);
+  });
+});
+
+describe('import: an inventory past 4 MiB is checked too', () => {
+  it('an import of more than 4 MiB that does not validate writes nothing; a valid one validates', {
+    timeout: 120_000,
+  }, () => {
+    // Five VMs with names of a megabyte each: the descriptions quote them, so the inventory is
+    // over 5 MiB. Imports past 4 MiB (the catalog limit) were written without being checked.
+    const dir = mkdtempSync(join(tmpdir(), 'portolan-import-big-'));
+    const json = join(dir, 'pvesh.json');
+    const vms = Array.from({ length: 5 }, (_, i) => ({
+      type: 'qemu',
+      vmid: 100 + i,
+      name: `${'v'.repeat(1024 * 1024)}${i}`,
+      node: 'pve-01',
+      status: 'running',
+      tags: 'linux',
+    }));
+    writeFileSync(json, JSON.stringify([{ type: 'node', node: 'pve-01', status: 'online' }, ...vms]));
+    // A rule for every name gives the cluster node a fact its role does not take.
+    const bad = join(dir, 'bad-map.yaml');
+    writeFileSync(bad, readFileSync(MAP, 'utf8').replace('name: "^sql"', 'name: "."'));
+    const out = join(dir, 'site.yaml');
+    const r = runCli(['import', 'pvesh', json, '--map', bad, '-o', out]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /^portolan: the imported inventory does not validate, nothing written: \S+site\.yaml:\d+:\d+ hosts\.pve-01\.facts\.databases: unknown fact "databases"/m,
+    );
+    assert.throws(() => readFileSync(out), /ENOENT/, 'nothing written');
+    const ok = runCli(['import', 'pvesh', json, '--map', MAP, '-o', out], {
+      env: { PORTOLAN_MAX_INVENTORY_SIZE: '5MiB' },
+    });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.ok(readFileSync(out).length > 5 * 1024 * 1024);
+    assert.match(
+      ok.stderr,
+      /imported 6 of 6 rows .*; it validates, and at 5\.\d MiB is over the 5 MiB inventory limit: read it with --max-inventory-size or PORTOLAN_MAX_INVENTORY_SIZE\n$/,
+    );
   });
 });

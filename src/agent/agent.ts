@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { join } from 'node:path';
@@ -11,6 +11,7 @@ import { summarize } from '../probe/report.js';
 import { scopeFor } from '../probe/scope.js';
 import { type FlowResult, unanswered } from '../probe/verdict.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { makeDirectory } from '../util/mkdir.js';
 import { counted } from '../util/plural.js';
 
 /** What the server's /api/agent/plan returns. */
@@ -165,8 +166,8 @@ export class Agent {
     this.pending = join(o.spool, 'pending');
     this.rejected = join(o.spool, 'rejected');
     // The spool holds the site's plan and results: this user's only, from the directories' creation.
-    mkdirSync(this.pending, { recursive: true, mode: 0o700 });
-    mkdirSync(this.rejected, { recursive: true, mode: 0o700 });
+    makeDirectory(this.pending, 0o700);
+    makeDirectory(this.rejected, 0o700);
     this.log = o.log ?? ((line) => process.stderr.write(`portolan agent: ${line}\n`));
   }
 

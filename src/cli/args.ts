@@ -124,8 +124,11 @@ export function positiveInt(value: string | undefined, flag: string, max: number
   return Number(value);
 }
 
-/** `443,2500-2510` as merged ranges within 1-65535; `what` names the argument in the error. */
-export function parsePorts(text: string, what: string): PortRange[] {
+/**
+ * `443,2500-2510` as merged ranges within 1-65535; `what` names the argument in the error, and
+ * `written` is the argument as the user gave it (`22,23/udp` when `text` is its ports, `22,23`).
+ */
+export function parsePorts(text: string, what: string, written = text): PortRange[] {
   const out: PortRange[] = [];
   for (const part of text.split(',')) {
     const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(part.trim());
@@ -133,11 +136,11 @@ export function parsePorts(text: string, what: string): PortRange[] {
     const hi = Number(m?.[2] ?? m?.[1]);
     if (m && lo >= 1 && hi <= 65535 && lo > hi)
       throw new UsageError(
-        `${what} ${JSON.stringify(text)}${part === text ? '' : `: ${JSON.stringify(part.trim())}`}: the range's low port is above its high port (expected low-high, e.g. ${hi}-${lo})`,
+        `${what} ${JSON.stringify(written)}${part === written ? '' : `: ${JSON.stringify(part.trim())}`}: the range's low port is above its high port (expected low-high, e.g. ${hi}-${lo})`,
       );
     if (!m || lo < 1 || hi > 65535)
       throw new UsageError(
-        `${what} ${JSON.stringify(text)}: ${JSON.stringify(part)} is not a port or low-high range within 1-65535`,
+        `${what} ${JSON.stringify(written)}: ${JSON.stringify(part)} is not a port or low-high range within 1-65535${written === text ? '' : ` (expected PORTS or PORTS/udp, e.g. 443,8000-8010 or 123/udp)`}`,
       );
     out.push([lo, hi]);
   }

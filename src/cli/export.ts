@@ -1,4 +1,4 @@
-import { lstatSync, mkdirSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { lstatSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, sep } from 'node:path';
 import { InputError, type PortolanError, UsageError } from '../errors.js';
 import { checkSupported, type ExportFile } from '../export/generator.js';
@@ -8,6 +8,7 @@ import { buildExportModel } from '../export/model.js';
 import { rpcCaveats } from '../plan/caveats.js';
 import { buildPlan } from '../plan/plan.js';
 import { type StagedFile, stageFile } from '../util/atomic.js';
+import { makeDirectory } from '../util/mkdir.js';
 import { counted } from '../util/plural.js';
 import { readBounded } from '../util/read.js';
 import { writeLines } from '../util/stream.js';
@@ -159,7 +160,7 @@ function writeAtomically(given: readonly { path: string; content: string; own?: 
   const staged: StagedFile[] = [];
   for (const f of given) {
     try {
-      mkdirSync(dirname(f.path), { recursive: true });
+      makeDirectory(dirname(f.path));
       // portolan's own bookkeeping (`own`) replaces whatever has its name: a FIFO there blocked the
       // export, and a symbolic link there had the list written over the file it named.
       staged.push(stageFile(f.path, f.content, { follow: !f.own }));

@@ -2,13 +2,13 @@ import { loadCatalogs } from '../catalog/load.js';
 import { PortolanError, UsageError } from '../errors.js';
 import { buildInventory, loadImportMap } from '../import/build.js';
 import { readPveshResources, readRvtools } from '../import/sources.js';
-import { loadSiteText } from '../inventory/load.js';
+import { INVENTORY_LIMIT_ENV, inventoryLimit, loadSiteText } from '../inventory/load.js';
 import { counted } from '../util/plural.js';
+import { sizeText } from '../util/read.js';
 import { writeLines } from '../util/stream.js';
 import { safeLine } from '../util/terminal.js';
 import { version } from '../util/version.js';
 import { writeHelp } from '../util/wrap.js';
-import { MAX_YAML_BYTES } from '../util/yaml.js';
 import { COMMON_HELP, forUsage, oneOf, parse } from './args.js';
 import { checkOutputFile, writeOutputFile } from './output.js';
 
@@ -46,7 +46,7 @@ export async function run(argv: string[]): Promise<number> {
     );
   if (values.map === '') throw new UsageError('--map needs a file name (expected --map MAP.yaml)');
   if (!values.map) throw new UsageError(`--map MAP.yaml is required\n${forUsage(USAGE)}`);
-  if (values.output) checkOutputFile(values.output);
+  if (values.output !== undefined) checkOutputFile(values.output);
   const catalogs = loadCatalogs(values.catalog ?? []);
   const map = loadImportMap(values.map, catalogs);
   // pvesh lists storage, SDN zones, pools... beside guests and nodes: not hosts, but counted.
@@ -66,20 +66,23 @@ export async function run(argv: string[]): Promise<number> {
   ]);
   const out = values.output;
   // The result must be an inventory portolan accepts: checked before anything is written, so a bad
-  // import leaves no file behind (and an earlier good one in place).
-  let verdict = '';
-  if (Buffer.byteLength(result.text) <= MAX_YAML_BYTES) {
-    try {
-      loadSiteText(result.text, out ?? 'stdout', values.catalog ?? []);
-      verdict = '; it validates';
-    } catch (err) {
-      if (!(err instanceof PortolanError)) throw err;
-      process.stderr.write(
-        `portolan: the imported inventory does not validate, nothing written: ${safeLine(err.message)}\n`,
-      );
-      return 2;
-    }
+  // import leaves no file behind (and an earlier good one in place). Whatever its size: an import
+  // of tens of thousands of VMs is what needs checking most.
+  try {
+    loadSiteText(result.text, out ?? 'stdout', values.catalog ?? []);
+  } catch (err) {
+    if (!(err instanceof PortolanError)) throw err;
+    process.stderr.write(
+      `portolan: the imported inventory does not validate, nothing written: ${safeLine(err.message)}\n`,
+    );
+    return 2;
   }
+  const bytes = Buffer.byteLength(result.text);
+  const limit = inventoryLimit();
+  const verdict =
+    bytes > limit
+      ? `; it validates, and at ${sizeText(bytes)} is over the ${sizeText(limit)} inventory limit: read it with --max-inventory-size or ${INVENTORY_LIMIT_ENV}`
+      : '; it validates';
   if (out) writeOutputFile(out, result.text);
   else process.stdout.write(result.text);
   process.stderr.write(

@@ -1,9 +1,10 @@
-import { mkdirSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { getSystemErrorMap } from 'node:util';
 import { PortolanError, UsageError } from '../errors.js';
 import { UnwritableTarget, writeFileAtomic } from '../util/atomic.js';
 import { inputAt } from '../util/inputs.js';
+import { makeDirectory } from '../util/mkdir.js';
 
 /**
  * Where the output options of every command write, checked the same way before any work is done:
@@ -40,10 +41,12 @@ export function checkOutputFile(path: string, flag = '-o'): void {
 }
 
 /**
- * Refuses a directory output that is an existing file or other non-directory; `why` says why a
+ * Refuses a directory output that is empty, or an existing file or other non-directory; `why` says why a
  * directory is needed (`--to aws writes several files (aws.tf.json, aws.cfn.json)`).
  */
 export function checkOutputDir(path: string, flag: string, why?: string): void {
+  // An empty value (an unset shell variable, `-o "$OUT"`) would write into the working directory.
+  if (path === '') throw new UsageError(`${flag} needs a directory name (expected ${flag} DIR)`);
   const st = statOf(path);
   if (st && !st.isDirectory())
     throw new UsageError(
@@ -54,7 +57,7 @@ export function checkOutputDir(path: string, flag: string, why?: string): void {
 /** Creates a directory output (and its parents) when missing; a failure is an I/O error naming it. */
 export function makeOutputDir(path: string): void {
   try {
-    mkdirSync(path, { recursive: true });
+    makeDirectory(path);
   } catch (err) {
     throw writeFailure(path, err);
   }

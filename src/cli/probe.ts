@@ -74,7 +74,7 @@ export function probeFlows(
 ): { flows: Flow[]; ports: PortRange[] } {
   const m = /^(.*?)(?:\/(tcp|udp))?$/i.exec(portsText) as RegExpExecArray;
   const protocol = (m[2]?.toLowerCase() ?? 'tcp') as 'tcp' | 'udp';
-  const ports = mergePortRanges(parsePorts(m[1] ?? '', 'PORTS'));
+  const ports = mergePortRanges(parsePorts(m[1] ?? '', 'PORTS', portsText));
   const groups = new Map<string, PortRange[]>();
   if (service !== undefined) groups.set(service, ports);
   else {

@@ -1,10 +1,9 @@
-import { open } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { createInflateRaw, inflateRawSync } from 'node:zlib';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { InputError } from '../errors.js';
-import { noteInput } from '../util/inputs.js';
 import { jsonSyntaxError } from '../util/json.js';
+import { readBounded as readFileBounded } from '../util/read.js';
 import { safeLine } from '../util/terminal.js';
 
 /**
@@ -54,41 +53,14 @@ export const RVTOOLS_COLUMNS: RvtoolsColumns = {
  */
 export const MAX_SOURCE_BYTES = 512 * 1024 * 1024;
 
-/** Reads at most MAX_SOURCE_BYTES + 1 bytes of any file type (a FIFO or /dev/zero ends too). */
+/**
+ * Reads at most MAX_SOURCE_BYTES + 1 bytes of any file type, as every file a command names is read
+ * (util/read.ts readBounded): a FIFO is opened without blocking and given up on when its writer
+ * stays silent, /dev/zero ends at the limit, a directory or a missing file is said in words.
+ * InputError, located at `file`.
+ */
 export async function readBounded(file: string, what: string): Promise<Buffer> {
-  let handle: Awaited<ReturnType<typeof open>>;
-  try {
-    handle = await open(file, 'r');
-  } catch (err) {
-    throw new InputError(`cannot read the ${what}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, {
-      file,
-    });
-  }
-  try {
-    noteInput(file, await handle.stat());
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for (;;) {
-      const buf = Buffer.allocUnsafe(1 << 20);
-      const { bytesRead } = await handle.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) break;
-      chunks.push(buf.subarray(0, bytesRead));
-      total += bytesRead;
-      if (total > MAX_SOURCE_BYTES)
-        throw new InputError(
-          `the ${what} is larger than ${MAX_SOURCE_BYTES} bytes (expected an export of at most that size)`,
-          { file },
-        );
-    }
-    return Buffer.concat(chunks, total);
-  } catch (err) {
-    if (err instanceof InputError) throw err;
-    throw new InputError(`cannot read the ${what}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, {
-      file,
-    });
-  } finally {
-    await handle.close();
-  }
+  return readFileBounded(file, MAX_SOURCE_BYTES, what);
 }
 
 const ZIP_MAGIC = Buffer.from('PK\u0003\u0004', 'latin1');

@@ -2,6 +2,7 @@ import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync } from 'node
 import { dirname } from 'node:path';
 import { PortolanError, UsageError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { makeDirectory } from '../util/mkdir.js';
 import { filesDir, labRoot, statePath } from './names.js';
 
 /**
@@ -90,7 +91,7 @@ export function saveState(state: LabState, root = labRoot()): void {
  */
 export function claimState(state: LabState, root = labRoot()): void {
   const path = statePath(root, state.name);
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  makeDirectory(dirname(path), 0o700);
   try {
     writeFileAtomic(path, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600, exclusive: true });
   } catch (err) {

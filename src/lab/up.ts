@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { loadSite, readInventory, type Site } from '../inventory/load.js';
@@ -9,6 +9,7 @@ import { formatPorts, portCount } from '../model/ports.js';
 import { buildPlan } from '../plan/plan.js';
 import { maxOf } from '../util/arrays.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { makeDirectory } from '../util/mkdir.js';
 import { counted } from '../util/plural.js';
 import { notAHost } from '../util/suggest.js';
 import { down } from './down.js';
@@ -133,7 +134,7 @@ export async function up(o: UpOptions, name: string): Promise<LabState> {
       const etc = `/etc/netns/${h.ns}`;
       state.objects.etcDirs.push(etc);
       step(`etc:${h.name}`);
-      mkdirSync(etc, { recursive: true });
+      makeDirectory(etc);
       writeFileAtomic(join(etc, 'hosts'), etcHosts, { follow: false });
       // Nothing listens on the namespace's own loopback port 53: a name outside the map fails at once.
       writeFileAtomic(join(etc, 'resolv.conf'), 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n', {

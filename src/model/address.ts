@@ -1,4 +1,5 @@
 import { BlockList, isIP } from 'node:net';
+import { domainToASCII } from 'node:url';
 import { mergeCidr, normalizeCidr } from 'cidr-tools';
 
 /** A host's address as the inventory gives it, parsed once at the edge. */
@@ -115,6 +116,15 @@ export function parseAddress(raw: string): Address | { error: string } {
       error: `${JSON.stringify(text)} is not a valid IPv4 address (expected four decimal octets 0-255)`,
     };
   if (text.includes(':')) return { error: `${JSON.stringify(text)} is not a valid IPv6 address ${expected}` };
+  if (/[^\x00-\x7f]/.test(text)) {
+    // An internationalised name goes on the wire, and into every rule, as its A-labels (RFC 5891
+    // section 4.4): say which, so a look-alike letter (Cyrillic "а" for "a") shows as what it is.
+    const ascii = domainToASCII(text);
+    if (ascii !== '' && ascii.length <= 253 && DNS_NAME.test(ascii))
+      return {
+        error: `${JSON.stringify(text)} is an internationalised domain name (expected it as DNS carries it, in ASCII: ${JSON.stringify(ascii)}; RFC 5891)`,
+      };
+  }
   if (text.length > 253 || !DNS_NAME.test(text))
     return { error: `${JSON.stringify(text)} is neither an IP address, a CIDR nor a DNS name ${expected}` };
   return { kind: 'dns', text: text.toLowerCase().replace(/\.$/, '') };

@@ -126,6 +126,17 @@ export function parseYamlText(
     const where = { line: before.split('\n').length, column: nul - before.lastIndexOf('\n') };
     throw new InputError(`the ${what} contains a NUL byte (expected YAML text)`, { file, ...where });
   }
+  // A carriage return alone is a line break to YAML 1.2, js-yaml and every editor, but text to
+  // yaml: `# note<CR>hosts: ...` shows two lines and would be read as one comment.
+  const cr = /\r(?!\n)/.exec(text);
+  if (cr) {
+    const before = text.slice(0, cr.index);
+    const where = { line: before.split('\n').length, column: cr.index - before.lastIndexOf('\n') };
+    throw new InputError(
+      `the ${what} has a carriage return without a line feed after it (expected lines that end in LF or CRLF: convert the file's line endings, e.g. with mac2unix)`,
+      { file, ...where },
+    );
+  }
   if (onlyComments(text))
     throw new InputError(`the ${what} is empty (expected a YAML mapping)`, { file, line: 1, column: 1 });
   const sha256 = createHash('sha256').update(bytes).digest('hex');
@@ -365,6 +376,36 @@ function tooDeep(tokens: Iterable<CST.Token>): number | undefined {
 type Fail = (detail: string, offset: number, path?: PathPart[]) => never;
 
 /**
+ * The tags of YAML 1.2's core schema (YAML 1.2.2 section 10.3, tag:yaml.org,2002:), with what each
+ * makes of a scalar: a file may write them (`!!str 007`); any other tag is refused by checkKeys.
+ */
+const CORE_TAGS = new Map<string, string>(
+  (
+    [
+      ['str', 'string'],
+      ['int', 'number'],
+      ['float', 'number'],
+      ['bool', 'boolean'],
+      ['null', 'null'],
+      ['map', 'collection'],
+      ['seq', 'collection'],
+    ] as const
+  ).map(([name, type]) => [`tag:yaml.org,2002:${name}`, type]),
+);
+
+/** What a core tag's scalar must be, in words. */
+const TAG_EXPECTS: Record<string, string> = {
+  number: 'a number',
+  boolean: 'true or false',
+  null: 'null, ~ or nothing',
+};
+
+/** A tag as a file would write it: `!!binary` for tag:yaml.org,2002:binary, a local tag as it is. */
+function tagText(tag: string): string {
+  return tag.startsWith('tag:yaml.org,2002:') ? `!!${tag.slice('tag:yaml.org,2002:'.length)}` : tag;
+}
+
+/**
  * One pass over the composed document, before it becomes plain data:
  * - every mapping key is text exactly as written: a plain `007`, `1e3` or `true` is the string
  *   "007", "1e3" or "true" (YAML 1.2 would read a number or a boolean, and plain data would then
@@ -405,7 +446,32 @@ function checkKeys(
   };
   // The key path of the node being walked, copied only when an error names it.
   const path: PathPart[] = [];
+  // A tag other than the core schema's changes what the value is (a Buffer, a Date, a set that
+  // reads as an empty mapping) or is dropped with only a warning (`!custom`, `!!python/object`):
+  // either way the data would not be what the file says. A core tag must fit its value.
+  const checkTag = (node: unknown, at: PathPart[]): void => {
+    if (!isNode(node) || node.tag === undefined || node.tag === '!') return;
+    const offset = node.range?.[0] ?? 0;
+    const tag = tagText(node.tag);
+    if (!CORE_TAGS.has(node.tag))
+      fail(
+        `YAML: the tag ${tag} is not supported (expected values without tags: text, numbers, true/false, null, lists and mappings)`,
+        offset,
+        at,
+      );
+    if (!isScalar(node)) return;
+    const want = CORE_TAGS.get(node.tag);
+    const v = typeof node.value === 'bigint' ? Number(node.value) : node.value;
+    const got = v === null ? 'null' : typeof v;
+    if (want !== 'string' && want !== 'collection' && got !== want)
+      fail(
+        `YAML: ${shown(String(node.source ?? v))} cannot be read as ${tag} (expected ${TAG_EXPECTS[want as string] ?? 'a value of that type'}, or the value without the tag)`,
+        offset,
+        at,
+      );
+  };
   const walk = (node: unknown): unknown => {
+    checkTag(node, path);
     if (isAlias(node)) {
       plain = false;
       expanded += sizeOf(node, new Set());
@@ -427,6 +493,7 @@ function checkKeys(
           const kind = isMap(k) ? 'a mapping' : isSeq(k) ? 'a list' : isAlias(k) ? 'an alias' : 'nothing';
           fail(`YAML: a key is ${kind} (expected a key written as text)`, offset, [...path]);
         }
+        checkTag(k, [...path]);
         if (typeof k.value !== 'string') k.value = k.source ?? String(k.value);
         const key = k.value as string;
         const seen = first.get(key);
