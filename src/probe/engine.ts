@@ -576,6 +576,9 @@ function collect(
       last = { errno, attempts, rateLimited, e };
       return e;
     };
+    // The addresses on which some port of a range the product assigns at run time connected: only
+    // there does a reset on the range's other ports show the path open (see portResult).
+    const rangeAnswered = flow.dynamicPorts?.length ? answeredOnRange(flow, w.items) : undefined;
     for (let k = 0; k < w.items.length; k++) {
       const item = w.items[k] as ReachItem;
       if (item.address !== address) {
@@ -611,6 +614,7 @@ function collect(
         neighbour,
         sharedEvidence,
         found.signedRejected.has(item.address),
+        rangeAnswered?.has(item.address) ?? false,
       );
       if (route && 'source' in route) {
         // Last of the evidence's keys; a shared evidence object has it already.
@@ -975,6 +979,35 @@ async function silentNeighbours(items: readonly ReachItem[]): Promise<Map<string
  */
 type SharedEvidence = (errno: string | undefined, attempts: number, rateLimited: boolean) => Evidence;
 
+/** The detail of a reset on a run-time range where another port of the range connected. */
+const RANGE_RESET_ANSWERED =
+  'TCP reset: nothing listens on this port now, as expected on a range the product assigns at run time, and another port of the range connected, so the path reaches the range';
+
+/**
+ * The detail of a reset on a run-time range where no port of the range connected: nmap calls
+ * such a port closed, and a firewall that rejects with a TCP reset (or an ICMP port unreachable,
+ * which a TCP connect sees alike) answers every port the same way.
+ */
+const RANGE_RESET_UNANSWERED =
+  'TCP reset, and no port of this range connected: nothing listens anywhere on it (as before the product opens a port), or a firewall rejects the range with a TCP reset; a connect cannot tell the two apart, so the path is not proven';
+
+/**
+ * The addresses of `items` on which a TCP port of the flow's run-time ranges (catalog
+ * `dynamic-ports`) connected: something on the range answered, so the path reaches it.
+ */
+function answeredOnRange(flow: Flow, items: readonly ReachItem[]): Set<string> {
+  const out = new Set<string>();
+  for (const i of items)
+    if (
+      i.protocol === 'tcp' &&
+      i.outcome?.kind === 'open' &&
+      !out.has(i.address) &&
+      isDynamicPort(flow, i.port)
+    )
+      out.add(i.address);
+  return out;
+}
+
 /** A port result's first fields: address, port, protocol. */
 function baseOf(item: ReachItem): Pick<PortResult, 'address' | 'port' | 'protocol'> {
   return { address: item.address, port: item.port, protocol: item.protocol };
@@ -990,6 +1023,7 @@ function portResult(
   neighbour: Neighbour | undefined,
   sharedEvidence: SharedEvidence,
   signedRejected = false,
+  rangeAnswered = false,
 ): PortResult {
   const outcome = item.outcome as ReachOutcome;
   const attempts = item.attempts;
@@ -1027,15 +1061,23 @@ function portResult(
     // intermediate objects, in the same key order as the others.
     const evidence = sharedEvidence(outcome.errno, attempts, false);
     if (outcome.errno === 'ECONNREFUSED' && item.protocol === 'tcp' && isDynamicPort(flow, item.port))
-      return {
-        address: item.address,
-        port: item.port,
-        protocol: item.protocol,
-        verdict: 'reachable',
-        detail:
-          'TCP reset: nothing listens now, as expected on a range the product assigns at run time (a firewall that rejects with a TCP reset looks the same to a connect)',
-        evidence,
-      };
+      return rangeAnswered
+        ? {
+            address: item.address,
+            port: item.port,
+            protocol: item.protocol,
+            verdict: 'reachable',
+            detail: RANGE_RESET_ANSWERED,
+            evidence,
+          }
+        : {
+            address: item.address,
+            port: item.port,
+            protocol: item.protocol,
+            verdict: 'closed',
+            detail: RANGE_RESET_UNANSWERED,
+            evidence,
+          };
     return {
       address: item.address,
       port: item.port,

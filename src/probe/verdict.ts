@@ -254,7 +254,7 @@ export function hintFor(
   const advice: Record<Verdict, string> = {
     ok: `${flow.service} answers as expected`,
     'ok (responder)': `the portolan responder answered: the path is open; install the product and ${cmd} again`,
-    reachable: `the ports of ${flow.service} are assigned at run time (a dynamic or transmission range): a TCP reset came back, which is what ${to} sends while nothing listens there yet (normal before the product opens a port), and also what a firewall that rejects with a TCP reset sends; a connect cannot tell the two apart, so run portolan listen on ${to} and ${cmd} --secret to prove the path`,
+    reachable: `the ports of ${flow.service} are assigned at run time (a dynamic or transmission range): another port of the range on ${example?.address ?? to} connected, so the path reaches the range, and these reset because nothing listens on them yet (normal before the product opens a port), unless a firewall opens only part of the range and rejects the rest with a TCP reset: run portolan listen on ${to} and ${cmd} --secret to prove every port`,
     'open-unverified': example?.detail?.startsWith(SIGNED_CLOSED)
       ? `connected, and the signed probe was closed without a reply, as portolan listen does when ${mismatch}; or another service on ${where} closes what it does not understand`
       : signed
@@ -290,11 +290,12 @@ export function hintFor(
         : `the TLS handshake with ${where} failed: check the service's certificate and TLS settings`,
     'reset-after-connect': `${where} accepted the connection, then reset it once data was sent: an IPS or application-aware firewall between ${from} and ${to} resets the session (allow the application, not just the port), or another service on this port resets what it does not understand${signed || example?.detail?.includes('signed probe') ? `; a portolan responder also closes a probe signed with another secret this way: give ${cmd} the secret that listen on ${to} uses (PORTOLAN_SECRET), and see its log ("bad MAC")` : `; if portolan listen runs on ${to}, it resets every probe not signed with its secret this way: give ${cmd} that secret (--secret or PORTOLAN_SECRET)`}`,
     'responder-overloaded': `the portolan responder on ${example?.address ?? to} answered other ports but stayed too busy to answer ${where} (its log says "refused ... load" or nothing at all): the path is not proven either way; ${cmd} again with fewer sources at once, a lower --max-rate, or on a less loaded ${to}`,
-    closed: dynamic
-      ? `nothing listens on ${where}, which is normal for a range assigned at run time; a reset there is counted as reachable`
-      : signed
-        ? `nothing listens on ${where}, not even the portolan responder: portolan listen on ${to} did not bind this port (its "not bound on" lines say why: a port below 1024 needs root or CAP_NET_BIND_SERVICE), or it is not running, or the service there (${flow.service}) is stopped; the refusal (a TCP reset or ICMP port unreachable) shows the path is open up to ${to}, unless a firewall refuses for it that way: then ${allow}`
-        : `nothing listens on ${where}: is the service installed and running (${flow.service}: ${purposeClause(flow)})? If a firewall answers for it with a TCP reset / port unreachable, ${allow}`,
+    closed:
+      dynamic && proto === 'tcp' && !signed
+        ? `the ports of ${flow.service} are assigned at run time (a dynamic or transmission range), and every one tried on ${where} reset, none connected: nothing listens on the range yet (normal before the product opens a port), or a firewall rejects it with a TCP reset; a connect cannot tell the two apart, so the path is not proven: run portolan listen on ${to} and ${cmd} --secret to prove it, and if a firewall rejects it, ${allow}`
+        : signed
+          ? `nothing listens on ${where}, not even the portolan responder: portolan listen on ${to} did not bind this port (its "not bound on" lines say why: a port below 1024 needs root or CAP_NET_BIND_SERVICE), or it is not running, or the service there (${flow.service}) is stopped; the refusal (a TCP reset or ICMP port unreachable) shows the path is open up to ${to}, unless a firewall refuses for it that way: then ${allow}`
+          : `nothing listens on ${where}: is the service installed and running (${flow.service}: ${purposeClause(flow)})? If a firewall answers for it with a TCP reset / port unreachable, ${allow}`,
     blocked: `a firewall rejects ${where} (ICMP unreachable / prohibited): ${allow}`,
     filtered:
       proto === 'udp' && flow.service === 'ntp'
