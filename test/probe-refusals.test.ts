@@ -27,6 +27,14 @@ import { ROOT } from './helpers.js';
 
 const PEERS = ['/usr/sbin/sshd', 'ssh-keygen', 'openssl', 'smbd', 'nginx', 'chronyd', 'setpriv', 'ss'];
 const skip = labUnavailable(PEERS);
+/** Whether sshd honours /etc/hosts.deny (linked with libwrap, as Debian builds it). */
+const wrapped = (() => {
+  try {
+    return /libwrap/.test(execFileSync('ldd', ['/usr/sbin/sshd'], { encoding: 'utf8' }));
+  } catch {
+    return false;
+  }
+})();
 
 describe('probe: servers that refuse this client, or want more than it has', { skip }, () => {
   let lab: Lab;
@@ -174,6 +182,37 @@ describe('probe: servers that refuse this client, or want more than it has', { s
       ),
     );
 
+    // sshd built with libwrap (Debian's) behind /etc/hosts.deny "sshd: ALL": it accepts, holds the
+    // connection 5 s in silence and closes it. The deny file is bound over /etc/hosts.deny in a
+    // mount namespace of its own, so the machine's file is left alone.
+    writeFileSync(join(d, 'hosts.deny'), 'sshd: ALL\n');
+    writeFileSync(
+      join(d, 'sshd_wrapped_config'),
+      [
+        `ListenAddress ${S()}:2222`,
+        `HostKey ${join(d, 'hostkey')}`,
+        `PidFile ${join(d, 'sshd-wrapped.pid')}`,
+        'UsePAM no',
+        '',
+      ].join('\n'),
+    );
+    started.push(
+      lab.start(
+        'sshd behind TCP wrappers',
+        'server',
+        [
+          'unshare',
+          '--mount',
+          '--propagation',
+          'private',
+          'sh',
+          '-c',
+          `mount --bind ${join(d, 'hosts.deny')} /etc/hosts.deny && exec /usr/sbin/sshd -D -e -f ${join(d, 'sshd_wrapped_config')}`,
+        ],
+        [{ proto: 'tcp', address: S(), port: 2222 }],
+      ),
+    );
+
     // Two smbd: one whose hosts allow leaves this client out, one that speaks SMB1 only (on a
     // second address). Each has its own state directories.
     const smbd = (name: string, address: string, extra: string) => {
@@ -313,6 +352,18 @@ setTimeout(() => process.exit(0), 600000);
     assert.match(r.detail, /without its SSH identification line, after "Exceeded MaxStartups"/);
     assert.match(r.hint, /MaxStartups/);
     assert.doesNotMatch(r.hint, /another service/);
+  });
+
+  it('sshd refusing this client through TCP wrappers (silent 5 s, then a close) is not-serving, and the hint names hosts.deny', {
+    skip: wrapped ? false : 'sshd is not built with libwrap',
+  }, async () => {
+    const doc = await probe('2222', 'ssh');
+    const r = port(doc, 2222);
+    assert.equal(r.verdict, 'not-serving', r.detail);
+    assert.equal(doc.failed, true);
+    assert.match(r.detail, /held the connection [\d.]+ s in silence, then closed it/);
+    assert.match(r.hint, /TCP wrappers/);
+    assert.match(r.hint, /\/etc\/hosts\.allow and \/etc\/hosts\.deny on /);
   });
 
   it('a TLS server where SSH is expected is wrong-service, named, not a silent open-unverified', async () => {

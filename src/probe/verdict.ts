@@ -274,15 +274,17 @@ export function hintFor(
       ? `the NTP server on ${example?.address} refuses to serve ${from} (kiss-o'-death ${ntp.kiss}: ${kissWords(ntp.kiss)}); check its access rules (chrony allow / ntpd restrict) and rate limits for ${from}`
       : ntp
         ? `the NTP server on ${example?.address} answers but is not synchronised to any time source itself (stratum ${ntp.stratum}, leap indicator ${ntp.leap ?? '?'}): check its upstream servers or reference clock (chronyc sources / ntpq -p on ${to}) and that it may reach them`
-        : example?.detail.startsWith(SSH_REFUSED)
-          ? `sshd on ${example.address} closes connections from ${from} before identifying itself: check on ${to} its MaxStartups (unauthenticated connections at once, 10:30:100 by default: a job that opens many SSH sessions at once fills it) and PerSourcePenalties in sshd_config, and /etc/hosts.allow and /etc/hosts.deny (TCP wrappers) for ${from}`
-          : example?.evidence.smb &&
-              'dialect' in example.evidence.smb &&
-              example.evidence.smb.dialect === 'SMB1'
-            ? `the SMB server on ${example.address} offers only SMB1, which ${from} cannot be expected to speak (SMB1 is off by default on Windows since 10 1709 and Server 2019, and in Samba since 4.11): enable SMB2 or later on ${to} (Samba: server max protocol; Windows: Set-SmbServerConfiguration -EnableSMB2Protocol $true)`
-            : example?.evidence.smb && 'refused' in example.evidence.smb
-              ? `the SMB server on ${example.address} refuses sessions from ${from} (NetBIOS negative session response ${example.evidence.smb.refused}): check its host access rules for ${from} (Samba: hosts allow / hosts deny in the [global] section of smb.conf)`
-              : `${where} answers but refuses to serve: check the service's own configuration on ${to}`,
+        : example?.detail.includes(SSH_WRAPPED)
+          ? `sshd on ${example.address} holds connections from ${from} in silence and closes them, as TCP wrappers do with a source they refuse: check /etc/hosts.allow and /etc/hosts.deny on ${to} for ${from} (an sshd line in hosts.deny, or ALL: ALL, refuses every source hosts.allow does not name)`
+          : example?.detail.startsWith(SSH_REFUSED)
+            ? `sshd on ${example.address} closes connections from ${from} before identifying itself: check on ${to} its MaxStartups (unauthenticated connections at once, 10:30:100 by default: a job that opens many SSH sessions at once fills it) and PerSourcePenalties in sshd_config, and /etc/hosts.allow and /etc/hosts.deny (TCP wrappers) for ${from}`
+            : example?.evidence.smb &&
+                'dialect' in example.evidence.smb &&
+                example.evidence.smb.dialect === 'SMB1'
+              ? `the SMB server on ${example.address} offers only SMB1, which ${from} cannot be expected to speak (SMB1 is off by default on Windows since 10 1709 and Server 2019, and in Samba since 4.11): enable SMB2 or later on ${to} (Samba: server max protocol; Windows: Set-SmbServerConfiguration -EnableSMB2Protocol $true)`
+              : example?.evidence.smb && 'refused' in example.evidence.smb
+                ? `the SMB server on ${example.address} refuses sessions from ${from} (NetBIOS negative session response ${example.evidence.smb.refused}): check its host access rules for ${from} (Samba: hosts allow / hosts deny in the [global] section of smb.conf)`
+                : `${where} answers but refuses to serve: check the service's own configuration on ${to}`,
     'tls-weak': `${where} negotiates TLS below 1.2 or with a weak setup; the product expects TLS 1.2 or later`,
     'tls-failed':
       example?.evidence.errno === 'ERR_SSL_TLSV1_UNRECOGNIZED_NAME'
@@ -327,6 +329,9 @@ export const SSH_REFUSED = 'the server closed the connection without its SSH ide
 
 /** In an SSH probe's detail when the peer closed after portolan's identification line without its own. */
 export const SSH_CLOSED_AFTER_OURS = 'after our SSH identification line with no line of its own';
+
+/** In an SSH probe's detail when the server held the connection in silence, then closed it (libwrap). */
+export const SSH_WRAPPED = 'as sshd does with a source its TCP wrappers refuse';
 
 /** An SSH probe's detail when nothing came back, nor a close, within the service timeout. */
 export const SSH_SILENT = `${SILENT_SERVICE}SSH identification line came back`;
