@@ -10,6 +10,7 @@ import { isUnanswered, type Neighbour, neighbourOf } from './neighbour.js';
 import { isUnsynchronised, type NtpRequest, ntpRequest, parseNtpReply } from './ntp.js';
 import { RateLimiter } from './rate.js';
 import {
+  type ResponderResult,
   readResponderReply,
   responderAwake,
   Slots,
@@ -798,6 +799,25 @@ async function askSilentAgain(
     const stalled = new Set<string>();
     // Each ask is a pair of probes (the port and its pilot): half the slots in pairs.
     let next = 0;
+    // UDP asks of one address that start together share one pilot: a datagram costs the responder
+    // nothing to hold, so the pilot answered in the same window shows it was awake for all of them
+    // (a range a firewall drops would otherwise cost a signed TCP probe per port and round).
+    const udpPilots = new Map<string, Promise<ResponderResult>>();
+    const pilotFor = (s: SilentPort, hostKey: string, pilotPort: number): Promise<ResponderResult> => {
+      if (s.protocol !== 'udp')
+        return tcpResponderProbe(hostKey, s.address, pilotPort, waitMs, slots, limiter);
+      const shared = `${s.host}|${s.address}`;
+      let p = udpPilots.get(shared);
+      if (!p) {
+        p = tcpResponderProbe(hostKey, s.address, pilotPort, waitMs, slots, limiter);
+        udpPilots.set(shared, p);
+        const mine = p;
+        void p.finally(() => {
+          if (udpPilots.get(shared) === mine) udpPilots.delete(shared);
+        });
+      }
+      return p;
+    };
     const ask = async ([key, s]: (typeof asked)[number]) => {
       if (stalled.has(s.address)) return still.push([key, s]);
       const hostKey = hostSecret(secret, s.host);
@@ -806,7 +826,7 @@ async function askSilentAgain(
         s.protocol === 'udp'
           ? udpResponderProbe(hostKey, s.address, s.port, waitMs, limiter)
           : tcpResponderProbe(hostKey, s.address, s.port, waitMs, slots, limiter),
-        tcpResponderProbe(hostKey, s.address, pilotPort, waitMs, slots, limiter),
+        pilotFor(s, hostKey, pilotPort),
       ]);
       if (r.ok) {
         services.set(key, { verdict: 'ok (responder)', detail: r.detail, evidence: r.evidence });
@@ -823,7 +843,11 @@ async function askSilentAgain(
       }
       const n = (strikes.get(key) ?? 0) + 1;
       strikes.set(key, n);
-      if (n < MISS_STRIKES) return still.push([key, s]);
+      // A UDP port was already tried with spaced signed datagrams in the reachability pass: one more
+      // unanswered while the responder answered its pilot decides it (a firewall drops it, or
+      // something else holds it), where a TCP ask, whose connects a busy responder may refuse, gets
+      // MISS_STRIKES.
+      if (n < (s.protocol === 'udp' ? 1 : MISS_STRIKES)) return still.push([key, s]);
       if (r.verdict) services.set(key, { verdict: r.verdict, detail: r.detail, evidence: r.evidence });
     };
     await Promise.all(
