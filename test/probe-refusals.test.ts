@@ -267,7 +267,11 @@ http { access_log off; client_body_temp_path ${d}/nginx/b; proxy_temp_path ${d}/
   server { listen ${S()}:9443 ssl; server_name sni.lab.test; ssl_certificate ${cert}; ssl_certificate_key ${key};
     location / { return 200 "lab\\n"; } }
   server { listen ${S()}:9080; return 444; }
-  server { listen ${S()}:9444 ssl; ssl_certificate ${cert}; ssl_certificate_key ${key}; return 200; } }
+  server { listen ${S()}:9444 ssl; ssl_certificate ${cert}; ssl_certificate_key ${key}; return 200; }
+  server { listen ${S()}:9081; return 503; }
+  server { listen ${S()}:9082; location / { proxy_pass http://127.0.0.1:1; } }
+  server { listen ${S()}:9445 ssl; ssl_certificate ${cert}; ssl_certificate_key ${key};
+    location / { proxy_pass http://127.0.0.1:1; } } }
 `,
     );
     started.push(
@@ -279,6 +283,9 @@ http { access_log off; client_body_temp_path ${d}/nginx/b; proxy_temp_path ${d}/
           { proto: 'tcp', address: S(), port: 9443 },
           { proto: 'tcp', address: S(), port: 9080 },
           { proto: 'tcp', address: S(), port: 9444 },
+          { proto: 'tcp', address: S(), port: 9081 },
+          { proto: 'tcp', address: S(), port: 9082 },
+          { proto: 'tcp', address: S(), port: 9445 },
         ],
       ),
     );
@@ -364,6 +371,24 @@ setTimeout(() => process.exit(0), 600000);
     assert.match(r.detail, /held the connection [\d.]+ s in silence, then closed it/);
     assert.match(r.hint, /TCP wrappers/);
     assert.match(r.hint, /\/etc\/hosts\.allow and \/etc\/hosts\.deny on /);
+  });
+
+  it('nginx answering 503, or 502 for a backend that is down (HTTP and HTTPS): not-serving, not ok', async () => {
+    for (const [p, service, status] of [
+      [9081, 'http', '503'],
+      [9082, 'http', '502'],
+      [9445, 'https', '502'],
+    ] as const) {
+      const doc = await probe(String(p), service);
+      const r = port(doc, p);
+      assert.equal(r.verdict, 'not-serving', `${p}: ${r.detail}`);
+      assert.equal(doc.failed, true);
+      assert.match((r.evidence.http as { status: string }).status, new RegExp(`^HTTP/1\\.1 ${status}`));
+      assert.match(r.hint, /the service it fronts cannot serve now/);
+      assert.match(r.hint, /the path is open/);
+    }
+    // The same nginx answering 200 stays ok.
+    assert.equal(port(await probe('9444', 'https'), 9444).verdict, 'ok');
   });
 
   it('a TLS server where SSH is expected is wrong-service, named, not a silent open-unverified', async () => {

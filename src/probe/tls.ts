@@ -9,7 +9,7 @@ import {
   type ServiceOutcome,
 } from './conn.js';
 import { isReset } from './errno.js';
-import { httpStatus } from './http.js';
+import { httpStatus, unavailableDetail } from './http.js';
 import { answeredBy, firstLine, identify } from './identify.js';
 import { certificateFields, serverFlight } from './tls-flight.js';
 import { CLOSED_UNANSWERED, excerpt, type TlsEvidence } from './verdict.js';
@@ -270,6 +270,9 @@ export async function tlsProbe(ctx: ServiceContext, opts: { http: boolean }): Pr
     if (!opts.http)
       return { verdict: 'ok', detail: `${tlsText(t)}${more}`, evidence: { ...evidence, ...caveat } };
     const status = await httpStatus(c, ctx.servername ?? ctx.address, ctx.timeoutMs);
+    const down = status && unavailableDetail(status, ` over ${tlsText(t)}`);
+    if (status && down)
+      return { verdict: 'not-serving', detail: down, evidence: { ...evidence, http: { status } } };
     if (status)
       return {
         verdict: 'ok',

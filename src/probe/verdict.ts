@@ -284,7 +284,9 @@ export function hintFor(
               ? `the SMB server on ${example.address} offers only SMB1, which ${from} cannot be expected to speak (SMB1 is off by default on Windows since 10 1709 and Server 2019, and in Samba since 4.11): enable SMB2 or later on ${to} (Samba: server max protocol; Windows: Set-SmbServerConfiguration -EnableSMB2Protocol $true)`
               : example?.evidence.smb && 'refused' in example.evidence.smb
                 ? `the SMB server on ${example.address} refuses sessions from ${from} (NetBIOS negative session response ${example.evidence.smb.refused}): check its host access rules for ${from} (Samba: hosts allow / hosts deny in the [global] section of smb.conf)`
-                : `${where} answers but refuses to serve: check the service's own configuration on ${to}`,
+                : example?.evidence.http
+                  ? `the web server on ${where} answers "${example.evidence.http.status}": the path is open, but the service it fronts cannot serve now (a reverse proxy or load balancer whose backend is down or unhealthy, or ${flow.service} starting or in maintenance: vCenter answers 503 while its services start); check ${flow.service} and what the server forwards to on ${to}, then ${cmd} again`
+                  : `${where} answers but refuses to serve: check the service's own configuration on ${to}`,
     'tls-weak': `${where} negotiates TLS below 1.2 or with a weak setup; the product expects TLS 1.2 or later`,
     'tls-failed':
       example?.evidence.errno === 'ERR_SSL_TLSV1_UNRECOGNIZED_NAME'
