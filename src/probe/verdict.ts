@@ -264,7 +264,7 @@ export function hintFor(
           : example?.detail?.includes(SSH_CLOSED_AFTER_OURS)
             ? `connected, but what listens on ${where} closed the connection after portolan's SSH identification line without sending one of its own, which an SSH server sends first: is ssh on another port, or another service on this one (a portolan listen responder, checked without its --secret, closes the same way)?`
             : example?.detail?.startsWith(SILENT_SERVICE)
-              ? `connected, but ${flow.service} did not answer on ${where} in time: a slow or busy service, another one that waits in silence, ${example.detail === SSH_SILENT ? 'sshd refusing this source through TCP wrappers (/etc/hosts.deny: it holds a refused connection 5 s before closing it), ' : ''}or a device on the path (an IPS or application-aware firewall) that holds the session without passing it on; check that ${flow.service} runs on ${to} and ${cmd} again, or prove the path alone with portolan listen on ${to} and ${cmd} --secret`
+              ? `connected, but ${flow.service} did not answer on ${where} in time: a slow or busy service, another one that waits in silence, ${example.detail === SSH_SILENT ? 'sshd refusing this source through TCP wrappers (/etc/hosts.deny: it holds a refused connection 5 s before closing it), ' : ''}or a device on the path (an IPS or application-aware firewall) that holds the session without passing it on${example.detail.includes(TLS_SILENT) ? "; or a path MTU black hole (the connect's small packets pass, the server's full-size certificate packets are dropped, and the ICMP fragmentation-needed / packet-too-big that would shrink them is filtered: let that ICMP through, or clamp the TCP MSS on the path)" : ''}; check that ${flow.service} runs on ${to} and ${cmd} again, or prove the path alone with portolan listen on ${to} and ${cmd} --secret`
               : `connected, but ${flow.service} cannot be recognised on the wire; to prove the path before the product is installed, run portolan listen on ${to} and ${cmd} --secret`,
     'open|filtered': signed
       ? `UDP: no answer to the signed probe and no ICMP error: a firewall drops ${where}, or ${unsigned}`
@@ -331,6 +331,14 @@ export const SSH_REFUSED = 'the server closed the connection without its SSH ide
 
 /** In an SSH probe's detail when the peer closed after portolan's identification line without its own. */
 export const SSH_CLOSED_AFTER_OURS = 'after our SSH identification line with no line of its own';
+
+/**
+ * In the detail of a TLS probe whose ClientHello got no answer in time. A TLS server answers with
+ * its certificate, a flight of full-size packets, where every packet before it was small: a path
+ * that drops full-size packets and the ICMP that would say so (a path MTU black hole, RFC 2923 2.1)
+ * loses exactly that flight.
+ */
+export const TLS_SILENT = 'no answer to the TLS ClientHello';
 
 /** In an SSH probe's detail when the server held the connection in silence, then closed it (libwrap). */
 export const SSH_WRAPPED = 'as sshd does with a source its TCP wrappers refuse';
