@@ -1,4 +1,5 @@
-import { type ServiceContext, type ServiceOutcome, withConn } from './conn.js';
+import { resetBeforeDataDetail, type ServiceContext, type ServiceOutcome, withConn } from './conn.js';
+import { isReset } from './errno.js';
 import { answeredBy, firstLine, identify } from './identify.js';
 import { tlsServerThere } from './tls.js';
 import { excerpt, SSH_CLOSED_AFTER_OURS, SSH_REFUSED, SSH_SILENT, SSH_WRAPPED } from './verdict.js';
@@ -82,6 +83,14 @@ export async function sshProbe(ctx: ServiceContext): Promise<ServiceOutcome> {
     // Closed with no byte, long after our line: not an answer to it (a service that closes what it
     // does not understand does so at once) but a server that held the connection in silence and
     // then let it go, as sshd does with a source its TCP wrappers refuse.
+    // Reset before portolan sent a byte: the service refuses the connection; no SSH line was
+    // sent, so this is no answer to one.
+    if (data.length === 0 && c.ended && !spoke && c.error && isReset(c.error))
+      return {
+        verdict: 'reset-after-connect',
+        detail: resetBeforeDataDetail(c.error, 'SSH'),
+        evidence: { errno: c.error },
+      };
     if (data.length === 0 && c.ended && spoke && heldMs >= HELD_NOT_ANSWER_MS)
       return {
         verdict: 'not-serving',

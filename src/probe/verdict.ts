@@ -292,7 +292,9 @@ export function hintFor(
       example?.evidence.errno === 'ERR_SSL_TLSV1_UNRECOGNIZED_NAME'
         ? `the TLS server on ${where} completes a handshake only for a server name (SNI) it has a certificate for, and refused ${example.detail.includes('without a server name') ? 'one without a name' : 'this name'}: a client that connects by one of its names gets through; give ${to}'s DNS name ${flow.product === 'probe' ? 'as HOST' : 'as its inventory address'} (${cmd} sends it as SNI), or check the server's names`
         : `the TLS handshake with ${where} failed: check the service's certificate and TLS settings`,
-    'reset-after-connect': `${where} accepted the connection, then reset it once data was sent: an IPS or application-aware firewall between ${from} and ${to} resets the session (allow the application, not just the port), or another service on this port resets what it does not understand${signed || example?.detail?.includes('signed probe') ? `; a portolan responder also closes a probe signed with another secret this way: give ${cmd} the secret that listen on ${to} uses (PORTOLAN_SECRET), and see its log ("bad MAC")` : `; if portolan listen runs on ${to}, it resets every probe not signed with its secret this way: give ${cmd} that secret (--secret or PORTOLAN_SECRET)`}`,
+    'reset-after-connect': example?.detail.includes(RESET_BEFORE_DATA)
+      ? `what listens on ${where} accepts connections from ${from} and resets them at once, before any data was sent: the service (or a proxy in front of it) refuses this source, such as a connection limit that is full, a per-source limit or TCP wrappers, or it is a portolan responder at its connection limit; a firewall that resets sessions does so once data flows, so check ${flow.service} and its access rules on ${to}`
+      : `${where} accepted the connection, then reset it once data was sent: an IPS or application-aware firewall between ${from} and ${to} resets the session (allow the application, not just the port), or another service on this port resets what it does not understand${signed || example?.detail?.includes('signed probe') ? `; a portolan responder also closes a probe signed with another secret this way: give ${cmd} the secret that listen on ${to} uses (PORTOLAN_SECRET), and see its log ("bad MAC")` : `; if portolan listen runs on ${to}, it resets every probe not signed with its secret this way: give ${cmd} that secret (--secret or PORTOLAN_SECRET)`}`,
     'responder-overloaded': `the portolan responder on ${example?.address ?? to} answered other ports but stayed too busy to answer ${where} (its log says "refused ... load" or nothing at all): the path is not proven either way; ${cmd} again with fewer sources at once, a lower --max-rate, or on a less loaded ${to}`,
     closed:
       dynamic && proto === 'tcp' && !signed
@@ -312,6 +314,9 @@ export function hintFor(
   };
   return `${advice[verdict]} (needed by ${flow.product}: ${firstSourceText(flow)})`;
 }
+
+/** In the detail of a service connect that was reset before the probe sent anything (see connectFailure). */
+export const RESET_BEFORE_DATA = 'before anything was sent';
 
 /**
  * How the detail of a service probe starts when the service, one portolan speaks, sent nothing back
