@@ -65,13 +65,14 @@ describe('check: verdicts for the failures backup teams hit', { skip }, () => {
 
   before(async () => {
     lab = Lab.create('v', 9);
-    for (const last of [3, 4, 5]) lab.addServerAddress(A(last));
+    for (const last of [3, 4, 5, 6]) lab.addServerAddress(A(last));
     lab.nft(`
 table inet lab {
   chain input {
     type filter hook input priority 0; policy accept;
     ip daddr ${A(2)} udp dport { 123, 2049 } drop
     ip daddr ${A(3)} tcp dport 2500-3300 drop
+    ip daddr ${A(6)} tcp dport 2500-3300 reject with tcp reset
   }
 }
 `);
@@ -102,6 +103,7 @@ hosts:
   cli: { address: ${lab.clientIp}, roles: [lab:client] }
   srv: { address: ${A(2)}, roles: [lab:ntp, lab:nfs, lab:rpc, lab:transport] }
   srv2: { address: ${A(3)}, roles: [lab:transport] }
+  srv3: { address: ${A(6)}, roles: [lab:transport] }
   unsync: { address: ${A(4)}, roles: [lab:ntp] }
   kod: { address: ${A(5)}, roles: [lab:ntp] }
   ghost: { address: ghost.lab.test, roles: [lab:web] }
@@ -135,6 +137,13 @@ hosts:
         'server',
         [process.execPath, join(d, 'fakes.mjs'), 'tcp-silent', A(2), '50100'],
         [{ proto: 'tcp', address: A(2), port: 50100 }],
+      ),
+      // A job's transmission channel listens behind a firewall that rejects the range with a reset.
+      lab.start(
+        'transport behind a reset',
+        'server',
+        [process.execPath, join(d, 'fakes.mjs'), 'tcp-silent', A(6), '2600'],
+        [{ proto: 'tcp', address: A(6), port: 2600 }],
       ),
       lab.start(
         'nfs silent',
@@ -222,16 +231,29 @@ hosts:
     assert.equal(port(A(2), 'tcp', 49152).evidence.errno, 'ECONNREFUSED');
   });
 
-  it('a transmission range before a job runs: reachable, and the hint says the ports are assigned at run time', () => {
+  it('a transmission range where nothing connects: closed (failing), the path not proven, the hint says why', () => {
+    // Every port resets and none connects: before a job runs, or a firewall that rejects the range
+    // with a reset. A connect cannot tell the two apart, so a reset is no proof of the path.
     const f = flowTo('srv', 'veeam-transport');
-    assert.equal(f.verdict, 'reachable');
-    assert.equal((f as { failed?: boolean }).failed, false);
+    assert.equal(f.verdict, 'closed');
+    assert.equal((f as { failed?: boolean }).failed, true);
+    const counts = (f as unknown as { summary: { counts: Record<string, number> }[] }).summary[0]?.counts;
+    assert.deepEqual(counts, { closed: 801 });
+    assert.match(port(A(2), 'tcp', 2500).detail, /no port of this range connected/);
     assert.match(f.hint, /assigned at run time/);
-    // A connect sees a firewall's reject-with-reset as it sees a closed port: the hint must not
-    // call the path proven.
-    assert.doesNotMatch(f.hint, /proves the path to/);
-    assert.match(f.hint, /a firewall that rejects with a TCP reset/);
+    assert.match(f.hint, /a firewall rejects it with a TCP reset/);
+    assert.match(f.hint, /the path is not proven/);
     assert.match(f.hint, /run portolan listen on srv and check --secret/);
+    assert.match(f.hint, /allow tcp 2500-3300 cli -> srv/);
+  });
+
+  it('a firewall that rejects a transmission range with a reset, a job listening behind it: closed, not reachable', () => {
+    const f = flowTo('srv3', 'veeam-transport');
+    assert.equal(f.verdict, 'closed', JSON.stringify(f.results.slice(0, 2)));
+    assert.equal((f as { failed?: boolean }).failed, true);
+    assert.equal(port(A(6), 'tcp', 2600).verdict, 'closed');
+    assert.equal(port(A(6), 'tcp', 2600).evidence.errno, 'ECONNREFUSED');
+    assert.match(f.hint, /allow tcp 2500-3300 cli -> srv3/);
   });
 
   it('failing advice on a range names all its ports: allow tcp 2500-3300 cli -> srv2', () => {

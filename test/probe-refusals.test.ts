@@ -27,6 +27,14 @@ import { ROOT } from './helpers.js';
 
 const PEERS = ['/usr/sbin/sshd', 'ssh-keygen', 'openssl', 'smbd', 'nginx', 'chronyd', 'setpriv', 'ss'];
 const skip = labUnavailable(PEERS);
+/** Whether sshd honours /etc/hosts.deny (linked with libwrap, as Debian builds it). */
+const wrapped = (() => {
+  try {
+    return /libwrap/.test(execFileSync('ldd', ['/usr/sbin/sshd'], { encoding: 'utf8' }));
+  } catch {
+    return false;
+  }
+})();
 
 describe('probe: servers that refuse this client, or want more than it has', { skip }, () => {
   let lab: Lab;
@@ -174,6 +182,37 @@ describe('probe: servers that refuse this client, or want more than it has', { s
       ),
     );
 
+    // sshd built with libwrap (Debian's) behind /etc/hosts.deny "sshd: ALL": it accepts, holds the
+    // connection 5 s in silence and closes it. The deny file is bound over /etc/hosts.deny in a
+    // mount namespace of its own, so the machine's file is left alone.
+    writeFileSync(join(d, 'hosts.deny'), 'sshd: ALL\n');
+    writeFileSync(
+      join(d, 'sshd_wrapped_config'),
+      [
+        `ListenAddress ${S()}:2222`,
+        `HostKey ${join(d, 'hostkey')}`,
+        `PidFile ${join(d, 'sshd-wrapped.pid')}`,
+        'UsePAM no',
+        '',
+      ].join('\n'),
+    );
+    started.push(
+      lab.start(
+        'sshd behind TCP wrappers',
+        'server',
+        [
+          'unshare',
+          '--mount',
+          '--propagation',
+          'private',
+          'sh',
+          '-c',
+          `mount --bind ${join(d, 'hosts.deny')} /etc/hosts.deny && exec /usr/sbin/sshd -D -e -f ${join(d, 'sshd_wrapped_config')}`,
+        ],
+        [{ proto: 'tcp', address: S(), port: 2222 }],
+      ),
+    );
+
     // Two smbd: one whose hosts allow leaves this client out, one that speaks SMB1 only (on a
     // second address). Each has its own state directories.
     const smbd = (name: string, address: string, extra: string) => {
@@ -228,7 +267,11 @@ http { access_log off; client_body_temp_path ${d}/nginx/b; proxy_temp_path ${d}/
   server { listen ${S()}:9443 ssl; server_name sni.lab.test; ssl_certificate ${cert}; ssl_certificate_key ${key};
     location / { return 200 "lab\\n"; } }
   server { listen ${S()}:9080; return 444; }
-  server { listen ${S()}:9444 ssl; ssl_certificate ${cert}; ssl_certificate_key ${key}; return 200; } }
+  server { listen ${S()}:9444 ssl; ssl_certificate ${cert}; ssl_certificate_key ${key}; return 200; }
+  server { listen ${S()}:9081; return 503; }
+  server { listen ${S()}:9082; location / { proxy_pass http://127.0.0.1:1; } }
+  server { listen ${S()}:9445 ssl; ssl_certificate ${cert}; ssl_certificate_key ${key};
+    location / { proxy_pass http://127.0.0.1:1; } } }
 `,
     );
     started.push(
@@ -240,6 +283,9 @@ http { access_log off; client_body_temp_path ${d}/nginx/b; proxy_temp_path ${d}/
           { proto: 'tcp', address: S(), port: 9443 },
           { proto: 'tcp', address: S(), port: 9080 },
           { proto: 'tcp', address: S(), port: 9444 },
+          { proto: 'tcp', address: S(), port: 9081 },
+          { proto: 'tcp', address: S(), port: 9082 },
+          { proto: 'tcp', address: S(), port: 9445 },
         ],
       ),
     );
@@ -313,6 +359,36 @@ setTimeout(() => process.exit(0), 600000);
     assert.match(r.detail, /without its SSH identification line, after "Exceeded MaxStartups"/);
     assert.match(r.hint, /MaxStartups/);
     assert.doesNotMatch(r.hint, /another service/);
+  });
+
+  it('sshd refusing this client through TCP wrappers (silent 5 s, then a close) is not-serving, and the hint names hosts.deny', {
+    skip: wrapped ? false : 'sshd is not built with libwrap',
+  }, async () => {
+    const doc = await probe('2222', 'ssh');
+    const r = port(doc, 2222);
+    assert.equal(r.verdict, 'not-serving', r.detail);
+    assert.equal(doc.failed, true);
+    assert.match(r.detail, /held the connection [\d.]+ s in silence, then closed it/);
+    assert.match(r.hint, /TCP wrappers/);
+    assert.match(r.hint, /\/etc\/hosts\.allow and \/etc\/hosts\.deny on /);
+  });
+
+  it('nginx answering 503, or 502 for a backend that is down (HTTP and HTTPS): not-serving, not ok', async () => {
+    for (const [p, service, status] of [
+      [9081, 'http', '503'],
+      [9082, 'http', '502'],
+      [9445, 'https', '502'],
+    ] as const) {
+      const doc = await probe(String(p), service);
+      const r = port(doc, p);
+      assert.equal(r.verdict, 'not-serving', `${p}: ${r.detail}`);
+      assert.equal(doc.failed, true);
+      assert.match((r.evidence.http as { status: string }).status, new RegExp(`^HTTP/1\\.1 ${status}`));
+      assert.match(r.hint, /the service it fronts cannot serve now/);
+      assert.match(r.hint, /the path is open/);
+    }
+    // The same nginx answering 200 stays ok.
+    assert.equal(port(await probe('9444', 'https'), 9444).verdict, 'ok');
   });
 
   it('a TLS server where SSH is expected is wrong-service, named, not a silent open-unverified', async () => {

@@ -1,7 +1,13 @@
 import net from 'node:net';
 import { isReset, verdictForErrno } from './errno.js';
 import type { RateLimiter } from './rate.js';
-import { CLOSED_UNANSWERED, type Evidence, SILENT_SERVICE, type Verdict } from './verdict.js';
+import {
+  CLOSED_UNANSWERED,
+  type Evidence,
+  RESET_BEFORE_DATA,
+  SILENT_SERVICE,
+  type Verdict,
+} from './verdict.js';
 
 /** What an application probe is given: where to go and how long it may wait for the service. */
 export interface ServiceContext {
@@ -134,6 +140,15 @@ export class Conn {
   }
 }
 
+/**
+ * The detail of a connection reset after its handshake and before the probe sent a byte: `what`
+ * is the probe ("SSH"). A firewall that resets sessions acts on the data it sees; a reset before
+ * any is the service (or what fronts it) refusing the connection.
+ */
+export function resetBeforeDataDetail(code: string, what: string): string {
+  return `${what}: connected, then reset (${code}) ${RESET_BEFORE_DATA}: the service accepts and resets (a connection limit, TCP wrappers, or a portolan responder at its limit)`;
+}
+
 /** A failed service connect after the sweep saw the port open: the errno decides, as in the sweep. */
 export function connectFailure(err: unknown, what: string): ServiceOutcome {
   if (err instanceof ConnectError) {
@@ -141,7 +156,7 @@ export function connectFailure(err: unknown, what: string): ServiceOutcome {
     return {
       verdict: v ?? 'open-unverified',
       detail: isReset(err.code)
-        ? `${what}: connected, then reset (${err.code}) before anything was sent: the service accepts and resets (a connection limit, TCP wrappers, or a portolan responder at its limit)`
+        ? resetBeforeDataDetail(err.code, what)
         : v
           ? `${what}: connect failed on the second connection (${err.code})`
           : `${what}: the port answered the sweep, then the service connection failed (${err.code})`,

@@ -10,6 +10,7 @@ import { isUnanswered, type Neighbour, neighbourOf } from './neighbour.js';
 import { isUnsynchronised, type NtpRequest, ntpRequest, parseNtpReply } from './ntp.js';
 import { RateLimiter } from './rate.js';
 import {
+  type ResponderResult,
   readResponderReply,
   responderAwake,
   Slots,
@@ -576,6 +577,9 @@ function collect(
       last = { errno, attempts, rateLimited, e };
       return e;
     };
+    // The addresses on which some port of a range the product assigns at run time connected: only
+    // there does a reset on the range's other ports show the path open (see portResult).
+    const rangeAnswered = flow.dynamicPorts?.length ? answeredOnRange(flow, w.items) : undefined;
     for (let k = 0; k < w.items.length; k++) {
       const item = w.items[k] as ReachItem;
       if (item.address !== address) {
@@ -611,6 +615,7 @@ function collect(
         neighbour,
         sharedEvidence,
         found.signedRejected.has(item.address),
+        rangeAnswered?.has(item.address) ?? false,
       );
       if (route && 'source' in route) {
         // Last of the evidence's keys; a shared evidence object has it already.
@@ -794,6 +799,25 @@ async function askSilentAgain(
     const stalled = new Set<string>();
     // Each ask is a pair of probes (the port and its pilot): half the slots in pairs.
     let next = 0;
+    // UDP asks of one address that start together share one pilot: a datagram costs the responder
+    // nothing to hold, so the pilot answered in the same window shows it was awake for all of them
+    // (a range a firewall drops would otherwise cost a signed TCP probe per port and round).
+    const udpPilots = new Map<string, Promise<ResponderResult>>();
+    const pilotFor = (s: SilentPort, hostKey: string, pilotPort: number): Promise<ResponderResult> => {
+      if (s.protocol !== 'udp')
+        return tcpResponderProbe(hostKey, s.address, pilotPort, waitMs, slots, limiter);
+      const shared = `${s.host}|${s.address}`;
+      let p = udpPilots.get(shared);
+      if (!p) {
+        p = tcpResponderProbe(hostKey, s.address, pilotPort, waitMs, slots, limiter);
+        udpPilots.set(shared, p);
+        const mine = p;
+        void p.finally(() => {
+          if (udpPilots.get(shared) === mine) udpPilots.delete(shared);
+        });
+      }
+      return p;
+    };
     const ask = async ([key, s]: (typeof asked)[number]) => {
       if (stalled.has(s.address)) return still.push([key, s]);
       const hostKey = hostSecret(secret, s.host);
@@ -802,7 +826,7 @@ async function askSilentAgain(
         s.protocol === 'udp'
           ? udpResponderProbe(hostKey, s.address, s.port, waitMs, limiter)
           : tcpResponderProbe(hostKey, s.address, s.port, waitMs, slots, limiter),
-        tcpResponderProbe(hostKey, s.address, pilotPort, waitMs, slots, limiter),
+        pilotFor(s, hostKey, pilotPort),
       ]);
       if (r.ok) {
         services.set(key, { verdict: 'ok (responder)', detail: r.detail, evidence: r.evidence });
@@ -819,7 +843,11 @@ async function askSilentAgain(
       }
       const n = (strikes.get(key) ?? 0) + 1;
       strikes.set(key, n);
-      if (n < MISS_STRIKES) return still.push([key, s]);
+      // A UDP port was already tried with spaced signed datagrams in the reachability pass: one more
+      // unanswered while the responder answered its pilot decides it (a firewall drops it, or
+      // something else holds it), where a TCP ask, whose connects a busy responder may refuse, gets
+      // MISS_STRIKES.
+      if (n < (s.protocol === 'udp' ? 1 : MISS_STRIKES)) return still.push([key, s]);
       if (r.verdict) services.set(key, { verdict: r.verdict, detail: r.detail, evidence: r.evidence });
     };
     await Promise.all(
@@ -975,6 +1003,35 @@ async function silentNeighbours(items: readonly ReachItem[]): Promise<Map<string
  */
 type SharedEvidence = (errno: string | undefined, attempts: number, rateLimited: boolean) => Evidence;
 
+/** The detail of a reset on a run-time range where another port of the range connected. */
+const RANGE_RESET_ANSWERED =
+  'TCP reset: nothing listens on this port now, as expected on a range the product assigns at run time, and another port of the range connected, so the path reaches the range';
+
+/**
+ * The detail of a reset on a run-time range where no port of the range connected: nmap calls
+ * such a port closed, and a firewall that rejects with a TCP reset (or an ICMP port unreachable,
+ * which a TCP connect sees alike) answers every port the same way.
+ */
+const RANGE_RESET_UNANSWERED =
+  'TCP reset, and no port of this range connected: nothing listens anywhere on it (as before the product opens a port), or a firewall rejects the range with a TCP reset; a connect cannot tell the two apart, so the path is not proven';
+
+/**
+ * The addresses of `items` on which a TCP port of the flow's run-time ranges (catalog
+ * `dynamic-ports`) connected: something on the range answered, so the path reaches it.
+ */
+function answeredOnRange(flow: Flow, items: readonly ReachItem[]): Set<string> {
+  const out = new Set<string>();
+  for (const i of items)
+    if (
+      i.protocol === 'tcp' &&
+      i.outcome?.kind === 'open' &&
+      !out.has(i.address) &&
+      isDynamicPort(flow, i.port)
+    )
+      out.add(i.address);
+  return out;
+}
+
 /** A port result's first fields: address, port, protocol. */
 function baseOf(item: ReachItem): Pick<PortResult, 'address' | 'port' | 'protocol'> {
   return { address: item.address, port: item.port, protocol: item.protocol };
@@ -990,6 +1047,7 @@ function portResult(
   neighbour: Neighbour | undefined,
   sharedEvidence: SharedEvidence,
   signedRejected = false,
+  rangeAnswered = false,
 ): PortResult {
   const outcome = item.outcome as ReachOutcome;
   const attempts = item.attempts;
@@ -1027,15 +1085,23 @@ function portResult(
     // intermediate objects, in the same key order as the others.
     const evidence = sharedEvidence(outcome.errno, attempts, false);
     if (outcome.errno === 'ECONNREFUSED' && item.protocol === 'tcp' && isDynamicPort(flow, item.port))
-      return {
-        address: item.address,
-        port: item.port,
-        protocol: item.protocol,
-        verdict: 'reachable',
-        detail:
-          'TCP reset: nothing listens now, as expected on a range the product assigns at run time (a firewall that rejects with a TCP reset looks the same to a connect)',
-        evidence,
-      };
+      return rangeAnswered
+        ? {
+            address: item.address,
+            port: item.port,
+            protocol: item.protocol,
+            verdict: 'reachable',
+            detail: RANGE_RESET_ANSWERED,
+            evidence,
+          }
+        : {
+            address: item.address,
+            port: item.port,
+            protocol: item.protocol,
+            verdict: 'closed',
+            detail: RANGE_RESET_UNANSWERED,
+            evidence,
+          };
     return {
       address: item.address,
       port: item.port,

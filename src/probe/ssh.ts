@@ -1,7 +1,23 @@
-import { type ServiceContext, type ServiceOutcome, withConn } from './conn.js';
+import { resetBeforeDataDetail, type ServiceContext, type ServiceOutcome, withConn } from './conn.js';
+import { isReset } from './errno.js';
 import { answeredBy, firstLine, identify } from './identify.js';
 import { tlsServerThere } from './tls.js';
-import { excerpt, SSH_CLOSED_AFTER_OURS, SSH_REFUSED, SSH_SILENT } from './verdict.js';
+import { excerpt, SSH_CLOSED_AFTER_OURS, SSH_REFUSED, SSH_SILENT, SSH_WRAPPED } from './verdict.js';
+
+/**
+ * How long a TCP-wrappers daemon holds a connection it refuses before closing it: libwrap's
+ * clean_exit() sleeps 5 s before exit (tcp_wrappers 7.6, refuse.c / clean_exit.c), and sshd built
+ * with libwrap (Debian's) refuses a source /etc/hosts.deny names that way, sending nothing.
+ */
+export const WRAPPERS_HOLD_MS = 5000;
+/** How long past WRAPPERS_HOLD_MS a silent SSH port is waited for (a loaded peer is late to exit). */
+const HOLD_GRACE_MS = 1500;
+/**
+ * A close this long after our identification line, with nothing sent back, is not an answer to the
+ * line: a service that closes what it does not understand (portolan listen, a TLS server) does so
+ * within a round trip.
+ */
+const HELD_NOT_ANSWER_MS = 1000;
 
 /** Most bytes read while looking for the identification line (RFC 4253 4.2 allows lines before it). */
 const MAX_BYTES = 4096;
@@ -29,13 +45,20 @@ export async function sshProbe(ctx: ServiceContext): Promise<ServiceOutcome> {
   let closedAfterOurs = false;
   const out = await withConn(ctx, 'SSH', async (c) => {
     const found = (d: Buffer) => identification(d) !== undefined;
+    const start = performance.now();
     let got = await c.read(found, ctx.timeoutMs / 2, MAX_BYTES);
     let spoke = false;
+    let wroteAt = 0;
     if (!got && c.data.length === 0 && !c.ended) {
       c.write('SSH-2.0-portolan\r\n');
       spoke = true;
-      got = await c.read(found, ctx.timeoutMs / 2, MAX_BYTES);
+      wroteAt = performance.now();
+      // A silent server is waited for past TCP wrappers' hold, so that sshd refusing this source
+      // is seen closing; a server that sends its line at once is not slowed.
+      const left = Math.max(ctx.timeoutMs / 2, WRAPPERS_HOLD_MS + HOLD_GRACE_MS - (wroteAt - start));
+      got = await c.read(found, left, MAX_BYTES);
     }
+    const heldMs = performance.now() - wroteAt;
     const data = c.data;
     const id = identification(data);
     if (id) {
@@ -56,6 +79,23 @@ export async function sshProbe(ctx: ServiceContext): Promise<ServiceOutcome> {
         verdict: 'not-serving',
         detail: `${SSH_REFUSED}${data.length ? `, after "${excerpt(data)}"` : ', with nothing sent to it'}: ${SSHD_REFUSES}`,
         evidence: data.length ? { banner: excerpt(firstLine(data)) } : {},
+      };
+    // Closed with no byte, long after our line: not an answer to it (a service that closes what it
+    // does not understand does so at once) but a server that held the connection in silence and
+    // then let it go, as sshd does with a source its TCP wrappers refuse.
+    // Reset before portolan sent a byte: the service refuses the connection; no SSH line was
+    // sent, so this is no answer to one.
+    if (data.length === 0 && c.ended && !spoke && c.error && isReset(c.error))
+      return {
+        verdict: 'reset-after-connect',
+        detail: resetBeforeDataDetail(c.error, 'SSH'),
+        evidence: { errno: c.error },
+      };
+    if (data.length === 0 && c.ended && spoke && heldMs >= HELD_NOT_ANSWER_MS)
+      return {
+        verdict: 'not-serving',
+        detail: `${SSH_REFUSED}: it held the connection ${(performance.now() - start) / 1000 >= 10 ? Math.round((performance.now() - start) / 1000) : ((performance.now() - start) / 1000).toFixed(1)} s in silence, then closed it${c.error ? ` (${c.error})` : ''}, ${SSH_WRAPPED} (/etc/hosts.deny: libwrap holds a refused connection ${WRAPPERS_HOLD_MS / 1000} s before closing it)`,
+        evidence: c.error ? { errno: c.error } : {},
       };
     if (data.length === 0 && c.ended) {
       closedAfterOurs = true;

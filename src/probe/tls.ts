@@ -9,10 +9,10 @@ import {
   type ServiceOutcome,
 } from './conn.js';
 import { isReset } from './errno.js';
-import { httpStatus } from './http.js';
+import { httpStatus, unavailableDetail } from './http.js';
 import { answeredBy, firstLine, identify } from './identify.js';
 import { certificateFields, serverFlight } from './tls-flight.js';
-import { CLOSED_UNANSWERED, excerpt, type TlsEvidence } from './verdict.js';
+import { CLOSED_UNANSWERED, excerpt, TLS_SILENT, type TlsEvidence } from './verdict.js';
 
 /** Protocol versions below what the products' documents promise (TLS 1.2 or later). */
 const WEAK_PROTOCOLS = new Set(['SSLv2', 'SSLv3', 'TLSv1', 'TLSv1.1']);
@@ -244,7 +244,7 @@ export async function tlsProbe(ctx: ServiceContext, opts: { http: boolean }): Pr
     if (hs.code === 'ETIMEDOUT')
       return {
         verdict: 'open-unverified',
-        detail: `connected; no answer to the TLS ClientHello within ${ctx.timeoutMs} ms: a slow or busy server, or something that holds the connection without answering`,
+        detail: `connected; ${TLS_SILENT} within ${ctx.timeoutMs} ms: a slow or busy server, something that holds the connection without answering, or a path that drops the server's full-size packets (an MTU black hole)`,
         evidence: { errno: hs.code, rttMs: round(hs.rttMs) },
       };
     return {
@@ -270,6 +270,9 @@ export async function tlsProbe(ctx: ServiceContext, opts: { http: boolean }): Pr
     if (!opts.http)
       return { verdict: 'ok', detail: `${tlsText(t)}${more}`, evidence: { ...evidence, ...caveat } };
     const status = await httpStatus(c, ctx.servername ?? ctx.address, ctx.timeoutMs);
+    const down = status && unavailableDetail(status, ` over ${tlsText(t)}`);
+    if (status && down)
+      return { verdict: 'not-serving', detail: down, evidence: { ...evidence, http: { status } } };
     if (status)
       return {
         verdict: 'ok',

@@ -254,7 +254,7 @@ export function hintFor(
   const advice: Record<Verdict, string> = {
     ok: `${flow.service} answers as expected`,
     'ok (responder)': `the portolan responder answered: the path is open; install the product and ${cmd} again`,
-    reachable: `the ports of ${flow.service} are assigned at run time (a dynamic or transmission range): a TCP reset came back, which is what ${to} sends while nothing listens there yet (normal before the product opens a port), and also what a firewall that rejects with a TCP reset sends; a connect cannot tell the two apart, so run portolan listen on ${to} and ${cmd} --secret to prove the path`,
+    reachable: `the ports of ${flow.service} are assigned at run time (a dynamic or transmission range): another port of the range on ${example?.address ?? to} connected, so the path reaches the range, and these reset because nothing listens on them yet (normal before the product opens a port), unless a firewall opens only part of the range and rejects the rest with a TCP reset: run portolan listen on ${to} and ${cmd} --secret to prove every port`,
     'open-unverified': example?.detail?.startsWith(SIGNED_CLOSED)
       ? `connected, and the signed probe was closed without a reply, as portolan listen does when ${mismatch}; or another service on ${where} closes what it does not understand`
       : signed
@@ -264,7 +264,7 @@ export function hintFor(
           : example?.detail?.includes(SSH_CLOSED_AFTER_OURS)
             ? `connected, but what listens on ${where} closed the connection after portolan's SSH identification line without sending one of its own, which an SSH server sends first: is ssh on another port, or another service on this one (a portolan listen responder, checked without its --secret, closes the same way)?`
             : example?.detail?.startsWith(SILENT_SERVICE)
-              ? `connected, but ${flow.service} did not answer on ${where} in time: a slow or busy service, another one that waits in silence, ${example.detail === SSH_SILENT ? 'sshd refusing this source through TCP wrappers (/etc/hosts.deny: it holds a refused connection 5 s before closing it), ' : ''}or a device on the path (an IPS or application-aware firewall) that holds the session without passing it on; check that ${flow.service} runs on ${to} and ${cmd} again, or prove the path alone with portolan listen on ${to} and ${cmd} --secret`
+              ? `connected, but ${flow.service} did not answer on ${where} in time: a slow or busy service, another one that waits in silence, ${example.detail === SSH_SILENT ? 'sshd refusing this source through TCP wrappers (/etc/hosts.deny: it holds a refused connection 5 s before closing it), ' : ''}or a device on the path (an IPS or application-aware firewall) that holds the session without passing it on${example.detail.includes(TLS_SILENT) ? "; or a path MTU black hole (the connect's small packets pass, the server's full-size packets of its first answer are dropped, and the ICMP fragmentation-needed / packet-too-big that would shrink them is filtered: let that ICMP through, or clamp the TCP MSS on the path)" : ''}; check that ${flow.service} runs on ${to} and ${cmd} again, or prove the path alone with portolan listen on ${to} and ${cmd} --secret`
               : `connected, but ${flow.service} cannot be recognised on the wire; to prove the path before the product is installed, run portolan listen on ${to} and ${cmd} --secret`,
     'open|filtered': signed
       ? `UDP: no answer to the signed probe and no ICMP error: a firewall drops ${where}, or ${unsigned}`
@@ -274,27 +274,34 @@ export function hintFor(
       ? `the NTP server on ${example?.address} refuses to serve ${from} (kiss-o'-death ${ntp.kiss}: ${kissWords(ntp.kiss)}); check its access rules (chrony allow / ntpd restrict) and rate limits for ${from}`
       : ntp
         ? `the NTP server on ${example?.address} answers but is not synchronised to any time source itself (stratum ${ntp.stratum}, leap indicator ${ntp.leap ?? '?'}): check its upstream servers or reference clock (chronyc sources / ntpq -p on ${to}) and that it may reach them`
-        : example?.detail.startsWith(SSH_REFUSED)
-          ? `sshd on ${example.address} closes connections from ${from} before identifying itself: check on ${to} its MaxStartups (unauthenticated connections at once, 10:30:100 by default: a job that opens many SSH sessions at once fills it) and PerSourcePenalties in sshd_config, and /etc/hosts.allow and /etc/hosts.deny (TCP wrappers) for ${from}`
-          : example?.evidence.smb &&
-              'dialect' in example.evidence.smb &&
-              example.evidence.smb.dialect === 'SMB1'
-            ? `the SMB server on ${example.address} offers only SMB1, which ${from} cannot be expected to speak (SMB1 is off by default on Windows since 10 1709 and Server 2019, and in Samba since 4.11): enable SMB2 or later on ${to} (Samba: server max protocol; Windows: Set-SmbServerConfiguration -EnableSMB2Protocol $true)`
-            : example?.evidence.smb && 'refused' in example.evidence.smb
-              ? `the SMB server on ${example.address} refuses sessions from ${from} (NetBIOS negative session response ${example.evidence.smb.refused}): check its host access rules for ${from} (Samba: hosts allow / hosts deny in the [global] section of smb.conf)`
-              : `${where} answers but refuses to serve: check the service's own configuration on ${to}`,
+        : example?.detail.includes(SSH_WRAPPED)
+          ? `sshd on ${example.address} holds connections from ${from} in silence and closes them, as TCP wrappers do with a source they refuse: check /etc/hosts.allow and /etc/hosts.deny on ${to} for ${from} (an sshd line in hosts.deny, or ALL: ALL, refuses every source hosts.allow does not name)`
+          : example?.detail.startsWith(SSH_REFUSED)
+            ? `sshd on ${example.address} closes connections from ${from} before identifying itself: check on ${to} its MaxStartups (unauthenticated connections at once, 10:30:100 by default: a job that opens many SSH sessions at once fills it) and PerSourcePenalties in sshd_config, and /etc/hosts.allow and /etc/hosts.deny (TCP wrappers) for ${from}`
+            : example?.evidence.smb &&
+                'dialect' in example.evidence.smb &&
+                example.evidence.smb.dialect === 'SMB1'
+              ? `the SMB server on ${example.address} offers only SMB1, which ${from} cannot be expected to speak (SMB1 is off by default on Windows since 10 1709 and Server 2019, and in Samba since 4.11): enable SMB2 or later on ${to} (Samba: server max protocol; Windows: Set-SmbServerConfiguration -EnableSMB2Protocol $true)`
+              : example?.evidence.smb && 'refused' in example.evidence.smb
+                ? `the SMB server on ${example.address} refuses sessions from ${from} (NetBIOS negative session response ${example.evidence.smb.refused}): check its host access rules for ${from} (Samba: hosts allow / hosts deny in the [global] section of smb.conf)`
+                : example?.evidence.http
+                  ? `the web server on ${where} answers "${example.evidence.http.status}": the path is open, but the service it fronts cannot serve now (a reverse proxy or load balancer whose backend is down or unhealthy, or ${flow.service} starting or in maintenance: vCenter answers 503 while its services start); check ${flow.service} and what the server forwards to on ${to}, then ${cmd} again`
+                  : `${where} answers but refuses to serve: check the service's own configuration on ${to}`,
     'tls-weak': `${where} negotiates TLS below 1.2 or with a weak setup; the product expects TLS 1.2 or later`,
     'tls-failed':
       example?.evidence.errno === 'ERR_SSL_TLSV1_UNRECOGNIZED_NAME'
         ? `the TLS server on ${where} completes a handshake only for a server name (SNI) it has a certificate for, and refused ${example.detail.includes('without a server name') ? 'one without a name' : 'this name'}: a client that connects by one of its names gets through; give ${to}'s DNS name ${flow.product === 'probe' ? 'as HOST' : 'as its inventory address'} (${cmd} sends it as SNI), or check the server's names`
         : `the TLS handshake with ${where} failed: check the service's certificate and TLS settings`,
-    'reset-after-connect': `${where} accepted the connection, then reset it once data was sent: an IPS or application-aware firewall between ${from} and ${to} resets the session (allow the application, not just the port), or another service on this port resets what it does not understand${signed || example?.detail?.includes('signed probe') ? `; a portolan responder also closes a probe signed with another secret this way: give ${cmd} the secret that listen on ${to} uses (PORTOLAN_SECRET), and see its log ("bad MAC")` : `; if portolan listen runs on ${to}, it resets every probe not signed with its secret this way: give ${cmd} that secret (--secret or PORTOLAN_SECRET)`}`,
+    'reset-after-connect': example?.detail.includes(RESET_BEFORE_DATA)
+      ? `what listens on ${where} accepts connections from ${from} and resets them at once, before any data was sent: the service (or a proxy in front of it) refuses this source, such as a connection limit that is full, a per-source limit or TCP wrappers, or it is a portolan responder at its connection limit; a firewall that resets sessions does so once data flows, so check ${flow.service} and its access rules on ${to}`
+      : `${where} accepted the connection, then reset it once data was sent: an IPS or application-aware firewall between ${from} and ${to} resets the session (allow the application, not just the port), or another service on this port resets what it does not understand${signed || example?.detail?.includes('signed probe') ? `; a portolan responder also closes a probe signed with another secret this way: give ${cmd} the secret that listen on ${to} uses (PORTOLAN_SECRET), and see its log ("bad MAC")` : `; if portolan listen runs on ${to}, it resets every probe not signed with its secret this way: give ${cmd} that secret (--secret or PORTOLAN_SECRET)`}`,
     'responder-overloaded': `the portolan responder on ${example?.address ?? to} answered other ports but stayed too busy to answer ${where} (its log says "refused ... load" or nothing at all): the path is not proven either way; ${cmd} again with fewer sources at once, a lower --max-rate, or on a less loaded ${to}`,
-    closed: dynamic
-      ? `nothing listens on ${where}, which is normal for a range assigned at run time; a reset there is counted as reachable`
-      : signed
-        ? `nothing listens on ${where}, not even the portolan responder: portolan listen on ${to} did not bind this port (its "not bound on" lines say why: a port below 1024 needs root or CAP_NET_BIND_SERVICE), or it is not running, or the service there (${flow.service}) is stopped; the refusal (a TCP reset or ICMP port unreachable) shows the path is open up to ${to}, unless a firewall refuses for it that way: then ${allow}`
-        : `nothing listens on ${where}: is the service installed and running (${flow.service}: ${purposeClause(flow)})? If a firewall answers for it with a TCP reset / port unreachable, ${allow}`,
+    closed:
+      dynamic && proto === 'tcp' && !signed
+        ? `the ports of ${flow.service} are assigned at run time (a dynamic or transmission range), and every one tried on ${where} reset, none connected: nothing listens on the range yet (normal before the product opens a port), or a firewall rejects it with a TCP reset; a connect cannot tell the two apart, so the path is not proven: run portolan listen on ${to} and ${cmd} --secret to prove it, and if a firewall rejects it, ${allow}`
+        : signed
+          ? `nothing listens on ${where}, not even the portolan responder: portolan listen on ${to} did not bind this port (its "not bound on" lines say why: a port below 1024 needs root or CAP_NET_BIND_SERVICE), or it is not running, or the service there (${flow.service}) is stopped; the refusal (a TCP reset or ICMP port unreachable) shows the path is open up to ${to}, unless a firewall refuses for it that way: then ${allow}`
+          : `nothing listens on ${where}: is the service installed and running (${flow.service}: ${purposeClause(flow)})? If a firewall answers for it with a TCP reset / port unreachable, ${allow}`,
     blocked: `a firewall rejects ${where} (ICMP unreachable / prohibited): ${allow}`,
     filtered:
       proto === 'udp' && flow.service === 'ntp'
@@ -307,6 +314,9 @@ export function hintFor(
   };
   return `${advice[verdict]} (needed by ${flow.product}: ${firstSourceText(flow)})`;
 }
+
+/** In the detail of a service connect that was reset before the probe sent anything (see connectFailure). */
+export const RESET_BEFORE_DATA = 'before anything was sent';
 
 /**
  * How the detail of a service probe starts when the service, one portolan speaks, sent nothing back
@@ -326,6 +336,17 @@ export const SSH_REFUSED = 'the server closed the connection without its SSH ide
 
 /** In an SSH probe's detail when the peer closed after portolan's identification line without its own. */
 export const SSH_CLOSED_AFTER_OURS = 'after our SSH identification line with no line of its own';
+
+/**
+ * In the detail of a TLS probe whose ClientHello got no answer in time. A TLS server answers with
+ * its certificate, a flight of full-size packets, where every packet before it was small: a path
+ * that drops full-size packets and the ICMP that would say so (a path MTU black hole, RFC 2923 2.1)
+ * loses exactly that flight.
+ */
+export const TLS_SILENT = 'no answer to the TLS ClientHello';
+
+/** In an SSH probe's detail when the server held the connection in silence, then closed it (libwrap). */
+export const SSH_WRAPPED = 'as sshd does with a source its TCP wrappers refuse';
 
 /** An SSH probe's detail when nothing came back, nor a close, within the service timeout. */
 export const SSH_SILENT = `${SILENT_SERVICE}SSH identification line came back`;
