@@ -144,14 +144,44 @@ describe('usage errors: one line, then where the usage is', () => {
       [['plan'], 'portolan: expected one inventory file, got 0'],
       [['lab', 'frob'], 'portolan: unknown lab command "frob"'],
       [['probe', '127.0.0.1'], 'portolan: expected HOST and PORTS, got 1 argument'],
+      [['import', 'rvtools'], 'portolan: expected a source kind and one file, got 1 argument\n'],
     ];
     for (const [args, first] of cases) {
       const r = runCli(args);
       assert.equal(r.code, 2, args.join(' '));
       const lines = r.stderr.trimEnd().split('\n');
       assert.equal(lines.length, 2, r.stderr);
-      assert.ok(lines[0]?.startsWith(first), r.stderr);
+      assert.ok(`${lines[0]}\n`.startsWith(first), r.stderr);
       assert.equal(lines[1], `run \`portolan help ${args[0]}\` for usage`);
+    }
+  });
+});
+
+describe('a bad PORTS says what it takes, once', () => {
+  it('probe and check --port: the bad part, the rule and examples; an unknown protocol names tcp and udp', () => {
+    const cases: [string[], string][] = [
+      [
+        ['probe', '127.0.0.1', '99999'],
+        'portolan: PORTS "99999" is not a port or low-high range within 1-65535 (expected ports and ranges separated by commas, e.g. 443, 8000-8010 or 22,443,8006)\n',
+      ],
+      [
+        ['probe', '127.0.0.1', '22,x'],
+        'portolan: PORTS "22,x": "x" is not a port or low-high range within 1-65535 (expected ports and ranges separated by commas, e.g. 443, 8000-8010 or 22,443,8006)\n',
+      ],
+      [
+        ['probe', '127.0.0.1', '80/sctp'],
+        'portolan: PORTS "80/sctp": protocol "sctp" is not one of: tcp, udp (expected PORTS or PORTS/udp, e.g. 443 or 123/udp)\n',
+      ],
+      [
+        ['check', 'examples/lab/loopback.yaml', '--from', 'vbr', '--port', '0'],
+        'portolan: --port "0" is not a port or low-high range within 1-65535 (expected ports and ranges separated by commas, e.g. 443, 8000-8010 or 22,443,8006)\n',
+      ],
+    ];
+    for (const [args, said] of cases) {
+      const r = runCli(args);
+      assert.equal(r.code, 2, args.join(' '));
+      assert.equal(r.stdout, '');
+      assert.equal(r.stderr, said);
     }
   });
 });

@@ -137,7 +137,7 @@ export function parsePorts(text: string, what: string): PortRange[] {
       );
     if (!m || lo < 1 || hi > 65535)
       throw new UsageError(
-        `${what} ${JSON.stringify(text)}: ${JSON.stringify(part)} is not a port or low-high range within 1-65535`,
+        `${what} ${JSON.stringify(text)}${part === text ? '' : `: ${JSON.stringify(part.trim())}`} is not a port or low-high range within 1-65535 (expected ports and ranges separated by commas, e.g. 443, 8000-8010 or 22,443,8006)`,
       );
     out.push([lo, hi]);
   }

@@ -42,7 +42,7 @@ export async function run(argv: string[]): Promise<number> {
     );
   if (!kind || !file || extra.length > 0)
     throw new UsageError(
-      `expected a source kind and one file, got ${positionals.length} arguments\n${forUsage(USAGE)}`,
+      `expected a source kind and one file, got ${counted(positionals.length, 'argument')}\n${forUsage(USAGE)}`,
     );
   if (values.map === '') throw new UsageError('--map needs a file name (expected --map MAP.yaml)');
   if (!values.map) throw new UsageError(`--map MAP.yaml is required\n${forUsage(USAGE)}`);

@@ -73,6 +73,11 @@ export function probeFlows(
   service: string | undefined,
 ): { flows: Flow[]; ports: PortRange[] } {
   const m = /^(.*?)(?:\/(tcp|udp))?$/i.exec(portsText) as RegExpExecArray;
+  const other = /\/([^/]*)$/.exec(m[1] ?? '');
+  if (other)
+    throw new UsageError(
+      `PORTS ${JSON.stringify(portsText)}: protocol ${JSON.stringify(other[1])} is not one of: tcp, udp (expected PORTS or PORTS/udp, e.g. 443 or 123/udp)`,
+    );
   const protocol = (m[2]?.toLowerCase() ?? 'tcp') as 'tcp' | 'udp';
   const ports = mergePortRanges(parsePorts(m[1] ?? '', 'PORTS'));
   const groups = new Map<string, PortRange[]>();
