@@ -10,7 +10,7 @@ import { isLoopback, scopeFor } from '../probe/scope.js';
 import { counted } from '../util/plural.js';
 import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, forUsage, oneOf, parse, parsePorts } from './args.js';
-import { OUTPUT_HELP, outputOptions, runAndReport } from './check.js';
+import { INTERRUPT_HELP, OUTPUT_HELP, outputOptions, runAndReport } from './check.js';
 
 /** Services probe can speak, as --service takes them (the catalog's service names). */
 export const PROBE_SERVICES = [
@@ -55,6 +55,8 @@ and hints of "portolan check" but without an inventory.
                      that answers it is reported "ok (responder)"
   --name NAME        the inventory host name portolan listen runs as on HOST (default: HOST)
 ${OUTPUT_HELP}
+
+${INTERRUPT_HELP}
 
 Exit status: 0 when the probe did not fail, 1 when it failed, 2 on bad input, 130 on Ctrl-C.
 
