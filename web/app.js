@@ -6,6 +6,7 @@ import { h, render } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
+import { isAdvisory, peerText, portsText, sourceText } from './catalog-text.js';
 
 const html = htm.bind(h);
 // The lists below repeat the CLI's (src/probe/verdict.ts isFailure, src/export/index.ts FORMATS),
@@ -443,9 +444,9 @@ function Catalog() {
       <tbody>${p.entries.map(
         (
           e,
-        ) => html`<tr><td>${JSON.stringify(e.from)}</td><td>${JSON.stringify(e.to)}</td><td>${e.protocol} ${e.ports.map((x) => (typeof x === 'object' ? 'per-drive' : x)).join(',')}</td>
-          <td>${e.purpose}${e.notes.length ? html`<div class="reason">${e.notes.join(' ')}</div>` : ''}</td>
-          <td class="reason">${e.sources.map((s) => `${s.doc} ${s.table} row ${s.row}`).join('; ')}</td></tr>`,
+        ) => html`<tr><td>${peerText(e.from)}</td><td>${peerText(e.to)}</td><td>${e.protocol} ${portsText(e.ports)}</td>
+          <td>${isAdvisory(e) ? html`<strong>advisory</strong> (beyond the documents; planned only with --advisories or the inventory key "advisories: include"): ` : ''}${e.purpose}${e.notes.length ? html`<div class="reason">${e.notes.join(' ')}</div>` : ''}</td>
+          <td class="reason">${e.sources.map(sourceText).join('; ')}</td></tr>`,
       )}</tbody></table>`,
     )}</section>`;
 }
@@ -459,7 +460,7 @@ function App() {
       <${TokenBox} />
     </header>
     <main>
-      ${!token() && html`<p class="hint">Paste a token in the API token box above: the admin token is in the file <code>portolan serve</code> named when it started (its line <code>admin token: written to FILE</code>); a read-only viewer token is made with the admin token by <code>POST /api/tokens {"kind":"viewer"}</code>.</p>`}
+      ${!token() && html`<p class="hint">Paste a token in the API token box above: the admin token is in the file <code>portolan serve</code> named when it started (its line <code>admin token: written to FILE</code> on the first start, <code>admin token: in FILE</code> after); a read-only viewer token is made with the admin token by <code>POST /api/tokens {"kind":"viewer"}</code>.</p>`}
       ${!page && html`<${Sites} />`}
       ${page === 'site' && html`<${Site} name=${a} tab=${b} />`}
       ${page === 'agents' && html`<${Agents} />`}
