@@ -146,6 +146,17 @@ describe('usage errors: one line, then where the usage is', () => {
       [['probe', '127.0.0.1'], 'portolan: expected HOST and PORTS, got 1 argument'],
       [['import', 'rvtools'], 'portolan: expected a source kind and one file, got 1 argument\n'],
     ];
+    for (const name of ['version', '-v']) {
+      const r = runCli([name]);
+      assert.equal(r.code, 2, name);
+      assert.equal(r.stdout, '');
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `^portolan: unknown command "${name}" \\(the version is printed by portolan --version\\) \\(expected one of: plan, `,
+        ),
+      );
+    }
     for (const [args, first] of cases) {
       const r = runCli(args);
       assert.equal(r.code, 2, args.join(' '));
