@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { FORMATS } from '../src/export/index.js';
 import { isFailure, VERDICT_ORDER } from '../src/probe/verdict.js';
 import { ROOT, runCli } from './helpers.js';
@@ -114,5 +115,36 @@ describe('the console (web/app.js)', () => {
 
   it('offers every export format, as the whole version and as the delta', () => {
     assert.deepEqual(listIn(source, 'FORMATS'), Object.keys(FORMATS));
+  });
+
+  it('words a catalog entry as the CLI does: peers, ports and sources in words, advisories marked', async () => {
+    const text = (await import(pathToFileURL(join(ROOT, 'web', 'catalog-text.js')).href)) as {
+      peerText(p: unknown): string;
+      portsText(p: unknown[]): string;
+      sourceText(s: unknown): string;
+      isAdvisory(e: unknown): boolean;
+    };
+    type Entry = {
+      id: string;
+      from: unknown;
+      to: unknown;
+      ports?: unknown[];
+      sources: object[];
+      basis?: string;
+    };
+    const products = JSON.parse(runCli(['catalog', '--format', 'json']).stdout) as { entries: Entry[] }[];
+    const entries = products.flatMap((p) => p.entries);
+    assert.ok(entries.some((e) => e.basis === 'advisory'));
+    for (const e of entries) {
+      for (const peer of [e.from, e.to]) assert.doesNotMatch(text.peerText(peer), /[{}"]/, e.id);
+      assert.doesNotMatch(text.portsText(e.ports ?? []), /[{}"]|object/, e.id);
+      for (const s of e.sources) assert.doesNotMatch(text.sourceText(s), /undefined/, e.id);
+      // The API's entries may come without `basis`: the sources alone tell an advisory.
+      const { basis: _basis, ...bare } = e;
+      assert.equal(text.isAdvisory(bare), e.basis === 'advisory', e.id);
+      assert.equal(text.isAdvisory(e), e.basis === 'advisory', e.id);
+    }
+    assert.equal(text.peerText({ any: 'NFS clients' }), 'any (NFS clients)');
+    assert.equal(text.peerText({ role: 'guest', local: true }), 'guest (same host)');
   });
 });

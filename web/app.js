@@ -6,6 +6,7 @@ import { h, render } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
+import { isAdvisory, peerText, portsText, sourceText } from './catalog-text.js';
 
 const html = htm.bind(h);
 // The lists below repeat the CLI's (src/probe/verdict.ts isFailure, src/export/index.ts FORMATS),
@@ -479,42 +480,12 @@ function Events() {
     <tbody>${(data?.events ?? []).map((e) => html`<tr><td>${e.at}</td><td>${e.site ?? ''}</td><td>${e.kind}</td><td>${e.message}</td></tr>`)}</tbody></table></section>`;
 }
 
-/** A catalog peer as `portolan catalog` prints it: a role, `role (same host)` or `any (who)`. */
-function peerText(p) {
-  if (typeof p === 'string') return p;
-  return 'any' in p ? `any (${p.any})` : `${p.role} (same host)`;
-}
-
-/** An entry's ports as `portolan catalog` prints them (a per-drive spec as base+drive(A..Z)). */
-function catalogPorts(e) {
-  return e.ports
-    .map((x) =>
-      typeof x === 'object'
-        ? `${x['per-drive'].base}+drive(${x['per-drive'].first}..${x['per-drive'].last})`
-        : x,
-    )
-    .join(',');
-}
-
-/**
- * One citation: a document row (file, table, row and what the row says there) or, for an advisory,
- * the vendor page (title, URL and the date it was read).
- */
-function sourceText(s) {
-  return 'url' in s
-    ? `${s.title} <${s.url}> (read ${s.read})${s.ref ? `: ${s.ref}` : ''}`
-    : `${s.doc} ${s.table} row ${s.row}${s.ref ? `: ${s.ref}` : ''}`;
-}
-
-/** Entries cited to a vendor page are advisories (the catalog loader allows pages on advisories only). */
-const isAdvisory = (e) => e.sources.some((s) => 'url' in s);
-
 function CatalogEntries({ entries, label }) {
   return html`<table aria-label=${label}><thead><tr><th>from</th><th>to</th><th>protocol/ports</th><th>purpose</th><th>source</th></tr></thead>
     <tbody>${entries.map(
       (
         e,
-      ) => html`<tr data-entry=${e.id}><td>${peerText(e.from)}</td><td>${peerText(e.to)}</td><td>${e.protocol} ${catalogPorts(e)}</td>
+      ) => html`<tr data-entry=${e.id}><td>${peerText(e.from)}</td><td>${peerText(e.to)}</td><td>${e.protocol} ${portsText(e.ports)}</td>
           <td>${e.purpose}${e.notes.length ? html`<div class="reason">${e.notes.join(' ')}</div>` : ''}</td>
           <td class="reason">${e.sources.map(sourceText).join('; ')}</td></tr>`,
     )}</tbody></table>`;
@@ -551,7 +522,7 @@ function App() {
       <${TokenBox} />
     </header>
     <main>
-      ${!token() && html`<p class="hint">Paste a token in the API token box above: the admin token is in the file <code>portolan serve</code> named when it started (its line <code>admin token: written to FILE</code>); a read-only viewer token is made with the admin token by <code>POST /api/tokens {"kind":"viewer"}</code>.</p>`}
+      ${!token() && html`<p class="hint">Paste a token in the API token box above: the admin token is in the file <code>portolan serve</code> named when it started (its line <code>admin token: written to FILE</code> on the first start, <code>admin token: in FILE</code> after); a read-only viewer token is made with the admin token by <code>POST /api/tokens {"kind":"viewer"}</code>.</p>`}
       ${!page && html`<${Sites} />`}
       ${page === 'site' && html`<${Site} name=${a} tab=${b} />`}
       ${page === 'agents' && html`<${Agents} />`}

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent } from '../agent/agent.js';
 import { PortolanError, UsageError } from '../errors.js';
+import { DEFAULTS } from '../probe/engine.js';
 import { parseDuration } from '../server/duration.js';
 import { counted } from '../util/plural.js';
 import { MAX_PEM_BYTES, MAX_TOKEN_BYTES, readBounded } from '../util/read.js';
@@ -13,6 +14,7 @@ import { COMMON_HELP, forUsage, parse, positiveInt } from './args.js';
 export const EXIT_UNREPORTED = 3;
 
 const USAGE = `Usage: portolan agent --server URL --token T [--ca FILE] [--interval 5m] [--once] [--spool DIR]
+                      [--token-file F] [--secret S] [--timeout MS]
 
 Checks the flows that start at this agent's host (the host it was enrolled for) every interval,
 with the same probes as "portolan check", and posts the results to "portolan serve". Results are
@@ -23,6 +25,7 @@ server is away.
   --ca FILE         PEM certificate(s) the https server's certificate must chain to (a private CA
                     or the server's own self-signed certificate), instead of the system's CAs
   --token T         the agent token from enrolment (or env PORTOLAN_AGENT_TOKEN, or --token-file F)
+  --token-file F    read the token from file F (kept out of the process list and shell history)
   --interval DUR    time between checks (default 5m)
   --once            check once, send, and exit: 0 when every run was sent, 1 when the server
                     answered but results stay spooled or no plan came (refused), 2 when it refused
@@ -30,7 +33,7 @@ server is away.
                     sent by the next run)
   --spool DIR       where unsent results wait (default ~/.local/state/portolan/agent)
   --secret S        the secret of portolan listen on the targets (or env PORTOLAN_SECRET)
-  --timeout MS      per-attempt probe timeout
+  --timeout MS      per-attempt probe timeout, as check's (default ${DEFAULTS.timeoutMs})
 
 ${COMMON_HELP}`;
 

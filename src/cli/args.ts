@@ -140,7 +140,7 @@ export function parsePorts(text: string, what: string, written = text): PortRang
       );
     if (!m || lo < 1 || hi > 65535)
       throw new UsageError(
-        `${what} ${JSON.stringify(written)}: ${JSON.stringify(part)} is not a port or low-high range within 1-65535${written === text ? '' : ` (expected PORTS or PORTS/udp, e.g. 443,8000-8010 or 123/udp)`}`,
+        `${what} ${JSON.stringify(written)}${part === written ? '' : `: ${JSON.stringify(part.trim())}`} is not a port or low-high range within 1-65535 (expected ${written === text ? 'ports and ranges separated by commas, e.g. 443, 8000-8010 or 22,443,8006' : 'PORTS or PORTS/udp, e.g. 443,8000-8010 or 123/udp'})`,
       );
     out.push([lo, hi]);
   }

@@ -32,7 +32,7 @@ export const outputOptions = {
   'max-rate': { type: 'string' },
 } as const;
 
-export const OUTPUT_HELP = `  --format F         what stdout shows: table (default on a terminal), json or junit
+export const OUTPUT_HELP = `  -f, --format F     what stdout shows: table (default on a terminal), json or junit
   -o, --output FILE  also write the results to FILE, as --format (json unless --format is json or
                      junit, so the screen can show the table while the file gets JSON)
   --output-dir DIR   also write DIR/check.json, DIR/check.xml (JUnit) and DIR/check.txt
@@ -49,9 +49,10 @@ export const OUTPUT_HELP = `  --format F         what stdout shows: table (defau
   --max-probes N     probe up to N (address, port) pairs; a larger check is refused before the
                      first probe (default ${MAX_PROBES})
   --max-addresses N  probe every address of a DNS name that resolves to up to N of them; a name
-                     with more is refused (default ${MAX_NAME_ADDRESSES})
+                     with more is refused (default ${MAX_NAME_ADDRESSES})`;
 
-On Ctrl-C the flows decided so far are printed and written, marked INTERRUPTED, and the exit
+/** What check and probe do on Ctrl-C, said after their options. */
+export const INTERRUPT_HELP = `On Ctrl-C the flows decided so far are printed and written, marked INTERRUPTED, and the exit
 status is 130.`;
 
 export const USAGE = `Usage: portolan check SITE.yaml [--from HOST | --as PRODUCT:ROLE] [--to HOST] [--port PORTS]
@@ -69,8 +70,9 @@ This host is found from its interface addresses, or named with --from or --as.
   --secret S         the secret of portolan listen on the targets (or env PORTOLAN_SECRET):
                      responders that answer it are reported "ok (responder)"
 ${OUTPUT_HELP}
-
 ${INVENTORY_HELP}
+
+${INTERRUPT_HELP}
 
 Exit status: 0 when no flow failed, 1 when some flow failed, 2 on bad input, 130 on Ctrl-C.
 

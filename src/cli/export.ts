@@ -17,7 +17,7 @@ import { safeLine } from '../util/terminal.js';
 import { version } from '../util/version.js';
 import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, exactlyOne, forUsage, oneOf, parse } from './args.js';
-import { checkNotInput, checkOutputDir, checkOutputFile, writeFailure } from './output.js';
+import { checkNotInput, checkOutputDir, checkOutputFile, fileOrStdout, writeFailure } from './output.js';
 import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
 
 /**
@@ -39,8 +39,9 @@ Firewall configs, change-request tables and diagrams from the plan of a site.
   --host NAME        only the rules of this host (host firewalls: the host's own ruleset)
   --network          the network firewall's view: every flow that crosses it (the default)
   --advisories       also plan the cited advisories beyond the documents
-  -o, --output PATH  write FILE, or DIR/ for formats that write several files (default: stdout;
-                     aws, firewalld and ufw need -o DIR, and are refused without it before planning)
+  -o, --output PATH  write FILE, or DIR/ for formats that write several files (default, or -o -:
+                     stdout; aws, firewalld and ufw need -o DIR, and are refused without it before
+                     planning)
 ${INVENTORY_HELP}
 
 The plan's warnings are printed on stderr.
@@ -70,11 +71,12 @@ export async function run(argv: string[]): Promise<number> {
   if (values.host !== undefined && values.network)
     throw new UsageError('give either --host NAME or --network, not both');
   const several = SEVERAL_FILES[format];
-  if (several !== undefined && values.output === undefined)
+  // `-o -` is stdout, as if -o were not given.
+  const out = fileOrStdout(values.output);
+  if (several !== undefined && out === undefined)
     throw new UsageError(`--to ${format} writes several files (${several}); give -o DIR`);
   // The output path is checked before planning: a directory for the formats that write several
   // files, else a file in an existing directory (or an existing directory to write into).
-  const out = values.output;
   if (out !== undefined) {
     if (several !== undefined) checkOutputDir(out, '-o', `--to ${format} writes several files (${several})`);
     else if (!out.endsWith('/') && !isDirectory(out)) checkOutputFile(out);

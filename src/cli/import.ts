@@ -10,14 +10,14 @@ import { safeLine } from '../util/terminal.js';
 import { version } from '../util/version.js';
 import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, forUsage, oneOf, parse } from './args.js';
-import { checkOutputFile, writeOutputFile } from './output.js';
+import { checkOutputFile, fileOrStdout, writeOutputFile } from './output.js';
 
 const USAGE = `Usage: portolan import rvtools|pvesh FILE --map MAP.yaml [-o SITE.yaml] [--sheet NAME]
 
   rvtools FILE   RVTools' vInfo tab: the CSV export, or the whole .xlsx workbook
   pvesh FILE     pvesh get /cluster/resources --output-format json
   --map MAP      the site, products, fixed hosts and how a row becomes a host (schema/import-map.json)
-  -o FILE        write the inventory there (atomically) instead of stdout
+  -o FILE        write the inventory there (atomically) instead of stdout (-o - is stdout)
   --sheet NAME   the workbook sheet to read (default vInfo)
 
 Rows that cannot become hosts, or only partly, are warnings on stderr naming their row.
@@ -42,11 +42,13 @@ export async function run(argv: string[]): Promise<number> {
     );
   if (!kind || !file || extra.length > 0)
     throw new UsageError(
-      `expected a source kind and one file, got ${positionals.length} arguments\n${forUsage(USAGE)}`,
+      `expected a source kind and one file, got ${counted(positionals.length, 'argument')}\n${forUsage(USAGE)}`,
     );
   if (values.map === '') throw new UsageError('--map needs a file name (expected --map MAP.yaml)');
   if (!values.map) throw new UsageError(`--map MAP.yaml is required\n${forUsage(USAGE)}`);
-  if (values.output !== undefined) checkOutputFile(values.output);
+  // `-o -` is stdout, as if -o were not given.
+  const out = fileOrStdout(values.output);
+  if (out !== undefined) checkOutputFile(out);
   const catalogs = loadCatalogs(values.catalog ?? []);
   const map = loadImportMap(values.map, catalogs);
   // pvesh lists storage, SDN zones, pools... beside guests and nodes: not hosts, but counted.
@@ -64,7 +66,6 @@ export async function run(argv: string[]): Promise<number> {
     ...result.warnings.map((w) => `warning: ${safeLine(w)}`),
     ...leftOutLines(result.leftOut).map((line) => safeLine(line)),
   ]);
-  const out = values.output;
   // The result must be an inventory portolan accepts: checked before anything is written, so a bad
   // import leaves no file behind (and an earlier good one in place). Whatever its size: an import
   // of tens of thousands of VMs is what needs checking most.
@@ -83,7 +84,7 @@ export async function run(argv: string[]): Promise<number> {
     bytes > limit
       ? `; it validates, and at ${sizeText(bytes)} is over the ${sizeText(limit)} inventory limit: read it with --max-inventory-size or ${INVENTORY_LIMIT_ENV}`
       : '; it validates';
-  if (out) writeOutputFile(out, result.text);
+  if (out !== undefined) writeOutputFile(out, result.text);
   else process.stdout.write(result.text);
   process.stderr.write(
     `${safeLine(`imported ${result.imported} of ${counted(result.read, 'row')} into site ${map.site}${out ? ` (${out})` : ''}: ${result.skipped} left out, ${counted(result.warnings.length, 'warning')}${verdict}${notHosts ? `; resources that are not guests or nodes, left out: ${notHosts}` : ''}`)}\n`,

@@ -5,7 +5,7 @@ import { UsageError } from '../errors.js';
 import { unknownName } from '../util/suggest.js';
 import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, forUsage, parse } from './args.js';
-import { writeOutputFile } from './output.js';
+import { fileOrStdout, writeOutputFile } from './output.js';
 
 export const USAGE = `Usage: portolan init PRODUCT... [--site NAME] [-o FILE] [--force]
 
@@ -17,8 +17,9 @@ reach is written commented out. Addresses are placeholders from 192.0.2.0/24 (TE
 replace them. The skeleton validates as it is, with no warnings; "portolan validate" says so.
 
   --site NAME        the site name (default: my-site)
-  -o, --output FILE  write the file (atomically) instead of printing it; an existing file is an
-                     inventory someone may have edited, so it is kept unless --force is given
+  -o, --output FILE  write the file (atomically) instead of printing it (-o - prints it); an
+                     existing file is an inventory someone may have edited, so it is kept unless
+                     --force is given
   --force            overwrite an existing -o FILE
 
 ${COMMON_HELP}`;
@@ -162,14 +163,16 @@ export async function run(argv: string[]): Promise<number> {
   if (!/^[a-z0-9][a-z0-9-]*$/i.test(site))
     throw new UsageError(`--site ${JSON.stringify(site)} is not a name of letters, digits and dashes`);
   const text = skeleton(site, chosen);
-  if (values.output !== undefined) {
+  // `-o -` is stdout, as if -o were not given.
+  const out = fileOrStdout(values.output);
+  if (out !== undefined) {
     // The skeleton is the start of a hand-edited file: never replace one silently.
-    if (!values.force && isRegularFile(values.output))
+    if (!values.force && isRegularFile(out))
       throw new UsageError(
-        `-o ${JSON.stringify(values.output)}: the file exists (an inventory that may hold edits); give --force to overwrite it, or another -o FILE`,
+        `-o ${JSON.stringify(out)}: the file exists (an inventory that may hold edits); give --force to overwrite it, or another -o FILE`,
       );
-    writeOutputFile(values.output, text);
-    process.stderr.write(`wrote ${values.output}: run "portolan validate ${values.output}"\n`);
+    writeOutputFile(out, text);
+    process.stderr.write(`wrote ${out}: run "portolan validate ${out}"\n`);
   } else process.stdout.write(text);
   return 0;
 }

@@ -30,6 +30,7 @@ with the shared secret (portolan check --secret), until the TTL ends (90s, 15m, 
   --bind ADDR     address to bind (repeatable); default: the host's inventory address when it is on
                   this machine, else all addresses (:: and 0.0.0.0)
   --format F      text (default) or json (JSON lines)
+  SITE.yaml       the inventory file; - reads it from stdin
   --max-inventory-size SIZE
                   the largest inventory file read (default 64MiB, or env PORTOLAN_MAX_INVENTORY_SIZE)
 

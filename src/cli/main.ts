@@ -112,7 +112,10 @@ export async function main(argv: string[]): Promise<void> {
 
 function unknownCommand(name: string): PortolanError {
   const names = Object.keys(COMMANDS);
-  return new PortolanError(unknownName('command', name, names), 'EUSAGE');
+  // What other tools print their version with (`go version`, `tool -v`): pointed at the option.
+  const context =
+    name === 'version' || name === '-v' ? ' (the version is printed by portolan --version)' : '';
+  return new PortolanError(unknownName('command', name, names, { context }), 'EUSAGE');
 }
 
 /**

@@ -23,9 +23,25 @@ function statOf(path: string): ReturnType<typeof statSync> | undefined {
   }
 }
 
-/** Refuses `-o FILE` when FILE is a directory or its directory is missing or not a directory. */
+/**
+ * The file an `-o` that means "a file, or stdout" names: undefined (stdout) for `-o -`, as `-`
+ * means stdout to most command-line tools (nmap's `-oN -`, curl's `-o -`); `./-` names a file
+ * called `-`. Used by the commands whose -o replaces stdout (plan, export, import, init).
+ */
+export function fileOrStdout(path: string | undefined): string | undefined {
+  return path === '-' ? undefined : path;
+}
+
+/**
+ * Refuses `-o FILE` when FILE is a directory or its directory is missing or not a directory, and
+ * `-` where the option takes a file only (check's `-o` is written beside what stdout shows).
+ */
 export function checkOutputFile(path: string, flag = '-o'): void {
   if (path === '') throw new UsageError(`${flag} needs a file name (expected ${flag} FILE)`);
+  if (path === '-')
+    throw new UsageError(
+      `${flag} "-": this option takes a file, not stdout (expected ${flag} FILE; ./- names a file called -)`,
+    );
   if (statOf(path)?.isDirectory())
     throw new UsageError(`${flag} ${JSON.stringify(path)} is a directory (expected ${flag} FILE)`);
   const parent = dirname(path);

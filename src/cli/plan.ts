@@ -12,7 +12,7 @@ import { writeChunks, writeLines } from '../util/stream.js';
 import { safeLine } from '../util/terminal.js';
 import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, exactlyOne, oneOf, parse } from './args.js';
-import { checkOutputFile, writeOutputFile } from './output.js';
+import { checkOutputFile, fileOrStdout, writeOutputFile } from './output.js';
 import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
 
 export const USAGE = `Usage: portolan plan SITE.yaml [--format table|json|csv|markdown] [--lang en|ja] [--advisories]
@@ -27,7 +27,7 @@ same sources, and rules between the same sources and destinations merge their po
   --lang L           en (default) or ja: purposes and notes in Japanese where the catalog has them
   --advisories       also plan the cited advisories beyond the documents (see catalog PRODUCT)
   -o, --output FILE  write the plan to FILE (whole or not at all) instead of stdout; the format
-                     is json unless --format says otherwise
+                     is json unless --format says otherwise; -o - is stdout
 ${INVENTORY_HELP}
 
 The summary (hosts, flows, rules, warnings) and the warnings go to stderr with json, csv, markdown
@@ -54,7 +54,8 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const file = exactlyOne(positionals, 'inventory file', USAGE);
-  const out = values.output;
+  // `-o -` is stdout, as if -o were not given.
+  const out = fileOrStdout(values.output);
   const format =
     oneOf(values.format, PLAN_FORMATS, '--format') ??
     (out === undefined && process.stdout.isTTY ? 'table' : 'json');

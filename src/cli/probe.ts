@@ -10,7 +10,7 @@ import { isLoopback, scopeFor } from '../probe/scope.js';
 import { counted } from '../util/plural.js';
 import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, forUsage, oneOf, parse, parsePorts } from './args.js';
-import { OUTPUT_HELP, outputOptions, runAndReport } from './check.js';
+import { INTERRUPT_HELP, OUTPUT_HELP, outputOptions, runAndReport } from './check.js';
 
 /** Services probe can speak, as --service takes them (the catalog's service names). */
 export const PROBE_SERVICES = [
@@ -56,6 +56,8 @@ and hints of "portolan check" but without an inventory.
   --name NAME        the inventory host name portolan listen runs as on HOST (default: HOST)
 ${OUTPUT_HELP}
 
+${INTERRUPT_HELP}
+
 Exit status: 0 when the probe did not fail, 1 when it failed, 2 on bad input, 130 on Ctrl-C.
 
 ${COMMON_HELP}`;
@@ -73,6 +75,12 @@ export function probeFlows(
   service: string | undefined,
 ): { flows: Flow[]; ports: PortRange[] } {
   const m = /^(.*?)(?:\/(tcp|udp))?$/i.exec(portsText) as RegExpExecArray;
+  const other = /\/([^/]*)$/.exec(m[1] ?? '');
+  // `22/tcp/udp`: a second suffix is read as part of the ports, where parsePorts names it.
+  if (other && !/^(tcp|udp)$/i.test(other[1] ?? ''))
+    throw new UsageError(
+      `PORTS ${JSON.stringify(portsText)}: protocol ${JSON.stringify(other[1])} is not one of: tcp, udp (expected PORTS or PORTS/udp, e.g. 443 or 123/udp)`,
+    );
   const protocol = (m[2]?.toLowerCase() ?? 'tcp') as 'tcp' | 'udp';
   const ports = mergePortRanges(parsePorts(m[1] ?? '', 'PORTS', portsText));
   const groups = new Map<string, PortRange[]>();

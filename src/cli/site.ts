@@ -7,7 +7,8 @@ export const INVENTORY_OPTIONS = {
 } as const satisfies Options;
 
 /** The help lines for INVENTORY_OPTIONS. */
-export const INVENTORY_HELP = `  --max-inventory-size SIZE
+export const INVENTORY_HELP = `  SITE.yaml          the inventory file; - reads it from stdin
+  --max-inventory-size SIZE
                      the largest inventory file read (default 64MiB; also the
                      environment variable PORTOLAN_MAX_INVENTORY_SIZE);
                      /dev/zero or an endless pipe stops there`;

@@ -5,7 +5,7 @@ import type { Catalog, FactSpec } from '../catalog/types.js';
 import { parseVersion, versionRangesText, versionWithin } from '../catalog/version.js';
 import { InputError, InputErrors, shown, UsageError } from '../errors.js';
 import { addressIdentity, parseAddress } from '../model/address.js';
-import { parseSize, readBounded, sizeText, statProblem } from '../util/read.js';
+import { parseSize, readBounded, readBoundedStdin, sizeText, statProblem } from '../util/read.js';
 import { SCHEMAS, type SchemaFinding, schemaFindings } from '../util/schema.js';
 import { unknownName } from '../util/suggest.js';
 import { type LoadedYaml, loadYamlFile, type PathPart, parseYamlText } from '../util/yaml.js';
@@ -73,18 +73,29 @@ export interface LoadOptions {
  * that needs the text as well as the site (a pipe cannot be read twice). InputError as loadSite.
  */
 export function readInventory(file: string, maxBytes = inventoryLimit()): Buffer {
-  return readBounded(file, maxBytes, 'inventory', LIMIT_HINT);
+  return file === STDIN
+    ? readBoundedStdin(file, maxBytes, 'inventory', LIMIT_HINT)
+    : readBounded(file, maxBytes, 'inventory', LIMIT_HINT);
 }
+
+/**
+ * The inventory argument that means stdin, as `-` does to most command-line tools. Messages
+ * locate its errors at `-`; a `catalogs:` path in it is relative to the working directory.
+ */
+export const STDIN = '-';
 
 /**
  * Loads a site inventory and the catalogs it needs (built-in, `--catalog` paths, and the inventory's
  * own `catalogs:` list), then checks every product, role, feature, setting, fact and address against
  * them. Everything past this point works on trusted types. The file is read up to `opts.maxBytes`
  * (inventoryLimit); a longer one, /dev/zero or an endless pipe is an InputError naming the option.
+ * `file` `-` (STDIN) is read from stdin.
  */
 export function loadSite(file: string, extraCatalogs: readonly string[] = [], opts: LoadOptions = {}): Site {
-  const y = opts.bytes
-    ? parseYamlText(opts.bytes, file, 'inventory')
+  const bytes =
+    opts.bytes ?? (file === STDIN ? readInventory(file, opts.maxBytes ?? inventoryLimit()) : undefined);
+  const y = bytes
+    ? parseYamlText(bytes, file, 'inventory')
     : loadYamlFile(file, 'inventory', { maxBytes: opts.maxBytes ?? inventoryLimit(), limitHint: LIMIT_HINT });
   return siteOf(y, file, extraCatalogs);
 }

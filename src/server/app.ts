@@ -812,6 +812,7 @@ function catalogView(extra: readonly string[], lang: 'en' | 'ja') {
         purpose: pick(e.purpose, e['purpose-ja']),
         notes: lang === 'ja' && e['notes-ja'] ? e['notes-ja'] : (e.notes ?? []),
         sources: e.sources,
+        ...(e.basis ? { basis: e.basis } : {}),
       })),
     })),
   };

@@ -1,4 +1,5 @@
 import { closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { isatty } from 'node:tty';
 import { InputError } from '../errors.js';
 import { noteInput } from './inputs.js';
 
@@ -69,49 +70,86 @@ export function readBounded(file: string, limit: number, what: string, hint?: st
     throw new InputError(`the ${what} ${fsProblem(err)}`, { file }, { cause: err });
   }
   try {
-    const st = fstatSync(fd);
-    noteInput(file, st);
-    if (st.isDirectory()) throw new InputError(`the ${what} is a directory (expected a file)`, { file });
-    if (st.isFile() && st.size > limit)
-      throw new InputError(`the ${what} is ${st.size} bytes; the limit is ${limitText(limit)}${raise}`, {
-        file,
-      });
-    const chunks: Buffer[] = [];
-    let total = 0;
-    let idle = 0;
-    while (total <= limit) {
-      const buf = Buffer.allocUnsafe(Math.min(CHUNK, limit + 1 - total));
-      let n: number;
-      try {
-        n = readSync(fd, buf, 0, buf.length, null);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EAGAIN' || code === 'EWOULDBLOCK') {
-          if (idle >= FIFO_IDLE_MS)
-            throw new InputError(
-              `the ${what} is a pipe that sent nothing for ${FIFO_IDLE_MS / 1000} s (expected a file, or a pipe whose writer sends the text)`,
-              { file },
-            );
-          sleep(POLL_MS);
-          idle += POLL_MS;
-          continue;
-        }
-        throw new InputError(`the ${what} ${fsProblem(err)}`, { file }, { cause: err });
-      }
-      if (n === 0) break;
-      idle = 0;
-      chunks.push(buf.subarray(0, n));
-      total += n;
-    }
-    if (total > limit)
-      throw new InputError(
-        `the ${what} is more than ${limit} bytes; the limit is ${limitText(limit)}${raise}`,
-        { file },
-      );
-    return Buffer.concat(chunks, total);
+    return readOpen(fd, file, limit, what, raise);
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Reads stdin as readBounded reads a file, with errors located at `label` (`-`, as the user named
+ * it). /dev/stdin is opened non-blocking, so a pipe whose writer stays silent is given up on as a
+ * FIFO is; a stdin that cannot be opened so (a socket, ENXIO) is read on descriptor 0 as it is,
+ * which waits for its writer as `cat` does. A terminal is refused: the text is piped in.
+ */
+export function readBoundedStdin(label: string, limit: number, what: string, hint?: string): Buffer {
+  const raise = hint ? `; ${hint}` : '';
+  if (isatty(0))
+    throw new InputError(
+      `stdin is a terminal (expected the ${what} piped or redirected in, e.g. portolan plan - < site.yaml)`,
+      { file: label },
+    );
+  let fd: number;
+  try {
+    fd = openSync('/dev/stdin', constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch {
+    return readOpen(0, label, limit, what, raise);
+  }
+  try {
+    return readOpen(fd, label, limit, what, raise);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The body of readBounded on an open descriptor; `file` names it in errors. */
+function readOpen(fd: number, file: string, limit: number, what: string, raise: string): Buffer {
+  let st: ReturnType<typeof fstatSync>;
+  try {
+    st = fstatSync(fd);
+  } catch (err) {
+    // Descriptor 0 closed (`portolan plan - <&-`).
+    throw new InputError(`the ${what} ${fsProblem(err)}`, { file }, { cause: err });
+  }
+  noteInput(file, st);
+  if (st.isDirectory()) throw new InputError(`the ${what} is a directory (expected a file)`, { file });
+  if (st.isFile() && st.size > limit)
+    throw new InputError(`the ${what} is ${st.size} bytes; the limit is ${limitText(limit)}${raise}`, {
+      file,
+    });
+  const chunks: Buffer[] = [];
+  let total = 0;
+  let idle = 0;
+  while (total <= limit) {
+    const buf = Buffer.allocUnsafe(Math.min(CHUNK, limit + 1 - total));
+    let n: number;
+    try {
+      n = readSync(fd, buf, 0, buf.length, null);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EAGAIN' || code === 'EWOULDBLOCK') {
+        if (idle >= FIFO_IDLE_MS)
+          throw new InputError(
+            `the ${what} is a pipe that sent nothing for ${FIFO_IDLE_MS / 1000} s (expected a file, or a pipe whose writer sends the text)`,
+            { file },
+          );
+        sleep(POLL_MS);
+        idle += POLL_MS;
+        continue;
+      }
+      throw new InputError(`the ${what} ${fsProblem(err)}`, { file }, { cause: err });
+    }
+    if (n === 0) break;
+    idle = 0;
+    chunks.push(buf.subarray(0, n));
+    total += n;
+  }
+  if (total > limit)
+    throw new InputError(
+      `the ${what} is more than ${limit} bytes; the limit is ${limitText(limit)}${raise}`,
+      { file },
+    );
+  return Buffer.concat(chunks, total);
 }
 
 const UNITS: Record<string, number> = {
