@@ -201,7 +201,9 @@ export class Lab {
     child.stdout?.on('data', (d: Buffer) => log.push(d.toString()));
     child.stderr?.on('data', (d: Buffer) => log.push(d.toString()));
     this.procs.push({ name, child, log });
-    const deadline = Date.now() + 15000;
+    // A hang guard only: the loop returns as soon as the peer listens. samba, postgres or sshd
+    // starting beside a loaded CI run can take far longer than on an idle machine.
+    const deadline = Date.now() + 120_000;
     for (;;) {
       const missing = listens.filter((l) => !this.listening(ns, l.proto, l.address, l.port));
       if (!missing.length) return;

@@ -72,7 +72,7 @@ function mustInNs(ns: string, cmd: string, args: readonly string[]): string {
   return must('ip', ['netns', 'exec', ns, cmd, ...args]);
 }
 
-const NS_PREFIX = `portolan-${process.pid}-`;
+const NS_PREFIX = `ptn${process.pid}-`; // per run, at most 11 bytes (pid_max 4194304)
 const namespaces: string[] = [];
 const children: ChildProcess[] = [];
 let nsCount = 0;

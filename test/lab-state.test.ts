@@ -323,10 +323,15 @@ describe('lab: state, restarts and kills', { skip: skipLab }, () => {
       },
     });
     const file = join(dir.root, `${name}.json`);
-    for (let i = 0; i < 600; i++) {
-      if (existsSync(file) && readLabState(dir.root, name).objects.netns.length >= 4) break;
+    // Waits for the namespaces, however slowly a loaded machine makes them (the test's timeout is
+    // the hang guard): killed too early, the state would not yet hold what this test is about.
+    let ended = false;
+    void running.then(() => {
+      ended = true;
+    });
+    while (!ended && !(existsSync(file) && readLabState(dir.root, name).objects.netns.length >= 4))
       await new Promise((r) => setTimeout(r, 50));
-    }
+    assert.ok(!ended, 'lab up ended before it made four namespaces');
     process.kill(pid, 'SIGKILL');
     await running;
     const state = readLabState(dir.root, name);

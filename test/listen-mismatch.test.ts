@@ -73,7 +73,7 @@ describe('a signed probe the responder rejects: the secret or the host name, sai
     );
     listen = spawn(
       process.execPath,
-      [BIN, 'listen', site, '--host', 'srv', '--secret', SECRET, '--ttl', '170s', '--format', 'json'],
+      [BIN, 'listen', site, '--host', 'srv', '--secret', SECRET, '--ttl', '10m', '--format', 'json'],
       { cwd: ROOT, env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let buf = '';
@@ -99,12 +99,10 @@ describe('a signed probe the responder rejects: the secret or the host name, sai
 
   /** Reasons the responder logged for rejected probes to `port` since `from` events. */
   const rejected = async (port: number, from: number) => {
-    // The log line is written as the probe is closed; give the pipe a moment to deliver it.
-    for (
-      let i = 0;
-      i < 50 && !events.slice(from).some((e) => e.result === 'rejected' && e.port === port);
-      i++
-    )
+    // The log line is written as the probe is closed; wait for it to come through the pipe (the
+    // deadline is a hang guard: a loaded machine can take seconds to schedule the responder).
+    const end = Date.now() + 60_000;
+    while (!events.slice(from).some((e) => e.result === 'rejected' && e.port === port) && Date.now() < end)
       await new Promise((r) => setTimeout(r, 100));
     return events
       .slice(from)

@@ -415,7 +415,7 @@ describe('listen + check --secret: the truth on ranges, resets, UDP and NAT', { 
         ),
       ];
       procs.push(...peers);
-      const deadline = Date.now() + 15_000;
+      const deadline = Date.now() + 120_000; // a hang guard: the loop ends once both listen
       while (!['10443', '10080'].every((p) => inNs(NS.s, 'ss', '-Hltn').includes(`${WEB}:${p}`))) {
         assert.ok(Date.now() < deadline, 'peers did not start');
         await new Promise((r) => setTimeout(r, 100));

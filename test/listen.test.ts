@@ -758,10 +758,23 @@ describe('portolan listen: one responder, probed over loopback', () => {
     await new Promise<void>((resolve) => s.bind({ address: '127.0.0.6', port: 0 }, resolve));
     for (let i = 0; i < 60; i++)
       await new Promise((resolve) => s.send(`junk ${i}\n`, P().udp, '127.0.0.1', resolve));
+    // A signed probe behind them on the same socket: its reply means the responder has read all 60
+    // (one socket, read in order), however long a loaded machine took. No fixed sleep.
+    const probe = makeProbe(KEY, 'udp', P().udp);
+    const reply = new Promise<Buffer>((resolve) => s.once('message', resolve));
+    s.send(probe.line, P().udp, '127.0.0.1');
+    const guard = setTimeout(() => s.emit('message', Buffer.alloc(0)), 60_000);
+    const answer = await reply;
+    clearTimeout(guard);
     s.close();
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    const logged = l.events().filter((e) => e.event === 'probe' && e.from.address === '127.0.0.6').length;
-    assert.ok(logged >= 1 && logged <= 25, `${logged} lines logged for 60 probes`);
+    assert.ok(
+      verifyReply(KEY, probe, answer.toString('latin1')),
+      'the responder never answered behind the junk',
+    );
+    await l.waitEvent(
+      (e) => e.event === 'probe' && e.from.address === '127.0.0.6',
+      'a logged probe from 127.0.0.6',
+    );
   });
 
   it('on SIGTERM closes every socket, prints the summary by source and exits 0', LONG, async () => {
@@ -775,6 +788,9 @@ describe('portolan listen: one responder, probed over loopback', () => {
     assert.equal(by('127.0.0.2').answered, 5, 'one TCP and four UDP probes');
     assert.equal(by('127.0.0.6').rejected, 60);
     assert.ok(by('127.0.0.6').suppressed >= 35);
+    // Every line is read by now: the 61 probes of 127.0.0.6 (60 junk, 1 signed) came as one burst.
+    const logged = l.events().filter((e) => e.event === 'probe' && e.from.address === '127.0.0.6').length;
+    assert.ok(logged >= 1 && logged <= 25, `${logged} lines logged for 61 probes`);
     assert.ok(by('127.0.0.1').answered >= 802, 'the range and the local port');
     const refused = await new Promise<string>((resolve) => {
       const c = net.connect({ host: '127.0.0.1', port: P().tcp });
@@ -832,7 +848,7 @@ describe('portolan listen: the open-file limit', () => {
         { proto: 'udp', ports: [base + 1] },
         { proto: 'tcp', ports: [`${base + 10}-${base + 810}`] },
       ]);
-      const l = listen([site, '--host', 'srv', '--ttl', '30s', '--secret', SECRET, '--format', 'json'], {
+      const l = listen([site, '--host', 'srv', '--ttl', '10m', '--secret', SECRET, '--format', 'json'], {
         shell: 'ulimit -n 400',
       });
       const ready = await l.waitEvent((e) => e.event === 'listening', 'listening event');
@@ -866,8 +882,8 @@ describe('portolan listen: the open-file limit', () => {
     LONG,
     async () => {
       const site = writeSite([{ proto: 'tcp', ports: ['49152-65535'] }]);
-      const l = listen([site, '--host', 'srv', '--ttl', '60s', '--secret', SECRET, '--format', 'json']);
-      const ready = await l.waitEvent((e) => e.event === 'listening', 'listening event', 60_000);
+      const l = listen([site, '--host', 'srv', '--ttl', '10m', '--secret', SECRET, '--format', 'json']);
+      const ready = await l.waitEvent((e) => e.event === 'listening', 'listening event', 240_000);
       assert.equal(ready.ports.wanted, 16384);
       // Ports this machine has in use (other tests' ephemeral connections) are listed, never missing.
       assert.equal(portsOf(ready.listening, 'tcp') + portsOf(ready.notBound, 'tcp'), 16384);
@@ -907,7 +923,7 @@ describe('portolan listen: privileges, --bind and PORTOLAN_SECRET', () => {
     base = await freeBase(2);
     // The host's inventory address is not on this machine; --bind keeps the test on loopback.
     const site = writeSite([{ proto: 'tcp', ports: [1, base] }], '198.51.100.7');
-    l = listen([site, '--host', 'srv', '--bind', '127.0.0.1', '--ttl', '30s', '--format', 'json'], {
+    l = listen([site, '--host', 'srv', '--bind', '127.0.0.1', '--ttl', '10m', '--format', 'json'], {
       env: { PORTOLAN_SECRET: SECRET },
       ...(root ? { uid: 65534 } : {}),
     });

@@ -317,7 +317,7 @@ setTimeout(() => process.exit(0), 600000);
 `,
     );
     await lab.start('ssh holder', 'client', [process.execPath, join(d, 'hold.mjs'), S()], []);
-    const deadline = Date.now() + 15000;
+    const deadline = Date.now() + 120_000; // a hang guard: the loop ends at the banner
     while (!lab.logs().includes('holding')) {
       assert.ok(Date.now() < deadline, `the holder never got sshd's banner\n${lab.logs()}`);
       await new Promise((r) => setTimeout(r, 100));
@@ -462,7 +462,7 @@ setTimeout(() => process.exit(0), 600000);
       [{ proto: 'tcp', address: resp, port: 9006 }],
     );
     // It prints what it bound once every socket is tried, just after the last one listens.
-    const deadline = Date.now() + 15000;
+    const deadline = Date.now() + 120_000; // a hang guard: the loop ends at the line
     while (!/answering signed probes/.test(lab.logs()) && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 100));
     assert.match(lab.logs(), /not bound on 10\.213\.\d+\.4: tcp 22: privileged port/);
