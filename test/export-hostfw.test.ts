@@ -14,7 +14,7 @@ import {
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { containsCidr, mergeCidr } from 'cidr-tools';
+import { containsCidr, mergeCidr, normalizeCidr } from 'cidr-tools';
 import { asciiText, limitName, plainAddress, shq } from '../src/export/_hostfw.js';
 import {
   SCRIPT_FILE as FIREWALLD_SCRIPT,
@@ -220,37 +220,63 @@ function icmpMatches(allowed: Allowance['icmpType'], planned: Flow['icmpType']):
  */
 function checkExact(model: ExportModel, allowances: Allowance[], what: string): void {
   const flows = hostFlows(model);
+  // Indexes so a host with thousands of peers is checked in linear time: allowances by direction
+  // and protocol, and those naming one address by that address. An allowance naming a wider CIDR is
+  // still found by the scan; the indexes only decide the common case sooner.
+  const canonical = new Map<string, string>();
+  /** An address, or a CIDR of one address, as one text (`2001:db8:0::1/128` as `2001:db8::1`). */
+  const single = (cidr: string): string => {
+    let c = canonical.get(cidr);
+    if (c === undefined) {
+      c = normalizeCidr(cidr).replace(/\/(32|128)$/, '');
+      canonical.set(cidr, c);
+    }
+    return c;
+  };
+  const sameOf = new Map<string, Allowance[]>();
+  const exactOf = new Map<string, Allowance[]>();
+  for (const a of allowances) {
+    const k = `${a.direction} ${a.protocol}`;
+    sameOf.set(k, [...(sameOf.get(k) ?? []), a]);
+    if (a.cidr) {
+      const e = `${k} ${single(a.cidr)}`;
+      exactOf.set(e, [...(exactOf.get(e) ?? []), a]);
+    }
+  }
   for (const { direction, flow, peer } of flows) {
-    const same = allowances.filter(
-      (a) =>
-        a.direction === direction &&
-        a.protocol === flow.protocol &&
-        (flow.protocol !== 'icmp' || a.icmpType === (flow.icmpType ?? 'any')),
-    );
+    const fits = (a: Allowance) => flow.protocol !== 'icmp' || a.icmpType === (flow.icmpType ?? 'any');
     const id = `${what}: ${direction} ${flow.protocol} ${JSON.stringify(flow.ports)} ${peer.host ?? shown(peer.description ?? '')}`;
     if (peer.address !== null && isLiteral(peer.address)) {
       const address = peer.address;
-      const matching = same.filter(
-        (a) =>
-          a.cidr &&
-          famOf(a.cidr) === famOf(address) &&
-          (a.family === undefined || a.family === famOf(address)) &&
-          containsCidr(a.cidr, address),
-      );
-      assert.ok(matching.length, `${id}: no rule allows ${address}`);
-      if (flow.protocol !== 'icmp')
-        assert.ok(
+      const allows = (a: Allowance) =>
+        a.cidr !== undefined &&
+        famOf(a.cidr) === famOf(address) &&
+        (a.family === undefined || a.family === famOf(address)) &&
+        containsCidr(a.cidr, address);
+      const covered = (matching: Allowance[]) =>
+        matching.length > 0 &&
+        (flow.protocol === 'icmp' ||
           coversPorts(
             matching.flatMap((a) => a.ports),
             flow.ports,
-          ),
-          `${id}: ports not all allowed`,
-        );
+          ));
+      // The allowances naming this very address first; when they fall short, every allowance.
+      const exact = (exactOf.get(`${direction} ${flow.protocol} ${single(address)}`) ?? []).filter(
+        (a) => fits(a) && allows(a),
+      );
+      if (covered(exact)) continue;
+      const matching = (sameOf.get(`${direction} ${flow.protocol}`) ?? []).filter(
+        (a) => fits(a) && allows(a),
+      );
+      assert.ok(matching.length, `${id}: no rule allows ${address}`);
+      assert.ok(covered(matching), `${id}: ports not all allowed`);
     } else {
-      const matching = same.filter((a) =>
-        peer.address !== null
-          ? a.fill?.names.includes(peer.address)
-          : a.fill?.unspecified.includes(shown(peer.description ?? '')),
+      const matching = (sameOf.get(`${direction} ${flow.protocol}`) ?? []).filter(
+        (a) =>
+          fits(a) &&
+          (peer.address !== null
+            ? a.fill?.names.includes(peer.address)
+            : a.fill?.unspecified.includes(shown(peer.description ?? ''))),
       );
       assert.ok(matching.length, `${id}: no address variable for this peer`);
       if (flow.protocol !== 'icmp')
@@ -263,30 +289,39 @@ function checkExact(model: ExportModel, allowances: Allowance[], what: string): 
         );
     }
   }
+  // Each allowance's candidates: the planned flows of its direction and protocol, with each peer's
+  // ports gathered once (by literal address, DNS name or unspecified description).
+  const peerPorts = new Map<string, Map<string, PortRange[]>>();
+  const portsFor = (a: Allowance): Map<string, PortRange[]> => {
+    const k = `${a.direction} ${a.protocol} ${a.icmpType ?? ''}`;
+    let m = peerPorts.get(k);
+    if (m) return m;
+    m = new Map();
+    for (const { direction, flow, peer } of flows) {
+      if (direction !== a.direction || flow.protocol !== a.protocol) continue;
+      if (a.protocol === 'icmp' && !icmpMatches(a.icmpType, flow.icmpType)) continue;
+      const key = peer.address !== null ? `a ${peer.address}` : `u ${shown(peer.description ?? '')}`;
+      m.set(key, [...(m.get(key) ?? []), ...(flow.protocol === 'icmp' ? [[0, 0] as PortRange] : flow.ports)]);
+    }
+    peerPorts.set(k, m);
+    return m;
+  };
   for (const a of allowances) {
-    const candidates = flows.filter(
-      ({ direction, flow }) =>
-        direction === a.direction &&
-        flow.protocol === a.protocol &&
-        (a.protocol !== 'icmp' || icmpMatches(a.icmpType, flow.icmpType)),
-    );
-    /** A peer's planned ports in this direction and protocol. */
-    const portsOf = (match: (p: Flow['from']) => boolean) =>
-      candidates
-        .filter((c) => match(c.peer))
-        .flatMap((c) => (c.flow.protocol === 'icmp' ? [[0, 0] as const] : c.flow.ports));
-    const needs = (match: (p: Flow['from']) => boolean) =>
-      a.protocol === 'icmp' ? portsOf(match).length > 0 : coversPorts(portsOf(match), a.ports);
+    const byPeer = portsFor(a);
+    /** Whether a peer's planned ports in this direction and protocol need all of the allowance's. */
+    const needs = (key: string) => {
+      const ports = byPeer.get(key) ?? [];
+      return a.protocol === 'icmp' ? ports.length > 0 : coversPorts(ports, a.ports);
+    };
     if (a.cidr) {
       const cidr = a.cidr;
-      const peers = [
-        ...new Set(
-          candidates
-            .map((c) => c.peer.address)
-            .filter((x): x is string => x !== null && isLiteral(x) && famOf(x) === famOf(cidr))
-            .filter((x) => needs((p) => p.address === x)),
-        ),
-      ];
+      // Peers outside the CIDR cannot cover any of it: only those inside are merged.
+      const one = !single(cidr).includes('/');
+      const inside = (x: string) => (one ? single(x) === single(cidr) : containsCidr(cidr, x));
+      const peers = [...byPeer.keys()]
+        .filter((k) => k.startsWith('a '))
+        .map((k) => k.slice(2))
+        .filter((x) => isLiteral(x) && famOf(x) === famOf(cidr) && inside(x) && needs(`a ${x}`));
       assert.ok(
         peers.length && containsCidr(mergeCidr(peers), cidr),
         `${what}: ${a.where} allows ${cidr} more than the plan gives it`,
@@ -297,15 +332,9 @@ function checkExact(model: ExportModel, allowances: Allowance[], what: string): 
         `${what}: ${a.where} has nothing to fill`,
       );
       for (const n of a.fill.names)
-        assert.ok(
-          needs((p) => p.address === n),
-          `${what}: ${a.where} allows DNS name ${n} more than the plan gives it`,
-        );
+        assert.ok(needs(`a ${n}`), `${what}: ${a.where} allows DNS name ${n} more than the plan gives it`);
       for (const u of a.fill.unspecified)
-        assert.ok(
-          needs((p) => p.address === null && shown(p.description ?? '') === u),
-          `${what}: ${a.where} allows the peer "${u}" more than the plan gives it`,
-        );
+        assert.ok(needs(`u ${u}`), `${what}: ${a.where} allows the peer "${u}" more than the plan gives it`);
     }
   }
 }
