@@ -18,6 +18,16 @@ function referenceParse(raw: string): Address | { error: string } {
     if (v === 4) return ip === '0.0.0.0';
     return v === 6 && unspecified.check(ip, 'ipv6');
   };
+  // Multicast (RFC 5771, RFC 4291 2.7) and the limited broadcast name no one host.
+  const groups = new BlockList();
+  groups.addSubnet('224.0.0.0', 4, 'ipv4');
+  groups.addSubnet('ff00::', 8, 'ipv6');
+  const notOneHost = (ip: string) =>
+    ip === '255.255.255.255'
+      ? 'the limited broadcast address'
+      : groups.check(ip, isIP(ip) === 4 ? 'ipv4' : 'ipv6')
+        ? 'a multicast group address'
+        : undefined;
   const isInetAtonForm = (t: string) => {
     const parts = t.replace(/\.$/, '').split('.');
     return parts.length <= 4 && parts.every((p) => /^(?:0x[0-9a-f]*|\d+)$/i.test(p));
@@ -53,6 +63,10 @@ function referenceParse(raw: string): Address | { error: string } {
       return {
         error: `${JSON.stringify(text)} is the unspecified address: a connect to it reaches this machine, not a host (expected the host's own address or network)`,
       };
+    if (Number(prefixText) >= (version === 4 ? 4 : 8) && notOneHost(ip) !== undefined)
+      return {
+        error: `${JSON.stringify(text)} lies in multicast address space (224.0.0.0/4, ff00::/8), which names groups, not hosts (expected the hosts' own network)`,
+      };
     const canonical = normalizeCidr(`${ip}/${prefixText}`);
     if (canonical !== normalizeCidr(`${ip}/${max}`).replace(/\/\d+$/, `/${prefixText}`))
       return { error: `host bits are set in ${text} (expected the network address ${canonical})` };
@@ -67,6 +81,11 @@ function referenceParse(raw: string): Address | { error: string } {
   if ((version === 4 || version === 6) && isUnspecified(text))
     return {
       error: `${JSON.stringify(text)} is the unspecified address: a connect to it reaches this machine, not a host (expected the host's own address)`,
+    };
+  const group = version === 4 || version === 6 ? notOneHost(text) : undefined;
+  if (group !== undefined)
+    return {
+      error: `${JSON.stringify(text)} is ${group}, not one host: a flow's probes and rules name one host (expected the host's own unicast address)`,
     };
   if (version === 4) return { kind: 'ip', text, version };
   if (version === 6) return { kind: 'ip', text: normalizeCidr(text), version };
@@ -91,6 +110,11 @@ const TABLE = [
   '\t10.0.0.1\n',
   '1.2.3.4',
   '255.255.255.255',
+  '224.0.0.1',
+  '239.255.255.255/32',
+  '224.0.0.0/4',
+  '223.255.255.255',
+  '240.0.0.1',
   '0.0.0.1',
   '0.0.0.0',
   ' 0.0.0.0',
@@ -203,8 +227,11 @@ describe('parseAddress: the canonical IPv4 path', () => {
       fc.property(net, (t) => {
         const got = parseAddress(t);
         assert.deepEqual(got, referenceParse(t), t);
-        // Every network but the unspecified address alone (0.0.0.0/32) is one.
-        assert.equal('kind' in got && got.kind, t === '0.0.0.0/32' ? false : 'cidr', t);
+        // Every network is one but the unspecified address alone (0.0.0.0/32), the limited broadcast
+        // address and blocks inside multicast space (224.0.0.0/4).
+        const [a = 0, p = 0] = t.split(/[./]/).flatMap((x, i) => (i === 0 || i === 4 ? [Number(x)] : []));
+        const none = t === '0.0.0.0/32' || t === '255.255.255.255/32' || (a >= 224 && a < 240 && p >= 4);
+        assert.equal('kind' in got && got.kind, none ? false : 'cidr', t);
       }),
       { numRuns: 2000 },
     );

@@ -53,6 +53,12 @@ describe('check: addresses that are this machine are refused at validation', () 
     ['0X7F.1', /"0X7F\.1" is a number the system resolver reads as an IPv4 address/],
     ['"010.1"', /"010\.1" has an octet with a leading zero/],
     ['"167772161"', /"167772161" is not a valid IPv4 address/],
+    // A group or broadcast address names no one host: probes there fail as if a firewall dropped them.
+    ['224.0.0.1', /"224\.0\.0\.1" is a multicast group address, not one host/],
+    ['"ff02::1"', /"ff02::1" is a multicast group address, not one host/],
+    ['"::ffff:239.1.2.3"', /"::ffff:239\.1\.2\.3" is a multicast group address/],
+    ['255.255.255.255', /"255\.255\.255\.255" is the limited broadcast address, not one host/],
+    ['239.1.0.0/16', /"239\.1\.0\.0\/16" lies in multicast address space/],
   ];
   for (const [address, message] of bad)
     it(`validate and check refuse address ${address} with a located exit 2`, () => {

@@ -315,6 +315,11 @@ describe('hostile command lines', () => {
       /^portolan: --timeout "-1" is not a whole number from 1 to 600000$/,
     ],
     [['plan', 'examples/mixed-site.yaml', '--format'], /^portolan: -f, --format needs a value$/],
+    // A multicast target was probed and its ENETUNREACH blamed on a firewall ("blocked", exit 1).
+    [
+      ['probe', '224.0.0.1', '22'],
+      /^portolan: HOST: "224\.0\.0\.1" is a multicast group address, not one host/,
+    ],
     // The ports were quoted without the protocol the parser had taken off: PORTS "22/tcp".
     [
       ['probe', '127.0.0.1', '22/tcp/udp'],

@@ -35,6 +35,27 @@ export function isUnspecified(ip: string): boolean {
   return v === 6 && unspecifiedAddresses().check(ip, 'ipv6');
 }
 
+let groupList: BlockList | undefined;
+
+/**
+ * Why `ip` (an IPv4 or IPv6 address as isIP reads it) names no single host, or undefined when it
+ * may: a multicast group (224.0.0.0/4, RFC 5771; ff00::/8, RFC 4291 2.7) or the limited broadcast
+ * 255.255.255.255 (RFC 919). TCP cannot connect to either, and a probe sent there would fail as if a
+ * firewall dropped it (ENETUNREACH), so an inventory or command line naming one is refused.
+ */
+export function notOneHost(ip: string): string | undefined {
+  if (ip === '255.255.255.255') return 'the limited broadcast address';
+  if (groupList === undefined) {
+    groupList = new BlockList();
+    groupList.addSubnet('224.0.0.0', 4, 'ipv4');
+    groupList.addSubnet('ff00::', 8, 'ipv6');
+  }
+  const v = isIP(ip);
+  if (v === 4 ? groupList.check(ip, 'ipv4') : v === 6 && groupList.check(ip.replace(/%.*$/, ''), 'ipv6'))
+    return 'a multicast group address';
+  return undefined;
+}
+
 /**
  * True for a text that inet_aton(3) (and so glibc's getaddrinfo) reads as an IPv4 address: one to
  * four dot-separated parts, each decimal, octal (leading 0) or hex (0x): `0x0`, `0x0.0`,
@@ -53,9 +74,10 @@ export function isInetAtonForm(text: string): boolean {
 export function parseAddress(raw: string): Address | { error: string } {
   const text = raw.trim();
   // Most addresses are canonical IPv4 (`10.0.0.1`, `10.0.0.0/24`): read without node:net's regular
-  // expressions. Anything else, the unspecified 0.0.0.0 and its /32 included, takes the general path.
+  // expressions. Anything else, the unspecified 0.0.0.0 and its /32 included, takes the general path,
+  // as does every block from 224.0.0.0 up (multicast and broadcast are refused there).
   const key = ipv4Key(text);
-  if (key > 0) {
+  if (key > 0 && key < FIRST_MULTICAST_KEY) {
     const hostBits = key % 64;
     return hostBits === 0 && text.indexOf('/') < 0
       ? { kind: 'ip', text, version: 4 }
@@ -89,6 +111,11 @@ export function parseAddress(raw: string): Address | { error: string } {
       return {
         error: `${JSON.stringify(text)} is the unspecified address: a connect to it reaches this machine, not a host (expected the host's own address or network)`,
       };
+    const group = Number(prefixText) >= (version === 4 ? 4 : 8) ? notOneHost(ip) : undefined;
+    if (group !== undefined)
+      return {
+        error: `${JSON.stringify(text)} lies in multicast address space (224.0.0.0/4, ff00::/8), which names groups, not hosts (expected the hosts' own network)`,
+      };
     const canonical = normalizeCidr(`${ip}/${prefixText}`);
     if (canonical !== normalizeCidr(`${ip}/${max}`).replace(/\/\d+$/, `/${prefixText}`))
       return { error: `host bits are set in ${text} (expected the network address ${canonical})` };
@@ -103,6 +130,11 @@ export function parseAddress(raw: string): Address | { error: string } {
   if ((version === 4 || version === 6) && isUnspecified(text))
     return {
       error: `${JSON.stringify(text)} is the unspecified address: a connect to it reaches this machine, not a host (expected the host's own address)`,
+    };
+  const group = version === 4 || version === 6 ? notOneHost(text) : undefined;
+  if (group !== undefined)
+    return {
+      error: `${JSON.stringify(text)} is ${group}, not one host: a flow's probes and rules name one host (expected the host's own unicast address)`,
     };
   // An IPv4 address isIP accepts is already canonical (plain decimal octets); IPv6 has many spellings.
   if (version === 4) return { kind: 'ip', text, version };
@@ -158,6 +190,8 @@ export function collapseAddresses(texts: readonly string[]): string[] {
 }
 
 const TWO_32 = 2 ** 32;
+/** ipv4Key of 224.0.0.0/32, the first multicast address (RFC 5771). */
+const FIRST_MULTICAST_KEY = 224 * 2 ** 24 * 64;
 
 /**
  * A canonical IPv4 text (`a.b.c.d` or `a.b.c.d/p`: decimal octets 0-255 and a prefix 0-32, no
