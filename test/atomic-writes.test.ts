@@ -28,6 +28,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { Agent } from '../src/agent/agent.js';
 import { claimState, type LabState, saveState } from '../src/lab/state.js';
+import { openDb, parseDbTarget } from '../src/server/db.js';
 import * as atomic from '../src/util/atomic.js';
 import { BIN, cliEnv, ROOT, runCli } from './helpers.js';
 
@@ -199,6 +200,25 @@ describe('the one writer: temporary names', () => {
 });
 
 describe('the one writer: modes and targets', () => {
+  test("serve's SQLite store: a new store's directory is 0700 and its files (-wal, -shm too) 0600, whatever the umask", async () => {
+    // The store holds sites, verdicts and token hashes; it was made 0644 in a 0755 directory.
+    const d = join(dir(), 'data', 'store');
+    const file = join(d, 'portolan.db');
+    const old = process.umask(0);
+    try {
+      const db = await openDb(parseDbTarget(file));
+      const names = readdirSync(d);
+      const modes = names.map((n) => [n, mode(join(d, n))]);
+      await db.destroy();
+      assert.ok(names.includes('portolan.db-wal'), names.join(' '));
+      for (const [n, m] of modes) assert.equal(m, 0o600, String(n));
+    } finally {
+      process.umask(old);
+    }
+    assert.equal(mode(d), 0o700);
+    assert.equal(mode(join(d, '..')), 0o700);
+  });
+
   test('a secret has mode 0600 whatever the umask and whatever the name held before', () => {
     const d = dir();
     const old = process.umask(0);

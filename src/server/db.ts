@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { closeSync, constants, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -12,6 +12,7 @@ import {
 } from 'kysely';
 import pg from 'pg';
 import { PortolanError, UsageError } from '../errors.js';
+import { makeDirectory } from '../util/mkdir.js';
 import { migrationProvider } from './migrations.js';
 
 export interface Tables {
@@ -186,7 +187,13 @@ export async function openDb(target: DbTarget): Promise<Db> {
   if (target.kind === 'sqlite') {
     let sqlite: Database.Database;
     try {
-      if (target.file !== ':memory:') mkdirSync(dirname(target.file), { recursive: true });
+      if (target.file !== ':memory:') {
+        // The store holds sites, verdicts and token hashes: a new store's directory is this user's
+        // only (0700), and its file is made 0600 before SQLite opens it, so the -wal and -shm files
+        // SQLite makes beside it take the same mode. An existing store keeps its modes.
+        makeDirectory(dirname(target.file), 0o700);
+        closeSync(openSync(target.file, constants.O_RDWR | constants.O_CREAT | constants.O_NOCTTY, 0o600));
+      }
       sqlite = new Database(target.file);
       sqlite.pragma('journal_mode = WAL');
       sqlite.pragma('busy_timeout = 10000');
