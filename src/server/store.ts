@@ -9,6 +9,7 @@ import {
 import { InputError } from '../errors.js';
 import { isFailure, type Verdict } from '../probe/verdict.js';
 import { pushAll } from '../util/arrays.js';
+import { counted as howMany } from '../util/plural.js';
 import type { Db, Tables } from './db.js';
 import { INSERT_ROWS, UNKNOWN_FORM } from './migrations.js';
 import { flowForm, type ParsedSite, parseSite } from './sites.js';
@@ -389,7 +390,7 @@ export class Store {
             site,
             'site-version',
             site,
-            `${site}: version ${version} stored (${parsed.plan.flows.length} flows)`,
+            `${site}: version ${version} stored (${howMany(parsed.plan.flows.length, 'flow')})`,
             {
               version,
             },
@@ -1232,7 +1233,7 @@ export class Store {
         site,
         'change-requested',
         id,
-        `change request ${id.slice(0, 8)}: ${rows.length} rows for ${site} v${from} -> v${to}`,
+        `change request ${id.slice(0, 8)}: ${howMany(rows.length, 'row')} for ${site} v${from} -> v${to}`,
         {
           from,
           to,
