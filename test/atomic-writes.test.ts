@@ -480,16 +480,26 @@ describe('serve: the admin token', () => {
   test('a --token-file that is the store or a link is refused, never replaced or written through', {
     timeout: 120_000,
   }, async () => {
-    // The token was renamed over the SQLite file the server had open: its store was gone.
+    // The token was renamed over the SQLite file the server had open: its store was gone. It is
+    // refused before the store is opened (exit 2), so no admin token is made that nobody holds.
     const d = dir();
     const db = join(d, 'store.db');
     const { out } = await serveWithPid('true', ['--db', db, '--token-file', db]);
     assert.match(
       out,
       new RegExp(
-        `^portolan: cannot write the admin token to ${db}: it is not a token file \\(it holds something else\\); expected a new name, or the file an earlier serve wrote the token to\nexit 1$`,
+        `^portolan: --token-file ${db}: it is the --db file \\(expected another name for the admin token\\)\nexit 2$`,
       ),
     );
+    assert.ok(!existsSync(db), 'nothing is made before the refusal');
+    // An existing store named as the token file: refused the same way, the store left whole.
+    const made = await serveWithPid('true', ['--db', db, '--token-file', join(d, 'admin-token')]);
+    assert.match(made.out, /admin token: written to/);
+    const exited = new Promise((done) => made.child.once('exit', done));
+    made.child.kill('SIGTERM');
+    await exited;
+    const again = await serveWithPid('true', ['--db', db, '--new-admin-token', '--token-file', db]);
+    assert.match(again.out, /it is the --db file[^\n]*\nexit 2$/);
     assert.equal(readFileSync(db).subarray(0, 15).toString('latin1'), 'SQLite format 3');
     const v = victim();
     symlinkSync(v.path, join(d, 'linked-token'));
@@ -500,7 +510,7 @@ describe('serve: the admin token', () => {
       '--token-file',
       join(d, 'linked-token'),
     ]);
-    assert.match(linked.out, /it is not a token file \(a symbolic link\)/);
+    assert.match(linked.out, /it is not a token file \(a symbolic link\)[^\n]*\nexit 2$/);
     assert.equal(readFileSync(v.path, 'utf8'), v.text);
     assert.ok(lstatSync(join(d, 'linked-token')).isSymbolicLink());
   });

@@ -1,7 +1,7 @@
 import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { loadCatalogs } from '../catalog/load.js';
 import { PortolanError, UsageError } from '../errors.js';
@@ -92,17 +92,31 @@ async function assertCanListen(text: string, host: string, port: number): Promis
  * Errors: that refusal, or the system's (ENOSPC, EACCES).
  */
 function writeSecret(file: string, text: string): void {
+  const problem = notATokenFile(file);
+  if (problem) throw new Error(problem);
+  writeFileAtomic(file, `${text}\n`, { mode: 0o600, follow: false });
+}
+
+/**
+ * Why the admin token may not be written to `file`, or undefined when it may: it is one of `others`
+ * (the store, the TLS files: `[flag, path]`), or something other than a token file an earlier serve
+ * wrote (a symbolic link, a FIFO, a file holding anything else). Asked before the store is opened,
+ * so a refused name leaves no admin token behind that nobody holds, and again when writing.
+ */
+function notATokenFile(
+  file: string,
+  others: readonly (readonly [string, string | undefined])[] = [],
+): string | undefined {
+  const named = others.find(([, path]) => path !== undefined && resolve(path) === resolve(file));
+  if (named) return `it is the ${named[0]} file (expected another name for the admin token)`;
   let st: ReturnType<typeof lstatSync> | undefined;
   try {
     st = lstatSync(file);
   } catch {
-    st = undefined;
+    return undefined;
   }
-  if (st && !(st.isFile() && st.size <= 1024 && /^ptadm_\S+\n?$/.test(readFileSync(file, 'latin1'))))
-    throw new Error(
-      `it is not a token file (${st.isSymbolicLink() ? 'a symbolic link' : st.isFile() ? 'it holds something else' : 'not a regular file'}); expected a new name, or the file an earlier serve wrote the token to`,
-    );
-  writeFileAtomic(file, `${text}\n`, { mode: 0o600, follow: false });
+  if (st.isFile() && st.size <= 1024 && /^ptadm_\S+\n?$/.test(readFileSync(file, 'latin1'))) return undefined;
+  return `it is not a token file (${st.isSymbolicLink() ? 'a symbolic link' : st.isFile() ? 'it holds something else' : 'not a regular file'}); expected a new name, or the file an earlier serve wrote the token to`;
 }
 
 /** Reads the PEM certificate and key and checks they make a TLS context (the key matches the certificate). */
@@ -183,6 +197,16 @@ export async function run(argv: string[]): Promise<number> {
     values['tls-cert'] !== undefined && values['tls-key'] !== undefined
       ? tlsFiles(values['tls-cert'], values['tls-key'])
       : undefined;
+
+  const tokenProblem = notATokenFile(tokenFile, [
+    ['--db', target.kind === 'sqlite' ? target.file : undefined],
+    ['--tls-cert', values['tls-cert']],
+    ['--tls-key', values['tls-key']],
+  ]);
+  if (tokenProblem)
+    throw new UsageError(
+      `${values['token-file'] === undefined ? 'the admin token file' : '--token-file'} ${tokenFile}: ${tokenProblem}`,
+    );
 
   // Extra catalogs are read now: a broken one is said at start, not in every upload's error.
   loadCatalogs(values.catalog ?? []);
