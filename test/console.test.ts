@@ -307,6 +307,26 @@ test('console: upload a site, see its matrix, agent verdicts, a change-request r
   // tab offers it (it offered version 2, read when the page first opened).
   assert.match(download.suggestedFilename(), /^lab-loopback-v3-.*\.nft$/);
   assert.match(nft, /127\.0\.0\.4/);
+  // Per-host formats are offered only for a chosen host (in network mode they only drew the API's
+  // "does not support network mode" refusal); with one chosen, its own firewall downloads.
+  assert.equal(await page.getByRole('button', { name: 'firewalld' }).count(), 0);
+  await page.getByRole('combobox', { name: 'export for' }).selectOption('pve');
+  const [perHost] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'firewalld' }).click(),
+  ]);
+  // firewalld writes several files: the download is the API's {files, warnings} of host pve's firewall.
+  const perHostFile = join(dir, 'download-firewalld.json');
+  await perHost.saveAs(perHostFile);
+  const bundle = JSON.parse(readFileSync(perHostFile, 'utf8')) as {
+    files: { path: string; content: string }[];
+  };
+  assert.ok(bundle.files.length > 1, perHost.suggestedFilename());
+  assert.ok(
+    bundle.files.some((f) => f.content.includes('pve')),
+    bundle.files.map((f) => f.path).join(' '),
+  );
+  assert.equal(await page.getByRole('status').filter({ hasText: 'network mode' }).count(), 0);
   // An agent enrolled and never heard from says so (it said "reporting"); removed, it is gone.
   const quiet = (await api('POST', '/api/agents', { site: 'lab-loopback', host: 'pve', name: 'quiet' })) as {
     token: string;

@@ -391,12 +391,26 @@ function CloseForm({ site, cr, others, done }) {
   </p>`;
 }
 
+/** Formats that write one host's own firewall: they take a host (`?host=NAME`), never network mode. */
+const HOST_ONLY = new Set(['firewalld', 'ufw', 'windows']);
+
 function Exports({ site, version }) {
   const [msg, setMsg] = useState('');
+  const [host, setHost] = useState('');
+  const [{ data }] = useLoad(
+    () => api(`/api/sites/${encodeURIComponent(site)}/versions/${version}`),
+    [site, version],
+  );
+  const hosts = (data?.hosts ?? []).map((h) => h.name);
+  const formats = host ? FORMATS : FORMATS.filter((f) => !HOST_ONLY.has(f));
+  const query = host ? `?host=${encodeURIComponent(host)}` : '';
   return html`<section>
-    <p>Version ${version}, network mode:</p>
-    ${FORMATS.map((f) => html`<button onClick=${() => download(`/api/sites/${encodeURIComponent(site)}/versions/${version}/export/${f}`).catch((e) => setMsg(e.message))}>${f}</button> `)}
-    <p class="reason">firewalld, ufw and windows are per host: use the API with ?host=NAME.</p>
+    <p>Version ${version}, <label>for <select aria-label="export for" value=${host} onChange=${(e) => {
+      setHost(e.target.value);
+      setMsg('');
+    }}><option value="">the network (every host)</option>${hosts.map((h) => html`<option value=${h}>host ${h}</option>`)}</select></label>:</p>
+    ${formats.map((f) => html`<button onClick=${() => download(`/api/sites/${encodeURIComponent(site)}/versions/${version}/export/${f}${query}`).catch((e) => setMsg(e.message))}>${f}</button> `)}
+    ${host ? '' : html`<p class="reason">firewalld, ufw and windows write one host's own firewall: choose a host above.</p>`}
     <p role="status" class="err">${msg}</p>
   </section>`;
 }
