@@ -2,6 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { labKey, NAME_PREFIX } from '../src/lab/names.js';
 import { labUnavailable } from './check-lab.js';
 import { BIN, type CliResult, ROOT } from './helpers.js';
 
@@ -104,13 +105,18 @@ export function snapshot(): Snapshot {
   return { links, nft };
 }
 
-export function namespaces(): Set<string> {
+/**
+ * The network namespaces on this machine; given a lab (its state directory and name), only those
+ * that lab's names can take (`pl` + its key), so labs of test files running alongside are not counted.
+ */
+export function namespaces(lab?: { root: string; name: string }): Set<string> {
   const out = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '';
+  const prefix = lab ? `${NAME_PREFIX}${labKey(lab.root, lab.name)}` : '';
   return new Set(
     out
       .split('\n')
       .map((l) => l.split(/\s/)[0] ?? '')
-      .filter(Boolean),
+      .filter((n) => n !== '' && n.startsWith(prefix)),
   );
 }
 

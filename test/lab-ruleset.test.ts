@@ -153,7 +153,10 @@ describe('lab: the user own rulesets', { skip: skipLab }, () => {
       ],
     ];
     const before = snapshot();
-    const ns = namespaces();
+    // Only this lab's names: labs of other test files may come and go meanwhile.
+    const mine = { root: dir.root, name: dir.name('bad') };
+    const ns = namespaces(mine);
+    assert.deepEqual(ns, new Set());
     for (const [host, base, text, want] of cases) {
       const file = join(dir.root, base);
       writeFileSync(file, text);
@@ -177,7 +180,7 @@ describe('lab: the user own rulesets', { skip: skipLab }, () => {
     );
     // Nothing was built: no namespace, link or rule on this machine, no state file.
     assert.deepEqual(snapshot(), before);
-    assert.deepEqual(namespaces(), ns);
+    assert.deepEqual(namespaces(mine), ns);
     assert.deepEqual(
       readdirSync(dir.root).filter((f) => !/\.(nft|iptables)$/.test(f)),
       [],
