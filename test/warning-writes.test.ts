@@ -1,6 +1,8 @@
 /**
  * Long warning lists reach stderr in a few writes, not one write (one system call: Node.js writes
  * stderr synchronously) per line: plan and export of a generated site with thousands of warnings.
+ * Per-host warnings of one kind are summed up on a terminal (warning-lines.test.ts), so the site has
+ * thousands that are not alike: every host inside one CIDR host's /12 is its own address-in-cidr.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,7 +18,10 @@ const { generateSite } = (await import(join(ROOT, 'bench/gen-site.mjs'))) as {
 const dir = mkdtempSync(join(tmpdir(), 'portolan-writes-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const site = join(dir, 'site.yaml');
-writeFileSync(site, generateSite(3000));
+writeFileSync(
+  site,
+  `${generateSite(3000)}  subnet-all: { address: 10.16.0.0/12, roles: [druva-vmware:ntp-server] }\n`,
+);
 // Loaded before the CLI: counts the calls of process.stderr.write, and leaves the count in a file.
 const counter = join(dir, 'count.mjs');
 writeFileSync(
@@ -48,7 +53,8 @@ describe('warnings on stderr', () => {
     ]) {
       const { lines, writes } = stderrWrites(args);
       assert.ok(lines > 800, `${args[0]}: ${lines} lines`);
-      assert.ok(writes <= 8, `${args[0]}: ${lines} lines in ${writes} writes`);
+      // Batched by size: a write carries a hundred lines and more, where one per line was the fault.
+      assert.ok(writes * 100 <= lines, `${args[0]}: ${lines} lines in ${writes} writes`);
     }
   });
 });

@@ -7,6 +7,7 @@ import { checkLineLimits } from '../export/limits.js';
 import { buildExportModel } from '../export/model.js';
 import { rpcCaveats } from '../plan/caveats.js';
 import { buildPlan } from '../plan/plan.js';
+import { warningLines } from '../plan/warning-lines.js';
 import { type StagedFile, stageFile } from '../util/atomic.js';
 import { makeDirectory } from '../util/mkdir.js';
 import { counted } from '../util/plural.js';
@@ -130,7 +131,7 @@ export async function run(argv: string[]): Promise<number> {
   const said = new Set([...planned, ...caveats]);
   writeLines(
     process.stderr,
-    [...new Set(planned), ...result.warnings.filter((w) => !said.has(w)), ...caveats].map(
+    [...warningLines(plan.warnings), ...result.warnings.filter((w) => !said.has(w)), ...caveats].map(
       (w) => `warning: ${safeLine(w)}`,
     ),
   );

@@ -7,6 +7,7 @@ import {
   summary,
 } from '../plan/format.js';
 import { buildPlan } from '../plan/plan.js';
+import { warningLines } from '../plan/warning-lines.js';
 import { colorEnabled } from '../util/color.js';
 import { writeChunks, writeLines } from '../util/stream.js';
 import { safeLine } from '../util/terminal.js';
@@ -87,7 +88,7 @@ export async function run(argv: string[]): Promise<number> {
   else await writeChunks(process.stdout, text);
   if (format !== 'table' || toFile) {
     writeLines(process.stderr, [
-      ...plan.warnings.map((w) => safeLine(`warning: ${w.message}`)),
+      ...warningLines(plan.warnings).map((w) => safeLine(`warning: ${w}`)),
       safeLine(summary(plan, hosts)),
     ]);
   }

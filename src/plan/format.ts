@@ -5,6 +5,7 @@ import { palette, width } from '../util/color.js';
 import { sanitize } from '../util/terminal.js';
 import { longestPart, longestUnit, wrap } from '../util/wrap.js';
 import { forwardRuleCount } from './rules.js';
+import { warningLines } from './warning-lines.js';
 
 export { wrap };
 
@@ -443,8 +444,8 @@ export function planTable(plan: Plan, hostCount: number, opts: { color: boolean;
     return lines.join('\n');
   };
   const out = [p.bold(line(head)), ...rows.map(line)];
-  for (const w of plan.warnings)
-    out.push(...wrap(`warning: ${sanitize(w.message)}`, total).map((l) => p.yellow(l)));
+  for (const w of warningLines(plan.warnings))
+    out.push(...wrap(`warning: ${sanitize(w)}`, total).map((l) => p.yellow(l)));
   out.push(p.dim(sanitize(summary(plan, hostCount))));
   return `${out.join('\n')}\n`;
 }
