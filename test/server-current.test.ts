@@ -351,6 +351,7 @@ function suite(name: string, backend: () => Backend, skip?: string) {
           flows: 3,
           updatedAt: at(20),
           verdicts: { closed: 1 },
+          unchecked: 2,
         });
         assert.deepEqual(
           (await store.status('lab-current')).map((r) => [r.flow_id, r.verdict]),

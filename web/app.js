@@ -95,9 +95,23 @@ async function download(path) {
   a.remove();
 }
 
+/**
+ * Verdicts that are not failures and prove no path either: a flow skipped was not checked, and
+ * open|filtered is UDP silence that an open port and a firewall's drop both give. Shown apart
+ * from ok, never in its colour.
+ */
+const UNPROVEN = new Set(['skipped', 'open|filtered']);
+
 function verdictClass(v) {
   if (!v) return 'v-none';
+  if (UNPROVEN.has(v)) return 'v-warn';
   return FAILING.has(v) ? 'v-bad' : 'v-ok';
+}
+
+/** The spark mark of one result: ok, failing, or proving neither (isolated runs count for nothing). */
+function sparkClass(x) {
+  if (x.isolated || UNPROVEN.has(x.verdict)) return 'none';
+  return x.failed ? 'bad' : 'ok';
 }
 
 function useRoute() {
@@ -157,14 +171,16 @@ function Sites() {
     <table>
       <thead><tr><th>site</th><th>version</th><th>flows</th><th>verdicts</th><th>updated</th></tr></thead>
       <tbody>
-        ${(data?.sites ?? []).map(
-          (s) => html`<tr>
+        ${(data?.sites ?? []).map((s) => {
+          // Flows with no verdict yet are said, never left out: a site nobody checked is not all green.
+          const unchecked = s.unchecked ?? s.flows - Object.values(s.verdicts).reduce((a, b) => a + b, 0);
+          return html`<tr data-site=${s.name}>
             <td><a href=${`#/site/${encodeURIComponent(s.name)}`}>${s.name}</a></td>
             <td>${s.version}</td><td>${s.flows}</td>
-            <td>${Object.entries(s.verdicts).map(([v, n]) => html`<span class=${verdictClass(v)}>${n} ${v} </span>`)}</td>
+            <td class="verdicts">${Object.entries(s.verdicts).map(([v, n]) => html`<span class=${verdictClass(v)}>${n} ${v} </span>`)}${unchecked > 0 ? html`<span class="v-none">${unchecked} unchecked</span>` : ''}</td>
             <td>${s.updatedAt}</td>
-          </tr>`,
-        )}
+          </tr>`;
+        })}
       </tbody>
     </table>
     <h2>Upload or edit an inventory</h2>
@@ -269,7 +285,7 @@ function Matrix({ site }) {
             <td>${r.flow.service}</td>
             <td class="verdict"><span class=${verdictClass(r.verdict)}>${r.verdict ?? 'unchecked'}</span>
               ${r.failed && r.latest?.detail?.reason ? html`<div class="reason">${r.latest.detail.reason}</div>` : ''}</td>
-            <td><span class="spark">${[...r.history].reverse().map((x) => html`<i class=${x.failed ? 'bad' : 'ok'} title=${`${x.at} ${x.verdict}`}></i>`)}</span></td>
+            <td><span class="spark">${[...r.history].reverse().map((x) => html`<i class=${sparkClass(x)} title=${`${x.at} ${x.verdict}${x.isolated ? ' (isolated run: history only)' : ''}`}></i>`)}</span></td>
           </tr>`,
         )}
       </tbody>
@@ -478,12 +494,36 @@ function Agents() {
   return html`<section><h1>Agents</h1>
     ${error && html`<p class="err">${error}</p>`}
     <p role="status">${msg}</p>
-    <table><thead><tr><th>agent</th><th>site</th><th>host</th><th>last seen</th><th>state</th><th></th></tr></thead>
-    <tbody>${(data?.agents ?? []).map(
-      (a) => html`<tr><td>${a.name}</td><td>${a.site}</td><td>${a.host}</td><td>${a.lastSeen ?? 'never'}</td>
-        <td class=${a.stale ? 'v-bad' : 'v-ok'}>${a.lastSeen ? (a.stale ? 'stale' : 'reporting') : 'never reported'}${a.isolatedAt ? html` <span class="reason">isolated at ${a.isolatedAt}</span>` : ''}</td>
-        <td><button onClick=${() => remove(a)}>Remove ${a.name}</button></td></tr>`,
-    )}</tbody></table></section>`;
+    <table><thead><tr><th>agent</th><th>site</th><th>host</th><th>last seen</th><th>last results stored</th><th>state</th><th></th></tr></thead>
+    <tbody>${(data?.agents ?? []).map((a) => {
+      const st = agentState(a);
+      return html`<tr data-agent=${a.id}><td>${a.name}</td><td>${a.site}</td><td>${a.host}</td><td>${a.lastSeen ?? 'never'}</td><td>${a.lastRunAt ?? 'none yet'}</td>
+        <td class=${`state ${st.cls}`}>${st.text}${a.isolatedAt ? html` <span class="reason">latest run isolated (started ${a.isolatedAt}): neither the server nor any target answered it; kept as history only</span>` : ''}${
+          a.refusedAt && !st.notStored
+            ? html` <span class="reason">a run was not stored at ${a.refusedAt}: ${a.refused}</span>`
+            : ''
+        }</td>
+        <td><button onClick=${() => remove(a)}>Remove ${a.name}</button></td></tr>`;
+    })}</tbody></table></section>`;
+}
+
+/**
+ * An agent's state in words and colour: only an agent whose heartbeats arrive and whose results
+ * are stored is green. One never heard from, silent, or whose runs the server cannot store is not.
+ */
+function agentState(a) {
+  const state = a.state ?? (a.lastSeen ? (a.stale ? 'stale' : 'reporting') : 'never-reported');
+  if (state === 'never-reported')
+    return { cls: 'v-warn', text: `never reported (enrolled at ${a.createdAt})` };
+  if (state === 'stale') return { cls: 'v-bad', text: `silent: no heartbeat since ${a.lastSeen}` };
+  if (a.refusedAt && (!a.lastRunAt || a.refusedAt > a.lastRunAt))
+    return {
+      cls: 'v-bad',
+      notStored: true,
+      text: `reporting, but its results are not stored (last refused at ${a.refusedAt}: ${a.refused})`,
+    };
+  if (!a.lastRunAt) return { cls: 'v-warn', text: 'reporting, no results yet' };
+  return { cls: 'v-ok', text: 'reporting' };
 }
 
 function Events() {

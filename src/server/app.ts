@@ -664,7 +664,17 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
             `body/results/${i}/detail: ${bytes} bytes of JSON, more than ${MAX_DETAIL_BYTES} (expected the evidence of one flow, at most ${MAX_DETAIL_BYTES / 1024} KiB)`,
           );
       });
-      const r = await store.ingest(req.principal?.agent ?? req.principal?.agentId ?? '', req.body);
+      const who = req.principal?.agent ?? req.principal?.agentId ?? '';
+      let r: Awaited<ReturnType<Store['ingest']>>;
+      try {
+        r = await store.ingest(who, req.body);
+      } catch (err) {
+        // The run's version no longer loads with this server's catalogs: the server's fault, not
+        // the run's. The agent keeps the run and sends it again; the agent list and an event say so.
+        if (err instanceof ApiError && err.code === 'ESTORED')
+          emit(await store.runRefused(await store.agent(who), req.body, `${err.code}: ${err.message}`));
+        throw err;
+      }
       emit(r.events);
       return { key: req.body.key, stored: r.stored, duplicate: !r.stored };
     },

@@ -40,6 +40,11 @@ export interface Tables {
     last_seen: string | null;
     stale: number;
     isolated_at: string | null;
+    /** received_at of the agent's latest run stored (migration 006). */
+    last_run_at: string | null;
+    /** When a run of the agent was last refused for a reason on the server's side (409 ESTORED), and why. */
+    refused_at: string | null;
+    refused: string | null;
   };
   runs: {
     key: string;

@@ -279,6 +279,22 @@ const MIGRATIONS: Record<string, Migration> = {
         where form is null`.execute(db);
     },
   },
+  // What an agent's row tells besides its heartbeats: when a run of it was last stored, and the
+  // latest refusal of one of its runs that a later run may clear (a version that no longer loads
+  // with the server's catalogs: 409 ESTORED), so the agent list can say an agent that heartbeats
+  // but whose results are not stored is not reporting results. Filled from runs.
+  '006_agent_runs': {
+    async up(db: Kysely<unknown>) {
+      // SQLite runs migrations outside a transaction: columns already added are kept.
+      const table = (await db.introspection.getTables()).find((t) => t.name === 'agents');
+      const have = new Set(table?.columns.map((c) => c.name));
+      for (const column of ['last_run_at', 'refused_at', 'refused'])
+        if (!have.has(column)) await db.schema.alterTable('agents').addColumn(column, 'text').execute();
+      await sql`update agents set last_run_at = (
+          select max(runs.received_at) from runs where runs.agent_id = agents.id)
+        where last_run_at is null`.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -270,6 +270,9 @@ export class Store {
           'agents.last_seen',
           'agents.stale',
           'agents.isolated_at',
+          'agents.last_run_at',
+          'agents.refused_at',
+          'agents.refused',
         ])
         .where('tokens.hash', '=', hash);
     const row = (await this.prepared(this.db, 'authenticate', build, [hash])).rows[0];
@@ -288,6 +291,9 @@ export class Store {
             last_seen: row.last_seen,
             stale: row.stale as number,
             isolated_at: row.isolated_at,
+            last_run_at: row.last_run_at,
+            refused_at: row.refused_at,
+            refused: row.refused,
           }
         : null;
     return { role: row.kind, agentId: row.agent_id, agent };
@@ -300,7 +306,8 @@ export class Store {
    * `verdicts` counts the latest verdict of each of that version's flows by verdict, and only a
    * verdict measured on the flow's current form (flowForm): the verdicts of flows the version no
    * longer has, or of a flow's earlier addresses or ports, are history, not counted. Flows without
-   * one are not in `verdicts` (flows minus their sum are unchecked). Two queries, no plan parsed.
+   * one are not in `verdicts`: `unchecked` counts them (a site no agent checked yet has every
+   * flow unchecked, never an empty tally that reads as nothing wrong). Two queries, no plan parsed.
    */
   async listSites() {
     const latest = this.db
@@ -345,13 +352,18 @@ export class Store {
       counts[c.verdict] = Number(c.n);
       verdicts.set(c.site, counts);
     }
-    return rows.map((r) => ({
-      name: r.site,
-      version: Number(r.version),
-      flows: Number(r.flows),
-      updatedAt: r.created_at,
-      verdicts: verdicts.get(r.site) ?? {},
-    }));
+    return rows.map((r) => {
+      const counts = verdicts.get(r.site) ?? {};
+      const checked = Object.values(counts).reduce((a, b) => a + b, 0);
+      return {
+        name: r.site,
+        version: Number(r.version),
+        flows: Number(r.flows),
+        updatedAt: r.created_at,
+        verdicts: counts,
+        unchecked: Math.max(0, Number(r.flows) - checked),
+      };
+    });
   }
 
   /**
@@ -679,6 +691,9 @@ export class Store {
         last_seen: null,
         stale: 0,
         isolated_at: null,
+        last_run_at: null,
+        refused_at: null,
+        refused: null,
       })
       .execute();
     const token = await this.createToken('agent', id);
@@ -731,18 +746,70 @@ export class Store {
     });
   }
 
+  /**
+   * Every enrolled agent: `{id, site, host, name, createdAt, lastSeen, lastRunAt, state, stale,
+   * isolatedAt, refusedAt, refused}`. `state` is `never-reported` (no heartbeat or run yet),
+   * `stale` (heartbeats stopped for serve --stale-after) or `reporting`; `stale` is true unless the
+   * agent is reporting: an agent never heard from is not fresh. `lastRunAt` is when a run of it
+   * was last stored (null: none yet); `refused` says why a run of it was last not stored for a
+   * reason of the server's (a version that no longer loads: 409 ESTORED), at `refusedAt` (each
+   * resend moves it): later than `lastRunAt`, the agent's results are not being stored.
+   * `isolatedAt` is the start of its latest run when that run was isolated.
+   */
   async listAgents() {
     const rows = await this.db.selectFrom('agents').selectAll().orderBy('site').orderBy('name').execute();
-    return rows.map((a) => ({
-      id: a.id,
-      site: a.site,
-      host: a.host,
-      name: a.name,
-      createdAt: a.created_at,
-      lastSeen: a.last_seen,
-      stale: !!a.stale,
-      isolatedAt: a.isolated_at,
-    }));
+    return rows.map((a) => {
+      const state = a.last_seen === null ? 'never-reported' : a.stale ? 'stale' : 'reporting';
+      return {
+        id: a.id,
+        site: a.site,
+        host: a.host,
+        name: a.name,
+        createdAt: a.created_at,
+        lastSeen: a.last_seen,
+        lastRunAt: a.last_run_at,
+        state: state as 'never-reported' | 'stale' | 'reporting',
+        stale: state !== 'reporting',
+        isolatedAt: a.isolated_at,
+        refusedAt: a.refused_at,
+        refused: a.refused,
+      };
+    });
+  }
+
+  /**
+   * Notes on the agent's row that the server could not store one of its runs for a reason of the
+   * server's own (`code`, e.g. ESTORED: the run's version no longer loads with the server's
+   * catalogs), so the agent list says so (`refused`, `refusedAt`). The agent keeps the run in its
+   * spool and sends it again. One `run-not-stored` event when the reason differs from the last
+   * one noted, not one per resend.
+   */
+  async runRefused(
+    agent: AgentRow,
+    run: { key: string; version: number },
+    message: string,
+  ): Promise<EventRow[]> {
+    const at = this.now();
+    const r = await this.db
+      .updateTable('agents')
+      .set({ refused_at: at, refused: message })
+      .where('id', '=', agent.id)
+      .where((eb) => eb.or([eb('refused', 'is', null), eb('refused', '<>', message)]))
+      .executeTakeFirst();
+    if (Number(r.numUpdatedRows) !== 1) {
+      await this.db.updateTable('agents').set({ refused_at: at }).where('id', '=', agent.id).execute();
+      return [];
+    }
+    return [
+      await this.event(
+        this.db,
+        agent.site,
+        'run-not-stored',
+        agent.name,
+        `agent ${agent.name}: run ${run.key} (version ${run.version}) not stored: ${message}; the agent keeps it and sends it again`,
+        { id: agent.id, run: run.key, version: run.version },
+      ),
+    ];
   }
 
   async heartbeat(who: string | AgentRow): Promise<EventRow[]> {
@@ -765,21 +832,32 @@ export class Store {
         .execute();
       if (a.stale)
         events.push(
-          await this.event(tx, a.site, 'agent-back', a.name, `agent ${a.name} reports again`, { id: a.id }),
+          await this.event(
+            tx,
+            a.site,
+            'agent-back',
+            a.name,
+            a.last_seen === null
+              ? `agent ${a.name} reports for the first time`
+              : `agent ${a.name} reports again`,
+            { id: a.id },
+          ),
         );
     });
     return events;
   }
 
-  /** Marks agents stale whose last heartbeat is older than `afterMs`; one event each, once. */
+  /**
+   * Marks agents stale whose last heartbeat is older than `afterMs`, and those enrolled longer ago
+   * than that that never reported; one event each, once.
+   */
   async markStale(afterMs: number): Promise<EventRow[]> {
     const cutoff = new Date(this.clock() - afterMs).toISOString();
     const due = await this.db
       .selectFrom('agents')
       .selectAll()
       .where('stale', '=', 0)
-      .where('last_seen', 'is not', null)
-      .where('last_seen', '<', cutoff)
+      .where((eb) => eb(eb.fn.coalesce('last_seen', 'created_at'), '<', cutoff))
       .execute();
     const events: EventRow[] = [];
     for (const a of due) {
@@ -790,7 +868,7 @@ export class Store {
           .set({ stale: 1 })
           .where('id', '=', a.id)
           .where('stale', '=', 0)
-          .where('last_seen', '<', cutoff)
+          .where((eb) => eb(eb.fn.coalesce('last_seen', 'created_at'), '<', cutoff))
           .executeTakeFirst();
         if (Number(r.numUpdatedRows) === 1)
           events.push(
@@ -799,7 +877,9 @@ export class Store {
               a.site,
               'agent-stale',
               a.name,
-              `agent ${a.name} has sent no heartbeat since ${a.last_seen}`,
+              a.last_seen === null
+                ? `agent ${a.name} was enrolled at ${a.created_at} and has never reported`
+                : `agent ${a.name} has sent no heartbeat since ${a.last_seen}`,
               {
                 id: a.id,
                 lastSeen: a.last_seen,
@@ -917,13 +997,14 @@ export class Store {
             })),
           )
           .execute();
-      const isolatedAt = run.isolated ? run.startedAt : agent.isolated_at;
+      // The latest run's isolation, not the first one's: an agent whose network came back is not isolated.
+      const isolatedAt = run.isolated ? run.startedAt : null;
       const seen = () =>
         tx
           .updateTable('agents')
-          .set({ last_seen: at, stale: 0, isolated_at: isolatedAt })
+          .set({ last_seen: at, stale: 0, isolated_at: isolatedAt, last_run_at: at })
           .where('id', '=', agentId);
-      await this.prepared(tx, 'agentSeen', seen, [at, 0, isolatedAt, agentId]);
+      await this.prepared(tx, 'agentSeen', seen, [at, 0, isolatedAt, at, agentId]);
       if (run.isolated) {
         events.push(
           await this.event(

@@ -1,0 +1,239 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { sql } from 'kysely';
+import { Agent, type SpooledRun } from '../src/agent/agent.js';
+import { buildApp } from '../src/server/app.js';
+import { type Db, openDb } from '../src/server/db.js';
+import { Store } from '../src/server/store.js';
+import { ROOT } from './helpers.js';
+import { type PgCluster, pgUnavailable, startPg } from './pg-cluster.js';
+
+// What the API says about agents must hold when nothing is known: an agent that never reported is
+// not fresh, and a run the server cannot store for a fault of its own stays with the agent, which
+// sends it again, while the agent list and the events say why its results are missing.
+
+const LOOPBACK = readFileSync(`${ROOT}examples/lab/loopback.yaml`, 'utf8');
+const SSH = 'veeam-proxmox vbr/backup-server flr/flr-appliance tcp ssh';
+const T0 = Date.parse('2026-03-01T00:00:00.000Z');
+
+const dirs: string[] = [];
+let pg: PgCluster | undefined;
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  pg?.stop();
+});
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'ptagst-'));
+  dirs.push(d);
+  return d;
+}
+
+function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<void> }>, skip?: string) {
+  describe(`agent status on ${name}`, { skip: skip ?? false, timeout: 300_000 }, () => {
+    let t = T0;
+    let store: Store;
+    let app: FastifyInstance;
+    let db: Db;
+    let close: () => Promise<void> = async () => {};
+    let admin: string;
+    let base: string;
+    const call = async (method: string, path: string, token: string, body?: unknown) => {
+      const r = await app.inject({
+        method: method as 'GET',
+        url: path,
+        headers: { authorization: `Bearer ${token}` },
+        ...(body !== undefined ? { payload: body as object } : {}),
+      });
+      return { status: r.statusCode, json: () => r.json(), body: r.body };
+    };
+    before(async () => {
+      const o = await open();
+      db = o.db;
+      close = o.close;
+      store = new Store(db, [], { clock: () => t });
+      admin = await store.createToken('admin');
+      app = await buildApp({ store, generatorVersion: '0.0.0-test' });
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+      assert.equal((await call('POST', '/api/sites', admin, { yaml: LOOPBACK })).status, 201);
+    });
+    after(async () => {
+      await app?.close();
+      await close();
+    });
+
+    test('an agent that never reported is not fresh: the API, /metrics and housekeeping say so', async () => {
+      const made = await call('POST', '/api/agents', admin, {
+        site: 'lab-loopback',
+        host: 'vbr',
+        name: 'silent-one',
+      });
+      assert.equal(made.status, 201, made.body);
+      const id = made.json().id as string;
+      const listed = async () =>
+        ((await call('GET', '/api/agents', admin)).json().agents as Record<string, unknown>[]).find(
+          (a) => a.id === id,
+        );
+      const a = await listed();
+      assert.equal(a?.stale, true, 'never reported: not fresh');
+      assert.equal(a?.state, 'never-reported');
+      assert.equal(a?.lastSeen, null);
+      assert.equal(a?.lastRunAt, null);
+      const metrics = (await app.inject({ url: '/metrics', headers: { authorization: `Bearer ${admin}` } }))
+        .body;
+      assert.match(metrics, /portolan_agent_stale\{site="lab-loopback",host="vbr",agent="silent-one"\} 1\n/);
+      assert.doesNotMatch(metrics, /portolan_agent_last_seen_seconds\{[^}]*agent="silent-one"/);
+      // Enrolled longer ago than --stale-after and never heard from: one event, once.
+      t += 14 * 60_000;
+      assert.deepEqual(await store.markStale(15 * 60_000), []);
+      t += 2 * 60_000;
+      const stale = await store.markStale(15 * 60_000);
+      assert.deepEqual(
+        stale.map((e) => [e.kind, e.message]),
+        [
+          [
+            'agent-stale',
+            `agent silent-one was enrolled at ${new Date(T0).toISOString()} and has never reported`,
+          ],
+        ],
+      );
+      assert.deepEqual(await store.markStale(15 * 60_000), []);
+      // Its first heartbeat: reporting, and said as a first report, not a return.
+      const token = (made.json() as { token: string }).token;
+      const hb = await call('POST', '/api/agent/heartbeat', token, {});
+      assert.equal(hb.status, 200, hb.body);
+      const back = (await store.events('lab-loopback', 50)).filter((e) => e.kind === 'agent-back');
+      assert.deepEqual(
+        back.map((e) => e.message),
+        ['agent silent-one reports for the first time'],
+      );
+      const now = await listed();
+      assert.equal(now?.state, 'reporting');
+      assert.equal(now?.stale, false);
+      assert.equal(now?.lastRunAt, null, 'a heartbeat is not a stored result');
+      assert.equal((await call('DELETE', `/api/agents/${id}`, admin)).status, 204);
+    });
+
+    test('a site no agent checked counts every flow unchecked, never an empty tally', async () => {
+      const sites = (await call('GET', '/api/sites', admin)).json().sites as Record<string, unknown>[];
+      const s = sites.find((x) => x.name === 'lab-loopback');
+      assert.deepEqual(s?.verdicts, {});
+      assert.equal(s?.unchecked, 4);
+    });
+
+    test('a run refused with 409 ESTORED stays in the spool, is sent again, and is stored once the server loads its version', async () => {
+      const made = await call('POST', '/api/agents', admin, { site: 'lab-loopback', host: 'vbr' });
+      const { id, token } = made.json() as { id: string; token: string };
+      // Version 2 as a server with other catalogs stored it: today's catalogs do not load it.
+      const good = LOOPBACK;
+      const bad = LOOPBACK.replace('flr-appliance]', 'flr-gone]');
+      await db
+        .insertInto('site_versions')
+        .values({
+          site: 'lab-loopback',
+          version: 2,
+          yaml: bad,
+          plan: '{}',
+          flows: 4,
+          created_at: new Date(t).toISOString(),
+        })
+        .execute();
+      const spool = tempDir();
+      const lines: string[] = [];
+      const agent = new Agent({ server: base, token, spool, log: (l) => lines.push(l) });
+      const runOf = (key: string, version: number, at: number): SpooledRun => ({
+        key,
+        version,
+        startedAt: new Date(at).toISOString(),
+        isolated: false,
+        results: [{ flowId: SSH, verdict: 'closed', detail: { reason: 'reset' } }],
+      });
+      const pending = join(spool, 'pending');
+      writeFileSync(
+        join(pending, '000000000000001-a.json'),
+        JSON.stringify(runOf('run-v2-estored-0001', 2, t)),
+      );
+      writeFileSync(
+        join(pending, '000000000000002-b.json'),
+        JSON.stringify(runOf('run-v1-after-00001', 1, t + 1000)),
+      );
+      t += 60_000;
+      assert.equal(await agent.flush(), 1, lines.join('\n'));
+      // Kept, not rejected; the run after it was still sent.
+      assert.deepEqual(readdirSync(pending), ['000000000000001-a.json']);
+      assert.deepEqual(readdirSync(join(spool, 'rejected')), []);
+      const said = lines.find((l) => l.includes('run-v2-estored-0001')) ?? '';
+      assert.match(
+        said,
+        /^server could not store run-v2-estored-0001 \(version 2\): HTTP 409 ESTORED version 2 of site "lab-loopback" no longer loads with this server's catalogs: .*; the run is sound, so it stays in the spool \(.*pending\) and is sent again on every run until the server can store it$/,
+      );
+      assert.ok(lines.includes('sent run-v1-after-00001'), lines.join('\n'));
+      const listed = async () =>
+        ((await call('GET', '/api/agents', admin)).json().agents as Record<string, string | null>[]).find(
+          (a) => a.id === id,
+        );
+      const a = await listed();
+      assert.match(String(a?.refused), /^ESTORED: version 2 of site "lab-loopback" no longer loads/);
+      assert.equal(a?.refusedAt, new Date(t).toISOString());
+      assert.equal(a?.lastRunAt, new Date(t).toISOString());
+      // Sent again on the next flush: no second event for the same reason.
+      t += 60_000;
+      assert.equal(await agent.flush(), 1);
+      const events = (await store.events('lab-loopback', 50)).filter((e) => e.kind === 'run-not-stored');
+      assert.equal(events.length, 1, JSON.stringify(events));
+      assert.match(
+        events[0]?.message ?? '',
+        /run run-v2-estored-0001 \(version 2\) not stored: ESTORED: .*the agent keeps it and sends it again$/,
+      );
+      const refused = await listed();
+      assert.equal(refused?.refusedAt, new Date(t).toISOString(), 'each resend moves the time');
+      assert.ok(String(refused?.refusedAt) > String(refused?.lastRunAt), 'refused after the last stored run');
+      // The server loads version 2 again (its catalogs are back): the kept run is stored, once.
+      await db
+        .updateTable('site_versions')
+        .set({ yaml: good.replace('lab-loopback', 'lab-loopback') })
+        .where('version', '=', 2)
+        .execute();
+      t += 60_000;
+      assert.equal(await agent.flush(), 0, lines.join('\n'));
+      assert.deepEqual(readdirSync(pending), []);
+      const stored = await db
+        .selectFrom('runs')
+        .select('key')
+        .where('key', '=', 'run-v2-estored-0001')
+        .execute();
+      assert.equal(stored.length, 1);
+      const after = await listed();
+      assert.equal(after?.lastRunAt, new Date(t).toISOString());
+      assert.ok(String(after?.lastRunAt) > String(after?.refusedAt));
+      await sql`delete from site_versions where version = 2`.execute(db);
+    });
+  });
+}
+
+suite('SQLite', async () => {
+  const db = await openDb({ kind: 'sqlite', file: join(tempDir(), 'store.db') });
+  return { db, close: () => db.destroy() };
+});
+suite(
+  'PostgreSQL',
+  async () => {
+    pg ??= await startPg();
+    const admin = await openDb({ kind: 'postgres', url: pg.url });
+    const name = `agst${process.pid}`;
+    try {
+      await sql.raw(`create database ${name}`).execute(admin);
+    } finally {
+      await admin.destroy();
+    }
+    const db = await openDb({ kind: 'postgres', url: pg.url.replace(/\/postgres$/, `/${name}`) });
+    return { db, close: () => db.destroy() };
+  },
+  pgUnavailable(),
+);
