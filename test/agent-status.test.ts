@@ -127,6 +127,79 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       assert.equal(s?.unchecked, 4);
     });
 
+    test("two agents on one host that disagree: the flow shows the failing verdict, with each agent's, and does not flip with each post", async () => {
+      const a = (
+        await call('POST', '/api/agents', admin, { site: 'lab-loopback', host: 'vbr', name: 'vbr-a' })
+      ).json();
+      const b = (
+        await call('POST', '/api/agents', admin, { site: 'lab-loopback', host: 'vbr', name: 'vbr-b' })
+      ).json();
+      const post = async (token: string, key: string, verdict: string) => {
+        t += 1000;
+        const r = await call('POST', '/api/agent/results', token, {
+          key: key.padEnd(16, '0'),
+          version: 1,
+          startedAt: new Date(t).toISOString(),
+          isolated: false,
+          results: [{ flowId: SSH, verdict, detail: { reason: `${verdict} from ${key}` } }],
+        });
+        assert.equal(r.status, 200, r.body);
+      };
+      const flow = async () =>
+        (
+          (await call('GET', '/api/sites/lab-loopback/status', admin)).json().flows as Record<
+            string,
+            unknown
+          >[]
+        ).find((f) => (f.flow as { id: string }).id === SSH) as {
+          verdict: string;
+          failed: boolean;
+          agents: { name: string; verdict: string }[];
+          latest: { detail: { reason: string } };
+        };
+      const kinds = async () =>
+        (await store.events('lab-loopback', 200)).filter((e) => e.subject === SSH).map((e) => e.kind);
+      await post(a.token, 'disagree-a-1', 'ok');
+      await post(b.token, 'disagree-b-1', 'filtered');
+      await post(a.token, 'disagree-a-2', 'ok');
+      const f = await flow();
+      assert.equal(f.verdict, 'filtered', 'vbr-b still sees it filtered');
+      assert.equal(f.failed, true);
+      assert.equal(
+        f.latest.detail.reason,
+        'filtered from disagree-b-1',
+        'the evidence behind the verdict shown',
+      );
+      assert.deepEqual(
+        f.agents.map((x) => [x.name, x.verdict]),
+        [
+          ['vbr-a', 'ok'],
+          ['vbr-b', 'filtered'],
+        ],
+      );
+      const site = ((await call('GET', '/api/sites', admin)).json().sites as Record<string, unknown>[]).find(
+        (x) => x.name === 'lab-loopback',
+      );
+      assert.deepEqual(site?.verdicts, { filtered: 1 });
+      assert.deepEqual(await kinds(), ['flow-failing'], 'one event, not one per post');
+      // vbr-b sees it pass too: ok, one event back.
+      await post(b.token, 'disagree-b-2', 'ok');
+      assert.equal((await flow()).verdict, 'ok');
+      assert.deepEqual(await kinds(), ['flow-ok', 'flow-failing']);
+      // A removed agent's verdict no longer counts.
+      await post(b.token, 'disagree-b-3', 'filtered');
+      assert.equal((await flow()).verdict, 'filtered');
+      assert.equal((await call('DELETE', `/api/agents/${b.id}`, admin)).status, 204);
+      await post(a.token, 'disagree-a-3', 'ok');
+      const after = await flow();
+      assert.equal(after.verdict, 'ok');
+      assert.deepEqual(
+        after.agents.map((x) => x.name),
+        ['vbr-a'],
+      );
+      assert.equal((await call('DELETE', `/api/agents/${a.id}`, admin)).status, 204);
+    });
+
     test('a run refused with 409 ESTORED stays in the spool, is sent again, and is stored once the server loads its version', async () => {
       const made = await call('POST', '/api/agents', admin, { site: 'lab-loopback', host: 'vbr' });
       const { id, token } = made.json() as { id: string; token: string };

@@ -215,11 +215,22 @@ function HistoryChart({ history }) {
   return html`<div ref=${ref} aria-label="verdict history chart"></div>`;
 }
 
+/** Agents whose latest verdicts on a flow disagree (one fails, another passes), or null. */
+function disagreement(row) {
+  const agents = row.agents ?? [];
+  if (!agents.some((a) => a.failed) || agents.every((a) => a.failed)) return null;
+  return agents.map((a) => `${a.name} ${a.verdict}`).join(', ');
+}
+
 function FlowDetail({ row }) {
   const l = row.latest;
   return html`<div class="detail">
     <strong>${row.flow.id}</strong>
     <p>${row.flow.purpose}</p>
+    ${
+      (row.agents ?? []).length > 0 &&
+      html`<p>By agent: ${row.agents.map((a) => html`<span class=${verdictClass(a.verdict)}>${a.name}: ${a.verdict}</span> at ${a.checkedAt}; `)}</p>`
+    }
     <p>Sources: ${row.flow.sources.map((s) => `${s.doc} ${s.ref}`).join('; ')}</p>
     ${
       l &&
@@ -284,7 +295,8 @@ function Matrix({ site }) {
             <td>${r.flow.protocol} ${r.flow.ports.map(([a, b]) => (a === b ? a : `${a}-${b}`)).join(',')}</td>
             <td>${r.flow.service}</td>
             <td class="verdict"><span class=${verdictClass(r.verdict)}>${r.verdict ?? 'unchecked'}</span>
-              ${r.failed && r.latest?.detail?.reason ? html`<div class="reason">${r.latest.detail.reason}</div>` : ''}</td>
+              ${r.failed && r.latest?.detail?.reason ? html`<div class="reason">${r.latest.detail.reason}</div>` : ''}
+              ${disagreement(r) ? html`<div class="reason v-bad" role="note">agents disagree: ${disagreement(r)}</div>` : ''}</td>
             <td><span class="spark">${[...r.history].reverse().map((x) => html`<i class=${sparkClass(x)} title=${`${x.at} ${x.verdict}${x.isolated ? ' (isolated run: history only)' : ''}`}></i>`)}</span></td>
           </tr>`,
         )}

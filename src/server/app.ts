@@ -238,7 +238,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       const allowed = first?.keyword === 'enum' ? first.params?.allowedValues : undefined;
       const context = e.validationContext ?? 'body';
       const expected = first?.parentSchema?.pattern ? first.parentSchema.description : undefined;
-      const missing = context === 'body' && !first?.instancePath && (first?.data === undefined || first?.data === null);
+      const missing =
+        context === 'body' && !first?.instancePath && (first?.data === undefined || first?.data === null);
       const message = missing
         ? 'body: missing (expected a JSON object, sent with content-type: application/json)'
         : expected && first?.keyword !== 'required'
@@ -453,7 +454,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     {
       config: { allow: READ },
       schema: {
-        summary: 'latest verdict of every flow of the latest version, with recent history',
+        summary:
+          "latest verdict of every flow of the latest version (the failing one when agents disagree), each agent's, and recent history",
         params: S.siteParams,
       },
     },
@@ -462,6 +464,22 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       // Only checks of each flow in its current form (flowForm): a changed flow keeps its id, and
       // the checks of its old addresses or ports (a removal row's evidence) are not its status.
       const status = new Map((await store.status(req.params.site, v.version)).map((s) => [s.flow_id, s]));
+      // Each enrolled agent's latest verdict: the status is their roll-up, and agents that disagree are shown.
+      const byAgent = new Map<
+        string,
+        { agent: string; name: string; verdict: string; failed: boolean; checkedAt: string }[]
+      >();
+      for (const a of await store.agentVerdicts(req.params.site, v.version))
+        byAgent.set(a.flow_id, [
+          ...(byAgent.get(a.flow_id) ?? []),
+          {
+            agent: a.agent_id,
+            name: a.name,
+            verdict: a.verdict,
+            failed: !!a.failed,
+            checkedAt: a.checked_at,
+          },
+        ]);
       // Each result carries its flow's form in its run's version: no earlier version is parsed.
       const history = await store.history(req.params.site, undefined, 20);
       const current = formsOf(v.parsed);
@@ -479,7 +497,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
             verdict: s?.verdict ?? null,
             failed: s ? !!s.failed : null,
             checkedAt: s?.checked_at ?? null,
-            latest: hist.find((h) => !h.isolated) ?? null,
+            agents: byAgent.get(f.id) ?? [],
+            // The result behind the verdict shown (another agent's may be newer when they disagree).
+            latest:
+              hist.find((h) => !h.isolated && h.verdict === s?.verdict && h.checkedAt === s?.checked_at) ??
+              hist.find((h) => !h.isolated) ??
+              null,
             history: hist.map((h) => ({
               at: h.checkedAt,
               verdict: h.verdict,

@@ -81,6 +81,19 @@ export interface Tables {
     failed: number;
     checked_at: string;
   };
+  /**
+   * Each agent's latest verdict per flow form (migration 007): flow_status is the roll-up of the
+   * enrolled agents' rows, so two agents on one host that disagree show the failing one.
+   */
+  agent_status: {
+    site: string;
+    flow_id: string;
+    form: string;
+    agent_id: string;
+    verdict: string;
+    failed: number;
+    checked_at: string;
+  };
   events: {
     id: string;
     at: string;

@@ -295,6 +295,33 @@ const MIGRATIONS: Record<string, Migration> = {
         where last_run_at is null`.execute(db);
     },
   },
+  // Each agent's latest verdict per flow form, so a flow's status is the roll-up of every agent
+  // that checks it (the failing one when they disagree) rather than whichever posted last. Filled
+  // from the stored results of runs that were not isolated.
+  '007_agent_status': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('agent_status')
+        .ifNotExists()
+        .addColumn('site', 'text', (c) => c.notNull())
+        .addColumn('flow_id', 'text', (c) => c.notNull())
+        .addColumn('form', 'text', (c) => c.notNull())
+        .addColumn('agent_id', 'text', (c) => c.notNull())
+        .addColumn('verdict', 'text', (c) => c.notNull())
+        .addColumn('failed', 'integer', (c) => c.notNull())
+        .addColumn('checked_at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('agent_status_pk', ['site', 'flow_id', 'form', 'agent_id'])
+        .execute();
+      await sql`insert into agent_status (site, flow_id, form, agent_id, verdict, failed, checked_at)
+        select r.site, r.flow_id, r.form, u.agent_id, r.verdict, r.failed, r.checked_at
+        from results r join runs u on u.key = r.run_key
+        where u.isolated = 0 and r.form <> ${UNKNOWN_FORM} and r.checked_at = (
+          select max(r2.checked_at) from results r2 join runs u2 on u2.key = r2.run_key
+          where r2.site = r.site and r2.flow_id = r.flow_id and r2.form = r.form
+            and u2.agent_id = u.agent_id and u2.isolated = 0)
+        on conflict do nothing`.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

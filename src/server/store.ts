@@ -623,6 +623,29 @@ export class Store {
   }
 
   /**
+   * Each enrolled agent's latest verdict on each flow of version `version` of `site`, measured on
+   * the flow's form in that version: rows `{flow_id, agent_id, name, verdict, failed, checked_at}`,
+   * by flow and agent name. A flow's status is their roll-up (updateStatus).
+   */
+  async agentVerdicts(site: string, version: number) {
+    return this.db
+      .selectFrom('agent_status as s')
+      .innerJoin('version_flows as vf', (j) =>
+        j
+          .onRef('vf.site', '=', 's.site')
+          .onRef('vf.flow_id', '=', 's.flow_id')
+          .onRef('vf.form', '=', 's.form'),
+      )
+      .innerJoin('agents', 'agents.id', 's.agent_id')
+      .select(['s.flow_id', 's.agent_id', 'agents.name', 's.verdict', 's.failed', 's.checked_at'])
+      .where('vf.site', '=', site)
+      .where('vf.version', '=', version)
+      .orderBy('s.flow_id')
+      .orderBy('agents.name')
+      .execute();
+  }
+
+  /**
    * The latest results of a site's flows, newest first, at most `limit` per flow, each with the
    * `form` its flow had in the run's version (flowForm; UNKNOWN_FORM when none).
    */
@@ -731,6 +754,8 @@ export class Store {
         );
       await tx.deleteFrom('tokens').where('agent_id', '=', id).execute();
       await tx.deleteFrom('agents').where('id', '=', id).execute();
+      // Its results stay as history; its verdicts no longer count in a flow's roll-up (updateStatus).
+      await tx.deleteFrom('agent_status').where('agent_id', '=', id).execute();
       return [
         await this.event(
           tx,
@@ -1030,7 +1055,7 @@ export class Store {
           .flatMap((r) => JSON.parse(r.flow_ids) as string[]),
       );
       const checked = run.results.filter((r) => !removing.has(r.flowId));
-      pushAll(events, await this.updateStatus(tx, agent.site, runForms, checked, run.startedAt));
+      pushAll(events, await this.updateStatus(tx, agent.site, agentId, runForms, checked, run.startedAt));
       pushAll(
         events,
         await this.updateChangeRows(
@@ -1056,75 +1081,143 @@ export class Store {
   }
 
   /**
-   * Each flow's latest verdict for the form it has in the run's version (`forms`, by flow id), in
-   * two queries whatever the run's size; an event per flow that turned. A verdict of another form
-   * of the flow (its earlier or later addresses or ports) is left as it is.
+   * Each flow's latest verdict for the form it has in the run's version (`forms`, by flow id): the
+   * posting agent's own latest verdict per flow (agent_status; a spooled result older than the one
+   * it has does not replace it), then the flow's roll-up over every enrolled agent that checked
+   * that form: the most recent failing verdict when any agent's latest fails (two agents on one
+   * host that disagree show the failing one, not whichever posted last), else the most recent
+   * verdict. A few queries whatever the run's size; an event per flow whose roll-up turned. A
+   * verdict of another form of the flow (its earlier or later addresses or ports) is left as it is.
    */
   private async updateStatus(
     tx: Transaction<Tables>,
     site: string,
+    agentId: string,
     forms: ReadonlyMap<string, string>,
     results: readonly PostedResult[],
     at: string,
   ): Promise<EventRow[]> {
     if (!results.length) return [];
     const formOf = (id: string) => forms.get(id) ?? UNKNOWN_FORM;
-    const prev = new Map(
+    const ids = results.map((r) => r.flowId);
+    const mine = new Map(
       (
         await tx
-          .selectFrom('flow_status')
+          .selectFrom('agent_status')
           .selectAll()
           .where('site', '=', site)
-          .where(
-            'flow_id',
-            'in',
-            results.map((r) => r.flowId),
-          )
+          .where('agent_id', '=', agentId)
+          .where('flow_id', 'in', ids)
           .execute()
       )
         .filter((p) => p.form === formOf(p.flow_id))
         .map((p) => [p.flow_id, p]),
     );
-    // A spooled result older than the one shown does not replace it.
     // In flow order: two transactions updating the same flows lock them in the same order (no deadlock).
     const newer = results
       .filter((r) => {
-        const p = prev.get(r.flowId);
+        const p = mine.get(r.flowId);
         return !p || p.checked_at <= at;
       })
       .sort((x, y) => (x.flowId < y.flowId ? -1 : x.flowId > y.flowId ? 1 : 0));
     if (!newer.length) return [];
     await tx
-      .insertInto('flow_status')
+      .insertInto('agent_status')
       .values(
         newer.map((r) => ({
           site,
           flow_id: r.flowId,
           form: formOf(r.flowId),
+          agent_id: agentId,
           verdict: r.verdict,
           failed: isFailure(r.verdict) ? 1 : 0,
           checked_at: at,
         })),
       )
       .onConflict((oc) =>
-        oc.columns(['site', 'flow_id', 'form']).doUpdateSet((eb) => ({
+        oc.columns(['site', 'flow_id', 'form', 'agent_id']).doUpdateSet((eb) => ({
           verdict: eb.ref('excluded.verdict'),
           failed: eb.ref('excluded.failed'),
           checked_at: eb.ref('excluded.checked_at'),
         })),
       )
       .execute();
+    const touched = newer.map((r) => r.flowId);
+    // Every enrolled agent's latest verdict on these flows: a removed agent's results are history.
+    const all = (
+      await tx
+        .selectFrom('agent_status as s')
+        .innerJoin('agents', 'agents.id', 's.agent_id')
+        .select(['s.flow_id', 's.form', 's.agent_id', 's.verdict', 's.failed', 's.checked_at'])
+        .where('s.site', '=', site)
+        .where('s.flow_id', 'in', touched)
+        .execute()
+    ).filter((p) => p.form === formOf(p.flow_id));
+    const rolled = new Map<
+      string,
+      { verdict: string; failed: number; checked_at: string; agent_id: string }
+    >();
+    for (const row of all) {
+      const best = rolled.get(row.flow_id);
+      if (
+        !best ||
+        row.failed > best.failed ||
+        (row.failed === best.failed && row.checked_at > best.checked_at)
+      )
+        rolled.set(row.flow_id, row);
+    }
+    const prev = new Map(
+      (
+        await tx
+          .selectFrom('flow_status')
+          .selectAll()
+          .where('site', '=', site)
+          .where('flow_id', 'in', touched)
+          .execute()
+      )
+        .filter((p) => p.form === formOf(p.flow_id))
+        .map((p) => [p.flow_id, p]),
+    );
+    const rows = touched.flatMap((id) => {
+      const r = rolled.get(id);
+      return r
+        ? [
+            {
+              site,
+              flow_id: id,
+              form: formOf(id),
+              verdict: r.verdict,
+              failed: r.failed,
+              checked_at: r.checked_at,
+            },
+          ]
+        : [];
+    });
+    if (rows.length)
+      await tx
+        .insertInto('flow_status')
+        .values(rows)
+        .onConflict((oc) =>
+          oc.columns(['site', 'flow_id', 'form']).doUpdateSet((eb) => ({
+            verdict: eb.ref('excluded.verdict'),
+            failed: eb.ref('excluded.failed'),
+            checked_at: eb.ref('excluded.checked_at'),
+          })),
+        )
+        .execute();
     const events: EventRow[] = [];
     for (const r of newer) {
       const p = prev.get(r.flowId);
-      const failed = isFailure(r.verdict) ? 1 : 0;
-      if (!p || p.failed === failed) continue;
-      const kind = failed ? 'flow-failing' : 'flow-ok';
-      const detail = typeof r.detail.reason === 'string' ? `: ${r.detail.reason}` : '';
+      const now = rolled.get(r.flowId);
+      if (!p || !now || p.failed === now.failed) continue;
+      const kind = now.failed ? 'flow-failing' : 'flow-ok';
+      // The reason is this run's when the roll-up is this agent's verdict.
+      const detail =
+        now.agent_id === agentId && typeof r.detail.reason === 'string' ? `: ${r.detail.reason}` : '';
       events.push(
-        await this.event(tx, site, kind, r.flowId, `${r.flowId}: ${p.verdict} -> ${r.verdict}${detail}`, {
+        await this.event(tx, site, kind, r.flowId, `${r.flowId}: ${p.verdict} -> ${now.verdict}${detail}`, {
           from: p.verdict,
-          to: r.verdict,
+          to: now.verdict,
         }),
       );
     }
