@@ -242,6 +242,9 @@ function FlowDetail({ row }) {
   </div>`;
 }
 
+/** Rows of the flow matrix drawn at once. */
+const MATRIX_PAGE = 200;
+
 function Matrix({ site }) {
   const [{ data, error }, reload] = useLoad(
     () => api(`/api/sites/${encodeURIComponent(site)}/status`),
@@ -249,6 +252,7 @@ function Matrix({ site }) {
   );
   const [f, setF] = useState({ product: '', role: '', host: '', verdict: '' });
   const [open, setOpen] = useState(null);
+  const [page, setPage] = useState(0);
   const rows = data?.flows ?? [];
   const options = useMemo(() => {
     const o = { product: new Set(), role: new Set(), host: new Set(), verdict: new Set(['unchecked']) };
@@ -262,20 +266,29 @@ function Matrix({ site }) {
     }
     return o;
   }, [rows]);
-  const shown = rows.filter(
-    (r) =>
-      (!f.product || r.flow.product === f.product) &&
-      (!f.role || r.flow.from.role === f.role || r.flow.to.role === f.role) &&
-      (!f.host || r.flow.from.host === f.host || r.flow.to.host === f.host) &&
-      (!f.verdict || (r.verdict ?? 'unchecked') === f.verdict),
+  const shown = useMemo(
+    () =>
+      rows.filter(
+        (r) =>
+          (!f.product || r.flow.product === f.product) &&
+          (!f.role || r.flow.from.role === f.role || r.flow.to.role === f.role) &&
+          (!f.host || r.flow.from.host === f.host || r.flow.to.host === f.host) &&
+          (!f.verdict || (r.verdict ?? 'unchecked') === f.verdict),
+      ),
+    [rows, f],
   );
+  // A site of thousands of flows is shown a page at a time: the table stays quick to draw and filter.
+  const pages = Math.max(1, Math.ceil(shown.length / MATRIX_PAGE));
+  const at = Math.min(page, pages - 1);
+  const visible = shown.slice(at * MATRIX_PAGE, (at + 1) * MATRIX_PAGE);
   return html`<section>
     ${error && html`<p class="err">${error}</p>`}
     <div class="filters">
       ${['product', 'role', 'host', 'verdict'].map(
-        (
-          k,
-        ) => html`<label>${k} <select aria-label=${`filter ${k}`} value=${f[k]} onChange=${(e) => setF({ ...f, [k]: e.target.value })}>
+        (k) => html`<label>${k} <select aria-label=${`filter ${k}`} value=${f[k]} onChange=${(e) => {
+          setF({ ...f, [k]: e.target.value });
+          setPage(0);
+        }}>
           <option value="">all</option>
           ${[...options[k]].sort().map((v) => html`<option value=${v}>${v}</option>`)}
         </select></label>`,
@@ -283,10 +296,18 @@ function Matrix({ site }) {
       <button onClick=${reload}>Refresh</button>
       <span>${shown.length} of ${rows.length} flows (version ${data?.version ?? ''})</span>
     </div>
+    ${
+      pages > 1 &&
+      html`<nav class="pager" aria-label="flow pages">
+      <button disabled=${at === 0} onClick=${() => setPage(at - 1)}>Previous</button>
+      <span role="status">flows ${at * MATRIX_PAGE + 1}-${at * MATRIX_PAGE + visible.length} of ${shown.length} (page ${at + 1} of ${pages})</span>
+      <button disabled=${at >= pages - 1} onClick=${() => setPage(at + 1)}>Next</button>
+    </nav>`
+    }
     <table aria-label="flow matrix">
       <thead><tr><th>from</th><th>to</th><th>protocol/ports</th><th>service</th><th>verdict</th><th>history</th></tr></thead>
       <tbody>
-        ${shown.map(
+        ${visible.map(
           (
             r,
           ) => html`<tr data-flow=${r.flow.id} onClick=${() => setOpen(open === r.flow.id ? null : r.flow.id)}>
