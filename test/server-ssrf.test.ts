@@ -134,3 +134,52 @@ test('a webhook stored at a NAT64 loopback address is not sent; an IPv4-mapped o
   }
   assert.deepEqual(got, ['/mapped']);
 });
+
+test('no amplification: a burst of events opens at most 4 connections to a webhook, and at most 1000 wait', async () => {
+  let open = 0;
+  let most = 0;
+  let got = 0;
+  const hook = createServer((req, res) => {
+    open++;
+    most = Math.max(most, open);
+    got++;
+    req.resume();
+    // A slow receiver: the burst has to wait for it.
+    setTimeout(() => {
+      open--;
+      res.end();
+    }, 2);
+  });
+  await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
+  const port = (hook.address() as AddressInfo).port;
+  const store = {
+    webhooks: async () => [{ id: 'slow', url: `http://127.0.0.1:${port}/`, createdAt: '' }],
+  } as unknown as Store;
+  const events: EventRow[] = Array.from({ length: 1200 }, (_, i) => ({
+    id: `e${i}`,
+    at: '',
+    site: 'big',
+    kind: 'flow-failing',
+    subject: `flow ${i}`,
+    message: 'm',
+    data: {},
+  }));
+  const lines: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string) => {
+    lines.push(String(chunk));
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    await deliver(store, events, new WebhookPolicy(['127.0.0.1/32']));
+  } finally {
+    process.stderr.write = write;
+    hook.close();
+  }
+  assert.ok(most <= 4, `${most} connections at once`);
+  // Four start at once and a thousand wait: the rest of the burst is counted, not sent.
+  assert.equal(got, 1004);
+  assert.deepEqual(lines, [
+    'portolan serve: webhook slow not sent 196 event(s): more than 1000 were waiting for it at once (GET /api/events has them)\n',
+  ]);
+});

@@ -293,11 +293,68 @@ function post(url: string, body: string, policy: WebhookPolicy): Promise<number>
   });
 }
 
+/** POSTs in flight to one webhook at a time, in this process. */
+export const WEBHOOK_IN_FLIGHT = 4;
+/** Events waiting for one webhook at most; more are not sent (they stay in GET /api/events). */
+export const WEBHOOK_QUEUE = 1000;
+
+/** One webhook's deliveries in this process: at most WEBHOOK_IN_FLIGHT at once, WEBHOOK_QUEUE waiting. */
+interface HookQueue {
+  running: number;
+  waiting: (() => Promise<void>)[];
+  dropped: number;
+}
+const queues = new Map<string, HookQueue>();
+
+/**
+ * Runs `job` for webhook `id` when fewer than WEBHOOK_IN_FLIGHT of its POSTs are in flight;
+ * resolves when it has run, or at once when WEBHOOK_QUEUE jobs already wait (it is dropped and
+ * counted: the queue's last job says how many on stderr).
+ */
+function enqueue(id: string, job: () => Promise<void>): Promise<void> {
+  let q = queues.get(id);
+  if (!q) {
+    q = { running: 0, waiting: [], dropped: 0 };
+    queues.set(id, q);
+  }
+  const queue = q;
+  if (queue.waiting.length >= WEBHOOK_QUEUE) {
+    queue.dropped++;
+    return Promise.resolve();
+  }
+  return new Promise<void>((resolve) => {
+    const run = async () => {
+      queue.running++;
+      try {
+        await job();
+      } finally {
+        queue.running--;
+        resolve();
+        const next = queue.waiting.shift();
+        if (next) void next();
+        else if (queue.running === 0) {
+          if (queue.dropped)
+            process.stderr.write(
+              `portolan serve: webhook ${id} not sent ${queue.dropped} event(s): more than ${WEBHOOK_QUEUE} were waiting for it at once (GET /api/events has them)\n`,
+            );
+          queues.delete(id);
+        }
+      }
+    };
+    if (queue.running < WEBHOOK_IN_FLIGHT) void run();
+    else queue.waiting.push(run);
+  });
+}
+
 /**
  * Delivers events to every webhook as generic JSON (`{ "event": { id, at, site, kind, subject,
  * message, data } }`), one POST per event, 5 s timeout, no retry and no redirect followed: the
  * event stays in /api/events. Each address is checked as the connection is made (WebhookPolicy).
- * A webhook not delivered is one line on stderr (the server log) naming it and why.
+ * No amplification: at most WEBHOOK_IN_FLIGHT POSTs to one webhook at once in this process, and
+ * at most WEBHOOK_QUEUE waiting (a burst of thousands of flow events, a whole site failing at
+ * once, does not open thousands of connections to the receiver; what is over is counted on
+ * stderr). A webhook not delivered is one line on stderr (the server log) naming it and why.
+ * Resolves when this call's events were sent or dropped.
  */
 export async function deliver(
   store: Store,
@@ -310,19 +367,25 @@ export async function deliver(
   } catch {
     return;
   }
-  await Promise.allSettled(
+  await Promise.all(
     hooks.flatMap((h) =>
       events.map((event) =>
-        post(h.url, JSON.stringify({ event }), policy).then(
-          (status) => {
-            if (status >= 300)
-              process.stderr.write(
-                `portolan serve: webhook ${h.id} answered event ${event.kind} with HTTP ${status}${status < 400 ? ' (redirects are not followed)' : ''}\n`,
-              );
-          },
-          (err: Error) =>
-            process.stderr.write(
-              `portolan serve: webhook ${h.id} not sent event ${event.kind}: ${err.message.replace(/\s*\n\s*/g, ' ')}\n`,
+        enqueue(h.id, () =>
+          // A URL that does not parse fails as a rejection, logged as any other failure.
+          Promise.resolve()
+            .then(() => post(h.url, JSON.stringify({ event }), policy))
+            .then(
+              (status) => {
+                if (status >= 300)
+                  process.stderr.write(
+                    `portolan serve: webhook ${h.id} answered event ${event.kind} with HTTP ${status}${status < 400 ? ' (redirects are not followed)' : ''}\n`,
+                  );
+              },
+              (err: Error) => {
+                process.stderr.write(
+                  `portolan serve: webhook ${h.id} not sent event ${event.kind}: ${err.message.replace(/\s*\n\s*/g, ' ')}\n`,
+                );
+              },
             ),
         ),
       ),
