@@ -200,6 +200,43 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       assert.equal((await call('DELETE', `/api/agents/${a.id}`, admin)).status, 204);
     });
 
+    test('a change row is not "working" on verdicts that prove no path (skipped, open|filtered)', async () => {
+      const v1 = LOOPBACK.replace('site: lab-loopback', 'site: lab-cr');
+      const v2 = `${v1.trimEnd()}\n  wrk: { address: 127.0.0.4, roles: [veeam-proxmox:worker] }\n`;
+      assert.equal((await call('POST', '/api/sites', admin, { yaml: v1 })).status, 201);
+      assert.equal((await call('POST', '/api/sites', admin, { yaml: v2 })).status, 201);
+      const cr = await call('POST', '/api/sites/lab-cr/change-requests', admin, { from: 1, to: 2 });
+      assert.equal(cr.status, 201, cr.body);
+      const rows = cr.json().rows as { rule: string; action: string; flowIds: string[] }[];
+      const row = rows.find(
+        (r) => r.action === 'allow' && r.flowIds.every((id) => id.startsWith('veeam-proxmox vbr/')),
+      );
+      assert.ok(row, JSON.stringify(rows));
+      const made = (await call('POST', '/api/agents', admin, { site: 'lab-cr', host: 'vbr' })).json();
+      const post = async (key: string, verdict: string) => {
+        t += 1000;
+        const r = await call('POST', '/api/agent/results', made.token, {
+          key: key.padEnd(16, '0'),
+          version: 2,
+          startedAt: new Date(t).toISOString(),
+          isolated: false,
+          results: row.flowIds.map((flowId) => ({ flowId, verdict, detail: {} })),
+        });
+        assert.equal(r.status, 200, r.body);
+        const now = (await call('GET', `/api/sites/lab-cr/change-requests/${cr.json().id}`, admin)).json();
+        return (now.rows as { rule: string; state: string; evidence: string }[]).find(
+          (r) => r.rule === row.rule,
+        );
+      };
+      for (const verdict of ['skipped', 'open|filtered']) {
+        const r = await post(`cr-unproven-${verdict.replace('|', '-')}`, verdict);
+        assert.equal(r?.state, 'requested', `${verdict} proves no path`);
+        assert.match(r?.evidence ?? '', /\(proves no path yet\)/);
+      }
+      assert.equal((await post('cr-proven-ok', 'ok'))?.state, 'working');
+      assert.equal((await call('DELETE', `/api/agents/${made.id}`, admin)).status, 204);
+    });
+
     test('a run refused with 409 ESTORED stays in the spool, is sent again, and is stored once the server loads its version', async () => {
       const made = await call('POST', '/api/agents', admin, { site: 'lab-loopback', host: 'vbr' });
       const { id, token } = made.json() as { id: string; token: string };

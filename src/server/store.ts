@@ -71,6 +71,13 @@ export function newToken(prefix: string): string {
   return `${prefix}_${randomBytes(32).toString('base64url')}`;
 }
 
+/**
+ * Verdicts that are not failures and prove no path either (src/probe/verdict.ts): a flow skipped
+ * was not probed, and open|filtered is UDP silence, which an open port and a dropping firewall
+ * both give. A change row is not `working` on them.
+ */
+export const UNPROVEN: ReadonlySet<string> = new Set(['skipped', 'open|filtered']);
+
 export type RemovalEvidence = 'blocked' | 'open' | 'inconclusive';
 
 /**
@@ -1241,8 +1248,8 @@ export class Store {
   }
 
   /**
-   * Rows to allow: requested -> working (every flow seen ok since the request) -> broken (one
-   * failing). A flow counts by its verdict on the form it has in the request's target version: a
+   * Rows to allow: requested -> working (every flow seen passing since the request, none of them
+   * only UNPROVEN) -> broken (one failing). A flow counts by its verdict on the form it has in the request's target version: a
    * check of its older or newer addresses or ports proves nothing about the requested rule.
    */
   private async updateChangeRows(
@@ -1278,10 +1285,17 @@ export class Store {
         .map((id) => status.get(`${row.cr_to}\u0000${id}`))
         .filter((s) => s !== undefined && s.checked_at >= row.cr_created);
       const failing = seen.filter((s) => s?.failed);
+      // Not failing is not working: a flow skipped, or UDP silence, proves no path (verdict.ts).
+      const unproven = seen.filter((s) => s && UNPROVEN.has(s.verdict));
       let state = row.state;
       if (failing.length) state = row.state === 'requested' ? 'requested' : 'broken';
-      else if (seen.length === ids.length) state = 'working';
-      const evidence = seen.map((s) => `${s?.flow_id}: ${s?.verdict} at ${s?.checked_at}`).join('\n');
+      else if (seen.length === ids.length && !unproven.length) state = 'working';
+      const evidence = seen
+        .map(
+          (s) =>
+            `${s?.flow_id}: ${s?.verdict} at ${s?.checked_at}${s && UNPROVEN.has(s.verdict) ? ' (proves no path yet)' : ''}`,
+        )
+        .join('\n');
       await this.setRowState(tx, site, row, state, evidence, events);
     }
     return events;
