@@ -125,6 +125,7 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       const s = sites.find((x) => x.name === 'lab-loopback');
       assert.deepEqual(s?.verdicts, {});
       assert.equal(s?.unchecked, 4);
+      assert.equal(s?.checkedAt, null, 'never checked: no time that could pass for a recent one');
     });
 
     test("two agents on one host that disagree: the flow shows the failing verdict, with each agent's, and does not flip with each post", async () => {

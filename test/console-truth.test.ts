@@ -153,6 +153,7 @@ test('console: unknown is never good news, agents that disagree are shown, a hug
   await evilRow.waitFor();
   assert.equal(await evilRow.locator('td.verdicts').textContent(), '4 unchecked');
   assert.equal(await evilRow.locator('td.verdicts .v-ok').count(), 0);
+  assert.equal(await evilRow.locator('td.checked').textContent(), 'never');
   const labRow = page.locator('tr[data-site="lab-loopback"] td.verdicts');
   assert.match((await labRow.textContent()) ?? '', /1 filtered/);
   await shot(page, '1-sites');

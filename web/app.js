@@ -151,6 +151,12 @@ function TokenBox() {
   </span>`;
 }
 
+/** When a site's verdicts were measured: never, one time, or the oldest and newest of them. */
+function checkedText(c) {
+  if (!c) return 'never';
+  return c.oldest === c.newest ? c.newest : `${c.oldest} to ${c.newest}`;
+}
+
 function Sites() {
   const [{ data, error }, reload] = useLoad(() => api('/api/sites'), []);
   const [yaml, setYaml] = useState('');
@@ -169,7 +175,7 @@ function Sites() {
     <h1>Sites</h1>
     ${error && html`<p class="err">${error}</p>`}
     <table>
-      <thead><tr><th>site</th><th>version</th><th>flows</th><th>verdicts</th><th>updated</th></tr></thead>
+      <thead><tr><th>site</th><th>version</th><th>flows</th><th>verdicts</th><th>checked</th><th>updated</th></tr></thead>
       <tbody>
         ${(data?.sites ?? []).map((s) => {
           // Flows with no verdict yet are said, never left out: a site nobody checked is not all green.
@@ -178,6 +184,7 @@ function Sites() {
             <td><a href=${`#/site/${encodeURIComponent(s.name)}`}>${s.name}</a></td>
             <td>${s.version}</td><td>${s.flows}</td>
             <td class="verdicts">${Object.entries(s.verdicts).map(([v, n]) => html`<span class=${verdictClass(v)}>${n} ${v} </span>`)}${unchecked > 0 ? html`<span class="v-none">${unchecked} unchecked</span>` : ''}</td>
+            <td class="checked">${checkedText(s.checkedAt)}</td>
             <td>${s.updatedAt}</td>
           </tr>`;
         })}
@@ -305,7 +312,7 @@ function Matrix({ site }) {
     </nav>`
     }
     <table aria-label="flow matrix">
-      <thead><tr><th>from</th><th>to</th><th>protocol/ports</th><th>service</th><th>verdict</th><th>history</th></tr></thead>
+      <thead><tr><th>from</th><th>to</th><th>protocol/ports</th><th>service</th><th>verdict</th><th>checked</th><th>history</th></tr></thead>
       <tbody>
         ${visible.map(
           (
@@ -318,6 +325,7 @@ function Matrix({ site }) {
             <td class="verdict"><span class=${verdictClass(r.verdict)}>${r.verdict ?? 'unchecked'}</span>
               ${r.failed && r.latest?.detail?.reason ? html`<div class="reason">${r.latest.detail.reason}</div>` : ''}
               ${disagreement(r) ? html`<div class="reason v-bad" role="note">agents disagree: ${disagreement(r)}</div>` : ''}</td>
+            <td class="checked">${r.checkedAt ?? 'never'}</td>
             <td><span class="spark">${[...r.history].reverse().map((x) => html`<i class=${sparkClass(x)} title=${`${x.at} ${x.verdict}${x.isolated ? ' (isolated run: history only)' : ''}`}></i>`)}</span></td>
           </tr>`,
         )}

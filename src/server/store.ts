@@ -314,7 +314,9 @@ export class Store {
    * verdict measured on the flow's current form (flowForm): the verdicts of flows the version no
    * longer has, or of a flow's earlier addresses or ports, are history, not counted. Flows without
    * one are not in `verdicts`: `unchecked` counts them (a site no agent checked yet has every
-   * flow unchecked, never an empty tally that reads as nothing wrong). Two queries, no plan parsed.
+   * flow unchecked, never an empty tally that reads as nothing wrong). `checkedAt` is `{oldest,
+   * newest}` of the verdicts counted (null when none): counts of verdicts weeks old do not pass
+   * for today's. Two queries, no plan parsed.
    */
   async listSites() {
     const latest = this.db
@@ -348,16 +350,30 @@ export class Store {
           .onRef('fs.flow_id', '=', 'vf.flow_id')
           .onRef('fs.form', '=', 'vf.form'),
       )
-      .select(['vf.site', 'fs.verdict', (e) => e.fn.countAll().as('n')])
+      .select([
+        'vf.site',
+        'fs.verdict',
+        (e) => e.fn.countAll().as('n'),
+        (e) => e.fn.min('fs.checked_at').as('oldest'),
+        (e) => e.fn.max('fs.checked_at').as('newest'),
+      ])
       .groupBy(['vf.site', 'fs.verdict'])
       .orderBy('vf.site')
       .orderBy('fs.verdict')
       .execute();
     const verdicts = new Map<string, Record<string, number>>();
+    const times = new Map<string, { oldest: string; newest: string }>();
     for (const c of counted) {
       const counts = verdicts.get(c.site) ?? {};
       counts[c.verdict] = Number(c.n);
       verdicts.set(c.site, counts);
+      const t = times.get(c.site);
+      const oldest = String(c.oldest);
+      const newest = String(c.newest);
+      times.set(c.site, {
+        oldest: t && t.oldest < oldest ? t.oldest : oldest,
+        newest: t && t.newest > newest ? t.newest : newest,
+      });
     }
     return rows.map((r) => {
       const counts = verdicts.get(r.site) ?? {};
@@ -369,6 +385,7 @@ export class Store {
         updatedAt: r.created_at,
         verdicts: counts,
         unchecked: Math.max(0, Number(r.flows) - checked),
+        checkedAt: times.get(r.site) ?? null,
       };
     });
   }
