@@ -238,6 +238,74 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       assert.equal((await call('DELETE', `/api/agents/${made.id}`, admin)).status, 204);
     });
 
+    test("a flow's evidence is shown however many newer results the site's other flows have", async () => {
+      const yaml = LOOPBACK.replace('site: lab-loopback', 'site: lab-deep');
+      assert.equal((await call('POST', '/api/sites', admin, { yaml })).status, 201);
+      const made = (await call('POST', '/api/agents', admin, { site: 'lab-deep', host: 'vbr' })).json();
+      t += 1000;
+      const r = await call('POST', '/api/agent/results', made.token, {
+        key: 'deep-ssh-0000000001',
+        version: 1,
+        startedAt: new Date(t).toISOString(),
+        isolated: false,
+        results: [{ flowId: SSH, verdict: 'filtered', detail: { reason: 'the old evidence' } }],
+      });
+      assert.equal(r.status, 200, r.body);
+      // Ten thousand newer results of another flow, as months of checks leave them.
+      const other = 'veeam-proxmox vbr/backup-server pve/proxmox-server tcp ssh';
+      const form = (
+        await db
+          .selectFrom('version_flows')
+          .select('form')
+          .where('site', '=', 'lab-deep')
+          .where('flow_id', '=', other)
+          .executeTakeFirstOrThrow()
+      ).form;
+      for (let i = 0; i < 10_200; i += 500) {
+        const keys = Array.from({ length: 500 }, (_, j) => `deep-${String(i + j).padStart(12, '0')}`);
+        const at = (j: number) => new Date(t + 1000 + i + j).toISOString();
+        await db
+          .insertInto('runs')
+          .values(
+            keys.map((key, j) => ({
+              key,
+              agent_id: made.id,
+              site: 'lab-deep',
+              version: 1,
+              started_at: at(j),
+              received_at: at(j),
+              isolated: 0,
+              results: 1,
+            })),
+          )
+          .execute();
+        await db
+          .insertInto('results')
+          .values(
+            keys.map((key, j) => ({
+              run_key: key,
+              site: 'lab-deep',
+              flow_id: other,
+              verdict: 'ok',
+              failed: 0,
+              detail: '{}',
+              checked_at: at(j),
+              form,
+            })),
+          )
+          .execute();
+      }
+      const flows = (await call('GET', '/api/sites/lab-deep/status', admin)).json().flows as {
+        flow: { id: string };
+        verdict: string;
+        latest: { verdict: string; detail: { reason: string } } | null;
+      }[];
+      const ssh = flows.find((f) => f.flow.id === SSH);
+      assert.equal(ssh?.verdict, 'filtered');
+      assert.equal(ssh?.latest?.detail.reason, 'the old evidence', 'the evidence behind the verdict');
+      assert.equal((await call('DELETE', `/api/agents/${made.id}`, admin)).status, 204);
+    });
+
     test('a run refused with 409 ESTORED stays in the spool, is sent again, and is stored once the server loads its version', async () => {
       const made = await call('POST', '/api/agents', admin, { site: 'lab-loopback', host: 'vbr' });
       const { id, token } = made.json() as { id: string; token: string };

@@ -480,6 +480,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
             checkedAt: a.checked_at,
           },
         ]);
+      const behind = await store.statusResults(req.params.site, v.version);
       // Each result carries its flow's form in its run's version: no earlier version is parsed.
       const history = await store.history(req.params.site, undefined, 20);
       const current = formsOf(v.parsed);
@@ -498,11 +499,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
             failed: s ? !!s.failed : null,
             checkedAt: s?.checked_at ?? null,
             agents: byAgent.get(f.id) ?? [],
-            // The result behind the verdict shown (another agent's may be newer when they disagree).
-            latest:
-              hist.find((h) => !h.isolated && h.verdict === s?.verdict && h.checkedAt === s?.checked_at) ??
-              hist.find((h) => !h.isolated) ??
-              null,
+            // The result behind the verdict shown (another agent's may be newer when they disagree),
+            // found for every flow, not only those whose results are among the site's recent ones.
+            latest: behind.get(f.id) ?? hist.find((h) => !h.isolated) ?? null,
             history: hist.map((h) => ({
               at: h.checkedAt,
               verdict: h.verdict,

@@ -647,6 +647,60 @@ export class Store {
   }
 
   /**
+   * The stored result behind each flow's status in version `version` of `site` (the check whose
+   * verdict and time flow_status holds), by flow id, in the shape of history(): the evidence shown
+   * with a verdict, for every flow however many results the site has.
+   */
+  async statusResults(site: string, version: number) {
+    const rows = await this.db
+      .selectFrom('flow_status as fs')
+      .innerJoin('version_flows as vf', (j) =>
+        j
+          .onRef('vf.site', '=', 'fs.site')
+          .onRef('vf.flow_id', '=', 'fs.flow_id')
+          .onRef('vf.form', '=', 'fs.form'),
+      )
+      .innerJoin('results as r', (j) =>
+        j
+          .onRef('r.site', '=', 'fs.site')
+          .onRef('r.flow_id', '=', 'fs.flow_id')
+          .onRef('r.checked_at', '=', 'fs.checked_at')
+          .onRef('r.form', '=', 'fs.form')
+          .onRef('r.verdict', '=', 'fs.verdict'),
+      )
+      .innerJoin('runs', 'runs.key', 'r.run_key')
+      .select([
+        'r.flow_id',
+        'r.verdict',
+        'r.failed',
+        'r.detail',
+        'r.checked_at',
+        'r.form',
+        'runs.agent_id',
+        'runs.version',
+      ])
+      .where('vf.site', '=', site)
+      .where('vf.version', '=', version)
+      .where('runs.isolated', '=', 0)
+      .execute();
+    const out = new Map<string, Awaited<ReturnType<Store['history']>>[number]>();
+    for (const r of rows)
+      if (!out.has(r.flow_id))
+        out.set(r.flow_id, {
+          flowId: r.flow_id,
+          verdict: r.verdict,
+          failed: !!r.failed,
+          detail: JSON.parse(r.detail) as unknown,
+          checkedAt: r.checked_at,
+          agent: r.agent_id,
+          version: r.version,
+          isolated: false,
+          form: r.form,
+        });
+    return out;
+  }
+
+  /**
    * Each enrolled agent's latest verdict on each flow of version `version` of `site`, measured on
    * the flow's form in that version: rows `{flow_id, agent_id, name, verdict, failed, checked_at}`,
    * by flow and agent name. A flow's status is their roll-up (updateStatus).
