@@ -238,6 +238,29 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       assert.equal((await call('DELETE', `/api/agents/${made.id}`, admin)).status, 204);
     });
 
+    test('an agent whose latest run was not isolated is not shown isolated', async () => {
+      const made = (
+        await call('POST', '/api/agents', admin, { site: 'lab-loopback', host: 'vbr', name: 'iso' })
+      ).json();
+      const post = async (key: string, isolated: boolean) => {
+        t += 1000;
+        const r = await call('POST', '/api/agent/results', made.token, {
+          key: key.padEnd(16, '0'),
+          version: 1,
+          startedAt: new Date(t).toISOString(),
+          isolated,
+          results: [{ flowId: SSH, verdict: isolated ? 'no-route' : 'closed', detail: {} }],
+        });
+        assert.equal(r.status, 200, r.body);
+        return ((await call('GET', '/api/agents', admin)).json().agents as Record<string, unknown>[]).find(
+          (a) => a.id === made.id,
+        );
+      };
+      assert.equal((await post('iso-run-1', true))?.isolatedAt, new Date(t).toISOString());
+      assert.equal((await post('iso-run-2', false))?.isolatedAt, null, 'its network came back');
+      assert.equal((await call('DELETE', `/api/agents/${made.id}`, admin)).status, 204);
+    });
+
     test("a flow's evidence is shown however many newer results the site's other flows have", async () => {
       const yaml = LOOPBACK.replace('site: lab-loopback', 'site: lab-deep');
       assert.equal((await call('POST', '/api/sites', admin, { yaml })).status, 201);
