@@ -376,6 +376,12 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
         /^server could not store run-v2-estored-0001 \(version 2\): HTTP 409 ESTORED version 2 of site "lab-loopback" no longer loads with this server's catalogs: .*; the run is sound, so it stays in the spool \(.*pending\) and is sent again on every run until the server can store it$/,
       );
       assert.ok(lines.includes('sent run-v1-after-00001'), lines.join('\n'));
+      // The plan of the version that no longer loads: said as the server's fault, not a refusal.
+      assert.equal(await agent.plan(), null);
+      assert.match(
+        lines.at(-1) ?? '',
+        /^server could not give the plan: HTTP 409 version 2 of site "lab-loopback" no longer loads .*; checking with the last plan fetched, if any$/,
+      );
       const listed = async () =>
         ((await call('GET', '/api/agents', admin)).json().agents as Record<string, string | null>[]).find(
           (a) => a.id === id,

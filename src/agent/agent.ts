@@ -266,7 +266,11 @@ export class Agent {
       const r = await this.call('GET', path);
       this.refuse('GET', path, r);
       if (r.status !== 200) {
-        this.log(`server refused the plan: HTTP ${r.status} ${Agent.message(r.json)}`);
+        // 409 (ESTORED: the site's version no longer loads with the server's catalogs) is the
+        // server's to fix; the agent checks with the plan it has, and its runs wait in the spool.
+        this.log(
+          `server ${r.status === 409 ? 'could not give' : 'refused'} the plan: HTTP ${r.status} ${Agent.message(r.json)}; checking with the last plan fetched, if any`,
+        );
         throw new Unreachable(`GET ${path}: HTTP ${r.status}`);
       }
       const wrong = planProblem(r.json);
