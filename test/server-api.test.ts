@@ -600,9 +600,10 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
         noSite.json().error.message,
         /^no site "nowhere" \(expected one uploaded first: POST \/api\/sites/,
       );
+      // Plain text is not JSON: a 415 naming the type, not the schema's "must be object".
       const text = await raw('site: x', 'text/plain');
-      assert.equal(text.statusCode, 400);
-      assert.equal(text.json().error.code, 'EVALIDATION');
+      assert.equal(text.statusCode, 415);
+      assert.equal(text.json().error.code, 'EMEDIATYPE');
       // Nesting thousands deep is refused before parsing, with where and what was expected: it once
       // reached the store and came back as a 500.
       const deep = await raw(`{"yaml": "x", "n": ${'['.repeat(5000)}${']'.repeat(5000)}}`);

@@ -351,6 +351,8 @@ function suite(name: string, backend: () => Backend, skip?: string) {
           flows: 3,
           updatedAt: at(20),
           verdicts: { closed: 1 },
+          unchecked: 2,
+          checkedAt: { oldest: at(11), newest: at(11) },
         });
         assert.deepEqual(
           (await store.status('lab-current')).map((r) => [r.flow_id, r.verdict]),

@@ -95,9 +95,23 @@ async function download(path) {
   a.remove();
 }
 
+/**
+ * Verdicts that are not failures and prove no path either: a flow skipped was not checked, and
+ * open|filtered is UDP silence that an open port and a firewall's drop both give. Shown apart
+ * from ok, never in its colour.
+ */
+const UNPROVEN = new Set(['skipped', 'open|filtered']);
+
 function verdictClass(v) {
   if (!v) return 'v-none';
+  if (UNPROVEN.has(v)) return 'v-warn';
   return FAILING.has(v) ? 'v-bad' : 'v-ok';
+}
+
+/** The spark mark of one result: ok, failing, or proving neither (isolated runs count for nothing). */
+function sparkClass(x) {
+  if (x.isolated || UNPROVEN.has(x.verdict)) return 'none';
+  return x.failed ? 'bad' : 'ok';
 }
 
 function useRoute() {
@@ -137,6 +151,12 @@ function TokenBox() {
   </span>`;
 }
 
+/** When a site's verdicts were measured: never, one time, or the oldest and newest of them. */
+function checkedText(c) {
+  if (!c) return 'never';
+  return c.oldest === c.newest ? c.newest : `${c.oldest} to ${c.newest}`;
+}
+
 function Sites() {
   const [{ data, error }, reload] = useLoad(() => api('/api/sites'), []);
   const [yaml, setYaml] = useState('');
@@ -155,16 +175,19 @@ function Sites() {
     <h1>Sites</h1>
     ${error && html`<p class="err">${error}</p>`}
     <table>
-      <thead><tr><th>site</th><th>version</th><th>flows</th><th>verdicts</th><th>updated</th></tr></thead>
+      <thead><tr><th>site</th><th>version</th><th>flows</th><th>verdicts</th><th>checked</th><th>updated</th></tr></thead>
       <tbody>
-        ${(data?.sites ?? []).map(
-          (s) => html`<tr>
+        ${(data?.sites ?? []).map((s) => {
+          // Flows with no verdict yet are said, never left out: a site nobody checked is not all green.
+          const unchecked = s.unchecked ?? s.flows - Object.values(s.verdicts).reduce((a, b) => a + b, 0);
+          return html`<tr data-site=${s.name}>
             <td><a href=${`#/site/${encodeURIComponent(s.name)}`}>${s.name}</a></td>
             <td>${s.version}</td><td>${s.flows}</td>
-            <td>${Object.entries(s.verdicts).map(([v, n]) => html`<span class=${verdictClass(v)}>${n} ${v} </span>`)}</td>
+            <td class="verdicts">${Object.entries(s.verdicts).map(([v, n]) => html`<span class=${verdictClass(v)}>${n} ${v} </span>`)}${unchecked > 0 ? html`<span class="v-none">${unchecked} unchecked</span>` : ''}</td>
+            <td class="checked">${checkedText(s.checkedAt)}</td>
             <td>${s.updatedAt}</td>
-          </tr>`,
-        )}
+          </tr>`;
+        })}
       </tbody>
     </table>
     <h2>Upload or edit an inventory</h2>
@@ -199,11 +222,22 @@ function HistoryChart({ history }) {
   return html`<div ref=${ref} aria-label="verdict history chart"></div>`;
 }
 
+/** Agents whose latest verdicts on a flow disagree (one fails, another passes), or null. */
+function disagreement(row) {
+  const agents = row.agents ?? [];
+  if (!agents.some((a) => a.failed) || agents.every((a) => a.failed)) return null;
+  return agents.map((a) => `${a.name} ${a.verdict}`).join(', ');
+}
+
 function FlowDetail({ row }) {
   const l = row.latest;
   return html`<div class="detail">
     <strong>${row.flow.id}</strong>
     <p>${row.flow.purpose}</p>
+    ${
+      (row.agents ?? []).length > 0 &&
+      html`<p>By agent: ${row.agents.map((a) => html`<span class=${verdictClass(a.verdict)}>${a.name}: ${a.verdict}</span> at ${a.checkedAt}; `)}</p>`
+    }
     <p>Sources: ${row.flow.sources.map((s) => `${s.doc} ${s.ref}`).join('; ')}</p>
     ${
       l &&
@@ -215,6 +249,9 @@ function FlowDetail({ row }) {
   </div>`;
 }
 
+/** Rows of the flow matrix drawn at once. */
+const MATRIX_PAGE = 200;
+
 function Matrix({ site }) {
   const [{ data, error }, reload] = useLoad(
     () => api(`/api/sites/${encodeURIComponent(site)}/status`),
@@ -222,6 +259,7 @@ function Matrix({ site }) {
   );
   const [f, setF] = useState({ product: '', role: '', host: '', verdict: '' });
   const [open, setOpen] = useState(null);
+  const [page, setPage] = useState(0);
   const rows = data?.flows ?? [];
   const options = useMemo(() => {
     const o = { product: new Set(), role: new Set(), host: new Set(), verdict: new Set(['unchecked']) };
@@ -235,20 +273,29 @@ function Matrix({ site }) {
     }
     return o;
   }, [rows]);
-  const shown = rows.filter(
-    (r) =>
-      (!f.product || r.flow.product === f.product) &&
-      (!f.role || r.flow.from.role === f.role || r.flow.to.role === f.role) &&
-      (!f.host || r.flow.from.host === f.host || r.flow.to.host === f.host) &&
-      (!f.verdict || (r.verdict ?? 'unchecked') === f.verdict),
+  const shown = useMemo(
+    () =>
+      rows.filter(
+        (r) =>
+          (!f.product || r.flow.product === f.product) &&
+          (!f.role || r.flow.from.role === f.role || r.flow.to.role === f.role) &&
+          (!f.host || r.flow.from.host === f.host || r.flow.to.host === f.host) &&
+          (!f.verdict || (r.verdict ?? 'unchecked') === f.verdict),
+      ),
+    [rows, f],
   );
+  // A site of thousands of flows is shown a page at a time: the table stays quick to draw and filter.
+  const pages = Math.max(1, Math.ceil(shown.length / MATRIX_PAGE));
+  const at = Math.min(page, pages - 1);
+  const visible = shown.slice(at * MATRIX_PAGE, (at + 1) * MATRIX_PAGE);
   return html`<section>
     ${error && html`<p class="err">${error}</p>`}
     <div class="filters">
       ${['product', 'role', 'host', 'verdict'].map(
-        (
-          k,
-        ) => html`<label>${k} <select aria-label=${`filter ${k}`} value=${f[k]} onChange=${(e) => setF({ ...f, [k]: e.target.value })}>
+        (k) => html`<label>${k} <select aria-label=${`filter ${k}`} value=${f[k]} onChange=${(e) => {
+          setF({ ...f, [k]: e.target.value });
+          setPage(0);
+        }}>
           <option value="">all</option>
           ${[...options[k]].sort().map((v) => html`<option value=${v}>${v}</option>`)}
         </select></label>`,
@@ -256,10 +303,18 @@ function Matrix({ site }) {
       <button onClick=${reload}>Refresh</button>
       <span>${shown.length} of ${rows.length} flows (version ${data?.version ?? ''})</span>
     </div>
+    ${
+      pages > 1 &&
+      html`<nav class="pager" aria-label="flow pages">
+      <button disabled=${at === 0} onClick=${() => setPage(at - 1)}>Previous</button>
+      <span role="status">flows ${at * MATRIX_PAGE + 1}-${at * MATRIX_PAGE + visible.length} of ${shown.length} (page ${at + 1} of ${pages})</span>
+      <button disabled=${at >= pages - 1} onClick=${() => setPage(at + 1)}>Next</button>
+    </nav>`
+    }
     <table aria-label="flow matrix">
-      <thead><tr><th>from</th><th>to</th><th>protocol/ports</th><th>service</th><th>verdict</th><th>history</th></tr></thead>
+      <thead><tr><th>from</th><th>to</th><th>protocol/ports</th><th>service</th><th>verdict</th><th>checked</th><th>history</th></tr></thead>
       <tbody>
-        ${shown.map(
+        ${visible.map(
           (
             r,
           ) => html`<tr data-flow=${r.flow.id} onClick=${() => setOpen(open === r.flow.id ? null : r.flow.id)}>
@@ -268,8 +323,10 @@ function Matrix({ site }) {
             <td>${r.flow.protocol} ${r.flow.ports.map(([a, b]) => (a === b ? a : `${a}-${b}`)).join(',')}</td>
             <td>${r.flow.service}</td>
             <td class="verdict"><span class=${verdictClass(r.verdict)}>${r.verdict ?? 'unchecked'}</span>
-              ${r.failed && r.latest?.detail?.reason ? html`<div class="reason">${r.latest.detail.reason}</div>` : ''}</td>
-            <td><span class="spark">${[...r.history].reverse().map((x) => html`<i class=${x.failed ? 'bad' : 'ok'} title=${`${x.at} ${x.verdict}`}></i>`)}</span></td>
+              ${r.failed && r.latest?.detail?.reason ? html`<div class="reason">${r.latest.detail.reason}</div>` : ''}
+              ${disagreement(r) ? html`<div class="reason v-bad" role="note">agents disagree: ${disagreement(r)}</div>` : ''}</td>
+            <td class="checked">${r.checkedAt ?? 'never'}</td>
+            <td><span class="spark">${[...r.history].reverse().map((x) => html`<i class=${sparkClass(x)} title=${`${x.at} ${x.verdict}${x.isolated ? ' (isolated run: history only)' : ''}`}></i>`)}</span></td>
           </tr>`,
         )}
       </tbody>
@@ -478,12 +535,36 @@ function Agents() {
   return html`<section><h1>Agents</h1>
     ${error && html`<p class="err">${error}</p>`}
     <p role="status">${msg}</p>
-    <table><thead><tr><th>agent</th><th>site</th><th>host</th><th>last seen</th><th>state</th><th></th></tr></thead>
-    <tbody>${(data?.agents ?? []).map(
-      (a) => html`<tr><td>${a.name}</td><td>${a.site}</td><td>${a.host}</td><td>${a.lastSeen ?? 'never'}</td>
-        <td class=${a.stale ? 'v-bad' : 'v-ok'}>${a.lastSeen ? (a.stale ? 'stale' : 'reporting') : 'never reported'}${a.isolatedAt ? html` <span class="reason">isolated at ${a.isolatedAt}</span>` : ''}</td>
-        <td><button onClick=${() => remove(a)}>Remove ${a.name}</button></td></tr>`,
-    )}</tbody></table></section>`;
+    <table><thead><tr><th>agent</th><th>site</th><th>host</th><th>last seen</th><th>last results stored</th><th>state</th><th></th></tr></thead>
+    <tbody>${(data?.agents ?? []).map((a) => {
+      const st = agentState(a);
+      return html`<tr data-agent=${a.id}><td>${a.name}</td><td>${a.site}</td><td>${a.host}</td><td>${a.lastSeen ?? 'never'}</td><td>${a.lastRunAt ?? 'none yet'}</td>
+        <td class=${`state ${st.cls}`}>${st.text}${a.isolatedAt ? html` <span class="reason">latest run isolated (started ${a.isolatedAt}): neither the server nor any target answered it; kept as history only</span>` : ''}${
+          a.refusedAt && !st.notStored
+            ? html` <span class="reason">a run was not stored at ${a.refusedAt}: ${a.refused}</span>`
+            : ''
+        }</td>
+        <td><button onClick=${() => remove(a)}>Remove ${a.name}</button></td></tr>`;
+    })}</tbody></table></section>`;
+}
+
+/**
+ * An agent's state in words and colour: only an agent whose heartbeats arrive and whose results
+ * are stored is green. One never heard from, silent, or whose runs the server cannot store is not.
+ */
+function agentState(a) {
+  const state = a.state ?? (a.lastSeen ? (a.stale ? 'stale' : 'reporting') : 'never-reported');
+  if (state === 'never-reported')
+    return { cls: 'v-warn', text: `never reported (enrolled at ${a.createdAt})` };
+  if (state === 'stale') return { cls: 'v-bad', text: `silent: no heartbeat since ${a.lastSeen}` };
+  if (a.refusedAt && (!a.lastRunAt || a.refusedAt > a.lastRunAt))
+    return {
+      cls: 'v-bad',
+      notStored: true,
+      text: `reporting, but its results are not stored (last refused at ${a.refusedAt}: ${a.refused})`,
+    };
+  if (!a.lastRunAt) return { cls: 'v-warn', text: 'reporting, no results yet' };
+  return { cls: 'v-ok', text: 'reporting' };
 }
 
 function Events() {

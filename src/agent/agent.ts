@@ -266,7 +266,11 @@ export class Agent {
       const r = await this.call('GET', path);
       this.refuse('GET', path, r);
       if (r.status !== 200) {
-        this.log(`server refused the plan: HTTP ${r.status} ${Agent.message(r.json)}`);
+        // 409 (ESTORED: the site's version no longer loads with the server's catalogs) is the
+        // server's to fix; the agent checks with the plan it has, and its runs wait in the spool.
+        this.log(
+          `server ${r.status === 409 ? 'could not give' : 'refused'} the plan: HTTP ${r.status} ${Agent.message(r.json)}; checking with the last plan fetched, if any`,
+        );
         throw new Unreachable(`GET ${path}: HTTP ${r.status}`);
       }
       const wrong = planProblem(r.json);
@@ -388,9 +392,17 @@ export class Agent {
       .sort();
   }
 
-  /** Sends every spooled run, oldest first; stops at the first that cannot be delivered. Returns how many are left. */
+  /**
+   * Sends every spooled run, oldest first; stops at the first that cannot be delivered (server
+   * unreachable, 408, 429). A run the server answers 409 for (ESTORED: the run's version no longer
+   * loads with the server's catalogs) is the server's to fix, not a fault of the run: it stays in
+   * the spool, is sent again on the next flush, and the runs after it are still sent. A run the
+   * server refuses for good (400: not a flow of this host; 413) is moved to rejected/. Returns how
+   * many are left.
+   */
   async flush(): Promise<number> {
     const files = this.pendingFiles();
+    let kept = 0;
     for (let i = 0; i < files.length; i++) {
       const name = files[i] as string;
       const path = join(this.pending, name);
@@ -423,6 +435,12 @@ export class Agent {
       } else if (r.status === 408 || r.status === 429) {
         this.log(`server refused ${run.key}: HTTP ${r.status} ${Agent.message(r.json)}; kept in the spool`);
         return files.length - i;
+      } else if (r.status === 409) {
+        kept++;
+        const code = (r.json as { error?: { code?: string } })?.error?.code;
+        this.log(
+          `server could not store ${run.key} (version ${run.version}): HTTP 409${code ? ` ${code}` : ''} ${Agent.message(r.json)}; the run is sound, so it stays in the spool (${this.pending}) and is sent again on every run until the server can store it`,
+        );
       } else {
         renameSync(path, join(this.rejected, name));
         this.log(
@@ -430,7 +448,7 @@ export class Agent {
         );
       }
     }
-    return 0;
+    return kept;
   }
 }
 

@@ -96,7 +96,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   // check of how deep the body nests: thousands of levels would overflow the stack of whatever
   // walks the stored value later, so such a body is a 400 with where and what was expected.
   const parseJson = app.getDefaultJsonParser('error', 'error');
-  app.removeContentTypeParser('application/json');
+  // Bodies are JSON only: Fastify's text/plain parser would hand a route a string, refused by its
+  // schema as "must be object" (a 400 that hides the cause); without it that is a 415.
+  app.removeContentTypeParser(['application/json', 'text/plain']);
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
     const text = body as string;
     const at = jsonTooDeep(text);
@@ -127,7 +129,24 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     });
   });
   const openapiPaths: Record<string, Record<string, unknown>> = {};
+  /** Every route's path as a pattern, with its methods: a path known under another method is a 405. */
+  const routeMethods: { pattern: RegExp; methods: Set<string> }[] = [];
   app.decorateRequest('principal', null);
+
+  app.addHook('onRoute', (route) => {
+    const pattern = new RegExp(
+      `^${route.url.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:[A-Za-z]+/g, '[^/]+')}$`,
+    );
+    const known = routeMethods.find((r) => r.pattern.source === pattern.source);
+    const entry = known ?? { pattern, methods: new Set<string>() };
+    if (!known) routeMethods.push(entry);
+    for (const m of Array.isArray(route.method) ? route.method : [route.method]) entry.methods.add(m);
+  });
+  // Every reply: no content sniffing (a JSON error is never run as a script or page).
+  app.addHook('onSend', async (_req, reply, payload) => {
+    reply.header('x-content-type-options', 'nosniff');
+    return payload;
+  });
 
   app.addHook('onRoute', (route) => {
     if (!route.url.startsWith('/api/') && route.url !== '/metrics') return;
@@ -164,14 +183,21 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   });
 
   // Authentication runs before the body is read: no token, no parsing.
-  app.addHook('onRequest', async (req) => {
+  app.addHook('onRequest', async (req, reply) => {
     const allow = req.routeOptions.config?.allow;
     if (!allow) return;
     const header = req.headers.authorization ?? '';
     const m = /^Bearer\s+(\S+)$/i.exec(header);
-    if (!m?.[1]) throw new ApiError(401, 'EAUTH', 'missing token: send "Authorization: Bearer TOKEN"');
+    // RFC 6750 3: a 401 says which scheme to use, and for a token sent but not known, that it is invalid.
+    if (!m?.[1]) {
+      reply.header('www-authenticate', 'Bearer realm="portolan"');
+      throw new ApiError(401, 'EAUTH', 'missing token: send "Authorization: Bearer TOKEN"');
+    }
     const who = await store.authenticate(m[1]);
-    if (!who) throw new ApiError(401, 'EAUTH', 'unknown token');
+    if (!who) {
+      reply.header('www-authenticate', 'Bearer realm="portolan", error="invalid_token"');
+      throw new ApiError(401, 'EAUTH', 'unknown token');
+    }
     if (!allow.includes(who.role))
       throw new ApiError(
         403,
@@ -212,8 +238,11 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       const allowed = first?.keyword === 'enum' ? first.params?.allowedValues : undefined;
       const context = e.validationContext ?? 'body';
       const expected = first?.parentSchema?.pattern ? first.parentSchema.description : undefined;
-      const message =
-        expected && first?.keyword !== 'required'
+      const missing =
+        context === 'body' && !first?.instancePath && (first?.data === undefined || first?.data === null);
+      const message = missing
+        ? 'body: missing (expected a JSON object, sent with content-type: application/json)'
+        : expected && first?.keyword !== 'required'
           ? `${context}${first?.instancePath ?? ''}: expected ${expected}, got ${JSON.stringify(first?.data)?.slice(0, 100)}`
           : `${context}${first?.instancePath ?? ''}: ${first?.message ?? e.message}${allowed ? ` (expected one of: ${allowed.join(', ')})` : ''}`;
       return reply.code(400).send({ error: { code: 'EVALIDATION', message } });
@@ -230,7 +259,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       const message =
         code === 'ETOOLARGE'
           ? `request body is larger than ${bodyLimit} bytes, the most this server reads (serve --body-limit)`
-          : e.message;
+          : code === 'EMEDIATYPE'
+            ? `body: content-type ${JSON.stringify(String(req.headers['content-type'] ?? '').slice(0, 100))} is not accepted (expected application/json)`
+            : e.message;
       return reply.code(e.statusCode).send({ error: { code, message } });
     }
     req.log.error(err);
@@ -248,14 +279,29 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       },
     });
   });
-  app.setNotFoundHandler((req, reply) =>
-    reply.code(404).send({
+  app.setNotFoundHandler((req, reply) => {
+    // A path the API has under other methods: 405 with the methods it takes (RFC 9110 15.5.6).
+    const path = req.url.split('?')[0] ?? '';
+    const methods = new Set(routeMethods.filter((r) => r.pattern.test(path)).flatMap((r) => [...r.methods]));
+    if (methods.size) {
+      const allow = [...methods].sort().join(', ');
+      return reply
+        .code(405)
+        .header('allow', allow)
+        .send({
+          error: {
+            code: 'EMETHOD',
+            message: `${req.method} is not a method of ${path.slice(0, 200)} (expected one of: ${allow})`,
+          },
+        });
+    }
+    return reply.code(404).send({
       error: {
         code: 'ENOTFOUND',
         message: `no route ${req.method} ${req.url.split('?')[0]?.slice(0, 200)} (expected a path and method that GET /api/openapi.json lists)`,
       },
-    }),
-  );
+    });
+  });
 
   const policy = opts.webhooks ?? new WebhookPolicy();
   const emit = (events: EventRow[]) => {
@@ -408,7 +454,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     {
       config: { allow: READ },
       schema: {
-        summary: 'latest verdict of every flow of the latest version, with recent history',
+        summary:
+          "latest verdict of every flow of the latest version (the failing one when agents disagree), each agent's, and recent history",
         params: S.siteParams,
       },
     },
@@ -417,6 +464,23 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       // Only checks of each flow in its current form (flowForm): a changed flow keeps its id, and
       // the checks of its old addresses or ports (a removal row's evidence) are not its status.
       const status = new Map((await store.status(req.params.site, v.version)).map((s) => [s.flow_id, s]));
+      // Each enrolled agent's latest verdict: the status is their roll-up, and agents that disagree are shown.
+      const byAgent = new Map<
+        string,
+        { agent: string; name: string; verdict: string; failed: boolean; checkedAt: string }[]
+      >();
+      for (const a of await store.agentVerdicts(req.params.site, v.version))
+        byAgent.set(a.flow_id, [
+          ...(byAgent.get(a.flow_id) ?? []),
+          {
+            agent: a.agent_id,
+            name: a.name,
+            verdict: a.verdict,
+            failed: !!a.failed,
+            checkedAt: a.checked_at,
+          },
+        ]);
+      const behind = await store.statusResults(req.params.site, v.version);
       // Each result carries its flow's form in its run's version: no earlier version is parsed.
       const history = await store.history(req.params.site, undefined, 20);
       const current = formsOf(v.parsed);
@@ -434,7 +498,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
             verdict: s?.verdict ?? null,
             failed: s ? !!s.failed : null,
             checkedAt: s?.checked_at ?? null,
-            latest: hist.find((h) => !h.isolated) ?? null,
+            agents: byAgent.get(f.id) ?? [],
+            // The result behind the verdict shown (another agent's may be newer when they disagree),
+            // found for every flow, not only those whose results are among the site's recent ones.
+            latest: behind.get(f.id) ?? hist.find((h) => !h.isolated) ?? null,
             history: hist.map((h) => ({
               at: h.checkedAt,
               verdict: h.verdict,
@@ -664,7 +731,17 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
             `body/results/${i}/detail: ${bytes} bytes of JSON, more than ${MAX_DETAIL_BYTES} (expected the evidence of one flow, at most ${MAX_DETAIL_BYTES / 1024} KiB)`,
           );
       });
-      const r = await store.ingest(req.principal?.agent ?? req.principal?.agentId ?? '', req.body);
+      const who = req.principal?.agent ?? req.principal?.agentId ?? '';
+      let r: Awaited<ReturnType<Store['ingest']>>;
+      try {
+        r = await store.ingest(who, req.body);
+      } catch (err) {
+        // The run's version no longer loads with this server's catalogs: the server's fault, not
+        // the run's. The agent keeps the run and sends it again; the agent list and an event say so.
+        if (err instanceof ApiError && err.code === 'ESTORED')
+          emit(await store.runRefused(await store.agent(who), req.body, `${err.code}: ${err.message}`));
+        throw err;
+      }
       emit(r.events);
       return { key: req.body.key, stored: r.stored, duplicate: !r.stored };
     },
@@ -730,7 +807,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
           .header('cache-control', 'no-cache')
           .header(
             'content-security-policy',
-            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'",
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
           )
           .send(readFileSync(join(webDir, file))),
       );

@@ -40,6 +40,11 @@ export interface Tables {
     last_seen: string | null;
     stale: number;
     isolated_at: string | null;
+    /** received_at of the agent's latest run stored (migration 006). */
+    last_run_at: string | null;
+    /** When a run of the agent was last refused for a reason on the server's side (409 ESTORED), and why. */
+    refused_at: string | null;
+    refused: string | null;
   };
   runs: {
     key: string;
@@ -72,6 +77,19 @@ export interface Tables {
     site: string;
     flow_id: string;
     form: string;
+    verdict: string;
+    failed: number;
+    checked_at: string;
+  };
+  /**
+   * Each agent's latest verdict per flow form (migration 007): flow_status is the roll-up of the
+   * enrolled agents' rows, so two agents on one host that disagree show the failing one.
+   */
+  agent_status: {
+    site: string;
+    flow_id: string;
+    form: string;
+    agent_id: string;
     verdict: string;
     failed: number;
     checked_at: string;

@@ -23,7 +23,7 @@ export async function metrics(store: Store): Promise<string> {
   out.push("# HELP portolan_agent_last_seen_seconds Unix time of the agent's last heartbeat or result.");
   out.push('# TYPE portolan_agent_last_seen_seconds gauge');
   const stale = [
-    '# HELP portolan_agent_stale 1 when the agent stopped sending heartbeats.',
+    '# HELP portolan_agent_stale 1 unless the agent is reporting: its heartbeats stopped, or it never sent one.',
     '# TYPE portolan_agent_stale gauge',
   ];
   for (const a of await store.listAgents()) {

@@ -279,6 +279,49 @@ const MIGRATIONS: Record<string, Migration> = {
         where form is null`.execute(db);
     },
   },
+  // What an agent's row tells besides its heartbeats: when a run of it was last stored, and the
+  // latest refusal of one of its runs that a later run may clear (a version that no longer loads
+  // with the server's catalogs: 409 ESTORED), so the agent list can say an agent that heartbeats
+  // but whose results are not stored is not reporting results. Filled from runs.
+  '006_agent_runs': {
+    async up(db: Kysely<unknown>) {
+      // SQLite runs migrations outside a transaction: columns already added are kept.
+      const table = (await db.introspection.getTables()).find((t) => t.name === 'agents');
+      const have = new Set(table?.columns.map((c) => c.name));
+      for (const column of ['last_run_at', 'refused_at', 'refused'])
+        if (!have.has(column)) await db.schema.alterTable('agents').addColumn(column, 'text').execute();
+      await sql`update agents set last_run_at = (
+          select max(runs.received_at) from runs where runs.agent_id = agents.id)
+        where last_run_at is null`.execute(db);
+    },
+  },
+  // Each agent's latest verdict per flow form, so a flow's status is the roll-up of every agent
+  // that checks it (the failing one when they disagree) rather than whichever posted last. Filled
+  // from the stored results of runs that were not isolated.
+  '007_agent_status': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('agent_status')
+        .ifNotExists()
+        .addColumn('site', 'text', (c) => c.notNull())
+        .addColumn('flow_id', 'text', (c) => c.notNull())
+        .addColumn('form', 'text', (c) => c.notNull())
+        .addColumn('agent_id', 'text', (c) => c.notNull())
+        .addColumn('verdict', 'text', (c) => c.notNull())
+        .addColumn('failed', 'integer', (c) => c.notNull())
+        .addColumn('checked_at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('agent_status_pk', ['site', 'flow_id', 'form', 'agent_id'])
+        .execute();
+      await sql`insert into agent_status (site, flow_id, form, agent_id, verdict, failed, checked_at)
+        select r.site, r.flow_id, r.form, u.agent_id, r.verdict, r.failed, r.checked_at
+        from results r join runs u on u.key = r.run_key
+        where u.isolated = 0 and r.form <> ${UNKNOWN_FORM} and r.checked_at = (
+          select max(r2.checked_at) from results r2 join runs u2 on u2.key = r2.run_key
+          where r2.site = r.site and r2.flow_id = r.flow_id and r2.form = r.form
+            and u2.agent_id = u.agent_id and u2.isolated = 0)
+        on conflict do nothing`.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

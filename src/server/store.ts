@@ -71,6 +71,13 @@ export function newToken(prefix: string): string {
   return `${prefix}_${randomBytes(32).toString('base64url')}`;
 }
 
+/**
+ * Verdicts that are not failures and prove no path either (src/probe/verdict.ts): a flow skipped
+ * was not probed, and open|filtered is UDP silence, which an open port and a dropping firewall
+ * both give. A change row is not `working` on them.
+ */
+export const UNPROVEN: ReadonlySet<string> = new Set(['skipped', 'open|filtered']);
+
 export type RemovalEvidence = 'blocked' | 'open' | 'inconclusive';
 
 /**
@@ -270,6 +277,9 @@ export class Store {
           'agents.last_seen',
           'agents.stale',
           'agents.isolated_at',
+          'agents.last_run_at',
+          'agents.refused_at',
+          'agents.refused',
         ])
         .where('tokens.hash', '=', hash);
     const row = (await this.prepared(this.db, 'authenticate', build, [hash])).rows[0];
@@ -288,6 +298,9 @@ export class Store {
             last_seen: row.last_seen,
             stale: row.stale as number,
             isolated_at: row.isolated_at,
+            last_run_at: row.last_run_at,
+            refused_at: row.refused_at,
+            refused: row.refused,
           }
         : null;
     return { role: row.kind, agentId: row.agent_id, agent };
@@ -300,7 +313,10 @@ export class Store {
    * `verdicts` counts the latest verdict of each of that version's flows by verdict, and only a
    * verdict measured on the flow's current form (flowForm): the verdicts of flows the version no
    * longer has, or of a flow's earlier addresses or ports, are history, not counted. Flows without
-   * one are not in `verdicts` (flows minus their sum are unchecked). Two queries, no plan parsed.
+   * one are not in `verdicts`: `unchecked` counts them (a site no agent checked yet has every
+   * flow unchecked, never an empty tally that reads as nothing wrong). `checkedAt` is `{oldest,
+   * newest}` of the verdicts counted (null when none): counts of verdicts weeks old do not pass
+   * for today's. Two queries, no plan parsed.
    */
   async listSites() {
     const latest = this.db
@@ -334,24 +350,44 @@ export class Store {
           .onRef('fs.flow_id', '=', 'vf.flow_id')
           .onRef('fs.form', '=', 'vf.form'),
       )
-      .select(['vf.site', 'fs.verdict', (e) => e.fn.countAll().as('n')])
+      .select([
+        'vf.site',
+        'fs.verdict',
+        (e) => e.fn.countAll().as('n'),
+        (e) => e.fn.min('fs.checked_at').as('oldest'),
+        (e) => e.fn.max('fs.checked_at').as('newest'),
+      ])
       .groupBy(['vf.site', 'fs.verdict'])
       .orderBy('vf.site')
       .orderBy('fs.verdict')
       .execute();
     const verdicts = new Map<string, Record<string, number>>();
+    const times = new Map<string, { oldest: string; newest: string }>();
     for (const c of counted) {
       const counts = verdicts.get(c.site) ?? {};
       counts[c.verdict] = Number(c.n);
       verdicts.set(c.site, counts);
+      const t = times.get(c.site);
+      const oldest = String(c.oldest);
+      const newest = String(c.newest);
+      times.set(c.site, {
+        oldest: t && t.oldest < oldest ? t.oldest : oldest,
+        newest: t && t.newest > newest ? t.newest : newest,
+      });
     }
-    return rows.map((r) => ({
-      name: r.site,
-      version: Number(r.version),
-      flows: Number(r.flows),
-      updatedAt: r.created_at,
-      verdicts: verdicts.get(r.site) ?? {},
-    }));
+    return rows.map((r) => {
+      const counts = verdicts.get(r.site) ?? {};
+      const checked = Object.values(counts).reduce((a, b) => a + b, 0);
+      return {
+        name: r.site,
+        version: Number(r.version),
+        flows: Number(r.flows),
+        updatedAt: r.created_at,
+        verdicts: counts,
+        unchecked: Math.max(0, Number(r.flows) - checked),
+        checkedAt: times.get(r.site) ?? null,
+      };
+    });
   }
 
   /**
@@ -611,6 +647,83 @@ export class Store {
   }
 
   /**
+   * The stored result behind each flow's status in version `version` of `site` (the check whose
+   * verdict and time flow_status holds), by flow id, in the shape of history(): the evidence shown
+   * with a verdict, for every flow however many results the site has.
+   */
+  async statusResults(site: string, version: number) {
+    const rows = await this.db
+      .selectFrom('flow_status as fs')
+      .innerJoin('version_flows as vf', (j) =>
+        j
+          .onRef('vf.site', '=', 'fs.site')
+          .onRef('vf.flow_id', '=', 'fs.flow_id')
+          .onRef('vf.form', '=', 'fs.form'),
+      )
+      .innerJoin('results as r', (j) =>
+        j
+          .onRef('r.site', '=', 'fs.site')
+          .onRef('r.flow_id', '=', 'fs.flow_id')
+          .onRef('r.checked_at', '=', 'fs.checked_at')
+          .onRef('r.form', '=', 'fs.form')
+          .onRef('r.verdict', '=', 'fs.verdict'),
+      )
+      .innerJoin('runs', 'runs.key', 'r.run_key')
+      .select([
+        'r.flow_id',
+        'r.verdict',
+        'r.failed',
+        'r.detail',
+        'r.checked_at',
+        'r.form',
+        'runs.agent_id',
+        'runs.version',
+      ])
+      .where('vf.site', '=', site)
+      .where('vf.version', '=', version)
+      .where('runs.isolated', '=', 0)
+      .execute();
+    const out = new Map<string, Awaited<ReturnType<Store['history']>>[number]>();
+    for (const r of rows)
+      if (!out.has(r.flow_id))
+        out.set(r.flow_id, {
+          flowId: r.flow_id,
+          verdict: r.verdict,
+          failed: !!r.failed,
+          detail: JSON.parse(r.detail) as unknown,
+          checkedAt: r.checked_at,
+          agent: r.agent_id,
+          version: r.version,
+          isolated: false,
+          form: r.form,
+        });
+    return out;
+  }
+
+  /**
+   * Each enrolled agent's latest verdict on each flow of version `version` of `site`, measured on
+   * the flow's form in that version: rows `{flow_id, agent_id, name, verdict, failed, checked_at}`,
+   * by flow and agent name. A flow's status is their roll-up (updateStatus).
+   */
+  async agentVerdicts(site: string, version: number) {
+    return this.db
+      .selectFrom('agent_status as s')
+      .innerJoin('version_flows as vf', (j) =>
+        j
+          .onRef('vf.site', '=', 's.site')
+          .onRef('vf.flow_id', '=', 's.flow_id')
+          .onRef('vf.form', '=', 's.form'),
+      )
+      .innerJoin('agents', 'agents.id', 's.agent_id')
+      .select(['s.flow_id', 's.agent_id', 'agents.name', 's.verdict', 's.failed', 's.checked_at'])
+      .where('vf.site', '=', site)
+      .where('vf.version', '=', version)
+      .orderBy('s.flow_id')
+      .orderBy('agents.name')
+      .execute();
+  }
+
+  /**
    * The latest results of a site's flows, newest first, at most `limit` per flow, each with the
    * `form` its flow had in the run's version (flowForm; UNKNOWN_FORM when none).
    */
@@ -679,6 +792,9 @@ export class Store {
         last_seen: null,
         stale: 0,
         isolated_at: null,
+        last_run_at: null,
+        refused_at: null,
+        refused: null,
       })
       .execute();
     const token = await this.createToken('agent', id);
@@ -716,6 +832,8 @@ export class Store {
         );
       await tx.deleteFrom('tokens').where('agent_id', '=', id).execute();
       await tx.deleteFrom('agents').where('id', '=', id).execute();
+      // Its results stay as history; its verdicts no longer count in a flow's roll-up (updateStatus).
+      await tx.deleteFrom('agent_status').where('agent_id', '=', id).execute();
       return [
         await this.event(
           tx,
@@ -731,18 +849,70 @@ export class Store {
     });
   }
 
+  /**
+   * Every enrolled agent: `{id, site, host, name, createdAt, lastSeen, lastRunAt, state, stale,
+   * isolatedAt, refusedAt, refused}`. `state` is `never-reported` (no heartbeat or run yet),
+   * `stale` (heartbeats stopped for serve --stale-after) or `reporting`; `stale` is true unless the
+   * agent is reporting: an agent never heard from is not fresh. `lastRunAt` is when a run of it
+   * was last stored (null: none yet); `refused` says why a run of it was last not stored for a
+   * reason of the server's (a version that no longer loads: 409 ESTORED), at `refusedAt` (each
+   * resend moves it): later than `lastRunAt`, the agent's results are not being stored.
+   * `isolatedAt` is the start of its latest run when that run was isolated.
+   */
   async listAgents() {
     const rows = await this.db.selectFrom('agents').selectAll().orderBy('site').orderBy('name').execute();
-    return rows.map((a) => ({
-      id: a.id,
-      site: a.site,
-      host: a.host,
-      name: a.name,
-      createdAt: a.created_at,
-      lastSeen: a.last_seen,
-      stale: !!a.stale,
-      isolatedAt: a.isolated_at,
-    }));
+    return rows.map((a) => {
+      const state = a.last_seen === null ? 'never-reported' : a.stale ? 'stale' : 'reporting';
+      return {
+        id: a.id,
+        site: a.site,
+        host: a.host,
+        name: a.name,
+        createdAt: a.created_at,
+        lastSeen: a.last_seen,
+        lastRunAt: a.last_run_at,
+        state: state as 'never-reported' | 'stale' | 'reporting',
+        stale: state !== 'reporting',
+        isolatedAt: a.isolated_at,
+        refusedAt: a.refused_at,
+        refused: a.refused,
+      };
+    });
+  }
+
+  /**
+   * Notes on the agent's row that the server could not store one of its runs for a reason of the
+   * server's own (`code`, e.g. ESTORED: the run's version no longer loads with the server's
+   * catalogs), so the agent list says so (`refused`, `refusedAt`). The agent keeps the run in its
+   * spool and sends it again. One `run-not-stored` event when the reason differs from the last
+   * one noted, not one per resend.
+   */
+  async runRefused(
+    agent: AgentRow,
+    run: { key: string; version: number },
+    message: string,
+  ): Promise<EventRow[]> {
+    const at = this.now();
+    const r = await this.db
+      .updateTable('agents')
+      .set({ refused_at: at, refused: message })
+      .where('id', '=', agent.id)
+      .where((eb) => eb.or([eb('refused', 'is', null), eb('refused', '<>', message)]))
+      .executeTakeFirst();
+    if (Number(r.numUpdatedRows) !== 1) {
+      await this.db.updateTable('agents').set({ refused_at: at }).where('id', '=', agent.id).execute();
+      return [];
+    }
+    return [
+      await this.event(
+        this.db,
+        agent.site,
+        'run-not-stored',
+        agent.name,
+        `agent ${agent.name}: run ${run.key} (version ${run.version}) not stored: ${message}; the agent keeps it and sends it again`,
+        { id: agent.id, run: run.key, version: run.version },
+      ),
+    ];
   }
 
   async heartbeat(who: string | AgentRow): Promise<EventRow[]> {
@@ -765,21 +935,32 @@ export class Store {
         .execute();
       if (a.stale)
         events.push(
-          await this.event(tx, a.site, 'agent-back', a.name, `agent ${a.name} reports again`, { id: a.id }),
+          await this.event(
+            tx,
+            a.site,
+            'agent-back',
+            a.name,
+            a.last_seen === null
+              ? `agent ${a.name} reports for the first time`
+              : `agent ${a.name} reports again`,
+            { id: a.id },
+          ),
         );
     });
     return events;
   }
 
-  /** Marks agents stale whose last heartbeat is older than `afterMs`; one event each, once. */
+  /**
+   * Marks agents stale whose last heartbeat is older than `afterMs`, and those enrolled longer ago
+   * than that that never reported; one event each, once.
+   */
   async markStale(afterMs: number): Promise<EventRow[]> {
     const cutoff = new Date(this.clock() - afterMs).toISOString();
     const due = await this.db
       .selectFrom('agents')
       .selectAll()
       .where('stale', '=', 0)
-      .where('last_seen', 'is not', null)
-      .where('last_seen', '<', cutoff)
+      .where((eb) => eb(eb.fn.coalesce('last_seen', 'created_at'), '<', cutoff))
       .execute();
     const events: EventRow[] = [];
     for (const a of due) {
@@ -790,7 +971,7 @@ export class Store {
           .set({ stale: 1 })
           .where('id', '=', a.id)
           .where('stale', '=', 0)
-          .where('last_seen', '<', cutoff)
+          .where((eb) => eb(eb.fn.coalesce('last_seen', 'created_at'), '<', cutoff))
           .executeTakeFirst();
         if (Number(r.numUpdatedRows) === 1)
           events.push(
@@ -799,7 +980,9 @@ export class Store {
               a.site,
               'agent-stale',
               a.name,
-              `agent ${a.name} has sent no heartbeat since ${a.last_seen}`,
+              a.last_seen === null
+                ? `agent ${a.name} was enrolled at ${a.created_at} and has never reported`
+                : `agent ${a.name} has sent no heartbeat since ${a.last_seen}`,
               {
                 id: a.id,
                 lastSeen: a.last_seen,
@@ -917,13 +1100,14 @@ export class Store {
             })),
           )
           .execute();
-      const isolatedAt = run.isolated ? run.startedAt : agent.isolated_at;
+      // The latest run's isolation, not the first one's: an agent whose network came back is not isolated.
+      const isolatedAt = run.isolated ? run.startedAt : null;
       const seen = () =>
         tx
           .updateTable('agents')
-          .set({ last_seen: at, stale: 0, isolated_at: isolatedAt })
+          .set({ last_seen: at, stale: 0, isolated_at: isolatedAt, last_run_at: at })
           .where('id', '=', agentId);
-      await this.prepared(tx, 'agentSeen', seen, [at, 0, isolatedAt, agentId]);
+      await this.prepared(tx, 'agentSeen', seen, [at, 0, isolatedAt, at, agentId]);
       if (run.isolated) {
         events.push(
           await this.event(
@@ -949,7 +1133,7 @@ export class Store {
           .flatMap((r) => JSON.parse(r.flow_ids) as string[]),
       );
       const checked = run.results.filter((r) => !removing.has(r.flowId));
-      pushAll(events, await this.updateStatus(tx, agent.site, runForms, checked, run.startedAt));
+      pushAll(events, await this.updateStatus(tx, agent.site, agentId, runForms, checked, run.startedAt));
       pushAll(
         events,
         await this.updateChangeRows(
@@ -975,75 +1159,143 @@ export class Store {
   }
 
   /**
-   * Each flow's latest verdict for the form it has in the run's version (`forms`, by flow id), in
-   * two queries whatever the run's size; an event per flow that turned. A verdict of another form
-   * of the flow (its earlier or later addresses or ports) is left as it is.
+   * Each flow's latest verdict for the form it has in the run's version (`forms`, by flow id): the
+   * posting agent's own latest verdict per flow (agent_status; a spooled result older than the one
+   * it has does not replace it), then the flow's roll-up over every enrolled agent that checked
+   * that form: the most recent failing verdict when any agent's latest fails (two agents on one
+   * host that disagree show the failing one, not whichever posted last), else the most recent
+   * verdict. A few queries whatever the run's size; an event per flow whose roll-up turned. A
+   * verdict of another form of the flow (its earlier or later addresses or ports) is left as it is.
    */
   private async updateStatus(
     tx: Transaction<Tables>,
     site: string,
+    agentId: string,
     forms: ReadonlyMap<string, string>,
     results: readonly PostedResult[],
     at: string,
   ): Promise<EventRow[]> {
     if (!results.length) return [];
     const formOf = (id: string) => forms.get(id) ?? UNKNOWN_FORM;
-    const prev = new Map(
+    const ids = results.map((r) => r.flowId);
+    const mine = new Map(
       (
         await tx
-          .selectFrom('flow_status')
+          .selectFrom('agent_status')
           .selectAll()
           .where('site', '=', site)
-          .where(
-            'flow_id',
-            'in',
-            results.map((r) => r.flowId),
-          )
+          .where('agent_id', '=', agentId)
+          .where('flow_id', 'in', ids)
           .execute()
       )
         .filter((p) => p.form === formOf(p.flow_id))
         .map((p) => [p.flow_id, p]),
     );
-    // A spooled result older than the one shown does not replace it.
     // In flow order: two transactions updating the same flows lock them in the same order (no deadlock).
     const newer = results
       .filter((r) => {
-        const p = prev.get(r.flowId);
+        const p = mine.get(r.flowId);
         return !p || p.checked_at <= at;
       })
       .sort((x, y) => (x.flowId < y.flowId ? -1 : x.flowId > y.flowId ? 1 : 0));
     if (!newer.length) return [];
     await tx
-      .insertInto('flow_status')
+      .insertInto('agent_status')
       .values(
         newer.map((r) => ({
           site,
           flow_id: r.flowId,
           form: formOf(r.flowId),
+          agent_id: agentId,
           verdict: r.verdict,
           failed: isFailure(r.verdict) ? 1 : 0,
           checked_at: at,
         })),
       )
       .onConflict((oc) =>
-        oc.columns(['site', 'flow_id', 'form']).doUpdateSet((eb) => ({
+        oc.columns(['site', 'flow_id', 'form', 'agent_id']).doUpdateSet((eb) => ({
           verdict: eb.ref('excluded.verdict'),
           failed: eb.ref('excluded.failed'),
           checked_at: eb.ref('excluded.checked_at'),
         })),
       )
       .execute();
+    const touched = newer.map((r) => r.flowId);
+    // Every enrolled agent's latest verdict on these flows: a removed agent's results are history.
+    const all = (
+      await tx
+        .selectFrom('agent_status as s')
+        .innerJoin('agents', 'agents.id', 's.agent_id')
+        .select(['s.flow_id', 's.form', 's.agent_id', 's.verdict', 's.failed', 's.checked_at'])
+        .where('s.site', '=', site)
+        .where('s.flow_id', 'in', touched)
+        .execute()
+    ).filter((p) => p.form === formOf(p.flow_id));
+    const rolled = new Map<
+      string,
+      { verdict: string; failed: number; checked_at: string; agent_id: string }
+    >();
+    for (const row of all) {
+      const best = rolled.get(row.flow_id);
+      if (
+        !best ||
+        row.failed > best.failed ||
+        (row.failed === best.failed && row.checked_at > best.checked_at)
+      )
+        rolled.set(row.flow_id, row);
+    }
+    const prev = new Map(
+      (
+        await tx
+          .selectFrom('flow_status')
+          .selectAll()
+          .where('site', '=', site)
+          .where('flow_id', 'in', touched)
+          .execute()
+      )
+        .filter((p) => p.form === formOf(p.flow_id))
+        .map((p) => [p.flow_id, p]),
+    );
+    const rows = touched.flatMap((id) => {
+      const r = rolled.get(id);
+      return r
+        ? [
+            {
+              site,
+              flow_id: id,
+              form: formOf(id),
+              verdict: r.verdict,
+              failed: r.failed,
+              checked_at: r.checked_at,
+            },
+          ]
+        : [];
+    });
+    if (rows.length)
+      await tx
+        .insertInto('flow_status')
+        .values(rows)
+        .onConflict((oc) =>
+          oc.columns(['site', 'flow_id', 'form']).doUpdateSet((eb) => ({
+            verdict: eb.ref('excluded.verdict'),
+            failed: eb.ref('excluded.failed'),
+            checked_at: eb.ref('excluded.checked_at'),
+          })),
+        )
+        .execute();
     const events: EventRow[] = [];
     for (const r of newer) {
       const p = prev.get(r.flowId);
-      const failed = isFailure(r.verdict) ? 1 : 0;
-      if (!p || p.failed === failed) continue;
-      const kind = failed ? 'flow-failing' : 'flow-ok';
-      const detail = typeof r.detail.reason === 'string' ? `: ${r.detail.reason}` : '';
+      const now = rolled.get(r.flowId);
+      if (!p || !now || p.failed === now.failed) continue;
+      const kind = now.failed ? 'flow-failing' : 'flow-ok';
+      // The reason is this run's when the roll-up is this agent's verdict.
+      const detail =
+        now.agent_id === agentId && typeof r.detail.reason === 'string' ? `: ${r.detail.reason}` : '';
       events.push(
-        await this.event(tx, site, kind, r.flowId, `${r.flowId}: ${p.verdict} -> ${r.verdict}${detail}`, {
+        await this.event(tx, site, kind, r.flowId, `${r.flowId}: ${p.verdict} -> ${now.verdict}${detail}`, {
           from: p.verdict,
-          to: r.verdict,
+          to: now.verdict,
         }),
       );
     }
@@ -1067,8 +1319,8 @@ export class Store {
   }
 
   /**
-   * Rows to allow: requested -> working (every flow seen ok since the request) -> broken (one
-   * failing). A flow counts by its verdict on the form it has in the request's target version: a
+   * Rows to allow: requested -> working (every flow seen passing since the request, none of them
+   * only UNPROVEN) -> broken (one failing). A flow counts by its verdict on the form it has in the request's target version: a
    * check of its older or newer addresses or ports proves nothing about the requested rule.
    */
   private async updateChangeRows(
@@ -1104,10 +1356,17 @@ export class Store {
         .map((id) => status.get(`${row.cr_to}\u0000${id}`))
         .filter((s) => s !== undefined && s.checked_at >= row.cr_created);
       const failing = seen.filter((s) => s?.failed);
+      // Not failing is not working: a flow skipped, or UDP silence, proves no path (verdict.ts).
+      const unproven = seen.filter((s) => s && UNPROVEN.has(s.verdict));
       let state = row.state;
       if (failing.length) state = row.state === 'requested' ? 'requested' : 'broken';
-      else if (seen.length === ids.length) state = 'working';
-      const evidence = seen.map((s) => `${s?.flow_id}: ${s?.verdict} at ${s?.checked_at}`).join('\n');
+      else if (seen.length === ids.length && !unproven.length) state = 'working';
+      const evidence = seen
+        .map(
+          (s) =>
+            `${s?.flow_id}: ${s?.verdict} at ${s?.checked_at}${s && UNPROVEN.has(s.verdict) ? ' (proves no path yet)' : ''}`,
+        )
+        .join('\n');
       await this.setRowState(tx, site, row, state, evidence, events);
     }
     return events;

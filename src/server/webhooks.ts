@@ -10,8 +10,9 @@ import { ApiError, type EventRow, type Store } from './store.js';
  * RFC 6890 (special-purpose address registries), RFC 3927 (IPv4 link-local, where cloud
  * metadata services answer: 169.254.169.254 on AWS, GCP, Azure, OpenStack), RFC 4291 (IPv6
  * loopback, unspecified, link-local fe80::/10, multicast), AWS's IPv6 metadata address
- * fd00:ec2::254 and Alibaba Cloud's 100.100.100.200. An IPv4-mapped IPv6 address
- * (`::ffff:169.254.169.254`) is its IPv4 address (net.BlockList maps it). Private networks
+ * fd00:ec2::254 and Alibaba Cloud's 100.100.100.200. An IPv6 address that carries an IPv4 one
+ * (`::ffff:169.254.169.254`, NAT64 `64:ff9b::a9fe:a9fe`, 6to4, Teredo: embeddedIPv4) is judged by
+ * that IPv4 address too. Private networks
  * (10/8, 172.16/12, 192.168/16, fc00::/7) are allowed: a chat or ticket system inside the
  * network is the usual receiver.
  */
@@ -87,10 +88,20 @@ export class WebhookPolicy {
     }
   }
 
-  /** Why `address` (an IP literal) may not be reached, or null when it may. */
+  /**
+   * Why `address` (an IP literal) may not be reached, or null when it may. An IPv6 address that
+   * carries an IPv4 address (embeddedIPv4: NAT64, 6to4, Teredo, IPv4-compatible, -mapped or
+   * -translated) is judged by that IPv4 address too: a translator or relay delivers the request
+   * there, so `64:ff9b::a9fe:a9fe` is the metadata service 169.254.169.254.
+   */
   refused(address: string): string | null {
     const type = isIP(address) === 6 ? 'ipv6' : 'ipv4';
     if (this.allowed.check(address, type)) return null;
+    if (type === 'ipv6')
+      for (const e of embeddedIPv4(address)) {
+        const why = this.refused(e.ipv4);
+        if (why) return `${why} (the ${e.kind} address ${address} carries IPv4 ${e.ipv4})`;
+      }
     for (const [why, list] of REFUSED_LISTS) if (list.check(address, type)) return why;
     return null;
   }
@@ -169,6 +180,88 @@ export class WebhookPolicy {
   }
 }
 
+/**
+ * The 16 bytes of an IPv6 address in text (RFC 4291 section 2.2: hex groups, one `::`, a dotted
+ * IPv4 tail; a `%zone` is dropped), or null when the text is not one.
+ */
+export function ipv6Bytes(text: string): Uint8Array | null {
+  const addr = text.replace(/%.*$/, '');
+  if (isIP(addr) !== 6) return null;
+  let head = addr;
+  const tail: number[] = [];
+  const dotted = /(?:^|:)(\d+\.\d+\.\d+\.\d+)$/.exec(addr);
+  if (dotted?.[1]) {
+    for (const part of dotted[1].split('.')) tail.push(Number(part));
+    head = addr.slice(0, addr.length - dotted[1].length);
+    if (head.endsWith(':') && !head.endsWith('::')) head = head.slice(0, -1);
+  }
+  const groups = (s: string) => (s === '' ? [] : s.split(':').map((g) => Number.parseInt(g, 16)));
+  const [left = '', right] = head.split('::');
+  const l = groups(left);
+  const r = right === undefined ? [] : groups(right);
+  const missing = 8 - tail.length / 2 - l.length - r.length;
+  const words = [...l, ...new Array(right === undefined ? 0 : missing).fill(0), ...r];
+  const out = new Uint8Array(16);
+  words.forEach((w, i) => {
+    out[2 * i] = w >> 8;
+    out[2 * i + 1] = w & 0xff;
+  });
+  out.set(tail, 16 - tail.length);
+  return out;
+}
+
+/**
+ * The IPv4 addresses an IPv6 address carries, each with the name of the scheme that puts it there:
+ * IPv4-mapped `::ffff:0:0/96` and IPv4-compatible `::/96` (RFC 4291 2.5.5), IPv4-translated
+ * `::ffff:0:0:0/96` (RFC 2765), NAT64's well-known prefix `64:ff9b::/96` (RFC 6052) and its
+ * local-use prefix `64:ff9b:1::/48` (RFC 8215; the operator's prefix may be /48, /56, /64 or /96
+ * within it, so the IPv4 address of each of those RFC 6052 layouts the address fits is returned:
+ * a webhook is refused when any of them is), 6to4 `2002::/16`
+ * (RFC 3056: the IPv4 address in bits 16-47) and Teredo `2001::/32` (RFC 4380: the server in bits
+ * 32-63, the client's address inverted in bits 96-127). `[]` for any other address; `::` and `::1`
+ * carry none.
+ */
+export function embeddedIPv4(address: string): { kind: string; ipv4: string }[] {
+  const b = ipv6Bytes(address);
+  if (!b) return [];
+  const v4 = (o: number[] | Uint8Array) => Array.from(o).join('.');
+  const zero = (from: number, to: number) => b.slice(from, to).every((x) => x === 0);
+  const out: { kind: string; ipv4: string }[] = [];
+  if (zero(0, 10) && b[10] === 0xff && b[11] === 0xff)
+    out.push({ kind: 'IPv4-mapped', ipv4: v4(b.slice(12)) });
+  else if (zero(0, 8) && b[8] === 0xff && b[9] === 0xff && zero(10, 12))
+    out.push({ kind: 'IPv4-translated', ipv4: v4(b.slice(12)) });
+  else if (zero(0, 12) && !(zero(12, 15) && (b[15] as number) <= 1))
+    out.push({ kind: 'IPv4-compatible', ipv4: v4(b.slice(12)) });
+  const w0 = ((b[0] as number) << 8) | (b[1] as number);
+  const w1 = ((b[2] as number) << 8) | (b[3] as number);
+  const w2 = ((b[4] as number) << 8) | (b[5] as number);
+  if (w0 === 0x64 && w1 === 0xff9b && w2 === 0 && zero(6, 12))
+    out.push({ kind: 'NAT64', ipv4: v4(b.slice(12)) });
+  if (w0 === 0x64 && w1 === 0xff9b && w2 === 1) {
+    // RFC 6052 2.2: bits 64-71 (byte 8) are zero and skipped, and the suffix after the IPv4
+    // address is zero; a layout whose bytes break that is not the one in use.
+    const layouts: [string, number[], number][] = [
+      ['/96', [12, 13, 14, 15], 16],
+      ['/64', [9, 10, 11, 12], 13],
+      ['/56', [7, 9, 10, 11], 12],
+      ['/48', [6, 7, 9, 10], 11],
+    ];
+    for (const [len, at, suffix] of layouts)
+      if ((len === '/96' || b[8] === 0) && zero(suffix, 16))
+        out.push({
+          kind: `NAT64 (local-use prefix, ${len} layout)`,
+          ipv4: v4(at.map((i) => b[i] as number)),
+        });
+  }
+  if (w0 === 0x2002) out.push({ kind: '6to4', ipv4: v4(b.slice(2, 6)) });
+  if (w0 === 0x2001 && w1 === 0) {
+    out.push({ kind: 'Teredo (server)', ipv4: v4(b.slice(4, 8)) });
+    out.push({ kind: 'Teredo (client)', ipv4: v4(b.slice(12).map((x) => x ^ 0xff)) });
+  }
+  return out;
+}
+
 /** One POST of `body` to `url`, 5 s in all, no redirect followed; resolves with the status code. */
 function post(url: string, body: string, policy: WebhookPolicy): Promise<number> {
   const u = new URL(url);
@@ -200,11 +293,68 @@ function post(url: string, body: string, policy: WebhookPolicy): Promise<number>
   });
 }
 
+/** POSTs in flight to one webhook at a time, in this process. */
+export const WEBHOOK_IN_FLIGHT = 4;
+/** Events waiting for one webhook at most; more are not sent (they stay in GET /api/events). */
+export const WEBHOOK_QUEUE = 1000;
+
+/** One webhook's deliveries in this process: at most WEBHOOK_IN_FLIGHT at once, WEBHOOK_QUEUE waiting. */
+interface HookQueue {
+  running: number;
+  waiting: (() => Promise<void>)[];
+  dropped: number;
+}
+const queues = new Map<string, HookQueue>();
+
+/**
+ * Runs `job` for webhook `id` when fewer than WEBHOOK_IN_FLIGHT of its POSTs are in flight;
+ * resolves when it has run, or at once when WEBHOOK_QUEUE jobs already wait (it is dropped and
+ * counted: the queue's last job says how many on stderr).
+ */
+function enqueue(id: string, job: () => Promise<void>): Promise<void> {
+  let q = queues.get(id);
+  if (!q) {
+    q = { running: 0, waiting: [], dropped: 0 };
+    queues.set(id, q);
+  }
+  const queue = q;
+  if (queue.waiting.length >= WEBHOOK_QUEUE) {
+    queue.dropped++;
+    return Promise.resolve();
+  }
+  return new Promise<void>((resolve) => {
+    const run = async () => {
+      queue.running++;
+      try {
+        await job();
+      } finally {
+        queue.running--;
+        resolve();
+        const next = queue.waiting.shift();
+        if (next) void next();
+        else if (queue.running === 0) {
+          if (queue.dropped)
+            process.stderr.write(
+              `portolan serve: webhook ${id} not sent ${queue.dropped} event(s): more than ${WEBHOOK_QUEUE} were waiting for it at once (GET /api/events has them)\n`,
+            );
+          queues.delete(id);
+        }
+      }
+    };
+    if (queue.running < WEBHOOK_IN_FLIGHT) void run();
+    else queue.waiting.push(run);
+  });
+}
+
 /**
  * Delivers events to every webhook as generic JSON (`{ "event": { id, at, site, kind, subject,
  * message, data } }`), one POST per event, 5 s timeout, no retry and no redirect followed: the
  * event stays in /api/events. Each address is checked as the connection is made (WebhookPolicy).
- * A webhook not delivered is one line on stderr (the server log) naming it and why.
+ * No amplification: at most WEBHOOK_IN_FLIGHT POSTs to one webhook at once in this process, and
+ * at most WEBHOOK_QUEUE waiting (a burst of thousands of flow events, a whole site failing at
+ * once, does not open thousands of connections to the receiver; what is over is counted on
+ * stderr). A webhook not delivered is one line on stderr (the server log) naming it and why.
+ * Resolves when this call's events were sent or dropped.
  */
 export async function deliver(
   store: Store,
@@ -217,19 +367,25 @@ export async function deliver(
   } catch {
     return;
   }
-  await Promise.allSettled(
+  await Promise.all(
     hooks.flatMap((h) =>
       events.map((event) =>
-        post(h.url, JSON.stringify({ event }), policy).then(
-          (status) => {
-            if (status >= 300)
-              process.stderr.write(
-                `portolan serve: webhook ${h.id} answered event ${event.kind} with HTTP ${status}${status < 400 ? ' (redirects are not followed)' : ''}\n`,
-              );
-          },
-          (err: Error) =>
-            process.stderr.write(
-              `portolan serve: webhook ${h.id} not sent event ${event.kind}: ${err.message.replace(/\s*\n\s*/g, ' ')}\n`,
+        enqueue(h.id, () =>
+          // A URL that does not parse fails as a rejection, logged as any other failure.
+          Promise.resolve()
+            .then(() => post(h.url, JSON.stringify({ event }), policy))
+            .then(
+              (status) => {
+                if (status >= 300)
+                  process.stderr.write(
+                    `portolan serve: webhook ${h.id} answered event ${event.kind} with HTTP ${status}${status < 400 ? ' (redirects are not followed)' : ''}\n`,
+                  );
+              },
+              (err: Error) => {
+                process.stderr.write(
+                  `portolan serve: webhook ${h.id} not sent event ${event.kind}: ${err.message.replace(/\s*\n\s*/g, ' ')}\n`,
+                );
+              },
             ),
         ),
       ),
