@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { type AddressInfo, createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 /** The repository root (tests run from dist/test/). */
@@ -58,5 +59,32 @@ export function runCliAsync(
       stderr += d.toString();
     });
     child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/**
+ * A loopback address of this test process alone: 127.(100 + pid / 2^16).(pid / 2^8 mod 256).(pid
+ * mod 256). Linux routes all of 127.0.0.0/8 to lo with no setup, and pids are unique among running
+ * processes (pid_max is at most 2^22), so test files running side by side never share it. A port
+ * found free on it stays free until this process binds it: other test files bind 127.0.0.1, other
+ * 127.0.0.x or their own address, and a port taken there does not take it here (only a wildcard
+ * bind could, and no test binds the wildcard address in the root namespace).
+ */
+export const OWN_LOOPBACK = `127.${100 + (process.pid >> 16)}.${(process.pid >> 8) & 255}.${process.pid & 255}`;
+
+/**
+ * A TCP port nothing listens on at HOST (default OWN_LOOPBACK), for a server the test starts
+ * later on that port, or for a port the test needs closed. On 127.0.0.1, which every test file
+ * binds, such a port can be taken between this check and its use; on OWN_LOOPBACK it cannot.
+ * Where the port need not be known before the server starts, bind port 0 instead.
+ */
+export function freePort(host = OWN_LOOPBACK): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen({ port: 0, host, exclusive: true }, () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
   });
 }
