@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
-import { BIN } from './helpers.js';
+import { startServe } from './helpers.js';
 
 /**
  * The web console as the console tests drive it: `portolan serve` as its own process on a fresh
@@ -32,50 +32,30 @@ export interface ConsoleRun {
 }
 
 /**
- * Starts serve (`--listen 127.0.0.1:0`: the kernel picks the port as it binds, so no other test
- * can take it first; the port is read from serve's first line) and Chromium. Rejects, with what
+ * Starts serve on 127.0.0.1, port 0 (startServe: the port is the one serve bound, never one found
+ * free earlier, which another test file could take meanwhile), and Chromium. Rejects, with what
  * serve printed, if serve exits before it listens. PREFIX names the temporary directory.
  */
 export async function startConsole(prefix: string): Promise<ConsoleRun> {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   const tokenFile = join(dir, 'admin');
-  const server = spawn(
-    process.execPath,
-    [
-      BIN,
-      'serve',
-      '--db',
-      join(dir, 'store.db'),
-      '--listen',
-      '127.0.0.1:0',
-      '--no-examples',
-      '--token-file',
-      tokenFile,
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
+  const served = startServe('127.0.0.1:0', ['--db', join(dir, 'store.db'), '--token-file', tokenFile], {
+    stderr: 'inherit',
+  });
+  let server: ChildProcess | undefined;
   let browser: Browser | undefined;
   const close = async () => {
     await browser?.close();
-    if (server.exitCode === null && server.signalCode === null) {
-      const gone = new Promise((r) => server.once('exit', r));
+    if (server && server.exitCode === null && server.signalCode === null) {
+      const gone = new Promise((r) => server?.once('exit', r));
       server.kill('SIGTERM');
       await gone;
     }
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    const base = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      server.stdout?.on('data', (b) => {
-        out += String(b);
-        const m = /^portolan serve: (http:\/\/127\.0\.0\.1:\d+)\//m.exec(out);
-        if (m?.[1]) resolve(m[1]);
-      });
-      server.once('exit', (code, signal) =>
-        reject(new Error(`serve exited (${code ?? signal}) before it listened: ${out}`)),
-      );
-    });
+    const { child, base } = await served;
+    server = child;
     const admin = readFileSync(tokenFile, 'utf8').trim();
     browser = await chromium.launch({
       executablePath: CHROMIUM,

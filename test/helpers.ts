@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { type AddressInfo, createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
@@ -86,5 +86,46 @@ export function freePort(host = OWN_LOOPBACK): Promise<number> {
       const { port } = s.address() as AddressInfo;
       s.close(() => resolve(port));
     });
+  });
+}
+
+/** A `portolan serve` the test started (startServe). */
+export interface Served {
+  child: ChildProcess;
+  /** `http://HOST:PORT` or `https://…` as serve printed it, without the trailing slash. */
+  base: string;
+  port: number;
+  /** Everything serve printed so far (stdout, and stderr unless inherited). */
+  log(): string;
+}
+
+/**
+ * `portolan serve --listen LISTEN --no-examples ARGS` as its own process, from the repository root.
+ * Resolves once serve says where it listens (its first line; with LISTEN `HOST:0` the kernel picks
+ * the port as serve binds it, so no other process can take it first); rejects with what serve
+ * printed if it exits before. The caller stops the child.
+ */
+export function startServe(
+  listen: string,
+  args: readonly string[],
+  opts: { stderr?: 'pipe' | 'inherit' } = {},
+): Promise<Served> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--listen', listen, '--no-examples', ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', opts.stderr ?? 'pipe'],
+  });
+  let out = '';
+  child.stderr?.on('data', (b) => {
+    out += String(b);
+  });
+  return new Promise((resolve, reject) => {
+    child.stdout?.on('data', (b) => {
+      out += String(b);
+      const m = /^portolan serve: (https?:\/\/(?:\[[^\]]+\]|[^:/]+):(\d+))\//m.exec(out);
+      if (m?.[1]) resolve({ child, base: m[1], port: Number(m[2]), log: () => out });
+    });
+    child.once('exit', (code, signal) =>
+      reject(new Error(`serve exited (${code ?? signal}) before it listened: ${out}`)),
+    );
   });
 }
