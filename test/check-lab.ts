@@ -2,7 +2,7 @@ import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_pr
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BIN, ROOT } from './helpers.js';
+import { BIN, collect, ROOT } from './helpers.js';
 
 /**
  * A two-namespace lab for `check` tests: a client namespace (where portolan runs) and a server
@@ -232,27 +232,12 @@ export class Lab {
     args: readonly string[],
     opts: { env?: Record<string, string>; timeoutMs?: number } = {},
   ): Promise<CliResult> {
-    return new Promise((resolve) => {
-      const child = spawn('ip', ['netns', 'exec', this.client, process.execPath, BIN, ...args], {
-        cwd: ROOT,
-        // No connect-rate cap (PORTOLAN_MAX_RATE=0) in the lab's own namespaces: nothing there to alarm,
-        // and large ranges stay quick. The rate tests give --max-rate themselves.
-        env: { ...process.env, NO_COLOR: '1', PORTOLAN_MAX_RATE: '0', ...opts.env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => {
-        stdout += d.toString();
-      });
-      child.stderr.on('data', (d: Buffer) => {
-        stderr += d.toString();
-      });
-      const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 180000);
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr });
-      });
+    return collect('ip', ['netns', 'exec', this.client, process.execPath, BIN, ...args], {
+      cwd: ROOT,
+      // No connect-rate cap (PORTOLAN_MAX_RATE=0) in the lab's own namespaces: nothing there to alarm,
+      // and large ranges stay quick. The rate tests give --max-rate themselves.
+      env: { ...process.env, NO_COLOR: '1', PORTOLAN_MAX_RATE: '0', ...opts.env },
+      timeoutMs: opts.timeoutMs ?? 180000,
     });
   }
 

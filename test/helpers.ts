@@ -38,6 +38,46 @@ export function runCli(
 }
 
 /**
+ * COMMAND ARGS as a child process, its output collected; resolves when it has exited and its output
+ * is read, never rejects. stdin: ignored (EOF) unless 'pipe' (left open). timeoutMs: a hang guard,
+ * the child is killed (SIGKILL, code null) after that long. onSpawn gets its pid.
+ */
+export function collect(
+  command: string,
+  args: readonly string[],
+  opts: {
+    cwd?: string;
+    env?: NodeJS.ProcessEnv;
+    stdin?: 'pipe' | 'ignore';
+    timeoutMs?: number;
+    onSpawn?: (pid: number) => void;
+  } = {},
+): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, {
+      ...(opts.cwd ? { cwd: opts.cwd } : {}),
+      ...(opts.env ? { env: opts.env } : {}),
+      stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'],
+    });
+    if (child.pid) opts.onSpawn?.(child.pid);
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const timer =
+      opts.timeoutMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/**
  * runCli without blocking the test's own event loop: for a CLI run that talks to a server or
  * responder the test itself serves in this process.
  */
@@ -45,21 +85,7 @@ export function runCliAsync(
   args: readonly string[],
   opts: { env?: Record<string, string> } = {},
 ): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: ROOT,
-      env: cliEnv(opts.env),
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return collect(process.execPath, [BIN, ...args], { cwd: ROOT, env: cliEnv(opts.env), stdin: 'pipe' });
 }
 
 /**
