@@ -16,8 +16,8 @@ test('console catalog: document rows with their ref, advisories apart with their
   timeout: 120_000,
 }, async () => {
   run = await startConsole('ptcatalog-');
-  const { base, browser } = run;
-  const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  const { base } = run;
+  const page = await run.newPage({ viewport: { width: 1280, height: 900 } });
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(base);

@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import { type Browser, type BrowserContextOptions, chromium, type Page } from 'playwright-core';
 import { startServe } from './helpers.js';
 
 /**
@@ -11,6 +11,13 @@ import { startServe } from './helpers.js';
  */
 
 export const CHROMIUM = '/usr/bin/chromium';
+
+/**
+ * How long one wait for the page may take (a render, a row appearing). A hang guard, not a measure:
+ * Chromium and serve beside a loaded suite on two cores can take many times their idle 100 ms, and
+ * the test's own timeout still bounds the whole run.
+ */
+export const ACTION_TIMEOUT_MS = 120_000;
 
 /** Why the console tests cannot run here, or false. */
 export const skipConsole: string | false = existsSync(CHROMIUM) ? false : 'Debian chromium not installed';
@@ -23,6 +30,11 @@ export interface ConsoleRun {
   /** The admin token serve wrote to its --token-file. */
   admin: string;
   browser: Browser;
+  /**
+   * A page in a new browser context (OPTIONS as Browser.newContext), whose waits give up after
+   * ACTION_TIMEOUT_MS rather than Playwright's 30 s.
+   */
+  newPage(options?: BrowserContextOptions): Promise<Page>;
   /** A JSON API call with a bearer token (the admin's unless given); the parsed body, any status. */
   api(method: string, path: string, body?: unknown, token?: string): Promise<Record<string, unknown>>;
   /** Pastes the admin token into the console on PAGE and waits for the sites page. */
@@ -74,6 +86,11 @@ export async function startConsole(prefix: string): Promise<ConsoleRun> {
       dir,
       admin,
       browser,
+      async newPage(options) {
+        const context = await (browser as Browser).newContext(options);
+        context.setDefaultTimeout(ACTION_TIMEOUT_MS);
+        return context.newPage();
+      },
       async api(method, path, body, token = admin) {
         const r = await fetch(`${base}${path}`, {
           method,

@@ -15,8 +15,8 @@ test('console without a token, and with a refused one: what to paste, in the con
   timeout: 120_000,
 }, async () => {
   run = await startConsole('pttoken-');
-  const { base, browser } = run;
-  const page = await (await browser.newContext()).newPage();
+  const { base } = run;
+  const page = await run.newPage();
   for (const route of ['#/', '#/agents', '#/events', '#/catalog']) {
     await page.goto(`${base}/${route}`);
     await page.getByText('No token yet: paste one in the API token box above.').first().waitFor();

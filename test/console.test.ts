@@ -28,9 +28,8 @@ test('console: upload a site, see its matrix, agent verdicts, a change-request r
   timeout: 300_000,
 }, async () => {
   run = await startConsole('ptconsole-');
-  const { base, browser, dir, api } = run;
-  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
+  const { base, dir, api } = run;
+  const page = await run.newPage({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(base);
