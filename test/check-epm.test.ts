@@ -1,10 +1,18 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { EPT_S_NOT_REGISTERED, eptMapRequest, parseEptMapReply, WMI } from '../src/probe/msrpc.js';
-import { type CheckJson, catalog, entry, Lab, labUnavailable, portVerdicts } from './check-lab.js';
+import {
+  type CheckJson,
+  catalog,
+  entry,
+  Lab,
+  labUnavailable,
+  portVerdicts,
+  writeSmbConf,
+} from './check-lab.js';
 import { ROOT } from './helpers.js';
 
 /**
@@ -87,28 +95,7 @@ console.log(JSON.stringify(await (${body})));`;
   before(async () => {
     lab = Lab.create('e', 7);
     const d = lab.dir;
-    for (const sub of ['private', 'lock', 'state', 'cache', 'pid', 'ncalrpc'])
-      mkdirSync(join(d, 'samba', sub), { recursive: true });
-    writeFileSync(
-      join(d, 'smb.conf'),
-      `[global]
-  workgroup = LAB
-  server role = standalone server
-  private dir = ${d}/samba/private
-  lock directory = ${d}/samba/lock
-  state directory = ${d}/samba/state
-  cache directory = ${d}/samba/cache
-  pid directory = ${d}/samba/pid
-  ncalrpc dir = ${d}/samba/ncalrpc
-  log file = ${d}/samba/log.%m
-  interfaces = ${S()}
-  bind interfaces only = yes
-  disable netbios = yes
-  rpc start on demand helpers = no
-  load printers = no
-  printcap name = /dev/null
-`,
-    );
+    writeSmbConf(join(d, 'smb.conf'), join(d, 'samba'), S());
     await lab.start(
       'samba-dcerpcd',
       'server',
