@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -12,10 +11,13 @@ import type { FlowResult } from '../src/probe/verdict.js';
 import { MAX_DETAIL_BYTES } from '../src/server/app.js';
 import { openDb } from '../src/server/db.js';
 import { Store } from '../src/server/store.js';
-import { BIN, ROOT } from './helpers.js';
+import { BIN, freePort, OWN_LOOPBACK, ROOT, startServe } from './helpers.js';
 
 const LOOPBACK = readFileSync(`${ROOT}examples/lab/loopback.yaml`, 'utf8');
 // Quick probes: every target is on loopback, where a closed port answers at once.
+/** Where the servers of this file listen: ports found free here stay free (helpers.ts OWN_LOOPBACK). */
+const HOST = OWN_LOOPBACK;
+
 const CHECK = { timeoutMs: 500, attempts: 1, spacingMs: 10, retryBudgetMs: 100 };
 /** The failing verdicts in which the target itself never answered (verdict.ts unanswered). */
 const NO_ANSWER = ['dns-failed', 'no-host', 'no-route', 'blocked', 'filtered'];
@@ -33,51 +35,25 @@ function tempDir(): string {
   return d;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** Starts `portolan serve` on a SQLite file and resolves once it listens. */
+/**
+ * `portolan serve` on a SQLite file in DIR, on this process's own loopback address at PORT (a
+ * server restarted on the same port must find it free: on 127.0.0.1 another test file could take
+ * it while the server is down). Resolves once it listens.
+ */
 async function serve(dir: string, port: number, extra: string[] = []): Promise<ChildProcess> {
-  const child = spawn(
-    process.execPath,
-    [
-      BIN,
-      'serve',
-      '--db',
-      join(dir, 'store.db'),
-      '--listen',
-      `127.0.0.1:${port}`,
-      '--no-examples',
-      '--token-file',
-      join(dir, 'admin'),
-      ...extra,
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const { child } = await startServe(`${HOST}:${port}`, [
+    '--db',
+    join(dir, 'store.db'),
+    '--token-file',
+    join(dir, 'admin'),
+    ...extra,
+  ]);
   children.push(child);
-  let out = '';
-  await new Promise<void>((resolve, reject) => {
-    child.stdout?.on('data', (b) => {
-      out += String(b);
-      if (out.includes('portolan serve: http')) resolve();
-    });
-    child.stderr?.on('data', (b) => {
-      out += String(b);
-    });
-    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${out}`)));
-  });
   return child;
 }
 
 async function api(port: number, token: string, method: string, path: string, body?: unknown) {
-  const r = await fetch(`http://127.0.0.1:${port}${path}`, {
+  const r = await fetch(`http://${HOST}:${port}${path}`, {
     method,
     headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
     ...(body ? { body: JSON.stringify(body) } : {}),
@@ -132,7 +108,7 @@ test('SIGKILL of the server while 20 agents post: after a restart every run is s
     });
     agents.push(
       new Agent({
-        server: `http://127.0.0.1:${port}`,
+        server: `http://${HOST}:${port}`,
         token: enrol.token as string,
         spool: join(dir, `spool-${i}`),
         check: CHECK,
@@ -192,7 +168,7 @@ test('the server is stopped a while: the agent spools, and the runs arrive once 
         BIN,
         'agent',
         '--server',
-        `http://127.0.0.1:${port}`,
+        `http://${HOST}:${port}`,
         '--token',
         enrol.token as string,
         '--spool',
@@ -270,13 +246,15 @@ test('agent --once that never reaches the server exits 3 and says what it spoole
   const spool = join(dir, 'spool');
   const r = spawnSync(
     process.execPath,
-    [BIN, 'agent', '--server', `http://127.0.0.1:${port}`, '--token', 'pta_x', '--spool', spool, '--once'],
+    [BIN, 'agent', '--server', `http://${HOST}:${port}`, '--token', 'pta_x', '--spool', spool, '--once'],
     { encoding: 'utf8' },
   );
   assert.equal(r.status, 3, r.stderr);
   assert.match(
     r.stderr,
-    /server unreachable: POST http:\/\/127\.0\.0\.1:\d+\/api\/agent\/heartbeat: ECONNREFUSED/,
+    new RegExp(
+      `server unreachable: POST http://${HOST.replaceAll('.', '\\.')}:\\d+/api/agent/heartbeat: ECONNREFUSED`,
+    ),
   );
   assert.ok(
     r.stderr
@@ -289,7 +267,7 @@ test('agent --once that never reaches the server exits 3 and says what it spoole
   assert.match(help.stdout, /3 when the\s+server\s+could\s+not\s+be\s+reached\s+at\s+all/);
 });
 
-/** A private CA and a server certificate for 127.0.0.1 signed by it, made with openssl. */
+/** A private CA and a server certificate for HOST signed by it, made with openssl. */
 function certificates(dir: string) {
   const ssl = (...args: string[]) => {
     const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
@@ -320,9 +298,9 @@ function certificates(dir: string) {
     '-out',
     'server.csr',
     '-subj',
-    '/CN=127.0.0.1',
+    `/CN=${HOST}`,
   );
-  writeFileSync(join(dir, 'san.ext'), 'subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\n');
+  writeFileSync(join(dir, 'san.ext'), `subjectAltName = IP:${HOST}\nextendedKeyUsage = serverAuth\n`);
   ssl(
     'x509',
     '-req',
@@ -350,7 +328,7 @@ test('TLS: serve --tls-cert/--tls-key with an openssl certificate; the agent pos
   const pki = certificates(dir);
   const port = await freePort();
   const server = await serve(dir, port, ['--tls-cert', pki.cert, '--tls-key', pki.key]);
-  const base = `https://127.0.0.1:${port}`;
+  const base = `https://${HOST}:${port}`;
   const admin = readFileSync(join(dir, 'admin'), 'utf8').trim();
   const ca = readFileSync(pki.ca);
   // The API answers over TLS only, with the certificate openssl made.
@@ -360,7 +338,7 @@ test('TLS: serve --tls-cert/--tls-key with an openssl certificate; the agent pos
     site: 'lab-loopback',
     host: 'vbr',
   });
-  const plain = await fetch(`http://127.0.0.1:${port}/api/sites`).then(
+  const plain = await fetch(`http://${HOST}:${port}/api/sites`).then(
     () => 'answered',
     (err) => (err as { cause?: { code?: string } }).cause?.code ?? 'failed',
   );
@@ -514,11 +492,11 @@ test('a wrong agent token is a user error on every agent request: one line namin
   // The real server with a token it never issued.
   const port = await freePort();
   await serve(dir, port);
-  const real = await agentOnce(`http://127.0.0.1:${port}`, join(dir, 'spool-real'));
+  const real = await agentOnce(`http://${HOST}:${port}`, join(dir, 'spool-real'));
   assert.equal(real.code, 2, real.stderr);
   assert.equal(
     real.stderr,
-    `portolan: server http://127.0.0.1:${port} refused the agent token (POST /api/agent/heartbeat: HTTP 401 unknown token): the token is mistyped or was revoked; enrol this host again (POST /api/agents) and give the new token with --token\n`,
+    `portolan: server http://${HOST}:${port} refused the agent token (POST /api/agent/heartbeat: HTTP 401 unknown token): the token is mistyped or was revoked; enrol this host again (POST /api/agents) and give the new token with --token\n`,
   );
   // Each request the agent makes, refused in turn by a fake server.
   for (const [path, status, said] of [
@@ -674,7 +652,7 @@ test('a plan of another shape, from the server or the spool, is logged and set a
     server.close();
   }
   writeFileSync(join(spool, 'plan.json'), '{"version": 1}');
-  const cached = await agent(`http://127.0.0.1:${await freePort()}`);
+  const cached = await agent(`http://${HOST}:${await freePort()}`);
   assert.equal(cached.code, 3, cached.stderr);
   assert.match(
     cached.stderr,

@@ -2,7 +2,7 @@ import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_pr
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BIN, ROOT } from './helpers.js';
+import { BIN, collect, ROOT } from './helpers.js';
 
 /**
  * A two-namespace lab for `check` tests: a client namespace (where portolan runs) and a server
@@ -215,6 +215,53 @@ export class Lab {
     }
   }
 
+  /**
+   * nginx in the server namespace (`nginx -p DIR/nginx`, one worker, no access log), its http
+   * block holding SERVERS (`server { ... }` blocks, as nginx.conf has them); resolves once it
+   * listens on every address:port of LISTENS.
+   */
+  startNginx(
+    servers: string,
+    listens: readonly { proto: 'tcp'; address: string; port: number }[],
+  ): Promise<void> {
+    const d = this.dir;
+    mkdirSync(join(d, 'nginx'), { recursive: true });
+    writeFileSync(
+      join(d, 'nginx', 'nginx.conf'),
+      `worker_processes 1; pid ${d}/nginx/nginx.pid; error_log ${d}/nginx/error.log; daemon off;
+events { worker_connections 64; }
+http { access_log off; client_body_temp_path ${d}/nginx/b; proxy_temp_path ${d}/nginx/p;
+  fastcgi_temp_path ${d}/nginx/f; uwsgi_temp_path ${d}/nginx/u; scgi_temp_path ${d}/nginx/s;
+${servers} }
+`,
+    );
+    return this.start(
+      'nginx',
+      'server',
+      ['nginx', '-p', join(d, 'nginx'), '-c', join(d, 'nginx', 'nginx.conf')],
+      listens,
+    );
+  }
+
+  /**
+   * chronyd in the server namespace, an NTP server (stratum 8, its local clock) on ADDRESS port
+   * 123 for the clients ALLOW names (`all`, or an address: chrony.conf's allow). -x: it never
+   * touches the clock, which the namespaces share with the host.
+   */
+  startChronyd(address: string, allow: string): Promise<void> {
+    const d = this.dir;
+    writeFileSync(
+      join(d, 'chrony.conf'),
+      `local stratum 8\nallow ${allow}\nport 123\nbindaddress ${address}\ncmdport 0\nbindcmdaddress /\npidfile ${d}/chronyd.pid\ndriftfile ${d}/chrony.drift\n`,
+    );
+    return this.start(
+      'chronyd',
+      'server',
+      ['chronyd', '-d', '-x', '-u', 'root', '-f', join(d, 'chrony.conf')],
+      [{ proto: 'udp', address, port: 123 }],
+    );
+  }
+
   private listening(ns: string, proto: 'tcp' | 'udp', address: string, port: number): boolean {
     const out = spawnSync('ip', ['netns', 'exec', ns, 'ss', '-Hn', proto === 'tcp' ? '-lt' : '-lu'], {
       encoding: 'utf8',
@@ -232,27 +279,12 @@ export class Lab {
     args: readonly string[],
     opts: { env?: Record<string, string>; timeoutMs?: number } = {},
   ): Promise<CliResult> {
-    return new Promise((resolve) => {
-      const child = spawn('ip', ['netns', 'exec', this.client, process.execPath, BIN, ...args], {
-        cwd: ROOT,
-        // No connect-rate cap (PORTOLAN_MAX_RATE=0) in the lab's own namespaces: nothing there to alarm,
-        // and large ranges stay quick. The rate tests give --max-rate themselves.
-        env: { ...process.env, NO_COLOR: '1', PORTOLAN_MAX_RATE: '0', ...opts.env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => {
-        stdout += d.toString();
-      });
-      child.stderr.on('data', (d: Buffer) => {
-        stderr += d.toString();
-      });
-      const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 180000);
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr });
-      });
+    return collect('ip', ['netns', 'exec', this.client, process.execPath, BIN, ...args], {
+      cwd: ROOT,
+      // No connect-rate cap (PORTOLAN_MAX_RATE=0) in the lab's own namespaces: nothing there to alarm,
+      // and large ranges stay quick. The rate tests give --max-rate themselves.
+      env: { ...process.env, NO_COLOR: '1', PORTOLAN_MAX_RATE: '0', ...opts.env },
+      timeoutMs: opts.timeoutMs ?? 180000,
     });
   }
 
@@ -331,6 +363,43 @@ export interface CheckJson {
  * The report of a `check --format json` run; a run that printed none fails with its exit code
  * (`code` from spawn, `status` from spawnSync), its output (the first 2000 characters) and stderr.
  */
+/**
+ * Writes FILE, an smb.conf for a samba peer (smbd, samba-dcerpcd) bound to ADDRESS alone, with its
+ * state directories under STATE (made here), no NetBIOS and no printers. share: smbd's port 445 and
+ * a [share] (STATE/share). extra: more [global] lines.
+ */
+export function writeSmbConf(
+  file: string,
+  state: string,
+  address: string,
+  opts: { share?: boolean; extra?: string } = {},
+): void {
+  const subs = ['private', 'lock', 'state', 'cache', 'pid', 'ncalrpc', ...(opts.share ? ['share'] : [])];
+  for (const sub of subs) mkdirSync(join(state, sub), { recursive: true });
+  const lines = [
+    '[global]',
+    '  workgroup = LAB',
+    '  server role = standalone server',
+    `  private dir = ${state}/private`,
+    `  lock directory = ${state}/lock`,
+    `  state directory = ${state}/state`,
+    `  cache directory = ${state}/cache`,
+    `  pid directory = ${state}/pid`,
+    `  ncalrpc dir = ${state}/ncalrpc`,
+    `  log file = ${state}/log.%m`,
+    `  interfaces = ${address}`,
+    '  bind interfaces only = yes',
+    ...(opts.share ? ['  smb ports = 445'] : []),
+    '  disable netbios = yes',
+    '  rpc start on demand helpers = no',
+    '  load printers = no',
+    '  printcap name = /dev/null',
+    ...(opts.extra !== undefined ? [`  ${opts.extra}`] : []),
+    ...(opts.share ? ['[share]', `  path = ${state}/share`] : []),
+  ];
+  writeFileSync(file, `${lines.join('\n')}\n`);
+}
+
 export function checkJson(r: {
   code?: number | null;
   status?: number | null;

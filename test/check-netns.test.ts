@@ -12,6 +12,7 @@ import {
   type PortVerdict,
   portVerdicts,
   selfSignedCert,
+  writeSmbConf,
 } from './check-lab.js';
 import { ROOT } from './helpers.js';
 
@@ -140,21 +141,9 @@ table inet lab {
     // A TLS 1.3 server whose only suite (CCM_8) no default client offers: the handshake fails.
     started.push(sServer(4435, '-tls1_3', '-ciphersuites', 'TLS_AES_128_CCM_8_SHA256'));
 
-    mkdirSync(join(d, 'nginx'), { recursive: true });
-    writeFileSync(
-      join(d, 'nginx', 'nginx.conf'),
-      `worker_processes 1; pid ${d}/nginx/nginx.pid; error_log ${d}/nginx/error.log; daemon off;
-events { worker_connections 64; }
-http { access_log off; client_body_temp_path ${d}/nginx/b; proxy_temp_path ${d}/nginx/p;
-  fastcgi_temp_path ${d}/nginx/f; uwsgi_temp_path ${d}/nginx/u; scgi_temp_path ${d}/nginx/s;
-  server { listen ${S()}:8080; listen ${S()}:8006; listen ${S()}:7010; location / { return 200 "lab\\n"; } } }
-`,
-    );
     started.push(
-      lab.start(
-        'nginx',
-        'server',
-        ['nginx', '-p', join(d, 'nginx'), '-c', join(d, 'nginx', 'nginx.conf')],
+      lab.startNginx(
+        `  server { listen ${S()}:8080; listen ${S()}:8006; listen ${S()}:7010; location / { return 200 "lab\\n"; } }`,
         [
           { proto: 'tcp', address: S(), port: 8080 },
           { proto: 'tcp', address: S(), port: 8006 },
@@ -162,44 +151,8 @@ http { access_log off; client_body_temp_path ${d}/nginx/b; proxy_temp_path ${d}/
         ],
       ),
     );
-    writeFileSync(
-      join(d, 'chrony.conf'),
-      `local stratum 8\nallow all\nport 123\nbindaddress ${S()}\ncmdport 0\nbindcmdaddress /\npidfile ${d}/chronyd.pid\ndriftfile ${d}/chrony.drift\n`,
-    );
-    // -x: never touch the clock (the namespaces share the host's).
-    started.push(
-      lab.start(
-        'chronyd',
-        'server',
-        ['chronyd', '-d', '-x', '-u', 'root', '-f', join(d, 'chrony.conf')],
-        [{ proto: 'udp', address: S(), port: 123 }],
-      ),
-    );
-    for (const sub of ['private', 'lock', 'state', 'cache', 'pid', 'ncalrpc', 'share'])
-      mkdirSync(join(d, 'samba', sub), { recursive: true });
-    writeFileSync(
-      join(d, 'smb.conf'),
-      `[global]
-  workgroup = LAB
-  server role = standalone server
-  private dir = ${d}/samba/private
-  lock directory = ${d}/samba/lock
-  state directory = ${d}/samba/state
-  cache directory = ${d}/samba/cache
-  pid directory = ${d}/samba/pid
-  ncalrpc dir = ${d}/samba/ncalrpc
-  log file = ${d}/samba/log.%m
-  interfaces = ${S()}
-  bind interfaces only = yes
-  smb ports = 445
-  disable netbios = yes
-  rpc start on demand helpers = no
-  load printers = no
-  printcap name = /dev/null
-[share]
-  path = ${d}/samba/share
-`,
-    );
+    started.push(lab.startChronyd(S(), 'all'));
+    writeSmbConf(join(d, 'smb.conf'), join(d, 'samba'), S(), { share: true });
     started.push(
       lab.start(
         'smbd',

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { maxRateFrom } from '../src/cli/check.js';
 import { burstFor, type Clock, DEFAULT_MAX_RATE, RateLimiter } from '../src/probe/rate.js';
-import { BIN, ROOT, runCli } from './helpers.js';
+import { BIN, collect, ROOT, runCli } from './helpers.js';
 
 /** A clock the test moves by hand. */
 class FakeClock implements Clock {
@@ -108,24 +107,13 @@ describe('connect rate: probe against real listeners on loopback', () => {
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   });
 
-  function probe(args: string[], env: Record<string, string>) {
-    return new Promise<{ code: number | null; stdout: string; stderr: string; ms: number }>((resolve) => {
-      const t0 = performance.now();
-      const child = spawn(process.execPath, [BIN, ...args], {
-        cwd: ROOT,
-        env: { ...process.env, NO_COLOR: '1', ...env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => {
-        stdout += d;
-      });
-      child.stderr.on('data', (d) => {
-        stderr += d;
-      });
-      child.on('close', (code) => resolve({ code, stdout, stderr, ms: performance.now() - t0 }));
+  async function probe(args: string[], env: Record<string, string>) {
+    const t0 = performance.now();
+    const r = await collect(process.execPath, [BIN, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, NO_COLOR: '1', ...env },
     });
+    return { ...r, ms: performance.now() - t0 };
   }
 
   it('--max-rate 20: every connect arrives, and no faster than 20 a second (an upper bound only)', {

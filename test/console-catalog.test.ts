@@ -1,81 +1,27 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { type Browser, chromium } from 'playwright-core';
 import { loadCatalogs } from '../src/catalog/load.js';
-import { BIN } from './helpers.js';
+import { type ConsoleRun, skipConsole, startConsole } from './console-helpers.js';
 
 /**
  * The console's catalog page in real headless Chromium cites as `portolan catalog` does: a
  * document row with what the row says there, an advisory by its vendor page, and the advisories
  * apart from the document entries (never "undefined undefined row undefined").
  */
-const CHROMIUM = '/usr/bin/chromium';
-
-let server: ChildProcess | undefined;
-let browser: Browser | undefined;
-const dir = mkdtempSync(join(tmpdir(), 'ptcatalog-'));
-after(async () => {
-  await browser?.close();
-  server?.kill('SIGTERM');
-  rmSync(dir, { recursive: true, force: true });
-});
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+let run: ConsoleRun | undefined;
+after(() => run?.close());
 
 test('console catalog: document rows with their ref, advisories apart with their page', {
-  skip: existsSync(CHROMIUM) ? false : 'Debian chromium not installed',
+  skip: skipConsole,
   timeout: 120_000,
 }, async () => {
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  server = spawn(
-    process.execPath,
-    [
-      BIN,
-      'serve',
-      '--db',
-      join(dir, 'store.db'),
-      '--listen',
-      `127.0.0.1:${port}`,
-      '--no-examples',
-      '--token-file',
-      join(dir, 'admin'),
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  await new Promise<void>((resolve) => {
-    let out = '';
-    server?.stdout?.on('data', (b) => {
-      out += String(b);
-      if (out.includes('portolan serve: http')) resolve();
-    });
-  });
-  const admin = readFileSync(join(dir, 'admin'), 'utf8').trim();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
-  });
-  const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  run = await startConsole('ptcatalog-');
+  const { base } = run;
+  const page = await run.newPage({ viewport: { width: 1280, height: 900 } });
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(base);
-  await page.getByLabel('API token').fill(admin);
-  await page.getByRole('button', { name: 'Use token' }).click();
-  await page.getByRole('heading', { name: 'Sites' }).waitFor();
+  await run.signIn(page);
   await page.goto(`${base}/#/catalog`);
   const entries = page.getByRole('table', { name: 'druva-vmware entries' });
   const advisories = page.getByRole('table', { name: 'druva-vmware advisories' });

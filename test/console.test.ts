@@ -1,41 +1,22 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { Agent } from '../src/agent/agent.js';
 import { loadCatalogs } from '../src/catalog/load.js';
 import { buildExportModel } from '../src/export/model.js';
 import { siteGraph } from '../src/export/site-graph.js';
 import { parseSite } from '../src/server/sites.js';
-import { BIN, ROOT } from './helpers.js';
+import { type ConsoleRun, skipConsole, startConsole } from './console-helpers.js';
+import { ROOT } from './helpers.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = join(ROOT, 'test-artifacts', 'console');
 const LOOPBACK = readFileSync(`${ROOT}examples/lab/loopback.yaml`, 'utf8');
 const LOOPBACK_V2 = `${LOOPBACK.trimEnd()}\n  wrk: { address: 127.0.0.4, roles: [veeam-proxmox:worker] }\n`;
 
-let server: ChildProcess | undefined;
-let browser: Browser | undefined;
-const dir = mkdtempSync(join(tmpdir(), 'ptconsole-'));
-after(async () => {
-  await browser?.close();
-  server?.kill('SIGTERM');
-  rmSync(dir, { recursive: true, force: true });
-});
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+let run: ConsoleRun | undefined;
+after(() => run?.close());
 
 async function shot(page: Page, name: string) {
   mkdirSync(SHOTS, { recursive: true });
@@ -43,63 +24,16 @@ async function shot(page: Page, name: string) {
 }
 
 test('console: upload a site, see its matrix, agent verdicts, a change-request row change state, download nftables', {
-  skip: existsSync(CHROMIUM) ? false : 'Debian chromium not installed',
+  skip: skipConsole,
   timeout: 300_000,
 }, async () => {
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  server = spawn(
-    process.execPath,
-    [
-      BIN,
-      'serve',
-      '--db',
-      join(dir, 'store.db'),
-      '--listen',
-      `127.0.0.1:${port}`,
-      '--no-examples',
-      '--token-file',
-      join(dir, 'admin'),
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  await new Promise<void>((resolve) => {
-    let out = '';
-    server?.stdout?.on('data', (b) => {
-      out += String(b);
-      if (out.includes('portolan serve: http')) resolve();
-    });
-  });
-  const admin = readFileSync(join(dir, 'admin'), 'utf8').trim();
-  const api = async (method: string, path: string, body?: unknown, token = admin) => {
-    const r = await fetch(`${base}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-    return (await r.json()) as Record<string, unknown>;
-  };
-
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
-  });
-  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
+  run = await startConsole('ptconsole-');
+  const { base, dir, api } = run;
+  const page = await run.newPage({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(base);
-  await page.getByLabel('API token').fill(admin);
-  await page.getByRole('button', { name: 'Use token' }).click();
-  await page.getByRole('heading', { name: 'Sites' }).waitFor();
+  await run.signIn(page);
 
   // Upload the site through the console.
   await page.getByLabel('inventory YAML').fill(LOOPBACK);

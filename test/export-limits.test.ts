@@ -17,7 +17,8 @@ import { IPTABLES_LINE_MAX, LINE_LIMITS } from '../src/export/limits.js';
 import { runCli } from './helpers.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'portolan-limits-'));
-const NS_PREFIX = `ptl${process.pid}`;
+// `-` ends the pid: `ptl12-34` and `ptl123-4` are two runs (`ptl1234` was both).
+const NS_PREFIX = `ptl${process.pid}-`;
 const namespaces: string[] = [];
 after(() => {
   for (const ns of namespaces) spawnSync('ip', ['netns', 'del', ns]);

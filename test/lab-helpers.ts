@@ -1,10 +1,10 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { labKey, NAME_PREFIX } from '../src/lab/names.js';
 import { labUnavailable } from './check-lab.js';
-import { BIN, type CliResult, ROOT } from './helpers.js';
+import { BIN, type CliResult, collect, ROOT } from './helpers.js';
 
 /**
  * Helpers for `portolan lab` tests. Each test file gets its own state directory
@@ -46,26 +46,11 @@ export function lab(
   env: Record<string, string>,
   opts: { timeoutMs?: number; onSpawn?: (pid: number) => void } = {},
 ): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, 'lab', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, NO_COLOR: '1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    if (child.pid) opts.onSpawn?.(child.pid);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 900_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
+  return collect(process.execPath, [BIN, 'lab', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, NO_COLOR: '1', ...env },
+    timeoutMs: opts.timeoutMs ?? 900_000,
+    ...(opts.onSpawn ? { onSpawn: opts.onSpawn } : {}),
   });
 }
 

@@ -3,6 +3,7 @@ import net from 'node:net';
 import { describe, it } from 'node:test';
 import { makeProbe, RESPONDER_CONNECTIONS_PER_SOURCE } from '../src/listen/protocol.js';
 import { Answerer, type ProbeEvent, Responder } from '../src/listen/responder.js';
+import { freePort, OWN_LOOPBACK } from './helpers.js';
 
 /**
  * The responder's per-source share against a real Responder on loopback (no fakes): what it holds
@@ -11,15 +12,9 @@ import { Answerer, type ProbeEvent, Responder } from '../src/listen/responder.js
  */
 
 const SECRET = 'listen-share-secret-0123456789';
-const ADDRESS = '127.0.0.1';
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen({ host: ADDRESS, port: 0 }, resolve));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
+// This process's own loopback address (helpers.ts): the port found free there is still free when the
+// responder binds it; on 127.0.0.1 a test file running alongside could take it in between.
+const ADDRESS = OWN_LOOPBACK;
 
 /** Connects, runs `then` on the connected socket, and resolves once the socket is closed. */
 function conn(port: number, then: (s: net.Socket) => void): Promise<string> {
@@ -50,7 +45,7 @@ describe('listen: one source, every way a connection ends', () => {
   }, async () => {
     const events: ProbeEvent[] = [];
     const responder = new Responder(new Answerer(SECRET), (e) => events.push(e));
-    const port = await freePort();
+    const port = await freePort(ADDRESS);
     const [bound] = await responder.bindAll([{ proto: 'tcp', address: ADDRESS, port, local: true }]);
     assert.equal(bound?.error, undefined, JSON.stringify(bound?.error));
     try {

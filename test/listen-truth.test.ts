@@ -17,7 +17,7 @@ import {
   portVerdicts,
   selfSignedCert,
 } from './check-lab.js';
-import { BIN, ROOT } from './helpers.js';
+import { BIN, collect, ROOT } from './helpers.js';
 
 /**
  * `listen` and `check --secret` telling the truth (issues 8, 10 and 11), in five network namespaces
@@ -168,26 +168,11 @@ interface Run {
 
 /** The real CLI in a namespace. */
 function cli(ns: string, args: readonly string[], timeoutMs = 600_000): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, BIN, ...args], {
-      cwd: ROOT,
-      // The full-range checks run uncapped in the test's own namespaces.
-      env: { ...process.env, NO_COLOR: '1', PORTOLAN_MAX_RATE: '0' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
+  return collect('ip', ['netns', 'exec', ns, process.execPath, BIN, ...args], {
+    cwd: ROOT,
+    // The full-range checks run uncapped in the test's own namespaces.
+    env: { ...process.env, NO_COLOR: '1', PORTOLAN_MAX_RATE: '0' },
+    timeoutMs,
   });
 }
 

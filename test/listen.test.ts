@@ -808,7 +808,6 @@ describe('portolan listen: a generated secret, text log and the TTL', () => {
     async () => {
       const base = await freeBase(2);
       const site = writeSite([{ proto: 'tcp', ports: [base] }]);
-      const started = Date.now();
       const l = listen([site, '--host', 'srv', '--ttl', '4s']);
       const secretLine = await l.waitLine((x) => x.startsWith('secret: '), 'secret line');
       const secret = secretLine.split(' ')[1] ?? '';
@@ -823,9 +822,10 @@ describe('portolan listen: a generated secret, text log and the TTL', () => {
         (x) => x.includes(` answered tcp/${base} from 127.0.0.2:${r.localPort} to 127.0.0.1:${base} `),
         'text log line',
       );
+      // Exits by itself at the TTL (the test's timeout is the guard against it never doing so; how
+      // long after the TTL it exits is the machine's load, not the responder's).
       const { code } = await l.exited;
       assert.equal(code, 0, l.stderr);
-      assert.ok(Date.now() - started < 60_000);
       assert.ok(
         l.lines.includes(
           'TTL of 4s ended: 1 signed probe answered, 0 reach (connected and closed without data), 0 rejected, 0 refused for load',

@@ -1,10 +1,13 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort, OWN_LOOPBACK } from './helpers.js';
 
-/** A throwaway PostgreSQL cluster (Debian's server) in a temp directory, on a free loopback port. */
+/**
+ * A throwaway PostgreSQL cluster (Debian's server) in a temp directory, listening on this test
+ * process's own loopback address (OWN_LOOPBACK), where no other test file can take its port.
+ */
 export interface PgCluster {
   url: string;
   stop(): void;
@@ -19,17 +22,6 @@ function pgBin(): string | undefined {
   return v ? join(base, v, 'bin') : undefined;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
-
 /** Why no cluster can be started here, or undefined when one can. */
 export function pgUnavailable(): string | undefined {
   if (!pgBin()) return 'PostgreSQL server binaries not installed (Debian package postgresql)';
@@ -38,7 +30,7 @@ export function pgUnavailable(): string | undefined {
   return undefined;
 }
 
-/** initdb + pg_ctl start as the postgres user; trust auth on loopback only. Call stop() after. */
+/** initdb + pg_ctl start as the postgres user; trust auth, on loopback only. Call stop() after. */
 export async function startPg(): Promise<PgCluster> {
   const bin = pgBin() as string;
   const dir = mkdtempSync(join(tmpdir(), 'ptpg-'));
@@ -57,11 +49,11 @@ export async function startPg(): Promise<PgCluster> {
     '-t',
     '120',
     '-o',
-    `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`,
+    `-p ${port} -k ${dir} -c listen_addresses=${OWN_LOOPBACK} -c fsync=off -c max_connections=200`,
     'start',
   ]);
   return {
-    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    url: `postgres://postgres@${OWN_LOOPBACK}:${port}/postgres`,
     stop() {
       try {
         as('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);

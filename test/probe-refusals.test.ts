@@ -13,6 +13,7 @@ import {
   type PortVerdict,
   portVerdicts,
   selfSignedCert,
+  writeSmbConf,
 } from './check-lab.js';
 import { ROOT } from './helpers.js';
 
@@ -217,32 +218,7 @@ describe('probe: servers that refuse this client, or want more than it has', { s
     // second address). Each has its own state directories.
     const smbd = (name: string, address: string, extra: string) => {
       const dir = join(d, name);
-      for (const sub of ['private', 'lock', 'state', 'cache', 'pid', 'ncalrpc', 'share'])
-        mkdirSync(join(dir, sub), { recursive: true });
-      writeFileSync(
-        join(dir, 'smb.conf'),
-        `[global]
-  workgroup = LAB
-  server role = standalone server
-  private dir = ${dir}/private
-  lock directory = ${dir}/lock
-  state directory = ${dir}/state
-  cache directory = ${dir}/cache
-  pid directory = ${dir}/pid
-  ncalrpc dir = ${dir}/ncalrpc
-  log file = ${dir}/log.%m
-  interfaces = ${address}
-  bind interfaces only = yes
-  smb ports = 445
-  disable netbios = yes
-  rpc start on demand helpers = no
-  load printers = no
-  printcap name = /dev/null
-  ${extra}
-[share]
-  path = ${dir}/share
-`,
-      );
+      writeSmbConf(join(dir, 'smb.conf'), dir, address, { share: true, extra });
       return lab.start(
         `smbd ${name}`,
         'server',
@@ -256,14 +232,9 @@ describe('probe: servers that refuse this client, or want more than it has', { s
     lab.addServerAddress(SMB311());
     started.push(smbd('smb311', SMB311(), 'server min protocol = SMB3_11'));
     // nginx that completes a handshake only for a server name it has a certificate for.
-    mkdirSync(join(d, 'nginx'), { recursive: true });
-    writeFileSync(
-      join(d, 'nginx', 'nginx.conf'),
-      `worker_processes 1; pid ${d}/nginx/nginx.pid; error_log ${d}/nginx/error.log; daemon off;
-events { worker_connections 64; }
-http { access_log off; client_body_temp_path ${d}/nginx/b; proxy_temp_path ${d}/nginx/p;
-  fastcgi_temp_path ${d}/nginx/f; uwsgi_temp_path ${d}/nginx/u; scgi_temp_path ${d}/nginx/s;
-  server { listen ${S()}:9443 ssl default_server; ssl_reject_handshake on; }
+    started.push(
+      lab.startNginx(
+        `  server { listen ${S()}:9443 ssl default_server; ssl_reject_handshake on; }
   server { listen ${S()}:9443 ssl; server_name sni.lab.test; ssl_certificate ${cert}; ssl_certificate_key ${key};
     location / { return 200 "lab\\n"; } }
   server { listen ${S()}:9080; return 444; }
@@ -271,14 +242,7 @@ http { access_log off; client_body_temp_path ${d}/nginx/b; proxy_temp_path ${d}/
   server { listen ${S()}:9081; return 503; }
   server { listen ${S()}:9082; location / { proxy_pass http://127.0.0.1:1; } }
   server { listen ${S()}:9445 ssl; ssl_certificate ${cert}; ssl_certificate_key ${key};
-    location / { proxy_pass http://127.0.0.1:1; } } }
-`,
-    );
-    started.push(
-      lab.start(
-        'nginx',
-        'server',
-        ['nginx', '-p', join(d, 'nginx'), '-c', join(d, 'nginx', 'nginx.conf')],
+    location / { proxy_pass http://127.0.0.1:1; } }`,
         [
           { proto: 'tcp', address: S(), port: 9443 },
           { proto: 'tcp', address: S(), port: 9080 },
@@ -290,19 +254,7 @@ http { access_log off; client_body_temp_path ${d}/nginx/b; proxy_temp_path ${d}/
       ),
     );
     // chronyd that serves only another client (its allow line leaves this one out).
-    writeFileSync(
-      join(d, 'chrony.conf'),
-      `local stratum 8\nallow 10.213.${lab.net}.99\nport 123\nbindaddress ${S()}\ncmdport 0\nbindcmdaddress /\npidfile ${d}/chronyd.pid\ndriftfile ${d}/chrony.drift\n`,
-    );
-    // -x: never touch the clock (the namespaces share the host's).
-    started.push(
-      lab.start(
-        'chronyd',
-        'server',
-        ['chronyd', '-d', '-x', '-u', 'root', '-f', join(d, 'chrony.conf')],
-        [{ proto: 'udp', address: S(), port: 123 }],
-      ),
-    );
+    started.push(lab.startChronyd(S(), `10.213.${lab.net}.99`));
     lab.hosts([`${S()} sni.lab.test`]);
     await Promise.all(started);
 

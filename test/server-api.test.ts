@@ -1,73 +1,27 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { FastifyInstance } from 'fastify';
 import { FORMAT_NAMES } from '../src/export/index.js';
-import { buildApp } from '../src/server/app.js';
-import { type Db, openDb } from '../src/server/db.js';
-import { Store } from '../src/server/store.js';
 import { WebhookPolicy } from '../src/server/webhooks.js';
 import { ROOT } from './helpers.js';
-import { type PgCluster, pgUnavailable, startPg } from './pg-cluster.js';
+import { apiSuites, call } from './server-helpers.js';
 
 const LOOPBACK = readFileSync(`${ROOT}examples/lab/loopback.yaml`, 'utf8');
 // Version 2 adds a worker: five new flows, two of them from the backup server.
 const LOOPBACK_V2 = `${LOOPBACK.trimEnd()}\n  wrk: { address: 127.0.0.4, roles: [veeam-proxmox:worker] }\n`;
 const NEW_FLOW = 'veeam-proxmox vbr/backup-server wrk/worker tcp https';
 
-interface Ctx {
-  app: FastifyInstance;
-  db: Db;
-  admin: string;
-  viewer: string;
-}
-
-type Inject = Awaited<ReturnType<FastifyInstance['inject']>>;
-
-async function call(
-  ctx: Ctx,
-  method: string,
-  url: string,
-  token: string | null,
-  body?: unknown,
-): Promise<Inject> {
-  return ctx.app.inject({
-    method: method as 'GET',
-    url,
-    headers: token ? { authorization: `Bearer ${token}` } : {},
-    ...(body !== undefined ? { payload: body as object } : {}),
-  });
-}
-
-function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<void> }>, skip?: string) {
-  describe(`serve API on ${name}`, { skip: skip ?? false, timeout: 300_000 }, () => {
-    const ctx = {} as Ctx;
-    let close: () => Promise<void> = async () => {};
-    before(async () => {
-      const o = await open();
-      close = o.close;
-      ctx.db = o.db;
-      const store = new Store(o.db);
-      ctx.admin = await store.createToken('admin');
-      ctx.viewer = await store.createToken('viewer');
-      // The webhook receiver listens on loopback, which webhooks may reach only when allowed.
-      ctx.app = await buildApp({
-        store,
-        generatorVersion: '0.0.0-test',
-        bodyLimit: 256 * 1024,
-        webhooks: new WebhookPolicy(['127.0.0.0/8']),
-      });
-    });
-    after(async () => {
-      await ctx.app?.close();
-      await close();
-    });
-
+apiSuites(
+  'serve API',
+  {
+    prefix: 'ptserve-',
+    // The webhook receiver listens on loopback, which webhooks may reach only when allowed.
+    app: { bodyLimit: 256 * 1024, webhooks: new WebhookPolicy(['127.0.0.0/8']) },
+  },
+  (ctx) => {
     test('an inventory upload is stored as a version; the same text makes no new one; an edit makes the next', async () => {
       const r1 = await call(ctx, 'POST', '/api/sites', ctx.admin, { yaml: LOOPBACK });
       assert.equal(r1.statusCode, 201, r1.body);
@@ -691,34 +645,5 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       const stored = await ctx.db.selectFrom('results').selectAll().where('run_key', '=', key).execute();
       assert.equal(stored.length, 0);
     });
-  });
-}
-
-suite('SQLite', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ptserve-'));
-  const db = await openDb({ kind: 'sqlite', file: join(dir, 'store.db') });
-  return {
-    db,
-    close: async () => {
-      await db.destroy();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-});
-
-let pg: PgCluster | undefined;
-suite(
-  'PostgreSQL',
-  async () => {
-    pg = await startPg();
-    const db = await openDb({ kind: 'postgres', url: pg.url });
-    return {
-      db,
-      close: async () => {
-        await db.destroy();
-        pg?.stop();
-      },
-    };
   },
-  pgUnavailable(),
 );

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -10,7 +9,7 @@ import { sql } from 'kysely';
 import type { Verdict } from '../src/probe/verdict.js';
 import { type Db, openDb } from '../src/server/db.js';
 import { type PostedRun, Store } from '../src/server/store.js';
-import { BIN, ROOT } from './helpers.js';
+import { ROOT, startServe } from './helpers.js';
 import { type PgCluster, pgUnavailable, startPg } from './pg-cluster.js';
 
 // Housekeeping by time (retention, stale agents) on an injected clock, and several `serve`
@@ -36,16 +35,6 @@ function tempDir(): string {
   return d;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 async function cluster(): Promise<PgCluster> {
   pg ??= await startPg();
   return pg;
@@ -63,38 +52,11 @@ async function pgDatabase(name: string): Promise<string> {
   return c.url.replace(/\/postgres$/, `/${name}`);
 }
 
-/** `portolan serve` as its own process; resolves once it listens. */
+/** `portolan serve` as its own process, on 127.0.0.1 at a port it binds itself; resolves once it listens. */
 async function serve(db: string, tokenFile: string, extra: string[] = []) {
-  const port = await freePort();
-  const child = spawn(
-    process.execPath,
-    [
-      BIN,
-      'serve',
-      '--db',
-      db,
-      '--listen',
-      `127.0.0.1:${port}`,
-      '--no-examples',
-      '--token-file',
-      tokenFile,
-      ...extra,
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  children.push(child);
-  let out = '';
-  await new Promise<void>((resolve, reject) => {
-    child.stdout?.on('data', (b) => {
-      out += String(b);
-      if (out.includes('portolan serve: http')) resolve();
-    });
-    child.stderr?.on('data', (b) => {
-      out += String(b);
-    });
-    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${out}`)));
-  });
-  return { child, base: `http://127.0.0.1:${port}`, log: () => out };
+  const s = await startServe('127.0.0.1:0', ['--db', db, '--token-file', tokenFile, ...extra]);
+  children.push(s.child);
+  return s;
 }
 
 async function call(base: string, token: string, method: string, path: string, body?: unknown) {
