@@ -46,14 +46,19 @@ export interface ConsoleRun {
 /**
  * Starts serve on 127.0.0.1, port 0 (startServe: the port is the one serve bound, never one found
  * free earlier, which another test file could take meanwhile), and Chromium. Rejects, with what
- * serve printed, if serve exits before it listens. PREFIX names the temporary directory.
+ * serve printed, if serve exits before it listens. PREFIX names the temporary directory; ARGS are
+ * more serve flags (e.g. `--stale-after 3s`).
  */
-export async function startConsole(prefix: string): Promise<ConsoleRun> {
+export async function startConsole(prefix: string, args: readonly string[] = []): Promise<ConsoleRun> {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   const tokenFile = join(dir, 'admin');
-  const served = startServe('127.0.0.1:0', ['--db', join(dir, 'store.db'), '--token-file', tokenFile], {
-    stderr: 'inherit',
-  });
+  const served = startServe(
+    '127.0.0.1:0',
+    ['--db', join(dir, 'store.db'), '--token-file', tokenFile, ...args],
+    {
+      stderr: 'inherit',
+    },
+  );
   let server: ChildProcess | undefined;
   let browser: Browser | undefined;
   const close = async () => {

@@ -1,42 +1,23 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { type Browser, chromium, type Page } from 'playwright-core';
-import { BIN, ROOT } from './helpers.js';
+import type { Page } from 'playwright-core';
+import { type ConsoleRun, skipConsole, startConsole } from './console-helpers.js';
+import { ROOT } from './helpers.js';
 
 // The console as a backup admin reads it on a bad day: a site nobody checked, an agent never heard
 // from and one gone silent, a flow that failed then passed, two agents that disagree, a site of
 // a thousand flows and more, and names written to break the page. Nothing unknown may read as good.
 
-const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = join(ROOT, 'test-artifacts', 'console-truth');
 const LOOPBACK = readFileSync(`${ROOT}examples/lab/loopback.yaml`, 'utf8');
 const PLATFORM = 'veeam-proxmox vbr/backup-server vbr/backup-server tcp veeam-platform';
 const SSH = 'veeam-proxmox vbr/backup-server flr/flr-appliance tcp ssh';
 const EVIL = `<img src=x onerror="window.__pwned=1">'"`;
 
-let server: ChildProcess | undefined;
-let browser: Browser | undefined;
-const dir = mkdtempSync(join(tmpdir(), 'ptctruth-'));
-after(async () => {
-  await browser?.close();
-  server?.kill('SIGTERM');
-  rmSync(dir, { recursive: true, force: true });
-});
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+let run: ConsoleRun | undefined;
+after(() => run?.close());
 
 async function shot(page: Page, name: string) {
   mkdirSync(SHOTS, { recursive: true });
@@ -44,36 +25,11 @@ async function shot(page: Page, name: string) {
 }
 
 test('console: unknown is never good news, agents that disagree are shown, a huge site pages, hostile names stay text', {
-  skip: existsSync(CHROMIUM) ? false : 'Debian chromium not installed',
+  skip: skipConsole,
   timeout: 300_000,
 }, async () => {
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  server = spawn(
-    process.execPath,
-    [
-      BIN,
-      'serve',
-      '--db',
-      join(dir, 'store.db'),
-      '--listen',
-      `127.0.0.1:${port}`,
-      '--no-examples',
-      '--token-file',
-      join(dir, 'admin'),
-      '--stale-after',
-      '3s',
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  await new Promise<void>((resolve) => {
-    let out = '';
-    server?.stdout?.on('data', (b) => {
-      out += String(b);
-      if (out.includes('portolan serve: http')) resolve();
-    });
-  });
-  const admin = readFileSync(join(dir, 'admin'), 'utf8').trim();
+  run = await startConsole('ptctruth-', ['--stale-after', '3s']);
+  const { base, admin } = run;
   const api = async (method: string, path: string, body?: unknown, token = admin) => {
     const r = await fetch(`${base}${path}`, {
       method,
@@ -131,12 +87,7 @@ test('console: unknown is never good news, agents that disagree are shown, a hug
   );
   after(() => clearInterval(beat));
 
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
-  });
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const page = await run.newPage({ viewport: { width: 1280, height: 900 } });
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('dialog', (d) => {
