@@ -571,7 +571,7 @@ export function isIntermittent(
   attempts: number,
   loss: { unanswered: number; connects: number } | undefined,
 ): boolean {
-  if (!loss || !loss.connects) return false;
+  if (!loss?.connects) return false;
   return (loss.unanswered / loss.connects) ** attempts >= INTERMITTENT_MIN_CHANCE;
 }
 
