@@ -709,7 +709,7 @@ function collect(
       addresses: target.addresses.map((a) => a.address),
       results: ports,
       ...(target.note ? { reason: target.note } : ports.length ? {} : { reason: 'no ports selected' }),
-      hint: hintFor(flow, verdict, example, same, key !== undefined),
+      hint: `${hintFor(flow, verdict, example, same, key !== undefined)}${someAddresses(target, ports)}`,
     });
   }
   // Notes last: a UDP reply of a later flow can be what shows NAT toward an address.
@@ -718,6 +718,24 @@ function collect(
     if (notes.length) r.notes = notes;
   }
   return { results, counts };
+}
+
+/**
+ * For a DNS name with several addresses, where a port fails on some of them and passes (any
+ * verdict that is not a failure) on others: what that means for a client, which picks among the
+ * name's addresses (RFC 6724 order; Happy Eyeballs, RFC 8305, tries the next after 250 ms), as a
+ * sentence to end the hint with; '' otherwise.
+ */
+function someAddresses(target: Target, ports: readonly PortResult[]): string {
+  if (target.kind !== 'probe' || !target.servername || target.addresses.length < 2) return '';
+  const failing = new Set<string>();
+  const passing = new Set<string>();
+  for (const r of ports) (isFailure(r.verdict) ? failing : passing).add(r.address);
+  const bad = [...failing].filter((a) => !passing.has(a));
+  const good = [...passing].filter((a) => !failing.has(a));
+  if (!bad.length || !good.length) return '';
+  const list = (xs: string[]) => xs.join(', ');
+  return `. ${target.servername} has several addresses, and this fails on ${list(bad)} only (${list(good)} ${good.length > 1 ? 'pass' : 'passes'}): a client that moves on to the next address gets through late (Happy Eyeballs, RFC 8305, after 250 ms; one that tries the addresses in turn, only once a connect has failed, which is a timeout of minutes for a drop), and one that uses only the first address it is given fails whenever that is ${bad.length > 1 ? 'one of these' : 'this one'} (IPv6 first when both ends have IPv6, RFC 6724)`;
 }
 
 /**
