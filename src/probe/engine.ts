@@ -993,7 +993,7 @@ function silentDetail(attempts: number, why: string): string {
   const key = `${attempts}${why}`;
   let detail = SILENT_DETAILS.get(key);
   if (detail === undefined) {
-    detail = `no answer to ${attempts} spaced connects${why}`;
+    detail = `no answer to ${attempts === 1 ? '1 connect' : `${attempts} spaced connects`}${why}`;
     SILENT_DETAILS.set(key, detail);
   }
   return detail;
@@ -1142,7 +1142,7 @@ function portResult(
     return {
       ...baseOf(item),
       verdict: 'no-host',
-      detail: `no machine answered ${item.family === 6 ? 'NDP' : 'ARP'} for ${item.address} (neighbour entry ${neighbour.state}${neighbour.device ? ` on ${neighbour.device}` : ''}); ${outcome.kind === 'silent' ? `${attempts} spaced tries went unanswered` : 'the kernel gave up with EHOSTUNREACH'}`,
+      detail: `no machine answered ${item.family === 6 ? 'NDP' : 'ARP'} for ${item.address} (neighbour entry ${neighbour.state}${neighbour.device ? ` on ${neighbour.device}` : ''}); ${outcome.kind === 'silent' ? `${attempts === 1 ? '1 try' : `${attempts} spaced tries`} went unanswered` : 'the kernel gave up with EHOSTUNREACH'}`,
       evidence: {
         ...(outcome.kind === 'error' ? { errno: outcome.errno } : {}),
         attempts,
@@ -1260,7 +1260,7 @@ function portResult(
     return {
       ...baseOf(item),
       verdict: 'open|filtered',
-      detail: `no answer and no ICMP error to ${attempts} spaced tries of ${spoke}${unsure}`,
+      detail: `no answer and no ICMP error to ${attempts === 1 ? '1 try' : `${attempts} spaced tries`} of ${spoke}${unsure}`,
       evidence,
     };
   }
