@@ -104,8 +104,14 @@ hosts:
 `;
   it('plans 9999, named pipes, per-drive ports and ping for a Windows source', () => {
     const p = plan(legacy('windows'));
-    for (const port of [9999, 137, 139, 445, 10002, 10003])
+    for (const port of [9999, 139, 445, 10002, 10003])
       assert.equal(count(p, 'src', 'tgt', 'tcp', port), 1, `${port}`);
+    // 003's "137-139/445 TCP": the NetBIOS name and datagram services are UDP (as its own
+    // conversion row writes them); TCP 137-138 would be checked closed on every Windows target.
+    for (const port of [137, 138]) {
+      assert.equal(count(p, 'src', 'tgt', 'udp', port), 1, `udp ${port}`);
+      assert.equal(count(p, 'src', 'tgt', 'tcp', port), 0, `no tcp ${port}`);
+    }
     assert.equal(count(p, 'src', 'tgt', 'icmp'), 1);
     assert.equal(count(p, 'tgt', 'src', 'icmp'), 1);
   });
@@ -838,7 +844,7 @@ describe('catalog command: what the listing counts and what each citation says',
     );
     assert.match(
       r.stdout,
-      /^ {2}entries: 29 from 003_a7e0e83404719d03\.txt; advisories: 4 from vendor pages$/m,
+      /^ {2}entries: 30 from 003_a7e0e83404719d03\.txt; advisories: 4 from vendor pages$/m,
     );
     assert.match(
       r.stdout,

@@ -29,7 +29,8 @@ table inet filter {
 		icmp type echo-request limit rate 10/second accept
 		icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept
 		tcp dport 22 ct state new accept comment "admin ssh"
-		ip saddr @migration_sources tcp dport { 137-139, 445 } accept comment "netbios, smb"
+		ip saddr @migration_sources tcp dport { 139, 445 } accept comment "netbios, smb"
+		ip saddr @migration_sources udp dport { 137, 138 } accept comment "netbios name and datagram"
 		ip saddr 192.168.50.10 tcp dport { 135, 445 } accept comment "platespin discovery"
 		ip saddr @migration_sources tcp dport { 10002-10004 } accept comment "platespin block-based"
 		log prefix "input drop: " level info limit rate 5/minute

@@ -437,7 +437,9 @@ describe('portolan listen: one responder, probed over loopback', () => {
     assert.deepEqual(ready.check, [`portolan check ${site} --from cli --secret "$PORTOLAN_SECRET"`]);
   });
 
-  it('lists a port already in use and carries on; says ICMP has nothing to bind', () => {
+  it('lists a port already in use, naming its holder (this test), and carries on; says ICMP has nothing to bind', () => {
+    const [inUse] = ready.notBound;
+    assert.match(inUse?.reason ?? '', new RegExp(`^already in use by \\S+ \\(pid ${process.pid}\\)$`));
     assert.deepEqual(ready.notBound, [
       {
         proto: 'tcp',
@@ -445,7 +447,7 @@ describe('portolan listen: one responder, probed over loopback', () => {
         ports: [[P().inUse, P().inUse]],
         local: false,
         code: 'EADDRINUSE',
-        reason: 'already in use',
+        reason: inUse?.reason,
       },
     ]);
     assert.deepEqual(ready.icmp, [{ from: 'cli', type: 'echo-request' }]);

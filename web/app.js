@@ -17,6 +17,7 @@ const FAILING = new Set([
   'no-route',
   'blocked',
   'filtered',
+  'intermittent',
   'closed',
   'reset-after-connect',
   'responder-overloaded',

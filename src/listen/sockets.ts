@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { mergePortRanges, type PortRange } from '../model/ports.js';
 import { type BindChoice, LOOPBACK } from './addresses.js';
+import { type Holder, holderText, portHolders } from './holder.js';
 import { type Inbound, subtractPorts } from './inbound.js';
 import { type ProbeProtocol, RESPONDER_CONNECTIONS } from './protocol.js';
 
@@ -114,14 +115,21 @@ const REASONS: Record<string, string> = {
   ENFILE: 'over the system-wide open-file limit',
 };
 
-/** Bind outcomes merged back into port ranges: what listens, and what does not and why. */
+/**
+ * Bind outcomes merged back into port ranges: what listens, and what does not and why. A port in
+ * use names what holds it where `holders` finds it (default: portHolders, from Linux's /proc),
+ * and the ports of one holder stay one range.
+ */
 export function bindReport(
   outcomes: readonly BindOutcome[],
   over: readonly PortGroup[],
   budget: number | undefined,
+  holders: (binds: readonly SocketSpec[]) => ReadonlyMap<string, Holder> = portHolders,
 ): { bound: PortGroup[]; notBound: NotBound[] } {
   const bound = new Map<string, PortGroup & { ports: PortRange[] }>();
   const failed = new Map<string, NotBound & { ports: PortRange[] }>();
+  const inUse = outcomes.filter((o) => o.error?.code === 'EADDRINUSE').map((o) => o.spec);
+  const held = inUse.length ? holders(inUse) : new Map<string, Holder>();
   for (const { spec, error } of outcomes) {
     const { proto, address, local, port } = spec;
     if (!error) {
@@ -131,7 +139,10 @@ export function bindReport(
       bound.set(key, g);
       continue;
     }
-    const reason = REASONS[error.code] ?? error.message;
+    const holder = error.code === 'EADDRINUSE' ? held.get(`${proto}|${address}|${port}`) : undefined;
+    const reason = holder
+      ? `already in use ${holderText(holder, proto)}`
+      : (REASONS[error.code] ?? error.message);
     const key = `${proto}|${address}|${local}|${error.code}|${reason}`;
     const g = failed.get(key) ?? { proto, address, local, code: error.code, reason, ports: [] };
     g.ports.push([port, port]);

@@ -306,6 +306,7 @@ export async function runCheck(
     neighbours: new Map(),
     natSeen: new Map(),
     signedRejected: new Set(),
+    loss: new Map(),
   };
   options.onSnapshot?.(() => {
     const { results, counts } = collect(work, services, secret, true, found);
@@ -339,6 +340,7 @@ export async function runCheck(
     if (!options.pool) await sweepPool.close();
   }
   await localUnreachable(all, routes);
+  found.loss = lossOf(all);
   const rtts = await quietRtts(all, o.timeoutMs, limiter);
   found.rtts = rtts;
   found.neighbours = await silentNeighbours(all);
@@ -517,6 +519,60 @@ interface Found {
    * datagrams the same way, so a silent UDP port there proves nothing.
    */
   signedRejected: Set<string>;
+  /**
+   * Per address: TCP connects to ports that connected in the end, and how many of them went
+   * unanswered first (lossOf); only addresses with such a loss are here.
+   */
+  loss: Map<string, { unanswered: number; connects: number }>;
+}
+
+/**
+ * The least chance (0.01) that a port of an address losing connects at random goes unanswered on
+ * every one of its tries, for its silence to be put down to that loss (`intermittent`) rather than
+ * to a rule for the port (`filtered`): with a loss rate p measured on the address's other ports,
+ * n silent tries have the chance p^n.
+ */
+const INTERMITTENT_MIN_CHANCE = 0.01;
+
+/**
+ * The connect loss of each address: over its TCP ports that connected, the attempts that went
+ * unanswered before the one that connected, of all their attempts (`attempts` counts every connect
+ * made). An address where every port connected at once is left out.
+ */
+export function lossOf(
+  items: readonly {
+    address: string;
+    protocol: string;
+    attempts: number;
+    outcome?: { kind: string } | undefined;
+  }[],
+): Map<string, { unanswered: number; connects: number }> {
+  const out = new Map<string, { unanswered: number; connects: number }>();
+  for (const i of items) {
+    if (i.protocol !== 'tcp' || i.outcome?.kind !== 'open' || i.attempts < 1) continue;
+    let l = out.get(i.address);
+    if (!l) {
+      l = { unanswered: 0, connects: 0 };
+      out.set(i.address, l);
+    }
+    l.unanswered += i.attempts - 1;
+    l.connects += i.attempts;
+  }
+  for (const [a, l] of out) if (!l.unanswered) out.delete(a);
+  return out;
+}
+
+/**
+ * Whether a TCP port silent on all its `attempts` is better put down to the address's random loss
+ * (`loss`, from lossOf) than to a rule for the port: the chance of that many losses in a row is
+ * at least INTERMITTENT_MIN_CHANCE.
+ */
+export function isIntermittent(
+  attempts: number,
+  loss: { unanswered: number; connects: number } | undefined,
+): boolean {
+  if (!loss?.connects) return false;
+  return (loss.unanswered / loss.connects) ** attempts >= INTERMITTENT_MIN_CHANCE;
 }
 
 /**
@@ -616,6 +672,7 @@ function collect(
         sharedEvidence,
         found.signedRejected.has(item.address),
         rangeAnswered?.has(item.address) ?? false,
+        found.loss.get(item.address),
       );
       if (route && 'source' in route) {
         // Last of the evidence's keys; a shared evidence object has it already.
@@ -652,7 +709,7 @@ function collect(
       addresses: target.addresses.map((a) => a.address),
       results: ports,
       ...(target.note ? { reason: target.note } : ports.length ? {} : { reason: 'no ports selected' }),
-      hint: hintFor(flow, verdict, example, same, key !== undefined),
+      hint: `${hintFor(flow, verdict, example, same, key !== undefined)}${someAddresses(target, ports)}`,
     });
   }
   // Notes last: a UDP reply of a later flow can be what shows NAT toward an address.
@@ -661,6 +718,24 @@ function collect(
     if (notes.length) r.notes = notes;
   }
   return { results, counts };
+}
+
+/**
+ * For a DNS name with several addresses, where a port fails on some of them and passes (any
+ * verdict that is not a failure) on others: what that means for a client, which picks among the
+ * name's addresses (RFC 6724 order; Happy Eyeballs, RFC 8305, tries the next after 250 ms), as a
+ * sentence to end the hint with; '' otherwise.
+ */
+function someAddresses(target: Target, ports: readonly PortResult[]): string {
+  if (target.kind !== 'probe' || !target.servername || target.addresses.length < 2) return '';
+  const failing = new Set<string>();
+  const passing = new Set<string>();
+  for (const r of ports) (isFailure(r.verdict) ? failing : passing).add(r.address);
+  const bad = [...failing].filter((a) => !passing.has(a));
+  const good = [...passing].filter((a) => !failing.has(a));
+  if (!bad.length || !good.length) return '';
+  const list = (xs: string[]) => xs.join(', ');
+  return `. ${target.servername} has several addresses, and this fails on ${list(bad)} only (${list(good)} ${good.length > 1 ? 'pass' : 'passes'}): a client that moves on to the next address gets through late (Happy Eyeballs, RFC 8305, after 250 ms; one that tries the addresses in turn, only once a connect has failed, which is a timeout of minutes for a drop), and one that uses only the first address it is given fails whenever that is ${bad.length > 1 ? 'one of these' : 'this one'} (IPv6 first when both ends have IPv6, RFC 6724)`;
 }
 
 /**
@@ -918,7 +993,7 @@ function silentDetail(attempts: number, why: string): string {
   const key = `${attempts}${why}`;
   let detail = SILENT_DETAILS.get(key);
   if (detail === undefined) {
-    detail = `no answer to ${attempts} spaced connects${why}`;
+    detail = `no answer to ${attempts === 1 ? '1 connect' : `${attempts} spaced connects`}${why}`;
     SILENT_DETAILS.set(key, detail);
   }
   return detail;
@@ -1048,6 +1123,7 @@ function portResult(
   sharedEvidence: SharedEvidence,
   signedRejected = false,
   rangeAnswered = false,
+  loss?: { unanswered: number; connects: number },
 ): PortResult {
   const outcome = item.outcome as ReachOutcome;
   const attempts = item.attempts;
@@ -1066,7 +1142,7 @@ function portResult(
     return {
       ...baseOf(item),
       verdict: 'no-host',
-      detail: `no machine answered ${item.family === 6 ? 'NDP' : 'ARP'} for ${item.address} (neighbour entry ${neighbour.state}${neighbour.device ? ` on ${neighbour.device}` : ''}); ${outcome.kind === 'silent' ? `${attempts} spaced tries went unanswered` : 'the kernel gave up with EHOSTUNREACH'}`,
+      detail: `no machine answered ${item.family === 6 ? 'NDP' : 'ARP'} for ${item.address} (neighbour entry ${neighbour.state}${neighbour.device ? ` on ${neighbour.device}` : ''}); ${outcome.kind === 'silent' ? `${attempts === 1 ? '1 try' : `${attempts} spaced tries`} went unanswered` : 'the kernel gave up with EHOSTUNREACH'}`,
       evidence: {
         ...(outcome.kind === 'error' ? { errno: outcome.errno } : {}),
         attempts,
@@ -1143,6 +1219,13 @@ function portResult(
     const why = outcome.rateLimited
       ? '; the retry budget ran out while other ports still answered late (ICMP rate limit), so this may be a reject whose answer was withheld'
       : '';
+    if (item.protocol === 'tcp' && isIntermittent(attempts, loss) && loss)
+      return {
+        ...baseOf(item),
+        verdict: 'intermittent',
+        detail: `no answer to ${attempts} spaced connects, while ${loss.unanswered} of ${loss.connects} connects to other ports of ${item.address} went unanswered before they connected: connects to ${item.address} are dropped at random (a SYN rate limit, a full connection-tracking table, a lossy link), and this port's silence is as likely that loss as a rule for it`,
+        evidence: { attempts, loss: { unanswered: loss.unanswered, connects: loss.connects } },
+      };
     if (item.protocol === 'tcp')
       return {
         address: item.address,
@@ -1177,7 +1260,7 @@ function portResult(
     return {
       ...baseOf(item),
       verdict: 'open|filtered',
-      detail: `no answer and no ICMP error to ${attempts} spaced tries of ${spoke}${unsure}`,
+      detail: `no answer and no ICMP error to ${attempts === 1 ? '1 try' : `${attempts} spaced tries`} of ${spoke}${unsure}`,
       evidence,
     };
   }

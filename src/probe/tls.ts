@@ -19,7 +19,18 @@ const WEAK_PROTOCOLS = new Set(['SSLv2', 'SSLv3', 'TLSv1', 'TLSv1.1']);
 const WEAK_CIPHER = /(^|[-_])(RC4|DES|3DES|NULL|EXPORT|EXP|MD5|anon)([-_]|$)/i;
 
 type Handshake =
-  | { ok: true; socket: tls.TLSSocket; rttMs: number; tls: TlsEvidence }
+  | {
+      ok: true;
+      socket: tls.TLSSocket;
+      rttMs: number;
+      tls: TlsEvidence;
+      /**
+       * The names of a certificate that does not name the server name the probe was given (a DNS
+       * name), by tls.checkServerIdentity (RFC 6125: subjectAltName dNSName, wildcards; the
+       * subject's CN only when there is no subjectAltName).
+       */
+      nameMismatch?: string;
+    }
   | {
       ok: false;
       connected: boolean;
@@ -76,10 +87,19 @@ async function handshake(ctx: ServiceContext): Promise<Handshake> {
       clearTimeout(timer);
       const cert = socket.getPeerCertificate();
       const validTo = cert?.valid_to ?? '';
+      const mismatch =
+        ctx.servername && cert?.subject ? tls.checkServerIdentity(ctx.servername, cert) : undefined;
       resolve({
         ok: true,
         socket,
         rttMs: performance.now() - t0,
+        ...(mismatch
+          ? {
+              nameMismatch: cert.subjectaltname
+                ? `it names ${cert.subjectaltname}`
+                : `it has no subjectAltName, and its subject is ${certName(cert.subject)}`,
+            }
+          : {}),
         tls: {
           protocol: socket.getProtocol() ?? 'unknown',
           cipher: socket.getCipher()?.name ?? 'unknown',
@@ -154,6 +174,14 @@ export async function tlsServerThere(ctx: ServiceContext): Promise<string | unde
 /** The caveat of an ok whose server certificate expired at `validTo` (as OpenSSL prints it). */
 function expiredCaveat(validTo: string): string {
   return `the server's certificate expired (${validTo}): a client that verifies it refuses the connection (one that pins its thumbprint may not); renew it`;
+}
+
+/**
+ * The caveat of an ok whose certificate does not name `servername`, the DNS name the probe was
+ * given (`why`: the names the certificate has).
+ */
+function nameCaveat(servername: string, why: string): string {
+  return `the server's certificate does not name ${servername} (${why}): a client that verifies the name refuses the connection (one that pins the certificate's thumbprint may not); issue one with ${servername} in its subjectAltName, or connect by a name it has`;
 }
 
 /** Node's code for the TLS 1.3 alert certificate_required (116, RFC 8446 6.2). */
@@ -264,7 +292,13 @@ export async function tlsProbe(ctx: ServiceContext, opts: { http: boolean }): Pr
     // An expired certificate: the path and TLS work, but a client that verifies it refuses the
     // connection (one that pins the certificate's thumbprint, as backup products do for
     // self-signed hypervisor certificates, may not).
-    const expired = t.expired ? expiredCaveat(t.validTo) : undefined;
+    // A certificate that does not name the server name a client connects by: the same, for a
+    // client that checks the name (most HTTPS clients; a product that pins a thumbprint does not).
+    const notes = [
+      ...(t.expired ? [expiredCaveat(t.validTo)] : []),
+      ...(hs.nameMismatch && ctx.servername ? [nameCaveat(ctx.servername, hs.nameMismatch)] : []),
+    ];
+    const expired = notes.length ? notes.join('; ') : undefined;
     const caveat = expired ? { caveat: expired } : {};
     const more = expired ? `; caveat: ${expired}` : '';
     if (!opts.http)

@@ -22,6 +22,7 @@ export type Verdict =
   | 'responder-overloaded'
   | 'blocked'
   | 'filtered'
+  | 'intermittent'
   | 'no-host'
   | 'dns-failed'
   | 'no-route'
@@ -34,6 +35,7 @@ export const VERDICT_ORDER: readonly Verdict[] = [
   'no-route',
   'blocked',
   'filtered',
+  'intermittent',
   'closed',
   'reset-after-connect',
   'responder-overloaded',
@@ -55,6 +57,7 @@ const FAILING: ReadonlySet<Verdict> = new Set([
   'no-route',
   'blocked',
   'filtered',
+  'intermittent',
   'closed',
   'reset-after-connect',
   'responder-overloaded',
@@ -137,6 +140,11 @@ export interface Evidence {
   ntp?: NtpEvidence;
   /** The dialect an SMB server chose, or the negative session response it refused the session with. */
   smb?: { dialect: string } | { refused: string };
+  /**
+   * Connects to the address's other TCP ports that went unanswered before they connected, of all
+   * the connects made to them: set on a silent port judged `intermittent` from it.
+   */
+  loss?: { unanswered: number; connects: number };
   /** Silent while the same peer answered other ports with rate-limited ICMP errors. */
   rateLimited?: boolean;
   /**
@@ -306,7 +314,10 @@ export function hintFor(
     filtered:
       proto === 'udp' && flow.service === 'ntp'
         ? `no answer to spaced NTP requests, and a live NTP server answers every client it serves: a firewall drops ${where}, no NTP server runs there, or the one there does not serve ${from} (chronyd serves only the clients an allow line names, none by default; ntpd ignores those a restrict ... ignore line names): check its access rules, and ${allow}`
-        : `no answer after spaced retries: a firewall drops ${where}; ${allow}`,
+        : proto === 'tcp'
+          ? `no answer after spaced retries: a firewall drops ${where}, or drops the answers on their way back (a stateful firewall or an asymmetric route on the return path that sees the server's SYN-ACK without the SYN), or the listener's accept queue is full (an application that stopped accepting connections: on ${to}, ss -ltn shows the port's Recv-Q above its Send-Q); ${allow}`
+          : `no answer after spaced retries: a firewall drops ${where}; ${allow}`,
+    intermittent: `connects to ${example?.address ?? to} are dropped at random, not by a rule for ${where}: other ports of the address connected only after unanswered tries, so ${flow.service} will fail at times; a SYN rate limit or DoS policy on a firewall or the host (nft/iptables limit, a FortiGate tcp_syn_flood threshold: ${cmd} itself may trip it, so ${cmd} again with a lower --max-rate), a full connection-tracking table (dmesg says "nf_conntrack: table full, dropping packet": raise net.netfilter.nf_conntrack_max), or a lossy link; find which, then ${cmd} again`,
     'no-host': `no machine on the local link answers ARP/NDP for ${example?.address ?? to}${named ? ` (the inventory gives ${named} for ${to})` : ''}: the host is down, or the inventory address${named ? ' or its DNS / hosts entry' : ''} is stale or wrong; check that ${to} is up and still has this address`,
     'dns-failed': `fix the name or the inventory address of ${to}`,
     'no-route': `this machine cannot send to ${example?.address ?? to} at all (no route, the interface is down, or a broadcast address): not a firewall; fix the routing or the inventory address of ${to} before checking ${proto} ${from} -> ${to}`,
