@@ -444,7 +444,10 @@ function httpsJson(base: string, token: string, ca: Buffer, method: string, path
  * A fake serve on loopback: each agent path answers with the status and error body given, or 200
  * with what a real server sends.
  */
-async function fakeServe(answers: Record<string, number>) {
+/** A status for PATH, or a status with the body and content type another web server would send. */
+type FakeAnswer = number | { status: number; body: string; type: string };
+
+async function fakeServe(answers: Record<string, FakeAnswer>) {
   const { createServer: httpServer } = await import('node:http');
   const plan = { agent: 'a1', site: 'lab-loopback', host: 'vbr', version: 1, yaml: LOOPBACK, flowIds: [] };
   const server = httpServer((req, res) => {
@@ -454,7 +457,13 @@ async function fakeServe(answers: Record<string, number>) {
     });
     req.on('end', () => {
       const path = req.url ?? '';
-      const status = answers[path] ?? 200;
+      const answer = answers[path] ?? 200;
+      if (typeof answer !== 'number') {
+        res.setHeader('content-type', answer.type);
+        res.statusCode = answer.status;
+        return res.end(answer.body);
+      }
+      const status = answer;
       res.setHeader('content-type', 'application/json');
       res.statusCode = status;
       if (status !== 200)
@@ -676,4 +685,79 @@ test('a token that cannot be one says which shape a real agent token has (pta_..
   } finally {
     await db.destroy();
   }
+});
+
+/** The error page python3 -m http.server sends for a method it does not know. */
+const HTML_501 = `<!DOCTYPE HTML>
+<html lang="en">
+    <head>
+        <meta charset="utf-8">
+        <title>Error response</title>
+    </head>
+    <body>
+        <h1>Error response</h1>
+        <p>Error code: 501</p>
+        <p>Message: Unsupported method ('POST').</p>
+        <p>Error code explanation: 501 - Server does not support this operation.</p>
+    </body>
+</html>
+`;
+
+test('a server that answers is never called unreachable: 501 is not serve (exit 2, a short excerpt), 5xx is its failure and the host is reached', {
+  timeout: 120_000,
+}, async () => {
+  const dir = tempDir();
+  const web = await fakeServe({ '/api/agent/heartbeat': { status: 501, body: HTML_501, type: 'text/html' } });
+  try {
+    const r = await agentOnce(web.url, join(dir, 'spool-501'));
+    assert.equal(r.code, 2, r.stderr);
+    assert.doesNotMatch(r.stderr, /unreachable/);
+    assert.equal(
+      r.stderr,
+      `portolan: server ${web.url} has no POST /api/agent/heartbeat (HTTP 501 "Error response Error response Error code: 501 Message: Unsupported method ('POST'). Error code explanation: 501 - Server..."): is --server the URL of portolan serve?\n`,
+    );
+  } finally {
+    web.server.close();
+  }
+  // A portolan serve behind a proxy whose backend is down: 502 with a page, the ESC of a hostile
+  // or broken server's text replaced.
+  const down = await fakeServe({
+    '/api/agent/heartbeat': { status: 502, body: '<h1>502 Bad Gateway</h1>\u001b[31m', type: 'text/html' },
+    '/api/agent/plan': {
+      status: 503,
+      body: JSON.stringify({ error: { code: 'EDOWN', message: 'restarting\u001b]0;owned\u0007' } }),
+      type: 'application/json',
+    },
+  });
+  try {
+    const r = await agentOnce(down.url, join(dir, 'spool-502'));
+    assert.doesNotMatch(r.stderr, /unreachable|\u001b|\u0007/, r.stderr);
+    assert.match(
+      r.stderr,
+      /server failed: POST \/api\/agent\/heartbeat: the server answered HTTP 502 "502 Bad Gateway \\u001b\[31m"; tried again on the next run/,
+    );
+    assert.match(
+      r.stderr,
+      /server failed: GET \/api\/agent\/plan: the server answered HTTP 503 restarting\?\]0;owned\?; tried again/,
+    );
+    // Answered, though nothing could be checked: 1, not 3 (never reached).
+    assert.equal(r.code, 1, r.stderr);
+    // The path to the server works: the heartbeat says reached, so no run of this host is isolated.
+    const agent = new Agent({
+      server: down.url,
+      token: 'pta_x',
+      spool: join(dir, 'spool-502b'),
+      log: () => {},
+    });
+    assert.equal(await agent.heartbeat(), true);
+  } finally {
+    down.server.close();
+  }
+  const gone = new Agent({
+    server: `http://${HOST}:1`,
+    token: 'pta_x',
+    spool: join(dir, 'spool-gone'),
+    log: () => {},
+  });
+  assert.equal(await gone.heartbeat(), false);
 });

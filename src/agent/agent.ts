@@ -13,6 +13,7 @@ import { type FlowResult, unanswered } from '../probe/verdict.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { makeDirectory } from '../util/mkdir.js';
 import { counted } from '../util/plural.js';
+import { safeLine } from '../util/terminal.js';
 
 /** What the server's /api/agent/plan returns. */
 export interface AgentPlan {
@@ -97,11 +98,31 @@ export interface CycleOutcome {
   spool: string;
 }
 
-class Unreachable extends Error {}
+/**
+ * The server could not take the request now: no answer (a socket error or timeout), or an answer of
+ * 5xx (`status` set: the server was reached, and failed). Either way the request is tried again in a
+ * later round, with the runs kept in the spool.
+ */
+class Unreachable extends Error {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** How many characters of a reply that is not portolan's JSON an agent line quotes. */
+const EXCERPT_CHARS = 120;
+
+/** Why the server could not take a request, for the agent's log: unreachable, or the 5xx it answered. */
+function unreachableLine(err: Unreachable): string {
+  return err.status === undefined ? `server unreachable: ${err.message}` : `server failed: ${err.message}`;
+}
 
 /**
  * The server answered with a 4xx that no retry of the same request can fix: 401/403 (the token is
- * unknown, revoked or not an agent token) or 404/405 (--server is not a portolan serve API). A user
+ * unknown, revoked or not an agent token) or 404/405/501 (--server is not a portolan serve API). A user
  * error, exit 2: the message names the server, the request, the server's answer and what to do.
  */
 export class ServerRefused extends PortolanError {
@@ -199,18 +220,40 @@ export class Agent {
     } catch {
       json = text;
     }
-    if (res.status >= 500) throw new Unreachable(`${method} ${path}: HTTP ${res.status}`);
+    // Any HTTP answer proves the path to the server: a run made now is never isolated.
     this.answered = true;
+    // 501: the server does not know the method at all (a web server that is not portolan serve),
+    // which no retry fixes: refused like 404 and 405.
+    if (res.status >= 500 && res.status !== 501)
+      throw new Unreachable(
+        `${method} ${path}: the server answered HTTP ${res.status} ${Agent.message(json)}; tried again on the next run`,
+        res.status,
+      );
     return { status: res.status, json };
   }
 
+  /**
+   * What a reply says, for one log or error line: portolan's `error.message`, else an excerpt of
+   * the reply (an HTML error page of another server: tags and runs of white space taken out, cut
+   * at EXCERPT_CHARS). Control characters are replaced: the reply is the server's text, not ours.
+   */
   private static message(json: unknown): string {
-    return (json as { error?: { message?: string } })?.error?.message ?? JSON.stringify(json);
+    const said = (json as { error?: { message?: unknown } })?.error?.message;
+    if (typeof said === 'string') return safeLine(said);
+    const text =
+      typeof json === 'string'
+        ? json
+            .replace(/<[^>]*>/g, ' ')
+            .replace(/\s+/g, ' ')
+            .trim()
+        : JSON.stringify(json);
+    const cut = text.length > EXCERPT_CHARS ? `${text.slice(0, EXCERPT_CHARS)}...` : text;
+    return safeLine(typeof json === 'string' ? JSON.stringify(cut) : cut);
   }
 
   /**
    * Throws {@link ServerRefused} for an answer to `method path` that no retry can fix (401, 403,
-   * 404, 405); returns for any other status.
+   * 404, 405, 501); returns for any other status.
    */
   private refuse(method: string, path: string, r: { status: number; json: unknown }): void {
     const server = new URL(this.o.server).origin;
@@ -225,7 +268,7 @@ export class Agent {
         `server ${server} refused the token for ${method} ${path} (${said}): give the agent token this host's enrolment returned (POST /api/agents) with --token, not an admin or viewer token`,
         r.status,
       );
-    if (r.status === 404 || r.status === 405)
+    if (r.status === 404 || r.status === 405 || r.status === 501)
       throw new ServerRefused(
         `server ${server} has no ${method} ${path} (${said}): is --server the URL of portolan serve?`,
         r.status,
@@ -233,8 +276,9 @@ export class Agent {
   }
 
   /**
-   * Tells the server this agent is alive. False when the server could not be reached (no answer,
-   * or a 5xx). Throws {@link ServerRefused} on 401, 403, 404 or 405; another 4xx (400, 408, 429) is
+   * Tells the server this agent is alive. False when the server could not be reached (no answer);
+   * a 5xx is logged and counts as reached (the path to the server works). Throws
+   * {@link ServerRefused} on 401, 403, 404, 405 or 501; another 4xx (400, 408, 429) is
    * logged and counts as reached.
    */
   async heartbeat(): Promise<boolean> {
@@ -247,8 +291,9 @@ export class Agent {
       return true;
     } catch (err) {
       if (err instanceof Unreachable) {
-        this.log(`server unreachable: ${err.message}`);
-        return false;
+        this.log(unreachableLine(err));
+        // A server that answered 5xx was reached: the host's own network works.
+        return err.status !== undefined;
       }
       throw err;
     }
@@ -257,7 +302,7 @@ export class Agent {
   /**
    * The plan from the server, or the last one fetched when the server cannot be reached or refuses
    * it with a 4xx a later request may not meet (400, 408, 429; logged). Throws {@link ServerRefused}
-   * on 401, 403, 404 or 405.
+   * on 401, 403, 404, 405 or 501.
    */
   async plan(): Promise<AgentPlan | null> {
     const cached = join(this.o.spool, 'plan.json');
@@ -283,6 +328,8 @@ export class Agent {
       return r.json as AgentPlan;
     } catch (err) {
       if (!(err instanceof Unreachable)) throw err;
+      // A 5xx is said here (an unreachable server was said by the heartbeat).
+      if (err.status !== undefined) this.log(unreachableLine(err));
       let kept: unknown;
       try {
         kept = JSON.parse(readFileSync(cached, 'utf8'));
@@ -419,7 +466,7 @@ export class Agent {
         r = await this.call('POST', '/api/agent/results', run);
       } catch (err) {
         if (err instanceof Unreachable) {
-          this.log(`server unreachable, ${counted(files.length - i, 'run')} spooled: ${err.message}`);
+          this.log(`${unreachableLine(err)}; ${counted(files.length - i, 'run')} spooled`);
           return files.length - i;
         }
         throw err;
