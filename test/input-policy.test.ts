@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chownSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -115,6 +115,24 @@ describe('control and format characters in an inventory', () => {
     assert.equal(p.code, 2);
     assert.match(p.stderr, /PORTS "22\\u202e"/);
     assert.doesNotMatch(r.stderr + p.stderr, RAW);
+  });
+});
+
+describe("a catalog's text, escaped where it is output", () => {
+  test('U+2028 and U+2029 in a catalog reach no plan table, CSV or Markdown raw', () => {
+    // A catalog's text is escaped at output (sanitize); it kept the line and paragraph separators,
+    // which an editor or browser shows as line breaks inside one cell.
+    const home = join(dir, 'sep');
+    cpSync(join(ROOT, 'tests', 'fixtures', 'hostile'), home, { recursive: true });
+    const cat = join(home, 'catalog', 'evil.yaml');
+    writeFileSync(cat, readFileSync(cat, 'utf8').replace('\\u2066iso"', '\\u2066iso \\u2028ls \\u2029ps"'));
+    assert.match(readFileSync(cat, 'utf8'), /\\u2028ls/);
+    for (const format of ['table', 'csv', 'markdown']) {
+      const r = runCli(['plan', join(home, 'site.yaml'), '--format', format]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /ls/, format);
+      assert.doesNotMatch(r.stdout, /[\u2028\u2029]/, format);
+    }
   });
 });
 
