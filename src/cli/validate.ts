@@ -60,6 +60,8 @@ export interface FileResult {
   ok: boolean;
   errors: Problem[];
   warnings: Problem[];
+  /** The error as thrown, when not `ok` (not part of the JSON report). */
+  error?: InputError;
   /** The site's name, host count, products and catalogs loaded, when `ok`. */
   site?: string;
   hosts?: number;
@@ -153,11 +155,16 @@ export async function run(argv: string[]): Promise<number> {
   const results: FileResult[] = [];
   for (const file of positionals) {
     const result = validateOne(file, values);
+    // One file's one error is main's to report, as any command's: its stack follows with --debug.
+    if (format === 'text' && positionals.length === 1 && result.error && result.errors.length === 1)
+      throw result.error;
     results.push(result);
     if (format === 'text') writeText(result);
   }
   if (format === 'json')
-    process.stdout.write(`${JSON.stringify({ ok: results.every((r) => r.ok), files: results }, null, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ ok: results.every((r) => r.ok), files: results.map(({ error: _, ...r }) => r) }, null, 2)}\n`,
+    );
   return results.every((r) => r.ok) ? 0 : 2;
 }
 
@@ -197,6 +204,7 @@ export function validateOne(
     return {
       file,
       ok: false,
+      error: err,
       errors: errors.map((e) => problem(e.detail, e.location, file)),
       warnings: [],
     };
