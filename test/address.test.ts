@@ -45,6 +45,28 @@ function referenceParse(raw: string): Address | { error: string } {
     return {
       error: `${JSON.stringify(text)} has an octet with a leading zero (expected plain decimal such as 10.0.0.1; leading zeros are refused, not read as octal)`,
     };
+  // A zone index is read before any '/' (an interface name is not a prefix).
+  const pct = text.indexOf('%');
+  if (pct >= 0) {
+    const base = text.slice(0, pct);
+    const zone = text.slice(pct + 1);
+    if (isIP(base) !== 6)
+      return {
+        error: `${JSON.stringify(text)} has a '%' zone index after ${JSON.stringify(base)}, which is not an IPv6 address (expected a link-local IPv6 address with its zone, e.g. fe80::1%eth0, or an address or CIDR without '%')`,
+      };
+    if (!/^fe[89ab]/i.test(base))
+      return {
+        error: `${JSON.stringify(text)} carries a zone index (%${zone}), which only a link-local address (fe80::/10) takes (expected ${base} alone; RFC 4007 section 11)`,
+      };
+    if (zone.includes('/'))
+      return {
+        error: `${JSON.stringify(text)} gives a zone index with a prefix (%${zone}): a zone names one interface of one machine, a prefix a network (expected the address with its zone, e.g. ${base}%eth0, or the network without one, e.g. fe80::/64)`,
+      };
+    if (!/^[0-9A-Za-z.:-]+$/.test(zone))
+      return {
+        error: `${JSON.stringify(text)} has the zone index ${JSON.stringify(zone)}, which is not an interface name or number that can be used (expected letters, digits, '.', '-' or ':' after the '%', e.g. fe80::1%eth0 or fe80::1%2)`,
+      };
+  }
   const slash = text.indexOf('/');
   if (slash >= 0) {
     const ip = text.slice(0, slash);

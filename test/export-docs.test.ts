@@ -369,13 +369,15 @@ function asXmlText(s: string): string {
 const collapse = (s: string): string => s.replace(/\s+/g, ' ').trim();
 /**
  * What the one sanitiser promises (src/util/terminal.ts): terminal controls (C0 but tab, LF and CR;
- * DEL; C1) and bidirectional controls as `?`.
+ * DEL; C1) and bidirectional controls as `?`; U+2028 and U+2029 as LF.
  */
 const safeOf = (s: string): string =>
-  s.replace(
-    /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g,
-    '?',
-  );
+  s
+    .replace(
+      /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g,
+      '?',
+    )
+    .replace(/[\u2028\u2029]/g, '\n');
 /** What header.ts's oneLine promises: safeOf, then line breaks and tabs as one space. */
 const oneLineOf = (s: string): string => safeOf(s).replace(/[\t\n\r\u2028\u2029]+/g, ' ');
 

@@ -126,21 +126,40 @@ describe('hostile input files', () => {
     );
   });
 
-  test('/dev/zero as the inventory is refused after reading limit + 1 bytes', { timeout: 120_000 }, () => {
+  test('/dev/zero as the inventory is refused at its first NUL byte, not after reading the limit', () => {
     const line = oneLine(runCli(['validate', '/dev/zero']), '/dev/zero');
+    assert.equal(line, 'portolan: /dev/zero:1:1: the inventory contains a NUL byte (expected YAML text)');
+  });
+
+  test('an endless pipe of text as the inventory is refused after reading limit + 1 bytes', {
+    timeout: 120_000,
+  }, () => {
+    // `yes` never ends and never writes a NUL: only the limit stops the read.
+    const r = spawnSync('sh', ['-c', `yes '# x' | "${process.execPath}" "${BIN}" validate -`], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, NO_COLOR: '1' },
+    });
+    const line = oneLine({ code: r.status, stdout: r.stdout, stderr: r.stderr }, 'yes |');
     assert.equal(
       line,
-      'portolan: /dev/zero: the inventory is more than 67108864 bytes; the limit is 67108864 bytes (64 MiB); raise it with --max-inventory-size SIZE or PORTOLAN_MAX_INVENTORY_SIZE=SIZE (e.g. 128MiB)',
+      'portolan: -: the inventory is more than 67108864 bytes; the limit is 67108864 bytes (64 MiB); raise it with --max-inventory-size SIZE or PORTOLAN_MAX_INVENTORY_SIZE=SIZE (e.g. 128MiB)',
     );
   });
 
-  test('/dev/zero as a catalog (--catalog) is refused the same way', { timeout: 120_000 }, () => {
+  test('/dev/zero as a catalog (--catalog) is refused the same way', () => {
     const file = site(
       'zero-cat.yaml',
       `site: z\nproducts: {}\nhosts:\n  a: { address: 10.0.0.1, ${PROXY} }\n`,
     );
     const line = oneLine(runCli(['validate', file, '--catalog', '/dev/zero']), 'catalog /dev/zero');
-    assert.match(line, /^portolan: \/dev\/zero: the catalog is more than 4194304 bytes/);
+    assert.equal(line, 'portolan: /dev/zero:1:1: the catalog contains a NUL byte (expected YAML text)');
+  });
+
+  test('a NUL after the first chunk read is located at its line and column', () => {
+    const file = site('late-nul.yaml', `${'# padding\n'.repeat(20_000)}site: z\0\n`);
+    const line = oneLine(runCli(['validate', file]), 'late NUL');
+    assert.equal(line, `portolan: ${file}:20001:8: the inventory contains a NUL byte (expected YAML text)`);
   });
 
   test('a FIFO without a writer reads as empty, never hangs', { timeout: 120_000 }, () => {

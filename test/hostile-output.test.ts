@@ -86,7 +86,8 @@ describe('hostile text reaches no terminal raw', () => {
   });
 
   test('validate lists every error sanitised, as the one-line report of the first', () => {
-    // validate printed its list raw: a JSON-quoted value keeps C1 controls and U+202E as they are.
+    // validate printed its list raw: a JSON-quoted value keeps C1 controls and U+202E as they are;
+    // an inventory refuses them now, and the error quotes them escaped.
     const bad = join(tmp, 'bad-addresses.yaml');
     writeFileSync(
       bad,
@@ -95,8 +96,12 @@ describe('hostile text reaches no terminal raw', () => {
     const r = runCli(['validate', bad]);
     assert.equal(r.code, 2, r.stderr);
     assertSafe(r.stderr, 'validate errors');
-    assert.match(r.stderr, /:5:\d+ hosts\.a\.address: "\?31m\?" is neither/);
-    assert.match(r.stderr, /:6:\d+ hosts\.b\.address: "10\.0\.0\.2\?2J" is neither/);
+    // Refused where written, each named by its code point and quoted with it escaped.
+    assert.match(
+      r.stderr,
+      /:5:17 hosts\.a\.address: "\\u009b31m\\u202e" holds U\+009B \(a C1 control character\)/,
+    );
+    assert.match(r.stderr, /:6:17 hosts\.b\.address: "10\.0\.0\.2\\u009b2J" holds U\+009B/);
     assert.match(r.stderr, /: 2 errors\n$/);
   });
 

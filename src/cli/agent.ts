@@ -2,7 +2,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent } from '../agent/agent.js';
-import { PortolanError, UsageError } from '../errors.js';
+import { PortolanError, quote, UsageError } from '../errors.js';
 import { DEFAULTS } from '../probe/engine.js';
 import { parseDuration } from '../server/duration.js';
 import { counted } from '../util/plural.js';
@@ -63,7 +63,7 @@ export async function run(argv: string[]): Promise<number> {
     server = new URL(values.server);
     if (server.protocol !== 'http:' && server.protocol !== 'https:') throw new Error('scheme');
   } catch {
-    throw new UsageError(`--server ${JSON.stringify(values.server)}: expected an http:// or https:// URL`);
+    throw new UsageError(`--server ${quote(values.server)}: expected an http:// or https:// URL`);
   }
   // Files are read bounded: /dev/zero or an endless pipe named here would be read forever.
   const readOption = (flag: string, file: string, limit: number) => {
@@ -121,7 +121,7 @@ export async function run(argv: string[]): Promise<number> {
     const e = err as NodeJS.ErrnoException;
     if (typeof e?.code !== 'string' || e.syscall !== 'mkdir') throw err;
     throw new UsageError(
-      `--spool ${JSON.stringify(spool)}: cannot make ${e.path ?? 'its directories'} (${e.code}; expected a directory this user can write, or a new name for one)`,
+      `--spool ${quote(spool)}: cannot make ${e.path ?? 'its directories'} (${e.code}; expected a directory this user can write, or a new name for one)`,
     );
   }
   if (values.once) {

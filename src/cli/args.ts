@@ -1,5 +1,5 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util';
-import { UsageError } from '../errors.js';
+import { quote, UsageError } from '../errors.js';
 import { mergePortRanges, type PortRange } from '../model/ports.js';
 import { closest, didYouMean } from '../util/suggest.js';
 
@@ -59,7 +59,7 @@ export function parse<T extends Options>(argv: readonly string[], options: T, us
       msg =
         next === undefined
           ? `${flag} needs a value`
-          : `${flag} needs a value, and ${JSON.stringify(next)} after it reads as an option (write ${flag}=${next} if it is the value)`;
+          : `${flag} needs a value, and ${quote(next)} after it reads as an option (write ${flag}=${next} if it is the value)`;
     }
     const unknown = /^Unknown option '(-+)([^']*)'/.exec(msg);
     if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && unknown) {
@@ -92,7 +92,7 @@ function refuseRepeats(tokens: readonly ParsedToken[] | undefined, options: Opti
     const before = seen.get(t.name);
     if (before !== undefined && before !== t.value)
       throw new UsageError(
-        `--${t.name} given twice (${JSON.stringify(before)}, then ${JSON.stringify(t.value)}); expected it once`,
+        `--${t.name} given twice (${quote(before)}, then ${quote(t.value)}); expected it once`,
       );
     seen.set(t.name, t.value);
   }
@@ -104,7 +104,7 @@ export function oneOf<T extends string>(value: unknown, allowed: readonly T[], f
   if (value === undefined) return undefined;
   if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
   throw new UsageError(
-    `${flag} ${JSON.stringify(value)} is not one of: ${allowed.join(', ')}${typeof value === 'string' ? didYouMean(value, allowed) : ''}`,
+    `${flag} ${quote(value)} is not one of: ${allowed.join(', ')}${typeof value === 'string' ? didYouMean(value, allowed) : ''}`,
   );
 }
 
@@ -120,7 +120,7 @@ export function exactlyOne(positionals: string[], what: string, usage: string): 
 export function positiveInt(value: string | undefined, flag: string, max: number): number | undefined {
   if (value === undefined) return undefined;
   if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > max)
-    throw new UsageError(`${flag} ${JSON.stringify(value)} is not a whole number from 1 to ${max}`);
+    throw new UsageError(`${flag} ${quote(value)} is not a whole number from 1 to ${max}`);
   return Number(value);
 }
 
@@ -136,11 +136,11 @@ export function parsePorts(text: string, what: string, written = text): PortRang
     const hi = Number(m?.[2] ?? m?.[1]);
     if (m && lo >= 1 && hi <= 65535 && lo > hi)
       throw new UsageError(
-        `${what} ${JSON.stringify(written)}${part === written ? '' : `: ${JSON.stringify(part.trim())}`}: the range's low port is above its high port (expected low-high, e.g. ${hi}-${lo})`,
+        `${what} ${quote(written)}${part === written ? '' : `: ${quote(part.trim())}`}: the range's low port is above its high port (expected low-high, e.g. ${hi}-${lo})`,
       );
     if (!m || lo < 1 || hi > 65535)
       throw new UsageError(
-        `${what} ${JSON.stringify(written)}${part === written ? '' : `: ${JSON.stringify(part.trim())}`} is not a port or low-high range within 1-65535 (expected ${written === text ? 'ports and ranges separated by commas, e.g. 443, 8000-8010 or 22,443,8006' : 'PORTS or PORTS/udp, e.g. 443,8000-8010 or 123/udp'})`,
+        `${what} ${quote(written)}${part === written ? '' : `: ${quote(part.trim())}`} is not a port or low-high range within 1-65535 (expected ${written === text ? 'ports and ranges separated by commas, e.g. 443, 8000-8010 or 22,443,8006' : 'PORTS or PORTS/udp, e.g. 443,8000-8010 or 123/udp'})`,
       );
     out.push([lo, hi]);
   }

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { UsageError } from '../errors.js';
+import { quote, UsageError } from '../errors.js';
 import type { PortRange } from '../model/ports.js';
 import { buildPlan } from '../plan/plan.js';
 import { type CheckOptions, type CheckReport, DEFAULTS, runCheck } from '../probe/engine.js';
@@ -129,7 +129,7 @@ export function maxRateFrom(flag: string | undefined, env: string | undefined): 
   if (text === undefined) return DEFAULT_MAX_RATE;
   if (!/^\d+$/.test(text.trim()) || Number(text) > 1_000_000)
     throw new UsageError(
-      `${where} ${JSON.stringify(text)} is not a rate (expected connects per second, a whole number from 0 to 1000000; 0 for no cap)`,
+      `${where} ${quote(text)} is not a rate (expected connects per second, a whole number from 0 to 1000000; 0 for no cap)`,
     );
   return Number(text);
 }

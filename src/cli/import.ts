@@ -1,6 +1,6 @@
 import { loadCatalogs } from '../catalog/load.js';
-import { PortolanError, UsageError } from '../errors.js';
-import { buildInventory, loadImportMap } from '../import/build.js';
+import { formatLocated, InputError, InputErrors, PortolanError, UsageError } from '../errors.js';
+import { buildInventory, type ImportMap, type ImportResult, loadImportMap } from '../import/build.js';
 import { readPveshResources, readRvtools } from '../import/sources.js';
 import { INVENTORY_LIMIT_ENV, inventoryLimit, loadSiteText } from '../inventory/load.js';
 import { counted } from '../util/plural.js';
@@ -73,8 +73,16 @@ export async function run(argv: string[]): Promise<number> {
     loadSiteText(result.text, out ?? 'stdout', values.catalog ?? []);
   } catch (err) {
     if (!(err instanceof PortolanError)) throw err;
-    process.stderr.write(
-      `portolan: the imported inventory does not validate, nothing written: ${safeLine(err.message)}\n`,
+    // Located where the fault was written: the source row a host came from, or the map's line.
+    const errors = err instanceof InputErrors ? err.errors : err instanceof InputError ? [err] : [];
+    const lines = errors.length
+      ? errors.map((e) => sourceLocated(e, map, result, file))
+      : [safeLine(err.message)];
+    writeLines(
+      process.stderr,
+      lines.map(
+        (line) => `portolan: the imported inventory does not validate, nothing written: ${safeLine(line)}`,
+      ),
     );
     return 2;
   }
@@ -90,6 +98,46 @@ export async function run(argv: string[]): Promise<number> {
     `${safeLine(`imported ${result.imported} of ${counted(result.read, 'row')} into site ${map.site}${out ? ` (${out})` : ''}: ${result.skipped} left out, ${counted(result.warnings.length, 'warning')}${verdict}${notHosts ? `; resources that are not guests or nodes, left out: ${notHosts}` : ''}`)}\n`,
   );
   return 0;
+}
+
+/**
+ * An error of the generated inventory located where its text came from: a host imported from a row
+ * is named by that row (`vInfo.csv:12 hosts.vm1.address: ...`), and anything the map wrote (site,
+ * products, fixed hosts) at the map's file:line:column. The generated text is never on disk when
+ * it is refused, so its own line numbers would name nothing; `file`, the source, when neither fits.
+ */
+export function sourceLocated(
+  e: InputError,
+  map: ImportMap,
+  made: Pick<ImportResult, 'rowOf' | 'factFrom'>,
+  file: string,
+): string {
+  const path = e.location?.path;
+  const parts = path === undefined ? [] : parsePath(path);
+  const key = parts[0] === 'hosts' && typeof parts[1] === 'string' ? parts[1] : undefined;
+  const row = key === undefined ? undefined : made.rowOf.get(key);
+  if (key !== undefined && row !== undefined) {
+    // A fact a rule of the map gave: the rule is where to fix it.
+    const rule = parts[2] === 'facts' ? made.factFrom.get(key)?.get(String(parts[3])) : undefined;
+    const from =
+      rule === undefined
+        ? ''
+        : ` (given by the map's rule at ${formatLocated('', map.locate(['import', 'rules', rule, 'facts', String(parts[3])])).replace(/: $/, '')})`;
+    return formatLocated(`${e.detail}${from}`, { file: row, ...(path ? { path } : {}) });
+  }
+  if (parts.length) return formatLocated(e.detail, map.locate(parts));
+  return formatLocated(e.detail, { file });
+}
+
+/** A key path as formatPath writes it (`hosts.vm1.roles[0]`, `hosts["a.b"]`) as its parts. */
+export function parsePath(path: string): (string | number)[] {
+  const parts: (string | number)[] = [];
+  for (const m of path.matchAll(/\[("(?:[^"\\]|\\.)*")\]|\[(\d+)\]|([^.[\]]+)/g)) {
+    if (m[1] !== undefined) parts.push(JSON.parse(m[1]) as string);
+    else if (m[2] !== undefined) parts.push(Number(m[2]));
+    else if (m[3] !== undefined) parts.push(m[3]);
+  }
+  return parts;
 }
 
 /** Rows printed per reason for leaving rows out; the rest of that reason are one count line. */

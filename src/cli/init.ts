@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs';
 import { loadCatalogs } from '../catalog/load.js';
 import type { Catalog, PeerSpec } from '../catalog/types.js';
-import { UsageError } from '../errors.js';
+import { quote, UsageError } from '../errors.js';
 import { unknownName } from '../util/suggest.js';
 import { writeHelp } from '../util/wrap.js';
 import { COMMON_HELP, forUsage, parse } from './args.js';
@@ -161,7 +161,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const site = values.site ?? 'my-site';
   if (!/^[a-z0-9][a-z0-9-]*$/i.test(site))
-    throw new UsageError(`--site ${JSON.stringify(site)} is not a name of letters, digits and dashes`);
+    throw new UsageError(`--site ${quote(site)} is not a name of letters, digits and dashes`);
   const text = skeleton(site, chosen);
   // `-o -` is stdout, as if -o were not given.
   const out = fileOrStdout(values.output);
@@ -169,7 +169,7 @@ export async function run(argv: string[]): Promise<number> {
     // The skeleton is the start of a hand-edited file: never replace one silently.
     if (!values.force && isRegularFile(out))
       throw new UsageError(
-        `-o ${JSON.stringify(out)}: the file exists (an inventory that may hold edits); give --force to overwrite it, or another -o FILE`,
+        `-o ${quote(out)}: the file exists (an inventory that may hold edits); give --force to overwrite it, or another -o FILE`,
       );
     writeOutputFile(out, text);
     process.stderr.write(`wrote ${out}: run "portolan validate ${out}"\n`);

@@ -1,4 +1,4 @@
-import { UsageError } from '../errors.js';
+import { quote, UsageError } from '../errors.js';
 import { inventoryLimit, loadSite, readInventory } from '../inventory/load.js';
 import { ablate } from '../lab/ablate.js';
 import { breakFlow, parseFlowSpec } from '../lab/break.js';
@@ -119,7 +119,7 @@ async function runUp(argv: string[]): Promise<number> {
   const rulesets = new Map<string, string>();
   for (const r of values.ruleset ?? []) {
     const m = /^([^=]+)=(.+)$/.exec(r);
-    if (!m) throw new UsageError(`--ruleset ${JSON.stringify(r)} is not HOST=FILE`);
+    if (!m) throw new UsageError(`--ruleset ${quote(r)} is not HOST=FILE`);
     if (rulesets.has(m[1] as string)) throw new UsageError(`--ruleset names host ${m[1]} twice`);
     rulesets.set(m[1] as string, m[2] as string);
   }

@@ -71,7 +71,7 @@ function help(): string {
     'Commands:',
     ...names.map((n) => `  ${n.padEnd(pad)}  ${COMMANDS[n]?.summary}`),
     '',
-    'Options for every command: --catalog DIR (extra catalogs), --debug (stack traces), --no-color, -h/--help',
+    'Options for every command: --catalog DIR (extra catalogs, where a command reads them), --debug (stack traces), --no-color, -h/--help',
     '',
     'Run "portolan help <command>" or "portolan <command> --help" for a command\'s options;',
     '"portolan --version" prints the version.',
@@ -92,9 +92,16 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = await run(['--help']);
       return;
     }
-    if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    // Asked for, the help is the output (stdout, exit 0); with no command it is a usage error
+    // (stderr, exit 2), as every command's missing argument is: `portolan | less` shows nothing, and
+    // a script that forgot the command fails.
+    if (name === undefined) {
+      writeHelp(help(), process.stderr);
+      process.exitCode = 2;
+      return;
+    }
+    if (name === '--help' || name === '-h' || name === 'help') {
       writeHelp(help());
-      process.exitCode = name === undefined ? 2 : 0;
       return;
     }
     if (name === '--version' || name === '-V') {
@@ -141,15 +148,20 @@ export function quietOnClosedPipe(out: NodeJS.WriteStream): void {
   });
 }
 
+/** An error message for the terminal: sanitize, and U+2028/U+2029 (no line break to a terminal) as `?`. */
+function terminalText(text: string): string {
+  return sanitize(text).replace(/[\u2028\u2029]/g, '?');
+}
+
 function report(err: unknown, debug: boolean): number {
   if (isClosedPipe(err)) return CLOSED_PIPE_EXIT;
   if (err instanceof PortolanError && err.code !== 'EINTERNAL') {
-    process.stderr.write(`portolan: ${sanitize(err.message)}\n`);
+    process.stderr.write(`portolan: ${terminalText(err.message)}\n`);
     if (debug && err.stack) process.stderr.write(`${err.stack}\n`);
     return err.code === 'EIO' ? 1 : 2;
   }
   const e = err as Error;
-  process.stderr.write(`portolan: internal error: ${sanitize(e?.message ?? String(err))}\n`);
+  process.stderr.write(`portolan: internal error: ${terminalText(e?.message ?? String(err))}\n`);
   process.stderr.write(
     debug ? `${e?.stack ?? ''}\n` : 'Run again with --debug to see the stack trace, and please report it.\n',
   );

@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { getSystemErrorMap } from 'node:util';
-import { PortolanError, UsageError } from '../errors.js';
+import { PortolanError, quote, UsageError } from '../errors.js';
 import { UnwritableTarget, writeFileAtomic } from '../util/atomic.js';
 import { inputAt } from '../util/inputs.js';
 import { makeDirectory } from '../util/mkdir.js';
@@ -43,16 +43,16 @@ export function checkOutputFile(path: string, flag = '-o'): void {
       `${flag} "-": this option takes a file, not stdout (expected ${flag} FILE; ./- names a file called -)`,
     );
   if (statOf(path)?.isDirectory())
-    throw new UsageError(`${flag} ${JSON.stringify(path)} is a directory (expected ${flag} FILE)`);
+    throw new UsageError(`${flag} ${quote(path)} is a directory (expected ${flag} FILE)`);
   const parent = dirname(path);
   const st = statOf(parent);
   if (!st)
     throw new UsageError(
-      `${flag} ${JSON.stringify(path)}: the directory ${parent} does not exist (expected a file in an existing directory; create it first)`,
+      `${flag} ${quote(path)}: the directory ${parent} does not exist (expected a file in an existing directory; create it first)`,
     );
   if (!st.isDirectory())
     throw new UsageError(
-      `${flag} ${JSON.stringify(path)}: ${parent} is not a directory (expected a file in an existing directory)`,
+      `${flag} ${quote(path)}: ${parent} is not a directory (expected a file in an existing directory)`,
     );
 }
 
@@ -66,7 +66,7 @@ export function checkOutputDir(path: string, flag: string, why?: string): void {
   const st = statOf(path);
   if (st && !st.isDirectory())
     throw new UsageError(
-      `${flag} ${JSON.stringify(path)} is a file${why ? `, and ${why}` : ''} (expected a directory: an existing one, or a new name to create)`,
+      `${flag} ${quote(path)} is a file${why ? `, and ${why}` : ''} (expected a directory: an existing one, or a new name to create)`,
     );
 }
 
@@ -112,7 +112,7 @@ export function checkNotInput(path: string, flag = '-o'): void {
   const input = inputAt(path);
   if (input === undefined) return;
   throw new UsageError(
-    `${flag} ${JSON.stringify(path)} is ${input === path ? 'a file' : `${input}, a file`} this command read: writing there would replace it (expected another file)`,
+    `${flag} ${quote(path)} is ${input === path ? 'a file' : `${input}, a file`} this command read: writing there would replace it (expected another file)`,
   );
 }
 

@@ -1,5 +1,5 @@
 import { lookup } from 'node:dns/promises';
-import { UsageError } from '../errors.js';
+import { quote, UsageError } from '../errors.js';
 import type { Host, Inventory } from '../inventory/types.js';
 import { parseAddress } from '../model/address.js';
 import type { Flow, Plan } from '../model/flow.js';
@@ -79,7 +79,7 @@ export function probeFlows(
   // `22/tcp/udp`: a second suffix is read as part of the ports, where parsePorts names it.
   if (other && !/^(tcp|udp)$/i.test(other[1] ?? ''))
     throw new UsageError(
-      `PORTS ${JSON.stringify(portsText)}: protocol ${JSON.stringify(other[1])} is not one of: tcp, udp (expected PORTS or PORTS/udp, e.g. 443 or 123/udp)`,
+      `PORTS ${quote(portsText)}: protocol ${quote(other[1])} is not one of: tcp, udp (expected PORTS or PORTS/udp, e.g. 443 or 123/udp)`,
     );
   const protocol = (m[2]?.toLowerCase() ?? 'tcp') as 'tcp' | 'udp';
   const ports = mergePortRanges(parsePorts(m[1] ?? '', 'PORTS', portsText));
@@ -137,6 +137,12 @@ export async function run(argv: string[]): Promise<number> {
     writeHelp(USAGE);
     return 0;
   }
+  // probe plans nothing from a catalog: the command line names the ports. Taken silently, a
+  // --catalog would suggest its flows were probed.
+  if (values.catalog?.length)
+    throw new UsageError(
+      `--catalog: probe reads no catalog, it probes the ports its command line names (expected no --catalog; "portolan check SITE.yaml --catalog DIR" probes a site's catalog flows)\n${forUsage(USAGE)}`,
+    );
   if (positionals.length !== 2)
     throw new UsageError(
       `expected HOST and PORTS, got ${counted(positionals.length, 'argument')}\n${forUsage(USAGE)}`,
@@ -152,7 +158,7 @@ export async function run(argv: string[]): Promise<number> {
     const size = 2n ** BigInt(bits - parsed.prefix);
     if (size > BigInt(MAX_CIDR_ADDRESSES))
       throw new UsageError(
-        `probe: HOST ${JSON.stringify(hostText)} has ${size} addresses; probe takes at most ${MAX_CIDR_ADDRESSES} (a /${bits - Math.log2(MAX_CIDR_ADDRESSES)} or smaller): give a smaller range or list the hosts in an inventory and use check`,
+        `probe: HOST ${quote(hostText)} has ${size} addresses; probe takes at most ${MAX_CIDR_ADDRESSES} (a /${bits - Math.log2(MAX_CIDR_ADDRESSES)} or smaller): give a smaller range or list the hosts in an inventory and use check`,
       );
   }
   const { flows } = probeFlows(hostText, portsText, service);

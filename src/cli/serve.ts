@@ -4,7 +4,7 @@ import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { loadCatalogs } from '../catalog/load.js';
-import { PortolanError, UsageError } from '../errors.js';
+import { PortolanError, quote, UsageError } from '../errors.js';
 import { buildApp, WEB_DIR } from '../server/app.js';
 import { openDb, parseDbTarget } from '../server/db.js';
 import { parseDuration } from '../server/duration.js';
@@ -52,7 +52,7 @@ function listenOf(text: string): { host: string; port: number } {
     const v6 = /^([0-9A-Fa-f]*:[0-9A-Fa-f:.]*):(\d{1,5})$/.exec(text);
     const hint = v6 ? `; an IPv6 address goes in brackets: [${v6[1]}]:${v6[2]}` : '';
     throw new UsageError(
-      `--listen ${JSON.stringify(text)}: expected HOST:PORT with a port from 0 to 65535, e.g. 127.0.0.1:7300${hint}`,
+      `--listen ${quote(text)}: expected HOST:PORT with a port from 0 to 65535, e.g. 127.0.0.1:7300${hint}`,
     );
   }
   return { host: (m[1] ?? m[2]) as string, port };
@@ -79,7 +79,7 @@ async function assertCanListen(text: string, host: string, port: number): Promis
     });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? '';
-    throw new UsageError(`--listen ${JSON.stringify(text)}: cannot listen there: ${why[code] ?? code}`);
+    throw new UsageError(`--listen ${quote(text)}: cannot listen there: ${why[code] ?? code}`);
   } finally {
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
@@ -181,7 +181,7 @@ export async function run(argv: string[]): Promise<number> {
     bodyText === undefined ? undefined : /^[0-9]{1,10}$/.test(bodyText) ? Number(bodyText) : Number.NaN;
   if (bodyLimit !== undefined && !(bodyLimit >= 1024 && bodyLimit <= 2 ** 31 - 1))
     throw new UsageError(
-      `--body-limit ${JSON.stringify(bodyText)}: expected a whole number of bytes in decimal digits, from 1024 to 2147483647`,
+      `--body-limit ${quote(bodyText)}: expected a whole number of bytes in decimal digits, from 1024 to 2147483647`,
     );
   let webhooks: WebhookPolicy;
   try {

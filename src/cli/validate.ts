@@ -1,5 +1,6 @@
 import type { Catalogs } from '../catalog/load.js';
-import { formatLocated, InputErrors } from '../errors.js';
+import { formatLocated, InputError, InputErrors, type Location, UsageError } from '../errors.js';
+import { inventoryLimit, STDIN } from '../inventory/load.js';
 import type { Inventory } from '../inventory/types.js';
 import type { Warning } from '../model/flow.js';
 import { buildPlan, hostsInsideCidrs } from '../plan/plan.js';
@@ -7,7 +8,7 @@ import { counted } from '../util/plural.js';
 import { writeLines } from '../util/stream.js';
 import { safeLine, sanitize } from '../util/terminal.js';
 import { writeHelp } from '../util/wrap.js';
-import { COMMON_HELP, exactlyOne, parse } from './args.js';
+import { COMMON_HELP, forUsage, oneOf, parse } from './args.js';
 import { INVENTORY_HELP, INVENTORY_OPTIONS, siteFrom } from './site.js';
 
 /**
@@ -27,16 +28,56 @@ function aboutInventory(w: Warning, catalogs: Catalogs): boolean {
   return c !== undefined && !c.when.every((cond) => 'role-present' in cond);
 }
 
-export const USAGE = `Usage: portolan validate SITE.yaml
+export const USAGE = `Usage: portolan validate SITE.yaml... [--format text|json]
 
-Checks a site inventory (and the catalogs it names or --catalog adds) against the schema and the
-catalogs. Prints "ok" and exits 0, or prints every error as FILE:LINE:COL and exits 2. Warns on
-stderr where the plan will be thinner than the inventory suggests: a host gets fewer flows, or
-none, because a fact or setting it needs is left out, or a product's role has no host.
+Checks site inventories (and the catalogs each names or --catalog adds) against the schema and the
+catalogs. For each file, prints "ok", or every error as FILE:LINE:COL; exits 0 when every file is
+good and 2 when any is not. Warns on stderr where the plan will be thinner than the inventory
+suggests: a host gets fewer flows, or none, because a fact or setting it needs is left out, or a
+product's role has no host.
 
+  --format FORMAT    text (default) or json: one JSON document on stdout listing each file's
+                     errors and warnings with file, line, column, path and message
 ${INVENTORY_HELP}
 
 ${COMMON_HELP}`;
+
+/** Where a problem is and what it is: one error or warning of `portolan validate --format json`. */
+export interface Problem {
+  file: string;
+  /** 1-based; absent when the problem is about the file as a whole (unreadable, too large). */
+  line?: number;
+  column?: number;
+  /** The key path in the inventory (`hosts.esx-a.roles[0]`), where there is one. */
+  path?: string;
+  /** What is wrong and what was expected, without the location. */
+  message: string;
+}
+
+/** One file's result: `ok` with its summary, or its errors; warnings either way. */
+export interface FileResult {
+  file: string;
+  ok: boolean;
+  errors: Problem[];
+  warnings: Problem[];
+  /** The error as thrown, when not `ok` (not part of the JSON report). */
+  error?: InputError;
+  /** The site's name, host count, products and catalogs loaded, when `ok`. */
+  site?: string;
+  hosts?: number;
+  products?: string[];
+  catalogs?: number;
+}
+
+function problem(message: string, at: Location | undefined, file: string): Problem {
+  return {
+    file: at?.file ?? file,
+    ...(at?.line !== undefined ? { line: at.line } : {}),
+    ...(at?.column !== undefined ? { column: at.column } : {}),
+    ...(at?.path !== undefined ? { path: at.path } : {}),
+    message,
+  };
+}
 
 /**
  * One warning per host whose flows depend on facts the inventory leaves out: which facts, the
@@ -89,38 +130,95 @@ export function factSummaries(
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, INVENTORY_OPTIONS, USAGE);
+  const { values, positionals } = parse(
+    argv,
+    { ...INVENTORY_OPTIONS, format: { type: 'string', short: 'f' } },
+    USAGE,
+  );
   if (values.help) {
     writeHelp(USAGE);
     return 0;
   }
-  const file = exactlyOne(positionals, 'inventory file', USAGE);
+  const format = oneOf(values.format, ['text', 'json'] as const, '--format') ?? 'text';
+  if (positionals.length === 0)
+    throw new UsageError(`expected one or more inventory files, got none\n${forUsage(USAGE)}`);
+  if (positionals.includes(''))
+    throw new UsageError(
+      `the inventory file is named by an empty argument (expected a path)\n${forUsage(USAGE)}`,
+    );
+  if (positionals.filter((f) => f === STDIN).length > 1)
+    throw new UsageError(
+      `stdin (-) is named more than once (expected it once: it can be read once)\n${forUsage(USAGE)}`,
+    );
+  // The size limit is checked once, before any file is read: a bad one is a usage error.
+  inventoryLimit(values['max-inventory-size']);
+  const results: FileResult[] = [];
+  for (const file of positionals) {
+    const result = validateOne(file, values);
+    // One file's one error is main's to report, as any command's: its stack follows with --debug.
+    if (format === 'text' && positionals.length === 1 && result.error && result.errors.length === 1)
+      throw result.error;
+    results.push(result);
+    if (format === 'text') writeText(result);
+  }
+  if (format === 'json')
+    process.stdout.write(
+      `${JSON.stringify({ ok: results.every((r) => r.ok), files: results.map(({ error: _, ...r }) => r) }, null, 2)}\n`,
+    );
+  return results.every((r) => r.ok) ? 0 : 2;
+}
+
+/** One file as text: its errors (each as main reports one) or its "ok" line, and its warnings. */
+function writeText(r: FileResult): void {
+  if (!r.ok) {
+    // Through the terminal sanitiser, as main's one-line report: a message may quote the file's name.
+    const lines = r.errors.map((e) => `portolan: ${sanitize(formatLocated(e.message, e))}`);
+    if (r.errors.length > 1) lines.push(`${safeLine(r.file)}: ${counted(r.errors.length, 'error')}`);
+    writeLines(process.stderr, lines);
+    return;
+  }
+  writeLines(
+    process.stderr,
+    r.warnings.map((w) =>
+      w.line === undefined && w.path === undefined
+        ? `${safeLine(w.file)}: warning: ${sanitize(w.message)}`
+        : sanitize(formatLocated(`warning: ${w.message}`, w)),
+    ),
+  );
+  process.stdout.write(
+    `${safeLine(r.file)}: ok (site ${safeLine(r.site ?? '')}: ${counted(r.hosts ?? 0, 'host')}, products ${r.products?.join(', ') || 'none'}; ${counted(r.catalogs ?? 0, 'catalog')} loaded)\n`,
+  );
+}
+
+/** Validates one inventory file: its errors (InputError, every one of InputErrors), else its warnings. */
+export function validateOne(
+  file: string,
+  values: { catalog?: string[] | undefined; 'max-inventory-size'?: string | undefined },
+): FileResult {
   let site: ReturnType<typeof siteFrom>;
   try {
     site = siteFrom(file, values);
   } catch (err) {
-    if (!(err instanceof InputErrors)) throw err;
-    // Every error, as main's one-line report shows the first: through the terminal sanitiser, since a
-    // value JSON-quoted in a message still carries C1 controls and bidirectional overrides raw.
-    writeLines(process.stderr, [
-      ...err.errors.map((e) => `portolan: ${sanitize(e.message)}`),
-      `${safeLine(file)}: ${counted(err.errors.length, 'error')}`,
-    ]);
-    return 2;
+    if (!(err instanceof InputError)) throw err;
+    const errors = err instanceof InputErrors ? err.errors : [err];
+    return {
+      file,
+      ok: false,
+      error: err,
+      errors: errors.map((e) => problem(e.detail, e.location, file)),
+      warnings: [],
+    };
   }
   const { inventory, catalogs, locate } = site;
   // Where the plan will be thinner than the inventory suggests: facts left out.
   const plan = buildPlan(inventory, catalogs);
   const summed = factSummaries(inventory, catalogs, plan.warnings);
-  writeLines(process.stderr, [
+  const warnings: Problem[] = [
     // Located through the one read of the file: a pipe cannot be read twice, nor a file past the
     // default limit that --max-inventory-size let in.
-    ...summed.lines.map(({ host, text }) =>
-      sanitize(formatLocated(`warning: ${text}`, locate(['hosts', host], 'key'))),
-    ),
-    // One form for every warning: located at the host it is about (FILE:LINE:COL hosts.NAME:), else
-    // at the file (FILE:), then "warning:"; through the terminal sanitiser, as the errors are.
-    // A product's warning (a role without hosts, a setting) at the product (products.NAME:).
+    ...summed.lines.map(({ host, text }) => problem(text, locate(['hosts', host], 'key'), file)),
+    // Located at the host it is about, else at the product (a role without hosts, a setting),
+    // else at the file.
     ...plan.warnings
       .filter((w) => aboutInventory(w, catalogs) && !summed.covered.has(w))
       .map((w) => {
@@ -130,15 +228,18 @@ export async function run(argv: string[]): Promise<number> {
             : w.product !== undefined
               ? locate(['products', w.product], 'key')
               : undefined;
-        return at
-          ? sanitize(formatLocated(`warning: ${w.message}`, at))
-          : `${safeLine(file)}: warning: ${sanitize(w.message)}`;
+        return problem(w.message, at, file);
       }),
-    ...hostsInsideCidrs(inventory.hosts).map((w) => `${safeLine(file)}: warning: ${sanitize(w.message)}`),
-  ]);
-  const products = [...inventory.products.keys()];
-  process.stdout.write(
-    `${safeLine(file)}: ok (site ${safeLine(inventory.site)}: ${counted(inventory.hosts.length, 'host')}, products ${products.join(', ') || 'none'}; ${counted(catalogs.size, 'catalog')} loaded)\n`,
-  );
-  return 0;
+    ...hostsInsideCidrs(inventory.hosts).map((w) => problem(w.message, undefined, file)),
+  ];
+  return {
+    file,
+    ok: true,
+    errors: [],
+    warnings,
+    site: inventory.site,
+    hosts: inventory.hosts.length,
+    products: [...inventory.products.keys()],
+    catalogs: catalogs.size,
+  };
 }

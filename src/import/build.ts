@@ -1,7 +1,7 @@
 import { RE2JS } from 're2js';
 import { stringify as yamlStringify } from 'yaml';
 import type { Catalogs } from '../catalog/load.js';
-import { InputError } from '../errors.js';
+import { CONTROL_CHARS, InputError, quote } from '../errors.js';
 import { parseAddress } from '../model/address.js';
 import { counted } from '../util/plural.js';
 import { validateWithSchema } from '../util/schema.js';
@@ -25,6 +25,8 @@ export interface MapPattern {
 /** The import map (schema/import-map.json) after validation, with its patterns compiled. */
 export interface ImportMap {
   file: string;
+  /** Where a key path of the map file is (file:line:column), as LoadedYaml.locate. */
+  locate: LoadedYaml['locate'];
   site: string;
   description?: string;
   products: Record<string, unknown>;
@@ -36,6 +38,8 @@ export interface ImportMap {
   skipPoweredOff: boolean;
   domain?: string;
   rules: {
+    /** Its index in the map's import.rules. */
+    index: number;
     name?: MapPattern;
     os?: MapPattern;
     tags?: MapPattern;
@@ -81,7 +85,7 @@ export const DEFAULT_OS_PATTERNS: Record<string, string> = {
  * than in the generated inventory.
  */
 export function loadImportMap(file: string, catalogs?: Catalogs): ImportMap {
-  const y = loadYamlFile(file, 'import map');
+  const y = loadYamlFile(file, 'import map', { controls: 'refuse' });
   const raw = validateWithSchema<RawMap>(y, 'import-map');
   if (catalogs) checkRoles(raw, y, catalogs);
   const regex = (source: string, path: (string | number)[]): MapPattern => {
@@ -101,6 +105,7 @@ export function loadImportMap(file: string, catalogs?: Catalogs): ImportMap {
   }));
   return {
     file,
+    locate: y.locate,
     site: raw.site,
     ...(raw.description !== undefined ? { description: raw.description } : {}),
     products: asWritten(raw.products ?? {}, y),
@@ -116,6 +121,7 @@ export function loadImportMap(file: string, catalogs?: Catalogs): ImportMap {
     skipPoweredOff: raw.import.skip?.includes('powered-off') ?? false,
     ...(raw.import.domain !== undefined ? { domain: raw.import.domain.toLowerCase() } : {}),
     rules: (raw.import.rules ?? []).map((r, i) => ({
+      index: i,
       ...(r.name ? { name: regex(r.name, ['import', 'rules', i, 'name']) } : {}),
       ...(r.os ? { os: regex(r.os, ['import', 'rules', i, 'os']) } : {}),
       ...(r.tags ? { tags: regex(r.tags, ['import', 'rules', i, 'tags']) } : {}),
@@ -196,6 +202,10 @@ export interface ImportResult {
   read: number;
   imported: number;
   skipped: number;
+  /** The source row each imported host comes from (`vInfo.csv:12`), by host key. */
+  rowOf: Map<string, string>;
+  /** Per imported host key, the index in import.rules of the rule that gave each fact. */
+  factFrom: Map<string, Map<string, number>>;
 }
 
 /** A host key (schema/inventory.json: `^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`) from a VM name. */
@@ -248,7 +258,11 @@ export function buildInventory(
     });
   let imported = 0;
   let skipped = 0;
+  const rowOf = new Map<string, string>();
+  const factFrom = new Map<string, Map<string, number>>();
   for (const row of rows) {
+    // Which rule (its index in import.rules) gave each fact: the last that matched.
+    const factRules = new Map<string, number>();
     const label = `${row.at}: ${row.kind === 'node' ? 'node' : 'VM'} ${quoted(row.name)}`;
     for (const note of row.notes ?? []) warnings.push(`${label}: ${note}`);
     const skip = (why: string, warn = true) => {
@@ -277,13 +291,14 @@ export function buildInventory(
     const facts: Record<string, FactValue> = {};
     const os = map.os.find((o) => o.pattern.test(row.os))?.value;
     if (row.os !== '' && os === undefined)
-      warnings.push(`${label}: OS ${JSON.stringify(row.os)} matches no pattern under import.os; no os fact`);
+      warnings.push(`${label}: OS ${quote(row.os)} matches no pattern under import.os; no os fact`);
     for (const rule of map.rules) {
       if (rule.name && !rule.name.test(row.name)) continue;
       if (rule.os && !rule.os.test(row.os)) continue;
       if (rule.tags && !rule.tags.test(row.tags)) continue;
       for (const r of rule.roles) if (!roles.includes(r)) roles.push(r);
       Object.assign(facts, rule.facts);
+      for (const f of Object.keys(rule.facts)) factRules.set(f, rule.index);
     }
     if (os !== undefined && facts.os === undefined) {
       if (takesFact(roles, 'os', os)) facts.os = os;
@@ -295,13 +310,13 @@ export function buildInventory(
     if (key === '') key = `vm-${row.at.replace(/[^A-Za-z0-9]+/g, '-').replace(/^-|-$/g, '')}`.slice(0, 63);
     if (key !== row.name)
       warnings.push(
-        `${label}: the name is not a host key (letters, digits, . _ - only, at most 63); host ${JSON.stringify(key)}`,
+        `${label}: the name is not a host key (letters, digits, . _ - only, at most 63); host ${quote(key)}`,
       );
     if (keys.has(key)) {
       let n = 2;
       while (keys.has(`${key.slice(0, 60)}-${n}`)) n++;
       const renamed = `${key.slice(0, 60)}-${n}`;
-      warnings.push(`${label}: host ${JSON.stringify(key)} exists already; host ${JSON.stringify(renamed)}`);
+      warnings.push(`${label}: host ${quote(key)} exists already; host ${quote(renamed)}`);
       key = renamed;
     }
     // The address: one usable IP (IPv4 first), else a DNS name.
@@ -310,7 +325,7 @@ export function buildInventory(
     for (const t of found) {
       const p = parseAddress(t.replace(/%.*$/, ''));
       if ('error' in p || p.kind !== 'ip') {
-        warnings.push(`${label}: ${JSON.stringify(t)} is not an IP address; ignored`);
+        warnings.push(`${label}: ${quote(t)} is not an IP address; ignored`);
         continue;
       }
       const why = unusable(p.text);
@@ -344,15 +359,19 @@ export function buildInventory(
     }
     const owner = addresses.get(address);
     if (owner !== undefined) {
-      skip(`address ${address} is already host ${JSON.stringify(owner)}'s (one host per address)`);
+      skip(`address ${address} is already host ${quote(owner)}'s (one host per address)`);
       continue;
     }
     addresses.set(address, key);
     keys.add(key);
     const host: Record<string, unknown> = { address, roles };
     if (Object.keys(facts).length > 0) host.facts = facts;
-    host.description = `imported from ${row.at}${key !== row.name ? ` (${row.kind === 'node' ? 'node' : 'VM'} ${quoted(row.name)})` : ''}`;
+    // The row's place names the source file, whose name may hold any character: escaped.
+    const at = CONTROL_CHARS.test(row.at) ? quote(row.at) : row.at;
+    host.description = `imported from ${at}${key !== row.name ? ` (${row.kind === 'node' ? 'node' : 'VM'} ${quoted(row.name)})` : ''}`;
     hosts.push(`  ${yamlKey(key)}: ${flow(host)}`);
+    rowOf.set(key, row.at);
+    if (factRules.size) factFrom.set(key, factRules);
     imported++;
   }
   const head = [
@@ -376,15 +395,18 @@ export function buildInventory(
     read: rows.length,
     imported,
     skipped,
+    rowOf,
+    factFrom,
   };
 }
 
-/** A name for a terminal line: JSON-quoted, with C1 controls and bidirectional overrides escaped too. */
+/**
+ * A name for a terminal line, and a string in the generated YAML: JSON-quoted, with every control
+ * and format character escaped (errors.ts quote): YAML reads `\u202e` back as the same character,
+ * while the file itself never shows one to an editor or a terminal.
+ */
 function quoted(text: string): string {
-  return JSON.stringify(text).replace(
-    /[\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
+  return quote(text);
 }
 
 /** A mapping key as YAML reads it back as the same string: plain where that is unambiguous, else quoted. */

@@ -1,9 +1,9 @@
 import { basename } from 'node:path';
 import { createInflateRaw, inflateRawSync } from 'node:zlib';
 import { parse as parseCsv } from 'csv-parse/sync';
-import { InputError } from '../errors.js';
+import { InputError, quote } from '../errors.js';
 import { jsonSyntaxError } from '../util/json.js';
-import { readBounded as readFileBounded } from '../util/read.js';
+import { readBounded as readFileBounded, type TextOnly } from '../util/read.js';
 import { safeLine } from '../util/terminal.js';
 
 /**
@@ -59,9 +59,22 @@ export const MAX_SOURCE_BYTES = 512 * 1024 * 1024;
  * stays silent, /dev/zero ends at the limit, a directory or a missing file is said in words.
  * InputError, located at `file`.
  */
-export async function readBounded(file: string, what: string): Promise<Buffer> {
-  return readFileBounded(file, MAX_SOURCE_BYTES, what);
+export async function readBounded(
+  file: string,
+  what: string,
+  limit = MAX_SOURCE_BYTES,
+  text?: TextOnly,
+): Promise<Buffer> {
+  return readFileBounded(file, limit, what, undefined, text);
 }
+
+/**
+ * The largest pvesh output read (bytes). `pvesh get /cluster/resources` lists about 300 bytes per
+ * guest, node or storage: 64 MiB is some 200,000 resources, past any Proxmox VE cluster (the
+ * inventory's own default limit is the same). JSON.parse holds the whole text and its objects at
+ * once, so a larger file is refused before it is read.
+ */
+export const MAX_PVESH_BYTES = 64 * 1024 * 1024;
 
 const ZIP_MAGIC = Buffer.from('PK\u0003\u0004', 'latin1');
 /** Compound File Binary (OLE2): the container of Excel 97-2003 .xls workbooks. */
@@ -174,7 +187,11 @@ export async function readRvtools(
   columns: RvtoolsColumns,
   sheet = 'vInfo',
 ): Promise<SourceRow[]> {
-  const bytes = await readBounded(file, 'RVTools export');
+  // CSV is text: a NUL is refused at once, unless the file is a workbook (a zip, or an old .xls).
+  const bytes = await readBounded(file, 'RVTools export', MAX_SOURCE_BYTES, {
+    expected: 'an RVTools vInfo export: CSV text or an .xlsx workbook',
+    binary: (head) => head.subarray(0, 4).equals(ZIP_MAGIC) || head.subarray(0, 4).equals(OLE_MAGIC),
+  });
   const name = basename(file);
   const zip = bytes.subarray(0, 4).equals(ZIP_MAGIC);
   if (!zip && /\.xls[xmb]?$/i.test(name))
@@ -191,9 +208,9 @@ export async function readRvtools(
     const i = index(title);
     if (i < 0)
       throw new InputError(
-        `no column ${JSON.stringify(title)} (the ${what}) in the header row (expected an RVTools vInfo export; columns found: ${header
+        `no column ${quote(title)} (the ${what}) in the header row (expected an RVTools vInfo export; columns found: ${header
           .slice(0, 8)
-          .map((h) => JSON.stringify(h))
+          .map((h) => quote(h))
           .join(
             ', ',
           )}${header.length > 8 ? ', ...' : ''}; name another column under import.columns in the map)`,
@@ -299,9 +316,9 @@ async function xlsxTable(bytes: Buffer, file: string, sheet: string): Promise<Ta
     const cell = /^<c\/> at row (\d+), col (\d+): (\w+)$/.exec(msg);
     throw new InputError(
       /sheet/i.test(msg) && /not found/i.test(msg)
-        ? `the workbook has no sheet ${JSON.stringify(sheet)} (expected an RVTools export with a vInfo tab, or name the sheet with --sheet)`
+        ? `the workbook has no sheet ${quote(sheet)} (expected an RVTools export with a vInfo tab, or name the sheet with --sheet)`
         : cell
-          ? `sheet ${JSON.stringify(sheet)} cell ${columnName(Number(cell[2]))}${cell[1]}: its value cannot be read (${cell[3]}; expected a value of the type the cell declares, as Excel writes it)`
+          ? `sheet ${quote(sheet)} cell ${columnName(Number(cell[2]))}${cell[1]}: its value cannot be read (${cell[3]}; expected a value of the type the cell declares, as Excel writes it)`
           : `not a readable .xlsx workbook: ${safeLine(msg)}`,
       { file },
     );
@@ -358,7 +375,7 @@ function columnName(n: number): string {
  * tags.
  */
 export function checkSheetShape(xml: string, file: string, sheet: string, path: string): void {
-  const where = `sheet ${JSON.stringify(sheet)} (${path})`;
+  const where = `sheet ${quote(sheet)} (${path})`;
   const refuse = (detail: string) => new InputError(`${where}: ${detail}`, { file });
   const tag = /<(?:[A-Za-z_][\w.-]*:)?(row|c)(?=[\s/>])([^>]*?)(\/?)>/g;
   const attr = /(?:^|\s)r\s*=\s*(?:"([^"]*)"|'([^']*)')/;
@@ -373,10 +390,7 @@ export function checkSheetShape(xml: string, file: string, sheet: string, path: 
     if (m[1] === 'row') {
       if (r === undefined) row++;
       else if (/^[1-9][0-9]{0,6}$/.test(r) && Number(r) <= SHEET_ROWS) row = Number(r);
-      else
-        throw refuse(
-          `row number ${JSON.stringify(r.slice(0, 20))} is not a row (expected 1 to ${SHEET_ROWS})`,
-        );
+      else throw refuse(`row number ${quote(r.slice(0, 20))} is not a row (expected 1 to ${SHEET_ROWS})`);
       if (row > MAX_XLSX_ROWS)
         throw refuse(
           `reaches row ${row}, past the ${MAX_XLSX_ROWS} rows this import reads from a workbook (expected an RVTools export, one row per VM; delete the rows below the data, or use RVTools' Export vInfo to csv)`,
@@ -391,7 +405,7 @@ export function checkSheetShape(xml: string, file: string, sheet: string, path: 
     const at = cellRef(r);
     if (!at)
       throw refuse(
-        `cell reference ${JSON.stringify(r.slice(0, 20))} is not a cell (expected A1 to ${columnName(SHEET_COLUMNS)}${SHEET_ROWS})`,
+        `cell reference ${quote(r.slice(0, 20))} is not a cell (expected A1 to ${columnName(SHEET_COLUMNS)}${SHEET_ROWS})`,
       );
     if (at[0] > MAX_XLSX_ROWS)
       throw refuse(
@@ -513,7 +527,9 @@ export async function readPvesh(file: string): Promise<SourceRow[]> {
 export async function readPveshResources(
   file: string,
 ): Promise<{ rows: SourceRow[]; other: Map<string, number> }> {
-  const bytes = await readBounded(file, 'pvesh output');
+  const bytes = await readBounded(file, 'pvesh output', MAX_PVESH_BYTES, {
+    expected: 'the output of pvesh get /cluster/resources --output-format json, which is JSON text',
+  });
   const start = bytes
     .subarray(0, 4096)
     .toString('latin1')
@@ -588,7 +604,7 @@ export async function readPveshResources(
     }
     let vmid = type === 'node' ? '' : text('vmid');
     if (vmid && !/^\d+$/.test(vmid)) {
-      notes.push(`"vmid" ${JSON.stringify(vmid).slice(0, 40)} is not a number; ignored`);
+      notes.push(`"vmid" ${quote(vmid).slice(0, 40)} is not a number; ignored`);
       vmid = '';
     }
     out.push({

@@ -3,7 +3,7 @@ import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { type Catalogs, loadCatalogs } from '../catalog/load.js';
 import type { Catalog, FactSpec } from '../catalog/types.js';
 import { parseVersion, versionRangesText, versionWithin } from '../catalog/version.js';
-import { InputError, InputErrors, shown, UsageError } from '../errors.js';
+import { InputError, InputErrors, quote, shown, UsageError } from '../errors.js';
 import { addressIdentity, parseAddress } from '../model/address.js';
 import { parseSize, readBounded, readBoundedStdin, sizeText, statProblem } from '../util/read.js';
 import { SCHEMAS, type SchemaFinding, schemaFindings } from '../util/schema.js';
@@ -56,7 +56,7 @@ export function inventoryLimit(option?: string, env: NodeJS.ProcessEnv = process
   const bytes = parseSize(text);
   if (bytes === undefined || bytes < 1 || bytes > MAX_INVENTORY_BYTES_CEILING)
     throw new UsageError(
-      `${from} ${JSON.stringify(text)} is not a size from 1 byte to ${sizeText(MAX_INVENTORY_BYTES_CEILING)} (expected bytes or a number with a unit, e.g. 128MiB, 200MB, 1048576)`,
+      `${from} ${quote(text)} is not a size from 1 byte to ${sizeText(MAX_INVENTORY_BYTES_CEILING)} (expected bytes or a number with a unit, e.g. 128MiB, 200MB, 1048576)`,
     );
   return bytes;
 }
@@ -74,8 +74,8 @@ export interface LoadOptions {
  */
 export function readInventory(file: string, maxBytes = inventoryLimit()): Buffer {
   return file === STDIN
-    ? readBoundedStdin(file, maxBytes, 'inventory', LIMIT_HINT)
-    : readBounded(file, maxBytes, 'inventory', LIMIT_HINT);
+    ? readBoundedStdin(file, maxBytes, 'inventory', LIMIT_HINT, { expected: 'YAML text' })
+    : readBounded(file, maxBytes, 'inventory', LIMIT_HINT, { expected: 'YAML text' });
 }
 
 /**
@@ -95,8 +95,12 @@ export function loadSite(file: string, extraCatalogs: readonly string[] = [], op
   const bytes =
     opts.bytes ?? (file === STDIN ? readInventory(file, opts.maxBytes ?? inventoryLimit()) : undefined);
   const y = bytes
-    ? parseYamlText(bytes, file, 'inventory')
-    : loadYamlFile(file, 'inventory', { maxBytes: opts.maxBytes ?? inventoryLimit(), limitHint: LIMIT_HINT });
+    ? parseYamlText(bytes, file, 'inventory', { controls: 'refuse' })
+    : loadYamlFile(file, 'inventory', {
+        maxBytes: opts.maxBytes ?? inventoryLimit(),
+        limitHint: LIMIT_HINT,
+        controls: 'refuse',
+      });
   return siteOf(y, file, extraCatalogs);
 }
 
@@ -105,7 +109,11 @@ export function loadSite(file: string, extraCatalogs: readonly string[] = [], op
  * loadSite checks a file; errors are located as if the text were `file` (catalogs: resolve beside it).
  */
 export function loadSiteText(text: string, file: string, extraCatalogs: readonly string[] = []): Site {
-  return siteOf(parseYamlText(Buffer.from(text, 'utf8'), file, 'inventory'), file, extraCatalogs);
+  return siteOf(
+    parseYamlText(Buffer.from(text, 'utf8'), file, 'inventory', { controls: 'refuse' }),
+    file,
+    extraCatalogs,
+  );
 }
 
 function siteOf(y: LoadedYaml, file: string, extraCatalogs: readonly string[]): Site {

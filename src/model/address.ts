@@ -1,6 +1,7 @@
 import { BlockList, isIP } from 'node:net';
 import { domainToASCII } from 'node:url';
 import { mergeCidr, normalizeCidr } from 'cidr-tools';
+import { quote } from '../errors.js';
 
 /** A host's address as the inventory gives it, parsed once at the edge. */
 export type Address =
@@ -87,12 +88,35 @@ export function parseAddress(raw: string): Address | { error: string } {
   if (text === '') return { error: `the address is empty ${expected}` };
   if (/^[\d.]+:\d+$/.test(text) || /^\[.*\]:\d+$/.test(text))
     return {
-      error: `${JSON.stringify(text)} carries a port (expected the address alone; ports come from the catalog)`,
+      error: `${quote(text)} carries a port (expected the address alone; ports come from the catalog)`,
     };
   if (/(^|[./])0\d/.test(text.split('/')[0] ?? '') && /^[\d.]+(\/\d+)?$/.test(text))
     return {
-      error: `${JSON.stringify(text)} has an octet with a leading zero (expected plain decimal such as 10.0.0.1; leading zeros are refused, not read as octal)`,
+      error: `${quote(text)} has an octet with a leading zero (expected plain decimal such as 10.0.0.1; leading zeros are refused, not read as octal)`,
     };
+  // A zone index (RFC 4007 section 11: fe80::1%eth0) is read before any '/': an interface name
+  // is not a prefix, whatever it holds.
+  const pct = text.indexOf('%');
+  if (pct >= 0) {
+    const base = text.slice(0, pct);
+    const zone = text.slice(pct + 1);
+    if (isIP(base) !== 6)
+      return {
+        error: `${quote(text)} has a '%' zone index after ${quote(base)}, which is not an IPv6 address (expected a link-local IPv6 address with its zone, e.g. fe80::1%eth0, or an address or CIDR without '%')`,
+      };
+    if (!/^fe[89ab]/i.test(base))
+      return {
+        error: `${quote(text)} carries a zone index (%${zone}), which only a link-local address (fe80::/10) takes (expected ${base} alone; RFC 4007 section 11)`,
+      };
+    if (zone.includes('/'))
+      return {
+        error: `${quote(text)} gives a zone index with a prefix (%${zone}): a zone names one interface of one machine, a prefix a network (expected the address with its zone, e.g. ${base}%eth0, or the network without one, e.g. fe80::/64)`,
+      };
+    if (!/^[0-9A-Za-z.:-]+$/.test(zone))
+      return {
+        error: `${quote(text)} has the zone index ${quote(zone)}, which is not an interface name or number that can be used (expected letters, digits, '.', '-' or ':' after the '%', e.g. fe80::1%eth0 or fe80::1%2)`,
+      };
+  }
   const slash = text.indexOf('/');
   if (slash >= 0) {
     const ip = text.slice(0, slash);
@@ -100,7 +124,7 @@ export function parseAddress(raw: string): Address | { error: string } {
     const version = isIP(ip) as 0 | 4 | 6;
     if (version === 0)
       return {
-        error: `${JSON.stringify(ip)} before the / is not an IPv4 or IPv6 address (expected a CIDR such as 10.0.0.0/24)`,
+        error: `${quote(ip)} before the / is not an IPv4 or IPv6 address (expected a CIDR such as 10.0.0.0/24)`,
       };
     const max = version === 4 ? 32 : 128;
     if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > max)
@@ -109,12 +133,12 @@ export function parseAddress(raw: string): Address | { error: string } {
       };
     if (Number(prefixText) === max && isUnspecified(ip))
       return {
-        error: `${JSON.stringify(text)} is the unspecified address: a connect to it reaches this machine, not a host (expected the host's own address or network)`,
+        error: `${quote(text)} is the unspecified address: a connect to it reaches this machine, not a host (expected the host's own address or network)`,
       };
     const group = Number(prefixText) >= (version === 4 ? 4 : 8) ? notOneHost(ip) : undefined;
     if (group !== undefined)
       return {
-        error: `${JSON.stringify(text)} lies in multicast address space (224.0.0.0/4, ff00::/8), which names groups, not hosts (expected the hosts' own network)`,
+        error: `${quote(text)} lies in multicast address space (224.0.0.0/4, ff00::/8), which names groups, not hosts (expected the hosts' own network)`,
       };
     const canonical = normalizeCidr(`${ip}/${prefixText}`);
     if (canonical !== normalizeCidr(`${ip}/${max}`).replace(/\/\d+$/, `/${prefixText}`))
@@ -122,43 +146,38 @@ export function parseAddress(raw: string): Address | { error: string } {
     return { kind: 'cidr', text: canonical, version, prefix: Number(prefixText) };
   }
   const version = isIP(text);
-  const zone = text.indexOf('%');
-  if (version === 6 && zone >= 0 && !/^fe[89ab]/i.test(text))
-    return {
-      error: `${JSON.stringify(text)} carries a zone index (${text.slice(zone)}), which only a link-local address (fe80::/10) takes (expected ${text.slice(0, zone)} alone; RFC 4007 section 11)`,
-    };
   if ((version === 4 || version === 6) && isUnspecified(text))
     return {
-      error: `${JSON.stringify(text)} is the unspecified address: a connect to it reaches this machine, not a host (expected the host's own address)`,
+      error: `${quote(text)} is the unspecified address: a connect to it reaches this machine, not a host (expected the host's own address)`,
     };
   const group = version === 4 || version === 6 ? notOneHost(text) : undefined;
   if (group !== undefined)
     return {
-      error: `${JSON.stringify(text)} is ${group}, not one host: a flow's probes and rules name one host (expected the host's own unicast address)`,
+      error: `${quote(text)} is ${group}, not one host: a flow's probes and rules name one host (expected the host's own unicast address)`,
     };
   // An IPv4 address isIP accepts is already canonical (plain decimal octets); IPv6 has many spellings.
   if (version === 4) return { kind: 'ip', text, version };
   if (version === 6) return { kind: 'ip', text: normalizeCidr(text), version };
   if (isInetAtonForm(text) && !/^[\d.]+$/.test(text))
     return {
-      error: `${JSON.stringify(text)} is a number the system resolver reads as an IPv4 address (hex or octal form), not a DNS name (expected four decimal octets such as 10.0.0.1, or a name)`,
+      error: `${quote(text)} is a number the system resolver reads as an IPv4 address (hex or octal form), not a DNS name (expected four decimal octets such as 10.0.0.1, or a name)`,
     };
   if (/^[\d.]+$/.test(text))
     return {
-      error: `${JSON.stringify(text)} is not a valid IPv4 address (expected four decimal octets 0-255)`,
+      error: `${quote(text)} is not a valid IPv4 address (expected four decimal octets 0-255)`,
     };
-  if (text.includes(':')) return { error: `${JSON.stringify(text)} is not a valid IPv6 address ${expected}` };
+  if (text.includes(':')) return { error: `${quote(text)} is not a valid IPv6 address ${expected}` };
   if (/[^\x00-\x7f]/.test(text)) {
     // An internationalised name goes on the wire, and into every rule, as its A-labels (RFC 5891
     // section 4.4): say which, so a look-alike letter (Cyrillic "а" for "a") shows as what it is.
     const ascii = domainToASCII(text);
     if (ascii !== '' && ascii.length <= 253 && DNS_NAME.test(ascii))
       return {
-        error: `${JSON.stringify(text)} is an internationalised domain name (expected it as DNS carries it, in ASCII: ${JSON.stringify(ascii)}; RFC 5891)`,
+        error: `${quote(text)} is an internationalised domain name (expected it as DNS carries it, in ASCII: ${quote(ascii)}; RFC 5891)`,
       };
   }
   if (text.length > 253 || !DNS_NAME.test(text))
-    return { error: `${JSON.stringify(text)} is neither an IP address, a CIDR nor a DNS name ${expected}` };
+    return { error: `${quote(text)} is neither an IP address, a CIDR nor a DNS name ${expected}` };
   return { kind: 'dns', text: text.toLowerCase().replace(/\.$/, '') };
 }
 

@@ -3,6 +3,7 @@ import {
   closeSync,
   constants,
   fchmodSync,
+  fchownSync,
   fstatSync,
   fsyncSync,
   linkSync,
@@ -38,7 +39,9 @@ export interface WriteOptions {
   /**
    * Permission bits of the new file (before the umask; default 0o644). A secret is 0o600: the file
    * has those bits from its creation, before any byte is written. When the target is an existing
-   * regular file that `follow` keeps, its bits are kept instead (a plan the user made private stays so).
+   * regular file that `follow` keeps, its bits are kept instead (a plan the user made private stays so),
+   * and so are its owner and group as far as this process may give them (root: both; others: a
+   * group of theirs), so that root rewriting a user's file leaves it the user's.
    */
   mode?: number;
   /**
@@ -112,6 +115,7 @@ export function stageFile(
   let path = target;
   let mode = options.mode ?? 0o644;
   let keep = false;
+  let owner: { uid: number; gid: number } | undefined;
   if (follow) {
     const t = writeTarget(target);
     if (t.direct && writeInPlace(t.path, data)) return { path: t.path, commit() {}, discard() {} };
@@ -119,12 +123,16 @@ export function stageFile(
     if (t.mode !== undefined && options.mode === undefined) {
       mode = t.mode;
       keep = true;
+      owner = t.owner;
     }
   }
   const dir = dirname(path);
   const { fd, temp } = createTemp(dir, basename(path), mode);
   try {
     // The bits exactly, whatever the umask: an existing file's are kept as they were.
+    // Owner and group as well, where this process may give them (keepOwner): root rewriting a
+    // user's file must not leave it root's, which the user could then no longer edit.
+    if (owner) keepOwner(fd, owner);
     if (keep) fchmodSync(fd, mode);
     writeAll(fd, data);
     fsyncSync(fd);
@@ -156,6 +164,24 @@ export function stageFile(
       removeQuietly(temp);
     },
   };
+}
+
+/**
+ * Gives the new file `fd` the owner and group of the file it replaces, as far as this process may
+ * (chown(2)): root gives both; another user may give only the group, and only one it belongs to
+ * (EPERM otherwise, which leaves the file this user's, as any new file of theirs is). Called before
+ * fchmod: chown clears the set-user-ID and set-group-ID bits, which the kept mode never holds anyway.
+ */
+function keepOwner(fd: number, owner: { uid: number; gid: number }): void {
+  const uid = process.geteuid?.();
+  const gid = process.getegid?.();
+  if (uid === undefined || (uid === owner.uid && gid === owner.gid)) return;
+  try {
+    if (uid === 0) fchownSync(fd, owner.uid, owner.gid);
+    else if (gid !== owner.gid) fchownSync(fd, uid, owner.gid);
+  } catch {
+    // Not this user's to give: the file is theirs, as a new one would be.
+  }
 }
 
 /** How many names are drawn before giving up (each taken name is a file someone else put there). */
@@ -310,10 +336,16 @@ function isFifo(path: string): boolean {
  * - a block device or a socket is refused (UnwritableTarget): a config written over a disk destroys it;
  * - a symbolic link is followed to the file it names, so the link stays a link;
  * - anything else (a regular file, a new name) is the path itself, replaced by rename.
- * `mode` is the permission bits of an existing regular file, to be kept. A directory is returned as
+ * `mode` is the permission bits of an existing regular file and `owner` its owner and group, to be
+ * kept (stageFile). A directory is returned as
  * is: the rename fails with EISDIR, as it should.
  */
-export function writeTarget(path: string): { path: string; direct: boolean; mode?: number } {
+export function writeTarget(path: string): {
+  path: string;
+  direct: boolean;
+  mode?: number;
+  owner?: { uid: number; gid: number };
+} {
   let st: Stats;
   try {
     st = statSync(path);
@@ -334,10 +366,10 @@ export function writeTarget(path: string): { path: string; direct: boolean; mode
   if (st.isSocket())
     throw new UnwritableTarget(path, 'is a socket (expected a file, a device or a pipe)', 'ENXIO');
   if (st.isCharacterDevice() || st.isFIFO()) return { path, direct: true };
-  const mode = st.isFile() ? st.mode & 0o777 : undefined;
+  const kept = st.isFile() ? { mode: st.mode & 0o777, owner: { uid: st.uid, gid: st.gid } } : {};
   try {
-    return { path: realpathSync(path), direct: false, ...(mode !== undefined ? { mode } : {}) };
+    return { path: realpathSync(path), direct: false, ...kept };
   } catch {
-    return { path, direct: false, ...(mode !== undefined ? { mode } : {}) };
+    return { path, direct: false, ...kept };
   }
 }

@@ -61,7 +61,13 @@ function sleep(ms: number): void {
  * Errors (InputError, located at `file`): the path's problem in words (fsProblem), a file over the
  * limit (followed by `hint`, how to raise it, when given), a FIFO that stays silent.
  */
-export function readBounded(file: string, limit: number, what: string, hint?: string): Buffer {
+export function readBounded(
+  file: string,
+  limit: number,
+  what: string,
+  hint?: string,
+  text?: TextOnly,
+): Buffer {
   const raise = hint ? `; ${hint}` : '';
   let fd: number;
   try {
@@ -70,10 +76,30 @@ export function readBounded(file: string, limit: number, what: string, hint?: st
     throw new InputError(`the ${what} ${fsProblem(err)}`, { file }, { cause: err });
   }
   try {
-    return readOpen(fd, file, limit, what, raise);
+    return readOpen(fd, file, limit, what, raise, text);
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * A read of text: a NUL byte, which no text format holds (YAML 1.2 section 5.1, RFC 8259, RFC 4180),
+ * is refused as soon as the chunk holding it is read, located at its line and column, rather than
+ * after reading the whole limit (/dev/zero, a disk image named by mistake). `expected` completes the
+ * error (`YAML text`); `binary`, given the first bytes read, says the file is a binary format the
+ * caller reads too (a zip), which may hold NULs.
+ */
+export interface TextOnly {
+  expected: string;
+  binary?: (head: Buffer) => boolean;
+}
+
+/** The InputError for a NUL at byte `at` of `bytes` (the text read so far): 1-based line and column. */
+function nulError(bytes: Buffer, at: number, file: string, what: string, expected: string): InputError {
+  const before = new TextDecoder('utf-8').decode(bytes.subarray(0, at));
+  const line = before.split('\n').length;
+  const column = before.length - before.lastIndexOf('\n');
+  return new InputError(`the ${what} contains a NUL byte (expected ${expected})`, { file, line, column });
 }
 
 /**
@@ -82,7 +108,13 @@ export function readBounded(file: string, limit: number, what: string, hint?: st
  * FIFO is; a stdin that cannot be opened so (a socket, ENXIO) is read on descriptor 0 as it is,
  * which waits for its writer as `cat` does. A terminal is refused: the text is piped in.
  */
-export function readBoundedStdin(label: string, limit: number, what: string, hint?: string): Buffer {
+export function readBoundedStdin(
+  label: string,
+  limit: number,
+  what: string,
+  hint?: string,
+  text?: TextOnly,
+): Buffer {
   const raise = hint ? `; ${hint}` : '';
   if (isatty(0))
     throw new InputError(
@@ -93,17 +125,24 @@ export function readBoundedStdin(label: string, limit: number, what: string, hin
   try {
     fd = openSync('/dev/stdin', constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
   } catch {
-    return readOpen(0, label, limit, what, raise);
+    return readOpen(0, label, limit, what, raise, text);
   }
   try {
-    return readOpen(fd, label, limit, what, raise);
+    return readOpen(fd, label, limit, what, raise, text);
   } finally {
     closeSync(fd);
   }
 }
 
 /** The body of readBounded on an open descriptor; `file` names it in errors. */
-function readOpen(fd: number, file: string, limit: number, what: string, raise: string): Buffer {
+function readOpen(
+  fd: number,
+  file: string,
+  limit: number,
+  what: string,
+  raise: string,
+  text?: TextOnly,
+): Buffer {
   let st: ReturnType<typeof fstatSync>;
   try {
     st = fstatSync(fd);
@@ -141,7 +180,12 @@ function readOpen(fd: number, file: string, limit: number, what: string, raise: 
     }
     if (n === 0) break;
     idle = 0;
-    chunks.push(buf.subarray(0, n));
+    const chunk = buf.subarray(0, n);
+    chunks.push(chunk);
+    // Whether NULs are refused is decided once, on the first bytes read.
+    if (text && total === 0 && text.binary?.(chunk)) text = undefined;
+    const nul = text ? chunk.indexOf(0) : -1;
+    if (text && nul >= 0) throw nulError(Buffer.concat(chunks), total + nul, file, what, text.expected);
     total += n;
   }
   if (total > limit)

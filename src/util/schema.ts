@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { ErrorObject, Options, ValidateFunction } from 'ajv';
-import { InputError, InputErrors, shown } from '../errors.js';
+import { InputError, InputErrors, quote, shown } from '../errors.js';
 import { maxOf } from './arrays.js';
 import { packagePath } from './paths.js';
 import { unknownName } from './suggest.js';
@@ -231,7 +231,7 @@ function describe(e: ErrorObject, value: unknown): [string, 'key' | 'value'] {
         'value',
       ];
     case 'const':
-      return [`${shown(value)} is not allowed (expected ${JSON.stringify(p.allowedValue)})`, 'value'];
+      return [`${shown(value)} is not allowed (expected ${quote(p.allowedValue)})`, 'value'];
     case 'pattern':
       return [`${shown(value)} is not valid (expected ${patternText(e)})`, 'value'];
     case 'minimum':

@@ -1,4 +1,4 @@
-import { shown } from '../errors.js';
+import { quote, shown } from '../errors.js';
 
 /** Edit distance (Levenshtein, with adjacent transpositions counted as one edit). */
 export function distance(a: string, b: string): number {
@@ -41,7 +41,7 @@ export function closest(word: string, candidates: Iterable<string>): string | un
 /** ` (did you mean "x"?)` when a candidate is close, else the empty string. */
 export function didYouMean(word: string, candidates: Iterable<string>): string {
   const c = closest(word, candidates);
-  return c === undefined ? '' : ` (did you mean ${JSON.stringify(c)}?)`;
+  return c === undefined ? '' : ` (did you mean ${quote(c)}?)`;
 }
 
 /**
@@ -69,5 +69,5 @@ export function unknownName(
  * qualifier (`lab x with a generated ruleset`).
  */
 export function notAHost(flag: string, given: string, where: string, names: readonly string[]): string {
-  return `${flag} ${JSON.stringify(given)} is not a host of ${where}${didYouMean(given, names)} (expected one of: ${names.join(', ') || 'none'})`;
+  return `${flag} ${quote(given)} is not a host of ${where}${didYouMean(given, names)} (expected one of: ${names.join(', ') || 'none'})`;
 }

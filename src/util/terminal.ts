@@ -6,17 +6,18 @@
  * sequences that retitle a terminal or recolour its output), DEL, C1 controls (U+0080-U+009F, U+009B
  * is a one-character CSI), and the Unicode bidirectional controls (U+061C, U+200E, U+200F,
  * U+202A-U+202E, U+2066-U+2069; Trojan Source, CVE-2021-42574) and U+FEFF, which reorder or hide
- * text as displayed. Tab, line feed, carriage return, U+2028 and U+2029 are left to the caller
- * (oneLine turns them into spaces).
+ * text as displayed. Tab, line feed and carriage return are left to the caller (safeLine turns them
+ * into spaces); U+2028 and U+2029 become line feeds (sanitize), so that a caller that handles line
+ * breaks handles them too: a terminal does not break the line at them, an editor or browser does.
  */
 export const UNSAFE_CHARS =
   /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g;
 
 export function sanitize(text: string): string {
-  return text.replace(UNSAFE_CHARS, '?');
+  return text.replace(UNSAFE_CHARS, '?').replace(/[\u2028\u2029]/g, '\n');
 }
 
-/** sanitize, then every line break or tab (CR, LF, U+2028, U+2029) as one space: one safe line. */
+/** sanitize, then every line break or tab (CR, LF, and so U+2028, U+2029) as one space: one safe line. */
 export function safeLine(text: string): string {
   return sanitize(text).replace(/[\t\n\r\u2028\u2029]+/g, ' ');
 }

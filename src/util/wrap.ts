@@ -205,7 +205,7 @@ export function terminalColumns(stream: NodeJS.WriteStream = process.stdout, pip
   return piped;
 }
 
-/** A command's help text on stdout, wrapped to the terminal (terminalColumns). */
-export function writeHelp(usage: string): void {
-  process.stdout.write(`${wrapLines(usage, terminalColumns(), { hang: 2, reflow: true })}\n`);
+/** A command's help text on `out` (stdout), wrapped to that stream's terminal (terminalColumns). */
+export function writeHelp(usage: string, out: NodeJS.WriteStream = process.stdout): void {
+  out.write(`${wrapLines(usage, terminalColumns(out), { hang: 2, reflow: true })}\n`);
 }

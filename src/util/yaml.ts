@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { Event } from 'js-yaml';
 import type { Alias, CST, Document, ErrorCode, Node, Pair, YAMLMap } from 'yaml';
-import { InputError, type Location, shown } from '../errors.js';
+import { CONTROL_CHARS, controlName, InputError, InputErrors, type Location, shown } from '../errors.js';
 import { readBounded } from './read.js';
 
 type YamlLib = typeof import('yaml');
@@ -56,6 +56,8 @@ export interface YamlLimits {
   maxBytes?: number;
   /** Appended to the "over the limit" error: how to raise the limit (e.g. the option that sets it). */
   limitHint?: string;
+  /** 'refuse': no key or value may hold a control or format character (parseYamlText). */
+  controls?: 'refuse';
 }
 
 export type PathPart = string | number;
@@ -94,20 +96,24 @@ function plainAt(text: string, line: number, column: number): string | undefined
  */
 export function loadYamlFile(file: string, what = 'file', limits: YamlLimits = {}): LoadedYaml {
   const maxBytes = limits.maxBytes ?? MAX_YAML_BYTES;
-  return parseYamlText(readBounded(file, maxBytes, what, limits.limitHint), file, what);
+  const bytes = readBounded(file, maxBytes, what, limits.limitHint, { expected: 'YAML text' });
+  return parseYamlText(bytes, file, what, {
+    ...(limits.controls ? { controls: limits.controls } : {}),
+  });
 }
 
 /**
  * parseYamlText's reading of `bytes` (UTF-8 YAML) as `file`: the data, where any key path is, and
  * the SHA-256 of the bytes. Throws InputError, located, for anything that is not one valid YAML
  * document within the limits (MAX_DEPTH, MAX_ALIAS_COUNT, MAX_EXPANDED_BYTES). `opts.fast: false`
- * reads with yaml's composer only (the reference the fast path is tested against).
+ * reads with yaml's composer only (the reference the fast path is tested against). `opts.controls:
+ * 'refuse'` refuses every key or value that holds a control or format character (refuseControls).
  */
 export function parseYamlText(
   bytes: Uint8Array,
   file: string,
   what = 'file',
-  opts: { fast?: boolean } = {},
+  opts: { fast?: boolean; controls?: 'refuse' } = {},
 ): LoadedYaml {
   let text: string;
   try {
@@ -160,6 +166,7 @@ export function parseYamlText(
       const at = locate(path, 'value');
       return at.line !== undefined && at.column !== undefined ? plainAt(text, at.line, at.column) : undefined;
     };
+    if (opts.controls === 'refuse') refuseControls(text, fast.data, locate);
     return { file, data: fast.data, locate, sha256, written };
   }
   const slow = composeSlow(text, file);
@@ -167,7 +174,69 @@ export function parseYamlText(
     const at = slow.locate(path, 'value');
     return at.line !== undefined && at.column !== undefined ? plainAt(text, at.line, at.column) : undefined;
   };
+  if (opts.controls === 'refuse') refuseControls(text, slow.data, slow.locate);
   return { file, data: slow.data, locate: slow.locate, sha256, written };
+}
+
+/** A character of CONTROL_CHARS that a value may hold, as in multi-line text: tab and line breaks. */
+const LINE_TEXT = new Set(['\t', '\n', '\r']);
+/** What may let a CONTROL_CHARS character into a value: the character itself, or a `\` escape. */
+const MAY_HOLD_CONTROLS =
+  /[\\\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/;
+
+/**
+ * Refuses every value of `data` that holds a control or format character (CONTROL_CHARS: C0, DEL,
+ * C1, U+2028/U+2029, the bidirectional controls, U+FEFF; tab and line breaks are allowed). Keys are
+ * left to the checks that follow: each is a name the schema or a catalog restricts (host names,
+ * products, facts), and errors quote them escaped (errors.ts quote). An inventory's text (site, descriptions, names) reaches terminals, error messages and
+ * generated configs' comments: it is refused where it is written rather than escaped in each.
+ * (A catalog's text, quoted from vendor documents, is escaped where it is output instead.)
+ * Only walked when `text` holds such a character or a `\` (the one way an escape can write one).
+ * InputError located at the key or value.
+ */
+function refuseControls(
+  text: string,
+  data: unknown,
+  locate: (path: readonly PathPart[], at?: 'key' | 'value') => Location,
+): void {
+  if (!MAY_HOLD_CONTROLS.test(text)) return;
+  const path: PathPart[] = [];
+  const bad = (s: string): string | undefined => {
+    const m = CONTROL_CHARS.exec(s);
+    if (!m) return undefined;
+    if (!LINE_TEXT.has(m[0])) return m[0];
+    for (const ch of s) if (CONTROL_CHARS.test(ch) && !LINE_TEXT.has(ch)) return ch;
+    return undefined;
+  };
+  const errors: InputError[] = [];
+  const fail = (s: string, ch: string): void => {
+    errors.push(
+      new InputError(
+        `${shown(s)} holds ${controlName(ch)} at character ${[...s].indexOf(ch) + 1} (expected printable text: control and format characters would reach terminals and generated configs)`,
+        locate(path),
+      ),
+    );
+  };
+  const walk = (v: unknown): void => {
+    if (typeof v === 'string') {
+      const ch = bad(v);
+      if (ch !== undefined) fail(v, ch);
+    } else if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        path.push(i);
+        walk(v[i]);
+        path.pop();
+      }
+    } else if (v !== null && typeof v === 'object') {
+      for (const k of Object.keys(v)) {
+        path.push(k);
+        walk((v as Record<string, unknown>)[k]);
+        path.pop();
+      }
+    }
+  };
+  walk(data);
+  if (errors.length) throw errors.length === 1 ? errors[0] : new InputErrors(errors);
 }
 
 interface Composed {
