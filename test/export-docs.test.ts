@@ -358,7 +358,7 @@ const classes = (el: El): string[] => (el.attrs.get('class') ?? '').split(' ');
  */
 function asXmlText(s: string): string {
   return s
-    .replace(/\r\n?/g, '\n')
+    .replace(/\r\n?|[\u2028\u2029]/g, '\n')
     .replace(/[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g, '?')
     .replace(
       /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
@@ -662,6 +662,9 @@ describe('html', () => {
     assert.ok(content.includes('&lt;script&gt;alert(1)&lt;/script&gt;'));
     assert.ok(content.includes('&lt;img src=x onerror=alert(1)&gt;'));
     assert.ok(!content.includes('<script') && !content.includes('<img'));
+    // Line and paragraph separators (NASTY carries U+2028) never reach the page or the drawing raw.
+    for (const text of [content, renderSvg(nastier(model(HOSTILE))).content])
+      assert.doesNotMatch(text, /[\u2028\u2029]/);
   });
 
   it('libxml2 reads it as well-formed XML and as HTML without a single complaint', {

@@ -30,14 +30,16 @@ const ENTITY: Record<string, string> = {
 
 /**
  * The one escaping function for HTML and SVG text, attribute values and comments: `& < > " '` as
- * references; CR LF and CR as LF; characters XML 1.0 forbids or HTML calls a parse error (C0/C1
+ * references; CR LF, CR, U+2028 and U+2029 as LF; characters XML 1.0 forbids or HTML calls a parse error (C0/C1
  * controls but tab and LF, lone surrogates, U+FFFE/U+FFFF) as U+FFFD; and the first `-` of every
  * `--` as `&#45;`, so no text can end a comment (`-->`, `--!>`) or put `--` inside one.
  */
 export function escapeXml(text: string): string {
   return (
     text
-      .replace(/\r\n?/g, '\n')
+      // Line and paragraph separators are line breaks to a reader, raw ones end a JavaScript line of
+      // any script that copies the text: a line feed, as the terminal output has them.
+      .replace(/\r\n?|[\u2028\u2029]/g, '\n')
       // Bidirectional overrides reorder the text a browser displays (Trojan Source): as `?`.
       .replace(/[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g, '?')
       .replace(
