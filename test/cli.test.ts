@@ -290,6 +290,16 @@ describe('hints', () => {
     );
     assert.match(silent, /portolan listen is not answering on tcp\/2500 on 10\.0\.0\.2/);
     assert.match(silent, /busy for the whole check/);
+    // A signed check refused: listen not running leads, unless it answered other ports there.
+    const refused = { ...example, port: 22, verdict: 'closed' as const };
+    assert.match(
+      hintFor(flow, 'closed', refused, [[22, 22]], true),
+      /not even the portolan responder: portolan listen is not running on pve \(no port of 10\.0\.0\.2 answered a signed probe\), or it did not bind this port/,
+    );
+    assert.match(
+      hintFor(flow, 'closed', refused, [[22, 22]], true, true),
+      /not even the portolan responder: portolan listen on pve answered other ports of 10\.0\.0\.2 but did not bind this one \(its "not bound on" lines say why/,
+    );
   });
 });
 

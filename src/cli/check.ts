@@ -33,8 +33,8 @@ export const outputOptions = {
 } as const;
 
 export const OUTPUT_HELP = `  -f, --format F     what stdout shows: table (default on a terminal), json or junit
-  -o, --output FILE  also write the results to FILE, as --format (json unless --format is json or
-                     junit, so the screen can show the table while the file gets JSON)
+  -o, --output FILE  also write the results to FILE: junit with --format junit, else JSON (the
+                     screen can show the table while the file gets JSON)
   --output-dir DIR   also write DIR/check.json, DIR/check.xml (JUnit) and DIR/check.txt
   --timeout MS       per-attempt timeout until a target answers (default ${DEFAULTS.timeoutMs}); after
                      that the timeout follows the measured round trip (at least ${DEFAULTS.minTimeoutMs} ms)

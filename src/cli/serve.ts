@@ -35,7 +35,8 @@ sites loaded on first start, listening on 127.0.0.1:7300.
   --stale-after DUR    mark an agent stale after this long without a heartbeat (default 15m)
   --retention DUR      delete results and events older than this (default: keep everything)
   --body-limit BYTES   largest request body (default 4194304)
-  --webhook-allow CIDR let webhooks reach these addresses (repeatable): by default a webhook may
+  --webhook-allow CIDR
+                       let webhooks reach these addresses (repeatable): by default a webhook may
                        not reach loopback, unspecified, link-local (169.254.0.0/16, fe80::/10,
                        where cloud metadata answers), metadata, multicast or reserved addresses
 

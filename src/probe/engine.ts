@@ -588,6 +588,11 @@ function collect(
 ): { results: FlowResult[]; counts: Partial<Record<Verdict, number>> } {
   const results: FlowResult[] = [];
   const counts: Partial<Record<Verdict, number>> = {};
+  // The addresses where a responder answered some signed probe of this check: there, a port it
+  // refuses was not bound; elsewhere, listen is more likely not running at all.
+  const responderAt = new Set<string>();
+  for (const [k, s] of services)
+    if (s.verdict === 'ok (responder)') responderAt.add(k.slice(0, k.indexOf('|')));
   for (const w of work) {
     const { flow, target } = w;
     if (target.kind !== 'probe') {
@@ -709,7 +714,7 @@ function collect(
       addresses: target.addresses.map((a) => a.address),
       results: ports,
       ...(target.note ? { reason: target.note } : ports.length ? {} : { reason: 'no ports selected' }),
-      hint: `${hintFor(flow, verdict, example, same, key !== undefined)}${someAddresses(target, ports)}`,
+      hint: `${hintFor(flow, verdict, example, same, key !== undefined, example !== undefined && responderAt.has(example.address))}${someAddresses(target, ports)}`,
     });
   }
   // Notes last: a UDP reply of a later flow can be what shows NAT toward an address.

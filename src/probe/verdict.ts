@@ -228,6 +228,8 @@ function purposeClause(flow: Flow): string {
  * `signed` is true when the check sent signed responder probes to this flow's target (--secret and
  * an inventory host): then a port that did not prove itself is not told to "run portolan listen" as
  * if nobody had, but that the responder did not answer the signed probe, and why that may be.
+ * `responderSeen` is true when a responder answered some signed probe to the example's address in
+ * the same check: a port refused there was not bound, where otherwise listen is likelier not running.
  */
 export function hintFor(
   flow: Flow,
@@ -235,6 +237,7 @@ export function hintFor(
   example?: PortResult,
   ports?: readonly (readonly [number, number])[],
   signed = false,
+  responderSeen = false,
 ): string {
   const proto = flow.protocol;
   const portText = ports?.length
@@ -308,7 +311,11 @@ export function hintFor(
       dynamic && proto === 'tcp' && !signed
         ? `the ports of ${flow.service} are assigned at run time (a dynamic or transmission range), and every one tried on ${where} reset, none connected: nothing listens on the range yet (normal before the product opens a port), or a firewall rejects it with a TCP reset; a connect cannot tell the two apart, so the path is not proven: run portolan listen on ${to} and ${cmd} --secret to prove it, and if a firewall rejects it, ${allow}`
         : signed
-          ? `nothing listens on ${where}, not even the portolan responder: portolan listen on ${to} did not bind this port (its "not bound on" lines say why: a port below 1024 needs root or CAP_NET_BIND_SERVICE), or it is not running, or the service there (${flow.service}) is stopped; the refusal (a TCP reset or ICMP port unreachable) shows the path is open up to ${to}, unless a firewall refuses for it that way: then ${allow}`
+          ? `nothing listens on ${where}, not even the portolan responder: ${
+              responderSeen
+                ? `portolan listen on ${to} answered other ports of ${example?.address ?? to} but did not bind this one (its "not bound on" lines say why: a port below 1024 needs root or CAP_NET_BIND_SERVICE), or the service there (${flow.service}) is stopped`
+                : `portolan listen is not running on ${to} (no port of ${example?.address ?? to} answered a signed probe), or it did not bind this port (its "not bound on" lines say why: a port below 1024 needs root or CAP_NET_BIND_SERVICE), or the service there (${flow.service}) is stopped`
+            }; the refusal (a TCP reset or ICMP port unreachable) shows the path is open up to ${to}, unless a firewall refuses for it that way: then ${allow}`
           : `nothing listens on ${where}: is the service installed and running (${flow.service}: ${purposeClause(flow)})? If a firewall answers for it with a TCP reset / port unreachable, ${allow}`,
     blocked: `a firewall rejects ${where} (ICMP unreachable / prohibited): ${allow}`,
     filtered:
