@@ -373,6 +373,9 @@ const YAML_HINTS: Partial<Record<ErrorCode, string>> = {
   MULTILINE_IMPLICIT_KEY:
     'check the indentation here and on the next line: the keys of one mapping must line up',
   TAB_AS_INDENT: 'expected spaces',
+  BLOCK_IN_FLOW:
+    'expected a comma between the entries of a {...} or [...] collection; a list or mapping written line by line cannot go inside one',
+  BAD_INDENT: 'check the indentation here and on the line above: the keys of one mapping must line up',
 };
 
 function yamlMessage(code: ErrorCode, message: string): string {
@@ -382,7 +385,9 @@ function yamlMessage(code: ErrorCode, message: string): string {
   const text = message.replace(/ at line \d+, column \d+:?[\s\S]*$/, '').trim();
   const hint = /^Missing closing/.test(text)
     ? 'it was opened above this point and never closed'
-    : YAML_HINTS[code];
+    : /^Flow (map|sequence) in block collection/.test(text)
+      ? `expected a ${text.includes('map') ? '} to close the {' : '] to close the ['} opened before this point, on its line or on later lines indented deeper than its key`
+      : YAML_HINTS[code];
   return hint ? `${text} (${hint})` : text;
 }
 
