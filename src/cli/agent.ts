@@ -29,8 +29,8 @@ server is away.
   --interval DUR    time between checks (default 5m)
   --once            check once, send, and exit: 0 when every run was sent, 1 when the server
                     answered but results stay spooled or no plan came (refused), 2 when it refused
-                    the token, 3 when the server could not be reached at all (results spooled,
-                    sent by the next run)
+                    the token or --server is not portolan serve's API, 3 when the server could not
+                    be reached at all (results spooled, sent by the next run)
   --spool DIR       where unsent results wait (default ~/.local/state/portolan/agent)
   --secret S        the secret of portolan listen on the targets (or env PORTOLAN_SECRET)
   --timeout MS      per-attempt probe timeout, as check's (default ${DEFAULTS.timeoutMs})
