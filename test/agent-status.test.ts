@@ -190,7 +190,13 @@ function suite(name: string, open: () => Promise<{ db: Db; close: () => Promise<
       // A removed agent's verdict no longer counts.
       await post(b.token, 'disagree-b-3', 'filtered');
       assert.equal((await flow()).verdict, 'filtered');
+      t += 1000;
       assert.equal((await call('DELETE', `/api/agents/${b.id}`, admin)).status, 204);
+      // At once, not at the next post: vbr-a's latest (ok) is all that counts now.
+      const removed = await flow();
+      assert.equal(removed.verdict, 'ok');
+      assert.equal(removed.failed, false);
+      assert.deepEqual((await kinds()).slice(0, 3), ['flow-ok', 'flow-failing', 'flow-ok']);
       await post(a.token, 'disagree-a-3', 'ok');
       const after = await flow();
       assert.equal(after.verdict, 'ok');

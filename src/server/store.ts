@@ -819,7 +819,9 @@ export class Store {
 
   /**
    * Removes an enrolled agent and its token (which stops working at once); its runs and results
-   * stay as history. An `agent-removed` event is written. Throws ApiError 404 for no such agent.
+   * stay as history, and the flows its verdicts counted in are rolled up again over the agents that
+   * remain (a flow failing by its verdict alone turns at once, with its event). An `agent-removed`
+   * event is written. Throws ApiError 404 for no such agent.
    */
   async removeAgent(id: string): Promise<EventRow[]> {
     return this.db.transaction().execute(async (tx) => {
@@ -832,9 +834,17 @@ export class Store {
         );
       await tx.deleteFrom('tokens').where('agent_id', '=', id).execute();
       await tx.deleteFrom('agents').where('id', '=', id).execute();
-      // Its results stay as history; its verdicts no longer count in a flow's roll-up (updateStatus).
+      // Its results stay as history; its verdicts no longer count in a flow's roll-up (updateStatus),
+      // from now on: the flows they counted in are rolled up again over the agents that remain.
+      const counted = await tx
+        .selectFrom('agent_status')
+        .select(['flow_id', 'form'])
+        .where('agent_id', '=', id)
+        .execute();
       await tx.deleteFrom('agent_status').where('agent_id', '=', id).execute();
+      const turned = await this.rollUpAgain(tx, a.site, counted, `agent ${a.name} removed`);
       return [
+        ...turned,
         await this.event(
           tx,
           a.site,
@@ -1297,6 +1307,74 @@ export class Store {
           from: p.verdict,
           to: now.verdict,
         }),
+      );
+    }
+    return events;
+  }
+
+  /**
+   * The roll-up of `flows` (flow id and form) over the latest verdicts of the agents enrolled now
+   * (as updateStatus makes it: the most recent failing verdict when any fails, else the most recent),
+   * written where it differs from the flow's status; a flow no enrolled agent checked keeps its status
+   * as history. Returns a flow-failing or flow-ok event per flow whose roll-up turned, saying `why`.
+   */
+  private async rollUpAgain(
+    tx: Transaction<Tables>,
+    site: string,
+    flows: readonly { flow_id: string; form: string }[],
+    why: string,
+  ): Promise<EventRow[]> {
+    if (!flows.length) return [];
+    const wanted = new Set(flows.map((f) => `${f.flow_id}\0${f.form}`));
+    const ids = [...new Set(flows.map((f) => f.flow_id))].sort();
+    const rolled = new Map<
+      string,
+      { flow_id: string; form: string; verdict: string; failed: number; checked_at: string }
+    >();
+    for (const row of await tx
+      .selectFrom('agent_status as s')
+      .innerJoin('agents', 'agents.id', 's.agent_id')
+      .select(['s.flow_id', 's.form', 's.verdict', 's.failed', 's.checked_at'])
+      .where('s.site', '=', site)
+      .where('s.flow_id', 'in', ids)
+      .execute()) {
+      const key = `${row.flow_id}\0${row.form}`;
+      if (!wanted.has(key)) continue;
+      const best = rolled.get(key);
+      if (
+        !best ||
+        row.failed > best.failed ||
+        (row.failed === best.failed && row.checked_at > best.checked_at)
+      )
+        rolled.set(key, row);
+    }
+    const events: EventRow[] = [];
+    for (const prev of await tx
+      .selectFrom('flow_status')
+      .selectAll()
+      .where('site', '=', site)
+      .where('flow_id', 'in', ids)
+      .orderBy('flow_id')
+      .execute()) {
+      const now = rolled.get(`${prev.flow_id}\0${prev.form}`);
+      if (!now || (now.verdict === prev.verdict && now.checked_at === prev.checked_at)) continue;
+      await tx
+        .updateTable('flow_status')
+        .set({ verdict: now.verdict, failed: now.failed, checked_at: now.checked_at })
+        .where('site', '=', site)
+        .where('flow_id', '=', prev.flow_id)
+        .where('form', '=', prev.form)
+        .execute();
+      if (prev.failed === now.failed) continue;
+      events.push(
+        await this.event(
+          tx,
+          site,
+          now.failed ? 'flow-failing' : 'flow-ok',
+          prev.flow_id,
+          `${prev.flow_id}: ${prev.verdict} -> ${now.verdict} (${why})`,
+          { from: prev.verdict, to: now.verdict },
+        ),
       );
     }
     return events;
