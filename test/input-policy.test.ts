@@ -362,3 +362,25 @@ describe('a rewritten file keeps its owner', () => {
     assert.ok(st.size > 100);
   });
 });
+
+describe('a file name with control characters in a message', () => {
+  // A file's name was printed as given inside FILE:LINE:COL: a line feed split the message in two
+  // (a forged second line) and validate's warnings kept it; now the name is quoted, escaped.
+  const name = 'x\u001b]0;t\u0007\n\u2028y.yaml';
+  const good = join(dir, name);
+  cpSync(join(ROOT, 'examples/mixed-site.yaml'), good);
+  const bad = write(`b${name}`, 'site: x\nhosts: [\n');
+  for (const [what, args] of [
+    ['plan of a bad file', ['plan', bad]],
+    ['plan of a missing file', ['plan', join(dir, `none${name}`)]],
+    ['validate of good, bad and missing files', ['validate', good, bad, join(dir, `none${name}`)]],
+  ] as const)
+    test(what, () => {
+      const r = runCli([...args]);
+      assert.equal(r.code, 2, r.stderr);
+      const out = r.stdout + r.stderr;
+      assert.doesNotMatch(out, RAW);
+      for (const line of out.split('\n').filter(Boolean))
+        assert.match(line, /^(portolan: )?"[^"]*x\\u001b\]0;t\\u0007\\n\\u2028y\.yaml"/, line);
+    });
+});

@@ -1,5 +1,5 @@
 import type { Catalogs } from '../catalog/load.js';
-import { formatLocated, InputError, InputErrors, type Location, UsageError } from '../errors.js';
+import { fileShown, formatLocated, InputError, InputErrors, type Location, UsageError } from '../errors.js';
 import { inventoryLimit, STDIN } from '../inventory/load.js';
 import type { Inventory } from '../inventory/types.js';
 import type { Warning } from '../model/flow.js';
@@ -173,7 +173,7 @@ function writeText(r: FileResult): void {
   if (!r.ok) {
     // Through the terminal sanitiser, as main's one-line report: a message may quote the file's name.
     const lines = r.errors.map((e) => `portolan: ${sanitize(formatLocated(e.message, e))}`);
-    if (r.errors.length > 1) lines.push(`${safeLine(r.file)}: ${counted(r.errors.length, 'error')}`);
+    if (r.errors.length > 1) lines.push(`${fileShown(r.file)}: ${counted(r.errors.length, 'error')}`);
     writeLines(process.stderr, lines);
     return;
   }
@@ -181,12 +181,12 @@ function writeText(r: FileResult): void {
     process.stderr,
     r.warnings.map((w) =>
       w.line === undefined && w.path === undefined
-        ? `${safeLine(w.file)}: warning: ${sanitize(w.message)}`
+        ? `${fileShown(w.file)}: warning: ${sanitize(w.message)}`
         : sanitize(formatLocated(`warning: ${w.message}`, w)),
     ),
   );
   process.stdout.write(
-    `${safeLine(r.file)}: ok (site ${safeLine(r.site ?? '')}: ${counted(r.hosts ?? 0, 'host')}, products ${r.products?.join(', ') || 'none'}; ${counted(r.catalogs ?? 0, 'catalog')} loaded)\n`,
+    `${fileShown(r.file)}: ok (site ${safeLine(r.site ?? '')}: ${counted(r.hosts ?? 0, 'host')}, products ${r.products?.join(', ') || 'none'}; ${counted(r.catalogs ?? 0, 'catalog')} loaded)\n`,
   );
 }
 
