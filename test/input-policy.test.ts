@@ -384,3 +384,16 @@ describe('a file name with control characters in a message', () => {
         assert.match(line, /^(portolan: )?"[^"]*x\\u001b\]0;t\\u0007\\n\\u2028y\.yaml"/, line);
     });
 });
+
+test('validate --format json writes C1, DEL and bidirectional controls as \\u escapes', () => {
+  // JSON.stringify escapes C0 only: a file name or an alias holding U+009B (a one-character CSI)
+  // or U+202E reached the terminal raw inside the JSON.
+  const name = join(dir, 'j\u009b31m\u202e.yaml');
+  writeFileSync(name, 'site: east\nproducts:\n  druva-vmware: *x\u009b31m\u007fy\nhosts: {}\n');
+  const r = runCli(['validate', '--format', 'json', name]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.doesNotMatch(r.stdout, RAW);
+  const doc = JSON.parse(r.stdout);
+  assert.equal(doc.files[0].file, name);
+  assert.match(doc.files[0].errors[0].message, /alias \*x\u009b31m\u007fy has no anchor/);
+});
