@@ -64,7 +64,7 @@ export class UsageError extends PortolanError {
 
 export function formatLocated(detail: string, loc?: Location): string {
   if (!loc) return detail;
-  let where = loc.file;
+  let where = fileShown(loc.file);
   if (loc.line !== undefined) where += `:${loc.line}${loc.column !== undefined ? `:${loc.column}` : ''}`;
   return loc.path ? `${where} ${loc.path}: ${detail}` : `${where}: ${detail}`;
 }
@@ -113,6 +113,15 @@ export function quote(text: unknown): string {
     /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/g,
     (c) => `\\u${(c.codePointAt(0) ?? 0).toString(16).padStart(4, '0')}`,
   );
+}
+
+/**
+ * A file's name for a message: as it is, or quoted (quote) when it holds a character of
+ * CONTROL_CHARS, so that a name with a line feed or an escape sequence stays on its one line and
+ * shows what it holds (`"a\nb.yaml":3:1: ...`).
+ */
+export function fileShown(file: string): string {
+  return CONTROL_CHARS.test(file) ? quote(file) : file;
 }
 
 /** Quotes a user-supplied value for an error message: one line, control characters escaped (quote). */

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Agent, detailOf, isolatedRun } from '../src/agent/agent.js';
+import { Agent, detailOf, isolatedRun, MAX_REPLY_BYTES } from '../src/agent/agent.js';
 import type { FlowResult } from '../src/probe/verdict.js';
 import { MAX_DETAIL_BYTES } from '../src/server/app.js';
 import { openDb } from '../src/server/db.js';
@@ -760,4 +761,45 @@ test('a server that answers is never called unreachable: 501 is not serve (exit 
     log: () => {},
   });
   assert.equal(await gone.heartbeat(), false);
+});
+
+test('a reply larger than MAX_REPLY_BYTES is not read to its end: the request fails as a 5xx does', async () => {
+  // The agent kept every byte of a reply until its end or the request timeout: a server streaming
+  // an endless body (1 GiB in 3 s on loopback) took the agent's memory with it.
+  const chunk = Buffer.alloc(1024 * 1024, 0x61);
+  let sent = 0;
+  const big = http.createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    const pump = () => {
+      while (sent < MAX_REPLY_BYTES + 16 * chunk.length) {
+        sent += chunk.length;
+        if (!res.write(chunk)) return;
+      }
+      res.end();
+    };
+    res.on('drain', pump);
+    pump();
+  });
+  await new Promise<void>((resolve) => big.listen(0, HOST, resolve));
+  const lines: string[] = [];
+  try {
+    const agent = new Agent({
+      server: `http://${HOST}:${(big.address() as { port: number }).port}`,
+      token: 'pta_x',
+      spool: join(tempDir(), 'spool'),
+      requestTimeoutMs: 60_000,
+      log: (line) => lines.push(line),
+    });
+    // Answered: the server is reached, so the heartbeat says so, and the failure is logged.
+    assert.equal(await agent.heartbeat(), true);
+    assert.equal(lines.length, 1, lines.join('\n'));
+    assert.match(
+      lines[0] as string,
+      /^server failed: POST \/api\/agent\/heartbeat: the server answered HTTP 200 with more than 64 MiB; tried again on the next run$/,
+    );
+    assert.ok(sent < MAX_REPLY_BYTES + 16 * chunk.length, 'the reply was read to its end');
+  } finally {
+    big.closeAllConnections();
+    big.close();
+  }
 });

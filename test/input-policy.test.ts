@@ -362,3 +362,38 @@ describe('a rewritten file keeps its owner', () => {
     assert.ok(st.size > 100);
   });
 });
+
+describe('a file name with control characters in a message', () => {
+  // A file's name was printed as given inside FILE:LINE:COL: a line feed split the message in two
+  // (a forged second line) and validate's warnings kept it; now the name is quoted, escaped.
+  const name = 'x\u001b]0;t\u0007\n\u2028y.yaml';
+  const good = join(dir, name);
+  cpSync(join(ROOT, 'examples/mixed-site.yaml'), good);
+  const bad = write(`b${name}`, 'site: x\nhosts: [\n');
+  for (const [what, args] of [
+    ['plan of a bad file', ['plan', bad]],
+    ['plan of a missing file', ['plan', join(dir, `none${name}`)]],
+    ['validate of good, bad and missing files', ['validate', good, bad, join(dir, `none${name}`)]],
+  ] as const)
+    test(what, () => {
+      const r = runCli([...args]);
+      assert.equal(r.code, 2, r.stderr);
+      const out = r.stdout + r.stderr;
+      assert.doesNotMatch(out, RAW);
+      for (const line of out.split('\n').filter(Boolean))
+        assert.match(line, /^(portolan: )?"[^"]*x\\u001b\]0;t\\u0007\\n\\u2028y\.yaml"/, line);
+    });
+});
+
+test('validate --format json writes C1, DEL and bidirectional controls as \\u escapes', () => {
+  // JSON.stringify escapes C0 only: a file name or an alias holding U+009B (a one-character CSI)
+  // or U+202E reached the terminal raw inside the JSON.
+  const name = join(dir, 'j\u009b31m\u202e.yaml');
+  writeFileSync(name, 'site: east\nproducts:\n  druva-vmware: *x\u009b31m\u007fy\nhosts: {}\n');
+  const r = runCli(['validate', '--format', 'json', name]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.doesNotMatch(r.stdout, RAW);
+  const doc = JSON.parse(r.stdout);
+  assert.equal(doc.files[0].file, name);
+  assert.match(doc.files[0].errors[0].message, /alias \*x\u009b31m\u007fy has no anchor/);
+});

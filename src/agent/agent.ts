@@ -13,6 +13,7 @@ import { type FlowResult, unanswered } from '../probe/verdict.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { makeDirectory } from '../util/mkdir.js';
 import { counted } from '../util/plural.js';
+import { sizeText } from '../util/read.js';
 import { safeLine } from '../util/terminal.js';
 
 /** What the server's /api/agent/plan returns. */
@@ -77,6 +78,8 @@ export interface AgentOptions {
   log?: (line: string) => void;
   /** Per request (default 30 s). */
   requestTimeoutMs?: number;
+  /** Largest reply body read, in bytes (default MAX_REPLY_BYTES); a longer one fails the request. */
+  maxReplyBytes?: number;
   /**
    * PEM certificates the server's HTTPS certificate must chain to, in place of the system's trust
    * store (a private CA, or the server's self-signed certificate itself).
@@ -111,6 +114,13 @@ class Unreachable extends Error {
     super(message);
   }
 }
+
+/**
+ * The largest reply body an agent reads by default: 64 MiB, far above the plan of one host's flows
+ * (about 1 KiB a flow) and far below what holding it, its text and its JSON costs. A server that
+ * answers more (an endless or runaway body) fails the request, as a 5xx does.
+ */
+export const MAX_REPLY_BYTES = 64 * 1024 * 1024;
 
 /** How many characters of a reply that is not portolan's JSON an agent line quotes. */
 const EXCERPT_CHARS = 120;
@@ -207,9 +217,19 @@ export class Agent {
         },
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
         timeoutMs: this.o.requestTimeoutMs ?? 30_000,
+        maxBytes: this.o.maxReplyBytes ?? MAX_REPLY_BYTES,
         ...(this.o.ca !== undefined ? { ca: this.o.ca } : {}),
       });
     } catch (err) {
+      const status = (err as { status?: number }).status;
+      if (status !== undefined) {
+        // Answered, with a body too large to read: the server is reached and failed, as a 5xx.
+        this.answered = true;
+        throw new Unreachable(
+          `${method} ${path}: ${(err as Error).message}; tried again on the next run`,
+          status,
+        );
+      }
       const cause = (err as { code?: string }).code ?? (err as Error).message;
       throw new Unreachable(`${method} ${new URL(path, this.o.server).href}: ${cause}`);
     }
@@ -502,7 +522,8 @@ export class Agent {
 /**
  * One HTTP(S) request with node:http(s), so a private CA can be given per agent (fetch has no such
  * option). Rejects with the socket error (its `code`: ECONNREFUSED, CERT_HAS_EXPIRED,
- * UNABLE_TO_VERIFY_LEAF_SIGNATURE, ...) or ETIMEDOUT after `timeoutMs` in all.
+ * UNABLE_TO_VERIFY_LEAF_SIGNATURE, ...), ETIMEDOUT after `timeoutMs` in all, or EFBIG (with the
+ * reply's `status`) once the reply's body passes `maxBytes`: it is not read to its end.
  */
 function httpRequest(
   url: URL,
@@ -511,6 +532,7 @@ function httpRequest(
     headers: Record<string, string>;
     body?: string;
     timeoutMs: number;
+    maxBytes: number;
     ca?: string | Buffer;
   },
 ): Promise<{ status: number; text: string }> {
@@ -525,7 +547,21 @@ function httpRequest(
     };
     const req = (url.protocol === 'https:' ? https : http).request(url, options, (res) => {
       const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > o.maxBytes) {
+          chunks.length = 0;
+          req.destroy(
+            Object.assign(
+              new Error(`the server answered HTTP ${res.statusCode} with more than ${sizeText(o.maxBytes)}`),
+              { code: 'EFBIG', status: res.statusCode ?? 0 },
+            ),
+          );
+          return;
+        }
+        chunks.push(c);
+      });
       res.on('end', () => {
         clearTimeout(timer);
         resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });

@@ -1,5 +1,5 @@
 import type { Catalogs } from '../catalog/load.js';
-import { formatLocated, InputError, InputErrors, type Location, UsageError } from '../errors.js';
+import { fileShown, formatLocated, InputError, InputErrors, type Location, UsageError } from '../errors.js';
 import { inventoryLimit, STDIN } from '../inventory/load.js';
 import type { Inventory } from '../inventory/types.js';
 import type { Warning } from '../model/flow.js';
@@ -163,9 +163,22 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (format === 'json')
     process.stdout.write(
-      `${JSON.stringify({ ok: results.every((r) => r.ok), files: results.map(({ error: _, ...r }) => r) }, null, 2)}\n`,
+      `${asciiSafeJson({ ok: results.every((r) => r.ok), files: results.map(({ error: _, ...r }) => r) })}\n`,
     );
   return results.every((r) => r.ok) ? 0 : 2;
+}
+
+/**
+ * JSON text (indented by 2) whose strings carry no C1 control, DEL, U+2028/U+2029, bidirectional
+ * control or U+FEFF as such: each is written as its \uXXXX escape (RFC 8259 section 7), so the
+ * document parses to the same data and a terminal it is printed on sees none of them. JSON.stringify
+ * escapes C0 controls only; a file's name or a quoted alias may hold U+009B, a one-character CSI.
+ */
+function asciiSafeJson(value: unknown): string {
+  return JSON.stringify(value, null, 2).replace(
+    /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 /** One file as text: its errors (each as main reports one) or its "ok" line, and its warnings. */
@@ -173,7 +186,7 @@ function writeText(r: FileResult): void {
   if (!r.ok) {
     // Through the terminal sanitiser, as main's one-line report: a message may quote the file's name.
     const lines = r.errors.map((e) => `portolan: ${sanitize(formatLocated(e.message, e))}`);
-    if (r.errors.length > 1) lines.push(`${safeLine(r.file)}: ${counted(r.errors.length, 'error')}`);
+    if (r.errors.length > 1) lines.push(`${fileShown(r.file)}: ${counted(r.errors.length, 'error')}`);
     writeLines(process.stderr, lines);
     return;
   }
@@ -181,12 +194,12 @@ function writeText(r: FileResult): void {
     process.stderr,
     r.warnings.map((w) =>
       w.line === undefined && w.path === undefined
-        ? `${safeLine(w.file)}: warning: ${sanitize(w.message)}`
+        ? `${fileShown(w.file)}: warning: ${sanitize(w.message)}`
         : sanitize(formatLocated(`warning: ${w.message}`, w)),
     ),
   );
   process.stdout.write(
-    `${safeLine(r.file)}: ok (site ${safeLine(r.site ?? '')}: ${counted(r.hosts ?? 0, 'host')}, products ${r.products?.join(', ') || 'none'}; ${counted(r.catalogs ?? 0, 'catalog')} loaded)\n`,
+    `${fileShown(r.file)}: ok (site ${safeLine(r.site ?? '')}: ${counted(r.hosts ?? 0, 'host')}, products ${r.products?.join(', ') || 'none'}; ${counted(r.catalogs ?? 0, 'catalog')} loaded)\n`,
   );
 }
 
