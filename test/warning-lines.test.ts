@@ -33,6 +33,18 @@ describe('warnings on a terminal', () => {
     ]);
   });
 
+  it('sum up hosts named like words of the message, and never take a name inside a longer one', () => {
+    const named = ['a', 'e', 's', 'guest', 'vm-1', 'vm-10'].map(guest);
+    const lines = warningLines(named);
+    // A host named like a word the message also says on its own ("guest guest runs ...") cannot be
+    // told from that word: its warning stays whole, after the kind's summary, never merged wrongly.
+    assert.deepEqual(lines, [
+      ...named.slice(0, SHOWN_PER_KIND).map((w) => w.message),
+      'druva-vmware: the same sql-guests-unknown warning for 2 more hosts: vm-1, vm-10 (plan --format json lists each)',
+      guest('guest').message,
+    ]);
+  });
+
   it('keep every warning when summing up would save no line, and never merge warnings that differ beyond the host', () => {
     const four = ['a1', 'a2', 'a3', 'a4'].map(guest);
     assert.deepEqual(

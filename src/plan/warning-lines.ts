@@ -54,8 +54,15 @@ export function warningLines(warnings: readonly Warning[]): string[] {
   return lines;
 }
 
-/** A per-host warning's kind: its code, product and message with the host's name taken out. */
+/**
+ * A per-host warning's kind: its code, product and message with the host's name taken out where it
+ * stands as a name (not inside a longer word or name: host `a` leaves "Windows" whole, `vm-1` leaves
+ * `vm-10`), so the warnings of hosts named like words of the message are summed up too.
+ */
 function kindOf(w: Warning): string | undefined {
   if (w.host === undefined || w.host === '' || !w.message.includes(w.host)) return undefined;
-  return `${w.code}\0${w.product ?? ''}\0${w.message.split(w.host).join('\0')}`;
+  const name = w.host.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const parts = w.message.split(new RegExp(`(?<![\\p{L}\\p{N}._-])${name}(?![\\p{L}\\p{N}._-])`, 'u'));
+  if (parts.length < 2) return undefined;
+  return `${w.code}\0${w.product ?? ''}\0${parts.join('\0')}`;
 }
