@@ -14,7 +14,7 @@ import { parse as parseCsv } from 'csv-parse/sync';
 import { loadSite } from '../src/inventory/load.js';
 import { planCsvChunks, planJson, planJsonChunks } from '../src/plan/format.js';
 import { buildPlan } from '../src/plan/plan.js';
-import { BIN, ROOT, runCli } from './helpers.js';
+import { BIN, cliEnv, ROOT, runCli } from './helpers.js';
 
 /** A site whose plan is every backup proxy to every guest: far more flows than its file suggests. */
 function crossSite(proxies: number, guests: number): string {
@@ -123,12 +123,25 @@ describe('scale', () => {
     assert.match(piped.stdout, /: ok \(site scale-300: /);
   });
 
-  test('/dev/zero stops at the limit, with the option named', { timeout: 120_000 }, () => {
-    const r = runCli(['plan', '/dev/zero', '--max-inventory-size', '3MiB']);
-    assert.equal(r.code, 2);
+  test('an endless input stops at the limit, with the option named; /dev/zero at its first NUL byte', {
+    timeout: 120_000,
+  }, () => {
+    // Endless text without a NUL byte (yes): read up to the limit, then refused.
+    const r = spawnSync(
+      'sh',
+      ['-c', `yes '# filler' | "${process.execPath}" "${BIN}" plan - --max-inventory-size 3MiB`],
+      { encoding: 'utf8', env: cliEnv(), timeout: 110_000 },
+    );
+    assert.equal(r.status, 2, r.stderr);
     assert.equal(
       r.stderr,
-      'portolan: /dev/zero: the inventory is more than 3145728 bytes; the limit is 3145728 bytes (3 MiB); raise it with --max-inventory-size SIZE or PORTOLAN_MAX_INVENTORY_SIZE=SIZE (e.g. 128MiB)\n',
+      'portolan: -: the inventory is more than 3145728 bytes; the limit is 3145728 bytes (3 MiB); raise it with --max-inventory-size SIZE or PORTOLAN_MAX_INVENTORY_SIZE=SIZE (e.g. 128MiB)\n',
+    );
+    const zero = runCli(['plan', '/dev/zero', '--max-inventory-size', '3MiB']);
+    assert.equal(zero.code, 2);
+    assert.equal(
+      zero.stderr,
+      'portolan: /dev/zero:1:1: the inventory contains a NUL byte (expected YAML text)\n',
     );
   });
 

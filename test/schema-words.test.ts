@@ -47,7 +47,7 @@ describe('schema patterns are explained in words', () => {
     assert.equal(r.code, 2, r.stderr);
     assert.match(
       r.stderr,
-      /evil\.yaml:1:7 site: .* is not valid \(expected text on one line with no control characters/,
+      /evil\.yaml:1:7 site: "ev\\u001b\[31mil" holds U\+001B \(a C0 control character\) at character 3 \(expected printable text/,
     );
     assert.doesNotMatch(r.stderr, /\\u0000|\^\[|to match/);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
