@@ -100,7 +100,7 @@ for (const [lo, hi] of [[9600, 9659], [9800, 9809]])
     assert.match(flow.hint, /accept queue is full/);
   });
 
-  it('the loss of an address counts only the unanswered tries before a connect', () => {
+  it('the loss of an address counts the unanswered tries before a connect, once the address has answered', () => {
     const open = { kind: 'open' };
     const loss = lossOf([
       { address: 'a', protocol: 'tcp', attempts: 4, outcome: open },
@@ -108,11 +108,28 @@ for (const [lo, hi] of [[9600, 9659], [9800, 9809]])
       { address: 'a', protocol: 'tcp', attempts: 9, outcome: { kind: 'silent' } },
       { address: 'b', protocol: 'tcp', attempts: 1, outcome: open },
       { address: 'c', protocol: 'udp', attempts: 3, outcome: open },
+      // Nothing of d answered in round 1 (an IPv6 address in duplicate address detection), then
+      // every port at once: no random loss, so its silent port stays a rule's.
+      { address: 'd', protocol: 'tcp', attempts: 2, outcome: open },
+      { address: 'd', protocol: 'tcp', attempts: 2, outcome: open },
+      { address: 'd', protocol: 'tcp', attempts: 3, outcome: open },
+      { address: 'd', protocol: 'tcp', attempts: 3, outcome: { kind: 'silent' } },
+      // e's first SYNs overflowed the queue of an unresolved neighbour (a burst to a new address):
+      // some connected in round 1, the rest in round 2 at once, and a rule drops one port.
+      { address: 'e', protocol: 'tcp', attempts: 1, outcome: open },
+      { address: 'e', protocol: 'tcp', attempts: 2, outcome: open },
+      { address: 'e', protocol: 'tcp', attempts: 2, outcome: open },
+      { address: 'e', protocol: 'tcp', attempts: 2, outcome: open },
+      { address: 'e', protocol: 'tcp', attempts: 3, outcome: { kind: 'silent' } },
     ]);
-    assert.deepEqual([...loss], [['a', { unanswered: 3, connects: 5 }]]);
-    // 0.6^3 = 0.216: three silent tries are that loss; 0.6^10 = 0.006: ten are a rule.
+    // a answered in round 1; the port that connected in round 4 lost rounds 2 and 3.
+    assert.deepEqual([...loss], [['a', { unanswered: 2, connects: 3, first: 1 }]]);
+    // (2/3)^2 = 0.44: a port silent on its 2 tries after round 1 is that loss; (2/3)^12 = 0.008 is a rule.
     assert.equal(isIntermittent(3, loss.get('a')), true);
-    assert.equal(isIntermittent(10, loss.get('a')), false);
+    assert.equal(isIntermittent(13, loss.get('a')), false);
+    assert.equal(isIntermittent(1, loss.get('a')), false, 'no try after the address answered');
     assert.equal(isIntermittent(3, undefined), false);
+    assert.equal(isIntermittent(3, loss.get('d')), false);
+    assert.equal(isIntermittent(3, loss.get('e')), false);
   });
 });

@@ -523,7 +523,7 @@ interface Found {
    * Per address: TCP connects to ports that connected in the end, and how many of them went
    * unanswered first (lossOf); only addresses with such a loss are here.
    */
-  loss: Map<string, { unanswered: number; connects: number }>;
+  loss: Map<string, { unanswered: number; connects: number; first: number }>;
 }
 
 /**
@@ -535,9 +535,14 @@ interface Found {
 const INTERMITTENT_MIN_CHANCE = 0.01;
 
 /**
- * The connect loss of each address: over its TCP ports that connected, the attempts that went
- * unanswered before the one that connected, of all their attempts (`attempts` counts every connect
- * made). An address where every port connected at once is left out.
+ * The connect loss of each address, measured only once the address had answered: a TCP port is
+ * tried once per round until it connects (`attempts` is then the round it connected in), and
+ * `first` is the earliest round in which some port of the address connected. Before that round
+ * nothing of the address answered at all (an IPv6 address still in duplicate address detection,
+ * a neighbour not yet resolved, a host coming up), which is no random loss; from the next round on,
+ * a port that connected only after unanswered tries shows connects lost at random. `unanswered`
+ * counts those tries, `connects` every try made after round `first` by the ports that connected.
+ * An address without such a loss is left out.
  */
 export function lossOf(
   items: readonly {
@@ -546,17 +551,25 @@ export function lossOf(
     attempts: number;
     outcome?: { kind: string } | undefined;
   }[],
-): Map<string, { unanswered: number; connects: number }> {
-  const out = new Map<string, { unanswered: number; connects: number }>();
+): Map<string, { unanswered: number; connects: number; first: number }> {
+  const first = new Map<string, number>();
   for (const i of items) {
     if (i.protocol !== 'tcp' || i.outcome?.kind !== 'open' || i.attempts < 1) continue;
+    const f = first.get(i.address);
+    if (f === undefined || i.attempts < f) first.set(i.address, i.attempts);
+  }
+  const out = new Map<string, { unanswered: number; connects: number; first: number }>();
+  for (const i of items) {
+    if (i.protocol !== 'tcp' || i.outcome?.kind !== 'open' || i.attempts < 1) continue;
+    const f = first.get(i.address) as number;
+    if (i.attempts <= f) continue;
     let l = out.get(i.address);
     if (!l) {
-      l = { unanswered: 0, connects: 0 };
+      l = { unanswered: 0, connects: 0, first: f };
       out.set(i.address, l);
     }
-    l.unanswered += i.attempts - 1;
-    l.connects += i.attempts;
+    l.unanswered += i.attempts - f - 1;
+    l.connects += i.attempts - f;
   }
   for (const [a, l] of out) if (!l.unanswered) out.delete(a);
   return out;
@@ -564,15 +577,18 @@ export function lossOf(
 
 /**
  * Whether a TCP port silent on all its `attempts` is better put down to the address's random loss
- * (`loss`, from lossOf) than to a rule for the port: the chance of that many losses in a row is
+ * (`loss`, from lossOf) than to a rule for the port: counting only its tries after round
+ * `loss.first` (when the address was known to answer), the chance of that many losses in a row is
  * at least INTERMITTENT_MIN_CHANCE.
  */
 export function isIntermittent(
   attempts: number,
-  loss: { unanswered: number; connects: number } | undefined,
+  loss: { unanswered: number; connects: number; first: number } | undefined,
 ): boolean {
   if (!loss?.connects) return false;
-  return (loss.unanswered / loss.connects) ** attempts >= INTERMITTENT_MIN_CHANCE;
+  const tries = attempts - loss.first;
+  if (tries < 1) return false;
+  return (loss.unanswered / loss.connects) ** tries >= INTERMITTENT_MIN_CHANCE;
 }
 
 /**
@@ -1128,7 +1144,7 @@ function portResult(
   sharedEvidence: SharedEvidence,
   signedRejected = false,
   rangeAnswered = false,
-  loss?: { unanswered: number; connects: number },
+  loss?: { unanswered: number; connects: number; first: number },
 ): PortResult {
   const outcome = item.outcome as ReachOutcome;
   const attempts = item.attempts;
